@@ -1,0 +1,381 @@
+"""The one settings schema: a TOML file, `REAUTOD_*` environment overrides, secrets from files.
+
+Precedence, highest first: environment (`REAUTOD_HTTP__PORT=8081`), the TOML file, defaults.
+Unknown keys anywhere are errors, so a typo never silently falls back to a default. Secrets are
+never values in the file: each is read from a file named in `[secrets]`, from the systemd
+credential of the same name in `$CREDENTIALS_DIRECTORY`, or from `REAUTOD_SECRET_<NAME>`.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import ValidationError as PydanticValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from reautod.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("/etc/reautod/reautod.toml")
+SECRET_NAMES = ("twilio_auth_token", "elevenlabs_api_key", "jwt_secret", "encryption_key")
+
+_toml_path: contextvars.ContextVar[Path | None] = contextvars.ContextVar("_toml_path", default=None)
+
+
+class Section(BaseModel):
+    """A config table: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ControlSettings(Section):
+    socket: Path | None = Field(
+        None, description="Control socket path; default: <runtime dir>/control.sock"
+    )
+    allowed_uids: list[int] = Field(
+        default_factory=list, description="Extra uids allowed on the control socket"
+    )
+    allowed_gids: list[int] = Field(
+        default_factory=list, description="Extra gids allowed on the control socket"
+    )
+
+
+class HttpSettings(Section):
+    host: str = Field("127.0.0.1", description="Address the HTTP side (webhooks, media WS) binds")
+    port: int = Field(8080, ge=0, le=65535, description="HTTP port; 0 picks a free port")
+    public_base_url: str | None = Field(
+        None, description="https URL Twilio reaches this box at; used for signatures and TwiML"
+    )
+
+
+class MetricsSettings(Section):
+    host: str = Field("127.0.0.1", description="Address the Prometheus /metrics endpoint binds")
+    port: int = Field(9464, ge=0, le=65535, description="Metrics port; 0 picks a free port")
+
+
+class LoggingSettings(Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level")
+    journald: Literal["auto", "on", "off"] = Field(
+        "auto", description="Log to journald: auto = when started by systemd"
+    )
+
+
+class DatabaseSettings(Section):
+    pool_size: int = Field(10, ge=1, le=200, description="Postgres connection pool size")
+    max_overflow: int = Field(5, ge=0, le=200, description="Extra connections above pool_size")
+    pool_timeout_s: float = Field(5.0, gt=0, description="Wait for a pooled connection")
+    connect_timeout_s: float = Field(5.0, gt=0, description="Connect timeout")
+    retry_attempts: int = Field(3, ge=0, le=20, description="Retries of a write on a lost link")
+    write_queue_size: int = Field(10_000, ge=100, description="Write-behind queue bound")
+
+
+class ModelsSettings(Section):
+    dir: Path | None = Field(None, description="Models directory; default: <state dir>/models")
+    profile: Literal["gpu", "cpu", "test"] = Field(
+        "cpu", description="Which curated model set the engines load (see `reautoctl models`)"
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Inference device")
+    stt: str | None = Field(None, description="STT model dir (relative to models dir); overrides profile")
+    llm: str | None = Field(None, description="LLM GGUF file (relative to models dir); overrides profile")
+    tts: str | None = Field(None, description="Piper voice .onnx (relative to models dir); overrides profile")
+    n_gpu_layers: int = Field(-1, ge=-1, description="llama.cpp layers on the GPU (-1 = all)")
+    n_ctx: int = Field(4096, ge=256, le=131072, description="llama.cpp context window in tokens")
+    n_threads: int | None = Field(None, ge=1, description="CPU threads for llama.cpp; default: cores")
+
+
+class EngineSettings(Section):
+    queue_size: int = Field(32, ge=1, le=10_000, description="Bounded request queue per engine")
+    stt_timeout_s: float = Field(5.0, gt=0, description="STT request timeout")
+    llm_timeout_s: float = Field(20.0, gt=0, description="LLM request timeout (whole reply)")
+    tts_timeout_s: float = Field(10.0, gt=0, description="TTS request timeout per sentence")
+    llm_max_tokens: int = Field(160, ge=1, le=4096, description="Cap on tokens per agent reply")
+
+
+class CallSettings(Section):
+    max_concurrent: int = Field(8, ge=1, le=500, description="Live calls this box takes at once")
+    reprompt_after_silence_s: float = Field(7.0, gt=0, description="Re-prompt after this silence")
+    hangup_after_silence_s: float = Field(20.0, gt=0, description="Hang up after this silence")
+    max_duration_s: float = Field(900.0, gt=0, description="Hard cap on call duration")
+    min_barge_in_s: float = Field(
+        0.35, ge=0, description="Caller speech shorter than this never interrupts the agent"
+    )
+    backchannels: list[str] = Field(
+        default_factory=lambda: ["mhm", "mm", "uh huh", "yeah", "yes", "ok", "okay", "right"],
+        description="Utterances that do not interrupt the agent",
+    )
+
+
+class AgentSettings(Section):
+    business_name: str = Field("Acme Solar", description="Registered business name the agent states")
+    agent_name: str = Field("Alex", description="What the agent calls itself")
+    callback_number: str | None = Field(None, description="Number that takes DNC requests")
+    goal: str = Field(
+        "find out whether the lead wants a free consultation and book one",
+        description="Default campaign goal injected into the system prompt",
+    )
+    system_prompt: str = Field(
+        "You are {agent_name}, a friendly phone agent for {business_name}. You are calling "
+        "{lead_name}. Your goal: {goal}. Keep every reply to one or two short spoken sentences. "
+        "Never invent facts. If they ask not to be called, apologise and end politely.",
+        description="System prompt template; {agent_name} {business_name} {lead_name} {goal}",
+    )
+    greeting: str = Field(
+        "Hi {lead_name}, this is {agent_name}, an automated assistant calling from "
+        "{business_name}. Say stop at any time to opt out. Do you have a minute?",
+        description="First thing the agent says on an outbound call",
+    )
+    reprompt: str = Field("Are you still there?", description="Said after silence")
+    goodbye: str = Field("Thanks for your time. Goodbye!", description="Said before hanging up")
+    apology: str = Field(
+        "Sorry, I didn't catch that. Could you say it again?",
+        description="Said when an engine fails during a turn",
+    )
+
+
+class TwilioSettings(Section):
+    account_sid: str | None = Field(None, description="Twilio account SID (AC...)")
+    from_number: str | None = Field(None, description="Caller ID in E.164")
+    api_base_url: str | None = Field(None, description="Override Twilio's API host (tests)")
+
+
+class SecretsSettings(Section):
+    """Paths of files holding secrets; unset means `$CREDENTIALS_DIRECTORY/<name>`."""
+
+    twilio_auth_token_file: Path | None = None
+    elevenlabs_api_key_file: Path | None = None
+    jwt_secret_file: Path | None = None
+    encryption_key_file: Path | None = None
+
+
+class Settings(BaseSettings):
+    """Everything reautod can be told; see reautod.example.toml for a commented instance."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="REAUTOD_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    state_dir: Path | None = Field(
+        None, description="State directory; default $STATE_DIRECTORY or $XDG_STATE_HOME/reautod"
+    )
+    runtime_dir: Path | None = Field(
+        None, description="Runtime directory; default $RUNTIME_DIRECTORY or $XDG_RUNTIME_DIR/reautod"
+    )
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL (postgresql+psycopg://...); default embedded SQLite"
+    )
+    redis_url: str | None = Field(
+        None, description="Redis URL (redis://...); default in-process session store"
+    )
+    auto_migrate: bool = Field(
+        False, description="Migrate Postgres at start-up instead of refusing when behind"
+    )
+    shutdown_grace_s: float = Field(
+        30.0, ge=0, le=3600, description="On SIGTERM, how long live calls may finish"
+    )
+    watchdog_interval_s: float | None = Field(
+        None, gt=0, description="Override the WATCHDOG=1 period (default: half of WatchdogSec)"
+    )
+
+    control: ControlSettings = ControlSettings()
+    http: HttpSettings = HttpSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    logging: LoggingSettings = LoggingSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    models: ModelsSettings = ModelsSettings()
+    engines: EngineSettings = EngineSettings()
+    calls: CallSettings = CallSettings()
+    agent: AgentSettings = AgentSettings()
+    twilio: TwilioSettings = TwilioSettings()
+    secrets: SecretsSettings = SecretsSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = _toml_path.get()
+        if path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+    # Derived locations: computed here once so the daemon and reautoctl agree.
+
+    def resolved_state_dir(self, environ: Mapping[str, str] | None = None) -> Path:
+        env = os.environ if environ is None else environ
+        if self.state_dir is not None:
+            return self.state_dir
+        if env.get("STATE_DIRECTORY"):
+            return Path(env["STATE_DIRECTORY"].split(":")[0])
+        base = env.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+        return Path(base) / "reautod"
+
+    def resolved_runtime_dir(self, environ: Mapping[str, str] | None = None) -> Path:
+        env = os.environ if environ is None else environ
+        if self.runtime_dir is not None:
+            return self.runtime_dir
+        if env.get("RUNTIME_DIRECTORY"):
+            return Path(env["RUNTIME_DIRECTORY"].split(":")[0])
+        if env.get("XDG_RUNTIME_DIR"):
+            return Path(env["XDG_RUNTIME_DIR"]) / "reautod"
+        return Path("/tmp") / f"reautod-{os.getuid()}"
+
+    def socket_path(self, environ: Mapping[str, str] | None = None) -> Path:
+        if self.control.socket is not None:
+            return self.control.socket
+        return self.resolved_runtime_dir(environ) / "control.sock"
+
+    def models_dir(self, environ: Mapping[str, str] | None = None) -> Path:
+        return self.models.dir or self.resolved_state_dir(environ) / "models"
+
+    def effective_database_url(self, environ: Mapping[str, str] | None = None) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.resolved_state_dir(environ) / 'reautod.db'}"
+
+    @property
+    def database_backend(self) -> str:
+        return "postgres" if self.database_url else "sqlite"
+
+    @property
+    def session_backend(self) -> str:
+        return "redis" if self.redis_url else "memory"
+
+
+class Secrets:
+    """Secret values, resolved once at load; `repr` never shows them."""
+
+    def __init__(self, values: Mapping[str, SecretStr | None]) -> None:
+        self._values = dict(values)
+
+    def get(self, name: str) -> str | None:
+        value = self._values.get(name)
+        return value.get_secret_value() if value is not None else None
+
+    def present(self) -> dict[str, bool]:
+        return {name: self._values.get(name) is not None for name in SECRET_NAMES}
+
+    def __repr__(self) -> str:
+        return f"Secrets({', '.join(f'{k}=***' for k, v in self._values.items() if v)})"
+
+
+def config_path_from(cli_value: str | Path | None, environ: Mapping[str, str] | None = None) -> tuple[Path, bool]:
+    """The config file to read and whether it was asked for explicitly (then it must exist)."""
+    env = os.environ if environ is None else environ
+    if cli_value:
+        return Path(cli_value), True
+    if env.get("REAUTOD_CONFIG"):
+        return Path(env["REAUTOD_CONFIG"]), True
+    return DEFAULT_CONFIG_PATH, False
+
+
+def load_settings(
+    path: Path | None, *, required: bool = False, overrides: Mapping[str, Any] | None = None
+) -> Settings:
+    """Parse and validate the config file plus environment; raise ConfigError listing every problem."""
+    if path is not None and not path.exists():
+        if required:
+            raise ConfigError(f"config file {path} does not exist", [("<file>", f"{path} not found")])
+        path = None
+    if path is not None:
+        try:
+            with path.open("rb") as f:
+                tomllib.load(f)
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"{path}: not valid TOML", [("<file>", str(err))]) from err
+        except OSError as err:
+            raise ConfigError(f"{path}: cannot read", [("<file>", str(err))]) from err
+    token = _toml_path.set(path)
+    try:
+        return Settings(**dict(overrides or {}))
+    except PydanticValidationError as err:
+        problems = [
+            (".".join(str(p) for p in e["loc"]) or "<root>", _problem_text(e)) for e in err.errors()
+        ]
+        raise ConfigError(f"{len(problems)} problem(s) in the configuration", problems) from None
+    finally:
+        _toml_path.reset(token)
+
+
+def _problem_text(error: Mapping[str, Any]) -> str:
+    if error.get("type") == "extra_forbidden":
+        return "unknown key (check the spelling against reautod.example.toml)"
+    return str(error.get("msg", "invalid"))
+
+
+def load_secrets(settings: Settings, environ: Mapping[str, str] | None = None) -> Secrets:
+    """Read each secret from its file, the systemd credential, or REAUTOD_SECRET_<NAME>."""
+    env = os.environ if environ is None else environ
+    cred_dir = env.get("CREDENTIALS_DIRECTORY")
+    values: dict[str, SecretStr | None] = {}
+    problems: list[tuple[str, str]] = []
+    for name in SECRET_NAMES:
+        configured: Path | None = getattr(settings.secrets, f"{name}_file")
+        candidates = [configured] if configured else []
+        if cred_dir:
+            candidates.append(Path(cred_dir) / name)
+        value: str | None = None
+        for candidate in candidates:
+            if candidate is None:
+                continue
+            try:
+                value = candidate.read_text(encoding="utf-8").strip()
+                break
+            except FileNotFoundError:
+                if candidate is configured:
+                    problems.append((f"secrets.{name}_file", f"{candidate} not found"))
+            except OSError as err:
+                problems.append((f"secrets.{name}_file", f"cannot read {candidate}: {err.strerror}"))
+        if value is None:
+            value = env.get(f"REAUTOD_SECRET_{name.upper()}")
+        values[name] = SecretStr(value) if value else None
+    if problems:
+        raise ConfigError(f"{len(problems)} problem(s) reading secrets", problems)
+    return Secrets(values)
+
+
+def redacted(settings: Settings, secrets: Secrets | None = None) -> dict[str, Any]:
+    """The effective configuration as JSON-able data, with derived paths and secrets masked."""
+    data = settings.model_dump(mode="json")
+    for key in ("database_url", "redis_url"):
+        if data.get(key):
+            data[key] = _mask_url_password(data[key])
+    data["state_dir"] = str(settings.resolved_state_dir())
+    data["runtime_dir"] = str(settings.resolved_runtime_dir())
+    data["control"]["socket"] = str(settings.socket_path())
+    data["models"]["dir"] = str(settings.models_dir())
+    if secrets is not None:
+        data["secrets"]["present"] = {k: ("***" if v else None) for k, v in secrets.present().items()}
+    return data
+
+
+def _mask_url_password(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except Exception:  # not an SQLAlchemy URL (e.g. redis://): mask by hand
+        if "@" in url and "://" in url:
+            scheme, rest = url.split("://", 1)
+            creds, host = rest.rsplit("@", 1)
+            user = creds.split(":", 1)[0]
+            return f"{scheme}://{user}:***@{host}" if ":" in creds else url
+        return url
+    return parsed.render_as_string(hide_password=True)

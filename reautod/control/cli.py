@@ -1,0 +1,55 @@
+"""`reautoctl`: the operator CLI. One module per subcommand group in `reautod/control/commands/`.
+
+Each group module exposes `register(subparsers)`, which adds its parsers and sets
+`func=<callable(args, ctx) -> int>` on each leaf. Output goes through `ctx.emit` so every command
+prints a readable table by default and JSON with `--json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from reautod.control.commands import COMMAND_GROUPS
+from reautod.control.context import EXIT_CONFIG, EXIT_NOT_RUNNING, CliContext
+from reautod.errors import ConfigError, NotRunningError, ReautodError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="reautoctl", description="Operate the reautod daemon.")
+    parser.add_argument("--config", help="config file (default: $REAUTOD_CONFIG or /etc/reautod/reautod.toml)")
+    parser.add_argument("--socket", help="control socket path (default: from the config)")
+    parser.add_argument("--json", action="store_true", help="machine-readable JSON output")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for group in COMMAND_GROUPS:
+        group.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    ctx = CliContext.from_args(args)
+    try:
+        return int(args.func(args, ctx) or 0)
+    except NotRunningError as err:
+        print(f"reautoctl: {err.message}", file=sys.stderr)
+        return EXIT_NOT_RUNNING
+    except ConfigError as err:
+        print(f"reautoctl: {err.message}", file=sys.stderr)
+        for path, problem in err.problems:
+            print(f"  {path}: {problem}", file=sys.stderr)
+        return EXIT_CONFIG
+    except ReautodError as err:
+        if ctx.json:
+            ctx.emit_json({"error": {"code": err.code, "message": err.message}})
+        else:
+            print(f"reautoctl: {err.message} ({err.code})", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

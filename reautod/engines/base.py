@@ -1,0 +1,111 @@
+"""The small async interfaces every inference engine offers to the call pipeline.
+
+One engine instance of each kind serves every live call. Implementations run inference off the
+event loop, queue requests from concurrent calls in a bounded queue, and report queue wait and
+compute time with every result. Cancelling the awaiting task cancels the request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Literal, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+
+class EngineState(StrEnum):
+    MISSING = "missing"  # model files not installed
+    LOADING = "loading"
+    READY = "ready"
+    FAILED = "failed"  # failed to load, or failing requests
+
+
+@dataclass(frozen=True)
+class EngineHealth:
+    """What `reautoctl health` shows for one engine."""
+
+    name: Literal["stt", "llm", "tts"]
+    state: EngineState
+    model: str | None  # path or name of the model it loads
+    detail: str = ""  # for MISSING: the command that fixes it; for FAILED: the last error
+    queue_depth: int = 0
+    failures: int = 0
+
+
+@dataclass(frozen=True)
+class RequestTiming:
+    """How long a request waited in its engine's queue and how long it computed."""
+
+    queue_wait_s: float
+    compute_s: float
+
+
+@dataclass(frozen=True)
+class Transcript:
+    text: str
+    confidence: float  # 0..1, from avg_logprob and no_speech_prob
+    audio_s: float
+    timing: RequestTiming
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+@dataclass(frozen=True)
+class TokenChunk:
+    """One streamed piece of an LLM reply; `timing` is set on the last chunk only."""
+
+    text: str
+    timing: RequestTiming | None = None
+
+
+@dataclass(frozen=True)
+class AudioChunk:
+    """Mono signed 16-bit PCM from TTS."""
+
+    pcm: bytes
+    sample_rate: int
+    timing: RequestTiming | None = None
+
+
+@dataclass
+class EngineStats:
+    requests: int = 0
+    failures: int = 0
+    cancelled: int = 0
+    rejected: int = 0  # queue full
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+class SpeechToText(Protocol):
+    async def transcribe(self, audio: npt.NDArray[np.float32], *, call_id: str) -> Transcript:
+        """Transcribe 16 kHz mono float32 audio in [-1, 1]."""
+        ...
+
+    def health(self) -> EngineHealth: ...
+
+
+class LanguageModel(Protocol):
+    def stream_chat(
+        self, messages: list[ChatMessage], *, call_id: str, max_tokens: int | None = None
+    ) -> AsyncIterator[TokenChunk]:
+        """Stream the assistant reply; closing the iterator stops generation within a token."""
+        ...
+
+    def health(self) -> EngineHealth: ...
+
+
+class TextToSpeech(Protocol):
+    sample_rate: int
+
+    def synthesize(self, text: str, *, call_id: str) -> AsyncIterator[AudioChunk]:
+        """Stream audio for `text`, sentence by sentence; closing it stops within a sentence."""
+        ...
+
+    def health(self) -> EngineHealth: ...
