@@ -1,0 +1,188 @@
+"""The closed vocabularies stored as check-constrained text; one StrEnum per column kind."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ConsentStatus(StrEnum):
+    UNKNOWN = "unknown"
+    GRANTED = "granted"
+    REVOKED = "revoked"
+
+
+class CampaignStatus(StrEnum):
+    DRAFT = "draft"
+    ACTIVE = "active"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    ARCHIVED = "archived"
+
+
+class LeadStatus(StrEnum):
+    NEW = "new"
+    RETRY = "retry"
+    DIALING = "dialing"
+    IN_CALL = "in_call"
+    QUALIFIED = "qualified"
+    NOT_QUALIFIED = "not_qualified"
+    BOOKED = "booked"
+    NOT_INTERESTED = "not_interested"
+    DNC = "dnc"
+    EXHAUSTED = "exhausted"
+    FAILED = "failed"
+
+
+# Leads the dialer may pick up when their next_attempt_at has come.
+DUE_LEAD_STATUSES = (LeadStatus.NEW, LeadStatus.RETRY)
+
+
+class CallDirection(StrEnum):
+    OUTBOUND = "outbound"
+    INBOUND = "inbound"
+
+
+class CallTransport(StrEnum):
+    TWILIO = "twilio"
+    WEBRTC = "webrtc"
+    SOUNDDEVICE = "sounddevice"
+    SIMULATED = "simulated"
+
+
+class CallStatus(StrEnum):
+    """Twilio's call statuses (with `_` for `-`); the rank orders the lifecycle."""
+
+    QUEUED = "queued"
+    INITIATED = "initiated"
+    RINGING = "ringing"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    BUSY = "busy"
+    NO_ANSWER = "no_answer"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+    @property
+    def rank(self) -> int:
+        return _CALL_STATUS_RANK[self]
+
+    @property
+    def terminal(self) -> bool:
+        return self.rank == TERMINAL_RANK
+
+
+TERMINAL_RANK = 4
+_CALL_STATUS_RANK = {
+    CallStatus.QUEUED: 0,
+    CallStatus.INITIATED: 1,
+    CallStatus.RINGING: 2,
+    CallStatus.IN_PROGRESS: 3,
+    CallStatus.COMPLETED: TERMINAL_RANK,
+    CallStatus.BUSY: TERMINAL_RANK,
+    CallStatus.NO_ANSWER: TERMINAL_RANK,
+    CallStatus.FAILED: TERMINAL_RANK,
+    CallStatus.CANCELED: TERMINAL_RANK,
+}
+
+
+class AmdResult(StrEnum):
+    HUMAN = "human"
+    MACHINE_START = "machine_start"
+    MACHINE_END_BEEP = "machine_end_beep"
+    MACHINE_END_SILENCE = "machine_end_silence"
+    MACHINE_END_OTHER = "machine_end_other"
+    FAX = "fax"
+    UNKNOWN = "unknown"
+
+
+class CallOutcome(StrEnum):
+    QUALIFIED = "qualified"
+    NOT_QUALIFIED = "not_qualified"
+    BOOKED = "booked"
+    CALLBACK = "callback"
+    NOT_INTERESTED = "not_interested"
+    DNC_REQUEST = "dnc_request"
+    VOICEMAIL = "voicemail"
+    NO_ANSWER = "no_answer"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+
+
+# Outcomes counted as "qualified" in the analytics (a booking implies qualification).
+QUALIFIED_OUTCOMES = (CallOutcome.QUALIFIED, CallOutcome.BOOKED)
+
+
+class AttemptResult(StrEnum):
+    PENDING = "pending"
+    DIALED = "dialed"
+    SKIPPED_WINDOW = "skipped_window"
+    SKIPPED_DNC = "skipped_dnc"
+    SKIPPED_BUDGET = "skipped_budget"
+    FAILED = "failed"
+
+
+class Speaker(StrEnum):
+    AGENT = "agent"
+    CALLER = "caller"
+    SYSTEM = "system"
+
+
+class RecordingDirection(StrEnum):
+    INBOUND = "inbound"  # the caller's voice
+    OUTBOUND = "outbound"  # the agent's voice
+
+
+class RecordingFormat(StrEnum):
+    WAV = "wav"
+    OGG = "ogg"
+
+
+class RecordingStatus(StrEnum):
+    FINAL = "final"
+    DELETED = "deleted"
+
+
+class CostService(StrEnum):
+    TELEPHONY = "telephony"
+    STT = "stt"
+    LLM = "llm"
+    TTS = "tts"
+    AMD = "amd"
+    RECORDING = "recording"
+    OTHER = "other"
+
+
+class CostUnit(StrEnum):
+    SECONDS = "seconds"
+    MINUTES = "minutes"
+    TOKENS = "tokens"
+    CHARACTERS = "characters"
+    REQUESTS = "requests"
+
+
+class BudgetPeriod(StrEnum):
+    DAY = "day"
+    MONTH = "month"
+    TOTAL = "total"
+
+
+class AppointmentStatus(StrEnum):
+    BOOKED = "booked"
+    CONFIRMED = "confirmed"
+    CANCELLED = "cancelled"
+    COMPLETED = "completed"
+    NO_SHOW = "no_show"
+
+
+class OutboxStatus(StrEnum):
+    PENDING = "pending"
+    DELIVERING = "delivering"
+    DELIVERED = "delivered"
+    DEAD = "dead"
+
+
+class DncSource(StrEnum):
+    REQUEST = "request"  # the person asked during a call
+    IMPORT = "import"
+    REGISTRY = "registry"  # a national do-not-call list
+    MANUAL = "manual"
