@@ -85,12 +85,20 @@ class ModelsSettings(Section):
         "cpu", description="Which curated model set the engines load (see `reautoctl models`)"
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Inference device")
-    stt: str | None = Field(None, description="STT model dir (relative to models dir); overrides profile")
-    llm: str | None = Field(None, description="LLM GGUF file (relative to models dir); overrides profile")
-    tts: str | None = Field(None, description="Piper voice .onnx (relative to models dir); overrides profile")
+    stt: str | None = Field(
+        None, description="STT model dir (relative to models dir); overrides profile"
+    )
+    llm: str | None = Field(
+        None, description="LLM GGUF file (relative to models dir); overrides profile"
+    )
+    tts: str | None = Field(
+        None, description="Piper voice .onnx (relative to models dir); overrides profile"
+    )
     n_gpu_layers: int = Field(-1, ge=-1, description="llama.cpp layers on the GPU (-1 = all)")
     n_ctx: int = Field(4096, ge=256, le=131072, description="llama.cpp context window in tokens")
-    n_threads: int | None = Field(None, ge=1, description="CPU threads for llama.cpp; default: cores")
+    n_threads: int | None = Field(
+        None, ge=1, description="CPU threads for llama.cpp; default: cores"
+    )
 
 
 class EngineSettings(Section):
@@ -116,7 +124,9 @@ class CallSettings(Section):
 
 
 class AgentSettings(Section):
-    business_name: str = Field("Acme Solar", description="Registered business name the agent states")
+    business_name: str = Field(
+        "Acme Solar", description="Registered business name the agent states"
+    )
     agent_name: str = Field("Alex", description="What the agent calls itself")
     callback_number: str | None = Field(None, description="Number that takes DNC requests")
     goal: str = Field(
@@ -171,7 +181,8 @@ class Settings(BaseSettings):
         None, description="State directory; default $STATE_DIRECTORY or $XDG_STATE_HOME/reautod"
     )
     runtime_dir: Path | None = Field(
-        None, description="Runtime directory; default $RUNTIME_DIRECTORY or $XDG_RUNTIME_DIR/reautod"
+        None,
+        description="Runtime directory; default $RUNTIME_DIRECTORY or $XDG_RUNTIME_DIR/reautod",
     )
     database_url: str | None = Field(
         None, description="SQLAlchemy URL (postgresql+psycopg://...); default embedded SQLite"
@@ -276,7 +287,9 @@ class Secrets:
         return f"Secrets({', '.join(f'{k}=***' for k, v in self._values.items() if v)})"
 
 
-def config_path_from(cli_value: str | Path | None, environ: Mapping[str, str] | None = None) -> tuple[Path, bool]:
+def config_path_from(
+    cli_value: str | Path | None, environ: Mapping[str, str] | None = None
+) -> tuple[Path, bool]:
     """The config file to read and whether it was asked for explicitly (then it must exist)."""
     env = os.environ if environ is None else environ
     if cli_value:
@@ -292,7 +305,9 @@ def load_settings(
     """Parse and validate the config file plus environment; raise ConfigError listing every problem."""
     if path is not None and not path.exists():
         if required:
-            raise ConfigError(f"config file {path} does not exist", [("<file>", f"{path} not found")])
+            raise ConfigError(
+                f"config file {path} does not exist", [("<file>", f"{path} not found")]
+            )
         path = None
     if path is not None:
         try:
@@ -342,7 +357,9 @@ def load_secrets(settings: Settings, environ: Mapping[str, str] | None = None) -
                 if candidate is configured:
                     problems.append((f"secrets.{name}_file", f"{candidate} not found"))
             except OSError as err:
-                problems.append((f"secrets.{name}_file", f"cannot read {candidate}: {err.strerror}"))
+                problems.append(
+                    (f"secrets.{name}_file", f"cannot read {candidate}: {err.strerror}")
+                )
         if value is None:
             value = env.get(f"REAUTOD_SECRET_{name.upper()}")
         values[name] = SecretStr(value) if value else None
@@ -362,7 +379,9 @@ def redacted(settings: Settings, secrets: Secrets | None = None) -> dict[str, An
     data["control"]["socket"] = str(settings.socket_path())
     data["models"]["dir"] = str(settings.models_dir())
     if secrets is not None:
-        data["secrets"]["present"] = {k: ("***" if v else None) for k, v in secrets.present().items()}
+        data["secrets"]["present"] = {
+            k: ("***" if v else None) for k, v in secrets.present().items()
+        }
     return data
 
 

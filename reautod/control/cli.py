@@ -18,7 +18,9 @@ from reautod.errors import ConfigError, NotRunningError, ReautodError
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reautoctl", description="Operate the reautod daemon.")
-    parser.add_argument("--config", help="config file (default: $REAUTOD_CONFIG or /etc/reautod/reautod.toml)")
+    parser.add_argument(
+        "--config", help="config file (default: $REAUTOD_CONFIG or /etc/reautod/reautod.toml)"
+    )
     parser.add_argument("--socket", help="control socket path (default: from the config)")
     parser.add_argument("--json", action="store_true", help="machine-readable JSON output")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 from collections.abc import AsyncIterator
@@ -39,10 +40,8 @@ class ControlClient:
     async def close(self) -> None:
         if self._writer is not None:
             self._writer.close()
-            try:
+            with contextlib.suppress(ConnectionError, OSError):
                 await self._writer.wait_closed()
-            except (ConnectionError, OSError):
-                pass
             self._writer = None
 
     async def __aenter__(self) -> ControlClient:
@@ -90,7 +89,9 @@ class ControlClient:
                 continue  # an event interleaved on a subscribed connection
             if "error" in message:
                 err = message["error"] or {}
-                raise ReautodError(str(err.get("message", "error")), code=str(err.get("code", "internal")))
+                raise ReautodError(
+                    str(err.get("message", "error")), code=str(err.get("code", "internal"))
+                )
             return message.get("result")
 
     async def subscribe(self, topics: list[str] | None = None) -> AsyncIterator[dict[str, Any]]:

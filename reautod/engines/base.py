@@ -59,7 +59,10 @@ class ChatMessage:
 
 @dataclass(frozen=True)
 class TokenChunk:
-    """One streamed piece of an LLM reply; `timing` is set on the last chunk only."""
+    """One streamed piece of an LLM reply; `timing` is set on the last chunk only.
+
+    The last chunk may have empty `text`: it marks the end of the reply and carries the timing.
+    """
 
     text: str
     timing: RequestTiming | None = None
@@ -67,7 +70,10 @@ class TokenChunk:
 
 @dataclass(frozen=True)
 class AudioChunk:
-    """Mono signed 16-bit PCM from TTS."""
+    """Mono signed 16-bit PCM from TTS, one per sentence.
+
+    `timing` on each chunk: the request's queue wait and this sentence's compute time.
+    """
 
     pcm: bytes
     sample_rate: int
@@ -76,10 +82,18 @@ class AudioChunk:
 
 @dataclass
 class EngineStats:
-    requests: int = 0
-    failures: int = 0
-    cancelled: int = 0
+    """Counters of one engine's scheduler since start-up, for health and metrics."""
+
+    requests: int = 0  # accepted into the queue
+    failures: int = 0  # raised or timed out
+    cancelled: int = 0  # the caller went away (barge-in, hang-up) before the reply was complete
     rejected: int = 0  # queue full
+    timeouts: int = 0  # also counted in failures
+    queue_depth: int = 0  # waiting now, not yet started
+    in_flight: int = 0  # running now on a worker thread
+    completed: int = 0
+    queue_wait_s_total: float = 0.0  # over started requests
+    compute_s_total: float = 0.0  # over finished requests
     extra: dict[str, float] = field(default_factory=dict)
 
 

@@ -1,0 +1,90 @@
+"""The HTTP side: one FastAPI app (Twilio webhooks, media WebSocket, health), served by uvicorn
+inside the daemon's event loop on a socket the daemon binds itself (so the port is known before
+READY, also when the config asks for port 0)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from typing import Any
+
+import uvicorn
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import JSONResponse
+
+from reautod import __version__
+
+log = logging.getLogger(__name__)
+
+MAX_WS_MESSAGE_BYTES = 64 * 1024  # a Twilio media frame is well under 1 KB; bigger is abuse
+
+
+def create_app(
+    routers: Iterable[APIRouter], *, health: Callable[[], Awaitable[dict[str, Any]]]
+) -> FastAPI:
+    app = FastAPI(title="reautod", version=__version__)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> JSONResponse:
+        report = await health()
+        return JSONResponse(report, status_code=200 if report.get("ok") else 503)
+
+    for router in routers:
+        app.include_router(router)
+    return app
+
+
+class _EmbeddedUvicorn(uvicorn.Server):
+    """uvicorn that leaves signal handling to the daemon (its own handlers would replace ours)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class HttpServer:
+    """uvicorn on a pre-bound socket, run as a task of the daemon's loop."""
+
+    def __init__(self, app: FastAPI, host: str, port: int) -> None:
+        self._sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind((host, port))  # raises OSError (address in use) before READY
+        self._sock.listen(128)
+        self._sock.set_inheritable(False)
+        self.host = host
+        self.port: int = self._sock.getsockname()[1]
+        config = uvicorn.Config(
+            app,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            ws_max_size=MAX_WS_MESSAGE_BYTES,
+            timeout_graceful_shutdown=2,
+        )
+        self._server = _EmbeddedUvicorn(config)
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._server.serve(sockets=[self._sock]), name="http")
+        while not self._server.started:
+            if self._task.done():
+                self._task.result()  # re-raise the start-up failure
+                raise RuntimeError("HTTP server stopped during start-up")
+            await asyncio.sleep(0.01)
+        log.info("HTTP listening on %s:%d", self.host, self.port)
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done() and self._server.started
+
+    async def close(self) -> None:
+        if self._task is None:
+            self._sock.close()
+            return
+        self._server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._sock.close()

@@ -1,0 +1,34 @@
+"""`reautoctl reload` and `reautoctl drain`: lifecycle requests to the running daemon."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from reautod.control.context import CliContext, key_values
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    reload = sub.add_parser("reload", help="re-read and validate the config (like SIGHUP)")
+    reload.set_defaults(func=run_reload)
+    drain = sub.add_parser("drain", help="stop taking calls, let live calls finish, then stop")
+    drain.set_defaults(func=run_drain)
+
+
+def run_reload(args: argparse.Namespace, ctx: CliContext) -> int:
+    result: dict[str, Any] = ctx.call("daemon.reload")
+    ctx.emit(
+        result, lambda r: key_values([("reloaded", r.get("reloaded")), ("detail", r.get("detail"))])
+    )
+    return 0 if result.get("reloaded") else 1
+
+
+def run_drain(args: argparse.Namespace, ctx: CliContext) -> int:
+    result = ctx.call("daemon.drain")
+    ctx.emit(
+        result,
+        lambda r: key_values(
+            [("draining", r.get("draining")), ("live calls", r.get("live_calls"))]
+        ),
+    )
+    return 0

@@ -1,0 +1,364 @@
+"""reautod: the composition root. Builds every part, tells systemd how it is going, and drains on
+SIGTERM. This is the only module that knows every part; the start-up below reads top to bottom.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from reautod import __version__
+from reautod.api.app import HttpServer, create_app
+from reautod.config import (
+    Secrets,
+    Settings,
+    config_path_from,
+    load_secrets,
+    load_settings,
+    redacted,
+)
+from reautod.control.protocol import PROTOCOL_VERSION, Method
+from reautod.control.server import ControlServer
+from reautod.errors import AlreadyRunningError, ConfigError, ReautodError
+from reautod.observability.events import EventBus
+from reautod.observability.logging import CallbackHandler, replace_level, setup_logging
+from reautod.sdnotify import Notifier
+from reautod.sessions import SessionStore, open_session_store
+
+log = logging.getLogger("reautod")
+
+EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
+# settings that only take effect at start-up; a reload that changes them says so
+RESTART_ONLY = (
+    "state_dir",
+    "runtime_dir",
+    "database_url",
+    "redis_url",
+    "control",
+    "http",
+    "metrics",
+    "models",
+)
+
+HealthCheck = Callable[[], Awaitable[tuple[bool, str]]]
+
+
+class Daemon:
+    """Owns every long-lived part and task of the running daemon."""
+
+    def __init__(
+        self, settings: Settings, secrets: Secrets, config_path: Path | None, *, debug: bool
+    ) -> None:
+        self.settings = settings
+        self.secrets = secrets
+        self.config_path = config_path
+        self.debug = debug
+        self.notifier = Notifier()
+        self.bus = EventBus()
+        self.state = "starting"
+        self.started_monotonic = time.monotonic()
+        self.started_at = datetime.now(UTC)
+        self.stop_requested = asyncio.Event()
+        self.state_dir = settings.resolved_state_dir()
+        self.socket_path = settings.socket_path()
+        self.sessions: SessionStore | None = None
+        self.control: ControlServer | None = None
+        self.http: HttpServer | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._health_checks: dict[str, HealthCheck] = {}
+        self._log_forwarder: logging.Handler | None = None
+
+    # -- start-up ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Bring every part up in dependency order; READY=1 only at the very end."""
+        # 1. Directories: state (database, recordings, models) and runtime (control socket).
+        self.notifier.status("creating directories")
+        self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
+        self.socket_path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+
+        # 2. Claim the control socket first: a second daemon must fail before touching anything.
+        self.control = ControlServer(
+            self.socket_path,
+            self._control_methods(),
+            self.bus,
+            allowed_uids=self.settings.control.allowed_uids,
+            allowed_gids=self.settings.control.allowed_gids,
+        )
+        await self.control.start()
+
+        # 3. Live-session store: in-process by default, Redis when configured.
+        self.notifier.status("connecting to the session store")
+        self.sessions = open_session_store(self.settings.redis_url)
+        self._health_checks["redis"] = self._check_sessions
+
+        # 4. HTTP side (webhooks, media WebSocket); bound before READY so Twilio can reach us.
+        self.notifier.status("starting HTTP")
+        app = create_app([], health=self.health)
+        self.http = HttpServer(app, self.settings.http.host, self.settings.http.port)
+        await self.http.start()
+        self._health_checks["http"] = self._check_http
+
+        # 5. Background duties: the watchdog is pinged from this loop, so a blocked loop is noticed;
+        #    STATUS= follows the number of live calls; WARNING+ log lines go to subscribers.
+        interval = self.notifier.watchdog_interval(self.settings.watchdog_interval_s)
+        if interval is not None:
+            self._spawn(self._watchdog(interval), "watchdog")
+        self._spawn(self._status_ticker(), "status")
+        loop = asyncio.get_running_loop()
+
+        def forward_log(record: Mapping[str, str]) -> None:  # may run on an engine thread
+            loop.call_soon_threadsafe(self.bus.publish, "log", record)
+
+        self._log_forwarder = CallbackHandler(forward_log)
+        logging.getLogger().addHandler(self._log_forwarder)
+
+        self.state = "ready"
+        self.notifier.ready(self._status_line())
+        self.bus.publish("daemon.state", {"state": self.state})
+        log.info(
+            "reautod %s ready: socket %s, http port %d, database %s, sessions %s",
+            __version__,
+            self.socket_path,
+            self.http.port,
+            self.settings.database_backend,
+            self.settings.session_backend,
+        )
+
+    def _spawn(self, coro: Awaitable[Any], name: str) -> None:
+        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
+        task.set_name(name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _watchdog(self, interval: float) -> None:
+        while True:
+            self.notifier.watchdog()
+            await asyncio.sleep(interval)
+
+    async def _status_ticker(self) -> None:
+        last = ""
+        while True:
+            line = self._status_line()
+            if line != last:
+                self.notifier.status(line)
+                last = line
+            await asyncio.sleep(2.0)
+
+    def live_call_count(self) -> int:
+        return 0
+
+    def _status_line(self) -> str:
+        calls = self.live_call_count()
+        return f"{self.state}: {calls} call{'' if calls == 1 else 's'} live"
+
+    # -- signals ---------------------------------------------------------------------------------
+
+    def install_signal_handlers(self, loop: asyncio.AbstractEventLoop) -> None:
+        loop.add_signal_handler(signal.SIGTERM, self.request_stop)
+        loop.add_signal_handler(signal.SIGINT, self.request_stop)
+        loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self.reload(), "reload"))
+
+    def request_stop(self) -> None:
+        if not self.stop_requested.is_set():
+            log.info("stop requested")
+            self.stop_requested.set()
+
+    async def reload(self) -> dict[str, Any]:
+        """Re-read the config; an invalid one is rejected and the running one kept."""
+        self.notifier.reloading()
+        self.notifier.status("reloading configuration")
+        try:
+            settings = load_settings(self.config_path, required=self.config_path is not None)
+            secrets = load_secrets(settings)
+        except ConfigError as err:
+            detail = "; ".join(f"{p}: {m}" for p, m in err.problems) or err.message
+            log.error("reload rejected, keeping the running configuration: %s", detail)
+            self.notifier.ready(self._status_line())
+            return {"reloaded": False, "detail": detail}
+        changed = [k for k in RESTART_ONLY if getattr(settings, k) != getattr(self.settings, k)]
+        if changed:
+            log.warning("reload: %s changed; takes effect after a restart", ", ".join(changed))
+        self.settings, self.secrets = settings, secrets
+        replace_level(settings.logging.level, debug=self.debug)
+        log.info("configuration reloaded")
+        self.notifier.ready(self._status_line())
+        return {
+            "reloaded": True,
+            "detail": f"restart needed for: {', '.join(changed)}" if changed else "",
+        }
+
+    # -- shutdown --------------------------------------------------------------------------------
+
+    async def drain_and_stop(self) -> None:
+        """Stop taking work, give live work the grace period, then close every part."""
+        self.state = "stopping"
+        self.notifier.stopping("draining")
+        self.bus.publish("daemon.state", {"state": self.state})
+        log.info("draining (grace %.0fs)", self.settings.shutdown_grace_s)
+        if self._log_forwarder is not None:
+            logging.getLogger().removeHandler(self._log_forwarder)
+        for task in tuple(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.http is not None:
+            await self.http.close()
+        if self.sessions is not None:
+            await self.sessions.close()
+        self.bus.close()
+        if self.control is not None:
+            await self.control.close()
+        log.info("stopped")
+
+    # -- control methods ---------------------------------------------------------------------
+
+    def _control_methods(self) -> list[Method]:
+        return [
+            Method(
+                "status",
+                self._status,
+                summary="Version, pid, uptime, paths, backends, ports, live calls",
+            ),
+            Method("health", self._health, summary="Per-dependency health"),
+            Method("version", self._version, summary="Daemon and protocol version"),
+            Method(
+                "config.show",
+                self._config_show,
+                summary="Effective configuration, secrets redacted",
+            ),
+            Method("daemon.reload", self._reload, summary="Reload the configuration (like SIGHUP)"),
+            Method(
+                "daemon.drain",
+                self._drain,
+                summary="Stop taking calls, finish live ones, then exit",
+            ),
+        ]
+
+    async def _status(self, _params: BaseModel) -> dict[str, Any]:
+        return {
+            "state": self.state,
+            "version": __version__,
+            "protocol": PROTOCOL_VERSION,
+            "pid": os.getpid(),
+            "started_at": self.started_at.isoformat(),
+            "uptime_s": round(time.monotonic() - self.started_monotonic, 3),
+            "socket": str(self.socket_path),
+            "state_dir": str(self.state_dir),
+            "config_file": str(self.config_path) if self.config_path else None,
+            "database_backend": self.settings.database_backend,
+            "session_backend": self.settings.session_backend,
+            "http_port": self.http.port if self.http else None,
+            "metrics_port": None,
+            "live_calls": self.live_call_count(),
+        }
+
+    async def health(self) -> dict[str, Any]:
+        checks: dict[str, dict[str, Any]] = {}
+        for name, check in self._health_checks.items():
+            try:
+                ok, detail = await asyncio.wait_for(check(), timeout=3.0)
+            except TimeoutError:
+                ok, detail = False, "no answer within 3 s"
+            except ReautodError as err:
+                ok, detail = False, err.message
+            checks[name] = {"ok": ok, "detail": detail}
+        return {"ok": all(c["ok"] for c in checks.values()), "checks": checks}
+
+    async def _health(self, _params: BaseModel) -> dict[str, Any]:
+        return await self.health()
+
+    async def _check_sessions(self) -> tuple[bool, str]:
+        assert self.sessions is not None
+        await self.sessions.ping()
+        return True, f"{self.sessions.backend} session store"
+
+    async def _check_http(self) -> tuple[bool, str]:
+        assert self.http is not None
+        return self.http.running, f"listening on {self.http.host}:{self.http.port}"
+
+    async def _version(self, _params: BaseModel) -> dict[str, Any]:
+        return {
+            "version": __version__,
+            "protocol": PROTOCOL_VERSION,
+            "python": sys.version.split()[0],
+        }
+
+    async def _config_show(self, _params: BaseModel) -> dict[str, Any]:
+        return redacted(self.settings, self.secrets)
+
+    async def _reload(self, _params: BaseModel) -> dict[str, Any]:
+        return await self.reload()
+
+    async def _drain(self, _params: BaseModel) -> dict[str, Any]:
+        self.request_stop()
+        return {"draining": True, "live_calls": self.live_call_count()}
+
+
+async def serve(
+    settings: Settings, secrets: Secrets, config_path: Path | None, *, debug: bool
+) -> int:
+    daemon = Daemon(settings, secrets, config_path, debug=debug)
+    daemon.install_signal_handlers(asyncio.get_running_loop())
+    try:
+        await daemon.start()
+    except AlreadyRunningError as err:
+        log.error("%s", err.message)
+        return EXIT_FAILURE
+    except (ReautodError, OSError) as err:
+        log.error("start-up failed: %s", err)
+        await daemon.drain_and_stop()
+        return EXIT_FAILURE
+    await daemon.stop_requested.wait()
+    await daemon.drain_and_stop()
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="reautod", description="The reautod voice appliance daemon."
+    )
+    parser.add_argument(
+        "--config", help="TOML config file (default: $REAUTOD_CONFIG or /etc/reautod/reautod.toml)"
+    )
+    parser.add_argument("--state-dir", help="state directory (overrides the config)")
+    parser.add_argument(
+        "--check-config", action="store_true", help="validate the config and exit (0 ok, 2 invalid)"
+    )
+    parser.add_argument("--debug", action="store_true", help="log at DEBUG")
+    parser.add_argument("--version", action="version", version=f"reautod {__version__}")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    path, required = config_path_from(args.config)
+    overrides: dict[str, Any] = {"state_dir": args.state_dir} if args.state_dir else {}
+    try:
+        settings = load_settings(path, required=required, overrides=overrides)
+        secrets = load_secrets(settings)
+    except ConfigError as err:
+        print(f"reautod: {err.message}", file=sys.stderr)
+        for field, problem in err.problems:
+            print(f"  {field}: {problem}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.check_config:
+        print(f"reautod: configuration OK ({path if path.exists() else 'defaults, no file'})")
+        return EXIT_OK
+    setup_logging(settings.logging.level, settings.logging.journald, debug=args.debug)
+    config_path = path if path.exists() else None
+    return asyncio.run(serve(settings, secrets, config_path, debug=args.debug))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
