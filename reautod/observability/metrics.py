@@ -1,0 +1,251 @@
+"""The Prometheus metrics of reautod: one `Metrics` object, created once and passed to the parts.
+
+Every metric lives in the object's own `CollectorRegistry` (never the global one), so tests and a
+restarted daemon start from zero. Names follow Prometheus conventions: `reautod_` prefix, base
+units (`_seconds`, `_bytes`, `_dollars`), `_total` on counters. Labels take only values from the
+small fixed sets below, which are pre-created so every series exists (at 0) from the first scrape;
+a call id or phone number is never a label. The typed helper methods refuse values outside the
+sets, so a typo cannot create a new series.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Final, Literal
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client.registry import Collector
+
+from reautod.engines.base import RequestTiming
+from reautod.errors import ValidationError
+
+EngineName = Literal["stt", "llm", "tts"]
+DialBlockReason = Literal["window", "dnc", "budget"]
+MediaDropReason = Literal["malformed", "overflow"]
+SocketKind = Literal["control", "websocket"]
+
+ENGINES: Final = ("stt", "llm", "tts")
+DIAL_BLOCK_REASONS: Final = ("window", "dnc", "budget")
+MEDIA_DROP_REASONS: Final = ("malformed", "overflow")
+SOCKET_KINDS: Final = ("control", "websocket")
+# Call outcomes and AMD results as the call state machine and Twilio's AnsweredBy report them.
+CALL_OUTCOMES: Final = (
+    "completed", "qualified", "not_interested", "callback", "voicemail", "no_answer", "busy",
+    "failed", "canceled", "dnc_requested", "transferred",
+)
+AMD_RESULTS: Final = (
+    "human", "machine_start", "machine_end_beep", "machine_end_silence", "machine_end_other",
+    "fax", "unknown",
+)
+
+# Turn latencies: fine steps across 0.1-1 s, where the voice-to-voice SLO lives, coarser beyond.
+TURN_LATENCY_BUCKETS: Final = (
+    0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0,
+    1.25, 1.5, 2.0, 3.0, 5.0, 10.0,
+)
+ENGINE_SECONDS_BUCKETS: Final = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 5.0, 10.0, 30.0,
+)
+CALL_COST_BUCKETS: Final = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0)
+
+# The turn-latency histograms, by the short stage name used in events and summaries.
+TURN_STAGES: Final = ("transcript", "first_token", "first_audio", "voice_to_voice", "barge_in_clear")
+
+
+def _check(value: str, allowed: Iterable[str], label: str) -> str:
+    if value not in allowed:
+        raise ValidationError(f"metric label {label}={value!r} is not one of {sorted(allowed)}")
+    return value
+
+
+class Metrics:
+    """Every reautod metric as an attribute, registered in `self.registry`."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        r = self.registry
+
+        self.build_info = Info("reautod_build", "reautod version", registry=r)
+
+        # Per-turn latencies, all measured from the end of the caller's speech (VAD/turn end).
+        def turn(name: str, doc: str) -> Histogram:
+            return Histogram(name, doc, buckets=TURN_LATENCY_BUCKETS, registry=r)
+
+        self.turn_transcript_seconds = turn(
+            "reautod_turn_transcript_seconds", "End of caller speech to final transcript")
+        self.turn_first_token_seconds = turn(
+            "reautod_turn_first_token_seconds", "End of caller speech to first LLM token")
+        self.turn_first_audio_seconds = turn(
+            "reautod_turn_first_audio_seconds", "End of caller speech to first TTS audio")
+        self.turn_voice_to_voice_seconds = turn(
+            "reautod_turn_voice_to_voice_seconds",
+            "End of caller speech to first agent audio byte sent to the caller (voice-to-voice)")
+        self.barge_in_clear_seconds = turn(
+            "reautod_barge_in_clear_seconds", "Caller barge-in detected to clear sent to the transport")
+
+        # Shared engines (label engine = stt | llm | tts).
+        self.engine_queue_depth = Gauge(
+            "reautod_engine_queue_depth", "Requests waiting in the engine queue", ["engine"], registry=r)
+        self.engine_queue_wait_seconds = Histogram(
+            "reautod_engine_queue_wait_seconds", "Time a request waited in the engine queue",
+            ["engine"], buckets=ENGINE_SECONDS_BUCKETS, registry=r)
+        self.engine_compute_seconds = Histogram(
+            "reautod_engine_compute_seconds", "Inference time of one engine request",
+            ["engine"], buckets=ENGINE_SECONDS_BUCKETS, registry=r)
+        self.engine_requests_total = Counter(
+            "reautod_engine_requests", "Engine requests finished (any result)", ["engine"], registry=r)
+        self.engine_cancelled_total = Counter(
+            "reautod_engine_cancelled", "Engine requests cancelled (barge-in, hang-up)", ["engine"],
+            registry=r)
+        self.engine_failures_total = Counter(
+            "reautod_engine_failures", "Engine requests that failed or timed out", ["engine"], registry=r)
+        self.engine_rejected_total = Counter(
+            "reautod_engine_rejected", "Engine requests refused because the queue was full",
+            ["engine"], registry=r)
+
+        # Calls and the dialer.
+        self.live_calls = Gauge("reautod_live_calls", "Calls in progress", registry=r)
+        self.calls_total = Counter("reautod_calls", "Finished calls by outcome", ["outcome"], registry=r)
+        self.amd_results_total = Counter(
+            "reautod_amd_results", "Answering-machine detection results", ["result"], registry=r)
+        self.dial_blocked_total = Counter(
+            "reautod_dial_attempts_blocked", "Dial attempts refused before dialling", ["reason"],
+            registry=r)
+        self.webhook_signature_failures_total = Counter(
+            "reautod_webhook_signature_failures", "Twilio webhooks refused for a bad signature",
+            registry=r)
+        self.media_frames_dropped_total = Counter(
+            "reautod_media_frames_dropped", "Media-stream frames dropped (malformed or overflow)",
+            ["reason"], registry=r)
+
+        # Business.
+        self.qualified_leads_total = Counter(
+            "reautod_qualified_leads", "Leads the agent qualified", registry=r)
+        self.appointments_booked_total = Counter(
+            "reautod_appointments_booked", "Appointments booked for a human", registry=r)
+        self.call_cost_dollars = Histogram(
+            "reautod_call_cost_dollars", "Total cost of one finished call in US dollars",
+            buckets=CALL_COST_BUCKETS, registry=r)
+        self.cost_dollars_total = Counter(
+            "reautod_cost_dollars", "Money spent on calls (telephony, engines, premium TTS)",
+            registry=r)
+
+        # Process.
+        self.event_loop_lag_seconds = Gauge(
+            "reautod_event_loop_lag_seconds",
+            "How late the event loop woke a sleeping task, last measurement", registry=r)
+        self.open_sockets = Gauge(
+            "reautod_open_sockets", "Open client connections by kind", ["kind"], registry=r)
+        self.control_events_dropped_total = Counter(
+            "reautod_control_events_dropped", "Events dropped for slow control subscribers (lagged)",
+            registry=r)
+
+        for engine in ENGINES:
+            for m in (self.engine_queue_depth, self.engine_queue_wait_seconds,
+                      self.engine_compute_seconds, self.engine_requests_total,
+                      self.engine_cancelled_total, self.engine_failures_total,
+                      self.engine_rejected_total):
+                m.labels(engine=engine)
+        for outcome in CALL_OUTCOMES:
+            self.calls_total.labels(outcome=outcome)
+        for result in AMD_RESULTS:
+            self.amd_results_total.labels(result=result)
+        for reason in DIAL_BLOCK_REASONS:
+            self.dial_blocked_total.labels(reason=reason)
+        for reason in MEDIA_DROP_REASONS:
+            self.media_frames_dropped_total.labels(reason=reason)
+        for kind in SOCKET_KINDS:
+            self.open_sockets.labels(kind=kind)
+
+        self._turn_histograms: dict[str, Histogram] = {
+            "transcript": self.turn_transcript_seconds,
+            "first_token": self.turn_first_token_seconds,
+            "first_audio": self.turn_first_audio_seconds,
+            "voice_to_voice": self.turn_voice_to_voice_seconds,
+            "barge_in_clear": self.barge_in_clear_seconds,
+        }
+
+    def register(self, collector: Collector) -> None:
+        """Add a custom collector (e.g. `GpuCollector`) to this registry."""
+        self.registry.register(collector)
+
+    # Typed helpers: the parts call these rather than `.labels(...)` so label values stay bounded.
+
+    def set_version(self, version: str) -> None:
+        self.build_info.info({"version": version})
+
+    def observe_turn(self, latencies: Mapping[str, float | None]) -> None:
+        """Record one turn's latencies, keyed by stage (`transcript`, `first_token`, ...); None skips."""
+        for stage, seconds in latencies.items():
+            histogram = self._turn_histograms.get(stage.removesuffix("_s"))
+            if histogram is None:
+                raise ValidationError(f"unknown turn latency stage {stage!r}")
+            if seconds is not None:
+                histogram.observe(seconds)
+
+    def observe_engine_request(self, engine: EngineName, timing: RequestTiming) -> None:
+        _check(engine, ENGINES, "engine")
+        self.engine_requests_total.labels(engine=engine).inc()
+        self.engine_queue_wait_seconds.labels(engine=engine).observe(timing.queue_wait_s)
+        self.engine_compute_seconds.labels(engine=engine).observe(timing.compute_s)
+
+    def engine_cancelled(self, engine: EngineName) -> None:
+        self.engine_cancelled_total.labels(engine=_check(engine, ENGINES, "engine")).inc()
+
+    def engine_failed(self, engine: EngineName) -> None:
+        self.engine_failures_total.labels(engine=_check(engine, ENGINES, "engine")).inc()
+
+    def engine_rejected(self, engine: EngineName) -> None:
+        self.engine_rejected_total.labels(engine=_check(engine, ENGINES, "engine")).inc()
+
+    def set_engine_queue_depth(self, engine: EngineName, depth: int) -> None:
+        self.engine_queue_depth.labels(engine=_check(engine, ENGINES, "engine")).set(depth)
+
+    def call_ended(self, outcome: str, cost_micros: int | None = None) -> None:
+        """A call finished: count its outcome and, when the ledger knows it, its cost."""
+        self.calls_total.labels(outcome=_check(outcome, CALL_OUTCOMES, "outcome")).inc()
+        if cost_micros is not None:
+            self.call_cost_dollars.observe(cost_micros / 1_000_000)
+
+    def amd_result(self, result: str) -> None:
+        self.amd_results_total.labels(result=_check(result, AMD_RESULTS, "result")).inc()
+
+    def dial_blocked(self, reason: DialBlockReason) -> None:
+        self.dial_blocked_total.labels(reason=_check(reason, DIAL_BLOCK_REASONS, "reason")).inc()
+
+    def media_frame_dropped(self, reason: MediaDropReason) -> None:
+        self.media_frames_dropped_total.labels(
+            reason=_check(reason, MEDIA_DROP_REASONS, "reason")).inc()
+
+    def cost_spent(self, micros: int) -> None:
+        """Money spent, from the cost ledger, in integer micro-dollars."""
+        self.cost_dollars_total.inc(micros / 1_000_000)
+
+    def socket_opened(self, kind: SocketKind) -> None:
+        self.open_sockets.labels(kind=_check(kind, SOCKET_KINDS, "kind")).inc()
+
+    def socket_closed(self, kind: SocketKind) -> None:
+        self.open_sockets.labels(kind=_check(kind, SOCKET_KINDS, "kind")).dec()
+
+    def events_dropped(self, count: int = 1) -> None:
+        self.control_events_dropped_total.inc(count)
+
+
+def sample_names(registry: CollectorRegistry) -> set[str]:
+    """Every series name the registry can expose, including `_bucket`/`_count`/`_sum`/`_created`.
+
+    Derived from the families, so a labelled metric or an absent GPU still contributes its names.
+    """
+    suffixes = {
+        "counter": ("_total", "_created"),
+        "histogram": ("_bucket", "_count", "_sum", "_created"),
+        "summary": ("", "_count", "_sum", "_created"),
+        "gauge": ("",),
+        "info": ("_info",),
+        "unknown": ("",),
+    }
+    names: set[str] = set()
+    for family in registry.collect():
+        names.update(family.name + s for s in suffixes.get(family.type, ("",)))
+        names.update(sample.name for sample in family.samples)
+    return names
