@@ -1,0 +1,111 @@
+# reautod developer entry points. `make demo` and `make test` set everything up themselves on a
+# fresh Debian/Ubuntu machine with Python >= 3.11 (as root they also install the apt packages).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+.DELETE_ON_ERROR:
+MAKEFLAGS += --no-print-directory
+
+PYTHON ?= python3
+VENV := .venv
+# Re-synced whenever the lock or the project metadata change; otherwise `make venv` is a no-op.
+STAMP := $(VENV)/.reautod-synced
+# Build deps of systemd-python and llama-cpp-python, PortAudio for sounddevice, speech tools.
+APT_PACKAGES := libsystemd-dev pkg-config gcc g++ cmake libportaudio2 espeak-ng sox
+PYTEST_ARGS ?=
+PYTEST_TIMEOUT ?= 300
+
+# Nothing may prompt: no tty in CI.
+export CI ?= true
+export DEBIAN_FRONTEND := noninteractive
+export PIP_NO_INPUT := 1
+export PATH := $(HOME)/.local/bin:$(PATH)
+
+.PHONY: help
+help: ## Show the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-13s %s\n", $$1, $$2}' \
+		$(MAKEFILE_LIST)
+
+.PHONY: system-deps
+system-deps: ## Install missing apt packages (as root; otherwise say what is missing)
+	@command -v dpkg-query >/dev/null || { echo "system-deps: not Debian/Ubuntu, skipped"; exit 0; }
+	missing=""
+	for pkg in $(APT_PACKAGES); do
+		status=$$(dpkg-query -W -f='$${Status}' "$$pkg" 2>/dev/null || true)
+		[ "$$status" = "install ok installed" ] || missing="$$missing $$pkg"
+	done
+	# uv is installed with pip; Debian ships python3 without it.
+	command -v uv >/dev/null || $(PYTHON) -m pip --version >/dev/null 2>&1 \
+		|| missing="$$missing python3-pip"
+	# Test services: a reachable server or the binaries for a throwaway one (tests/fixtures).
+	reachable() { timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$$1" 2>/dev/null; }
+	if [ -z "$${REAUTOD_TEST_DATABASE_URL:-}" ] && ! reachable 5432 \
+		&& ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+		missing="$$missing postgresql"
+	fi
+	if [ -z "$${REAUTOD_TEST_REDIS_URL:-}" ] && ! reachable 6379 && ! command -v redis-server >/dev/null; then
+		missing="$$missing redis-server"
+	fi
+	if [ -z "$$missing" ]; then exit 0; fi
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+		echo "system-deps: installing$$missing"
+		apt-get update -qq
+		apt-get install -y -qq --no-install-recommends $$missing
+	else
+		echo "system-deps: missing apt packages:$$missing (run as root or: sudo apt-get install$$missing)" >&2
+	fi
+
+.PHONY: venv
+venv: $(STAMP) ## Create/refresh .venv from uv.lock (uv sync --frozen)
+
+$(STAMP): pyproject.toml uv.lock
+	$(MAKE) system-deps
+	if ! $(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+		echo "venv: $(PYTHON) is missing or older than 3.11; uv will provide a Python 3.11" >&2
+		python_arg="--python 3.11"
+	else
+		python_arg="--python $$($(PYTHON) -c 'import sys; print(sys.executable)')"
+	fi
+	if ! command -v uv >/dev/null; then
+		echo "venv: installing uv with pip --user"
+		# Debian marks its Python externally managed (PEP 668); a --user uv does not touch it.
+		PIP_BREAK_SYSTEM_PACKAGES=1 $(PYTHON) -m pip install --user --quiet uv
+	fi
+	# llama-cpp-python builds from source: a portable build, not -march=native.
+	CMAKE_ARGS="-DGGML_NATIVE=OFF" uv sync --frozen --no-progress $$python_arg
+	touch $@
+
+.PHONY: lint
+lint: venv ## ruff check + mypy (config in pyproject.toml)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+.PHONY: test
+test: venv lint ## Lint, then the whole test suite
+	$(VENV)/bin/python -m pytest -q --timeout=$(PYTEST_TIMEOUT) --durations=15 $(PYTEST_ARGS)
+
+.PHONY: demo
+demo: venv ## Start the daemon on the embedded default, show status, stop it
+	$(VENV)/bin/python -m reautod.demo
+
+.PHONY: bench
+bench: venv ## Run every benchmark in bench/ (prints percentiles and ratios)
+	shopt -s nullglob
+	benches=(bench/*.py)
+	if [ $${#benches[@]} -eq 0 ]; then echo "bench: no benchmarks in bench/"; exit 0; fi
+	for bench in "$${benches[@]}"; do
+		echo "== $$bench"
+		$(VENV)/bin/python "$$bench"
+	done
+
+.PHONY: clean
+clean: ## Remove caches (keeps .venv)
+	rm -rf .pytest_cache .mypy_cache .ruff_cache
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+.PHONY: distclean
+distclean: clean ## Remove caches and .venv
+	rm -rf $(VENV)
+
+.ONESHELL:
