@@ -1,0 +1,1 @@
+"""Telephony: Twilio wire formats, audio helpers and the Twilio Media Streams simulator."""
