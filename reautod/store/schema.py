@@ -3,6 +3,7 @@ so an installed daemon and `reautoctl db` find them without an alembic.ini or a 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +27,7 @@ class SchemaStatus:
     def up_to_date(self) -> bool:
         return self.current == self.head
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[str | None]:
         return iter((self.current, self.head))
 
 

@@ -1,0 +1,37 @@
+"""Async repositories, one per aggregate; each returns frozen dataclasses, never ORM objects."""
+
+from __future__ import annotations
+
+from reautod.store.repositories.audit import AuditRepository, AuditRow
+from reautod.store.repositories.calls import (
+    AgentTransitionRow,
+    CallEventRow,
+    CallRepository,
+    CallRow,
+    TurnRow,
+)
+from reautod.store.repositories.campaigns import CampaignRepository, CampaignRow
+from reautod.store.repositories.contacts import ContactInput, ContactRepository, ContactRow
+from reautod.store.repositories.costs import CostRepository, DailyCost
+from reautod.store.repositories.dnc import DncRepository
+from reautod.store.repositories.leads import LeadRepository, LeadRow
+
+__all__ = [
+    "AgentTransitionRow",
+    "AuditRepository",
+    "AuditRow",
+    "CallEventRow",
+    "CallRepository",
+    "CallRow",
+    "CampaignRepository",
+    "CampaignRow",
+    "ContactInput",
+    "ContactRepository",
+    "ContactRow",
+    "CostRepository",
+    "DailyCost",
+    "DncRepository",
+    "LeadRepository",
+    "LeadRow",
+    "TurnRow",
+]

@@ -1,0 +1,159 @@
+"""Leads: a contact in a campaign, and the dialer's queue of leads due for a call."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Select, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from reautod.errors import NotFoundError, ValidationError
+from reautod.store import models as m
+from reautod.store.database import Database
+from reautod.store.enums import DUE_LEAD_STATUSES, LeadStatus
+from reautod.store.repositories._base import check_limit, table, to_dataclass
+from reautod.store.sql import upsert
+from reautod.store.types import utcnow
+
+leads = table(m.Lead)
+
+
+@dataclass(frozen=True)
+class LeadRow:
+    id: uuid.UUID
+    campaign_id: uuid.UUID
+    contact_id: uuid.UUID
+    status: str
+    priority: int
+    attempts: int
+    next_attempt_at: datetime | None
+    last_attempt_at: datetime | None
+    score: int | None
+    created_at: datetime
+    updated_at: datetime
+
+
+def due_leads_query(campaign_id: uuid.UUID, now: datetime, limit: int) -> Select[tuple[object, ...]]:
+    """The dialer's query (served by ix_leads_campaign_id_status_next_attempt_at)."""
+    return (
+        select(leads)
+        .where(
+            leads.c.campaign_id == campaign_id,
+            leads.c.status.in_([s.value for s in DUE_LEAD_STATUSES]),
+            leads.c.next_attempt_at <= now,
+        )
+        .order_by(leads.c.next_attempt_at)
+        .limit(limit)
+    )
+
+
+class LeadRepository:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def add(
+        self,
+        campaign_id: uuid.UUID,
+        contact_id: uuid.UUID,
+        *,
+        next_attempt_at: datetime | None = None,
+        priority: int = 0,
+    ) -> LeadRow:
+        """Put a contact in a campaign (idempotent: an existing lead is returned unchanged)."""
+        if next_attempt_at is not None and next_attempt_at.tzinfo is None:
+            raise ValidationError("next_attempt_at must be timezone-aware")
+
+        async def work(conn: AsyncConnection) -> LeadRow:
+            now = utcnow()
+            stmt = upsert(conn, leads).values(
+                id=uuid.uuid4(),
+                campaign_id=campaign_id,
+                contact_id=contact_id,
+                status=LeadStatus.NEW.value,
+                priority=priority,
+                attempts=0,
+                next_attempt_at=next_attempt_at or now,
+                created_at=now,
+                updated_at=now,
+            )
+            await conn.execute(
+                stmt.on_conflict_do_nothing(index_elements=["campaign_id", "contact_id"])
+            )
+            row = (
+                await conn.execute(
+                    select(leads).where(
+                        leads.c.campaign_id == campaign_id, leads.c.contact_id == contact_id
+                    )
+                )
+            ).one()
+            return to_dataclass(LeadRow, row)
+
+        return await self.db.transaction(work)
+
+    async def due(self, campaign_id: uuid.UUID, now: datetime, limit: int = 100) -> list[LeadRow]:
+        check_limit(limit)
+
+        async def work(conn: AsyncConnection) -> list[LeadRow]:
+            rows = await conn.execute(due_leads_query(campaign_id, now, limit))
+            return [to_dataclass(LeadRow, r) for r in rows]
+
+        return await self.db.read(work)
+
+    async def claim_due(self, campaign_id: uuid.UUID, now: datetime, limit: int) -> list[LeadRow]:
+        """Atomically take up to `limit` due leads: status -> dialing, attempts + 1.
+
+        On Postgres concurrent dialers skip each other's rows (FOR UPDATE SKIP LOCKED); SQLite
+        serialises writers (BEGIN IMMEDIATE), which gives the same guarantee.
+        """
+        check_limit(limit)
+
+        async def work(conn: AsyncConnection) -> list[LeadRow]:
+            query = due_leads_query(campaign_id, now, limit)
+            if conn.dialect.name == "postgresql":
+                query = query.with_for_update(skip_locked=True)
+            ids = [r.id for r in await conn.execute(query)]
+            if not ids:
+                return []
+            await conn.execute(
+                update(leads)
+                .where(leads.c.id.in_(ids))
+                .values(
+                    status=LeadStatus.DIALING.value,
+                    attempts=leads.c.attempts + 1,
+                    last_attempt_at=now,
+                    updated_at=now,
+                )
+            )
+            rows = await conn.execute(
+                select(leads).where(leads.c.id.in_(ids)).order_by(leads.c.next_attempt_at)
+            )
+            return [to_dataclass(LeadRow, r) for r in rows]
+
+        return await self.db.transaction(work)
+
+    async def set_status(
+        self, lead_id: uuid.UUID, status: LeadStatus, *, next_attempt_at: datetime | None = None
+    ) -> None:
+        if next_attempt_at is not None and next_attempt_at.tzinfo is None:
+            raise ValidationError("next_attempt_at must be timezone-aware")
+
+        async def work(conn: AsyncConnection) -> None:
+            values: dict[str, object] = {"status": status.value, "updated_at": utcnow()}
+            if next_attempt_at is not None:
+                values["next_attempt_at"] = next_attempt_at
+            result = await conn.execute(update(leads).where(leads.c.id == lead_id).values(**values))
+            if result.rowcount == 0:
+                raise NotFoundError(f"no lead {lead_id}")
+
+        await self.db.transaction(work)
+
+    async def get(self, lead_id: uuid.UUID) -> LeadRow:
+        async def work(conn: AsyncConnection) -> LeadRow:
+            row = (await conn.execute(select(leads).where(leads.c.id == lead_id))).first()
+            if row is None:
+                raise NotFoundError(f"no lead {lead_id}")
+            return to_dataclass(LeadRow, row)
+
+        return await self.db.read(work)
