@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import contextvars
 import os
+import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,6 +22,7 @@ from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
@@ -161,10 +163,18 @@ class TwilioSettings(Section):
 class SecretsSettings(Section):
     """Paths of files holding secrets; unset means `$CREDENTIALS_DIRECTORY/<name>`."""
 
-    twilio_auth_token_file: Path | None = None
-    elevenlabs_api_key_file: Path | None = None
-    jwt_secret_file: Path | None = None
-    encryption_key_file: Path | None = None
+    twilio_auth_token_file: Path | None = Field(
+        None, description="File holding the Twilio auth token (signs and checks webhooks)"
+    )
+    elevenlabs_api_key_file: Path | None = Field(
+        None, description="File holding the ElevenLabs API key (premium TTS tier)"
+    )
+    jwt_secret_file: Path | None = Field(
+        None, description="File holding the HMAC secret that signs admin API tokens"
+    )
+    encryption_key_file: Path | None = Field(
+        None, description="File holding the key that encrypts recordings and transcripts at rest"
+    )
 
 
 class Settings(BaseSettings):
@@ -226,6 +236,13 @@ class Settings(BaseSettings):
         if path is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
         return tuple(sources)
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        # database_url and redis_url may carry a password; repr() and str() show it masked.
+        for name, value in super().__repr_args__():
+            if name in ("database_url", "redis_url") and isinstance(value, str):
+                value = _mask_url_password(value)
+            yield name, value
 
     # Derived locations: computed here once so the daemon and reautoctl agree.
 
@@ -325,6 +342,15 @@ def load_settings(
             (".".join(str(p) for p in e["loc"]) or "<root>", _problem_text(e)) for e in err.errors()
         ]
         raise ConfigError(f"{len(problems)} problem(s) in the configuration", problems) from None
+    except SettingsError as err:
+        # A REAUTOD_* variable for a list or table field that is not valid JSON.
+        field = re.search(r'field "([^"]+)"', str(err))
+        path_ = field.group(1) if field else "<environment>"
+        cause = f": {err.__cause__}" if err.__cause__ else ""
+        raise ConfigError(
+            f"cannot parse the environment override of {path_}",
+            [(path_, f"REAUTOD_{path_.upper()}[__*] must be JSON for this field{cause}")],
+        ) from None
     finally:
         _toml_path.reset(token)
 
