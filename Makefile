@@ -91,7 +91,7 @@ demo: venv ## Start the daemon on the embedded default, show status, stop it
 
 .PHONY: bench
 bench: venv ## Run every benchmark in bench/ (prints percentiles and ratios)
-	shopt -s nullglob
+	@shopt -s nullglob
 	benches=(bench/*.py)
 	if [ $${#benches[@]} -eq 0 ]; then echo "bench: no benchmarks in bench/"; exit 0; fi
 	for bench in "$${benches[@]}"; do
