@@ -205,6 +205,7 @@ def test_throwaway_redis_reports_a_port_it_cannot_bind(redis_url: str) -> None:
 # --- the fixture fails the run instead of skipping ----------------------------------------------
 
 
+@pytest.mark.slow  # a whole pytest run in a subprocess
 def test_fixture_errors_instead_of_skipping_when_unavailable(tmp_path: Path) -> None:
     test_file = tmp_path / "test_needs_db.py"
     test_file.write_text(
