@@ -40,22 +40,20 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import contextlib
-import json
 import logging
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from reautod.errors import ReautodError, ValidationError
-from reautod.telephony.audio import TELEPHONY_RATE, ULAW_SILENCE
+from reautod.telephony.audio import TELEPHONY_RATE
+from reautod.telephony.sim_playback import FRAME_BYTES, SILENCE_FRAME, PendingMark, Playback
 from reautod.telephony.sim_result import (
     BargeInRecord,
     CallResult,
@@ -74,6 +72,15 @@ from reautod.telephony.sim_script import (
     Step,
     Utterance,
     WaitForAgent,
+)
+from reautod.telephony.sim_wire import (
+    AgentClear,
+    AgentMark,
+    AgentMedia,
+    Malformed,
+    TwilioWire,
+    UnknownEvent,
+    parse_agent_message,
 )
 
 __all__ = [
@@ -99,17 +106,22 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-FRAME_BYTES = 160  # 20 ms of 8 kHz mu-law
 FRAME_S = FRAME_BYTES / TELEPHONY_RATE
-_SILENCE_FRAME = bytes([ULAW_SILENCE]) * FRAME_BYTES
-_SILENCE_B64 = base64.b64encode(_SILENCE_FRAME).decode("ascii")
+_SILENCE_B64 = base64.b64encode(SILENCE_FRAME).decode("ascii")
 _MAX_EXAMPLES = 20
 
 
 class SimulatorError(ReautodError):
-    """The simulator could not open the media stream (refused, bad URL, rejected upgrade)."""
+    """The simulator could not open the media stream (refused, bad URL, rejected upgrade).
+
+    `status` is the HTTP status when the server answered the upgrade with an error (e.g. 403).
+    """
 
     code = "simulator_failed"
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def _sid(prefix: str) -> str:
@@ -143,13 +155,6 @@ class CallOptions:
 
 
 @dataclass
-class _PendingMark:
-    name: str
-    position: int  # playback cursor value at which the audio before the mark has played
-    received_at: float
-
-
-@dataclass
 class _Speaking:
     utterance: Utterance
     done: asyncio.Future[tuple[float, float]]  # (started_at, ended_at)
@@ -164,34 +169,28 @@ class _Waiter:
 
 
 class SimulatedCall:
-    """One simulated call: holds the socket and all per-call state. Use `run_call` or `run`."""
+    """One simulated call: owns the socket, its three tasks and all per-call state.
+
+    `run_call` is the usual way in; `run` may be called once.
+    """
 
     def __init__(self, options: CallOptions, script: Sequence[Step]) -> None:
         self._options = options
         self._script = tuple(script)
-        self._sid_json = json.dumps(options.stream_sid)
+        self._wire = TwilioWire(
+            account_sid=options.account_sid, call_sid=options.call_sid,
+            stream_sid=options.stream_sid, omit_optional_fields=options.omit_optional_fields,
+            timestamp_start_ms=options.timestamp_start_ms,
+        )
+        self._playback = Playback(record=options.record_audio)
         self._ws: ClientConnection | None = None
         self._t0 = 0.0
         self._ended_at: float | None = None
-        self._seq = 0
         # caller side
         self._speaking: _Speaking | None = None
         self._frames_sent = 0
         self._caller_audio = bytearray()
-        # agent side: bytes are placed on a stream; the cursor is how far playback has got
-        self._pending = bytearray()
-        self._cursor = 0
-        self._spurt_started_at: float | None = None
-        self._playback_ended_at: float | None = None
-        self._last_media_at: float | None = None
-        self._marks: deque[_PendingMark] = deque()
-        self._mark_records: list[MarkRecord] = []
-        self._agent_media: list[MediaArrival] = []
-        self._agent_audio = bytearray()
-        self._agent_received = bytearray()
-        self._bytes_played = 0
-        self._bytes_cleared = 0
-        self._clears: list[float] = []
+        # what the server sent that we could not use
         self._malformed = 0
         self._malformed_examples: list[str] = []
         self._unknown_events = 0
@@ -221,6 +220,11 @@ class SimulatedCall:
                 proxy=None,
                 max_size=None,
             )
+        except InvalidStatus as err:
+            raise SimulatorError(
+                f"the server refused the media stream at {opts.url}: {err}",
+                status=err.response.status_code,
+            ) from err
         except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as err:
             raise SimulatorError(f"cannot open the media stream at {opts.url}: {err}") from err
         self._ws = ws
@@ -228,8 +232,8 @@ class SimulatedCall:
         ended_by = EndedBy.SERVER
         tasks: list[asyncio.Task[Any]] = []
         try:
-            await self._send_event("connected", sequence=False, protocol="Call", version="1.0.0")
-            await self._send_event("start", start=self._start_payload())
+            await ws.send(self._wire.connected())
+            await ws.send(self._wire.start(opts.tracks, opts.custom_parameters))
             receiver = asyncio.create_task(self._receive_loop(), name="twilio-sim-receive")
             # The script starts first so that a leading utterance is in the very first frame.
             script = asyncio.create_task(self._run_script(), name="twilio-sim-script")
@@ -249,10 +253,7 @@ class SimulatedCall:
             await self._cancel([ticker, script])
             if ended_by is not EndedBy.SERVER:
                 with contextlib.suppress(ConnectionClosed):
-                    await self._send_event(
-                        "stop",
-                        stop={"accountSid": opts.account_sid, "callSid": opts.call_sid},
-                    )
+                    await ws.send(self._wire.stop())
         except ConnectionClosed:
             ended_by = EndedBy.SERVER
         finally:
@@ -263,71 +264,29 @@ class SimulatedCall:
             self._fail_waiters()
         return self._result(ended_by)
 
-    # --- wire --------------------------------------------------------------------------------
-
-    def _next_seq(self) -> int:
-        self._seq += 1
-        return self._seq
-
-    def _start_payload(self) -> dict[str, Any]:
-        opts = self._options
-        return {
-            "accountSid": opts.account_sid,
-            "streamSid": opts.stream_sid,
-            "callSid": opts.call_sid,
-            "tracks": list(opts.tracks),
-            "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": TELEPHONY_RATE,
-                            "channels": 1},
-            "customParameters": dict(opts.custom_parameters),
-        }
-
-    async def _send_event(self, event: str, *, sequence: bool = True, **body: Any) -> None:
-        message: dict[str, Any] = {"event": event}
-        if event != "connected":
-            if sequence and not self._options.omit_optional_fields:
-                message["sequenceNumber"] = str(self._next_seq())
-            message["streamSid"] = self._options.stream_sid
-        message.update(body)
-        await self._send(json.dumps(message))
-
-    async def _send(self, text: str) -> None:
-        if self._ws is None:
-            raise SimulatorError("the media stream is not open")
-        await self._ws.send(text)
-
-    async def _send_media(self, frame: bytes, tick: int) -> None:
-        payload = _SILENCE_B64 if frame is _SILENCE_FRAME else base64.b64encode(frame).decode()
-        if self._options.omit_optional_fields:
-            text = (f'{{"event":"media","streamSid":{self._sid_json},'
-                    f'"media":{{"payload":"{payload}"}}}}')
-        else:
-            stamp = self._options.timestamp_start_ms + tick * 20
-            text = (f'{{"event":"media","sequenceNumber":"{self._next_seq()}",'
-                    f'"streamSid":{self._sid_json},"media":{{"track":"inbound",'
-                    f'"chunk":"{tick + 1}","timestamp":"{stamp}","payload":"{payload}"}}}}')
-        await self._send(text)
-
-    # --- the 20 ms clock: caller frames out, agent audio played, marks echoed ------------------
+    # --- the 20 ms clock: caller frame out, agent audio played, marks echoed -----------------
 
     async def _tick_loop(self) -> None:
         frame_wall = FRAME_S / self._options.speed
         tick = 0
         while True:
+            # An absolute schedule: a late tick is caught up, never lost, so the clock cannot drift.
             delay = self._t0 + tick * frame_wall - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
+            await asyncio.sleep(max(delay, 0.0))
             await self._tick(tick)
             tick += 1
 
     async def _tick(self, tick: int) -> None:
         now = self.now()
+        playback = self._playback
         # Marks whose audio finished playing in earlier ticks; then the next 20 ms plays.
-        played = self._take_marks(self._cursor)
-        self._play_frame(now)
+        due = playback.due_marks()
+        playback.play_frame(now)
         speaking = self._speaking
         frame = self._next_caller_frame(speaking)
-        await self._echo(played, now, played=True)
-        await self._send_media(frame, tick)
+        await self._echo(due, now, played=True)
+        payload = _SILENCE_B64 if frame is SILENCE_FRAME else base64.b64encode(frame).decode()
+        await self._send(self._wire.media(payload, tick))
         self._frames_sent += 1
         if self._options.record_audio:
             self._caller_audio += frame
@@ -340,130 +299,58 @@ class SimulatedCall:
         if self._waiters:
             self._check_waiters(self.now())
 
-    def _play_frame(self, now: float) -> None:
-        chunk = bytes(self._pending[:FRAME_BYTES])
-        if chunk:
-            del self._pending[:FRAME_BYTES]
-            self._cursor += len(chunk)
-            self._bytes_played += len(chunk)
-            if not self._pending:
-                self._spurt_started_at = None
-                self._playback_ended_at = now + len(chunk) / TELEPHONY_RATE
-        if self._options.record_audio:
-            self._agent_audio += chunk
-            if len(chunk) < FRAME_BYTES:
-                self._agent_audio += _SILENCE_FRAME[len(chunk):]
-
     @staticmethod
     def _next_caller_frame(speaking: _Speaking | None) -> bytes:
         if speaking is None:
-            return _SILENCE_FRAME
+            return SILENCE_FRAME
         audio = speaking.utterance.ulaw
         frame = audio[speaking.offset:speaking.offset + FRAME_BYTES]
         speaking.offset += FRAME_BYTES
         if len(frame) < FRAME_BYTES:
-            frame += _SILENCE_FRAME[len(frame):]
+            frame += SILENCE_FRAME[len(frame):]
         return frame
 
-    def _take_marks(self, position: int | None) -> list[_PendingMark]:
-        """Pop the pending marks at or before `position` (all of them for None)."""
-        taken: list[_PendingMark] = []
-        while self._marks and (position is None or self._marks[0].position <= position):
-            taken.append(self._marks.popleft())
-        return taken
+    async def _send(self, text: str) -> None:
+        if self._ws is None:
+            raise SimulatorError("the media stream is not open")
+        await self._ws.send(text)
 
-    async def _echo(self, marks: list[_PendingMark], now: float, *, played: bool) -> None:
+    async def _echo(self, marks: list[PendingMark], now: float, *, played: bool) -> None:
+        self._playback.echoed(marks, now, played=played)
         for mark in marks:
-            self._mark_records.append(MarkRecord(mark.name, mark.received_at, now, played))
-            await self._send_event("mark", mark={"name": mark.name})
+            await self._send(self._wire.mark(mark.name))
 
-    # --- what the server sends ---------------------------------------------------------------
+    # --- what the server sends -----------------------------------------------------------------
 
     async def _receive_loop(self) -> None:
         if self._ws is None:
             raise SimulatorError("the media stream is not open")
+        stream_sid = self._options.stream_sid
         with contextlib.suppress(ConnectionClosed):
-            async for message in self._ws:
-                await self._handle(message)
+            async for raw in self._ws:
+                message = parse_agent_message(raw, stream_sid)
+                now = self.now()
+                if isinstance(message, AgentMedia):
+                    self._playback.add_media(message.audio, now)
+                elif isinstance(message, AgentMark):
+                    self._playback.add_mark(message.name, now)
+                elif isinstance(message, AgentClear):
+                    played, discarded = self._playback.clear(now)
+                    await self._echo(played, now, played=True)
+                    await self._echo(discarded, now, played=False)
+                elif isinstance(message, UnknownEvent):
+                    self._unknown_events += 1
+                else:
+                    self._bad(message)
 
-    def _bad(self, reason: str) -> None:
+    def _bad(self, message: Malformed) -> None:
         self._malformed += 1
         if len(self._malformed_examples) < _MAX_EXAMPLES:
-            self._malformed_examples.append(reason)
+            self._malformed_examples.append(message.reason)
         logger.debug("simulated call %s: malformed server message: %s",
-                     self._options.call_sid, reason)
+                     self._options.call_sid, message.reason)
 
-    async def _handle(self, message: str | bytes) -> None:
-        if isinstance(message, bytes):
-            self._bad("binary frame")
-            return
-        try:
-            data = json.loads(message)
-        except ValueError:
-            self._bad("not JSON")
-            return
-        if not isinstance(data, dict):
-            self._bad("not a JSON object")
-            return
-        event = data.get("event")
-        if event not in ("media", "mark", "clear"):
-            if isinstance(event, str):
-                self._unknown_events += 1
-            else:
-                self._bad("no event")
-            return
-        if data.get("streamSid") != self._options.stream_sid:
-            self._bad(f"{event} with a wrong or missing streamSid")
-            return
-        now = self.now()
-        if event == "media":
-            self._on_media(data.get("media"), now)
-        elif event == "mark":
-            mark = data.get("mark")
-            name = mark.get("name") if isinstance(mark, dict) else None
-            if not isinstance(name, str):
-                self._bad("mark without a name")
-                return
-            self._marks.append(_PendingMark(name, self._cursor + len(self._pending), now))
-        else:
-            await self._on_clear(now)
-
-    def _on_media(self, media: object, now: float) -> None:
-        payload = media.get("payload") if isinstance(media, dict) else None
-        if not isinstance(payload, str):
-            self._bad("media without a payload")
-            return
-        try:
-            audio = base64.b64decode(payload, validate=True)
-        except (binascii.Error, ValueError):
-            self._bad("media payload is not base64")
-            return
-        if not audio:
-            self._bad("empty media payload")
-            return
-        if not self._pending:
-            self._spurt_started_at = now
-        self._pending += audio
-        self._last_media_at = now
-        self._agent_media.append(MediaArrival(now, len(audio)))
-        if self._options.record_audio:
-            self._agent_received += audio
-
-    async def _on_clear(self, now: float) -> None:
-        self._clears.append(now)
-        # Marks whose audio had already played before the clear are ordinary echoes.
-        played = self._take_marks(self._cursor)
-        discarded = self._take_marks(None)
-        self._bytes_cleared += len(self._pending)
-        self._cursor += len(self._pending)
-        self._pending.clear()
-        if self._spurt_started_at is not None:
-            self._spurt_started_at = None
-            self._playback_ended_at = now
-        await self._echo(played, now, played=True)
-        await self._echo(discarded, now, played=False)
-
-    # --- the script --------------------------------------------------------------------------
+    # --- the script ----------------------------------------------------------------------------
 
     async def _run_script(self) -> None:
         for index, step in enumerate(self._script):
@@ -482,10 +369,7 @@ class SimulatedCall:
                 await self._barge_in(index, step)
             elif isinstance(step, Dtmf):
                 self._dtmf.append((self.now(), step.digit))
-                track: dict[str, str] = {}
-                if not self._options.omit_optional_fields:
-                    track["track"] = "inbound_track"
-                await self._send_event("dtmf", dtmf={**track, "digit": step.digit})
+                await self._send(self._wire.dtmf(step.digit))
             self._steps_completed = index + 1
 
     async def _speak(self, utterance: Utterance) -> tuple[float, float]:
@@ -498,8 +382,7 @@ class SimulatedCall:
         await self._wait(lambda t: t >= target)
 
     async def _wait(self, ready: Callable[[float], bool]) -> None:
-        if ready(self.now()):
-            return
+        """Wait until `ready(call_time)` holds; it is checked once per tick, after the frame."""
         waiter = _Waiter(ready, asyncio.get_running_loop().create_future())
         self._waiters.append(waiter)
         try:
@@ -522,18 +405,19 @@ class SimulatedCall:
 
     async def _wait_for_agent(self, step: WaitForAgent) -> bool:
         """True once the agent has spoken and gone quiet, False on timeout."""
+        playback = self._playback
         start = self.now()
         deadline = start + step.timeout_s
         quiet_s = step.quiet_ms / 1000
-        spoke = bool(self._pending)
+        spoke = playback.buffered > 0
         outcome: list[bool] = []
 
         def ready(t: float) -> bool:
             nonlocal spoke
-            last = self._last_media_at
-            spoke = spoke or bool(self._pending) or (last is not None and last >= start)
-            if not self._pending and (spoke or not step.require_speech):
-                since = max(start, last or start, self._playback_ended_at or start)
+            last = playback.last_media_at
+            spoke = spoke or playback.buffered > 0 or (last is not None and last >= start)
+            if not playback.buffered and (spoke or not step.require_speech):
+                since = max(start, last or start, playback.playback_ended_at or start)
                 if t - since >= quiet_s:
                     outcome.append(True)
                     return True
@@ -547,24 +431,24 @@ class SimulatedCall:
 
     async def _barge_in(self, index: int, step: BargeIn) -> None:
         deadline = self.now() + step.timeout_s
-        onset_of_agent: list[float] = []
+        agent_started: list[float] = []
 
         def ready(t: float) -> bool:
-            spurt = self._spurt_started_at
+            spurt = self._playback.speaking_since(t)
             if spurt is not None and t >= spurt + step.after_s:
-                onset_of_agent.append(spurt)
+                agent_started.append(spurt)
                 return True
             return t >= deadline
 
         await self._wait(ready)
-        if not onset_of_agent:
+        if not agent_started:
             self._timeouts.append(StepTimeout(index, "BargeIn", self.now()))
             return
         started, ended = await self._speak(step.utterance)
         self._utterances.append((index, step.utterance.label, started, ended, True))
-        self._barge_ins.append((index, onset_of_agent[0], started))
+        self._barge_ins.append((index, agent_started[0], started))
 
-    # --- clean-up and the result -------------------------------------------------------------
+    # --- clean-up and the result ---------------------------------------------------------------
 
     @staticmethod
     async def _cancel(tasks: list[asyncio.Task[Any]]) -> None:
@@ -576,17 +460,16 @@ class SimulatedCall:
 
     def _result(self, ended_by: EndedBy) -> CallResult:
         opts = self._options
-        arrivals = [m.at for m in self._agent_media]
+        playback = self._playback
+        arrivals = [m.at for m in playback.media]
         utterances = tuple(
             UtteranceRecord(i, label, started, ended, barge, first_at_or_after(arrivals, ended))
             for i, label, started, ended, barge in self._utterances
         )
         barge_ins = tuple(
-            BargeInRecord(i, agent_at, onset, first_at_or_after(self._clears, onset))
+            BargeInRecord(i, agent_at, onset, first_at_or_after(playback.clears, onset))
             for i, agent_at, onset in self._barge_ins
         )
-        # Marks never echoed: the call ended while their audio was still queued.
-        unechoed = tuple(MarkRecord(m.name, m.received_at, None, False) for m in self._marks)
         ws = self._ws
         return CallResult(
             account_sid=opts.account_sid,
@@ -599,21 +482,21 @@ class SimulatedCall:
             steps_completed=self._steps_completed,
             utterances=utterances,
             barge_ins=barge_ins,
-            marks=tuple(self._mark_records) + unechoed,
-            clears=tuple(self._clears),
+            marks=tuple(playback.mark_records) + tuple(playback.unechoed()),
+            clears=tuple(playback.clears),
             dtmf_sent=tuple(self._dtmf),
-            agent_media=tuple(self._agent_media),
+            agent_media=tuple(playback.media),
             timeouts=tuple(self._timeouts),
             frames_sent=self._frames_sent,
-            agent_bytes_received=self._cursor + len(self._pending),
-            agent_bytes_played=self._bytes_played,
-            agent_bytes_cleared=self._bytes_cleared,
+            agent_bytes_received=playback.bytes_received,
+            agent_bytes_played=playback.bytes_played,
+            agent_bytes_cleared=playback.bytes_cleared,
             malformed=self._malformed,
             malformed_examples=tuple(self._malformed_examples),
             unknown_events=self._unknown_events,
             caller_audio=bytes(self._caller_audio),
-            agent_audio=bytes(self._agent_audio),
-            agent_audio_received=bytes(self._agent_received),
+            agent_audio=bytes(playback.heard),
+            agent_audio_received=bytes(playback.received),
         )
 
 
