@@ -1,0 +1,159 @@
+"""CallManager: the one owner of every live call, admission, operator hang-up and drain."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import Counter
+from typing import Protocol
+
+from fastapi import WebSocket
+from pipecat.audio.turn.base_turn_analyzer import BaseTurnAnalyzer
+
+from reautod.config import Settings
+from reautod.engines.base import LanguageModel, SpeechToText, TextToSpeech
+from reautod.errors import NotFoundError, OverloadedError, UnavailableError
+from reautod.pipeline.observer import CallInfo, CallObserver, SafeObserver
+from reautod.pipeline.session import CallSession, StartInfo
+from reautod.pipeline.smart_turn import SmartTurnModel
+
+log = logging.getLogger(__name__)
+
+DRAIN_GOODBYE_S = 12.0  # after the grace: time for the goodbye to play before the hard close
+
+
+class Engines(Protocol):
+    """What the pipeline needs of the engine set (reautod.engines.registry.EngineSet)."""
+
+    @property
+    def stt(self) -> SpeechToText: ...
+
+    @property
+    def llm(self) -> LanguageModel: ...
+
+    @property
+    def tts(self) -> TextToSpeech: ...
+
+    def require_ready(self) -> None:
+        """Raise UnavailableError naming what is missing and how to fix it."""
+        ...
+
+
+class CallManager:
+    """Admits calls, runs each in its own CallSession, and ends them on request or shutdown."""
+
+    def __init__(self, engines: Engines, settings: Settings, observer: CallObserver) -> None:
+        self._engines = engines
+        self._settings = settings
+        self._observer = SafeObserver(observer)
+        self._sessions: dict[str, CallSession] = {}
+        self._tasks: dict[str, asyncio.Task[str]] = {}
+        self._smart_turn = SmartTurnModel()
+        self.accepting = True
+        self.refused: Counter[str] = Counter()
+        self.input_warnings: Counter[str] = Counter()
+        self.ended: Counter[str] = Counter()
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings
+
+    async def start(self) -> None:
+        """Load the shared Smart Turn model now (else the first call does); call before READY."""
+        await self._smart_turn.load()
+
+    def live_calls(self) -> list[CallInfo]:
+        return [s.info for s in self._sessions.values()]
+
+    def session(self, call_id: str) -> CallSession | None:
+        return self._sessions.get(call_id)
+
+    def check_admission(self) -> None:
+        """Raise why a new call cannot be taken now (draining, engines missing, full)."""
+        if not self.accepting:
+            self.refused["draining"] += 1
+            raise UnavailableError("not accepting calls (shutting down)", code="draining")
+        try:
+            self._engines.require_ready()
+        except UnavailableError:
+            self.refused["engines"] += 1
+            raise
+        if len(self._sessions) >= self._settings.calls.max_concurrent:
+            self.refused["capacity"] += 1
+            raise OverloadedError(
+                f"at capacity: {len(self._sessions)} live calls "
+                f"(calls.max_concurrent = {self._settings.calls.max_concurrent})"
+            )
+
+    async def run_call(self, websocket: WebSocket, start: StartInfo,
+                       input_warnings: dict[str, int] | None = None) -> str:
+        """Run one call on an accepted socket whose `start` was read; returns why it ended."""
+        self.check_admission()
+        if start.call_id in self._sessions:
+            raise UnavailableError(f"call {start.call_id} is already live", code="duplicate_call")
+        turn_analyzer: BaseTurnAnalyzer | None = await self._smart_turn.analyzer()
+        session = CallSession(
+            websocket, start,
+            stt=self._engines.stt, llm=self._engines.llm, tts=self._engines.tts,
+            settings=self._settings, observer=self._observer, turn_analyzer=turn_analyzer,
+            input_warnings=input_warnings,
+        )
+        self._sessions[start.call_id] = session
+        task = asyncio.create_task(session.run(), name=f"session-{start.call_id}")
+        self._tasks[start.call_id] = task
+        try:
+            # Shielded: the socket handler being cancelled (server shutdown) must still let
+            # the session tear down in order; close() cancels the task itself.
+            reason = await asyncio.shield(task)
+        finally:
+            if task.done():
+                self._forget(start.call_id, session)
+            else:
+                task.add_done_callback(lambda _t: self._forget(start.call_id, session))
+        return reason
+
+    def _forget(self, call_id: str, session: CallSession) -> None:
+        if self._sessions.get(call_id) is session:
+            del self._sessions[call_id]
+            self._tasks.pop(call_id, None)
+            self.input_warnings.update(session.info.input_warnings)
+
+    async def hangup(self, call_id: str) -> None:
+        """Politely end one live call: the agent says goodbye, then hangs up."""
+        session = self._sessions.get(call_id)
+        if session is None:
+            raise NotFoundError(f"no live call {call_id}")
+        await session.hangup("operator")
+
+    async def drain(self, grace_s: float) -> None:
+        """Stop accepting; let calls finish for `grace_s`; then end the rest politely."""
+        self.accepting = False
+        await self._wait_all(grace_s)
+        if not self._tasks:
+            return
+        log.info("drain: %d call(s) still live after %.0fs, saying goodbye", len(self._tasks),
+                 grace_s)
+        for session in list(self._sessions.values()):
+            await session.hangup("shutdown")
+        await self._wait_all(DRAIN_GOODBYE_S)
+        for session in list(self._sessions.values()):
+            session.end("shutdown")
+        await self._wait_all(DRAIN_GOODBYE_S)
+
+    async def close(self) -> None:
+        """End every call now and release the shared models."""
+        self.accepting = False
+        for session in list(self._sessions.values()):
+            session.end("shutdown")
+        await self._wait_all(DRAIN_GOODBYE_S)
+        for task in list(self._tasks.values()):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self._smart_turn.close()
+
+    async def _wait_all(self, timeout: float) -> None:
+        tasks = list(self._tasks.values())
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout)

@@ -1,0 +1,117 @@
+"""What the call pipeline reports: typed records and the observer Protocol the daemon plugs in.
+
+Observer methods are called on the event loop, synchronously, from inside live calls: they must
+not block (the daemon's implementation puts the records on the event bus and the store's
+write-behind queue). An observer that raises is logged and never breaks the call.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal, Protocol
+
+log = logging.getLogger(__name__)
+
+LATENCY_KEYS = ("stt_s", "llm_first_token_s", "tts_first_audio_s", "voice_to_voice_s")
+
+
+class CallState(StrEnum):
+    CONNECTING = "connecting"  # socket open, waiting for Twilio's `start`
+    LISTENING = "listening"
+    THINKING = "thinking"  # LLM/TTS working on a reply, nothing played yet
+    SPEAKING = "speaking"
+    ENDING = "ending"  # saying goodbye or tearing down
+    ENDED = "ended"
+
+
+@dataclass
+class CallInfo:
+    """One live call as `reautoctl call list` and the TUI show it."""
+
+    call_id: str
+    stream_sid: str
+    call_sid: str | None
+    lead_name: str  # the real name: mask it before logging
+    campaign: str | None
+    direction: Literal["outbound", "inbound"]
+    state: CallState
+    started_at: datetime
+    last_utterance: str | None = None  # the last thing either side said
+    last_voice_to_voice_s: float | None = None
+    turns: int = 0
+    barge_ins: int = 0
+    engine_failures: int = 0
+    input_warnings: dict[str, int] = field(default_factory=dict)
+
+    def wire(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["state"] = str(self.state)
+        data["started_at"] = self.started_at.isoformat()
+        return data
+
+
+@dataclass(frozen=True)
+class TurnRecord:
+    """One utterance of the conversation with its timings.
+
+    `latencies` holds the keys of LATENCY_KEYS that were measured for this turn, in seconds,
+    all counted from the end of the caller's speech: stt_s (transcript ready),
+    llm_first_token_s, tts_first_audio_s and voice_to_voice_s (first agent audio byte sent).
+    """
+
+    call_id: str
+    index: int
+    speaker: Literal["caller", "agent"]
+    text: str
+    confidence: float | None
+    started_at: datetime
+    ended_at: datetime
+    latencies: dict[str, float] = field(default_factory=dict)
+    interrupted: bool = False
+    error: str | None = None  # engine failure code when the turn ended in an apology
+
+    def wire(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["started_at"] = self.started_at.isoformat()
+        data["ended_at"] = self.ended_at.isoformat()
+        return data
+
+
+class CallObserver(Protocol):
+    """Receives the life of every call; every method is sync, cheap and must not block."""
+
+    def on_call_started(self, info: CallInfo) -> None: ...
+
+    def on_turn(self, turn: TurnRecord) -> None: ...
+
+    def on_barge_in(self, call_id: str, heard_text: str) -> None: ...
+
+    def on_call_ended(self, call_id: str, reason: str, duration_s: float) -> None: ...
+
+
+class SafeObserver:
+    """Wraps the daemon's observer so that a failing observer never breaks a call."""
+
+    def __init__(self, inner: CallObserver) -> None:
+        self._inner = inner
+
+    def on_call_started(self, info: CallInfo) -> None:
+        self._guard("on_call_started", info)
+
+    def on_turn(self, turn: TurnRecord) -> None:
+        self._guard("on_turn", turn)
+
+    def on_barge_in(self, call_id: str, heard_text: str) -> None:
+        self._guard("on_barge_in", call_id, heard_text)
+
+    def on_call_ended(self, call_id: str, reason: str, duration_s: float) -> None:
+        self._guard("on_call_ended", call_id, reason, duration_s)
+
+    def _guard(self, method: str, *args: Any) -> None:
+        try:
+            getattr(self._inner, method)(*args)
+        except Exception:  # the observer is the daemon's; its bug must not end a call
+            log.exception("call observer %s failed", method)

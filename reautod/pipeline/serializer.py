@@ -1,0 +1,170 @@
+"""Twilio Media Streams wire format for one call, hardened for what real sockets send.
+
+Built on pipecat's TwilioFrameSerializer (it owns mu-law and resampling: once per direction) with
+auto hang-up off: reautod owns hang-up. Its deserializer trusts its input, so ours validates
+every message first; bad input is ignored with a counted warning, and a socket that keeps
+sending garbage, or one huge frame, ends the call with a reason.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from pipecat.audio.dtmf.types import KeypadEntry
+from pipecat.audio.utils import ulaw_to_pcm
+from pipecat.frames.frames import (
+    AudioRawFrame,
+    Frame,
+    InputAudioRawFrame,
+    InputDTMFFrame,
+    InterruptionFrame,
+)
+from pipecat.serializers.twilio import TwilioFrameSerializer
+
+from reautod.pipeline.frames import MarkEchoFrame, ProtocolViolationFrame, StreamStopFrame
+
+log = logging.getLogger(__name__)
+
+# Twilio's frames are a few hundred bytes; the HTTP server caps messages harder (ws_max_size).
+MAX_MESSAGE_BYTES = 64 * 1024
+MAX_BAD_MESSAGES = 200  # malformed messages tolerated per call before it is closed
+CLOSE_TOO_BIG = 1009
+CLOSE_POLICY = 1008
+
+
+class InputWarnings:
+    """Counts of ignored bad input for one call, by kind."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+
+    def add(self, kind: str, call_id: str) -> int:
+        self.counts[kind] += 1
+        if self.counts[kind] in (1, 10, 100):  # log the first of each kind, then sparsely
+            log.warning("call %s: ignoring bad media input (%s, %d so far)", call_id, kind,
+                        self.counts[kind])
+        return sum(self.counts.values())
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.counts)
+
+
+def decode_message(data: str | bytes) -> tuple[dict[str, Any] | None, str | None]:
+    """Parse one socket message: (message, None) or (None, warning kind)."""
+    if len(data) > MAX_MESSAGE_BYTES:
+        return None, "oversized"
+    try:
+        message = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None, "not_json"
+    if not isinstance(message, dict):
+        return None, "not_object"
+    if not isinstance(message.get("event"), str):
+        return None, "no_event"
+    return message, None
+
+
+def decode_payload(message: dict[str, Any]) -> tuple[bytes | None, str | None]:
+    media = message.get("media")
+    if not isinstance(media, dict):
+        return None, "bad_media"
+    track = media.get("track")
+    if track is not None and track not in ("inbound", "inbound_track"):
+        return None, "outbound_track"
+    payload = media.get("payload")
+    if not isinstance(payload, str) or not payload:
+        return None, "bad_media"
+    try:
+        return base64.b64decode(payload, validate=True), None
+    except (binascii.Error, ValueError):
+        return None, "bad_base64"
+
+
+class TwilioMediaSerializer(TwilioFrameSerializer):
+    """Pipecat's Twilio serializer plus validation, marks, stop, and send-time hooks."""
+
+    def __init__(self, stream_sid: str, *, call_id: str, call_sid: str | None = None) -> None:
+        super().__init__(
+            stream_sid,
+            call_sid=call_sid,
+            params=TwilioFrameSerializer.InputParams(auto_hang_up=False),
+        )
+        self.call_id = call_id
+        self.stream_sid = stream_sid
+        self.warnings = InputWarnings()
+        self.media_frames = 0
+        # Set by the call: told the monotonic time of every audio frame and clear sent.
+        self.on_audio_sent: Callable[[float], None] | None = None
+        self.on_clear_sent: Callable[[float], None] | None = None
+        # Told at once when Twilio says `stop` (before the socket close races it).
+        self.on_stop: Callable[[], None] | None = None
+        self._violated = False
+
+    async def serialize(self, frame: Frame) -> str | bytes | None:
+        out = await super().serialize(frame)
+        if out is not None:
+            now = time.monotonic()
+            if isinstance(frame, InterruptionFrame) and self.on_clear_sent is not None:
+                self.on_clear_sent(now)
+            elif isinstance(frame, AudioRawFrame) and self.on_audio_sent is not None:
+                self.on_audio_sent(now)
+        return out
+
+    def _warn(self, kind: str) -> Frame | None:
+        total = self.warnings.add(kind, self.call_id)
+        if total > MAX_BAD_MESSAGES and not self._violated:
+            self._violated = True
+            return ProtocolViolationFrame(reason="too many malformed messages",
+                                          close_code=CLOSE_POLICY)
+        return None
+
+    async def deserialize(self, data: str | bytes) -> Frame | None:
+        message, problem = decode_message(data)
+        if message is None:
+            if problem == "oversized" and not self._violated:
+                self.warnings.add("oversized", self.call_id)
+                self._violated = True
+                return ProtocolViolationFrame(reason="message too big", close_code=CLOSE_TOO_BIG)
+            return self._warn(problem or "bad")
+        event = message["event"]
+        if event == "media":
+            payload, problem = decode_payload(message)
+            if payload is None:
+                return self._warn(problem or "bad_media")
+            self.media_frames += 1
+            # The one inbound resample: 8 kHz mu-law to the pipeline's 16 kHz PCM.
+            pcm = await ulaw_to_pcm(
+                payload, self._twilio_sample_rate, self._sample_rate, self._input_resampler
+            )
+            if not pcm:
+                return None
+            return InputAudioRawFrame(audio=pcm, num_channels=1, sample_rate=self._sample_rate)
+        if event == "mark":
+            mark = message.get("mark")
+            name = mark.get("name") if isinstance(mark, dict) else None
+            if not isinstance(name, str):
+                return self._warn("bad_mark")
+            return MarkEchoFrame(mark_name=name)
+        if event == "dtmf":
+            dtmf = message.get("dtmf")
+            digit = dtmf.get("digit") if isinstance(dtmf, dict) else None
+            if not isinstance(digit, str):
+                return self._warn("bad_dtmf")
+            try:
+                return InputDTMFFrame(KeypadEntry(digit))
+            except ValueError:
+                return self._warn("bad_dtmf")
+        if event == "stop":
+            if self.on_stop is not None:
+                self.on_stop()
+            return StreamStopFrame(reason="stop")
+        if event in ("connected", "start"):
+            return self._warn(f"late_{event}")
+        return self._warn("unknown_event")

@@ -1,0 +1,325 @@
+"""Caller turns: Silero VAD, Smart Turn v3 and our STT over the shared engine, plus barge-in.
+
+When the VAD hears the caller stop, transcription starts at once and runs in parallel with the
+Smart Turn model: when Smart Turn says the turn is complete the transcript is usually ready too.
+If it says incomplete, the turn waits for more speech, or for the silence fallback.
+
+Barge-in: caller speech while the agent is busy (generating or playing) interrupts it once it
+has lasted `min_barge_in_s` and is not a backchannel ("mhm"); shorter noise never interrupts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections import deque
+from collections.abc import Callable
+
+import numpy as np
+from pipecat.audio.turn.base_turn_analyzer import BaseTurnAnalyzer, EndOfTurnState
+from pipecat.audio.vad.vad_analyzer import VADAnalyzer, VADState
+from pipecat.frames.frames import (
+    CancelFrame,
+    EndFrame,
+    Frame,
+    InputAudioRawFrame,
+    InterruptionFrame,
+)
+from pipecat.processors.frame_processor import (
+    FrameDirection,
+    FrameProcessor,
+    FrameProcessorSetup,
+)
+
+from reautod.config import CallSettings
+from reautod.engines.base import SpeechToText, Transcript
+from reautod.errors import EngineError, ReautodError
+from reautod.pipeline.frames import UserSpeechFrame, UserTurnFrame
+
+log = logging.getLogger(__name__)
+
+PREROLL_S = 0.3  # audio kept from before the VAD fired: its start delay would clip the first word
+BACKCHANNEL_MAX_S = 1.2  # speech this long interrupts even if it started as "mhm"
+_WORDS = re.compile(r"[a-z']+")
+
+
+def normalise(text: str) -> str:
+    return " ".join(_WORDS.findall(text.lower()))
+
+
+def is_backchannel(text: str, backchannels: list[str]) -> bool:
+    said = normalise(text)
+    return bool(said) and said in {normalise(b) for b in backchannels}
+
+
+async def transcribe(
+    stt: SpeechToText, pcm16: bytes, *, call_id: str, timeout_s: float
+) -> Transcript:
+    """16 kHz PCM16 to a transcript via the shared engine; failures become EngineError."""
+    audio = np.frombuffer(pcm16, dtype=np.int16).astype(np.float32) / 32768.0
+    try:
+        return await asyncio.wait_for(stt.transcribe(audio, call_id=call_id), timeout_s)
+    except TimeoutError as err:
+        raise EngineError(f"STT timed out after {timeout_s:g}s", code="stt_timeout") from err
+    except ReautodError:
+        raise
+    except Exception as err:  # an engine bug is a failed turn, not a dead call
+        raise EngineError(f"STT failed: {type(err).__name__}", code="stt_failed") from err
+
+
+class UserTurnProcessor(FrameProcessor):
+    """Turns 16 kHz caller audio into UserTurnFrames; pushes InterruptionFrame on barge-in."""
+
+    def __init__(
+        self,
+        *,
+        call_id: str,
+        stt: SpeechToText,
+        vad: VADAnalyzer,
+        turn_analyzer: BaseTurnAnalyzer | None,
+        calls: CallSettings,
+        stt_timeout_s: float,
+        agent_busy: Callable[[], bool],
+    ) -> None:
+        super().__init__(name=f"user-turns-{call_id}")
+        self._call_id = call_id
+        self._stt = stt
+        self._vad = vad
+        self._turn = turn_analyzer
+        self._calls = calls
+        self._stt_timeout_s = stt_timeout_s
+        self._agent_busy = agent_busy
+        self._sample_rate = 16000
+        self._preroll: deque[bytes] = deque()
+        self._preroll_bytes = 0
+        self._buffer = bytearray()
+        self._in_turn = False
+        self._vad_state = VADState.QUIET
+        self._turn_started_at = 0.0
+        self._segment_onset = 0.0
+        self._speech_ended_at = 0.0
+        self._barged = False
+        self._backchannel_seen = False
+        self._check_task: asyncio.Task[None] | None = None
+        self._eval_task: asyncio.Task[None] | None = None
+        self._stt_task: asyncio.Task[Transcript] | None = None
+        self._stt_len = 0  # buffer length the pending transcription covers
+        self._committing = False
+        self.backchannels_ignored = 0
+        self.noise_ignored = 0
+
+    # -- pipecat plumbing
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
+        if isinstance(frame, InputAudioRawFrame):
+            await self._on_audio(frame.audio, frame.sample_rate)
+            return  # caller audio stops here: nothing downstream wants it
+        if isinstance(frame, (EndFrame, CancelFrame)):
+            await self._stop_tasks()
+        await self.push_frame(frame, direction)
+
+    async def setup(self, setup: FrameProcessorSetup) -> None:
+        await super().setup(setup)
+        self._sample_rate = setup.audio_in_sample_rate
+        self._vad.set_sample_rate(self._sample_rate)
+        if self._turn is not None:
+            self._turn.set_sample_rate(self._sample_rate)
+
+    async def cleanup(self) -> None:
+        await self._stop_tasks()
+        await self._vad.cleanup()
+        if self._turn is not None:
+            await self._turn.cleanup()
+        await super().cleanup()
+
+    async def _stop_tasks(self) -> None:
+        for task in (self._check_task, self._eval_task, self._stt_task):
+            if task is not None and not task.done():
+                await self.cancel_task(task)
+        self._check_task = self._eval_task = self._stt_task = None
+
+    # -- audio
+
+    async def _on_audio(self, audio: bytes, sample_rate: int) -> None:
+        state = await self._vad.analyze_audio(audio)
+        now = time.monotonic()
+        is_speech = state in (VADState.SPEAKING, VADState.STARTING)
+        turn_state = (
+            self._turn.append_audio(audio, is_speech) if self._turn is not None else None
+        )
+        if self._in_turn:
+            self._buffer += audio
+        else:
+            self._preroll.append(audio)
+            self._preroll_bytes += len(audio)
+            while self._preroll_bytes > PREROLL_S * self._sample_rate * 2 and self._preroll:
+                self._preroll_bytes -= len(self._preroll.popleft())
+
+        previous, self._vad_state = self._vad_state, state
+        if state == VADState.SPEAKING and previous in (VADState.QUIET, VADState.STARTING):
+            await self._on_speech_start(now - self._vad.params.start_secs)
+        elif state == VADState.STOPPING and previous == VADState.SPEAKING:
+            self._speech_ended_at = now - len(audio) / (2 * self._sample_rate)
+        elif state == VADState.QUIET and previous in (VADState.SPEAKING, VADState.STOPPING):
+            await self._on_speech_stop(now)
+
+        if state in (VADState.SPEAKING, VADState.STOPPING):
+            await self._maybe_barge_in(now)
+        if (
+            turn_state == EndOfTurnState.COMPLETE
+            and self._in_turn
+            and self._eval_task is None
+            and not self._committing
+        ):
+            # Smart Turn said "incomplete" earlier, and the silence fallback has now run out.
+            self._eval_task = self.create_task(self._commit(), name=f"turn-commit-{self._call_id}")
+
+    async def _on_speech_start(self, onset: float) -> None:
+        if not self._in_turn:
+            self._in_turn = True
+            self._turn_started_at = onset
+            self._buffer = bytearray(b"".join(self._preroll))
+            self._preroll.clear()
+            self._preroll_bytes = 0
+            self._barged = False
+        elif self._eval_task is not None and not self._committing:
+            # The caller paused and went on: this is still the same turn.
+            await self.cancel_task(self._eval_task)
+            self._eval_task = None
+        self._segment_onset = onset
+        self._backchannel_seen = False
+        await self.push_frame(UserSpeechFrame(speaking=True, at=onset))
+
+    async def _on_speech_stop(self, now: float) -> None:
+        if not self._in_turn:
+            return
+        await self.push_frame(UserSpeechFrame(speaking=False, at=self._speech_ended_at))
+        if self._check_task is not None and not self._check_task.done():
+            await self.cancel_task(self._check_task)
+        self._check_task = None
+        # Transcribe now, in parallel with Smart Turn, so little is left when the turn ends.
+        self._start_stt()
+        if self._eval_task is None and not self._committing:
+            self._eval_task = self.create_task(self._evaluate(), name=f"turn-eval-{self._call_id}")
+
+    def _start_stt(self) -> None:
+        if self._stt_task is not None and self._stt_len == len(self._buffer):
+            return
+        if self._stt_task is not None and not self._stt_task.done():
+            self._stt_task.cancel()  # older audio: superseded, its result is not wanted
+        self._stt_len = len(self._buffer)
+        self._stt_task = self.create_task(
+            transcribe(self._stt, bytes(self._buffer), call_id=self._call_id,
+                       timeout_s=self._stt_timeout_s),
+            name=f"stt-{self._call_id}",
+        )
+
+    async def _evaluate(self) -> None:
+        if self._turn is not None:
+            state, _ = await self._turn.analyze_end_of_turn()
+            if state != EndOfTurnState.COMPLETE:
+                self._eval_task = None  # wait for more speech or the silence fallback
+                return
+        await self._commit()
+
+    # -- barge-in
+
+    async def _maybe_barge_in(self, now: float) -> None:
+        if self._barged or not self._agent_busy():
+            return
+        spoken = now - self._segment_onset
+        if spoken < self._calls.min_barge_in_s:
+            return
+        if not self._calls.backchannels or spoken >= BACKCHANNEL_MAX_S:
+            await self._barge_in()
+        elif not self._backchannel_seen and self._check_task is None:
+            self._check_task = self.create_task(
+                self._check_backchannel(), name=f"barge-check-{self._call_id}"
+            )
+
+    async def _check_backchannel(self) -> None:
+        try:
+            transcript = await transcribe(
+                self._stt, bytes(self._buffer), call_id=self._call_id,
+                timeout_s=self._stt_timeout_s,
+            )
+            backchannel = is_backchannel(transcript.text, self._calls.backchannels)
+        except ReautodError as err:
+            log.warning("call %s: barge-in check failed (%s); interrupting", self._call_id,
+                        err.code)
+            backchannel = False
+        finally:
+            self._check_task = None
+        if backchannel:
+            self._backchannel_seen = True
+        elif not self._barged and self._agent_busy():
+            await self._barge_in()
+
+    async def _barge_in(self) -> None:
+        self._barged = True
+        await self.push_frame(InterruptionFrame())
+
+    # -- end of turn
+
+    async def _commit(self) -> None:
+        self._committing = True
+        try:
+            self._start_stt()
+            stt_task = self._stt_task
+            covered = self._stt_len
+            assert stt_task is not None  # set by _start_stt
+            error: str | None = None
+            text, confidence = "", 0.0
+            try:
+                transcript = await stt_task
+                text, confidence = transcript.text.strip(), transcript.confidence
+            except ReautodError as err:
+                error = err.code
+                log.warning("call %s: transcription failed (%s)", self._call_id, err.code)
+            transcript_at = time.monotonic()
+            spoken = self._speech_ended_at - self._turn_started_at
+            busy = self._agent_busy()
+            keep = True
+            if error is None and busy and not self._barged:
+                if is_backchannel(text, self._calls.backchannels):
+                    self.backchannels_ignored += 1
+                    keep = False
+                elif spoken < self._calls.min_barge_in_s:
+                    self.noise_ignored += 1
+                    keep = False
+                else:
+                    await self._barge_in()
+            if error is None and not text:
+                self.noise_ignored += 1
+                keep = False
+            if keep:
+                await self.push_frame(
+                    UserTurnFrame(
+                        text=text,
+                        confidence=confidence,
+                        speech_started_at=self._turn_started_at,
+                        speech_ended_at=self._speech_ended_at,
+                        transcript_at=transcript_at,
+                        error=error,
+                    )
+                )
+            # Audio that arrived while we transcribed starts the next turn.
+            rest = bytes(self._buffer[covered:])
+            self._buffer = bytearray()
+            self._preroll.clear()
+            self._preroll.append(rest)
+            self._preroll_bytes = len(rest)
+            self._in_turn = self._vad_state in (VADState.SPEAKING, VADState.STOPPING)
+            if self._in_turn:
+                self._buffer = bytearray(rest)
+                self._barged = False
+            self._stt_task = None
+            self._stt_len = 0
+            if self._turn is not None:
+                self._turn.clear()
+        finally:
+            self._committing = False
+            self._eval_task = None

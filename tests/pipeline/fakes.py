@@ -1,0 +1,140 @@
+"""Engines implementing reautod.engines.base's Protocols, recording what they received.
+
+They stand in for the real engines where a test needs a known transcript, a failure on demand
+or a cancellation to observe; the whole-call tests also run on the real engines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from reautod.engines.base import (
+    AudioChunk,
+    ChatMessage,
+    EngineHealth,
+    EngineState,
+    RequestTiming,
+    TokenChunk,
+    Transcript,
+)
+from reautod.errors import EngineError, UnavailableError
+
+_TIMING = RequestTiming(queue_wait_s=0.0, compute_s=0.0)
+
+
+@dataclass
+class FakeSTT:
+    """Transcribes any audio to `text` (per call: `texts[call_id]`), after `delay_s`."""
+
+    text: str = "I would like to hear more"
+    texts: dict[str, str] = field(default_factory=dict)
+    delay_s: float = 0.0
+    fail_with: Exception | None = None
+    hang: bool = False
+    calls: list[tuple[str, float]] = field(default_factory=list)  # (call_id, seconds of audio)
+
+    async def transcribe(self, audio: npt.NDArray[np.float32], *, call_id: str) -> Transcript:
+        self.calls.append((call_id, len(audio) / 16000))
+        if self.hang:
+            await asyncio.sleep(3600)
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        if self.fail_with is not None:
+            raise self.fail_with
+        return Transcript(self.texts.get(call_id, self.text), 0.87, len(audio) / 16000, _TIMING)
+
+    def health(self) -> EngineHealth:
+        return EngineHealth("stt", EngineState.READY, "fake")
+
+
+@dataclass
+class FakeLLM:
+    """Streams `reply` word by word, `token_delay_s` apart; records requests and closures."""
+
+    reply: str = "That is great. Let me tell you about our free consultation. It takes an hour."
+    token_delay_s: float = 0.0
+    fail_with: Exception | None = None
+    requests: list[tuple[str, list[ChatMessage]]] = field(default_factory=list)
+    finished: int = 0
+    closed_early: int = 0
+
+    async def stream_chat(
+        self, messages: list[ChatMessage], *, call_id: str, max_tokens: int | None = None
+    ) -> AsyncIterator[TokenChunk]:
+        self.requests.append((call_id, list(messages)))
+        if self.fail_with is not None:
+            raise self.fail_with
+        words = self.reply.split(" ")
+        done = False
+        try:
+            for i, word in enumerate(words):
+                if self.token_delay_s:
+                    await asyncio.sleep(self.token_delay_s)
+                yield TokenChunk(word if i == 0 else " " + word)
+            done = True
+            self.finished += 1
+        finally:
+            if not done:
+                self.closed_early += 1
+
+    def health(self) -> EngineHealth:
+        return EngineHealth("llm", EngineState.READY, "fake")
+
+
+@dataclass
+class FakeTTS:
+    """A 440 Hz tone, `seconds_per_char` long per character of text, in 100 ms chunks."""
+
+    sample_rate: int = 16000
+    seconds_per_char: float = 0.03
+    delay_s: float = 0.0
+    fail_with: Exception | None = None
+    texts: list[tuple[str, str]] = field(default_factory=list)  # (call_id, text)
+    closed_early: int = 0
+
+    async def synthesize(self, text: str, *, call_id: str) -> AsyncIterator[AudioChunk]:
+        self.texts.append((call_id, text))
+        if self.fail_with is not None:
+            raise self.fail_with
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        n = max(1, int(len(text) * self.seconds_per_char * self.sample_rate))
+        t = np.arange(n) / self.sample_rate
+        pcm = (np.sin(2 * math.pi * 440 * t) * 8000).astype(np.int16).tobytes()
+        step = self.sample_rate // 10 * 2
+        done = False
+        try:
+            for i in range(0, len(pcm), step):
+                yield AudioChunk(pcm[i : i + step], self.sample_rate)
+                await asyncio.sleep(0)
+            done = True
+        finally:
+            if not done:
+                self.closed_early += 1
+
+    def health(self) -> EngineHealth:
+        return EngineHealth("tts", EngineState.READY, "fake")
+
+
+@dataclass
+class FakeEngines:
+    """The engine set the CallManager takes; `missing` makes require_ready refuse."""
+
+    stt: FakeSTT = field(default_factory=FakeSTT)
+    llm: FakeLLM = field(default_factory=FakeLLM)
+    tts: FakeTTS = field(default_factory=FakeTTS)
+    missing: str | None = None
+
+    def require_ready(self) -> None:
+        if self.missing:
+            raise UnavailableError(f"cannot take calls, engines not ready: {self.missing}")
+
+
+def engine_error(code: str = "llm_failed") -> EngineError:
+    return EngineError("injected failure", code=code)

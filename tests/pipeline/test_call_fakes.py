@@ -1,0 +1,75 @@
+"""Whole calls over a real WebSocket with the Twilio simulator and recording fake engines."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from reautod.telephony.simulator import (
+    CallOptions,
+    Hangup,
+    Pause,
+    Utterance,
+    WaitForAgent,
+    run_call,
+)
+from tests.pipeline.conftest import serve_media
+from tests.pipeline.fakes import FakeEngines
+
+pytestmark = pytest.mark.timeout(120)
+
+
+async def test_greeting_then_answer_with_marks(short_speech: Utterance) -> None:
+    engines = FakeEngines()
+    async with serve_media(engines) as served:
+        result = await run_call(
+            CallOptions(url=served.url, speed=1.0,
+                        custom_parameters={"call_id": "c1", "lead_name": "Jane Doe",
+                                           "campaign": "spring"}),
+            [WaitForAgent(timeout_s=15), short_speech, WaitForAgent(timeout_s=15), Hangup()],
+        )
+    obs = served.observer
+    # Greeting first, with the lead's name, before any caller turn.
+    assert engines.tts.texts[0][1].startswith("Hi Jane Doe, this is Alex")
+    first_agent = obs.turns_of("c1")[0]
+    assert first_agent.speaker == "agent" and first_agent.text.startswith("Hi Jane Doe")
+    caller = obs.turns_of("c1", "caller")
+    assert [t.text for t in caller] == ["I would like to hear more"]
+    assert caller[0].confidence == pytest.approx(0.87)
+    # The LLM saw the system prompt with the lead and goal, the greeting, then the caller.
+    _, messages = engines.llm.requests[0]
+    assert messages[0].role == "system" and "Jane Doe" in messages[0].content
+    assert "free consultation" in messages[0].content
+    assert [m.role for m in messages[1:]] == ["assistant", "user"]
+    assert messages[-1].content == "I would like to hear more"
+    answer = obs.turns_of("c1", "agent")[1]
+    assert answer.text == engines.llm.reply and not answer.interrupted
+    assert set(answer.latencies) == {"stt_s", "llm_first_token_s", "tts_first_audio_s",
+                                     "voice_to_voice_s"}
+    assert 0 <= answer.latencies["stt_s"] <= answer.latencies["voice_to_voice_s"]
+    # The simulator got valid mu-law media and echoed every mark as played.
+    assert result.agent_media and all(m.nbytes > 0 for m in result.agent_media)
+    assert result.malformed == 0 and result.unknown_events == 0
+    assert len(result.marks) >= 4 and all(m.played for m in result.marks)
+    assert result.timeouts == ()
+    assert obs.reason("c1") == "stop"
+    assert served.manager.live_calls() == []
+
+
+async def test_inbound_call_waits_for_the_caller(short_speech: Utterance) -> None:
+    engines = FakeEngines()
+    async with serve_media(engines) as served:
+        await run_call(
+            CallOptions(url=served.url, custom_parameters={"call_id": "in1",
+                                                           "direction": "inbound"}),
+            [Pause(1.0), short_speech, WaitForAgent(timeout_s=15), Hangup()],
+        )
+    texts = [t for _, t in engines.tts.texts]
+    assert not any(t.startswith("Hi ") for t in texts)
+    assert served.observer.turns_of("in1", "agent")[0].text == engines.llm.reply
+
+
+def test_payload_is_base64_mulaw() -> None:
+    # A guard on the fake's output path: mu-law frames decode from base64 to 1 byte/sample.
+    assert base64.b64decode(base64.b64encode(b"\xff" * 160)) == b"\xff" * 160
