@@ -1,0 +1,162 @@
+"""A real ControlServer on a temp socket with the daemon's method names and recorded data.
+
+Handlers answer from plain data the test controls and record every request they receive, so a
+test can check that a TUI action sent exactly the right method and params.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from concurrent.futures import Future
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from reautod.control.protocol import Method
+from reautod.control.server import ControlServer
+from reautod.errors import NotFoundError
+from reautod.observability.events import EventBus
+
+FIXED_NOW = datetime(2026, 11, 21, 10, 0, 0, tzinfo=UTC)
+RECORDED = Path(__file__).parent / "recorded_call.jsonl"
+
+
+def recorded_events() -> list[tuple[str, dict[str, Any]]]:
+    """One call from start to end, as the daemon published it (tests/tui/recorded_call.jsonl)."""
+    events = []
+    for line in RECORDED.read_text().splitlines():
+        if line.strip():
+            message = json.loads(line)
+            events.append((message["event"], message["data"]))
+    return events
+
+
+class CallIdParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    call_id: str
+
+
+class CampaignParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    campaign: str
+
+
+class FakeDaemon:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.bus = EventBus()
+        self.requests: list[tuple[str, dict[str, Any]]] = []
+        self.status: dict[str, Any] = {"state": "ready", "version": "0.1.0", "live_calls": 0}
+        self.health: dict[str, Any] = {
+            "ok": True,
+            "checks": {
+                "database": {"ok": True, "detail": "sqlite"},
+                "redis": {"ok": True, "detail": "memory session store"},
+                "stt": {"ok": True, "detail": "ready"},
+                "gpu": {"ok": True, "detail": "no GPU (CPU inference)"},
+            },
+        }
+        self.calls: list[dict[str, Any]] = []
+        self.campaigns: list[dict[str, Any]] = []
+        self.server: ControlServer | None = None
+
+    def methods(self) -> list[Method]:
+        async def status(_p: BaseModel) -> dict[str, Any]:
+            return {**self.status, "live_calls": len(self.calls)}
+
+        async def health(_p: BaseModel) -> dict[str, Any]:
+            return self.health
+
+        async def calls_list(_p: BaseModel) -> dict[str, Any]:
+            return {"calls": self.calls}
+
+        async def campaigns_list(_p: BaseModel) -> dict[str, Any]:
+            return {"campaigns": self.campaigns}
+
+        def recording(name: str) -> Any:
+            async def handler(params: BaseModel) -> dict[str, Any]:
+                body = params.model_dump()
+                self.requests.append((name, body))
+                if "call_id" in body and body["call_id"] not in {c["call_id"] for c in self.calls}:
+                    raise NotFoundError(f"no live call {body['call_id']}")
+                return {"ok": True}
+
+            return handler
+
+        return [
+            Method("status", status),
+            Method("health", health),
+            Method("calls.list", calls_list),
+            Method("campaigns.list", campaigns_list),
+            Method("call.hangup", recording("call.hangup"), CallIdParams),
+            Method("call.transfer", recording("call.transfer"), CallIdParams),
+            Method("campaign.pause", recording("campaign.pause"), CampaignParams),
+            Method("campaign.resume", recording("campaign.resume"), CampaignParams),
+            Method("daemon.drain", recording("daemon.drain")),
+        ]
+
+    async def start(self) -> None:
+        self.server = ControlServer(self.path, self.methods(), self.bus)
+        await self.server.start()
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.bus.close()
+            await self.server.close()
+            self.server = None
+            self.bus = EventBus()
+
+    def publish(self, event: str, data: dict[str, Any]) -> None:
+        """Publish, keeping `calls` (what calls.list answers) in step as the daemon's registry does."""
+        call_id = data.get("call_id")
+        if event == "call.started":
+            self.calls.append(dict(data))
+        elif event == "call.ended":
+            self.calls = [c for c in self.calls if c["call_id"] != call_id]
+        elif event in ("call.state", "cost.update"):
+            for call in self.calls:
+                if call["call_id"] == call_id:
+                    call.update({k: v for k, v in data.items() if k != "call_id"})
+        self.bus.publish(event, data)
+
+
+class ThreadedDaemon:
+    """Runs a FakeDaemon on its own loop in a thread, for tests whose app owns the main loop
+    (pytest-textual-snapshot runs the app with asyncio.run)."""
+
+    def __init__(self, daemon: FakeDaemon) -> None:
+        self.daemon = daemon
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="fake-daemon")
+
+    def __enter__(self) -> ThreadedDaemon:
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(self.daemon.start(), self.loop).result(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self.daemon.stop(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+    def publish(self, event: str, data: dict[str, Any]) -> None:
+        done: Future[None] = Future()
+
+        def run() -> None:
+            try:
+                self.daemon.publish(event, data)
+                done.set_result(None)
+            except Exception as err:
+                done.set_exception(err)
+
+        self.loop.call_soon_threadsafe(run)
+        done.result(10)
+
+    @property
+    def subscribers(self) -> int:
+        return self.daemon.bus.subscriber_count

@@ -1,0 +1,457 @@
+"""What the TUI knows about the daemon, built from method results and events; no I/O, no widgets.
+
+Wire data (JSON from the control socket) is turned into these dataclasses here, at the edge, and
+nowhere else. Missing optional fields are tolerated (an older daemon, a part not built yet);
+a malformed event is skipped and counted, never allowed to take the TUI down.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+# Stages of a turn's latency, in pipeline order, as carried in `turn` events' `latencies`.
+LATENCY_STAGES = ("transcript", "first_token", "first_audio", "voice_to_voice")
+LATENCY_WINDOW = 100  # turns in the rolling percentiles
+TRANSCRIPT_LIMIT = 500  # turns kept per call
+ENDED_KEPT = 50  # ended calls kept for their detail screen
+LOG_LIMIT = 1000
+
+
+def parse_ts(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+def _float(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    return value
+
+
+def _str(value: Any, default: str = "") -> str:
+    return value if isinstance(value, str) else default
+
+
+def _latencies(raw: Any) -> dict[str, float]:
+    """`{"voice_to_voice_s": 0.62, ...}` -> `{"voice_to_voice": 0.62}`; unknown keys kept."""
+    if not isinstance(raw, Mapping):
+        return {}
+    out: dict[str, float] = {}
+    for key, value in raw.items():
+        seconds = _float(value)
+        if isinstance(key, str) and seconds is not None:
+            out[key.removesuffix("_s")] = seconds
+    return out
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One line of a call's transcript; `speaker` is caller, agent, or barge_in."""
+
+    speaker: str
+    text: str
+    confidence: float | None = None
+    latencies: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def is_barge_in(self) -> bool:
+        return self.speaker == "barge_in"
+
+
+@dataclass
+class Call:
+    call_id: str
+    lead: str = ""
+    campaign: str = ""
+    state: str = "starting"
+    started_at: datetime | None = None
+    last_utterance: str = ""
+    cost_micros: int | None = None
+    voice_to_voice_s: float | None = None
+    agent: str = ""
+    outcome: str | None = None
+    ended_at: datetime | None = None
+    turns: list[Turn] = field(default_factory=list)
+    touched: int = 0  # LiveState.event_seq of the last event about this call
+
+    @property
+    def live(self) -> bool:
+        return self.outcome is None and self.ended_at is None
+
+    def merge(self, data: Mapping[str, Any]) -> None:
+        """Fill fields from a calls.list row or an event's data, keeping what is not given."""
+        self.lead = _str(data.get("lead"), self.lead)
+        self.campaign = _str(data.get("campaign"), self.campaign)
+        self.state = _str(data.get("state"), self.state)
+        self.started_at = parse_ts(data.get("started_at")) or self.started_at
+        self.last_utterance = _str(data.get("last_utterance"), self.last_utterance)
+        cost = _int(data.get("cost_micros"))
+        self.cost_micros = cost if cost is not None else self.cost_micros
+        v2v = _float(data.get("voice_to_voice_s"))
+        self.voice_to_voice_s = v2v if v2v is not None else self.voice_to_voice_s
+        self.agent = _str(data.get("agent"), self.agent)
+
+    def add_turn(self, turn: Turn) -> None:
+        self.turns.append(turn)
+        del self.turns[:-TRANSCRIPT_LIMIT]
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    name: str
+    ok: bool
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Campaign:
+    name: str
+    state: str
+    leads_total: int | None
+    leads_done: int | None
+    calls_live: int | None
+    calls_per_minute: float | None
+    max_concurrent: int | None
+    spent_micros: int | None
+    budget_micros: int | None
+
+    @classmethod
+    def from_wire(cls, data: Mapping[str, Any]) -> Campaign:
+        pacing = data.get("pacing")
+        pacing = pacing if isinstance(pacing, Mapping) else {}
+        return cls(
+            name=_str(data.get("name")) or _str(data.get("id"), "?"),
+            state=_str(data.get("state"), "?"),
+            leads_total=_int(data.get("leads_total")),
+            leads_done=_int(data.get("leads_done")),
+            calls_live=_int(data.get("calls_live")),
+            calls_per_minute=_float(pacing.get("calls_per_minute")),
+            max_concurrent=_int(pacing.get("max_concurrent")),
+            spent_micros=_int(data.get("spent_micros")),
+            budget_micros=_int(data.get("budget_micros")),
+        )
+
+    @property
+    def paused(self) -> bool:
+        return self.state == "paused"
+
+
+@dataclass(frozen=True)
+class LogLine:
+    ts: datetime | None
+    level: str
+    source: str
+    message: str
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile; None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q * len(ordered)))
+    return ordered[rank - 1]
+
+
+class LiveState:
+    """Everything the screens show; `apply_event` and `apply_snapshot` are the only writers."""
+
+    def __init__(self, clock: Callable[[], datetime]) -> None:
+        self.clock = clock
+        self.connected = False
+        self.disconnect_reason = ""
+        self.daemon: dict[str, Any] = {}
+        self.calls: dict[str, Call] = {}  # live calls, in start order
+        self.ended: collections.OrderedDict[str, Call] = collections.OrderedDict()
+        self.health: list[HealthCheck] = []
+        self.health_ok: bool | None = None
+        self.campaigns: list[Campaign] = []
+        self.log: collections.deque[LogLine] = collections.deque(maxlen=LOG_LIMIT)
+        self.latencies: dict[str, collections.deque[float]] = {
+            stage: collections.deque(maxlen=LATENCY_WINDOW) for stage in LATENCY_STAGES
+        }
+        self._outcomes_day: date = clock().date()
+        self._outcomes_seen: collections.Counter[str] = collections.Counter()
+        self._outcomes_reported: dict[str, int] | None = None
+        self.events_lagged = 0
+        self.events_malformed = 0
+        self.event_seq = 0  # events applied so far
+        self._snapshot_seq = 0  # event_seq when the previous snapshot was applied
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    def call(self, call_id: str) -> Call | None:
+        return self.calls.get(call_id) or self.ended.get(call_id)
+
+    def duration_s(self, call: Call) -> float | None:
+        if call.started_at is None:
+            return None
+        end = call.ended_at or self.clock()
+        return max(0.0, (end - call.started_at).total_seconds())
+
+    def percentiles(self, stage: str) -> tuple[int, float | None, float | None, float | None]:
+        values = list(self.latencies[stage])
+        return (len(values), percentile(values, 0.5), percentile(values, 0.95),
+                percentile(values, 0.99))
+
+    def outcomes_today(self) -> dict[str, int]:
+        """From the daemon's `calls_today` when it reports one, else counted from call.ended."""
+        self._roll_day()
+        if self._outcomes_reported is not None:
+            return dict(sorted(self._outcomes_reported.items()))
+        return dict(sorted(self._outcomes_seen.items()))
+
+    # -- writes ---------------------------------------------------------------------------------
+
+    def set_connected(self, connected: bool, reason: str = "") -> None:
+        self.connected = connected
+        self.disconnect_reason = "" if connected else reason
+
+    def apply_snapshot(
+        self,
+        status: Mapping[str, Any] | None,
+        health: Mapping[str, Any] | None,
+        calls: Any,
+        campaigns: Any,
+    ) -> None:
+        """Replace what the periodic poll re-reads; a None part (method absent) keeps the old."""
+        if status is not None:
+            self.daemon = dict(status)
+            reported = status.get("calls_today")
+            if isinstance(reported, Mapping):
+                self._outcomes_reported = {
+                    str(k): v for k, v in reported.items() if _int(v) is not None
+                }
+        if health is not None:
+            checks = health.get("checks")
+            checks = checks if isinstance(checks, Mapping) else {}
+            self.health = [
+                HealthCheck(str(name), bool(c.get("ok")), _str(c.get("detail")))
+                for name, c in checks.items() if isinstance(c, Mapping)
+            ]
+            self.health_ok = bool(health.get("ok"))
+        if calls is not None:
+            rows = calls.get("calls") if isinstance(calls, Mapping) else calls
+            rows = rows if isinstance(rows, list) else []
+            live: dict[str, Call] = {}
+            for row in rows:
+                if not isinstance(row, Mapping) or not _str(row.get("call_id")):
+                    continue
+                call_id = _str(row.get("call_id"))
+                call = self.calls.get(call_id) or Call(call_id)
+                call.merge(row)
+                live[call_id] = call
+            for call_id, call in self.calls.items():
+                if call_id in live:
+                    continue
+                if call.touched > self._snapshot_seq:
+                    # an event about it arrived since the last snapshot: this list may have been
+                    # read before the call started, so keep it until the next one says otherwise
+                    live[call_id] = call
+                else:
+                    self._retire(call)
+            self.calls = live
+        self._snapshot_seq = self.event_seq
+        if campaigns is not None:
+            rows = campaigns.get("campaigns") if isinstance(campaigns, Mapping) else campaigns
+            rows = rows if isinstance(rows, list) else []
+            self.campaigns = [Campaign.from_wire(r) for r in rows if isinstance(r, Mapping)]
+
+    def apply_event(self, message: Mapping[str, Any]) -> str | None:
+        """Apply one `{"event", "ts", "data"}`; returns the call id it touched, if any."""
+        name = message.get("event")
+        data = message.get("data")
+        if not isinstance(name, str) or not isinstance(data, Mapping):
+            self.events_malformed += 1
+            return None
+        ts = parse_ts(message.get("ts"))
+        self.event_seq += 1
+        handler = _HANDLERS.get(name)
+        if handler is None:
+            return None  # an event this TUI does not know yet: ignore it
+        return handler(self, data, ts)
+
+    # -- event handlers -------------------------------------------------------------------------
+
+    def _live_call(self, data: Mapping[str, Any]) -> Call | None:
+        call_id = _str(data.get("call_id"))
+        if not call_id:
+            self.events_malformed += 1
+            return None
+        call = self.call(call_id)
+        if call is None:
+            call = Call(call_id)
+            self.calls[call_id] = call
+        call.touched = self.event_seq
+        return call
+
+    def _on_call_started(self, data: Mapping[str, Any], ts: datetime | None) -> str | None:
+        call = self._live_call(data)
+        if call is None:
+            return None
+        call.merge(data)
+        if call.started_at is None:
+            call.started_at = ts
+        return call.call_id
+
+    def _on_call_state(self, data: Mapping[str, Any], ts: datetime | None) -> str | None:
+        call = self._live_call(data)
+        if call is not None:
+            call.merge(data)
+        return call.call_id if call else None
+
+    def _on_call_ended(self, data: Mapping[str, Any], ts: datetime | None) -> str | None:
+        call = self._live_call(data)
+        if call is None or call.outcome is not None:
+            return None  # a repeated call.ended counts once
+        call.merge(data)
+        call.outcome = _str(data.get("outcome"), "ended")
+        call.state = "ended"
+        duration = _float(data.get("duration_s"))
+        if duration is not None and call.started_at is not None:
+            call.ended_at = call.started_at + timedelta(seconds=duration)
+        else:
+            call.ended_at = ts or self.clock()
+        self._roll_day()
+        self._outcomes_seen[call.outcome] += 1
+        if self._outcomes_reported is not None:
+            self._outcomes_reported[call.outcome] = self._outcomes_reported.get(call.outcome, 0) + 1
+        self.calls.pop(call.call_id, None)
+        self._retire(call)
+        return call.call_id
+
+    def _on_turn(self, data: Mapping[str, Any], ts: datetime | None) -> str | None:
+        call = self._live_call(data)
+        if call is None:
+            return None
+        text = _str(data.get("text"))
+        speaker = _str(data.get("speaker"), "?")
+        latencies = _latencies(data.get("latencies"))
+        call.add_turn(Turn(speaker, text, _float(data.get("confidence")), latencies))
+        if text:
+            call.last_utterance = f"{speaker}: {text}"
+        for stage in LATENCY_STAGES:
+            if stage in latencies:
+                self.latencies[stage].append(latencies[stage])
+        if "voice_to_voice" in latencies:
+            call.voice_to_voice_s = latencies["voice_to_voice"]
+        return call.call_id
+
+    def _on_barge_in(self, data: Mapping[str, Any], ts: datetime | None) -> str | None:
+        call = self._live_call(data)
+        if call is None:
+            return None
+        latencies = {"clear": v} if (v := _float(data.get("clear_s"))) is not None else {}
+        call.add_turn(Turn("barge_in", _str(data.get("text")), None, latencies))
+        return call.call_id
+
+    def _on_agent_transition(self, data: Mapping[str, Any], ts: datetime | None) -> str | None:
+        call = self._live_call(data)
+        if call is None:
+            return None
+        call.agent = _str(data.get("to"), call.agent)
+        return call.call_id
+
+    def _on_cost(self, data: Mapping[str, Any], ts: datetime | None) -> str | None:
+        call = self._live_call(data)
+        if call is not None:
+            call.merge(data)
+        return call.call_id if call else None
+
+    def _on_health(self, data: Mapping[str, Any], ts: datetime | None) -> str | None:
+        name = _str(data.get("name"))
+        if not name:
+            self.events_malformed += 1
+            return None
+        check = HealthCheck(name, bool(data.get("ok")), _str(data.get("detail")))
+        self.health = [c for c in self.health if c.name != name] + [check]
+        self.health.sort(key=lambda c: c.name)
+        self.health_ok = all(c.ok for c in self.health)
+        self.log.append(LogLine(ts, "INFO" if check.ok else "WARNING", "health",
+                                f"{name}: {'ok' if check.ok else 'FAIL'} {check.detail}".strip()))
+        return None
+
+    def _on_log(self, data: Mapping[str, Any], ts: datetime | None) -> str | None:
+        self.log.append(LogLine(ts, _str(data.get("level"), "?"), _str(data.get("logger")),
+                                _str(data.get("message"))))
+        return None
+
+    def _on_daemon_state(self, data: Mapping[str, Any], ts: datetime | None) -> str | None:
+        state = _str(data.get("state"))
+        if state:
+            self.daemon["state"] = state
+            self.log.append(LogLine(ts, "INFO", "daemon", f"daemon {state}"))
+        return None
+
+    def _on_lagged(self, data: Mapping[str, Any], ts: datetime | None) -> str | None:
+        dropped = _int(data.get("dropped")) or 0
+        self.events_lagged += dropped
+        self.log.append(LogLine(ts, "WARNING", "tui",
+                                f"missed {dropped} events (too slow); the next refresh catches up"))
+        return None
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def _retire(self, call: Call) -> None:
+        if call.ended_at is None:
+            call.ended_at = self.clock()  # gone from calls.list without a call.ended we saw
+        self.ended[call.call_id] = call
+        self.ended.move_to_end(call.call_id)
+        while len(self.ended) > ENDED_KEPT:
+            self.ended.popitem(last=False)
+
+    def _roll_day(self) -> None:
+        today = self.clock().date()
+        if today != self._outcomes_day:
+            self._outcomes_day = today
+            self._outcomes_seen.clear()
+            self._outcomes_reported = None
+
+
+_Handler = Callable[[LiveState, Mapping[str, Any], "datetime | None"], "str | None"]
+_HANDLERS: dict[str, _Handler] = {
+    "call.started": LiveState._on_call_started,
+    "call.state": LiveState._on_call_state,
+    "call.ended": LiveState._on_call_ended,
+    "turn": LiveState._on_turn,
+    "barge_in": LiveState._on_barge_in,
+    "agent.transition": LiveState._on_agent_transition,
+    "cost.update": LiveState._on_cost,
+    "health.changed": LiveState._on_health,
+    "log": LiveState._on_log,
+    "daemon.state": LiveState._on_daemon_state,
+    "lagged": LiveState._on_lagged,
+}
+
+
+def format_seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return f"{seconds * 1000:.0f} ms" if seconds < 10 else f"{seconds:.1f} s"
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
+
+
+def format_money(micros: int | None) -> str:
+    return "-" if micros is None else f"${micros / 1_000_000:.2f}"

@@ -1,0 +1,102 @@
+"""The live-calls and campaigns tables, updated in place so the cursor stays on its row."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from rich.text import Text
+from textual.widgets import DataTable
+
+from tui.model import (
+    Call,
+    Campaign,
+    format_duration,
+    format_money,
+    format_seconds,
+)
+
+CALL_COLUMNS = ("lead", "campaign", "state", "duration", "last utterance", "cost", "v2v")
+CAMPAIGN_COLUMNS = ("campaign", "state", "progress", "live", "pacing", "spent")
+
+
+class KeyedTable(DataTable[Any]):
+    """A DataTable whose rows are keyed by id and synced from a list of row tuples."""
+
+    COLUMNS: tuple[str, ...] = ()
+
+    def on_mount(self) -> None:
+        self.cursor_type = "row"
+        self.zebra_stripes = True
+        for column in self.COLUMNS:
+            self.add_column(column, key=column)
+
+    def sync(self, rows: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        wanted = {key for key, _ in rows}
+        for row_key in list(self.rows):
+            if row_key.value not in wanted:
+                self.remove_row(row_key)
+        existing = {row_key.value for row_key in self.rows}
+        for key, cells in rows:
+            if key in existing:
+                for column, cell in zip(self.COLUMNS, cells, strict=True):
+                    self.update_cell(key, column, cell)
+            else:
+                self.add_row(*cells, key=key)
+
+    @property
+    def selected_key(self) -> str | None:
+        if self.row_count == 0:
+            return None
+        row_key, _ = self.coordinate_to_cell_key(self.cursor_coordinate)
+        return row_key.value
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+class CallsTable(KeyedTable):
+    COLUMNS = CALL_COLUMNS
+
+    def show(self, calls: Sequence[Call], duration: Callable[[Call], float | None]) -> None:
+        self.sync([
+            (call.call_id, (
+                call.lead or "-",
+                call.campaign or "-",
+                Text(call.state, style="yellow" if call.state in ("ringing", "starting") else ""),
+                format_duration(duration(call)),
+                _clip(call.last_utterance, 40),
+                format_money(call.cost_micros),
+                Text(format_seconds(call.voice_to_voice_s),
+                     style="red" if (call.voice_to_voice_s or 0) > 1.0 else ""),
+            ))
+            for call in calls
+        ])
+
+
+class CampaignsTable(KeyedTable):
+    COLUMNS = CAMPAIGN_COLUMNS
+
+    def show(self, campaigns: Sequence[Campaign]) -> None:
+        rows = []
+        for c in campaigns:
+            if c.leads_total:
+                done = c.leads_done or 0
+                progress = f"{done}/{c.leads_total} ({100 * done // c.leads_total}%)"
+            else:
+                progress = "-"
+            pacing = []
+            if c.calls_per_minute is not None:
+                pacing.append(f"{c.calls_per_minute:g}/min")
+            if c.max_concurrent is not None:
+                pacing.append(f"max {c.max_concurrent}")
+            spent = format_money(c.spent_micros)
+            if c.budget_micros is not None:
+                spent += f" of {format_money(c.budget_micros)}"
+            state = Text(c.state, style="yellow" if c.paused else "green" if c.state == "running"
+                         else "")
+            rows.append((c.name, (c.name, state, progress,
+                                  "-" if c.calls_live is None else str(c.calls_live),
+                                  ", ".join(pacing) or "-", spent)))
+        self.sync(rows)
