@@ -1,0 +1,212 @@
+"""`EngineSet`: the three shared engines, loaded once at start-up, with per-engine health.
+
+The daemon must start with no models at all, so a model that is not installed or fails to load
+does not raise: its slot holds an engine that refuses every request with the reason, and its
+health says MISSING (naming the path and the command that installs it) or FAILED (the error).
+`require_ready()` is what a call attempt checks first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import asdict
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from reautod.config import Settings
+from reautod.engines.base import (
+    AudioChunk,
+    ChatMessage,
+    EngineHealth,
+    EngineState,
+    EngineStats,
+    LanguageModel,
+    SpeechToText,
+    TextToSpeech,
+    TokenChunk,
+    Transcript,
+)
+from reautod.engines.catalog import ENGINE_NAMES, EngineName, ResolvedModel, resolve
+from reautod.engines.device import Device, resolve_device
+from reautod.errors import UnavailableError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SAMPLE_RATE = 22050  # what Piper's medium voices produce; only read when TTS is absent
+
+
+class _Closable(Protocol):
+    def health(self) -> EngineHealth: ...
+
+    def stats(self) -> EngineStats: ...
+
+    async def close(self) -> None: ...
+
+
+class _Absent:
+    """The engine slot of a model that is missing or failed to load: refuses with the reason."""
+
+    def __init__(self, health: EngineHealth) -> None:
+        self._health = health
+
+    def _refuse(self) -> UnavailableError:
+        return UnavailableError(f"{self._health.name} engine unavailable: {self._health.detail}")
+
+    def health(self) -> EngineHealth:
+        return self._health
+
+    def stats(self) -> EngineStats:
+        return EngineStats()
+
+    async def close(self) -> None:
+        return None
+
+
+class AbsentSTT(_Absent):
+    async def transcribe(self, audio: npt.NDArray[np.float32], *, call_id: str) -> Transcript:
+        raise self._refuse()
+
+
+class AbsentLLM(_Absent):
+    async def stream_chat(self, messages: list[ChatMessage], *, call_id: str,
+                          max_tokens: int | None = None) -> AsyncIterator[TokenChunk]:
+        raise self._refuse()
+        yield TokenChunk("")  # unreachable; makes this an async generator like the real one
+
+
+class AbsentTTS(_Absent):
+    sample_rate: int = DEFAULT_SAMPLE_RATE
+
+    async def synthesize(self, text: str, *, call_id: str) -> AsyncIterator[AudioChunk]:
+        raise self._refuse()
+        yield AudioChunk(b"", DEFAULT_SAMPLE_RATE)  # unreachable; see AbsentLLM
+
+
+class EngineSet:
+    """The shared STT, LLM and TTS engines; `stt` / `llm` / `tts` always implement the Protocols."""
+
+    def __init__(self, stt: SpeechToText, llm: LanguageModel, tts: TextToSpeech,
+                 models: dict[EngineName, ResolvedModel] | None = None,
+                 device: Device = "cpu") -> None:
+        self.stt = stt
+        self.llm = llm
+        self.tts = tts
+        self.models = models or {}
+        self.device = device
+
+    @classmethod
+    async def load(cls, settings: Settings, *, warm_up: bool = True) -> EngineSet:
+        """Load every installed model in threads (concurrently); never raises for a model problem."""
+        device = await asyncio.to_thread(resolve_device, settings.models.device)
+        models = {name: resolve(settings, name) for name in ENGINE_NAMES}
+        loaders: dict[EngineName, Callable[[], Any]] = {
+            "stt": lambda: _load_stt(settings, models["stt"], device, warm_up),
+            "llm": lambda: _load_llm(settings, models["llm"], device),
+            "tts": lambda: _load_tts(settings, models["tts"], warm_up),
+        }
+        results = await asyncio.gather(
+            *(_load_one(name, models[name], loaders[name]) for name in ENGINE_NAMES))
+        stt, llm, tts = results
+        log.info("engines on %s: %s", device,
+                 ", ".join(f"{e.health().name}={e.health().state}" for e in results))
+        return cls(stt, llm, tts, models, device)
+
+    def _all(self) -> list[_Closable]:
+        return [self.stt, self.llm, self.tts]  # type: ignore[list-item]
+
+    def health(self) -> list[EngineHealth]:
+        """Per engine: MISSING / FAILED (with the reason) / READY, queue depth and failures."""
+        return [engine.health() for engine in self._all()]
+
+    @property
+    def ready(self) -> bool:
+        return not any(isinstance(e, _Absent) for e in self._all())
+
+    def require_ready(self) -> None:
+        """Raise UnavailableError naming every engine that is not loaded and how to fix it."""
+        absent = [e.health() for e in self._all() if isinstance(e, _Absent)]
+        if absent:
+            reasons = "; ".join(f"{h.name}: {h.detail}" for h in absent)
+            raise UnavailableError(f"cannot take calls, engines not ready: {reasons}")
+
+    def stats(self) -> dict[str, EngineStats]:
+        return {name: engine.stats() for name, engine in zip(ENGINE_NAMES, self._all(), strict=True)}
+
+    def report(self) -> dict[str, Any]:
+        """Health and stats as JSON-able data (for the control socket and `reautoctl health`)."""
+        stats = self.stats()
+        engines = []
+        for health in self.health():
+            entry = asdict(health)
+            entry["state"] = str(health.state)
+            entry["stats"] = asdict(stats[health.name])
+            engines.append(entry)
+        return {"ready": self.ready, "device": self.device, "engines": engines}
+
+    def health_checks(self) -> dict[str, Callable[[], Awaitable[tuple[bool, str]]]]:
+        """`stt` / `llm` / `tts` checks in the daemon's health-check shape: (ok, detail)."""
+
+        def check_of(engine: _Closable) -> Callable[[], Awaitable[tuple[bool, str]]]:
+            async def check() -> tuple[bool, str]:
+                return _check_line(engine.health())
+
+            return check
+
+        return {name: check_of(engine) for name, engine in zip(ENGINE_NAMES, self._all(),
+                                                                 strict=True)}
+
+    async def close(self) -> None:
+        await asyncio.gather(*(engine.close() for engine in self._all()))
+
+
+def _check_line(health: EngineHealth) -> tuple[bool, str]:
+    if health.state == EngineState.READY:
+        return True, f"{health.model} (queue {health.queue_depth}, failures {health.failures})"
+    return False, f"{health.state}: {health.detail}"
+
+
+async def _load_one(name: EngineName, model: ResolvedModel,
+                    loader: Callable[[], Any]) -> Any:
+    if not await asyncio.to_thread(model.present):
+        detail = f"model not installed at {model.path}; run `{model.fix_command()}`"
+        log.warning("%s engine: %s", name, detail)
+        return _absent(name, EngineHealth(name, EngineState.MISSING, str(model.path), detail))
+    try:
+        return await asyncio.to_thread(loader)
+    except Exception as err:  # any load failure leaves the daemon up, with the reason in health
+        detail = f"failed to load {model.path}: {type(err).__name__}: {err}"
+        log.error("%s engine: %s", name, detail)
+        return _absent(name, EngineHealth(name, EngineState.FAILED, str(model.path), detail))
+
+
+def _absent(name: EngineName, health: EngineHealth) -> _Absent:
+    kinds: dict[EngineName, type[_Absent]] = {"stt": AbsentSTT, "llm": AbsentLLM, "tts": AbsentTTS}
+    return kinds[name](health)
+
+
+def _load_stt(settings: Settings, model: ResolvedModel, device: Device, warm_up: bool) -> Any:
+    from reautod.engines.stt import WhisperSTT
+
+    return WhisperSTT.load(model.path, device=device, queue_size=settings.engines.queue_size,
+                           timeout_s=settings.engines.stt_timeout_s, warm_up=warm_up)
+
+
+def _load_llm(settings: Settings, model: ResolvedModel, device: Device) -> Any:
+    from reautod.engines.llm import LlamaLLM
+
+    m = settings.models
+    return LlamaLLM.load(model.path, n_ctx=m.n_ctx, n_gpu_layers=m.n_gpu_layers,
+                         n_threads=m.n_threads, queue_size=settings.engines.queue_size,
+                         timeout_s=settings.engines.llm_timeout_s,
+                         max_tokens=settings.engines.llm_max_tokens, gpu=device == "cuda")
+
+
+def _load_tts(settings: Settings, model: ResolvedModel, warm_up: bool) -> Any:
+    from reautod.engines.tts import PiperTTS
+
+    return PiperTTS.load(model.path, queue_size=settings.engines.queue_size,
+                         timeout_s=settings.engines.tts_timeout_s, warm_up=warm_up)

@@ -1,0 +1,325 @@
+"""A bounded request queue in front of one model, served by dedicated worker threads.
+
+One llama.cpp context or one CTranslate2 replica is not safely reentrant, so each engine gets one
+worker thread by default (`concurrency` more where the model supports it). Requests from every
+live call wait in one bounded queue; a full queue refuses at once with `OverloadedError` (counted)
+rather than growing without bound.
+
+Cancellation, as a call needs it on barge-in or hang-up:
+- a request whose awaiting task is cancelled before a worker picks it up is dropped unrun;
+- a running request sees `JobContext.cancelled`; `JobContext.emit` raises `JobCancelled` so a
+  streaming job stops at its next token or sentence and the worker is free for the next request.
+
+Timeouts raise `EngineError(code="engine_timeout")` in the caller and flag the job cancelled; a
+worker stuck inside native code cannot be interrupted, which shows as `in_flight` in the stats.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass, replace
+from typing import Any, Literal, TypeVar
+
+from reautod.engines.base import EngineHealth, EngineState, EngineStats, RequestTiming
+from reautod.errors import EngineError, OverloadedError, ReautodError, UnavailableError
+
+log = logging.getLogger(__name__)
+
+R = TypeVar("R")
+EngineName = Literal["stt", "llm", "tts"]
+
+
+class JobCancelled(Exception):
+    """Raised inside a worker by `JobContext.emit` / `check` once the request was cancelled."""
+
+
+@dataclass(frozen=True)
+class _Done:
+    pass
+
+
+@dataclass(frozen=True)
+class _Failed:
+    error: BaseException
+
+
+_DONE = _Done()
+
+
+class _Job:
+    """One queued request; its owner is the coroutine that submitted it."""
+
+    def __init__(self, fn: Callable[[JobContext], Any], call_id: str,
+                 loop: asyncio.AbstractEventLoop, streaming: bool) -> None:
+        self.fn = fn
+        self.call_id = call_id
+        self.loop = loop
+        self.cancel_event = threading.Event()
+        self.enqueued_at = time.perf_counter()
+        self.started_at: float | None = None
+        self.future: asyncio.Future[Any] | None = None if streaming else loop.create_future()
+        self.items: asyncio.Queue[Any] | None = asyncio.Queue() if streaming else None
+
+    def deliver(self, item: Any) -> None:
+        """Hand a result, a stream item or an end marker to the awaiting coroutine (any thread)."""
+        try:
+            self.loop.call_soon_threadsafe(self._deliver_on_loop, item)
+        except RuntimeError:  # the loop is closed: nobody is waiting any more
+            self.cancel_event.set()
+
+    def _deliver_on_loop(self, item: Any) -> None:
+        if self.items is not None:
+            self.items.put_nowait(item)
+            return
+        assert self.future is not None
+        if self.future.done():
+            return
+        if isinstance(item, _Failed):
+            self.future.set_exception(item.error)
+        else:
+            self.future.set_result(item)
+
+
+class JobContext:
+    """What a job function sees while it runs on the worker thread."""
+
+    def __init__(self, job: _Job) -> None:
+        self._job = job
+
+    @property
+    def call_id(self) -> str:
+        return self._job.call_id
+
+    @property
+    def cancelled(self) -> bool:
+        return self._job.cancel_event.is_set()
+
+    def check(self) -> None:
+        """Raise `JobCancelled` if the caller has gone away."""
+        if self._job.cancel_event.is_set():
+            raise JobCancelled
+
+    def emit(self, item: Any) -> None:
+        """Stream one item to the caller; raises `JobCancelled` instead if it has gone away."""
+        self.check()
+        self._job.deliver(item)
+
+    @property
+    def queue_wait_s(self) -> float:
+        started = self._job.started_at or time.perf_counter()
+        return max(0.0, started - self._job.enqueued_at)
+
+    def timing(self, since: float | None = None) -> RequestTiming:
+        """Queue wait, and compute time from the job's start (or from `since`) until now."""
+        start = since if since is not None else (self._job.started_at or time.perf_counter())
+        return RequestTiming(self.queue_wait_s, max(0.0, time.perf_counter() - start))
+
+
+class EngineScheduler:
+    """Bounded queue + worker threads for one model. Create on the event loop that uses it."""
+
+    def __init__(self, name: str, *, queue_size: int, concurrency: int = 1) -> None:
+        if queue_size < 1:
+            raise ValueError("queue_size must be at least 1")
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.name = name
+        self.queue_size = queue_size
+        self.concurrency = concurrency
+        self._cond = threading.Condition()
+        self._pending: deque[_Job] = deque()
+        self._stats = EngineStats()
+        self._closed = False
+        self.last_error: str | None = None
+        self.last_error_at: float | None = None  # time.time()
+        self._consecutive_failures = 0
+        self._threads = [
+            threading.Thread(target=self._work, name=f"engine-{name}-{i}", daemon=True)
+            for i in range(concurrency)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    # ------------------------------------------------------------------ caller side (event loop)
+
+    async def run(self, fn: Callable[[JobContext], R], *, call_id: str, timeout_s: float) -> R:
+        """Run `fn(ctx)` on a worker and return its result; the timeout covers queue + compute."""
+        job = self._submit(fn, call_id, streaming=False)
+        assert job.future is not None
+        try:
+            return await asyncio.wait_for(job.future, timeout_s)
+        except TimeoutError:
+            self._abandon(job, timed_out=True)
+            raise EngineError(f"{self.name} engine timed out after {timeout_s:g} s",
+                              code="engine_timeout") from None
+        except asyncio.CancelledError:
+            self._abandon(job, timed_out=False)
+            raise
+
+    async def stream(self, fn: Callable[[JobContext], None], *, call_id: str,
+                     total_timeout_s: float | None = None,
+                     item_timeout_s: float | None = None) -> AsyncGenerator[Any, None]:
+        """Run `fn(ctx)` on a worker and yield every `ctx.emit(item)` as it comes.
+
+        `item_timeout_s` bounds the wait for each item (the first includes the queue wait),
+        `total_timeout_s` the whole stream. Closing the iterator early cancels the job.
+        """
+        job = self._submit(fn, call_id, streaming=True)
+        assert job.items is not None
+        loop = asyncio.get_running_loop()
+        deadline = None if total_timeout_s is None else loop.time() + total_timeout_s
+        finished = False
+        try:
+            while True:
+                timeout = item_timeout_s
+                if deadline is not None:
+                    left = max(0.0, deadline - loop.time())
+                    timeout = left if timeout is None else min(timeout, left)
+                try:
+                    item = await asyncio.wait_for(job.items.get(), timeout)
+                except TimeoutError:
+                    finished = True
+                    self._abandon(job, timed_out=True)
+                    raise EngineError(f"{self.name} engine timed out", code="engine_timeout") from None
+                if isinstance(item, _Done):
+                    finished = True
+                    return
+                if isinstance(item, _Failed):
+                    finished = True
+                    raise item.error
+                yield item
+        finally:
+            if not finished:  # closed early or the consumer's task was cancelled
+                self._abandon(job, timed_out=False)
+
+    def _submit(self, fn: Callable[[JobContext], Any], call_id: str, *, streaming: bool) -> _Job:
+        job = _Job(fn, call_id, asyncio.get_running_loop(), streaming)
+        with self._cond:
+            if self._closed:
+                raise UnavailableError(f"{self.name} engine is shut down")
+            if len(self._pending) >= self.queue_size:
+                self._stats.rejected += 1
+                raise OverloadedError(
+                    f"{self.name} engine queue is full ({self.queue_size} waiting)")
+            self._stats.requests += 1
+            self._pending.append(job)
+            self._cond.notify()
+        return job
+
+    def _abandon(self, job: _Job, *, timed_out: bool) -> None:
+        """The caller stopped waiting: drop the job if unstarted, else flag it to stop."""
+        job.cancel_event.set()
+        with self._cond:
+            # ValueError: already started (or finished), and the worker sees the flag
+            with contextlib.suppress(ValueError):
+                self._pending.remove(job)
+            if timed_out:
+                self._stats.timeouts += 1
+                self._record_failure_locked(f"timed out ({self.name})")
+            else:
+                self._stats.cancelled += 1
+
+    # ------------------------------------------------------------------ worker side (threads)
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending and not self._closed:
+                    self._cond.wait()
+                if self._closed:
+                    return
+                job = self._pending.popleft()
+                job.started_at = time.perf_counter()
+                self._stats.in_flight += 1
+                self._stats.queue_wait_s_total += job.started_at - job.enqueued_at
+            self._execute(job)
+
+    def _execute(self, job: _Job) -> None:
+        ctx = JobContext(job)
+        delivery: Any
+        try:
+            result = job.fn(ctx)
+        except JobCancelled:
+            delivery = None  # the caller has gone; nothing to deliver
+        except BaseException as err:  # delivered to the caller, never lost on this thread
+            wrapped = err if isinstance(err, ReautodError) else EngineError(
+                f"{self.name} engine failed: {type(err).__name__}: {err}")
+            if wrapped is not err:
+                wrapped.__cause__ = err
+            if not job.cancel_event.is_set():
+                log.warning("%s engine request failed: %s", self.name, wrapped)
+            delivery = _Failed(wrapped)
+        else:
+            delivery = _DONE if job.items is not None else result
+        # Counters first, so a caller that reads stats right after its result sees this job.
+        assert job.started_at is not None
+        with self._cond:
+            self._stats.in_flight -= 1
+            self._stats.compute_s_total += time.perf_counter() - job.started_at
+            if isinstance(delivery, _Failed):
+                self._record_failure_locked(str(delivery.error))
+            elif not job.cancel_event.is_set():
+                self._stats.completed += 1
+                self._consecutive_failures = 0
+        if delivery is not None or job.items is None:
+            job.deliver(delivery)
+
+    def _record_failure_locked(self, message: str) -> None:
+        self._stats.failures += 1
+        self._consecutive_failures += 1
+        self.last_error = message
+        self.last_error_at = time.time()
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def failing(self) -> bool:
+        """True while the most recent finished request failed or timed out."""
+        with self._cond:
+            return self._consecutive_failures > 0
+
+    def health(self, name: EngineName, model: str) -> EngineHealth:
+        """READY, or FAILED with the last error while the most recent request failed."""
+        stats = self.stats()
+        failing = self.failing
+        return EngineHealth(
+            name=name,
+            state=EngineState.FAILED if failing else EngineState.READY,
+            model=model,
+            detail=(self.last_error or "") if failing else "",
+            queue_depth=stats.queue_depth,
+            failures=stats.failures,
+        )
+
+    def stats(self) -> EngineStats:
+        """A snapshot of the counters."""
+        with self._cond:
+            return replace(self._stats, queue_depth=len(self._pending), extra=dict(self._stats.extra))
+
+    async def close(self, timeout_s: float = 5.0) -> None:
+        """Refuse new work, fail what waits, and let the workers finish their current job."""
+        with self._cond:
+            self._closed = True
+            dropped = list(self._pending)
+            self._pending.clear()
+            self._cond.notify_all()
+        for job in dropped:
+            job.cancel_event.set()
+            job.deliver(_Failed(UnavailableError(f"{self.name} engine is shutting down")))
+        await asyncio.to_thread(self._join, timeout_s)
+
+    def _join(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+            if thread.is_alive():
+                log.warning("%s engine worker still busy at shutdown", self.name)
+
+
+__all__ = ["EngineScheduler", "JobCancelled", "JobContext"]

@@ -1,0 +1,258 @@
+"""Each engine really loaded and run on the random-weight test models, through `EngineSet`."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+import soundfile
+import soxr
+
+from reautod.config import Settings
+from reautod.engines import EngineSet, EngineState
+from reautod.engines.base import ChatMessage, TokenChunk
+from reautod.engines.llm import LlamaLLM
+from reautod.engines.stt import WhisperSTT
+from reautod.engines.tts import PiperTTS
+from reautod.errors import OverloadedError, UnavailableError, ValidationError
+
+SPEECH = Path("/work/shared/data/speech")
+CHAT = [ChatMessage("system", "You are a helpful agent."), ChatMessage("user", "hello how are you")]
+
+
+def speech_16k(name: str) -> npt.NDArray[np.float32]:
+    data, rate = soundfile.read(SPEECH / name, dtype="float32", always_2d=True)
+    mono = data.mean(axis=1)
+    return np.asarray(soxr.resample(mono, rate, 16000), dtype=np.float32)
+
+
+@pytest.fixture(scope="module")
+def speech_files() -> list[str]:
+    names = sorted(p.name for p in SPEECH.glob("*.wav"))
+    if not names:
+        pytest.skip(f"no speech samples in {SPEECH}")
+    return names[:3]
+
+
+@pytest.fixture
+async def engines(test_model_overrides: dict[str, Any]) -> AsyncIterator[EngineSet]:
+    engine_set = await EngineSet.load(Settings(**test_model_overrides))
+    yield engine_set
+    await engine_set.close()
+
+
+async def test_all_three_load_ready(engines: EngineSet) -> None:
+    assert engines.ready
+    engines.require_ready()
+    assert [h.state for h in engines.health()] == [EngineState.READY] * 3
+    assert isinstance(engines.stt, WhisperSTT)
+    assert isinstance(engines.llm, LlamaLLM)
+    assert isinstance(engines.tts, PiperTTS)
+    checks = engines.health_checks()
+    assert sorted(checks) == ["llm", "stt", "tts"]
+    assert all([(await check())[0] for check in checks.values()])
+
+
+async def test_transcribes_real_speech(engines: EngineSet, speech_files: list[str]) -> None:
+    for name in speech_files:
+        audio = speech_16k(name)
+        result = await engines.stt.transcribe(audio, call_id="call-1")
+        assert isinstance(result.text, str)
+        assert 0.0 <= result.confidence <= 1.0
+        assert result.audio_s == pytest.approx(audio.size / 16000)
+        assert result.timing.queue_wait_s >= 0 and result.timing.compute_s >= 0
+    stats = engines.stats()["stt"]
+    assert stats.requests == len(speech_files) and stats.completed == len(speech_files)
+
+
+async def test_stt_rejects_bad_audio(engines: EngineSet) -> None:
+    with pytest.raises(ValidationError, match="mono"):
+        await engines.stt.transcribe(np.zeros((2, 100), np.float32), call_id="c")
+    with pytest.raises(ValidationError, match="empty"):
+        await engines.stt.transcribe(np.zeros(0, np.float32), call_id="c")
+    with pytest.raises(ValidationError, match="NaN"):
+        await engines.stt.transcribe(np.full(1600, np.nan, np.float32), call_id="c")
+    with pytest.raises(ValidationError, match="float"):
+        await engines.stt.transcribe(np.zeros(1600, np.int16), call_id="c")  # type: ignore[arg-type]
+
+
+async def test_two_concurrent_callers_are_both_served(
+    engines: EngineSet, speech_files: list[str]
+) -> None:
+    audio = speech_16k(speech_files[0])
+    first, second = await asyncio.gather(
+        engines.stt.transcribe(audio, call_id="a"), engines.stt.transcribe(audio, call_id="b"))
+    assert isinstance(first.text, str) and isinstance(second.text, str)
+    # one worker: the second waited for the first
+    assert max(first.timing.queue_wait_s, second.timing.queue_wait_s) > 0
+    replies = await asyncio.gather(*(collect(engines.llm.stream_chat(CHAT, call_id=c))
+                                     for c in ("a", "b")))
+    assert all(reply[-1].timing is not None for reply in replies)
+
+
+async def collect(stream: AsyncIterator[TokenChunk]) -> list[TokenChunk]:
+    return [chunk async for chunk in stream]
+
+
+async def test_llm_streams_tokens_with_timing_on_last(engines: EngineSet) -> None:
+    chunks = await collect(engines.llm.stream_chat(CHAT, call_id="c", max_tokens=12))
+    text_chunks = [c for c in chunks if c.text]
+    assert text_chunks, "the model produced no text"
+    assert all(c.timing is None for c in chunks[:-1])
+    last = chunks[-1]
+    assert last.timing is not None and last.timing.compute_s >= 0
+    assert isinstance(engines.llm, LlamaLLM)
+    assert engines.llm.tokens_generated <= 12  # the cap holds; random weights never stop alone
+
+
+async def test_llm_stops_within_a_token_on_cancel(engines: EngineSet) -> None:
+    llm = engines.llm
+    assert isinstance(llm, LlamaLLM)
+    before = llm.tokens_generated
+    stream = llm.stream_chat(CHAT, call_id="c", max_tokens=150)
+    first = await stream.__anext__()
+    assert first.text
+    await stream.aclose()
+    # the worker is free: another request is served, and the cancelled one made <= 1 more token
+    second = await collect(llm.stream_chat(CHAT, call_id="d", max_tokens=5))
+    assert second[-1].timing is not None
+    second_tokens = sum(1 for c in second if c.text)
+    assert llm.tokens_generated - before - second_tokens <= 2
+    assert engines.stats()["llm"].cancelled == 1
+
+
+async def test_llm_cancelled_by_task_cancellation(engines: EngineSet) -> None:
+    got_one = asyncio.Event()
+
+    async def consume() -> None:
+        async for _chunk in engines.llm.stream_chat(CHAT, call_id="c", max_tokens=150):
+            got_one.set()
+            await asyncio.sleep(3600)  # the caller barges in while we "play" the first token
+
+    task = asyncio.create_task(consume())
+    await asyncio.wait_for(got_one.wait(), 10)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    chunks = await collect(engines.llm.stream_chat(CHAT, call_id="d", max_tokens=3))
+    assert chunks[-1].timing is not None
+    assert engines.stats()["llm"].cancelled == 1
+
+
+async def test_llm_rejects_bad_messages(engines: EngineSet) -> None:
+    with pytest.raises(ValidationError):
+        await collect(engines.llm.stream_chat([], call_id="c"))
+    with pytest.raises(ValidationError, match="role"):
+        await collect(engines.llm.stream_chat([ChatMessage("robot", "x")],  # type: ignore[arg-type]
+                                              call_id="c"))
+
+
+async def test_tts_yields_int16_audio_per_sentence(engines: EngineSet) -> None:
+    text = "Hello there. This is Alex from Acme Solar. Do you have a minute?"
+    chunks = [c async for c in engines.tts.synthesize(text, call_id="c")]
+    assert len(chunks) == 3
+    for chunk in chunks:
+        assert chunk.sample_rate == engines.tts.sample_rate
+        assert len(chunk.pcm) > 0 and len(chunk.pcm) % 2 == 0
+        samples = np.frombuffer(chunk.pcm, dtype=np.int16)
+        assert np.abs(samples.astype(np.int32)).max() > 0
+        assert chunk.timing is not None and chunk.timing.compute_s >= 0
+    assert [c async for c in engines.tts.synthesize("   ", call_id="c")] == []
+
+
+async def test_tts_stops_within_a_sentence_on_close(engines: EngineSet) -> None:
+    text = " ".join(f"Sentence number {i} is here." for i in range(40))
+    tts = engines.tts
+    assert isinstance(tts, PiperTTS)
+    before = tts.sentences_synthesized
+    stream = tts.synthesize(text, call_id="c")
+    await stream.__anext__()
+    await stream.aclose()  # type: ignore[attr-defined]
+    chunks = [c async for c in tts.synthesize("Next one.", call_id="d")]
+    assert len(chunks) == 1
+    # of 40 sentences: the one heard, at most one more in progress, then the next request's one
+    assert tts.sentences_synthesized - before <= 3
+    stats = engines.stats()["tts"]
+    assert (stats.cancelled, stats.completed) == (1, 1)
+
+
+async def test_full_queue_refuses_with_overloaded(
+    test_model_overrides: dict[str, Any], speech_files: list[str]
+) -> None:
+    settings = Settings(**test_model_overrides, engines={"queue_size": 1})
+    engine_set = await EngineSet.load(settings, warm_up=False)
+    audio = speech_16k(speech_files[0])
+    try:
+        # All four are submitted before this task yields: one may be running, one waits in the
+        # queue of 1, and the rest are refused at once.
+        results = await asyncio.gather(
+            *(engine_set.stt.transcribe(audio, call_id=f"c{i}") for i in range(4)),
+            return_exceptions=True)
+        refused = [r for r in results if isinstance(r, OverloadedError)]
+        served = [r for r in results if not isinstance(r, BaseException)]
+        assert len(refused) >= 2 and len(served) + len(refused) == 4
+        assert engine_set.stats()["stt"].rejected == len(refused)
+        assert "queue is full" in refused[0].message
+    finally:
+        await engine_set.close()
+
+
+async def test_missing_models_leave_the_set_usable_with_reasons(tmp_path: Path) -> None:
+    settings = Settings(models={"dir": str(tmp_path / "empty"), "profile": "test",
+                                "device": "cpu"})
+    engine_set = await EngineSet.load(settings)
+    try:
+        assert not engine_set.ready
+        health = {h.name: h for h in engine_set.health()}
+        for name in ("stt", "llm", "tts"):
+            assert health[name].state == EngineState.MISSING
+            assert "reautoctl models pull --test" in health[name].detail
+            assert str(tmp_path / "empty") in health[name].detail
+        with pytest.raises(UnavailableError, match="models pull --test") as info:
+            engine_set.require_ready()
+        assert "stt" in info.value.message and "tts" in info.value.message
+        with pytest.raises(UnavailableError):
+            await engine_set.stt.transcribe(np.zeros(1600, np.float32), call_id="c")
+        with pytest.raises(UnavailableError):
+            await collect(engine_set.llm.stream_chat(CHAT, call_id="c"))
+        with pytest.raises(UnavailableError):
+            [c async for c in engine_set.tts.synthesize("hi", call_id="c")]
+        ok, detail = await engine_set.health_checks()["llm"]()
+        assert not ok and "missing" in detail
+        report = engine_set.report()
+        assert report["ready"] is False and report["engines"][0]["state"] == "missing"
+    finally:
+        await engine_set.close()
+
+
+async def test_gpu_profile_names_its_pull_command(tmp_path: Path) -> None:
+    settings = Settings(models={"dir": str(tmp_path), "profile": "gpu", "device": "cpu"})
+    engine_set = await EngineSet.load(settings)
+    try:
+        detail = engine_set.health()[1].detail
+        assert "reautoctl models pull --profile gpu" in detail
+        assert "Meta-Llama-3.1-8B-Instruct-Q4_K_M.gguf" in detail
+    finally:
+        await engine_set.close()
+
+
+async def test_corrupt_model_is_failed_not_fatal(tmp_path: Path, test_models_dir: Path) -> None:
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"GGUF this is not a model")
+    settings = Settings(models={"dir": str(test_models_dir), "profile": "test", "device": "cpu",
+                                "llm": str(broken)})
+    engine_set = await EngineSet.load(settings, warm_up=False)
+    try:
+        health = {h.name: h for h in engine_set.health()}
+        assert health["llm"].state == EngineState.FAILED
+        assert "failed to load" in health["llm"].detail
+        assert health["stt"].state == EngineState.READY
+        with pytest.raises(UnavailableError, match="llm"):
+            engine_set.require_ready()
+    finally:
+        await engine_set.close()
