@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from bisect import bisect_left
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 from reautod.telephony.audio import TELEPHONY_RATE, write_ulaw_wav
 
@@ -135,8 +136,29 @@ class CallResult:
     def recorded_duration_s(self) -> float:
         return len(self.caller_audio) / TELEPHONY_RATE
 
+    def as_dict(self) -> dict[str, Any]:
+        """Every measurement as JSON-ready values (audio left out), e.g. for `--json` output."""
+        out: dict[str, Any] = {
+            f.name: _plain(getattr(self, f.name))
+            for f in fields(self)
+            if not isinstance(getattr(self, f.name), bytes)
+        }
+        out["latencies_s"] = self.latencies_s
+        out["marks_echoed"] = self.marks_echoed
+        return out
+
 
 def first_at_or_after(times: list[float], moment: float) -> float | None:
     """The first of sorted `times` that is >= `moment`."""
     index = bisect_left(times, moment)
     return times[index] if index < len(times) else None
+
+
+def _plain(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        return asdict(value)
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, StrEnum):
+        return value.value
+    return value

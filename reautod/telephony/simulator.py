@@ -8,7 +8,8 @@ It speaks the wire format of ``shared/twilio.md`` and behaves like the phone end
 * plays the agent's ``media`` through a playback buffer drained at 8000 bytes/s; echoes each
   ``mark`` once the audio received before it has played; on ``clear`` drops unplayed audio and
   echoes pending marks at once (``MarkRecord.played`` tells the two kinds of echo apart);
-* sends ``dtmf`` and, at the end of the script, ``stop``; a server that closes first ends the call;
+* sends ``dtmf`` and, at the end of the script (or at `Hangup`), ``stop``, then closes; a server
+  that closes first ends the call (``EndedBy.SERVER``);
 * records what the agent sent with arrival times, and counts malformed server messages instead of
   failing on them.
 
@@ -17,23 +18,33 @@ Driving a call::
     from reautod.telephony.simulator import (
         BargeIn, CallOptions, Dtmf, Hangup, Pause, Utterance, WaitForAgent, run_call)
 
-    hello = await asyncio.to_thread(Utterance.from_file, "lead-hello.wav")   # encode once
+    hello = await asyncio.to_thread(Utterance.from_file, "lead-hello.wav")  # encode once, share
     result = await run_call(
-        CallOptions(url="ws://127.0.0.1:8080/twilio/media", custom_parameters={"lead": "42"}),
+        CallOptions(url="ws://127.0.0.1:8080/twilio/media", custom_parameters={"lead": "42"},
+                    headers={"X-Twilio-Signature": signature}),
         [WaitForAgent(), hello, WaitForAgent(), BargeIn(hello, after_s=0.4), Dtmf("1"), Hangup()],
     )
-    result.latencies_s          # voice-to-voice latency of each answered utterance
-    result.barge_ins[0].clear_latency_s
-    await asyncio.to_thread(result.write_agent_wav, "heard.wav")
+    result.latencies_s                    # voice-to-voice latency of each answered utterance
+    result.barge_ins[0].clear_latency_s   # caller onset -> first `clear`
+    result.marks, result.clears, result.agent_media, result.malformed, result.as_dict()
+    await asyncio.to_thread(result.write_agent_wav, "heard.wav")  # + write_caller_wav
+
+Steps (`sim_script`): `Utterance` (mu-law bytes; `from_file` / `from_samples` resample and
+encode), `Pause`, `WaitForAgent` (agent spoke, playback empty, then `quiet_ms` of quiet),
+`BargeIn` (speak `after_s` into the agent's current or next talk spurt), `Dtmf`, `Hangup`.
+Results (`sim_result`): `CallResult` with `UtteranceRecord`, `BargeInRecord`, `MarkRecord`,
+`MediaArrival`, `StepTimeout`. A step that times out is recorded and the script goes on.
 
 The call clock: every time in a result and every duration in a script is in call-clock seconds
 since the socket opened. With ``CallOptions.speed = s`` the call clock runs ``s`` times faster
 than the wall clock (frames every 20/s ms, playback at 8000*s bytes/s); at 1.0 they are equal.
-Steps are checked once per 20 ms frame, so times have that resolution.
+Steps are checked once per 20 ms frame, so times have that resolution. A caller utterance "ends"
+when its last frame is sent: trailing silence inside the audio file counts as speech.
 
-``run_call`` raises `SimulatorError` only when it cannot connect; everything the server does after
-that (closing early, garbage, silence) is reported in the `CallResult`. Many calls can run on one
-loop (load tests): each costs one timer wake-up and one small send per frame.
+``run_call`` raises `SimulatorError` only when it cannot connect (``status`` holds the HTTP status
+of a refused upgrade, e.g. 403 for a bad signature); everything the server does after that
+(closing early, garbage, silence) is reported in the `CallResult`. Many calls can share one loop
+(load tests): each costs one timer wake-up and one small send per frame (about 40 us of CPU).
 """
 
 from __future__ import annotations

@@ -520,6 +520,48 @@ async def test_many_calls_on_one_loop_stay_separate() -> None:
     assert len({r.stream_sid for r in results}) == 8
 
 
+SPEECH = Path("/work/shared/data/speech")
+
+
+@pytest.mark.skipif(not SPEECH.is_dir(), reason="shared speech data not present")
+async def test_speech_files_go_out_as_their_mulaw_bytes() -> None:
+    phone_wav = SPEECH / "dg_testing-websocket_8k_mulaw.wav"
+    lead = await asyncio.to_thread(Utterance.from_file, phone_wav)
+    jfk = await asyncio.to_thread(Utterance.from_file, SPEECH / "jfk.flac")
+    assert lead.label == "dg_testing-websocket_8k_mulaw"
+    raw = phone_wav.read_bytes()
+    data_at = raw.index(b"data") + 8
+    assert lead.ulaw == raw[data_at : data_at + len(lead.ulaw)]  # 8 kHz mu-law: bit-exact
+    assert abs(jfk.duration_s - 11.0) < 0.01
+    async with agent_server() as (url, peers):
+        result = await run_call(CallOptions(url=url, speed=8.0), [lead, jfk])
+    sent = b"".join(peers[0].caller_frames)
+    assert sent.startswith(lead.ulaw)
+    assert jfk.ulaw in sent
+    frames_needed = -(-len(lead.ulaw) // 160) + -(-len(jfk.ulaw) // 160)
+    assert frames_needed <= result.frames_sent <= frames_needed + 3
+    assert [u.label for u in result.utterances] == [lead.label, "jfk"]
+
+
+async def test_result_as_dict_is_json_ready() -> None:
+    async def agent(peer: Peer) -> None:
+        await peer.send_media(agent_audio(0.1))
+        await peer.send_mark("m")
+
+    async with agent_server(agent) as (url, _):
+        result = await run_call(
+            CallOptions(url=url, speed=4.0),
+            [Utterance(b"\x10" * 320, label="hi"), WaitForAgent(quiet_ms=60), Dtmf("3")],
+        )
+    data = json.loads(json.dumps(result.as_dict()))
+    assert data["ended_by"] == "hangup"
+    assert data["marks"][0]["name"] == "m" and data["marks"][0]["played"] is True
+    assert data["utterances"][0]["label"] == "hi"
+    assert data["dtmf_sent"][0][1] == "3"
+    assert data["marks_echoed"] == 1
+    assert "caller_audio" not in data and "agent_audio" not in data
+
+
 def test_script_steps_validate_their_input() -> None:
     from reautod.errors import ValidationError
 
