@@ -20,6 +20,8 @@ from pydantic import BaseModel
 
 from reautod import __version__
 from reautod.api.app import HttpServer, create_app
+from reautod.api.media import media_router
+from reautod.call_observer import CallEventSink
 from reautod.config import (
     Secrets,
     Settings,
@@ -30,11 +32,19 @@ from reautod.config import (
 )
 from reautod.control.protocol import PROTOCOL_VERSION, Method
 from reautod.control.server import ControlServer
+from reautod.engines.registry import EngineSet
 from reautod.errors import AlreadyRunningError, ConfigError, ReautodError
 from reautod.observability.events import EventBus
+from reautod.observability.gpu import GpuCollector, load_nvml
 from reautod.observability.logging import CallbackHandler, replace_level, setup_logging
+from reautod.observability.loop_lag import LoopLagMonitor
+from reautod.observability.metrics import Metrics
+from reautod.observability.metrics_server import MetricsServer, start_metrics_server
+from reautod.observability.metrics_summary import metrics_methods
+from reautod.pipeline.calls import CallManager
 from reautod.sdnotify import Notifier
 from reautod.sessions import SessionStore, open_session_store
+from reautod.store import Database, WriteBehind, recover_partial_recordings
 
 log = logging.getLogger("reautod")
 
@@ -65,7 +75,9 @@ class Daemon:
         self.config_path = config_path
         self.debug = debug
         self.notifier = Notifier()
-        self.bus = EventBus()
+        self.metrics = Metrics()
+        self.metrics.set_version(__version__)
+        self.bus = EventBus(on_drop=self.metrics.events_dropped)
         self.state = "starting"
         self.started_monotonic = time.monotonic()
         self.started_at = datetime.now(UTC)
@@ -75,6 +87,14 @@ class Daemon:
         self.sessions: SessionStore | None = None
         self.control: ControlServer | None = None
         self.http: HttpServer | None = None
+        self.metrics_server: MetricsServer | None = None
+        self.loop_lag: LoopLagMonitor | None = None
+        self.gpu: GpuCollector | None = None
+        self.db: Database | None = None
+        self.writer: WriteBehind | None = None
+        self.engines: EngineSet | None = None
+        self.calls: CallManager | None = None
+        self.sink: CallEventSink | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._health_checks: dict[str, HealthCheck] = {}
         self._log_forwarder: logging.Handler | None = None
@@ -98,19 +118,58 @@ class Daemon:
         )
         await self.control.start()
 
-        # 3. Live-session store: in-process by default, Redis when configured.
+        # 3. Metrics first, so every later part can count from its first moment.
+        self.metrics_server = start_metrics_server(
+            self.metrics, self.settings.metrics.host, self.settings.metrics.port
+        )
+        self.loop_lag = LoopLagMonitor(self.metrics.event_loop_lag_seconds)
+        self.loop_lag.start()
+        self.gpu = GpuCollector(load_nvml())
+        self.metrics.register(self.gpu)
+
+        # 4. System of record: open, check the schema is current (or migrate), start the writer.
+        self.notifier.status("opening the database")
+        self.db = Database(self.settings.effective_database_url(), self.settings.database)
+        await self.db.open()
+        self._health_checks["database"] = self._check_database
+        await self.db.ensure_schema(auto_migrate=self.settings.auto_migrate)
+        self.writer = WriteBehind(
+            self.db, self.state_dir / "spool", queue_size=self.settings.database.write_queue_size
+        )
+        await self.writer.start()
+        # recordings a crash left half-written are finalised (or removed when empty) and recorded
+        report = await recover_partial_recordings(self.state_dir / "recordings")
+        for finalized in report.finalized:
+            self.writer.submit(finalized)
+        if report.finalized or report.removed:
+            log.info(
+                "recordings left by a crash: %d finalized, %d removed",
+                len(report.finalized),
+                len(report.removed),
+            )
+
+        # 5. Live-session store: in-process by default, Redis when configured.
         self.notifier.status("connecting to the session store")
         self.sessions = open_session_store(self.settings.redis_url)
         self._health_checks["redis"] = self._check_sessions
 
-        # 4. HTTP side (webhooks, media WebSocket); bound before READY so Twilio can reach us.
+        # 6. Models: loaded once, shared by every call. Missing models do not stop the daemon;
+        #    health names them and calls are refused until they are installed.
+        self.notifier.status("loading models")
+        self.engines = await EngineSet.load(self.settings)
+        self._health_checks.update(self.engines.health_checks())
+        self.sink = CallEventSink(self.bus, self.metrics, self.writer, self.sessions)
+        self.calls = CallManager(self.engines, self.settings, self.sink)
+        await self.calls.start()
+
+        # 7. HTTP side (webhooks, media WebSocket); bound before READY so Twilio can reach us.
         self.notifier.status("starting HTTP")
-        app = create_app([], health=self.health)
+        app = create_app([media_router(self.calls)], health=self.health)
         self.http = HttpServer(app, self.settings.http.host, self.settings.http.port)
         await self.http.start()
         self._health_checks["http"] = self._check_http
 
-        # 5. Background duties: the watchdog is pinged from this loop, so a blocked loop is noticed;
+        # 8. Background duties: the watchdog is pinged from this loop, so a blocked loop is noticed;
         #    STATUS= follows the number of live calls; WARNING+ log lines go to subscribers.
         interval = self.notifier.watchdog_interval(self.settings.watchdog_interval_s)
         if interval is not None:
@@ -157,7 +216,7 @@ class Daemon:
             await asyncio.sleep(2.0)
 
     def live_call_count(self) -> int:
-        return 0
+        return len(self.calls.live_calls()) if self.calls is not None else 0
 
     def _status_line(self) -> str:
         calls = self.live_call_count()
@@ -207,6 +266,9 @@ class Daemon:
         self.notifier.stopping("draining")
         self.bus.publish("daemon.state", {"state": self.state})
         log.info("draining (grace %.0fs)", self.settings.shutdown_grace_s)
+        if self.calls is not None:
+            await self.calls.drain(self.settings.shutdown_grace_s)
+            await self.calls.close()
         if self._log_forwarder is not None:
             logging.getLogger().removeHandler(self._log_forwarder)
         for task in tuple(self._tasks):
@@ -214,8 +276,22 @@ class Daemon:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.http is not None:
             await self.http.close()
+        if self.sink is not None:
+            await self.sink.close()
+        if self.engines is not None:
+            await self.engines.close()
+        if self.writer is not None:
+            await self.writer.stop()
+        if self.db is not None:
+            await self.db.close()
         if self.sessions is not None:
             await self.sessions.close()
+        if self.loop_lag is not None:
+            await self.loop_lag.stop()
+        if self.gpu is not None:
+            self.gpu.close()
+        if self.metrics_server is not None:
+            self.metrics_server.close()
         self.bus.close()
         if self.control is not None:
             await self.control.close()
@@ -243,6 +319,7 @@ class Daemon:
                 self._drain,
                 summary="Stop taking calls, finish live ones, then exit",
             ),
+            *metrics_methods(self.metrics),
         ]
 
     async def _status(self, _params: BaseModel) -> dict[str, Any]:
@@ -259,7 +336,7 @@ class Daemon:
             "database_backend": self.settings.database_backend,
             "session_backend": self.settings.session_backend,
             "http_port": self.http.port if self.http else None,
-            "metrics_port": None,
+            "metrics_port": self.metrics_server.port if self.metrics_server else None,
             "live_calls": self.live_call_count(),
         }
 
@@ -282,6 +359,14 @@ class Daemon:
         assert self.sessions is not None
         await self.sessions.ping()
         return True, f"{self.sessions.backend} session store"
+
+    async def _check_database(self) -> tuple[bool, str]:
+        assert self.db is not None
+        await self.db.ping()
+        status = await self.db.schema_status()
+        queue = self.writer.stats() if self.writer else None
+        spooling = f", spooling ({queue.last_error})" if queue and queue.spooling else ""
+        return status.up_to_date, f"{self.db.backend} at revision {status.current}{spooling}"
 
     async def _check_http(self) -> tuple[bool, str]:
         assert self.http is not None
