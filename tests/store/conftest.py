@@ -12,7 +12,11 @@ from reautod.store.database import Database
 
 # Fast retries in tests: a dead database is detected in well under a second.
 TEST_DB_SETTINGS = DatabaseSettings(
-    pool_size=4, max_overflow=2, pool_timeout_s=2.0, connect_timeout_s=2.0, retry_attempts=2,
+    pool_size=4,
+    max_overflow=2,
+    pool_timeout_s=2.0,
+    connect_timeout_s=2.0,
+    retry_attempts=2,
     write_queue_size=1000,
 )
 
