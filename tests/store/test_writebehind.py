@@ -65,7 +65,8 @@ async def test_full_queue_refuses_and_counts_without_blocking(db: Database, tmp_
     wb = WriteBehind(db, tmp_path / "spool", queue_size=5)
     await wb.start()
     start = call_started()
-    accepted = [wb.submit(r) for r in [start, *(turn(start.call_id, i) for i in range(9))]]
+    records: list[Record] = [start, *(turn(start.call_id, i) for i in range(9))]
+    accepted = [wb.submit(r) for r in records]
     assert accepted == [True] * 5 + [False] * 5  # no await in between: the writer never ran
     await wb.flush(timeout=30)
     await wb.stop()
