@@ -97,6 +97,8 @@ class CallResult:
     agent_media: tuple[MediaArrival, ...]
     timeouts: tuple[StepTimeout, ...]
     frames_sent: int  # caller media messages (20 ms each)
+    late_frames: int  # frames that went out more than 20 ms (wall) after their due time
+    max_send_lag_s: float  # wall seconds: the worst lateness of a frame (loop overloaded?)
     agent_bytes_received: int
     agent_bytes_played: int
     agent_bytes_cleared: int

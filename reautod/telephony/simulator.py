@@ -200,6 +200,8 @@ class SimulatedCall:
         # caller side
         self._speaking: _Speaking | None = None
         self._frames_sent = 0
+        self._late_frames = 0
+        self._max_send_lag_s = 0.0
         self._caller_audio = bytearray()
         # what the server sent that we could not use
         self._malformed = 0
@@ -282,8 +284,13 @@ class SimulatedCall:
         tick = 0
         while True:
             # An absolute schedule: a late tick is caught up, never lost, so the clock cannot drift.
-            delay = self._t0 + tick * frame_wall - time.perf_counter()
-            await asyncio.sleep(max(delay, 0.0))
+            due = self._t0 + tick * frame_wall
+            await asyncio.sleep(max(due - time.perf_counter(), 0.0))
+            lag = time.perf_counter() - due
+            if lag > self._max_send_lag_s:
+                self._max_send_lag_s = lag
+            if lag > FRAME_S:
+                self._late_frames += 1
             await self._tick(tick)
             tick += 1
 
@@ -499,6 +506,8 @@ class SimulatedCall:
             agent_media=tuple(playback.media),
             timeouts=tuple(self._timeouts),
             frames_sent=self._frames_sent,
+            late_frames=self._late_frames,
+            max_send_lag_s=self._max_send_lag_s,
             agent_bytes_received=playback.bytes_received,
             agent_bytes_played=playback.bytes_played,
             agent_bytes_cleared=playback.bytes_cleared,

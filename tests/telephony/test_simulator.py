@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from http import HTTPStatus
@@ -18,6 +19,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.http11 import Request, Response
 
 from reautod.telephony.audio import float_to_ulaw
+from reautod.telephony.sim_playback import SPURT_HANGOVER_S, Playback
 from reautod.telephony.simulator import (
     BargeIn,
     CallOptions,
@@ -518,6 +520,49 @@ async def test_many_calls_on_one_loop_stay_separate() -> None:
         assert result.agent_bytes_received == 800 * (1 + n)
         assert [m.name for m in result.marks] == [str(n)]
     assert len({r.stream_sid for r in results}) == 8
+
+
+async def test_a_stalled_loop_is_caught_up_not_drifted() -> None:
+    async def agent(peer: Peer) -> None:
+        await peer.wait_for(lambda: len(peer.caller_frames) >= 5)
+        time.sleep(0.25)  # noqa: ASYNC251 - block the whole loop, simulator included, on purpose
+
+    async with agent_server(agent) as (url, peers):
+        result = await run_call(CallOptions(url=url), [Pause(1.0)])
+    assert result.late_frames >= 1
+    assert result.max_send_lag_s >= 0.2
+    # The absolute schedule sends the missed frames late instead of stretching the call.
+    assert 50 <= result.frames_sent <= 53
+    assert len(peers[0].caller_frames) == result.frames_sent
+
+
+def test_playback_marks_and_clear_without_a_socket() -> None:
+    playback = Playback()
+    playback.add_mark("before-audio", 0.0)
+    playback.add_media(b"\x01" * 400, 0.0)  # 2.5 frames
+    playback.add_mark("after-400", 0.0)
+    assert [m.name for m in playback.due_marks()] == ["before-audio"]
+    assert playback.speaking_since(0.0) == 0.0
+    playback.play_frame(0.0)
+    playback.play_frame(0.02)
+    assert playback.due_marks() == []
+    playback.play_frame(0.04)  # the last 80 bytes, padded with line silence
+    assert [m.name for m in playback.due_marks()] == ["after-400"]
+    assert bytes(playback.heard) == b"\x01" * 400 + b"\xff" * 80
+    assert playback.playback_ended_at == pytest.approx(0.05)
+    assert playback.speaking_since(0.05 + SPURT_HANGOVER_S / 2) == 0.0  # a short gap
+    assert playback.speaking_since(0.05 + SPURT_HANGOVER_S * 2) is None
+
+    playback.add_media(b"\x02" * 1600, 1.0)
+    playback.add_mark("tail", 1.0)
+    playback.play_frame(1.0)
+    played, discarded = playback.clear(1.01)
+    assert played == [] and [m.name for m in discarded] == ["tail"]
+    assert (playback.bytes_played, playback.bytes_cleared) == (560, 1440)
+    assert playback.bytes_received == 2000 and playback.buffered == 0
+    assert playback.speaking_since(1.01) is None
+    playback.add_mark("after-clear", 1.02)
+    assert [m.name for m in playback.due_marks()] == ["after-clear"]
 
 
 SPEECH = Path("/work/shared/data/speech")
