@@ -98,6 +98,7 @@ class ReautoApp(App[None]):
     # -- drawing --------------------------------------------------------------------------------
 
     def _redraw(self) -> None:
+        self._show_connection(self.state.connected, self.state.disconnect_reason)
         screen = self.screen if self.screen_stack else None
         if isinstance(screen, StateScreen) and screen.is_mounted:
             try:
@@ -112,7 +113,7 @@ class ReautoApp(App[None]):
             live = len(self.state.calls)
             self.sub_title = f"connected · {daemon_state} · {live} live call{'s' * (live != 1)}"
         else:
-            self.sub_title = f"DISCONNECTED · {reason} · reconnecting"
+            self.sub_title = "DISCONNECTED · reconnecting"
         self.set_class(not connected, "-disconnected")
 
     # -- actions --------------------------------------------------------------------------------

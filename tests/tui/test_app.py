@@ -88,7 +88,7 @@ async def test_calls_already_live_come_from_calls_list(daemon: FakeDaemon,
 async def test_the_transcript_updates_live(daemon: FakeDaemon, socket_path: Path) -> None:
     app = make_app(socket_path)
     events = recorded_events()
-    async with app.run_test(size=(120, 36)) as pilot:
+    async with app.run_test(size=(160, 36)) as pilot:
         await wait_until(pilot, lambda: daemon.bus.subscriber_count == 1, "subscribed")
         daemon.publish(*events[0])
         table = app.screen.query_one(CallsTable)

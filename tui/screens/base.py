@@ -33,7 +33,8 @@ class StateScreen(Screen[None]):
         raise NotImplementedError
 
     def on_screen_resume(self) -> None:
-        self.refresh_view()
+        # after the next layout pass, so logs wrap at their real width on a first show
+        self.call_after_refresh(self.refresh_view)
 
     def confirm_then(self, question: str, method: str, params: Mapping[str, Any], done: str) -> None:
         """Ask; on yes, post the action for the App to send."""

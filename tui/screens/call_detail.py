@@ -36,7 +36,8 @@ class CallDetailScreen(StateScreen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.refresh_view()
+        # after the first layout, so the transcript wraps at its real width, not RichLog's minimum
+        self.call_after_refresh(self.refresh_view)
 
     def refresh_view(self) -> None:
         call = self.state.call(self.call_id)

@@ -7,7 +7,7 @@ from typing import ClassVar
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Footer, Header, Label
+from textual.widgets import Footer, Header, Label, Static
 
 from tui.model import LATENCY_STAGES
 from tui.screens.base import StateScreen
@@ -24,6 +24,7 @@ class DashboardScreen(StateScreen):
 
     def compose(self) -> ComposeResult:
         yield Header()
+        yield Static(id="banner")
         with Vertical(id="calls-box", classes="box"):
             yield Label("Live calls", classes="box-title", id="calls-title")
             yield CallsTable(id="calls")
@@ -44,6 +45,10 @@ class DashboardScreen(StateScreen):
 
     def refresh_view(self) -> None:
         state = self.state
+        banner = self.query_one("#banner", Static)
+        banner.display = not state.connected
+        banner.update(f"Not connected to reautod: {state.disconnect_reason or 'connecting'}. "
+                      "Retrying by itself; the figures below are the last known.")
         calls = list(state.calls.values())
         self.query_one(CallsTable).show(calls, state.duration_s)
         self.query_one("#calls-title", Label).update(f"Live calls ({len(calls)})")

@@ -36,6 +36,6 @@ class LogView(RichLog):
                     start = index + 1
                     break
         for line in list(lines)[start:]:
-            self.write(render_line(line))
+            self.write(render_line(line), expand=True)
         if lines:
             self._seen = lines[-1]

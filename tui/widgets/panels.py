@@ -26,17 +26,15 @@ class HealthPanel(Static):
         if not checks:
             self.update(Text("no health report yet", style="dim"))
             return
-        grid = Table.grid(padding=(0, 1))
-        grid.add_column(no_wrap=True)
-        grid.add_column(no_wrap=True)
-        grid.add_column(overflow="ellipsis", no_wrap=True)
-        for check in checks:
-            grid.add_row(
-                Text("●", style="green" if check.ok else "bold red"),
-                check.name,
-                Text(check.detail, style="dim" if check.ok else "red"),
-            )
-        self.update(grid)
+        width = max(len(c.name) for c in checks)
+        lines = Text(no_wrap=True, overflow="ellipsis")
+        for index, check in enumerate(checks):
+            if index:
+                lines.append("\n")
+            lines.append("● " if check.ok else "✖ ", style="green" if check.ok else "bold red")
+            lines.append(check.name.ljust(width + 1), style="" if check.ok else "bold")
+            lines.append(check.detail, style="dim" if check.ok else "red")
+        self.update(lines)
 
 
 class LatencyPanel(Static):

@@ -50,5 +50,5 @@ class TranscriptView(RichLog):
             self.clear()
             self.written = 0
         for turn in turns[self.written:]:
-            self.write(render_turn(turn))
+            self.write(render_turn(turn), expand=True)
         self.written = len(turns)

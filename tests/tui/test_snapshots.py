@@ -1,0 +1,132 @@
+"""SVG snapshots of the main screens (pytest-textual-snapshot); update with --snapshot-update.
+
+Deterministic: a fixed clock, fixed recorded data, and the app waits until that data is drawn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+
+from tests.tui.conftest import wait_until
+from tests.tui.fake_daemon import FIXED_NOW, FakeDaemon, ThreadedDaemon, recorded_events
+from tui.app import ReautoApp
+from tui.link import Backoff
+from tui.screens.call_detail import CallDetailScreen
+from tui.screens.campaigns import CampaignsScreen
+from tui.widgets.tables import CallsTable
+from tui.widgets.transcript import TranscriptView
+
+SIZE = (120, 36)
+CALLS: list[dict[str, Any]] = [
+    {"call_id": "CA1", "lead": "Sam Ortiz", "campaign": "solar-q4", "state": "in_progress",
+     "started_at": "2026-11-21T09:57:00+00:00", "last_utterance": "caller: How much would it cost?",
+     "cost_micros": 31000, "voice_to_voice_s": 0.58},
+    {"call_id": "CA2", "lead": "Kim Lee", "campaign": "roofing", "state": "ringing",
+     "started_at": "2026-11-21T09:59:48+00:00"},
+]
+CAMPAIGNS: list[dict[str, Any]] = [
+    {"name": "solar-q4", "state": "running", "leads_total": 200, "leads_done": 50,
+     "calls_live": 2, "pacing": {"calls_per_minute": 4, "max_concurrent": 3},
+     "spent_micros": 1_250_000, "budget_micros": 50_000_000},
+    {"name": "roofing", "state": "paused", "leads_total": 80, "leads_done": 80, "calls_live": 0,
+     "pacing": {"calls_per_minute": 2, "max_concurrent": 1}, "spent_micros": 4_020_000,
+     "budget_micros": 5_000_000},
+]
+
+
+@pytest.fixture
+def served(socket_path: Path) -> Iterator[ThreadedDaemon]:
+    fake = FakeDaemon(socket_path)
+    fake.calls = [dict(c) for c in CALLS]
+    fake.campaigns = CAMPAIGNS
+    fake.status["calls_today"] = {"qualified": 3, "not_interested": 5, "voicemail": 2}
+    fake.health["checks"]["redis"] = {"ok": False, "detail": "connection refused (6379)"}
+    fake.health["ok"] = False
+    with ThreadedDaemon(fake) as served:
+        yield served
+
+
+def make_app(socket_path: Path) -> ReautoApp:
+    return ReautoApp(socket_path, clock=lambda: FIXED_NOW, refresh_s=60.0,
+                     backoff=Backoff(initial_s=0.05, max_s=0.05))
+
+
+def with_recorded_call(served: ThreadedDaemon) -> Callable[[Pilot[Any]], Any]:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        app = pilot.app
+        assert isinstance(app, ReautoApp)
+        await wait_until(pilot, lambda: app.state.connected and served.subscribers == 1,
+                         "connected")
+        for event in recorded_events()[:-1]:  # all but call.ended: the call is still live
+            served.publish(*event)
+        table = app.screen.query_one(CallsTable)
+        await wait_until(pilot, lambda: table.row_count == 3
+                         and app.state.calls["CA7f3e"].cost_micros is not None, "recorded call")
+
+    return run_before
+
+
+def test_dashboard(snap_compare: Any, served: ThreadedDaemon, socket_path: Path) -> None:
+    assert snap_compare(make_app(socket_path), terminal_size=SIZE,
+                        run_before=with_recorded_call(served))
+
+
+def test_call_detail(snap_compare: Any, served: ThreadedDaemon, socket_path: Path) -> None:
+    record = with_recorded_call(served)
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await record(pilot)
+        await pilot.press("down", "down", "enter")
+        await wait_until(pilot, lambda: isinstance(pilot.app.screen, CallDetailScreen), "detail")
+        transcript = pilot.app.screen.query_one(TranscriptView)
+        await wait_until(pilot, lambda: transcript.written == 6, "transcript")
+
+    assert snap_compare(make_app(socket_path), terminal_size=SIZE, run_before=run_before)
+
+
+def test_campaigns(snap_compare: Any, served: ThreadedDaemon, socket_path: Path) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        app = pilot.app
+        assert isinstance(app, ReautoApp)
+        await wait_until(pilot, lambda: len(app.state.campaigns) == 2, "campaigns")
+        await pilot.press("c")
+        await wait_until(pilot, lambda: isinstance(app.screen, CampaignsScreen), "campaigns")
+
+    assert snap_compare(make_app(socket_path), terminal_size=SIZE, run_before=run_before)
+
+
+def test_hang_up_confirmation(snap_compare: Any, served: ThreadedDaemon,
+                              socket_path: Path) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        app = pilot.app
+        assert isinstance(app, ReautoApp)
+        await wait_until(pilot, lambda: len(app.state.calls) == 2, "calls")
+        await pilot.press("h")
+
+    assert snap_compare(make_app(socket_path), terminal_size=SIZE, run_before=run_before)
+
+
+def test_help(snap_compare: Any, served: ThreadedDaemon, socket_path: Path) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        app = pilot.app
+        assert isinstance(app, ReautoApp)
+        await wait_until(pilot, lambda: len(app.state.calls) == 2, "calls")
+        await pilot.press("question_mark")
+
+    assert snap_compare(make_app(socket_path), terminal_size=SIZE, run_before=run_before)
+
+
+def test_disconnected(snap_compare: Any, tmp_path: Path) -> None:
+    socket_path = Path("/tmp/reautod-tui-test-nowhere/control.sock")
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        app = pilot.app
+        assert isinstance(app, ReautoApp)
+        await wait_until(pilot, lambda: "DISCONNECTED" in app.sub_title, "disconnected")
+
+    assert snap_compare(make_app(socket_path), terminal_size=SIZE, run_before=run_before)
