@@ -202,7 +202,7 @@ class AgentResponder(FrameProcessor):
         self._reply_task = self._hygiene_task = None
         if self._greeting is not None and not self._greeting.done():
             self._greeting.cancel()
-        for reply in self._replies.values():
+        for reply in list(self._replies.values()):
             self._report(reply)
 
     # -- events

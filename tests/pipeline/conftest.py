@@ -119,6 +119,10 @@ def long_speech() -> Utterance:
 
 async def wait_for(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
     """Poll until `predicate()`; fail the test (not hang) after `timeout`."""
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.02)
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        if predicate():
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        await asyncio.sleep(0.02)

@@ -63,6 +63,7 @@ class FakeLLM:
     requests: list[tuple[str, list[ChatMessage]]] = field(default_factory=list)
     finished: int = 0
     closed_early: int = 0
+    outcomes: list[str] = field(default_factory=list)  # per request: "finished" / "closed"
 
     async def stream_chat(
         self, messages: list[ChatMessage], *, call_id: str, max_tokens: int | None = None
@@ -71,6 +72,8 @@ class FakeLLM:
         if self.fail_with is not None:
             raise self.fail_with
         words = self.reply.split(" ")
+        index = len(self.outcomes)
+        self.outcomes.append("streaming")
         done = False
         try:
             for i, word in enumerate(words):
@@ -80,6 +83,7 @@ class FakeLLM:
             done = True
             self.finished += 1
         finally:
+            self.outcomes[index] = "finished" if done else "closed"
             if not done:
                 self.closed_early += 1
 
