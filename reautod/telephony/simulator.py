@@ -44,7 +44,8 @@ when its last frame is sent: trailing silence inside the audio file counts as sp
 ``run_call`` raises `SimulatorError` only when it cannot connect (``status`` holds the HTTP status
 of a refused upgrade, e.g. 403 for a bad signature); everything the server does after that
 (closing early, garbage, silence) is reported in the `CallResult`. Many calls can share one loop
-(load tests): each costs one timer wake-up and one small send per frame (about 40 us of CPU).
+(load tests): each costs one timer wake-up and one small send per frame (about 40 us of CPU);
+``CallResult.late_frames`` / ``max_send_lag_s`` say whether the loop kept up.
 """
 
 from __future__ import annotations
@@ -195,6 +196,7 @@ class SimulatedCall:
         )
         self._playback = Playback(record=options.record_audio)
         self._ws: ClientConnection | None = None
+        self._ran = False
         self._t0 = 0.0
         self._ended_at: float | None = None
         # caller side
@@ -221,6 +223,9 @@ class SimulatedCall:
 
     async def run(self) -> CallResult:
         """Connect, play the script, hang up (or see the server hang up), return the result."""
+        if self._ran:
+            raise SimulatorError("a SimulatedCall runs once; make a new one for another call")
+        self._ran = True
         opts = self._options
         try:
             ws = await connect(

@@ -27,6 +27,7 @@ from reautod.telephony.simulator import (
     EndedBy,
     Hangup,
     Pause,
+    SimulatedCall,
     SimulatorError,
     Utterance,
     WaitForAgent,
@@ -467,6 +468,15 @@ async def test_max_call_duration_hangs_up() -> None:
     assert result.ended_by is EndedBy.MAX_DURATION
     assert 0.3 <= result.duration_s < 10
     assert peers[0].events("stop")
+
+
+async def test_a_call_object_runs_once() -> None:
+    async with agent_server() as (url, _):
+        call = SimulatedCall(CallOptions(url=url, speed=4.0), [Hangup()])
+        result = await call.run()
+        assert result.ended_by is EndedBy.HANGUP
+        with pytest.raises(SimulatorError):
+            await call.run()
 
 
 async def test_connection_refused_raises_simulator_error() -> None:
