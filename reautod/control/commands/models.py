@@ -1,0 +1,156 @@
+"""`reautoctl models list|pull`: what each engine will load, and installing the curated sets.
+
+Both work on the models directory of the same config the daemon reads; neither needs the daemon.
+The daemon loads models at start-up, so restart it after a pull.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from reautod.control.context import CliContext, table
+from reautod.engines.catalog import (
+    ENGINE_NAMES,
+    PROFILE_NAMES,
+    PROFILES,
+    EngineName,
+    ProfileName,
+    disk_size,
+    model_present,
+    resolve,
+)
+from reautod.engines.pull import DEFAULT_HUB_URL, TerminalProgress, pull_profile
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser("models", help="list installed models; pull the curated sets")
+    models_sub = parser.add_subparsers(dest="models_command", metavar="ACTION", required=True)
+
+    list_parser = models_sub.add_parser(
+        "list", help="per engine and profile: path, present or missing, size, what will load")
+    list_parser.set_defaults(func=run_list)
+
+    pull = models_sub.add_parser(
+        "pull", help="download a profile's models (verified, resumable), or build the test set")
+    pull.add_argument("--profile", choices=PROFILE_NAMES,
+                      help="which set (default: models.profile from the config)")
+    pull.add_argument("--test", action="store_true",
+                      help="build the small random-weight test models (no network)")
+    pull.add_argument("--force", action="store_true",
+                      help="download or build again even if present")
+    pull.add_argument("--hub-url", default=DEFAULT_HUB_URL,
+                      help=f"Hugging Face endpoint or mirror (default {DEFAULT_HUB_URL})")
+    pull.set_defaults(func=run_pull)
+
+
+def list_data(ctx: CliContext) -> dict[str, Any]:
+    settings = ctx.settings
+    models_dir = settings.models_dir()
+    loads = {name: resolve(settings, name) for name in ENGINE_NAMES}
+    rows: list[dict[str, Any]] = []
+    for engine in ENGINE_NAMES:
+        chosen = loads[engine]
+        if chosen.spec is None:  # models.<engine> override: not part of any profile
+            rows.append(_row(engine, "override", chosen.name, chosen.path, "local file",
+                             True, chosen.fix_command()))
+        for profile in PROFILE_NAMES:
+            spec = PROFILES[profile][engine]
+            path = spec.path_in(models_dir)
+            will_load = chosen.spec is not None and chosen.profile == profile
+            rows.append(_row(engine, profile, spec.name, path, spec.source, will_load,
+                             resolve_fix(profile)))
+    return {
+        "models_dir": str(models_dir),
+        "profile": settings.models.profile,
+        "device": settings.models.device,
+        "models": rows,
+    }
+
+
+def resolve_fix(profile: ProfileName) -> str:
+    return "reautoctl models pull --test" if profile == "test" else \
+        f"reautoctl models pull --profile {profile}"
+
+
+def _row(engine: EngineName, profile: str, name: str, path: Path, source: str, will_load: bool,
+         fix: str) -> dict[str, Any]:
+    present = model_present(engine, path)
+    return {
+        "engine": engine,
+        "profile": profile,
+        "name": name,
+        "path": str(path),
+        "present": present,
+        "size_bytes": disk_size(path) if present else None,
+        "source": source,
+        "will_load": will_load,
+        "fix": None if present else fix,
+    }
+
+
+def render_list(data: dict[str, Any]) -> str:
+    rows = [
+        ("*" if m["will_load"] else "", m["engine"], m["profile"], m["name"],
+         "present" if m["present"] else "missing", _size(m["size_bytes"]), m["path"])
+        for m in data["models"]
+    ]
+    lines = [
+        f"models dir: {data['models_dir']}   profile: {data['profile']}   "
+        f"device: {data['device']}",
+        "",
+        table(["load", "engine", "profile", "model", "status", "size", "path"], rows),
+    ]
+    fixes = sorted({m["fix"] for m in data["models"] if m["will_load"] and m["fix"]})
+    if fixes:
+        lines += ["", "missing for the engines to load; fix with: " + " ; ".join(fixes)]
+    else:
+        lines += ["", "every engine's model is installed (* = loaded by reautod at start-up)"]
+    return "\n".join(lines)
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    if n >= 1e9:
+        return f"{n / 1e9:.2f} GB"
+    if n >= 1e6:
+        return f"{n / 1e6:.1f} MB"
+    return f"{n / 1e3:.0f} KB"
+
+
+def run_list(args: argparse.Namespace, ctx: CliContext) -> int:
+    ctx.emit(list_data(ctx), render_list)
+    return 0
+
+
+def run_pull(args: argparse.Namespace, ctx: CliContext) -> int:
+    settings = ctx.settings
+    profile: ProfileName = "test" if args.test else (args.profile or settings.models.profile)
+    if args.test and args.profile not in (None, "test"):
+        print("reautoctl: --test builds the test profile; drop --profile", file=sys.stderr)
+        return 2
+    models_dir = settings.models_dir()
+    models_dir.mkdir(parents=True, exist_ok=True)
+    results = pull_profile(models_dir, profile, hub_url=args.hub_url,
+                           progress=TerminalProgress(sys.stderr), force=args.force)
+    data = {"profile": profile, "models_dir": str(models_dir),
+            "files": [asdict(r) for r in results],
+            "loads_this_profile": settings.models.profile == profile}
+    ctx.emit(data, render_pull)
+    return 0
+
+
+def render_pull(data: dict[str, Any]) -> str:
+    rows = [(f["dest"], f["status"], _size(f["size"]), f["verified_by"]) for f in data["files"]]
+    lines = [table(["file", "status", "size", "verified"], rows), ""]
+    if data["loads_this_profile"]:
+        lines.append(f"installed profile {data['profile']} in {data['models_dir']}; reautod "
+                     "loads models at start-up: restart it to use them")
+    else:
+        lines.append(f"installed profile {data['profile']} in {data['models_dir']}; the config "
+                     f"loads another profile: set models.profile = \"{data['profile']}\" to use it")
+    return "\n".join(lines)

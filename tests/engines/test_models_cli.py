@@ -1,0 +1,113 @@
+"""`reautoctl models list` and `models pull` through the real CLI entry point."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from reautod.control import cli
+from reautod.control.commands import models as models_command
+from reautod.engines.catalog import PROFILES
+from reautod.engines.pull import profile_files
+from tests.engines.hubserver import HostedFile, Hub, running_hub
+
+
+@pytest.fixture(autouse=True)
+def models_group_registered(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Until the group is listed in COMMAND_GROUPS, register it for these tests."""
+    if models_command not in cli.COMMAND_GROUPS:
+        monkeypatch.setattr(cli, "COMMAND_GROUPS", [*cli.COMMAND_GROUPS, models_command])
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "reautod.toml"
+    path.write_text(f'[models]\ndir = "{tmp_path / "models"}"\nprofile = "test"\n')
+    return path
+
+
+def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, object]:
+    code = cli.main(list(argv))
+    out = capsys.readouterr().out
+    return code, json.loads(out)
+
+
+def test_list_shows_missing_then_pull_test_builds(
+    config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, data = run_json(capsys, "--config", str(config), "--json", "models", "list")
+    assert code == 0
+    assert isinstance(data, dict)
+    loaded = [m for m in data["models"] if m["will_load"]]
+    assert [m["engine"] for m in loaded] == ["stt", "llm", "tts"]
+    assert all(m["profile"] == "test" and not m["present"] for m in loaded)
+    assert all(m["fix"] == "reautoctl models pull --test" for m in loaded)
+
+    code, pulled = run_json(capsys, "--config", str(config), "--json", "models", "pull", "--test")
+    assert code == 0
+    assert isinstance(pulled, dict)
+    assert {f["status"] for f in pulled["files"]} == {"built"}
+    for spec in PROFILES["test"].values():
+        assert spec.path_in(tmp_path / "models").exists()
+
+    code, data = run_json(capsys, "--config", str(config), "--json", "models", "list")
+    assert isinstance(data, dict)
+    loaded = [m for m in data["models"] if m["will_load"]]
+    assert all(m["present"] and m["size_bytes"] > 0 and m["fix"] is None for m in loaded)
+
+
+def test_list_human_output_names_the_fix(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["--config", str(config), "models", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "missing" in out and "reautoctl models pull --test" in out
+    assert "faster-whisper base.en" in out  # every profile is listed, not only the loaded one
+
+
+def test_list_shows_override_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "reautod.toml"
+    path.write_text(f'[models]\ndir = "{tmp_path}"\nllm = "custom/my.gguf"\n')
+    code, data = run_json(capsys, "--config", str(path), "--json", "models", "list")
+    assert code == 0 and isinstance(data, dict)
+    llm = [m for m in data["models"] if m["will_load"] and m["engine"] == "llm"]
+    assert llm[0]["profile"] == "override" and llm[0]["path"] == str(tmp_path / "custom/my.gguf")
+
+
+@pytest.fixture
+def hub() -> Iterator[Hub]:
+    with running_hub() as server:
+        yield server
+
+
+def test_pull_profile_from_a_hub_url(
+    hub: Hub, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for f in profile_files("cpu"):
+        hub.add(f.repo, f.path, HostedFile(f.dest.encode() * 100, lfs=not f.path.endswith(
+            (".json", ".txt"))))
+    path = tmp_path / "reautod.toml"
+    path.write_text(f'[models]\ndir = "{tmp_path / "m"}"\nprofile = "cpu"\n')
+    code = cli.main(["--config", str(path), "models", "pull", "--hub-url", hub.url])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "downloading" in captured.err  # progress goes to stderr
+    assert "restart" in captured.out
+    code, data = run_json(capsys, "--config", str(path), "--json", "models", "list")
+    assert isinstance(data, dict)
+    assert all(m["present"] for m in data["models"] if m["will_load"])
+
+
+def test_pull_checksum_failure_exits_nonzero(
+    hub: Hub, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for f in profile_files("cpu"):
+        hub.add(f.repo, f.path, HostedFile(b"x" * 100, wrong_sha256=True))
+    path = tmp_path / "reautod.toml"
+    path.write_text(f'[models]\ndir = "{tmp_path / "m"}"\nprofile = "cpu"\n')
+    code = cli.main(["--config", str(path), "models", "pull", "--hub-url", hub.url])
+    assert code == 1
+    assert "checksum mismatch" in capsys.readouterr().err
