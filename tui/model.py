@@ -47,15 +47,21 @@ def _str(value: Any, default: str = "") -> str:
     return value if isinstance(value, str) else default
 
 
+# The pipeline's latency keys (reautod.pipeline.observer.LATENCY_KEYS) -> our stage names.
+_STAGE_ALIASES = {"stt": "transcript", "llm_first_token": "first_token",
+                  "tts_first_audio": "first_audio"}
+
+
 def _latencies(raw: Any) -> dict[str, float]:
-    """`{"voice_to_voice_s": 0.62, ...}` -> `{"voice_to_voice": 0.62}`; unknown keys kept."""
+    """`{"stt_s": 0.18, "voice_to_voice_s": 0.62}` -> `{"transcript": 0.18, "voice_to_voice": 0.62}`."""
     if not isinstance(raw, Mapping):
         return {}
     out: dict[str, float] = {}
     for key, value in raw.items():
         seconds = _float(value)
         if isinstance(key, str) and seconds is not None:
-            out[key.removesuffix("_s")] = seconds
+            stage = key.removesuffix("_s")
+            out[_STAGE_ALIASES.get(stage, stage)] = seconds
     return out
 
 
@@ -67,6 +73,8 @@ class Turn:
     text: str
     confidence: float | None = None
     latencies: Mapping[str, float] = field(default_factory=dict)
+    interrupted: bool = False  # the caller barged in while this agent turn played
+    error: str = ""  # engine failure code when the turn ended in an apology
 
     @property
     def is_barge_in(self) -> bool:
@@ -94,15 +102,17 @@ class Call:
         return self.outcome is None and self.ended_at is None
 
     def merge(self, data: Mapping[str, Any]) -> None:
-        """Fill fields from a calls.list row or an event's data, keeping what is not given."""
-        self.lead = _str(data.get("lead"), self.lead)
+        """Fill fields from a calls.list row or an event's data (CallInfo.wire), keeping the rest."""
+        self.lead = _str(data.get("lead_name"), _str(data.get("lead"), self.lead))
         self.campaign = _str(data.get("campaign"), self.campaign)
         self.state = _str(data.get("state"), self.state)
         self.started_at = parse_ts(data.get("started_at")) or self.started_at
         self.last_utterance = _str(data.get("last_utterance"), self.last_utterance)
         cost = _int(data.get("cost_micros"))
         self.cost_micros = cost if cost is not None else self.cost_micros
-        v2v = _float(data.get("voice_to_voice_s"))
+        v2v = _float(data.get("last_voice_to_voice_s"))
+        if v2v is None:
+            v2v = _float(data.get("voice_to_voice_s"))
         self.voice_to_voice_s = v2v if v2v is not None else self.voice_to_voice_s
         self.agent = _str(data.get("agent"), self.agent)
 
@@ -320,7 +330,9 @@ class LiveState:
         if call is None or call.outcome is not None:
             return None  # a repeated call.ended counts once
         call.merge(data)
-        call.outcome = _str(data.get("outcome"), "ended")
+        # an outcome when the dialogue decided one, else the pipeline's end reason ("failed: ...")
+        reason = _str(data.get("reason")).split(":", 1)[0].strip()
+        call.outcome = _str(data.get("outcome")) or reason or "ended"
         call.state = "ended"
         duration = _float(data.get("duration_s"))
         if duration is not None and call.started_at is not None:
@@ -342,9 +354,11 @@ class LiveState:
         text = _str(data.get("text"))
         speaker = _str(data.get("speaker"), "?")
         latencies = _latencies(data.get("latencies"))
-        call.add_turn(Turn(speaker, text, _float(data.get("confidence")), latencies))
+        call.add_turn(Turn(speaker, text, _float(data.get("confidence")), latencies,
+                           interrupted=data.get("interrupted") is True,
+                           error=_str(data.get("error"))))
         if text:
-            call.last_utterance = f"{speaker}: {text}"
+            call.last_utterance = text
         for stage in LATENCY_STAGES:
             if stage in latencies:
                 self.latencies[stage].append(latencies[stage])
@@ -357,7 +371,8 @@ class LiveState:
         if call is None:
             return None
         latencies = {"clear": v} if (v := _float(data.get("clear_s"))) is not None else {}
-        call.add_turn(Turn("barge_in", _str(data.get("text")), None, latencies))
+        heard = _str(data.get("heard_text"), _str(data.get("text")))
+        call.add_turn(Turn("barge_in", heard, None, latencies))
         return call.call_id
 
     def _on_agent_transition(self, data: Mapping[str, Any], ts: datetime | None) -> str | None:

@@ -37,9 +37,9 @@ def rendered(widget: Any) -> str:
     return console.export_text()
 
 
-LIVE_CALL = {"call_id": "CA1", "lead": "Sam Ortiz", "campaign": "solar-q4", "state": "in_progress",
-             "started_at": "2026-11-21T09:57:00+00:00", "last_utterance": "agent: Hello Sam",
-             "cost_micros": 12000, "voice_to_voice_s": 0.58}
+LIVE_CALL = {"call_id": "CA1", "lead_name": "Sam Ortiz", "campaign": "solar-q4", "state": "speaking",
+             "started_at": "2026-11-21T09:57:00+00:00", "last_utterance": "Hello Sam",
+             "cost_micros": 12000, "last_voice_to_voice_s": 0.58}
 
 
 async def test_a_live_call_appears_and_ends(daemon: FakeDaemon, socket_path: Path) -> None:
@@ -54,14 +54,14 @@ async def test_a_live_call_appears_and_ends(daemon: FakeDaemon, socket_path: Pat
         (name, data), *rest = recorded_events()
         daemon.publish(name, data)
         await wait_until(pilot, lambda: table.row_count == 1, "call row")
-        assert cells(table, "CA7f3e")[:4] == ["Dana Whitfield", "solar-q4", "ringing", "01:30"]
+        assert cells(table, "CA7f3e")[:4] == ["Dana Whitfield", "solar-q4", "connecting", "01:30"]
 
         for name, data in rest[:-1]:
             daemon.publish(name, data)
         await wait_until(pilot, lambda: "$0.04" in cells(table, "CA7f3e"), "cost update")
         row = cells(table, "CA7f3e")
-        assert row[2] == "in_progress"
-        assert row[4].startswith("agent: Great! Would a free")
+        assert row[2] == "listening"
+        assert row[4].startswith("Great! Would a free")
         assert row[6] == "720 ms"
 
         name, data = rest[-1]
@@ -79,8 +79,8 @@ async def test_calls_already_live_come_from_calls_list(daemon: FakeDaemon,
     async with app.run_test(size=(120, 36)) as pilot:
         table = app.screen.query_one(CallsTable)
         await wait_until(pilot, lambda: table.row_count == 1, "call from snapshot")
-        assert cells(table, "CA1") == ["Sam Ortiz", "solar-q4", "in_progress", "03:00",
-                                       "agent: Hello Sam", "$0.01", "580 ms"]
+        assert cells(table, "CA1") == ["Sam Ortiz", "solar-q4", "speaking", "03:00",
+                                       "Hello Sam", "$0.01", "580 ms"]
         daemon.calls = []  # ended while we missed the event: the next poll removes it
         await wait_until(pilot, lambda: table.row_count == 0, "row gone after resync")
 
@@ -121,7 +121,7 @@ async def test_the_transcript_updates_live(daemon: FakeDaemon, socket_path: Path
 
 
 async def test_hang_up_asks_then_sends_the_request(daemon: FakeDaemon, socket_path: Path) -> None:
-    daemon.calls = [LIVE_CALL, {**LIVE_CALL, "call_id": "CA2", "lead": "Kim Lee"}]
+    daemon.calls = [LIVE_CALL, {**LIVE_CALL, "call_id": "CA2", "lead_name": "Kim Lee"}]
     app = make_app(socket_path)
     async with app.run_test(size=(120, 36)) as pilot:
         table = app.screen.query_one(CallsTable)

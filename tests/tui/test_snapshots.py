@@ -23,10 +23,10 @@ from tui.widgets.transcript import TranscriptView
 
 SIZE = (120, 36)
 CALLS: list[dict[str, Any]] = [
-    {"call_id": "CA1", "lead": "Sam Ortiz", "campaign": "solar-q4", "state": "in_progress",
-     "started_at": "2026-11-21T09:57:00+00:00", "last_utterance": "caller: How much would it cost?",
-     "cost_micros": 31000, "voice_to_voice_s": 0.58},
-    {"call_id": "CA2", "lead": "Kim Lee", "campaign": "roofing", "state": "ringing",
+    {"call_id": "CA1", "lead_name": "Sam Ortiz", "campaign": "solar-q4", "state": "speaking",
+     "started_at": "2026-11-21T09:57:00+00:00", "last_utterance": "How much would it cost?",
+     "cost_micros": 31000, "last_voice_to_voice_s": 0.58},
+    {"call_id": "CA2", "lead_name": "Kim Lee", "campaign": "roofing", "state": "connecting",
      "started_at": "2026-11-21T09:59:48+00:00"},
 ]
 CAMPAIGNS: list[dict[str, Any]] = [

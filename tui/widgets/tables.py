@@ -64,7 +64,7 @@ class CallsTable(KeyedTable):
             (call.call_id, (
                 call.lead or "-",
                 call.campaign or "-",
-                Text(call.state, style="yellow" if call.state in ("ringing", "starting") else ""),
+                Text(call.state, style="yellow" if call.state in ("connecting", "starting", "ending") else ""),
                 format_duration(duration(call)),
                 _clip(call.last_utterance, 40),
                 format_money(call.cost_micros),

@@ -18,7 +18,7 @@ def render_turn(turn: Turn) -> Text:
     if turn.is_barge_in:
         line = Text("⚡ barge-in", style="bold magenta")
         if turn.text:
-            line.append(f"  {turn.text}", style="magenta")
+            line.append(f"  heard: {turn.text}", style="magenta")
         if "clear" in turn.latencies:
             line.append(f"  (clear {format_seconds(turn.latencies['clear'])})", style="dim")
         return line
@@ -32,8 +32,13 @@ def render_turn(turn: Turn) -> Text:
     for stage in LATENCY_ORDER:
         if stage in turn.latencies:
             details.append(f"{SHORT[stage]} {format_seconds(turn.latencies[stage])}")
+    if turn.interrupted:
+        details.append("interrupted")
+    if turn.error:
+        details.append(f"error {turn.error}")
     if details:
-        style = "red" if turn.latencies.get("voice_to_voice", 0) > 1.0 else "dim"
+        slow = turn.latencies.get("voice_to_voice", 0) > 1.0
+        style = "red" if slow or turn.error else "dim"
         line.append(f"  [{' · '.join(details)}]", style=style)
     return line
 
