@@ -13,7 +13,6 @@ import binascii
 import json
 import logging
 import time
-from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -42,11 +41,11 @@ CLOSE_POLICY = 1008
 class InputWarnings:
     """Counts of ignored bad input for one call, by kind."""
 
-    def __init__(self) -> None:
-        self.counts: Counter[str] = Counter()
+    def __init__(self, counts: dict[str, int] | None = None) -> None:
+        self.counts: dict[str, int] = counts if counts is not None else {}
 
     def add(self, kind: str, call_id: str) -> int:
-        self.counts[kind] += 1
+        self.counts[kind] = self.counts.get(kind, 0) + 1
         if self.counts[kind] in (1, 10, 100):  # log the first of each kind, then sparsely
             log.warning("call %s: ignoring bad media input (%s, %d so far)", call_id, kind,
                         self.counts[kind])
@@ -90,7 +89,8 @@ def decode_payload(message: dict[str, Any]) -> tuple[bytes | None, str | None]:
 class TwilioMediaSerializer(TwilioFrameSerializer):
     """Pipecat's Twilio serializer plus validation, marks, stop, and send-time hooks."""
 
-    def __init__(self, stream_sid: str, *, call_id: str, call_sid: str | None = None) -> None:
+    def __init__(self, stream_sid: str, *, call_id: str, call_sid: str | None = None,
+                 warnings: dict[str, int] | None = None) -> None:
         super().__init__(
             stream_sid,
             call_sid=call_sid,
@@ -98,7 +98,7 @@ class TwilioMediaSerializer(TwilioFrameSerializer):
         )
         self.call_id = call_id
         self.stream_sid = stream_sid
-        self.warnings = InputWarnings()
+        self.warnings = InputWarnings(warnings)  # live: the call's CallInfo shows them
         self.media_frames = 0
         # Set by the call: told the monotonic time of every audio frame and clear sent.
         self.on_audio_sent: Callable[[float], None] | None = None

@@ -192,10 +192,6 @@ class CallSession:
                 greeting.exception()  # retrieved: a failed greeting was handled by the responder
             await self._close_socket()
             self.info.state = CallState.ENDED
-            if self._serializer is not None:
-                self.info.input_warnings.update(
-                    {k: self.info.input_warnings.get(k, 0) + v
-                     for k, v in self._serializer.warnings.as_dict().items()})
             duration = time.monotonic() - started
             log.info("call %s ended: %s after %.1fs", call_id, self._end_reason, duration)
             self._observer.on_call_ended(call_id, self._end_reason, round(duration, 3))
@@ -205,7 +201,8 @@ class CallSession:
                greeting: asyncio.Task[list[AudioChunk]] | None) -> PipelineWorker:
         call_id = self.start.call_id
         serializer = TwilioMediaSerializer(self.start.stream_sid, call_id=call_id,
-                                           call_sid=self.start.call_sid)
+                                           call_sid=self.start.call_sid,
+                                           warnings=self.info.input_warnings)
         self._serializer = serializer
         transport = FastAPIWebsocketTransport(
             self.websocket,
