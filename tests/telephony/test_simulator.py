@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -15,6 +16,8 @@ from typing import Any
 import numpy as np
 import pytest
 import soundfile
+import uvicorn
+from fastapi import FastAPI, WebSocket
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.http11 import Request, Response
 
@@ -573,6 +576,51 @@ def test_playback_marks_and_clear_without_a_socket() -> None:
     assert playback.speaking_since(1.01) is None
     playback.add_mark("after-clear", 1.02)
     assert [m.name for m in playback.due_marks()] == ["after-clear"]
+
+
+async def test_pipecat_reads_what_the_simulator_sends() -> None:
+    """pipecat's own Twilio handshake parser and serializer, behind FastAPI under uvicorn."""
+    from pipecat.frames.frames import Frame, InputDTMFFrame
+    from pipecat.runner.utils import parse_telephony_websocket
+    from pipecat.serializers.twilio import TwilioFrameSerializer
+
+    # FastAPI resolves the endpoint's (string) annotations in this module's globals, hence the
+    # module-level FastAPI imports.
+    parsed: list[tuple[str, Any]] = []
+    frames: list[Frame | None] = []
+    app = FastAPI()
+
+    @app.websocket("/twilio/media")
+    async def media(ws: WebSocket) -> None:
+        await ws.accept()
+        kind, call = await parse_telephony_websocket(ws)
+        parsed.append((kind, call))
+        serializer = TwilioFrameSerializer(
+            call["stream_id"], params=TwilioFrameSerializer.InputParams(auto_hang_up=False))
+        async for text in ws.iter_text():
+            if '"dtmf"' in text:
+                frames.append(await serializer.deserialize(text))
+
+    # A socket already listening: the simulator may connect before uvicorn is fully up.
+    sock = socket.create_server(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        options = CallOptions(url=f"ws://127.0.0.1:{port}/twilio/media", speed=4.0,
+                              custom_parameters={"lead_id": "L-9"})
+        result = await run_call(options, [Pause(0.1), Dtmf("7"), Pause(0.1)])
+    finally:
+        server.should_exit = True
+        await serving
+    assert result.ended_by is EndedBy.HANGUP
+    [(kind, call)] = parsed
+    assert kind == "twilio"
+    assert (call["stream_id"], call["call_id"]) == (options.stream_sid, options.call_sid)
+    assert call["body"] == {"lead_id": "L-9"}
+    [frame] = frames
+    assert isinstance(frame, InputDTMFFrame)
+    assert frame.button.value == "7"
 
 
 SPEECH = Path("/work/shared/data/speech")
