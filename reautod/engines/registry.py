@@ -32,6 +32,7 @@ from reautod.engines.base import (
 )
 from reautod.engines.catalog import ENGINE_NAMES, EngineName, ResolvedModel, resolve
 from reautod.engines.device import Device, resolve_device
+from reautod.engines.scheduler import EngineObserver, EngineScheduler
 from reautod.errors import UnavailableError
 
 log = logging.getLogger(__name__)
@@ -99,8 +100,12 @@ class EngineSet:
         self.device = device
 
     @classmethod
-    async def load(cls, settings: Settings, *, warm_up: bool = True) -> EngineSet:
-        """Load every installed model in threads (concurrently); never raises for a model problem."""
+    async def load(cls, settings: Settings, *, warm_up: bool = True,
+                   observer: EngineObserver | None = None) -> EngineSet:
+        """Load every installed model in threads (concurrently); never raises for a model problem.
+
+        `observer` (e.g. the daemon's `Metrics`) receives every scheduler event.
+        """
         device = await asyncio.to_thread(resolve_device, settings.models.device)
         models = {name: resolve(settings, name) for name in ENGINE_NAMES}
         loaders: dict[EngineName, Callable[[], Any]] = {
@@ -113,7 +118,17 @@ class EngineSet:
         stt, llm, tts = results
         log.info("engines on %s: %s", device,
                  ", ".join(f"{e.health().name}={e.health().state}" for e in results))
-        return cls(stt, llm, tts, models, device)
+        engine_set = cls(stt, llm, tts, models, device)
+        if observer is not None:
+            engine_set.set_observer(observer)
+        return engine_set
+
+    def set_observer(self, observer: EngineObserver | None) -> None:
+        """Send the loaded engines' scheduler events (requests, timings, queue depth) there."""
+        for engine in self._all():
+            scheduler: EngineScheduler | None = getattr(engine, "scheduler", None)
+            if scheduler is not None:
+                scheduler.observer = observer
 
     def _all(self) -> list[_Closable]:
         return [self.stt, self.llm, self.tts]  # type: ignore[list-item]

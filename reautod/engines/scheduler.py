@@ -24,7 +24,7 @@ import time
 from collections import deque
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, replace
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Protocol, TypeVar, cast
 
 from reautod.engines.base import EngineHealth, EngineState, EngineStats, RequestTiming
 from reautod.errors import EngineError, OverloadedError, ReautodError, UnavailableError
@@ -121,15 +121,32 @@ class JobContext:
         return RequestTiming(self.queue_wait_s, max(0.0, time.perf_counter() - start))
 
 
+class EngineObserver(Protocol):
+    """Receives each scheduler event (from any thread); `reautod.observability.metrics.Metrics`
+    has exactly these methods."""
+
+    def observe_engine_request(self, engine: EngineName, timing: RequestTiming) -> None: ...
+
+    def engine_cancelled(self, engine: EngineName) -> None: ...
+
+    def engine_failed(self, engine: EngineName) -> None: ...
+
+    def engine_rejected(self, engine: EngineName) -> None: ...
+
+    def set_engine_queue_depth(self, engine: EngineName, depth: int) -> None: ...
+
+
 class EngineScheduler:
     """Bounded queue + worker threads for one model. Create on the event loop that uses it."""
 
-    def __init__(self, name: str, *, queue_size: int, concurrency: int = 1) -> None:
+    def __init__(self, name: str, *, queue_size: int, concurrency: int = 1,
+                 observer: EngineObserver | None = None) -> None:
         if queue_size < 1:
             raise ValueError("queue_size must be at least 1")
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self.name = name
+        self.observer = observer  # may be set after construction, before requests flow
         self.queue_size = queue_size
         self.concurrency = concurrency
         self._cond = threading.Condition()
@@ -203,13 +220,20 @@ class EngineScheduler:
         with self._cond:
             if self._closed:
                 raise UnavailableError(f"{self.name} engine is shut down")
-            if len(self._pending) >= self.queue_size:
+            full = len(self._pending) >= self.queue_size
+            if full:
                 self._stats.rejected += 1
-                raise OverloadedError(
-                    f"{self.name} engine queue is full ({self.queue_size} waiting)")
-            self._stats.requests += 1
-            self._pending.append(job)
-            self._cond.notify()
+            else:
+                self._stats.requests += 1
+                self._pending.append(job)
+                self._cond.notify()
+            depth = len(self._pending)
+        if full:
+            if self.observer is not None:
+                self.observer.engine_rejected(self._label)
+            raise OverloadedError(f"{self.name} engine queue is full ({self.queue_size} waiting)")
+        if self.observer is not None:
+            self.observer.set_engine_queue_depth(self._label, depth)
         return job
 
     def _abandon(self, job: _Job, *, timed_out: bool) -> None:
@@ -224,6 +248,13 @@ class EngineScheduler:
                 self._record_failure_locked(f"timed out ({self.name})")
             else:
                 self._stats.cancelled += 1
+            depth = len(self._pending)
+        if self.observer is not None:
+            self.observer.set_engine_queue_depth(self._label, depth)
+            if timed_out:
+                self.observer.engine_failed(self._label)
+            else:
+                self.observer.engine_cancelled(self._label)
 
     # ------------------------------------------------------------------ worker side (threads)
 
@@ -238,6 +269,9 @@ class EngineScheduler:
                 job.started_at = time.perf_counter()
                 self._stats.in_flight += 1
                 self._stats.queue_wait_s_total += job.started_at - job.enqueued_at
+                depth = len(self._pending)
+            if self.observer is not None:
+                self.observer.set_engine_queue_depth(self._label, depth)
             self._execute(job)
 
     def _execute(self, job: _Job) -> None:
@@ -258,15 +292,24 @@ class EngineScheduler:
         else:
             delivery = _DONE if job.items is not None else result
         # Counters first, so a caller that reads stats right after its result sees this job.
+        # A job that fails after its caller left (timeout, barge-in) was counted then.
         assert job.started_at is not None
+        finished = time.perf_counter()
+        abandoned = job.cancel_event.is_set()
+        failed = isinstance(delivery, _Failed) and not abandoned
         with self._cond:
             self._stats.in_flight -= 1
-            self._stats.compute_s_total += time.perf_counter() - job.started_at
-            if isinstance(delivery, _Failed):
+            self._stats.compute_s_total += finished - job.started_at
+            if failed:
                 self._record_failure_locked(str(delivery.error))
-            elif not job.cancel_event.is_set():
+            elif not abandoned:
                 self._stats.completed += 1
                 self._consecutive_failures = 0
+        if self.observer is not None and not abandoned:
+            self.observer.observe_engine_request(self._label, RequestTiming(
+                job.started_at - job.enqueued_at, finished - job.started_at))
+            if failed:
+                self.observer.engine_failed(self._label)
         if delivery is not None or job.items is None:
             job.deliver(delivery)
 
@@ -277,6 +320,10 @@ class EngineScheduler:
         self.last_error_at = time.time()
 
     # ------------------------------------------------------------------ state
+
+    @property
+    def _label(self) -> EngineName:
+        return cast(EngineName, self.name)
 
     @property
     def failing(self) -> bool:
@@ -322,4 +369,4 @@ class EngineScheduler:
                 log.warning("%s engine worker still busy at shutdown", self.name)
 
 
-__all__ = ["EngineScheduler", "JobCancelled", "JobContext"]
+__all__ = ["EngineObserver", "EngineScheduler", "JobCancelled", "JobContext"]

@@ -256,3 +256,39 @@ async def test_corrupt_model_is_failed_not_fatal(tmp_path: Path, test_models_dir
             engine_set.require_ready()
     finally:
         await engine_set.close()
+
+
+async def test_metrics_receive_engine_events(test_model_overrides: dict[str, Any]) -> None:
+    from reautod.observability.metrics import Metrics
+
+    metrics = Metrics()
+    engine_set = await EngineSet.load(Settings(**test_model_overrides), warm_up=False,
+                                      observer=metrics)
+    try:
+        await engine_set.stt.transcribe(np.zeros(8000, np.float32), call_id="c")
+        await collect(engine_set.llm.stream_chat(CHAT, call_id="c", max_tokens=3))
+    finally:
+        await engine_set.close()
+    sample = metrics.registry.get_sample_value
+    assert sample("reautod_engine_requests_total", {"engine": "stt"}) == 1
+    assert sample("reautod_engine_requests_total", {"engine": "llm"}) == 1
+    assert sample("reautod_engine_compute_seconds_count", {"engine": "llm"}) == 1
+    assert sample("reautod_engine_queue_depth", {"engine": "stt"}) == 0
+
+
+async def test_engines_status_method(tmp_path: Path) -> None:
+    from reautod.control.protocol import NoParams
+    from reautod.engines.control import engine_methods
+
+    settings = Settings(models={"dir": str(tmp_path), "profile": "cpu", "device": "cpu"})
+    engine_set = await EngineSet.load(settings)
+    try:
+        [method] = engine_methods(engine_set)
+        assert method.name == "engines.status"
+        result = await method.handler(NoParams())
+    finally:
+        await engine_set.close()
+    assert result["ready"] is False
+    assert [e["name"] for e in result["engines"]] == ["stt", "llm", "tts"]
+    assert all("reautoctl models pull --profile cpu" in e["detail"] for e in result["engines"])
+    assert result["engines"][0]["stats"]["requests"] == 0

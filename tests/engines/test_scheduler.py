@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from reautod.engines.base import EngineState
+from reautod.engines.base import EngineState, RequestTiming
 from reautod.engines.scheduler import EngineScheduler, JobContext
 from reautod.errors import EngineError, OverloadedError, ValidationError
 
@@ -196,3 +196,55 @@ def test_bad_sizes_are_rejected() -> None:
         EngineScheduler("x", queue_size=0)
     with pytest.raises(ValueError):
         EngineScheduler("x", queue_size=1, concurrency=0)
+
+
+class RecordingObserver:
+    """Implements EngineObserver (the shape of observability.metrics.Metrics) and records."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, object]] = []
+
+    def observe_engine_request(self, engine: str, timing: RequestTiming) -> None:
+        self.events.append(("request", engine))
+        assert timing.queue_wait_s >= 0 and timing.compute_s >= 0
+
+    def engine_cancelled(self, engine: str) -> None:
+        self.events.append(("cancelled", engine))
+
+    def engine_failed(self, engine: str) -> None:
+        self.events.append(("failed", engine))
+
+    def engine_rejected(self, engine: str) -> None:
+        self.events.append(("rejected", engine))
+
+    def set_engine_queue_depth(self, engine: str, depth: int) -> None:
+        self.events.append(("depth", depth))
+
+
+async def test_observer_sees_every_outcome(gate: Gate) -> None:
+    observer = RecordingObserver()
+    sched = EngineScheduler("llm", queue_size=1, observer=observer)  # type: ignore[arg-type]
+    try:
+        await sched.run(lambda ctx: 1, call_id="a", timeout_s=WAIT)
+        with pytest.raises(EngineError):
+            await sched.run(lambda ctx: 1 / 0, call_id="b", timeout_s=WAIT)
+        running = asyncio.create_task(sched.run(gate, call_id="c", timeout_s=WAIT))
+        await wait_started(gate)
+        queued = asyncio.create_task(sched.run(lambda ctx: 2, call_id="d", timeout_s=WAIT))
+        await asyncio.sleep(0)
+        with pytest.raises(OverloadedError):
+            await sched.run(lambda ctx: 3, call_id="e", timeout_s=WAIT)
+        queued.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await queued
+        gate.release.set()
+        await running
+    finally:
+        await sched.close()
+    kinds = [kind for kind, _ in observer.events]
+    assert kinds.count("request") == 3  # ok, failed, released gate
+    assert kinds.count("failed") == 1
+    assert kinds.count("rejected") == 1
+    assert kinds.count("cancelled") == 1
+    assert ("depth", 1) in observer.events and observer.events.count(("depth", 0)) >= 3
+    assert {engine for kind, engine in observer.events if kind != "depth"} == {"llm"}

@@ -1,0 +1,22 @@
+"""Control-socket methods of the engines: their health, queues and counters."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from reautod.control.protocol import Method, NoParams
+from reautod.engines.registry import EngineSet
+
+
+def engine_methods(engines: EngineSet) -> list[Method]:
+    """`engines.status`: per engine state (missing / failed / ready, with the fix), stats."""
+
+    async def status(_params: BaseModel) -> dict[str, Any]:
+        return engines.report()
+
+    return [
+        Method("engines.status", status, NoParams,
+               summary="per engine: model, state and why, queue depth, request counters"),
+    ]
