@@ -46,8 +46,9 @@ class CampaignParams(BaseModel):
 
 
 class FakeDaemon:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, extra_methods: list[Method] | None = None) -> None:
         self.path = path
+        self.extra_methods = list(extra_methods or [])
         self.bus = EventBus()
         self.requests: list[tuple[str, dict[str, Any]]] = []
         self.status: dict[str, Any] = {"state": "ready", "version": "0.1.0", "live_calls": 0}
@@ -97,6 +98,7 @@ class FakeDaemon:
             Method("campaign.pause", recording("campaign.pause"), CampaignParams),
             Method("campaign.resume", recording("campaign.resume"), CampaignParams),
             Method("daemon.drain", recording("daemon.drain")),
+            *self.extra_methods,
         ]
 
     async def start(self) -> None:

@@ -1,0 +1,119 @@
+"""`reautoctl top`: a one-screen summary that refreshes, for terminals without the TUI.
+
+Each refresh reads status, health, calls.list and metrics.summary over one connection; a method
+the daemon does not have (yet) is left out of the screen rather than failing it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from reautod.control.client import ControlClient
+from reautod.control.commands.metrics import ms
+from reautod.control.context import CliContext, table
+from reautod.errors import NotRunningError, ReautodError
+
+METHODS = ("status", "health", "calls.list", "metrics.summary")
+CLEAR = "\x1b[H\x1b[2J"
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser("top", help="refreshing one-screen summary (calls, health, latency)")
+    parser.add_argument("--once", action="store_true", help="print one screen and exit")
+    parser.add_argument("--interval", type=float, default=2.0, metavar="S",
+                        help="seconds between refreshes (default 2)")
+    parser.set_defaults(func=run)
+
+
+async def snapshot(ctx: CliContext) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    async with ControlClient(ctx.socket_path, timeout=10.0) as client:
+        for method in METHODS:
+            try:
+                results[method] = await client.call(method, {})
+            except ReautodError as err:
+                if err.code != "unknown_method":
+                    raise
+                results[method] = None
+    return results
+
+
+def _duration(started_at: str | None, now: datetime) -> str:
+    if not started_at:
+        return "-"
+    try:
+        seconds = int((now - datetime.fromisoformat(started_at)).total_seconds())
+    except ValueError:
+        return "-"
+    minutes, secs = divmod(max(0, seconds), 60)
+    return f"{minutes:02d}:{secs:02d}"
+
+
+def _clip(text: Any, width: int) -> str:
+    text = "" if text is None else str(text)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def render(results: dict[str, Any], now: datetime | None = None, width: int = 100) -> str:
+    now = now or datetime.now(UTC)
+    status = results.get("status") or {}
+    out = [
+        f"reautod {status.get('version', '?')}  {status.get('state', '?')}  "
+        f"pid {status.get('pid', '?')}  live calls {status.get('live_calls', '?')}  "
+        f"{now.strftime('%H:%M:%S')} UTC"
+    ]
+    health = results.get("health")
+    if health is not None:
+        checks = health.get("checks") or {}
+        parts = [f"{name} {'ok' if c.get('ok') else 'FAIL'}" for name, c in checks.items()]
+        out.append(f"health: {'ok' if health.get('ok') else 'DEGRADED'}  ({', '.join(parts)})")
+        out.extend(f"  {name}: {c.get('detail', '')}" for name, c in checks.items()
+                   if not c.get("ok"))
+    summary = results.get("metrics.summary")
+    if summary is not None:
+        v2v = (summary.get("latency") or {}).get("voice_to_voice") or {}
+        lag = (summary.get("process") or {}).get("event_loop_lag_s")
+        engines = summary.get("engines") or {}
+        queues = " ".join(f"{n}={e.get('queue_depth', 0):g}" for n, e in engines.items())
+        failures = sum(e.get("failures", 0) for e in engines.values())
+        out.append(f"voice-to-voice p50 {ms(v2v.get('p50_s'))}  p95 {ms(v2v.get('p95_s'))}  "
+                   f"({v2v.get('count', 0)} turns)  loop lag {ms(lag)}")
+        out.append(f"engine queues {queues or '-'}  failures {failures:g}")
+    calls = results.get("calls.list")
+    if calls is not None:
+        rows = calls.get("calls", []) if isinstance(calls, dict) else calls
+        utterance_width = max(24, width - 60)
+        out.append("")
+        out.append(table(
+            ["lead", "campaign", "state", "time", "v2v", "last utterance"],
+            [(_clip(c.get("lead_name") or c.get("lead"), 18), _clip(c.get("campaign") or "-", 14),
+              c.get("state", "?"), _duration(c.get("started_at"), now),
+              ms(c.get("last_voice_to_voice_s")), _clip(c.get("last_utterance"), utterance_width))
+             for c in rows],
+        ) if rows else "no live calls")
+    return "\n".join(out)
+
+
+def run(args: argparse.Namespace, ctx: CliContext) -> int:
+    if args.once:
+        results = asyncio.run(snapshot(ctx))
+        ctx.emit(results, lambda r: render(r, width=shutil.get_terminal_size().columns))
+        return 0
+    while True:
+        try:
+            results = asyncio.run(snapshot(ctx))
+            screen = render(results, width=shutil.get_terminal_size().columns)
+        except NotRunningError as err:
+            screen = f"reautod: {err.message}; retrying every {args.interval:g} s"
+        if ctx.json and not screen.startswith("reautod: "):
+            ctx.out.write(json.dumps(results, separators=(",", ":"), default=str) + "\n")
+        else:
+            ctx.out.write(CLEAR + screen + "\n")
+        ctx.out.flush()
+        time.sleep(max(0.2, args.interval))
