@@ -136,7 +136,7 @@ def read_ulaw(path: str | Path) -> bytes:
 
 
 def write_wav(path: str | Path, samples: npt.ArrayLike, sample_rate: int) -> None:
-    """Write mono samples (float in [-1, 1] or int16) as a 16-bit PCM WAV file."""
+    """Write samples (float in [-1, 1] or int16; shape (n,) or (n, channels)) as 16-bit WAV."""
     data = np.asarray(samples)
     pcm = data.astype(np.int16) if data.dtype == np.int16 else float_to_pcm16(data)
     soundfile.write(str(path), pcm, sample_rate, subtype="PCM_16", format="WAV")

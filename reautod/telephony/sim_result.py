@@ -8,7 +8,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from reautod.telephony.audio import TELEPHONY_RATE, write_ulaw_wav
+import numpy as np
+
+from reautod.telephony.audio import TELEPHONY_RATE, ulaw_to_pcm16, write_ulaw_wav, write_wav
 
 
 class EndedBy(StrEnum):
@@ -133,6 +135,13 @@ class CallResult:
     def write_caller_wav(self, path: str | Path) -> None:
         """What the caller sent, on the same timeline as `write_agent_wav`."""
         write_ulaw_wav(path, self.caller_audio)
+
+    def write_stereo_wav(self, path: str | Path) -> None:
+        """Caller on the left, what the caller heard on the right: the call as one file."""
+        frames = min(len(self.caller_audio), len(self.agent_audio))
+        both = np.stack([ulaw_to_pcm16(self.caller_audio[:frames]),
+                         ulaw_to_pcm16(self.agent_audio[:frames])], axis=1)
+        write_wav(path, both, TELEPHONY_RATE)
 
     @property
     def recorded_duration_s(self) -> float:

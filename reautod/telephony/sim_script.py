@@ -5,6 +5,7 @@ All durations are on the call clock (the phone's timeline, see `reautod.telephon
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,3 +113,19 @@ class Hangup:
 
 
 Step = Utterance | Pause | WaitForAgent | BargeIn | Dtmf | Hangup
+
+
+def conversation(
+    utterances: Iterable[Utterance],
+    *,
+    agent_speaks_first: bool = True,
+    quiet_ms: int = 600,
+    timeout_s: float = 20.0,
+) -> list[Step]:
+    """A plain turn-taking script: (greeting,) then each utterance answered by the agent, hang up."""
+    wait = WaitForAgent(quiet_ms=quiet_ms, timeout_s=timeout_s)
+    steps: list[Step] = [wait] if agent_speaks_first else []
+    for utterance in utterances:
+        steps += [utterance, wait]
+    steps.append(Hangup())
+    return steps

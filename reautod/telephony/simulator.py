@@ -31,7 +31,8 @@ Driving a call::
 
 Steps (`sim_script`): `Utterance` (mu-law bytes; `from_file` / `from_samples` resample and
 encode), `Pause`, `WaitForAgent` (agent spoke, playback empty, then `quiet_ms` of quiet),
-`BargeIn` (speak `after_s` into the agent's current or next talk spurt), `Dtmf`, `Hangup`.
+`BargeIn` (speak `after_s` into the agent's current or next talk spurt), `Dtmf`, `Hangup`;
+`conversation([u1, u2])` builds the plain turn-taking script (greeting, u1, reply, u2, reply).
 Results (`sim_result`): `CallResult` with `UtteranceRecord`, `BargeInRecord`, `MarkRecord`,
 `MediaArrival`, `StepTimeout`. A step that times out is recorded and the script goes on.
 
@@ -84,6 +85,7 @@ from reautod.telephony.sim_script import (
     Step,
     Utterance,
     WaitForAgent,
+    conversation,
 )
 from reautod.telephony.sim_wire import (
     AgentClear,
@@ -113,6 +115,7 @@ __all__ = [
     "Utterance",
     "UtteranceRecord",
     "WaitForAgent",
+    "conversation",
     "run_call",
 ]
 

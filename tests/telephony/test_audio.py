@@ -149,6 +149,14 @@ def test_write_wav_float_and_int16(tmp_path: Path) -> None:
     assert data.tolist() == pcm.tolist()
 
 
+def test_write_stereo_wav(tmp_path: Path) -> None:
+    pcm = np.array([[1, -1], [2, -2], [3, -3]], dtype=np.int16)
+    audio.write_wav(tmp_path / "s.wav", pcm, 8000)
+    data, rate = soundfile.read(str(tmp_path / "s.wav"), dtype="int16")
+    assert rate == 8000
+    assert data.tolist() == pcm.tolist()
+
+
 def test_write_ulaw_wav_decodes(tmp_path: Path) -> None:
     codes = bytes(range(256))
     audio.write_ulaw_wav(tmp_path / "u.wav", codes)

@@ -34,6 +34,7 @@ from reautod.telephony.simulator import (
     SimulatorError,
     Utterance,
     WaitForAgent,
+    conversation,
     run_call,
 )
 
@@ -507,6 +508,41 @@ async def test_wav_files_are_written(tmp_path: Path) -> None:
     heard, _ = soundfile.read(str(tmp_path / "agent.wav"), dtype="float32")
     assert 0.2 < float(np.abs(heard).max()) <= 1.0
     assert abs(float(np.count_nonzero(np.abs(heard) > 0.01)) - 0.4 * 8000) < 400
+    await asyncio.to_thread(result.write_stereo_wav, tmp_path / "call.wav")
+    both, rate = soundfile.read(str(tmp_path / "call.wav"), dtype="float32")
+    assert rate == 8000 and both.shape == (len(heard), 2)
+    caller, _ = soundfile.read(str(tmp_path / "caller.wav"), dtype="float32")
+    assert np.array_equal(both[:, 0], caller) and np.array_equal(both[:, 1], heard)
+
+
+async def test_conversation_script_takes_turns() -> None:
+    async def agent(peer: Peer) -> None:
+        await peer.send_media(agent_audio(0.3))  # the greeting
+        for turn in (1, 2):
+            # Reply once the caller's turn-th utterance is over (speech then a silent frame).
+            def turn_over(turn: int = turn) -> bool:
+                spoken = peer.speech_frames()
+                starts = [i for i in spoken if i - 1 not in spoken]
+                return len(starts) >= turn and len(peer.caller_frames) > spoken[-1] + 1
+
+            await peer.wait_for(turn_over)
+            await peer.send_media(agent_audio(0.2))
+
+    speech = Utterance.from_samples(tone(0.3), 8000)
+    script = conversation([speech, speech], quiet_ms=150)
+    assert [type(step).__name__ for step in script] == [
+        "WaitForAgent", "Utterance", "WaitForAgent", "Utterance", "WaitForAgent", "Hangup"]
+    assert conversation([speech], agent_speaks_first=False)[0] is speech
+    async with agent_server(agent) as (url, _):
+        result = await run_call(CallOptions(url=url, speed=2.0), script)
+    assert not result.timeouts
+    assert len(result.latencies_s) == 2
+    first, second = result.utterances
+    # Each utterance starts only after the agent's previous audio has played.
+    assert first.started_at >= 0.3
+    assert first.first_agent_media_at is not None
+    assert second.started_at >= first.first_agent_media_at + 0.2
+    assert result.agent_bytes_played == 8000 * (0.3 + 0.2 + 0.2)
 
 
 async def test_audio_recording_can_be_turned_off() -> None:
