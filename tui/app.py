@@ -122,16 +122,13 @@ class ReautoApp(App[None]):
         self.push_screen(HelpScreen())
 
     def _go(self, screen_type: type[StateScreen]) -> None:
+        """Show a top-level screen: back down to the dashboard, then push it (no pile-up)."""
         if isinstance(self.screen, screen_type):
             return
         while len(self.screen_stack) > 2 and not isinstance(self.screen, DashboardScreen):
             self.pop_screen()
         if screen_type is not DashboardScreen:
-            if not isinstance(self.screen, DashboardScreen):
-                self.pop_screen()
             self.push_screen(screen_type(self.state))
-        elif not isinstance(self.screen, DashboardScreen):
-            self.pop_screen()
 
     def action_dashboard(self) -> None:
         self._go(DashboardScreen)

@@ -15,6 +15,8 @@ from tui.screens.call_detail import CallDetailScreen
 from tui.screens.campaigns import CampaignsScreen
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.dashboard import DashboardScreen
+from tui.screens.log import LogScreen
+from tui.widgets.log_view import LogView
 from tui.widgets.panels import OutcomesPanel
 from tui.widgets.tables import CallsTable, CampaignsTable
 from tui.widgets.transcript import TranscriptView
@@ -228,3 +230,26 @@ async def test_starts_disconnected_when_no_daemon_runs(socket_path: Path) -> Non
         assert app.screen.__class__.__name__ == "HelpScreen"
         await pilot.press("escape")
         assert isinstance(app.screen, DashboardScreen)
+
+
+async def test_log_pane_shows_warnings_and_navigation(daemon: FakeDaemon,
+                                                      socket_path: Path) -> None:
+    app = make_app(socket_path)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await wait_until(pilot, lambda: daemon.bus.subscriber_count == 1, "subscribed")
+        daemon.publish("log", {"level": "WARNING", "logger": "reautod.engines.llm",
+                               "message": "llm queue full, request refused"})
+        await wait_until(pilot, lambda: len(app.state.log) == 1, "log line")
+        await pilot.press("l")
+        await wait_until(pilot, lambda: isinstance(app.screen, LogScreen), "log screen")
+        log_view = app.screen.query_one(LogView)
+        await wait_until(pilot, lambda: len(log_view.lines) == 1, "line drawn")
+        assert "llm queue full, request refused" in log_view.lines[0].text
+        daemon.publish("health.changed", {"name": "redis", "ok": False, "detail": "refused"})
+        await wait_until(pilot, lambda: len(log_view.lines) == 2, "health line drawn")
+        assert "redis: FAIL refused" in log_view.lines[1].text
+        await pilot.press("c")
+        assert isinstance(app.screen, CampaignsScreen)
+        await pilot.press("d")
+        assert isinstance(app.screen, DashboardScreen)
+        assert len(app.screen_stack) == 2  # navigation does not pile screens up

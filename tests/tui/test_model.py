@@ -1,0 +1,128 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from tests.tui.fake_daemon import recorded_events
+from tui.link import Backoff
+from tui.model import LiveState, format_duration, format_money, format_seconds, percentile
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def event(event_name: str, **data: Any) -> dict[str, Any]:
+    return {"event": event_name, "ts": "2026-11-21T10:00:00+00:00", "data": data}
+
+
+def state_at(now: datetime = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)) -> tuple[LiveState, Clock]:
+    clock = Clock(now)
+    return LiveState(clock), clock
+
+
+def test_recorded_call_from_start_to_end() -> None:
+    state, _ = state_at()
+    for name, data in recorded_events():
+        state.apply_event({"event": name, "ts": "2026-11-21T09:59:00+00:00", "data": data})
+    assert state.calls == {}
+    call = state.call("CA7f3e")
+    assert call is not None and not call.live
+    assert call.lead == "Dana Whitfield"
+    assert call.outcome == "not_interested"
+    assert state.duration_s(call) == 40.0
+    assert [t.speaker for t in call.turns] == ["agent", "caller", "agent", "barge_in", "caller",
+                                               "agent"]
+    assert call.turns[2].interrupted
+    assert call.turns[3].text == "we already"
+    assert call.cost_micros == 41000
+    assert state.outcomes_today() == {"not_interested": 1}
+    count, p50, p95, _ = state.percentiles("voice_to_voice")
+    assert (count, p50, p95) == (2, 0.61, 0.72)
+    assert state.percentiles("transcript")[0] == 4
+
+
+def test_a_repeated_call_ended_counts_once() -> None:
+    state, _ = state_at()
+    state.apply_event(event("call.started", call_id="A"))
+    state.apply_event(event("call.ended", call_id="A", reason="failed: stt timeout", duration_s=3))
+    state.apply_event(event("call.ended", call_id="A", reason="failed: stt timeout", duration_s=3))
+    assert state.outcomes_today() == {"failed": 1}
+
+
+def test_outcomes_reset_at_midnight_and_prefer_the_daemons_count() -> None:
+    state, clock = state_at(datetime(2026, 11, 21, 23, 59, tzinfo=UTC))
+    state.apply_event(event("call.ended", call_id="A", outcome="voicemail"))
+    assert state.outcomes_today() == {"voicemail": 1}
+    clock.now += timedelta(minutes=2)
+    assert state.outcomes_today() == {}
+    state.apply_snapshot({"state": "ready", "calls_today": {"qualified": 4}}, None, None, None)
+    state.apply_event(event("call.ended", call_id="B", outcome="qualified"))
+    assert state.outcomes_today() == {"qualified": 5}
+
+
+def test_snapshot_keeps_a_call_started_since_the_last_snapshot() -> None:
+    state, _ = state_at()
+    state.apply_snapshot(None, None, {"calls": []}, None)
+    state.apply_event(event("call.started", call_id="NEW", lead_name="Ann"))
+    # this calls.list may have been read before NEW started: keep NEW for now
+    state.apply_snapshot(None, None, {"calls": []}, None)
+    assert "NEW" in state.calls
+    # the next one, with no event about NEW in between, is believed
+    state.apply_snapshot(None, None, {"calls": []}, None)
+    assert "NEW" not in state.calls
+    gone = state.call("NEW")
+    assert gone is not None and gone.ended_at is not None
+
+
+def test_malformed_and_unknown_events_are_skipped() -> None:
+    state, _ = state_at()
+    assert state.apply_event({"event": "turn"}) is None
+    assert state.apply_event({"event": "turn", "data": {"text": "no call id"}}) is None
+    assert state.apply_event(event("something.new", x=1)) is None
+    assert state.apply_event(event("turn", call_id="A", speaker="caller", text="hi",
+                                   latencies={"stt_s": "fast", "voice_to_voice_s": float("nan")}))
+    assert state.events_malformed == 2
+    assert state.call("A") is not None and state.percentiles("transcript")[0] == 0
+
+
+def test_health_changes_and_lagged_go_to_the_log() -> None:
+    state, _ = state_at()
+    state.apply_snapshot(None, {"ok": True, "checks": {"redis": {"ok": True, "detail": "up"}}},
+                         None, None)
+    state.apply_event(event("health.changed", name="redis", ok=False, detail="refused"))
+    state.apply_event(event("lagged", dropped=12))
+    state.apply_event(event("log", level="ERROR", logger="reautod.engines", message="llm died"))
+    assert state.health_ok is False
+    assert [c.ok for c in state.health] == [False]
+    assert [line.level for line in state.log] == ["WARNING", "WARNING", "ERROR"]
+    assert state.events_lagged == 12
+
+
+def test_percentiles_over_a_rolling_window() -> None:
+    state, _ = state_at()
+    for i in range(150):
+        state.apply_event(event("turn", call_id="A", speaker="agent", text="x",
+                                latencies={"voice_to_voice_s": 2.0 if i < 50 else 0.5}))
+    count, p50, p95, p99 = state.percentiles("voice_to_voice")
+    assert count == 100 and p50 == p95 == p99 == 0.5  # the 50 slow ones fell out of the window
+    assert percentile([], 0.5) is None
+    assert percentile([1.0, 2.0, 3.0, 4.0], 0.5) == 2.0
+
+
+def test_formatting() -> None:
+    assert format_seconds(0.6204) == "620 ms"
+    assert format_seconds(12.3) == "12.3 s"
+    assert format_duration(3725) == "1:02:05"
+    assert format_duration(65) == "01:05"
+    assert format_money(41000) == "$0.04"
+    assert format_money(None) == "-"
+
+
+def test_backoff_grows_to_its_cap() -> None:
+    delays = Backoff(initial_s=0.5, max_s=4.0).delays()
+    assert [next(delays) for _ in range(6)] == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
