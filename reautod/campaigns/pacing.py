@@ -81,6 +81,11 @@ class TokenBucket:
             return True
         return False
 
+    def available(self, now: float) -> int:
+        """Whole tokens available at `now` (how many calls may start now)."""
+        self._refill(now)
+        return int(self._tokens)
+
     def wait_s(self, now: float) -> float:
         """Seconds until a token will be available (0 if one is)."""
         self._refill(now)

@@ -1,0 +1,185 @@
+"""The dialer's lead queue on the shared database: claims with SKIP LOCKED, leases that expire.
+
+Several daemons may share one Postgres. A claim selects due leads `FOR UPDATE SKIP LOCKED` and
+marks them `dialing` in the same transaction, so two dialers never take the same lead. The claim
+is a lease: its token is the `updated_at` the claim wrote. The holder renews it (heartbeat) while
+the lead is dialing or in a call; every renewal and release is fenced on the token, so a holder
+whose lease was taken over learns it instead of overwriting the new holder. When a daemon dies its
+heartbeats stop, and after `lease_ttl` any dialer's `reap_expired` puts the lead back in the queue
+as a retry (not dialed at once: the window and retry rules still apply).
+
+The schema has no lease columns yet, so `status` + `updated_at` carry the lease (see the report
+to the store owner: `lease_owner` / `lease_expires_at` would make takeovers visible). On SQLite
+(single box) writers are serialised by the store's BEGIN IMMEDIATE, which gives the same
+guarantee without SKIP LOCKED.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from sqlalchemy import ColumnElement, Integer, String, Uuid, and_, column, select, table, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from reautod.errors import ValidationError
+from reautod.store.database import Database
+from reautod.store.enums import LeadStatus
+from reautod.store.types import UTCDateTime
+
+# The columns of the store's `leads` table this module reads and writes, nothing more.
+_leads = table(
+    "leads",
+    column("id", Uuid()),
+    column("campaign_id", Uuid()),
+    column("contact_id", Uuid()),
+    column("status", String()),
+    column("priority", Integer()),
+    column("attempts", Integer()),
+    column("next_attempt_at", UTCDateTime()),
+    column("last_attempt_at", UTCDateTime()),
+    column("updated_at", UTCDateTime()),
+)
+_DUE = (LeadStatus.NEW.value, LeadStatus.RETRY.value)
+_HELD = (LeadStatus.DIALING.value, LeadStatus.IN_CALL.value)
+MAX_CLAIM = 1_000
+
+
+@dataclass(frozen=True)
+class LeadClaim:
+    """A leased lead; `token` fences every later write by the holder."""
+
+    lead_id: uuid.UUID
+    campaign_id: uuid.UUID
+    contact_id: uuid.UUID
+    attempts: int
+    token: datetime
+
+
+class LeadQueue(Protocol):
+    """What the dialer needs from the database (SqlLeadQueue; fakes in tests)."""
+
+    async def claim(self, campaign_id: uuid.UUID, now: datetime, limit: int) -> list[LeadClaim]: ...
+
+    async def renew(self, claim: LeadClaim, now: datetime, *,
+                    in_call: bool = False, dialed: bool = False) -> LeadClaim | None: ...
+
+    async def release(self, claim: LeadClaim, status: LeadStatus, now: datetime,
+                      next_attempt_at: datetime | None = None) -> bool: ...
+
+    async def reap_expired(self, now: datetime, requeue_at: datetime) -> int: ...
+
+
+class SqlLeadQueue:
+    """LeadQueue over the store's Database (Postgres or SQLite)."""
+
+    def __init__(self, db: Database, *, lease_ttl: timedelta = timedelta(minutes=2)) -> None:
+        if lease_ttl <= timedelta(0):
+            raise ValidationError("lease TTL must be positive")
+        self.db = db
+        self.lease_ttl = lease_ttl
+
+    async def claim(self, campaign_id: uuid.UUID, now: datetime, limit: int) -> list[LeadClaim]:
+        """Lease up to `limit` due leads of a campaign (highest priority, oldest due first)."""
+        _aware(now)
+        if not 1 <= limit <= MAX_CLAIM:
+            raise ValidationError(f"claim limit must be 1..{MAX_CLAIM}")
+
+        async def work(conn: AsyncConnection) -> list[LeadClaim]:
+            query = (
+                select(_leads.c.id)
+                .where(_leads.c.campaign_id == campaign_id, _leads.c.status.in_(_DUE),
+                       _leads.c.next_attempt_at <= now)
+                .order_by(_leads.c.priority.desc(), _leads.c.next_attempt_at)
+                .limit(limit)
+            )
+            if conn.dialect.name == "postgresql":
+                query = query.with_for_update(skip_locked=True)
+            ids = [row.id for row in await conn.execute(query)]
+            if not ids:
+                return []
+            await conn.execute(
+                update(_leads).where(_leads.c.id.in_(ids))
+                .values(status=LeadStatus.DIALING.value, updated_at=now)
+            )
+            rows = await conn.execute(
+                select(_leads.c.id, _leads.c.campaign_id, _leads.c.contact_id, _leads.c.attempts,
+                       _leads.c.updated_at).where(_leads.c.id.in_(ids))
+            )
+            return [LeadClaim(r.id, r.campaign_id, r.contact_id, r.attempts, r.updated_at)
+                    for r in rows]
+
+        return await self.db.transaction(work)
+
+    async def renew(self, claim: LeadClaim, now: datetime, *,
+                    in_call: bool = False, dialed: bool = False) -> LeadClaim | None:
+        """Extend the lease (heartbeat); None if it was lost. `dialed` counts an attempt."""
+        _aware(now)
+        values: dict[str, object] = {"updated_at": now}
+        if in_call:
+            values["status"] = LeadStatus.IN_CALL.value
+        if dialed:
+            values["attempts"] = _leads.c.attempts + 1
+            values["last_attempt_at"] = now
+
+        async def work(conn: AsyncConnection) -> bool:
+            result = await conn.execute(update(_leads).where(self._fenced(claim)).values(**values))
+            return bool(result.rowcount)
+
+        if not await self.db.transaction(work):
+            return None
+        return LeadClaim(claim.lead_id, claim.campaign_id, claim.contact_id,
+                         claim.attempts + (1 if dialed else 0), now)
+
+    async def release(self, claim: LeadClaim, status: LeadStatus, now: datetime,
+                      next_attempt_at: datetime | None = None) -> bool:
+        """End the lease with the lead's new status; False if the lease had been lost."""
+        _aware(now)
+        if status.value in _HELD:
+            raise ValidationError("release needs a status outside dialing/in_call")
+        if status.value in _DUE and next_attempt_at is None:
+            raise ValidationError(f"a lead released as {status} needs next_attempt_at")
+        values: dict[str, object] = {"status": status.value, "updated_at": now}
+        if next_attempt_at is not None:
+            values["next_attempt_at"] = _aware(next_attempt_at)
+
+        async def work(conn: AsyncConnection) -> bool:
+            result = await conn.execute(update(_leads).where(self._fenced(claim)).values(**values))
+            return bool(result.rowcount)
+
+        return await self.db.transaction(work)
+
+    async def reap_expired(self, now: datetime, requeue_at: datetime) -> int:
+        """Requeue leads whose holder stopped renewing (a dead daemon); returns how many."""
+        _aware(now)
+        cutoff = now - self.lease_ttl
+
+        async def work(conn: AsyncConnection) -> int:
+            query = select(_leads.c.id).where(_leads.c.status.in_(_HELD),
+                                              _leads.c.updated_at < cutoff)
+            if conn.dialect.name == "postgresql":
+                query = query.with_for_update(skip_locked=True)
+            ids = [row.id for row in await conn.execute(query)]
+            if not ids:
+                return 0
+            await conn.execute(
+                update(_leads).where(_leads.c.id.in_(ids))
+                .values(status=LeadStatus.RETRY.value, next_attempt_at=_aware(requeue_at),
+                        updated_at=now)
+            )
+            return len(ids)
+
+        return await self.db.transaction(work)
+
+    @staticmethod
+    def _fenced(claim: LeadClaim) -> ColumnElement[bool]:
+        return and_(_leads.c.id == claim.lead_id, _leads.c.status.in_(_HELD),
+                    _leads.c.updated_at == claim.token)
+
+
+def _aware(moment: datetime) -> datetime:
+    if moment.tzinfo is None:
+        raise ValidationError("lead queue timestamps must be timezone-aware")
+    return moment

@@ -1,0 +1,262 @@
+"""The dialer on a real database: two dialers never share a lead; dead dialers' leases expire."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, time, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from reautod.campaigns.dialer import (
+    BlockedDial,
+    BlockReason,
+    CampaignPlan,
+    Dialer,
+    LeadTarget,
+)
+from reautod.campaigns.dnc import DncList, DncScope, DncSource
+from reautod.campaigns.lead_queue import LeadClaim, SqlLeadQueue
+from reautod.campaigns.pacing import ConcurrencyLimiter, Outcome, TokenBucket
+from reautod.campaigns.windows import CampaignWindow
+from reautod.config import DatabaseSettings
+from reautod.errors import ReautodError, ValidationError
+from reautod.store.database import Database
+from reautod.store.enums import LeadStatus
+from reautod.store.repositories import (
+    CampaignRepository,
+    ContactInput,
+    ContactRepository,
+    LeadRepository,
+)
+from tests.campaigns.test_dnc import MemoryDncStorage
+
+SETTINGS = DatabaseSettings(pool_size=4, max_overflow=2, pool_timeout_s=5.0,
+                            connect_timeout_s=5.0, retry_attempts=1)
+# Tuesday 2026-11-24 16:00 UTC = 11:00 in New York: inside every default window.
+NOW = datetime(2026, 11, 24, 16, 0, tzinfo=UTC)
+TTL = timedelta(minutes=2)
+
+
+async def open_db(url: str, *, migrate: bool = False) -> Database:
+    db = Database(url, SETTINGS)
+    await db.open()
+    if migrate:
+        await db.upgrade("head")
+    return db
+
+
+@pytest.fixture
+async def pg(fresh_database_url: str) -> AsyncIterator[tuple[Database, Database]]:
+    """Two Database pools on one Postgres database, as two daemons would have."""
+    first = await open_db(fresh_database_url, migrate=True)
+    second = await open_db(fresh_database_url)
+    try:
+        yield first, second
+    finally:
+        await second.close()
+        await first.close()
+
+
+@pytest.fixture
+async def sqlite(tmp_path: Path) -> AsyncIterator[Database]:
+    db = await open_db(f"sqlite+aiosqlite:///{tmp_path / 'reautod.db'}", migrate=True)
+    try:
+        yield db
+    finally:
+        await db.close()
+
+
+async def seed(db: Database, count: int, *, due: datetime = NOW) -> tuple[uuid.UUID, list[uuid.UUID]]:
+    campaign = await CampaignRepository(db).create(f"c-{uuid.uuid4().hex[:6]}")
+    leads = []
+    for i in range(count):
+        contact = await ContactRepository(db).upsert(
+            ContactInput(f"+1212555{i:04d}", name=f"Lead {i}", timezone="America/New_York"))
+        lead = await LeadRepository(db).add(campaign.id, contact.id, next_attempt_at=due)
+        leads.append(lead.id)
+    return campaign.id, leads
+
+
+async def test_two_dialers_never_claim_the_same_lead(pg: tuple[Database, Database]) -> None:
+    first, second = pg
+    campaign, leads = await seed(first, 40)
+    queues = [SqlLeadQueue(first, lease_ttl=TTL), SqlLeadQueue(second, lease_ttl=TTL)]
+    taken: list[list[uuid.UUID]] = [[], []]
+
+    async def drain(index: int) -> None:
+        while True:
+            claims = await queues[index].claim(campaign, NOW, 3)
+            if not claims:
+                return
+            taken[index].extend(c.lead_id for c in claims)
+            await asyncio.sleep(0)
+
+    await asyncio.gather(drain(0), drain(1), drain(0), drain(1))
+    assert not set(taken[0]) & set(taken[1])
+    assert sorted(taken[0] + taken[1]) == sorted(leads)
+    assert len(taken[0] + taken[1]) == len(leads)
+    assert taken[0] and taken[1]  # both dialers got work
+    for lead_id in leads:
+        assert (await LeadRepository(first).get(lead_id)).status == LeadStatus.DIALING
+
+
+async def test_claim_skips_rows_another_dialer_is_claiming(pg: tuple[Database, Database]) -> None:
+    first, second = pg
+    campaign, leads = await seed(first, 10)
+    async with first.engine.begin() as conn:
+        # Dialer A is mid-claim: it holds row locks on five due leads.
+        locked = [r.id for r in await conn.execute(
+            text("SELECT id FROM leads ORDER BY next_attempt_at, id LIMIT 5 FOR UPDATE"))]
+        # Dialer B neither waits for A nor takes A's rows.
+        claims = await asyncio.wait_for(
+            SqlLeadQueue(second, lease_ttl=TTL).claim(campaign, NOW, 100), timeout=30)
+    assert len(locked) == 5
+    assert {c.lead_id for c in claims} == set(leads) - set(locked)
+
+
+async def test_dead_dialers_lease_expires(pg: tuple[Database, Database]) -> None:
+    first, second = pg
+    campaign, _ = await seed(first, 3)
+    dead, alive = SqlLeadQueue(first, lease_ttl=TTL), SqlLeadQueue(second, lease_ttl=TTL)
+    claims = await dead.claim(campaign, NOW, 10)
+    assert len(claims) == 3
+    # Within the TTL nothing is reaped and nothing is claimable.
+    assert await alive.reap_expired(NOW + TTL - timedelta(seconds=1), NOW + TTL) == 0
+    assert await alive.claim(campaign, NOW + TTL, 10) == []
+    # The holder renews one lease; the other two lapse.
+    kept = await dead.renew(claims[0], NOW + timedelta(minutes=1))
+    assert kept is not None
+    later = NOW + TTL + timedelta(seconds=1)
+    assert await alive.reap_expired(later, requeue_at=later) == 2
+    reclaimed = await alive.claim(campaign, later, 10)
+    assert {c.lead_id for c in reclaimed} == {claims[1].lead_id, claims[2].lead_id}
+    # The dead dialer's writes are fenced off: it learns it lost the lease.
+    assert await dead.renew(claims[1], later) is None
+    assert not await dead.release(claims[2], LeadStatus.EXHAUSTED, later)
+    assert (await LeadRepository(first).get(claims[2].lead_id)).status == LeadStatus.DIALING
+    # The renewed lease is intact and can be released normally.
+    assert await dead.release(kept, LeadStatus.BOOKED, later)
+    assert (await LeadRepository(first).get(kept.lead_id)).status == LeadStatus.BOOKED
+
+
+async def test_claim_respects_due_time_and_validates(sqlite: Database) -> None:
+    campaign, _ = await seed(sqlite, 2, due=NOW + timedelta(hours=1))
+    queue = SqlLeadQueue(sqlite, lease_ttl=TTL)
+    assert await queue.claim(campaign, NOW, 10) == []
+    assert len(await queue.claim(campaign, NOW + timedelta(hours=1), 10)) == 2
+    with pytest.raises(ValidationError, match="limit"):
+        await queue.claim(campaign, NOW, 0)
+    with pytest.raises(ValidationError, match="aware"):
+        await queue.claim(campaign, datetime(2026, 1, 1), 1)
+    with pytest.raises(ValidationError):
+        SqlLeadQueue(sqlite, lease_ttl=timedelta(0))
+
+
+# --- the dialer's decisions, on SQLite, with fakes for the outside ------------------------------
+
+
+class Directory:
+    def __init__(self, targets: dict[uuid.UUID, LeadTarget | None]) -> None:
+        self.targets = targets
+        self.attempts: dict[uuid.UUID, list[datetime]] = {}
+
+    async def target(self, claim: LeadClaim) -> LeadTarget | None:
+        return self.targets.get(claim.lead_id)
+
+    async def attempt_times(self, lead_id: uuid.UUID, since: datetime) -> list[datetime]:
+        return [t for t in self.attempts.get(lead_id, []) if t >= since]
+
+
+class Placer:
+    def __init__(self, fail: set[str] | None = None) -> None:
+        self.placed: list[tuple[LeadClaim, LeadTarget]] = []
+        self.fail = fail or set()
+
+    async def place(self, claim: LeadClaim, target: LeadTarget) -> None:
+        if target.phone in self.fail:
+            raise ReautodError("Twilio said no", code="twilio_failed")
+        self.placed.append((claim, target))
+
+
+class Log:
+    def __init__(self) -> None:
+        self.entries: list[BlockedDial] = []
+
+    async def blocked(self, entry: BlockedDial) -> None:
+        self.entries.append(entry)
+
+
+async def test_dialer_checks_dnc_window_and_places(sqlite: Database) -> None:
+    campaign, leads = await seed(sqlite, 5)
+    ok, dnc_lead, night, no_tz, failing = leads
+    directory = Directory({
+        ok: LeadTarget("+12125550000", "America/New_York", "NY"),
+        dnc_lead: LeadTarget("+12125550001", "America/New_York", "NY"),
+        night: LeadTarget("+12125550002", "Pacific/Honolulu", "HI"),  # 06:00 there
+        no_tz: LeadTarget("+12125550003", None, None),
+        failing: LeadTarget("+12125550004", "America/New_York", "NY"),
+    })
+    storage = MemoryDncStorage()
+    dnc = DncList(storage)
+    await dnc.add("+12125550001", source=DncSource.SPOKEN, now=NOW, scope=DncScope.GLOBAL)
+    placer, dial_log = Placer(fail={"+12125550004"}), Log()
+    dialer = Dialer(SqlLeadQueue(sqlite, lease_ttl=TTL), directory, placer, dnc, dial_log,
+                    limiter=ConcurrencyLimiter(per_box=10), bucket=TokenBucket(10, burst=10))
+    plan = CampaignPlan(campaign, max_concurrent=5)
+    report = await dialer.tick(plan, NOW, monotonic=0.0)
+    assert report.claimed == 5 and report.dialed == 1
+    assert [p[1].phone for p in placer.placed] == ["+12125550000"]
+    reasons = {b.lead_id: b for b in dial_log.entries}
+    assert reasons[dnc_lead].reason is BlockReason.DNC
+    assert reasons[night].reason is BlockReason.WINDOW
+    assert reasons[night].rule_code in ("federal_hours", "campaign_hours")
+    assert reasons[no_tz].reason is BlockReason.NO_TIMEZONE
+    assert reasons[failing].reason is BlockReason.PLACE_FAILED
+    repo = LeadRepository(sqlite)
+    assert (await repo.get(ok)).status == LeadStatus.DIALING
+    assert (await repo.get(ok)).attempts == 1
+    assert (await repo.get(dnc_lead)).status == LeadStatus.DNC
+    night_row = await repo.get(night)
+    assert night_row.status == LeadStatus.RETRY and night_row.attempts == 0
+    assert night_row.next_attempt_at == reasons[night].retry_at
+    assert night_row.next_attempt_at is not None and night_row.next_attempt_at > NOW
+    assert (await repo.get(no_tz)).status == LeadStatus.FAILED
+    assert (await repo.get(failing)).status == LeadStatus.RETRY
+    assert dialer.limiter.active == 1
+
+    # The call ends unanswered: the lead is queued for a retry per the policy.
+    directory.attempts[ok] = [NOW]
+    later = NOW + timedelta(minutes=1)
+    assert await dialer.heartbeat(later) == []
+    status = await dialer.call_ended(plan, ok, Outcome.NO_ANSWER, None, later)
+    assert status is LeadStatus.RETRY
+    row = await repo.get(ok)
+    assert row.status == LeadStatus.RETRY and row.next_attempt_at == later + timedelta(hours=2)
+    assert dialer.limiter.active == 0 and dialer.in_flight == {}
+
+
+async def test_dialer_respects_slots_and_rate(sqlite: Database) -> None:
+    campaign, leads = await seed(sqlite, 6)
+    directory = Directory({lead: LeadTarget(f"+1212555{i:04d}", "America/New_York", "NY")
+                           for i, lead in enumerate(leads)})
+    placer = Placer()
+    dialer = Dialer(SqlLeadQueue(sqlite, lease_ttl=TTL), directory, placer,
+                    DncList(MemoryDncStorage()), Log(),
+                    limiter=ConcurrencyLimiter(per_box=3), bucket=TokenBucket(1, burst=2))
+    plan = CampaignPlan(campaign, max_concurrent=3,
+                        window=CampaignWindow(time(8), time(21), frozenset(range(7))))
+    assert (await dialer.tick(plan, NOW, monotonic=0.0)).dialed == 2  # burst of 2
+    assert (await dialer.tick(plan, NOW, monotonic=0.5)).dialed == 0  # no token yet
+    assert (await dialer.tick(plan, NOW, monotonic=1.0)).dialed == 1
+    assert (await dialer.tick(plan, NOW, monotonic=10.0)).dialed == 0  # 3 slots busy
+    assert len(placer.placed) == 3
+    await dialer.call_ended(plan, placer.placed[0][0].lead_id, Outcome.ANSWERED,
+                            LeadStatus.QUALIFIED, NOW)
+    assert (await dialer.tick(plan, NOW, monotonic=11.0)).dialed == 1
+    statuses = [(await LeadRepository(sqlite).get(lead)).status for lead in leads]
+    assert statuses.count(LeadStatus.DIALING) == 3
+    assert statuses.count(LeadStatus.QUALIFIED) == 1
