@@ -7,6 +7,7 @@ server's), never from the event loop.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from collections.abc import Iterator
@@ -93,6 +94,20 @@ class GpuCollector(Collector):
                 return []
         self.error = None
         return devices
+
+    async def health_check(self, *, required: bool = False) -> tuple[bool, str]:
+        """(ok, detail) for the daemon's `health`: a missing GPU fails only when `required`
+        (models.device = "cuda"); NVML is read in a thread."""
+        devices = await asyncio.to_thread(self.read)
+        if devices:
+            return True, "; ".join(
+                f"gpu{d.index} {d.name}: {d.used_bytes / 2**30:.1f} of "
+                f"{d.total_bytes / 2**30:.1f} GiB used" for d in devices)
+        if self.present:
+            return False, self.error or "NVML reports no GPU"
+        if required:
+            return False, f"no GPU ({self.error}) but models.device = cuda"
+        return True, f"no GPU ({self.error}): CPU inference"
 
     def describe(self) -> Iterator[Metric]:
         yield from self._families([])

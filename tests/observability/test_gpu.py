@@ -128,3 +128,17 @@ def test_the_real_library_on_this_machine() -> None:
     present = metrics.registry.get_sample_value("reautod_gpu_present")
     assert present == (1.0 if collector.read() else 0.0)
     collector.close()
+
+
+async def test_health_check_for_the_daemon() -> None:
+    fake = FakeNvml([("NVIDIA H100", MemoryInfo(total=80 * GIB, used=20 * GIB, free=60 * GIB))])
+    collector = GpuCollector(fake)
+    assert await collector.health_check() == (True, "gpu0 NVIDIA H100: 20.0 of 80.0 GiB used")
+    fake.fail_queries = True
+    ok, detail = await collector.health_check()
+    assert not ok and "GPU is lost" in detail
+
+    absent = GpuCollector(None)
+    assert await absent.health_check() == (True, "no GPU (nvidia-ml-py not installed): CPU inference")
+    ok, detail = await absent.health_check(required=True)
+    assert not ok and "models.device = cuda" in detail
