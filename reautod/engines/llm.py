@@ -143,7 +143,8 @@ class LlamaLLM:
         return stats
 
     async def close(self) -> None:
-        await self.scheduler.close()
+        if not await self.scheduler.close():
+            return  # the worker may still be inside llama.cpp: freeing the model would crash it
         model, self._model = self._model, None
         if model is not None:
             model.close()

@@ -25,6 +25,7 @@ import hashlib
 import logging
 import os
 import re
+import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -215,6 +216,8 @@ class Downloader:
     def __init__(self, models_dir: Path, *, hub_url: str = DEFAULT_HUB_URL,
                  progress: Progress | None = None, retries: int = 3,
                  client: httpx.Client | None = None) -> None:
+        if not re.match(r"^https?://[^/\s]+", hub_url):
+            raise PullError(f"hub URL must be http(s)://host[/path], got {hub_url!r}")
         self.models_dir = models_dir
         self.hub_url = hub_url
         self.progress: Progress = progress or SilentProgress()
@@ -243,11 +246,14 @@ class Downloader:
         dest.parent.mkdir(parents=True, exist_ok=True)
         part = dest.with_name(dest.name + ".part")
         resumed_from = part.stat().st_size if part.is_file() else 0
+        self._check_space(file, dest.parent, expected, resumed_from)
         attempt = 0
         while True:
             try:
                 self._download(file, url, part, expected)
                 break
+            except OSError as err:  # disk full, permissions: the .part stays for a resume
+                raise PullError(f"{file.dest}: cannot write {part}: {err.strerror or err}") from err
             except (httpx.TransportError, _Incomplete) as err:
                 attempt += 1
                 if attempt > self.retries:
@@ -264,6 +270,16 @@ class Downloader:
         self.progress.finish(f"{file.dest}: ok ({_mb(dest.stat().st_size)}, {verified})")
         return PulledFile(file.dest, "downloaded", dest.stat().st_size, verified, digest,
                           resumed_from)
+
+    @staticmethod
+    def _check_space(file: RemoteFile, folder: Path, expected: Expected, have: int) -> None:
+        if expected.size is None:
+            return
+        needed = expected.size - have
+        free = shutil.disk_usage(folder).free
+        if needed > free:
+            raise PullError(f"{file.dest}: needs {_mb(needed)} more, only {_mb(free)} free "
+                            f"in {folder}")
 
     def _head(self, file: RemoteFile, url: str) -> tuple[str, Expected]:
         try:

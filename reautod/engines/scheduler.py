@@ -349,8 +349,12 @@ class EngineScheduler:
         with self._cond:
             return replace(self._stats, queue_depth=len(self._pending), extra=dict(self._stats.extra))
 
-    async def close(self, timeout_s: float = 5.0) -> None:
-        """Refuse new work, fail what waits, and let the workers finish their current job."""
+    async def close(self, timeout_s: float = 5.0) -> bool:
+        """Refuse new work, fail what waits, let the workers finish their current job.
+
+        Returns False if a worker is still busy after `timeout_s` (stuck in native code): the
+        caller must then keep the model alive, since that worker may still be using it.
+        """
         with self._cond:
             self._closed = True
             dropped = list(self._pending)
@@ -359,14 +363,17 @@ class EngineScheduler:
         for job in dropped:
             job.cancel_event.set()
             job.deliver(_Failed(UnavailableError(f"{self.name} engine is shutting down")))
-        await asyncio.to_thread(self._join, timeout_s)
+        return await asyncio.to_thread(self._join, timeout_s)
 
-    def _join(self, timeout_s: float) -> None:
+    def _join(self, timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
-            if thread.is_alive():
-                log.warning("%s engine worker still busy at shutdown", self.name)
+        busy = [t.name for t in self._threads if t.is_alive()]
+        if busy:
+            log.warning("%s engine: worker(s) %s still busy at shutdown", self.name,
+                        ", ".join(busy))
+        return not busy
 
 
 __all__ = ["EngineObserver", "EngineScheduler", "JobCancelled", "JobContext"]

@@ -175,5 +175,5 @@ class WhisperSTT:
         return self.scheduler.stats()
 
     async def close(self) -> None:
-        await self.scheduler.close()
-        self._model = None  # frees the model once the workers are done
+        if await self.scheduler.close():
+            self._model = None  # frees it; a worker stuck in native code keeps it alive instead

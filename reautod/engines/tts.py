@@ -102,5 +102,5 @@ class PiperTTS:
         return stats
 
     async def close(self) -> None:
-        await self.scheduler.close()
-        self._voice = None
+        if await self.scheduler.close():
+            self._voice = None  # a worker stuck in native code keeps it alive instead

@@ -157,3 +157,26 @@ def test_pull_test_profile_builds_models(tmp_path: Path) -> None:
     assert {r.status for r in results} == {"built"}
     for spec in PROFILES["test"].values():
         assert spec.path_in(tmp_path).exists()
+
+
+def test_bad_hub_url_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(PullError, match="http"):
+        Downloader(tmp_path, hub_url="ftp://example.org")
+
+
+def test_not_enough_disk_space_is_refused_before_downloading(
+    hub: Hub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    hub.add(REPO, "model.bin", HostedFile(BLOB))
+    real = shutil.disk_usage
+
+    def tiny_disk(path: object) -> object:
+        usage = real(path)  # type: ignore[arg-type]
+        return usage._replace(free=1000)
+
+    monkeypatch.setattr(shutil, "disk_usage", tiny_disk)
+    with downloader(hub, tmp_path) as d, pytest.raises(PullError, match="only"):
+        d.pull(file_())
+    assert gets_with_range(hub) == []  # nothing was fetched

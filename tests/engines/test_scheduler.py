@@ -248,3 +248,13 @@ async def test_observer_sees_every_outcome(gate: Gate) -> None:
     assert kinds.count("cancelled") == 1
     assert ("depth", 1) in observer.events and observer.events.count(("depth", 0)) >= 3
     assert {engine for kind, engine in observer.events if kind != "depth"} == {"llm"}
+
+
+async def test_close_reports_a_worker_stuck_in_a_job(gate: Gate) -> None:
+    sched = EngineScheduler("stuck", queue_size=1)
+    running = asyncio.create_task(sched.run(gate, call_id="a", timeout_s=WAIT))
+    await wait_started(gate)
+    assert await sched.close(timeout_s=0.05) is False  # the model must be kept alive
+    gate.release.set()
+    assert await running == "released"
+    assert await sched.close(timeout_s=WAIT) is True
