@@ -43,6 +43,7 @@ AMD_PATH = "/twilio/amd"
 RECORDING_PATH = "/twilio/recording"
 MEDIA_PATH = "/twilio/media"
 MAX_BODY_BYTES = 64 * 1024
+MAX_LEAD_NAME_CHARS = 200
 XML = "application/xml"
 
 
@@ -174,9 +175,7 @@ def twilio_router(
     stream_url = validator.websocket_url(MEDIA_PATH)
 
     async def verified(request: Request, path: str, model: type[_Form]) -> _Form:
-        body = await request.body()
-        if len(body) > MAX_BODY_BYTES:
-            raise _Rejected(_error(413, "body_too_large", f"body over {MAX_BODY_BYTES} bytes"))
+        body = await _read_limited(request)
         try:
             pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True)
         except (UnicodeDecodeError, ValueError):
@@ -200,18 +199,22 @@ def twilio_router(
         except _Rejected as rejected:
             return rejected.response
         caller = to_e164(call.from_, default_region)
-        lead = await handler.lookup_lead_by_phone(caller) if caller else None
-        log.info("inbound call %s from %s (lead %s)", call.call_sid, mask_phone(caller),
-                 lead.lead_id if lead else "unknown")
         try:
+            lead = await handler.lookup_lead_by_phone(caller) if caller else None
+            log.info("inbound call %s from %s (lead %s)", call.call_sid, mask_phone(caller),
+                     lead.lead_id if lead else "unknown")
             answer = await handler.on_inbound(call, lead)
+            if answer is None:
+                return Response(hangup_twiml(declined_message, voice=voice), media_type=XML)
+            # The name is only for the agent's greeting: shorten it rather than fail the call.
+            name = answer.lead_name[:MAX_LEAD_NAME_CHARS]
+            params = StreamParameters(answer.call_id, answer.campaign, name, Direction.INBOUND)
+            twiml = stream_twiml(stream_url, params, announcement=answer.announcement,
+                                 voice=voice)
         except ReautodError as err:
+            log.warning("inbound call %s not answered: %s (%s)", call.call_sid, err.message,
+                        err.code)
             return _error(503, err.code, err.message)
-        if answer is None:
-            return Response(hangup_twiml(declined_message, voice=voice), media_type=XML)
-        params = StreamParameters(answer.call_id, answer.campaign, answer.lead_name,
-                                  Direction.INBOUND)
-        twiml = stream_twiml(stream_url, params, announcement=answer.announcement, voice=voice)
         return Response(twiml, media_type=XML)
 
     @router.post(STATUS_PATH)
@@ -265,6 +268,21 @@ def to_e164(number: str | None, default_region: str = "US") -> str | None:
     if not phonenumbers.is_possible_number(parsed):
         return None
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+async def _read_limited(request: Request) -> bytes:
+    """The body, refused (413) past MAX_BODY_BYTES without reading it all into memory."""
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
+        raise _Rejected(_error(413, "body_too_large", f"body over {MAX_BODY_BYTES} bytes"))
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise _Rejected(_error(413, "body_too_large", f"body over {MAX_BODY_BYTES} bytes"))
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 async def _deliver(work: Awaitable[None]) -> Response:

@@ -13,9 +13,15 @@ from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 from twilio.request_validator import RequestValidator
 
+from reautod.errors import UnavailableError
 from reautod.telephony.signatures import TwilioSignatureValidator
 from reautod.telephony.state_machine import CallStatus, Outcome
-from reautod.telephony.webhooks import LeadMatch, check_media_websocket, twilio_router
+from reautod.telephony.webhooks import (
+    LeadMatch,
+    StatusCallback,
+    check_media_websocket,
+    twilio_router,
+)
 from tests.fixtures.services import free_port
 from tests.telephony.twilio_standin import MemoryWebhookHandler, TwilioStandIn, serve_app
 
@@ -254,3 +260,36 @@ def test_standin_drives_signed_callbacks_end_to_end() -> None:
     assert handler.amd[sid].answered_by == "human"
     assert validator.stats.valid + validator.stats.replayed == 6
     assert validator.stats.invalid == validator.stats.missing == 0
+
+
+class FailingHandler(MemoryWebhookHandler):
+    async def lookup_lead_by_phone(self, e164: str) -> LeadMatch | None:
+        raise UnavailableError("database is down")
+
+    async def on_status(self, event: StatusCallback) -> None:
+        raise UnavailableError("database is down")
+
+
+def test_handler_errors_become_503_with_the_code() -> None:
+    validator = TwilioSignatureValidator(TOKEN, BASE)
+    app = FastAPI()
+    app.include_router(twilio_router(FailingHandler(), validator))
+    with TestClient(app, base_url=BASE) as client:
+        for path, params in (("/twilio/voice", {"CallSid": SID, "From": "+15551230007",
+                                                "To": "+15557650000"}),
+                             ("/twilio/status", status("ringing", 1))):
+            signature = RequestValidator(TOKEN).compute_signature(BASE + path, params)
+            response = client.post(path, data=params, headers={"X-Twilio-Signature": signature})
+            assert response.status_code == 503
+            assert response.json()["error"] == "unavailable"
+
+
+def test_long_lead_name_is_shortened_not_fatal(env: Env) -> None:
+    env.handler.leads["+15551230007"] = LeadMatch("lead-8", "N" * 600, "solar")
+    params = {"CallSid": SID, "From": "+15551230007", "To": "+15557650000"}
+    response = env.post("/twilio/voice", params)
+    assert response.status_code == 200  # type: ignore[attr-defined]
+    stream = ET.fromstring(response.text).find("Connect/Stream")  # type: ignore[attr-defined]
+    assert stream is not None
+    names = {p.get("name"): p.get("value") for p in stream.findall("Parameter")}
+    assert names["lead_name"] == "N" * 200
