@@ -19,7 +19,7 @@ from reautod.engines.base import ChatMessage, TokenChunk
 from reautod.engines.llm import LlamaLLM
 from reautod.engines.stt import WhisperSTT
 from reautod.engines.tts import PiperTTS
-from reautod.errors import OverloadedError, UnavailableError, ValidationError
+from reautod.errors import EngineError, OverloadedError, UnavailableError, ValidationError
 
 SPEECH = Path("/work/shared/data/speech")
 CHAT = [ChatMessage("system", "You are a helpful agent."), ChatMessage("user", "hello how are you")]
@@ -292,3 +292,25 @@ async def test_engines_status_method(tmp_path: Path) -> None:
     assert [e["name"] for e in result["engines"]] == ["stt", "llm", "tts"]
     assert all("reautoctl models pull --profile cpu" in e["detail"] for e in result["engines"])
     assert result["engines"][0]["stats"]["requests"] == 0
+
+
+async def test_engine_past_its_timeout_fails_visibly(
+    test_model_overrides: dict[str, Any], speech_files: list[str]
+) -> None:
+    settings = Settings(**test_model_overrides,
+                        engines={"stt_timeout_s": 1e-6, "llm_timeout_s": 1e-6})
+    engine_set = await EngineSet.load(settings, warm_up=False)
+    try:
+        with pytest.raises(EngineError) as info:
+            await engine_set.stt.transcribe(speech_16k(speech_files[0]), call_id="c")
+        assert info.value.code == "engine_timeout"
+        with pytest.raises(EngineError):
+            await collect(engine_set.llm.stream_chat(CHAT, call_id="c", max_tokens=50))
+        health = {h.name: h for h in engine_set.health()}
+        assert health["stt"].state == EngineState.FAILED and "timed out" in health["stt"].detail
+        assert health["stt"].failures == 1
+        ok, detail = await engine_set.health_checks()["llm"]()
+        assert not ok and "timed out" in detail
+        engine_set.require_ready()  # loaded engines still take calls; each turn may fail alone
+    finally:
+        await engine_set.close()
