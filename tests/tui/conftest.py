@@ -26,9 +26,11 @@ async def daemon(socket_path: Path) -> AsyncIterator[FakeDaemon]:
         await fake.stop()
 
 
-async def wait_until(pilot: Pilot[None], condition: Callable[[], bool], what: str) -> None:
+async def wait_until(
+    pilot: Pilot[None], condition: Callable[[], bool], what: str, *, tries: int = 500
+) -> None:
     """Let the app run until `condition` holds; a generous bound so a broken app fails, not hangs."""
-    for _ in range(500):
+    for _ in range(tries):
         if condition():
             return
         await pilot.pause(0.02)

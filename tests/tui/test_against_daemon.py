@@ -1,0 +1,88 @@
+"""The TUI against the real daemon, started as a subprocess: it connects, shows the daemon's
+health, survives a daemon restart, and `D` drains the real daemon."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.tui.conftest import wait_until
+from tests.tui.fake_daemon import FIXED_NOW
+from tui.app import ReautoApp
+from tui.link import Backoff
+from tui.screens.confirm import ConfirmScreen
+
+pytestmark = pytest.mark.slow
+
+
+class DaemonProcess:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.config = root / "reautod.toml"
+        self.config.write_text(
+            f'state_dir = "{root / "state"}"\nruntime_dir = "{root / "run"}"\n'
+            '[http]\nport = 0\n[metrics]\nport = 0\n[models]\nprofile = "test"\n'
+        )
+        self.socket = root / "run" / "control.sock"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "reautod.daemon", "--config", str(self.config)],
+            stdout=subprocess.DEVNULL, stderr=open(self.root / "daemon.log", "ab"),  # noqa: SIM115
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(30)
+        self.proc = None
+
+
+@pytest.fixture
+def reautod() -> Iterator[DaemonProcess]:
+    daemon = DaemonProcess(Path(tempfile.mkdtemp(prefix="d-", dir="/tmp")))
+    daemon.start()
+    try:
+        yield daemon
+    finally:
+        daemon.stop()
+
+
+async def test_tui_follows_the_real_daemon_through_a_restart(reautod: DaemonProcess) -> None:
+    app = ReautoApp(reautod.socket, clock=lambda: FIXED_NOW, refresh_s=0.2,
+                    backoff=Backoff(initial_s=0.1, max_s=0.5))
+    async with app.run_test(size=(120, 36)) as pilot:
+        await wait_until(pilot, lambda: app.state.connected and bool(app.state.health),
+                         "connected to reautod with its health", tries=3000)
+        names = {check.name for check in app.state.health}
+        assert {"database", "stt", "llm", "tts"} <= names
+        assert app.state.daemon.get("state") == "ready"
+
+        await pilot.pause()
+        reautod.stop()
+        await wait_until(pilot, lambda: not app.state.connected, "disconnected", tries=3000)
+        assert "DISCONNECTED" in app.sub_title
+
+        reautod.start()
+        await wait_until(pilot, lambda: app.state.connected and app.link.sessions == 2,
+                         "reconnected to the restarted daemon", tries=3000)
+
+        await pilot.press("D")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "confirmation")
+        await pilot.press("y")
+        assert reautod.proc is not None
+        proc = reautod.proc
+        await wait_until(pilot, lambda: proc.poll() is not None, "the daemon drained and exited",
+                         tries=3000)
+        assert proc.returncode == 0
+        assert app.requests_sent == [("daemon.drain", {})]
+        await wait_until(pilot, lambda: not app.state.connected, "disconnected after the drain")
