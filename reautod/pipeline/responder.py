@@ -326,18 +326,23 @@ class AgentResponder(FrameProcessor):
         self._finish_replies()
 
     async def _generate(self, reply: _Reply) -> None:
-        sentences: asyncio.Queue[str | None] = asyncio.Queue()
+        # pipecat's task manager logs and swallows a task's exception, so the producer hands
+        # its failure over through the queue instead.
+        sentences: asyncio.Queue[str | ReautodError | None] = asyncio.Queue()
         producer = self.create_task(self._llm_sentences(reply, sentences),
                                     name=f"llm-{self.info.call_id}")
         try:
-            while (sentence := await sentences.get()) is not None:
-                await self._speak(reply, sentence)
-            await producer
+            while (item := await sentences.get()) is not None:
+                if isinstance(item, ReautodError):
+                    raise item
+                await self._speak(reply, item)
         finally:
             if not producer.done():
                 await self.cancel_task(producer)
 
-    async def _llm_sentences(self, reply: _Reply, out: asyncio.Queue[str | None]) -> None:
+    async def _llm_sentences(
+        self, reply: _Reply, out: asyncio.Queue[str | ReautodError | None]
+    ) -> None:
         stream = self._llm.stream_chat(
             self.agent.messages(), call_id=self.info.call_id,
             max_tokens=self._engines.llm_max_tokens,
@@ -358,7 +363,7 @@ class AgentResponder(FrameProcessor):
         except asyncio.CancelledError:
             raise
         except Exception as err:
-            raise _engine_error(err, "llm") from err
+            await out.put(_engine_error(err, "llm"))
         finally:
             await _aclose(stream)
             await out.put(None)

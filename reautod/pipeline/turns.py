@@ -104,7 +104,7 @@ class UserTurnProcessor(FrameProcessor):
         self._backchannel_seen = False
         self._check_task: asyncio.Task[None] | None = None
         self._eval_task: asyncio.Task[None] | None = None
-        self._stt_task: asyncio.Task[Transcript] | None = None
+        self._stt_task: asyncio.Task[Transcript | ReautodError] | None = None
         self._stt_len = 0  # buffer length the pending transcription covers
         self._committing = False
         self.backchannels_ignored = 0
@@ -121,7 +121,7 @@ class UserTurnProcessor(FrameProcessor):
             await self._stop_tasks()
         await self.push_frame(frame, direction)
 
-    async def setup(self, setup: FrameProcessorSetup) -> None:
+    async def setup(self, setup: FrameProcessorSetup) -> None:  # type: ignore[override]
         await super().setup(setup)
         self._sample_rate = setup.audio_in_sample_rate
         self._vad.set_sample_rate(self._sample_rate)
@@ -211,11 +211,16 @@ class UserTurnProcessor(FrameProcessor):
         if self._stt_task is not None and not self._stt_task.done():
             self._stt_task.cancel()  # older audio: superseded, its result is not wanted
         self._stt_len = len(self._buffer)
-        self._stt_task = self.create_task(
-            transcribe(self._stt, bytes(self._buffer), call_id=self._call_id,
-                       timeout_s=self._stt_timeout_s),
-            name=f"stt-{self._call_id}",
-        )
+        self._stt_task = self.create_task(self._transcribe_safely(bytes(self._buffer)),
+                                          name=f"stt-{self._call_id}")
+
+    async def _transcribe_safely(self, pcm16: bytes) -> Transcript | ReautodError:
+        # Returned, not raised: pipecat's task manager logs and swallows task exceptions.
+        try:
+            return await transcribe(self._stt, pcm16, call_id=self._call_id,
+                                    timeout_s=self._stt_timeout_s)
+        except ReautodError as err:
+            return err
 
     async def _evaluate(self) -> None:
         if self._turn is not None:
@@ -273,12 +278,12 @@ class UserTurnProcessor(FrameProcessor):
             assert stt_task is not None  # set by _start_stt
             error: str | None = None
             text, confidence = "", 0.0
-            try:
-                transcript = await stt_task
-                text, confidence = transcript.text.strip(), transcript.confidence
-            except ReautodError as err:
-                error = err.code
-                log.warning("call %s: transcription failed (%s)", self._call_id, err.code)
+            outcome = await stt_task
+            if isinstance(outcome, ReautodError):
+                error = outcome.code
+                log.warning("call %s: transcription failed (%s)", self._call_id, outcome.code)
+            else:
+                text, confidence = outcome.text.strip(), outcome.confidence
             transcript_at = time.monotonic()
             spoken = self._speech_ended_at - self._turn_started_at
             busy = self._agent_busy()

@@ -63,7 +63,7 @@ class Served:
 def make_settings(**calls: Any) -> Settings:
     base: dict[str, Any] = {"reprompt_after_silence_s": 30.0, "hangup_after_silence_s": 60.0}
     base.update(calls)
-    return Settings(calls=base)  # type: ignore[arg-type]
+    return Settings(calls=base)
 
 
 @contextlib.asynccontextmanager

@@ -36,6 +36,7 @@ class FakeSTT:
     texts: dict[str, str] = field(default_factory=dict)
     delay_s: float = 0.0
     fail_with: Exception | None = None
+    fail_next: int = 0  # fail only this many requests (with fail_with), then work again
     hang: bool = False
     calls: list[tuple[str, float]] = field(default_factory=list)  # (call_id, seconds of audio)
 
@@ -45,7 +46,8 @@ class FakeSTT:
             await asyncio.sleep(3600)
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
-        if self.fail_with is not None:
+        if self.fail_with is not None and self.fail_next > 0:
+            self.fail_next -= 1
             raise self.fail_with
         return Transcript(self.texts.get(call_id, self.text), 0.87, len(audio) / 16000, _TIMING)
 
@@ -60,6 +62,8 @@ class FakeLLM:
     reply: str = "That is great. Let me tell you about our free consultation. It takes an hour."
     token_delay_s: float = 0.0
     fail_with: Exception | None = None
+    fail_next: int = 0
+    stall_next: int = 0  # this many requests never yield a token (a stalled engine)
     requests: list[tuple[str, list[ChatMessage]]] = field(default_factory=list)
     finished: int = 0
     closed_early: int = 0
@@ -69,8 +73,13 @@ class FakeLLM:
         self, messages: list[ChatMessage], *, call_id: str, max_tokens: int | None = None
     ) -> AsyncIterator[TokenChunk]:
         self.requests.append((call_id, list(messages)))
-        if self.fail_with is not None:
+        if self.fail_with is not None and self.fail_next > 0:
+            self.fail_next -= 1
             raise self.fail_with
+        if self.stall_next > 0:
+            self.stall_next -= 1
+            self.outcomes.append("stalled")
+            await asyncio.sleep(3600)
         words = self.reply.split(" ")
         index = len(self.outcomes)
         self.outcomes.append("streaming")
@@ -99,12 +108,14 @@ class FakeTTS:
     seconds_per_char: float = 0.03
     delay_s: float = 0.0
     fail_with: Exception | None = None
+    fail_next: int = 0
     texts: list[tuple[str, str]] = field(default_factory=list)  # (call_id, text)
     closed_early: int = 0
 
     async def synthesize(self, text: str, *, call_id: str) -> AsyncIterator[AudioChunk]:
         self.texts.append((call_id, text))
-        if self.fail_with is not None:
+        if self.fail_with is not None and self.fail_next > 0:
+            self.fail_next -= 1
             raise self.fail_with
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
