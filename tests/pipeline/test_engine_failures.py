@@ -8,8 +8,16 @@ import asyncio
 import pytest
 
 from reautod.config import Settings
-from reautod.telephony.simulator import CallOptions, Hangup, Utterance, WaitForAgent, run_call
-from tests.pipeline.conftest import serve_media, wait_for
+from reautod.telephony.simulator import (
+    CallOptions,
+    CallResult,
+    Hangup,
+    Step,
+    Utterance,
+    WaitForAgent,
+    run_call,
+)
+from tests.pipeline.conftest import Served, serve_media, wait_for
 from tests.pipeline.fakes import FakeEngines, FakeLLM, FakeSTT, FakeTTS, engine_error
 
 pytestmark = pytest.mark.timeout(120)
@@ -17,17 +25,17 @@ pytestmark = pytest.mark.timeout(120)
 APOLOGY = "Sorry, I didn't catch that. Could you say it again?"
 
 
-def _script(speech: Utterance) -> list[object]:
+def _script(speech: Utterance) -> list[Step]:
     return [speech, WaitForAgent(timeout_s=15), speech, WaitForAgent(timeout_s=15), Hangup()]
 
 
 async def _two_turns(engines: FakeEngines, speech: Utterance, call_id: str,
-                     settings: Settings | None = None) -> object:
+                     settings: Settings | None = None) -> tuple[Served, CallResult]:
     async with serve_media(engines, settings) as served:
         result = await run_call(
             CallOptions(url=served.url, custom_parameters={"call_id": call_id,
                                                            "direction": "inbound"}),
-            _script(speech),  # type: ignore[arg-type]
+            _script(speech),
         )
     assert served.observer.reason(call_id) == "stop"
     return served, result
@@ -36,10 +44,10 @@ async def _two_turns(engines: FakeEngines, speech: Utterance, call_id: str,
 async def test_llm_error_apologises_and_the_call_goes_on(short_speech: Utterance) -> None:
     engines = FakeEngines(llm=FakeLLM(fail_with=engine_error("llm_failed"), fail_next=1))
     served, _ = await _two_turns(engines, short_speech, "f1")
-    agent = served.observer.turns_of("f1", "agent")  # type: ignore[attr-defined]
+    agent = served.observer.turns_of("f1", "agent")
     assert [(t.text, t.error) for t in agent] == [(APOLOGY, "llm_failed"),
                                                    (engines.llm.reply, None)]
-    assert served.observer.started[0].engine_failures == 1  # type: ignore[attr-defined]
+    assert served.observer.started[0].engine_failures == 1
 
 
 async def test_stalled_llm_times_out_into_an_apology(short_speech: Utterance) -> None:
@@ -47,7 +55,7 @@ async def test_stalled_llm_times_out_into_an_apology(short_speech: Utterance) ->
     settings = Settings(engines={"llm_timeout_s": 0.5},
                         calls={"reprompt_after_silence_s": 30.0, "hangup_after_silence_s": 60.0})
     served, _ = await _two_turns(engines, short_speech, "f2", settings)
-    agent = served.observer.turns_of("f2", "agent")  # type: ignore[attr-defined]
+    agent = served.observer.turns_of("f2", "agent")
     assert [(t.text, t.error) for t in agent] == [(APOLOGY, "llm_timeout"),
                                                    (engines.llm.reply, None)]
     assert engines.llm.outcomes[0] == "stalled"
@@ -65,7 +73,7 @@ async def test_stt_error_apologises(short_speech: Utterance) -> None:
     recovering = asyncio.create_task(recover())
     served, _ = await _two_turns(engines, short_speech, "f3")
     await recovering
-    obs = served.observer  # type: ignore[attr-defined]
+    obs = served.observer
     callers = obs.turns_of("f3", "caller")
     assert [(t.error, t.confidence) for t in callers] == [("stt_failed", None),
                                                           (None, pytest.approx(0.87))]
@@ -78,6 +86,6 @@ async def test_tts_error_is_reported_and_the_call_goes_on(short_speech: Utteranc
     # The first reply's TTS and then its apology both fail: silence, but the call survives.
     engines = FakeEngines(tts=FakeTTS(fail_with=engine_error("tts_failed"), fail_next=2))
     served, result = await _two_turns(engines, short_speech, "f4")
-    agent = served.observer.turns_of("f4", "agent")  # type: ignore[attr-defined]
+    agent = served.observer.turns_of("f4", "agent")
     assert [(t.text, t.error) for t in agent] == [("", "tts_failed"), (engines.llm.reply, None)]
-    assert result.agent_bytes_received > 0  # type: ignore[attr-defined]
+    assert result.agent_bytes_received > 0
