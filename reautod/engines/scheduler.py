@@ -203,7 +203,8 @@ class EngineScheduler:
                 except TimeoutError:
                     finished = True
                     self._abandon(job, timed_out=True)
-                    raise EngineError(f"{self.name} engine timed out", code="engine_timeout") from None
+                    raise EngineError(f"{self.name} engine timed out after {timeout or 0:g} s",
+                                      code="engine_timeout") from None
                 if isinstance(item, _Done):
                     finished = True
                     return
