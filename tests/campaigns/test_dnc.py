@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from reautod.campaigns.dnc import (
     DncEntry,
@@ -120,3 +122,15 @@ def test_dtmf_key() -> None:
     for bad in ("", "99", "a", "x"):
         with pytest.raises(ValidationError, match="opt-out key"):
             check_dtmf_key(bad)
+
+
+@given(st.text(max_size=200))
+def test_detector_never_raises_and_matches_are_explained(text: str) -> None:
+    match = detect_opt_out(text)
+    if match is not None:
+        assert match.rule in ("phrase", "command") and match.phrase
+        words = normalize_utterance(text)
+        if match.rule == "phrase":
+            assert match.phrase in words
+        else:
+            assert set(match.phrase.split()) <= set(words.split())

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from reautod.campaigns.leads_import import ImportFileError, RowProblem, import_csv
 from reautod.errors import ValidationError
@@ -118,3 +120,21 @@ def test_row_limit() -> None:
     rows = "".join(f"L{i},21255501{i:02d}\n" for i in range(5))
     with pytest.raises(ImportFileError, match="more than 3 rows"):
         import_csv(csv_bytes("name,phone\n" + rows), max_rows=3)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(
+    st.binary(max_size=400),
+    st.lists(st.lists(st.text(max_size=12), max_size=6), max_size=8).map(
+        lambda rows: ("name,phone,timezone\n" + "\n".join(",".join(r) for r in rows)).encode()),
+))
+def test_any_input_gives_a_report_or_a_file_error(data: bytes) -> None:
+    try:
+        report = import_csv(data)
+    except ImportFileError:
+        return
+    assert len(report.rows) + len(report.rejected) <= report.total_rows
+    assert len({r.phone for r in report.rows}) == len(report.rows)
+    for row in report.rows:
+        assert row.phone.startswith("+") and row.name
+        assert row.dialable == (row.timezone is not None)
