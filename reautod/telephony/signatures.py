@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 from twilio.request_validator import RequestValidator
 
+from reautod.config import HttpSettings
 from reautod.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -109,6 +110,22 @@ class TwilioSignatureValidator:
         self._on_result = on_result
         self._recent: OrderedDict[bytes, None] = OrderedDict()
         self._replay_window = replay_window
+
+    @classmethod
+    def from_settings(
+        cls,
+        http: HttpSettings,
+        auth_token: str | None,
+        *,
+        on_result: Callable[[str, SignatureResult], None] | None = None,
+    ) -> TwilioSignatureValidator:
+        """From `settings.http` and `secrets.get("twilio_auth_token")`; both are required."""
+        if not http.public_base_url:
+            raise ConfigError(
+                "http.public_base_url is required to check Twilio signatures",
+                [("http.public_base_url", "set it to the https URL Twilio reaches this box at")],
+            )
+        return cls(auth_token or "", http.public_base_url, on_result=on_result)
 
     def url_for(self, path: str, query: str = "") -> str:
         """The public http(s) URL Twilio requested for `path` (with its raw query, if any)."""

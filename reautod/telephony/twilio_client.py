@@ -21,6 +21,7 @@ from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
+from reautod.config import TwilioSettings
 from reautod.errors import ConfigError, ReautodError, UnavailableError
 from reautod.observability.logging import mask_phone
 
@@ -106,6 +107,11 @@ class TwilioCalls:
                     [("twilio.api_base_url", f"{api_base_url!r} is not an http(s) URL")],
                 )
             self._client.api.base_url = api_base_url.rstrip("/")
+
+    @classmethod
+    def from_settings(cls, twilio: TwilioSettings, auth_token: str | None) -> TwilioCalls:
+        """From `settings.twilio` and `secrets.get("twilio_auth_token")`."""
+        return cls(twilio.account_sid or "", auth_token or "", api_base_url=twilio.api_base_url)
 
     async def create(self, call: OutboundCall) -> CreatedCall:
         """Place a call; status callbacks for every event, async AMD when enabled."""

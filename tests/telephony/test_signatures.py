@@ -97,3 +97,14 @@ def test_bad_base_url_is_a_config_error(base: str) -> None:
 def test_empty_token_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="auth token"):
         TwilioSignatureValidator("", BASE)
+
+
+def test_from_settings() -> None:
+    from reautod.config import HttpSettings
+
+    v = TwilioSignatureValidator.from_settings(HttpSettings(public_base_url=BASE), TOKEN)
+    assert v.url_for("/twilio/status") == BASE + "/twilio/status"
+    with pytest.raises(ConfigError, match="public_base_url"):
+        TwilioSignatureValidator.from_settings(HttpSettings(), TOKEN)
+    with pytest.raises(ConfigError, match="auth token"):
+        TwilioSignatureValidator.from_settings(HttpSettings(public_base_url=BASE), None)

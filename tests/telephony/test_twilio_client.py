@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from reautod.config import TwilioSettings
 from reautod.errors import ConfigError, UnavailableError
 from reautod.telephony.twilio_client import (
     MachineDetection,
@@ -129,3 +130,12 @@ def test_configuration_errors() -> None:
         TwilioCalls("", TOKEN)
     with pytest.raises(ConfigError, match="api_base_url"):
         TwilioCalls(ACCOUNT, TOKEN, api_base_url="localhost:9")
+
+
+async def test_from_settings(standin: TwilioStandIn) -> None:
+    settings = TwilioSettings(account_sid=ACCOUNT, from_number="+15557650000",
+                              api_base_url=standin.base_url)
+    calls = TwilioCalls.from_settings(settings, TOKEN)
+    assert (await calls.create(outbound())).sid.startswith("CA")
+    with pytest.raises(ConfigError, match="auth token"):
+        TwilioCalls.from_settings(settings, None)
