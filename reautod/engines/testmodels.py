@@ -75,7 +75,8 @@ def _write_tiny_llama(out: Path) -> None:
     for piece in dict.fromkeys(pieces):
         add(piece, float(len(piece)), gguf.TokenType.NORMAL)  # longer piece wins
 
-    n_embd, n_layer, n_head, n_head_kv, n_ff, n_ctx = 64, 2, 4, 4, 128, 512
+    # context 4096 = the default models.n_ctx, so llama.cpp does not warn of a training overflow
+    n_embd, n_layer, n_head, n_head_kv, n_ff, n_ctx = 64, 2, 4, 4, 128, 4096
     head_dim = n_embd // n_head
     writer = gguf.GGUFWriter(str(out), "llama")
     writer.add_context_length(n_ctx)
