@@ -51,7 +51,7 @@ class Utterance:
 
 @dataclass(frozen=True)
 class Pause:
-    """Stream line silence (mu-law 0xFF) for `seconds`."""
+    """Stream line silence (mu-law 0xFF) for `seconds`: that many 20 ms frames, even if late."""
 
     seconds: float
 

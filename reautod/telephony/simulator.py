@@ -404,8 +404,10 @@ class SimulatedCall:
         return await done
 
     async def _pause(self, seconds: float) -> None:
-        target = self.now() + seconds
-        await self._wait(lambda t: t >= target)
+        # Counted in frames, not wall time: a pause is exactly that much audio on the line even
+        # when a loaded loop sends some frames late.
+        end = self._frames_sent + round(seconds / FRAME_S)
+        await self._wait(lambda _: self._frames_sent >= end)
 
     async def _wait(self, ready: Callable[[float], bool]) -> None:
         """Wait until `ready(call_time)` holds; it is checked once per tick, after the frame."""

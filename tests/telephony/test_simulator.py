@@ -574,14 +574,17 @@ async def test_many_calls_on_one_loop_stay_separate() -> None:
 async def test_a_stalled_loop_is_caught_up_not_drifted() -> None:
     async def agent(peer: Peer) -> None:
         await peer.wait_for(lambda: len(peer.caller_frames) >= 5)
-        time.sleep(0.25)  # noqa: ASYNC251 - block the whole loop, simulator included, on purpose
+        time.sleep(0.3)  # noqa: ASYNC251 - block the whole loop, simulator included, on purpose
 
     async with agent_server(agent) as (url, peers):
-        result = await run_call(CallOptions(url=url), [Pause(1.0)])
+        # A silent agent: the step ends on its timeout, one second of wall time after it starts.
+        result = await run_call(
+            CallOptions(url=url), [WaitForAgent(timeout_s=1.0, require_speech=True)])
     assert result.late_frames >= 1
-    assert result.max_send_lag_s >= 0.2
-    # The absolute schedule sends the missed frames late instead of stretching the call.
-    assert 50 <= result.frames_sent <= 53
+    assert result.max_send_lag_s >= 0.25
+    # The absolute schedule sends the missed frames late instead of stretching the stream:
+    # about 50 frames in that second, where relative sleeps would have sent about 35.
+    assert 46 <= result.frames_sent <= 56
     assert len(peers[0].caller_frames) == result.frames_sent
 
 
