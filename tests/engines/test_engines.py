@@ -39,6 +39,17 @@ def speech_files() -> list[str]:
     return names[:3]
 
 
+@pytest.fixture(scope="module")
+def utterance() -> npt.NDArray[np.float32]:
+    """3 s of real speech at 16 kHz, or a voiced-like synthetic signal where none is shipped."""
+    names = sorted(p.name for p in SPEECH.glob("*.wav"))
+    if names:
+        return speech_16k(names[0])[: 3 * 16000]
+    t = np.arange(3 * 16000) / 16000
+    envelope = 0.5 * (1 + np.sin(2 * np.pi * 3 * t))  # syllable-rate amplitude
+    return (0.3 * envelope * np.sin(2 * np.pi * (120 + 40 * t) * t)).astype(np.float32)
+
+
 @pytest.fixture
 async def engines(test_model_overrides: dict[str, Any]) -> AsyncIterator[EngineSet]:
     engine_set = await EngineSet.load(Settings(**test_model_overrides))
@@ -82,9 +93,9 @@ async def test_stt_rejects_bad_audio(engines: EngineSet) -> None:
 
 
 async def test_two_concurrent_callers_are_both_served(
-    engines: EngineSet, speech_files: list[str]
+    engines: EngineSet, utterance: npt.NDArray[np.float32]
 ) -> None:
-    audio = speech_16k(speech_files[0])
+    audio = utterance
     first, second = await asyncio.gather(
         engines.stt.transcribe(audio, call_id="a"), engines.stt.transcribe(audio, call_id="b"))
     assert isinstance(first.text, str) and isinstance(second.text, str)
@@ -182,11 +193,11 @@ async def test_tts_stops_within_a_sentence_on_close(engines: EngineSet) -> None:
 
 
 async def test_full_queue_refuses_with_overloaded(
-    test_model_overrides: dict[str, Any], speech_files: list[str]
+    test_model_overrides: dict[str, Any], utterance: npt.NDArray[np.float32]
 ) -> None:
     settings = Settings(**test_model_overrides, engines={"queue_size": 1})
     engine_set = await EngineSet.load(settings, warm_up=False)
-    audio = speech_16k(speech_files[0])
+    audio = utterance
     try:
         # All four are submitted before this task yields: one may be running, one waits in the
         # queue of 1, and the rest are refused at once.
@@ -295,14 +306,14 @@ async def test_engines_status_method(tmp_path: Path) -> None:
 
 
 async def test_engine_past_its_timeout_fails_visibly(
-    test_model_overrides: dict[str, Any], speech_files: list[str]
+    test_model_overrides: dict[str, Any], utterance: npt.NDArray[np.float32]
 ) -> None:
     settings = Settings(**test_model_overrides,
                         engines={"stt_timeout_s": 1e-6, "llm_timeout_s": 1e-6})
     engine_set = await EngineSet.load(settings, warm_up=False)
     try:
         with pytest.raises(EngineError) as info:
-            await engine_set.stt.transcribe(speech_16k(speech_files[0]), call_id="c")
+            await engine_set.stt.transcribe(utterance, call_id="c")
         assert info.value.code == "engine_timeout"
         with pytest.raises(EngineError):
             await collect(engine_set.llm.stream_chat(CHAT, call_id="c", max_tokens=50))
@@ -314,3 +325,17 @@ async def test_engine_past_its_timeout_fails_visibly(
         engine_set.require_ready()  # loaded engines still take calls; each turn may fail alone
     finally:
         await engine_set.close()
+
+
+async def test_stt_cancelled_while_queued_is_never_run(
+    engines: EngineSet, utterance: npt.NDArray[np.float32]
+) -> None:
+    first = asyncio.create_task(engines.stt.transcribe(utterance, call_id="a"))
+    second = asyncio.create_task(engines.stt.transcribe(utterance, call_id="b"))
+    await asyncio.sleep(0)  # both submitted; the second waits behind the first
+    second.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await second
+    assert isinstance((await first).text, str)
+    stats = engines.stats()["stt"]
+    assert (stats.requests, stats.completed, stats.cancelled) == (2, 1, 1)
