@@ -115,6 +115,14 @@ def _forward_status(new: Any) -> Any:
     return case((status_rank(calls.c.status) < status_rank(new), new), else_=calls.c.status)
 
 
+async def _insert_many(conn: AsyncConnection, model: type[m.Base], rows: list[dict[str, Any]]) -> None:
+    """INSERT .. ON CONFLICT (id) DO NOTHING for many rows as an executemany: one cached
+    compiled statement, pipelined by psycopg. (A multi-row `.values([...])` is compiled anew
+    for every batch, which costs more than the write itself.)"""
+    stmt = upsert(conn, model).on_conflict_do_nothing(index_elements=["id"])
+    await conn.execute(stmt, rows)
+
+
 async def _turns(conn: AsyncConnection, records: list[TurnRecord]) -> None:
     rows = [
         {
@@ -136,8 +144,7 @@ async def _turns(conn: AsyncConnection, records: list[TurnRecord]) -> None:
         }
         for r in sorted(records, key=lambda r: r.turn_id)  # one lock order across writers
     ]
-    stmt = upsert(conn, m.Turn).values(rows).on_conflict_do_nothing(index_elements=["id"])
-    await conn.execute(stmt)
+    await _insert_many(conn, m.Turn, rows)
 
 
 async def _transitions(conn: AsyncConnection, records: list[AgentTransitionRecord]) -> None:
@@ -153,8 +160,7 @@ async def _transitions(conn: AsyncConnection, records: list[AgentTransitionRecor
         }
         for r in sorted(records, key=lambda r: r.transition_id)
     ]
-    stmt = upsert(conn, m.AgentTransition).values(rows)
-    await conn.execute(stmt.on_conflict_do_nothing(index_elements=["id"]))
+    await _insert_many(conn, m.AgentTransition, rows)
 
 
 async def _costs(conn: AsyncConnection, records: list[CostRecorded]) -> None:
@@ -174,8 +180,7 @@ async def _costs(conn: AsyncConnection, records: list[CostRecorded]) -> None:
         }
         for r in sorted(records, key=lambda r: r.event_id)
     ]
-    stmt = upsert(conn, m.CostEvent).values(rows).on_conflict_do_nothing(index_elements=["id"])
-    await conn.execute(stmt)
+    await _insert_many(conn, m.CostEvent, rows)
 
 
 async def _score(conn: AsyncConnection, r: ScoreUpdate) -> None:
