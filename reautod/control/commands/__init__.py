@@ -4,6 +4,30 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from reautod.control.commands import config, daemon, health, status, version
+from reautod.control.commands import (
+    config,
+    daemon,
+    db,
+    events,
+    health,
+    metrics,
+    models,
+    stats,
+    status,
+    top,
+    version,
+)
 
-COMMAND_GROUPS: list[ModuleType] = [status, health, config, version, daemon]
+COMMAND_GROUPS: list[ModuleType] = [
+    status,
+    health,
+    top,
+    events,
+    metrics,
+    models,
+    db,
+    stats,
+    config,
+    daemon,
+    version,
+]
