@@ -211,8 +211,10 @@ def local_to_utc(zone: ZoneInfo, day: date, clock: time) -> datetime:
 
     For a wall time skipped by a DST jump this is the jump itself, not an instant an hour off.
     """
-    wall = datetime.combine(day, clock)
-    instant = wall.replace(tzinfo=zone).astimezone(UTC)  # fold=0: first of repeated times
+    # fold=0: the first of repeated times, and for a skipped time the pre-jump offset, which
+    # lands after the jump (the search below relies on that).
+    wall = datetime.combine(day, clock.replace(tzinfo=None, fold=0))
+    instant = wall.replace(tzinfo=zone).astimezone(UTC)
     if instant.astimezone(zone).replace(tzinfo=None) == wall:
         return instant
     # In a gap: search the day before (a few zones skipped a whole day) for the first
