@@ -99,7 +99,7 @@ class ModelsSettings(Section):
     n_gpu_layers: int = Field(-1, ge=-1, description="llama.cpp layers on the GPU (-1 = all)")
     n_ctx: int = Field(4096, ge=256, le=131072, description="llama.cpp context window in tokens")
     n_threads: int | None = Field(
-        None, ge=1, description="CPU threads for llama.cpp; default: cores"
+        None, ge=1, description="CPU threads for llama.cpp; default: all cores but one"
     )
 
 

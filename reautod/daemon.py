@@ -32,6 +32,7 @@ from reautod.config import (
 )
 from reautod.control.protocol import PROTOCOL_VERSION, Method
 from reautod.control.server import ControlServer
+from reautod.engines.control import engine_methods
 from reautod.engines.registry import EngineSet
 from reautod.errors import AlreadyRunningError, ConfigError, ReautodError
 from reautod.observability.events import EventBus
@@ -156,11 +157,12 @@ class Daemon:
         # 6. Models: loaded once, shared by every call. Missing models do not stop the daemon;
         #    health names them and calls are refused until they are installed.
         self.notifier.status("loading models")
-        self.engines = await EngineSet.load(self.settings)
+        self.engines = await EngineSet.load(self.settings, observer=self.metrics)
         self._health_checks.update(self.engines.health_checks())
         self.sink = CallEventSink(self.bus, self.metrics, self.writer, self.sessions)
         self.calls = CallManager(self.engines, self.settings, self.sink)
         await self.calls.start()
+        self._register_part_methods()
 
         # 7. HTTP side (webhooks, media WebSocket); bound before READY so Twilio can reach us.
         self.notifier.status("starting HTTP")
@@ -321,6 +323,12 @@ class Daemon:
             ),
             *metrics_methods(self.metrics),
         ]
+
+    def _register_part_methods(self) -> None:
+        """Methods of parts built after the control socket (it is bound first, see start())."""
+        assert self.control is not None and self.engines is not None
+        for method in engine_methods(self.engines):
+            self.control.register(method)
 
     async def _status(self, _params: BaseModel) -> dict[str, Any]:
         return {
