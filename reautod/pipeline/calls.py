@@ -14,7 +14,7 @@ from pipecat.audio.turn.base_turn_analyzer import BaseTurnAnalyzer
 from reautod.config import Settings
 from reautod.engines.base import LanguageModel, SpeechToText, TextToSpeech
 from reautod.errors import NotFoundError, OverloadedError, UnavailableError
-from reautod.pipeline.observer import CallInfo, CallObserver, SafeObserver
+from reautod.pipeline.observer import CallInfo, CallObserver, SafeObserver, TurnRecord
 from reautod.pipeline.session import CallSession, StartInfo
 from reautod.pipeline.smart_turn import SmartTurnModel
 
@@ -40,13 +40,27 @@ class Engines(Protocol):
         ...
 
 
+class _TappedObserver(SafeObserver):
+    """The daemon's observer, plus per-call taps (a simulated call collecting its own turns)."""
+
+    def __init__(self, inner: CallObserver) -> None:
+        super().__init__(inner)
+        self.taps: dict[str, list[TurnRecord]] = {}
+
+    def on_turn(self, turn: TurnRecord) -> None:
+        tap = self.taps.get(turn.call_id)
+        if tap is not None:
+            tap.append(turn)
+        super().on_turn(turn)
+
+
 class CallManager:
     """Admits calls, runs each in its own CallSession, and ends them on request or shutdown."""
 
     def __init__(self, engines: Engines, settings: Settings, observer: CallObserver) -> None:
         self._engines = engines
         self._settings = settings
-        self._observer = SafeObserver(observer)
+        self._observer = _TappedObserver(observer)
         self._sessions: dict[str, CallSession] = {}
         self._tasks: dict[str, asyncio.Task[str]] = {}
         self._smart_turn = SmartTurnModel()
@@ -59,9 +73,20 @@ class CallManager:
     def settings(self) -> Settings:
         return self._settings
 
+    @property
+    def engines(self) -> Engines:
+        return self._engines
+
     async def start(self) -> None:
         """Load the shared Smart Turn model now (else the first call does); call before READY."""
         await self._smart_turn.load()
+
+    def tap_turns(self, call_id: str) -> list[TurnRecord]:
+        """Collect the turns of call `call_id` (until `untap`); for simulated calls."""
+        return self._observer.taps.setdefault(call_id, [])
+
+    def untap(self, call_id: str) -> None:
+        self._observer.taps.pop(call_id, None)
 
     def live_calls(self) -> list[CallInfo]:
         return [s.info for s in self._sessions.values()]

@@ -123,7 +123,7 @@ class AgentResponder(FrameProcessor):
         self._turn_index = 0
         self._hygiene_task: asyncio.Task[None] | None = None
         self._started = time.monotonic()
-        self._last_activity = self._started
+        self._silent_s = 0.0
         self._user_speaking = False
         self._reprompted = False
         self._ending: str | None = None
@@ -167,8 +167,7 @@ class AgentResponder(FrameProcessor):
                 self._set_state(CallState.LISTENING if not self.busy() else self.info.state)
             return
         if isinstance(frame, MarkEchoFrame):
-            if self.tracker.echoed(frame.mark_name):
-                self._touch()
+            self.tracker.echoed(frame.mark_name)
             self._finish_replies()
             return
         if isinstance(frame, InterruptionFrame):
@@ -287,7 +286,6 @@ class AgentResponder(FrameProcessor):
                        error=error)
         self._replies[reply.id] = reply
         self._reply = reply
-        self._reprompted = self._reprompted if kind == "reprompt" else False
         self._set_state(CallState.THINKING if kind == "answer" else CallState.SPEAKING)
         self._reply_task = self.create_task(
             self._run_reply(reply, text=text, audio=audio), name=f"reply-{self.info.call_id}"
@@ -461,13 +459,16 @@ class AgentResponder(FrameProcessor):
     # -- hygiene: silence, max duration, polite hang-up
 
     def _touch(self) -> None:
-        self._last_activity = time.monotonic()
+        """The caller did something: the silence count starts over."""
+        self._silent_s = 0.0
         self._reprompted = False
 
     async def _hygiene(self) -> None:
+        last = time.monotonic()
         while not self._ended:
             await asyncio.sleep(HYGIENE_PERIOD_S)
             now = time.monotonic()
+            elapsed, last = now - last, now
             if self._ending is not None:
                 if self._ending_since is not None and now - self._ending_since > GOODBYE_GRACE_S:
                     self._end_now(self._ending)
@@ -476,12 +477,11 @@ class AgentResponder(FrameProcessor):
                 await self._end_politely("max_duration")
                 continue
             if self.busy() or self._user_speaking:
-                self._last_activity = max(self._last_activity, now - HYGIENE_PERIOD_S)
-                continue
-            idle = now - self._last_activity
-            if idle >= self._calls.hangup_after_silence_s:
+                continue  # only the caller's silence while the line is quiet counts
+            self._silent_s += elapsed
+            if self._silent_s >= self._calls.hangup_after_silence_s:
                 await self._end_politely("silence")
-            elif idle >= self._calls.reprompt_after_silence_s and not self._reprompted:
+            elif self._silent_s >= self._calls.reprompt_after_silence_s and not self._reprompted:
                 self._reprompted = True
                 self._start_reply("reprompt", text=self.agent.line(self._lines.reprompt))
 

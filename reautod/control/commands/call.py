@@ -1,0 +1,109 @@
+"""`reautoctl call simulate|list|hangup`: simulated calls, live calls, operator hang-up."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from reautod.control.context import CliContext, key_values, table
+from reautod.observability.logging import mask_name
+
+SIMULATE_TIMEOUT_S = 600.0
+STAGES = (("stt_s", "stt"), ("llm_first_token_s", "llm 1st tok"),
+          ("tts_first_audio_s", "tts 1st audio"), ("voice_to_voice_s", "1st byte sent"))
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser("call", help="simulated calls, live calls, hang-up")
+    calls = parser.add_subparsers(dest="call_command", metavar="ACTION", required=True)
+
+    simulate = calls.add_parser(
+        "simulate", help="place a simulated call to the daemon through its media WebSocket")
+    simulate.add_argument("--lead-audio", metavar="FILE", nargs="+", action="extend",
+                          help="audio files the simulated lead says, in order "
+                               "(default: lines spoken by the TTS engine)")
+    simulate.add_argument("--fast", action="store_true",
+                          help="run the phone clock faster than real time")
+    simulate.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                          help="machine-readable JSON output")
+    simulate.set_defaults(func=run_simulate)
+
+    listing = calls.add_parser("list", help="live calls")
+    listing.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                         help="machine-readable JSON output")
+    listing.set_defaults(func=run_list)
+
+    hangup = calls.add_parser("hangup", help="politely end a live call (goodbye, then hang up)")
+    hangup.add_argument("call_id", metavar="ID")
+    hangup.set_defaults(func=run_hangup)
+
+
+def _ms(value: Any) -> str:
+    return "-" if value is None else f"{float(value) * 1000:.0f}"
+
+
+def render_simulation(data: dict[str, Any]) -> str:
+    rows = []
+    for turn in data.get("turns", []):
+        latencies = turn.get("latencies") or {}
+        confidence = turn.get("confidence")
+        flags = []
+        if turn.get("interrupted"):
+            flags.append("interrupted")
+        if turn.get("error"):
+            flags.append(f"error: {turn['error']}")
+        rows.append([
+            turn.get("index"), turn.get("speaker"),
+            (turn.get("text") or "")[:60] + (" [" + ", ".join(flags) + "]" if flags else ""),
+            "-" if confidence is None else f"{confidence:.2f}",
+            *(_ms(latencies.get(key)) if turn.get("speaker") == "agent" or key == "stt_s"
+              else "-" for key, _ in STAGES),
+        ])
+    sim = data.get("simulator", {})
+    v2v = sim.get("voice_to_voice_s") or []
+    summary = key_values([
+        ("call", data.get("call_id")),
+        ("ended by", sim.get("ended_by")),
+        ("duration", f"{sim.get('duration_s', 0):.1f}s"),
+        ("marks echoed", f"{sim.get('marks_echoed')}/{sim.get('marks_sent')}"),
+        ("voice-to-voice (phone side)", ", ".join(_ms(x) + " ms" for x in v2v) or "-"),
+    ])
+    headers = ["#", "who", "text", "conf", *(f"{label} ms" for _, label in STAGES)]
+    note = ("latencies in ms from the end of the caller's speech: transcript, first LLM token, "
+            "first TTS audio, first audio byte sent")
+    return f"{table(headers, rows)}\n\n{note}\n{summary}"
+
+
+def run_simulate(args: argparse.Namespace, ctx: CliContext) -> int:
+    files = [str(Path(f).resolve()) for f in (args.lead_audio or [])]
+    for f in files:
+        if not Path(f).is_file():
+            print(f"reautoctl: {f}: no such file", file=sys.stderr)
+            return 1
+    params = {"lead_audio": files or None, "realtime": not args.fast}
+    ctx.emit(ctx.call("call.simulate", params, timeout=SIMULATE_TIMEOUT_S), render_simulation)
+    return 0
+
+
+def render_list(data: dict[str, Any]) -> str:
+    calls = data.get("calls", [])
+    if not calls:
+        return "no live calls"
+    rows = [[c.get("call_id"), c.get("state"), mask_name(c.get("lead_name")), c.get("campaign"),
+             c.get("direction"), c.get("started_at"), c.get("turns"),
+             _ms(c.get("last_voice_to_voice_s")), c.get("engine_failures")] for c in calls]
+    return table(["call", "state", "lead", "campaign", "dir", "started", "turns",
+                  "last v2v ms", "failures"], rows)
+
+
+def run_list(args: argparse.Namespace, ctx: CliContext) -> int:
+    ctx.emit(ctx.call("calls.list"), render_list)
+    return 0
+
+
+def run_hangup(args: argparse.Namespace, ctx: CliContext) -> int:
+    ctx.emit(ctx.call("call.hangup", {"call_id": args.call_id}),
+             lambda d: f"hanging up {d.get('call_id')}")
+    return 0

@@ -1,0 +1,159 @@
+"""Control-socket methods of the call pipeline: calls.list, call.hangup, call.simulate.
+
+`call.simulate` places a simulated call to this daemon through its own media WebSocket (the
+Twilio simulator plays the phone), so it exercises exactly what a real call does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from reautod.control.protocol import Method, NoParams
+from reautod.engines.base import TextToSpeech
+from reautod.errors import ReautodError, ValidationError
+from reautod.pipeline.calls import CallManager
+from reautod.telephony.simulator import (
+    CallOptions,
+    CallResult,
+    Hangup,
+    Step,
+    Utterance,
+    WaitForAgent,
+    run_call,
+)
+
+# What the simulated lead says when no audio is given: generated with the TTS engine itself.
+GENERATED_LEAD_LINES = (
+    "Hi, yes, I have a minute.",
+    "How much does it cost?",
+    "Okay, thanks. Bye.",
+)
+SIMULATED_LEAD = "Sam Simulated"
+FAST_SPEED = 2.0  # call clock / wall clock when realtime is off
+MAX_LEAD_FILES = 20
+
+Signer = Callable[[str], Mapping[str, str]]  # ws URL -> upgrade headers (X-Twilio-Signature)
+
+
+class SimulateParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    lead_audio: list[str] | None = Field(None, max_length=MAX_LEAD_FILES)
+    realtime: bool = True
+
+
+class HangupParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    call_id: str = Field(min_length=1, max_length=64)
+
+
+def media_ws_url(http_base_url: str) -> str:
+    """http://host:port -> ws://host:port/twilio/media (https -> wss)."""
+    base = http_base_url.rstrip("/")
+    if base.startswith("https://"):
+        return "wss://" + base[len("https://"):] + "/twilio/media"
+    if base.startswith("http://"):
+        return "ws://" + base[len("http://"):] + "/twilio/media"
+    raise ValidationError(f"not an http(s) URL: {http_base_url}")
+
+
+async def lead_utterances(paths: list[str] | None, tts: TextToSpeech) -> list[Utterance]:
+    """The lead's lines: from audio files (daemon-side paths), else spoken by the TTS engine."""
+    if paths:
+        utterances = []
+        for raw in paths:
+            path = Path(raw)
+            if not path.is_absolute() or not await asyncio.to_thread(path.is_file):
+                raise ValidationError(f"lead audio {raw}: not an absolute path to a file")
+            try:
+                utterances.append(await asyncio.to_thread(Utterance.from_file, path))
+            except ReautodError:
+                raise
+            except Exception as err:  # soundfile's errors: unreadable or not audio
+                raise ValidationError(f"lead audio {raw}: cannot read it as audio ({err})"
+                                      ) from err
+        return utterances
+    utterances = []
+    for line in GENERATED_LEAD_LINES:
+        pcm = bytearray()
+        rate = tts.sample_rate
+        async for chunk in tts.synthesize(line, call_id="simulate-lead"):
+            pcm += chunk.pcm
+            rate = chunk.sample_rate
+        samples = np.frombuffer(bytes(pcm), dtype=np.int16).astype(np.float32) / 32768.0
+        if samples.size:
+            utterances.append(Utterance.from_samples(samples, rate, label=line))
+    return utterances
+
+
+def _script(utterances: list[Utterance]) -> list[Step]:
+    steps: list[Step] = [WaitForAgent(timeout_s=30)]
+    for utterance in utterances:
+        steps += [utterance, WaitForAgent(timeout_s=30)]
+    steps.append(Hangup())
+    return steps
+
+
+def _summary(result: CallResult) -> dict[str, Any]:
+    return {
+        "ended_by": str(result.ended_by),
+        "duration_s": round(result.duration_s, 3),
+        "close_code": result.close_code,
+        "voice_to_voice_s": [round(x, 4) for x in result.latencies_s],
+        "marks_sent": result.marks_received,
+        "marks_echoed": result.marks_echoed,
+        "agent_audio_s": round(result.agent_bytes_received / 8000, 3),
+        "timeouts": [t.step for t in result.timeouts],
+        "malformed": result.malformed,
+    }
+
+
+def control_methods(
+    manager: CallManager,
+    http_base_url_getter: Callable[[], str],
+    sign: Signer | None = None,
+) -> list[Method]:
+    """The pipeline's control-socket methods; `sign` adds Twilio's signature when one is checked."""
+
+    async def calls_list(_: NoParams) -> dict[str, Any]:
+        return {"calls": [info.wire() for info in manager.live_calls()]}
+
+    async def call_hangup(params: HangupParams) -> dict[str, Any]:
+        await manager.hangup(params.call_id)
+        return {"call_id": params.call_id, "hanging_up": True}
+
+    async def call_simulate(params: SimulateParams) -> dict[str, Any]:
+        manager.check_admission()
+        utterances = await lead_utterances(params.lead_audio, manager.engines.tts)
+        url = media_ws_url(http_base_url_getter())
+        call_id = f"sim-{uuid.uuid4().hex[:12]}"
+        turns = manager.tap_turns(call_id)
+        try:
+            result = await run_call(
+                CallOptions(
+                    url=url,
+                    headers=dict(sign(url)) if sign is not None else {},
+                    speed=1.0 if params.realtime else FAST_SPEED,
+                    record_audio=False,
+                    custom_parameters={"call_id": call_id, "lead_name": SIMULATED_LEAD,
+                                       "campaign": "simulate", "direction": "outbound"},
+                ),
+                _script(utterances),
+            )
+        finally:
+            manager.untap(call_id)
+        return {"call_id": call_id, "turns": [t.wire() for t in turns],
+                "simulator": _summary(result)}
+
+    return [
+        Method("calls.list", calls_list, summary="live calls"),
+        Method("call.hangup", call_hangup, HangupParams, summary="politely end a live call"),
+        Method("call.simulate", call_simulate, SimulateParams,
+               summary="place a simulated call to this daemon and report each turn"),
+    ]
