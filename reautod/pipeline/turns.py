@@ -107,6 +107,7 @@ class UserTurnProcessor(FrameProcessor):
         self._stt_task: asyncio.Task[Transcript | ReautodError] | None = None
         self._stt_len = 0  # buffer length the pending transcription covers
         self._committing = False
+        self._silence_fallback = False
         self.backchannels_ignored = 0
         self.noise_ignored = 0
 
@@ -168,14 +169,13 @@ class UserTurnProcessor(FrameProcessor):
 
         if state in (VADState.SPEAKING, VADState.STOPPING):
             await self._maybe_barge_in(now)
-        if (
-            turn_state == EndOfTurnState.COMPLETE
-            and self._in_turn
-            and self._eval_task is None
-            and not self._committing
-        ):
-            # Smart Turn said "incomplete" earlier, and the silence fallback has now run out.
-            self._eval_task = self.create_task(self._commit(), name=f"turn-commit-{self._call_id}")
+        if turn_state == EndOfTurnState.COMPLETE and self._in_turn and not self._committing:
+            # The silence fallback ran out. Smart Turn said "incomplete", or is still thinking
+            # (a busy box): either way the turn is over; the evaluation sees the flag.
+            self._silence_fallback = True
+            if self._eval_task is None:
+                self._eval_task = self.create_task(self._commit(),
+                                                   name=f"turn-commit-{self._call_id}")
 
     async def _on_speech_start(self, onset: float) -> None:
         if not self._in_turn:
@@ -191,6 +191,7 @@ class UserTurnProcessor(FrameProcessor):
             self._eval_task = None
         self._segment_onset = onset
         self._backchannel_seen = False
+        self._silence_fallback = False
         await self.push_frame(UserSpeechFrame(speaking=True, at=onset))
 
     async def _on_speech_stop(self, now: float) -> None:
@@ -225,7 +226,7 @@ class UserTurnProcessor(FrameProcessor):
     async def _evaluate(self) -> None:
         if self._turn is not None:
             state, _ = await self._turn.analyze_end_of_turn()
-            if state != EndOfTurnState.COMPLETE:
+            if state != EndOfTurnState.COMPLETE and not self._silence_fallback:
                 self._eval_task = None  # wait for more speech or the silence fallback
                 return
         await self._commit()
@@ -327,4 +328,5 @@ class UserTurnProcessor(FrameProcessor):
                 self._turn.clear()
         finally:
             self._committing = False
+            self._silence_fallback = False
             self._eval_task = None

@@ -102,8 +102,12 @@ def test_cli_simulate_sends_absolute_paths(tmp_path: Any, monkeypatch: Any) -> N
     args = parser.parse_args(["call", "simulate", "--lead-audio", "hello.wav", "--json"])
     sent: list[tuple[str, Any, float]] = []
     ctx = CliContext(config_arg=None, socket_arg=None, json=bool(args.json), out=io.StringIO())
-    monkeypatch.setattr(ctx, "call", lambda m, p=None, timeout=30.0: sent.append((m, p, timeout))
-                        or {"call_id": "sim-1", "turns": [], "simulator": {}})
+
+    def fake_call(method: str, params: Any = None, timeout: float = 30.0) -> Any:
+        sent.append((method, params, timeout))
+        return {"call_id": "sim-1", "turns": [], "simulator": {}}
+
+    monkeypatch.setattr(ctx, "call", fake_call)
     assert args.func(args, ctx) == 0
     assert sent == [("call.simulate", {"lead_audio": [str(audio)], "realtime": True}, 600.0)]
     assert '"call_id": "sim-1"' in ctx.out.getvalue()  # type: ignore[attr-defined]
