@@ -93,6 +93,8 @@ class Lead(Base):
         UniqueConstraint("campaign_id", "contact_id"),
         # The dialer's query: due leads of one campaign, oldest first.
         Index(None, "campaign_id", "status", "next_attempt_at"),
+        # The reaper's query: claims whose lease ran out.
+        Index(None, "lease_expires_at"),
     )
 
     id: Mapped[uuid.UUID] = _pk()
@@ -106,6 +108,9 @@ class Lead(Base):
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     score: Mapped[int | None] = mapped_column(Integer)
+    # A dialer's claim on the lead (which daemon, until when); NULL when nobody holds it.
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _created()
 

@@ -31,6 +31,8 @@ class LeadRow:
     next_attempt_at: datetime | None
     last_attempt_at: datetime | None
     score: int | None
+    lease_owner: str | None
+    lease_expires_at: datetime | None
     created_at: datetime
     updated_at: datetime
 
