@@ -19,6 +19,7 @@ class EndedBy(StrEnum):
     HANGUP = "hangup"  # the script ran out or reached Hangup; we sent `stop`
     SERVER = "server"  # the server closed the socket (or it broke) first
     MAX_DURATION = "max_duration"  # CallOptions.max_call_s passed; we sent `stop`
+    DROPPED = "dropped"  # the script reached Drop: connection cut, no `stop`
 
 
 @dataclass(frozen=True)

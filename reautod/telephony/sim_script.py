@@ -112,7 +112,19 @@ class Hangup:
     """Send `stop` and close the socket; steps after it are not run."""
 
 
-Step = Utterance | Pause | WaitForAgent | BargeIn | Dtmf | Hangup
+@dataclass(frozen=True)
+class SendRaw:
+    """Send one message exactly as given, text or binary (bad-input tests); media keeps flowing."""
+
+    message: str | bytes
+
+
+@dataclass(frozen=True)
+class Drop:
+    """The line drops: the TCP connection is cut, with no `stop` and no WebSocket close."""
+
+
+Step = Utterance | Pause | WaitForAgent | BargeIn | Dtmf | SendRaw | Hangup | Drop
 
 
 def conversation(

@@ -31,7 +31,9 @@ Driving a call::
 
 Steps (`sim_script`): `Utterance` (mu-law bytes; `from_file` / `from_samples` resample and
 encode), `Pause`, `WaitForAgent` (agent spoke, playback empty, then `quiet_ms` of quiet),
-`BargeIn` (speak `after_s` into the agent's current or next talk spurt), `Dtmf`, `Hangup`;
+`BargeIn` (speak `after_s` into the agent's current or next talk spurt), `Dtmf`, `Hangup`,
+and for bad-input tests `SendRaw` (any text/bytes mid-call), `Drop` (cut the TCP connection, no
+`stop`) and ``CallOptions.before_start`` (raw messages before `start`, e.g. media);
 `conversation([u1, u2])` builds the plain turn-taking script (greeting, u1, reply, u2, reply).
 Results (`sim_result`): `CallResult` with `UtteranceRecord`, `BargeInRecord`, `MarkRecord`,
 `MediaArrival`, `StepTimeout`. A step that times out is recorded and the script goes on.
@@ -79,9 +81,11 @@ from reautod.telephony.sim_result import (
 )
 from reautod.telephony.sim_script import (
     BargeIn,
+    Drop,
     Dtmf,
     Hangup,
     Pause,
+    SendRaw,
     Step,
     Utterance,
     WaitForAgent,
@@ -102,12 +106,14 @@ __all__ = [
     "BargeInRecord",
     "CallOptions",
     "CallResult",
+    "Drop",
     "Dtmf",
     "EndedBy",
     "Hangup",
     "MarkRecord",
     "MediaArrival",
     "Pause",
+    "SendRaw",
     "SimulatedCall",
     "SimulatorError",
     "Step",
@@ -159,6 +165,7 @@ class CallOptions:
     timestamp_start_ms: int = 0  # media `timestamp` of the first frame
     record_audio: bool = True  # keep caller/agent audio in the result (for WAV files)
     max_call_s: float | None = None  # call-clock cap; then hang up with EndedBy.MAX_DURATION
+    before_start: tuple[str | bytes, ...] = ()  # raw messages between `connected` and `start`
     open_timeout_s: float = 10.0  # wall clock
     close_timeout_s: float = 5.0  # wall clock
 
@@ -219,6 +226,7 @@ class SimulatedCall:
         self._dtmf: list[tuple[float, str]] = []
         self._timeouts: list[StepTimeout] = []
         self._steps_completed = 0
+        self._dropped = False
 
     def now(self) -> float:
         """Call-clock seconds since the socket opened."""
@@ -254,6 +262,8 @@ class SimulatedCall:
         tasks: list[asyncio.Task[Any]] = []
         try:
             await ws.send(self._wire.connected())
+            for raw in opts.before_start:
+                await ws.send(raw)
             await ws.send(self._wire.start(opts.tracks, opts.custom_parameters))
             receiver = asyncio.create_task(self._receive_loop(), name="twilio-sim-receive")
             # The script starts first so that a leading utterance is in the very first frame.
@@ -272,7 +282,10 @@ class SimulatedCall:
                 ended_by = EndedBy.MAX_DURATION
             self._ended_at = self.now()
             await self._cancel([ticker, script])
-            if ended_by is not EndedBy.SERVER:
+            if ended_by is EndedBy.HANGUP and self._dropped:
+                ended_by = EndedBy.DROPPED
+                ws.transport.abort()
+            elif ended_by is not EndedBy.SERVER:
                 with contextlib.suppress(ConnectionClosed):
                     await ws.send(self._wire.stop())
         except ConnectionClosed:
@@ -380,7 +393,8 @@ class SimulatedCall:
 
     async def _run_script(self) -> None:
         for index, step in enumerate(self._script):
-            if isinstance(step, Hangup):
+            if isinstance(step, Hangup | Drop):
+                self._dropped = isinstance(step, Drop)
                 self._steps_completed = index + 1
                 return
             if isinstance(step, Utterance):
@@ -396,6 +410,10 @@ class SimulatedCall:
             elif isinstance(step, Dtmf):
                 self._dtmf.append((self.now(), step.digit))
                 await self._send(self._wire.dtmf(step.digit))
+            elif isinstance(step, SendRaw):
+                if self._ws is None:
+                    raise SimulatorError("the media stream is not open")
+                await self._ws.send(step.message)
             self._steps_completed = index + 1
 
     async def _speak(self, utterance: Utterance) -> tuple[float, float]:

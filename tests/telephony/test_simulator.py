@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import socket
 import time
@@ -19,6 +20,7 @@ import soundfile
 import uvicorn
 from fastapi import FastAPI, WebSocket
 from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosedError
 from websockets.http11 import Request, Response
 
 from reautod.telephony.audio import float_to_ulaw
@@ -26,10 +28,12 @@ from reautod.telephony.sim_playback import SPURT_HANGOVER_S, Playback
 from reautod.telephony.simulator import (
     BargeIn,
     CallOptions,
+    Drop,
     Dtmf,
     EndedBy,
     Hangup,
     Pause,
+    SendRaw,
     SimulatedCall,
     SimulatorError,
     Utterance,
@@ -58,15 +62,26 @@ class Peer:
 
     def __init__(self, ws: ServerConnection) -> None:
         self.ws = ws
-        self.messages: list[dict[str, Any]] = []
+        self.raw: list[str | bytes] = []  # everything, as it came
+        self.messages: list[dict[str, Any]] = []  # the JSON objects among it
         self.caller_frames: list[bytes] = []
         # For each mark echo: how many caller media frames had arrived before it.
         self.mark_echoes: list[tuple[str, int]] = []
         self._changed = asyncio.Event()
 
     async def pump(self) -> None:
+        with contextlib.suppress(ConnectionClosedError):
+            await self._pump()
+
+    async def _pump(self) -> None:
         async for raw in self.ws:
-            message = json.loads(raw)
+            self.raw.append(raw)
+            try:
+                message = json.loads(raw)
+            except ValueError:
+                continue
+            if not isinstance(message, dict):
+                continue
             self.messages.append(message)
             if message["event"] == "media":
                 self.caller_frames.append(base64.b64decode(message["media"]["payload"]))
@@ -464,6 +479,43 @@ async def test_malformed_server_messages_are_counted_not_fatal() -> None:
     assert result.agent_bytes_received == 800
     assert [m.name for m in result.marks] == ["ok"]
     assert result.ended_by is EndedBy.HANGUP
+
+
+async def test_raw_messages_for_bad_input_tests() -> None:
+    huge = "x" * 200_000
+    async with agent_server() as (url, peers):
+        options = CallOptions(url=url, speed=4.0, before_start=(
+            json.dumps({"event": "media", "media": {"payload": "/w=="}}),))
+        result = await run_call(options, [
+            Pause(0.06), SendRaw("not json"), SendRaw(b"\x00\x01"), SendRaw(huge), Pause(0.06)])
+    peer = peers[0]
+    assert json.loads(peer.raw[0])["event"] == "connected"
+    assert json.loads(peer.raw[1])["event"] == "media"  # before `start`
+    assert json.loads(peer.raw[2])["event"] == "start"
+    at = peer.raw.index("not json")
+    assert peer.raw[at + 1 : at + 3] == [b"\x00\x01", huge]
+    assert at >= 3 + 3  # after three frames of media
+    assert json.loads(peer.raw[-1])["event"] == "stop"
+    assert result.ended_by is EndedBy.HANGUP
+
+
+async def test_a_frame_too_big_for_the_server_ends_the_call() -> None:
+    async with agent_server() as (url, _):  # websockets' default limit: 1 MiB
+        result = await run_call(
+            CallOptions(url=url, speed=4.0), [Pause(0.06), SendRaw("x" * 2_000_000), Pause(5)])
+    assert result.ended_by is EndedBy.SERVER
+    assert result.close_code == 1009  # message too big
+
+
+async def test_drop_cuts_the_line_without_stop_or_close() -> None:
+    async with agent_server() as (url, peers):
+        result = await run_call(CallOptions(url=url, speed=4.0), [Pause(0.1), Drop(), Pause(5)])
+    peer = peers[0]
+    assert result.ended_by is EndedBy.DROPPED
+    assert result.steps_completed == 2
+    assert not peer.events("stop")
+    assert peer.ws.close_code == 1006  # abnormal closure: no close frame was sent
+    assert len(peer.caller_frames) == result.frames_sent
 
 
 async def test_max_call_duration_hangs_up() -> None:
