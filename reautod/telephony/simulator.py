@@ -58,16 +58,15 @@ import base64
 import contextlib
 import logging
 import time
-import uuid
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
-from reautod.errors import ReautodError, ValidationError
 from reautod.telephony.audio import TELEPHONY_RATE
+from reautod.telephony.sim_options import CallOptions, SimulatorError
 from reautod.telephony.sim_playback import FRAME_BYTES, SILENCE_FRAME, PendingMark, Playback
 from reautod.telephony.sim_result import (
     BargeInRecord,
@@ -130,50 +129,6 @@ logger = logging.getLogger(__name__)
 FRAME_S = FRAME_BYTES / TELEPHONY_RATE
 _SILENCE_B64 = base64.b64encode(SILENCE_FRAME).decode("ascii")
 _MAX_EXAMPLES = 20
-
-
-class SimulatorError(ReautodError):
-    """The simulator could not open the media stream (refused, bad URL, rejected upgrade).
-
-    `status` is the HTTP status when the server answered the upgrade with an error (e.g. 403).
-    """
-
-    code = "simulator_failed"
-
-    def __init__(self, message: str, *, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-def _sid(prefix: str) -> str:
-    return prefix + uuid.uuid4().hex
-
-
-@dataclass(frozen=True)
-class CallOptions:
-    """How the simulated Twilio side connects and what it announces."""
-
-    url: str
-    custom_parameters: Mapping[str, str] = field(default_factory=dict)
-    headers: Mapping[str, str] = field(default_factory=dict)  # e.g. X-Twilio-Signature
-    account_sid: str = field(default_factory=lambda: _sid("AC"))
-    call_sid: str = field(default_factory=lambda: _sid("CA"))
-    stream_sid: str = field(default_factory=lambda: _sid("MZ"))
-    tracks: tuple[str, ...] = ("inbound",)
-    speed: float = 1.0  # call clock / wall clock
-    omit_optional_fields: bool = False  # drop sequenceNumber, track, chunk, timestamp
-    timestamp_start_ms: int = 0  # media `timestamp` of the first frame
-    record_audio: bool = True  # keep caller/agent audio in the result (for WAV files)
-    max_call_s: float | None = None  # call-clock cap; then hang up with EndedBy.MAX_DURATION
-    before_start: tuple[str | bytes, ...] = ()  # raw messages between `connected` and `start`
-    open_timeout_s: float = 10.0  # wall clock
-    close_timeout_s: float = 5.0  # wall clock
-
-    def __post_init__(self) -> None:
-        if not self.speed > 0:
-            raise ValidationError(f"speed must be positive, got {self.speed}")
-        if self.max_call_s is not None and self.max_call_s <= 0:
-            raise ValidationError("max_call_s must be positive")
 
 
 @dataclass
