@@ -42,7 +42,9 @@ The call clock: every time in a result and every duration in a script is in call
 since the socket opened. With ``CallOptions.speed = s`` the call clock runs ``s`` times faster
 than the wall clock (frames every 20/s ms, playback at 8000*s bytes/s); at 1.0 they are equal.
 Steps are checked once per 20 ms frame, so times have that resolution. A caller utterance "ends"
-when its last frame is sent: trailing silence inside the audio file counts as speech.
+when its last frame is sent: trailing silence inside the audio file counts as speech. Likewise the
+agent counts as speaking while any of its audio is buffered, silent or not (pipecat sends audio
+only when the bot speaks, unless an output mixer is configured).
 
 ``run_call`` raises `SimulatorError` only when it cannot connect (``status`` holds the HTTP status
 of a refused upgrade, e.g. 403 for a bad signature); everything the server does after that
