@@ -1,1 +1,2 @@
-"""Telephony: Twilio wire formats, audio helpers and the Twilio Media Streams simulator."""
+"""Telephony: Twilio wire formats and signatures, TwiML, the call state machine, audio helpers
+(`audio`) and the Twilio Media Streams simulator (`simulator`)."""
