@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 IN_RATE = 16000  # STT, VAD and Smart Turn all want 16 kHz
 OUT_RATE = 8000
 TEARDOWN_TIMEOUT_S = 10.0
+PIPELINE_READY_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,7 @@ class CallSession:
             input_warnings=dict(input_warnings or {}),
         )
         self._end_event = asyncio.Event()
+        self._ready = asyncio.Event()  # the pipeline has started
         self._end_reason = "ended"
         self._close_code = 1000
         self._worker: PipelineWorker | None = None
@@ -132,7 +134,11 @@ class CallSession:
 
     async def hangup(self, reason: str = "operator") -> None:
         """End the call politely: the agent says goodbye, then hangs up."""
-        if self._worker is not None and not self._end_event.is_set():
+        if not self._end_event.is_set():
+            # A call still being set up gets its goodbye once its pipeline runs.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._ready.wait(), PIPELINE_READY_TIMEOUT_S)
+        if self._worker is not None and self._ready.is_set() and not self._end_event.is_set():
             await self._worker.queue_frame(HangupRequestFrame(reason=reason))
         else:
             self.end(reason)
@@ -170,7 +176,8 @@ class CallSession:
                     await ended
             if not self._end_event.is_set():
                 self._end_reason = "pipeline_finished"
-            await self._close_socket()
+            if self._close_code != 1000:
+                await self._close_socket()  # our code and reason; else pipecat closes with 1000
             await worker.cancel(reason=self._end_reason)
             await asyncio.wait_for(asyncio.shield(runner_task), TEARDOWN_TIMEOUT_S)
         except asyncio.CancelledError:
@@ -256,6 +263,10 @@ class CallSession:
             conversation_id=call_id,
             name=f"call-{call_id}",
         )
+        @worker.event_handler("on_pipeline_started")
+        async def _started(_worker: Any, _frame: Any) -> None:
+            self._ready.set()
+
         self._worker = worker
         self.info.state = CallState.LISTENING
         return worker

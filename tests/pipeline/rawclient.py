@@ -28,8 +28,11 @@ def media_event(payload: bytes, stream_sid: str = "MZraw") -> str:
 
 async def open_call(url: str, call_id: str, **params: str) -> ClientConnection:
     ws = await connect(url, max_size=None)
-    await ws.send(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
-    await ws.send(start_event(call_id, **params))
+    try:
+        await ws.send(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
+        await ws.send(start_event(call_id, **params))
+    except ConnectionClosed:
+        pass  # refused at once: the caller reads the close code with `closed()`
     return ws
 
 

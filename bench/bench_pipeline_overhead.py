@@ -1,0 +1,223 @@
+"""Our pipeline's added latency per turn, with the engines replaced by fixed-delay stand-ins.
+
+Runs real calls (uvicorn, the media WebSocket, pipecat, the Twilio simulator at real-time
+cadence, real speech from shared/data/speech) whose STT, LLM and TTS wait a fixed time and return
+canned results. Per agent reply:
+
+  overhead = (first audio byte sent - transcript ready) - injected LLM delay - injected TTS delay
+
+i.e. what our code (agent context, LLM streaming, sentence split, TTS, resample, marks, pipecat
+output transport, serializer) adds between the transcript and the first byte on the socket.
+Endpointing (end of caller speech -> transcript, minus injected STT) is printed separately: it
+is mostly the deliberate VAD stop wait (0.2 s) plus the Smart Turn model.
+
+    .venv/bin/python bench/bench_pipeline_overhead.py [--calls 1] [--turns 12]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import math
+import statistics
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import uvicorn
+from fastapi import FastAPI
+from loguru import logger
+
+from reautod.api.media import media_router
+from reautod.config import Settings
+from reautod.engines.base import (
+    AudioChunk,
+    ChatMessage,
+    EngineHealth,
+    EngineState,
+    RequestTiming,
+    TokenChunk,
+    Transcript,
+)
+from reautod.pipeline.calls import CallManager
+from reautod.pipeline.observer import CallInfo, TurnRecord
+from reautod.telephony.simulator import (
+    CallOptions,
+    Hangup,
+    Pause,
+    Utterance,
+    WaitForAgent,
+    run_call,
+)
+
+SPEECH = Path("/work/shared/data/speech")
+# Utterances Smart Turn v3 judges complete (so turns end by the model, not the silence fallback).
+SPEECH_FILES = ("ps_librivox_sense_and_sensibility_0890.wav",
+                "dg_testing-websocket_8k_mulaw.wav",
+                "ps_librivox_sense_and_sensibility_0920.wav")
+_T = RequestTiming(0.0, 0.0)
+
+
+@dataclass
+class StandInEngines:
+    """Fixed-delay engines: STT waits stt_s, the LLM waits llm_s before its first sentence, TTS
+    waits tts_s before its first chunk; audio is a tone `reply_audio_s` long per sentence."""
+
+    stt_s: float = 0.05
+    llm_s: float = 0.08
+    tts_s: float = 0.04
+    reply: str = "Okay. Tell me more."
+    sentence_audio_s: float = 0.6
+    sample_rate: int = 22050
+
+    @property
+    def stt(self) -> StandInEngines:
+        return self
+
+    @property
+    def llm(self) -> StandInEngines:
+        return self
+
+    @property
+    def tts(self) -> StandInEngines:
+        return self
+
+    def require_ready(self) -> None:
+        return None
+
+    def health(self) -> EngineHealth:
+        return EngineHealth("stt", EngineState.READY, "stand-in")
+
+    async def transcribe(self, audio: npt.NDArray[np.float32], *, call_id: str) -> Transcript:
+        await asyncio.sleep(self.stt_s)
+        return Transcript("tell me about the offer", 0.9, len(audio) / 16000, _T)
+
+    async def stream_chat(self, messages: list[ChatMessage], *, call_id: str,
+                          max_tokens: int | None = None) -> AsyncIterator[TokenChunk]:
+        await asyncio.sleep(self.llm_s)
+        for word in self.reply.split(" "):
+            yield TokenChunk(word + " ")
+
+    async def synthesize(self, text: str, *, call_id: str) -> AsyncIterator[AudioChunk]:
+        await asyncio.sleep(self.tts_s)
+        n = int(self.sentence_audio_s * self.sample_rate)
+        t = np.arange(n) / self.sample_rate
+        pcm = (np.sin(2 * math.pi * 300 * t) * 6000).astype(np.int16).tobytes()
+        step = self.sample_rate // 5 * 2
+        for i in range(0, len(pcm), step):
+            yield AudioChunk(pcm[i:i + step], self.sample_rate)
+
+
+@dataclass
+class Collector:
+    turns: list[TurnRecord] = field(default_factory=list)
+    ended: list[tuple[str, str]] = field(default_factory=list)
+
+    def on_call_started(self, info: CallInfo) -> None:
+        pass
+
+    def on_turn(self, turn: TurnRecord) -> None:
+        self.turns.append(turn)
+
+    def on_barge_in(self, call_id: str, heard_text: str) -> None:
+        pass
+
+    def on_call_ended(self, call_id: str, reason: str, duration_s: float) -> None:
+        self.ended.append((call_id, reason))
+
+
+@contextlib.asynccontextmanager
+async def serve(engines: Any, settings: Settings, observer: Any) -> AsyncIterator[str]:
+    """The media router on uvicorn at 127.0.0.1:<free port>; yields the ws:// URL."""
+    manager = CallManager(engines, settings, observer)
+    await manager.start()
+    app = FastAPI()
+    app.include_router(media_router(manager))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
+                                           lifespan="off", ws_max_size=1 << 20))
+    task = asyncio.create_task(server.serve())
+    try:
+        for _ in range(1000):
+            if server.started:
+                break
+            await asyncio.sleep(0.01)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        yield f"ws://127.0.0.1:{port}/twilio/media"
+    finally:
+        await manager.close()
+        server.should_exit = True
+        await task
+
+
+def quiet_pipecat() -> None:
+    logger.remove()
+    logger.add(sys.stderr, level="WARNING")
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * q
+    lo, hi = math.floor(k), math.ceil(k)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def line(name: str, values_s: list[float]) -> str:
+    ms = [v * 1000 for v in values_s]
+    return (f"{name:<34} n={len(ms):<4} p50={pct(ms, .5):8.2f} ms  p95={pct(ms, .95):8.2f} ms  "
+            f"p99={pct(ms, .99):8.2f} ms  max={max(ms, default=float('nan')):8.2f} ms")
+
+
+def speech() -> list[Utterance]:
+    missing = [f for f in SPEECH_FILES if not (SPEECH / f).exists()]
+    if missing:
+        sys.exit(f"speech files missing under {SPEECH}: {missing}")
+    return [Utterance.from_file(SPEECH / f) for f in SPEECH_FILES]
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--calls", type=int, default=1, help="simultaneous calls")
+    parser.add_argument("--turns", type=int, default=12, help="caller utterances per call")
+    args = parser.parse_args()
+    quiet_pipecat()
+    engines = StandInEngines()
+    settings = Settings(calls={"reprompt_after_silence_s": 60.0, "hangup_after_silence_s": 120.0,
+                               "max_concurrent": max(8, args.calls)})
+    utterances = speech()
+    observer = Collector()
+    script = [WaitForAgent(timeout_s=30)]
+    for i in range(args.turns):
+        script += [utterances[i % len(utterances)], WaitForAgent(timeout_s=30), Pause(0.2)]
+    script.append(Hangup())
+    async with serve(engines, settings, observer) as url:
+        await asyncio.gather(*(run_call(CallOptions(url=url, record_audio=False,
+                                                    custom_parameters={"call_id": f"o{i}"}),
+                                        script) for i in range(args.calls)))
+    injected = engines.llm_s + engines.tts_s
+    overhead, endpointing, v2v = [], [], []
+    for turn in observer.turns:
+        lat = turn.latencies
+        if turn.speaker != "agent" or "voice_to_voice_s" not in lat or "stt_s" not in lat:
+            continue
+        overhead.append(lat["voice_to_voice_s"] - lat["stt_s"] - injected)
+        endpointing.append(lat["stt_s"] - engines.stt_s)
+        v2v.append(lat["voice_to_voice_s"])
+    print(f"pipeline overhead, {args.calls} call(s) x {args.turns} turns, stand-in delays "
+          f"stt={engines.stt_s * 1000:.0f} ms llm={engines.llm_s * 1000:.0f} ms "
+          f"tts={engines.tts_s * 1000:.0f} ms")
+    print(line("overhead (transcript -> 1st byte)", overhead))
+    print(line("endpointing (speech end -> text)", endpointing))
+    print(line("voice-to-voice (measured)", v2v))
+    print(f"target: overhead p99 <= 5 ms -> {'met' if pct([o * 1000 for o in overhead], .99) <= 5 else 'NOT met'}"
+          f"; stdev {statistics.pstdev(overhead) * 1000 if overhead else float('nan'):.2f} ms")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
