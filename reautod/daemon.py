@@ -46,6 +46,7 @@ from reautod.pipeline.calls import CallManager
 from reautod.sdnotify import Notifier
 from reautod.sessions import SessionStore, open_session_store
 from reautod.store import Database, WriteBehind, recover_partial_recordings
+from reautod.store.call_observer import StoreCallObserver
 
 log = logging.getLogger("reautod")
 
@@ -159,7 +160,9 @@ class Daemon:
         self.notifier.status("loading models")
         self.engines = await EngineSet.load(self.settings, observer=self.metrics)
         self._health_checks.update(self.engines.health_checks())
-        self.sink = CallEventSink(self.bus, self.metrics, self.writer, self.sessions)
+        self.sink = CallEventSink(
+            self.bus, self.metrics, StoreCallObserver(self.writer), self.sessions
+        )
         self.calls = CallManager(self.engines, self.settings, self.sink)
         await self.calls.start()
         self._register_part_methods()
