@@ -2,20 +2,20 @@
 
 Several daemons may share one Postgres. A claim selects due leads `FOR UPDATE SKIP LOCKED` and
 marks them `dialing` in the same transaction, so two dialers never take the same lead. The claim
-is a lease: its token is the `updated_at` the claim wrote. The holder renews it (heartbeat) while
-the lead is dialing or in a call; every renewal and release is fenced on the token, so a holder
-whose lease was taken over learns it instead of overwriting the new holder. When a daemon dies its
-heartbeats stop, and after `lease_ttl` any dialer's `reap_expired` puts the lead back in the queue
-as a retry (not dialed at once: the window and retry rules still apply).
-
-The schema has no lease columns yet, so `status` + `updated_at` carry the lease (see the report
-to the store owner: `lease_owner` / `lease_expires_at` would make takeovers visible). On SQLite
-(single box) writers are serialised by the store's BEGIN IMMEDIATE, which gives the same
-guarantee without SKIP LOCKED.
+is a lease held in `lease_owner` (which dialer) and `lease_expires_at` (until when); its token is
+the `updated_at` the claim wrote. The holder renews it (heartbeat) while the lead is dialing or in
+a call; every renewal and release is fenced on owner and token, so a holder whose lease was taken
+over learns it instead of overwriting the new holder. When a daemon dies its heartbeats stop, and
+once `lease_expires_at` has passed any dialer's `reap_expired` puts the lead back in the queue as
+a retry (not dialed at once: the window and retry rules still apply). On SQLite (single box)
+writers are serialised by the store's BEGIN IMMEDIATE, which gives the same guarantee without
+SKIP LOCKED.
 """
 
 from __future__ import annotations
 
+import os
+import socket
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -41,10 +41,18 @@ _leads = table(
     column("next_attempt_at", UTCDateTime()),
     column("last_attempt_at", UTCDateTime()),
     column("updated_at", UTCDateTime()),
+    column("lease_owner", String()),
+    column("lease_expires_at", UTCDateTime()),
 )
 _DUE = (LeadStatus.NEW.value, LeadStatus.RETRY.value)
 _HELD = (LeadStatus.DIALING.value, LeadStatus.IN_CALL.value)
 MAX_CLAIM = 1_000
+MAX_OWNER_CHARS = 64
+
+
+def default_owner() -> str:
+    """This dialer's name in `lease_owner`: host and pid, unique per running daemon."""
+    return f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 @dataclass(frozen=True)
@@ -75,9 +83,13 @@ class LeadQueue(Protocol):
 class SqlLeadQueue:
     """LeadQueue over the store's Database (Postgres or SQLite)."""
 
-    def __init__(self, db: Database, *, lease_ttl: timedelta = timedelta(minutes=2)) -> None:
+    def __init__(self, db: Database, *, lease_ttl: timedelta = timedelta(minutes=2),
+                 owner: str | None = None) -> None:
         if lease_ttl <= timedelta(0):
             raise ValidationError("lease TTL must be positive")
+        self.owner = owner or default_owner()
+        if not 0 < len(self.owner) <= MAX_OWNER_CHARS:
+            raise ValidationError(f"lease owner must be 1-{MAX_OWNER_CHARS} characters")
         self.db = db
         self.lease_ttl = lease_ttl
 
@@ -102,7 +114,8 @@ class SqlLeadQueue:
                 return []
             await conn.execute(
                 update(_leads).where(_leads.c.id.in_(ids))
-                .values(status=LeadStatus.DIALING.value, updated_at=now)
+                .values(status=LeadStatus.DIALING.value, updated_at=now, lease_owner=self.owner,
+                        lease_expires_at=now + self.lease_ttl)
             )
             rows = await conn.execute(
                 select(_leads.c.id, _leads.c.campaign_id, _leads.c.contact_id, _leads.c.attempts,
@@ -117,7 +130,7 @@ class SqlLeadQueue:
                     in_call: bool = False, dialed: bool = False) -> LeadClaim | None:
         """Extend the lease (heartbeat); None if it was lost. `dialed` counts an attempt."""
         _aware(now)
-        values: dict[str, object] = {"updated_at": now}
+        values: dict[str, object] = {"updated_at": now, "lease_expires_at": now + self.lease_ttl}
         if in_call:
             values["status"] = LeadStatus.IN_CALL.value
         if dialed:
@@ -141,7 +154,8 @@ class SqlLeadQueue:
             raise ValidationError("release needs a status outside dialing/in_call")
         if status.value in _DUE and next_attempt_at is None:
             raise ValidationError(f"a lead released as {status} needs next_attempt_at")
-        values: dict[str, object] = {"status": status.value, "updated_at": now}
+        values: dict[str, object] = {"status": status.value, "updated_at": now,
+                                     "lease_owner": None, "lease_expires_at": None}
         if next_attempt_at is not None:
             values["next_attempt_at"] = _aware(next_attempt_at)
 
@@ -154,11 +168,10 @@ class SqlLeadQueue:
     async def reap_expired(self, now: datetime, requeue_at: datetime) -> int:
         """Requeue leads whose holder stopped renewing (a dead daemon); returns how many."""
         _aware(now)
-        cutoff = now - self.lease_ttl
 
         async def work(conn: AsyncConnection) -> int:
             query = select(_leads.c.id).where(_leads.c.status.in_(_HELD),
-                                              _leads.c.updated_at < cutoff)
+                                              _leads.c.lease_expires_at < now)
             if conn.dialect.name == "postgresql":
                 query = query.with_for_update(skip_locked=True)
             ids = [row.id for row in await conn.execute(query)]
@@ -167,16 +180,15 @@ class SqlLeadQueue:
             await conn.execute(
                 update(_leads).where(_leads.c.id.in_(ids))
                 .values(status=LeadStatus.RETRY.value, next_attempt_at=_aware(requeue_at),
-                        updated_at=now)
+                        updated_at=now, lease_owner=None, lease_expires_at=None)
             )
             return len(ids)
 
         return await self.db.transaction(work)
 
-    @staticmethod
-    def _fenced(claim: LeadClaim) -> ColumnElement[bool]:
+    def _fenced(self, claim: LeadClaim) -> ColumnElement[bool]:
         return and_(_leads.c.id == claim.lead_id, _leads.c.status.in_(_HELD),
-                    _leads.c.updated_at == claim.token)
+                    _leads.c.lease_owner == self.owner, _leads.c.updated_at == claim.token)
 
 
 def _aware(moment: datetime) -> datetime:

@@ -29,6 +29,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -393,17 +394,53 @@ class WebhookDeadLetter(Base):
 
 
 class DncEntry(Base):
-    """Suppression list, independent of contacts so it survives their erasure."""
+    """Suppression list, independent of contacts so it survives their erasure.
+
+    NULL campaign_id: the global (company) list. One entry per phone globally and one per
+    (phone, campaign): partial unique indexes, since NULLs never collide in a plain UNIQUE.
+    """
 
     __tablename__ = "dnc_entries"
-    __table_args__ = (one_of("source", e.DncSource),)
+    __table_args__ = (
+        one_of("source", e.DncSource),
+        Index("uq_dnc_entries_global_phone", "phone_e164", unique=True,
+              postgresql_where=text("campaign_id IS NULL"),
+              sqlite_where=text("campaign_id IS NULL")),
+        Index("uq_dnc_entries_campaign_phone", "phone_e164", "campaign_id", unique=True,
+              postgresql_where=text("campaign_id IS NOT NULL"),
+              sqlite_where=text("campaign_id IS NOT NULL")),
+    )
 
     id: Mapped[uuid.UUID] = _pk()
-    phone_e164: Mapped[str] = mapped_column(String(16), unique=True)
+    phone_e164: Mapped[str] = mapped_column(String(16))
+    campaign_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("campaigns.id", ondelete=CASCADE)
+    )
     source: Mapped[str] = mapped_column(String(16))
+    # how the request came in: spoken, keypress, agent_tool, operator, import
+    channel: Mapped[str | None] = mapped_column(String(16))
     reason: Mapped[str | None] = mapped_column(Text)
     added_at: Mapped[datetime] = _created()
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class DialBlock(Base):
+    """A claimed lead the dialer did not dial, and the rule that blocked it."""
+
+    __tablename__ = "dial_blocks"
+    __table_args__ = (Index(None, "campaign_id", "at"),)
+
+    id: Mapped[uuid.UUID] = _pk()
+    lead_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("leads.id", ondelete=CASCADE), index=True
+    )
+    campaign_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("campaigns.id", ondelete=CASCADE))
+    reason: Mapped[str] = mapped_column(String(16))
+    rule_code: Mapped[str] = mapped_column(String(64))
+    detail: Mapped[str] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(Text)
+    retry_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class AuditEntry(Base):

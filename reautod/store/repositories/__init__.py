@@ -13,7 +13,8 @@ from reautod.store.repositories.calls import (
 from reautod.store.repositories.campaigns import CampaignRepository, CampaignRow
 from reautod.store.repositories.contacts import ContactInput, ContactRepository, ContactRow
 from reautod.store.repositories.costs import CostRepository, DailyCost
-from reautod.store.repositories.dnc import DncRepository
+from reautod.store.repositories.dial_blocks import DialBlockRepository, DialBlockRow
+from reautod.store.repositories.dnc import DncEntryRow, DncRepository
 from reautod.store.repositories.leads import LeadRepository, LeadRow
 
 __all__ = [
@@ -30,6 +31,9 @@ __all__ = [
     "ContactRow",
     "CostRepository",
     "DailyCost",
+    "DialBlockRepository",
+    "DialBlockRow",
+    "DncEntryRow",
     "DncRepository",
     "LeadRepository",
     "LeadRow",

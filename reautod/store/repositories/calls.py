@@ -12,14 +12,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from reautod.errors import NotFoundError
 from reautod.store import models as m
 from reautod.store.apply import apply_records
 from reautod.store.database import Database
-from reautod.store.enums import CallStatus
+from reautod.store.enums import AmdResult, CallOutcome, CallStatus
 from reautod.store.records import CallStatusChanged, Record
 from reautod.store.repositories._base import check_limit, table, to_dataclass
 
@@ -186,5 +186,48 @@ class CallRepository:
                 .order_by(transitions.c.seq)
             )
             return [to_dataclass(AgentTransitionRow, r) for r in rows]
+
+        return await self.db.read(work)
+
+    async def set_result(
+        self,
+        call_id: uuid.UUID,
+        *,
+        outcome: CallOutcome | None = None,
+        amd_result: AmdResult | None = None,
+        error_code: str | None = None,
+        replace_outcome: bool = False,
+    ) -> None:
+        """Telephony's part of a call's result. An outcome already set (by the conversation)
+        is kept unless `replace_outcome` (an opt-out overrides whatever was said before)."""
+
+        async def work(conn: AsyncConnection) -> None:
+            values: dict[str, Any] = {}
+            if amd_result is not None:
+                values["amd_result"] = amd_result.value
+            if error_code is not None:
+                values["error_code"] = error_code[:64]
+            if values:
+                await conn.execute(update(calls).where(calls.c.id == call_id).values(**values))
+            if outcome is not None:
+                query = update(calls).where(calls.c.id == call_id)
+                if not replace_outcome:
+                    query = query.where(calls.c.outcome.is_(None))
+                await conn.execute(query.values(outcome=outcome.value))
+
+        await self.db.transaction(work)
+
+    async def attempt_times(self, lead_id: uuid.UUID, since: datetime) -> list[datetime]:
+        """When this lead's calls were created, since `since`, oldest first."""
+        if since.tzinfo is None:
+            raise ValueError("since must be timezone-aware")
+
+        async def work(conn: AsyncConnection) -> list[datetime]:
+            rows = await conn.execute(
+                select(calls.c.created_at)
+                .where(calls.c.lead_id == lead_id, calls.c.created_at >= since)
+                .order_by(calls.c.created_at)
+            )
+            return [at for (at,) in rows]
 
         return await self.db.read(work)
