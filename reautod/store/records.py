@@ -180,6 +180,14 @@ class RecordingFinalized:
     retention_until: datetime | None = None
     encrypted: bool = False
 
+    def __post_init__(self) -> None:
+        _aware("created_at", self.created_at)
+        _aware("retention_until", self.retention_until)
+        if self.sample_rate <= 0 or self.channels <= 0 or self.duration_ms < 0 or self.size_bytes < 0:
+            raise ValidationError("recording sample rate, channels, duration and size must be positive")
+        if len(self.sha256) != 64:
+            raise ValidationError("sha256 must be 64 hex digits")
+
 
 @dataclass(frozen=True)
 class CostRecorded:

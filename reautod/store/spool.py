@@ -32,11 +32,26 @@ class Spool:
         if not records:
             return
         data = "".join(json.dumps(to_wire(r), separators=(",", ":")) + "\n" for r in records)
+        if not self._ends_with_newline(self.path):
+            data = "\n" + data  # a crash tore the last line: never glue a record onto it
         self._append_text(self.path, data)
 
     def dead_letter(self, record: Record, error: str) -> None:
         line = {"at": datetime.now(UTC).isoformat(), "error": error, "record": to_wire(record)}
         self._append_text(self.dead_path, json.dumps(line, separators=(",", ":")) + "\n")
+
+    @staticmethod
+    def _ends_with_newline(path: Path) -> bool:
+        try:
+            with path.open("rb") as f:
+                if f.seek(0, os.SEEK_END) == 0:
+                    return True
+                f.seek(-1, os.SEEK_END)
+                return f.read(1) == b"\n"
+        except FileNotFoundError:
+            return True
+        except OSError as err:
+            raise StoreError(f"cannot read the spool {path}: {err.strerror}") from err
 
     def _append_text(self, path: Path, data: str) -> None:
         try:
@@ -68,11 +83,13 @@ class Spool:
                     line = f.readline()
                     if not line:
                         break
-                    if not line.endswith(b"\n"):  # torn tail: leave it, it ends the file
+                    if not line.endswith(b"\n"):  # a torn tail: nothing follows it yet
                         log.warning("spool %s ends in a partial line; skipping it", self.path)
                         offset = f.tell()
                         break
                     offset = f.tell()
+                    if not line.strip():
+                        continue
                     try:
                         records.append(from_wire(json.loads(line)))
                     except (ValueError, ValidationError) as err:

@@ -298,7 +298,7 @@ class WriteBehind:
     async def _write(self, batch: _Batch) -> None:
         relaxed = all(r.kind in self._relaxed_kinds for r in batch.records)
         try:
-            await self._db.transaction(_work(batch.records, relaxed))
+            await self._transaction(_work(batch.records, relaxed))
         except UnavailableError as err:
             self._enter_spooling(err)
             await self._to_spool(batch)
@@ -318,7 +318,7 @@ class WriteBehind:
     async def _write_singly(self, batch: _Batch) -> None:
         for i, record in enumerate(batch.records):
             try:
-                await self._db.transaction(_work([record]))
+                await self._transaction(_work([record]))
             except UnavailableError as err:
                 self._enter_spooling(err)
                 await self._to_spool(_Batch(batch.records[i:], batch.first + i))
@@ -331,6 +331,19 @@ class WriteBehind:
             if self._on_commit is not None:
                 self._on_commit([record])
         await self._settle(batch)
+
+    async def _transaction(
+        self, work: Callable[[AsyncConnection], Awaitable[None]], attempts: int | None = None
+    ) -> None:
+        """The Database's transaction, with any unexpected failure turned into a StoreError so
+        the record is dead-lettered (kept, and logged with its traceback) instead of lost."""
+        try:
+            await self._db.transaction(work, attempts=attempts)
+        except (StoreError, UnavailableError, asyncio.CancelledError):
+            raise
+        except Exception as err:
+            log.exception("unexpected failure writing records")
+            raise StoreError(f"unexpected failure: {err!r}") from err
 
     def _enter_spooling(self, err: Exception) -> None:
         self._last_error = str(err)
@@ -360,14 +373,14 @@ class WriteBehind:
                 self._replay_offset = offset  # only skipped lines in this stretch
                 continue
             try:
-                await self._db.transaction(_work(records), attempts=0)
+                await self._transaction(_work(records), attempts=0)
             except UnavailableError as err:
                 self._last_error = str(err)
                 return
             except StoreError:
                 for record in records:
                     try:
-                        await self._db.transaction(_work([record]), attempts=0)
+                        await self._transaction(_work([record]), attempts=0)
                     except UnavailableError as err:
                         self._last_error = str(err)
                         return  # the offset still points at this chunk: idempotent retry
