@@ -46,6 +46,7 @@ from reautod.engines.base import (
 )
 from reautod.pipeline.calls import CallManager
 from reautod.pipeline.observer import CallInfo, TurnRecord
+from reautod.telephony.audio import ulaw_to_float
 from reautod.telephony.simulator import (
     CallOptions,
     Hangup,
@@ -174,11 +175,22 @@ def line(name: str, values_s: list[float]) -> str:
             f"p99={pct(ms, .99):8.2f} ms  max={max(ms, default=float('nan')):8.2f} ms")
 
 
+def trimmed(utterance: Utterance, threshold: float = 0.02, keep_s: float = 0.05) -> Utterance:
+    """Cut leading and trailing silence, so the phone-side "end of speech" is the real one."""
+    samples = ulaw_to_float(utterance.ulaw)
+    loud = np.flatnonzero(np.abs(samples) > threshold)
+    if loud.size == 0:
+        return utterance
+    keep = int(keep_s * 8000)
+    start, end = max(0, loud[0] - keep), min(len(samples), loud[-1] + keep)
+    return Utterance(utterance.ulaw[start:end], utterance.label)
+
+
 def speech() -> list[Utterance]:
     missing = [f for f in SPEECH_FILES if not (SPEECH / f).exists()]
     if missing:
         sys.exit(f"speech files missing under {SPEECH}: {missing}")
-    return [Utterance.from_file(SPEECH / f) for f in SPEECH_FILES]
+    return [trimmed(Utterance.from_file(SPEECH / f)) for f in SPEECH_FILES]
 
 
 async def main() -> None:

@@ -1,0 +1,89 @@
+"""End to end with real engines: end of caller speech -> first agent audio byte, p50/p95.
+
+Loads the real STT/LLM/TTS engines (by default the random-weight test models, built into a
+temporary directory; `--models-dir DIR --profile cpu|gpu|test` for others), serves the media
+WebSocket, and plays a few calls of several caller turns at real-time cadence with the Twilio
+simulator. Reported twice: from the pipeline's own turn records (VAD end of speech -> first byte
+sent, with the stage breakdown) and from the phone side (end of the caller's audio -> first agent
+media frame received). Calls run one after another, so the figure is latency, not contention.
+
+    .venv/bin/python bench/bench_e2e.py [--calls 3] [--turns 4] [--models-dir DIR --profile P]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_pipeline_overhead import Collector, line, pct, quiet_pipecat, serve, speech
+
+from reautod.config import Settings
+from reautod.engines.catalog import build_test_models
+from reautod.engines.registry import EngineSet
+from reautod.telephony.simulator import CallOptions, Hangup, Pause, Step, WaitForAgent, run_call
+
+TARGET_P50_S = 0.350
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--calls", type=int, default=3)
+    parser.add_argument("--turns", type=int, default=4, help="caller utterances per call")
+    parser.add_argument("--models-dir", type=Path, help="default: build the test models")
+    parser.add_argument("--profile", default="test", choices=["test", "cpu", "gpu"])
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
+    args = parser.parse_args()
+    quiet_pipecat()
+    with tempfile.TemporaryDirectory(prefix="bench-models-") as tmp:
+        models_dir = args.models_dir
+        if models_dir is None:
+            models_dir = Path(tmp)
+            await asyncio.to_thread(build_test_models, models_dir)
+        settings = Settings(
+            models={"dir": str(models_dir), "profile": args.profile, "device": args.device},
+            calls={"reprompt_after_silence_s": 60.0, "hangup_after_silence_s": 120.0},
+        )
+        engines = await EngineSet.load(settings)
+        engines.require_ready()
+        utterances = speech()
+        script: list[Step] = [WaitForAgent(timeout_s=60)]
+        for i in range(args.turns):
+            script += [utterances[i % len(utterances)], WaitForAgent(timeout_s=60), Pause(0.3)]
+        script.append(Hangup())
+        observer = Collector()
+        phone: list[float] = []
+        try:
+            async with serve(engines, settings, observer) as url:
+                for i in range(args.calls):
+                    result = await run_call(CallOptions(url=url, record_audio=False,
+                                                        custom_parameters={"call_id": f"e{i}"}),
+                                            script)
+                    phone += result.latencies_s
+        finally:
+            await engines.close()
+    stages: dict[str, list[float]] = {}
+    for turn in observer.turns:
+        if turn.speaker == "agent" and "voice_to_voice_s" in turn.latencies:
+            for key, value in turn.latencies.items():
+                stages.setdefault(key, []).append(value)
+    print(f"end to end, {args.calls} call(s) x {args.turns} turns, models: {args.profile} "
+          f"({models_dir}), device {args.device}")
+    for key, label in (("stt_s", "speech end -> transcript"),
+                       ("llm_first_token_s", "speech end -> 1st LLM token"),
+                       ("tts_first_audio_s", "speech end -> 1st TTS audio"),
+                       ("voice_to_voice_s", "speech end -> 1st byte sent")):
+        print(line(label, stages.get(key, [])))
+    print(line("phone side: audio end -> 1st media", phone))
+    v2v = stages.get("voice_to_voice_s", [])
+    p50 = pct(v2v, 0.5)
+    print(f"target p50 <= {TARGET_P50_S * 1000:.0f} ms: "
+          f"{'met' if p50 <= TARGET_P50_S else 'NOT met'} ({p50 * 1000:.0f} ms)")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
