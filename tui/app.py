@@ -85,7 +85,8 @@ class ReautoApp(App[None]):
             self.notify(f"Lost reautod: {reason}", severity="error")
         self._redraw()
 
-    def link_snapshot(self, results: Mapping[str, Any]) -> None:
+    def link_snapshot(self, results: Mapping[str, Any], errors: Mapping[str, str]) -> None:
+        self.state.note_method_errors(errors)
         self.state.apply_snapshot(results.get("status"), results.get("health"),
                                   results.get("calls.list"), results.get("campaigns.list"))
         self._show_connection(True)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from reautod.control.client import ControlClient
-from reautod.errors import NotRunningError, ReautodError
+from reautod.errors import NotRunningError, ProtocolError, ReautodError
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ class LinkListener(Protocol):
 
     def link_down(self, reason: str, retry_in_s: float) -> None: ...
 
-    def link_snapshot(self, results: Mapping[str, Any]) -> None: ...
+    def link_snapshot(self, results: Mapping[str, Any], errors: Mapping[str, str]) -> None: ...
 
     def link_event(self, message: Mapping[str, Any]) -> None: ...
 
@@ -109,18 +109,25 @@ class DaemonLink:
     async def _poll(self, client: ControlClient) -> None:
         while True:
             results: dict[str, Any] = {}
+            errors: dict[str, str] = {}
             for method in SNAPSHOT_METHODS:
                 try:
                     results[method] = await client.call(method, {})
+                except (NotRunningError, ProtocolError):
+                    raise  # the connection is gone or garbled: reconnect
                 except ReautodError as err:
-                    if err.code not in ("unknown_method", "unavailable"):
-                        raise
-                    results[method] = None  # a part not present in this daemon
+                    if err.code == "timeout":
+                        raise  # a daemon that stopped answering: reconnect
+                    # the daemon answered with an error (a part absent, starting or failing):
+                    # keep what we last had for it, say so, and stay connected
+                    results[method] = None
+                    if err.code != "unknown_method":
+                        errors[method] = f"{err.code}: {err.message}"
             if not self._connected_this_round:
                 self._connected_this_round = True
                 self.sessions += 1
                 self.listener.link_up()
-            self.listener.link_snapshot(results)
+            self.listener.link_snapshot(results, errors)
             await asyncio.sleep(self.refresh_s)
 
 

@@ -200,6 +200,7 @@ class LiveState:
         self._outcomes_reported: dict[str, int] | None = None
         self.events_lagged = 0
         self.events_malformed = 0
+        self.method_errors: dict[str, str] = {}  # snapshot methods failing now
         self.event_seq = 0  # events applied so far
         self._snapshot_seq = 0  # event_seq when the previous snapshot was applied
 
@@ -231,6 +232,15 @@ class LiveState:
     def set_connected(self, connected: bool, reason: str = "") -> None:
         self.connected = connected
         self.disconnect_reason = "" if connected else reason
+
+    def note_method_errors(self, errors: Mapping[str, str]) -> None:
+        """Log a snapshot method's failure once when it starts, and once when it recovers."""
+        for method, message in errors.items():
+            if self.method_errors.get(method) != message:
+                self.log.append(LogLine(self.clock(), "WARNING", "tui", f"{method} failed: {message}"))
+        for method in self.method_errors.keys() - errors.keys():
+            self.log.append(LogLine(self.clock(), "INFO", "tui", f"{method} answers again"))
+        self.method_errors = dict(errors)
 
     def apply_snapshot(
         self,

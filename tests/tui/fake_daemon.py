@@ -61,6 +61,7 @@ class FakeDaemon:
                 "gpu": {"ok": True, "detail": "no GPU (CPU inference)"},
             },
         }
+        self.health_error: Exception | None = None  # raised by `health` while set
         self.calls: list[dict[str, Any]] = []
         self.campaigns: list[dict[str, Any]] = []
         self.server: ControlServer | None = None
@@ -70,6 +71,8 @@ class FakeDaemon:
             return {**self.status, "live_calls": len(self.calls)}
 
         async def health(_p: BaseModel) -> dict[str, Any]:
+            if self.health_error is not None:
+                raise self.health_error
             return self.health
 
         async def calls_list(_p: BaseModel) -> dict[str, Any]:

@@ -253,3 +253,22 @@ async def test_log_pane_shows_warnings_and_navigation(daemon: FakeDaemon,
         await pilot.press("d")
         assert isinstance(app.screen, DashboardScreen)
         assert len(app.screen_stack) == 2  # navigation does not pile screens up
+
+
+async def test_a_failing_method_is_logged_without_dropping_the_connection(
+    daemon: FakeDaemon, socket_path: Path
+) -> None:
+    daemon.health_error = RuntimeError("dictionary changed size during iteration")
+    app = make_app(socket_path)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await wait_until(pilot, lambda: app.state.connected and len(app.state.log) == 1,
+                         "connected, error logged")
+        assert "health failed: internal: RuntimeError" in app.state.log[0].message
+        daemon.calls = [LIVE_CALL]  # the other snapshot methods still work
+        table = app.screen.query_one(CallsTable)
+        await wait_until(pilot, lambda: table.row_count == 1, "calls still refresh")
+        assert app.link.sessions == 1 and len(app.state.log) == 1  # logged once, not per poll
+        daemon.health_error = None
+        await wait_until(pilot, lambda: bool(app.state.health), "health back")
+        assert app.state.log[-1].message == "health answers again"
+        assert app.link.sessions == 1
