@@ -1,0 +1,390 @@
+"""The telephony part of the daemon: Twilio webhooks and calls, the dialer and its timers.
+
+`TelephonyPart` is the one object the daemon builds, starts and closes. It implements the
+dialer's `CallPlacer` (Twilio `calls.create` with the stream TwiML) and the tracker's
+`DialerHooks`, owns the dialing timer (a tick per running campaign) and the lease heartbeat,
+and hands out the webhook router, the media-upgrade check and the control methods.
+
+Without Twilio settings (account SID, caller ID, public base URL, auth token) the daemon still
+runs: no webhooks are served, the media WebSocket takes unsigned simulator calls, and `dial` /
+`campaign.start` refuse with an UnavailableError naming what to set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from fastapi import APIRouter, WebSocket
+from twilio.request_validator import RequestValidator
+
+from reautod.campaigns.call_tracker import CallTracker, TrackedCall
+from reautod.campaigns.control import campaign_methods
+from reautod.campaigns.dialer import BlockedDial, BlockReason, Dialer, LeadTarget
+from reautod.campaigns.dnc import DncList, DncSource
+from reautod.campaigns.lead_queue import LeadClaim, SqlLeadQueue
+from reautod.campaigns.pacing import ConcurrencyLimiter, Outcome, TokenBucket
+from reautod.campaigns.settings import settings_of
+from reautod.campaigns.store_adapters import StoreDialLog, StoreDncStorage, StoreLeadDirectory
+from reautod.config import Secrets, Settings
+from reautod.control.protocol import Method
+from reautod.errors import ConfigError, ReautodError, UnavailableError
+from reautod.observability.events import EventBus
+from reautod.observability.metrics import Metrics
+from reautod.pipeline.observer import CallInfo, CallObserver, TurnRecord
+from reautod.store.database import Database
+from reautod.store.enums import CallDirection, CallOutcome, CallStatus, CallTransport, LeadStatus
+from reautod.store.records import CallStarted, CallStatusChanged
+from reautod.store.repositories import CallRepository, CampaignRepository
+from reautod.telephony.signatures import SIGNATURE_HEADER, TwilioSignatureValidator, header_value
+from reautod.telephony.twilio_client import OutboundCall, TwilioCalls
+from reautod.telephony.twiml import Direction, StreamParameters, stream_twiml
+from reautod.telephony.webhooks import AMD_PATH, MEDIA_PATH, STATUS_PATH, twilio_router
+
+log = logging.getLogger(__name__)
+
+TICK_S = 1.0  # how often each running campaign is offered free call slots
+LEASE_TTL = timedelta(minutes=2)
+HEARTBEAT_S = 30.0  # well inside the lease TTL
+CALLS_PER_SECOND = 1.0  # Twilio's default CPS for a standard account
+ERROR_PAUSE_S = 5.0
+
+
+class Admission(Protocol):
+    """The call manager, as far as dialing needs it."""
+
+    def check_admission(self) -> None: ...
+
+    def session(self, call_id: str) -> Any: ...
+
+
+def missing_twilio_settings(settings: Settings, secrets: Secrets) -> list[str]:
+    """The config keys and secrets dialing needs that are not set."""
+    missing = []
+    if not settings.twilio.account_sid:
+        missing.append("twilio.account_sid")
+    if not settings.twilio.from_number:
+        missing.append("twilio.from_number")
+    if not settings.http.public_base_url:
+        missing.append("http.public_base_url")
+    if not secrets.get("twilio_auth_token"):
+        missing.append("the twilio_auth_token secret ([secrets] twilio_auth_token_file, the "
+                       "systemd credential, or REAUTOD_SECRET_TWILIO_AUTH_TOKEN)")
+    return missing
+
+
+class TelephonyPart:
+    """Twilio, the dialer and campaign operations, as one part of the daemon."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        secrets: Secrets,
+        db: Database,
+        metrics: Metrics,
+        bus: EventBus,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        monotonic: Callable[[], float] = time.monotonic,
+        twilio: TwilioCalls | None = None,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.metrics = metrics
+        self.bus = bus
+        self.clock = clock
+        self.monotonic = monotonic
+        self.campaigns = CampaignRepository(db)
+        self.calls = CallRepository(db)
+        self.dnc = DncList(StoreDncStorage(db))
+        self.dialer = Dialer(
+            SqlLeadQueue(db, lease_ttl=LEASE_TTL), StoreLeadDirectory(db), self, self.dnc,
+            StoreDialLog(db, self._count_block, clock=clock),
+            limiter=ConcurrencyLimiter(settings.calls.max_concurrent),
+            bucket=TokenBucket(CALLS_PER_SECOND, burst=1, now=monotonic()),
+        )
+        self.manager: Admission | None = None
+        self.validator: TwilioSignatureValidator | None = None
+        self.tracker: CallTracker | None = None
+        self.problem: str | None = None  # why dialing is unavailable
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._dialing = False
+        self._signer = RequestValidator(secrets.get("twilio_auth_token") or "-")
+        missing = missing_twilio_settings(settings, secrets)
+        if missing:
+            self.problem = "Twilio is not configured: set " + ", ".join(missing)
+            log.info("%s; dialing is off, simulated calls still work", self.problem)
+            return
+        try:
+            self.validator = TwilioSignatureValidator.from_settings(
+                settings.http, secrets.get("twilio_auth_token"), on_result=self._count_signature)
+            client = twilio or TwilioCalls.from_settings(settings.twilio,
+                                                         secrets.get("twilio_auth_token"))
+        except ConfigError as err:
+            details = "; ".join(f"{k}: {v}" for k, v in err.problems)
+            self.problem = f"Twilio settings are invalid: {err.message} ({details})"
+            self.validator = None
+            log.error("%s; dialing is off", self.problem)
+            return
+        self.tracker = CallTracker(db, client, self.validator, self.dnc, self,
+                                   metrics=metrics, bus=bus,
+                                   default_from=settings.twilio.from_number or "", clock=clock)
+
+    # -- wiring -----------------------------------------------------------------------------------
+
+    def attach(self, manager: Admission) -> None:
+        """The call manager (built after this part, since it reports to `call_observer`)."""
+        self.manager = manager
+        if self.tracker is not None:
+            self.tracker.live = manager
+
+    def control_methods(self) -> list[Method]:
+        """campaigns.list, campaign.*, dial, calls.history, call.show, call.transfer."""
+        return campaign_methods(self)
+
+    def routers(self) -> list[APIRouter]:
+        """Twilio's webhooks (only when Twilio is configured: nothing could be verified else)."""
+        if self.tracker is None or self.validator is None:
+            return []
+        return [twilio_router(self.tracker, self.validator)]
+
+    def media_upgrade_validator(self) -> Callable[[WebSocket], bool] | None:
+        """The media WebSocket's signature check, or None without Twilio (simulator only)."""
+        validator = self.validator
+        if validator is None:
+            return None
+
+        def check(websocket: WebSocket) -> bool:
+            return validator.check_websocket(
+                validator.websocket_url(MEDIA_PATH), header_value(websocket.headers)).accepted
+
+        return check
+
+    def sign_media(self, _url: str) -> Mapping[str, str]:
+        """Upgrade headers for a local simulated call when signatures are checked (the signature
+        covers the public URL the TwiML names, whatever local URL the simulator dials)."""
+        if self.validator is None:
+            return {}
+        url = self.validator.websocket_url(MEDIA_PATH)
+        return {SIGNATURE_HEADER: self._signer.compute_signature(url, {})}
+
+    def require_twilio(self) -> CallTracker:
+        if self.tracker is None:
+            raise UnavailableError(self.problem or "Twilio is not configured",
+                                   code="twilio_not_configured")
+        return self.tracker
+
+    async def health(self) -> tuple[bool, str]:
+        if self.tracker is not None:
+            return True, f"Twilio configured; {len(self.tracker.tracked())} call(s) tracked"
+        # Not configured is a choice (simulator-only box); configured but invalid is a fault.
+        configured = self.problem is not None and self.problem.startswith("Twilio settings are")
+        return not configured, self.problem or "Twilio not configured"
+
+    # -- the pipeline's observer (fan-out target) -------------------------------------------------
+
+    def on_call_started(self, info: CallInfo) -> None:
+        if self.tracker is not None:
+            self.tracker.on_call_started(info)
+
+    def on_turn(self, turn: TurnRecord) -> None:
+        if self.tracker is not None:
+            self.tracker.on_turn(turn)
+
+    def on_barge_in(self, call_id: str, heard_text: str) -> None:
+        """Nothing for telephony."""
+
+    def on_call_ended(self, call_id: str, reason: str, duration_s: float) -> None:
+        if self.tracker is not None:
+            self.tracker.on_call_ended(call_id, reason, duration_s)
+
+    async def on_opt_out(self, call_id: str, phone: str | None = None) -> None:
+        """The agent heard an opt-out: DNC the number, end the call (for the pipeline's tool)."""
+        if self.tracker is not None:
+            await self.tracker.on_opt_out(call_id, phone)
+            return
+        if phone is None:
+            raise UnavailableError("no Twilio call to end and no phone number given")
+        await self.dnc.add(phone, source=DncSource.AGENT_TOOL, now=self.clock(),
+                           reason=f"asked not to be called in call {call_id}")
+
+    # -- timers -----------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the dialing timer and the lease heartbeat (call before READY)."""
+        self._dialing = True
+        self._spawn(self._dial_loop(), "dialer")
+        self._spawn(self._heartbeat_loop(), "dialer-heartbeat")
+
+    async def stop_dialing(self) -> None:
+        """Place no more calls (first step of a drain); calls in flight go on."""
+        self._dialing = False
+        tasks = [t for t in self._tasks if t.get_name() == "dialer"]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def close(self) -> None:
+        await self.stop_dialing()
+        for task in tuple(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.tracker is not None:
+            await self.tracker.close()
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _dial_loop(self) -> None:
+        while self._dialing:
+            try:
+                await self.tick()
+                await asyncio.sleep(TICK_S)
+            except ReautodError as err:
+                log.warning("dialer: %s (%s)", err.message, err.code)
+                await asyncio.sleep(ERROR_PAUSE_S)
+            except Exception:  # the timer must outlive one bad tick; the traceback is logged
+                log.exception("dialer tick failed")
+                await asyncio.sleep(ERROR_PAUSE_S)
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_S)
+            try:
+                lost = await self.dialer.heartbeat(self.clock())
+            except ReautodError as err:
+                log.warning("dialer heartbeat: %s (%s)", err.message, err.code)
+                continue
+            if lost:
+                log.warning("dialer: lost the lease on %d lead(s) in flight", len(lost))
+
+    async def tick(self) -> int:
+        """One dialing round over every running campaign; returns how many calls were placed."""
+        if self.tracker is None or self.manager is None:
+            return 0
+        try:
+            self.manager.check_admission()
+        except ReautodError:
+            return 0  # draining, engines missing or full: leads stay queued
+        placed = 0
+        for campaign in await self.campaigns.list():
+            if campaign.status != "active":
+                continue
+            try:
+                settings = settings_of(campaign)
+            except ValueError as err:
+                log.error("campaign %s has invalid settings, not dialed: %s", campaign.name, err)
+                continue
+            report = await self.dialer.tick(settings.plan(campaign.id), self.clock(),
+                                            self.monotonic())
+            placed += report.dialed
+        return placed
+
+    def _count_block(self, entry: BlockedDial) -> None:
+        if entry.reason is BlockReason.WINDOW:
+            self.metrics.dial_blocked("window")
+        elif entry.reason is BlockReason.DNC:
+            self.metrics.dial_blocked("dnc")
+
+    def _count_signature(self, _path: str, result: Any) -> None:
+        if not result.accepted:
+            self.metrics.webhook_signature_failures_total.inc()
+
+    # -- CallPlacer and DialerHooks ---------------------------------------------------------------
+
+    async def place(self, claim: LeadClaim, target: LeadTarget) -> None:
+        tracker = self.require_twilio()
+        campaign = await self.campaigns.get(claim.campaign_id)
+        settings = settings_of(campaign)
+        call = TrackedCall(uuid.uuid4(), target.phone, CallDirection.OUTBOUND, campaign.id,
+                           campaign.name, settings, claim.lead_id, claim.contact_id)
+        await self.place_call(tracker, call, target.name)
+
+    async def place_call(self, tracker: CallTracker, call: TrackedCall, lead_name: str) -> str:
+        """Write the call row, create the call at Twilio, remember its sid; returns the sid."""
+        assert self.validator is not None
+        settings = call.settings
+        caller_id = settings.caller_id or self.settings.twilio.from_number or ""
+        twiml = stream_twiml(
+            self.validator.websocket_url(MEDIA_PATH),
+            StreamParameters(str(call.call_id), call.campaign_name[:200], lead_name[:200],
+                             Direction.OUTBOUND),
+            announcement=settings.recording_announcement if settings.record else None,
+        )
+        request = OutboundCall(
+            to=call.phone, from_=caller_id, twiml=twiml,
+            status_callback_url=self.validator.url_for(STATUS_PATH),
+            amd_callback_url=self.validator.url_for(AMD_PATH),
+            machine_detection=settings.machine_detection,
+            ring_timeout_s=settings.ring_timeout_s, time_limit_s=settings.time_limit_s,
+        )
+        request.validate()
+        started = CallStarted(
+            call_id=call.call_id, created_at=self.clock(), direction=CallDirection.OUTBOUND,
+            transport=CallTransport.TWILIO, status=CallStatus.QUEUED,
+            campaign_id=call.campaign_id, contact_id=call.contact_id, lead_id=call.lead_id,
+            from_number=caller_id, to_number=call.phone,
+        )
+        await self.calls.write([started])
+        await tracker.expect(call)
+        try:
+            created = await tracker.twilio.create(request)
+        except ReautodError as err:
+            await tracker.created(call, None)
+            await self.calls.write([CallStatusChanged(call.call_id, CallStatus.FAILED,
+                                                      self.clock(), source="reautod",
+                                                      detail={"error": err.code})])
+            await self.calls.set_result(call.call_id, outcome=CallOutcome.FAILED,
+                                        error_code=err.code)
+            raise
+        await tracker.created(call, created.sid)
+        # status QUEUED again: only the sid is filled in, no timeline point is added
+        await self.calls.write([CallStarted(call_id=call.call_id, created_at=started.created_at,
+                                            status=CallStatus.QUEUED, call_sid=created.sid)])
+        self.bus.publish("call.state", {"call_id": str(call.call_id), "status": "queued",
+                                        "source": "reautod", "campaign": call.campaign_name})
+        return created.sid
+
+    async def call_answered(self, call: TrackedCall, now: datetime) -> None:
+        if call.lead_id is not None:
+            await self.dialer.call_answered(call.lead_id, now)
+
+    async def call_finished(self, call: TrackedCall, outcome: Outcome,
+                            final_status: LeadStatus | None, now: datetime) -> None:
+        if call.lead_id is None or call.campaign_id is None:
+            return
+        status = await self.dialer.call_ended(call.settings.plan(call.campaign_id),
+                                              call.lead_id, outcome, final_status, now)
+        if status is not None:
+            log.info("lead %s after call %s: %s", call.lead_id, call.call_id, status)
+
+
+
+class ObserverFanOut:
+    """One CallObserver that tells several (the daemon's sink, then telephony), in order."""
+
+    def __init__(self, *observers: CallObserver) -> None:
+        self._observers = observers
+
+    def on_call_started(self, info: CallInfo) -> None:
+        for observer in self._observers:
+            observer.on_call_started(info)
+
+    def on_turn(self, turn: TurnRecord) -> None:
+        for observer in self._observers:
+            observer.on_turn(turn)
+
+    def on_barge_in(self, call_id: str, heard_text: str) -> None:
+        for observer in self._observers:
+            observer.on_barge_in(call_id, heard_text)
+
+    def on_call_ended(self, call_id: str, reason: str, duration_s: float) -> None:
+        for observer in self._observers:
+            observer.on_call_ended(call_id, reason, duration_s)

@@ -1,0 +1,29 @@
+"""`reautoctl dial NUMBER [--campaign X]`: call one number now (DNC and window checked first)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from reautod.control.context import CliContext, key_values
+from reautod.observability.logging import mask_phone
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser("dial", help="place one outbound call now")
+    parser.add_argument("number", help="phone number (E.164, or national for the campaign's region)")
+    parser.add_argument("--campaign", help="campaign whose settings the call uses")
+    parser.set_defaults(func=run)
+
+
+def render(data: dict[str, Any]) -> str:
+    return key_values([("call", data.get("call_id")), ("twilio sid", data.get("call_sid")),
+                       ("to", mask_phone(data.get("to"))), ("campaign", data.get("campaign"))])
+
+
+def run(args: argparse.Namespace, ctx: CliContext) -> int:
+    params: dict[str, Any] = {"number": args.number}
+    if args.campaign:
+        params["campaign"] = args.campaign
+    ctx.emit(ctx.call("dial", params), render)
+    return 0
