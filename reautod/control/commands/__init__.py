@@ -5,9 +5,12 @@ from __future__ import annotations
 from types import ModuleType
 
 from reautod.control.commands import (
+    call,
+    campaign,
     config,
     daemon,
     db,
+    dial,
     events,
     health,
     metrics,
@@ -25,6 +28,9 @@ COMMAND_GROUPS: list[ModuleType] = [
     events,
     metrics,
     models,
+    call,
+    campaign,
+    dial,
     db,
     stats,
     config,

@@ -1,4 +1,5 @@
-"""`reautoctl call simulate|list|hangup`: simulated calls, live calls, operator hang-up."""
+"""`reautoctl call simulate|list|hangup|history|show|transfer`: simulated calls, live calls,
+operator hang-up, the call history and one call's timeline, transfer to a human."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from reautod.control.context import CliContext, key_values, table
-from reautod.observability.logging import mask_name
+from reautod.observability.logging import mask_name, mask_phone
 
 SIMULATE_TIMEOUT_S = 600.0
 STAGES = (("stt_s", "stt"), ("llm_first_token_s", "llm 1st tok"),
@@ -38,6 +39,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     hangup = calls.add_parser("hangup", help="politely end a live call (goodbye, then hang up)")
     hangup.add_argument("call_id", metavar="ID")
     hangup.set_defaults(func=run_hangup)
+
+    # Twilio calls from the store (reautod.campaigns.control): history, one call, transfer.
+    history = calls.add_parser("history", help="recent calls from the database, newest first")
+    history.add_argument("--campaign", help="only this campaign's calls")
+    history.add_argument("--limit", type=int, default=50, help="how many (default 50)")
+    history.set_defaults(func=run_history)
+
+    show = calls.add_parser("show", help="one call: status timeline and turns")
+    show.add_argument("call_id", metavar="ID")
+    show.set_defaults(func=run_show)
+
+    transfer = calls.add_parser("transfer", help="transfer a live call to the campaign's human")
+    transfer.add_argument("call_id", metavar="ID")
+    transfer.set_defaults(func=run_transfer)
 
 
 def _ms(value: Any) -> str:
@@ -106,4 +121,52 @@ def run_list(args: argparse.Namespace, ctx: CliContext) -> int:
 def run_hangup(args: argparse.Namespace, ctx: CliContext) -> int:
     ctx.emit(ctx.call("call.hangup", {"call_id": args.call_id}),
              lambda d: f"hanging up {d.get('call_id')}")
+    return 0
+
+
+def render_history(data: dict[str, Any]) -> str:
+    calls = data.get("calls", [])
+    if not calls:
+        return "no calls"
+    rows = [[c.get("call_id"), c.get("direction"), c.get("status"), c.get("outcome"),
+             c.get("amd_result"), mask_phone(c.get("to")), c.get("created_at"),
+             "-" if c.get("duration_ms") is None else f"{c['duration_ms'] / 1000:.1f}s"]
+            for c in calls]
+    return table(["call", "dir", "status", "outcome", "amd", "to", "created", "duration"], rows)
+
+
+def run_history(args: argparse.Namespace, ctx: CliContext) -> int:
+    params: dict[str, Any] = {"limit": args.limit}
+    if args.campaign:
+        params["campaign"] = args.campaign
+    ctx.emit(ctx.call("calls.history", params), render_history)
+    return 0
+
+
+def render_show(data: dict[str, Any]) -> str:
+    summary = key_values([
+        ("call", data.get("call_id")), ("twilio sid", data.get("call_sid")),
+        ("direction", data.get("direction")), ("status", data.get("status")),
+        ("outcome", data.get("outcome")), ("amd", data.get("amd_result")),
+        ("to", mask_phone(data.get("to"))), ("created", data.get("created_at")),
+        ("answered", data.get("answered_at")), ("ended", data.get("ended_at")),
+        ("disposition", data.get("disposition")),
+    ])
+    timeline = table(["status", "at", "source", "seq"],
+                     [[e.get("status"), e.get("at"), e.get("source"), e.get("sequence")]
+                      for e in data.get("timeline", [])])
+    turns = table(["#", "who", "text", "response ms"],
+                  [[t.get("seq"), t.get("speaker"), (t.get("text") or "")[:70],
+                    t.get("response_ms")] for t in data.get("turns", [])])
+    return f"{summary}\n\n{timeline}\n\n{turns}"
+
+
+def run_show(args: argparse.Namespace, ctx: CliContext) -> int:
+    ctx.emit(ctx.call("call.show", {"call_id": args.call_id}), render_show)
+    return 0
+
+
+def run_transfer(args: argparse.Namespace, ctx: CliContext) -> int:
+    ctx.emit(ctx.call("call.transfer", {"call_id": args.call_id}),
+             lambda d: f"transferring {d.get('call_id')} to {mask_phone(d.get('transferred_to'))}")
     return 0
