@@ -22,6 +22,7 @@ from reautod import __version__
 from reautod.api.app import HttpServer, create_app
 from reautod.api.media import media_router
 from reautod.call_observer import CallEventSink
+from reautod.campaigns.service import ObserverFanOut, TelephonyPart
 from reautod.config import (
     Secrets,
     Settings,
@@ -61,6 +62,7 @@ RESTART_ONLY = (
     "http",
     "metrics",
     "models",
+    "twilio",
 )
 
 HealthCheck = Callable[[], Awaitable[tuple[bool, str]]]
@@ -97,6 +99,7 @@ class Daemon:
         self.engines: EngineSet | None = None
         self.calls: CallManager | None = None
         self.sink: CallEventSink | None = None
+        self.telephony: TelephonyPart | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._health_checks: dict[str, HealthCheck] = {}
         self._log_forwarder: logging.Handler | None = None
@@ -163,16 +166,27 @@ class Daemon:
         self.sink = CallEventSink(
             self.bus, self.metrics, StoreCallObserver(self.writer), self.sessions
         )
-        self.calls = CallManager(self.engines, self.settings, self.sink)
+        # Telephony (Twilio webhooks, dialer) hears about live calls too: opt-outs, recording
+        # after the announcement, hanging up the phone line when the conversation ends.
+        self.telephony = TelephonyPart(self.settings, self.secrets, self.db, self.metrics, self.bus)
+        self.calls = CallManager(
+            self.engines, self.settings, ObserverFanOut(self.sink, self.telephony)
+        )
         await self.calls.start()
+        self.telephony.attach(self.calls)
+        self._health_checks["twilio"] = self.telephony.health
         self._register_part_methods()
 
         # 7. HTTP side (webhooks, media WebSocket); bound before READY so Twilio can reach us.
         self.notifier.status("starting HTTP")
-        app = create_app([media_router(self.calls)], health=self.health)
+        # The media WebSocket checks Twilio's signature whenever Twilio is configured.
+        media = media_router(self.calls, self.telephony.media_upgrade_validator())
+        app = create_app([media, *self.telephony.routers()], health=self.health)
         self.http = HttpServer(app, self.settings.http.host, self.settings.http.port)
         await self.http.start()
         self._health_checks["http"] = self._check_http
+        # The dialer's timers (a tick per running campaign, lease heartbeat) start last.
+        await self.telephony.start()
 
         # 8. Background duties: the watchdog is pinged from this loop, so a blocked loop is noticed;
         #    STATUS= follows the number of live calls; WARNING+ log lines go to subscribers.
@@ -271,6 +285,8 @@ class Daemon:
         self.notifier.stopping("draining")
         self.bus.publish("daemon.state", {"state": self.state})
         log.info("draining (grace %.0fs)", self.settings.shutdown_grace_s)
+        if self.telephony is not None:
+            await self.telephony.stop_dialing()  # no new calls while live ones drain
         if self.calls is not None:
             await self.calls.drain(self.settings.shutdown_grace_s)
             await self.calls.close()
@@ -281,6 +297,8 @@ class Daemon:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.http is not None:
             await self.http.close()
+        if self.telephony is not None:
+            await self.telephony.close()
         if self.sink is not None:
             await self.sink.close()
         if self.engines is not None:
@@ -332,6 +350,9 @@ class Daemon:
         assert self.control is not None and self.engines is not None
         for method in engine_methods(self.engines):
             self.control.register(method)
+        if self.telephony is not None:
+            for method in self.telephony.control_methods():
+                self.control.register(method)
 
     async def _status(self, _params: BaseModel) -> dict[str, Any]:
         return {
