@@ -16,11 +16,23 @@ from reautod.store.repositories.costs import CostRepository, DailyCost
 from reautod.store.repositories.dial_blocks import DialBlockRepository, DialBlockRow
 from reautod.store.repositories.dnc import DncEntryRow, DncRepository
 from reautod.store.repositories.leads import LeadRepository, LeadRow
+from reautod.store.repositories.outbox import DeadLetter, OutboxMessage, OutboxRepository
+from reautod.store.repositories.recordings import RecordingRepository, RecordingRow
+from reautod.store.repositories.scheduling import (
+    AppointmentRepository,
+    AppointmentRow,
+    BudgetRepository,
+    BudgetRow,
+)
 
 __all__ = [
     "AgentTransitionRow",
+    "AppointmentRepository",
+    "AppointmentRow",
     "AuditRepository",
     "AuditRow",
+    "BudgetRepository",
+    "BudgetRow",
     "CallEventRow",
     "CallRepository",
     "CallRow",
@@ -31,11 +43,16 @@ __all__ = [
     "ContactRow",
     "CostRepository",
     "DailyCost",
+    "DeadLetter",
     "DialBlockRepository",
     "DialBlockRow",
     "DncEntryRow",
     "DncRepository",
     "LeadRepository",
     "LeadRow",
+    "OutboxMessage",
+    "OutboxRepository",
+    "RecordingRepository",
+    "RecordingRow",
     "TurnRow",
 ]

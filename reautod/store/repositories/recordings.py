@@ -1,0 +1,85 @@
+"""Recording rows: what a call recorded, and which recordings passed their retention date."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from reautod.errors import NotFoundError, ValidationError
+from reautod.store import models as m
+from reautod.store.database import Database
+from reautod.store.enums import RecordingStatus
+from reautod.store.repositories._base import check_limit, table, to_dataclass
+
+recordings = table(m.Recording)
+
+
+@dataclass(frozen=True)
+class RecordingRow:
+    id: uuid.UUID
+    call_id: uuid.UUID
+    direction: str
+    path: str
+    format: str
+    sample_rate: int
+    channels: int
+    duration_ms: int
+    size_bytes: int
+    sha256: str
+    encrypted: bool
+    consent_recorded: bool
+    consent_detail: str | None
+    retention_until: datetime | None
+    status: str
+    created_at: datetime
+
+
+class RecordingRepository:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def for_call(self, call_id: uuid.UUID) -> list[RecordingRow]:
+        async def work(conn: AsyncConnection) -> list[RecordingRow]:
+            rows = await conn.execute(
+                select(recordings).where(recordings.c.call_id == call_id).order_by(recordings.c.direction)
+            )
+            return [to_dataclass(RecordingRow, r) for r in rows]
+
+        return await self.db.read(work)
+
+    async def expired(self, now: datetime, limit: int = 500) -> list[RecordingRow]:
+        """Final recordings whose retention date has passed (the retention job deletes the files,
+        then calls `mark_deleted`)."""
+        if now.tzinfo is None:
+            raise ValidationError("now must be timezone-aware")
+        check_limit(limit)
+
+        async def work(conn: AsyncConnection) -> list[RecordingRow]:
+            rows = await conn.execute(
+                select(recordings)
+                .where(
+                    recordings.c.status == RecordingStatus.FINAL.value,
+                    recordings.c.retention_until <= now,
+                )
+                .order_by(recordings.c.retention_until)
+                .limit(limit)
+            )
+            return [to_dataclass(RecordingRow, r) for r in rows]
+
+        return await self.db.read(work)
+
+    async def mark_deleted(self, recording_id: uuid.UUID) -> None:
+        async def work(conn: AsyncConnection) -> None:
+            result = await conn.execute(
+                update(recordings)
+                .where(recordings.c.id == recording_id)
+                .values(status=RecordingStatus.DELETED.value)
+            )
+            if result.rowcount == 0:
+                raise NotFoundError(f"no recording {recording_id}")
+
+        await self.db.transaction(work)
