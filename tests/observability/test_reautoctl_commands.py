@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import shutil
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -71,6 +72,7 @@ def served(metrics: Metrics) -> Iterator[tuple[ThreadedDaemon, Path]]:
     fake.health["ok"] = False
     with ThreadedDaemon(fake) as threaded:
         yield threaded, path
+    shutil.rmtree(path.parent, ignore_errors=True)
 
 
 def test_metrics_prints_the_key_figures(served: tuple[ThreadedDaemon, Path]) -> None:

@@ -1,7 +1,8 @@
 from __future__ import annotations
 
+import shutil
 import tempfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -11,9 +12,11 @@ from tests.tui.fake_daemon import FakeDaemon
 
 
 @pytest.fixture
-def socket_path() -> Path:
+def socket_path() -> Iterator[Path]:
     # Unix socket paths are limited to 108 bytes: keep it short and outside tmp_path.
-    return Path(tempfile.mkdtemp(prefix="tui-", dir="/tmp")) / "control.sock"
+    directory = Path(tempfile.mkdtemp(prefix="tui-", dir="/tmp"))
+    yield directory / "control.sock"
+    shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture

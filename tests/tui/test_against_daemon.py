@@ -4,6 +4,7 @@ health, survives a daemon restart, and `D` drains the real daemon."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -55,6 +56,7 @@ def reautod() -> Iterator[DaemonProcess]:
         yield daemon
     finally:
         daemon.stop()
+        shutil.rmtree(daemon.root, ignore_errors=True)
 
 
 async def test_tui_follows_the_real_daemon_through_a_restart(reautod: DaemonProcess) -> None:
