@@ -131,6 +131,10 @@ class Daemon:
         self.loop_lag.start()
         self.gpu = GpuCollector(load_nvml())
         self.metrics.register(self.gpu)
+        gpu = self.gpu
+        self._health_checks["gpu"] = lambda: gpu.health_check(
+            required=self.settings.models.device == "cuda"
+        )
 
         # 4. System of record: open, check the schema is current (or migrate), start the writer.
         self.notifier.status("opening the database")
@@ -314,7 +318,7 @@ class Daemon:
         if self.gpu is not None:
             self.gpu.close()
         if self.metrics_server is not None:
-            self.metrics_server.close()
+            await asyncio.to_thread(self.metrics_server.close)  # joins its thread
         self.bus.close()
         if self.control is not None:
             await self.control.close()
@@ -374,7 +378,7 @@ class Daemon:
 
     async def health(self) -> dict[str, Any]:
         checks: dict[str, dict[str, Any]] = {}
-        for name, check in self._health_checks.items():
+        for name, check in list(self._health_checks.items()):  # parts add checks as they start
             try:
                 ok, detail = await asyncio.wait_for(check(), timeout=3.0)
             except TimeoutError:

@@ -203,6 +203,10 @@ class ControlServer:
             await _Connection(self, reader, writer).serve()
         except (ConnectionError, BrokenPipeError):
             pass  # the client vanished; nothing else is affected
+        except asyncio.CancelledError:
+            # only close() cancels these; returning (not re-raising) keeps asyncio's
+            # client_connected_cb from logging every open client as an error at shutdown
+            return
         finally:
             self._connections.discard(task)
             writer.close()
