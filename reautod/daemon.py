@@ -232,6 +232,9 @@ class Daemon:
     async def _status_ticker(self) -> None:
         last = ""
         while True:
+            if self.control is not None:
+                self.metrics.open_sockets.labels(kind="control").set(self.control.connection_count)
+            self.metrics.open_sockets.labels(kind="websocket").set(self.live_call_count())
             line = self._status_line()
             if line != last:
                 self.notifier.status(line)
