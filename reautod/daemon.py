@@ -198,6 +198,7 @@ class Daemon:
         if interval is not None:
             self._spawn(self._watchdog(interval), "watchdog")
         self._spawn(self._status_ticker(), "status")
+        self._spawn(self._health_watch(), "health-watch")
         loop = asyncio.get_running_loop()
 
         def forward_log(record: Mapping[str, str]) -> None:  # may run on an engine thread
@@ -240,6 +241,23 @@ class Daemon:
                 self.notifier.status(line)
                 last = line
             await asyncio.sleep(2.0)
+
+    async def _health_watch(self, interval_s: float = 5.0) -> None:
+        """Publish `health.changed` when a dependency goes up or down (and log it once)."""
+        known: dict[str, bool] = {}
+        while True:
+            report = await self.health()
+            for name, check in report["checks"].items():
+                if known.get(name, True) != check["ok"]:
+                    (log.info if check["ok"] else log.warning)(
+                        "health: %s is %s: %s",
+                        name,
+                        "ok" if check["ok"] else "failing",
+                        check["detail"],
+                    )
+                    self.bus.publish("health.changed", {"name": name, **check})
+                known[name] = check["ok"]
+            await asyncio.sleep(interval_s)
 
     def live_call_count(self) -> int:
         return len(self.calls.live_calls()) if self.calls is not None else 0
