@@ -28,7 +28,6 @@ from pipecat.frames.frames import (
     TTSAudioRawFrame,
 )
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
-from pipecat.utils.string import match_endofsentence
 
 from reautod.config import AgentSettings, CallSettings, EngineSettings
 from reautod.engines.base import AudioChunk, LanguageModel, TextToSpeech
@@ -44,6 +43,7 @@ from reautod.pipeline.frames import (
 )
 from reautod.pipeline.observer import CallInfo, CallObserver, CallState, TurnRecord
 from reautod.pipeline.playback import PlaybackTracker
+from reautod.pipeline.sentences import SentenceSplitter
 
 log = logging.getLogger(__name__)
 
@@ -345,19 +345,16 @@ class AgentResponder(FrameProcessor):
             self.agent.messages(), call_id=self.info.call_id,
             max_tokens=self._engines.llm_max_tokens,
         )
-        text = ""
+        splitter = SentenceSplitter()
         try:
             async with asyncio.timeout(self._engines.llm_timeout_s):
                 async for chunk in stream:
                     if reply.first_token_at is None:
                         reply.first_token_at = time.monotonic()
-                    text += chunk.text
-                    while (end := match_endofsentence(text)) > 0:
-                        sentence, text = text[:end].strip(), text[end:]
-                        if sentence:
-                            await out.put(sentence)
-            if text.strip():
-                await out.put(text.strip())
+                    for piece in splitter.push(chunk.text):
+                        await out.put(piece)
+            if (rest := splitter.flush()) is not None:
+                await out.put(rest)
         except asyncio.CancelledError:
             raise
         except Exception as err:

@@ -1,0 +1,104 @@
+"""The pure pieces: sentence splitting, playback tracking, agent context, start validation."""
+
+from __future__ import annotations
+
+import pytest
+
+from reautod.api.media import StartRejected, parse_start
+from reautod.config import AgentSettings
+from reautod.pipeline.agent import DialogueAgent, render
+from reautod.pipeline.playback import PlaybackTracker
+from reautod.pipeline.sentences import SentenceSplitter, clean
+from reautod.pipeline.turns import is_backchannel
+
+
+def _feed(splitter: SentenceSplitter, text: str) -> list[str]:
+    out: list[str] = []
+    for word in text.split(" "):
+        out += splitter.push(word + " ")
+    return out
+
+
+def test_sentences_are_cut_as_they_complete() -> None:
+    s = SentenceSplitter()
+    assert _feed(s, "That is great. Let me tell you more. And") == [
+        "That is great.", "Let me tell you more."]
+    assert s.flush() == "And"
+
+
+def test_first_piece_is_cut_early_at_a_clause() -> None:
+    s = SentenceSplitter()
+    assert _feed(s, "Thanks for picking up, I am calling about solar, okay") == [
+        "Thanks for picking up,"]  # only the first piece is cut at a clause
+
+
+def test_run_on_text_is_cut_at_a_word_boundary() -> None:
+    s = SentenceSplitter()
+    pieces = _feed(s, "word " * 30)
+    assert pieces and len(pieces[0]) <= 60 and not pieces[0].endswith(" ")
+
+
+def test_control_characters_never_reach_tts() -> None:
+    assert clean("a\x00b\x15c\nd\u200be") == "abc de"
+    s = SentenceSplitter()
+    assert s.push("He\x00llo, there is a null\x1f in here, ") == [
+        "Hello, there is a null in here,"]
+    assert s.flush() is None
+
+
+def test_playback_tracker_heard_only_played_marks() -> None:
+    t = PlaybackTracker()
+    a, b, c = t.new_mark(1, "One."), t.new_mark(1, "Two."), t.new_mark(1, "Three.")
+    assert t.playing
+    assert t.echoed(a) is True
+    t.clear()  # b and c were still buffered at Twilio
+    assert t.echoed(b) is False and t.echoed(c) is False  # discards, not playback
+    assert t.heard_text(1) == "One." and not t.playing
+    assert t.echoed("stranger") is False and t.unknown_echoes == 1
+
+
+def test_agent_context_keeps_heard_part_and_alternates() -> None:
+    agent = DialogueAgent.for_call(AgentSettings(), lead_name="Jane", goal=None)
+    assert "Jane" in agent.system_prompt and "free consultation" in agent.system_prompt
+    agent.set_assistant(1, "Hi Jane.")
+    agent.add_user("hello")
+    agent.add_dtmf("1")
+    agent.set_assistant(2, "Great. More text here.")
+    agent.set_assistant(2, "Great.")  # interrupted: only this was heard
+    roles = [(m.role, m.content) for m in agent.messages()[1:]]
+    assert roles == [("assistant", "Hi Jane."), ("user", "hello [pressed 1]"),
+                     ("assistant", "Great.")]
+    agent.set_assistant(2, "")  # nothing heard: the reply leaves the context
+    assert agent.messages()[-1].role == "user"
+
+
+def test_templates_with_unknown_fields_do_not_crash() -> None:
+    assert render("Hi {lead_name} {oops} {", lead_name="A") == "Hi {lead_name} {oops} {"
+    assert render("Hi {lead_name} {oops}", lead_name="A") == "Hi A {oops}"
+
+
+def test_backchannels() -> None:
+    words = ["mhm", "uh huh", "yeah"]
+    assert is_backchannel("Mhm.", words) and is_backchannel("Uh-huh", words)
+    assert is_backchannel("uh huh!", words) and not is_backchannel("yeah I want it", words)
+    assert not is_backchannel("", words)
+
+
+def test_start_validation() -> None:
+    good = {"event": "start", "streamSid": "MZ1", "start": {
+        "streamSid": "MZ1", "callSid": "CA1",
+        "customParameters": {"call_id": "c-1", "lead_name": "Ann", "direction": "inbound"}}}
+    info = parse_start(good)
+    assert (info.stream_sid, info.call_id, info.direction) == ("MZ1", "c-1", "inbound")
+    # No customParameters at all: a generated call id, outbound.
+    bare = parse_start({"event": "start", "start": {"streamSid": "MZ2"}})
+    assert bare.call_id and bare.direction == "outbound"
+    for bad in (
+        {"event": "start", "start": {}},  # no streamSid
+        {"event": "start", "start": "x"},
+        {"event": "start", "start": {"streamSid": "MZ", "mediaFormat": {"sampleRate": 16000}}},
+        {"event": "start", "start": {"streamSid": "MZ",
+                                     "customParameters": {"direction": "sideways"}}},
+    ):
+        with pytest.raises(StartRejected):
+            parse_start(bad)
