@@ -13,12 +13,12 @@
   unacknowledged commit duplicates nothing.
 - A record the database rejects (a constraint, bad data) goes to the dead-letter file, logged,
   without holding up the rest.
-- Commit latency: a durable Postgres commit waits for a WAL flush (4 ms median, 15 ms p99 on
-  the 2-core dev box). Batches holding only `RELAXED_KINDS` (turns, transitions, status events)
-  commit with `synchronous_commit = off` by default: the commit returns before the flush, so a
-  Postgres *server* crash can lose the last fraction of a second of them (never corrupts; our own
-  crash loses the in-memory queue anyway). Call creation and end, scores, recordings and costs
-  always commit durably. Pass `relaxed_kinds=frozenset()` for durable commits throughout.
+- Commit latency: a durable Postgres commit waits for a WAL flush. Commits are durable by
+  default. `relaxed_kinds=RELAXED_KINDS` lets batches holding only turns, transitions and status
+  events commit with `synchronous_commit = off` (the commit returns before the flush; a Postgres
+  *server* crash may then lose the last fraction of a second of them, never corrupting
+  anything); call creation and end, scores, recordings and costs always commit durably.
+  bench/bench_store_writes.py measures both.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ CommitCallback = Callable[[Sequence[Record]], None]
 ORDERED_KINDS = frozenset({CallStarted.kind, ScoreUpdate.kind, RecordingFinalized.kind})
 
 
-# Kinds whose batches may commit without waiting for the WAL flush (see the module docstring).
+# Kinds whose batches may opt in to commits without waiting for the WAL flush (module docstring).
 RELAXED_KINDS = frozenset({TurnRecord.kind, AgentTransitionRecord.kind, CallStatusChanged.kind})
 
 
@@ -111,7 +111,7 @@ class WriteBehind:
         batch_size: int = 500,
         max_in_flight: int = 3,
         retry_interval_s: float = 1.0,
-        relaxed_kinds: frozenset[str] = RELAXED_KINDS,
+        relaxed_kinds: frozenset[str] = frozenset(),
         on_commit: CommitCallback | None = None,
     ) -> None:
         if queue_size < 1 or batch_size < 1 or max_in_flight < 1 or retry_interval_s <= 0:

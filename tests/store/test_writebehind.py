@@ -21,7 +21,7 @@ from reautod.store.database import Database
 from reautod.store.enums import CallStatus
 from reautod.store.records import CallEnded, Record
 from reautod.store.repositories import CallRepository
-from reautod.store.writebehind import WriteBehind
+from reautod.store.writebehind import RELAXED_KINDS, WriteBehind
 from tests.store.conftest import TEST_DB_SETTINGS
 from tests.store.factories import T0, call_started, turn
 from tests.store.proxy import TcpProxy
@@ -208,3 +208,17 @@ async def test_spool_left_by_a_stopped_daemon_is_replayed_at_start(
         return int((await conn.execute(select(func.count()).select_from(m.Call))).scalar_one())  # type: ignore[attr-defined]
 
     assert await direct.read(count) == 1
+
+
+async def test_relaxed_commits_write_the_same_rows(db: Database, tmp_path: Path) -> None:
+    wb = WriteBehind(db, tmp_path / "spool", queue_size=1000, relaxed_kinds=RELAXED_KINDS)
+    await wb.start()
+    start = call_started()
+    records: list[Record] = [start, *(turn(start.call_id, i) for i in range(50))]
+    records.append(CallEnded(start.call_id, T0, CallStatus.COMPLETED))  # durable kind
+    for r in records:
+        wb.submit(r)
+    await wb.flush(timeout=30)
+    await wb.stop()
+    assert await turn_seqs(db, start.call_id) == list(range(50))
+    assert (await CallRepository(db).get(start.call_id)).status == "completed"

@@ -72,12 +72,13 @@ class DncRepository:
                     index_elements=["phone_e164", "campaign_id"],
                     index_where=dnc_entries.c.campaign_id.is_not(None),
                 )
-            result = await conn.execute(stmt)
+            # RETURNING, not rowcount: a skipped conflict's rowcount is not reliable everywhere
+            inserted = (await conn.execute(stmt.returning(dnc_entries.c.id))).first()
             if campaign_id is None:
                 await conn.execute(
                     contacts.update().where(contacts.c.phone_e164 == phone_e164).values(dnc=True)
                 )
-            return bool(result.rowcount)
+            return inserted is not None
 
         return await self.db.transaction(work)
 

@@ -199,9 +199,10 @@ class LeadRepository:
                     status=LeadStatus.NEW.value, priority=0, attempts=0,
                     next_attempt_at=next_attempt_at, created_at=now, updated_at=now,
                 )
-                result = await conn.execute(
-                    lead.on_conflict_do_nothing(index_elements=["campaign_id", "contact_id"]))
-                added += result.rowcount or 0
+                inserted = (await conn.execute(
+                    lead.on_conflict_do_nothing(index_elements=["campaign_id", "contact_id"])
+                    .returning(leads.c.id))).first()
+                added += inserted is not None
             return added
 
         return await self.db.transaction(work)
