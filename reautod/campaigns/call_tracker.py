@@ -225,6 +225,11 @@ class CallTracker:
         except Exception:  # background work after a webhook answered: nobody else would see it
             log.exception("%s failed", what)
 
+    async def settle(self) -> None:
+        """Wait until the work handed over so far (and what it handed on) is done."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
     async def close(self) -> None:
         """Let the work already handed over finish (bounded), then cancel what is left."""
         if self._tasks:

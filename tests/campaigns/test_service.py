@@ -1,0 +1,574 @@
+"""The telephony part on a real database (SQLite and Postgres) against the local Twilio stand-in:
+the store-backed DNC storage, lead directory and dial log, the placer, the webhook handler's
+status timeline, AMD policy, opt-out and inbound calls, and the control methods."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from reautod.campaigns.call_tracker import CallTracker
+from reautod.campaigns.control import CallRef, CampaignRef, CreateParams, DialParams, ImportParams
+from reautod.campaigns.dialer import BlockedDial, BlockReason
+from reautod.campaigns.dnc import DncEntry, DncScope, DncSource
+from reautod.campaigns.lead_queue import LeadClaim
+from reautod.campaigns.service import TelephonyPart
+from reautod.campaigns.store_adapters import StoreDialLog, StoreDncStorage, StoreLeadDirectory
+from reautod.config import DatabaseSettings, Secrets, Settings
+from reautod.control.protocol import Method
+from reautod.errors import ReautodError, UnavailableError, ValidationError
+from reautod.observability.events import EventBus
+from reautod.observability.metrics import Metrics
+from reautod.pipeline.observer import CallInfo, CallState, TurnRecord
+from reautod.store.database import Database
+from reautod.store.enums import CallOutcome, LeadStatus
+from reautod.store.repositories import (
+    CallRepository,
+    CampaignRepository,
+    ContactInput,
+    ContactRepository,
+    DialBlockRepository,
+    LeadRepository,
+)
+from reautod.telephony.webhooks import AmdResult, StatusCallback, VoiceRequest
+from tests.telephony.twilio_standin import TwilioStandIn
+
+ACCOUNT = "AC" + "1" * 32
+TOKEN = "test-auth-token"
+FROM = "+15005550006"
+PUBLIC = "https://reautod.example.com"
+# Tuesday 2026-11-24 16:00 UTC: 11:00 in New York, 01:00 (Wednesday) in Tokyo.
+NOW = datetime(2026, 11, 24, 16, 0, tzinfo=UTC)
+DB_SETTINGS = DatabaseSettings(pool_size=4, max_overflow=2, pool_timeout_s=5.0,
+                               connect_timeout_s=5.0, retry_attempts=1)
+CSV = (
+    "name,phone,timezone,plan\n"
+    "Ann Inwindow,+12125550100,America/New_York,gold\n"
+    "Bob Asleep,+12125550101,Asia/Tokyo,\n"
+    "Bad Phone,12345,,\n"
+    "Ann Again,+12125550100,America/New_York,\n"
+)
+
+
+@dataclass
+class Clock:
+    now: datetime = NOW
+    tick: float = 0.0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def monotonic(self) -> float:
+        self.tick += 10.0  # the calls-per-second bucket is always full between ticks
+        return self.tick
+
+
+@dataclass
+class FakeSession:
+    ended: list[str] = field(default_factory=list)
+
+    def end(self, reason: str, close_code: int = 1000) -> None:
+        self.ended.append(reason)
+
+
+@dataclass
+class FakeCalls:
+    """The call manager as telephony sees it: admission and live sessions."""
+
+    sessions: dict[str, FakeSession] = field(default_factory=dict)
+    refuse: ReautodError | None = None
+
+    def check_admission(self) -> None:
+        if self.refuse is not None:
+            raise self.refuse
+
+    def session(self, call_id: str) -> FakeSession | None:
+        return self.sessions.get(call_id)
+
+
+@dataclass
+class Env:
+    db: Database
+    part: TelephonyPart
+    standin: TwilioStandIn
+    clock: Clock
+    manager: FakeCalls
+    metrics: Metrics
+
+    @property
+    def tracker(self) -> CallTracker:
+        assert self.part.tracker is not None
+        return self.part.tracker
+
+    def method(self, name: str) -> Method:
+        return next(m for m in self.part.control_methods() if m.name == name)
+
+    async def call(self, method_name: str, /, **params: Any) -> Any:
+        method = self.method(method_name)
+        return await method.handler(method.params.model_validate(params))
+
+
+def twilio_settings(standin: TwilioStandIn) -> Settings:
+    return Settings(twilio={"account_sid": ACCOUNT, "from_number": FROM,
+                            "api_base_url": standin.base_url},
+                    http={"public_base_url": PUBLIC}, calls={"max_concurrent": 4})
+
+
+@pytest.fixture
+def standin() -> Iterator[TwilioStandIn]:
+    with TwilioStandIn(ACCOUNT, TOKEN) as server:
+        yield server
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    url = (f"sqlite+aiosqlite:///{tmp_path / 'reautod.db'}" if request.param == "sqlite"
+           else str(request.getfixturevalue("fresh_database_url")))
+    database = Database(url, DB_SETTINGS)
+    await database.open()
+    await database.upgrade("head")
+    try:
+        yield database
+    finally:
+        await database.close()
+
+
+@pytest.fixture
+async def env(db: Database, standin: TwilioStandIn) -> AsyncIterator[Env]:
+    clock = Clock()
+    metrics = Metrics()
+    part = TelephonyPart(twilio_settings(standin), Secrets({"twilio_auth_token": SecretStr(TOKEN)}),
+                         db, metrics, EventBus(), clock=clock, monotonic=clock.monotonic)
+    manager = FakeCalls()
+    part.attach(manager)
+    try:
+        yield Env(db, part, standin, clock, manager, metrics)
+    finally:
+        await part.close()
+
+
+def creates(standin: TwilioStandIn) -> list[dict[str, list[str]]]:
+    return [r.form for r in standin.requests_to("/Calls.json")]
+
+
+def updates(standin: TwilioStandIn, sid: str) -> list[dict[str, list[str]]]:
+    return [r.form for r in standin.requests_to(f"/Calls/{sid}.json")]
+
+
+def status(sid: str, value: str, seq: int) -> StatusCallback:
+    return StatusCallback.model_validate({"CallSid": sid, "CallStatus": value,
+                                          "SequenceNumber": str(seq)})
+
+
+async def campaign_with_leads(env: Env, **settings: Any) -> str:
+    await env.call("campaign.create", name="fall", **settings)
+    report = await env.call("campaign.import", campaign="fall", csv_text=CSV)
+    assert report["summary"]["imported"] == 2
+    await env.call("campaign.start", campaign="fall")
+    return "fall"
+
+
+async def dial_round(env: Env) -> int:
+    """Ticks enough for every due lead to be claimed (one call per tick at 1 call/s)."""
+    return sum([await env.part.tick() for _ in range(3)])
+
+
+# -- the Protocol implementations -----------------------------------------------------------------
+
+
+async def test_dnc_storage_global_and_per_campaign(db: Database) -> None:
+    storage = StoreDncStorage(db)
+    one = await CampaignRepository(db).create("one")
+    two = await CampaignRepository(db).create("two")
+    phone = "+12125550100"
+    entry = DncEntry(phone, DncScope.CAMPAIGN, str(one.id), DncSource.OPERATOR, "asked", NOW)
+    assert await storage.add(entry) is True
+    assert await storage.add(entry) is False  # idempotent
+    found = await storage.find(phone, str(one.id))
+    assert found is not None and found.scope is DncScope.CAMPAIGN
+    assert found.source is DncSource.OPERATOR and found.campaign_id == str(one.id)
+    assert await storage.find(phone, str(two.id)) is None  # another campaign may call
+    assert await storage.find(phone, None) is None
+    spoken = DncEntry(phone, DncScope.GLOBAL, None, DncSource.KEYPRESS, "pressed 9", NOW)
+    assert await storage.add(spoken) is True
+    for campaign in (str(one.id), str(two.id), None, "manual"):
+        hit = await storage.find(phone, campaign)
+        assert hit is not None and hit.scope is DncScope.GLOBAL
+        assert hit.source is DncSource.KEYPRESS  # the channel survives the coarse source
+
+
+async def test_lead_directory_reads_contact_and_attempts(db: Database) -> None:
+    campaign = await CampaignRepository(db).create("dir")
+    contact = await ContactRepository(db).upsert(ContactInput(
+        "+12125550100", name="Ann", timezone="America/New_York", custom={"state": "NY"}))
+    lead = await LeadRepository(db).add(campaign.id, contact.id)
+    directory = StoreLeadDirectory(db)
+    claim = LeadClaim(lead.id, campaign.id, contact.id, 0, NOW)
+    target = await directory.target(claim)
+    assert target is not None
+    assert (target.phone, target.timezone, target.state, target.name) == \
+        ("+12125550100", "America/New_York", "NY", "Ann")
+    gone = LeadClaim(lead.id, campaign.id, uuid.uuid4(), 0, NOW)
+    assert await directory.target(gone) is None
+    assert await directory.attempt_times(lead.id, NOW - timedelta(days=1)) == []
+
+
+async def test_dial_log_stores_the_rule_and_counts(db: Database) -> None:
+    campaign = await CampaignRepository(db).create("log")
+    contact = await ContactRepository(db).upsert(ContactInput("+12125550100"))
+    lead = await LeadRepository(db).add(campaign.id, contact.id)
+    counted: list[BlockedDial] = []
+    log = StoreDialLog(db, counted.append, clock=lambda: NOW)
+    entry = BlockedDial(lead.id, campaign.id, BlockReason.WINDOW, "federal_hours",
+                        "federal calling hours 08:00-21:00", "47 CFR 64.1200(c)(1)",
+                        NOW + timedelta(hours=7))
+    await log.blocked(entry)
+    rows = await DialBlockRepository(db).recent(campaign_id=campaign.id)
+    assert [(r.lead_id, r.reason, r.rule_code, r.source, r.at) for r in rows] == \
+        [(lead.id, "window", "federal_hours", "47 CFR 64.1200(c)(1)", NOW)]
+    assert counted == [entry]
+
+
+# -- placing calls and following them --------------------------------------------------------------
+
+
+async def test_tick_dials_in_window_and_logs_the_blocked_lead(env: Env) -> None:
+    await campaign_with_leads(env)
+    assert await dial_round(env) == 1
+    (form,) = creates(env.standin)
+    assert form["To"] == ["+12125550100"] and form["From"] == [FROM]
+    twiml = form["Twiml"][0]
+    assert "<Connect><Stream url=\"wss://reautod.example.com/twilio/media\">" in twiml
+    assert '<Parameter name="campaign" value="fall" />' in twiml
+    assert '<Parameter name="lead_name" value="Ann Inwindow" />' in twiml
+    assert "Record" not in form and "<Say" not in twiml  # no recording, so no announcement
+    assert form["StatusCallback"] == [f"{PUBLIC}/twilio/status"]
+    assert form["StatusCallbackEvent"] == ["initiated", "ringing", "answered", "completed"]
+    assert form["MachineDetection"] == ["Enable"] and form["AsyncAmd"] == ["true"]
+    assert form["AsyncAmdStatusCallback"] == [f"{PUBLIC}/twilio/amd"]
+    assert form["Timeout"] == ["30"] and form["TimeLimit"] == ["900"]
+    campaign = await CampaignRepository(env.db).find("fall")
+    (row,) = await CallRepository(env.db).recent(campaign_id=campaign.id)
+    assert row.status == "queued" and row.call_sid is not None and row.lead_id is not None
+    assert f'<Parameter name="call_id" value="{row.id}" />' in twiml
+    (block,) = await DialBlockRepository(env.db).recent(campaign_id=campaign.id)
+    assert block.rule_code == "federal_hours" and block.reason == "window"
+    assert block.retry_at is not None and block.retry_at > NOW
+    assert env.metrics.dial_blocked_total.labels(reason="window")._value.get() == 1
+    leads = await LeadRepository(env.db).status_counts(campaign.id)
+    assert leads == {"dialing": 1, "retry": 1}
+
+
+async def test_status_timeline_persisted_and_lead_released(env: Env) -> None:
+    await campaign_with_leads(env)
+    await dial_round(env)
+    sid = next(iter(env.standin.calls))
+    tracker = env.tracker
+    # out of order and twice: ringing (seq 1) before initiated (seq 0), ringing again
+    for value, seq in (("ringing", 1), ("initiated", 0), ("ringing", 1), ("in-progress", 2)):
+        await tracker.on_status(status(sid, value, seq))
+        await tracker.settle()
+    await tracker.on_status(status(sid, "no-answer", 3))  # impossible after in-progress
+    await tracker.on_status(status(sid, "bogus", 4))
+    await tracker.settle()
+    row = await CallRepository(env.db).by_sid(sid)
+    assert row is not None and row.status == "in_progress" and row.answered_at is not None
+    timeline = await CallRepository(env.db).timeline(row.id)
+    twilio = sorted((e.sequence, e.status) for e in timeline if e.source == "twilio")
+    assert twilio == [(0, "initiated"), (1, "ringing"), (2, "in_progress")]
+    await tracker.on_status(status(sid, "completed", 5))
+    await tracker.settle()
+    row = await CallRepository(env.db).get(row.id)
+    assert row.status == "completed" and row.outcome == CallOutcome.UNKNOWN.value
+    assert row.lead_id is not None
+    lead = await LeadRepository(env.db).get(row.lead_id)
+    # a conversation happened: never retried automatically
+    assert lead.status == LeadStatus.EXHAUSTED.value and lead.lease_owner is None
+    assert tracker.get(row.id) is None  # forgotten once finished
+
+
+async def test_busy_call_is_retried_later(env: Env) -> None:
+    await campaign_with_leads(env)
+    await dial_round(env)
+    sid = next(iter(env.standin.calls))
+    await env.tracker.on_status(status(sid, "busy", 1))
+    await env.tracker.settle()
+    row = await CallRepository(env.db).by_sid(sid)
+    assert row is not None and row.status == "busy" and row.outcome == "no_answer"
+    assert row.lead_id is not None
+    lead = await LeadRepository(env.db).get(row.lead_id)
+    assert lead.status == "retry" and lead.next_attempt_at is not None
+    assert lead.next_attempt_at > NOW
+    assert env.metrics.calls_total.labels(outcome="busy")._value.get() == 1
+
+
+async def test_amd_machine_hang_up_policy(env: Env) -> None:
+    await campaign_with_leads(env)
+    await dial_round(env)
+    sid = next(iter(env.standin.calls))
+    await env.tracker.on_status(status(sid, "in-progress", 2))
+    await env.tracker.on_amd(AmdResult.model_validate({"CallSid": sid,
+                                                       "AnsweredBy": "machine_start"}))
+    await env.tracker.settle()
+    assert updates(env.standin, sid)[-1]["Status"] == ["completed"]
+    row = await CallRepository(env.db).by_sid(sid)
+    assert row is not None and row.amd_result == "machine_start"
+    assert env.metrics.amd_results_total.labels(result="machine_start")._value.get() == 1
+    # a repeat changes nothing
+    await env.tracker.on_amd(AmdResult.model_validate({"CallSid": sid,
+                                                       "AnsweredBy": "machine_start"}))
+    await env.tracker.settle()
+    assert len(updates(env.standin, sid)) == 1
+
+
+async def test_amd_voicemail_policy_leaves_a_message(env: Env) -> None:
+    await campaign_with_leads(env, machine_policy="voicemail",
+                              voicemail_message="Hi, this is Acme. Call us back.")
+    await dial_round(env)
+    (form,) = creates(env.standin)
+    assert form["MachineDetection"] == ["DetectMessageEnd"]
+    sid = next(iter(env.standin.calls))
+    await env.tracker.on_amd(AmdResult.model_validate({"CallSid": sid,
+                                                       "AnsweredBy": "machine_end_beep"}))
+    await env.tracker.settle()
+    (update,) = updates(env.standin, sid)
+    assert "Hi, this is Acme. Call us back." in update["Twiml"][0]
+    await env.tracker.on_status(status(sid, "completed", 3))
+    await env.tracker.settle()
+    row = await CallRepository(env.db).by_sid(sid)
+    assert row is not None and row.outcome == "voicemail"
+
+
+async def test_spoken_opt_out_adds_dnc_and_ends_the_call(env: Env) -> None:
+    await campaign_with_leads(env)
+    await dial_round(env)
+    sid = next(iter(env.standin.calls))
+    row = await CallRepository(env.db).by_sid(sid)
+    assert row is not None
+    session = FakeSession()
+    env.manager.sessions[str(row.id)] = session
+    await env.tracker.on_status(status(sid, "in-progress", 2))
+    env.part.on_call_started(CallInfo(str(row.id), "MZ1", sid, "Ann", "fall", "outbound",
+                                      CallState.LISTENING, NOW))
+    env.part.on_turn(TurnRecord(str(row.id), 1, "caller", "Please stop calling me.", 0.9,
+                                NOW, NOW))
+    await env.tracker.settle()
+    assert session.ended == ["opted_out"]
+    assert updates(env.standin, sid)[-1]["Status"] == ["completed"]
+    assert (await env.part.dnc.check("+12125550100", None)).suppressed
+    await env.tracker.on_status(status(sid, "completed", 3))
+    await env.tracker.settle()
+    row = await CallRepository(env.db).get(row.id)
+    assert row.outcome == "dnc_request" and row.lead_id is not None
+    assert (await LeadRepository(env.db).get(row.lead_id)).status == "dnc"
+
+
+async def test_ordinary_words_do_not_opt_out(env: Env) -> None:
+    await campaign_with_leads(env)
+    await dial_round(env)
+    sid = next(iter(env.standin.calls))
+    row = await CallRepository(env.db).by_sid(sid)
+    assert row is not None
+    env.part.on_turn(TurnRecord(str(row.id), 1, "caller", "I could stop by the office", 0.9,
+                                NOW, NOW))
+    await env.tracker.settle()
+    assert not (await env.part.dnc.check("+12125550100", None)).suppressed
+    assert updates(env.standin, sid) == []
+
+
+async def test_dnc_is_checked_right_before_dialing(env: Env) -> None:
+    await campaign_with_leads(env)
+    await env.part.dnc.add("+12125550100", source=DncSource.OPERATOR, now=NOW)
+    assert await dial_round(env) == 0
+    assert creates(env.standin) == []
+    campaign = await CampaignRepository(env.db).find("fall")
+    rules = await DialBlockRepository(env.db).counts_by_rule(campaign.id)
+    assert rules == {"dnc_global": 1, "federal_hours": 1}
+
+
+async def test_recording_starts_when_the_stream_starts(env: Env) -> None:
+    await campaign_with_leads(env, record=True, recording_announcement="We record this call.")
+    await dial_round(env)
+    (form,) = creates(env.standin)
+    twiml = form["Twiml"][0]
+    assert twiml.index("We record this call.") < twiml.index("<Connect>")
+    assert "Record" not in form
+    sid = next(iter(env.standin.calls))
+    row = await CallRepository(env.db).by_sid(sid)
+    assert row is not None
+    assert list(env.standin.requests_to("/Recordings.json")) == []
+    env.part.on_call_started(CallInfo(str(row.id), "MZ1", sid, "Ann", "fall", "outbound",
+                                      CallState.LISTENING, NOW))
+    await env.tracker.settle()
+    (rec,) = env.standin.requests_to("/Recordings.json")
+    assert rec.form["RecordingStatusCallback"] == [f"{PUBLIC}/twilio/recording"]
+
+
+async def test_conversation_end_hangs_up_the_line_but_not_a_transfer(env: Env) -> None:
+    await campaign_with_leads(env, transfer_number="+12125550199")
+    await dial_round(env)
+    sid = next(iter(env.standin.calls))
+    row = await CallRepository(env.db).by_sid(sid)
+    assert row is not None
+    await env.tracker.on_status(status(sid, "in-progress", 2))
+    await env.tracker.settle()
+    await env.call("call.transfer", call_id=str(row.id))
+    (update,) = updates(env.standin, sid)
+    assert "<Number>+12125550199</Number>" in update["Twiml"][0]
+    env.part.on_call_ended(str(row.id), "socket_closed", 12.0)
+    await env.tracker.settle()
+    assert len(updates(env.standin, sid)) == 1  # the human's leg is not hung up
+
+
+async def test_inbound_call_from_a_lead_is_answered(env: Env) -> None:
+    await campaign_with_leads(env)
+    match = await env.tracker.lookup_lead_by_phone("+12125550101")
+    assert match is not None and match.name == "Bob Asleep" and match.campaign == "fall"
+    request = VoiceRequest.model_validate({"CallSid": "CA" + "9" * 32, "From": "+12125550101",
+                                           "To": FROM})
+    answer = await env.tracker.on_inbound(request, match)
+    assert answer is not None and answer.campaign == "fall" and answer.lead_name == "Bob Asleep"
+    again = await env.tracker.on_inbound(request, match)
+    assert again is not None and again.call_id == answer.call_id  # Twilio's retry
+    await env.tracker.settle()
+    row = await CallRepository(env.db).by_sid("CA" + "9" * 32)
+    assert row is not None and row.direction == "inbound" and str(row.id) == answer.call_id
+    assert await env.tracker.lookup_lead_by_phone("+12125550177") is None
+    assert await env.tracker.on_inbound(request, None) is None
+
+
+async def test_unknown_call_sid_is_ignored(env: Env) -> None:
+    await env.tracker.on_status(status("CA" + "0" * 32, "completed", 1))
+    await env.tracker.settle()
+    assert await CallRepository(env.db).recent() == []
+
+
+async def test_restart_rebuilds_a_call_from_the_store(env: Env, db: Database,
+                                                      standin: TwilioStandIn) -> None:
+    await campaign_with_leads(env)
+    await dial_round(env)
+    sid = next(iter(env.standin.calls))
+    await env.tracker.on_status(status(sid, "ringing", 1))
+    await env.tracker.settle()
+    # another process (a restarted daemon) gets the rest of the callbacks
+    other = TelephonyPart(twilio_settings(standin),
+                          Secrets({"twilio_auth_token": SecretStr(TOKEN)}), db, Metrics(),
+                          EventBus(), clock=env.clock)
+    try:
+        assert other.tracker is not None
+        await other.tracker.on_status(status(sid, "ringing", 1))  # duplicate: nothing new
+        await other.tracker.on_status(status(sid, "completed", 4))
+        await other.tracker.settle()
+    finally:
+        await other.close()
+    row = await CallRepository(db).by_sid(sid)
+    assert row is not None and row.status == "completed"
+    statuses = [e.status for e in await CallRepository(db).timeline(row.id)]
+    assert statuses.count("ringing") == 1 and "completed" in statuses
+
+
+# -- control methods -------------------------------------------------------------------------------
+
+
+async def test_campaign_lifecycle_and_import_report(env: Env) -> None:
+    created = await env.call("campaign.create", name="spring", window_start="10:00",
+                             window_end="18:00", window_days=[0, 2], max_concurrent=1)
+    assert created["status"] == "draft" and created["settings"]["window_start"] == "10:00:00"
+    with pytest.raises(ValidationError, match="already exists"):
+        await env.call("campaign.create", name="spring")
+    with pytest.raises(ValueError):
+        CreateParams.model_validate({"name": "x", "window_days": [9]})
+    with pytest.raises(ValueError):
+        CreateParams.model_validate({"name": "x", "no_such_setting": 1})
+    report = await env.call("campaign.import", campaign="spring", csv_text=CSV)
+    assert report["summary"]["imported"] == 2 and report["summary"]["rejected"] == 2
+    problems = {(i["line"], i["problem"]) for i in report["issues"]}
+    assert problems == {(4, "bad_phone"), (5, "duplicate")}
+    again = await env.call("campaign.import", campaign="spring", csv_text=CSV)
+    assert again["summary"]["imported"] == 0  # the same people are duplicates now
+    with pytest.raises(ReautodError):
+        await env.call("campaign.import", campaign="spring", csv_text="\x00binary")
+    with pytest.raises(ValueError):
+        ImportParams.model_validate({"campaign": "spring"})
+    assert (await env.call("campaign.start", campaign="spring"))["status"] == "active"
+    with pytest.raises(ValidationError, match="cannot resume"):
+        await env.call("campaign.resume", campaign="spring")
+    assert (await env.call("campaign.pause", campaign="spring"))["status"] == "paused"
+    assert (await env.call("campaign.resume", campaign="spring"))["status"] == "active"
+    status_ = await env.call("campaign.status", campaign="spring")
+    assert status_["leads"] == {"new": 2} and status_["dialing"] is True
+    assert (await env.call("campaign.stop", campaign="spring"))["status"] == "completed"
+    listed = await env.call("campaigns.list")
+    assert [c["name"] for c in listed["campaigns"]] == ["spring"]
+
+
+async def test_dial_checks_dnc_and_window_then_calls(env: Env) -> None:
+    await env.call("campaign.create", name="manual-ok", window_days=[0, 1, 2, 3, 4, 5, 6])
+    result = await env.call("dial", number="+12125550100", campaign="manual-ok")
+    (form,) = creates(env.standin)
+    assert form["To"] == ["+12125550100"] and result["call_sid"] in env.standin.calls
+    shown = await env.call("call.show", call_id=result["call_id"])
+    assert shown["status"] == "queued" and shown["live"]["campaign"] == "manual-ok"
+    history = await env.call("calls.history", campaign="manual-ok")
+    assert [c["call_id"] for c in history["calls"]] == [result["call_id"]]
+    env.clock.now = NOW + timedelta(hours=10)  # 21:00 in New York
+    with pytest.raises(ValidationError, match="outside the calling window") as late:
+        await env.call("dial", number="+12125550101")
+    assert late.value.code == "outside_window"
+    env.clock.now = NOW
+    await env.part.dnc.add("+12125550101", source=DncSource.OPERATOR, now=NOW)
+    with pytest.raises(ValidationError) as blocked:
+        await env.call("dial", number="+12125550101")
+    assert blocked.value.code == "dnc"
+    with pytest.raises(ValidationError):
+        await env.call("dial", number="not a number")
+    env.manager.refuse = UnavailableError("not accepting calls (shutting down)")
+    with pytest.raises(UnavailableError):
+        await env.call("dial", number="+12125550100")
+    assert len(creates(env.standin)) == 1
+    with pytest.raises(ValueError):
+        DialParams.model_validate({"number": "+12125550100", "extra": 1})
+
+
+async def test_without_twilio_dialing_refuses_with_what_to_set(db: Database) -> None:
+    part = TelephonyPart(Settings(), Secrets({}), db, Metrics(), EventBus())
+    try:
+        assert part.routers() == [] and part.media_upgrade_validator() is None
+        assert await part.health() == (True, part.problem)
+        methods = {m.name: m for m in part.control_methods()}
+        await methods["campaign.create"].handler(CreateParams(name="offline"))
+        with pytest.raises(UnavailableError) as err:
+            await methods["campaign.start"].handler(CampaignRef(campaign="offline"))
+        for needed in ("twilio.account_sid", "twilio.from_number", "http.public_base_url",
+                       "REAUTOD_SECRET_TWILIO_AUTH_TOKEN"):
+            assert needed in err.value.message
+        with pytest.raises(UnavailableError):
+            await methods["dial"].handler(DialParams(number="+12125550100"))
+        with pytest.raises(UnavailableError):
+            await methods["call.transfer"].handler(CallRef(call_id="x"))
+        assert await part.tick() == 0
+    finally:
+        await part.close()
+
+
+async def test_media_upgrade_is_signed_and_checked(env: Env) -> None:
+    check = env.part.media_upgrade_validator()
+    assert check is not None
+
+    class Upgrade:  # what the check reads of a Starlette WebSocket
+        def __init__(self, headers: dict[str, str]) -> None:
+            self.headers = headers
+
+    # the simulator dials a local URL; the signature covers the public one the TwiML names
+    headers = dict(env.part.sign_media("ws://127.0.0.1:1234/twilio/media"))
+    assert check(Upgrade(headers))  # type: ignore[arg-type]
+    assert not check(Upgrade({}))  # type: ignore[arg-type]
+    assert not check(Upgrade({"X-Twilio-Signature": "bogus"}))  # type: ignore[arg-type]
+    assert env.metrics.webhook_signature_failures_total._value.get() == 2
