@@ -48,6 +48,7 @@ from reautod.sdnotify import Notifier
 from reautod.sessions import SessionStore, open_session_store
 from reautod.store import Database, WriteBehind, recover_partial_recordings
 from reautod.store.call_observer import StoreCallObserver
+from reautod.store.control import store_methods
 
 log = logging.getLogger("reautod")
 
@@ -373,7 +374,8 @@ class Daemon:
     def _register_part_methods(self) -> None:
         """Methods of parts built after the control socket (it is bound first, see start())."""
         assert self.control is not None and self.engines is not None
-        for method in engine_methods(self.engines):
+        assert self.db is not None and self.writer is not None
+        for method in (*engine_methods(self.engines), *store_methods(self.db, self.writer)):
             self.control.register(method)
         if self.telephony is not None:
             for method in self.telephony.control_methods():
