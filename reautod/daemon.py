@@ -44,6 +44,7 @@ from reautod.observability.metrics import Metrics
 from reautod.observability.metrics_server import MetricsServer, start_metrics_server
 from reautod.observability.metrics_summary import metrics_methods
 from reautod.pipeline.calls import CallManager
+from reautod.pipeline.control import control_methods as call_methods
 from reautod.sdnotify import Notifier
 from reautod.sessions import SessionStore, open_session_store
 from reautod.store import Database, WriteBehind, recover_partial_recordings
@@ -377,9 +378,23 @@ class Daemon:
         assert self.db is not None and self.writer is not None
         for method in (*engine_methods(self.engines), *store_methods(self.db, self.writer)):
             self.control.register(method)
+        if self.calls is not None:
+            # call.simulate dials our own media WebSocket, signed when signatures are checked
+            sign = self.telephony.sign_media if self.telephony is not None else None
+            for method in call_methods(self.calls, self._local_http_url, sign):
+                self.control.register(method)
         if self.telephony is not None:
             for method in self.telephony.control_methods():
                 self.control.register(method)
+
+    def _local_http_url(self) -> str:
+        assert self.http is not None
+        host = self.http.host
+        if host in ("0.0.0.0", "::", ""):
+            host = "127.0.0.1"
+        elif ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.http.port}"
 
     async def _status(self, _params: BaseModel) -> dict[str, Any]:
         return {

@@ -249,3 +249,33 @@ def test_dialed_call_end_to_end(daemon_factory: Any, fresh_database_url: str,
         assert re.search(r'reautod_dial_attempts_blocked_total\{reason="dnc"\} 1\.0', metrics)
         failures = re.search(r"reautod_webhook_signature_failures_total (\d+)\.0", metrics)
         assert failures is not None and int(failures.group(1)) == 2  # the status post, the WS
+
+
+def test_simulated_call_passes_the_signature_check(daemon_factory: Any,
+                                                   test_model_overrides: dict[str, Any]) -> None:
+    """With Twilio configured the media WebSocket checks signatures; `reautoctl call simulate`
+    signs its upgrade like Twilio would, so operators can still test the pipeline."""
+    port = free_port()
+    models = test_model_overrides["models"]
+    d = daemon_factory(env={"REAUTOD_SECRET_TWILIO_AUTH_TOKEN": TOKEN})
+    d.config_path.write_text(
+        f'state_dir = "{d.workdir / "state"}"\n'
+        "shutdown_grace_s = 5\n"
+        f'[http]\nport = {port}\npublic_base_url = "https://voice.example.com"\n'
+        "[metrics]\nport = 0\n"
+        f'[models]\ndir = "{models["dir"]}"\nprofile = "test"\ndevice = "cpu"\n'
+        f'[twilio]\naccount_sid = "{ACCOUNT}"\nfrom_number = "{FROM}"\n'
+    )
+    d.start()
+    d.wait_ready(timeout=240)
+    health = json.loads(d.ctl("health", "--json").stdout)
+    assert health["checks"]["twilio"]["ok"] is True
+    # an unsigned upgrade is refused
+    with pytest.raises(SimulatorError) as refused:
+        asyncio.run(run_call(CallOptions(url=f"ws://127.0.0.1:{port}/twilio/media"), [Hangup()]))
+    assert refused.value.status == 403
+    result = d.ctl("call", "simulate", "--fast", "--json", timeout=300)
+    assert result.returncode == 0, (result.stdout, result.stderr, d.log()[-3000:])
+    data = json.loads(result.stdout)
+    assert data["simulator"]["ended_by"] != "refused" and data["turns"], data
+    assert data["turns"][0]["speaker"] == "agent"
