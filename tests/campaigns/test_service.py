@@ -4,6 +4,7 @@ status timeline, AMD policy, opt-out and inbound calls, and the control methods.
 
 from __future__ import annotations
 
+import argparse
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -572,3 +573,53 @@ async def test_media_upgrade_is_signed_and_checked(env: Env) -> None:
     assert not check(Upgrade({}))  # type: ignore[arg-type]
     assert not check(Upgrade({"X-Twilio-Signature": "bogus"}))  # type: ignore[arg-type]
     assert env.metrics.webhook_signature_failures_total._value.get() == 2
+
+
+# -- reautoctl's readable output of what the methods return ------------------------------------------
+
+
+def test_create_options_become_settings() -> None:
+    from reautod.control.commands import campaign as cli
+    from reautod.control.commands import dial as dial_cli
+
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers()
+    cli.register(sub)
+    dial_cli.register(sub)
+    args = parser.parse_args(["campaign", "create", "q4", "--hours", "10:00-18:30", "--days",
+                              "mon-wed,sat", "--machine-policy", "voicemail", "--set",
+                              "ring_timeout_s=25", "--set", "voicemail_message=Call us"])
+    params = cli.create_params(args)
+    assert params == {"name": "q4", "window_start": "10:00", "window_end": "18:30",
+                      "window_days": [0, 1, 2, 5], "machine_policy": "voicemail",
+                      "ring_timeout_s": 25, "voicemail_message": "Call us"}
+    CreateParams.model_validate(params)  # what the daemon will accept
+    for bad in (["--days", "fri-mon"], ["--days", "someday"], ["--hours", "10"],
+                ["--set", "novalue"]):
+        with pytest.raises(ValueError):
+            cli.create_params(parser.parse_args(["campaign", "create", "x", *bad]))
+    dial_args = parser.parse_args(["dial", "+12125550100", "--campaign", "q4"])
+    assert dial_args.number == "+12125550100" and dial_args.campaign == "q4"
+
+
+async def test_tables_show_what_the_methods_return(env: Env) -> None:
+    from reautod.control.commands import call as call_cli
+    from reautod.control.commands import campaign as cli
+
+    created = await env.call("campaign.create", name="fall")
+    assert "window_start" in cli.render_campaign(created) and "draft" in cli.render_campaign(created)
+    report = await env.call("campaign.import", campaign="fall", csv_text=CSV)
+    text = cli.render_import(report)
+    assert "imported" in text and "bad_phone" in text and "duplicate" in text
+    await env.call("campaign.start", campaign="fall")
+    await dial_round(env)
+    status_text = cli.render_status(await env.call("campaign.status", campaign="fall"))
+    assert "federal_hours" in status_text and "dialing" in status_text
+    assert "fall" in cli.render_list(await env.call("campaigns.list"))
+    history = await env.call("calls.history")
+    table_text = call_cli.render_history(history)
+    assert "+12125550100" not in table_text and "+1******0100" in table_text  # masked
+    shown = call_cli.render_show(await env.call("call.show",
+                                                call_id=history["calls"][0]["call_id"]))
+    assert "queued" in shown
+
