@@ -57,6 +57,7 @@ from reautod.telephony.webhooks import (
     RecordingEvent,
     StatusCallback,
     VoiceRequest,
+    to_e164,
 )
 from reautod.telephony.webhooks import (
     AmdResult as AmdCallback,
@@ -264,7 +265,9 @@ class CallTracker:
             campaign = await CampaignRepository(self.db).get(row.campaign_id)
             settings = settings_of(campaign)
             name = campaign.name
-        call = TrackedCall(row.id, row.to_number or "", CallDirection(row.direction),
+        direction = CallDirection(row.direction)
+        phone = row.from_number if direction is CallDirection.INBOUND else row.to_number
+        call = TrackedCall(row.id, phone or "", direction,
                            row.campaign_id, name, settings, row.lead_id, row.contact_id, sid,
                            answered_by=row.amd_result)
         for event in await self.calls.timeline(row.id):
@@ -307,7 +310,7 @@ class CallTracker:
                              direction=CallDirection.INBOUND, transport=CallTransport.TWILIO,
                              status=StoredStatus.RINGING, campaign_id=campaign.id,
                              contact_id=contact.id, lead_id=lead_row.id, call_sid=call.call_sid,
-                             from_number=contact.phone_e164, to_number=None)
+                             from_number=contact.phone_e164, to_number=to_e164(call.to))
         self._spawn(self.calls.write([record]), f"inbound call {call.call_sid}")
         return self._answer(tracked, lead.name)
 

@@ -41,7 +41,12 @@ from reautod.store.database import Database
 from reautod.store.enums import CallDirection, CallOutcome, CallStatus, CallTransport, LeadStatus
 from reautod.store.records import CallStarted, CallStatusChanged
 from reautod.store.repositories import CallRepository, CampaignRepository
-from reautod.telephony.signatures import SIGNATURE_HEADER, TwilioSignatureValidator, header_value
+from reautod.telephony.signatures import (
+    SIGNATURE_HEADER,
+    SignatureResult,
+    TwilioSignatureValidator,
+    header_value,
+)
 from reautod.telephony.twilio_client import OutboundCall, TwilioCalls
 from reautod.telephony.twiml import Direction, StreamParameters, stream_twiml
 from reautod.telephony.webhooks import AMD_PATH, MEDIA_PATH, STATUS_PATH, twilio_router
@@ -213,6 +218,11 @@ class TelephonyPart:
         await self.dnc.add(phone, source=DncSource.AGENT_TOOL, now=self.clock(),
                            reason=f"asked not to be called in call {call_id}")
 
+    def on_dtmf(self, call_id: str, digit: str) -> None:
+        """A key the caller pressed (for the pipeline): the campaign's opt-out key opts out."""
+        if self.tracker is not None:
+            self.tracker.on_dtmf(call_id, digit)
+
     # -- timers -----------------------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -262,6 +272,9 @@ class TelephonyPart:
             except ReautodError as err:
                 log.warning("dialer heartbeat: %s (%s)", err.message, err.code)
                 continue
+            except Exception:  # as for the tick: a lost heartbeat loop would lose every lease
+                log.exception("dialer heartbeat failed")
+                continue
             if lost:
                 log.warning("dialer: lost the lease on %d lead(s) in flight", len(lost))
 
@@ -293,7 +306,7 @@ class TelephonyPart:
         elif entry.reason is BlockReason.DNC:
             self.metrics.dial_blocked("dnc")
 
-    def _count_signature(self, _path: str, result: Any) -> None:
+    def _count_signature(self, _path: str, result: SignatureResult) -> None:
         if not result.accepted:
             self.metrics.webhook_signature_failures_total.inc()
 

@@ -371,6 +371,22 @@ async def test_spoken_opt_out_adds_dnc_and_ends_the_call(env: Env) -> None:
     assert (await LeadRepository(env.db).get(row.lead_id)).status == "dnc"
 
 
+async def test_opt_out_key_adds_dnc_and_ends_the_call(env: Env) -> None:
+    await campaign_with_leads(env, opt_out_key="#")
+    await dial_round(env)
+    sid = next(iter(env.standin.calls))
+    row = await CallRepository(env.db).by_sid(sid)
+    assert row is not None
+    env.part.on_dtmf(str(row.id), "9")  # not this campaign's key
+    await env.tracker.settle()
+    assert not (await env.part.dnc.check("+12125550100", None)).suppressed
+    env.part.on_dtmf(str(row.id), "#")
+    await env.tracker.settle()
+    check = await env.part.dnc.check("+12125550100", None)
+    assert check.entry is not None and check.entry.source is DncSource.KEYPRESS
+    assert updates(env.standin, sid)[-1]["Status"] == ["canceled"]  # not answered yet
+
+
 async def test_ordinary_words_do_not_opt_out(env: Env) -> None:
     await campaign_with_leads(env)
     await dial_round(env)
