@@ -37,6 +37,10 @@ async def main() -> None:
     parser.add_argument("--models-dir", type=Path, help="default: build the test models")
     parser.add_argument("--profile", default="test", choices=["test", "cpu", "gpu"])
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
+    parser.add_argument("--max-tokens", type=int, default=None,
+                        help="engines.llm_max_tokens (default: the config default, 160). With "
+                             "random weights the LLM never stops early and llama.cpp holds back "
+                             "invalid UTF-8, so this bounds the first-token time")
     args = parser.parse_args()
     quiet_pipecat()
     with tempfile.TemporaryDirectory(prefix="bench-models-") as tmp:
@@ -47,6 +51,7 @@ async def main() -> None:
         settings = Settings(
             models={"dir": str(models_dir), "profile": args.profile, "device": args.device},
             calls={"reprompt_after_silence_s": 60.0, "hangup_after_silence_s": 120.0},
+            engines={"llm_max_tokens": args.max_tokens} if args.max_tokens else {},
         )
         engines = await EngineSet.load(settings)
         engines.require_ready()
@@ -72,7 +77,8 @@ async def main() -> None:
             for key, value in turn.latencies.items():
                 stages.setdefault(key, []).append(value)
     print(f"end to end, {args.calls} call(s) x {args.turns} turns, models: {args.profile} "
-          f"({models_dir}), device {args.device}")
+          f"({models_dir}), device {args.device}, "
+          f"llm_max_tokens {settings.engines.llm_max_tokens}")
     for key, label in (("stt_s", "speech end -> transcript"),
                        ("llm_first_token_s", "speech end -> 1st LLM token"),
                        ("tts_first_audio_s", "speech end -> 1st TTS audio"),

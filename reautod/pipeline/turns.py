@@ -108,6 +108,9 @@ class UserTurnProcessor(FrameProcessor):
         self._stt_len = 0  # buffer length the pending transcription covers
         self._committing = False
         self._silence_fallback = False
+        self._verdict: bool | None = None  # Smart Turn's word on the current pause
+        self._segment = 0  # bumped whenever the caller (re)starts speaking
+        self._stt_segment = -1
         self.backchannels_ignored = 0
         self.noise_ignored = 0
 
@@ -162,18 +165,23 @@ class UserTurnProcessor(FrameProcessor):
         previous, self._vad_state = self._vad_state, state
         if state == VADState.SPEAKING and previous in (VADState.QUIET, VADState.STARTING):
             await self._on_speech_start(now - self._vad.params.start_secs)
+        elif state == VADState.SPEAKING and previous == VADState.STOPPING:
+            await self._on_speech_resume()
         elif state == VADState.STOPPING and previous == VADState.SPEAKING:
             self._speech_ended_at = now - len(audio) / (2 * self._sample_rate)
+            await self._on_pause()
         elif state == VADState.QUIET and previous in (VADState.SPEAKING, VADState.STOPPING):
+            if previous == VADState.SPEAKING:
+                self._speech_ended_at = now - len(audio) / (2 * self._sample_rate)
             await self._on_speech_stop(now)
 
         if state in (VADState.SPEAKING, VADState.STOPPING):
             await self._maybe_barge_in(now)
         if turn_state == EndOfTurnState.COMPLETE and self._in_turn and not self._committing:
             # The silence fallback ran out. Smart Turn said "incomplete", or is still thinking
-            # (a busy box): either way the turn is over; the evaluation sees the flag.
+            # (a busy box): either way the turn is over; a running evaluation sees the flag.
             self._silence_fallback = True
-            if self._eval_task is None:
+            if self._eval_task is None and state == VADState.QUIET:
                 self._eval_task = self.create_task(self._commit(),
                                                    name=f"turn-commit-{self._call_id}")
 
@@ -185,14 +193,29 @@ class UserTurnProcessor(FrameProcessor):
             self._preroll.clear()
             self._preroll_bytes = 0
             self._barged = False
-        elif self._eval_task is not None and not self._committing:
-            # The caller paused and went on: this is still the same turn.
-            await self.cancel_task(self._eval_task)
-            self._eval_task = None
+        await self._on_speech_resume()
         self._segment_onset = onset
         self._backchannel_seen = False
-        self._silence_fallback = False
         await self.push_frame(UserSpeechFrame(speaking=True, at=onset))
+
+    async def _on_speech_resume(self) -> None:
+        """The caller went on after a pause: whatever was worked out for the pause is void."""
+        self._segment += 1
+        self._verdict = None
+        self._silence_fallback = False
+        if self._eval_task is not None and not self._committing:
+            await self.cancel_task(self._eval_task)
+            self._eval_task = None
+
+    async def _on_pause(self) -> None:
+        """The VAD heard the caller stop (it confirms after stop_secs): start the work now."""
+        if not self._in_turn:
+            return
+        # Transcription and Smart Turn run during the VAD's stop wait, in parallel, so that
+        # little is left when the VAD confirms the end of speech.
+        self._start_stt()
+        if self._eval_task is None and not self._committing:
+            self._eval_task = self.create_task(self._evaluate(), name=f"turn-eval-{self._call_id}")
 
     async def _on_speech_stop(self, now: float) -> None:
         if not self._in_turn:
@@ -201,17 +224,22 @@ class UserTurnProcessor(FrameProcessor):
         if self._check_task is not None and not self._check_task.done():
             await self.cancel_task(self._check_task)
         self._check_task = None
-        # Transcribe now, in parallel with Smart Turn, so little is left when the turn ends.
         self._start_stt()
-        if self._eval_task is None and not self._committing:
+        if self._committing or self._eval_task is not None:
+            return  # a running evaluation commits when it is done
+        if self._verdict is True or self._silence_fallback:
+            self._eval_task = self.create_task(self._commit(), name=f"turn-commit-{self._call_id}")
+        elif self._verdict is None:
             self._eval_task = self.create_task(self._evaluate(), name=f"turn-eval-{self._call_id}")
+        # verdict False: Smart Turn heard an unfinished sentence; wait for more or the fallback
 
     def _start_stt(self) -> None:
-        if self._stt_task is not None and self._stt_len == len(self._buffer):
-            return
+        if self._stt_task is not None and self._stt_segment == self._segment:
+            return  # already transcribing this stretch of speech
         if self._stt_task is not None and not self._stt_task.done():
             self._stt_task.cancel()  # older audio: superseded, its result is not wanted
         self._stt_len = len(self._buffer)
+        self._stt_segment = self._segment
         self._stt_task = self.create_task(self._transcribe_safely(bytes(self._buffer)),
                                           name=f"stt-{self._call_id}")
 
@@ -224,12 +252,15 @@ class UserTurnProcessor(FrameProcessor):
             return err
 
     async def _evaluate(self) -> None:
+        complete = True
         if self._turn is not None:
             state, _ = await self._turn.analyze_end_of_turn()
-            if state != EndOfTurnState.COMPLETE and not self._silence_fallback:
-                self._eval_task = None  # wait for more speech or the silence fallback
-                return
-        await self._commit()
+            complete = state == EndOfTurnState.COMPLETE
+        self._verdict = complete
+        if self._vad_state == VADState.QUIET and (complete or self._silence_fallback):
+            await self._commit()  # _commit's finally clears _eval_task
+        else:
+            self._eval_task = None  # the VAD has not confirmed yet, or Smart Turn said wait
 
     # -- barge-in
 
@@ -324,6 +355,8 @@ class UserTurnProcessor(FrameProcessor):
                 self._barged = False
             self._stt_task = None
             self._stt_len = 0
+            self._stt_segment = -1
+            self._verdict = None
             if self._turn is not None:
                 self._turn.clear()
         finally:
