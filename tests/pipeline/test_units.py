@@ -102,3 +102,16 @@ def test_start_validation() -> None:
     ):
         with pytest.raises(StartRejected):
             parse_start(bad)
+
+
+def test_pipecat_logs_go_to_stdlib(caplog: pytest.LogCaptureFixture) -> None:
+    from loguru import logger
+
+    from reautod.pipeline import route_pipecat_logs
+
+    route_pipecat_logs("WARNING")
+    with caplog.at_level("DEBUG", logger="pipecat"):
+        logger.debug("too chatty")
+        logger.warning("worth seeing")
+    assert [(r.name, r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("pipecat", "WARNING", "worth seeing")]
