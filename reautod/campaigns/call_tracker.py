@@ -21,7 +21,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from reautod.campaigns.amd import AmdAction, amd_action, attempt_outcome
@@ -68,6 +68,7 @@ log = logging.getLogger(__name__)
 CREATE_WAIT_S = 10.0  # how long a callback for an unknown CallSid waits for a create in flight
 TRANSFER_ANNOUNCEMENT = "Please hold while I transfer you."
 TRANSFER_TIMEOUT_S = 30
+STALE_MARGIN = timedelta(minutes=10)
 
 
 @dataclass
@@ -91,7 +92,14 @@ class TrackedCall:
     stream_started: bool = False
     recording_sid: str | None = None
     finished: bool = False
+    started_at: datetime | None = None  # when we placed (or took) it, for the stale sweep
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def stale_after(self) -> timedelta:
+        """Twilio ends every call by ring timeout + time limit; past that plus a margin its
+        final callback was lost."""
+        return timedelta(seconds=self.settings.ring_timeout_s + self.settings.time_limit_s) \
+            + STALE_MARGIN
 
     def wire(self) -> dict[str, Any]:
         return {"call_id": str(self.call_id), "call_sid": self.sid,
@@ -192,6 +200,7 @@ class CallTracker:
 
     async def expect(self, call: TrackedCall) -> None:
         """A call is about to be created at Twilio: callbacks for new sids wait for it."""
+        call.started_at = call.started_at or self.clock()
         async with self._changed:
             self._by_id[call.call_id] = call
             self._creating += 1
@@ -225,6 +234,32 @@ class CallTracker:
             log.warning("%s failed: %s (%s)", what, err.message, err.code)
         except Exception:  # background work after a webhook answered: nobody else would see it
             log.exception("%s failed", what)
+
+    async def sweep_stale(self) -> int:
+        """End calls whose final status callback never came (Twilio must have ended them by
+        now): the timeline gets a `completed` (answered) or `failed` from us, the lead is
+        released. Returns how many were swept."""
+        now = self.clock()
+        swept = 0
+        for call in self.tracked():
+            if call.started_at is None or now - call.started_at < call.stale_after():
+                continue
+            async with call.lock:
+                if call.finished:
+                    continue
+                answered = call.stream_started or call.timeline.status is CallStatus.IN_PROGRESS
+                final = CallStatus.COMPLETED if answered else CallStatus.FAILED
+                if call.timeline.apply(StatusEvent(final.value, None, now, "reautod")) \
+                        is not Applied.APPLIED:
+                    continue
+                log.warning("call %s: no final status from Twilio after %s; assumed %s",
+                            call.call_id, call.stale_after(), final)
+                await self.calls.write([CallStatusChanged(
+                    call.call_id, stored_status(final), now, source="reautod",
+                    detail={"assumed": "no final status callback"})])
+                await self._finish(call, now)
+                swept += 1
+        return swept
 
     async def settle(self) -> None:
         """Wait until the work handed over so far (and what it handed on) is done."""
@@ -269,7 +304,7 @@ class CallTracker:
         phone = row.from_number if direction is CallDirection.INBOUND else row.to_number
         call = TrackedCall(row.id, phone or "", direction,
                            row.campaign_id, name, settings, row.lead_id, row.contact_id, sid,
-                           answered_by=row.amd_result)
+                           answered_by=row.amd_result, started_at=row.created_at)
         for event in await self.calls.timeline(row.id):
             call.timeline.apply(StatusEvent(event.status.replace("_", "-"), event.sequence,
                                             event.at, event.source))
@@ -303,7 +338,7 @@ class CallTracker:
         contact = await ContactRepository(self.db).get(lead_row.contact_id)
         tracked = TrackedCall(uuid.uuid4(), contact.phone_e164, CallDirection.INBOUND,
                               campaign.id, campaign.name, settings, lead_row.id, contact.id,
-                              call.call_sid)
+                              call.call_sid, started_at=self.clock())
         self._by_id[tracked.call_id] = tracked
         self._by_sid[call.call_sid] = tracked
         record = CallStarted(call_id=tracked.call_id, created_at=self.clock(),

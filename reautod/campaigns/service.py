@@ -277,6 +277,11 @@ class TelephonyPart:
                 continue
             if lost:
                 log.warning("dialer: lost the lease on %d lead(s) in flight", len(lost))
+            if self.tracker is not None:
+                try:
+                    await self.tracker.sweep_stale()
+                except ReautodError as err:
+                    log.warning("stale call sweep: %s (%s)", err.message, err.code)
 
     async def tick(self) -> int:
         """One dialing round over every running campaign; returns how many calls were placed."""

@@ -461,6 +461,24 @@ async def test_inbound_call_from_a_lead_is_answered(env: Env) -> None:
     assert await env.tracker.on_inbound(request, None) is None
 
 
+async def test_a_lost_final_callback_is_swept(env: Env) -> None:
+    await campaign_with_leads(env)
+    await dial_round(env)
+    sid = next(iter(env.standin.calls))
+    await env.tracker.on_status(status(sid, "in-progress", 2))
+    await env.tracker.settle()
+    assert await env.tracker.sweep_stale() == 0  # still within ring timeout + time limit
+    env.clock.now = NOW + timedelta(seconds=30 + 900) + timedelta(minutes=11)
+    assert await env.tracker.sweep_stale() == 1
+    row = await CallRepository(env.db).by_sid(sid)
+    assert row is not None and row.status == "completed"
+    last = (await CallRepository(env.db).timeline(row.id))[-1]
+    assert (last.status, last.source) == ("completed", "reautod")
+    assert row.lead_id is not None
+    assert (await LeadRepository(env.db).get(row.lead_id)).status == "exhausted"
+    assert env.tracker.tracked() == []
+
+
 async def test_unknown_call_sid_is_ignored(env: Env) -> None:
     await env.tracker.on_status(status("CA" + "0" * 32, "completed", 1))
     await env.tracker.settle()
