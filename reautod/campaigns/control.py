@@ -22,7 +22,7 @@ from reautod.campaigns.dnc import normalize_phone
 from reautod.campaigns.leads_import import MAX_FILE_BYTES, US_STATES, import_csv
 from reautod.campaigns.settings import CampaignSettings, settings_of
 from reautod.control.protocol import Method, NoParams
-from reautod.errors import NotFoundError, ValidationError
+from reautod.errors import NotFoundError, ReautodError, ValidationError
 from reautod.observability.logging import mask_phone
 from reautod.store.call_observer import call_uuid
 from reautod.store.enums import CallDirection, CampaignStatus
@@ -218,6 +218,12 @@ def campaign_methods(part: TelephonyPart) -> list[Method]:
         recent = await blocks.recent(campaign_id=campaign.id, limit=RECENT_BLOCKS)
         live = [c.wire() for c in (part.tracker.tracked() if part.tracker else [])
                 if c.campaign_id == campaign.id]
+        problem = part.problem
+        if problem is None and part.manager is not None:
+            try:
+                part.manager.check_admission()
+            except ReautodError as err:  # models missing, draining or full: no dials now
+                problem = err.message
         return {
             **campaign_wire(campaign),
             "leads": await LeadRepository(db).status_counts(campaign.id),
@@ -228,8 +234,8 @@ def campaign_methods(part: TelephonyPart) -> list[Method]:
                                "retry_at": b.retry_at.isoformat() if b.retry_at else None}
                               for b in recent],
             "live_calls": live,
-            "dialing": part.problem is None,
-            "problem": part.problem,
+            "dialing": problem is None,
+            "problem": problem,
         }
 
     async def dial(params: DialParams) -> dict[str, Any]:

@@ -539,6 +539,11 @@ async def test_campaign_lifecycle_and_import_report(env: Env) -> None:
     assert (await env.call("campaign.resume", campaign="spring"))["status"] == "active"
     status_ = await env.call("campaign.status", campaign="spring")
     assert status_["leads"] == {"new": 2} and status_["dialing"] is True
+    env.manager.refuse = UnavailableError("the LLM model is missing: run reautoctl models pull")
+    status_ = await env.call("campaign.status", campaign="spring")
+    assert status_["dialing"] is False and "models pull" in status_["problem"]
+    assert await env.part.tick() == 0
+    env.manager.refuse = None
     assert (await env.call("campaign.stop", campaign="spring"))["status"] == "completed"
     listed = await env.call("campaigns.list")
     assert [c["name"] for c in listed["campaigns"]] == ["spring"]
