@@ -22,6 +22,7 @@ import contextlib
 import math
 import statistics
 import sys
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +52,7 @@ from reautod.telephony.simulator import (
     CallOptions,
     Hangup,
     Pause,
+    Step,
     Utterance,
     WaitForAgent,
     run_call,
@@ -75,6 +77,26 @@ class StandInEngines:
     reply: str = "Okay. Tell me more."
     sentence_audio_s: float = 0.6
     sample_rate: int = 22050
+    # Per call, in order: ("llm" | "tts", the delay actually slept). A busy loop oversleeps;
+    # that is the box's, not the pipeline's, so the overhead subtracts what was really slept.
+    slept: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
+
+    async def _sleep(self, kind: str, call_id: str, seconds: float) -> None:
+        t0 = time.perf_counter()
+        await asyncio.sleep(seconds)
+        self.slept.setdefault(call_id, []).append((kind, time.perf_counter() - t0))
+
+    def injected(self, call_id: str) -> list[float]:
+        """Per LLM request of the call: LLM delay + its first sentence's TTS delay, as slept."""
+        out: list[float] = []
+        pending: float | None = None
+        for kind, seconds in self.slept.get(call_id, []):
+            if kind == "llm":
+                pending = seconds
+            elif pending is not None:
+                out.append(pending + seconds)
+                pending = None
+        return out
 
     @property
     def stt(self) -> StandInEngines:
@@ -95,17 +117,17 @@ class StandInEngines:
         return EngineHealth("stt", EngineState.READY, "stand-in")
 
     async def transcribe(self, audio: npt.NDArray[np.float32], *, call_id: str) -> Transcript:
-        await asyncio.sleep(self.stt_s)
+        await self._sleep("stt", call_id, self.stt_s)
         return Transcript("tell me about the offer", 0.9, len(audio) / 16000, _T)
 
     async def stream_chat(self, messages: list[ChatMessage], *, call_id: str,
                           max_tokens: int | None = None) -> AsyncIterator[TokenChunk]:
-        await asyncio.sleep(self.llm_s)
+        await self._sleep("llm", call_id, self.llm_s)
         for word in self.reply.split(" "):
             yield TokenChunk(word + " ")
 
     async def synthesize(self, text: str, *, call_id: str) -> AsyncIterator[AudioChunk]:
-        await asyncio.sleep(self.tts_s)
+        await self._sleep("tts", call_id, self.tts_s)
         n = int(self.sentence_audio_s * self.sample_rate)
         t = np.arange(n) / self.sample_rate
         pcm = (np.sin(2 * math.pi * 300 * t) * 6000).astype(np.int16).tobytes()
@@ -204,7 +226,7 @@ async def main() -> None:
                                "max_concurrent": max(8, args.calls)})
     utterances = speech()
     observer = Collector()
-    script = [WaitForAgent(timeout_s=30)]
+    script: list[Step] = [WaitForAgent(timeout_s=30)]
     for i in range(args.turns):
         script += [utterances[i % len(utterances)], WaitForAgent(timeout_s=30), Pause(0.2)]
     script.append(Hangup())
@@ -212,15 +234,18 @@ async def main() -> None:
         await asyncio.gather(*(run_call(CallOptions(url=url, record_audio=False,
                                                     custom_parameters={"call_id": f"o{i}"}),
                                         script) for i in range(args.calls)))
-    injected = engines.llm_s + engines.tts_s
     overhead, endpointing, v2v = [], [], []
-    for turn in observer.turns:
-        lat = turn.latencies
-        if turn.speaker != "agent" or "voice_to_voice_s" not in lat or "stt_s" not in lat:
-            continue
-        overhead.append(lat["voice_to_voice_s"] - lat["stt_s"] - injected)
-        endpointing.append(lat["stt_s"] - engines.stt_s)
-        v2v.append(lat["voice_to_voice_s"])
+    for call_id in {t.call_id for t in observer.turns}:
+        answers = [t for t in observer.turns if t.call_id == call_id and t.speaker == "agent"
+                   and "stt_s" in t.latencies]
+        injected = engines.injected(call_id)
+        for turn, slept in zip(answers, injected, strict=False):
+            lat = turn.latencies
+            if "voice_to_voice_s" not in lat:
+                continue
+            overhead.append(lat["voice_to_voice_s"] - lat["stt_s"] - slept)
+            endpointing.append(lat["stt_s"] - engines.stt_s)
+            v2v.append(lat["voice_to_voice_s"])
     print(f"pipeline overhead, {args.calls} call(s) x {args.turns} turns, stand-in delays "
           f"stt={engines.stt_s * 1000:.0f} ms llm={engines.llm_s * 1000:.0f} ms "
           f"tts={engines.tts_s * 1000:.0f} ms")

@@ -40,6 +40,7 @@ from reautod.telephony.simulator import (
     CallOptions,
     CallResult,
     Hangup,
+    Step,
     WaitForAgent,
     run_call,
 )
@@ -72,7 +73,8 @@ async def run_n(n: int, utterance_index: int = 0) -> str:
     settings = Settings(calls={"max_concurrent": max(n, 1), "reprompt_after_silence_s": 60.0,
                                "hangup_after_silence_s": 120.0})
     utterance = speech()[utterance_index]
-    script = [WaitForAgent(timeout_s=60), utterance, WaitForAgent(timeout_s=60), Hangup()]
+    script: list[Step] = [WaitForAgent(timeout_s=60), utterance, WaitForAgent(timeout_s=60),
+                          Hangup()]
     observer = Collector()
     async with serve(engines, settings, observer) as url:
         cpu0, wall0 = os.times(), time.monotonic()
