@@ -187,6 +187,7 @@ class CallTracker:
         self._by_sid: dict[str, TrackedCall] = {}
         self._creating = 0
         self._changed = asyncio.Condition()
+        self._restoring = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
 
     # -- bookkeeping ------------------------------------------------------------------------------
@@ -288,7 +289,9 @@ class CallTracker:
             call = self._by_sid.get(sid)
             if call is not None:
                 return call
-        return await self._restore(sid)
+        async with self._restoring:  # two callbacks for one unknown call restore it once
+            known = self._by_sid.get(sid)
+            return known if known is not None else await self._restore(sid)
 
     async def _restore(self, sid: str) -> TrackedCall | None:
         row = await self.calls.by_sid(sid)
