@@ -377,8 +377,9 @@ class CallTracker:
             status = parse_status(event.call_status)
             if status is None:  # applied means known; kept for the type checker
                 return
-            detail = {k: v for k, v in (("call_duration_s", event.call_duration),
-                                        ("sip_response_code", event.sip_response_code)) if v is not None}
+            reported = (("call_duration_s", event.call_duration),
+                        ("sip_response_code", event.sip_response_code))
+            detail = {k: v for k, v in reported if v is not None}
             now = self.clock()
             await self.calls.write([CallStatusChanged(
                 call.call_id, stored_status(status), event.at() or now, source="twilio",
@@ -422,7 +423,8 @@ class CallTracker:
                 await self._hang_up(call, "answering_machine")
             elif action is AmdAction.LEAVE_VOICEMAIL and call.sid is not None:
                 call.handed_off = "voicemail"
-                await self.twilio.redirect(call.sid, voicemail_twiml(call.settings.voicemail_message))
+                message = voicemail_twiml(call.settings.voicemail_message)
+                await self.twilio.redirect(call.sid, message)
                 self._end_session(call, "voicemail")
 
     async def _recording(self, event: RecordingEvent) -> None:
@@ -435,7 +437,7 @@ class CallTracker:
                                       "duration_s": event.recording_duration_s,
                                       "channels": event.recording_channels})
 
-    # -- the live call (pipeline side) --------------------------------------------------------------
+    # -- the live call (pipeline side) ------------------------------------------------------------
 
     def on_call_started(self, info: CallInfo) -> None:
         call = self.get(info.call_id)

@@ -354,21 +354,23 @@ class TelephonyPart:
         await tracker.expect(call)
         try:
             created = await tracker.twilio.create(request)
-        except ReautodError as err:
-            await tracker.created(call, None)
-            await self.calls.write([CallStatusChanged(call.call_id, CallStatus.FAILED,
-                                                      self.clock(), source="reautod",
-                                                      detail={"error": err.code})])
-            await self.calls.set_result(call.call_id, outcome=CallOutcome.FAILED,
-                                        error_code=err.code)
+        except BaseException as err:
+            await tracker.created(call, None)  # callbacks stop waiting for it
+            if isinstance(err, ReautodError):
+                await self.calls.write([CallStatusChanged(call.call_id, CallStatus.FAILED,
+                                                          self.clock(), source="reautod",
+                                                          detail={"error": err.code})])
+                await self.calls.set_result(call.call_id, outcome=CallOutcome.FAILED,
+                                            error_code=err.code)
             raise
-        await tracker.created(call, created.sid)
+        sid = created.sid
+        await tracker.created(call, sid)
         # status QUEUED again: only the sid is filled in, no timeline point is added
         await self.calls.write([CallStarted(call_id=call.call_id, created_at=started.created_at,
-                                            status=CallStatus.QUEUED, call_sid=created.sid)])
+                                            status=CallStatus.QUEUED, call_sid=sid)])
         self.bus.publish("call.state", {"call_id": str(call.call_id), "status": "queued",
                                         "source": "reautod", "campaign": call.campaign_name})
-        return created.sid
+        return sid
 
     async def call_answered(self, call: TrackedCall, now: datetime) -> None:
         if call.lead_id is not None:

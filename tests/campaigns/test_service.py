@@ -38,6 +38,7 @@ from reautod.store.repositories import (
     DialBlockRepository,
     LeadRepository,
 )
+from reautod.telephony.twilio_client import TwilioCalls
 from reautod.telephony.webhooks import AmdResult, StatusCallback, VoiceRequest
 from tests.telephony.twilio_standin import TwilioStandIn
 
@@ -479,6 +480,30 @@ async def test_a_lost_final_callback_is_swept(env: Env) -> None:
     assert env.tracker.tracked() == []
 
 
+async def test_a_refused_create_is_logged_and_retried_later(db: Database,
+                                                            standin: TwilioStandIn) -> None:
+    clock = Clock()
+    wrong = TwilioCalls(ACCOUNT, "not-the-token", api_base_url=standin.base_url)
+    part = TelephonyPart(twilio_settings(standin), Secrets({"twilio_auth_token": SecretStr(TOKEN)}),
+                         db, Metrics(), EventBus(), clock=clock, monotonic=clock.monotonic,
+                         twilio=wrong)
+    part.attach(FakeCalls())
+    env = Env(db, part, standin, clock, FakeCalls(), Metrics())
+    try:
+        await campaign_with_leads(env)
+        assert await dial_round(env) == 0
+        campaign = await CampaignRepository(db).find("fall")
+        (row,) = await CallRepository(db).recent(campaign_id=campaign.id)
+        assert row.status == "failed" and row.outcome == "failed"
+        assert row.error_code == "twilio_failed" and row.call_sid is None
+        rules = await DialBlockRepository(db).counts_by_rule(campaign.id)
+        assert rules == {"twilio_failed": 1, "federal_hours": 1}
+        assert await LeadRepository(db).status_counts(campaign.id) == {"retry": 2}
+        assert part.tracker is not None and part.tracker.tracked() == []
+    finally:
+        await part.close()
+
+
 async def test_unknown_call_sid_is_ignored(env: Env) -> None:
     await env.tracker.on_status(status("CA" + "0" * 32, "completed", 1))
     await env.tracker.settle()
@@ -614,7 +639,7 @@ async def test_media_upgrade_is_signed_and_checked(env: Env) -> None:
     assert env.metrics.webhook_signature_failures_total._value.get() == 2
 
 
-# -- reautoctl's readable output of what the methods return ------------------------------------------
+# -- reautoctl's readable output of what the methods return ---------------------------------------
 
 
 def test_create_options_become_settings() -> None:
@@ -646,7 +671,8 @@ async def test_tables_show_what_the_methods_return(env: Env) -> None:
     from reautod.control.commands import campaign as cli
 
     created = await env.call("campaign.create", name="fall")
-    assert "window_start" in cli.render_campaign(created) and "draft" in cli.render_campaign(created)
+    text = cli.render_campaign(created)
+    assert "window_start" in text and "draft" in text
     report = await env.call("campaign.import", campaign="fall", csv_text=CSV)
     text = cli.render_import(report)
     assert "imported" in text and "bad_phone" in text and "duplicate" in text

@@ -11,7 +11,8 @@ from reautod.observability.logging import mask_phone
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser("dial", help="place one outbound call now")
-    parser.add_argument("number", help="phone number (E.164, or national for the campaign's region)")
+    parser.add_argument("number",
+                        help="phone number (E.164, or national for the campaign's region)")
     parser.add_argument("--campaign", help="campaign whose settings the call uses")
     parser.set_defaults(func=run)
 

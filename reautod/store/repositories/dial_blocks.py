@@ -1,4 +1,4 @@
-"""The blocked-dial log: every claimed lead the dialer did not dial, with the rule that blocked it."""
+"""The blocked-dial log: each claimed lead the dialer did not dial, with the rule that blocked it."""
 
 from __future__ import annotations
 

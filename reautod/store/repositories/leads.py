@@ -188,7 +188,8 @@ class LeadRepository:
                     id=uuid.uuid4(), phone_e164=person.phone_e164, created_at=now, updated_at=now,
                     **given,
                 )
-                set_ = {k: stmt.excluded[k] for k in given} | {"updated_at": stmt.excluded.updated_at}
+                set_ = {k: stmt.excluded[k] for k in given}
+                set_["updated_at"] = stmt.excluded.updated_at
                 await conn.execute(
                     stmt.on_conflict_do_update(index_elements=["phone_e164"], set_=set_))
                 contact_id = (await conn.execute(
