@@ -368,7 +368,7 @@ class CallTracker:
 
     async def _status(self, event: StatusCallback) -> None:
         call = await self._resolve(event.call_sid)
-        if call is None or call.finished:
+        if call is None:
             return
         async with call.lock:
             applied = call.timeline.apply(event.event())
@@ -377,6 +377,15 @@ class CallTracker:
             status = parse_status(event.call_status)
             if status is None:  # applied means known; kept for the type checker
                 return
+            if applied is Applied.LATE and \
+                    stored_status(status).rank >= stored_status(call.timeline.status).rank:
+                # A step further on than the call's state but numbered before it contradicts
+                # the order Twilio gave; stored, it would move the call forward (the store's
+                # status only moves forward) where the state machine did not. History only
+                # keeps steps that came genuinely earlier.
+                log.info("call %s: ignoring %s numbered %s, before later steps",
+                         call.call_id, status, event.sequence_number)
+                return
             reported = (("call_duration_s", event.call_duration),
                         ("sip_response_code", event.sip_response_code))
             detail = {k: v for k, v in reported if v is not None}
@@ -384,8 +393,8 @@ class CallTracker:
             await self.calls.write([CallStatusChanged(
                 call.call_id, stored_status(status), event.at() or now, source="twilio",
                 sequence=event.sequence_number, detail=detail)])
-            if applied is not Applied.APPLIED:
-                return
+            if applied is not Applied.APPLIED or call.finished:
+                return  # history only (a late step, or a step after the end)
             self.bus.publish("call.state", {"call_id": str(call.call_id), "status": status.value,
                                             "source": "twilio"})
             if status is CallStatus.IN_PROGRESS:

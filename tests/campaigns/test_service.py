@@ -5,6 +5,7 @@ status timeline, AMD policy, opt-out and inbound calls, and the control methods.
 from __future__ import annotations
 
 import argparse
+import random
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from reautod.campaigns.call_tracker import CallTracker
+from reautod.campaigns.call_tracker import CallTracker, stored_status
 from reautod.campaigns.control import CallRef, CampaignRef, CreateParams, DialParams, ImportParams
 from reautod.campaigns.dialer import BlockedDial, BlockReason
 from reautod.campaigns.dnc import DncEntry, DncScope, DncSource
@@ -38,6 +39,7 @@ from reautod.store.repositories import (
     DialBlockRepository,
     LeadRepository,
 )
+from reautod.telephony.state_machine import CallTimeline, Outcome, parse_status
 from reautod.telephony.twilio_client import TwilioCalls
 from reautod.telephony.webhooks import AmdResult, StatusCallback, VoiceRequest
 from tests.telephony.twilio_standin import TwilioStandIn
@@ -502,6 +504,41 @@ async def test_a_refused_create_is_logged_and_retried_later(db: Database,
         assert part.tracker is not None and part.tracker.tracked() == []
     finally:
         await part.close()
+
+
+FUZZ_STATUSES = ("queued", "initiated", "ringing", "in-progress", "completed", "busy",
+                 "no-answer", "failed", "canceled", "In-Progress", "answered", "bogus", "")
+
+
+async def test_fuzzed_callbacks_never_move_a_call_wrongly(env: Env) -> None:
+    """Random callback sequences (unknown statuses, duplicates, out of order, after the end):
+    the stored status is always the state machine's, and every step it applied is stored."""
+    rng = random.Random(20261121)
+    calls = CallRepository(env.db)
+    for _ in range(20):
+        dialed = await env.call("dial", number="+12125550100")
+        sid, call_id = dialed["call_sid"], uuid.UUID(dialed["call_id"])
+        reference = CallTimeline()
+        applied: set[str] = set()
+        sent: set[str] = set()
+        for _ in range(rng.randint(1, 9)):
+            seq = rng.choice((None, 0, 1, 2, 3, 4, 5, 6))
+            form = {"CallSid": sid, "CallStatus": rng.choice(FUZZ_STATUSES)}
+            if seq is not None:
+                form["SequenceNumber"] = str(seq)
+            callback = StatusCallback.model_validate(form)
+            known = parse_status(callback.call_status)
+            if reference.apply(callback.event()) is Outcome.APPLIED and known is not None:
+                applied.add(stored_status(known).value)
+            if known is not None:
+                sent.add(stored_status(known).value)
+            await env.tracker.on_status(callback)
+            await env.tracker.settle()
+        row = await calls.get(call_id)
+        assert row.status == stored_status(reference.status).value, (form, reference)
+        stored = [e.status for e in await calls.timeline(call_id)]
+        assert len(stored) == len(set(stored))
+        assert {"queued"} | applied <= set(stored) <= {"queued"} | sent, (stored, reference)
 
 
 async def test_unknown_call_sid_is_ignored(env: Env) -> None:
