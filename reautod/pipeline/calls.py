@@ -17,6 +17,7 @@ from reautod.errors import NotFoundError, OverloadedError, UnavailableError
 from reautod.pipeline.observer import CallInfo, CallObserver, SafeObserver, TurnRecord
 from reautod.pipeline.session import CallSession, StartInfo
 from reautod.pipeline.smart_turn import SmartTurnModel
+from reautod.pipeline.vad import SileroModel
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,7 @@ class CallManager:
         self._sessions: dict[str, CallSession] = {}
         self._tasks: dict[str, asyncio.Task[str]] = {}
         self._smart_turn = SmartTurnModel()
+        self._vad = SileroModel()
         self.accepting = True
         self.refused: Counter[str] = Counter()
         self.input_warnings: Counter[str] = Counter()
@@ -78,7 +80,8 @@ class CallManager:
         return self._engines
 
     async def start(self) -> None:
-        """Load the shared Smart Turn model now (else the first call does); call before READY."""
+        """Load the shared VAD and Smart Turn models now (else the first call does)."""
+        await self._vad.load()
         await self._smart_turn.load()
 
     def tap_turns(self, call_id: str) -> list[TurnRecord]:
@@ -118,10 +121,12 @@ class CallManager:
         if start.call_id in self._sessions:
             raise UnavailableError(f"call {start.call_id} is already live", code="duplicate_call")
         turn_analyzer: BaseTurnAnalyzer | None = await self._smart_turn.analyzer()
+        vad = await self._vad.analyzer()
         session = CallSession(
             websocket, start,
             stt=self._engines.stt, llm=self._engines.llm, tts=self._engines.tts,
             settings=self._settings, observer=self._observer, turn_analyzer=turn_analyzer,
+            vad=vad,
             input_warnings=input_warnings,
         )
         self._sessions[start.call_id] = session
@@ -177,6 +182,7 @@ class CallManager:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self._smart_turn.close()
+        await self._vad.close()
 
     async def _wait_all(self, timeout: float) -> None:
         tasks = list(self._tasks.values())

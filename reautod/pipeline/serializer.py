@@ -139,7 +139,7 @@ class TwilioMediaSerializer(TwilioFrameSerializer):
             if payload is None:
                 return self._warn(problem or "bad_media")
             self.media_frames += 1
-            # The one inbound resample: 8 kHz mu-law to the pipeline's 16 kHz PCM.
+            # mu-law to PCM (pipecat resamples too if the pipeline runs at another rate).
             pcm = await ulaw_to_pcm(
                 payload, self._twilio_sample_rate, self._sample_rate, self._input_resampler
             )

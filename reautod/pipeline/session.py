@@ -1,6 +1,6 @@
 """One live call: builds its pipecat pipeline on the media WebSocket, runs it, tears it down.
 
-transport in (Twilio serializer: mu-law 8 kHz -> PCM 16 kHz) -> UserTurnProcessor (Silero VAD,
+transport in (Twilio serializer: mu-law -> PCM, 8 kHz) -> UserTurnProcessor (Silero VAD at 8 kHz,
 Smart Turn v3, STT) -> AgentResponder (agent context, LLM, sentences, TTS, marks) -> transport
 out (PCM 8 kHz -> mu-law). Everything the call starts is owned here and released when it ends.
 """
@@ -17,8 +17,7 @@ from typing import Any, Literal
 
 from fastapi import WebSocket
 from pipecat.audio.turn.base_turn_analyzer import BaseTurnAnalyzer
-from pipecat.audio.vad.silero import SileroVADAnalyzer
-from pipecat.audio.vad.vad_analyzer import VADParams
+from pipecat.audio.vad.vad_analyzer import VADAnalyzer
 from pipecat.pipeline.pipeline import Pipeline
 from pipecat.pipeline.worker import PipelineParams, PipelineWorker
 from pipecat.transports.websocket.fastapi import (
@@ -41,7 +40,10 @@ from reautod.pipeline.turns import UserTurnProcessor
 
 log = logging.getLogger(__name__)
 
-IN_RATE = 16000  # STT, VAD and Smart Turn all want 16 kHz
+# Caller audio stays at Twilio's 8 kHz through the pipeline (Silero runs at 8 kHz): per-frame
+# resampling was the biggest CPU cost per stream. Each finished turn is resampled once to 16 kHz
+# for STT (Smart Turn resamples its own window), off the event loop.
+IN_RATE = 8000
 OUT_RATE = 8000
 TEARDOWN_TIMEOUT_S = 10.0
 PIPELINE_READY_TIMEOUT_S = 10.0
@@ -97,6 +99,7 @@ class CallSession:
         settings: Settings,
         observer: CallObserver,
         turn_analyzer: BaseTurnAnalyzer | None,
+        vad: VADAnalyzer,
         input_warnings: dict[str, int] | None = None,
     ) -> None:
         self.websocket = websocket
@@ -105,6 +108,7 @@ class CallSession:
         self._settings = settings
         self._observer = observer
         self._turn_analyzer = turn_analyzer
+        self._vad = vad
         self.info = CallInfo(
             call_id=start.call_id,
             stream_sid=start.stream_sid,
@@ -162,8 +166,7 @@ class CallSession:
         self._observer.on_call_started(self.info)
         runner_task: asyncio.Task[Any] | None = None
         try:
-            vad = await asyncio.to_thread(SileroVADAnalyzer, params=VADParams(stop_secs=0.2))
-            worker = self._build(agent, vad, greeting)
+            worker = self._build(agent, self._vad, greeting)
             runner = WorkerRunner(handle_sigint=False, handle_sigterm=False)
             await runner.add_workers(worker)
             runner_task = asyncio.create_task(runner.run(), name=f"call-{call_id}")
@@ -204,7 +207,7 @@ class CallSession:
             self._observer.on_call_ended(call_id, self._end_reason, round(duration, 3))
         return self._end_reason
 
-    def _build(self, agent: DialogueAgent, vad: SileroVADAnalyzer,
+    def _build(self, agent: DialogueAgent, vad: VADAnalyzer,
                greeting: asyncio.Task[list[AudioChunk]] | None) -> PipelineWorker:
         call_id = self.start.call_id
         serializer = TwilioMediaSerializer(self.start.stream_sid, call_id=call_id,

@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import Callable
 
 import numpy as np
+import numpy.typing as npt
 from pipecat.audio.turn.base_turn_analyzer import BaseTurnAnalyzer, EndOfTurnState
 from pipecat.audio.vad.vad_analyzer import VADAnalyzer, VADState
 from pipecat.frames.frames import (
@@ -37,9 +38,11 @@ from reautod.config import CallSettings
 from reautod.engines.base import SpeechToText, Transcript
 from reautod.errors import EngineError, ReautodError
 from reautod.pipeline.frames import UserSpeechFrame, UserTurnFrame
+from reautod.telephony.audio import resample
 
 log = logging.getLogger(__name__)
 
+STT_RATE = 16000  # what SpeechToText.transcribe takes
 PREROLL_S = 0.3  # audio kept from before the VAD fired: its start delay would clip the first word
 BACKCHANNEL_MAX_S = 1.2  # speech this long interrupts even if it started as "mhm"
 _WORDS = re.compile(r"[a-z']+")
@@ -54,11 +57,19 @@ def is_backchannel(text: str, backchannels: list[str]) -> bool:
     return bool(said) and said in {normalise(b) for b in backchannels}
 
 
-async def transcribe(
-    stt: SpeechToText, pcm16: bytes, *, call_id: str, timeout_s: float
-) -> Transcript:
-    """16 kHz PCM16 to a transcript via the shared engine; failures become EngineError."""
+def _to_stt_audio(pcm16: bytes, sample_rate: int) -> npt.NDArray[np.float32]:
     audio = np.frombuffer(pcm16, dtype=np.int16).astype(np.float32) / 32768.0
+    if sample_rate != STT_RATE:
+        # The one inbound resample, once per turn: 8 kHz phone audio to the STT's 16 kHz.
+        audio = resample(audio, sample_rate, STT_RATE).astype(np.float32)
+    return audio
+
+
+async def transcribe(
+    stt: SpeechToText, pcm16: bytes, *, call_id: str, timeout_s: float, sample_rate: int
+) -> Transcript:
+    """PCM16 caller audio to a transcript via the shared engine; failures become EngineError."""
+    audio = await asyncio.to_thread(_to_stt_audio, pcm16, sample_rate)
     try:
         return await asyncio.wait_for(stt.transcribe(audio, call_id=call_id), timeout_s)
     except TimeoutError as err:
@@ -70,7 +81,7 @@ async def transcribe(
 
 
 class UserTurnProcessor(FrameProcessor):
-    """Turns 16 kHz caller audio into UserTurnFrames; pushes InterruptionFrame on barge-in."""
+    """Turns caller audio into UserTurnFrames; pushes InterruptionFrame on barge-in."""
 
     def __init__(
         self,
@@ -91,7 +102,7 @@ class UserTurnProcessor(FrameProcessor):
         self._calls = calls
         self._stt_timeout_s = stt_timeout_s
         self._agent_busy = agent_busy
-        self._sample_rate = 16000
+        self._sample_rate = 8000
         self._preroll: deque[bytes] = deque()
         self._preroll_bytes = 0
         self._buffer = bytearray()
@@ -247,7 +258,7 @@ class UserTurnProcessor(FrameProcessor):
         # Returned, not raised: pipecat's task manager logs and swallows task exceptions.
         try:
             return await transcribe(self._stt, pcm16, call_id=self._call_id,
-                                    timeout_s=self._stt_timeout_s)
+                                    timeout_s=self._stt_timeout_s, sample_rate=self._sample_rate)
         except ReautodError as err:
             return err
 
@@ -281,7 +292,7 @@ class UserTurnProcessor(FrameProcessor):
         try:
             transcript = await transcribe(
                 self._stt, bytes(self._buffer), call_id=self._call_id,
-                timeout_s=self._stt_timeout_s,
+                timeout_s=self._stt_timeout_s, sample_rate=self._sample_rate,
             )
             backchannel = is_backchannel(transcript.text, self._calls.backchannels)
         except ReautodError as err:
