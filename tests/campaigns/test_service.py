@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from pydantic import SecretStr
 
@@ -725,3 +726,48 @@ async def test_tables_show_what_the_methods_return(env: Env) -> None:
                                                 call_id=history["calls"][0]["call_id"]))
     assert "queued" in shown
 
+
+
+async def test_webhooks_over_http_with_the_store(env: Env) -> None:
+    """The real router in front of the store-backed handler: signed requests act, unsigned
+    ones are refused and change nothing."""
+    from fastapi import FastAPI
+    from twilio.request_validator import RequestValidator
+
+    await campaign_with_leads(env)
+    app = FastAPI()
+    for router in env.part.routers():
+        app.include_router(router)
+    signer = RequestValidator(TOKEN)
+
+    async def post(path: str, form: dict[str, str], signed: bool = True) -> httpx.Response:
+        headers = {"X-Twilio-Signature": signer.compute_signature(PUBLIC + path, form)} \
+            if signed else {}
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            return await c.post(path, data=form, headers=headers)
+
+    inbound = {"CallSid": "CA" + "7" * 32, "From": "+12125550100", "To": FROM,
+               "CallStatus": "ringing", "Direction": "inbound"}
+    assert (await post("/twilio/voice", inbound, signed=False)).status_code == 403
+    answer = await post("/twilio/voice", inbound)
+    assert answer.status_code == 200
+    assert '<Stream url="wss://reautod.example.com/twilio/media">' in answer.text
+    assert '<Parameter name="direction" value="inbound" />' in answer.text
+    assert '<Parameter name="lead_name" value="Ann Inwindow" />' in answer.text
+    stranger = inbound | {"CallSid": "CA" + "8" * 32, "From": "+12125550177"}
+    assert "<Hangup />" in (await post("/twilio/voice", stranger)).text
+    await env.tracker.settle()
+    row = await CallRepository(env.db).by_sid("CA" + "7" * 32)
+    assert row is not None and row.direction == "inbound" and row.to_number == FROM
+    assert await CallRepository(env.db).by_sid("CA" + "8" * 32) is None
+
+    done = {"CallSid": "CA" + "7" * 32, "CallStatus": "completed", "SequenceNumber": "3"}
+    assert (await post("/twilio/status", done, signed=False)).status_code == 403
+    await env.tracker.settle()
+    unchanged = await CallRepository(env.db).by_sid("CA" + "7" * 32)
+    assert unchanged is not None and unchanged.status == "ringing"
+    assert (await post("/twilio/status", done)).status_code == 200
+    await env.tracker.settle()
+    row = await CallRepository(env.db).by_sid("CA" + "7" * 32)
+    assert row is not None and row.status == "completed"
