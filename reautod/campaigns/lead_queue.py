@@ -21,29 +21,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import ColumnElement, Integer, String, Uuid, and_, column, select, table, update
+from sqlalchemy import ColumnElement, and_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from reautod.errors import ValidationError
 from reautod.store.database import Database
 from reautod.store.enums import LeadStatus
-from reautod.store.types import UTCDateTime
+from reautod.store.repositories.leads import leads as _leads
 
-# The columns of the store's `leads` table this module reads and writes, nothing more.
-_leads = table(
-    "leads",
-    column("id", Uuid()),
-    column("campaign_id", Uuid()),
-    column("contact_id", Uuid()),
-    column("status", String()),
-    column("priority", Integer()),
-    column("attempts", Integer()),
-    column("next_attempt_at", UTCDateTime()),
-    column("last_attempt_at", UTCDateTime()),
-    column("updated_at", UTCDateTime()),
-    column("lease_owner", String()),
-    column("lease_expires_at", UTCDateTime()),
-)
 _DUE = (LeadStatus.NEW.value, LeadStatus.RETRY.value)
 _HELD = (LeadStatus.DIALING.value, LeadStatus.IN_CALL.value)
 MAX_CLAIM = 1_000
