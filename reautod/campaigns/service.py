@@ -26,14 +26,14 @@ from twilio.request_validator import RequestValidator
 from reautod.campaigns.call_tracker import CallTracker, TrackedCall
 from reautod.campaigns.control import campaign_methods
 from reautod.campaigns.dialer import BlockedDial, BlockReason, Dialer, LeadTarget
-from reautod.campaigns.dnc import DncList, DncSource
+from reautod.campaigns.dnc import DncList, DncSource, normalize_phone
 from reautod.campaigns.lead_queue import LeadClaim, SqlLeadQueue
 from reautod.campaigns.pacing import ConcurrencyLimiter, Outcome, TokenBucket
 from reautod.campaigns.settings import settings_of
 from reautod.campaigns.store_adapters import StoreDialLog, StoreDncStorage, StoreLeadDirectory
 from reautod.config import Secrets, Settings
 from reautod.control.protocol import Method
-from reautod.errors import ConfigError, ReautodError, UnavailableError
+from reautod.errors import ConfigError, ReautodError, UnavailableError, ValidationError
 from reautod.observability.events import EventBus
 from reautod.observability.metrics import Metrics
 from reautod.pipeline.observer import CallInfo, CallObserver, TurnRecord
@@ -83,6 +83,16 @@ def missing_twilio_settings(settings: Settings, secrets: Secrets) -> list[str]:
     return missing
 
 
+def _check_caller_id(number: str) -> None:
+    try:
+        if normalize_phone(number, "US") == number:
+            return
+    except ValidationError:
+        pass
+    raise ConfigError("twilio.from_number must be an E.164 number",
+                      [("twilio.from_number", f"{number!r} is not like +15551234567")])
+
+
 class TelephonyPart:
     """Twilio, the dialer and campaign operations, as one part of the daemon."""
 
@@ -126,6 +136,7 @@ class TelephonyPart:
             log.info("%s; dialing is off, simulated calls still work", self.problem)
             return
         try:
+            _check_caller_id(settings.twilio.from_number or "")
             self.validator = TwilioSignatureValidator.from_settings(
                 settings.http, secrets.get("twilio_auth_token"), on_result=self._count_signature)
             client = twilio or TwilioCalls.from_settings(settings.twilio,

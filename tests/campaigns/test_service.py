@@ -661,6 +661,24 @@ async def test_without_twilio_dialing_refuses_with_what_to_set(db: Database) -> 
         await part.close()
 
 
+@pytest.mark.parametrize("twilio, http", [
+    ({"account_sid": ACCOUNT, "from_number": "5550006"}, {"public_base_url": PUBLIC}),
+    ({"account_sid": ACCOUNT, "from_number": FROM}, {"public_base_url": "ftp://x"}),
+])
+async def test_invalid_twilio_settings_are_reported_not_fatal(
+        db: Database, twilio: dict[str, str], http: dict[str, str]) -> None:
+    part = TelephonyPart(Settings(twilio=twilio, http=http),
+                         Secrets({"twilio_auth_token": SecretStr(TOKEN)}), db, Metrics(),
+                         EventBus())
+    try:
+        ok, detail = await part.health()
+        assert not ok and "invalid" in detail and part.routers() == []
+        with pytest.raises(UnavailableError):
+            part.require_twilio()
+    finally:
+        await part.close()
+
+
 async def test_media_upgrade_is_signed_and_checked(env: Env) -> None:
     check = env.part.media_upgrade_validator()
     assert check is not None
