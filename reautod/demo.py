@@ -52,8 +52,10 @@ def ensure_models(workdir: Path) -> str:
     """Install the CPU model set if the network allows, else build the test models; the profile."""
     config = _write_config(workdir, "cpu")
     listing = _ctl(config, "--json", "models", "list", timeout=60)
-    if listing.returncode == 0 and all(m.get("present") for m in json.loads(listing.stdout).get("engines", [])):
-        return "cpu"
+    if listing.returncode == 0:
+        loaded = [m for m in json.loads(listing.stdout).get("models", []) if m.get("will_load")]
+        if loaded and all(m.get("present") for m in loaded):
+            return "cpu"
     print("demo: downloading the CPU model set (reautoctl models pull --profile cpu) ...", flush=True)
     try:
         pulled = _ctl(config, "models", "pull", "--profile", "cpu", timeout=1800)
