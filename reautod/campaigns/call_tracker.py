@@ -124,7 +124,7 @@ class LiveSession(Protocol):
 class LiveCalls(Protocol):
     """The call manager, as far as telephony needs it."""
 
-    def session(self, call_id: str) -> Any: ...
+    def session(self, call_id: str) -> LiveSession | None: ...
 
 
 def stored_status(status: CallStatus) -> StoredStatus:

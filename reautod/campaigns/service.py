@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from fastapi import APIRouter, WebSocket
 from twilio.request_validator import RequestValidator
 
-from reautod.campaigns.call_tracker import CallTracker, TrackedCall
+from reautod.campaigns.call_tracker import CallTracker, LiveSession, TrackedCall
 from reautod.campaigns.control import campaign_methods
 from reautod.campaigns.dialer import BlockedDial, BlockReason, Dialer, LeadTarget
 from reautod.campaigns.dnc import DncList, DncSource, normalize_phone
@@ -65,7 +65,7 @@ class Admission(Protocol):
 
     def check_admission(self) -> None: ...
 
-    def session(self, call_id: str) -> Any: ...
+    def session(self, call_id: str) -> LiveSession | None: ...
 
 
 def missing_twilio_settings(settings: Settings, secrets: Secrets) -> list[str]:
