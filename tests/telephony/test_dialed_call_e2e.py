@@ -279,3 +279,27 @@ def test_simulated_call_passes_the_signature_check(daemon_factory: Any,
     data = json.loads(result.stdout)
     assert data["simulator"]["ended_by"] != "refused" and data["turns"], data
     assert data["turns"][0]["speaker"] == "agent"
+
+
+def test_without_twilio_the_daemon_runs_and_dialing_says_what_to_set(
+        daemon_factory: Any) -> None:
+    d = daemon_factory()
+    d.config_path.write_text(
+        f'state_dir = "{d.workdir / "state"}"\nshutdown_grace_s = 5\n'
+        "[http]\nport = 0\n[metrics]\nport = 0\n"
+    )
+    d.start()
+    d.wait_ready(timeout=120)
+    assert d.ctl("campaign", "create", "later").returncode == 0
+    for command in (("campaign", "start", "later"), ("dial", "+12125550100")):
+        result = d.ctl(*command)
+        assert result.returncode == 1, result
+        assert "twilio.account_sid" in result.stderr and "twilio_not_configured" in result.stderr
+        assert "REAUTOD_SECRET_TWILIO_AUTH_TOKEN" in result.stderr
+    as_json = json.loads(d.ctl("campaign", "start", "later", "--json").stdout)
+    assert as_json["error"]["code"] == "twilio_not_configured"
+    listed = d.ctl("campaign", "list")
+    assert listed.returncode == 0 and "later" in listed.stdout and "draft" in listed.stdout
+    # no webhooks without a token to check them with
+    port = json.loads(d.ctl("status", "--json").stdout)["http_port"]
+    assert httpx.post(f"http://127.0.0.1:{port}/twilio/status").status_code == 404
