@@ -254,7 +254,8 @@ def campaign_methods(part: TelephonyPart) -> list[Method]:
         contacts = ContactRepository(db)
         contact = await contacts.by_phone(phone)
         parsed = phonenumbers.parse(phone, None)
-        zones = [z for z in number_timezone.time_zones_for_number(parsed) if "/" in z]
+        zones = [z for z in number_timezone.time_zones_for_number(parsed)
+                 if z != number_timezone.UNKNOWN_TIMEZONE]
         zone = (contact.timezone if contact and contact.timezone
                 else zones[0] if len(zones) == 1 else None)
         stored_state = contact.custom.get("state") if contact else None

@@ -632,6 +632,9 @@ async def test_dial_checks_dnc_and_window_then_calls(env: Env) -> None:
     assert blocked.value.code == "dnc"
     with pytest.raises(ValidationError):
         await env.call("dial", number="not a number")
+    with pytest.raises(ValidationError) as toll_free:  # rings in any of 40 zones
+        await env.call("dial", number="+18005550100")
+    assert toll_free.value.code == "no_timezone"
     env.manager.refuse = UnavailableError("not accepting calls (shutting down)")
     with pytest.raises(UnavailableError):
         await env.call("dial", number="+12125550100")
