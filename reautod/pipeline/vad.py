@@ -11,7 +11,7 @@ import asyncio
 from typing import Any
 
 from pipecat.audio.vad.silero import SileroOnnxModel, SileroVADAnalyzer
-from pipecat.audio.vad.vad_analyzer import VADAnalyzer, VADParams
+from pipecat.audio.vad.vad_analyzer import VADAnalyzer, VADParams, VADState
 
 VAD_PARAMS = VADParams(stop_secs=0.2)  # Smart Turn decides the rest of the endpointing
 
@@ -26,6 +26,14 @@ class _SharedSileroVAD(SileroVADAnalyzer):
         self._model = model
         self._windows_since_reset = 0
         self._low_confidence_windows = 0
+
+    async def analyze_audio(self, buffer: bytes) -> VADState:
+        # A 20 ms frame rarely completes a 32 ms window: only hop to the model's thread when
+        # there is a window to score (the hop costs more than buffering).
+        if len(self._vad_buffer) + len(buffer) < self._vad_frames_num_bytes:
+            self._vad_buffer += buffer
+            return self._vad_state
+        return await super().analyze_audio(buffer)
 
 
 class SileroModel:
