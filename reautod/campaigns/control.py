@@ -1,5 +1,5 @@
 """Control-socket methods of campaigns and Twilio calls: campaigns.list, campaign.create|import|
-start|pause|resume|stop|status, dial, calls.history, call.show, call.transfer.
+start|pause|resume|stop|status, dial, dnc.add|check, calls.history, call.show, call.transfer.
 
 (`calls.list` and `call.hangup` for live calls are the pipeline's.)
 """
@@ -18,7 +18,7 @@ from phonenumbers import timezone as number_timezone
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from reautod.campaigns.call_tracker import TrackedCall
-from reautod.campaigns.dnc import normalize_phone
+from reautod.campaigns.dnc import DncScope, DncSource, normalize_phone
 from reautod.campaigns.leads_import import MAX_FILE_BYTES, US_STATES, import_csv
 from reautod.campaigns.settings import CampaignSettings, settings_of
 from reautod.control.protocol import Method, NoParams
@@ -84,6 +84,20 @@ class HistoryParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     campaign: str | None = Field(None, min_length=1, max_length=200)
     limit: int = Field(50, ge=1, le=1000)
+
+
+class DncParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    number: str = Field(min_length=2, max_length=32)
+    campaign: str | None = Field(None, min_length=1, max_length=200,
+                                 description="Only for this campaign (default: every campaign)")
+    reason: str = Field("operator request", max_length=500)
+
+
+class DncCheckParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    number: str = Field(min_length=2, max_length=32)
+    campaign: str | None = Field(None, min_length=1, max_length=200)
 
 
 class CallRef(BaseModel):
@@ -284,6 +298,29 @@ def campaign_methods(part: TelephonyPart) -> list[Method]:
         return {"call_id": str(call.call_id), "call_sid": sid, "to": phone,
                 "campaign": call.campaign_name}
 
+    async def dnc_add(params: DncParams) -> dict[str, Any]:
+        campaign = await part.campaigns.find(params.campaign) if params.campaign else None
+        region = settings_of(campaign).default_region if campaign else "US"
+        entry = await part.dnc.add(
+            normalize_phone(params.number, region), source=DncSource.OPERATOR,
+            now=part.clock(), reason=params.reason,
+            campaign_id=str(campaign.id) if campaign else None,
+            scope=DncScope.CAMPAIGN if campaign else DncScope.GLOBAL)
+        return {"number": entry.phone, "scope": entry.scope.value,
+                "campaign": campaign.name if campaign else None}
+
+    async def dnc_check(params: DncCheckParams) -> dict[str, Any]:
+        campaign = await part.campaigns.find(params.campaign) if params.campaign else None
+        region = settings_of(campaign).default_region if campaign else "US"
+        phone = normalize_phone(params.number, region)
+        result = await part.dnc.check(phone, str(campaign.id) if campaign else None)
+        entry = result.entry
+        return {"number": phone, "suppressed": result.suppressed,
+                "scope": entry.scope.value if entry else None,
+                "source": entry.source.value if entry else None,
+                "reason": entry.reason if entry else None,
+                "since": entry.created_at.isoformat() if entry else None}
+
     async def calls_history(params: HistoryParams) -> dict[str, Any]:
         campaign = await part.campaigns.find(params.campaign) if params.campaign else None
         rows = await part.calls.recent(campaign_id=campaign.id if campaign else None,
@@ -323,6 +360,10 @@ def campaign_methods(part: TelephonyPart) -> list[Method]:
                summary="a campaign's leads, blocked dials and live calls"),
         Method("dial", dial, DialParams,
                summary="call one number now (DNC and calling window checked first)"),
+        Method("dnc.add", dnc_add, DncParams,
+               summary="put a number on the do-not-call list (global, or one campaign's)"),
+        Method("dnc.check", dnc_check, DncCheckParams,
+               summary="is a number suppressed (globally or for a campaign), and why"),
         Method("calls.history", calls_history, HistoryParams, summary="recent calls, newest first"),
         Method("call.show", call_show, CallRef, summary="one call: status timeline and turns"),
         Method("call.transfer", call_transfer, CallRef,

@@ -643,6 +643,26 @@ async def test_dial_checks_dnc_and_window_then_calls(env: Env) -> None:
         DialParams.model_validate({"number": "+12125550100", "extra": 1})
 
 
+async def test_operator_dnc_entries_global_and_per_campaign(env: Env) -> None:
+    await env.call("campaign.create", name="uk", default_region="GB",
+                   window_days=[0, 1, 2, 3, 4, 5, 6])
+    await env.call("campaign.create", name="us", window_days=[0, 1, 2, 3, 4, 5, 6])
+    added = await env.call("dnc.add", number="020 7946 0000", campaign="uk", reason="asked")
+    assert added == {"number": "+442079460000", "scope": "campaign", "campaign": "uk"}
+    uk = await env.call("dnc.check", number="+442079460000", campaign="uk")
+    assert uk["suppressed"] is True and uk["scope"] == "campaign" and uk["source"] == "operator"
+    assert (await env.call("dnc.check", number="+442079460000", campaign="us"))[
+        "suppressed"] is False
+    await env.call("dnc.add", number="+12125550100")
+    assert (await env.call("dnc.check", number="+12125550100", campaign="us"))["scope"] == \
+        "global"
+    with pytest.raises(ValidationError) as blocked:
+        await env.call("dial", number="+12125550100", campaign="us")
+    assert blocked.value.code == "dnc"
+    with pytest.raises(ValidationError):
+        await env.call("dnc.add", number="12")
+
+
 async def test_without_twilio_dialing_refuses_with_what_to_set(db: Database) -> None:
     part = TelephonyPart(Settings(), Secrets({}), db, Metrics(), EventBus())
     try:
@@ -746,6 +766,13 @@ async def test_tables_show_what_the_methods_return(env: Env) -> None:
     shown = call_cli.render_show(await env.call("call.show",
                                                 call_id=history["calls"][0]["call_id"]))
     assert "queued" in shown
+    from reautod.control.commands import dnc as dnc_cli
+
+    await env.call("dnc.add", number="+12125550100", reason="asked twice")
+    checked = dnc_cli.render_check(await env.call("dnc.check", number="+12125550100"))
+    assert "global" in checked and "asked twice" in checked
+    assert "may be called" in dnc_cli.render_check(
+        await env.call("dnc.check", number="+12125550101"))
 
 
 

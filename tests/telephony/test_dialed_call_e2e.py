@@ -27,12 +27,10 @@ from twilio.request_validator import RequestValidator
 
 from reautod.config import DatabaseSettings
 from reautod.store.database import Database
-from reautod.store.enums import DncSource
 from reautod.store.repositories import (
     CallRepository,
     CampaignRepository,
     DialBlockRepository,
-    DncRepository,
     LeadRepository,
 )
 from reautod.telephony.simulator import (
@@ -144,10 +142,9 @@ def test_dialed_call_end_to_end(daemon_factory: Any, fresh_database_url: str,
         assert report["summary"]["imported"] == 3 and report["summary"]["rejected"] == 1
         assert [i["problem"] for i in report["issues"]] == ["bad_phone"]
 
-        async def dnc(db: Database) -> None:
-            await DncRepository(db).add("+12125550102", DncSource.REQUEST, reason="e2e")
-
-        asyncio.run(in_db(fresh_database_url, dnc))
+        added = ctl("dnc", "add", "+12125550102", "--reason", "asked by email")
+        assert added == {"number": "+12125550102", "scope": "global", "campaign": None}
+        assert ctl("dnc", "check", "+12125550102", "--campaign", "e2e")["suppressed"] is True
         assert ctl("campaign", "start", "e2e")["status"] == "active"
 
         # The dialer places exactly one call: to the lead inside its window, not on the DNC list.
