@@ -612,6 +612,21 @@ async def test_campaign_lifecycle_and_import_report(env: Env) -> None:
     assert [c["name"] for c in listed["campaigns"]] == ["spring"]
 
 
+async def test_import_from_a_path_the_daemon_reads(env: Env, tmp_path: Path) -> None:
+    await env.call("campaign.create", name="files")
+    leads = tmp_path / "leads.csv"
+    leads.write_text(CSV)
+    report = await env.call("campaign.import", campaign="files", csv_path=str(leads))
+    assert report["summary"]["imported"] == 2
+    with pytest.raises(ValidationError, match="absolute"):
+        await env.call("campaign.import", campaign="files", csv_path="leads.csv")
+    with pytest.raises(ValidationError, match="cannot read"):
+        await env.call("campaign.import", campaign="files", csv_path=str(tmp_path / "none.csv"))
+    with pytest.raises(ReautodError) as missing:
+        await env.call("campaign.import", campaign="nope", csv_text=CSV)
+    assert missing.value.code == "not_found"
+
+
 async def test_dial_checks_dnc_and_window_then_calls(env: Env) -> None:
     await env.call("campaign.create", name="manual-ok", window_days=[0, 1, 2, 3, 4, 5, 6])
     result = await env.call("dial", number="+12125550100", campaign="manual-ok")
