@@ -391,6 +391,20 @@ async def test_opt_out_key_adds_dnc_and_ends_the_call(env: Env) -> None:
     assert updates(env.standin, sid)[-1]["Status"] == ["canceled"]  # not answered yet
 
 
+async def test_the_agents_opt_out_tool_ends_the_call(env: Env) -> None:
+    await campaign_with_leads(env)
+    await dial_round(env)
+    sid = next(iter(env.standin.calls))
+    row = await CallRepository(env.db).by_sid(sid)
+    assert row is not None
+    await env.tracker.on_status(status(sid, "in-progress", 2))
+    await env.tracker.settle()
+    await env.part.on_opt_out(str(row.id))  # the number is the call's
+    check = await env.part.dnc.check("+12125550100", None)
+    assert check.entry is not None and check.entry.source is DncSource.AGENT_TOOL
+    assert updates(env.standin, sid)[-1]["Status"] == ["completed"]
+
+
 async def test_ordinary_words_do_not_opt_out(env: Env) -> None:
     await campaign_with_leads(env)
     await dial_round(env)
@@ -695,6 +709,11 @@ async def test_without_twilio_dialing_refuses_with_what_to_set(db: Database) -> 
         with pytest.raises(UnavailableError):
             await methods["call.transfer"].handler(CallRef(call_id="x"))
         assert await part.tick() == 0
+        # the agent's opt-out still reaches the DNC list (a simulated call has no line to end)
+        await part.on_opt_out("sim-1", "+12125550100")
+        assert (await part.dnc.check("+12125550100", None)).suppressed
+        with pytest.raises(UnavailableError):
+            await part.on_opt_out("sim-2")
     finally:
         await part.close()
 
