@@ -108,7 +108,15 @@ def setup_logging(
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if debug else getattr(logging, level))
     # third-party chatter stays at WARNING unless debugging
-    for noisy in ("uvicorn.access", "httpx", "httpcore", "websockets", "aiosqlite", "numba"):
+    for noisy in (
+        "uvicorn.access",
+        "httpx",
+        "httpcore",
+        "websockets",
+        "aiosqlite",
+        "numba",
+        "twilio.http_client",
+    ):
         logging.getLogger(noisy).setLevel(logging.DEBUG if debug else logging.WARNING)
     return handler
 
