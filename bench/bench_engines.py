@@ -3,7 +3,7 @@
 By default it builds the random-weight test models in a temporary directory and measures them
 on the CPU; `--models-dir DIR --profile gpu|cpu|test [--device cuda]` measures installed models.
 
-    STT   wall time of one utterance (speech from /work/shared/data/speech if present, else noise)
+    STT   wall time of one utterance (speech from ../shared/data/speech if present, else noise)
     LLM   first token (the prompt prefix is cached after the first run, as within a call), whole
           reply (--tokens), and tokens/s on the worker's clock
     TTS   first sentence audio of a typical agent reply, and real-time factor
@@ -31,7 +31,7 @@ from reautod.engines.base import ChatMessage
 from reautod.engines.catalog import build_test_models
 from reautod.engines.scheduler import EngineScheduler
 
-SPEECH_DIR = Path("/work/shared/data/speech")
+SPEECH_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "speech"
 CHAT = [
     ChatMessage("system", "You are Alex, a friendly phone agent for Acme Solar. Keep replies "
                 "to one or two short sentences."),

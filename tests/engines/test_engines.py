@@ -20,29 +20,29 @@ from reautod.engines.llm import LlamaLLM
 from reautod.engines.stt import WhisperSTT
 from reautod.engines.tts import PiperTTS
 from reautod.errors import EngineError, OverloadedError, UnavailableError, ValidationError
+from tests.speech import SPEECH_DIR
 
-SPEECH = Path("/work/shared/data/speech")
 CHAT = [ChatMessage("system", "You are a helpful agent."), ChatMessage("user", "hello how are you")]
 
 
 def speech_16k(name: str) -> npt.NDArray[np.float32]:
-    data, rate = soundfile.read(SPEECH / name, dtype="float32", always_2d=True)
+    data, rate = soundfile.read(SPEECH_DIR / name, dtype="float32", always_2d=True)
     mono = data.mean(axis=1)
     return np.asarray(soxr.resample(mono, rate, 16000), dtype=np.float32)
 
 
 @pytest.fixture(scope="module")
 def speech_files() -> list[str]:
-    names = sorted(p.name for p in SPEECH.glob("*.wav"))
+    names = sorted(p.name for p in SPEECH_DIR.glob("*.wav"))
     if not names:
-        pytest.skip(f"no speech samples in {SPEECH}")
+        pytest.skip(f"no speech samples in {SPEECH_DIR}")
     return names[:3]
 
 
 @pytest.fixture(scope="module")
 def utterance() -> npt.NDArray[np.float32]:
     """3 s of real speech at 16 kHz, or a voiced-like synthetic signal where none is shipped."""
-    names = sorted(p.name for p in SPEECH.glob("*.wav"))
+    names = sorted(p.name for p in SPEECH_DIR.glob("*.wav"))
     if names:
         return speech_16k(names[0])[: 3 * 16000]
     t = np.arange(3 * 16000) / 16000

@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,8 +18,8 @@ from reautod.config import Settings
 from reautod.pipeline.calls import CallManager, Engines
 from reautod.pipeline.observer import CallInfo, TurnRecord
 from reautod.telephony.sim_script import Utterance
+from tests.speech import SPEECH_DIR
 
-SPEECH_DIR = Path("/work/shared/data/speech")
 WS_MAX_SIZE = 1024 * 1024
 
 

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import text
 
 from reautod.store.database import Database
+from tests.speech import SPEECH_DIR
 from tests.store.conftest import TEST_DB_SETTINGS
 
 
@@ -43,7 +44,9 @@ def test_a_call_survives_a_daemon_restart(
     first = daemon_factory(config, name="first")
     first.start()
     first.wait_ready()
-    result = first.ctl("--json", "call", "simulate", "--fast", timeout=180)
+    # real speech: the random-weight TTS voice makes noise that VAD rightly does not call speech
+    lead = SPEECH_DIR / "dg_testing-websocket_8k_mulaw.wav"
+    result = first.ctl("--json", "call", "simulate", "--fast", "--lead-audio", str(lead), timeout=180)
     assert result.returncode == 0, result.stderr + first.log()[-3000:]
     first.stop()  # SIGTERM: the write-behind queue drains before exit
     assert first.proc.returncode == 0, first.log()[-3000:]

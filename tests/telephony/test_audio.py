@@ -11,13 +11,13 @@ import soundfile
 
 from reautod.errors import ValidationError
 from reautod.telephony import audio
+from tests.speech import SPEECH_DIR
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     import audioop
 
-SPEECH = Path("/work/shared/data/speech")
-needs_speech = pytest.mark.skipif(not SPEECH.is_dir(), reason="shared speech data not present")
+needs_speech = pytest.mark.skipif(not SPEECH_DIR.is_dir(), reason="shared speech data not present")
 
 ALL_INT16 = np.arange(-32768, 32768, dtype=np.int16)
 
@@ -86,9 +86,9 @@ def test_resample_same_rate_and_bad_input() -> None:
 
 
 @needs_speech
-@pytest.mark.parametrize("name", sorted(p.name for p in SPEECH.glob("*.wav")) or ["none"])
+@pytest.mark.parametrize("name", sorted(p.name for p in SPEECH_DIR.glob("*.wav")) or ["none"])
 def test_read_every_shared_wav(name: str) -> None:
-    path = SPEECH / name
+    path = SPEECH_DIR / name
     info = soundfile.info(str(path))
     clip = audio.read_audio(path)
     assert clip.sample_rate == info.samplerate
@@ -104,7 +104,7 @@ def test_read_every_shared_wav(name: str) -> None:
 
 @needs_speech
 def test_read_8k_mulaw_wav_matches_its_own_bytes() -> None:
-    path = SPEECH / "dg_testing-websocket_8k_mulaw.wav"
+    path = SPEECH_DIR / "dg_testing-websocket_8k_mulaw.wav"
     assert soundfile.info(str(path)).subtype == "ULAW"
     # Re-encoding the decoded samples must give back the file's mu-law bytes exactly.
     raw = path.read_bytes()
@@ -117,11 +117,11 @@ def test_read_8k_mulaw_wav_matches_its_own_bytes() -> None:
 
 @needs_speech
 def test_read_stereo_24bit_flac_as_mono() -> None:
-    clip = audio.read_audio(SPEECH / "jfk.flac")
+    clip = audio.read_audio(SPEECH_DIR / "jfk.flac")
     assert clip.sample_rate == 44100
     assert clip.samples.ndim == 1
     assert abs(clip.duration_s - 11.0) < 0.01
-    phone = audio.read_audio(SPEECH / "jfk.flac", sample_rate=8000)
+    phone = audio.read_audio(SPEECH_DIR / "jfk.flac", sample_rate=8000)
     assert abs(len(phone.samples) - 88000) <= 2
 
 

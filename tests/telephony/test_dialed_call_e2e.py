@@ -42,6 +42,7 @@ from reautod.telephony.simulator import (
     run_call,
 )
 from tests.fixtures.services import free_port
+from tests.speech import SPEECH_DIR
 from tests.telephony.twilio_standin import TwilioStandIn
 
 pytestmark = [pytest.mark.timeout(600), pytest.mark.slow]
@@ -49,7 +50,6 @@ pytestmark = [pytest.mark.timeout(600), pytest.mark.slow]
 ACCOUNT = "AC" + "2" * 32
 TOKEN = "e2e-auth-token"
 FROM = "+15005550006"
-SPEECH = Path("/work/shared/data/speech")
 # Zones spread around the clock: some are always inside 09-19 and some inside 00-05 right now.
 ZONES = ("Pacific/Honolulu", "America/Anchorage", "America/Los_Angeles", "America/Chicago",
          "America/New_York", "America/Sao_Paulo", "Atlantic/Azores", "Europe/London",
@@ -75,7 +75,7 @@ def wait_until(what: str, probe: Callable[[], T | None], timeout: float = 90.0) 
 
 
 def speech(name: str) -> Utterance:
-    path = SPEECH / name
+    path = SPEECH_DIR / name
     if not path.exists():
         pytest.skip(f"speech fixture {path} not present")
     return Utterance.from_file(path)

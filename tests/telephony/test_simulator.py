@@ -41,6 +41,7 @@ from reautod.telephony.simulator import (
     conversation,
     run_call,
 )
+from tests.speech import SPEECH_DIR
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -714,14 +715,13 @@ async def test_pipecat_reads_what_the_simulator_sends() -> None:
     assert frame.button.value == "7"
 
 
-SPEECH = Path("/work/shared/data/speech")
 
 
-@pytest.mark.skipif(not SPEECH.is_dir(), reason="shared speech data not present")
+@pytest.mark.skipif(not SPEECH_DIR.is_dir(), reason="shared speech data not present")
 async def test_speech_files_go_out_as_their_mulaw_bytes() -> None:
-    phone_wav = SPEECH / "dg_testing-websocket_8k_mulaw.wav"
+    phone_wav = SPEECH_DIR / "dg_testing-websocket_8k_mulaw.wav"
     lead = await asyncio.to_thread(Utterance.from_file, phone_wav)
-    jfk = await asyncio.to_thread(Utterance.from_file, SPEECH / "jfk.flac")
+    jfk = await asyncio.to_thread(Utterance.from_file, SPEECH_DIR / "jfk.flac")
     assert lead.label == "dg_testing-websocket_8k_mulaw"
     raw = phone_wav.read_bytes()
     data_at = raw.index(b"data") + 8
