@@ -43,6 +43,7 @@ from reautod.observability.loop_lag import LoopLagMonitor
 from reautod.observability.metrics import Metrics
 from reautod.observability.metrics_server import MetricsServer, start_metrics_server
 from reautod.observability.metrics_summary import metrics_methods
+from reautod.pipeline import route_pipecat_logs
 from reautod.pipeline.calls import CallManager
 from reautod.pipeline.control import control_methods as call_methods
 from reautod.sdnotify import Notifier
@@ -515,6 +516,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"reautod: configuration OK ({path if path.exists() else 'defaults, no file'})")
         return EXIT_OK
     setup_logging(settings.logging.level, settings.logging.journald, debug=args.debug)
+    # pipecat logs through loguru straight to stderr; send it into our handlers instead
+    route_pipecat_logs("DEBUG" if args.debug else "WARNING")
     config_path = path if path.exists() else None
     return asyncio.run(serve(settings, secrets, config_path, debug=args.debug))
 
