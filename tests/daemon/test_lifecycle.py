@@ -44,6 +44,22 @@ def test_ready_only_after_control_socket_accepts(daemon_factory, tmp_path: Path)
     assert stat.S_IMODE(d.socket_path.stat().st_mode) == 0o660
 
 
+def test_every_daemon_method_is_documented(daemon_factory) -> None:
+    d = daemon_factory()
+    d.config_path.write_text(config_for(d.workdir))
+    d.start()
+    d.wait_ready()
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(str(d.socket_path))
+        s.sendall(b'{"id": 1, "method": "methods"}\n')
+        table = json.loads(s.makefile().readline())["result"]
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "control-protocol.md").read_text()
+    names = [m["name"] for m in table["methods"]]
+    assert len(names) > 20
+    undocumented = [n for n in names if f"`{n}`" not in doc]
+    assert not undocumented, f"add to docs/control-protocol.md: {undocumented}"
+
+
 def test_watchdog_pings_arrive_from_the_loop(daemon_factory) -> None:
     d = daemon_factory(env={"WATCHDOG_USEC": "200000"})
     d.config_path.write_text(config_for(d.workdir))
