@@ -150,6 +150,9 @@ class Collector:
     def on_barge_in(self, call_id: str, heard_text: str) -> None:
         pass
 
+    def on_dtmf(self, call_id: str, digit: str) -> None:
+        pass
+
     def on_call_ended(self, call_id: str, reason: str, duration_s: float) -> None:
         self.ended.append((call_id, reason))
 

@@ -76,6 +76,10 @@ class CallEventSink:
         self._store.on_barge_in(call_id, heard_text)
         self._bus.publish("barge_in", {"call_id": call_id, "heard_text": heard_text})
 
+    def on_dtmf(self, call_id: str, digit: str) -> None:
+        self._store.on_dtmf(call_id, digit)
+        self._bus.publish("dtmf", {"call_id": call_id, "digit": digit})
+
     def on_call_ended(self, call_id: str, reason: str, duration_s: float) -> None:
         self._live.pop(call_id, None)
         self._store.on_call_ended(call_id, reason, duration_s)

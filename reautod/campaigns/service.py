@@ -416,6 +416,10 @@ class ObserverFanOut:
         for observer in self._observers:
             observer.on_barge_in(call_id, heard_text)
 
+    def on_dtmf(self, call_id: str, digit: str) -> None:
+        for observer in self._observers:
+            observer.on_dtmf(call_id, digit)
+
     def on_call_ended(self, call_id: str, reason: str, duration_s: float) -> None:
         for observer in self._observers:
             observer.on_call_ended(call_id, reason, duration_s)

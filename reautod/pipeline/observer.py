@@ -89,6 +89,10 @@ class CallObserver(Protocol):
 
     def on_barge_in(self, call_id: str, heard_text: str) -> None: ...
 
+    def on_dtmf(self, call_id: str, digit: str) -> None:
+        """The caller pressed a key (0-9, *, #); telephony checks it against the opt-out key."""
+        ...
+
     def on_call_ended(self, call_id: str, reason: str, duration_s: float) -> None: ...
 
 
@@ -106,6 +110,9 @@ class SafeObserver:
 
     def on_barge_in(self, call_id: str, heard_text: str) -> None:
         self._guard("on_barge_in", call_id, heard_text)
+
+    def on_dtmf(self, call_id: str, digit: str) -> None:
+        self._guard("on_dtmf", call_id, digit)
 
     def on_call_ended(self, call_id: str, reason: str, duration_s: float) -> None:
         self._guard("on_call_ended", call_id, reason, duration_s)

@@ -240,6 +240,7 @@ class AgentResponder(FrameProcessor):
 
     async def _on_dtmf(self, digit: str) -> None:
         self._touch()
+        self._observer.on_dtmf(self.info.call_id, digit)
         if self.busy():
             await self._interrupt()
             await self.push_frame(InterruptionFrame())

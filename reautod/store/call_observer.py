@@ -90,6 +90,10 @@ class StoreCallObserver:
     def on_barge_in(self, call_id: str, heard_text: str) -> None:
         """Nothing to store: the interrupted agent turn arrives through `on_turn`."""
 
+    def on_dtmf(self, call_id: str, digit: str) -> None:
+        """Nothing to store: the key reaches the agent's context (its reply is a turn), and an
+        opt-out key is stored by telephony as a DNC entry and the call's outcome."""
+
     def on_call_ended(self, call_id: str, reason: str, duration_s: float) -> None:
         ended = datetime.now(UTC)
         self._wb.submit(

@@ -22,14 +22,14 @@ from reautod.campaigns.control import CallRef, CampaignRef, CreateParams, DialPa
 from reautod.campaigns.dialer import BlockedDial, BlockReason
 from reautod.campaigns.dnc import DncEntry, DncScope, DncSource
 from reautod.campaigns.lead_queue import LeadClaim
-from reautod.campaigns.service import TelephonyPart
+from reautod.campaigns.service import ObserverFanOut, TelephonyPart
 from reautod.campaigns.store_adapters import StoreDialLog, StoreDncStorage, StoreLeadDirectory
 from reautod.config import DatabaseSettings, Secrets, Settings
 from reautod.control.protocol import Method
 from reautod.errors import ReautodError, UnavailableError, ValidationError
 from reautod.observability.events import EventBus
 from reautod.observability.metrics import Metrics
-from reautod.pipeline.observer import CallInfo, CallState, TurnRecord
+from reautod.pipeline.observer import CallInfo, CallState, SafeObserver, TurnRecord
 from reautod.store.database import Database
 from reautod.store.enums import CallOutcome, LeadStatus
 from reautod.store.repositories import (
@@ -43,6 +43,7 @@ from reautod.store.repositories import (
 from reautod.telephony.state_machine import CallTimeline, Outcome, parse_status
 from reautod.telephony.twilio_client import TwilioCalls
 from reautod.telephony.webhooks import AmdResult, StatusCallback, VoiceRequest
+from tests.pipeline.conftest import RecordingObserver
 from tests.telephony.twilio_standin import TwilioStandIn
 
 ACCOUNT = "AC" + "1" * 32
@@ -389,6 +390,29 @@ async def test_opt_out_key_adds_dnc_and_ends_the_call(env: Env) -> None:
     check = await env.part.dnc.check("+12125550100", None)
     assert check.entry is not None and check.entry.source is DncSource.KEYPRESS
     assert updates(env.standin, sid)[-1]["Status"] == ["canceled"]  # not answered yet
+
+
+async def test_opt_out_key_from_the_pipeline_reaches_telephony(env: Env) -> None:
+    """The daemon's observer chain (SafeObserver over the fan-out) carries the key press."""
+    await campaign_with_leads(env)
+    await dial_round(env)
+    sid = next(iter(env.standin.calls))
+    row = await CallRepository(env.db).by_sid(sid)
+    assert row is not None
+    session = FakeSession()
+    env.manager.sessions[str(row.id)] = session
+    await env.tracker.on_status(status(sid, "in-progress", 2))
+    sink = RecordingObserver()
+    observer = SafeObserver(ObserverFanOut(sink, env.part))
+    observer.on_call_started(CallInfo(str(row.id), "MZ1", sid, "Ann", "fall", "outbound",
+                                      CallState.LISTENING, NOW))
+    observer.on_dtmf(str(row.id), "9")  # the default opt-out key
+    await env.tracker.settle()
+    assert sink.dtmf == [(str(row.id), "9")]
+    assert session.ended == ["opted_out"]
+    assert updates(env.standin, sid)[-1]["Status"] == ["completed"]
+    check = await env.part.dnc.check("+12125550100", None)
+    assert check.entry is not None and check.entry.source is DncSource.KEYPRESS
 
 
 async def test_the_agents_opt_out_tool_ends_the_call(env: Env) -> None:

@@ -31,6 +31,7 @@ class RecordingObserver:
     turns: list[TurnRecord] = field(default_factory=list)
     barge_ins: list[tuple[str, str]] = field(default_factory=list)
     ended: list[tuple[str, str, float]] = field(default_factory=list)
+    dtmf: list[tuple[str, str]] = field(default_factory=list)
 
     def on_call_started(self, info: CallInfo) -> None:
         self.started.append(info)
@@ -40,6 +41,9 @@ class RecordingObserver:
 
     def on_barge_in(self, call_id: str, heard_text: str) -> None:
         self.barge_ins.append((call_id, heard_text))
+
+    def on_dtmf(self, call_id: str, digit: str) -> None:
+        self.dtmf.append((call_id, digit))
 
     def on_call_ended(self, call_id: str, reason: str, duration_s: float) -> None:
         self.ended.append((call_id, reason, duration_s))

@@ -102,6 +102,7 @@ async def test_dtmf_reaches_the_agent() -> None:
         )
     _, messages = engines.llm.requests[0]
     assert messages[-1].content == "[pressed 5]"
+    assert served.observer.dtmf == [("t1", "5")]  # telephony hears it too (opt-out key)
     assert served.observer.turns_of("t1", "agent")[0].text == engines.llm.reply
 
 
