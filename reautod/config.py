@@ -123,6 +123,12 @@ class CallSettings(Section):
         default_factory=lambda: ["mhm", "mm", "uh huh", "yeah", "yes", "ok", "okay", "right"],
         description="Utterances that do not interrupt the agent",
     )
+    record: bool = Field(
+        True, description="Record both directions of every call as WAV under state_dir/recordings"
+    )
+    recording_retention_days: int = Field(
+        90, ge=1, le=3650, description="Keep each recording this many days (stored per recording)"
+    )
 
 
 class AgentSettings(Section):

@@ -12,7 +12,7 @@ import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,7 @@ from reautod.pipeline.control import control_methods as call_methods
 from reautod.sdnotify import Notifier
 from reautod.sessions import SessionStore, open_session_store
 from reautod.store import Database, WriteBehind, recover_partial_recordings
+from reautod.store.call_audio import StoreCallRecording
 from reautod.store.call_observer import StoreCallObserver
 from reautod.store.control import store_methods
 
@@ -176,8 +177,17 @@ class Daemon:
         # Telephony (Twilio webhooks, dialer) hears about live calls too: opt-outs, recording
         # after the announcement, hanging up the phone line when the conversation ends.
         self.telephony = TelephonyPart(self.settings, self.secrets, self.db, self.metrics, self.bus)
+        # Both audio directions of every call go to WAV files, their rows to the writer.
+        recording = (
+            StoreCallRecording(
+                self.state_dir / "recordings", self.writer,
+                retention=timedelta(days=self.settings.calls.recording_retention_days),
+            )
+            if self.settings.calls.record
+            else None
+        )
         self.calls = CallManager(
-            self.engines, self.settings, ObserverFanOut(self.sink, self.telephony)
+            self.engines, self.settings, ObserverFanOut(self.sink, self.telephony), recording
         )
         await self.calls.start()
         self.telephony.attach(self.calls)

@@ -15,6 +15,7 @@ from reautod.config import Settings
 from reautod.engines.base import LanguageModel, SpeechToText, TextToSpeech
 from reautod.errors import NotFoundError, OverloadedError, UnavailableError
 from reautod.pipeline.observer import CallInfo, CallObserver, SafeObserver, TurnRecord
+from reautod.pipeline.recording import CallRecording
 from reautod.pipeline.session import CallSession, StartInfo
 from reautod.pipeline.smart_turn import SmartTurnModel
 from reautod.pipeline.vad import SileroModel
@@ -58,10 +59,12 @@ class _TappedObserver(SafeObserver):
 class CallManager:
     """Admits calls, runs each in its own CallSession, and ends them on request or shutdown."""
 
-    def __init__(self, engines: Engines, settings: Settings, observer: CallObserver) -> None:
+    def __init__(self, engines: Engines, settings: Settings, observer: CallObserver,
+                 recording: CallRecording | None = None) -> None:
         self._engines = engines
         self._settings = settings
         self._observer = _TappedObserver(observer)
+        self._recording = recording  # None: no call is recorded
         self._sessions: dict[str, CallSession] = {}
         self._tasks: dict[str, asyncio.Task[str]] = {}
         self._smart_turn = SmartTurnModel()
@@ -128,6 +131,7 @@ class CallManager:
             settings=self._settings, observer=self._observer, turn_analyzer=turn_analyzer,
             vad=vad,
             input_warnings=input_warnings,
+            recording=self._recording,
         )
         self._sessions[start.call_id] = session
         task = asyncio.create_task(session.run(), name=f"session-{start.call_id}")

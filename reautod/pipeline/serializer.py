@@ -28,6 +28,7 @@ from pipecat.frames.frames import (
 from pipecat.serializers.twilio import TwilioFrameSerializer
 
 from reautod.pipeline.frames import MarkEchoFrame, ProtocolViolationFrame, StreamStopFrame
+from reautod.pipeline.recording import CallAudioSink
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +106,8 @@ class TwilioMediaSerializer(TwilioFrameSerializer):
         self.on_clear_sent: Callable[[float], None] | None = None
         # Told at once when Twilio says `stop` (before the socket close races it).
         self.on_stop: Callable[[], None] | None = None
+        # Set by a recorded call: every PCM frame in (as received) and out (as sent).
+        self.audio_sink: CallAudioSink | None = None
         self._violated = False
 
     async def serialize(self, frame: Frame) -> str | bytes | None:
@@ -113,8 +116,11 @@ class TwilioMediaSerializer(TwilioFrameSerializer):
             now = time.monotonic()
             if isinstance(frame, InterruptionFrame) and self.on_clear_sent is not None:
                 self.on_clear_sent(now)
-            elif isinstance(frame, AudioRawFrame) and self.on_audio_sent is not None:
-                self.on_audio_sent(now)
+            elif isinstance(frame, AudioRawFrame):
+                if self.audio_sink is not None:
+                    self.audio_sink.agent(frame.audio)
+                if self.on_audio_sent is not None:
+                    self.on_audio_sent(now)
         return out
 
     def _warn(self, kind: str) -> Frame | None:
@@ -145,6 +151,8 @@ class TwilioMediaSerializer(TwilioFrameSerializer):
             )
             if not pcm:
                 return None
+            if self.audio_sink is not None:
+                self.audio_sink.caller(pcm)
             return InputAudioRawFrame(audio=pcm, num_channels=1, sample_rate=self._sample_rate)
         if event == "mark":
             mark = message.get("mark")

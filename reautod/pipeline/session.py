@@ -34,6 +34,7 @@ from reautod.observability.logging import mask_name
 from reautod.pipeline.agent import DialogueAgent
 from reautod.pipeline.frames import HangupRequestFrame
 from reautod.pipeline.observer import CallInfo, CallObserver, CallState
+from reautod.pipeline.recording import CallRecording, GuardedSink
 from reautod.pipeline.responder import AgentResponder
 from reautod.pipeline.serializer import TwilioMediaSerializer
 from reautod.pipeline.turns import UserTurnProcessor
@@ -101,6 +102,7 @@ class CallSession:
         turn_analyzer: BaseTurnAnalyzer | None,
         vad: VADAnalyzer,
         input_warnings: dict[str, int] | None = None,
+        recording: CallRecording | None = None,
     ) -> None:
         self.websocket = websocket
         self.start = start
@@ -109,6 +111,7 @@ class CallSession:
         self._observer = observer
         self._turn_analyzer = turn_analyzer
         self._vad = vad
+        self._recording = recording
         self.info = CallInfo(
             call_id=start.call_id,
             stream_sid=start.stream_sid,
@@ -165,8 +168,10 @@ class CallSession:
                  self.start.direction)
         self._observer.on_call_started(self.info)
         runner_task: asyncio.Task[Any] | None = None
+        sink: GuardedSink | None = None
         try:
-            worker = self._build(agent, self._vad, greeting)
+            sink = await self._open_recording()
+            worker = self._build(agent, self._vad, greeting, sink)
             runner = WorkerRunner(handle_sigint=False, handle_sigterm=False)
             await runner.add_workers(worker)
             runner_task = asyncio.create_task(runner.run(), name=f"call-{call_id}")
@@ -201,18 +206,35 @@ class CallSession:
             elif greeting is not None and not greeting.cancelled():
                 greeting.exception()  # retrieved: a failed greeting was handled by the responder
             await self._close_socket()
+            if sink is not None:
+                await sink.close()
             self.info.state = CallState.ENDED
             duration = time.monotonic() - started
             log.info("call %s ended: %s after %.1fs", call_id, self._end_reason, duration)
             self._observer.on_call_ended(call_id, self._end_reason, round(duration, 3))
         return self._end_reason
 
+    async def _open_recording(self) -> GuardedSink | None:
+        """The call's recording sink; a recorder that cannot open leaves the call unrecorded."""
+        if self._recording is None:
+            return None
+        # IN_RATE == OUT_RATE: both directions cross the socket at Twilio's 8 kHz
+        try:
+            inner = await self._recording.open(self.info, IN_RATE)
+        except ReautodError as err:
+            log.warning("call %s: not recorded (%s: %s)", self.start.call_id, err.code,
+                        err.message)
+            return None
+        return GuardedSink(self.start.call_id, inner) if inner is not None else None
+
     def _build(self, agent: DialogueAgent, vad: VADAnalyzer,
-               greeting: asyncio.Task[list[AudioChunk]] | None) -> PipelineWorker:
+               greeting: asyncio.Task[list[AudioChunk]] | None,
+               sink: GuardedSink | None = None) -> PipelineWorker:
         call_id = self.start.call_id
         serializer = TwilioMediaSerializer(self.start.stream_sid, call_id=call_id,
                                            call_sid=self.start.call_sid,
                                            warnings=self.info.input_warnings)
+        serializer.audio_sink = sink
         self._serializer = serializer
         transport = FastAPIWebsocketTransport(
             self.websocket,

@@ -17,6 +17,7 @@ from reautod.api.media import media_router
 from reautod.config import Settings
 from reautod.pipeline.calls import CallManager, Engines
 from reautod.pipeline.observer import CallInfo, TurnRecord
+from reautod.pipeline.recording import CallRecording
 from reautod.telephony.sim_script import Utterance
 from tests.speech import SPEECH_DIR
 
@@ -74,10 +75,11 @@ async def serve_media(
     engines: Engines,
     settings: Settings | None = None,
     upgrade_validator: Callable[[WebSocket], bool] | None = None,
+    recording: CallRecording | None = None,
 ) -> AsyncIterator[Served]:
     """The media router on a real uvicorn server; every call is closed on the way out."""
     observer = RecordingObserver()
-    manager = CallManager(engines, settings or make_settings(), observer)
+    manager = CallManager(engines, settings or make_settings(), observer, recording)
     await manager.start()
     app = FastAPI()
     app.include_router(media_router(manager, upgrade_validator))

@@ -24,6 +24,7 @@ from reautod.engines.base import (
     Transcript,
 )
 from reautod.errors import EngineError, UnavailableError
+from reautod.pipeline.observer import CallInfo
 
 _TIMING = RequestTiming(queue_wait_s=0.0, compute_s=0.0)
 
@@ -153,3 +154,33 @@ class FakeEngines:
 
 def engine_error(code: str = "llm_failed") -> EngineError:
     return EngineError("injected failure", code=code)
+
+
+@dataclass
+class FakeAudioSink:
+    """Implements CallAudioSink: keeps both directions' PCM and whether it was closed."""
+
+    caller_pcm: bytearray = field(default_factory=bytearray)
+    agent_pcm: bytearray = field(default_factory=bytearray)
+    closed: int = 0
+
+    def caller(self, pcm: bytes) -> None:
+        self.caller_pcm += pcm
+
+    def agent(self, pcm: bytes) -> None:
+        self.agent_pcm += pcm
+
+    async def close(self) -> None:
+        self.closed += 1
+
+
+@dataclass
+class FakeRecording:
+    """Implements CallRecording: one FakeAudioSink per call id, with the rate it was opened at."""
+
+    sinks: dict[str, FakeAudioSink] = field(default_factory=dict)
+    rates: dict[str, int] = field(default_factory=dict)
+
+    async def open(self, info: CallInfo, sample_rate: int) -> FakeAudioSink:
+        self.rates[info.call_id] = sample_rate
+        return self.sinks.setdefault(info.call_id, FakeAudioSink())

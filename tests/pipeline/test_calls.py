@@ -21,7 +21,7 @@ from reautod.telephony.simulator import (
     run_call,
 )
 from tests.pipeline.conftest import make_settings, serve_media, wait_for
-from tests.pipeline.fakes import FakeEngines
+from tests.pipeline.fakes import FakeEngines, FakeRecording
 from tests.pipeline.rawclient import closed, open_call
 
 pytestmark = pytest.mark.timeout(180)
@@ -104,6 +104,27 @@ async def test_dtmf_reaches_the_agent() -> None:
     assert messages[-1].content == "[pressed 5]"
     assert served.observer.dtmf == [("t1", "5")]  # telephony hears it too (opt-out key)
     assert served.observer.turns_of("t1", "agent")[0].text == engines.llm.reply
+
+
+async def test_the_recording_gets_both_directions_as_they_crossed_the_socket(
+        short_speech: Utterance) -> None:
+    engines = FakeEngines()
+    recording = FakeRecording()
+    async with serve_media(engines, recording=recording) as served:
+        result = await run_call(
+            CallOptions(url=served.url, custom_parameters={"call_id": "r1"}),
+            [WaitForAgent(timeout_s=15), short_speech, WaitForAgent(timeout_s=15), Hangup()],
+        )
+        await wait_for(lambda: served.observer.reason("r1") is not None)
+    sink = recording.sinks["r1"]
+    assert recording.rates == {"r1": 8000} and sink.closed == 1
+    frame = 160 * 2  # 20 ms of 8 kHz PCM16: what each media message carries
+    # every caller frame Twilio sent, except at most the few in flight when the call ended
+    assert result.frames_sent * frame - 5 * frame <= len(sink.caller_pcm) \
+        <= result.frames_sent * frame
+    # the agent track is what was sent: the greeting and the answer, all of it received
+    assert len(sink.agent_pcm) == result.agent_bytes_received * 2 > 0
+    assert len(served.observer.turns_of("r1", "agent")) == 2
 
 
 async def test_missing_engines_refuse_the_call_with_the_reason() -> None:
