@@ -136,7 +136,9 @@ class AgentSettings(Section):
         "Acme Solar", description="Registered business name the agent states"
     )
     agent_name: str = Field("Alex", description="What the agent calls itself")
-    callback_number: str | None = Field(None, description="Number that takes DNC requests")
+    callback_number: str | None = Field(
+        None, description="E.164 number that takes DNC requests; the opening speaks it"
+    )
     goal: str = Field(
         "find out whether the lead wants a free consultation and book one",
         description="Default campaign goal injected into the system prompt",
@@ -149,8 +151,9 @@ class AgentSettings(Section):
     )
     greeting: str = Field(
         "Hi {lead_name}, this is {agent_name}, an automated assistant calling from "
-        "{business_name}. Say stop at any time to opt out. Do you have a minute?",
-        description="First thing the agent says on an outbound call",
+        "{business_name}. {opt_out} {callback} Do you have a minute?",
+        description="The opening, first thing said on an outbound call; {opt_out} offers the "
+        "opt-out, {callback} gives callback_number (docs/telephony.md, Call opening)",
     )
     reprompt: str = Field("Are you still there?", description="Said after silence")
     goodbye: str = Field("Thanks for your time. Goodbye!", description="Said before hanging up")

@@ -1,9 +1,9 @@
 """The Twilio media WebSocket, `/twilio/media`: admission, the `start` handshake, then the call.
 
-Twilio stream URLs take no query string: call_id, campaign, lead_name, goal and direction arrive
-in the start event's customParameters. Refusals close with a code and a reason text:
-1008 policy (bad signature, malformed start), 1013 try again later (draining, engines missing,
-at capacity), 1009 message too big.
+Twilio stream URLs take no query string: call_id, campaign, lead_name, goal, direction and the
+campaign's rendered opening arrive in the start event's customParameters. Refusals close with a
+code and a reason text: 1008 policy (bad signature, malformed start), 1013 try again later
+(draining, engines missing, at capacity), 1009 message too big.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from reautod.pipeline.serializer import (
     decode_message,
 )
 from reautod.pipeline.session import StartInfo
+from reautod.telephony.twiml import MAX_PARAMETER_CHARS
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,7 @@ class _CustomParameters(BaseModel):
     campaign: str | None = Field(None, max_length=200)
     goal: str | None = Field(None, max_length=500)
     direction: Literal["outbound", "inbound"] = "outbound"
+    opening: str | None = Field(None, max_length=MAX_PARAMETER_CHARS)
 
 
 class StartRejected(ReautodError):
@@ -89,6 +91,7 @@ def parse_start(message: dict[str, Any]) -> StartInfo:
         campaign=params.campaign,
         goal=params.goal,
         direction=params.direction,
+        opening=(params.opening or "").strip() or None,
     )
 
 

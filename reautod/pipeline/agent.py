@@ -46,11 +46,16 @@ class DialogueAgent:
     lead_name: str
     goal: str
     max_context_messages: int = 40  # the system prompt always stays; oldest turns go first
+    # The call's opening with its business, opt-out and callback filled (pipeline.opening);
+    # None: the config's greeting as written.
+    opening: str | None = None
     _messages: list[_Message] = field(default_factory=list)
 
     @classmethod
-    def for_call(cls, settings: AgentSettings, *, lead_name: str, goal: str | None) -> DialogueAgent:
-        return cls(settings=settings, lead_name=lead_name or "there", goal=goal or settings.goal)
+    def for_call(cls, settings: AgentSettings, *, lead_name: str, goal: str | None,
+                 opening: str | None = None) -> DialogueAgent:
+        return cls(settings=settings, lead_name=lead_name or "there", goal=goal or settings.goal,
+                   opening=opening)
 
     def _fields(self) -> dict[str, str]:
         return {
@@ -63,6 +68,11 @@ class DialogueAgent:
     @property
     def system_prompt(self) -> str:
         return render(self.settings.system_prompt, **self._fields())
+
+    @property
+    def greeting(self) -> str:
+        """The first thing the agent says on an outbound call, with the lead's name filled."""
+        return self.line(self.opening if self.opening is not None else self.settings.greeting)
 
     def line(self, template: str) -> str:
         """A scripted line (greeting, re-prompt, goodbye, apology) with the call's fields filled."""

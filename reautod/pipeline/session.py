@@ -33,7 +33,9 @@ from reautod.errors import EngineError, ReautodError
 from reautod.observability.logging import mask_name
 from reautod.pipeline.agent import DialogueAgent
 from reautod.pipeline.frames import HangupRequestFrame
+from reautod.pipeline.line_cache import LineAudioCache
 from reautod.pipeline.observer import CallInfo, CallObserver, CallState
+from reautod.pipeline.opening import OpeningFields, render_opening
 from reautod.pipeline.recording import CallRecording, GuardedSink
 from reautod.pipeline.responder import AgentResponder
 from reautod.pipeline.serializer import TwilioMediaSerializer
@@ -61,6 +63,7 @@ class StartInfo:
     campaign: str | None
     goal: str | None
     direction: Literal["outbound", "inbound"]
+    opening: str | None = None  # rendered by the dialer for its campaign (pipeline.opening)
 
 
 async def synthesize_all(tts: TextToSpeech, text: str, *, call_id: str, timeout_s: float
@@ -103,6 +106,7 @@ class CallSession:
         vad: VADAnalyzer,
         input_warnings: dict[str, int] | None = None,
         recording: CallRecording | None = None,
+        line_cache: LineAudioCache | None = None,
     ) -> None:
         self.websocket = websocket
         self.start = start
@@ -112,6 +116,7 @@ class CallSession:
         self._turn_analyzer = turn_analyzer
         self._vad = vad
         self._recording = recording
+        self._line_cache = line_cache
         self.info = CallInfo(
             call_id=start.call_id,
             stream_sid=start.stream_sid,
@@ -153,13 +158,15 @@ class CallSession:
     async def run(self) -> str:
         call_id = self.start.call_id
         started = time.monotonic()
+        opening = self.start.opening or render_opening(
+            self._settings.agent.greeting, OpeningFields.from_agent(self._settings.agent))
         agent = DialogueAgent.for_call(self._settings.agent, lead_name=self.start.lead_name,
-                                       goal=self.start.goal)
+                                       goal=self.start.goal, opening=opening)
         greeting: asyncio.Task[list[AudioChunk]] | None = None
         if self.start.direction == "outbound":
             # Synthesize the greeting while the pipeline is still being built.
             greeting = asyncio.create_task(
-                synthesize_all(self._tts, agent.line(self._settings.agent.greeting),
+                synthesize_all(self._tts, agent.greeting,
                                call_id=call_id, timeout_s=self._settings.engines.tts_timeout_s),
                 name=f"greeting-{call_id}",
             )
@@ -260,6 +267,7 @@ class CallSession:
             observer=self._observer,
             on_end=self.end,
             greeting=greeting,
+            line_cache=self._line_cache,
         )
         turns = UserTurnProcessor(
             call_id=call_id,

@@ -24,6 +24,8 @@ from reautod.errors import ValidationError
 
 MAX_TWIML_CHARS = 4_000
 MAX_PARAMETER_CHARS = 500  # name + value, per Twilio
+OPENING_PARAMETER = "opening"
+MAX_OPENING_CHARS = MAX_PARAMETER_CHARS - len(OPENING_PARAMETER) - 1
 MAX_SAY_CHARS = 1_500
 
 
@@ -44,14 +46,18 @@ class StreamParameters:
     campaign: str
     lead_name: str
     direction: Direction
+    opening: str | None = None  # the campaign's rendered opening (pipeline.opening)
 
     def pairs(self) -> list[tuple[str, str]]:
-        return [
+        pairs = [
             ("call_id", self.call_id),
             ("campaign", self.campaign),
             ("lead_name", self.lead_name),
             ("direction", self.direction.value),
         ]
+        if self.opening is not None:
+            pairs.append((OPENING_PARAMETER, self.opening))
+        return pairs
 
 
 @dataclass(frozen=True)

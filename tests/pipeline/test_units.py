@@ -7,6 +7,7 @@ import pytest
 from reautod.api.media import StartRejected, parse_start
 from reautod.config import AgentSettings
 from reautod.pipeline.agent import DialogueAgent, render
+from reautod.pipeline.opening import OpeningFields, render_opening, spoken_number
 from reautod.pipeline.playback import PlaybackTracker
 from reautod.pipeline.sentences import SentenceSplitter, clean
 from reautod.pipeline.turns import is_backchannel
@@ -70,6 +71,20 @@ def test_agent_context_keeps_heard_part_and_alternates() -> None:
                      ("assistant", "Great.")]
     agent.set_assistant(2, "")  # nothing heard: the reply leaves the context
     assert agent.messages()[-1].role == "user"
+
+
+def test_opening_fields_and_their_spoken_forms() -> None:
+    assert spoken_number("+12125550199") == "2 1 2, 5 5 5, 0 1 9 9"
+    assert spoken_number("not a number") == "not a number"
+    fields = OpeningFields("Curly {Braces} Ltd", "Alex", "#", None)
+    template = "{business_name} for {lead_name}. {opt_out} {callback} Key {opt_out_key}."
+    opening = render_opening(template, fields)
+    agent = DialogueAgent.for_call(AgentSettings(), lead_name="Jane", goal=None, opening=opening)
+    # Braces in a business name are text; an empty {callback} leaves no double space.
+    assert agent.greeting == ("Curly {Braces} Ltd for Jane. To stop these calls, say stop or "
+                              "press pound. Key pound.")
+    silent = render_opening(template, OpeningFields("Acme", "Alex", None, "+12125550199"))
+    assert "stop" not in silent and silent.endswith("call 2 1 2, 5 5 5, 0 1 9 9. Key .")
 
 
 def test_templates_with_unknown_fields_do_not_crash() -> None:

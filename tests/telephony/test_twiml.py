@@ -7,6 +7,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from reautod.telephony.twiml import (
+    MAX_OPENING_CHARS,
     MAX_TWIML_CHARS,
     Direction,
     RecordingOptions,
@@ -49,6 +50,20 @@ def test_parameter_limit() -> None:
     too_long = StreamParameters("c", "k", "n" * (500 - len("lead_name")), Direction.INBOUND)
     with pytest.raises(TwimlError, match="lead_name"):
         stream_twiml(WSS, too_long)
+
+
+def test_the_opening_travels_as_a_parameter_within_the_limit() -> None:
+    opening = "Hi {lead_name}, this is Alex from Acme Solar. Say stop or press 9 to opt out."
+    with_opening = StreamParameters("c", "k", "n", Direction.OUTBOUND, opening)
+    root = ET.fromstring(stream_twiml(WSS, with_opening))
+    params = {p.get("name"): p.get("value") for p in root.iterfind("./Connect/Stream/Parameter")}
+    assert params["opening"] == opening
+    assert "opening" not in stream_twiml(WSS, PARAMS)
+    stream_twiml(WSS, StreamParameters("c", "k", "n", Direction.OUTBOUND,
+                                       "o" * MAX_OPENING_CHARS))
+    with pytest.raises(TwimlError, match="'opening'"):
+        stream_twiml(WSS, StreamParameters("c", "k", "n", Direction.OUTBOUND,
+                                           "o" * (MAX_OPENING_CHARS + 1)))
 
 
 def test_stream_url_must_be_websocket_without_query() -> None:
