@@ -178,6 +178,7 @@ def campaign_methods(part: TelephonyPart) -> list[Method]:
         else:
             raise ValidationError(f"campaign {name!r} already exists", code="exists")
         settings = CampaignSettings.model_validate(params.model_dump(exclude={"name"}))
+        part.opening_for(settings)  # refuse now an opening its calls could not carry
         columns = settings.to_columns()
         row = await part.campaigns.create(name, calling_window=columns["calling_window"],
                                           pacing=columns["pacing"],
@@ -217,7 +218,9 @@ def campaign_methods(part: TelephonyPart) -> list[Method]:
                     code="bad_state")
             if target is CampaignStatus.ACTIVE:
                 part.require_twilio()
-                settings_of(campaign)  # refuse to start what the dialer could not read
+                # refuse to start what the dialer could not read, or an opening that no longer
+                # fits after a config change
+                part.opening_for(settings_of(campaign))
             await part.campaigns.set_status(campaign.id, target)
             return {"campaign": campaign.name, "status": target.value,
                     "previous": current.value}

@@ -29,7 +29,7 @@ from reautod.campaigns.dialer import BlockedDial, BlockReason, Dialer, LeadTarge
 from reautod.campaigns.dnc import DncList, DncSource, normalize_phone
 from reautod.campaigns.lead_queue import LeadClaim, SqlLeadQueue
 from reautod.campaigns.pacing import ConcurrencyLimiter, Outcome, TokenBucket
-from reautod.campaigns.settings import settings_of
+from reautod.campaigns.settings import CampaignSettings, settings_of
 from reautod.campaigns.store_adapters import StoreDialLog, StoreDncStorage, StoreLeadDirectory
 from reautod.config import Secrets, Settings
 from reautod.control.protocol import Method
@@ -48,7 +48,12 @@ from reautod.telephony.signatures import (
     header_value,
 )
 from reautod.telephony.twilio_client import OutboundCall, TwilioCalls
-from reautod.telephony.twiml import Direction, StreamParameters, stream_twiml
+from reautod.telephony.twiml import (
+    MAX_OPENING_CHARS,
+    Direction,
+    StreamParameters,
+    stream_twiml,
+)
 from reautod.telephony.webhooks import AMD_PATH, MEDIA_PATH, STATUS_PATH, twilio_router
 
 log = logging.getLogger(__name__)
@@ -326,6 +331,16 @@ class TelephonyPart:
         if not result.accepted:
             self.metrics.webhook_signature_failures_total.inc()
 
+    def opening_for(self, settings: CampaignSettings) -> str:
+        """A campaign's opening as its calls carry it; ValidationError when it cannot fit."""
+        text = settings.render_opening(self.settings.agent, self.settings.twilio.from_number)
+        if len(text) > MAX_OPENING_CHARS:
+            raise ValidationError(
+                f"the call opening is {len(text)} characters once rendered; a Twilio stream "
+                f"parameter carries at most {MAX_OPENING_CHARS}: shorten opening (or "
+                "agent.greeting) or business_name", code="opening_too_long")
+        return text
+
     # -- CallPlacer and DialerHooks ---------------------------------------------------------------
 
     async def place(self, claim: LeadClaim, target: LeadTarget) -> None:
@@ -344,7 +359,7 @@ class TelephonyPart:
         twiml = stream_twiml(
             self.validator.websocket_url(MEDIA_PATH),
             StreamParameters(str(call.call_id), call.campaign_name[:200], lead_name[:200],
-                             Direction.OUTBOUND),
+                             Direction.OUTBOUND, self.opening_for(settings)),
             announcement=settings.recording_announcement if settings.record else None,
         )
         request = OutboundCall(

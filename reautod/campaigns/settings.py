@@ -3,8 +3,9 @@
 The store's campaigns row has three JSON columns; the settings are split across them so each
 column holds what its name says: `calling_window` (hours, days, 24-hour cap), `pacing`
 (concurrency, retries) and `agent_config` (everything about handling the call: caller ID
-overrides, AMD policy, voicemail, opt-out key, transfer number, ring timeout, time limit,
-recording). Unknown keys are refused, so a typo in `reautoctl campaign create` is an error.
+overrides, the call opening, AMD policy, voicemail, opt-out key, transfer number, ring timeout,
+time limit, recording). Unknown keys are refused, so a typo in `reautoctl campaign create` is an
+error.
 """
 
 from __future__ import annotations
@@ -21,8 +22,11 @@ from reautod.campaigns.dialer import CampaignPlan
 from reautod.campaigns.dnc import DTMF_KEYS
 from reautod.campaigns.pacing import RetryPolicy
 from reautod.campaigns.windows import CampaignWindow
+from reautod.config import AgentSettings
+from reautod.pipeline.opening import DEFAULT_OPT_OUT_KEY, OpeningFields, render_opening
 from reautod.store.repositories import CampaignRow
 from reautod.telephony.twilio_client import MachineDetection
+from reautod.telephony.twiml import MAX_OPENING_CHARS
 
 DEFAULT_ANNOUNCEMENT = "This call may be recorded for quality purposes."
 DEFAULT_VOICEMAIL = (
@@ -59,7 +63,17 @@ class CampaignSettings(BaseModel):
     machine_policy: MachinePolicy = Field(MachinePolicy.HANG_UP, description="On an answering "
                                           "machine: hang_up, or voicemail after the beep")
     voicemail_message: str = Field(DEFAULT_VOICEMAIL, min_length=1, max_length=1500)
-    opt_out_key: str = Field("9", description="DTMF key that opts out (0-9, * or #)")
+    opt_out_key: str = Field(DEFAULT_OPT_OUT_KEY, description="DTMF key that opts out (0-9, * "
+                             "or #)")
+    business_name: str | None = Field(None, min_length=1, max_length=200, description="Business "
+                                      "the opening names; default agent.business_name")
+    callback_number: str | None = Field(None, description="E.164 number for DNC requests the "
+                                        "opening gives; default agent.callback_number, else "
+                                        "the caller ID")
+    opt_out_offer: bool = Field(True, description="Offer the automated opt-out right after "
+                                "naming the business")
+    opening: str | None = Field(None, min_length=1, max_length=MAX_OPENING_CHARS,
+                                description="Opening template; default agent.greeting")
     transfer_number: str | None = Field(None, description="E.164 number of the human to "
                                         "transfer to")
     caller_id: str | None = Field(None, description="E.164 caller ID; default twilio.from_number")
@@ -94,6 +108,11 @@ class CampaignSettings(BaseModel):
     def _caller(cls, value: str | None) -> str | None:
         return _e164(value, "caller_id")
 
+    @field_validator("callback_number")
+    @classmethod
+    def _callback(cls, value: str | None) -> str | None:
+        return _e164(value, "callback_number")
+
     @field_validator("default_region")
     @classmethod
     def _region(cls, value: str) -> str:
@@ -118,6 +137,17 @@ class CampaignSettings(BaseModel):
         return CampaignPlan(campaign_id, self.window(), self.max_concurrent,
                             RetryPolicy(daily_cap=self.daily_attempt_cap),
                             error_backoff=timedelta(minutes=10))
+
+    def render_opening(self, agent: AgentSettings, default_caller_id: str | None) -> str:
+        """What the agent says first on this campaign's calls, `{lead_name}` left for the call."""
+        fields = OpeningFields(
+            business_name=self.business_name or agent.business_name,
+            agent_name=agent.agent_name,
+            opt_out_key=self.opt_out_key if self.opt_out_offer else None,
+            callback_number=(self.callback_number or agent.callback_number or self.caller_id
+                             or default_caller_id),
+        )
+        return render_opening(self.opening or agent.greeting, fields)
 
     @property
     def machine_detection(self) -> MachineDetection:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import random
 import uuid
+import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -270,6 +271,42 @@ async def test_tick_dials_in_window_and_logs_the_blocked_lead(env: Env) -> None:
     assert env.metrics.dial_blocked_total.labels(reason="window")._value.get() == 1
     leads = await LeadRepository(env.db).status_counts(campaign.id)
     assert leads == {"dialing": 1, "retry": 1}
+
+
+def opening_of(twiml: str) -> str:
+    root = ET.fromstring(twiml)
+    params = {p.get("name"): p.get("value") for p in root.iterfind("./Connect/Stream/Parameter")}
+    return params["opening"] or ""
+
+
+async def test_dialed_call_carries_the_campaign_opening(env: Env) -> None:
+    await campaign_with_leads(env, business_name="Bright Roofs", opt_out_key="7",
+                              callback_number="+12125550199")
+    await env.call("campaign.create", name="plain")
+    await env.call("campaign.create", name="quiet", opt_out_offer=False)
+    assert await dial_round(env) == 1
+    await env.call("dial", number="+12125550100", campaign="plain")
+    await env.call("dial", number="+12125550100", campaign="quiet")
+    campaign, plain, quiet = (opening_of(form["Twiml"][0]) for form in creates(env.standin))
+    # Business first, the opt-out with the campaign's key right after, then the number.
+    assert campaign.startswith("Hi {lead_name}, this is Alex, an automated assistant calling "
+                               "from Bright Roofs. To stop these calls, say stop or press 7. ")
+    assert "call 2 1 2, 5 5 5, 0 1 9 9." in campaign and "Acme" not in campaign
+    # The defaults: config's business, key 9, and the caller ID as the callback number.
+    assert "calling from Acme Solar. To stop these calls, say stop or press 9." in plain
+    assert "call 5 0 0, 5 5 5, 0 0 0 6." in plain
+    assert "say stop" not in quiet and "press" not in quiet
+    assert "calling from Acme Solar." in quiet and "call 5 0 0, 5 5 5, 0 0 0 6." in quiet
+
+
+async def test_an_opening_too_long_for_twilio_is_refused_at_create(env: Env) -> None:
+    with pytest.raises(ValidationError, match=r"opening is 6\d\d characters") as refused:
+        await env.call("campaign.create", name="wordy", business_name="B" * 200,
+                       opening="{business_name}, {business_name}, {business_name}.")
+    assert refused.value.code == "opening_too_long"
+    assert await env.call("campaigns.list") == {"campaigns": []}
+    await env.call("campaign.create", name="fits", business_name="B" * 200,
+                   opening="{business_name}, {business_name}. {opt_out}")
 
 
 async def test_status_timeline_persisted_and_lead_released(env: Env) -> None:
@@ -789,11 +826,14 @@ def test_create_options_become_settings() -> None:
     dial_cli.register(sub)
     args = parser.parse_args(["campaign", "create", "q4", "--hours", "10:00-18:30", "--days",
                               "mon-wed,sat", "--machine-policy", "voicemail", "--set",
-                              "ring_timeout_s=25", "--set", "voicemail_message=Call us"])
+                              "ring_timeout_s=25", "--set", "voicemail_message=Call us",
+                              "--set", "business_name=Bright Roofs", "--set",
+                              "opt_out_offer=false"])
     params = cli.create_params(args)
     assert params == {"name": "q4", "window_start": "10:00", "window_end": "18:30",
                       "window_days": [0, 1, 2, 5], "machine_policy": "voicemail",
-                      "ring_timeout_s": 25, "voicemail_message": "Call us"}
+                      "ring_timeout_s": 25, "voicemail_message": "Call us",
+                      "business_name": "Bright Roofs", "opt_out_offer": False}
     CreateParams.model_validate(params)  # what the daemon will accept
     for bad in (["--days", "fri-mon"], ["--days", "someday"], ["--hours", "10"],
                 ["--set", "novalue"]):

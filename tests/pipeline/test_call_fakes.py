@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import base64
+import xml.etree.ElementTree as ET
 
 import pytest
 
+from reautod.campaigns.settings import CampaignSettings
+from reautod.config import AgentSettings, Settings
 from reautod.telephony.simulator import (
     CallOptions,
     Hangup,
@@ -14,7 +17,8 @@ from reautod.telephony.simulator import (
     WaitForAgent,
     run_call,
 )
-from tests.pipeline.conftest import serve_media
+from reautod.telephony.twiml import Direction, StreamParameters, stream_twiml
+from tests.pipeline.conftest import make_settings, serve_media
 from tests.pipeline.fakes import FakeEngines
 
 pytestmark = pytest.mark.timeout(120)
@@ -55,6 +59,42 @@ async def test_greeting_then_answer_with_marks(short_speech: Utterance) -> None:
     assert result.timeouts == ()
     assert obs.reason("c1") == "stop"
     assert served.manager.live_calls() == []
+
+
+async def greeting_of(engines: FakeEngines, settings: Settings, params: dict[str, str]) -> str:
+    """The agent's first turn, as the observer got it, on a call that hangs up after it."""
+    async with serve_media(engines, settings) as served:
+        await run_call(CallOptions(url=served.url, custom_parameters=params),
+                       [WaitForAgent(timeout_s=15), Hangup()])
+    first = served.observer.turns_of(params["call_id"])[0]
+    assert first.speaker == "agent" and engines.tts.texts[0][1] == first.text
+    return first.text
+
+
+async def test_the_opening_a_dialed_call_carries_is_what_the_agent_says_first() -> None:
+    campaign = CampaignSettings(business_name="Bright Roofs", opt_out_key="7",
+                                callback_number="+12125550199")
+    opening = campaign.render_opening(AgentSettings(), "+15005550006")
+    twiml = stream_twiml("wss://voice.example.com/twilio/media", StreamParameters(
+        "o1", "roofs", "Jane Doe", Direction.OUTBOUND, opening))
+    root = ET.fromstring(twiml)
+    params = {p.get("name") or "": p.get("value") or ""
+              for p in root.iterfind("./Connect/Stream/Parameter")}
+    text = await greeting_of(FakeEngines(), make_settings(), params)
+    assert text == ("Hi Jane Doe, this is Alex, an automated assistant calling from Bright Roofs. "
+                    "To stop these calls, say stop or press 7. To ask us not to call you again, "
+                    "you can also call 2 1 2, 5 5 5, 0 1 9 9. Do you have a minute?")
+
+
+async def test_without_a_campaign_the_config_opening_is_compliant() -> None:
+    params = {"call_id": "s1", "lead_name": "Jane Doe"}
+    plain = await greeting_of(FakeEngines(), make_settings(), params)
+    assert "calling from Acme Solar. To stop these calls, say stop or press 9. Do you" in plain
+    settings = Settings(calls=make_settings().calls.model_dump(),
+                        agent={"business_name": "Bright Roofs", "callback_number": "+12125550199"})
+    with_number = await greeting_of(FakeEngines(), settings, params)
+    assert "calling from Bright Roofs. To stop these calls, say stop or press 9. " in with_number
+    assert "call 2 1 2, 5 5 5, 0 1 9 9. Do you have a minute?" in with_number
 
 
 async def test_inbound_call_waits_for_the_caller(short_speech: Utterance) -> None:

@@ -161,6 +161,9 @@ def test_dialed_call_end_to_end(daemon_factory: Any, fresh_database_url: str,
         assert ws_url == f"ws://127.0.0.1:{port}/twilio/media"
         assert params["campaign"] == "e2e" and params["lead_name"] == "Ann Awake"
         assert params["direction"] == "outbound"
+        assert params["opening"].startswith("Hi {lead_name}, this is Alex, an automated "
+                                            "assistant calling from Acme Solar. To stop these "
+                                            "calls, say stop or press 9.")
         call_id = params["call_id"]
         sid = next(iter(standin.calls))
 
@@ -230,6 +233,7 @@ def test_dialed_call_end_to_end(daemon_factory: Any, fresh_database_url: str,
         assert len(steps) == 5, steps
         speakers = [t.speaker for t in got["turns"]]
         assert speakers[0] == "agent" and "caller" in speakers and len(speakers) >= 3
+        assert got["turns"][0].text == params["opening"].replace("{lead_name}", "Ann Awake")
         rules = {(b.rule_code, b.reason) for b in got["blocks"]}
         assert rules == {("federal_hours", "window"), ("dnc_global", "dnc")}
         assert got["leads"] == {"exhausted": 1, "retry": 1, "dnc": 1}
