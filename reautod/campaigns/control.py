@@ -13,13 +13,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import phonenumbers
-from phonenumbers import geocoder
 from phonenumbers import timezone as number_timezone
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from reautod.campaigns.call_tracker import TrackedCall
 from reautod.campaigns.dnc import DncScope, DncSource, normalize_phone
-from reautod.campaigns.leads_import import MAX_FILE_BYTES, US_STATES, import_csv
+from reautod.campaigns.leads_import import MAX_FILE_BYTES, import_csv, state_of_number
 from reautod.campaigns.settings import CampaignSettings, settings_of
 from reautod.control.protocol import Method, NoParams
 from reautod.errors import NotFoundError, ReautodError, ValidationError
@@ -127,15 +126,6 @@ def call_wire(row: CallRow) -> dict[str, Any]:
         "ended_at": row.ended_at.isoformat() if row.ended_at else None,
         "duration_ms": row.duration_ms,
     }
-
-
-def _state_of(number: phonenumbers.PhoneNumber) -> str | None:
-    if phonenumbers.region_code_for_number(number) != "US":
-        return None
-    place = geocoder.description_for_number(number, "en").split(",")[-1].strip()
-    if place.upper() in US_STATES.values():
-        return place.upper()
-    return US_STATES.get(place.lower())
 
 
 async def _read_csv(path_text: str) -> bytes:
@@ -276,7 +266,8 @@ def campaign_methods(part: TelephonyPart) -> list[Method]:
         zone = (contact.timezone if contact and contact.timezone
                 else zones[0] if len(zones) == 1 else None)
         stored_state = contact.custom.get("state") if contact else None
-        state = stored_state if isinstance(stored_state, str) else _state_of(parsed)
+        state = (stored_state if isinstance(stored_state, str)
+                 else await asyncio.to_thread(state_of_number, parsed))  # geodata loads once, slowly
         if zone is None:
             raise ValidationError(
                 f"cannot tell the time zone of {mask_phone(phone)}: import it as a lead with a "

@@ -24,7 +24,6 @@ from typing import Protocol
 from zoneinfo import available_timezones
 
 import phonenumbers
-from phonenumbers import geocoder
 from phonenumbers import timezone as number_timezone
 
 from reautod.errors import ValidationError
@@ -288,8 +287,8 @@ def _validate(
         if state is None:
             reject(RowProblem.BAD_STATE, f"{raw_state!r} is not a US state or its code")
             return None
-    elif phonenumbers.region_code_for_number(number) == "US":
-        state = _state_code(geocoder.description_for_number(number, "en").split(",")[-1])
+    else:
+        state = state_of_number(number)
 
     raw_tz = col("timezone")
     dialable = True
@@ -315,6 +314,16 @@ def _validate(
     known = set(mapping.values())
     attributes = {k: v for k, v in row.items() if k not in known and v}
     return LeadRow(line, phone, name, tz, state, email, dialable, source, attributes)
+
+
+def state_of_number(number: phonenumbers.PhoneNumber) -> str | None:
+    """The US state a number's area code belongs to (None outside the US or when unknown)."""
+    if phonenumbers.region_code_for_number(number) != "US":
+        return None
+    # imported on first use: loading the geocoder's data takes seconds
+    from phonenumbers import geocoder
+
+    return _state_code(geocoder.description_for_number(number, "en").split(",")[-1])
 
 
 def _state_code(value: str) -> str | None:
