@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 from reautod.control.context import CliContext, key_values, table
 from reautod.store.database import Database
+from reautod.store.schema import SchemaStatus
 
 T = TypeVar("T")
 
@@ -50,10 +51,10 @@ def _render_status(data: dict[str, Any]) -> str:
     return key_values([(k.replace("_", " "), v) for k, v in data.items()])
 
 
-def run_upgrade(args: argparse.Namespace, ctx: CliContext) -> int:
+def _migrate(ctx: CliContext, step: Callable[[Database], Awaitable[SchemaStatus]]) -> int:
     async def work(db: Database) -> dict[str, Any]:
         before = await db.schema_status()
-        after = await db.upgrade(args.revision)
+        after = await step(db)
         return {
             "database": db.display_url(),
             "from": before.current,
@@ -63,21 +64,14 @@ def run_upgrade(args: argparse.Namespace, ctx: CliContext) -> int:
 
     ctx.emit(with_database(ctx, work), _render_status)
     return 0
+
+
+def run_upgrade(args: argparse.Namespace, ctx: CliContext) -> int:
+    return _migrate(ctx, lambda db: db.upgrade(args.revision))
 
 
 def run_downgrade(args: argparse.Namespace, ctx: CliContext) -> int:
-    async def work(db: Database) -> dict[str, Any]:
-        before = await db.schema_status()
-        after = await db.downgrade(args.revision)
-        return {
-            "database": db.display_url(),
-            "from": before.current,
-            "to": after.current,
-            "head": after.head,
-        }
-
-    ctx.emit(with_database(ctx, work), _render_status)
-    return 0
+    return _migrate(ctx, lambda db: db.downgrade(args.revision))
 
 
 def run_current(args: argparse.Namespace, ctx: CliContext) -> int:
