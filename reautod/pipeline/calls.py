@@ -14,6 +14,7 @@ from pipecat.audio.turn.base_turn_analyzer import BaseTurnAnalyzer
 from reautod.config import Settings
 from reautod.engines.base import LanguageModel, SpeechToText, TextToSpeech
 from reautod.errors import NotFoundError, OverloadedError, UnavailableError
+from reautod.pipeline.line_cache import LineAudioCache
 from reautod.pipeline.observer import CallInfo, CallObserver, SafeObserver, TurnRecord
 from reautod.pipeline.recording import CallRecording
 from reautod.pipeline.session import CallSession, StartInfo
@@ -65,6 +66,7 @@ class CallManager:
         self._settings = settings
         self._observer = _TappedObserver(observer)
         self._recording = recording  # None: no call is recorded
+        self.line_cache = LineAudioCache()  # scripted lines, synthesized once per daemon
         self._sessions: dict[str, CallSession] = {}
         self._tasks: dict[str, asyncio.Task[str]] = {}
         self._smart_turn = SmartTurnModel()
@@ -132,6 +134,7 @@ class CallManager:
             vad=vad,
             input_warnings=input_warnings,
             recording=self._recording,
+            line_cache=self.line_cache,
         )
         self._sessions[start.call_id] = session
         task = asyncio.create_task(session.run(), name=f"session-{start.call_id}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -41,6 +41,7 @@ from reautod.pipeline.frames import (
     UserSpeechFrame,
     UserTurnFrame,
 )
+from reautod.pipeline.line_cache import LineAudioCache
 from reautod.pipeline.observer import CallInfo, CallObserver, CallState, TurnRecord
 from reautod.pipeline.playback import PlaybackTracker
 from reautod.pipeline.sentences import SentenceSplitter
@@ -53,6 +54,7 @@ HYGIENE_PERIOD_S = 0.1
 GOODBYE_GRACE_S = 10.0  # hang up this long after the goodbye even if its mark never comes back
 
 ReplyKind = Literal["greeting", "answer", "reprompt", "goodbye", "apology", "dtmf"]
+SCRIPTED: frozenset[ReplyKind] = frozenset({"reprompt", "goodbye", "apology"})
 
 
 @dataclass
@@ -102,6 +104,7 @@ class AgentResponder(FrameProcessor):
         observer: CallObserver,
         on_end: Callable[[str, int], None],
         greeting: asyncio.Task[list[AudioChunk]] | None = None,
+        line_cache: LineAudioCache | None = None,
     ) -> None:
         super().__init__(name=f"agent-{info.call_id}")
         self.info = info
@@ -114,6 +117,7 @@ class AgentResponder(FrameProcessor):
         self._observer = observer
         self._on_end = on_end
         self._greeting = greeting
+        self._line_cache = line_cache
         self.tracker = PlaybackTracker()
         self._resampler = create_stream_resampler()
         self._reply: _Reply | None = None
@@ -307,6 +311,8 @@ class AgentResponder(FrameProcessor):
                     await self._play(reply, text, chunks)
                 else:
                     await self._speak(reply, text)
+            elif text is not None and reply.kind in SCRIPTED:
+                await self._say_line(reply, text)
             elif text is not None:
                 await self._speak(reply, text)
             else:
@@ -316,7 +322,7 @@ class AgentResponder(FrameProcessor):
             self.info.engine_failures += 1
             log.warning("call %s: reply failed (%s); apologising", self.info.call_id, err.code)
             try:
-                await self._speak(reply, self.agent.line(self._lines.apology))
+                await self._say_line(reply, self.agent.line(self._lines.apology))
             except ReautodError as again:
                 log.warning("call %s: apology failed too (%s)", self.info.call_id, again.code)
         finally:
@@ -364,12 +370,28 @@ class AgentResponder(FrameProcessor):
             await _aclose(stream)
             await out.put(None)
 
-    async def _speak(self, reply: _Reply, text: str) -> None:
+    async def _say_line(self, reply: _Reply, text: str) -> None:
+        """A scripted line: played from the shared cache, or spoken and then cached."""
+        if self._line_cache is None:
+            await self._speak(reply, text)
+            return
+        cached = self._line_cache.get(text)
+        if cached is not None:
+            await self._play(reply, text, cached)
+            return
+        chunks: list[AudioChunk] = []
+        await self._speak(reply, text, keep=chunks)
+        self._line_cache.put(text, chunks)  # reached only when the whole line was synthesized
+
+    async def _speak(self, reply: _Reply, text: str,
+                     keep: list[AudioChunk] | None = None) -> None:
         stream = self._tts.synthesize(text, call_id=self.info.call_id)
         sent = 0
         try:
             async with asyncio.timeout(self._engines.tts_timeout_s):
                 async for chunk in stream:
+                    if keep is not None:
+                        keep.append(chunk)
                     sent += await self._push_audio(reply, chunk)
         except asyncio.CancelledError:
             raise
@@ -379,7 +401,7 @@ class AgentResponder(FrameProcessor):
             await _aclose(stream)
         await self._end_sentence(reply, text, sent)
 
-    async def _play(self, reply: _Reply, text: str, chunks: list[AudioChunk]) -> None:
+    async def _play(self, reply: _Reply, text: str, chunks: Sequence[AudioChunk]) -> None:
         sent = 0
         for chunk in chunks:
             sent += await self._push_audio(reply, chunk)

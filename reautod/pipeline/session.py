@@ -33,6 +33,7 @@ from reautod.errors import EngineError, ReautodError
 from reautod.observability.logging import mask_name
 from reautod.pipeline.agent import DialogueAgent
 from reautod.pipeline.frames import HangupRequestFrame
+from reautod.pipeline.line_cache import LineAudioCache
 from reautod.pipeline.observer import CallInfo, CallObserver, CallState
 from reautod.pipeline.opening import OpeningFields, render_opening
 from reautod.pipeline.recording import CallRecording, GuardedSink
@@ -105,6 +106,7 @@ class CallSession:
         vad: VADAnalyzer,
         input_warnings: dict[str, int] | None = None,
         recording: CallRecording | None = None,
+        line_cache: LineAudioCache | None = None,
     ) -> None:
         self.websocket = websocket
         self.start = start
@@ -114,6 +116,7 @@ class CallSession:
         self._turn_analyzer = turn_analyzer
         self._vad = vad
         self._recording = recording
+        self._line_cache = line_cache
         self.info = CallInfo(
             call_id=start.call_id,
             stream_sid=start.stream_sid,
@@ -264,6 +267,7 @@ class CallSession:
             observer=self._observer,
             on_end=self.end,
             greeting=greeting,
+            line_cache=self._line_cache,
         )
         turns = UserTurnProcessor(
             call_id=call_id,

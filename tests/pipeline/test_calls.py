@@ -81,6 +81,28 @@ async def test_silence_reprompts_then_hangs_up_politely() -> None:
     assert result.marks and result.marks[-1].played  # the goodbye was heard before hang-up
 
 
+async def test_scripted_lines_are_synthesized_once_for_all_calls() -> None:
+    engines = FakeEngines()
+    settings = make_settings(reprompt_after_silence_s=1.0, hangup_after_silence_s=2.5)
+    async with serve_media(engines, settings) as served:
+        results = []
+        for call_id in ("c1", "c2"):
+            results.append(await run_call(
+                CallOptions(url=served.url, custom_parameters={"call_id": call_id}),
+                [WaitForAgent(timeout_s=15), Pause(15.0), Hangup()],
+            ))
+    spoken = [(c, t) for c, t in engines.tts.texts if t in (REPROMPT, GOODBYE)]
+    assert spoken == [("c1", REPROMPT), ("c1", GOODBYE)]  # the second call hit the cache
+    for call_id, result in zip(("c1", "c2"), results, strict=True):
+        agent = [t.text for t in served.observer.turns_of(call_id, "agent")]
+        assert agent[1:] == [REPROMPT, GOODBYE]
+        assert served.observer.reason(call_id) == "silence"
+        assert result.marks[-1].played  # the cached goodbye was heard before hang-up
+    # the same audio both times: greeting + re-prompt + goodbye lengths match call for call
+    assert results[0].agent_bytes_received == results[1].agent_bytes_received
+    assert served.manager.line_cache.hits == 2
+
+
 async def test_max_duration_ends_the_call_politely() -> None:
     engines = FakeEngines()
     async with serve_media(engines, make_settings(max_duration_s=1.0)) as served:
