@@ -124,7 +124,10 @@ class CallSettings(Section):
         description="Utterances that do not interrupt the agent",
     )
     record: bool = Field(
-        True, description="Record both directions of every call as WAV under state_dir/recordings"
+        False,
+        description="Record both directions of every call as WAV under state_dir/recordings. "
+        "Off by default: the call does not announce local recording yet, so turn it on only "
+        "where one-party consent applies",
     )
     recording_retention_days: int = Field(
         90, ge=1, le=3650, description="Keep each recording this many days (stored per recording)"
