@@ -46,7 +46,7 @@ from reautod.engines.base import (
     Transcript,
 )
 from reautod.pipeline.calls import CallManager
-from reautod.pipeline.observer import CallInfo, TurnRecord
+from reautod.pipeline.observer import CallInfo, CallState, TurnRecord
 from reautod.telephony.audio import ulaw_to_float
 from reautod.telephony.simulator import (
     CallOptions,
@@ -148,6 +148,9 @@ class Collector:
         self.turns.append(turn)
 
     def on_barge_in(self, call_id: str, heard_text: str) -> None:
+        pass
+
+    def on_call_state(self, call_id: str, state: CallState) -> None:
         pass
 
     def on_dtmf(self, call_id: str, digit: str) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from reautod.observability.events import EventBus
 from reautod.observability.metrics import Metrics
-from reautod.pipeline.observer import CallInfo, CallObserver, TurnRecord
+from reautod.pipeline.observer import CallInfo, CallObserver, CallState, TurnRecord
 from reautod.sessions import SessionStore
 
 log = logging.getLogger(__name__)
@@ -75,6 +75,10 @@ class CallEventSink:
     def on_barge_in(self, call_id: str, heard_text: str) -> None:
         self._store.on_barge_in(call_id, heard_text)
         self._bus.publish("barge_in", {"call_id": call_id, "heard_text": heard_text})
+
+    def on_call_state(self, call_id: str, state: CallState) -> None:
+        self._store.on_call_state(call_id, state)
+        self._bus.publish("call.state", {"call_id": call_id, "state": str(state)})
 
     def on_dtmf(self, call_id: str, digit: str) -> None:
         self._store.on_dtmf(call_id, digit)

@@ -36,7 +36,7 @@ from reautod.control.protocol import Method
 from reautod.errors import ConfigError, ReautodError, UnavailableError, ValidationError
 from reautod.observability.events import EventBus
 from reautod.observability.metrics import Metrics
-from reautod.pipeline.observer import CallInfo, CallObserver, TurnRecord
+from reautod.pipeline.observer import CallInfo, CallObserver, CallState, TurnRecord
 from reautod.store.database import Database
 from reautod.store.enums import CallDirection, CallOutcome, CallStatus, CallTransport, LeadStatus
 from reautod.store.records import CallStarted, CallStatusChanged
@@ -234,6 +234,9 @@ class TelephonyPart:
         await self.dnc.add(phone, source=DncSource.AGENT_TOOL, now=self.clock(),
                            reason=f"asked not to be called in call {call_id}")
 
+    def on_call_state(self, call_id: str, state: CallState) -> None:
+        """Conversational states change nothing on the phone line."""
+
     def on_dtmf(self, call_id: str, digit: str) -> None:
         """A key the caller pressed (for the pipeline): the campaign's opt-out key opts out."""
         if self.tracker is not None:
@@ -430,6 +433,10 @@ class ObserverFanOut:
     def on_barge_in(self, call_id: str, heard_text: str) -> None:
         for observer in self._observers:
             observer.on_barge_in(call_id, heard_text)
+
+    def on_call_state(self, call_id: str, state: CallState) -> None:
+        for observer in self._observers:
+            observer.on_call_state(call_id, state)
 
     def on_dtmf(self, call_id: str, digit: str) -> None:
         for observer in self._observers:

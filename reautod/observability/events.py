@@ -21,6 +21,7 @@ EVENT_TYPES = frozenset(
         "call.ended",
         "turn",
         "barge_in",
+        "dtmf",
         "agent.transition",
         "cost.update",
         "health.changed",

@@ -89,6 +89,10 @@ class CallObserver(Protocol):
 
     def on_barge_in(self, call_id: str, heard_text: str) -> None: ...
 
+    def on_call_state(self, call_id: str, state: CallState) -> None:
+        """The call moved to `state` (listening, thinking, speaking, ending, ended)."""
+        ...
+
     def on_dtmf(self, call_id: str, digit: str) -> None:
         """The caller pressed a key (0-9, *, #); telephony checks it against the opt-out key."""
         ...
@@ -110,6 +114,9 @@ class SafeObserver:
 
     def on_barge_in(self, call_id: str, heard_text: str) -> None:
         self._guard("on_barge_in", call_id, heard_text)
+
+    def on_call_state(self, call_id: str, state: CallState) -> None:
+        self._guard("on_call_state", call_id, state)
 
     def on_dtmf(self, call_id: str, digit: str) -> None:
         self._guard("on_dtmf", call_id, digit)

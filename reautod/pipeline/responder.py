@@ -528,4 +528,6 @@ class AgentResponder(FrameProcessor):
             CallState.ENDING, CallState.ENDED
         ):
             return
-        self.info.state = state
+        if self.info.state != state:
+            self.info.state = state
+            self._observer.on_call_state(self.info.call_id, state)

@@ -13,7 +13,7 @@ import logging
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from reautod.pipeline.observer import CallInfo
+from reautod.pipeline.observer import CallInfo, CallState
 from reautod.pipeline.observer import TurnRecord as PipelineTurn
 from reautod.store.enums import CallDirection, CallStatus, CallTransport, Speaker
 from reautod.store.records import CallEnded, CallStarted, CallStatusChanged, TurnRecord
@@ -89,6 +89,9 @@ class StoreCallObserver:
 
     def on_barge_in(self, call_id: str, heard_text: str) -> None:
         """Nothing to store: the interrupted agent turn arrives through `on_turn`."""
+
+    def on_call_state(self, call_id: str, state: CallState) -> None:
+        """Nothing to store: conversational states are live-only; the status timeline is Twilio's."""
 
     def on_dtmf(self, call_id: str, digit: str) -> None:
         """Nothing to store: the key reaches the agent's context (its reply is a turn), and an

@@ -16,7 +16,7 @@ from fastapi import FastAPI, WebSocket
 from reautod.api.media import media_router
 from reautod.config import Settings
 from reautod.pipeline.calls import CallManager, Engines
-from reautod.pipeline.observer import CallInfo, TurnRecord
+from reautod.pipeline.observer import CallInfo, CallState, TurnRecord
 from reautod.pipeline.recording import CallRecording
 from reautod.telephony.sim_script import Utterance
 from tests.speech import SPEECH_DIR
@@ -33,6 +33,7 @@ class RecordingObserver:
     barge_ins: list[tuple[str, str]] = field(default_factory=list)
     ended: list[tuple[str, str, float]] = field(default_factory=list)
     dtmf: list[tuple[str, str]] = field(default_factory=list)
+    states: list[tuple[str, CallState]] = field(default_factory=list)
 
     def on_call_started(self, info: CallInfo) -> None:
         self.started.append(info)
@@ -42,6 +43,9 @@ class RecordingObserver:
 
     def on_barge_in(self, call_id: str, heard_text: str) -> None:
         self.barge_ins.append((call_id, heard_text))
+
+    def on_call_state(self, call_id: str, state: CallState) -> None:
+        self.states.append((call_id, state))
 
     def on_dtmf(self, call_id: str, digit: str) -> None:
         self.dtmf.append((call_id, digit))

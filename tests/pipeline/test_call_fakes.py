@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import base64
+import itertools
 import xml.etree.ElementTree as ET
 
 import pytest
 
 from reautod.campaigns.settings import CampaignSettings
 from reautod.config import AgentSettings, Settings
+from reautod.pipeline.observer import CallState
 from reautod.telephony.simulator import (
     CallOptions,
     Hangup,
@@ -49,6 +51,11 @@ async def test_greeting_then_answer_with_marks(short_speech: Utterance) -> None:
     assert messages[-1].content == "I would like to hear more"
     answer = obs.turns_of("c1", "agent")[1]
     assert answer.text == engines.llm.reply and not answer.interrupted
+    # the live state follows the conversation: speaking the greeting, listening, thinking, ...
+    states = [state for call_id, state in obs.states if call_id == first_agent.call_id]
+    assert states[0] == CallState.SPEAKING
+    assert {CallState.LISTENING, CallState.THINKING, CallState.SPEAKING} <= set(states)
+    assert all(a != b for a, b in itertools.pairwise(states)), "only changes reported"
     assert set(answer.latencies) == {"stt_s", "llm_first_token_s", "tts_first_audio_s",
                                      "voice_to_voice_s"}
     assert 0 <= answer.latencies["stt_s"] <= answer.latencies["voice_to_voice_s"]
