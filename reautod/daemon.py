@@ -46,6 +46,7 @@ from reautod.observability.metrics_summary import metrics_methods
 from reautod.pipeline import route_pipecat_logs
 from reautod.pipeline.calls import CallManager
 from reautod.pipeline.control import control_methods as call_methods
+from reautod.pipeline.observer import SafeObserver
 from reautod.sdnotify import Notifier
 from reautod.sessions import SessionStore, open_session_store
 from reautod.store import Database, WriteBehind, recover_partial_recordings
@@ -186,9 +187,10 @@ class Daemon:
             if self.settings.calls.record
             else None
         )
-        self.calls = CallManager(
-            self.engines, self.settings, ObserverFanOut(self.sink, self.telephony), recording
-        )
+        # each observer guarded on its own: a failure in one must not keep the call's events
+        # from the others (telephony acts on opt-outs and key presses)
+        observers = ObserverFanOut(SafeObserver(self.sink), SafeObserver(self.telephony))
+        self.calls = CallManager(self.engines, self.settings, observers, recording)
         await self.calls.start()
         self.telephony.attach(self.calls)
         self._health_checks["twilio"] = self.telephony.health
