@@ -124,16 +124,19 @@ async def test_llm_streams_tokens_with_timing_on_last(engines: EngineSet) -> Non
 async def test_llm_stops_within_a_token_on_cancel(engines: EngineSet) -> None:
     llm = engines.llm
     assert isinstance(llm, LlamaLLM)
-    before = llm.tokens_generated
     stream = llm.stream_chat(CHAT, call_id="c", max_tokens=150)
     first = await stream.__anext__()
     assert first.text
-    await stream.aclose()
-    # the worker is free: another request is served, and the cancelled one made <= 1 more token
+    await stream.aclose()  # sets the cancel flag the worker checks between tokens
+    # How many tokens ran between the first chunk and the flag depends on the box's load (the
+    # model makes ~1,000 tokens/s); what the engine promises is at most one token after it.
+    at_cancel = llm.tokens_generated
+    # let the worker settle; a generation that ignored the flag would add hundreds of tokens here
+    await asyncio.sleep(0.3)
+    assert llm.tokens_generated - at_cancel <= 1
+    # the worker is free: another request is served
     second = await collect(llm.stream_chat(CHAT, call_id="d", max_tokens=5))
     assert second[-1].timing is not None
-    second_tokens = sum(1 for c in second if c.text)
-    assert llm.tokens_generated - before - second_tokens <= 2
     assert engines.stats()["llm"].cancelled == 1
 
 
@@ -180,14 +183,16 @@ async def test_tts_stops_within_a_sentence_on_close(engines: EngineSet) -> None:
     text = " ".join(f"Sentence number {i} is here." for i in range(40))
     tts = engines.tts
     assert isinstance(tts, PiperTTS)
-    before = tts.sentences_synthesized
     stream = tts.synthesize(text, call_id="c")
     await stream.__anext__()
-    await stream.aclose()  # type: ignore[attr-defined]
+    await stream.aclose()  # type: ignore[attr-defined]  # sets the flag checked per sentence
+    # The tiny voice makes a sentence in microseconds, so how many ran before the flag depends on
+    # the box's load; the promise is at most one sentence after it.
+    at_cancel = tts.sentences_synthesized
+    await asyncio.sleep(0.3)  # a worker that ignored the flag would finish all 40 meanwhile
+    assert tts.sentences_synthesized - at_cancel <= 1
     chunks = [c async for c in tts.synthesize("Next one.", call_id="d")]
     assert len(chunks) == 1
-    # of 40 sentences: the one heard, at most one more in progress, then the next request's one
-    assert tts.sentences_synthesized - before <= 3
     stats = engines.stats()["tts"]
     assert (stats.cancelled, stats.completed) == (1, 1)
 
