@@ -15,6 +15,7 @@ from reautod.store import models as m
 from reautod.store.database import Database
 from reautod.store.enums import DUE_LEAD_STATUSES, LeadStatus
 from reautod.store.repositories._base import check_e164, check_limit, table, to_dataclass
+from reautod.store.repositories._claim import claim_rows
 from reautod.store.repositories.contacts import ContactInput
 from reautod.store.sql import upsert
 from reautod.store.types import utcnow
@@ -109,31 +110,18 @@ class LeadRepository:
     async def claim_due(self, campaign_id: uuid.UUID, now: datetime, limit: int) -> list[LeadRow]:
         """Atomically take up to `limit` due leads: status -> dialing, attempts + 1.
 
-        On Postgres concurrent dialers skip each other's rows (FOR UPDATE SKIP LOCKED); SQLite
-        serialises writers (BEGIN IMMEDIATE), which gives the same guarantee.
+        Concurrent dialers skip each other's rows (see `claim_rows`).
         """
         check_limit(limit)
 
         async def work(conn: AsyncConnection) -> list[LeadRow]:
-            query = due_leads_query(campaign_id, now, limit)
-            if conn.dialect.name == "postgresql":
-                query = query.with_for_update(skip_locked=True)
-            ids = [r.id for r in await conn.execute(query)]
-            if not ids:
-                return []
-            await conn.execute(
-                update(leads)
-                .where(leads.c.id.in_(ids))
-                .values(
-                    status=LeadStatus.DIALING.value,
-                    attempts=leads.c.attempts + 1,
-                    last_attempt_at=now,
-                    updated_at=now,
-                )
-            )
-            rows = await conn.execute(
-                select(leads).where(leads.c.id.in_(ids)).order_by(leads.c.next_attempt_at)
-            )
+            taken = {
+                "status": LeadStatus.DIALING.value,
+                "attempts": leads.c.attempts + 1,
+                "last_attempt_at": now,
+                "updated_at": now,
+            }
+            rows = await claim_rows(conn, leads, due_leads_query(campaign_id, now, limit), taken)
             return [to_dataclass(LeadRow, r) for r in rows]
 
         return await self.db.transaction(work)

@@ -17,6 +17,7 @@ from reautod.store import models as m
 from reautod.store.database import Database
 from reautod.store.enums import OutboxStatus
 from reautod.store.repositories._base import check_limit, table, to_dataclass
+from reautod.store.repositories._claim import claim_rows
 from reautod.store.types import utcnow
 
 outbox = table(m.WebhookOutbox)
@@ -88,30 +89,19 @@ class OutboxRepository:
         check_limit(limit, 1000)
 
         async def work(conn: AsyncConnection) -> list[OutboxMessage]:
-            query = (
+            due = (
                 select(outbox.c.id)
                 .where(outbox.c.status == OutboxStatus.PENDING.value, outbox.c.next_attempt_at <= now)
                 .order_by(outbox.c.next_attempt_at)
                 .limit(limit)
             )
-            if conn.dialect.name == "postgresql":
-                query = query.with_for_update(skip_locked=True)
-            ids = [r.id for r in await conn.execute(query)]
-            if not ids:
-                return []
-            await conn.execute(
-                update(outbox)
-                .where(outbox.c.id.in_(ids))
-                # next_attempt_at becomes the claim time, which `reset_stuck` measures from.
-                .values(
-                    status=OutboxStatus.DELIVERING.value,
-                    attempts=outbox.c.attempts + 1,
-                    next_attempt_at=now,
-                )
-            )
-            rows = await conn.execute(
-                select(outbox).where(outbox.c.id.in_(ids)).order_by(outbox.c.next_attempt_at)
-            )
+            taken = {
+                "status": OutboxStatus.DELIVERING.value,
+                "attempts": outbox.c.attempts + 1,
+                # the claim time, which `reset_stuck` measures from
+                "next_attempt_at": now,
+            }
+            rows = await claim_rows(conn, outbox, due, taken)
             return [to_dataclass(OutboxMessage, r) for r in rows]
 
         return await self.db.transaction(work)
