@@ -14,8 +14,10 @@ from pipecat.audio.turn.base_turn_analyzer import BaseTurnAnalyzer
 from reautod.config import Settings
 from reautod.engines.base import LanguageModel, SpeechToText, TextToSpeech
 from reautod.errors import NotFoundError, OverloadedError, UnavailableError
+from reautod.pipeline.greetings import PreparedGreetings
 from reautod.pipeline.line_cache import LineAudioCache
 from reautod.pipeline.observer import CallInfo, CallObserver, SafeObserver, TurnRecord
+from reautod.pipeline.opening import call_agent
 from reautod.pipeline.recording import CallRecording
 from reautod.pipeline.session import CallSession, StartInfo
 from reautod.pipeline.smart_turn import SmartTurnModel
@@ -24,6 +26,9 @@ from reautod.pipeline.vad import SileroModel
 log = logging.getLogger(__name__)
 
 DRAIN_GOODBYE_S = 12.0  # after the grace: time for the goodbye to play before the hard close
+# Greetings prepared for calls placed but not yet connected: a ringing call per live-call slot,
+# twice over for calls whose end has not been reported yet, and a few for manual dials.
+MIN_PREPARED_GREETINGS = 8
 
 
 class Engines(Protocol):
@@ -67,6 +72,8 @@ class CallManager:
         self._observer = _TappedObserver(observer)
         self._recording = recording  # None: no call is recorded
         self.line_cache = LineAudioCache()  # scripted lines, synthesized once per daemon
+        self.greetings = PreparedGreetings(  # dialed calls' greetings, made while they ring
+            max(MIN_PREPARED_GREETINGS, 2 * settings.calls.max_concurrent))
         self._sessions: dict[str, CallSession] = {}
         self._tasks: dict[str, asyncio.Task[str]] = {}
         self._smart_turn = SmartTurnModel()
@@ -102,6 +109,20 @@ class CallManager:
     def session(self, call_id: str) -> CallSession | None:
         return self._sessions.get(call_id)
 
+    def prepare_greeting(self, call_id: str, *, lead_name: str, opening: str | None,
+                         expires_in_s: float) -> None:
+        """Start synthesizing the greeting of an outbound call about to be placed, for its
+        stream's `start` (customParameters call_id, lead_name, opening, no goal) to find ready.
+        Dropped by `drop_greeting`, or after `expires_in_s` if the call never connects."""
+        agent = call_agent(self._settings.agent, lead_name=lead_name, goal=None, opening=opening)
+        self.greetings.prepare(call_id, agent.greeting, self._engines.tts,
+                               timeout_s=self._settings.engines.tts_timeout_s,
+                               expires_in_s=expires_in_s)
+
+    def drop_greeting(self, call_id: str) -> None:
+        """The call ended without a stream (or could not be placed): forget its greeting."""
+        self.greetings.drop(call_id)
+
     def check_admission(self) -> None:
         """Raise why a new call cannot be taken now (draining, engines missing, full)."""
         if not self.accepting:
@@ -135,6 +156,7 @@ class CallManager:
             input_warnings=input_warnings,
             recording=self._recording,
             line_cache=self.line_cache,
+            greetings=self.greetings,
         )
         self._sessions[start.call_id] = session
         task = asyncio.create_task(session.run(), name=f"session-{start.call_id}")
@@ -188,6 +210,7 @@ class CallManager:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        await self.greetings.close()
         await self._smart_turn.close()
         await self._vad.close()
 

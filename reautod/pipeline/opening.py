@@ -13,6 +13,10 @@ or a campaign's `opening`) whose fields are filled here:
 
 `{lead_name}` is left in place: the pipeline fills it from the call's own `lead_name`, so the
 dialer can render a campaign's opening once and its length does not depend on the lead.
+
+`call_agent` is the one place a call's agent (and so its greeting) is made from the stream's
+parameters: the session speaks with it, and the CallManager prepares a dialed call's greeting
+with it before the call connects, so the two texts are the same by construction.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from dataclasses import dataclass
 import phonenumbers
 
 from reautod.config import AgentSettings
-from reautod.pipeline.agent import render
+from reautod.pipeline.agent import DialogueAgent, render
 
 DEFAULT_OPT_OUT_KEY = "9"
 OPT_OUT_OFFER = "To stop these calls, say stop or press {key}."
@@ -74,3 +78,12 @@ def render_opening(template: str, fields: OpeningFields) -> str:
     # {lead_name}) reads an operator's "{" inside a business name as text, not as a field.
     escaped = {k: v.replace("{", "{{").replace("}", "}}") for k, v in values.items()}
     return " ".join(render(template, **escaped).split())
+
+
+def call_agent(settings: AgentSettings, *, lead_name: str, goal: str | None,
+               opening: str | None) -> DialogueAgent:
+    """The agent of one call from its stream parameters (no `opening`: the config's greeting,
+    rendered with the config's own fields)."""
+    if not opening:
+        opening = render_opening(settings.greeting, OpeningFields.from_agent(settings))
+    return DialogueAgent.for_call(settings, lead_name=lead_name, goal=goal, opening=opening)

@@ -29,13 +29,14 @@ from starlette.websockets import WebSocketState
 
 from reautod.config import Settings
 from reautod.engines.base import AudioChunk, LanguageModel, SpeechToText, TextToSpeech
-from reautod.errors import EngineError, ReautodError
+from reautod.errors import ReautodError
 from reautod.observability.logging import mask_name
 from reautod.pipeline.agent import DialogueAgent
 from reautod.pipeline.frames import HangupRequestFrame
+from reautod.pipeline.greetings import PreparedGreetings, synthesize_all
 from reautod.pipeline.line_cache import LineAudioCache
 from reautod.pipeline.observer import CallInfo, CallObserver, CallState
-from reautod.pipeline.opening import OpeningFields, render_opening
+from reautod.pipeline.opening import call_agent
 from reautod.pipeline.recording import CallRecording, GuardedSink
 from reautod.pipeline.responder import AgentResponder
 from reautod.pipeline.serializer import TwilioMediaSerializer
@@ -66,29 +67,6 @@ class StartInfo:
     opening: str | None = None  # rendered by the dialer for its campaign (pipeline.opening)
 
 
-async def synthesize_all(tts: TextToSpeech, text: str, *, call_id: str, timeout_s: float
-                         ) -> list[AudioChunk]:
-    """The whole of `text` as audio chunks (used to have the greeting ready before it is due)."""
-    chunks: list[AudioChunk] = []
-    stream = tts.synthesize(text, call_id=call_id)
-    try:
-        async with asyncio.timeout(timeout_s):
-            async for chunk in stream:
-                chunks.append(chunk)
-    except asyncio.CancelledError:
-        raise
-    except ReautodError:
-        raise
-    except Exception as err:
-        raise EngineError(f"greeting synthesis failed: {type(err).__name__}",
-                          code="tts_failed") from err
-    finally:
-        close = getattr(stream, "aclose", None)
-        if close is not None:
-            await close()
-    return chunks
-
-
 class CallSession:
     """One call from `start` to hang-up; `run()` returns the reason it ended."""
 
@@ -107,6 +85,7 @@ class CallSession:
         input_warnings: dict[str, int] | None = None,
         recording: CallRecording | None = None,
         line_cache: LineAudioCache | None = None,
+        greetings: PreparedGreetings | None = None,
     ) -> None:
         self.websocket = websocket
         self.start = start
@@ -117,6 +96,7 @@ class CallSession:
         self._vad = vad
         self._recording = recording
         self._line_cache = line_cache
+        self._greetings = greetings  # synthesized while the phone rang (CallManager)
         self.info = CallInfo(
             call_id=start.call_id,
             stream_sid=start.stream_sid,
@@ -158,18 +138,20 @@ class CallSession:
     async def run(self) -> str:
         call_id = self.start.call_id
         started = time.monotonic()
-        opening = self.start.opening or render_opening(
-            self._settings.agent.greeting, OpeningFields.from_agent(self._settings.agent))
-        agent = DialogueAgent.for_call(self._settings.agent, lead_name=self.start.lead_name,
-                                       goal=self.start.goal, opening=opening)
+        agent = call_agent(self._settings.agent, lead_name=self.start.lead_name,
+                           goal=self.start.goal, opening=self.start.opening)
         greeting: asyncio.Task[list[AudioChunk]] | None = None
         if self.start.direction == "outbound":
-            # Synthesize the greeting while the pipeline is still being built.
-            greeting = asyncio.create_task(
-                synthesize_all(self._tts, agent.greeting,
-                               call_id=call_id, timeout_s=self._settings.engines.tts_timeout_s),
-                name=f"greeting-{call_id}",
-            )
+            # Prepared when the call was placed, if its text is this call's greeting; else
+            # synthesized now, while the pipeline is still being built. Ours from here on.
+            if self._greetings is not None:
+                greeting = self._greetings.take(call_id, agent.greeting)
+            if greeting is None:
+                greeting = asyncio.create_task(
+                    synthesize_all(self._tts, agent.greeting, call_id=call_id,
+                                   timeout_s=self._settings.engines.tts_timeout_s),
+                    name=f"greeting-{call_id}",
+                )
         log.info("call %s started (lead %s, campaign %s, %s)", call_id,
                  mask_name(self.start.lead_name), self.start.campaign or "-",
                  self.start.direction)
