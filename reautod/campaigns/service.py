@@ -63,6 +63,10 @@ LEASE_TTL = timedelta(minutes=2)
 HEARTBEAT_S = 30.0  # well inside the lease TTL
 CALLS_PER_SECOND = 1.0  # Twilio's default CPS for a standard account
 ERROR_PAUSE_S = 5.0
+# A greeting prepared for a dialed call waits this long after the ring timeout for its stream
+# (Twilio's queue at its calls-per-second, the create request, a recording announcement first);
+# past that the call did not connect and its audio is dropped.
+GREETING_MARGIN_S = 60.0
 
 
 class Admission(Protocol):
@@ -71,6 +75,11 @@ class Admission(Protocol):
     def check_admission(self) -> None: ...
 
     def session(self, call_id: str) -> LiveSession | None: ...
+
+    def prepare_greeting(self, call_id: str, *, lead_name: str, opening: str | None,
+                         expires_in_s: float) -> None: ...
+
+    def drop_greeting(self, call_id: str) -> None: ...
 
 
 def missing_twilio_settings(settings: Settings, secrets: Secrets) -> list[str]:
@@ -359,10 +368,13 @@ class TelephonyPart:
         assert self.validator is not None
         settings = call.settings
         caller_id = settings.caller_id or self.settings.twilio.from_number or ""
+        # as the media socket reads it back (parse_start), so the prepared greeting matches
+        lead = lead_name[:200].strip()
+        opening = self.opening_for(settings)
         twiml = stream_twiml(
             self.validator.websocket_url(MEDIA_PATH),
-            StreamParameters(str(call.call_id), call.campaign_name[:200], lead_name[:200],
-                             Direction.OUTBOUND, self.opening_for(settings)),
+            StreamParameters(str(call.call_id), call.campaign_name[:200], lead,
+                             Direction.OUTBOUND, opening),
             announcement=settings.recording_announcement if settings.record else None,
         )
         request = OutboundCall(
@@ -381,9 +393,16 @@ class TelephonyPart:
         )
         await self.calls.write([started])
         await tracker.expect(call)
+        if self.manager is not None:
+            # the greeting's TTS runs while Twilio creates the call and the phone rings
+            self.manager.prepare_greeting(str(call.call_id), lead_name=lead, opening=opening,
+                                          expires_in_s=settings.ring_timeout_s
+                                          + GREETING_MARGIN_S)
         try:
             created = await tracker.twilio.create(request)
         except BaseException as err:
+            if self.manager is not None:
+                self.manager.drop_greeting(str(call.call_id))
             await tracker.created(call, None)  # callbacks stop waiting for it
             if isinstance(err, ReautodError):
                 await self.calls.write([CallStatusChanged(call.call_id, CallStatus.FAILED,
@@ -407,6 +426,10 @@ class TelephonyPart:
 
     async def call_finished(self, call: TrackedCall, outcome: Outcome,
                             final_status: LeadStatus | None, now: datetime) -> None:
+        if self.manager is not None:
+            # no answer, busy, a machine hung up on: the greeting prepared for it goes (a call
+            # whose stream started took its greeting already)
+            self.manager.drop_greeting(str(call.call_id))
         if call.lead_id is None or call.campaign_id is None:
             return
         status = await self.dialer.call_ended(call.settings.plan(call.campaign_id),

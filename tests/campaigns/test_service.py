@@ -87,10 +87,12 @@ class FakeSession:
 
 @dataclass
 class FakeCalls:
-    """The call manager as telephony sees it: admission and live sessions."""
+    """The call manager as telephony sees it: admission, live sessions, prepared greetings."""
 
     sessions: dict[str, FakeSession] = field(default_factory=dict)
     refuse: ReautodError | None = None
+    greetings: dict[str, tuple[str, str | None, float]] = field(default_factory=dict)
+    dropped: list[str] = field(default_factory=list)  # held greetings dropped
 
     def check_admission(self) -> None:
         if self.refuse is not None:
@@ -98,6 +100,14 @@ class FakeCalls:
 
     def session(self, call_id: str) -> FakeSession | None:
         return self.sessions.get(call_id)
+
+    def prepare_greeting(self, call_id: str, *, lead_name: str, opening: str | None,
+                         expires_in_s: float) -> None:
+        self.greetings[call_id] = (lead_name, opening, expires_in_s)
+
+    def drop_greeting(self, call_id: str) -> None:
+        if self.greetings.pop(call_id, None) is not None:
+            self.dropped.append(call_id)
 
 
 @dataclass
@@ -297,6 +307,30 @@ async def test_dialed_call_carries_the_campaign_opening(env: Env) -> None:
     assert "call 5 0 0, 5 5 5, 0 0 0 6." in plain
     assert "say stop" not in quiet and "press" not in quiet
     assert "calling from Acme Solar." in quiet and "call 5 0 0, 5 5 5, 0 0 0 6." in quiet
+
+
+async def test_a_dialed_calls_greeting_is_prepared_from_its_stream_parameters(env: Env) -> None:
+    await campaign_with_leads(env, business_name="Bright Roofs", ring_timeout_s=20)
+    assert await dial_round(env) == 1
+    await env.call("dial", number="+12125550100")
+    placed = [form["Twiml"][0] for form in creates(env.standin)]
+    assert len(placed) == 2
+    for twiml in placed:
+        root = ET.fromstring(twiml)
+        params = {p.get("name") or "": p.get("value") or ""
+                  for p in root.iterfind("./Connect/Stream/Parameter")}
+        # exactly what the stream's start will carry, so the session finds the same text
+        lead_name, opening, expires_in_s = env.manager.greetings[params["call_id"]]
+        assert (lead_name, opening) == (params["lead_name"], params["opening"])
+        assert expires_in_s > 30  # past the ring timeout
+    roofs = next(k for k, v in env.manager.greetings.items() if "Bright Roofs" in (v[1] or ""))
+    assert env.manager.greetings[roofs][2] > 20
+    # the campaign's call is not answered: its greeting goes, the manual dial's stays
+    call = env.tracker.get(roofs)
+    assert call is not None and call.sid is not None
+    await env.tracker.on_status(status(call.sid, "no-answer", 1))
+    await env.tracker.settle()
+    assert env.manager.dropped == [roofs] and len(env.manager.greetings) == 1
 
 
 async def test_an_opening_too_long_for_twilio_is_refused_at_create(env: Env) -> None:
@@ -565,11 +599,13 @@ async def test_a_refused_create_is_logged_and_retried_later(db: Database,
     part = TelephonyPart(twilio_settings(standin), Secrets({"twilio_auth_token": SecretStr(TOKEN)}),
                          db, Metrics(), EventBus(), clock=clock, monotonic=clock.monotonic,
                          twilio=wrong)
-    part.attach(FakeCalls())
-    env = Env(db, part, standin, clock, FakeCalls(), Metrics())
+    manager = FakeCalls()
+    part.attach(manager)
+    env = Env(db, part, standin, clock, manager, Metrics())
     try:
         await campaign_with_leads(env)
         assert await dial_round(env) == 0
+        assert manager.greetings == {} and len(manager.dropped) == 1  # prepared, then dropped
         campaign = await CampaignRepository(db).find("fall")
         (row,) = await CallRepository(db).recent(campaign_id=campaign.id)
         assert row.status == "failed" and row.outcome == "failed"
