@@ -38,6 +38,7 @@ GENERATED_LEAD_LINES = (
 SIMULATED_LEAD = "Sam Simulated"
 FAST_SPEED = 2.0  # call clock / wall clock when realtime is off
 MAX_LEAD_FILES = 20
+SIMULATED_CONNECT_S = 30.0  # a prepared greeting's lifetime if the simulated call never starts
 
 Signer = Callable[[str], Mapping[str, str]]  # ws URL -> upgrade headers (X-Twilio-Signature)
 
@@ -130,11 +131,15 @@ def control_methods(
 
     async def call_simulate(params: SimulateParams) -> dict[str, Any]:
         manager.check_admission()
-        utterances = await lead_utterances(params.lead_audio, manager.engines.tts)
-        url = media_ws_url(http_base_url_getter())
         call_id = f"sim-{uuid.uuid4().hex[:12]}"
+        # As for a dialed call, the greeting is synthesized before the call connects (here,
+        # while the lead's lines are being made).
+        manager.prepare_greeting(call_id, lead_name=SIMULATED_LEAD, opening=None,
+                                 expires_in_s=SIMULATED_CONNECT_S)
         turns = manager.tap_turns(call_id)
         try:
+            utterances = await lead_utterances(params.lead_audio, manager.engines.tts)
+            url = media_ws_url(http_base_url_getter())
             result = await run_call(
                 CallOptions(
                     url=url,
@@ -148,6 +153,7 @@ def control_methods(
             )
         finally:
             manager.untap(call_id)
+            manager.drop_greeting(call_id)  # no-op once the call took it
         return {"call_id": call_id, "turns": [t.wire() for t in turns],
                 "simulator": _summary(result)}
 

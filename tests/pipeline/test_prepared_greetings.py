@@ -7,9 +7,10 @@ import asyncio
 
 import pytest
 
+from reautod.pipeline.control import control_methods
 from reautod.pipeline.greetings import PreparedGreetings
 from reautod.telephony.simulator import CallOptions, Hangup, WaitForAgent, run_call
-from tests.pipeline.conftest import serve_media
+from tests.pipeline.conftest import SPEECH_DIR, serve_media
 from tests.pipeline.fakes import FakeEngines, FakeTTS, engine_error
 
 pytestmark = pytest.mark.timeout(60)
@@ -139,3 +140,19 @@ async def test_the_manager_drops_its_greetings_when_it_closes() -> None:
         (task,) = greeting_tasks("c1")
     assert task.cancelled() and len(served.manager.greetings) == 0
 
+
+async def test_a_simulated_call_finds_its_greeting_ready() -> None:
+    audio = SPEECH_DIR / "ps_librivox_sense_and_sensibility_0880.wav"
+    if not audio.exists():
+        pytest.skip("speech fixture not present")
+    engines = FakeEngines()
+    async with serve_media(engines) as served:
+        base = served.url.replace("ws://", "http://").removesuffix("/twilio/media")
+        simulate = {m.name: m for m in control_methods(served.manager, lambda: base)}[
+            "call.simulate"]
+        out = await simulate.handler(simulate.params.model_validate({"lead_audio": [str(audio)]}))
+        outcomes = dict(served.manager.greetings.outcomes)
+    greeting = out["turns"][0]["text"]
+    assert greeting.startswith("Hi Sam Simulated")
+    assert [t for t in engines.tts.texts if t[1] == greeting] == [(out["call_id"], greeting)]
+    assert outcomes == {"used": 1} and len(served.manager.greetings) == 0
