@@ -2,7 +2,8 @@
 
 They let every engine really load and run on an offline machine or in CI: a llama GGUF with a
 SentencePiece tokenizer and a chat template, a CTranslate2 Whisper model with a byte-level BPE
-tokenizer, and a Piper-shaped ONNX voice. Their output is noise: test structure, never words.
+tokenizer, and a Piper-shaped ONNX voice. Their output is noise: test structure, never meaning
+(the llama's is random English words and punctuation, so its text has a real reply's shape).
 `reautoctl models pull --test` builds them into the models directory (the "test" profile layout).
 """
 
@@ -46,8 +47,38 @@ def _atomic_build(dest: Path, build: Callable[[Path], None], *, is_dir: bool) ->
 
 
 def build_tiny_llama(path: Path) -> Path:
-    """A 2-layer, 64-wide llama GGUF (~0.5 MB) with an SPM tokenizer and a ChatML template."""
+    """A 2-layer, 64-wide llama GGUF (~0.9 MB) with an SPM tokenizer and a ChatML template."""
     return _atomic_build(path, _write_tiny_llama, is_dir=False)
+
+
+# Whole-word pieces: random text from the test LLM comes out about a token per word, with
+# sentence ends, the shape of a real model's output (the words are still noise). Bytes were 78% of
+# the old vocabulary; llama.cpp holds back their invalid UTF-8, so text dribbled out unpunctuated.
+_WORD_LIST = """
+the be to of and a in that have i it for not on with he as you do at this but his by from they
+we say her she or an will my one all would there their what so up out if about who get which go
+me when make can like time no just him know take people into year your good some could them see
+other than then now look only come its over think also back after use two how our work first
+well way even new want because any these give day most us is are was were has had did said been
+am yes okay sure right thanks thank please hello hi bye call calling today tomorrow week month
+price cost money pay plan home house roof solar energy bill save saving free minute moment talk
+speak help ask question answer number phone email name here where why very really much many more
+less little big small great fine nice happy sorry maybe again still never always often soon
+later next last long short old young part place case point fact hand eye life world school state
+family group problem service company system program business interest offer deal quote estimate
+visit schedule appointment morning afternoon evening night let send mail check find tell told
+feel try leave keep start stop show hear heard play run move live believe bring happen write
+provide sit stand lose add understand need meet include continue set learn change lead watch
+follow create open read spend grow walk win teach buy sell agree support remember stay consider
+appear wait serve expect build fall reach remain suggest raise pass report decide
+"""
+_WORDS = _WORD_LIST.split()
+_PUNCTUATION = (".", ",", "?", "!")
+# Logit offsets per kind of piece (see `_write_tiny_llama`): with llama.cpp's default sampler
+# (top-k 40) at the engine's temperature 0.6, about one token in ten is punctuation and a
+# sentence ends every dozen words or so; pieces that are only a word's beginning, bytes and
+# control tokens never reach the top 40.
+_BIAS_WORD, _BIAS_PUNCTUATION, _BIAS_FRAGMENT, _BIAS_BYTE = 0.0, 0.15, -4.0, -8.0
 
 
 def _write_tiny_llama(out: Path) -> None:
@@ -57,23 +88,28 @@ def _write_tiny_llama(out: Path) -> None:
     tokens: list[str] = []
     scores: list[float] = []
     types: list[int] = []
+    biases: list[float] = []
 
-    def add(tok: str, score: float, ttype: int) -> None:
+    def add(tok: str, score: float, ttype: int, bias: float) -> None:
         tokens.append(tok)
         scores.append(score)
         types.append(ttype)
+        biases.append(bias)
 
-    add("<unk>", 0.0, gguf.TokenType.UNKNOWN)
-    add("<s>", 0.0, gguf.TokenType.CONTROL)
-    add("</s>", 0.0, gguf.TokenType.CONTROL)
-    for b in range(256):
-        add(f"<0x{b:02X}>", 0.0, gguf.TokenType.BYTE)
+    add("<unk>", 0.0, gguf.TokenType.UNKNOWN, _BIAS_BYTE)
+    add("<s>", 0.0, gguf.TokenType.CONTROL, _BIAS_BYTE)
+    add("</s>", 0.0, gguf.TokenType.CONTROL, _BIAS_BYTE)  # so it never ends a reply early
+    for b in range(256):  # SentencePiece's byte fallback: prompts may hold any character
+        add(f"<0x{b:02X}>", 0.0, gguf.TokenType.BYTE, _BIAS_BYTE)
+    for mark in _PUNCTUATION:
+        add(mark, 1.0, gguf.TokenType.NORMAL, _BIAS_PUNCTUATION)
     # SPM merges two adjacent pieces only if the result is in the vocab: add every word prefix.
-    words = ["▁the", "▁hello", "▁world", "▁you", "▁call", "▁how", "▁are", "▁help", "▁can", "▁me"]
+    words = {"▁" + w for w in _WORDS}
     letters = [chr(c) for c in range(ord("a"), ord("z") + 1)]
-    pieces = ["▁", *letters, *(w[:k] for w in words for k in range(2, len(w) + 1))]
+    pieces = ["▁", *letters, *(w[:k] for w in sorted(words) for k in range(2, len(w) + 1))]
     for piece in dict.fromkeys(pieces):
-        add(piece, float(len(piece)), gguf.TokenType.NORMAL)  # longer piece wins
+        add(piece, float(len(piece)), gguf.TokenType.NORMAL,  # longer piece wins
+            _BIAS_WORD if piece in words else _BIAS_FRAGMENT)
 
     # context 4096 = the default models.n_ctx, so llama.cpp does not warn of a training overflow
     n_embd, n_layer, n_head, n_head_kv, n_ff, n_ctx = 64, 2, 4, 4, 128, 4096
@@ -105,16 +141,26 @@ def _write_tiny_llama(out: Path) -> None:
         "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
     )
 
-    def rand(name: str, *shape: int) -> None:
+    def randn(*shape: int) -> npt.NDArray[np.float32]:
         # numpy shape is (rows, cols), the reverse of ggml's ne
-        writer.add_tensor(name, (rng.standard_normal(shape) * 0.02).astype(np.float32))
+        return (rng.standard_normal(shape) * 0.02).astype(np.float32)
+
+    def rand(name: str, *shape: int) -> None:
+        writer.add_tensor(name, randn(*shape))
 
     def ones(name: str) -> None:
         writer.add_tensor(name, np.ones(n_embd, dtype=np.float32))
 
-    rand("token_embd.weight", len(tokens), n_embd)
+    # Random weights alone sample every piece about equally often. Embedding dimension 0 is a
+    # constant 1 for every token, so it dominates the residual stream and is ~sqrt(n_embd) after
+    # the final norm; output column 0 then adds each piece's bias to its logit (a unigram prior).
+    embd = randn(len(tokens), n_embd)
+    embd[:, 0] = 1.0
+    writer.add_tensor("token_embd.weight", embd)
     ones("output_norm.weight")
-    rand("output.weight", len(tokens), n_embd)
+    output = randn(len(tokens), n_embd)
+    output[:, 0] = np.asarray(biases, dtype=np.float32) / np.sqrt(n_embd)
+    writer.add_tensor("output.weight", output)
     for i in range(n_layer):
         p = f"blk.{i}."
         ones(p + "attn_norm.weight")
