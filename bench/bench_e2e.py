@@ -7,28 +7,58 @@ simulator. Reported twice: from the pipeline's own turn records (VAD end of spee
 sent, with the stage breakdown) and from the phone side (end of the caller's audio -> first agent
 media frame received). Calls run one after another, so the figure is latency, not contention.
 The greeting's wait is reported too: the simulator's connect to the first agent media frame.
+As the dialer does, each call's greeting is prepared when the call is "placed", `--ring-s`
+before the simulator connects (a phone rings for seconds); `--no-prepare` synthesizes it only
+when the stream starts, as before the CallManager kept prepared greetings.
 
     .venv/bin/python bench/bench_e2e.py [--calls 3] [--turns 4] [--models-dir DIR --profile P]
+        [--max-tokens N] [--ring-s 3 | --no-prepare]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 import tempfile
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_pipeline_overhead import Collector, line, pct, quiet_pipecat, serve, speech
+from bench_pipeline_overhead import Collector, line, pct, quiet_pipecat, speech
 
+from reautod.api.app import HttpServer, create_app
+from reautod.api.media import MEDIA_PATH, media_router
 from reautod.config import Settings
 from reautod.engines.catalog import build_test_models
 from reautod.engines.registry import EngineSet
+from reautod.pipeline.calls import CallManager
 from reautod.telephony.simulator import CallOptions, Hangup, Pause, Step, WaitForAgent, run_call
 
 TARGET_P50_S = 0.350
+
+
+@contextlib.asynccontextmanager
+async def serve_calls(engines: Any, settings: Settings, observer: Any
+                      ) -> AsyncIterator[tuple[str, CallManager]]:
+    """The daemon's HTTP server with the media router on 127.0.0.1:<free port>: the ws:// URL
+    and the CallManager (the bench prepares greetings as the dialer does)."""
+    manager = CallManager(engines, settings, observer)
+    await manager.start()
+
+    async def health() -> dict[str, Any]:
+        return {"ok": True}
+
+    server = HttpServer(create_app([media_router(manager)], health=health), "127.0.0.1", 0)
+    await server.start()
+    try:
+        yield f"ws://127.0.0.1:{server.port}{MEDIA_PATH}", manager
+    finally:
+        await manager.close()
+        await server.close()
 
 
 async def main() -> None:
@@ -40,8 +70,12 @@ async def main() -> None:
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
     parser.add_argument("--max-tokens", type=int, default=None,
                         help="engines.llm_max_tokens (default: the config default, 160). With "
-                             "random weights the LLM never stops early and llama.cpp holds back "
-                             "invalid UTF-8, so this bounds the first-token time")
+                             "random weights the LLM never emits end-of-sequence, so every reply "
+                             "runs to this cap")
+    parser.add_argument("--ring-s", type=float, default=3.0,
+                        help="seconds from preparing a call's greeting to connecting it")
+    parser.add_argument("--no-prepare", action="store_true",
+                        help="synthesize each greeting when its stream starts")
     args = parser.parse_args()
     quiet_pipecat()
     with tempfile.TemporaryDirectory(prefix="bench-models-") as tmp:
@@ -65,10 +99,15 @@ async def main() -> None:
         phone: list[float] = []
         greeting_wait: list[float] = []
         try:
-            async with serve(engines, settings, observer) as url:
+            async with serve_calls(engines, settings, observer) as (url, manager):
                 for i in range(args.calls):
+                    call_id = f"e{i}"
+                    if not args.no_prepare:  # what the dialer does when it places the call
+                        manager.prepare_greeting(call_id, lead_name="", opening=None,
+                                                 expires_in_s=args.ring_s + 60)
+                        await asyncio.sleep(args.ring_s)
                     result = await run_call(CallOptions(url=url, record_audio=False,
-                                                        custom_parameters={"call_id": f"e{i}"}),
+                                                        custom_parameters={"call_id": call_id}),
                                             script)
                     phone += result.latencies_s
                     if result.agent_media:  # call clock: seconds since the simulator connected
@@ -82,7 +121,8 @@ async def main() -> None:
                 stages.setdefault(key, []).append(value)
     print(f"end to end, {args.calls} call(s) x {args.turns} turns, models: {args.profile} "
           f"({models_dir}), device {args.device}, "
-          f"llm_max_tokens {settings.engines.llm_max_tokens}")
+          f"llm_max_tokens {settings.engines.llm_max_tokens}, greeting "
+          f"{'synthesized at start' if args.no_prepare else f'prepared {args.ring_s:g} s ahead'}")
     for key, label in (("stt_s", "speech end -> transcript"),
                        ("llm_first_token_s", "speech end -> 1st LLM token"),
                        ("tts_first_audio_s", "speech end -> 1st TTS audio"),
