@@ -22,7 +22,7 @@ from reautod import __version__
 from reautod.api.app import HttpServer, create_app
 from reautod.api.media import media_router
 from reautod.call_observer import CallEventSink
-from reautod.campaigns.service import ObserverFanOut, TelephonyPart
+from reautod.campaigns.service import TelephonyPart
 from reautod.config import (
     Secrets,
     Settings,
@@ -46,7 +46,7 @@ from reautod.observability.metrics_summary import metrics_methods
 from reautod.pipeline import route_pipecat_logs
 from reautod.pipeline.calls import CallManager
 from reautod.pipeline.control import control_methods as call_methods
-from reautod.pipeline.observer import SafeObserver
+from reautod.pipeline.observer import ObserverFanOut
 from reautod.sdnotify import Notifier
 from reautod.sessions import SessionStore, open_session_store
 from reautod.store import Database, WriteBehind, recover_partial_recordings
@@ -187,9 +187,8 @@ class Daemon:
             if self.settings.calls.record
             else None
         )
-        # each observer guarded on its own: a failure in one must not keep the call's events
-        # from the others (telephony acts on opt-outs and key presses)
-        observers = ObserverFanOut(SafeObserver(self.sink), SafeObserver(self.telephony))
+        # the fan-out guards each observer: one failing never hides a call from the others
+        observers = ObserverFanOut(self.sink, self.telephony)
         self.calls = CallManager(self.engines, self.settings, observers, recording)
         await self.calls.start()
         self.telephony.attach(self.calls)

@@ -36,7 +36,7 @@ from reautod.control.protocol import Method
 from reautod.errors import ConfigError, ReautodError, UnavailableError, ValidationError
 from reautod.observability.events import EventBus
 from reautod.observability.metrics import Metrics
-from reautod.pipeline.observer import CallInfo, CallObserver, CallState, TurnRecord
+from reautod.pipeline.observer import CallInfo, CallState, TurnRecord
 from reautod.store.database import Database
 from reautod.store.enums import CallDirection, CallOutcome, CallStatus, CallTransport, LeadStatus
 from reautod.store.records import CallStarted, CallStatusChanged
@@ -436,35 +436,3 @@ class TelephonyPart:
                                               call.lead_id, outcome, final_status, now)
         if status is not None:
             log.info("lead %s after call %s: %s", call.lead_id, call.call_id, status)
-
-
-
-class ObserverFanOut:
-    """One CallObserver that tells several (the daemon's sink, then telephony), in order."""
-
-    def __init__(self, *observers: CallObserver) -> None:
-        self._observers = observers
-
-    def on_call_started(self, info: CallInfo) -> None:
-        for observer in self._observers:
-            observer.on_call_started(info)
-
-    def on_turn(self, turn: TurnRecord) -> None:
-        for observer in self._observers:
-            observer.on_turn(turn)
-
-    def on_barge_in(self, call_id: str, heard_text: str) -> None:
-        for observer in self._observers:
-            observer.on_barge_in(call_id, heard_text)
-
-    def on_call_state(self, call_id: str, state: CallState) -> None:
-        for observer in self._observers:
-            observer.on_call_state(call_id, state)
-
-    def on_dtmf(self, call_id: str, digit: str) -> None:
-        for observer in self._observers:
-            observer.on_dtmf(call_id, digit)
-
-    def on_call_ended(self, call_id: str, reason: str, duration_s: float) -> None:
-        for observer in self._observers:
-            observer.on_call_ended(call_id, reason, duration_s)

@@ -8,6 +8,7 @@ write-behind queue). An observer that raises is logged and never breaks the call
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -100,32 +101,44 @@ class CallObserver(Protocol):
     def on_call_ended(self, call_id: str, reason: str, duration_s: float) -> None: ...
 
 
-class SafeObserver:
-    """Wraps the daemon's observer so that a failing observer never breaks a call."""
+class ObserverFanOut:
+    """One CallObserver that tells several, in order, each guarded on its own: one that raises
+    is logged and the others still hear the call (telephony acts on opt-outs and key presses
+    whatever the store or the bus did)."""
 
-    def __init__(self, inner: CallObserver) -> None:
-        self._inner = inner
+    def __init__(self, *observers: CallObserver) -> None:
+        self._observers = observers
 
     def on_call_started(self, info: CallInfo) -> None:
-        self._guard("on_call_started", info)
+        self._tell("on_call_started", lambda observer: observer.on_call_started(info))
 
     def on_turn(self, turn: TurnRecord) -> None:
-        self._guard("on_turn", turn)
+        self._tell("on_turn", lambda observer: observer.on_turn(turn))
 
     def on_barge_in(self, call_id: str, heard_text: str) -> None:
-        self._guard("on_barge_in", call_id, heard_text)
+        self._tell("on_barge_in", lambda observer: observer.on_barge_in(call_id, heard_text))
 
     def on_call_state(self, call_id: str, state: CallState) -> None:
-        self._guard("on_call_state", call_id, state)
+        self._tell("on_call_state", lambda observer: observer.on_call_state(call_id, state))
 
     def on_dtmf(self, call_id: str, digit: str) -> None:
-        self._guard("on_dtmf", call_id, digit)
+        self._tell("on_dtmf", lambda observer: observer.on_dtmf(call_id, digit))
 
     def on_call_ended(self, call_id: str, reason: str, duration_s: float) -> None:
-        self._guard("on_call_ended", call_id, reason, duration_s)
+        self._tell(
+            "on_call_ended", lambda observer: observer.on_call_ended(call_id, reason, duration_s)
+        )
 
-    def _guard(self, method: str, *args: Any) -> None:
-        try:
-            getattr(self._inner, method)(*args)
-        except Exception:  # the observer is the daemon's; its bug must not end a call
-            log.exception("call observer %s failed", method)
+    def _tell(self, method: str, call: Callable[[CallObserver], None]) -> None:
+        for observer in self._observers:
+            try:
+                call(observer)
+            except Exception:  # an observer's bug must not end the call or silence the others
+                log.exception("call observer %s.%s failed", type(observer).__name__, method)
+
+
+class SafeObserver(ObserverFanOut):
+    """One observer, guarded: a failing observer never breaks a call."""
+
+    def __init__(self, inner: CallObserver) -> None:
+        super().__init__(inner)

@@ -23,14 +23,14 @@ from reautod.campaigns.control import CallRef, CampaignRef, CreateParams, DialPa
 from reautod.campaigns.dialer import BlockedDial, BlockReason
 from reautod.campaigns.dnc import DncEntry, DncScope, DncSource
 from reautod.campaigns.lead_queue import LeadClaim
-from reautod.campaigns.service import ObserverFanOut, TelephonyPart
+from reautod.campaigns.service import TelephonyPart
 from reautod.campaigns.store_adapters import StoreDialLog, StoreDncStorage, StoreLeadDirectory
 from reautod.config import DatabaseSettings, Secrets, Settings
 from reautod.control.protocol import Method
 from reautod.errors import ReautodError, UnavailableError, ValidationError
 from reautod.observability.events import EventBus
 from reautod.observability.metrics import Metrics
-from reautod.pipeline.observer import CallInfo, CallState, SafeObserver, TurnRecord
+from reautod.pipeline.observer import CallInfo, CallState, ObserverFanOut, TurnRecord
 from reautod.store.database import Database
 from reautod.store.enums import CallOutcome, LeadStatus
 from reautod.store.repositories import (
@@ -464,7 +464,7 @@ async def test_opt_out_key_adds_dnc_and_ends_the_call(env: Env) -> None:
 
 
 async def test_opt_out_key_from_the_pipeline_reaches_telephony(env: Env) -> None:
-    """The daemon's observer chain (SafeObserver over the fan-out) carries the key press."""
+    """The daemon's observer fan-out carries the key press to telephony."""
     await campaign_with_leads(env)
     await dial_round(env)
     sid = next(iter(env.standin.calls))
@@ -474,7 +474,7 @@ async def test_opt_out_key_from_the_pipeline_reaches_telephony(env: Env) -> None
     env.manager.sessions[str(row.id)] = session
     await env.tracker.on_status(status(sid, "in-progress", 2))
     sink = RecordingObserver()
-    observer = SafeObserver(ObserverFanOut(sink, env.part))
+    observer = ObserverFanOut(sink, env.part)
     observer.on_call_started(CallInfo(str(row.id), "MZ1", sid, "Ann", "fall", "outbound",
                                       CallState.LISTENING, NOW))
     observer.on_dtmf(str(row.id), "9")  # the default opt-out key
