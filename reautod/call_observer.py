@@ -1,10 +1,9 @@
-"""Where the life of a call goes: the store, the event bus, metrics and the session store.
+"""Where the operator sees the life of a call: the event bus, metrics and the session store.
 
 Part of the composition root: the pipeline reports through its `CallObserver` Protocol and knows
-nothing of the store, the bus or Prometheus. The store's own observer turns calls into records
-for the write-behind queue; this one fans each callback out to it and to the operator-facing
-parts. Every method is sync and cheap (the pipeline calls it on the audio path); session-store
-writes are fire-and-forget tasks owned here.
+nothing of the bus, Prometheus or Redis. The daemon fans each callback out (`ObserverFanOut`) to
+the store's observer, to this one and to telephony. Every method is sync and cheap (the pipeline
+calls it on the audio path); session-store writes are fire-and-forget tasks owned here.
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ from typing import Any
 
 from reautod.observability.events import EventBus
 from reautod.observability.metrics import Metrics
-from reautod.pipeline.observer import CallInfo, CallObserver, CallState, TurnRecord
+from reautod.pipeline.observer import CallInfo, CallState, TurnRecord
 from reautod.sessions import SessionStore
 
 log = logging.getLogger(__name__)
@@ -30,15 +29,13 @@ LATENCY_STAGES = {
 }
 
 
-class CallEventSink:
-    """The daemon's CallObserver: store, bus, metrics, session snapshots."""
+class CallEventPublisher:
+    """A CallObserver that publishes each call's life as bus events, metrics and live-session
+    snapshots."""
 
-    def __init__(
-        self, bus: EventBus, metrics: Metrics, store: CallObserver, sessions: SessionStore
-    ) -> None:
+    def __init__(self, bus: EventBus, metrics: Metrics, sessions: SessionStore) -> None:
         self._bus = bus
         self._metrics = metrics
-        self._store = store
         self._sessions = sessions
         self._live: dict[str, CallInfo] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -57,13 +54,11 @@ class CallEventSink:
 
     def on_call_started(self, info: CallInfo) -> None:
         self._live[info.call_id] = info
-        self._store.on_call_started(info)
         self._metrics.live_calls.inc()
         self._bus.publish("call.started", info.wire())
         self._snapshot(self._sessions.put(info.call_id, info.wire()))
 
     def on_turn(self, turn: TurnRecord) -> None:
-        self._store.on_turn(turn)
         self._metrics.observe_turn(
             {LATENCY_STAGES[k]: v for k, v in turn.latencies.items() if k in LATENCY_STAGES}
         )
@@ -73,20 +68,16 @@ class CallEventSink:
             self._snapshot(self._sessions.put(turn.call_id, info.wire()))
 
     def on_barge_in(self, call_id: str, heard_text: str) -> None:
-        self._store.on_barge_in(call_id, heard_text)
         self._bus.publish("barge_in", {"call_id": call_id, "heard_text": heard_text})
 
     def on_call_state(self, call_id: str, state: CallState) -> None:
-        self._store.on_call_state(call_id, state)
         self._bus.publish("call.state", {"call_id": call_id, "state": str(state)})
 
     def on_dtmf(self, call_id: str, digit: str) -> None:
-        self._store.on_dtmf(call_id, digit)
         self._bus.publish("dtmf", {"call_id": call_id, "digit": digit})
 
     def on_call_ended(self, call_id: str, reason: str, duration_s: float) -> None:
         self._live.pop(call_id, None)
-        self._store.on_call_ended(call_id, reason, duration_s)
         self._metrics.live_calls.dec()
         self._metrics.call_ended("failed" if reason.startswith("failed") else "completed")
         self._bus.publish(

@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from reautod import __version__
 from reautod.api.app import HttpServer, create_app
 from reautod.api.media import media_router
-from reautod.call_observer import CallEventSink
+from reautod.call_observer import CallEventPublisher
 from reautod.campaigns.service import TelephonyPart
 from reautod.config import (
     Secrets,
@@ -103,7 +103,7 @@ class Daemon:
         self.writer: WriteBehind | None = None
         self.engines: EngineSet | None = None
         self.calls: CallManager | None = None
-        self.sink: CallEventSink | None = None
+        self.call_events: CallEventPublisher | None = None
         self.telephony: TelephonyPart | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._health_checks: dict[str, HealthCheck] = {}
@@ -172,9 +172,7 @@ class Daemon:
         self.notifier.status("loading models")
         self.engines = await EngineSet.load(self.settings, observer=self.metrics)
         self._health_checks.update(self.engines.health_checks())
-        self.sink = CallEventSink(
-            self.bus, self.metrics, StoreCallObserver(self.writer), self.sessions
-        )
+        self.call_events = CallEventPublisher(self.bus, self.metrics, self.sessions)
         # Telephony (Twilio webhooks, dialer) hears about live calls too: opt-outs, recording
         # after the announcement, hanging up the phone line when the conversation ends.
         self.telephony = TelephonyPart(self.settings, self.secrets, self.db, self.metrics, self.bus)
@@ -187,8 +185,9 @@ class Daemon:
             if self.settings.calls.record
             else None
         )
-        # the fan-out guards each observer: one failing never hides a call from the others
-        observers = ObserverFanOut(self.sink, self.telephony)
+        # Every call's life goes to the store, the operator (bus, metrics, sessions) and
+        # telephony; the fan-out guards each, so one failing never hides a call from the others.
+        observers = ObserverFanOut(StoreCallObserver(self.writer), self.call_events, self.telephony)
         self.calls = CallManager(self.engines, self.settings, observers, recording)
         await self.calls.start()
         self.telephony.attach(self.calls)
@@ -338,8 +337,8 @@ class Daemon:
             await self.http.close()
         if self.telephony is not None:
             await self.telephony.close()
-        if self.sink is not None:
-            await self.sink.close()
+        if self.call_events is not None:
+            await self.call_events.close()
         if self.engines is not None:
             await self.engines.close()
         if self.writer is not None:
