@@ -20,10 +20,7 @@ from pipecat.audio.turn.base_turn_analyzer import BaseTurnAnalyzer
 from pipecat.audio.vad.vad_analyzer import VADAnalyzer
 from pipecat.pipeline.pipeline import Pipeline
 from pipecat.pipeline.worker import PipelineParams, PipelineWorker
-from pipecat.transports.websocket.fastapi import (
-    FastAPIWebsocketParams,
-    FastAPIWebsocketTransport,
-)
+from pipecat.transports.websocket.fastapi import FastAPIWebsocketParams
 from pipecat.workers.runner import WorkerRunner
 from starlette.websockets import WebSocketState
 
@@ -40,6 +37,7 @@ from reautod.pipeline.opening import call_agent
 from reautod.pipeline.recording import CallRecording, GuardedSink
 from reautod.pipeline.responder import AgentResponder
 from reautod.pipeline.serializer import TwilioMediaSerializer
+from reautod.pipeline.transport import CallTransport
 from reautod.pipeline.turns import UserTurnProcessor
 
 log = logging.getLogger(__name__)
@@ -225,7 +223,7 @@ class CallSession:
                                            warnings=self.info.input_warnings)
         serializer.audio_sink = sink
         self._serializer = serializer
-        transport = FastAPIWebsocketTransport(
+        transport = CallTransport(
             self.websocket,
             FastAPIWebsocketParams(
                 audio_in_enabled=True,

@@ -1,0 +1,103 @@
+"""pipecat's FastAPI WebSocket transport, adapted to many phone calls in one process.
+
+Caller audio in: pipecat's input transport puts every 20 ms frame on a queue for a task of its
+own (there to run an audio filter or VAD inside the transport; we have neither: VAD and turns are
+the next processor's job), and that task pushes it on. Here the frame is pushed on directly,
+which saves a queue, a task switch and a timed wait per frame, 50 times a second per call.
+
+Agent audio out: pipecat paces frames at real time (one 20 ms frame every 20 ms) and, whenever it
+falls behind, restarts its clock from now: every event-loop stall then becomes a gap in what the
+caller hears, because Twilio plays what it has as soon as it has it. Here each talk spurt starts
+`PLAYOUT_LEAD_S` ahead of real time (that much is sent at once and sits in Twilio's buffer), the
+pace holds to the spurt's own clock, and a stall is caught up by sending late frames at once:
+stalls shorter than the lead are never heard. What the caller heard still comes only from the
+mark echoes (pipeline.playback), and a barge-in's `clear` drops the buffered lead with the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from fastapi import WebSocket
+from pipecat.frames.frames import Frame, InputAudioRawFrame, InterruptionFrame
+from pipecat.processors.frame_processor import FrameDirection
+from pipecat.transports.websocket.fastapi import (
+    FastAPIWebsocketInputTransport,
+    FastAPIWebsocketOutputTransport,
+    FastAPIWebsocketParams,
+    FastAPIWebsocketTransport,
+)
+
+PLAYOUT_LEAD_S = 0.1  # audio kept in Twilio's buffer ahead of what is playing
+
+
+class _DirectAudioInput(FastAPIWebsocketInputTransport):
+    """Pushes caller audio downstream from the socket's receive task, with no queue between."""
+
+    async def push_audio_frame(self, frame: InputAudioRawFrame) -> None:
+        if self._params.audio_in_enabled and self._params.audio_in_passthrough \
+                and not self._paused:
+            await self.push_frame(frame)
+
+    def _create_audio_task(self) -> None:
+        pass  # no queue to drain: push_audio_frame pushes
+
+
+class PlayoutClock:
+    """When the next agent frame may be sent: real time on the spurt's own clock, `lead_s` ahead.
+
+    `after_frame(now)` is asked right after a frame went out and says how long to wait before
+    the next. A spurt starts `lead_s` ahead (those frames go at once); a frame that is late
+    goes at once too (the caller's buffer still covers it); a gap longer than the lead means the
+    buffer ran dry, and the next frame starts a new spurt.
+    """
+
+    def __init__(self, frame_s: float, lead_s: float = PLAYOUT_LEAD_S) -> None:
+        self.frame_s = frame_s
+        self.lead_s = lead_s
+        self._due: float | None = None  # when the next frame is due, less the lead
+
+    def restart(self) -> None:
+        """The caller's buffer was emptied (`clear`): the next frame starts a new spurt."""
+        self._due = None
+
+    def after_frame(self, now: float) -> float:
+        if self._due is None or now > self._due + self.lead_s:
+            self._due = now - self.lead_s
+        wait = self._due - now
+        self._due += self.frame_s
+        return max(0.0, wait)
+
+
+class _LeadingAudioOutput(FastAPIWebsocketOutputTransport):
+    """pipecat's output transport, paced by a PlayoutClock instead of its own restart-on-lag."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._playout: PlayoutClock | None = None
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
+        if isinstance(frame, InterruptionFrame) and self._playout is not None:
+            self._playout.restart()  # pipecat sent the `clear`
+
+    async def _write_audio_sleep(self) -> None:
+        if self._playout is None:  # the frame length is known once the transport is set up
+            self._playout = PlayoutClock(self._send_interval)
+        wait = self._playout.after_frame(time.monotonic())
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+
+class CallTransport(FastAPIWebsocketTransport):
+    """The media WebSocket of one call: pipecat's transport, direct audio in, leading audio out."""
+
+    def __init__(self, websocket: WebSocket, params: FastAPIWebsocketParams) -> None:
+        if params.audio_in_filter is not None:
+            raise ValueError("CallTransport has no audio filter stage")
+        super().__init__(websocket, params)
+        self._input = _DirectAudioInput(self, self._client, self._params, name=self._input_name)
+        self._output = _LeadingAudioOutput(self, self._client, self._params,
+                                           name=self._output_name)

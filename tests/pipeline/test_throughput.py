@@ -1,0 +1,148 @@
+"""The parts that let one process carry many calls: batched VAD, one Smart Turn thread, and the
+transport's direct audio input and leading playout clock."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from typing import Any
+
+import numpy as np
+import pytest
+from pipecat.audio.vad.silero import SileroVADAnalyzer
+from pipecat.audio.vad.vad_analyzer import VADState
+
+from reautod.pipeline.smart_turn import SmartTurnModel
+from reautod.pipeline.transport import PlayoutClock
+from reautod.pipeline.vad import VAD_PARAMS, SileroModel
+from reautod.telephony.audio import ulaw_to_pcm16
+from reautod.telephony.sim_script import Utterance
+
+FRAME = 320  # bytes of 8 kHz PCM16 in a 20 ms Twilio frame
+
+
+def _frames(utterance: Utterance) -> list[bytes]:
+    pcm = ulaw_to_pcm16(utterance.ulaw).tobytes()
+    return [pcm[i:i + FRAME] for i in range(0, len(pcm) - FRAME + 1, FRAME)]
+
+
+class _Recording(SileroVADAnalyzer):
+    """pipecat's own analyzer (its own session, one window at a time), recording confidences."""
+
+    def __init__(self) -> None:
+        super().__init__(params=VAD_PARAMS)
+        self.confidences: list[float] = []
+
+    def voice_confidence(self, buffer: Any) -> float:
+        confidence = float(np.asarray(super().voice_confidence(buffer)).reshape(-1)[0])
+        self.confidences.append(confidence)
+        return confidence
+
+
+async def test_batched_vad_scores_every_call_as_pipecat_alone_would(
+    short_speech: Utterance, long_speech: Utterance, other_speech: Utterance
+) -> None:
+    model = SileroModel()
+    await model.load()
+    try:
+        calls = [_frames(u) for u in (short_speech, long_speech, other_speech)]
+        ours = [await model.analyzer() for _ in calls]
+        references = [_Recording() for _ in calls]
+        for vad in (*ours, *references):
+            vad.set_sample_rate(8000)
+        states: list[list[VADState]] = [[] for _ in calls]
+        expected: list[list[VADState]] = [[] for _ in calls]
+
+        async def feed(i: int) -> None:
+            for frame in calls[i]:
+                states[i].append(await ours[i].analyze_audio(frame))
+                expected[i].append(references[i]._run_analyzer(frame))
+
+        await asyncio.gather(*(feed(i) for i in range(len(calls))))
+        batcher = model.batcher
+        assert batcher is not None
+        assert batcher.runs < batcher.windows  # the calls' windows shared ONNX runs
+        for i in range(len(calls)):
+            assert states[i] == expected[i]  # the same speech/silence decisions, frame by frame
+            assert VADState.SPEAKING in states[i]
+        for vad in (*ours, *references):
+            await vad.cleanup()
+    finally:
+        await model.close()
+
+
+async def test_a_failing_vad_run_reads_as_silence_and_never_stalls_the_call(
+    caplog: pytest.LogCaptureFixture, short_speech: Utterance
+) -> None:
+    model = SileroModel()
+    await model.load()
+    try:
+        vad = await model.analyzer()
+        vad.set_sample_rate(8000)
+        batcher = model.batcher
+        assert batcher is not None
+
+        class Broken:
+            def run(self, *_: Any) -> Any:
+                raise RuntimeError("onnx exploded")
+
+        batcher._session = Broken()
+        with caplog.at_level(logging.ERROR):
+            states = await asyncio.wait_for(
+                asyncio.gather(*(vad.analyze_audio(f) for f in _frames(short_speech)[:50])), 10)
+        assert set(states) == {VADState.QUIET}
+        assert "Silero VAD run failed (RuntimeError: onnx exploded)" in caplog.text
+    finally:
+        await model.close()
+
+
+async def test_every_call_evaluates_turns_on_one_shared_thread() -> None:
+    model = SmartTurnModel()
+    await model.load()
+    try:
+        first, second = await model.analyzer(), await model.analyzer()
+        assert first is not None and second is not None
+        assert first._model_executor is second._model_executor
+        threads = threading.active_count()
+        await first.cleanup()  # a call ending leaves the shared thread to the others
+        assert threading.active_count() == threads
+        second.set_sample_rate(8000)
+        speech = (np.sin(np.arange(16000) / 8) * 8000).astype(np.int16).tobytes()
+        for i in range(0, len(speech), FRAME):
+            second.append_audio(speech[i:i + FRAME], is_speech=True)
+        state, _ = await second.analyze_end_of_turn()
+        assert state is not None
+    finally:
+        await model.close()
+
+
+def test_playout_starts_each_spurt_a_lead_ahead_then_keeps_real_time() -> None:
+    clock = PlayoutClock(frame_s=0.02, lead_s=0.1)
+    now = 100.0
+    waits = [clock.after_frame(now) for _ in range(5)]
+    assert waits == [0.0] * 5  # the lead (5 frames) goes at once
+    assert clock.after_frame(now) == pytest.approx(0.0)
+    assert clock.after_frame(now) == pytest.approx(0.02)  # then one frame per 20 ms
+    assert clock.after_frame(now + 0.02) == pytest.approx(0.02)
+
+
+def test_playout_catches_up_after_a_stall_shorter_than_the_lead() -> None:
+    clock = PlayoutClock(frame_s=0.02, lead_s=0.1)
+    t = 0.0
+    for _ in range(20):  # steady state: each frame sent when due
+        t += clock.after_frame(t)
+    stalled = t + 0.08  # the loop stalled 80 ms: the caller's 100 ms buffer covered it
+    waits = [clock.after_frame(stalled) for _ in range(5)]
+    assert waits[:4] == pytest.approx([0.0] * 4)  # the 4 late frames go at once...
+    assert waits[4] == pytest.approx(0.02)  # ...then the schedule (and the lead) is back
+
+
+def test_playout_restarts_after_a_gap_or_a_clear() -> None:
+    clock = PlayoutClock(frame_s=0.02, lead_s=0.1)
+    for _ in range(10):
+        clock.after_frame(0.0)
+    # the next sentence comes 1 s later: the buffer ran dry, so it gets a fresh lead
+    assert [clock.after_frame(1.0) for _ in range(6)] == pytest.approx([0.0] * 6)
+    clock.restart()  # a barge-in's clear emptied the buffer
+    assert [clock.after_frame(1.01) for _ in range(6)] == pytest.approx([0.0] * 6)
