@@ -1,9 +1,11 @@
-"""The parts that let one process carry many calls: batched VAD, one Smart Turn thread, and the
-transport's direct audio input and leading playout clock."""
+"""The parts that let one process carry many calls: batched VAD, one Smart Turn thread, 40 ms
+caller frames, and the transport's leading playout clock."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import logging
 import threading
 from typing import Any
@@ -12,7 +14,9 @@ import numpy as np
 import pytest
 from pipecat.audio.vad.silero import SileroVADAnalyzer
 from pipecat.audio.vad.vad_analyzer import VADState
+from pipecat.frames.frames import InputAudioRawFrame
 
+from reautod.pipeline.serializer import TwilioMediaSerializer
 from reautod.pipeline.smart_turn import SmartTurnModel
 from reautod.pipeline.transport import PlayoutClock
 from reautod.pipeline.vad import VAD_PARAMS, SileroModel
@@ -146,3 +150,31 @@ def test_playout_restarts_after_a_gap_or_a_clear() -> None:
     assert [clock.after_frame(1.0) for _ in range(6)] == pytest.approx([0.0] * 6)
     clock.restart()  # a barge-in's clear emptied the buffer
     assert [clock.after_frame(1.01) for _ in range(6)] == pytest.approx([0.0] * 6)
+
+
+async def test_caller_audio_goes_down_the_pipeline_in_40_ms_frames() -> None:
+    serializer = TwilioMediaSerializer("MZ1", call_id="c1")
+    serializer._sample_rate = 8000  # what pipecat's setup sets from the pipeline's input rate
+    recorded: list[bytes] = []
+
+    class Sink:
+        def caller(self, pcm: bytes) -> None:
+            recorded.append(pcm)
+
+        def agent(self, pcm: bytes) -> None:
+            pass
+
+    serializer.audio_sink = Sink()  # type: ignore[assignment]
+
+    def media(ulaw: bytes) -> str:
+        return json.dumps({"event": "media", "media": {"payload": base64.b64encode(ulaw).decode()}})
+
+    frames = [await serializer.deserialize(media(bytes([i]) * 160)) for i in range(5)]
+    assert frames[0] is None and frames[2] is None and frames[4] is None
+    for frame, first in ((frames[1], 0), (frames[3], 2)):
+        assert isinstance(frame, InputAudioRawFrame)
+        assert len(frame.audio) == 640 and frame.sample_rate == 8000
+        assert frame.audio == recorded[first] + recorded[first + 1]  # in order, nothing lost
+    assert len(recorded) == 5  # a recording still gets every 20 ms as it arrives
+    odd = await serializer.deserialize(media(b"\x7f" * 400))  # sizes need not be 160
+    assert isinstance(odd, InputAudioRawFrame) and len(odd.audio) == 320 + 800
