@@ -3,11 +3,11 @@
 Each call is real (uvicorn, media WebSocket, pipecat pipeline with Silero VAD and Smart Turn,
 the Twilio simulator sending 20 ms frames on an absolute clock); the engines are fixed-delay
 stand-ins (bench_pipeline_overhead.StandInEngines). Per call: the greeting, one caller
-utterance, the reply, hang-up. pipecat's output transport paces agent audio at real time (a
-20 ms frame every 20 ms, like a sound card); for every agent frame in a talk spurt we measure
+utterance, the reply, hang-up. The phone plays agent audio at real time from the first frame of
+a talk spurt on (the daemon paces it, a little ahead); for every agent frame we measure
 
-  delay    = arrival - (spurt start + k * 20 ms)   lateness against that schedule
-  underrun = delay > 20 ms                          more than a frame late: an audible gap
+  delay    = arrival - (spurt start + audio before it in the spurt)   lateness against playback
+  underrun = delay > 20 ms                                             an audible gap
 
 The simulated phones run in a separate process (as Twilio would be elsewhere), so CPU% is the
 pipeline's: the serving process's user+system time over wall time; 100% = one core.
@@ -50,8 +50,7 @@ from reautod.telephony.simulator import (
     run_call,
 )
 
-PACE_S = 0.020  # pipecat sends one 20 ms frame per 20 ms
-FRAME_S = 0.020
+GAP_S = 0.020  # a frame this late left the caller 20 ms of silence
 SPURT_GAP_S = 0.25  # a longer gap between agent frames starts a new talk spurt
 
 
@@ -59,7 +58,7 @@ class SendClock:
     """Bench instrumentation: when the daemon put each agent audio frame on a socket."""
 
     def __init__(self) -> None:
-        self.sent: dict[str, list[float]] = {}
+        self.sent: dict[str, list[tuple[float, float]]] = {}  # (when, seconds of audio)
         self._original = TwilioMediaSerializer.serialize
 
     def __enter__(self) -> SendClock:
@@ -68,7 +67,8 @@ class SendClock:
         async def serialize(ser: TwilioMediaSerializer, frame: Frame) -> str | bytes | None:
             out = await original(ser, frame)
             if out is not None and isinstance(frame, AudioRawFrame):
-                sent.setdefault(ser.stream_sid, []).append(time.monotonic())
+                seconds = len(frame.audio) / 2 / frame.sample_rate
+                sent.setdefault(ser.stream_sid, []).append((time.monotonic(), seconds))
             return out
 
         TwilioMediaSerializer.serialize = serialize  # type: ignore[method-assign,assignment]
@@ -78,25 +78,28 @@ class SendClock:
         TwilioMediaSerializer.serialize = self._original  # type: ignore[method-assign]
 
 
-def frame_timing(arrivals: list[float]) -> tuple[list[float], int]:
-    """(delays in s, underruns) over the agent's talk spurts in one call."""
+def frame_timing(frames: list[tuple[float, float]]) -> tuple[list[float], int]:
+    """(delays in s, underruns) over the agent's talk spurts in one call.
+
+    `frames`: (arrival time, seconds of audio) of each agent frame, in order.
+    """
     delays: list[float] = []
     underruns = 0
-    start, k, previous = 0.0, 0, None
-    for at in arrivals:
+    start, played, previous = 0.0, 0.0, None
+    for at, seconds in frames:
         if previous is None or at - previous > SPURT_GAP_S:
-            start, k = at, 0
-        delay = max(0.0, at - (start + k * PACE_S))
+            start, played = at, 0.0
+        delay = max(0.0, at - (start + played))
         delays.append(delay)
-        if delay > FRAME_S:
+        if delay > GAP_S:
             underruns += 1
-        k += 1
+        played += seconds
         previous = at
     return delays, underruns
 
 
 async def _phones(url: str, n: int, utterance: Utterance, arrival_s: float
-                  ) -> list[tuple[list[float], bool]]:
+                  ) -> list[tuple[list[tuple[float, float]], bool]]:
     script: list[Step] = [WaitForAgent(timeout_s=60), utterance, WaitForAgent(timeout_s=60),
                           Hangup()]
 
@@ -106,11 +109,12 @@ async def _phones(url: str, n: int, utterance: Utterance, arrival_s: float
                                           custom_parameters={"call_id": f"s{n}-{i}"}), script)
 
     results: list[CallResult] = await asyncio.gather(*(call(i) for i in range(n)))
-    return [([m.at for m in r.agent_media], bool(r.latencies_s)) for r in results]
+    return [([(m.at, m.nbytes / 8000) for m in r.agent_media], bool(r.latencies_s))
+            for r in results]
 
 
 def phones(url: str, n: int, utterance: Utterance, arrival_s: float
-           ) -> list[tuple[list[float], bool]]:
+           ) -> list[tuple[list[tuple[float, float]], bool]]:
     """The simulated phones, in the child process: per call, agent frame arrivals, answered."""
     return asyncio.run(_phones(url, n, utterance, arrival_s))
 
