@@ -45,11 +45,10 @@ from reautod.pipeline.line_cache import LineAudioCache
 from reautod.pipeline.observer import CallInfo, CallObserver, CallState, TurnRecord
 from reautod.pipeline.playback import PlaybackTracker
 from reautod.pipeline.sentences import SentenceSplitter
+from reautod.pipeline.transport import OUT_FRAME_BYTES, OUT_RATE
 
 log = logging.getLogger(__name__)
 
-OUT_RATE = 8000
-CHUNK_BYTES = OUT_RATE * 2 // 50  # 20 ms of 8 kHz PCM16: Twilio's frame size
 HYGIENE_PERIOD_S = 0.1
 GOODBYE_GRACE_S = 10.0  # hang up this long after the goodbye even if its mark never comes back
 
@@ -420,8 +419,9 @@ class AgentResponder(FrameProcessor):
         return len(pcm)
 
     async def _end_sentence(self, reply: _Reply, text: str, sent: int) -> None:
-        # Pad to whole 20 ms frames so the mark lands right after this sentence's audio.
-        pad = (-sent) % CHUNK_BYTES
+        # Pad to whole outbound frames so the mark goes right after this sentence's last audio
+        # (a part-filled frame would wait in the transport for the next sentence's audio).
+        pad = (-sent) % OUT_FRAME_BYTES
         if pad:
             await self.push_frame(TTSAudioRawFrame(audio=bytes(pad), sample_rate=OUT_RATE,
                                                    num_channels=1))

@@ -37,7 +37,7 @@ from reautod.pipeline.opening import call_agent
 from reautod.pipeline.recording import CallRecording, GuardedSink
 from reautod.pipeline.responder import AgentResponder
 from reautod.pipeline.serializer import TwilioMediaSerializer
-from reautod.pipeline.transport import CallTransport
+from reautod.pipeline.transport import OUT_FRAME_MS, OUT_RATE, CallTransport
 from reautod.pipeline.turns import UserTurnProcessor
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,6 @@ log = logging.getLogger(__name__)
 # resampling was the biggest CPU cost per stream. Each finished turn is resampled once to 16 kHz
 # for STT (Smart Turn resamples its own window), off the event loop.
 IN_RATE = 8000
-OUT_RATE = 8000
 TEARDOWN_TIMEOUT_S = 10.0
 PIPELINE_READY_TIMEOUT_S = 10.0
 
@@ -230,9 +229,7 @@ class CallSession:
                 audio_in_sample_rate=IN_RATE,
                 audio_out_enabled=True,
                 audio_out_sample_rate=OUT_RATE,
-                # 40 ms media messages: Twilio plays any size in order, and every message costs
-                # a trip through the output transport, serializer and socket (bench_streams)
-                audio_out_10ms_chunks=4,
+                audio_out_10ms_chunks=OUT_FRAME_MS // 10,
                 audio_out_end_silence_secs=0,
                 serializer=serializer,
                 allowed_origins=[],  # Twilio sends no Origin; the upgrade validator guards

@@ -31,6 +31,11 @@ from pipecat.transports.websocket.fastapi import (
 )
 
 PLAYOUT_LEAD_S = 0.1  # audio kept in Twilio's buffer ahead of what is playing
+OUT_RATE = 8000  # Twilio plays 8 kHz mu-law
+# Agent audio leaves in 40 ms media messages: Twilio plays any size in order, and every message
+# costs a trip through the output transport, serializer and socket (bench/bench_streams.py).
+OUT_FRAME_MS = 40
+OUT_FRAME_BYTES = OUT_RATE * 2 * OUT_FRAME_MS // 1000  # PCM16, before mu-law
 
 
 class _DirectAudioInput(FastAPIWebsocketInputTransport):

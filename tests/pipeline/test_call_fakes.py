@@ -11,6 +11,7 @@ import pytest
 from reautod.campaigns.settings import CampaignSettings
 from reautod.config import AgentSettings, Settings
 from reautod.pipeline.observer import CallState
+from reautod.pipeline.transport import OUT_FRAME_BYTES
 from reautod.telephony.simulator import (
     CallOptions,
     Hangup,
@@ -59,8 +60,10 @@ async def test_greeting_then_answer_with_marks(short_speech: Utterance) -> None:
     assert set(answer.latencies) == {"stt_s", "llm_first_token_s", "tts_first_audio_s",
                                      "voice_to_voice_s"}
     assert 0 <= answer.latencies["stt_s"] <= answer.latencies["voice_to_voice_s"]
-    # The simulator got valid mu-law media and echoed every mark as played.
-    assert result.agent_media and all(m.nbytes > 0 for m in result.agent_media)
+    # The simulator got valid mu-law media, every message a whole 40 ms outbound frame, and echoed
+    # every mark as played.
+    assert result.agent_media
+    assert {m.nbytes for m in result.agent_media} == {OUT_FRAME_BYTES // 2}
     assert result.malformed == 0 and result.unknown_events == 0
     assert len(result.marks) >= 4 and all(m.played for m in result.marks)
     assert result.timeouts == ()
