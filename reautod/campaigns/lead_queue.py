@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from reautod.errors import ValidationError
 from reautod.store.database import Database
 from reautod.store.enums import LeadStatus
+from reautod.store.repositories._claim import claim_rows
 from reautod.store.repositories.leads import leads as _leads
 
 _DUE = (LeadStatus.NEW.value, LeadStatus.RETRY.value)
@@ -85,27 +86,16 @@ class SqlLeadQueue:
             raise ValidationError(f"claim limit must be 1..{MAX_CLAIM}")
 
         async def work(conn: AsyncConnection) -> list[LeadClaim]:
-            query = (
+            due = (
                 select(_leads.c.id)
                 .where(_leads.c.campaign_id == campaign_id, _leads.c.status.in_(_DUE),
                        _leads.c.next_attempt_at <= now)
                 .order_by(_leads.c.priority.desc(), _leads.c.next_attempt_at)
                 .limit(limit)
             )
-            if conn.dialect.name == "postgresql":
-                query = query.with_for_update(skip_locked=True)
-            ids = [row.id for row in await conn.execute(query)]
-            if not ids:
-                return []
-            await conn.execute(
-                update(_leads).where(_leads.c.id.in_(ids))
-                .values(status=LeadStatus.DIALING.value, updated_at=now, lease_owner=self.owner,
-                        lease_expires_at=now + self.lease_ttl)
-            )
-            rows = await conn.execute(
-                select(_leads.c.id, _leads.c.campaign_id, _leads.c.contact_id, _leads.c.attempts,
-                       _leads.c.updated_at).where(_leads.c.id.in_(ids))
-            )
+            taken = {"status": LeadStatus.DIALING.value, "updated_at": now,
+                     "lease_owner": self.owner, "lease_expires_at": now + self.lease_ttl}
+            rows = await claim_rows(conn, _leads, due, taken)
             return [LeadClaim(r.id, r.campaign_id, r.contact_id, r.attempts, r.updated_at)
                     for r in rows]
 
@@ -153,21 +143,14 @@ class SqlLeadQueue:
     async def reap_expired(self, now: datetime, requeue_at: datetime) -> int:
         """Requeue leads whose holder stopped renewing (a dead daemon); returns how many."""
         _aware(now)
+        _aware(requeue_at)
 
         async def work(conn: AsyncConnection) -> int:
-            query = select(_leads.c.id).where(_leads.c.status.in_(_HELD),
-                                              _leads.c.lease_expires_at < now)
-            if conn.dialect.name == "postgresql":
-                query = query.with_for_update(skip_locked=True)
-            ids = [row.id for row in await conn.execute(query)]
-            if not ids:
-                return 0
-            await conn.execute(
-                update(_leads).where(_leads.c.id.in_(ids))
-                .values(status=LeadStatus.RETRY.value, next_attempt_at=_aware(requeue_at),
-                        updated_at=now, lease_owner=None, lease_expires_at=None)
-            )
-            return len(ids)
+            expired = select(_leads.c.id).where(_leads.c.status.in_(_HELD),
+                                                _leads.c.lease_expires_at < now)
+            taken = {"status": LeadStatus.RETRY.value, "next_attempt_at": requeue_at,
+                     "updated_at": now, "lease_owner": None, "lease_expires_at": None}
+            return len(await claim_rows(conn, _leads, expired, taken))
 
         return await self.db.transaction(work)
 
