@@ -164,7 +164,7 @@ async def test_status_by_sid_never_moves_backwards(db: Database) -> None:
         await calls.record_status_by_sid("CA" + "c" * 32, CallStatus.RINGING, T0)
 
 
-async def test_due_leads_and_claiming(db: Database) -> None:
+async def test_due_leads(db: Database) -> None:
     campaign, _contact, lead = await campaign_contact_lead(db)
     other = await ContactRepository(db).upsert(ContactInput("+15550002222"))
     later = await LeadRepository(db).add(
@@ -172,11 +172,13 @@ async def test_due_leads_and_claiming(db: Database) -> None:
     )
     leads = LeadRepository(db)
     assert [lead_row.id for lead_row in await leads.due(campaign.id, T0)] == [lead.id]
-    claimed = await leads.claim_due(campaign.id, T0 + timedelta(hours=2), 10)
-    assert {c.id for c in claimed} == {lead.id, later.id}
-    assert all(c.status == "dialing" and c.attempts == 1 for c in claimed)
-    assert await leads.claim_due(campaign.id, T0 + timedelta(hours=2), 10) == []
+    assert [x.id for x in await leads.due(campaign.id, T0 + timedelta(hours=2))] == [
+        lead.id,
+        later.id,
+    ]
+    await leads.set_status(later.id, LeadStatus.DIALING)
     await leads.set_status(lead.id, LeadStatus.RETRY, next_attempt_at=T0 + timedelta(days=1))
+    assert await leads.due(campaign.id, T0 + timedelta(hours=2)) == []
     assert [x.id for x in await leads.due(campaign.id, T0 + timedelta(days=2))] == [lead.id]
     with pytest.raises(ValidationError):
         await leads.due(campaign.id, T0, limit=0)

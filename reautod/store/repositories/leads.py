@@ -15,7 +15,6 @@ from reautod.store import models as m
 from reautod.store.database import Database
 from reautod.store.enums import DUE_LEAD_STATUSES, LeadStatus
 from reautod.store.repositories._base import check_e164, check_limit, table, to_dataclass
-from reautod.store.repositories._claim import claim_rows
 from reautod.store.repositories.contacts import ContactInput
 from reautod.store.sql import upsert
 from reautod.store.types import utcnow
@@ -42,7 +41,8 @@ class LeadRow:
 
 
 def due_leads_query(campaign_id: uuid.UUID, now: datetime, limit: int) -> Select[tuple[object, ...]]:
-    """The dialer's query (served by ix_leads_campaign_id_status_next_attempt_at)."""
+    """A campaign's due leads, oldest due first (served by
+    ix_leads_campaign_id_status_next_attempt_at)."""
     return (
         select(leads)
         .where(
@@ -106,25 +106,6 @@ class LeadRepository:
             return [to_dataclass(LeadRow, r) for r in rows]
 
         return await self.db.read(work)
-
-    async def claim_due(self, campaign_id: uuid.UUID, now: datetime, limit: int) -> list[LeadRow]:
-        """Atomically take up to `limit` due leads: status -> dialing, attempts + 1.
-
-        Concurrent dialers skip each other's rows (see `claim_rows`).
-        """
-        check_limit(limit)
-
-        async def work(conn: AsyncConnection) -> list[LeadRow]:
-            taken = {
-                "status": LeadStatus.DIALING.value,
-                "attempts": leads.c.attempts + 1,
-                "last_attempt_at": now,
-                "updated_at": now,
-            }
-            rows = await claim_rows(conn, leads, due_leads_query(campaign_id, now, limit), taken)
-            return [to_dataclass(LeadRow, r) for r in rows]
-
-        return await self.db.transaction(work)
 
     async def set_status(
         self, lead_id: uuid.UUID, status: LeadStatus, *, next_attempt_at: datetime | None = None
