@@ -19,46 +19,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import sys
 import tempfile
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_pipeline_overhead import Collector, line, pct, quiet_pipecat, speech
+from bench_pipeline_overhead import Collector, line, pct, quiet_pipecat, serve, speech
 
-from reautod.api.app import HttpServer, create_app
-from reautod.api.media import MEDIA_PATH, media_router
 from reautod.config import Settings
 from reautod.engines.catalog import build_test_models
 from reautod.engines.registry import EngineSet
-from reautod.pipeline.calls import CallManager
 from reautod.telephony.simulator import CallOptions, Hangup, Pause, Step, WaitForAgent, run_call
 
 TARGET_P50_S = 0.350
-
-
-@contextlib.asynccontextmanager
-async def serve_calls(engines: Any, settings: Settings, observer: Any
-                      ) -> AsyncIterator[tuple[str, CallManager]]:
-    """The daemon's HTTP server with the media router on 127.0.0.1:<free port>: the ws:// URL
-    and the CallManager (the bench prepares greetings as the dialer does)."""
-    manager = CallManager(engines, settings, observer)
-    await manager.start()
-
-    async def health() -> dict[str, Any]:
-        return {"ok": True}
-
-    server = HttpServer(create_app([media_router(manager)], health=health), "127.0.0.1", 0)
-    await server.start()
-    try:
-        yield f"ws://127.0.0.1:{server.port}{MEDIA_PATH}", manager
-    finally:
-        await manager.close()
-        await server.close()
 
 
 async def main() -> None:
@@ -99,7 +73,7 @@ async def main() -> None:
         phone: list[float] = []
         greeting_wait: list[float] = []
         try:
-            async with serve_calls(engines, settings, observer) as (url, manager):
+            async with serve(engines, settings, observer) as (url, manager):
                 for i in range(args.calls):
                     call_id = f"e{i}"
                     if not args.no_prepare:  # what the dialer does when it places the call

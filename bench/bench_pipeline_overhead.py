@@ -30,11 +30,10 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import uvicorn
-from fastapi import FastAPI
 from loguru import logger
 
-from reautod.api.media import media_router
+from reautod.api.app import HttpServer, create_app
+from reautod.api.media import MEDIA_PATH, media_router
 from reautod.config import Settings
 from reautod.engines.base import (
     AudioChunk,
@@ -161,26 +160,23 @@ class Collector:
 
 
 @contextlib.asynccontextmanager
-async def serve(engines: Any, settings: Settings, observer: Any) -> AsyncIterator[str]:
-    """The media router on uvicorn at 127.0.0.1:<free port>; yields the ws:// URL."""
+async def serve(engines: Any, settings: Settings, observer: Any
+                ) -> AsyncIterator[tuple[str, CallManager]]:
+    """The daemon's HTTP server with the media router on 127.0.0.1:<free port>: the ws:// URL
+    and the CallManager (bench_e2e prepares greetings through it, as the dialer does)."""
     manager = CallManager(engines, settings, observer)
     await manager.start()
-    app = FastAPI()
-    app.include_router(media_router(manager))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
-                                           lifespan="off", ws_max_size=1 << 20))
-    task = asyncio.create_task(server.serve())
+
+    async def health() -> dict[str, Any]:
+        return {"ok": True}
+
+    server = HttpServer(create_app([media_router(manager)], health=health), "127.0.0.1", 0)
+    await server.start()
     try:
-        for _ in range(1000):
-            if server.started:
-                break
-            await asyncio.sleep(0.01)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        yield f"ws://127.0.0.1:{port}/twilio/media"
+        yield f"ws://127.0.0.1:{server.port}{MEDIA_PATH}", manager
     finally:
         await manager.close()
-        server.should_exit = True
-        await task
+        await server.close()
 
 
 def quiet_pipecat() -> None:
@@ -236,7 +232,7 @@ async def main() -> None:
     for i in range(args.turns):
         script += [utterances[i % len(utterances)], WaitForAgent(timeout_s=30), Pause(0.2)]
     script.append(Hangup())
-    async with serve(engines, settings, observer) as url:
+    async with serve(engines, settings, observer) as (url, _):
         await asyncio.gather(*(run_call(CallOptions(url=url, record_audio=False,
                                                     custom_parameters={"call_id": f"o{i}"}),
                                         script) for i in range(args.calls)))

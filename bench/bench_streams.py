@@ -129,7 +129,7 @@ async def run_n(n: int, arrival_s: float = 0.0) -> str:
     with ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as pool, \
             SendClock() as clock:
         await loop.run_in_executor(pool, int, 0)  # start the child before the clock starts
-        async with serve(engines, settings, observer) as url:
+        async with serve(engines, settings, observer) as (url, _):
             cpu0, wall0 = os.times(), time.monotonic()
             calls = await loop.run_in_executor(pool, phones, url, n, utterance, arrival_s)
             cpu1, wall1 = os.times(), time.monotonic()
