@@ -15,7 +15,9 @@ from fastapi import FastAPI, WebSocket
 
 from reautod.api.media import media_router
 from reautod.config import Settings
+from reautod.control.protocol import Method
 from reautod.pipeline.calls import CallManager, Engines
+from reautod.pipeline.control import control_methods
 from reautod.pipeline.observer import CallInfo, CallState, TurnRecord
 from reautod.pipeline.recording import CallRecording
 from reautod.telephony.sim_script import Utterance
@@ -66,6 +68,17 @@ class Served:
     url: str  # ws://127.0.0.1:PORT/twilio/media
     manager: CallManager
     observer: RecordingObserver
+
+
+def control_method(served: Served, name: str) -> Method:
+    """The pipeline's control method `name`, wired to this media server."""
+    base = served.url.replace("ws://", "http://").removesuffix("/twilio/media")
+    return {m.name: m for m in control_methods(served.manager, lambda: base)}[name]
+
+
+async def call_method(method: Method, **params: Any) -> Any:
+    """Call a control method as the control server would: params validated first."""
+    return await method.handler(method.params.model_validate(params))
 
 
 def make_settings(**calls: Any) -> Settings:

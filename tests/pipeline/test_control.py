@@ -10,23 +10,19 @@ import pytest
 
 from reautod.control.commands import call as call_cmd
 from reautod.control.context import CliContext
-from reautod.control.protocol import Method
 from reautod.errors import NotFoundError, ValidationError
-from reautod.pipeline.control import control_methods, lead_utterances, media_ws_url
-from tests.pipeline.conftest import SPEECH_DIR, Served, serve_media, wait_for
+from reautod.pipeline.control import lead_utterances, media_ws_url
+from tests.pipeline.conftest import (
+    SPEECH_DIR,
+    call_method,
+    control_method,
+    serve_media,
+    wait_for,
+)
 from tests.pipeline.fakes import FakeEngines, FakeTTS
 from tests.pipeline.rawclient import closed, open_call
 
 pytestmark = pytest.mark.timeout(180)
-
-
-def _methods(served: Served) -> dict[str, Method]:
-    base = served.url.replace("ws://", "http://").removesuffix("/twilio/media")
-    return {m.name: m for m in control_methods(served.manager, lambda: base)}
-
-
-async def _call(method: Method, **params: Any) -> Any:
-    return await method.handler(method.params.model_validate(params))
 
 
 async def test_simulate_reports_each_turn_with_latencies() -> None:
@@ -35,7 +31,7 @@ async def test_simulate_reports_each_turn_with_latencies() -> None:
         pytest.skip("speech fixture not present")
     engines = FakeEngines()
     async with serve_media(engines) as served:
-        out = await _call(_methods(served)["call.simulate"], lead_audio=[str(audio)])
+        out = await call_method(control_method(served, "call.simulate"), lead_audio=[str(audio)])
     turns = out["turns"]
     assert [t["speaker"] for t in turns] == ["agent", "caller", "agent"]
     assert turns[0]["text"].startswith("Hi Sam Simulated")
@@ -53,11 +49,11 @@ async def test_simulate_rejects_bad_lead_audio(tmp_path: Any) -> None:
     not_audio = tmp_path / "x.wav"
     not_audio.write_text("not audio")
     async with serve_media(FakeEngines()) as served:
-        method = _methods(served)["call.simulate"]
+        method = control_method(served, "call.simulate")
         with pytest.raises(ValidationError):
-            await _call(method, lead_audio=["relative.wav"])
+            await call_method(method, lead_audio=["relative.wav"])
         with pytest.raises(ValidationError):
-            await _call(method, lead_audio=[str(not_audio)])
+            await call_method(method, lead_audio=[str(not_audio)])
 
 
 async def test_generated_lead_lines_come_from_the_tts_engine() -> None:
@@ -70,16 +66,16 @@ async def test_generated_lead_lines_come_from_the_tts_engine() -> None:
 
 async def test_list_and_hangup_methods() -> None:
     async with serve_media(FakeEngines()) as served:
-        methods = _methods(served)
         ws = await open_call(served.url, "lh1", lead_name="Jane Doe", campaign="spring")
         await wait_for(lambda: served.manager.session("lh1") is not None)
-        listed = await _call(methods["calls.list"])
+        listed = await call_method(control_method(served, "calls.list"))
         assert [(c["call_id"], c["lead_name"], c["campaign"]) for c in listed["calls"]] == [
             ("lh1", "Jane Doe", "spring")]
         assert "J*** D**" in call_cmd.render_list(listed)
+        hangup = control_method(served, "call.hangup")
         with pytest.raises(NotFoundError):
-            await _call(methods["call.hangup"], call_id="nope")
-        assert await _call(methods["call.hangup"], call_id="lh1") == {
+            await call_method(hangup, call_id="nope")
+        assert await call_method(hangup, call_id="lh1") == {
             "call_id": "lh1", "hanging_up": True}
         await closed(ws, timeout=20)
     assert served.observer.reason("lh1") == "operator"

@@ -7,10 +7,9 @@ import asyncio
 
 import pytest
 
-from reautod.pipeline.control import control_methods
 from reautod.pipeline.greetings import PreparedGreetings
 from reautod.telephony.simulator import CallOptions, Hangup, WaitForAgent, run_call
-from tests.pipeline.conftest import SPEECH_DIR, serve_media
+from tests.pipeline.conftest import SPEECH_DIR, call_method, control_method, serve_media
 from tests.pipeline.fakes import FakeEngines, FakeTTS, engine_error
 
 pytestmark = pytest.mark.timeout(60)
@@ -147,10 +146,8 @@ async def test_a_simulated_call_finds_its_greeting_ready() -> None:
         pytest.skip("speech fixture not present")
     engines = FakeEngines()
     async with serve_media(engines) as served:
-        base = served.url.replace("ws://", "http://").removesuffix("/twilio/media")
-        simulate = {m.name: m for m in control_methods(served.manager, lambda: base)}[
-            "call.simulate"]
-        out = await simulate.handler(simulate.params.model_validate({"lead_audio": [str(audio)]}))
+        out = await call_method(control_method(served, "call.simulate"),
+                                lead_audio=[str(audio)])
         outcomes = dict(served.manager.greetings.outcomes)
     greeting = out["turns"][0]["text"]
     assert greeting.startswith("Hi Sam Simulated")
