@@ -2,13 +2,14 @@
 
 The pipeline knows only these Protocols: `CallRecording` opens one `CallAudioSink` per call, and
 the serializer hands it every 16-bit mono PCM frame, caller audio as it arrived from Twilio and
-agent audio as it was sent to be played. Sink methods run on the event loop once per 20 ms
-frame: they may only buffer (the daemon's sink writes files off the loop).
+agent audio as it was sent to be played. Sink methods run on the event loop once per media
+message: they may only buffer (the daemon's sink writes files off the loop).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Protocol
 
 from reautod.errors import ReautodError
@@ -44,22 +45,20 @@ class GuardedSink:
         self.recording = True
 
     def caller(self, pcm: bytes) -> None:
-        if self.recording:
-            try:
-                self._inner.caller(pcm)
-            except ReautodError as err:
-                self._fail(err)
+        self._write(self._inner.caller, pcm)
 
     def agent(self, pcm: bytes) -> None:
-        if self.recording:
-            try:
-                self._inner.agent(pcm)
-            except ReautodError as err:
-                self._fail(err)
+        self._write(self._inner.agent, pcm)
 
-    def _fail(self, err: ReautodError) -> None:
-        log.warning("call %s: recording stopped (%s: %s)", self._call_id, err.code, err.message)
-        self.recording = False
+    def _write(self, write: Callable[[bytes], None], pcm: bytes) -> None:
+        if not self.recording:
+            return
+        try:
+            write(pcm)
+        except ReautodError as err:
+            log.warning("call %s: recording stopped (%s: %s)", self._call_id, err.code,
+                        err.message)
+            self.recording = False
 
     async def close(self) -> None:
         """Always closes the inner sink (it owns a writer task), even after a failure."""

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from reautod.api.media import StartRejected, parse_start
 from reautod.config import AgentSettings
+from reautod.errors import ReautodError
 from reautod.pipeline.agent import DialogueAgent, render
 from reautod.pipeline.opening import OpeningFields, render_opening, spoken_number
 from reautod.pipeline.playback import PlaybackTracker
+from reautod.pipeline.recording import GuardedSink
 from reautod.pipeline.sentences import SentenceSplitter, clean
 from reautod.pipeline.turns import is_backchannel
 
@@ -130,3 +134,34 @@ def test_pipecat_logs_go_to_stdlib(caplog: pytest.LogCaptureFixture) -> None:
         logger.warning("worth seeing")
     assert [(r.name, r.levelname, r.getMessage()) for r in caplog.records] == [
         ("pipecat", "WARNING", "worth seeing")]
+
+
+def test_a_failing_recording_stops_recording_once_and_never_raises(
+        caplog: pytest.LogCaptureFixture) -> None:
+    class Sink:
+        def __init__(self) -> None:
+            self.caller_pcm: list[bytes] = []
+            self.agent_pcm: list[bytes] = []
+
+        def caller(self, pcm: bytes) -> None:
+            self.caller_pcm.append(pcm)
+
+        def agent(self, pcm: bytes) -> None:
+            if pcm == b"bad":
+                raise ReautodError("disk full", code="recording_failed")
+            self.agent_pcm.append(pcm)
+
+        async def close(self) -> None:
+            pass
+
+    inner = Sink()
+    sink = GuardedSink("c1", inner)
+    sink.caller(b"a")
+    sink.agent(b"b")
+    with caplog.at_level(logging.WARNING):
+        sink.agent(b"bad")
+        sink.caller(b"c")
+        sink.agent(b"d")
+    assert not sink.recording
+    assert inner.caller_pcm == [b"a"] and inner.agent_pcm == [b"b"]
+    assert caplog.text.count("call c1: recording stopped (recording_failed: disk full)") == 1
