@@ -41,28 +41,30 @@ def config(state: Path, models: Path, record: bool) -> str:
     )
 
 
-def simulate(daemon: Any) -> None:
+def simulated_call(daemon_factory: Any, models: Path, tmp_path: Path, *, record: bool) -> Path:
+    """Start a daemon, place one simulated call, stop it (SIGTERM: the write-behind queue drains
+    before exit); the daemon's state directory."""
     # real speech: the random-weight TTS voice makes noise that VAD rightly does not call speech
     lead = SPEECH_DIR / "dg_testing-websocket_8k_mulaw.wav"
     if not lead.exists():
         pytest.skip(f"speech fixture {lead} not present")
+    state = tmp_path / "state"
+    daemon = daemon_factory(config(state, models, record), name="rec" if record else "norec")
+    daemon.start()
+    daemon.wait_ready()
     result = daemon.ctl("--json", "call", "simulate", "--fast", "--lead-audio", str(lead),
                         timeout=180)
     assert result.returncode == 0, result.stderr + daemon.log()[-3000:]
+    daemon.stop()
+    assert daemon.proc.returncode == 0, daemon.log()[-3000:]
+    return state
 
 
 @pytest.mark.slow
 def test_a_simulated_call_is_recorded_in_both_directions(
     daemon_factory: Any, test_models_dir: Path, tmp_path: Path
 ) -> None:
-    state = tmp_path / "state"
-    daemon = daemon_factory(config(state, test_models_dir, record=True), name="rec")
-    daemon.start()
-    daemon.wait_ready()
-    simulate(daemon)
-    daemon.stop()  # SIGTERM: the write-behind queue drains before exit
-    assert daemon.proc.returncode == 0, daemon.log()[-3000:]
-
+    state = simulated_call(daemon_factory, test_models_dir, tmp_path, record=True)
     rows = asyncio.run(recordings(state / "reautod.db"))
     assert sorted(r.direction for r in rows) == ["inbound", "outbound"], rows
     assert len({r.call_id for r in rows}) == 1
@@ -93,12 +95,6 @@ def test_a_simulated_call_is_recorded_in_both_directions(
 def test_record_false_records_nothing(
     daemon_factory: Any, test_models_dir: Path, tmp_path: Path
 ) -> None:
-    state = tmp_path / "state"
-    daemon = daemon_factory(config(state, test_models_dir, record=False), name="norec")
-    daemon.start()
-    daemon.wait_ready()
-    simulate(daemon)
-    daemon.stop()
-    assert daemon.proc.returncode == 0, daemon.log()[-3000:]
+    state = simulated_call(daemon_factory, test_models_dir, tmp_path, record=False)
     assert asyncio.run(recordings(state / "reautod.db")) == []
     assert not list((state / "recordings").rglob("*.wav*"))
