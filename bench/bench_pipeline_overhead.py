@@ -34,6 +34,7 @@ from loguru import logger
 
 from reautod.api.app import HttpServer, create_app
 from reautod.api.media import MEDIA_PATH, media_router
+from reautod.call_events import CallInfo, CallState, TurnRecord
 from reautod.config import Settings
 from reautod.engines.base import (
     AudioChunk,
@@ -45,7 +46,6 @@ from reautod.engines.base import (
     Transcript,
 )
 from reautod.pipeline.calls import CallManager
-from reautod.pipeline.observer import CallInfo, CallState, TurnRecord
 from reautod.telephony.audio import ulaw_to_float
 from reautod.telephony.simulator import (
     CallOptions,

@@ -13,9 +13,9 @@ import logging
 from collections.abc import Coroutine
 from typing import Any
 
+from reautod.call_events import CallInfo, CallState, TurnRecord
 from reautod.observability.events import EventBus
 from reautod.observability.metrics import Metrics
-from reautod.pipeline.observer import CallInfo, CallState, TurnRecord
 from reautod.sessions import SessionStore
 
 log = logging.getLogger(__name__)

@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from reautod import __version__
 from reautod.api.app import HttpServer, create_app
 from reautod.api.media import media_router
+from reautod.call_events import ObserverFanOut
 from reautod.call_observer import CallEventPublisher
 from reautod.campaigns.service import TelephonyPart
 from reautod.config import (
@@ -31,11 +32,12 @@ from reautod.config import (
     load_settings,
     redacted,
 )
-from reautod.control.protocol import PROTOCOL_VERSION, Method
+from reautod.control.protocol import PROTOCOL_VERSION
 from reautod.control.server import ControlServer
 from reautod.engines.control import engine_methods
 from reautod.engines.registry import EngineSet
 from reautod.errors import AlreadyRunningError, ConfigError, ReautodError
+from reautod.methods import Method
 from reautod.observability.events import EventBus
 from reautod.observability.gpu import GpuCollector, load_nvml
 from reautod.observability.logging import CallbackHandler, replace_level, setup_logging
@@ -46,7 +48,6 @@ from reautod.observability.metrics_summary import metrics_methods
 from reautod.pipeline import route_pipecat_logs
 from reautod.pipeline.calls import CallManager
 from reautod.pipeline.control import control_methods as call_methods
-from reautod.pipeline.observer import ObserverFanOut
 from reautod.sdnotify import Notifier
 from reautod.sessions import SessionStore, open_session_store
 from reautod.store import Database, WriteBehind, recover_partial_recordings

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from reautod.call_events import CallInfo, CallState, TurnRecord
 from reautod.call_observer import CallEventPublisher
 from reautod.observability.events import EventBus
 from reautod.observability.metrics import Metrics
-from reautod.pipeline.observer import CallInfo, CallState, TurnRecord
 from reautod.sessions import MemorySessionStore
 
 

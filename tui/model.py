@@ -47,7 +47,7 @@ def _str(value: Any, default: str = "") -> str:
     return value if isinstance(value, str) else default
 
 
-# The pipeline's latency keys (reautod.pipeline.observer.LATENCY_KEYS) -> our stage names.
+# The pipeline's latency keys (reautod.call_events.LATENCY_KEYS) -> our stage names.
 _STAGE_ALIASES = {"stt": "transcript", "llm_first_token": "first_token",
                   "tts_first_audio": "first_audio"}
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from reautod.call_events import CallInfo, TurnRecord
 from reautod.campaigns.amd import AmdAction, amd_action, attempt_outcome
 from reautod.campaigns.dnc import DncList, DncSource, detect_opt_out, is_opt_out_digit
 from reautod.campaigns.pacing import Outcome
@@ -32,7 +33,6 @@ from reautod.errors import NotFoundError, ReautodError, ValidationError
 from reautod.observability.events import EventBus
 from reautod.observability.logging import mask_phone
 from reautod.observability.metrics import AMD_RESULTS, Metrics
-from reautod.pipeline.observer import CallInfo, TurnRecord
 from reautod.store.call_observer import call_uuid
 from reautod.store.database import Database
 from reautod.store.enums import AmdResult, CallDirection, CallOutcome, CallTransport, LeadStatus

@@ -20,8 +20,8 @@ from reautod.campaigns.call_tracker import TrackedCall
 from reautod.campaigns.dnc import DncScope, DncSource, normalize_phone
 from reautod.campaigns.leads_import import MAX_FILE_BYTES, import_csv, state_of_number
 from reautod.campaigns.settings import CampaignSettings, settings_of
-from reautod.control.protocol import Method, NoParams
 from reautod.errors import NotFoundError, ReautodError, ValidationError
+from reautod.methods import Method, NoParams
 from reautod.observability.logging import mask_phone
 from reautod.store.call_observer import call_uuid
 from reautod.store.enums import CallDirection, CampaignStatus

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from fastapi import APIRouter, WebSocket
 from twilio.request_validator import RequestValidator
 
+from reautod.call_events import CallInfo, CallState, TurnRecord
 from reautod.campaigns.call_tracker import CallTracker, LiveSession, TrackedCall
 from reautod.campaigns.control import campaign_methods
 from reautod.campaigns.dialer import BlockedDial, BlockReason, Dialer, LeadTarget
@@ -32,11 +33,10 @@ from reautod.campaigns.pacing import ConcurrencyLimiter, Outcome, TokenBucket
 from reautod.campaigns.settings import CampaignSettings, settings_of
 from reautod.campaigns.store_adapters import StoreDialLog, StoreDncStorage, StoreLeadDirectory
 from reautod.config import Secrets, Settings
-from reautod.control.protocol import Method
 from reautod.errors import ConfigError, ReautodError, UnavailableError, ValidationError
+from reautod.methods import Method
 from reautod.observability.events import EventBus
 from reautod.observability.metrics import Metrics
-from reautod.pipeline.observer import CallInfo, CallState, TurnRecord
 from reautod.store.database import Database
 from reautod.store.enums import CallDirection, CallOutcome, CallStatus, CallTransport, LeadStatus
 from reautod.store.records import CallStarted, CallStatusChanged

@@ -23,14 +23,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 from pydantic import ValidationError as PydanticValidationError
 
-from reautod.control.protocol import (
-    MAX_LINE_BYTES,
-    PROTOCOL_VERSION,
-    Method,
-    encode,
-    error_body,
-)
+from reautod.control.protocol import MAX_LINE_BYTES, PROTOCOL_VERSION, encode, error_body
 from reautod.errors import AlreadyRunningError, ReautodError
+from reautod.methods import Method
 from reautod.observability.events import EventBus, Subscription
 
 log = logging.getLogger(__name__)

@@ -6,8 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from reautod.control.protocol import Method, NoParams
 from reautod.engines.registry import EngineSet
+from reautod.methods import Method, NoParams
 
 
 def engine_methods(engines: EngineSet) -> list[Method]:

@@ -13,7 +13,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from reautod.control.protocol import Method
+from reautod.methods import Method
 from reautod.observability.metrics import ENGINES, Metrics
 
 

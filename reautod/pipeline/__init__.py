@@ -6,9 +6,9 @@ Public API (what the daemon wires): `CallManager`, `CallObserver` / `CallInfo` /
 
 from __future__ import annotations
 
+from reautod.call_events import CallInfo, CallObserver, CallState, TurnRecord
 from reautod.pipeline.calls import CallManager, Engines
 from reautod.pipeline.control import control_methods
-from reautod.pipeline.observer import CallInfo, CallObserver, CallState, TurnRecord
 from reautod.pipeline.pipecat_logs import route_pipecat_logs
 
 __all__ = [

@@ -11,12 +11,12 @@ from typing import Protocol
 from fastapi import WebSocket
 from pipecat.audio.turn.base_turn_analyzer import BaseTurnAnalyzer
 
+from reautod.call_events import CallInfo, CallObserver, SafeObserver, TurnRecord
 from reautod.config import Settings
 from reautod.engines.base import LanguageModel, SpeechToText, TextToSpeech
 from reautod.errors import NotFoundError, OverloadedError, UnavailableError
 from reautod.pipeline.greetings import PreparedGreetings
 from reautod.pipeline.line_cache import LineAudioCache
-from reautod.pipeline.observer import CallInfo, CallObserver, SafeObserver, TurnRecord
 from reautod.pipeline.opening import call_agent
 from reautod.pipeline.recording import CallRecording
 from reautod.pipeline.session import CallSession, StartInfo

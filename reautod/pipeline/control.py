@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from reautod.control.protocol import Method, NoParams
 from reautod.engines.base import TextToSpeech
 from reautod.errors import ReautodError, ValidationError
+from reautod.methods import Method, NoParams
 from reautod.pipeline.calls import CallManager
 from reautod.telephony.simulator import (
     CallOptions,

@@ -12,8 +12,8 @@ import logging
 from collections.abc import Callable
 from typing import Protocol
 
+from reautod.call_events import CallInfo
 from reautod.errors import ReautodError
-from reautod.pipeline.observer import CallInfo
 
 log = logging.getLogger(__name__)
 

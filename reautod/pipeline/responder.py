@@ -29,6 +29,7 @@ from pipecat.frames.frames import (
 )
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
+from reautod.call_events import CallInfo, CallObserver, CallState, TurnRecord
 from reautod.config import AgentSettings, CallSettings, EngineSettings
 from reautod.engines.base import AudioChunk, LanguageModel, TextToSpeech
 from reautod.errors import EngineError, ReautodError
@@ -42,7 +43,6 @@ from reautod.pipeline.frames import (
     UserTurnFrame,
 )
 from reautod.pipeline.line_cache import LineAudioCache
-from reautod.pipeline.observer import CallInfo, CallObserver, CallState, TurnRecord
 from reautod.pipeline.playback import PlaybackTracker
 from reautod.pipeline.sentences import SentenceSplitter
 from reautod.pipeline.transport import OUT_FRAME_BYTES, OUT_RATE

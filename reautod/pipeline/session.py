@@ -24,6 +24,7 @@ from pipecat.transports.websocket.fastapi import FastAPIWebsocketParams
 from pipecat.workers.runner import WorkerRunner
 from starlette.websockets import WebSocketState
 
+from reautod.call_events import CallInfo, CallObserver, CallState
 from reautod.config import Settings
 from reautod.engines.base import AudioChunk, LanguageModel, SpeechToText, TextToSpeech
 from reautod.errors import ReautodError
@@ -32,7 +33,6 @@ from reautod.pipeline.agent import DialogueAgent
 from reautod.pipeline.frames import HangupRequestFrame
 from reautod.pipeline.greetings import PreparedGreetings, synthesize_all
 from reautod.pipeline.line_cache import LineAudioCache
-from reautod.pipeline.observer import CallInfo, CallObserver, CallState
 from reautod.pipeline.opening import call_agent
 from reautod.pipeline.recording import CallRecording, GuardedSink
 from reautod.pipeline.responder import AgentResponder

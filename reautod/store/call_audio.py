@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
-from reautod.pipeline.observer import CallInfo
+from reautod.call_events import CallInfo
 from reautod.pipeline.recording import CallAudioSink
 from reautod.store.call_observer import call_uuid
 from reautod.store.enums import RecordingDirection

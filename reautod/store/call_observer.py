@@ -13,8 +13,8 @@ import logging
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from reautod.pipeline.observer import CallInfo, CallState
-from reautod.pipeline.observer import TurnRecord as PipelineTurn
+from reautod.call_events import CallInfo, CallState
+from reautod.call_events import TurnRecord as PipelineTurn
 from reautod.store.enums import CallDirection, CallStatus, CallTransport, Speaker
 from reautod.store.records import CallEnded, CallStarted, CallStatusChanged, TurnRecord
 from reautod.store.writebehind import WriteBehind

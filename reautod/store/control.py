@@ -10,8 +10,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from reautod.control.protocol import Method, NoParams
 from reautod.errors import UnavailableError
+from reautod.methods import Method, NoParams
 from reautod.store.database import Database
 from reautod.store.repositories import CampaignRepository
 from reautod.store.stats import daily_campaign_stats

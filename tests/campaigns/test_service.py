@@ -18,6 +18,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from reautod.call_events import CallInfo, CallState, ObserverFanOut, TurnRecord
 from reautod.campaigns.call_tracker import CallTracker, stored_status
 from reautod.campaigns.control import CallRef, CampaignRef, CreateParams, DialParams, ImportParams
 from reautod.campaigns.dialer import BlockedDial, BlockReason
@@ -26,11 +27,10 @@ from reautod.campaigns.lead_queue import LeadClaim
 from reautod.campaigns.service import TelephonyPart
 from reautod.campaigns.store_adapters import StoreDialLog, StoreDncStorage, StoreLeadDirectory
 from reautod.config import DatabaseSettings, Secrets, Settings
-from reautod.control.protocol import Method
 from reautod.errors import ReautodError, UnavailableError, ValidationError
+from reautod.methods import Method
 from reautod.observability.events import EventBus
 from reautod.observability.metrics import Metrics
-from reautod.pipeline.observer import CallInfo, CallState, ObserverFanOut, TurnRecord
 from reautod.store.database import Database
 from reautod.store.enums import CallOutcome, LeadStatus
 from reautod.store.repositories import (

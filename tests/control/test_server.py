@@ -15,9 +15,10 @@ import pytest
 from pydantic import BaseModel, ConfigDict
 
 from reautod.control.client import ControlClient
-from reautod.control.protocol import MAX_LINE_BYTES, PROTOCOL_VERSION, Method
+from reautod.control.protocol import MAX_LINE_BYTES, PROTOCOL_VERSION
 from reautod.control.server import ControlServer, PeerCredentials
 from reautod.errors import AlreadyRunningError, NotFoundError, ReautodError
+from reautod.methods import Method
 from reautod.observability.events import EventBus
 
 

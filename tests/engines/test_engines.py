@@ -293,8 +293,8 @@ async def test_metrics_receive_engine_events(test_model_overrides: dict[str, Any
 
 
 async def test_engines_status_method(tmp_path: Path) -> None:
-    from reautod.control.protocol import NoParams
     from reautod.engines.control import engine_methods
+    from reautod.methods import NoParams
 
     settings = Settings(models={"dir": str(tmp_path), "profile": "cpu", "device": "cpu"})
     engine_set = await EngineSet.load(settings)

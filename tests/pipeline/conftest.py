@@ -14,11 +14,11 @@ import uvicorn
 from fastapi import FastAPI, WebSocket
 
 from reautod.api.media import media_router
+from reautod.call_events import CallInfo, CallState, TurnRecord
 from reautod.config import Settings
-from reautod.control.protocol import Method
+from reautod.methods import Method
 from reautod.pipeline.calls import CallManager, Engines
 from reautod.pipeline.control import control_methods
-from reautod.pipeline.observer import CallInfo, CallState, TurnRecord
 from reautod.pipeline.recording import CallRecording
 from reautod.telephony.sim_script import Utterance
 from tests.speech import SPEECH_DIR

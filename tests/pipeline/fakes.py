@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from reautod.call_events import CallInfo
 from reautod.engines.base import (
     AudioChunk,
     ChatMessage,
@@ -24,7 +25,6 @@ from reautod.engines.base import (
     Transcript,
 )
 from reautod.errors import EngineError, UnavailableError
-from reautod.pipeline.observer import CallInfo
 
 _TIMING = RequestTiming(queue_wait_s=0.0, compute_s=0.0)
 

@@ -8,9 +8,9 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
+from reautod.call_events import CallState
 from reautod.campaigns.settings import CampaignSettings
 from reautod.config import AgentSettings, Settings
-from reautod.pipeline.observer import CallState
 from reautod.pipeline.transport import OUT_FRAME_BYTES
 from reautod.telephony.simulator import (
     CallOptions,

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from reautod.pipeline.observer import CallInfo, CallState, ObserverFanOut, TurnRecord
+from reautod.call_events import CallInfo, CallState, ObserverFanOut, TurnRecord
 from tests.pipeline.conftest import RecordingObserver
 
 NOW = datetime(2026, 11, 24, 16, 0, tzinfo=UTC)
@@ -67,7 +67,7 @@ def test_a_failing_observer_is_logged_and_the_others_still_hear_the_call(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     before, after = RecordingObserver(), RecordingObserver()
-    with caplog.at_level(logging.ERROR, logger="reautod.pipeline.observer"):
+    with caplog.at_level(logging.ERROR, logger="reautod.call_events"):
         tell_a_whole_call(ObserverFanOut(before, BrokenObserver(), after))
     assert_heard_the_whole_call(before)
     assert_heard_the_whole_call(after)

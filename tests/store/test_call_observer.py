@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from reautod.pipeline.observer import CallInfo, CallState
-from reautod.pipeline.observer import TurnRecord as PipelineTurn
+from reautod.call_events import CallInfo, CallState
+from reautod.call_events import TurnRecord as PipelineTurn
 from reautod.store.call_observer import StoreCallObserver, call_uuid
 from reautod.store.database import Database
 from reautod.store.records import CallStarted

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reautod.control.protocol import NoParams
+from reautod.methods import NoParams
 from reautod.store.control import DailyStatsParams, store_methods
 from reautod.store.database import Database
 from reautod.store.writebehind import WriteBehind

@@ -16,9 +16,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from reautod.control.protocol import Method
 from reautod.control.server import ControlServer
 from reautod.errors import NotFoundError
+from reautod.methods import Method
 from reautod.observability.events import EventBus
 
 FIXED_NOW = datetime(2026, 11, 21, 10, 0, 0, tzinfo=UTC)
