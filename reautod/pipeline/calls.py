@@ -12,13 +12,13 @@ from fastapi import WebSocket
 from pipecat.audio.turn.base_turn_analyzer import BaseTurnAnalyzer
 
 from reautod.call_events import CallInfo, CallObserver, SafeObserver, TurnRecord
+from reautod.call_recording import CallRecording
 from reautod.config import Settings
 from reautod.engines.base import LanguageModel, SpeechToText, TextToSpeech
 from reautod.errors import NotFoundError, OverloadedError, UnavailableError
 from reautod.pipeline.greetings import PreparedGreetings
 from reautod.pipeline.line_cache import LineAudioCache
 from reautod.pipeline.opening import call_agent
-from reautod.pipeline.recording import CallRecording
 from reautod.pipeline.session import CallSession, StartInfo
 from reautod.pipeline.smart_turn import SmartTurnModel
 from reautod.pipeline.vad import SileroModel

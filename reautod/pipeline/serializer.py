@@ -27,8 +27,8 @@ from pipecat.frames.frames import (
 )
 from pipecat.serializers.twilio import TwilioFrameSerializer
 
+from reautod.call_recording import CallAudioSink
 from reautod.pipeline.frames import MarkEchoFrame, ProtocolViolationFrame, StreamStopFrame
-from reautod.pipeline.recording import CallAudioSink
 
 log = logging.getLogger(__name__)
 

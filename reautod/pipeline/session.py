@@ -25,6 +25,7 @@ from pipecat.workers.runner import WorkerRunner
 from starlette.websockets import WebSocketState
 
 from reautod.call_events import CallInfo, CallObserver, CallState
+from reautod.call_recording import CallRecording
 from reautod.config import Settings
 from reautod.engines.base import AudioChunk, LanguageModel, SpeechToText, TextToSpeech
 from reautod.errors import ReautodError
@@ -34,10 +35,10 @@ from reautod.pipeline.frames import HangupRequestFrame
 from reautod.pipeline.greetings import PreparedGreetings, synthesize_all
 from reautod.pipeline.line_cache import LineAudioCache
 from reautod.pipeline.opening import call_agent
-from reautod.pipeline.recording import CallRecording, GuardedSink
+from reautod.pipeline.recording import GuardedSink
 from reautod.pipeline.responder import AgentResponder
 from reautod.pipeline.serializer import TwilioMediaSerializer
-from reautod.pipeline.transport import OUT_FRAME_MS, OUT_RATE, CallTransport
+from reautod.pipeline.transport import OUT_FRAME_MS, OUT_RATE, PacedWebsocketTransport
 from reautod.pipeline.turns import UserTurnProcessor
 
 log = logging.getLogger(__name__)
@@ -222,7 +223,7 @@ class CallSession:
                                            warnings=self.info.input_warnings)
         serializer.audio_sink = sink
         self._serializer = serializer
-        transport = CallTransport(
+        transport = PacedWebsocketTransport(
             self.websocket,
             FastAPIWebsocketParams(
                 audio_in_enabled=True,

@@ -96,12 +96,12 @@ class _LeadingAudioOutput(FastAPIWebsocketOutputTransport):
             await asyncio.sleep(wait)
 
 
-class CallTransport(FastAPIWebsocketTransport):
+class PacedWebsocketTransport(FastAPIWebsocketTransport):
     """The media WebSocket of one call: pipecat's transport, direct audio in, leading audio out."""
 
     def __init__(self, websocket: WebSocket, params: FastAPIWebsocketParams) -> None:
         if params.audio_in_filter is not None:
-            raise ValueError("CallTransport has no audio filter stage")
+            raise ValueError("PacedWebsocketTransport has no audio filter stage")
         super().__init__(websocket, params)
         self._input = _DirectAudioInput(self, self._client, self._params, name=self._input_name)
         self._output = _LeadingAudioOutput(self, self._client, self._params,

@@ -77,7 +77,7 @@ class CallStatusChanged:
 
 
 @dataclass(frozen=True)
-class TurnRecord:
+class TurnSpoken:
     """One utterance of the agent or the caller, with its per-stage latencies in ms."""
 
     kind: ClassVar[str] = "turn"
@@ -215,7 +215,7 @@ class CostRecorded:
 Record = (
     CallStarted
     | CallStatusChanged
-    | TurnRecord
+    | TurnSpoken
     | AgentTransitionRecord
     | ScoreUpdate
     | CallEnded
@@ -228,7 +228,7 @@ RECORD_TYPES: dict[str, type[Any]] = {
     for cls in (
         CallStarted,
         CallStatusChanged,
-        TurnRecord,
+        TurnSpoken,
         AgentTransitionRecord,
         ScoreUpdate,
         CallEnded,
