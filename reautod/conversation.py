@@ -119,7 +119,8 @@ class Reply:
     `then` runs only if the whole reply played without being interrupted and without an engine
     failure: a caller who cut in is answered again (the conversation sees their turn); a failed
     reply ends in the apology and the call listens. `then` of a goodbye is ignored (the call
-    ends after a goodbye whatever it says).
+    ends after a goodbye whatever it says). No parts: nothing is said and `then` runs at once
+    (`Reply((), HangUp("opted_out"))` ends the call without a word).
     """
 
     parts: tuple[Say, ...]

@@ -1,6 +1,7 @@
-"""The call pipeline: one pipecat pipeline per call on the Twilio media WebSocket.
+"""The call pipeline: one pipecat pipeline per call over the call's media (Twilio's stream today).
 
-Public API (what the daemon wires): `CallManager`, `CallObserver` / `CallInfo` / `TurnRecord`,
+Public API (what the daemon wires): `CallManager` (it takes the daemon's `Conversations` and
+`CallHandoff`, reautod.conversation), `CallObserver` / `CallInfo` / `TurnRecord`,
 `control_methods`, `route_pipecat_logs`; the FastAPI router is `reautod.api.media.media_router`.
 """
 

@@ -272,8 +272,11 @@ class ConversationDriver(CallProcessor):
         if reply is None:
             return
         self._played.set()
-        if reply.answer is None and not playback.said and not playback.interrupted:
-            await self._busy_changed()  # nothing was to be said (a key press left unanswered)
+        if not playback.interrupted and (reply.answer is None or not reply.answer.parts):
+            # Nothing was to be said (a key press left unanswered, or a bare `then`): no turn.
+            await self._busy_changed()
+            if not self._closed and reply.answer is not None:
+                self._after(reply, failed=False)
             return
         said = " ".join(playback.said)
         text = playback.heard if playback.interrupted else said

@@ -208,6 +208,15 @@ async def test_hang_up_comes_after_the_reply_was_heard() -> None:
     assert [o.heard for o in conversation.played_log] == ["Understood, goodbye."]
 
 
+async def test_a_reply_with_no_parts_hangs_up_without_a_word() -> None:
+    conversation = ScriptedConversation(answer=lambda t: Reply((), HangUp("opted_out")))
+    async with live_call(conversation) as call:
+        await call.media.say(turn("take me off your list"))
+        assert await call.ended() == "opted_out"
+    assert call.engines.tts.texts == [] and call.agent_turns() == []
+    assert conversation.played_log == []
+
+
 async def test_transfer_goes_through_the_injected_handoff() -> None:
     handoff = FakeHandoff()
     conversation = ScriptedConversation(

@@ -69,6 +69,8 @@ def test_playback_tracker_heard_only_played_marks() -> None:
     assert t.echoed(b) is False and t.echoed(c) is False  # discards, not playback
     assert t.heard_text(1) == "One." and not t.playing
     assert t.echoed("stranger") is False and t.unknown_echoes == 1
+    t.forget(1)  # reported: nothing of it is kept
+    assert t.heard_text(1) == ""
 
 
 def _played(agent: DialogueAgent, heard: str, *, said: str | None = None) -> None:
