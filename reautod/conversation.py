@@ -8,12 +8,16 @@ One `Conversation` per call, made by the `Conversations` factory the daemon give
 The pipeline calls it on the event loop, one call at a time (never two methods at once on one
 conversation), in the call's order:
 
-    opening()                      once, when the call connects (and earlier: see opening)
+    opening()                      once, when the call connects
     reply(turn) / keypress(digit)  for each finished caller turn / key press
     silence()                      the caller has been quiet for calls.reprompt_after_silence_s
     failure(code)                  an engine (or the conversation itself) failed a reply
     goodbye(reason)                the call is ending for a reason of the pipeline's own
     played(outcome)                after each reply: what the caller actually heard of it
+    ended(reason)                  once, last: the call is over
+
+`Conversations.opening(call)` is asked earlier, before a dialed call is placed, so the opening's
+audio can be synthesized while the phone rings.
 
 Playback truth: a reply is not "said" when it is generated but when the phone confirms it was
 played. `played` is called once per reply, when its last audio has been heard or the caller cut
@@ -77,10 +81,12 @@ class Line:
 @dataclass(frozen=True)
 class Generate:
     """A reply the LLM writes from `messages` (system prompt first), streamed into speech
-    sentence by sentence as it is written. The pipeline owns the request: its token cap and
-    timeout (engines.*), its cancellation when the caller cuts in, and the apology if it fails."""
+    sentence by sentence as it is written. The pipeline owns the request: its timeout
+    (engines.llm_timeout_s), its cancellation when the caller cuts in, and the apology if it
+    fails or writes nothing (code llm_empty). `max_tokens` None: engines.llm_max_tokens."""
 
     messages: tuple[ChatMessage, ...]
+    max_tokens: int | None = None
 
 
 Say = Line | Generate
@@ -120,11 +126,13 @@ class Reply:
     failure: a caller who cut in is answered again (the conversation sees their turn); a failed
     reply ends in the apology and the call listens. `then` of a goodbye is ignored (the call
     ends after a goodbye whatever it says). No parts: nothing is said and `then` runs at once
-    (`Reply((), HangUp("opted_out"))` ends the call without a word).
+    (`Reply((), HangUp("opted_out"))` ends the call without a word). `ref` is the
+    conversation's own handle on the reply (e.g. its id); the pipeline only hands it back.
     """
 
     parts: tuple[Say, ...]
     then: Action = field(default_factory=Listen)
+    ref: object = None
 
     @classmethod
     def line(cls, text: str, *, shared: bool = False, then: Action | None = None) -> Reply:
@@ -173,12 +181,11 @@ class Conversation(Protocol):
     cancelled the same way (code `conversation_timeout`).
     """
 
-    def opening(self) -> Line | None:
-        """The first thing said when the call connects, or None to wait for the caller.
-
-        Called when the call connects, and for a dialed call also before it is placed (on a
-        conversation made for that, then dropped), so its audio is synthesized while the phone
-        rings: it must depend only on the CallContext and have no side effects."""
+    async def opening(self) -> Reply | None:
+        """The first thing said when the call connects (outbound and inbound), or None to wait
+        for the caller. Called once, as the call connects. If its first part is a Line whose
+        text is what `Conversations.opening` gave for this call, the audio prepared while the
+        phone rang is played."""
         ...
 
     async def reply(self, turn: CallerTurn) -> Reply:
@@ -210,12 +217,28 @@ class Conversation(Protocol):
         reply). Called once per reply, including openings, re-prompts and apologies."""
         ...
 
+    async def ended(self, reason: str) -> None:
+        """The call is over, for `reason`: stop (the caller hung up), socket_closed, silence,
+        max_duration, operator, shutdown, a HangUp's or Transfer's reason, `protocol: ...` or
+        `failed: ...`. Called once, last (settle the outcome, write what was learned); given
+        END_TIMEOUT_S."""
+        ...
+
+
+END_TIMEOUT_S = 5.0
+
 
 class Conversations(Protocol):
     """Makes the conversation of each call (the daemon's, from campaigns and playbooks)."""
 
     def start(self, call: CallContext) -> Conversation:
-        """A new conversation for `call`: cheap, no I/O (may be made only to read its opening)."""
+        """A new conversation for a call that has connected: cheap, no I/O."""
+        ...
+
+    def opening(self, call: CallContext) -> Line | None:
+        """The Line a call with this context will open with, known before the call is placed,
+        so its audio is synthesized while the phone rings; None when it cannot be known ahead.
+        Pure: no side effects (the call may never connect)."""
         ...
 
 

@@ -90,9 +90,13 @@ class DialogueAgent:
 
     # -- Conversation
 
-    def opening(self) -> Line | None:
+    def opening_line(self) -> Line | None:
         # An inbound caller speaks first (today); the qualifying agent greets them instead.
         return Line(self.greeting) if self.direction == "outbound" else None
+
+    async def opening(self) -> Reply | None:
+        line = self.opening_line()
+        return Reply((line,)) if line is not None else None
 
     async def reply(self, turn: CallerTurn) -> Reply:
         if turn.text.strip():
@@ -116,6 +120,9 @@ class DialogueAgent:
         if outcome.heard.strip():
             self._add("assistant", outcome.heard.strip())
 
+    async def ended(self, reason: str) -> None:
+        """Nothing to settle: this agent keeps no outcome (the qualifying agent does)."""
+
 
 class AgentConversations:
     """`Conversations` of DialogueAgents, from the agent settings current when each call starts."""
@@ -126,3 +133,6 @@ class AgentConversations:
     def start(self, call: CallContext) -> DialogueAgent:
         return DialogueAgent.for_call(self._settings(), lead_name=call.lead_name, goal=call.goal,
                                       opening=call.opening, direction=call.direction)
+
+    def opening(self, call: CallContext) -> Line | None:
+        return self.start(call).opening_line()

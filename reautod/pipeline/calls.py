@@ -127,9 +127,9 @@ class CallManager:
         """Start synthesizing the opening of an outbound call about to be placed, for its
         stream's `start` (customParameters call_id, lead_name, opening, no goal) to find ready.
         Dropped by `drop_greeting`, or after `expires_in_s` if the call never connects."""
-        line = self._conversations.start(CallContext(
+        line = self._conversations.opening(CallContext(
             call_id=call_id, lead_name=lead_name, campaign=None, goal=None,
-            direction="outbound", opening=opening)).opening()
+            direction="outbound", opening=opening))
         if line is None or line.audio is not None:
             return  # nothing to say first, or its audio is ready already
         self.greetings.prepare(call_id, line.text, self._engines.tts,

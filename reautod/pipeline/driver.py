@@ -19,7 +19,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from pipecat.frames.frames import Frame, InputDTMFFrame, InterruptionFrame, StartFrame
@@ -72,7 +72,6 @@ class _Reply:
     error: str | None = None  # a failure the driver knows of (a lost turn, the conversation)
     answer: Reply | None = None  # what the conversation said, once it has
     cut: bool = False  # interrupted; waiting for speech to say what was heard
-    tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
 
 class ConversationDriver(CallProcessor):
@@ -80,13 +79,13 @@ class ConversationDriver(CallProcessor):
     side of the call); speech reports to it through `reply_played` (a PlaybackListener)."""
 
     def __init__(self, *, live: LiveCall, conversation: Conversation,
-                 handoff: CallHandoff | None = None, opening: Line | None = None,
-                 opening_audio: PreparedAudio | None = None) -> None:
+                 handoff: CallHandoff | None = None,
+                 opening_audio: tuple[str, PreparedAudio] | None = None) -> None:
         super().__init__(name=f"driver-{live.call_id}")
         self._live = live
         self._conversation = conversation
         self._handoff = handoff
-        self._opening = opening
+        # (text, its audio being made): the opening line the call was expected to start with
         self._opening_audio = opening_audio
         self._replies: dict[int, _Reply] = {}  # started, not yet reported played
         self._task: asyncio.Task[None] | None = None  # the reply being decided and sent down
@@ -108,9 +107,7 @@ class ConversationDriver(CallProcessor):
         await super().process_frame(frame, direction)
         if isinstance(frame, StartFrame):
             await self.push_frame(frame, direction)
-            if self._opening is not None:
-                await self._start(ReplyCause.OPENING, _given(Reply((self._opening,))),
-                                  prepared=self._opening_audio)
+            await self._start(ReplyCause.OPENING, self._conversation.opening)
         elif isinstance(frame, UserTurnFrame):
             await self._on_turn(frame)
         elif isinstance(frame, UserSpeechFrame):
@@ -184,8 +181,7 @@ class ConversationDriver(CallProcessor):
     # -- replies
 
     async def _start(self, cause: ReplyCause, decide: Decide, *,
-                     timing: ReplyTiming | None = None, error: str | None = None,
-                     prepared: PreparedAudio | None = None) -> None:
+                     timing: ReplyTiming | None = None, error: str | None = None) -> None:
         if self.busy():
             await self._interrupt()  # a new reply never talks over an older one
         self._next_reply += 1
@@ -196,22 +192,31 @@ class ConversationDriver(CallProcessor):
         self._live.set_state(CallState.THINKING if cause in (ReplyCause.TURN, ReplyCause.KEYPRESS)
                              else CallState.SPEAKING)
         await self.push_frame(ReplyStartFrame(reply_id=reply.id, timing=reply.timing))
-        self._task = self.create_task(self._send(reply, decide, prepared),
+        self._task = self.create_task(self._send(reply, decide),
                                       name=f"reply-{self._live.call_id}")
 
-    async def _send(self, reply: _Reply, decide: Decide, prepared: PreparedAudio | None) -> None:
+    async def _send(self, reply: _Reply, decide: Decide) -> None:
         """Ask the conversation (once the earlier replies were played), then send the parts."""
         await self._earlier_played(reply.id)
         answer = await self._ask(reply, decide)
         reply.answer = answer
-        for part in answer.parts if answer is not None else ():
+        for i, part in enumerate(answer.parts if answer is not None else ()):
             if isinstance(part, Generate):
                 await self.push_frame(GenerateFrame(reply_id=reply.id, messages=part.messages,
+                                                    max_tokens=part.max_tokens,
                                                     timing=reply.timing))
             else:
+                prepared = self._prepared(part) if reply.cause is ReplyCause.OPENING and i == 0 \
+                    else None
                 await self.push_frame(SayFrame(reply_id=reply.id, line=part, prepared=prepared))
-                prepared = None  # made for the first line only
         await self.push_frame(ReplyEndFrame(reply_id=reply.id))
+
+    def _prepared(self, line: Line) -> PreparedAudio | None:
+        """The audio made ahead for the opening, if this is the line it was made for."""
+        if self._opening_audio is None or line.audio is not None:
+            return None
+        text, audio = self._opening_audio
+        return audio if line.text == text else None
 
     async def _ask(self, reply: _Reply, decide: Decide) -> Reply | None:
         try:
@@ -371,12 +376,6 @@ class ConversationDriver(CallProcessor):
         async def decide() -> Reply:
             return make()
         return decide
-
-
-def _given(reply: Reply) -> Decide:
-    async def decide() -> Reply:
-        return reply
-    return decide
 
 
 def _since(origin: float, at: float | None) -> float | None:

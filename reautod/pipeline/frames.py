@@ -106,6 +106,7 @@ class GenerateFrame(DataFrame):
 
     reply_id: int = 0
     messages: tuple[ChatMessage, ...] = ()
+    max_tokens: int | None = None  # None: the configured cap
     timing: ReplyTiming = field(default_factory=ReplyTiming)
 
 

@@ -90,6 +90,10 @@ class CallHygiene(CallProcessor):
                 await self._idle.process_frame(
                     BotStartedSpeakingFrame() if frame.busy else BotStoppedSpeakingFrame())
             return  # ours alone
+        if isinstance(frame, HangupRequestFrame):
+            await self._begin_ending(frame.reason)
+        # Passed on first: the caller's turn is on its way to a reply while the timers move.
+        await self.push_frame(frame, direction)
         if isinstance(frame, UserSpeechFrame):
             await self._caller_acted()
             if not self._ending:
@@ -99,9 +103,6 @@ class CallHygiene(CallProcessor):
                     await self._idle.wait_for_user()  # a turn may bring no reply (noise)
         elif isinstance(frame, (UserTurnFrame, InputDTMFFrame)):
             await self._caller_acted()
-        elif isinstance(frame, HangupRequestFrame):
-            await self._begin_ending(frame.reason)
-        await self.push_frame(frame, direction)
 
     async def _caller_acted(self) -> None:
         """The caller did something: the silence count starts over, a re-prompt is due again."""

@@ -26,7 +26,13 @@ from pipecat.workers.runner import WorkerRunner
 from reautod.call_events import CallInfo, CallObserver, CallState
 from reautod.call_recording import CallRecording
 from reautod.config import Settings
-from reautod.conversation import CallContext, CallHandoff, Conversation, Conversations, Line
+from reautod.conversation import (
+    END_TIMEOUT_S,
+    CallContext,
+    CallHandoff,
+    Conversation,
+    Conversations,
+)
 from reautod.engines.base import LanguageModel, SpeechToText, TextToSpeech
 from reautod.errors import ReautodError
 from reautod.observability.logging import mask_name
@@ -124,8 +130,7 @@ class CallSession:
         call_id = self.call.call_id
         started = time.monotonic()
         conversation = self._conversations.start(self.call)
-        opening = conversation.opening()
-        greeting = self._greeting(opening)
+        greeting = self._greeting()
         log.info("call %s started (lead %s, campaign %s, %s)", call_id,
                  mask_name(self.call.lead_name), self.call.campaign or "-", self.call.direction)
         self._observer.on_call_started(self.info)
@@ -133,7 +138,7 @@ class CallSession:
         sink: GuardedSink | None = None
         try:
             sink = await self._open_recording()
-            worker = self._build(conversation, opening, greeting, sink)
+            worker = self._build(conversation, greeting, sink)
             runner = WorkerRunner(handle_sigint=False, handle_sigterm=False)
             await runner.add_workers(worker)
             runner_task = asyncio.create_task(runner.run(), name=f"call-{call_id}")
@@ -162,13 +167,10 @@ class CallSession:
                 runner_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await runner_task
-            if greeting is not None and not greeting.done():
-                greeting.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await greeting
-            elif greeting is not None and not greeting.cancelled():
-                greeting.exception()  # retrieved: a failed greeting was handled by speech
+            if greeting is not None:
+                await _settle(greeting[1])
             await self.media.close(self._close_code, self._end_reason)
+            await self._tell_ended(conversation)
             if sink is not None:
                 await sink.close()
             self.info.state = CallState.ENDED
@@ -177,20 +179,36 @@ class CallSession:
             self._observer.on_call_ended(call_id, self._end_reason, round(duration, 3))
         return self._end_reason
 
-    def _greeting(self, opening: Line | None) -> PreparedAudio | None:
-        """The opening's audio: prepared when the call was placed if its text is this call's,
-        else started now, while the pipeline is being built. Ours from here on."""
-        if opening is None or opening.audio is not None:
+    def _greeting(self) -> tuple[str, PreparedAudio] | None:
+        """The expected opening line and its audio: prepared when the call was placed if its
+        text is this call's, else started now, while the pipeline is being built. Ours from
+        here on; played if the conversation opens with that line."""
+        try:
+            line = self._conversations.opening(self.call)
+        except Exception:  # no head start; the opening is synthesized when it is said
+            log.exception("call %s: no expected opening", self.call.call_id)
+            return None
+        if line is None or line.audio is not None:
             return None
         if self._greetings is not None:
-            prepared = self._greetings.take(self.call.call_id, opening.text)
+            prepared = self._greetings.take(self.call.call_id, line.text)
             if prepared is not None:
-                return prepared
-        return asyncio.create_task(
-            synthesize_all(self._tts, opening.text, call_id=self.call.call_id,
+                return line.text, prepared
+        return line.text, asyncio.create_task(
+            synthesize_all(self._tts, line.text, call_id=self.call.call_id,
                            timeout_s=self._settings.engines.tts_timeout_s),
             name=f"greeting-{self.call.call_id}",
         )
+
+    async def _tell_ended(self, conversation: Conversation) -> None:
+        """The conversation's last word; its failure is logged, never the call's."""
+        try:
+            async with asyncio.timeout(END_TIMEOUT_S):
+                await conversation.ended(self._end_reason)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("call %s: the conversation failed to end", self.call.call_id)
 
     async def _open_recording(self) -> GuardedSink | None:
         """The call's recording sink; a recorder that cannot open leaves the call unrecorded."""
@@ -204,7 +222,7 @@ class CallSession:
             return None
         return GuardedSink(self.call.call_id, inner) if inner is not None else None
 
-    def _build(self, conversation: Conversation, opening: Line | None, greeting: PreparedAudio | None,
+    def _build(self, conversation: Conversation, greeting: tuple[str, PreparedAudio] | None,
                sink: GuardedSink | None) -> PipelineWorker:
         call_id = self.call.call_id
         fmt = self.media.format
@@ -216,7 +234,7 @@ class CallSession:
         media_in, media_out = self.media.processors(
             MediaHooks(audio_sent=speech.on_audio_sent, ended=live.end), sink)
         driver = ConversationDriver(live=live, conversation=conversation, handoff=self._handoff,
-                                    opening=opening, opening_audio=greeting)
+                                    opening_audio=greeting)
         speech.listener = driver
         turns = UserTurnProcessor(
             call_id=call_id,
@@ -256,3 +274,13 @@ class CallSession:
         self._worker = worker
         self.info.state = CallState.LISTENING
         return worker
+
+
+async def _settle(task: PreparedAudio) -> None:
+    """Cancel audio still being made; a failure was handled (or not needed) by speech."""
+    if not task.done():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+    elif not task.cancelled():
+        task.exception()  # retrieved

@@ -57,8 +57,9 @@ class ScriptedConversation:
     log: list[str] = field(default_factory=list)
     played_log: list[Played] = field(default_factory=list)
 
-    def opening(self) -> Line | None:
-        return self.opening_line
+    async def opening(self) -> Reply | None:
+        self.log.append("opening")
+        return Reply((self.opening_line,)) if self.opening_line is not None else None
 
     async def reply(self, turn: CallerTurn) -> Reply:
         self.log.append(f"reply:{turn.text}")
@@ -86,6 +87,9 @@ class ScriptedConversation:
         self.log.append(f"played:{outcome.heard}")
         self.played_log.append(outcome)
 
+    async def ended(self, reason: str) -> None:
+        self.log.append(f"ended:{reason}")
+
 
 @dataclass
 class ScriptedConversations:
@@ -95,6 +99,9 @@ class ScriptedConversations:
     def start(self, call: CallContext) -> ScriptedConversation:
         self.calls.append(call)
         return self.conversation
+
+    def opening(self, call: CallContext) -> Line | None:
+        return self.conversation.opening_line
 
 
 @dataclass
@@ -206,6 +213,7 @@ async def test_hang_up_comes_after_the_reply_was_heard() -> None:
         assert await call.ended() == "not_interested"
     assert call.observer.reason("k1") == "not_interested"
     assert [o.heard for o in conversation.played_log] == ["Understood, goodbye."]
+    assert conversation.log[-1] == "ended:not_interested"  # told last, once
 
 
 async def test_a_reply_with_no_parts_hangs_up_without_a_word() -> None:
@@ -268,11 +276,25 @@ async def test_what_was_heard_of_a_cut_reply_is_told_before_the_next_reply() -> 
         await call.media.say(InterruptionFrame())  # and cut in (a barge-in)
         await call.media.say(turn("wait"))
         await wait_for(lambda: len(conversation.played_log) == 1 and len(call.media.held) == 2)
-    assert conversation.log[:3] == ["reply:tell me", "played:First part.", "reply:wait"]
+    assert conversation.log[:4] == ["opening", "reply:tell me", "played:First part.",
+                                    "reply:wait"]
     cut = conversation.played_log[0]
     assert cut.interrupted and cut.said == "First part. Second part."
     assert call.observer.barge_ins == [("k1", "First part.")]
     assert call.media.clears == 1
+
+
+async def test_an_llm_part_with_its_own_cap_that_writes_nothing_ends_in_the_failure_line(
+        ) -> None:
+    conversation = ScriptedConversation(
+        answer=lambda t: Reply((Generate(SYSTEM, max_tokens=7),)))
+    async with live_call(conversation) as call:
+        call.engines.llm.reply = ""
+        await call.media.say(turn("hm"))
+        await wait_for(lambda: len(conversation.played_log) == 1)
+    assert call.engines.llm.max_tokens == [7]
+    assert call.agent_turns() == [(SORRY, False, "llm_empty")]
+    assert "failure:llm_empty" in conversation.log
 
 
 async def test_a_key_with_no_reply_says_nothing_and_keeps_listening() -> None:

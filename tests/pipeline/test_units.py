@@ -81,8 +81,9 @@ def _played(agent: DialogueAgent, heard: str, *, said: str | None = None) -> Non
 async def test_agent_context_keeps_heard_part_and_alternates() -> None:
     agent = DialogueAgent.for_call(AgentSettings(), lead_name="Jane", goal=None)
     assert "Jane" in agent.system_prompt and "free consultation" in agent.system_prompt
-    opening = agent.opening()
-    assert opening is not None and opening.text.startswith("Hi Jane,") and not opening.shared
+    opening = await agent.opening()
+    assert opening is not None and opening.parts == (agent.opening_line(),)
+    assert opening.parts[0].text.startswith("Hi Jane,") and not opening.parts[0].shared
     _played(agent, "Hi Jane.")
     await agent.reply(CallerTurn("hello", 0.9))
     reply = await agent.keypress("1")
@@ -95,9 +96,9 @@ async def test_agent_context_keeps_heard_part_and_alternates() -> None:
     assert agent.messages()[-1].content == "Great."
 
 
-def test_agent_lines_are_shared_and_inbound_waits() -> None:
+async def test_agent_lines_are_shared_and_inbound_waits() -> None:
     agent = DialogueAgent.for_call(AgentSettings(), lead_name="", goal=None, direction="inbound")
-    assert agent.opening() is None
+    assert await agent.opening() is None and agent.opening_line() is None
     assert agent.silence() == Reply((Line("Are you still there?", shared=True),))
     assert agent.goodbye("silence") == Line("Thanks for your time. Goodbye!", shared=True)
     assert agent.failure("llm_failed").shared
