@@ -181,6 +181,14 @@ class OutboxStatus(StrEnum):
     DEAD = "dead"
 
 
+class OutboxChannel(StrEnum):
+    """How an outbox message travels: a signed webhook, or a booking confirmation."""
+
+    WEBHOOK = "webhook"
+    SMS = "sms"
+    EMAIL = "email"
+
+
 class DncSource(StrEnum):
     REQUEST = "request"  # the person asked during a call
     IMPORT = "import"
