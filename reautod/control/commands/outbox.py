@@ -60,7 +60,7 @@ def run_status(args: argparse.Namespace, ctx: CliContext) -> int:
     result = OutboxStatusResult.model_validate(ctx.call("outbox.status"))
 
     def render(_: Any) -> str:
-        pairs = [(status, count) for status, count in result.by_status.items()]
+        pairs: list[tuple[str, Any]] = list(result.by_status.items())
         pairs += [("dead letters", result.dead_letters),
                   ("oldest undelivered", _when(result.oldest_pending_at)),
                   ("endpoints", ", ".join(result.endpoints) or "none configured")]
