@@ -198,11 +198,11 @@ async def stream_export(
     (NotFoundError if unknown), `since` keeps rows created at or after it."""
     campaign_id = (await CampaignRepository(db).find(campaign)).id if campaign else None
     repo = ExportRepository(db)
-    source: Callable[..., AsyncIterator[list[Any]]] = {
+    sources: dict[Dataset, Callable[..., AsyncIterator[list[Any]]]] = {
         Dataset.LEADS: repo.leads, Dataset.CALLS: repo.calls,
         Dataset.TRANSCRIPTS: repo.transcripts, Dataset.APPOINTMENTS: repo.appointments,
-    }[dataset]
-    pages = source(campaign_id=campaign_id, since=since, page_size=page_size)
+    }
+    pages = sources[dataset](campaign_id=campaign_id, since=since, page_size=page_size)
     writer = WRITERS[fmt](dataset)
     yield writer.start().encode()
     wrote = False
