@@ -35,12 +35,11 @@ from caldav.lib import error as caldav_error
 from reautod.dialogue.scheduling import (
     Booking,
     BookingRequest,
-    BookingStatus,
     Slot,
     SlotTakenError,
 )
 from reautod.errors import NotFoundError, UnavailableError, ValidationError
-from reautod.integrations.ics import BookingEvent, EventStatus, busy_of, uid_of
+from reautod.integrations.ics import BOOKING_STATUS, BookingEvent, EventStatus, busy_of, uid_of
 from reautod.integrations.settings import CalDAVSettings
 from reautod.integrations.slots import Busy, WorkingHours, free_slots, on_grid, overlaps
 from reautod.observability.metrics import Metrics
@@ -48,10 +47,6 @@ from reautod.store.types import utcnow
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-STATUSES = {EventStatus.TENTATIVE: BookingStatus.PENDING,
-            EventStatus.CONFIRMED: BookingStatus.CONFIRMED,
-            EventStatus.CANCELLED: BookingStatus.CANCELLED}
 
 
 async def _async(value: Awaitable[T] | T) -> T:
@@ -197,7 +192,7 @@ class CalDAVScheduler:
         return href, BookingEvent.parse(found.data)
 
     def _booking(self, event: BookingEvent) -> Booking:
-        return Booking(event.uid, event.slot, STATUSES[event.status], event.meeting_link)
+        return Booking(event.uid, event.slot, BOOKING_STATUS[event.status], event.meeting_link)
 
     async def book(self, slot: Slot, request: BookingRequest) -> Booking:
         uid = str(uuid.uuid4())

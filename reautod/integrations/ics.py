@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 from icalendar import Calendar, Event, vText
 
-from reautod.dialogue.scheduling import BookingRequest, Slot
+from reautod.dialogue.scheduling import BookingRequest, BookingStatus, Slot
 from reautod.integrations.slots import Busy
 
 PRODID = "-//reautod//booking//EN"
@@ -27,6 +27,12 @@ class EventStatus(StrEnum):
     TENTATIVE = "TENTATIVE"  # booked, confirmations not yet delivered
     CONFIRMED = "CONFIRMED"
     CANCELLED = "CANCELLED"
+
+
+BOOKING_STATUS = {EventStatus.TENTATIVE: BookingStatus.PENDING,
+                  EventStatus.CONFIRMED: BookingStatus.CONFIRMED,
+                  EventStatus.CANCELLED: BookingStatus.CANCELLED}
+EVENT_STATUS = {booking: event for event, booking in BOOKING_STATUS.items()}
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@ credentials in a temp dir, a clock the tests move by hand."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -11,6 +11,7 @@ import pytest
 
 from reautod.integrations.credentials import Credentials
 from reautod.store.database import Database
+from tests.integrations.radicale_server import Radicale, clear_events, radicale
 from tests.store.conftest import TEST_DB_SETTINGS
 
 
@@ -39,6 +40,19 @@ async def pg_db(fresh_database_url: str) -> AsyncIterator[Database]:
         yield database
     finally:
         await database.close()
+
+
+@pytest.fixture(scope="session")
+def radicale_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Radicale]:
+    with radicale(tmp_path_factory.mktemp("radicale")) as running:
+        yield running
+
+
+@pytest.fixture
+def caldav_server(radicale_session: Radicale) -> Radicale:
+    """The test run's Radicale, its calendar emptied for this test."""
+    clear_events(radicale_session)
+    return radicale_session
 
 
 @pytest.fixture

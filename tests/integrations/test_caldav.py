@@ -4,7 +4,7 @@ booking as an event, two concurrent bookings of one slot (one wins), reschedule,
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
@@ -16,13 +16,7 @@ from reautod.errors import NotFoundError, ValidationError
 from reautod.integrations.caldav_scheduler import CalDAVScheduler
 from reautod.integrations.settings import CalDAVSettings
 from reautod.observability.metrics import Metrics
-from tests.integrations.radicale_server import (
-    Radicale,
-    clear_events,
-    get_events,
-    put_event,
-    radicale,
-)
+from tests.integrations.radicale_server import Radicale, get_events, put_event
 
 NOW = datetime(2026, 10, 28, 14, 30, tzinfo=UTC)  # Wed 10:30 EDT; New York leaves DST on Nov 1
 REQUEST = BookingRequest(campaign_id="c-1", contact_id="p-1", lead_id="l-1", call_id="call-1",
@@ -38,15 +32,13 @@ def settings(server: Radicale, **kw: object) -> CalDAVSettings:
         "meeting_link_template": "https://meet.example.com/{booking}", **kw})
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Radicale]:
-    with radicale(tmp_path_factory.mktemp("radicale")) as running:
-        yield running
+@pytest.fixture
+def server(caldav_server: Radicale) -> Radicale:
+    return caldav_server
 
 
 @pytest.fixture
 async def scheduler(server: Radicale) -> AsyncIterator[CalDAVScheduler]:
-    clear_events(server)  # each test starts from an empty calendar
     opened = await open_scheduler(server)
     try:
         yield opened
