@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from reautod.errors import ReautodError, UnavailableError
 from reautod.integrations.settings import DeliverySettings
@@ -57,6 +57,13 @@ class Deliverer(Protocol):
     async def deliver(self, message: OutboxMessage) -> Outcome: ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class BatchDeliverer(Deliverer, Protocol):
+    """A deliverer that sends the messages of one round together (one request for many rows)."""
+
+    async def deliver_many(self, messages: list[OutboxMessage]) -> list[Outcome]: ...
 
 
 class DeliveryListener(Protocol):
@@ -120,7 +127,16 @@ class DeliveryWorker:
         now = self.clock()
         await self.repo.reset_stuck(timedelta(seconds=self.settings.stuck_after_s), now)
         messages = await self.repo.claim_due(now, self.settings.batch_size)
-        await asyncio.gather(*(self._deliver(m) for m in messages))
+        singles: list[OutboxMessage] = []
+        batches: dict[str, list[OutboxMessage]] = {}
+        for message in messages:
+            deliverer = self.deliverers.get(message.channel)
+            if isinstance(deliverer, BatchDeliverer):
+                batches.setdefault(message.channel, []).append(message)
+            else:
+                singles.append(message)
+        await asyncio.gather(*(self._deliver(m) for m in singles),
+                             *(self._deliver_batch(ms) for ms in batches.values()))
         return len(messages)
 
     async def _deliver(self, message: OutboxMessage) -> None:
@@ -132,6 +148,19 @@ class DeliveryWorker:
             else:
                 outcome = await deliverer.deliver(message)
             elapsed = time.perf_counter() - started
+        await self._record(message, outcome, elapsed)
+
+    async def _deliver_batch(self, messages: list[OutboxMessage]) -> None:
+        deliverer = self.deliverers[messages[0].channel]
+        assert isinstance(deliverer, BatchDeliverer)
+        async with self._slots:
+            started = time.perf_counter()
+            outcomes = await deliverer.deliver_many(messages)
+            elapsed = time.perf_counter() - started
+        for message, outcome in zip(messages, outcomes, strict=True):
+            await self._record(message, outcome, elapsed)
+
+    async def _record(self, message: OutboxMessage, outcome: Outcome, elapsed: float) -> None:
         if outcome.ok:
             await self.repo.delivered(message.id, self.clock())
             self._count(message, "delivered", elapsed)
@@ -148,8 +177,8 @@ class DeliveryWorker:
         self._count(message, "dead" if dead else "retry", elapsed)
         log.log(logging.WARNING if dead else logging.INFO,
                 "%s %s to %s attempt %d failed (%s): %s", message.channel, message.event_type,
-                message.endpoint, message.attempts, "dead letter" if dead else f"retry in {delay:.0f} s",
-                outcome.error)
+                message.endpoint, message.attempts,
+                "dead letter" if delay is None else f"retry in {delay:.0f} s", outcome.error)
 
     def _count(self, message: OutboxMessage, result: str, seconds: float) -> None:
         if self.metrics is not None:

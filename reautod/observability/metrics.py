@@ -30,7 +30,7 @@ DIAL_BLOCK_REASONS: Final = ("window", "dnc", "budget")
 MEDIA_DROP_REASONS: Final = ("malformed", "overflow")
 SOCKET_KINDS: Final = ("control", "websocket")
 # Outbox deliveries: how a message travels, and what one attempt came to.
-OUTBOX_CHANNELS: Final = ("webhook", "sms", "email")
+OUTBOX_CHANNELS: Final = ("webhook", "sms", "email", "sheets")
 OUTBOX_RESULTS: Final = ("delivered", "retry", "dead")
 SHEETS_RESULTS: Final = ("ok", "throttled", "failed")
 # Call outcomes and AMD results as the call state machine and Twilio's AnsweredBy report them.

@@ -182,11 +182,13 @@ class OutboxStatus(StrEnum):
 
 
 class OutboxChannel(StrEnum):
-    """How an outbox message travels: a signed webhook, or a booking confirmation."""
+    """How an outbox message travels: a signed webhook, a booking confirmation (SMS, email), or
+    a row for the Google Sheets results sheet."""
 
     WEBHOOK = "webhook"
     SMS = "sms"
     EMAIL = "email"
+    SHEETS = "sheets"
 
 
 class DncSource(StrEnum):

@@ -38,13 +38,14 @@ _TARGET_SCHEMES = {
     OutboxChannel.WEBHOOK: ("https://", "http://"),
     OutboxChannel.SMS: ("sms:",),
     OutboxChannel.EMAIL: ("mailto:",),
+    OutboxChannel.SHEETS: ("sheets:",),
 }
 _UNFINISHED = (OutboxStatus.PENDING.value, OutboxStatus.DELIVERING.value)
 
 
 @dataclass(frozen=True)
 class NewMessage:
-    """A message to enqueue; `target_url` is http(s) for webhooks, sms:/mailto: otherwise."""
+    """A message to enqueue; `target_url` is http(s) for webhooks, sms:/mailto:/sheets: otherwise."""
 
     event_type: str
     target_url: str

@@ -2,7 +2,8 @@
 
 - webhook_outbox.event_id: the event's id, shared by its deliveries to every endpoint (the
   receiver's idempotency key); confirmations of a booking share the booking event's id.
-- webhook_outbox.channel: webhook | sms | email (booking confirmations travel the outbox too).
+- webhook_outbox.channel: webhook | sms | email | sheets (booking confirmations and results-sheet
+  rows travel the outbox too).
 - webhook_outbox.endpoint: the configured endpoint the message goes to, by name.
 - webhook_outbox.ordering_key (+ index with endpoint, created_at): a lead's messages to one
   endpoint are delivered in creation order.
@@ -25,7 +26,7 @@ down_revision = "0003_dialer"
 branch_labels = None
 depends_on = None
 
-CHANNELS = "channel IN ('webhook', 'sms', 'email')"
+CHANNELS = "channel IN ('webhook', 'sms', 'email', 'sheets')"
 
 
 def upgrade() -> None:
