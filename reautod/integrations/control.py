@@ -1,4 +1,5 @@
-"""Control-socket methods of the outbox: outbox.status | list | retry | replay | dead.
+"""Control-socket methods of the outbox (outbox.status | list | retry | replay | dead) and of
+Google Sheets (sheets.import).
 
 Every result is a pydantic model; `reautoctl outbox` validates the daemon's answer with the same
 model. Lists never carry message bodies (they hold personal data): ids, types, endpoints, states.
@@ -13,7 +14,10 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from reautod.integrations.leads import ImportResult, add_leads
+from reautod.integrations.sheets import SheetsClient, read_contacts
 from reautod.methods import Method, NoParams
+from reautod.store.database import Database
 from reautod.store.enums import OutboxStatus
 from reautod.store.repositories import DeadLetter, OutboxMessage, OutboxRepository
 from reautod.store.types import utcnow
@@ -164,3 +168,22 @@ def outbox_methods(repo: OutboxRepository, endpoints: list[str],
         _method("outbox.replay", ReplayParams, "Deliver again what was delivered since", replay),
         _method("outbox.dead", DeadParams, "The dead letters, newest first", dead),
     ]
+
+
+class SheetImportParams(_Params):
+    campaign: str = Field(min_length=1, max_length=200, description="campaign name or id")
+    spreadsheet_id: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_-]+$")
+    range: str = Field("A1:Z", min_length=1, max_length=200,
+                       description="A1 range of the contacts, header row first (Sheet1!A1:Z)")
+
+
+def sheets_methods(db: Database, client: SheetsClient,
+                   clock: Callable[[], datetime] = utcnow) -> list[Method]:
+    """`sheets.import`: a contacts sheet into a campaign, reported like a CSV import."""
+
+    async def import_sheet(p: SheetImportParams) -> ImportResult:
+        data = await read_contacts(client, p.spreadsheet_id, p.range)
+        return await add_leads(db, p.campaign, data, source="sheet", clock=clock)
+
+    return [_method("sheets.import", SheetImportParams,
+                    "Import a Google Sheet of contacts into a campaign", import_sheet)]

@@ -4,16 +4,21 @@ through the outbox, a rate limiter, and 429 backoff."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from reautod.control.cli import main
+from reautod.control.server import ControlServer
+from reautod.integrations.control import sheets_methods
 from reautod.integrations.credentials import Credentials
 from reautod.integrations.delivery import DeliveryWorker
 from reautod.integrations.leads import add_leads
@@ -26,6 +31,7 @@ from reautod.integrations.sheets import (
     SheetsClient,
     read_contacts,
 )
+from reautod.observability.events import EventBus
 from reautod.observability.metrics import Metrics
 from reautod.store.database import Database
 from reautod.store.repositories import CampaignRepository, LeadRepository, OutboxRepository
@@ -166,3 +172,28 @@ async def test_quota_errors_back_off_and_a_missing_sheet_is_a_dead_letter(
     [dead] = await repo.dead()
     assert "404" in (dead.last_error or "") and "NOT_FOUND" in (dead.last_error or "")
     await worker.stop()
+
+
+async def test_reautoctl_sheets_import(
+    db: Database, google: tuple[SheetsStandIn, TokenServer, str],
+    credentials: Callable[..., Credentials], capsys: pytest.CaptureFixture[str],
+) -> None:
+    sheets, _, _ = google
+    await CampaignRepository(db).create("spring")
+    sheets.sheets["contacts-2"] = {"Leads": [["name", "phone", "state"], ["Pat Doe", "+13035550142", "CO"],
+                                             ["Bad", "12", "CO"]]}
+    client, _ = client_for(google, credentials)
+    path = Path("/tmp") / f"rt-sheets-{uuid.uuid4().hex[:8]}.sock"
+    server = ControlServer(path, sheets_methods(db, client), EventBus())
+    await server.start()
+    try:
+        code = await asyncio.to_thread(main, ["--socket", str(path), "sheets", "import", "spring",
+                                              "contacts-2", "--range", "Leads!A1:Z"])
+        out = capsys.readouterr().out
+        assert code == 0 and "row 3: bad_phone" in out and "new_leads" in out
+        code = await asyncio.to_thread(main, ["--socket", str(path), "sheets", "import", "spring",
+                                              "missing-sheet"])
+        assert code == 1 and "cannot read the contacts sheet" in capsys.readouterr().err
+    finally:
+        await server.close()
+        await client.aclose()
