@@ -5,7 +5,7 @@ CalDAV scheduler, its confirmations listening to the worker."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, time
 
@@ -13,7 +13,7 @@ from reautod.integrations.booking import BookingService
 from reautod.integrations.caldav_scheduler import CalDAVScheduler
 from reautod.integrations.confirmations import SmtpEmail, TwilioSms
 from reautod.integrations.credentials import Credentials
-from reautod.integrations.delivery import DeliveryWorker
+from reautod.integrations.delivery import Deliverer, DeliveryWorker
 from reautod.integrations.settings import (
     CalDAVSettings,
     ConfirmationSettings,
@@ -52,10 +52,14 @@ class Stack:
 @contextlib.asynccontextmanager
 async def stack(db: Database, caldav: Radicale, twilio: TwilioStandIn, inbox: Inbox,
                 receiver_url: str, credentials: Callable[..., Credentials],
-                delivery: DeliverySettings | None = None) -> AsyncIterator[Stack]:
+                delivery: DeliverySettings | None = None,
+                more_receivers: Mapping[str, str] | None = None,
+                more_deliverers: Mapping[str, Deliverer] | None = None) -> AsyncIterator[Stack]:
+    """`more_receivers`: further webhook endpoints (name -> URL, same secret)."""
     creds = credentials(crm_secret=SECRET, caldav_password=caldav.password)
     clock, metrics = Clock(), Metrics()
-    endpoints = [WebhookEndpoint(name="crm", url=receiver_url, secret_credential="crm_secret")]
+    endpoints = [WebhookEndpoint(name=name, url=url, secret_credential="crm_secret")
+                 for name, url in {"crm": receiver_url, **(more_receivers or {})}.items()]
     repo = OutboxRepository(db)
     caldav_settings = CalDAVSettings(
         url=caldav.url, username=caldav.user, password_credential="caldav_password",
@@ -74,6 +78,7 @@ async def stack(db: Database, caldav: Radicale, twilio: TwilioStandIn, inbox: In
                          api_base_url=twilio.base_url),
         "email": SmtpEmail(SmtpSettings(host="127.0.0.1", port=inbox.port, starttls=False,
                                         from_address="reautod@acme.example"), None),
+        **(more_deliverers or {}),
     }
     worker = DeliveryWorker(repo, deliverers, delivery or DeliverySettings(backoff_base_s=10),
                             metrics=metrics, listeners=[booking], clock=clock, rand=lambda: 1.0)
