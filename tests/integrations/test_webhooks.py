@@ -183,3 +183,17 @@ async def test_api_key_and_oauth_client_credentials(
             assert len(tokens.issued) == 2 and len(oauth_rx.accepted()) == 5
             assert all(m.status == "delivered" for m in await OutboxRepository(db).recent())
             await work.stop()
+
+
+def test_the_documented_settings_are_valid() -> None:
+    import re
+    import tomllib
+
+    from tests.integrations.helpers import DOCS
+
+    merged: dict[str, object] = {}
+    for block in re.findall(r"```toml\n(.*?)```", DOCS.read_text(), flags=re.S):
+        merged.update(tomllib.loads(block)["integrations"])
+    settings = IntegrationsSettings.model_validate(merged)
+    assert [e.name for e in settings.endpoints()] == ["global", "spring-crm"]
+    assert settings.caldav is not None and settings.sheets is not None and settings.smtp is not None
