@@ -37,6 +37,7 @@ from reautod.integrations.ics import EVENT_STATUS, BookingEvent
 from reautod.integrations.settings import ConfirmationSettings
 from reautod.integrations.webhooks import WebhookPublisher
 from reautod.observability.logging import mask_phone
+from reautod.store.call_observer import call_uuid
 from reautod.store.database import Database
 from reautod.store.enums import AppointmentStatus, OutboxChannel
 from reautod.store.repositories import (
@@ -78,7 +79,7 @@ class BookingService:
                 uuid.UUID(request.contact_id), slot.start, slot.end,
                 appointment_id=uuid.UUID(booking.ref),
                 campaign_id=uuid.UUID(request.campaign_id) if request.campaign_id else None,
-                call_id=uuid.UUID(request.call_id) if request.call_id else None,
+                call_id=call_uuid(request.call_id) if request.call_id else None,
                 timezone=request.timezone, calendar_ref=booking.ref, notes=request.notes or None)
             return await self._announce(row, booking, "booked")
         except (ReautodError, ValueError):

@@ -244,17 +244,14 @@ def xsd() -> str:
         hints = get_type_hints(spec.row)
         lines += [f'  <xs:complexType name="{spec.element}">', "    <xs:sequence>"]
         for f in dataclasses.fields(spec.row):
-            kinds = [k for k in getattr(hints[f.name], "__args__", (hints[f.name],))
-                     if k is not type(None)]
-            optional = ' minOccurs="0"' if len(kinds) < len(
-                getattr(hints[f.name], "__args__", (hints[f.name],))) else ""
-            note = spec.columns.get(f.name, "")
-            doc = (f"<xs:annotation><xs:documentation>{escape(note)}</xs:documentation>"
-                   "</xs:annotation>") if note else ""
-            lines.append(f'      <xs:element name="{f.name}" type="{_XSD_TYPES[kinds[0]]}"'
-                         f"{optional}>{doc}</xs:element>" if doc else
-                         f'      <xs:element name="{f.name}" type="{_XSD_TYPES[kinds[0]]}"'
-                         f"{optional}/>")
+            args = getattr(hints[f.name], "__args__", None) or (hints[f.name],)  # X | None
+            kinds = [k for k in args if k is not type(None)]
+            optional = ' minOccurs="0"' if len(kinds) < len(args) else ""
+            element = f'      <xs:element name="{f.name}" type="{_XSD_TYPES[kinds[0]]}"{optional}'
+            note = spec.columns.get(f.name)
+            lines.append(f"{element}><xs:annotation><xs:documentation>{escape(note)}"
+                         "</xs:documentation></xs:annotation></xs:element>" if note
+                         else f"{element}/>")
         lines += ["    </xs:sequence>", "  </xs:complexType>"]
     lines.append("</xs:schema>")
     return "\n".join(lines) + "\n"

@@ -12,12 +12,19 @@ from datetime import time
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from reautod.config import Section
 from reautod.integrations.events import EventType
 
 GLOBAL_ENDPOINT = "global"
+
+
+class Section(BaseModel):
+    """A config table: unknown keys are errors (config.Section's rules; not imported from
+    there, so that reautod.config can import this module to mount the table)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
 _NAME = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
 
 
