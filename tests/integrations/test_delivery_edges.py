@@ -5,6 +5,7 @@ missing or empty."""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -23,6 +24,7 @@ from reautod.integrations.webhooks import WebhookDeliverer, WebhookPublisher, cl
 from reautod.store.database import Database
 from reautod.store.repositories import OutboxMessage, OutboxRepository
 from tests.fixtures.services import free_port
+from tests.integrations.conftest import Clock
 from tests.integrations.helpers import contact, scored
 from tests.integrations.smtp_server import smtp_server
 from tests.integrations.standins import WebhookReceiver
@@ -112,3 +114,29 @@ def test_credentials_that_cannot_be_read_are_config_errors(tmp_path: Path) -> No
     assert Credentials({}).value(str(tmp_path / "abs")) == "s3cret"
     with pytest.raises(ConfigError, match="CREDENTIALS_DIRECTORY"):
         Credentials({}).get("webhook_secret")
+
+
+async def test_a_restart_loses_nothing(db: Database, credentials: Callable[..., Credentials]) -> None:
+    """Queued rows survive the process; a delivery cut off mid-flight (claimed, never recorded)
+    is sent again, with the same event id, once its claim is stale."""
+    creds = credentials(crm_secret="s")
+    clock = Clock()
+    with WebhookReceiver() as receiver:
+        endpoints = [WebhookEndpoint(name="crm", url=receiver.base_url, secret_credential="crm_secret")]
+        publisher = WebhookPublisher(OutboxRepository(db), endpoints)
+        event = scored(await contact(db), 7)
+        await publisher.publish(event)
+        await publisher.publish(scored(await contact(db), 8))
+        [cut_off] = await OutboxRepository(db).claim_due(clock(), 1)  # the old process, then gone
+        assert cut_off.event_id == event.id
+        # A new process: a new repository, deliverer and worker over the same database.
+        settings = DeliverySettings(stuck_after_s=300)
+        worker = DeliveryWorker(OutboxRepository(db), {"webhook": WebhookDeliverer(endpoints, creds)},
+                                settings, clock=clock)
+        await worker.run_once()
+        assert len(receiver.accepted()) == 1  # the other one; the cut-off claim is still fresh
+        clock.advance(seconds=301)
+        await worker.run_once()
+        ids = [json.loads(r.body)["id"] for r in receiver.accepted()]
+        assert len(ids) == 2 and str(event.id) in ids
+        await worker.stop()
