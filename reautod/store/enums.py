@@ -164,7 +164,7 @@ class BudgetPeriod(StrEnum):
     DAY = "day"
     WEEK = "week"  # ISO weeks: Monday 00:00 in the budget's time zone
     MONTH = "month"
-    TOTAL = "total"  # since the budget was set: never rolls over
+    TOTAL = "total"  # all spend of its scope: never rolls over
 
 
 class AppointmentStatus(StrEnum):
