@@ -205,7 +205,7 @@ class ElevenLabsTTS:
         retrying = AsyncRetrying(
             retry=retry_if_exception(lambda e: _classify(e).transient),
             stop=stop_after_attempt(self.settings.retries + 1),
-            wait=wait_exponential_jitter(initial=self.backoff_s, max=2.0, jitter=self.backoff_s),
+            wait=wait_exponential_jitter(multiplier=self.backoff_s, max=2.0, jitter=self.backoff_s),
             reraise=True,
         )
         async for attempt in retrying:
