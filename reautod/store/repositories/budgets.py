@@ -149,8 +149,10 @@ class BudgetRepository:
                 kind=kind.value, threshold_pct=threshold_pct, spent_micros=spent_micros,
                 limit_micros=limit_micros, at=at,
             ).on_conflict_do_nothing(
-                index_elements=["scope", "period", "period_start", "kind", "threshold_pct"])
-            return bool((await conn.execute(stmt)).rowcount)
+                index_elements=["scope", "period", "period_start", "kind", "threshold_pct"]
+            ).returning(budget_alerts.c.id)
+            # RETURNING, not rowcount: psycopg reports -1 for INSERT .. ON CONFLICT DO NOTHING
+            return (await conn.execute(stmt)).first() is not None
 
         return await self.db.transaction(work)
 

@@ -141,8 +141,8 @@ class CostRepository:
                 campaign_id=entry.campaign_id, metered_micros=entry.metered_micros,
                 reported_micros=entry.reported_micros, difference_micros=entry.difference_micros,
                 price_unit=entry.price_unit, reported_at=entry.reported_at,
-            ).on_conflict_do_nothing(index_elements=["call_sid"])
-            return bool((await conn.execute(stmt)).rowcount)
+            ).on_conflict_do_nothing(index_elements=["call_sid"]).returning(reconciliations.c.id)
+            return (await conn.execute(stmt)).first() is not None  # rowcount is -1 on psycopg
 
         return await self.db.transaction(work)
 
