@@ -17,7 +17,7 @@ from twilio.rest import Client
 from reautod.cost.ledger import CostLedger
 from reautod.cost.meters import CallMeter
 from reautod.cost.pricebook import load_price_books
-from reautod.cost.reconcile import Outcome, Reconciler, ReconcileQueue, parse_twilio_price
+from reautod.cost.reconcile import Outcome, ReconcileQueue, Reconciler, parse_twilio_price
 from reautod.cost.twilio_prices import TwilioCallPrices
 from reautod.errors import NotFoundError, UnavailableError
 from reautod.observability.metrics import Metrics

@@ -15,7 +15,12 @@ from reautod.store.apply import apply_records
 from reautod.store.database import Database
 from reautod.store.enums import CallOutcome, CallStatus, VoiceTier
 from reautod.store.records import CallEnded, Record
-from reautod.store.repositories import CampaignRepository, ContactInput, ContactRepository, LeadRepository
+from reautod.store.repositories import (
+    CampaignRepository,
+    ContactInput,
+    ContactRepository,
+    LeadRepository,
+)
 from reautod.store.repositories.cost_reports import cost_by_tier, cost_per_outcome
 from tests.store.factories import call_started
 
