@@ -62,7 +62,7 @@ class CostLedger:
 
     async def start(self) -> None:
         if self.guard is not None and self._task is None:
-            self._task = asyncio.create_task(self._run(), name="cost-ledger")
+            self._task = asyncio.create_task(self._run(self.guard), name="cost-ledger")
 
     async def stop(self) -> None:
         if self._task is None:
@@ -73,12 +73,11 @@ class CostLedger:
             await self._task
         self._task = None
 
-    async def _run(self) -> None:
-        assert self.guard is not None
+    async def _run(self, guard: BudgetGuard) -> None:
         while True:
             rows = await self._queue.get()
             try:
-                await self.guard.record(rows)
+                await guard.record(rows)
             except ReautodError as err:
                 self.uncounted += len(rows)
                 log.warning("budget counters missed %d cost rows: %s", len(rows), err.message)

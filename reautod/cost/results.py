@@ -8,6 +8,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
 
+from reautod.cost.meters import CostSnapshot
 from reautod.store.enums import BudgetAlertKind, BudgetPeriod
 
 
@@ -76,3 +77,22 @@ class BudgetAlert(_Result):
     projected_micros: int | None
     limit_micros: int
     at: datetime
+
+
+class CostUpdate(_Result):
+    """A `cost.update` event: one live call's cost so far (from `CostTracker.flush`)."""
+
+    call_id: uuid.UUID
+    campaign_id: uuid.UUID | None
+    cost_micros: int
+    premium_micros: int
+    by_service: dict[str, int]
+    tts_characters: dict[str, int]
+    price_book: str
+
+    @classmethod
+    def of(cls, snapshot: CostSnapshot) -> CostUpdate:
+        return cls(call_id=snapshot.call_id, campaign_id=snapshot.campaign_id,
+                   cost_micros=snapshot.total_micros, premium_micros=snapshot.premium_micros,
+                   by_service=snapshot.by_service, tts_characters=snapshot.tts_characters,
+                   price_book=snapshot.price_book)

@@ -108,8 +108,9 @@ class ElevenLabsTTS:
         self.breakers = breakers
         self.stall_s = stall_s
         self.backoff_s = backoff_s
+        self._http = httpx.AsyncClient(timeout=settings.timeout_s)
         self._client = AsyncElevenLabs(api_key=api_key, base_url=settings.base_url,
-                                       timeout=settings.timeout_s)
+                                       timeout=settings.timeout_s, httpx_client=self._http)
         self._slots = asyncio.Semaphore(concurrency)
         self.concurrency = concurrency
         self.quota: Quota | None = None
@@ -273,9 +274,7 @@ class ElevenLabsTTS:
                             queue_depth=self.waiting, failures=self.failures)
 
     async def close(self) -> None:
-        client = self._client._client_wrapper.httpx_client.httpx_client
-        if isinstance(client, httpx.AsyncClient):
-            await client.aclose()
+        await self._http.aclose()
 
 
 async def _aclose(items: AsyncIterator[Any]) -> None:

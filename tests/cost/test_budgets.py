@@ -13,6 +13,7 @@ import pytest
 from reautod.cost.budgets import BudgetGuard, DialRefusal
 from reautod.cost.counters import Counters, MemoryCounters, RedisCounters
 from reautod.cost.results import BudgetAlert
+from reautod.observability.metrics import Metrics
 from reautod.store.apply import apply_records
 from reautod.store.database import Database
 from reautod.store.enums import BudgetAlertKind, BudgetPeriod, CostService, CostUnit
@@ -186,7 +187,9 @@ async def test_the_emergency_stop_halts_dials_and_premium_and_survives_a_restart
     guard = guard_for(db, clock)
     await guard.start()
     await guard.set_budget(BudgetPeriod.DAY, 100 * DOLLAR, campaign, timezone=NY, actor="pat")
+    guard.gauges = metrics = Metrics()
     await guard.stop(actor="pat", reason="invoice dispute")
+    assert metrics.spending_stopped._value.get() == 1
     refusal = await guard.check_dial(campaign)
     assert refusal is not None and refusal.rule_code == "spending_stopped"
     assert refusal.retry_at is None and "invoice dispute" in refusal.detail
@@ -212,6 +215,7 @@ async def test_the_forecast_switches_premium_off_first_and_alerts_once(
     clock = Clock(datetime(2026, 11, 20, 5, tzinfo=UTC))  # midnight in New York
     alerts = Alerts()
     guard = guard_for(db, clock, alerts=alerts)
+    guard.gauges = metrics = Metrics()
     await guard.start()
     await guard.set_budget(BudgetPeriod.DAY, 10 * DOLLAR, campaign, timezone=NY, actor="pat")
     # Six hours at $0.20/h local: projected $4.80 for the day, well under the cap.
@@ -235,6 +239,9 @@ async def test_the_forecast_switches_premium_off_first_and_alerts_once(
     await guard.tick()
     assert [a.kind for a in alerts.seen] == [BudgetAlertKind.FORECAST]
     assert alerts.seen[0].projected_micros == 2_000_000 + 17 * 800_000
+    assert metrics.budget_used_ratio.labels(period="day")._value.get() == 0.2
+    assert metrics.budget_projected_ratio.labels(period="day")._value.get() == 1.56
+    assert metrics.budget_alerts_total.labels(kind="forecast")._value.get() == 1
 
 
 async def test_budget_repository_validates_and_removes(db: Database, campaign: uuid.UUID) -> None:

@@ -8,6 +8,7 @@ import pytest
 
 from reautod.cost.meters import CallMeter
 from reautod.cost.pricebook import load_price_books
+from reautod.cost.results import CostUpdate
 from reautod.errors import ValidationError
 from reautod.store.apply import apply_records
 from reautod.store.database import Database
@@ -43,6 +44,8 @@ def test_a_call_is_priced_by_the_book_in_integer_micro_dollars() -> None:
     assert snap.tts_characters == {"local": 80, "premium": 120}
     assert (snap.llm_prompt_tokens, snap.llm_completion_tokens) == (400, 60)
     assert all(isinstance(v, int) for v in snap.by_service.values())
+    event = CostUpdate.of(snap).model_dump(mode="json")  # the cost.update payload the TUI reads
+    assert event["cost_micros"] == snap.total_micros and event["premium_micros"] == 6_000
 
 
 def test_flushes_write_deltas_that_add_up_to_the_total_rounded_once() -> None:
