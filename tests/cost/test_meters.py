@@ -72,6 +72,9 @@ def test_telephony_grows_by_started_minutes_and_the_final_duration_tops_it_up() 
     assert (row.quantity, row.amount_micros) == (2, 28_000)  # minutes 2 and 3
     meter.telephony(30, media_stream=False)  # a late, smaller reading changes nothing
     assert meter.flush(T0) == []
+    meter.recording(90)
+    (row,) = meter.flush(T0)
+    assert (row.service, row.quantity, row.amount_micros) == (CostService.RECORDING, 2, 5_000)
 
 
 def test_unanswered_calls_cost_nothing_and_bad_readings_are_refused() -> None:

@@ -59,6 +59,7 @@ async def test_a_simulated_campaign_reports_cost_per_outcome_and_per_tier(db: Da
             tracker.on_speech(SpeechUsage(call, VoiceTier.PREMIUM, premium, 30.0, 0.0))
         if seconds:
             tracker.on_speech(SpeechUsage(call, VoiceTier.LOCAL, 200, 12.0, 0.5))
+        assert [snap.call_id for snap in tracker.live()] == [start.call_id]
         tracker.end_call(start.call_id, duration_s=seconds, amd=True)
         records.append(CallEnded(call_id=start.call_id, ended_at=T0 + timedelta(minutes=n, seconds=seconds),
                                  status=CallStatus.COMPLETED if seconds else CallStatus.NO_ANSWER,

@@ -143,6 +143,9 @@ async def test_429_beyond_the_retries_fails_and_the_breaker_opens_then_recovers(
     assert info.value.reason == "rate_limited"
     assert engine.breakers.state("elevenlabs") == "open"  # 3 consecutive failures
     assert not engine.available()
+    health = engine.health()
+    assert health.state.value == "failed" and "circuit open" in health.detail
+    assert health.failures == 1 and "429" in health.detail
     with pytest.raises(PremiumSpeechError) as info:
         await speak(engine)
     assert info.value.reason == "breaker_open"
@@ -150,7 +153,8 @@ async def test_429_beyond_the_retries_fails_and_the_breaker_opens_then_recovers(
     await asyncio.sleep(0.6)
     assert engine.available()  # half-open: the next request is the trial
     assert (await speak(engine))[-1].characters_spoken == len(SENTENCE)
-    assert engine.breakers.state("elevenlabs") == "closed"
+    assert engine.breakers.states() == {"elevenlabs": "closed"}
+    assert engine.health().state.value == "ready"
 
 
 async def test_quota_is_read_tracked_and_respected(engine: ElevenLabsTTS,
