@@ -5,6 +5,7 @@ from __future__ import annotations
 from types import ModuleType
 
 from reautod.control.commands import (
+    budget,
     call,
     campaign,
     config,
@@ -33,6 +34,7 @@ COMMAND_GROUPS: list[ModuleType] = [
     campaign,
     dial,
     dnc,
+    budget,
     db,
     stats,
     config,

@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 from reautod.store.repositories.audit import AuditRepository, AuditRow
+from reautod.store.repositories.budgets import (
+    BudgetAlertRow,
+    BudgetRepository,
+    BudgetRow,
+    SpendingStopRow,
+)
 from reautod.store.repositories.calls import (
     AgentTransitionRow,
     CallEventRow,
@@ -18,12 +24,7 @@ from reautod.store.repositories.dnc import DncEntryRow, DncRepository
 from reautod.store.repositories.leads import LeadRepository, LeadRow
 from reautod.store.repositories.outbox import DeadLetter, OutboxMessage, OutboxRepository
 from reautod.store.repositories.recordings import RecordingRepository, RecordingRow
-from reautod.store.repositories.scheduling import (
-    AppointmentRepository,
-    AppointmentRow,
-    BudgetRepository,
-    BudgetRow,
-)
+from reautod.store.repositories.scheduling import AppointmentRepository, AppointmentRow
 
 __all__ = [
     "AgentTransitionRow",
@@ -31,6 +32,7 @@ __all__ = [
     "AppointmentRow",
     "AuditRepository",
     "AuditRow",
+    "BudgetAlertRow",
     "BudgetRepository",
     "BudgetRow",
     "CallEventRow",
@@ -54,5 +56,6 @@ __all__ = [
     "OutboxRepository",
     "RecordingRepository",
     "RecordingRow",
+    "SpendingStopRow",
     "TurnRow",
 ]
