@@ -20,6 +20,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
+from reautod.cost.results import BudgetAlert as CostBudgetAlert
+
 SCHEMA_VERSION: Literal[1] = 1
 
 
@@ -114,12 +116,18 @@ class LeadOptedOut(_Model):
 
 
 class BudgetAlert(_Model):
+    """A budget crossed a threshold, or its forecast the cap (reautod.cost's `budget.alert`)."""
+
+    kind: Literal["threshold", "forecast"]
     scope: Literal["site", "campaign"]
-    period: Literal["day", "month", "total"]
-    level: Literal["warning", "exceeded"]
+    period: Literal["day", "week", "month", "total"]
+    period_start: datetime
+    threshold_pct: int = Field(ge=0, le=1000)
     limit_usd: Decimal
     spent_usd: Decimal
-    threshold_pct: int = Field(ge=1, le=1000)
+    projected_usd: Decimal | None = Field(None, description="spend at the period's end, forecast")
+
+    _times = field_validator("period_start")(_utc)
 
 
 class _Envelope(_Model):
@@ -188,3 +196,19 @@ def body_of(event: WebhookEvent) -> bytes:
 
 def json_schema() -> dict[str, object]:
     return EVENTS.json_schema(mode="serialization")
+
+
+def _usd(micros: int) -> Decimal:
+    return Decimal(micros) / Decimal(1_000_000)
+
+
+def budget_alert_event(alert: CostBudgetAlert, campaign: CampaignRef | None) -> BudgetAlertEvent:
+    """The webhook event of a cost part's budget alert (`campaign`: the budget's, if any)."""
+    return BudgetAlertEvent(
+        occurred_at=alert.at, campaign=campaign,
+        data=BudgetAlert(kind=alert.kind.value, scope="campaign" if alert.campaign_id else "site",
+                         period=alert.period.value, period_start=alert.period_start,
+                         threshold_pct=alert.threshold_pct, limit_usd=_usd(alert.limit_micros),
+                         spent_usd=_usd(alert.spent_micros),
+                         projected_usd=None if alert.projected_micros is None
+                         else _usd(alert.projected_micros)))

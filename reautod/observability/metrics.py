@@ -53,6 +53,14 @@ ENGINE_SECONDS_BUCKETS: Final = (
 )
 CALL_COST_BUCKETS: Final = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0)
 
+# Cost and budgets (appended for the cost part).
+COST_SERVICES: Final = ("telephony", "stt", "llm", "tts", "amd", "recording", "other")
+BUDGET_PERIODS: Final = ("day", "week", "month")
+BUDGET_ALERT_KINDS: Final = ("threshold", "forecast")
+VOICE_TIERS: Final = ("local", "premium")
+PREMIUM_FALLBACK_REASONS: Final = (
+    "breaker_open", "rate_limited", "server_error", "timeout", "quota", "failed")
+
 # The turn-latency histograms, by the short stage name used in events and summaries.
 TURN_STAGES: Final = ("transcript", "first_token", "first_audio", "voice_to_voice", "barge_in_clear")
 
@@ -191,6 +199,50 @@ class Metrics:
         for result in SHEETS_RESULTS:
             self.sheets_requests_total.labels(result=result)
 
+        # Cost, budgets and the premium voice.
+        self.cost_by_service_dollars_total = Counter(
+            "reautod_cost_by_service_dollars", "Money spent by service, from the cost ledger",
+            ["service"], registry=r)
+        self.budget_used_ratio = Gauge(
+            "reautod_budget_used_ratio",
+            "Highest spent/limit ratio among the budgets of a period (1 = at the cap)",
+            ["period"], registry=r)
+        self.budget_projected_ratio = Gauge(
+            "reautod_budget_projected_ratio",
+            "Highest projected period-end spend/limit ratio among the budgets of a period",
+            ["period"], registry=r)
+        self.budget_alerts_total = Counter(
+            "reautod_budget_alerts", "Budget alerts fired (once per period and threshold)",
+            ["kind"], registry=r)
+        self.spending_stopped = Gauge(
+            "reautod_spending_stopped", "1 while the emergency spending stop is on", registry=r)
+        self.cost_reconciled_dollars_total = Counter(
+            "reautod_cost_reconciled_dollars", "Call prices Twilio reported, reconciled calls",
+            registry=r)
+        self.cost_ledger_error_dollars_total = Counter(
+            "reautod_cost_ledger_error_dollars",
+            "Absolute difference between Twilio's call prices and our metered telephony",
+            registry=r)
+        self.tts_tier_decisions_total = Counter(
+            "reautod_tts_tier_decisions", "Voice tier decisions by tier", ["tier"], registry=r)
+        self.premium_tts_fallbacks_total = Counter(
+            "reautod_premium_tts_fallbacks", "Premium speech handed to the local voice, by cause",
+            ["reason"], registry=r)
+        self.elevenlabs_quota_remaining_characters = Gauge(
+            "reautod_elevenlabs_quota_remaining_characters",
+            "Characters left in the ElevenLabs subscription period (last read)", registry=r)
+        for service in COST_SERVICES:
+            self.cost_by_service_dollars_total.labels(service=service)
+        for period in BUDGET_PERIODS:
+            self.budget_used_ratio.labels(period=period)
+            self.budget_projected_ratio.labels(period=period)
+        for kind in BUDGET_ALERT_KINDS:
+            self.budget_alerts_total.labels(kind=kind)
+        for tier in VOICE_TIERS:
+            self.tts_tier_decisions_total.labels(tier=tier)
+        for reason in PREMIUM_FALLBACK_REASONS:
+            self.premium_tts_fallbacks_total.labels(reason=reason)
+
         self._turn_histograms: dict[str, Histogram] = {
             "transcript": self.turn_transcript_seconds,
             "first_token": self.turn_first_token_seconds,
@@ -281,6 +333,39 @@ class Metrics:
 
     def sheets_request(self, result: SheetsResult) -> None:
         self.sheets_requests_total.labels(result=_check(result, SHEETS_RESULTS, "result")).inc()
+
+    # Cost part helpers (budget gauges follow reautod.cost.budgets.BudgetGauges).
+
+    def cost_by_service(self, service: str, micros: int) -> None:
+        self.cost_by_service_dollars_total.labels(
+            service=_check(service, COST_SERVICES, "service")).inc(micros / 1_000_000)
+
+    def budget_state(self, period: str, used_ratio: float, projected_ratio: float | None) -> None:
+        if period not in BUDGET_PERIODS:  # "total" budgets have no period to watch
+            return
+        self.budget_used_ratio.labels(period=period).set(used_ratio)
+        if projected_ratio is not None:
+            self.budget_projected_ratio.labels(period=period).set(projected_ratio)
+
+    def budget_alert(self, kind: str) -> None:
+        self.budget_alerts_total.labels(kind=_check(kind, BUDGET_ALERT_KINDS, "kind")).inc()
+
+    def set_spending_stopped(self, stopped: bool) -> None:
+        self.spending_stopped.set(1 if stopped else 0)
+
+    def cost_reconciled(self, reported_micros: int, difference_micros: int) -> None:
+        self.cost_reconciled_dollars_total.inc(reported_micros / 1_000_000)
+        self.cost_ledger_error_dollars_total.inc(abs(difference_micros) / 1_000_000)
+
+    def tier_decided(self, tier: str) -> None:
+        self.tts_tier_decisions_total.labels(tier=_check(tier, VOICE_TIERS, "tier")).inc()
+
+    def premium_fallback(self, reason: str) -> None:
+        self.premium_tts_fallbacks_total.labels(
+            reason=_check(reason, PREMIUM_FALLBACK_REASONS, "reason")).inc()
+
+    def elevenlabs_quota(self, remaining_characters: int) -> None:
+        self.elevenlabs_quota_remaining_characters.set(remaining_characters)
 
 
 def sample_names(registry: CollectorRegistry) -> set[str]:

@@ -20,6 +20,7 @@ from reautod.store.records import (
     Record,
     RecordingFinalized,
     ScoreUpdate,
+    TierDecided,
     TurnRecord,
 )
 from reautod.store.sql import status_rank, upsert
@@ -39,6 +40,8 @@ async def apply_records(conn: AsyncConnection, records: Sequence[Record]) -> Non
             await _transitions(conn, group)  # type: ignore[arg-type]
         elif kind == CostRecorded.kind:
             await _costs(conn, group)  # type: ignore[arg-type]
+        elif kind == TierDecided.kind:
+            await _tier_decisions(conn, group)  # type: ignore[arg-type]
         else:
             for record in group:
                 await _APPLY_ONE[kind](conn, record)
@@ -181,6 +184,25 @@ async def _costs(conn: AsyncConnection, records: list[CostRecorded]) -> None:
         for r in sorted(records, key=lambda r: r.event_id)
     ]
     await _insert_many(conn, m.CostEvent, rows)
+
+
+async def _tier_decisions(conn: AsyncConnection, records: list[TierDecided]) -> None:
+    rows = [
+        {
+            "id": r.decision_id,
+            "call_id": r.call_id,
+            "seq": r.seq,
+            "stage": r.stage,
+            "tier": r.tier.value,
+            "reason": r.reason,
+            "lead_score": r.lead_score,
+            "expected_value_micros": r.expected_value_micros,
+            "marginal_cost_micros": r.marginal_cost_micros,
+            "at": r.at,
+        }
+        for r in sorted(records, key=lambda r: r.decision_id)
+    ]
+    await _insert_many(conn, m.TierDecision, rows)
 
 
 async def _score(conn: AsyncConnection, r: ScoreUpdate) -> None:

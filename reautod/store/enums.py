@@ -162,8 +162,9 @@ class CostUnit(StrEnum):
 
 class BudgetPeriod(StrEnum):
     DAY = "day"
+    WEEK = "week"  # ISO weeks: Monday 00:00 in the budget's time zone
     MONTH = "month"
-    TOTAL = "total"
+    TOTAL = "total"  # all spend of its scope: never rolls over
 
 
 class AppointmentStatus(StrEnum):
@@ -196,3 +197,15 @@ class DncSource(StrEnum):
     IMPORT = "import"
     REGISTRY = "registry"  # a national do-not-call list
     MANUAL = "manual"
+
+
+class BudgetAlertKind(StrEnum):
+    THRESHOLD = "threshold"  # spend crossed a configured share of the cap
+    FORECAST = "forecast"  # the projected period-end spend crossed the cap
+
+
+class VoiceTier(StrEnum):
+    """Which text-to-speech tier speaks: the local voice, or the premium (paid) one."""
+
+    LOCAL = "local"
+    PREMIUM = "premium"

@@ -323,8 +323,84 @@ class Budget(Base):
     campaign_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("campaigns.id", ondelete=CASCADE))
     period: Mapped[str] = mapped_column(String(8))
     limit_micros: Mapped[int] = mapped_column(BigInteger)
+    # Days, weeks and months start at midnight in this IANA zone (the campaign's).
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC", server_default="UTC")
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _created()
+
+
+class BudgetAlert(Base):
+    """An alert that fired: at most one per (scope, period window, kind, threshold)."""
+
+    __tablename__ = "budget_alerts"
+    __table_args__ = (
+        one_of("period", e.BudgetPeriod),
+        one_of("kind", e.BudgetAlertKind),
+        UniqueConstraint("scope", "period", "period_start", "kind", "threshold_pct"),
+    )
+
+    id: Mapped[uuid.UUID] = _pk()
+    scope: Mapped[str] = mapped_column(String(36))  # "global" or a campaign id
+    period: Mapped[str] = mapped_column(String(8))
+    period_start: Mapped[datetime] = mapped_column(UTCDateTime)
+    kind: Mapped[str] = mapped_column(String(16))
+    threshold_pct: Mapped[int] = mapped_column(Integer)
+    spent_micros: Mapped[int] = mapped_column(BigInteger)
+    limit_micros: Mapped[int] = mapped_column(BigInteger)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class SpendingStop(Base):
+    """The emergency stop: one row (id 1); while `stopped`, nothing is dialed or spent on premium."""
+
+    __tablename__ = "spending_stop"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    stopped: Mapped[bool] = mapped_column(Boolean)
+    reason: Mapped[str | None] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(128))
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class CostReconciliation(Base):
+    """Twilio's reported price of a call against what our ledger metered for its telephony."""
+
+    __tablename__ = "cost_reconciliations"
+    __table_args__ = (Index(None, "reported_at"),)
+
+    id: Mapped[uuid.UUID] = _pk()
+    call_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("calls.id", ondelete=SET_NULL), index=True
+    )
+    call_sid: Mapped[str] = mapped_column(String(64), unique=True)
+    campaign_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("campaigns.id", ondelete=RESTRICT)
+    )
+    metered_micros: Mapped[int] = mapped_column(BigInteger)
+    reported_micros: Mapped[int] = mapped_column(BigInteger)
+    # reported - metered: positive when we under-metered
+    difference_micros: Mapped[int] = mapped_column(BigInteger)
+    price_unit: Mapped[str] = mapped_column(String(8))
+    reported_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class TierDecision(Base):
+    """Why a call (or one stage of it) got the local or the premium voice."""
+
+    __tablename__ = "tier_decisions"
+    __table_args__ = (one_of("tier", e.VoiceTier), UniqueConstraint("call_id", "seq"))
+
+    id: Mapped[uuid.UUID] = _pk()
+    call_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("calls.id", ondelete=CASCADE))
+    seq: Mapped[int] = mapped_column(Integer)
+    stage: Mapped[str | None] = mapped_column(String(64))
+    tier: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(32))
+    lead_score: Mapped[int | None] = mapped_column(Integer)
+    expected_value_micros: Mapped[int] = mapped_column(BigInteger)
+    marginal_cost_micros: Mapped[int] = mapped_column(BigInteger)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class Appointment(Base):

@@ -29,6 +29,7 @@ from reautod.store.enums import (
     RecordingDirection,
     RecordingFormat,
     Speaker,
+    VoiceTier,
 )
 
 
@@ -212,6 +213,28 @@ class CostRecorded:
             raise ValidationError("cost amount must be >= 0")
 
 
+@dataclass(frozen=True)
+class TierDecided:
+    """The voice tier chosen for a call (stage None) or one stage of it, and why (seq orders them)."""
+
+    kind: ClassVar[str] = "tier_decision"
+    decision_id: uuid.UUID
+    call_id: uuid.UUID
+    seq: int
+    tier: VoiceTier
+    reason: str
+    expected_value_micros: int
+    marginal_cost_micros: int
+    at: datetime
+    stage: str | None = None
+    lead_score: int | None = None
+
+    def __post_init__(self) -> None:
+        _aware("at", self.at)
+        if self.seq < 0:
+            raise ValidationError("tier decision seq must be >= 0")
+
+
 Record = (
     CallStarted
     | CallStatusChanged
@@ -221,6 +244,7 @@ Record = (
     | CallEnded
     | RecordingFinalized
     | CostRecorded
+    | TierDecided
 )
 
 RECORD_TYPES: dict[str, type[Any]] = {
@@ -234,6 +258,7 @@ RECORD_TYPES: dict[str, type[Any]] = {
         CallEnded,
         RecordingFinalized,
         CostRecorded,
+        TierDecided,
     )
 }
 

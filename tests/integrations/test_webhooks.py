@@ -197,3 +197,25 @@ def test_the_documented_settings_are_valid() -> None:
     settings = IntegrationsSettings.model_validate(merged)
     assert [e.name for e in settings.endpoints()] == ["global", "spring-crm"]
     assert settings.caldav is not None and settings.sheets is not None and settings.smtp is not None
+
+
+def test_a_cost_budget_alert_becomes_a_webhook_event() -> None:
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from reautod.cost.results import BudgetAlert as CostBudgetAlert
+    from reautod.integrations.events import CampaignRef, budget_alert_event
+    from reautod.store.enums import BudgetAlertKind, BudgetPeriod
+
+    campaign = uuid.uuid4()
+    alert = CostBudgetAlert(kind=BudgetAlertKind.FORECAST, scope=str(campaign), campaign_id=campaign,
+                            period=BudgetPeriod.WEEK, period_start=datetime(2026, 11, 30, 5, tzinfo=UTC),
+                            threshold_pct=100, spent_micros=12_500_000, projected_micros=31_000_000,
+                            limit_micros=25_000_000, at=datetime(2026, 12, 2, 9, tzinfo=UTC))
+    event = budget_alert_event(alert, CampaignRef(id=str(campaign), name="spring"))
+    body = json.loads(EVENTS.dump_json(event))
+    assert body["type"] == "budget.alert" and body["occurred_at"] == "2026-12-02T09:00:00Z"
+    assert body["data"]["spent_usd"] == "12.5" and body["data"]["projected_usd"] == "31"
+    assert (body["data"]["kind"], body["data"]["scope"], body["data"]["period"]) == (
+        "forecast", "campaign", "week")
+    assert EVENTS.validate_json(EVENTS.dump_json(event)).data.limit_usd == Decimal(25)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from types import ModuleType
 
 from reautod.control.commands import (
+    budget,
     call,
     campaign,
     config,
@@ -37,6 +38,7 @@ COMMAND_GROUPS: list[ModuleType] = [
     dial,
     dnc,
     outbox,
+    budget,
     db,
     export,
     sheets,

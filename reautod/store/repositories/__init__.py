@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 from reautod.store.repositories.audit import AuditRepository, AuditRow
+from reautod.store.repositories.budgets import (
+    BudgetAlertRow,
+    BudgetRepository,
+    BudgetRow,
+    SpendingStopRow,
+)
 from reautod.store.repositories.calls import (
     AgentTransitionRow,
     CallEventRow,
@@ -24,12 +30,7 @@ from reautod.store.repositories.outbox import (
     OutboxRepository,
 )
 from reautod.store.repositories.recordings import RecordingRepository, RecordingRow
-from reautod.store.repositories.scheduling import (
-    AppointmentRepository,
-    AppointmentRow,
-    BudgetRepository,
-    BudgetRow,
-)
+from reautod.store.repositories.scheduling import AppointmentRepository, AppointmentRow
 
 __all__ = [
     "AgentTransitionRow",
@@ -37,6 +38,7 @@ __all__ = [
     "AppointmentRow",
     "AuditRepository",
     "AuditRow",
+    "BudgetAlertRow",
     "BudgetRepository",
     "BudgetRow",
     "CallEventRow",
@@ -62,5 +64,6 @@ __all__ = [
     "OutboxRepository",
     "RecordingRepository",
     "RecordingRow",
+    "SpendingStopRow",
     "TurnRow",
 ]

@@ -1,4 +1,4 @@
-"""Appointments booked on calls, and budgets (spending caps per campaign or site-wide)."""
+"""Appointments booked on calls."""
 
 from __future__ import annotations
 
@@ -12,13 +12,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from reautod.errors import NotFoundError, ValidationError
 from reautod.store import models as m
 from reautod.store.database import Database
-from reautod.store.enums import AppointmentStatus, BudgetPeriod
+from reautod.store.enums import AppointmentStatus
 from reautod.store.repositories._base import table, to_dataclass
 from reautod.store.sql import upsert
 from reautod.store.types import utcnow
 
 appointments = table(m.Appointment)
-budgets = table(m.Budget)
 
 
 @dataclass(frozen=True)
@@ -34,16 +33,6 @@ class AppointmentRow:
     calendar_ref: str | None
     notes: str | None
     created_at: datetime
-
-
-@dataclass(frozen=True)
-class BudgetRow:
-    id: uuid.UUID
-    campaign_id: uuid.UUID | None
-    period: str
-    limit_micros: int
-    created_at: datetime
-    updated_at: datetime
 
 
 class AppointmentRepository:
@@ -136,50 +125,5 @@ class AppointmentRepository:
                 .order_by(appointments.c.starts_at)
             )
             return [to_dataclass(AppointmentRow, r) for r in rows]
-
-        return await self.db.read(work)
-
-
-class BudgetRepository:
-    def __init__(self, db: Database) -> None:
-        self.db = db
-
-    async def set(
-        self, period: BudgetPeriod, limit_micros: int, campaign_id: uuid.UUID | None = None
-    ) -> BudgetRow:
-        """Set the cap of one (campaign or site-wide, period); replaces an existing one."""
-        if limit_micros < 0:
-            raise ValidationError("a budget limit must be >= 0 micro-dollars")
-
-        async def work(conn: AsyncConnection) -> BudgetRow:
-            now = utcnow()
-            where = (budgets.c.period == period.value) & (
-                budgets.c.campaign_id.is_(None)
-                if campaign_id is None
-                else budgets.c.campaign_id == campaign_id
-            )
-            # NULL campaign ids never conflict in a unique index: find-then-write instead.
-            existing = (await conn.execute(select(budgets.c.id).where(where))).first()
-            if existing is None:
-                await conn.execute(
-                    budgets.insert().values(
-                        id=uuid.uuid4(), campaign_id=campaign_id, period=period.value,
-                        limit_micros=limit_micros, created_at=now, updated_at=now,
-                    )
-                )
-            else:
-                await conn.execute(
-                    update(budgets)
-                    .where(budgets.c.id == existing.id)
-                    .values(limit_micros=limit_micros, updated_at=now)
-                )
-            return to_dataclass(BudgetRow, (await conn.execute(select(budgets).where(where))).one())
-
-        return await self.db.transaction(work)
-
-    async def all(self) -> list[BudgetRow]:
-        async def work(conn: AsyncConnection) -> list[BudgetRow]:
-            rows = await conn.execute(select(budgets).order_by(budgets.c.created_at))
-            return [to_dataclass(BudgetRow, r) for r in rows]
 
         return await self.db.read(work)

@@ -11,8 +11,8 @@
 
 Written by hand; batch mode so SQLite runs it too.
 
-Revision ID: 0004_integrations
-Revises: 0003_dialer
+Revision ID: 0005_integrations
+Revises: 0004_cost
 Create Date: 2026-12-06 04:20:00
 """
 
@@ -21,8 +21,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004_integrations"
-down_revision = "0003_dialer"
+revision = "0005_integrations"
+down_revision = "0004_cost"
 branch_labels = None
 depends_on = None
 
