@@ -23,11 +23,16 @@ EngineName = Literal["stt", "llm", "tts"]
 DialBlockReason = Literal["window", "dnc", "budget"]
 MediaDropReason = Literal["malformed", "overflow"]
 SocketKind = Literal["control", "websocket"]
+SheetsResult = Literal["ok", "throttled", "failed"]
 
 ENGINES: Final = ("stt", "llm", "tts")
 DIAL_BLOCK_REASONS: Final = ("window", "dnc", "budget")
 MEDIA_DROP_REASONS: Final = ("malformed", "overflow")
 SOCKET_KINDS: Final = ("control", "websocket")
+# Outbox deliveries: how a message travels, and what one attempt came to.
+OUTBOX_CHANNELS: Final = ("webhook", "sms", "email", "sheets")
+OUTBOX_RESULTS: Final = ("delivered", "retry", "dead")
+SHEETS_RESULTS: Final = ("ok", "throttled", "failed")
 # Call outcomes and AMD results as the call state machine and Twilio's AnsweredBy report them.
 CALL_OUTCOMES: Final = (
     "completed", "qualified", "not_interested", "callback", "voicemail", "no_answer", "busy",
@@ -138,6 +143,29 @@ class Metrics:
             "reautod_cost_dollars", "Money spent on calls (telephony, engines, premium TTS)",
             registry=r)
 
+        # Integrations: the outbox (webhooks, booking confirmations), calendar, Google Sheets.
+        self.outbox_deliveries_total = Counter(
+            "reautod_outbox_deliveries", "Outbox delivery attempts by channel and result",
+            ["channel", "result"], registry=r)
+        self.outbox_delivery_seconds = Histogram(
+            "reautod_outbox_delivery_seconds", "Time one outbox delivery attempt took",
+            ["channel"], buckets=ENGINE_SECONDS_BUCKETS, registry=r)
+        self.outbox_pending = Gauge(
+            "reautod_outbox_pending", "Outbox messages not yet delivered (pending or in flight)",
+            registry=r)
+        self.outbox_dead_letters = Gauge(
+            "reautod_outbox_dead_letters", "Outbox messages given up on, awaiting an operator",
+            registry=r)
+        self.outbox_oldest_pending_seconds = Gauge(
+            "reautod_outbox_oldest_pending_seconds", "Age of the oldest undelivered outbox message",
+            registry=r)
+        self.calendar_conflicts_total = Counter(
+            "reautod_calendar_conflicts", "Bookings refused because the slot was taken meanwhile",
+            registry=r)
+        self.sheets_requests_total = Counter(
+            "reautod_sheets_requests", "Google Sheets API requests by result", ["result"],
+            registry=r)
+
         # Process.
         self.event_loop_lag_seconds = Gauge(
             "reautod_event_loop_lag_seconds",
@@ -164,6 +192,12 @@ class Metrics:
             self.media_frames_dropped_total.labels(reason=reason)
         for kind in SOCKET_KINDS:
             self.open_sockets.labels(kind=kind)
+        for channel in OUTBOX_CHANNELS:
+            self.outbox_delivery_seconds.labels(channel=channel)
+            for result in OUTBOX_RESULTS:
+                self.outbox_deliveries_total.labels(channel=channel, result=result)
+        for result in SHEETS_RESULTS:
+            self.sheets_requests_total.labels(result=result)
 
         # Cost, budgets and the premium voice.
         self.cost_by_service_dollars_total = Counter(
@@ -281,6 +315,24 @@ class Metrics:
 
     def events_dropped(self, count: int = 1) -> None:
         self.control_events_dropped_total.inc(count)
+
+    def outbox_delivery(self, channel: str, result: str, seconds: float) -> None:
+        """One delivery attempt: delivered, retry (will be tried again) or dead."""
+        _check(channel, OUTBOX_CHANNELS, "channel")
+        self.outbox_deliveries_total.labels(
+            channel=channel, result=_check(result, OUTBOX_RESULTS, "result")).inc()
+        self.outbox_delivery_seconds.labels(channel=channel).observe(seconds)
+
+    def outbox_backlog(self, *, pending: int, dead: int, oldest_s: float) -> None:
+        self.outbox_pending.set(pending)
+        self.outbox_dead_letters.set(dead)
+        self.outbox_oldest_pending_seconds.set(oldest_s)
+
+    def calendar_conflict(self) -> None:
+        self.calendar_conflicts_total.inc()
+
+    def sheets_request(self, result: SheetsResult) -> None:
+        self.sheets_requests_total.labels(result=_check(result, SHEETS_RESULTS, "result")).inc()
 
     # Cost part helpers (budget gauges follow reautod.cost.budgets.BudgetGauges).
 

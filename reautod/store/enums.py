@@ -182,6 +182,16 @@ class OutboxStatus(StrEnum):
     DEAD = "dead"
 
 
+class OutboxChannel(StrEnum):
+    """How an outbox message travels: a signed webhook, a booking confirmation (SMS, email), or
+    a row for the Google Sheets results sheet."""
+
+    WEBHOOK = "webhook"
+    SMS = "sms"
+    EMAIL = "email"
+    SHEETS = "sheets"
+
+
 class DncSource(StrEnum):
     REQUEST = "request"  # the person asked during a call
     IMPORT = "import"

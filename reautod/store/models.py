@@ -96,6 +96,8 @@ class Lead(Base):
         Index(None, "campaign_id", "status", "next_attempt_at"),
         # The reaper's query: claims whose lease ran out.
         Index(None, "lease_expires_at"),
+        # Exports page through leads in creation order.
+        Index(None, "created_at"),
     )
 
     id: Mapped[uuid.UUID] = _pk()
@@ -429,10 +431,15 @@ class Appointment(Base):
 
 
 class WebhookOutbox(Base):
+    """One delivery of one event to one endpoint (webhook receiver, SMS, email)."""
+
     __tablename__ = "webhook_outbox"
     __table_args__ = (
         one_of("status", e.OutboxStatus),
+        one_of("channel", e.OutboxChannel),
         Index(None, "status", "next_attempt_at"),
+        # The ordering rule's lookup: earlier undelivered messages of one lead to one endpoint.
+        Index(None, "ordering_key", "endpoint", "created_at"),
     )
 
     id: Mapped[uuid.UUID] = _pk()
@@ -441,6 +448,15 @@ class WebhookOutbox(Base):
         ForeignKey("contacts.id", ondelete=CASCADE), index=True
     )
     event_type: Mapped[str] = mapped_column(String(64))
+    # The event's id, shared by its deliveries to every endpoint: the receiver's idempotency key.
+    event_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, index=True)
+    channel: Mapped[str] = mapped_column(
+        String(16), default=e.OutboxChannel.WEBHOOK.value,
+        server_default=e.OutboxChannel.WEBHOOK.value)
+    # The configured endpoint (or confirmation sender) it goes to, by name.
+    endpoint: Mapped[str] = mapped_column(String(64), default="global", server_default="global")
+    # Messages with one key go to one endpoint in creation order (the lead's id).
+    ordering_key: Mapped[str | None] = mapped_column(String(64))
     target_url: Mapped[str] = mapped_column(Text)
     payload: Mapped[dict[str, Any]] = mapped_column(JSONDoc)
     status: Mapped[str] = mapped_column(String(16), default=e.OutboxStatus.PENDING.value)

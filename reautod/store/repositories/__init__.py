@@ -22,7 +22,13 @@ from reautod.store.repositories.costs import CostRepository, DailyCost
 from reautod.store.repositories.dial_blocks import DialBlockRepository, DialBlockRow
 from reautod.store.repositories.dnc import DncEntryRow, DncRepository
 from reautod.store.repositories.leads import LeadRepository, LeadRow
-from reautod.store.repositories.outbox import DeadLetter, OutboxMessage, OutboxRepository
+from reautod.store.repositories.outbox import (
+    DeadLetter,
+    NewMessage,
+    OutboxCounts,
+    OutboxMessage,
+    OutboxRepository,
+)
 from reautod.store.repositories.recordings import RecordingRepository, RecordingRow
 from reautod.store.repositories.scheduling import AppointmentRepository, AppointmentRow
 
@@ -52,6 +58,8 @@ __all__ = [
     "DncRepository",
     "LeadRepository",
     "LeadRow",
+    "NewMessage",
+    "OutboxCounts",
     "OutboxMessage",
     "OutboxRepository",
     "RecordingRepository",

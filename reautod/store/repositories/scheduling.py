@@ -86,6 +86,34 @@ class AppointmentRepository:
 
         await self.db.transaction(work)
 
+    async def get(self, appointment_id: uuid.UUID) -> AppointmentRow:
+        async def work(conn: AsyncConnection) -> AppointmentRow:
+            row = (
+                await conn.execute(select(appointments).where(appointments.c.id == appointment_id))
+            ).first()
+            if row is None:
+                raise NotFoundError(f"no appointment {appointment_id}")
+            return to_dataclass(AppointmentRow, row)
+
+        return await self.db.read(work)
+
+    async def move(self, appointment_id: uuid.UUID, starts_at: datetime, ends_at: datetime) -> None:
+        """A rescheduled appointment: new times, and booked (pending) again until confirmed."""
+        if starts_at.tzinfo is None or ends_at.tzinfo is None or ends_at <= starts_at:
+            raise ValidationError("an appointment needs aware times and must end after it starts")
+
+        async def work(conn: AsyncConnection) -> None:
+            result = await conn.execute(
+                update(appointments)
+                .where(appointments.c.id == appointment_id)
+                .values(starts_at=starts_at, ends_at=ends_at,
+                        status=AppointmentStatus.BOOKED.value)
+            )
+            if result.rowcount == 0:
+                raise NotFoundError(f"no appointment {appointment_id}")
+
+        await self.db.transaction(work)
+
     async def between(self, start: datetime, end: datetime) -> list[AppointmentRow]:
         if start.tzinfo is None or end.tzinfo is None:
             raise ValidationError("times must be timezone-aware")
