@@ -191,11 +191,14 @@ class Extractor:
         opt_out = detect_opt_out(text)
         if opt_out is not None:
             intents.add(Intent.OPT_OUT)
-        if self._robot.first(words):
+        robot = self._robot.first(words)
+        if robot is not None:
             intents.add(Intent.ROBOT_QUESTION)
         for intent in (Intent.WRONG_PERSON, Intent.HUMAN_REQUEST, Intent.CALLBACK_REQUEST,
                        Intent.NOT_INTERESTED):
-            if self._intents[intent].first(words):
+            hit = self._intents[intent].first(words)
+            # "am I talking to a real person?" asks about the agent; it asks for no one.
+            if hit is not None and not (robot and robot.start <= hit.start < robot.start + robot.length):
                 intents.add(intent)
         library = self._match_library(words)
         if library is not None:
