@@ -22,13 +22,15 @@ import asyncio
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Literal, cast
+from typing import cast
 
-from reautod.dialogue.cache import CachedLine, ResponseCache
+from reautod.dialogue.cache import ResponseCache
+from reautod.dialogue.composer import ReplyComposer
 from reautod.dialogue.extraction import Extractor, TurnFacts
 from reautod.dialogue.journal import CallJournal
 from reautod.dialogue.lines import CallLines
 from reautod.dialogue.llm_extract import JsonModel, extract, model_facts
+from reautod.dialogue.outcomes import outcome_for, scored_outcome
 from reautod.dialogue.playbook import Exit, Variant
 from reautod.dialogue.playbook_file import LoadedPlaybook
 from reautod.dialogue.ports import (
@@ -46,7 +48,6 @@ from reautod.dialogue.replies import (
     CallResult,
     EndCause,
     Line,
-    LlmRequest,
 )
 from reautod.dialogue.scheduling import Scheduler
 from reautod.dialogue.scoring import Score, score
@@ -55,7 +56,6 @@ from reautod.dialogue.state import CallState, PendingBooking, PendingCallback
 from reautod.dialogue.tools import Booker, Callbacks, ToolKit
 from reautod.dialogue.variants import apply_variant, assign_variant
 from reautod.dialogue.vocabulary import Intent, Outcome, Tool
-from reautod.engines.base import ChatMessage
 from reautod.errors import ReautodError
 from reautod.store.enums import DecisionStatus
 
@@ -89,17 +89,17 @@ class CallAgent:
         self.journal = CallJournal(call.call_id, call.lead, records, observer, clock)
         self._extractor = extractor
         self._effects = effects
-        self._cache = cache
         self._json_model = json_model
         self._clock = clock
         self._score: Score = score(self.playbook.qualification, {})
-        self._replies = 0
         self._result: CallResult | None = None
         self._not_interested = False
         kit = ToolKit(call, self.state, self.lines, self.journal, effects, clock)
         booking = self.playbook.booking
         self._booker = Booker(kit, scheduler, booking) if scheduler and booking else None
         self._callbacks = Callbacks(kit, window, self.playbook.callback)
+        self._compose = ReplyComposer(self.playbook, loaded.version, self.lines, self.state,
+                                      self._booker, cache)
 
     # -- the pipeline's side --------------------------------------------------------------------
 
@@ -108,8 +108,8 @@ class CallAgent:
         pb = self.playbook
         self.journal.assigned(pb.playbook, self.loaded.version, self.variant.name)
         self.journal.transition(None, pb.start, "call started")
-        lines = await self._entry_lines(pb.start)
-        return await self._finish(lines, changed_stage=True)
+        lines = await self._compose.entry_lines(pb.start)
+        return await self._compose.finish(lines, changed_stage=True)
 
     async def respond(self, text: str) -> AgentReply:
         """The reply to one caller turn (final STT text); see the module docstring."""
@@ -130,7 +130,7 @@ class CallAgent:
             settled, asked_back = await self._settle(turn, stage)
             lines += settled
             if state.outcome is not None:  # a callback was scheduled: that ends the call
-                return await self._finish(lines, after=After.HANG_UP, reason=state.disposition)
+                return await self._compose.finish(lines, after=After.HANG_UP, reason=state.disposition)
         if asked_back:
             pass
         elif turn.has(Intent.ROBOT_QUESTION):
@@ -169,8 +169,8 @@ class CallAgent:
         if not (asked_back or skip_exits):
             ended, entered = await self._follow_exits(turn.intents, lines)
         if ended:
-            return await self._finish(lines, after=After.HANG_UP, reason=state.disposition)
-        return await self._finish(lines, changed_stage=entered, asked_back=asked_back)
+            return await self._compose.finish(lines, after=After.HANG_UP, reason=state.disposition)
+        return await self._compose.finish(lines, changed_stage=entered, asked_back=asked_back)
 
     def heard(self, reply_id: int, text: str) -> None:
         """What the caller heard of reply `reply_id` (the model's words, or a cut-off reply)."""
@@ -182,7 +182,8 @@ class CallAgent:
             return self._result
         state = self.state
         if state.outcome is None:
-            state.outcome, state.disposition = self._outcome_for(cause)
+            state.outcome, state.disposition = outcome_for(cause, state, self._score,
+                                                          self._not_interested)
         outcome = state.outcome
         if state.facts and self._uses(Tool.UPDATE_LEAD):
             await self._update_lead(LeadChanges(facts=state.fact_values()), "facts at call end")
@@ -249,7 +250,7 @@ class CallAgent:
             status, detail = DecisionStatus.FAILED, err.message
         self.journal.decision(stage, Tool.OPT_OUT, status, evidence=turn.evidence(), detail=detail)
         self._end_with(Outcome.OPTED_OUT, f"opted out during {stage}")
-        return await self._finish([self.lines.approved("compliance:opt_out")], after=After.HANG_UP,
+        return await self._compose.finish([self.lines.approved("compliance:opt_out")], after=After.HANG_UP,
                                   reason="opted_out")
 
     async def _transfer(self, turn: TurnFacts) -> AgentReply:
@@ -257,7 +258,7 @@ class CallAgent:
         self.journal.decision(self.state.stage, Tool.TRANSFER_TO_HUMAN, DecisionStatus.DONE,
                               args={"to": to}, evidence=turn.evidence())
         self.state.transferred_to = to
-        return await self._finish([self.lines.approved("compliance:transfer")],
+        return await self._compose.finish([self.lines.approved("compliance:transfer")],
                                   after=After.TRANSFER, reason="the caller asked for a person",
                                   transfer_to=to)
 
@@ -324,7 +325,7 @@ class CallAgent:
             self.journal.transition(self.state.stage, target, reason)
             self.state.stage, self.state.stage_turns = target, 0
             self.state.asked = None
-            lines += await self._entry_lines(target)
+            lines += await self._compose.entry_lines(target)
             entered = True
             current = None  # entering: only the state can move on at once
         return False, entered
@@ -337,123 +338,16 @@ class CallAgent:
     def _exit_outcome(self, ex: Exit) -> Outcome:
         if ex.end != "scored":
             return Outcome(str(ex.end))
-        return self._scored_outcome()
-
-    def _scored_outcome(self) -> Outcome:
-        if self.state.booking is not None:
-            return Outcome.BOOKED
-        if self.state.callback_at is not None:
-            return Outcome.CALLBACK
-        return Outcome.QUALIFIED if self._score.qualified else Outcome.NOT_QUALIFIED
+        return scored_outcome(self.state, self._score)
 
     def _end_with(self, outcome: Outcome, disposition: str) -> None:
         if self.state.outcome is None:
             self.state.outcome = outcome
             self.state.disposition = disposition
 
-    def _outcome_for(self, cause: EndCause) -> tuple[Outcome, str]:
-        state = self.state
-        if cause in (EndCause.KEYPAD_OPT_OUT, EndCause.SPOKEN_OPT_OUT):
-            return Outcome.OPTED_OUT, f"opted out ({cause.value}) during {state.stage}"
-        if cause is EndCause.VOICEMAIL:
-            return Outcome.VOICEMAIL, "answering machine"
-        scored = self._scored_outcome()
-        if scored in (Outcome.BOOKED, Outcome.CALLBACK, Outcome.QUALIFIED):
-            return scored, f"{scored.value} ({cause.value} during {state.stage})"
-        if cause is EndCause.FAILED:
-            return Outcome.FAILED, f"the call failed during {state.stage}"
-        if self._not_interested:
-            return Outcome.NOT_INTERESTED, f"not interested ({cause.value} during {state.stage})"
-        learned = ", ".join(sorted(state.facts)) or "nothing"
-        return Outcome.NOT_QUALIFIED, f"{cause.value} during {state.stage}; learned {learned}"
-
     def _uses(self, tool: Tool, stage: str | None = None) -> bool:
         stages = [self.playbook.stages[stage]] if stage else self.playbook.stages.values()
         return any(tool in s.tools for s in stages)
-
-    # -- building replies -----------------------------------------------------------------------
-
-    async def _entry_lines(self, name: str) -> list[Line]:
-        stage = self.playbook.stages[name]
-        if stage.enter is None:
-            return []
-        if "{slots}" in stage.enter and self._booker is not None:
-            slots = await self._booker.first_free()
-            if not slots:
-                return [self.lines.line(self._booker.settings.none_free)]
-            return [self.lines.line(stage.enter, slots=self.lines.slots(slots))]
-        return [self.lines.line(stage.enter)]
-
-    def _next_fact(self) -> str | None:
-        stage = self.playbook.stages[self.state.stage]
-        return next((f for f in stage.learn if f not in self.state.facts), None)
-
-    async def _finish(self, lines: list[Line], *, after: After = After.LISTEN,
-                      reason: str | None = None, transfer_to: str | None = None,
-                      changed_stage: bool = False, asked_back: bool = False) -> AgentReply:
-        """Complete the reply: the next question (as written, or by the model), then package."""
-        state = self.state
-        llm: LlmRequest | None = None
-        if after is After.LISTEN and not asked_back:
-            fact = self._next_fact()
-            question = self.lines.line(self.playbook.facts[fact].ask).text if fact else None
-            scripted = self.playbook.stages[state.stage].reply == "scripted"
-            if lines or changed_stage or scripted:
-                if not _ends_with_question(lines):
-                    if question:
-                        lines.append(Line(question))
-                        state.asked = fact
-                    elif state.last_question and not changed_stage:
-                        lines.append(Line(state.last_question))
-                    elif not lines:
-                        lines.append(self.lines.approved("compliance:fallback"))
-            else:
-                llm = self._llm_request(question)
-                state.asked = fact
-                if question:
-                    state.last_question = question
-        if lines and _ends_with_question(lines):
-            state.last_question = lines[-1].text
-        self._replies += 1
-        reply = AgentReply(id=self._replies, stage=state.stage, lines=tuple(await self._cached(lines)),
-                           llm=llm, after=after, reason=reason, transfer_to=transfer_to)
-        if reply.lines:
-            state.say("agent", reply.text, reply.id)
-        return reply
-
-    def _llm_request(self, question: str | None) -> LlmRequest:
-        messages: list[ChatMessage] = [self.lines.system_prompt(self.state.stage, question)]
-        for said in self.state.history:
-            role: Literal["assistant", "user"] = "assistant" if said.role == "agent" else "user"
-            if len(messages) > 1 and messages[-1].role == role:
-                messages[-1] = ChatMessage(role, f"{messages[-1].content} {said.text}")
-            else:
-                messages.append(ChatMessage(role, said.text))
-        fallback = question or self.lines.approved("compliance:fallback").text
-        return LlmRequest(tuple(messages), self.playbook.model.max_tokens, fallback)
-
-    async def _cached(self, lines: list[Line]) -> list[Line]:
-        """Attach cached audio to approved lines; a miss stores the text for the next call."""
-        if self._cache is None:
-            return lines
-        out = []
-        for line in lines:
-            if line.cache_key is not None:
-                pb, version = self.playbook.playbook, self.loaded.version
-                cached = await self._cache.get(pb, version, line.cache_key)
-                if cached is None:
-                    try:
-                        await self._cache.put(pb, version, line.cache_key, CachedLine(line.text))
-                    except ReautodError as err:
-                        log.warning("response cache: %s", err.message)
-                line = Line(line.text, line.cache_key, cached)
-            out.append(line)
-        return out
-
-
-def _ends_with_question(lines: list[Line]) -> bool:
-    return bool(lines) and lines[-1].text.rstrip().endswith("?")
-
 
 class AgentFactory:
     """Builds each call's agent with the daemon's shared parts (see reautod.dialogue.ports)."""
