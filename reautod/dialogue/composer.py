@@ -17,6 +17,9 @@ from reautod.errors import ReautodError
 
 log = logging.getLogger(__name__)
 
+# A fact still unknown after this many questions is left (the stage's turn limit moves on).
+MAX_ASKS = 2
+
 
 def ends_with_question(lines: list[Line]) -> bool:
     return bool(lines) and lines[-1].text.rstrip().endswith("?")
@@ -49,7 +52,13 @@ class ReplyComposer:
 
     def next_fact(self) -> str | None:
         stage = self.playbook.stages[self.state.stage]
-        return next((f for f in stage.learn if f not in self.state.facts), None)
+        return next((f for f in stage.learn if f not in self.state.facts
+                     and self.state.times_asked.get(f, 0) < MAX_ASKS), None)
+
+    def _asking(self, fact: str | None) -> None:
+        self.state.asked = fact
+        if fact is not None:
+            self.state.times_asked[fact] = self.state.times_asked.get(fact, 0) + 1
 
     async def finish(self, lines: list[Line], *, after: After = After.LISTEN,
                      reason: str | None = None, transfer_to: str | None = None,
@@ -65,14 +74,14 @@ class ReplyComposer:
                 if not ends_with_question(lines):
                     if question:
                         lines.append(Line(question))
-                        state.asked = fact
+                        self._asking(fact)
                     elif state.last_question and not changed_stage:
                         lines.append(Line(state.last_question))
                     elif not lines:
                         lines.append(self.lines.approved("compliance:fallback"))
             else:
                 llm = self._llm_request(question)
-                state.asked = fact
+                self._asking(fact)
                 if question:
                     state.last_question = question
         if lines and ends_with_question(lines):

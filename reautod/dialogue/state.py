@@ -57,6 +57,7 @@ class CallState:
     transitions: int = 0  # recorded so far (the seq of the next is this)
     decisions: int = 0
     asked: str | None = None  # the fact the agent's last question asked for
+    times_asked: dict[str, int] = field(default_factory=dict)  # per fact
     last_question: str | None = None  # re-asked after an interruption (robot, FAQ)
     offered: tuple[Slot, ...] = ()  # slots the agent last offered
     pending: Pending | None = None  # a confirmation the agent asked for

@@ -179,3 +179,15 @@ async def test_what_was_heard_replaces_what_was_meant(rig: Rig) -> None:
                                                        "real-estate-sellers")
     await agent.respond("Tuesday at 3 pm")  # a time, but no booking in this stage
     assert agent.state.pending is None
+
+
+async def test_an_unanswerable_question_is_asked_twice_then_left(rig: Rig) -> None:
+    agent = await rig.agent("solar-homeowners", timezone="America/Denver")  # scripted questions
+    await agent.opening()
+    await agent.respond("Sure.")
+    await agent.respond("Yes, we own it.")
+    first = await agent.respond("Hmm, it varies.")  # no amount: asked again
+    assert first.text == "About how much is your electric bill in a typical month?"
+    second = await agent.respond("Hard to say really.")  # still none: the next question
+    assert second.text == "How much sun does your roof get during the day?"
+    assert agent.state.times_asked == {"homeowner": 1, "monthly_bill": 2, "roof": 1}
