@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from reautod.dialogue.library import LibraryEntry, PlaybookLibrary
+from reautod.dialogue.library import PlaybookFile, PlaybookLibrary
 from reautod.dialogue.playbook_file import (
     LoadedPlaybook,
     PlaybookError,
@@ -71,7 +71,7 @@ def problems_of(err: PlaybookError) -> list[Problem]:
     return [Problem(line=p.line, path=p.path, message=p.message) for p in err.problems]
 
 
-def summary(entry: LibraryEntry) -> PlaybookSummary:
+def summary(entry: PlaybookFile) -> PlaybookSummary:
     if entry.loaded is None:
         return PlaybookSummary(file=str(entry.file),
                                problems=problems_of(entry.error) if entry.error else [])
@@ -81,7 +81,7 @@ def summary(entry: LibraryEntry) -> PlaybookSummary:
                            variants=[VariantInfo(name=v.name, weight=v.weight) for v in pb.variants])
 
 
-def detail(entry: LibraryEntry, loaded: LoadedPlaybook) -> PlaybookDetail:
+def detail(entry: PlaybookFile, loaded: LoadedPlaybook) -> PlaybookDetail:
     pb = loaded.playbook
     stages = [
         StageInfo(name=name, goal=st.goal, learn=st.learn, tools=[t.value for t in st.tools],
@@ -150,7 +150,7 @@ def dialogue_methods(library: PlaybookLibrary, db: Database) -> list[Method]:
 
     async def show(params: NameParams) -> PlaybookDetail:
         loaded = await asyncio.to_thread(library.get, params.name)
-        entry = LibraryEntry(Path(loaded.source), loaded, None)
+        entry = PlaybookFile(Path(loaded.source), loaded, None)
         return detail(entry, loaded)
 
     async def validate(params: ValidateParams) -> ValidationResult:

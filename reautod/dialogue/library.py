@@ -17,7 +17,7 @@ SUFFIXES = (".yaml", ".yml")
 
 
 @dataclass(frozen=True)
-class LibraryEntry:
+class PlaybookFile:
     file: Path
     loaded: LoadedPlaybook | None
     error: PlaybookError | None
@@ -29,9 +29,9 @@ class PlaybookLibrary:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self._lock = threading.Lock()
-        self._cache: dict[Path, tuple[tuple[int, int], LibraryEntry]] = {}
+        self._cache: dict[Path, tuple[tuple[int, int], PlaybookFile]] = {}
 
-    def entries(self) -> list[LibraryEntry]:
+    def entries(self) -> list[PlaybookFile]:
         if not self.directory.is_dir():
             return []
         files = sorted(p for p in self.directory.iterdir() if p.suffix in SUFFIXES and p.is_file())
@@ -49,7 +49,7 @@ class PlaybookLibrary:
             raise broken
         raise NotFoundError(f"no playbook {name!r} in {self.directory}")
 
-    def _entry(self, path: Path) -> LibraryEntry:
+    def _entry(self, path: Path) -> PlaybookFile:
         stat = path.stat()
         key = (stat.st_size, stat.st_mtime_ns)
         with self._lock:
@@ -57,9 +57,9 @@ class PlaybookLibrary:
             if cached is not None and cached[0] == key:
                 return cached[1]
         try:
-            entry = LibraryEntry(path, load_playbook_file(path), None)
+            entry = PlaybookFile(path, load_playbook_file(path), None)
         except PlaybookError as err:
-            entry = LibraryEntry(path, None, err)
+            entry = PlaybookFile(path, None, err)
         with self._lock:
             self._cache[path] = (key, entry)
         return entry
