@@ -25,6 +25,8 @@ def outcome_for(cause: EndCause, state: CallState, score: Score,
     if cause is EndCause.VOICEMAIL:
         return Outcome.VOICEMAIL, "answering machine"
     scored = scored_outcome(state, score)
+    if state.transferred_to is not None:
+        return scored, f"transferred to a person during {state.stage} ({score.score}/100)"
     if scored in (Outcome.BOOKED, Outcome.CALLBACK, Outcome.QUALIFIED):
         return scored, f"{scored.value} ({cause.value} during {state.stage})"
     if cause is EndCause.FAILED:

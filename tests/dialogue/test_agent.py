@@ -74,6 +74,7 @@ async def test_transfer_to_a_person(rig: Rig) -> None:
     assert (reply.after, reply.transfer_to) == (After.TRANSFER, "+13125550999")
     result = await agent.end(EndCause.AGENT)
     assert result.outcome is Outcome.NOT_QUALIFIED  # nothing learned before the transfer
+    assert result.disposition == "transferred to a person during greeter (0/100)"
     assert [d for d in rig.records.decisions() if d[0] == "transfer_to_human"] == [
         ("transfer_to_human", "refused"), ("transfer_to_human", "done")]
 
