@@ -167,7 +167,7 @@ class CallAgent:
         await self._learn(turn)
         ended, entered = False, False
         if not (asked_back or skip_exits):
-            ended, entered = await self._follow_exits(turn.intents, lines)
+            ended, entered = await self._follow_exits(turn, lines)
         if ended:
             return await self._compose.finish(lines, after=After.HANG_UP, reason=state.disposition)
         return await self._compose.finish(lines, changed_stage=entered, asked_back=asked_back)
@@ -300,10 +300,10 @@ class CallAgent:
         self.journal.decision(self.state.stage, Tool.UPDATE_LEAD, status, args=args,
                               evidence=turn.evidence() if turn else {}, detail=detail)
 
-    async def _follow_exits(self, intents: frozenset[Intent], lines: list[Line]) -> tuple[bool, bool]:
+    async def _follow_exits(self, turn: TurnFacts, lines: list[Line]) -> tuple[bool, bool]:
         """Take the exits that apply: (the call ends, a new stage was entered)."""
         entered = False
-        current: frozenset[Intent] | None = intents
+        current: frozenset[Intent] | None = turn.intents
         for _ in range(MAX_CHAINED):
             stage = self.playbook.stages[self.state.stage]
             ex = exit_for(stage, self._situation(current))
@@ -311,7 +311,11 @@ class CallAgent:
                 break
             reason = describe(ex.when)
             if ex.end is not None:
-                self._end_with(self._exit_outcome(ex), f"{self.state.stage}: {reason}")
+                outcome = self._exit_outcome(ex)
+                self.journal.decision(self.state.stage, Tool.END_CALL, DecisionStatus.DONE,
+                                      args={"outcome": outcome.value, "when": reason},
+                                      evidence=turn.evidence())
+                self._end_with(outcome, f"{self.state.stage}: {reason}")
                 if ex.say:
                     # A parting line replaces a library answer the turn drew (no re-pitch).
                     lines[:] = [ln for ln in lines if not (ln.cache_key or "").startswith("library:")]

@@ -110,6 +110,7 @@ async def test_not_interested(rig: Rig) -> None:
     assert talk.result.score is None
     assert rig.records.transitions() == [(None, "greeter"), ("greeter", "objections")]
     assert talk.heard[-1].startswith("I understand. Thanks for your time")
+    assert rig.records.decisions() == [("end_call", "done")]  # with the turn as evidence
     assert talk.replies[-1].after is After.HANG_UP
     assert not rig.llm.requests  # every line was approved or scripted
 
