@@ -12,11 +12,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from reautod.store import models as m
 from reautod.store.enums import CallStatus
 from reautod.store.records import (
+    AgentDecisionRecord,
     AgentTransitionRecord,
     CallEnded,
     CallStarted,
     CallStatusChanged,
     CostRecorded,
+    PlaybookAssigned,
     Record,
     RecordingFinalized,
     ScoreUpdate,
@@ -247,10 +249,27 @@ async def _recording(conn: AsyncConnection, r: RecordingFinalized) -> None:
     await conn.execute(stmt.on_conflict_do_update(index_elements=["call_id", "direction"], set_=set_))
 
 
+async def _playbook(conn: AsyncConnection, r: PlaybookAssigned) -> None:
+    await conn.execute(
+        update(calls).where(calls.c.id == r.call_id)
+        .values(playbook=r.playbook, prompt_version=r.prompt_version, prompt_variant=r.variant)
+    )
+
+
+async def _decision(conn: AsyncConnection, r: AgentDecisionRecord) -> None:
+    stmt = upsert(conn, m.AgentDecision).values(
+        id=r.decision_id, call_id=r.call_id, seq=r.seq, stage=r.stage, tool=r.tool,
+        status=r.status.value, args=r.args, evidence=r.evidence, detail=r.detail, at=r.at,
+    )
+    await conn.execute(stmt.on_conflict_do_nothing(index_elements=["id"]))
+
+
 _APPLY_ONE: dict[str, Any] = {
     CallStarted.kind: _call_started,
     CallStatusChanged.kind: _call_status,
     CallEnded.kind: _call_ended,
     ScoreUpdate.kind: _score,
     RecordingFinalized.kind: _recording,
+    PlaybookAssigned.kind: _playbook,
+    AgentDecisionRecord.kind: _decision,
 }

@@ -96,16 +96,22 @@ class AmdResult(StrEnum):
 
 
 class CallOutcome(StrEnum):
+    """How a call ended. The conversation decides the first eight (reautod.dialogue.Outcome);
+    telephony decides no_answer, failed and voicemail where no conversation happened."""
+
     QUALIFIED = "qualified"
     NOT_QUALIFIED = "not_qualified"
     BOOKED = "booked"
     CALLBACK = "callback"
     NOT_INTERESTED = "not_interested"
-    DNC_REQUEST = "dnc_request"
+    OPTED_OUT = "opted_out"
+    WRONG_PERSON = "wrong_person"
     VOICEMAIL = "voicemail"
     NO_ANSWER = "no_answer"
     FAILED = "failed"
     UNKNOWN = "unknown"
+    # The name this value had before migration 0004 (stored as "dnc_request" then).
+    DNC_REQUEST = "opted_out"
 
 
 # Outcomes counted as "qualified" in the analytics (a booking implies qualification).
@@ -173,6 +179,15 @@ class AppointmentStatus(StrEnum):
     CANCELLED = "cancelled"
     COMPLETED = "completed"
     NO_SHOW = "no_show"
+
+
+class DecisionStatus(StrEnum):
+    """What became of a tool the agent used."""
+
+    DONE = "done"  # carried out
+    PROPOSED = "proposed"  # checked by code and put to the caller for confirmation
+    REFUSED = "refused"  # a check failed (slot taken, outside hours, not allowed in the stage)
+    FAILED = "failed"  # the tool raised (store down, calendar error)
 
 
 class OutboxStatus(StrEnum):

@@ -130,6 +130,8 @@ class Call(Base):
         # Operators' and analytics' query: a campaign's calls by status over time.
         Index(None, "campaign_id", "status", "created_at"),
         Index(None, "created_at"),
+        # The A/B report's query: a playbook's calls by version and variant.
+        Index(None, "playbook", "prompt_version"),
     )
 
     id: Mapped[uuid.UUID] = _pk()
@@ -153,6 +155,9 @@ class Call(Base):
     from_number: Mapped[str | None] = mapped_column(String(16))
     to_number: Mapped[str | None] = mapped_column(String(16))
     prompt_version: Mapped[str | None] = mapped_column(String(64))
+    # The playbook and A/B variant the conversation ran (reautod.dialogue), for the A/B report.
+    playbook: Mapped[str | None] = mapped_column(String(64))
+    prompt_variant: Mapped[str | None] = mapped_column(String(48))
     error_code: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = _created()
     answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -230,6 +235,24 @@ class AgentTransition(Base):
     from_agent: Mapped[str | None] = mapped_column(String(64))
     to_agent: Mapped[str] = mapped_column(String(64))
     reason: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class AgentDecision(Base):
+    """A tool the agent used or was refused, with its evidence (the turn and what was read)."""
+
+    __tablename__ = "agent_decisions"
+    __table_args__ = (one_of("status", e.DecisionStatus), UniqueConstraint("call_id", "seq"))
+
+    id: Mapped[uuid.UUID] = _pk()
+    call_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("calls.id", ondelete=CASCADE))
+    seq: Mapped[int] = mapped_column(Integer)
+    stage: Mapped[str] = mapped_column(String(64))
+    tool: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))
+    args: Mapped[dict[str, Any]] = mapped_column(JSONDoc, default=dict)
+    evidence: Mapped[dict[str, Any]] = mapped_column(JSONDoc, default=dict)
+    detail: Mapped[str | None] = mapped_column(Text)
     at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 

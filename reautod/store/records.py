@@ -26,6 +26,7 @@ from reautod.store.enums import (
     CallTransport,
     CostService,
     CostUnit,
+    DecisionStatus,
     RecordingDirection,
     RecordingFormat,
     Speaker,
@@ -141,6 +142,45 @@ class ScoreUpdate:
 
 
 @dataclass(frozen=True)
+class PlaybookAssigned:
+    """The playbook version and A/B variant a call runs; submit it after the call's CallStarted."""
+
+    kind: ClassVar[str] = "playbook_assigned"
+    call_id: uuid.UUID
+    playbook: str
+    prompt_version: str  # label@hash
+    variant: str
+
+    def __post_init__(self) -> None:
+        if not self.playbook or len(self.playbook) > 64 or len(self.prompt_version) > 64:
+            raise ValidationError("playbook and prompt_version must be 1-64 characters")
+        if not 0 < len(self.variant) <= 48:
+            raise ValidationError("variant must be 1-48 characters")
+
+
+@dataclass(frozen=True)
+class AgentDecisionRecord:
+    """A tool the agent used (or was refused), with its arguments and the evidence it rests on."""
+
+    kind: ClassVar[str] = "agent_decision"
+    decision_id: uuid.UUID
+    call_id: uuid.UUID
+    seq: int
+    stage: str
+    tool: str
+    status: DecisionStatus
+    at: datetime
+    args: dict[str, Any] = field(default_factory=dict)
+    evidence: dict[str, Any] = field(default_factory=dict)
+    detail: str | None = None
+
+    def __post_init__(self) -> None:
+        _aware("at", self.at)
+        if self.seq < 0:
+            raise ValidationError("decision seq must be >= 0")
+
+
+@dataclass(frozen=True)
 class CallEnded:
     """The call is over: final status, outcome and durations (terminal status joins the timeline)."""
 
@@ -245,6 +285,8 @@ Record = (
     | RecordingFinalized
     | CostRecorded
     | TierDecided
+    | PlaybookAssigned
+    | AgentDecisionRecord
 )
 
 RECORD_TYPES: dict[str, type[Any]] = {
@@ -259,6 +301,8 @@ RECORD_TYPES: dict[str, type[Any]] = {
         RecordingFinalized,
         CostRecorded,
         TierDecided,
+        PlaybookAssigned,
+        AgentDecisionRecord,
     )
 }
 
