@@ -117,7 +117,7 @@ class EngineSet:
         models = {name: resolve(settings, name) for name in ENGINE_NAMES}
         loaders: dict[EngineName, Callable[[], Any]] = {
             "stt": lambda: _load_stt(settings, models["stt"], device, warm_up),
-            "llm": lambda: _load_llm(settings, models["llm"], device),
+            "llm": lambda: _load_llm(settings, models["llm"], device, warm_up),
             "tts": lambda: _load_tts(settings, models["tts"], warm_up),
         }
         models_dir = settings.models_dir()
@@ -218,14 +218,15 @@ def _load_stt(settings: Settings, model: ResolvedModel, device: Device, warm_up:
                            timeout_s=settings.engines.stt_timeout_s, warm_up=warm_up)
 
 
-def _load_llm(settings: Settings, model: ResolvedModel, device: Device) -> Any:
+def _load_llm(settings: Settings, model: ResolvedModel, device: Device, warm_up: bool) -> Any:
     from reautod.engines.llm import LlamaLLM
 
     m = settings.models
     return LlamaLLM.load(model.path, n_ctx=m.n_ctx, n_gpu_layers=m.n_gpu_layers,
                          n_threads=m.n_threads, queue_size=settings.engines.queue_size,
                          timeout_s=settings.engines.llm_timeout_s,
-                         max_tokens=settings.engines.llm_max_tokens, gpu=device == "cuda")
+                         max_tokens=settings.engines.llm_max_tokens, gpu=device == "cuda",
+                         warm_up=warm_up)
 
 
 def _load_tts(settings: Settings, model: ResolvedModel, warm_up: bool) -> Any:
