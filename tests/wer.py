@@ -1,4 +1,5 @@
-"""Word error rate, as the real-model tests and the voice-quality report count it.
+"""Word error rate, as the real-model tests and the voice-quality report count it, and a check
+that a model's text is English words rather than noise.
 
 WER = (substitutions + deletions + insertions) / reference words, over the normalised texts,
 aligned by jiwer (minimum edit distance on words). Normalisation, applied to both sides:
@@ -62,3 +63,15 @@ def word_errors(reference: str, hypothesis: str) -> WordErrors:
         raise ValueError("the reference has no words")
     out = jiwer.process_words(ref, hyp)
     return WordErrors(out.substitutions, out.deletions, out.insertions, len(ref.split()))
+
+
+FUNCTION_WORDS = frozenset({
+    "a", "an", "the", "i", "you", "we", "it", "is", "are", "am", "be", "to", "of", "and", "or",
+    "for", "in", "on", "at", "with", "that", "this", "my", "your", "our", "me", "us", "can", "do",
+    "have", "what", "how", "would", "will", "not"})
+
+
+def looks_english(text: str) -> bool:
+    """Words, not noise: ASCII words and numbers, and the small words English sentences have."""
+    words = normalise(text).split()
+    return len(words) >= 3 and text.isascii() and any(w in FUNCTION_WORDS for w in words)

@@ -28,17 +28,13 @@ from reautod.telephony.simulator import CallOptions, CallResult, Hangup, WaitFor
 from tests.conversation.conftest import StoredTurn, media_url, stored_turns
 from tests.fixtures.daemon import DaemonProcess
 from tests.speech import phone_audio_16k, reference_clips
-from tests.wer import WordErrors, normalise, word_errors
+from tests.wer import WordErrors, looks_english, word_errors
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 SPEED = 2.0  # the caller's side at twice real time (the agent's audio still plays in real time)
 # Patient enough for a busy box, where a reply's next sentence can come a second late.
 WAIT = WaitForAgent(quiet_ms=1500, timeout_s=120)
-FUNCTION_WORDS = frozenset({
-    "a", "an", "the", "i", "you", "we", "it", "is", "are", "am", "be", "to", "of", "and", "or",
-    "for", "in", "on", "at", "with", "that", "this", "my", "your", "our", "me", "us", "can", "do",
-    "have", "what", "how", "would", "will", "not"})
 
 
 @dataclass(frozen=True)
@@ -93,13 +89,6 @@ async def converse(daemon: DaemonProcess, utterances: list[Utterance]) -> Conver
         steps)
     assert not result.timeouts, result.timeouts
     return Conversation(result, await stored_turns(daemon, result.stream_sid), connected_at)
-
-
-def looks_english(text: str) -> bool:
-    """Words, not noise: ASCII words and numbers, and the small words English sentences have."""
-    words = normalise(text).split()
-    return (len(words) >= 3 and text.isascii()
-            and any(w in FUNCTION_WORDS for w in words))
 
 
 async def round_trip(stt: WhisperSTT, spurts: list[tuple[str, bytes]]) -> WordErrors:
