@@ -17,7 +17,6 @@ import asyncio
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from itertools import pairwise
 
 import pytest
 
@@ -27,8 +26,8 @@ from reautod.telephony.sim_script import Step, Utterance
 from reautod.telephony.simulator import CallOptions, CallResult, Hangup, WaitForAgent, run_call
 from tests.conversation.conftest import StoredTurn, media_url, stored_turns
 from tests.fixtures.daemon import DaemonProcess
-from tests.speech import phone_audio_16k, reference_clips
-from tests.wer import WordErrors, looks_english, word_errors
+from tests.speech import AgentLine, agent_spurts, reference_clips, round_trip
+from tests.wer import looks_english, word_errors
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -47,32 +46,10 @@ class Conversation:
         return [t.text for t in self.turns if t.speaker == speaker]
 
     def agent_spurts(self) -> list[tuple[str, bytes]]:
-        """Between two caller utterances: what the agent said (stored) and the audio the phone
-        received, for every gap whose agent turns all played out uninterrupted; the first is
-        the greeting."""
-        bounds = [0.0]
-        for utterance in self.result.utterances:
-            bounds += [utterance.started_at, utterance.ended_at]
-        bounds.append(float("inf"))
-        gaps = list(pairwise(bounds))[::2]  # (0, first start), (end, next start), ..., (end, inf)
-        arrivals = []
-        offset = 0
-        for media in self.result.agent_media:
-            arrivals.append((media.at, offset, offset + media.nbytes))
-            offset += media.nbytes
-        received = self.result.agent_audio_received
-        spurts = []
-        for start, end in gaps:
-            said = [t for t in self.turns if t.speaker == "agent"
-                    and start <= self._call_clock(t.started_at) < end]
-            if not said or any(t.interrupted for t in said):
-                continue
-            audio = b"".join(received[a:b] for at, a, b in arrivals if start <= at < end)
-            spurts.append((" ".join(t.text for t in said), audio))
-        return spurts
-
-    def _call_clock(self, moment: datetime) -> float:
-        return (moment - self.connected_at).total_seconds() * SPEED
+        """The agent's lines that played out whole with the audio the phone received."""
+        return agent_spurts(self.result, [
+            AgentLine((t.started_at - self.connected_at).total_seconds() * SPEED, t.text,
+                      t.interrupted) for t in self.turns if t.speaker == "agent"])
 
 
 async def converse(daemon: DaemonProcess, utterances: list[Utterance]) -> Conversation:
@@ -89,14 +66,6 @@ async def converse(daemon: DaemonProcess, utterances: list[Utterance]) -> Conver
         steps)
     assert not result.timeouts, result.timeouts
     return Conversation(result, await stored_turns(daemon, result.stream_sid), connected_at)
-
-
-async def round_trip(stt: WhisperSTT, spurts: list[tuple[str, bytes]]) -> WordErrors:
-    total = WordErrors()
-    for text, audio in spurts:
-        heard = await stt.transcribe(phone_audio_16k(audio), call_id="judge")
-        total += word_errors(text, heard.text)
-    return total
 
 
 async def test_reference_clips_come_back_as_caller_turns_and_replies_round_trip(
