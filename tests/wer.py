@@ -65,13 +65,21 @@ def word_errors(reference: str, hypothesis: str) -> WordErrors:
     return WordErrors(out.substitutions, out.deletions, out.insertions, len(ref.split()))
 
 
+# The small words English sentences are made of; a reply of words and no noise has some.
 FUNCTION_WORDS = frozenset({
-    "a", "an", "the", "i", "you", "we", "it", "is", "are", "am", "be", "to", "of", "and", "or",
-    "for", "in", "on", "at", "with", "that", "this", "my", "your", "our", "me", "us", "can", "do",
-    "have", "what", "how", "would", "will", "not"})
+    "a", "about", "after", "all", "also", "an", "and", "any", "are", "as", "at", "be",
+    "because", "but", "by", "can", "could", "did", "do", "does", "for", "from", "had", "has",
+    "have", "he", "her", "here", "him", "his", "how", "i", "if", "in", "is", "it", "its",
+    "just", "let", "me", "my", "no", "not", "of", "on", "or", "our", "she", "so", "some",
+    "than", "that", "the", "their", "them", "then", "there", "they", "this", "to", "up", "us",
+    "was", "we", "were", "what", "when", "where", "which", "who", "will", "with", "would",
+    "yes", "you", "your"})
 
 
 def looks_english(text: str) -> bool:
-    """Words, not noise: ASCII words and numbers, and the small words English sentences have."""
+    """Words, not noise: (nearly) all ASCII, at least three words, and some of the small words
+    English sentences are made of (a contraction counts by its first part: "you're" -> "you")."""
     words = normalise(text).split()
-    return len(words) >= 3 and text.isascii() and any(w in FUNCTION_WORDS for w in words)
+    stems = {word.split("'")[0] for word in words}
+    ascii_share = sum(c.isascii() for c in text) / max(1, len(text))
+    return len(words) >= 3 and ascii_share >= 0.95 and bool(stems & FUNCTION_WORDS)

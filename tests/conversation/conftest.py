@@ -34,7 +34,10 @@ def daemon_config(workdir: Path, runtime: str, models_dir: Path) -> str:
         "shutdown_grace_s = 5\n"
         "[http]\nport = 0\n[metrics]\nport = 0\n"
         f'[models]\ndir = "{models_dir}"\nprofile = "small"\ndevice = "cpu"\n'
-        f"[engines]\nllm_max_tokens = {REPLY_TOKENS}\n"
+        # a 19 s clip on a busy CI box can take longer to transcribe than the 5 s default
+        f"[engines]\nllm_max_tokens = {REPLY_TOKENS}\nstt_timeout_s = 30\n"
+        # a short greeting: it plays in real time before every call's first line
+        '[agent]\ngreeting = "Hi {lead_name}, this is {agent_name}. Do you have a minute?"\n'
         # a slow reply on a busy box must not look like the caller going quiet
         "[calls]\nreprompt_after_silence_s = 60\nhangup_after_silence_s = 120\n"
     )
