@@ -4,7 +4,6 @@ only fills a gap)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,32 +13,19 @@ import pytest
 from reautod.dialogue.agent import AgentFactory
 from reautod.dialogue.llm_extract import LlamaJsonModel
 from reautod.dialogue.vocabulary import Outcome
+from reautod.engines.catalog import PROFILES
 from reautod.engines.llm import LlamaLLM
 from reautod.store.repositories import AppointmentRepository
 from tests.dialogue.conftest import Rig
 from tests.dialogue.fakes import NOW, clock, converse
 
-GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-SHARED_FIXTURE = "real_models_dir"  # the models engineer's session fixture (the small real set)
-LOCAL_OVERRIDE = "REAUTOD_TEST_SMOLLM2_GGUF"
-
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def smollm2(request: pytest.FixtureRequest) -> Path:
-    """The GGUF from the shared real-models fixture; a local path for runs before it exists."""
-    if os.environ.get(LOCAL_OVERRIDE):
-        return Path(os.environ[LOCAL_OVERRIDE])
-    try:
-        models = Path(request.getfixturevalue(SHARED_FIXTURE))
-    except pytest.FixtureLookupError:
-        pytest.skip(f"needs the `{SHARED_FIXTURE}` fixture (the small real models, from the "
-                    f"models part) or {LOCAL_OVERRIDE}=/path/to/{GGUF}")
-    found = sorted(models.rglob(GGUF))
-    if not found:
-        pytest.skip(f"{GGUF} is not in {models}")
-    return found[0]
+def smollm2(small_models_dir: Path) -> Path:
+    """The GGUF of the real small profile (pulled once per machine by the suite's fixture)."""
+    return PROFILES["small"]["llm"].path_in(small_models_dir)
 
 
 @pytest.fixture
