@@ -1,7 +1,7 @@
 """End to end with real engines: end of caller speech -> first agent audio byte, p50/p95.
 
 Loads the real STT/LLM/TTS engines (by default the random-weight test models, built into a
-temporary directory; `--models-dir DIR --profile cpu|gpu|test` for others), serves the media
+temporary directory; `--models-dir DIR --profile small|cpu|gpu|test` for others), serves the media
 WebSocket, and plays a few calls of several caller turns at real-time cadence with the Twilio
 simulator. Reported twice: from the pipeline's own turn records (VAD end of speech -> first byte
 sent, with the stage breakdown) and from the phone side (end of the caller's audio -> first agent
@@ -40,7 +40,7 @@ async def main() -> None:
     parser.add_argument("--calls", type=int, default=3)
     parser.add_argument("--turns", type=int, default=4, help="caller utterances per call")
     parser.add_argument("--models-dir", type=Path, help="default: build the test models")
-    parser.add_argument("--profile", default="test", choices=["test", "cpu", "gpu"])
+    parser.add_argument("--profile", default="test", choices=["test", "small", "cpu", "gpu"])
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
     parser.add_argument("--max-tokens", type=int, default=None,
                         help="engines.llm_max_tokens (default: the config default, 160). With "

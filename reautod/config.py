@@ -83,8 +83,8 @@ class DatabaseSettings(Section):
 
 class ModelsSettings(Section):
     dir: Path | None = Field(None, description="Models directory; default: <state dir>/models")
-    profile: Literal["gpu", "cpu", "test"] = Field(
-        "cpu", description="Which curated model set the engines load (see `reautoctl models`)"
+    profile: Literal["small", "cpu", "gpu", "test"] = Field(
+        "small", description="Which curated model set the engines load (see `reautoctl models`)"
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Inference device")
     stt: str | None = Field(

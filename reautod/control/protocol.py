@@ -13,12 +13,21 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from pydantic import BaseModel
+
 PROTOCOL_VERSION = 1
 MAX_LINE_BYTES = 1024 * 1024  # a longer request line is refused and the connection closed
 
 
+def _default(value: Any) -> Any:
+    """Typed results (pydantic models) as their JSON form; anything else as its str()."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    return str(value)
+
+
 def encode(message: dict[str, Any]) -> bytes:
-    return json.dumps(message, separators=(",", ":"), default=str).encode() + b"\n"
+    return json.dumps(message, separators=(",", ":"), default=_default).encode() + b"\n"
 
 
 def error_body(code: str, message: str) -> dict[str, str]:

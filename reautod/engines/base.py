@@ -68,16 +68,24 @@ class TokenChunk:
     timing: RequestTiming | None = None
 
 
+class AudioEncoding(StrEnum):
+    PCM16 = "pcm_s16le"  # mono signed 16-bit little-endian PCM
+    MULAW = "mulaw"  # 8-bit G.711 mu-law, what a Twilio media payload carries
+
+
 @dataclass(frozen=True)
 class AudioChunk:
-    """Mono signed 16-bit PCM from TTS, one per sentence.
+    """Mono audio from TTS, one per sentence (local voice) or per network chunk (premium voice).
 
+    `pcm` holds the samples in `encoding`: signed 16-bit PCM unless it says mu-law (the premium
+    voice's `ulaw_8000`, which goes into a Twilio media payload as it is, with no resampling).
     `timing` on each chunk: the request's queue wait and this sentence's compute time.
     """
 
     pcm: bytes
     sample_rate: int
     timing: RequestTiming | None = None
+    encoding: AudioEncoding = AudioEncoding.PCM16
 
 
 @dataclass

@@ -70,7 +70,8 @@ class LlamaLLM:
 
     @classmethod
     def load(cls, path: Path, *, n_ctx: int, n_gpu_layers: int, n_threads: int | None,
-             queue_size: int, timeout_s: float, max_tokens: int, gpu: bool = False) -> LlamaLLM:
+             queue_size: int, timeout_s: float, max_tokens: int, gpu: bool = False,
+             warm_up: bool = True) -> LlamaLLM:
         """Load the GGUF file; blocking."""
         from llama_cpp import Llama
 
@@ -84,6 +85,12 @@ class LlamaLLM:
             flash_attn=gpu,
             verbose=False,
         )
+        if warm_up:
+            # The first evaluation allocates llama.cpp's compute buffers and renders the chat
+            # template once: ~3 s for SmolLM2-135M on a busy 2-core box, which the first
+            # caller of the day would otherwise wait through before the agent says a word.
+            model.create_chat_completion(messages=[{"role": "user", "content": "Hello."}],
+                                         max_tokens=1)
         return cls(model, path, queue_size=queue_size, timeout_s=timeout_s, max_tokens=max_tokens)
 
     async def stream_chat(self, messages: list[ChatMessage], *, call_id: str,

@@ -12,6 +12,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -30,7 +31,13 @@ from reautod.engines.base import (
     TokenChunk,
     Transcript,
 )
-from reautod.engines.catalog import ENGINE_NAMES, EngineName, ResolvedModel, resolve
+from reautod.engines.catalog import (
+    ENGINE_NAMES,
+    EngineName,
+    ResolvedModel,
+    missing_detail,
+    resolve,
+)
 from reautod.engines.device import Device, resolve_device
 from reautod.engines.scheduler import EngineObserver, EngineScheduler
 from reautod.errors import UnavailableError
@@ -110,11 +117,12 @@ class EngineSet:
         models = {name: resolve(settings, name) for name in ENGINE_NAMES}
         loaders: dict[EngineName, Callable[[], Any]] = {
             "stt": lambda: _load_stt(settings, models["stt"], device, warm_up),
-            "llm": lambda: _load_llm(settings, models["llm"], device),
+            "llm": lambda: _load_llm(settings, models["llm"], device, warm_up),
             "tts": lambda: _load_tts(settings, models["tts"], warm_up),
         }
+        models_dir = settings.models_dir()
         results = await asyncio.gather(
-            *(_load_one(name, models[name], loaders[name]) for name in ENGINE_NAMES))
+            *(_load_one(name, models[name], models_dir, loaders[name]) for name in ENGINE_NAMES))
         stt, llm, tts = results
         log.info("engines on %s: %s", device,
                  ", ".join(f"{e.health().name}={e.health().state}" for e in results))
@@ -184,10 +192,10 @@ def _check_line(health: EngineHealth) -> tuple[bool, str]:
     return False, f"{health.state}: {health.detail}"
 
 
-async def _load_one(name: EngineName, model: ResolvedModel,
+async def _load_one(name: EngineName, model: ResolvedModel, models_dir: Path,
                     loader: Callable[[], Any]) -> Any:
     if not await asyncio.to_thread(model.present):
-        detail = f"model not installed at {model.path}; run `{model.fix_command()}`"
+        detail = await asyncio.to_thread(missing_detail, model, models_dir)
         log.warning("%s engine: %s", name, detail)
         return _absent(name, EngineHealth(name, EngineState.MISSING, str(model.path), detail))
     try:
@@ -210,14 +218,15 @@ def _load_stt(settings: Settings, model: ResolvedModel, device: Device, warm_up:
                            timeout_s=settings.engines.stt_timeout_s, warm_up=warm_up)
 
 
-def _load_llm(settings: Settings, model: ResolvedModel, device: Device) -> Any:
+def _load_llm(settings: Settings, model: ResolvedModel, device: Device, warm_up: bool) -> Any:
     from reautod.engines.llm import LlamaLLM
 
     m = settings.models
     return LlamaLLM.load(model.path, n_ctx=m.n_ctx, n_gpu_layers=m.n_gpu_layers,
                          n_threads=m.n_threads, queue_size=settings.engines.queue_size,
                          timeout_s=settings.engines.llm_timeout_s,
-                         max_tokens=settings.engines.llm_max_tokens, gpu=device == "cuda")
+                         max_tokens=settings.engines.llm_max_tokens, gpu=device == "cuda",
+                         warm_up=warm_up)
 
 
 def _load_tts(settings: Settings, model: ResolvedModel, warm_up: bool) -> Any:

@@ -23,11 +23,16 @@ EngineName = Literal["stt", "llm", "tts"]
 DialBlockReason = Literal["window", "dnc", "budget"]
 MediaDropReason = Literal["malformed", "overflow"]
 SocketKind = Literal["control", "websocket"]
+SheetsResult = Literal["ok", "throttled", "failed"]
 
 ENGINES: Final = ("stt", "llm", "tts")
 DIAL_BLOCK_REASONS: Final = ("window", "dnc", "budget")
 MEDIA_DROP_REASONS: Final = ("malformed", "overflow")
 SOCKET_KINDS: Final = ("control", "websocket")
+# Outbox deliveries: how a message travels, and what one attempt came to.
+OUTBOX_CHANNELS: Final = ("webhook", "sms", "email", "sheets")
+OUTBOX_RESULTS: Final = ("delivered", "retry", "dead")
+SHEETS_RESULTS: Final = ("ok", "throttled", "failed")
 # Call outcomes and AMD results as the call state machine and Twilio's AnsweredBy report them.
 CALL_OUTCOMES: Final = (
     "completed", "qualified", "not_interested", "callback", "voicemail", "no_answer", "busy",
@@ -47,6 +52,14 @@ ENGINE_SECONDS_BUCKETS: Final = (
     0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 5.0, 10.0, 30.0,
 )
 CALL_COST_BUCKETS: Final = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0)
+
+# Cost and budgets (appended for the cost part).
+COST_SERVICES: Final = ("telephony", "stt", "llm", "tts", "amd", "recording", "other")
+BUDGET_PERIODS: Final = ("day", "week", "month")
+BUDGET_ALERT_KINDS: Final = ("threshold", "forecast")
+VOICE_TIERS: Final = ("local", "premium")
+PREMIUM_FALLBACK_REASONS: Final = (
+    "breaker_open", "rate_limited", "server_error", "timeout", "quota", "failed")
 
 # The turn-latency histograms, by the short stage name used in events and summaries.
 TURN_STAGES: Final = ("transcript", "first_token", "first_audio", "voice_to_voice", "barge_in_clear")
@@ -130,6 +143,29 @@ class Metrics:
             "reautod_cost_dollars", "Money spent on calls (telephony, engines, premium TTS)",
             registry=r)
 
+        # Integrations: the outbox (webhooks, booking confirmations), calendar, Google Sheets.
+        self.outbox_deliveries_total = Counter(
+            "reautod_outbox_deliveries", "Outbox delivery attempts by channel and result",
+            ["channel", "result"], registry=r)
+        self.outbox_delivery_seconds = Histogram(
+            "reautod_outbox_delivery_seconds", "Time one outbox delivery attempt took",
+            ["channel"], buckets=ENGINE_SECONDS_BUCKETS, registry=r)
+        self.outbox_pending = Gauge(
+            "reautod_outbox_pending", "Outbox messages not yet delivered (pending or in flight)",
+            registry=r)
+        self.outbox_dead_letters = Gauge(
+            "reautod_outbox_dead_letters", "Outbox messages given up on, awaiting an operator",
+            registry=r)
+        self.outbox_oldest_pending_seconds = Gauge(
+            "reautod_outbox_oldest_pending_seconds", "Age of the oldest undelivered outbox message",
+            registry=r)
+        self.calendar_conflicts_total = Counter(
+            "reautod_calendar_conflicts", "Bookings refused because the slot was taken meanwhile",
+            registry=r)
+        self.sheets_requests_total = Counter(
+            "reautod_sheets_requests", "Google Sheets API requests by result", ["result"],
+            registry=r)
+
         # Process.
         self.event_loop_lag_seconds = Gauge(
             "reautod_event_loop_lag_seconds",
@@ -156,6 +192,56 @@ class Metrics:
             self.media_frames_dropped_total.labels(reason=reason)
         for kind in SOCKET_KINDS:
             self.open_sockets.labels(kind=kind)
+        for channel in OUTBOX_CHANNELS:
+            self.outbox_delivery_seconds.labels(channel=channel)
+            for result in OUTBOX_RESULTS:
+                self.outbox_deliveries_total.labels(channel=channel, result=result)
+        for result in SHEETS_RESULTS:
+            self.sheets_requests_total.labels(result=result)
+
+        # Cost, budgets and the premium voice.
+        self.cost_by_service_dollars_total = Counter(
+            "reautod_cost_by_service_dollars", "Money spent by service, from the cost ledger",
+            ["service"], registry=r)
+        self.budget_used_ratio = Gauge(
+            "reautod_budget_used_ratio",
+            "Highest spent/limit ratio among the budgets of a period (1 = at the cap)",
+            ["period"], registry=r)
+        self.budget_projected_ratio = Gauge(
+            "reautod_budget_projected_ratio",
+            "Highest projected period-end spend/limit ratio among the budgets of a period",
+            ["period"], registry=r)
+        self.budget_alerts_total = Counter(
+            "reautod_budget_alerts", "Budget alerts fired (once per period and threshold)",
+            ["kind"], registry=r)
+        self.spending_stopped = Gauge(
+            "reautod_spending_stopped", "1 while the emergency spending stop is on", registry=r)
+        self.cost_reconciled_dollars_total = Counter(
+            "reautod_cost_reconciled_dollars", "Call prices Twilio reported, reconciled calls",
+            registry=r)
+        self.cost_ledger_error_dollars_total = Counter(
+            "reautod_cost_ledger_error_dollars",
+            "Absolute difference between Twilio's call prices and our metered telephony",
+            registry=r)
+        self.tts_tier_decisions_total = Counter(
+            "reautod_tts_tier_decisions", "Voice tier decisions by tier", ["tier"], registry=r)
+        self.premium_tts_fallbacks_total = Counter(
+            "reautod_premium_tts_fallbacks", "Premium speech handed to the local voice, by cause",
+            ["reason"], registry=r)
+        self.elevenlabs_quota_remaining_characters = Gauge(
+            "reautod_elevenlabs_quota_remaining_characters",
+            "Characters left in the ElevenLabs subscription period (last read)", registry=r)
+        for service in COST_SERVICES:
+            self.cost_by_service_dollars_total.labels(service=service)
+        for period in BUDGET_PERIODS:
+            self.budget_used_ratio.labels(period=period)
+            self.budget_projected_ratio.labels(period=period)
+        for kind in BUDGET_ALERT_KINDS:
+            self.budget_alerts_total.labels(kind=kind)
+        for tier in VOICE_TIERS:
+            self.tts_tier_decisions_total.labels(tier=tier)
+        for reason in PREMIUM_FALLBACK_REASONS:
+            self.premium_tts_fallbacks_total.labels(reason=reason)
 
         self._turn_histograms: dict[str, Histogram] = {
             "transcript": self.turn_transcript_seconds,
@@ -229,6 +315,57 @@ class Metrics:
 
     def events_dropped(self, count: int = 1) -> None:
         self.control_events_dropped_total.inc(count)
+
+    def outbox_delivery(self, channel: str, result: str, seconds: float) -> None:
+        """One delivery attempt: delivered, retry (will be tried again) or dead."""
+        _check(channel, OUTBOX_CHANNELS, "channel")
+        self.outbox_deliveries_total.labels(
+            channel=channel, result=_check(result, OUTBOX_RESULTS, "result")).inc()
+        self.outbox_delivery_seconds.labels(channel=channel).observe(seconds)
+
+    def outbox_backlog(self, *, pending: int, dead: int, oldest_s: float) -> None:
+        self.outbox_pending.set(pending)
+        self.outbox_dead_letters.set(dead)
+        self.outbox_oldest_pending_seconds.set(oldest_s)
+
+    def calendar_conflict(self) -> None:
+        self.calendar_conflicts_total.inc()
+
+    def sheets_request(self, result: SheetsResult) -> None:
+        self.sheets_requests_total.labels(result=_check(result, SHEETS_RESULTS, "result")).inc()
+
+    # Cost part helpers (budget gauges follow reautod.cost.budgets.BudgetGauges).
+
+    def cost_by_service(self, service: str, micros: int) -> None:
+        self.cost_by_service_dollars_total.labels(
+            service=_check(service, COST_SERVICES, "service")).inc(micros / 1_000_000)
+
+    def budget_state(self, period: str, used_ratio: float, projected_ratio: float | None) -> None:
+        if period not in BUDGET_PERIODS:  # "total" budgets have no period to watch
+            return
+        self.budget_used_ratio.labels(period=period).set(used_ratio)
+        if projected_ratio is not None:
+            self.budget_projected_ratio.labels(period=period).set(projected_ratio)
+
+    def budget_alert(self, kind: str) -> None:
+        self.budget_alerts_total.labels(kind=_check(kind, BUDGET_ALERT_KINDS, "kind")).inc()
+
+    def set_spending_stopped(self, stopped: bool) -> None:
+        self.spending_stopped.set(1 if stopped else 0)
+
+    def cost_reconciled(self, reported_micros: int, difference_micros: int) -> None:
+        self.cost_reconciled_dollars_total.inc(reported_micros / 1_000_000)
+        self.cost_ledger_error_dollars_total.inc(abs(difference_micros) / 1_000_000)
+
+    def tier_decided(self, tier: str) -> None:
+        self.tts_tier_decisions_total.labels(tier=_check(tier, VOICE_TIERS, "tier")).inc()
+
+    def premium_fallback(self, reason: str) -> None:
+        self.premium_tts_fallbacks_total.labels(
+            reason=_check(reason, PREMIUM_FALLBACK_REASONS, "reason")).inc()
+
+    def elevenlabs_quota(self, remaining_characters: int) -> None:
+        self.elevenlabs_quota_remaining_characters.set(remaining_characters)
 
 
 def sample_names(registry: CollectorRegistry) -> set[str]:

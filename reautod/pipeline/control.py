@@ -39,6 +39,9 @@ SIMULATED_LEAD = "Sam Simulated"
 FAST_SPEED = 2.0  # call clock / wall clock when realtime is off
 MAX_LEAD_FILES = 20
 SIMULATED_CONNECT_S = 30.0  # a prepared greeting's lifetime if the simulated call never starts
+# How long the simulated lead waits in silence before taking the agent's reply as finished
+# (call-clock ms): a real voice on a busy CPU can pause that long between two sentences.
+LEAD_PATIENCE_MS = 1500
 
 Signer = Callable[[str], Mapping[str, str]]  # ws URL -> upgrade headers (X-Twilio-Signature)
 
@@ -94,9 +97,10 @@ async def lead_utterances(paths: list[str] | None, tts: TextToSpeech) -> list[Ut
 
 
 def _script(utterances: list[Utterance]) -> list[Step]:
-    steps: list[Step] = [WaitForAgent(timeout_s=30)]
+    wait = WaitForAgent(quiet_ms=LEAD_PATIENCE_MS, timeout_s=30)
+    steps: list[Step] = [wait]
     for utterance in utterances:
-        steps += [utterance, WaitForAgent(timeout_s=30)]
+        steps += [utterance, wait]
     steps.append(Hangup())
     return steps
 

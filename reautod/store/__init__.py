@@ -13,11 +13,13 @@ from __future__ import annotations
 from reautod.store.database import Database
 from reautod.store.recordings import CallRecorder, RecoveryReport, recover_partial_recordings
 from reautod.store.records import (
+    AgentDecisionRecord,
     AgentTransitionRecord,
     CallEnded,
     CallStarted,
     CallStatusChanged,
     CostRecorded,
+    PlaybookAssigned,
     Record,
     RecordingFinalized,
     ScoreUpdate,
@@ -28,6 +30,7 @@ from reautod.store.stats import DailyCampaignStats, daily_campaign_stats
 from reautod.store.writebehind import WriteBehind, WriteBehindStats
 
 __all__ = [
+    "AgentDecisionRecord",
     "AgentTransitionRecord",
     "CallEnded",
     "CallRecorder",
@@ -36,6 +39,7 @@ __all__ = [
     "CostRecorded",
     "DailyCampaignStats",
     "Database",
+    "PlaybookAssigned",
     "Record",
     "RecordingFinalized",
     "RecoveryReport",

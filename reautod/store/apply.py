@@ -12,14 +12,17 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from reautod.store import models as m
 from reautod.store.enums import CallStatus
 from reautod.store.records import (
+    AgentDecisionRecord,
     AgentTransitionRecord,
     CallEnded,
     CallStarted,
     CallStatusChanged,
     CostRecorded,
+    PlaybookAssigned,
     Record,
     RecordingFinalized,
     ScoreUpdate,
+    TierDecided,
     TurnSpoken,
 )
 from reautod.store.sql import status_rank, upsert
@@ -39,6 +42,8 @@ async def apply_records(conn: AsyncConnection, records: Sequence[Record]) -> Non
             await _transitions(conn, group)  # type: ignore[arg-type]
         elif kind == CostRecorded.kind:
             await _costs(conn, group)  # type: ignore[arg-type]
+        elif kind == TierDecided.kind:
+            await _tier_decisions(conn, group)  # type: ignore[arg-type]
         else:
             for record in group:
                 await _APPLY_ONE[kind](conn, record)
@@ -183,6 +188,25 @@ async def _costs(conn: AsyncConnection, records: list[CostRecorded]) -> None:
     await _insert_many(conn, m.CostEvent, rows)
 
 
+async def _tier_decisions(conn: AsyncConnection, records: list[TierDecided]) -> None:
+    rows = [
+        {
+            "id": r.decision_id,
+            "call_id": r.call_id,
+            "seq": r.seq,
+            "stage": r.stage,
+            "tier": r.tier.value,
+            "reason": r.reason,
+            "lead_score": r.lead_score,
+            "expected_value_micros": r.expected_value_micros,
+            "marginal_cost_micros": r.marginal_cost_micros,
+            "at": r.at,
+        }
+        for r in sorted(records, key=lambda r: r.decision_id)
+    ]
+    await _insert_many(conn, m.TierDecision, rows)
+
+
 async def _score(conn: AsyncConnection, r: ScoreUpdate) -> None:
     stmt = upsert(conn, m.LeadScore).values(
         id=r.score_id,
@@ -225,10 +249,27 @@ async def _recording(conn: AsyncConnection, r: RecordingFinalized) -> None:
     await conn.execute(stmt.on_conflict_do_update(index_elements=["call_id", "direction"], set_=set_))
 
 
+async def _playbook(conn: AsyncConnection, r: PlaybookAssigned) -> None:
+    await conn.execute(
+        update(calls).where(calls.c.id == r.call_id)
+        .values(playbook=r.playbook, prompt_version=r.prompt_version, prompt_variant=r.variant)
+    )
+
+
+async def _decision(conn: AsyncConnection, r: AgentDecisionRecord) -> None:
+    stmt = upsert(conn, m.AgentDecision).values(
+        id=r.decision_id, call_id=r.call_id, seq=r.seq, stage=r.stage, tool=r.tool,
+        status=r.status.value, args=r.args, evidence=r.evidence, detail=r.detail, at=r.at,
+    )
+    await conn.execute(stmt.on_conflict_do_nothing(index_elements=["id"]))
+
+
 _APPLY_ONE: dict[str, Any] = {
     CallStarted.kind: _call_started,
     CallStatusChanged.kind: _call_status,
     CallEnded.kind: _call_ended,
     ScoreUpdate.kind: _score,
     RecordingFinalized.kind: _recording,
+    PlaybookAssigned.kind: _playbook,
+    AgentDecisionRecord.kind: _decision,
 }

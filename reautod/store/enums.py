@@ -96,16 +96,22 @@ class AmdResult(StrEnum):
 
 
 class CallOutcome(StrEnum):
+    """How a call ended. The conversation decides the first eight (reautod.dialogue.Outcome);
+    telephony decides no_answer, failed and voicemail where no conversation happened."""
+
     QUALIFIED = "qualified"
     NOT_QUALIFIED = "not_qualified"
     BOOKED = "booked"
     CALLBACK = "callback"
     NOT_INTERESTED = "not_interested"
-    DNC_REQUEST = "dnc_request"
+    OPTED_OUT = "opted_out"
+    WRONG_PERSON = "wrong_person"
     VOICEMAIL = "voicemail"
     NO_ANSWER = "no_answer"
     FAILED = "failed"
     UNKNOWN = "unknown"
+    # The name this value had before migration 0004 (stored as "dnc_request" then).
+    DNC_REQUEST = "opted_out"
 
 
 # Outcomes counted as "qualified" in the analytics (a booking implies qualification).
@@ -162,8 +168,9 @@ class CostUnit(StrEnum):
 
 class BudgetPeriod(StrEnum):
     DAY = "day"
+    WEEK = "week"  # ISO weeks: Monday 00:00 in the budget's time zone
     MONTH = "month"
-    TOTAL = "total"
+    TOTAL = "total"  # all spend of its scope: never rolls over
 
 
 class AppointmentStatus(StrEnum):
@@ -174,6 +181,15 @@ class AppointmentStatus(StrEnum):
     NO_SHOW = "no_show"
 
 
+class DecisionStatus(StrEnum):
+    """What became of a tool the agent used."""
+
+    DONE = "done"  # carried out
+    PROPOSED = "proposed"  # checked by code and put to the caller for confirmation
+    REFUSED = "refused"  # a check failed (slot taken, outside hours, not allowed in the stage)
+    FAILED = "failed"  # the tool raised (store down, calendar error)
+
+
 class OutboxStatus(StrEnum):
     PENDING = "pending"
     DELIVERING = "delivering"
@@ -181,8 +197,30 @@ class OutboxStatus(StrEnum):
     DEAD = "dead"
 
 
+class OutboxChannel(StrEnum):
+    """How an outbox message travels: a signed webhook, a booking confirmation (SMS, email), or
+    a row for the Google Sheets results sheet."""
+
+    WEBHOOK = "webhook"
+    SMS = "sms"
+    EMAIL = "email"
+    SHEETS = "sheets"
+
+
 class DncSource(StrEnum):
     REQUEST = "request"  # the person asked during a call
     IMPORT = "import"
     REGISTRY = "registry"  # a national do-not-call list
     MANUAL = "manual"
+
+
+class BudgetAlertKind(StrEnum):
+    THRESHOLD = "threshold"  # spend crossed a configured share of the cap
+    FORECAST = "forecast"  # the projected period-end spend crossed the cap
+
+
+class VoiceTier(StrEnum):
+    """Which text-to-speech tier speaks: the local voice, or the premium (paid) one."""
+
+    LOCAL = "local"
+    PREMIUM = "premium"

@@ -96,6 +96,8 @@ class Lead(Base):
         Index(None, "campaign_id", "status", "next_attempt_at"),
         # The reaper's query: claims whose lease ran out.
         Index(None, "lease_expires_at"),
+        # Exports page through leads in creation order.
+        Index(None, "created_at"),
     )
 
     id: Mapped[uuid.UUID] = _pk()
@@ -128,6 +130,8 @@ class Call(Base):
         # Operators' and analytics' query: a campaign's calls by status over time.
         Index(None, "campaign_id", "status", "created_at"),
         Index(None, "created_at"),
+        # The A/B report's query: a playbook's calls by version and variant.
+        Index(None, "playbook", "prompt_version"),
     )
 
     id: Mapped[uuid.UUID] = _pk()
@@ -151,6 +155,9 @@ class Call(Base):
     from_number: Mapped[str | None] = mapped_column(String(16))
     to_number: Mapped[str | None] = mapped_column(String(16))
     prompt_version: Mapped[str | None] = mapped_column(String(64))
+    # The playbook and A/B variant the conversation ran (reautod.dialogue), for the A/B report.
+    playbook: Mapped[str | None] = mapped_column(String(64))
+    prompt_variant: Mapped[str | None] = mapped_column(String(48))
     error_code: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = _created()
     answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -228,6 +235,24 @@ class AgentTransition(Base):
     from_agent: Mapped[str | None] = mapped_column(String(64))
     to_agent: Mapped[str] = mapped_column(String(64))
     reason: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class AgentDecision(Base):
+    """A tool the agent used or was refused, with its evidence (the turn and what was read)."""
+
+    __tablename__ = "agent_decisions"
+    __table_args__ = (one_of("status", e.DecisionStatus), UniqueConstraint("call_id", "seq"))
+
+    id: Mapped[uuid.UUID] = _pk()
+    call_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("calls.id", ondelete=CASCADE))
+    seq: Mapped[int] = mapped_column(Integer)
+    stage: Mapped[str] = mapped_column(String(64))
+    tool: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))
+    args: Mapped[dict[str, Any]] = mapped_column(JSONDoc, default=dict)
+    evidence: Mapped[dict[str, Any]] = mapped_column(JSONDoc, default=dict)
+    detail: Mapped[str | None] = mapped_column(Text)
     at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
@@ -321,8 +346,84 @@ class Budget(Base):
     campaign_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("campaigns.id", ondelete=CASCADE))
     period: Mapped[str] = mapped_column(String(8))
     limit_micros: Mapped[int] = mapped_column(BigInteger)
+    # Days, weeks and months start at midnight in this IANA zone (the campaign's).
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC", server_default="UTC")
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _created()
+
+
+class BudgetAlert(Base):
+    """An alert that fired: at most one per (scope, period window, kind, threshold)."""
+
+    __tablename__ = "budget_alerts"
+    __table_args__ = (
+        one_of("period", e.BudgetPeriod),
+        one_of("kind", e.BudgetAlertKind),
+        UniqueConstraint("scope", "period", "period_start", "kind", "threshold_pct"),
+    )
+
+    id: Mapped[uuid.UUID] = _pk()
+    scope: Mapped[str] = mapped_column(String(36))  # "global" or a campaign id
+    period: Mapped[str] = mapped_column(String(8))
+    period_start: Mapped[datetime] = mapped_column(UTCDateTime)
+    kind: Mapped[str] = mapped_column(String(16))
+    threshold_pct: Mapped[int] = mapped_column(Integer)
+    spent_micros: Mapped[int] = mapped_column(BigInteger)
+    limit_micros: Mapped[int] = mapped_column(BigInteger)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class SpendingStop(Base):
+    """The emergency stop: one row (id 1); while `stopped`, nothing is dialed or spent on premium."""
+
+    __tablename__ = "spending_stop"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    stopped: Mapped[bool] = mapped_column(Boolean)
+    reason: Mapped[str | None] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(128))
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class CostReconciliation(Base):
+    """Twilio's reported price of a call against what our ledger metered for its telephony."""
+
+    __tablename__ = "cost_reconciliations"
+    __table_args__ = (Index(None, "reported_at"),)
+
+    id: Mapped[uuid.UUID] = _pk()
+    call_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("calls.id", ondelete=SET_NULL), index=True
+    )
+    call_sid: Mapped[str] = mapped_column(String(64), unique=True)
+    campaign_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("campaigns.id", ondelete=RESTRICT)
+    )
+    metered_micros: Mapped[int] = mapped_column(BigInteger)
+    reported_micros: Mapped[int] = mapped_column(BigInteger)
+    # reported - metered: positive when we under-metered
+    difference_micros: Mapped[int] = mapped_column(BigInteger)
+    price_unit: Mapped[str] = mapped_column(String(8))
+    reported_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class TierDecision(Base):
+    """Why a call (or one stage of it) got the local or the premium voice."""
+
+    __tablename__ = "tier_decisions"
+    __table_args__ = (one_of("tier", e.VoiceTier), UniqueConstraint("call_id", "seq"))
+
+    id: Mapped[uuid.UUID] = _pk()
+    call_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("calls.id", ondelete=CASCADE))
+    seq: Mapped[int] = mapped_column(Integer)
+    stage: Mapped[str | None] = mapped_column(String(64))
+    tier: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(32))
+    lead_score: Mapped[int | None] = mapped_column(Integer)
+    expected_value_micros: Mapped[int] = mapped_column(BigInteger)
+    marginal_cost_micros: Mapped[int] = mapped_column(BigInteger)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class Appointment(Base):
@@ -353,10 +454,15 @@ class Appointment(Base):
 
 
 class WebhookOutbox(Base):
+    """One delivery of one event to one endpoint (webhook receiver, SMS, email)."""
+
     __tablename__ = "webhook_outbox"
     __table_args__ = (
         one_of("status", e.OutboxStatus),
+        one_of("channel", e.OutboxChannel),
         Index(None, "status", "next_attempt_at"),
+        # The ordering rule's lookup: earlier undelivered messages of one lead to one endpoint.
+        Index(None, "ordering_key", "endpoint", "created_at"),
     )
 
     id: Mapped[uuid.UUID] = _pk()
@@ -365,6 +471,15 @@ class WebhookOutbox(Base):
         ForeignKey("contacts.id", ondelete=CASCADE), index=True
     )
     event_type: Mapped[str] = mapped_column(String(64))
+    # The event's id, shared by its deliveries to every endpoint: the receiver's idempotency key.
+    event_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, index=True)
+    channel: Mapped[str] = mapped_column(
+        String(16), default=e.OutboxChannel.WEBHOOK.value,
+        server_default=e.OutboxChannel.WEBHOOK.value)
+    # The configured endpoint (or confirmation sender) it goes to, by name.
+    endpoint: Mapped[str] = mapped_column(String(64), default="global", server_default="global")
+    # Messages with one key go to one endpoint in creation order (the lead's id).
+    ordering_key: Mapped[str | None] = mapped_column(String(64))
     target_url: Mapped[str] = mapped_column(Text)
     payload: Mapped[dict[str, Any]] = mapped_column(JSONDoc)
     status: Mapped[str] = mapped_column(String(16), default=e.OutboxStatus.PENDING.value)

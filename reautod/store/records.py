@@ -26,9 +26,11 @@ from reautod.store.enums import (
     CallTransport,
     CostService,
     CostUnit,
+    DecisionStatus,
     RecordingDirection,
     RecordingFormat,
     Speaker,
+    VoiceTier,
 )
 
 
@@ -140,6 +142,45 @@ class ScoreUpdate:
 
 
 @dataclass(frozen=True)
+class PlaybookAssigned:
+    """The playbook version and A/B variant a call runs; submit it after the call's CallStarted."""
+
+    kind: ClassVar[str] = "playbook_assigned"
+    call_id: uuid.UUID
+    playbook: str
+    prompt_version: str  # label@hash
+    variant: str
+
+    def __post_init__(self) -> None:
+        if not self.playbook or len(self.playbook) > 64 or len(self.prompt_version) > 64:
+            raise ValidationError("playbook and prompt_version must be 1-64 characters")
+        if not 0 < len(self.variant) <= 48:
+            raise ValidationError("variant must be 1-48 characters")
+
+
+@dataclass(frozen=True)
+class AgentDecisionRecord:
+    """A tool the agent used (or was refused), with its arguments and the evidence it rests on."""
+
+    kind: ClassVar[str] = "agent_decision"
+    decision_id: uuid.UUID
+    call_id: uuid.UUID
+    seq: int
+    stage: str
+    tool: str
+    status: DecisionStatus
+    at: datetime
+    args: dict[str, Any] = field(default_factory=dict)
+    evidence: dict[str, Any] = field(default_factory=dict)
+    detail: str | None = None
+
+    def __post_init__(self) -> None:
+        _aware("at", self.at)
+        if self.seq < 0:
+            raise ValidationError("decision seq must be >= 0")
+
+
+@dataclass(frozen=True)
 class CallEnded:
     """The call is over: final status, outcome and durations (terminal status joins the timeline)."""
 
@@ -212,6 +253,28 @@ class CostRecorded:
             raise ValidationError("cost amount must be >= 0")
 
 
+@dataclass(frozen=True)
+class TierDecided:
+    """The voice tier chosen for a call (stage None) or one stage of it, and why (seq orders them)."""
+
+    kind: ClassVar[str] = "tier_decision"
+    decision_id: uuid.UUID
+    call_id: uuid.UUID
+    seq: int
+    tier: VoiceTier
+    reason: str
+    expected_value_micros: int
+    marginal_cost_micros: int
+    at: datetime
+    stage: str | None = None
+    lead_score: int | None = None
+
+    def __post_init__(self) -> None:
+        _aware("at", self.at)
+        if self.seq < 0:
+            raise ValidationError("tier decision seq must be >= 0")
+
+
 Record = (
     CallStarted
     | CallStatusChanged
@@ -221,6 +284,9 @@ Record = (
     | CallEnded
     | RecordingFinalized
     | CostRecorded
+    | TierDecided
+    | PlaybookAssigned
+    | AgentDecisionRecord
 )
 
 RECORD_TYPES: dict[str, type[Any]] = {
@@ -234,6 +300,9 @@ RECORD_TYPES: dict[str, type[Any]] = {
         CallEnded,
         RecordingFinalized,
         CostRecorded,
+        TierDecided,
+        PlaybookAssigned,
+        AgentDecisionRecord,
     )
 }
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Table, case
+from sqlalchemy import Table, case, func
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.ext.compiler import compiles
@@ -42,6 +42,11 @@ def _utc_day_pg(element: utc_day, compiler: Any, **kw: Any) -> str:
 def _utc_day_sqlite(element: utc_day, compiler: Any, **kw: Any) -> str:
     (arg,) = list(element.clauses)
     return f"date({compiler.process(arg, **kw)})"
+
+
+def count_if(condition: ColumnElement[bool]) -> ColumnElement[int]:
+    """SQL `SUM(CASE WHEN condition THEN 1 ELSE 0 END)`: rows meeting a condition, in a group."""
+    return func.sum(case((condition, 1), else_=0))
 
 
 def status_rank(column: ColumnElement[Any]) -> ColumnElement[int]:

@@ -13,14 +13,13 @@ from datetime import datetime
 
 from sqlalchemy import Select, and_, case, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.sql import ColumnElement
 
 from reautod.errors import ValidationError
 from reautod.store import models as m
 from reautod.store.database import Database
 from reautod.store.enums import QUALIFIED_OUTCOMES, AmdResult, CallOutcome
 from reautod.store.repositories._base import table
-from reautod.store.sql import utc_day
+from reautod.store.sql import count_if, utc_day
 
 calls = table(m.Call)
 cost_events = table(m.CostEvent)
@@ -42,10 +41,6 @@ class DailyCampaignStats:
     cost_per_call_micros: int | None
 
 
-def _count_if(condition: ColumnElement[bool]) -> ColumnElement[int]:
-    return func.sum(case((condition, 1), else_=0))
-
-
 def daily_stats_query(
     since: datetime, campaign_id: uuid.UUID | None = None
 ) -> Select[tuple[object, ...]]:
@@ -56,9 +51,9 @@ def daily_stats_query(
             calls.c.campaign_id,
             func.count().label("attempts"),
             func.count(calls.c.answered_at).label("connects"),
-            _count_if(calls.c.amd_result == AmdResult.HUMAN.value).label("human_answers"),
-            _count_if(calls.c.outcome.in_([o.value for o in QUALIFIED_OUTCOMES])).label("qualified"),
-            _count_if(calls.c.outcome == CallOutcome.BOOKED.value).label("booked"),
+            count_if(calls.c.amd_result == AmdResult.HUMAN.value).label("human_answers"),
+            count_if(calls.c.outcome.in_([o.value for o in QUALIFIED_OUTCOMES])).label("qualified"),
+            count_if(calls.c.outcome == CallOutcome.BOOKED.value).label("booked"),
             func.avg(case((calls.c.answered_at.is_not(None), calls.c.duration_ms))).label("avg_ms"),
         )
         .where(calls.c.created_at >= since)

@@ -443,7 +443,7 @@ async def test_spoken_opt_out_adds_dnc_and_ends_the_call(env: Env) -> None:
     await env.tracker.on_status(status(sid, "completed", 3))
     await env.tracker.settle()
     row = await CallRepository(env.db).get(row.id)
-    assert row.outcome == "dnc_request" and row.lead_id is not None
+    assert row.outcome == "opted_out" and row.lead_id is not None
     assert (await LeadRepository(env.db).get(row.lead_id)).status == "dnc"
 
 

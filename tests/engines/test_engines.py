@@ -246,6 +246,20 @@ async def test_missing_models_leave_the_set_usable_with_reasons(tmp_path: Path) 
         await engine_set.close()
 
 
+async def test_missing_default_profile_names_its_pull_and_the_installed_one(
+    test_models_dir: Path
+) -> None:
+    # after `models pull --test` on an offline machine, with no profile configured (small)
+    engine_set = await EngineSet.load(Settings(models={"dir": str(test_models_dir)}))
+    try:
+        assert not engine_set.ready
+        for health in engine_set.health():
+            assert "run `reautoctl models pull --profile small`" in health.detail
+            assert 'installed profile (test): set `[models] profile = "test"`' in health.detail
+    finally:
+        await engine_set.close()
+
+
 async def test_gpu_profile_names_its_pull_command(tmp_path: Path) -> None:
     settings = Settings(models={"dir": str(tmp_path), "profile": "gpu", "device": "cpu"})
     engine_set = await EngineSet.load(settings)

@@ -1,24 +1,23 @@
-"""`models pull` downloads against a real local HTTP server that answers like the hub."""
+"""`models pull` from the hub (profiles gpu, cpu) against a real local HTTP server that answers
+like the hub, and the pull lock every profile's pull takes."""
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import io
 import os
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from reautod.engines.catalog import PROFILES, RemoteFile
-from reautod.engines.pull import (
-    ChecksumError,
-    Downloader,
-    PullError,
-    TerminalProgress,
-    profile_files,
-    pull_profile,
-)
+from reautod.engines.fetch import ChecksumError, PullError, TerminalProgress
+from reautod.engines.hub import Downloader
+from reautod.engines.pull import profile_files, pull_profile
 from tests.engines.hubserver import HostedFile, Hub, running_hub
 
 REPO = "acme/weights"
@@ -180,3 +179,21 @@ def test_not_enough_disk_space_is_refused_before_downloading(
     with downloader(hub, tmp_path) as d, pytest.raises(PullError, match="only"):
         d.pull(file_())
     assert gets_with_range(hub) == []  # nothing was fetched
+
+
+def test_a_second_pull_waits_for_the_one_holding_the_directory(tmp_path: Path) -> None:
+    out = io.StringIO()
+    done: list[object] = []
+    with (tmp_path / ".pull.lock").open("a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # another pull is running
+        second = threading.Thread(target=lambda: done.append(
+            pull_profile(tmp_path, "test", progress=TerminalProgress(out))))
+        second.start()
+        deadline = time.monotonic() + 10
+        while "waiting for another" not in out.getvalue() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert "waiting for another `reautoctl models pull`" in out.getvalue()
+        assert second.is_alive() and not (tmp_path / "test").exists()
+        fcntl.flock(held, fcntl.LOCK_UN)
+    second.join(30)
+    assert done and all(spec.path_in(tmp_path).exists() for spec in PROFILES["test"].values())

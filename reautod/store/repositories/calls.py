@@ -46,6 +46,8 @@ class CallRow:
     from_number: str | None
     to_number: str | None
     prompt_version: str | None
+    playbook: str | None
+    prompt_variant: str | None
     error_code: str | None
     created_at: datetime
     answered_at: datetime | None

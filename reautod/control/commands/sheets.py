@@ -1,0 +1,35 @@
+"""`reautoctl sheets import CAMPAIGN SPREADSHEET_ID [--range A1]`: contacts from a Google Sheet."""
+
+from __future__ import annotations
+
+import argparse
+
+from reautod.control.context import CliContext, key_values
+from reautod.integrations.leads import ImportResult
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser("sheets", help="Google Sheets: import contacts into a campaign")
+    actions = parser.add_subparsers(dest="sheets_command", metavar="ACTION", required=True)
+    imp = actions.add_parser("import", help="validate and add a sheet's contacts as leads")
+    imp.add_argument("campaign")
+    imp.add_argument("spreadsheet_id", help="the id in the sheet's URL (/d/<id>/edit)")
+    imp.add_argument("--range", default="A1:Z", help="A1 range, header row first (Sheet1!A1:Z)")
+    imp.set_defaults(func=run_import)
+
+
+def render(result: ImportResult) -> str:
+    lines = [key_values(sorted(result.summary.items()))]
+    lines += [f"row {i.line}: {i.problem}: {i.reason}" + (" (imported)" if i.imported else "")
+              for i in result.issues]
+    if result.issues_truncated:
+        lines.append("... more issues not shown")
+    return "\n".join(lines)
+
+
+def run_import(args: argparse.Namespace, ctx: CliContext) -> int:
+    result = ImportResult.model_validate(ctx.call(
+        "sheets.import", {"campaign": args.campaign, "spreadsheet_id": args.spreadsheet_id,
+                          "range": args.range}, timeout=300))
+    ctx.emit(result.model_dump(mode="json"), lambda _: render(result))
+    return 0

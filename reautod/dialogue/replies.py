@@ -1,0 +1,98 @@
+"""The in-call agent's answers to the pipeline: what to say, and what to do once it is said."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+from reautod.dialogue.cache import CachedLine
+from reautod.dialogue.vocabulary import Outcome
+from reautod.engines.base import ChatMessage
+
+
+class After(StrEnum):
+    """What the pipeline does once the reply has played."""
+
+    LISTEN = "listen"
+    HANG_UP = "hang_up"
+    TRANSFER = "transfer"
+
+
+class EndCause(StrEnum):
+    """Why a call ended, as the pipeline tells `CallAgent.end`."""
+
+    AGENT = "agent"  # the agent's hang-up or transfer, after its reply played
+    CALLER_HUNG_UP = "caller_hung_up"
+    KEYPAD_OPT_OUT = "keypad_opt_out"  # the pipeline's DTMF safety net
+    SPOKEN_OPT_OUT = "spoken_opt_out"  # the pipeline's phrase safety net, before the agent
+    VOICEMAIL = "voicemail"
+    FAILED = "failed"  # engines or transport failed
+    TIME_LIMIT = "time_limit"
+
+
+@dataclass(frozen=True)
+class Line:
+    """A fixed line: `cache_key` is set for approved lines (library, compliance), whose audio
+    the response cache may hold (`cached`); other lines are scripted with the call's values."""
+
+    text: str
+    cache_key: str | None = None
+    cached: CachedLine | None = None
+
+
+@dataclass(frozen=True)
+class LlmRequest:
+    """Generate the rest of the reply from `messages`; say `fallback` if the model fails or
+    produces nothing usable, and report what was heard with `CallAgent.heard`."""
+
+    messages: tuple[ChatMessage, ...]
+    max_tokens: int
+    fallback: str
+
+
+@dataclass(frozen=True)
+class AgentReply:
+    """Say `lines` in order, then the model's words if `llm` is set; then do `after`."""
+
+    id: int
+    stage: str
+    lines: tuple[Line, ...] = ()
+    llm: LlmRequest | None = None
+    after: After = After.LISTEN
+    reason: str | None = None  # why the call ends or transfers
+    transfer_to: str | None = None  # E.164, with After.TRANSFER
+
+    @property
+    def text(self) -> str:
+        """The fixed part of the reply, as one utterance."""
+        return " ".join(line.text for line in self.lines)
+
+
+@dataclass(frozen=True)
+class CallResult:
+    """How the call ended for the business (goes into CallEnded: outcome, disposition)."""
+
+    outcome: Outcome
+    disposition: str
+    score: int | None
+    stage: str
+    booking_ref: str | None = None
+    callback_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class AgentSnapshot:
+    """For the TUI and `reautoctl call`: where the conversation is."""
+
+    stage: str
+    score: int | None
+    qualified: bool
+    facts: dict[str, str | float] = field(default_factory=dict)
+    objections: int = 0
+    turns: int = 0
+    pending: str | None = None  # a confirmation the agent waits for, in words
+    outcome: str | None = None
+    playbook: str = ""
+    version: str = ""
+    variant: str = ""

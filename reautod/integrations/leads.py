@@ -1,0 +1,56 @@
+"""Adding leads to a campaign from outside (the incoming endpoint, a Google Sheet): the same
+validation and report as `reautoctl campaign import`, because it is the same function
+(`campaigns.leads_import.import_csv`) over the same CSV bytes, and the same store write."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import datetime
+
+from pydantic import BaseModel
+
+from reautod.campaigns.leads_import import ImportReport, import_csv
+from reautod.campaigns.settings import settings_of
+from reautod.store.database import Database
+from reautod.store.repositories import CampaignRepository, ContactInput, LeadRepository
+
+MAX_REPORTED_ISSUES = 1000
+
+
+class ImportIssue(BaseModel):
+    line: int  # the CSV line, or the sheet row
+    problem: str
+    reason: str
+    imported: bool
+
+
+class ImportResult(BaseModel):
+    """What an import did: counts by problem (as `campaign import` reports them) and the rows."""
+
+    campaign: str
+    summary: dict[str, int]
+    issues: list[ImportIssue]
+    issues_truncated: bool
+
+
+async def add_leads(db: Database, campaign_ref: str, data: bytes, *, source: str,
+                    clock: Callable[[], datetime]) -> ImportResult:
+    """Validate CSV `data` for the campaign (name or id) and add the good rows as leads."""
+    campaign = await CampaignRepository(db).find(campaign_ref)
+    settings = settings_of(campaign)
+    leads = LeadRepository(db)
+    existing = await leads.phones(campaign.id)
+    report: ImportReport = await asyncio.to_thread(
+        import_csv, data, default_region=settings.default_region, existing_phones=existing)
+    people = [
+        ContactInput(phone_e164=row.phone, name=row.name, email=row.email, timezone=row.timezone,
+                     source=f"{source}:{campaign.name}"[:200],
+                     custom={**row.attributes, **({"state": row.state} if row.state else {})})
+        for row in report.rows
+    ]
+    added = await leads.import_contacts(campaign.id, people, next_attempt_at=clock())
+    issues = [ImportIssue(line=i.line, problem=i.problem.value, reason=i.reason,
+                          imported=i.imported) for i in report.issues[:MAX_REPORTED_ISSUES]]
+    return ImportResult(campaign=campaign.name, summary=report.summary() | {"new_leads": added},
+                        issues=issues, issues_truncated=len(report.issues) > MAX_REPORTED_ISSUES)

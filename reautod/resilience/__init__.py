@@ -1,0 +1,1 @@
+"""Resilience: circuit breakers and retry policies shared by every part that calls out."""

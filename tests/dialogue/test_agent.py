@@ -1,0 +1,194 @@
+"""The agent's checks and edge cases: refused slots, a slot lost before the yes, transfers,
+the model as a supplement, failures of the store, and how calls end from outside."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from reautod.dialogue.agent import AgentFactory
+from reautod.dialogue.llm_extract import messages_for, read_answer, schema_for
+from reautod.dialogue.replies import After, EndCause
+from reautod.dialogue.vocabulary import Outcome
+from reautod.engines.base import ChatMessage
+from reautod.errors import EngineError, UnavailableError
+from reautod.store.repositories import AppointmentRepository
+from tests.dialogue.conftest import Rig
+from tests.dialogue.fakes import NOW, clock, example
+
+
+async def to_scheduler(rig: Rig, factory: AgentFactory | None = None):  # type: ignore[no-untyped-def]
+    agent = await rig.agent("real-estate-sellers", factory)
+    await agent.opening()
+    for said in ("Yes.", "Yes, I'm the owner.", "As soon as possible.", "To downsize.", "About 300k."):
+        reply = await agent.respond(said)
+    assert agent.state.stage == "scheduler" and "Which works best" in reply.text
+    return agent
+
+
+async def test_a_time_outside_hours_is_refused_with_alternatives(rig: Rig) -> None:
+    agent = await to_scheduler(rig)
+    reply = await agent.respond("How about Saturday at 8 in the evening?")
+    assert reply.text.startswith("Sorry, that time isn't available. I have ")
+    assert ("book_appointment", "refused") in rig.records.decisions()
+    assert agent.state.pending is None and len(agent.state.offered) == 2
+    no = await agent.respond("No, neither.")  # not a confirmation: still choosing
+    assert agent.state.booking is None and no.after is After.LISTEN
+    pick = await agent.respond("The first one.")
+    assert "Shall I book it?" in pick.text
+    changed = await agent.respond("No.")
+    assert changed.text == "What day and time would work best for you?"
+
+
+async def test_a_slot_taken_before_the_yes_is_not_booked_twice(rig: Rig) -> None:
+    agent = await to_scheduler(rig)
+    other = await to_scheduler(rig)
+    await agent.respond("Thursday at 10 am")
+    await other.respond("Thursday at 10 am")
+    booked = await agent.respond("yes")
+    assert booked.text.startswith("You're all set for Thursday, December 10 at 10 AM your time")
+    # max_per_slot is 2 in the example: a third call finds it full at its yes.
+    third = await to_scheduler(rig)
+    await third.respond("Thursday at 10 am")
+    await other.respond("yes")
+    lost = await third.respond("yes")
+    assert lost.text.startswith("Sorry, that time isn't available.")
+    rows = await AppointmentRepository(rig.db).between(NOW, datetime(2027, 1, 1, tzinfo=UTC))
+    assert [r.starts_at for r in rows] == [datetime(2026, 12, 10, 16, 0, tzinfo=UTC)] * 2
+    assert third.state.booking is None and ("book_appointment", "refused") in rig.records.decisions()
+
+
+async def test_transfer_to_a_person(rig: Rig) -> None:
+    agent = await rig.agent("real-estate-sellers")
+    await agent.opening()
+    refused = await agent.respond("Can I speak to a real person?")
+    assert "I can't connect you right now" in refused.text and refused.text.endswith(
+        "When would be a better time to call you back?")
+    rig.transfer_number = "+13125550999"
+    agent = await rig.agent("real-estate-sellers")
+    await agent.opening()
+    reply = await agent.respond("Can I speak to a real person?")
+    assert (reply.after, reply.transfer_to) == (After.TRANSFER, "+13125550999")
+    result = await agent.end(EndCause.AGENT)
+    assert result.outcome is Outcome.NOT_QUALIFIED  # nothing learned before the transfer
+    assert result.disposition == "transferred to a person during greeter (0/100)"
+    assert [d for d in rig.records.decisions() if d[0] == "transfer_to_human"] == [
+        ("transfer_to_human", "refused"), ("transfer_to_human", "done")]
+
+
+class FakeJsonModel:
+    """JsonModel that answers with `answer` (or fails / stalls); records its requests."""
+
+    def __init__(self, answer: str = "", fail: Exception | None = None, stall: bool = False) -> None:
+        self.answer, self.fail, self.stall = answer, fail, stall
+        self.requests: list[tuple[list[ChatMessage], dict[str, Any]]] = []
+
+    async def complete_json(self, messages: list[ChatMessage], schema: dict[str, Any], *,
+                            call_id: str, max_tokens: int) -> str:
+        self.requests.append((messages, schema))
+        if self.fail:
+            raise self.fail
+        if self.stall:
+            await asyncio.sleep(30)
+        return self.answer
+
+
+async def test_the_model_fills_in_only_what_phrases_missed(rig: Rig) -> None:
+    model = FakeJsonModel('{"timeline": "later"}')
+    factory = AgentFactory(records=rig.records, effects=rig.effects, json_model=model, clock=clock)
+    agent = await rig.agent("real-estate-sellers", factory)
+    await agent.opening()
+    await agent.respond("Yes.")
+    await agent.respond("I own it.")  # a phrase: the model is not asked
+    assert not model.requests
+    await agent.respond("After the kids finish school, I suppose.")
+    [(messages, schema)] = model.requests
+    assert schema["properties"] == {"timeline": {"enum": ["soon", "months", "later", "unknown"]}}
+    assert "After the kids finish school" in messages[-1].content
+    assert agent.state.facts["timeline"].evidence == "model"
+    # A phrase later corrects the model; the model never overrides a phrase.
+    await agent.respond("Actually, as soon as possible.")
+    assert agent.state.facts["timeline"].value == "soon"
+    assert not agent.state.learn("timeline", "later", "model", "qualifier")
+
+
+async def test_a_failing_or_slow_model_gives_nothing(rig: Rig) -> None:
+    pb = example("real-estate-sellers").playbook
+    assert read_answer('{"timeline": "someday"}', pb, ["timeline"]) == {}
+    assert read_answer("not json", pb, ["timeline"]) == {}
+    assert read_answer('["soon"]', pb, ["timeline"]) == {}
+    assert read_answer('{"timeline": "unknown"}', pb, ["timeline"]) == {}
+    assert schema_for(pb, ["is_owner"])["properties"]["is_owner"]["enum"] == ["yes", "no", "unknown"]
+    assert "Question: Q?" in messages_for(pb, ["is_owner"], "Q?", "A")[1].content
+    for model in (FakeJsonModel(fail=EngineError("boom")), FakeJsonModel(stall=True)):
+        factory = AgentFactory(records=rig.records, effects=rig.effects, json_model=model, clock=clock)
+        agent = await rig.agent("real-estate-sellers", factory)
+        await agent.opening()
+        await agent.respond("Yes.")
+        await agent.respond("I own it.")
+        reply = await agent.respond("After the kids finish school.")  # 1.5 s timeout at most
+        assert "timeline" not in agent.state.facts and reply.llm is not None
+
+
+async def test_store_failures_do_not_break_the_call(rig: Rig) -> None:
+    rig.effects.fail_with = UnavailableError("database down")
+    agent = await rig.agent("real-estate-sellers")
+    await agent.opening()
+    reply = await agent.respond("Put me on your do not call list.")
+    assert reply.after is After.HANG_UP and ("opt_out", "failed") in rig.records.decisions()
+    callback = await rig.agent("real-estate-sellers")
+    await callback.opening()
+    await callback.respond("Call me back tomorrow at 10.")
+    sorry = await callback.respond("Yes.")
+    assert sorry.after is After.LISTEN and sorry.text.startswith("Sorry, I didn't quite catch")
+    assert ("schedule_callback", "failed") in rig.records.decisions()
+    rig.records.accept = False  # the write-behind queue is full
+    refused = await rig.agent("real-estate-sellers")
+    await refused.opening()
+    assert refused.journal.refused == 2  # the assignment and the first transition
+
+
+@pytest.mark.parametrize(("cause", "outcome"), [
+    (EndCause.VOICEMAIL, Outcome.VOICEMAIL),
+    (EndCause.KEYPAD_OPT_OUT, Outcome.OPTED_OUT),
+    (EndCause.FAILED, Outcome.FAILED),
+    (EndCause.CALLER_HUNG_UP, Outcome.NOT_QUALIFIED),
+])
+async def test_ends_from_outside(rig: Rig, cause: EndCause, outcome: Outcome) -> None:
+    agent = await rig.agent("real-estate-sellers")
+    await agent.opening()
+    result = await agent.end(cause)
+    assert result.outcome is outcome and result.stage == "greeter"
+    assert await agent.end(EndCause.AGENT) is result  # idempotent
+
+
+async def test_what_was_heard_replaces_what_was_meant(rig: Rig) -> None:
+    agent = await rig.agent("real-estate-sellers")
+    opening = await agent.opening()
+    agent.heard(opening.id, "Hi Dana, this is Alex")  # the caller cut in
+    assert agent.state.history[-1].text == "Hi Dana, this is Alex"
+    await agent.respond("Sure.")
+    reply = await agent.respond("Yes I'm the owner.")
+    assert reply.llm is not None
+    agent.heard(reply.id, "")  # interrupted before a word: nothing was heard
+    assert all(s.reply_id != reply.id for s in agent.state.history)
+    snap = agent.snapshot()
+    assert (snap.stage, snap.facts, snap.playbook) == ("qualifier", {"is_owner": "yes"},
+                                                       "real-estate-sellers")
+    await agent.respond("Tuesday at 3 pm")  # a time, but no booking in this stage
+    assert agent.state.pending is None
+
+
+async def test_an_unanswerable_question_is_asked_twice_then_left(rig: Rig) -> None:
+    agent = await rig.agent("solar-homeowners", timezone="America/Denver")  # scripted questions
+    await agent.opening()
+    await agent.respond("Sure.")
+    await agent.respond("Yes, we own it.")
+    first = await agent.respond("Hmm, it varies.")  # no amount: asked again
+    assert first.text == "About how much is your electric bill in a typical month?"
+    second = await agent.respond("Hard to say really.")  # still none: the next question
+    assert second.text == "How much sun does your roof get during the day?"
+    assert agent.state.times_asked == {"homeowner": 1, "monthly_bill": 2, "roof": 1}
