@@ -27,7 +27,7 @@ from pipecat.processors.frame_processor import FrameDirection
 
 from reautod.call_events import CallState
 from reautod.conversation import Line
-from reautod.engines.base import AudioChunk, TextToSpeech
+from reautod.engines.base import AudioChunk, AudioEncoding, TextToSpeech
 from reautod.errors import EngineError, ReautodError
 from reautod.pipeline.engine_calls import aclose, engine_error
 from reautod.pipeline.frames import (
@@ -45,6 +45,7 @@ from reautod.pipeline.line_cache import LineAudioCache
 from reautod.pipeline.live import LiveCall
 from reautod.pipeline.playback import PlaybackTracker
 from reautod.pipeline.processor import CallProcessor
+from reautod.telephony.audio import ulaw_to_pcm16
 
 log = logging.getLogger(__name__)
 
@@ -226,10 +227,18 @@ class SpeechOutput(CallProcessor):
     async def _push_audio(self, reply: _Speaking, chunk: AudioChunk) -> int:
         if reply.timing.first_audio_at is None:
             reply.timing.first_audio_at = time.monotonic()
-        if chunk.sample_rate <= 0 or len(chunk.pcm) % 2:
+        if chunk.encoding is AudioEncoding.MULAW:
+            # The premium voice's 8 kHz mu-law: decoded once here, encoded again by a Twilio
+            # media (mu-law to PCM and back is lossless), so every media takes PCM.
+            pcm16 = ulaw_to_pcm16(chunk.pcm).tobytes()
+        elif len(chunk.pcm) % 2:
             raise EngineError("TTS returned malformed audio", code="tts_failed")
-        # The one outbound resample: TTS rate to the media's.
-        pcm = await self._resampler.resample(chunk.pcm, chunk.sample_rate, self._rate)
+        else:
+            pcm16 = chunk.pcm
+        if chunk.sample_rate <= 0:
+            raise EngineError("TTS returned malformed audio", code="tts_failed")
+        # The one outbound resample: TTS rate to the media's (none when they are the same).
+        pcm = await self._resampler.resample(pcm16, chunk.sample_rate, self._rate)
         if pcm:
             self._sending = reply
             await self.push_frame(TTSAudioRawFrame(audio=pcm, sample_rate=self._rate,

@@ -45,6 +45,7 @@ class _Output(FrameProcessor):
         media = self._media
         if isinstance(frame, OutputAudioRawFrame) and direction == FrameDirection.DOWNSTREAM:
             media.audio_bytes += len(frame.audio)
+            media.audio += frame.audio
             media.rates.add(frame.sample_rate)
             self._hooks.audio_sent(time.monotonic())
         elif isinstance(frame, PlaybackMarkFrame):
@@ -76,6 +77,7 @@ class LoopbackMedia:
     stream_id: str = "loopback"
     carrier_call_id: str | None = None
     input_warnings: dict[str, int] = field(default_factory=dict)
+    audio: bytearray = field(default_factory=bytearray)  # all the agent audio played
     audio_bytes: int = 0  # agent audio since the last mark
     pieces: list[int] = field(default_factory=list)  # agent audio bytes before each mark
     rates: set[int] = field(default_factory=set)

@@ -30,11 +30,12 @@ from reautod.conversation import (
     ReplyCause,
     Transfer,
 )
-from reautod.engines.base import AudioChunk, ChatMessage
+from reautod.engines.base import AudioChunk, AudioEncoding, ChatMessage
 from reautod.errors import ReautodError
 from reautod.pipeline import driver
 from reautod.pipeline.calls import CallManager
 from reautod.pipeline.frames import UserTurnFrame
+from reautod.telephony.audio import pcm16_to_ulaw, ulaw_to_pcm16
 from tests.pipeline.conftest import RecordingObserver, make_settings, wait_for
 from tests.pipeline.fakes import FakeEngines
 from tests.pipeline.loopback import LOOPBACK_FORMAT, LoopbackMedia
@@ -199,6 +200,17 @@ async def test_audio_a_line_brings_is_played_without_the_tts() -> None:
     # keeps back, padded to whole 20 ms frames
     (piece,) = call.media.pieces
     assert 7040 <= piece <= 8000 and piece % LOOPBACK_FORMAT.out_frame_bytes == 0
+
+
+async def test_mu_law_audio_from_the_premium_voice_is_played_as_the_same_samples() -> None:
+    pcm = (np.sin(2 * math.pi * 300 * np.arange(4000) / 8000) * 6000).astype(np.int16)
+    ulaw = pcm16_to_ulaw(pcm)
+    line = Line("Premium words.", audio=(AudioChunk(ulaw, 8000, encoding=AudioEncoding.MULAW),))
+    conversation = ScriptedConversation(opening_line=line)
+    async with live_call(conversation, direction="outbound") as call:
+        await wait_for(lambda: len(conversation.played_log) == 1)
+    assert bytes(call.media.audio[:2 * len(ulaw)]) == ulaw_to_pcm16(ulaw).tobytes()
+    assert call.media.pieces == [2 * len(ulaw)]  # 0.5 s: whole 20 ms frames, no padding
 
 
 async def test_hang_up_comes_after_the_reply_was_heard() -> None:
