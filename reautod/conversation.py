@@ -36,7 +36,8 @@ from typing import Literal, Protocol
 
 from reautod.engines.base import AudioChunk, ChatMessage
 
-REPLY_TIMEOUT_S = 10.0  # `reply` / `keypress` answer within this, or the caller hears `failure`
+REPLY_TIMEOUT_S = 10.0  # a reply is decided within this, or the caller hears `failure`
+END_TIMEOUT_S = 5.0  # `ended` gets this long
 
 
 @dataclass(frozen=True)
@@ -176,9 +177,11 @@ class Conversation(Protocol):
     ones must return at once (no I/O); the async ones may consult a model, a calendar or the
     store, and are cancelled (CancelledError) when the caller cuts in or the call ends.
 
-    A method that raises ReautodError makes the caller hear `failure(err.code)` and the call go
-    on; it is logged by code only. `reply`/`keypress` that take longer than REPLY_TIMEOUT_S are
-    cancelled the same way (code `conversation_timeout`).
+    A method deciding a reply (`opening`, `reply`, `keypress`, `silence`, `goodbye`) that
+    raises ReautodError makes the caller hear `failure(err.code)` and the call go on (any other
+    exception: code conversation_failed, logged with its traceback); one that takes longer than
+    REPLY_TIMEOUT_S is cancelled the same way (code conversation_timeout). What `played` or
+    `ended` raise is logged; the call goes on or ends regardless.
     """
 
     async def opening(self) -> Reply | None:
@@ -223,9 +226,6 @@ class Conversation(Protocol):
         `failed: ...`. Called once, last (settle the outcome, write what was learned); given
         END_TIMEOUT_S."""
         ...
-
-
-END_TIMEOUT_S = 5.0
 
 
 class Conversations(Protocol):
