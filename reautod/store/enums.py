@@ -186,3 +186,20 @@ class DncSource(StrEnum):
     IMPORT = "import"
     REGISTRY = "registry"  # a national do-not-call list
     MANUAL = "manual"
+
+
+class PrivacyRequestKind(StrEnum):
+    EXPORT = "export"  # access / portability
+    ERASE = "erase"
+
+
+class PrivacyRegime(StrEnum):
+    GDPR = "gdpr"
+    UK_GDPR = "uk_gdpr"
+    CCPA = "ccpa"
+
+
+class PrivacyRequestStatus(StrEnum):
+    OPEN = "open"
+    COMPLETED = "completed"
+    FAILED = "failed"
