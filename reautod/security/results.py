@@ -113,7 +113,7 @@ class PrivacyRequestList(_Result):
     requests: list[PrivacyRequestView]
 
 
-class ErasedCheck(_Result):
+class ErasureStatus(_Result):
     erased: bool
 
 
