@@ -1,6 +1,7 @@
-"""The security methods on a real ControlServer in a thread of their own (reautoctl runs its own
-event loop), wired the way the daemon wires them: every call runs as the socket peer through
-`AuditTrail.run_method`, the state-changing ones audited."""
+"""The security part (`SecurityPart`, as the daemon builds it) on a real ControlServer in a thread
+of its own (reautoctl runs its own event loop), its methods wired the way the daemon is to wire
+them: every call runs as the socket peer through `AuditTrail.run_method`, the state-changing
+ones audited."""
 
 from __future__ import annotations
 
@@ -17,24 +18,24 @@ from pydantic import BaseModel
 from reautod.control.server import ControlServer
 from reautod.methods import Method
 from reautod.observability.events import EventBus
-from reautod.security.audit import AuditTrail
-from reautod.security.control import STATE_CHANGING, security_methods
+from reautod.security.control import STATE_CHANGING
 from reautod.security.keys import KeyRing
+from reautod.security.part import SecurityPart
 from reautod.security.principal import control_peer
-from reautod.security.privacy import PrivacyService
-from reautod.security.subjects import ErasureRegister, SubjectHasher, load_salt
+from reautod.security.retention import RetentionSettings
+from reautod.sessions import MemorySessionStore
 from reautod.store.database import Database
-from reautod.store.repositories.audit import AuditRepository
 from tests.store.conftest import TEST_DB_SETTINGS
 
 T = TypeVar("T")
 
 
 class ServedSecurity:
-    def __init__(self, db_url: str, state: Path, keys: KeyRing | None) -> None:
+    def __init__(self, db_url: str, state: Path, key_text: str) -> None:
         self.db_url = db_url
         self.state = state
-        self.keys = keys
+        self.key_text = key_text
+        self.keys = KeyRing.parse(key_text)
         self.socket = Path(tempfile.mkdtemp(prefix="sec-", dir="/tmp")) / "control.sock"
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="served-security")
@@ -44,11 +45,11 @@ class ServedSecurity:
     async def _start(self) -> None:
         self.db = Database(self.db_url, TEST_DB_SETTINGS)
         await self.db.open()
-        register = ErasureRegister(self.db, SubjectHasher(load_salt(self.state)))
-        privacy = PrivacyService(self.db, register, recordings_dir=self.state / "recordings",
-                                 exports_dir=self.state / "privacy" / "exports", keys=self.keys)
-        repo = AuditRepository(self.db)
-        trail = AuditTrail(repo)
+        self.part = SecurityPart(self.db, MemorySessionStore(), state_dir=self.state,
+                                 encryption_key=self.key_text, erasure_salt=None,
+                                 retention=RetentionSettings())
+        await self.part.start()
+        trail = self.part.audit
         peer = control_peer(os.getuid(), os.getpid(), str(self.socket))
 
         def wired(method: Method) -> Method:
@@ -58,9 +59,8 @@ class ServedSecurity:
 
             return Method(method.name, handler, method.params, method.summary)
 
-        methods = security_methods(privacy, repo, recordings_dir=self.state / "recordings",
-                                   keys=self.keys)
-        self.server = ControlServer(self.socket, [wired(m) for m in methods], EventBus())
+        methods = [wired(m) for m in self.part.control_methods()]
+        self.server = ControlServer(self.socket, methods, EventBus())
         await self.server.start()
 
     async def _stop(self) -> None:

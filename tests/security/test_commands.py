@@ -50,8 +50,7 @@ def state(tmp_path: Path) -> Iterator[Path]:
 
 
 def served(state: Path, *keys: str) -> ServedSecurity:
-    return ServedSecurity(f"sqlite+aiosqlite:///{state / 'reautod.db'}", state,
-                          KeyRing.parse("\n".join(keys)))
+    return ServedSecurity(f"sqlite+aiosqlite:///{state / 'reautod.db'}", state, "\n".join(keys))
 
 
 def ctl(main: object, capsys: pytest.CaptureFixture[str], sock: Path,
