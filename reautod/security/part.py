@@ -12,12 +12,15 @@ from reautod.methods import Method
 from reautod.security.audit import AuditTrail
 from reautod.security.control import security_methods
 from reautod.security.keys import KeyRing
+from reautod.security.playback import open_recording
 from reautod.security.privacy import PrivacyService, SessionSnapshots, SubjectDataHolder
 from reautod.security.retention import RetentionJob, RetentionSettings, run_daily
 from reautod.security.subjects import ErasureRegister, SubjectHasher, load_salt
 from reautod.sessions import SessionStore
 from reautod.store.database import Database
+from reautod.store.recordings import WavStream
 from reautod.store.repositories.audit import AuditRepository
+from reautod.store.repositories.recordings import RecordingRow
 from reautod.store.types import utcnow
 
 
@@ -52,6 +55,10 @@ class SecurityPart:
     async def start(self) -> None:
         """Refuse to run with an erasure salt other than the one erasures were recorded with."""
         await self.register.check_salt()
+
+    def open_recording(self, row: RecordingRow) -> WavStream:
+        """Playback and export: the recording as WAV, for callers who may hear recordings."""
+        return open_recording(row, self.keys)
 
     def control_methods(self) -> list[Method]:
         return security_methods(self.privacy, self.audit_log, recordings_dir=self.recordings_dir,

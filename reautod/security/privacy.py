@@ -30,6 +30,7 @@ from reautod.errors import ReautodError, ValidationError
 from reautod.security.deadlines import Deadlines, deadlines
 from reautod.security.export_archive import write_archive
 from reautod.security.keys import KeyRing
+from reautod.security.playback import open_recording
 from reautod.security.principal import Permission, require
 from reautod.security.results import (
     Deadline,
@@ -42,7 +43,7 @@ from reautod.sessions import SessionStore
 from reautod.store.call_observer import call_uuid
 from reautod.store.database import Database
 from reautod.store.enums import PrivacyRegime, PrivacyRequestKind, PrivacyRequestStatus
-from reautod.store.recordings import WavStream, open_wav, remove_recording_file
+from reautod.store.recordings import WavStream, remove_recording_file
 from reautod.store.repositories.privacy import PrivacyRepository, PrivacyRequestRow, SubjectRows
 from reautod.store.repositories.recordings import RecordingRow
 from reautod.store.types import utcnow
@@ -125,8 +126,7 @@ class PrivacyService:
         self.clock = clock
 
     def _open_recording(self, row: RecordingRow) -> WavStream:
-        require(Permission.RECORDINGS)  # decrypting audio is its own permission
-        return open_wav(Path(row.path), self.keys)
+        return open_recording(row, self.keys)
 
     async def _open(self, kind: PrivacyRequestKind, phone: str, regime: PrivacyRegime,
                     received_at: datetime | None) -> tuple[uuid.UUID, str, Deadline]:

@@ -14,10 +14,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from reautod.errors import PermissionDeniedError
 from reautod.security.keys import KeyRing, KeyUnavailableError, generate_key_text
+from reautod.security.playback import open_recording
+from reautod.security.principal import Principal, Role, acting_as
 from reautod.store.enums import RecordingDirection
 from reautod.store.recordings import CallRecorder, open_wav, recover_partial_recordings
 from reautod.store.records import RecordingFinalized
+from reautod.store.repositories.recordings import RecordingRow
 
 IN, OUT = RecordingDirection.INBOUND, RecordingDirection.OUTBOUND
 
@@ -128,3 +132,24 @@ async def test_plain_recorder_discards_too(tmp_path: Path) -> None:
     recorder.write(IN, noise(0.1, 6))
     await recorder.discard()
     assert not found(tmp_path, "*.wav*")
+
+
+async def test_playback_decrypts_for_roles_that_may_hear_recordings(
+    keys: KeyRing, tmp_path: Path
+) -> None:
+    recorder = CallRecorder(tmp_path, uuid.uuid4(), sample_rate=8000, keys=keys)
+    await recorder.start()
+    audio = noise(0.2, 7)
+    recorder.write(IN, audio)
+    record = next(r for r in await recorder.close() if r.direction == IN)
+    row = RecordingRow(record.recording_id, record.call_id, IN.value, record.path, "wav", 8000,
+                       1, record.duration_ms, record.size_bytes, record.sha256, True, False,
+                       None, None, "final", record.created_at)
+    for role in (Role.ANALYST, Role.AUDITOR, Role.INTEGRATION):
+        with acting_as(Principal("token:t", role, "api")), pytest.raises(PermissionDeniedError):
+            open_recording(row, keys)
+    with pytest.raises(PermissionDeniedError):
+        open_recording(row, keys)  # nobody said who is asking
+    with acting_as(Principal("token:o", Role.OPERATOR, "api")):
+        data = b"".join(open_recording(row, keys).chunks)
+    assert data[44:] == audio
