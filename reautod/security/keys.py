@@ -122,6 +122,11 @@ class KeyRing:
         return [k.id_hex for k in self.all]
 
 
+def load_key_ring(credential: str | None) -> KeyRing | None:
+    """The key ring of the `encryption_key` credential's text; None when there is none."""
+    return KeyRing.parse(credential) if credential and credential.strip() else None
+
+
 def generate_key_text() -> str:
     """A new random master key, as a credential line."""
     return base64.b64encode(os.urandom(KEY_BYTES)).decode("ascii")

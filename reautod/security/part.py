@@ -33,7 +33,7 @@ class SecurityPart:
         sessions: SessionStore,
         *,
         state_dir: Path,
-        encryption_key: str | None,
+        keys: KeyRing | None,
         erasure_salt: str | None,
         retention: RetentionSettings,
         holders: tuple[SubjectDataHolder, ...] = (),
@@ -42,7 +42,7 @@ class SecurityPart:
         self.recordings_dir = state_dir / "recordings"
         self.exports_dir = state_dir / "privacy" / "exports"
         # None: no encryption_key credential; recordings cannot be sealed or opened
-        self.keys = KeyRing.parse(encryption_key) if encryption_key else None
+        self.keys = keys
         self.register = ErasureRegister(db, SubjectHasher(load_salt(state_dir, erasure_salt)))
         self.audit_log = AuditRepository(db, clock=clock)
         self.audit = AuditTrail(self.audit_log)

@@ -19,7 +19,7 @@ from reautod.control.server import ControlServer
 from reautod.methods import Method
 from reautod.observability.events import EventBus
 from reautod.security.control import STATE_CHANGING
-from reautod.security.keys import KeyRing
+from reautod.security.keys import KeyRing, load_key_ring
 from reautod.security.part import SecurityPart
 from reautod.security.principal import control_peer
 from reautod.security.retention import RetentionSettings
@@ -46,7 +46,7 @@ class ServedSecurity:
         self.db = Database(self.db_url, TEST_DB_SETTINGS)
         await self.db.open()
         self.part = SecurityPart(self.db, MemorySessionStore(), state_dir=self.state,
-                                 encryption_key=self.key_text, erasure_salt=None,
+                                 keys=load_key_ring(self.key_text), erasure_salt=None,
                                  retention=RetentionSettings())
         await self.part.start()
         trail = self.part.audit

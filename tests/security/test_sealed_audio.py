@@ -12,7 +12,7 @@ import pytest
 
 from reautod.errors import ConfigError
 from reautod.security import sealed_audio
-from reautod.security.keys import KeyRing, KeyUnavailableError, generate_key_text
+from reautod.security.keys import KeyRing, KeyUnavailableError, generate_key_text, load_key_ring
 from reautod.security.sealed_audio import (
     HEADER_BYTES,
     AudioFormat,
@@ -170,6 +170,9 @@ def test_key_ring_parsing() -> None:
     assert keys.current.key_id != keys.older[0].key_id
     assert keys.ids() == [keys.current.id_hex, keys.older[0].id_hex]
     assert a not in repr(keys)
+    assert load_key_ring(None) is None and load_key_ring(" \n") is None
+    ring_ = load_key_ring(a)
+    assert ring_ is not None and ring_.current.key_id == keys.current.key_id
     for bad in ("", "not base64!", base64.b64encode(b"short").decode(), f"{a}\n{a}"):
         with pytest.raises(ConfigError):
             KeyRing.parse(bad)
