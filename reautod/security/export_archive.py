@@ -20,7 +20,7 @@ from typing import Any
 
 from reautod.errors import ReautodError, StoreError
 from reautod.store.enums import RecordingStatus
-from reautod.store.recordings import WavStream
+from reautod.store.recording_files import WavStream
 from reautod.store.repositories.recordings import RecordingRow
 
 FORMAT = "reautod-subject-export/1"

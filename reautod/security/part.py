@@ -18,7 +18,7 @@ from reautod.security.retention import RetentionJob, RetentionSettings, run_dail
 from reautod.security.subjects import ErasureRegister, SubjectHasher, load_salt
 from reautod.sessions import SessionStore
 from reautod.store.database import Database
-from reautod.store.recordings import WavStream
+from reautod.store.recording_files import WavStream
 from reautod.store.repositories.audit import AuditRepository
 from reautod.store.repositories.recordings import RecordingRow
 from reautod.store.types import utcnow

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from reautod.security.keys import KeyRing
 from reautod.security.principal import Permission, require
-from reautod.store.recordings import WavStream, open_wav
+from reautod.store.recording_files import WavStream, open_wav
 from reautod.store.repositories.recordings import RecordingRow
 
 

@@ -43,7 +43,7 @@ from reautod.sessions import SessionStore
 from reautod.store.call_observer import call_uuid
 from reautod.store.database import Database
 from reautod.store.enums import PrivacyRegime, PrivacyRequestKind, PrivacyRequestStatus
-from reautod.store.recordings import WavStream, remove_recording_file
+from reautod.store.recording_files import WavStream, remove_recording_file
 from reautod.store.repositories.privacy import PrivacyRepository, PrivacyRequestRow, SubjectRows
 from reautod.store.repositories.recordings import RecordingRow
 from reautod.store.types import utcnow

@@ -29,7 +29,7 @@ from reautod.config import Section
 from reautod.errors import ReautodError
 from reautod.security.principal import Principal, Role
 from reautod.store.database import Database
-from reautod.store.recordings import remove_recording_file
+from reautod.store.recording_files import remove_recording_file
 from reautod.store.repositories.audit import AuditRepository
 from reautod.store.repositories.recordings import RecordingRepository
 from reautod.store.repositories.retention import RetentionRepository

@@ -22,7 +22,7 @@ from reautod.errors import StoreError
 from reautod.security import sealed_audio
 from reautod.security.keys import KeyRing, KeyUnavailableError
 from reautod.security.results import KeyStatus, RotationReport
-from reautod.store.recordings import PARTIAL_SUFFIX, SEALED_SUFFIX
+from reautod.store.recording_files import PARTIAL_SUFFIX, SEALED_SUFFIX
 
 log = logging.getLogger(__name__)
 

@@ -3,8 +3,8 @@
 Layout: <state_dir>/recordings/<YYYY-MM-DD>/<call_id>/<inbound|outbound>.wav.sealed. With a key
 ring (`reautod.security.keys`) every file is sealed: encrypted chunk by chunk as it is written
 (`reautod.security.sealed_audio`), so no plaintext audio ever reaches the disk; playback and
-export decrypt into a WAV stream (`open_wav`). Without a key ring the files are plain WAV
-(`*.wav`, `encrypted` false): kept for development set-ups only; the daemon records with a key.
+export decrypt into a WAV stream (`recording_files.open_wav`). Without a key ring the files are
+plain WAV (`*.wav`, `encrypted` false), for development set-ups only.
 Encrypting as written was chosen over encrypting at the end of the call because a plaintext file
 cannot be reliably erased afterwards (journaling and copy-on-write file systems, SSD wear
 levelling keep old blocks), and a crash mid-call would leave plaintext behind.
@@ -32,7 +32,6 @@ import os
 import struct
 import uuid
 import wave
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -42,14 +41,13 @@ from reautod.errors import StoreError, ValidationError
 from reautod.security import sealed_audio
 from reautod.security.keys import KeyRing, KeyUnavailableError
 from reautod.store.enums import RecordingDirection, RecordingFormat
+from reautod.store.recording_files import PARTIAL_SUFFIX, SEALED_SUFFIX, is_sealed, open_wav
 from reautod.store.records import RecordingFinalized
 from reautod.store.types import utcnow
 
 log = logging.getLogger(__name__)
 
 SAMPLE_WIDTH = 2  # bytes, 16-bit PCM
-PARTIAL_SUFFIX = ".partial"
-SEALED_SUFFIX = ".sealed"
 _WAV_HEADER = 44
 _FLUSH_BYTES = 64 * 1024
 _FLUSH_INTERVAL_S = 0.5
@@ -281,59 +279,6 @@ def finalize_file(
 
 
 @dataclass(frozen=True)
-class WavStream:
-    """A recording as the WAV bytes playback and export hand out, decrypted as they are read."""
-
-    sealed: bool
-    sample_rate: int
-    channels: int
-    frames: int
-    size: int
-    chunks: Iterator[bytes]
-
-
-def open_wav(path: Path, keys: KeyRing | None) -> WavStream:
-    """The recording at `path` as a WAV stream. A sealed file needs the key ring (and fails with
-    SealedFileError if it was altered or cut short); a plain file is read as it is."""
-    if _is_sealed(path):
-        if keys is None:
-            raise KeyUnavailableError(f"{path.name} is encrypted and no key ring is loaded")
-        audio, length, body = sealed_audio.open_chunks(path, keys)
-        header = wav_header(length, audio.sample_rate, audio.channels, audio.sample_width)
-        frames = length // audio.block_align
-
-        def sealed_chunks() -> Iterator[bytes]:
-            yield header
-            yield from body
-
-        return WavStream(True, audio.sample_rate, audio.channels, frames,
-                         len(header) + length, sealed_chunks())
-    with wave.open(str(path), "rb") as r:
-        frames, rate, channels = r.getnframes(), r.getframerate(), r.getnchannels()
-
-    def plain_chunks() -> Iterator[bytes]:
-        with path.open("rb") as f:
-            yield from iter(lambda: f.read(1 << 20), b"")
-
-    return WavStream(False, rate, channels, frames, path.stat().st_size, plain_chunks())
-
-
-def wav_header(data_bytes: int, sample_rate: int, channels: int, sample_width: int) -> bytes:
-    """The 44-byte header of a PCM WAV holding `data_bytes` of audio."""
-    block = channels * sample_width
-    return b"".join((
-        b"RIFF", struct.pack("<I", 36 + data_bytes), b"WAVE",
-        b"fmt ", struct.pack("<IHHIIHH", 16, 1, channels, sample_rate, sample_rate * block,
-                             block, sample_width * 8),
-        b"data", struct.pack("<I", data_bytes),
-    ))
-
-
-def _is_sealed(path: Path) -> bool:
-    return path.name.removesuffix(PARTIAL_SUFFIX).endswith(SEALED_SUFFIX)
-
-
-@dataclass(frozen=True)
 class RecoveryReport:
     finalized: list[RecordingFinalized]
     removed: list[Path]
@@ -354,12 +299,12 @@ def recover_partial_recordings_sync(
         except ValueError:
             log.warning("leaving %s alone: not a recording this daemon wrote", partial)
             continue
-        if _is_sealed(partial) and keys is None:
+        if is_sealed(partial) and keys is None:
             log.warning("leaving %s alone: it is encrypted and no key ring is loaded", partial)
             continue
         try:
             has_audio = (sealed_audio.repair(partial, keys) is not None if keys is not None
-                         and _is_sealed(partial) else _repair_header(partial))
+                         and is_sealed(partial) else _repair_header(partial))
         except KeyUnavailableError as err:
             log.warning("leaving %s alone: %s", partial, err.message)
             continue
@@ -384,16 +329,6 @@ async def recover_partial_recordings(
     ones need the key ring (without it they are left for a start that has it)."""
     return await asyncio.to_thread(recover_partial_recordings_sync, recordings_dir, keys,
                                    retention)
-
-
-def remove_recording_file(recordings_dir: Path, path: Path) -> None:
-    """Delete a recording file and, once empty, its call directory (never above `recordings_dir`)."""
-    path.unlink(missing_ok=True)
-    for parent in (path.parent, path.parent.parent):
-        if parent == recordings_dir or recordings_dir not in parent.parents:
-            return
-        with contextlib.suppress(OSError):
-            parent.rmdir()
 
 
 def _repair_header(path: Path) -> bool:

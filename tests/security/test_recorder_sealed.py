@@ -19,7 +19,8 @@ from reautod.security.keys import KeyRing, KeyUnavailableError, generate_key_tex
 from reautod.security.playback import open_recording
 from reautod.security.principal import Principal, Role, acting_as
 from reautod.store.enums import RecordingDirection
-from reautod.store.recordings import CallRecorder, open_wav, recover_partial_recordings
+from reautod.store.recording_files import open_wav
+from reautod.store.recordings import CallRecorder, recover_partial_recordings
 from reautod.store.records import RecordingFinalized
 from reautod.store.repositories.recordings import RecordingRow
 
