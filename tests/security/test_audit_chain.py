@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from reautod.errors import StoreError, ValidationError
 from reautod.store.database import Database
-from reautod.store.repositories.audit import GENESIS, AuditRepository, chain_hash
+from reautod.store.repositories.audit import GENESIS, AuditRepository, chain_hash, insert_audit
 from tests.store.conftest import TEST_DB_SETTINGS
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -218,3 +219,22 @@ async def test_two_processes_appending_at_once_do_not_fork_the_chain(
     assert report.ok and report.entries == 2 * n
     assert {r.actor for r in rows} == {"daemon-a", "daemon-b"}
     assert len({r.prev_hash for r in rows}) == 2 * n
+
+
+async def test_an_entry_commits_with_the_change_it_describes(db: Database) -> None:
+    audit = AuditRepository(db)
+    await audit.append("uid:0", "first")
+
+    async def failing(conn: AsyncConnection) -> None:
+        await insert_audit(conn, "uid:0", "campaign.stop", target_id="x")
+        raise ValidationError("the change itself was refused")
+
+    async def done(conn: AsyncConnection) -> int:
+        return await insert_audit(conn, "uid:0", "campaign.stop", target_id="y")
+
+    with pytest.raises(ValidationError):
+        await db.transaction(failing)
+    await db.transaction(done)
+    assert [(r.action, r.target_id) for r in await audit.recent()] == [
+        ("campaign.stop", "y"), ("first", None)]
+    assert (await audit.verify()).ok

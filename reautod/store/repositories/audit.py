@@ -156,6 +156,39 @@ async def _lock(conn: AsyncConnection) -> None:
     # SQLite: every transaction already holds the database's write lock (BEGIN IMMEDIATE)
 
 
+async def insert_audit(
+    conn: AsyncConnection,
+    actor: str,
+    action: str,
+    *,
+    target_type: str | None = None,
+    target_id: str | None = None,
+    detail: dict[str, Any] | None = None,
+    origin: str | None = None,
+    outcome: str = "ok",
+    at: datetime | None = None,
+) -> int:
+    """Chain one entry inside the caller's transaction (a change and its audit entry commit
+    together; on Postgres the append lock is then held until that transaction ends)."""
+    if not actor or not action or not outcome:
+        raise ValidationError("audit entries need an actor, an action and an outcome")
+    clean = _normalise(detail or {})
+    await _lock(conn)
+    prev = await _head(conn)
+    content = AuditContent(at or utcnow(), actor[:128], action[:64],
+                           origin[:128] if origin else None, outcome[:64], target_type,
+                           target_id, clean)
+    result = await conn.execute(
+        insert(audit_log)
+        .values(at=content.at, actor=content.actor, action=content.action,
+                target_type=target_type, target_id=target_id, detail=clean,
+                origin=content.origin, outcome=content.outcome, prev_hash=prev,
+                hash=chain_hash(prev, content))
+        .returning(audit_log.c.id)
+    )
+    return int(result.scalar_one())
+
+
 class AuditRepository:
     def __init__(self, db: Database, *, clock: Callable[[], datetime] = utcnow) -> None:
         self.db = db
@@ -174,25 +207,11 @@ class AuditRepository:
     ) -> int:
         """Chain one entry: who (`actor`) did what (`action`) to which id, from where, with what
         result. `detail` must hold no personal data."""
-        if not actor or not action or not outcome:
-            raise ValidationError("audit entries need an actor, an action and an outcome")
-        clean = _normalise(detail or {})
 
         async def work(conn: AsyncConnection) -> int:
-            await _lock(conn)
-            prev = await _head(conn)
-            content = AuditContent(self.clock(), actor[:128], action[:64],
-                                   origin[:128] if origin else None, outcome[:64],
-                                   target_type, target_id, clean)
-            result = await conn.execute(
-                insert(audit_log)
-                .values(at=content.at, actor=content.actor, action=content.action,
-                        target_type=target_type, target_id=target_id, detail=clean,
-                        origin=content.origin, outcome=content.outcome, prev_hash=prev,
-                        hash=chain_hash(prev, content))
-                .returning(audit_log.c.id)
-            )
-            return int(result.scalar_one())
+            return await insert_audit(conn, actor, action, target_type=target_type,
+                                      target_id=target_id, detail=detail, origin=origin,
+                                      outcome=outcome, at=self.clock())
 
         return await self.db.transaction(work)
 

@@ -2,14 +2,19 @@
 subject requests.
 
 A subject is found by number: its contacts, their leads, and every call that belongs to one of
-them or names the number (inbound calls from unknown numbers have no contact), then every row
-that hangs off those (events, attempts, turns, transitions, scores, recordings, appointments,
-dial blocks, costs), outbox messages and dead letters for its contacts or whose payload holds the
-number, its do-not-call entries, its earlier requests and the audit entries about its calls.
+them or names the number (inbound calls from unknown numbers have no contact). Which rows hang
+off those is read from the schema itself, so a table added later is covered without a change
+here: every table with a foreign key to contacts, leads or calls holds the subject's rows where
+that key is one of theirs. Beyond keys: do-not-call entries by number, outbox messages and dead
+letters whose payload holds the number, the subject's earlier requests (by hash) and audit
+entries about its contacts and calls (ids only).
 
 Exported rows are JSON-ready dicts, column name to value: the archive shows the person what is
-stored, column by column, so the shape is the table's own. Erasure deletes table by table in one
-transaction, children first, and counts what each step removed.
+stored, column by column, so the shape is the table's own. Erasure deletes, in one transaction
+and children first, the rows of every table whose key to the subject cascades (the row exists
+because of the person) plus the number's DNC entries and the outbox payloads naming it; rows
+whose key is SET NULL (costs, reconciliations) stay without the link, and the request and audit
+logs, which hold no number, stay.
 """
 
 from __future__ import annotations
@@ -29,19 +34,28 @@ from reautod.errors import NotFoundError
 from reautod.store import models as m
 from reautod.store.database import Database
 from reautod.store.enums import PrivacyRegime, PrivacyRequestKind, PrivacyRequestStatus
-from reautod.store.repositories._base import check_e164, check_limit, table, to_dataclass
+from reautod.store.repositories._base import check_e164, check_limit, to_dataclass
 from reautod.store.repositories.recordings import RecordingRow
 from reautod.store.sql import upsert
 
-T = {name: table(model) for name, model in (
-    ("contacts", m.Contact), ("leads", m.Lead), ("calls", m.Call), ("call_events", m.CallEvent),
-    ("call_attempts", m.CallAttempt), ("turns", m.Turn), ("agent_transitions", m.AgentTransition),
-    ("lead_scores", m.LeadScore), ("recordings", m.Recording), ("appointments", m.Appointment),
-    ("webhook_outbox", m.WebhookOutbox), ("webhook_dead_letters", m.WebhookDeadLetter),
-    ("dnc_entries", m.DncEntry), ("dial_blocks", m.DialBlock), ("cost_events", m.CostEvent),
-    ("privacy_requests", m.PrivacyRequest), ("audit_log", m.AuditEntry),
-    ("erased_subjects", m.ErasedSubject),
-)}
+_PARENTS = ("contacts", "leads", "calls")
+# Tables that never hold the subject's data, whatever their keys say.
+_NOT_SUBJECT_DATA = frozenset({"erased_subjects", "audit_anchors"})
+T: dict[str, Table] = {t.name: t for t in m.Base.metadata.sorted_tables}
+
+
+@dataclass(frozen=True)
+class _Link:
+    column: Any
+    parent: str
+    cascades: bool
+
+
+def _links(t: Table) -> list[_Link]:
+    """`t`'s foreign keys to the subject's own rows (contacts, leads, calls)."""
+    return [_Link(fk.parent, fk.column.table.name, (fk.ondelete or "").upper() == "CASCADE")
+            for fk in t.foreign_keys if fk.column.table.name in _PARENTS
+            and fk.column.name == "id"]
 
 
 @dataclass(frozen=True)
@@ -84,40 +98,31 @@ def _mentions(t: Table, phone: str) -> ColumnElement[bool]:
 
 
 def _conditions(scope: Scope, subject_hash: str) -> dict[str, ColumnElement[bool]]:
-    """Which rows of each table are the subject's."""
-    c, leads, calls = scope.contact_ids, scope.lead_ids, scope.call_ids
-    outbox, dead = T["webhook_outbox"], T["webhook_dead_letters"]
-    return {
-        "contacts": _in(T["contacts"].c.id, c),
-        "leads": _in(T["leads"].c.id, leads),
-        "calls": _in(T["calls"].c.id, calls),
-        "call_events": _in(T["call_events"].c.call_id, calls),
-        "call_attempts": or_(_in(T["call_attempts"].c.lead_id, leads),
-                             _in(T["call_attempts"].c.call_id, calls)),
-        "turns": _in(T["turns"].c.call_id, calls),
-        "agent_transitions": _in(T["agent_transitions"].c.call_id, calls),
-        "lead_scores": or_(_in(T["lead_scores"].c.contact_id, c),
-                           _in(T["lead_scores"].c.lead_id, leads),
-                           _in(T["lead_scores"].c.call_id, calls)),
-        "recordings": _in(T["recordings"].c.call_id, calls),
-        "appointments": or_(_in(T["appointments"].c.contact_id, c),
-                            _in(T["appointments"].c.call_id, calls)),
-        "webhook_outbox": or_(_in(outbox.c.contact_id, c), _mentions(outbox, scope.phone)),
-        "webhook_dead_letters": or_(_in(dead.c.contact_id, c), _mentions(dead, scope.phone)),
-        "dnc_entries": T["dnc_entries"].c.phone_e164 == scope.phone,
-        "dial_blocks": _in(T["dial_blocks"].c.lead_id, leads),
-        "cost_events": _in(T["cost_events"].c.call_id, calls),
-        "privacy_requests": T["privacy_requests"].c.subject_hash == subject_hash,
-        "audit_log": T["audit_log"].c.target_id.in_(sorted(str(i) for i in c | calls)),
-    }
+    """Which rows of each table are the subject's (tables with none left out)."""
+    ids = {"contacts": scope.contact_ids, "leads": scope.lead_ids, "calls": scope.call_ids}
+    out: dict[str, ColumnElement[bool]] = {
+        parent: _in(T[parent].c.id, ids[parent]) for parent in _PARENTS}
+    for name, t in T.items():
+        if name in _PARENTS or name in _NOT_SUBJECT_DATA:
+            continue
+        found = [_in(link.column, ids[link.parent]) for link in _links(t)]
+        if "payload" in t.c:  # messages to other systems: the number in what is sent
+            found.append(_mentions(t, scope.phone))
+        if found:
+            out[name] = or_(*found)
+    out["dnc_entries"] = T["dnc_entries"].c.phone_e164 == scope.phone
+    out["privacy_requests"] = T["privacy_requests"].c.subject_hash == subject_hash
+    out["audit_log"] = T["audit_log"].c.target_id.in_(
+        sorted(str(i) for i in scope.contact_ids | scope.call_ids))
+    return out
 
 
-# Erasure order: children before parents, so every count is what that table lost. Costs keep
-# the money without the call (call_id set NULL); the request log and the audit log hold no
-# number and stay.
-_ERASE_ORDER = ("webhook_dead_letters", "webhook_outbox", "dnc_entries", "turns",
-                "agent_transitions", "call_events", "recordings", "lead_scores", "appointments",
-                "call_attempts", "dial_blocks", "calls", "leads", "contacts")
+def _erased_tables() -> list[str]:
+    """Children before parents: the tables whose rows exist because of the person."""
+    owned = {name for name, t in T.items()
+             if name not in _NOT_SUBJECT_DATA and any(link.cascades for link in _links(t))}
+    owned |= {*_PARENTS, "dnc_entries"}
+    return [t.name for t in reversed(m.Base.metadata.sorted_tables) if t.name in owned]
 
 
 def _jsonable(value: Any) -> Any:
@@ -155,7 +160,8 @@ class PrivacyRepository:
             tables: dict[str, list[dict[str, Any]]] = {}
             for name, condition in _conditions(scope, subject_hash).items():
                 t = T[name]
-                rows = await conn.execute(select(t).where(condition).order_by(t.c.id))
+                rows = await conn.execute(
+                    select(t).where(condition).order_by(*t.primary_key.columns))
                 tables[name] = [{k: _jsonable(v) for k, v in r._mapping.items()} for r in rows]
             recordings = [to_dataclass(RecordingRow, r) for r in await conn.execute(
                 select(T["recordings"]).where(_in(T["recordings"].c.call_id, scope.call_ids)))]
@@ -185,7 +191,7 @@ class PrivacyRepository:
                            scope.lead_ids | fresh.lead_ids, scope.call_ids | fresh.call_ids)
             conditions = _conditions(merged, subject_hash)
             counts = {}
-            for name in _ERASE_ORDER:
+            for name in _erased_tables():
                 result = await conn.execute(delete(T[name]).where(conditions[name]))
                 counts[name] = int(result.rowcount or 0)
             return counts
