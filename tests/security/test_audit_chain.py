@@ -152,7 +152,9 @@ async def test_details_must_be_plain_json(db: Database) -> None:
 
 async def test_existing_entries_are_chained_by_the_migration(empty_db: Database) -> None:
     db = empty_db
-    await db.upgrade("0003_dialer")
+    [security] = [r for r in await db.history() if r.message.startswith("security:")]
+    assert security.down_revision is not None
+    await db.upgrade(security.down_revision)  # the schema before the chain existed
     async with db.engine.begin() as conn:
         for i in range(3):
             await conn.execute(text(
