@@ -2,14 +2,20 @@
 
 The shipped file is reautod/campaigns/rules/us_states.toml; a site can point at its own copy.
 Every problem in the file is reported with its key path, and a broken file is refused whole.
+
+Rules change by statute: a state rule may take effect on a date (`effective`) and carry
+amendments that override some of its keys from their own date; `rule_for(state, day)` gives the
+rule in force on a day. A state may also forbid artificial-voice sales calls outright
+(`ai_voice_sales`): `ai_voice_sales_block` says whether a sales campaign may dial there.
 """
 
 from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass, field
-from datetime import date, time
+from collections.abc import Collection
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, time
 from enum import StrEnum
 from functools import lru_cache
 from importlib import resources
@@ -20,8 +26,11 @@ from reautod.errors import ConfigError
 
 _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 _STATE = re.compile(r"^[A-Z]{2}$")
-_RULE_KEYS = {"hours", "saturday_hours", "sunday_hours", "no_sunday", "no_holidays",
-              "max_calls_per_24h", "verified", "source", "note"}
+_OVERRIDABLE = {"hours", "saturday_hours", "sunday_hours", "no_sunday", "no_holidays",
+                "max_calls_per_24h", "verified", "source", "note"}
+_RULE_KEYS = _OVERRIDABLE | {"effective", "amendments", "ai_voice_sales"}
+_AMENDMENT_KEYS = _OVERRIDABLE | {"effective"}
+_AI_VOICE_KEYS = {"blocked", "verified", "source", "note"}
 
 
 class HolidayScope(StrEnum):
@@ -49,6 +58,34 @@ class TimeRange:
 
 
 @dataclass(frozen=True)
+class AiVoiceSales:
+    """A state's restriction on artificial-voice sales calls (`blocked`: unless acknowledged)."""
+
+    blocked: bool
+    verified: bool
+    source: str
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class RuleBlock:
+    """A rule that forbids a dial outright: the code, detail and source a blocked dial records."""
+
+    code: str
+    detail: str
+    source: str
+    verified: bool
+
+
+@dataclass(frozen=True)
+class Amendment:
+    """Keys of a state rule that change from `effective` on (as in the data file)."""
+
+    effective: date
+    values: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class StateRule:
     """One state's rule; values as in the data file."""
 
@@ -62,6 +99,19 @@ class StateRule:
     verified: bool = False
     source: str = ""
     note: str = ""
+    effective: date | None = None
+    amendments: tuple[Amendment, ...] = ()
+    ai_voice_sales: AiVoiceSales | None = None
+
+    def on(self, day: date) -> StateRule | None:
+        """This rule as in force on `day`: None before it takes effect, amendments applied."""
+        if self.effective is not None and day < self.effective:
+            return None
+        rule = self
+        for amendment in self.amendments:
+            if amendment.effective <= day:
+                rule = replace(rule, **amendment.values)
+        return rule
 
     def hours_on(self, weekday: int) -> TimeRange | None:
         """The allowed range on a weekday (0 = Monday), or None if the whole day is banned."""
@@ -89,6 +139,30 @@ class RuleBook:
     federal_source: str
     states: dict[str, StateRule] = field(default_factory=dict)
     state_holidays: dict[str, StateHolidays] = field(default_factory=dict)
+
+    def rule_for(self, state: str | None, day: date) -> StateRule | None:
+        """The state's rule in force on `day` (the lead's local date), if it has one."""
+        rule = self.states.get(state) if state else None
+        return rule.on(day) if rule is not None else None
+
+    def ai_voice_sales_block(
+        self, state: str | None, day: date, *, sales: bool, acknowledged: Collection[str] = ()
+    ) -> RuleBlock | None:
+        """Whether an artificial-voice campaign may not dial into `state` at all: only sales
+        campaigns, only where the state restricts them, unless the campaign's operator has
+        acknowledged that state (the campaign setting lists the acknowledged states)."""
+        rule = self.rule_for(state, day)
+        restriction = rule.ai_voice_sales if rule is not None else None
+        if not sales or restriction is None or not restriction.blocked:
+            return None
+        assert rule is not None
+        if rule.state in {s.upper() for s in acknowledged}:
+            return None
+        return RuleBlock(
+            "state_ai_voice_sales",
+            f"{rule.state}: artificial-voice sales calls are restricted; dialing needs the "
+            f"operator's acknowledgement of {rule.state} in the campaign settings",
+            restriction.source, restriction.verified)
 
     @classmethod
     def load(cls, path: Path) -> RuleBook:
@@ -182,26 +256,95 @@ def _state_rule(code: str, raw: object, problems: list[tuple[str, str]]) -> Stat
     if unknown:
         problems.append((where, f"unknown key(s): {', '.join(sorted(unknown))}"))
     before = len(problems)
-    hours = _range(raw.get("hours"), f"{where}.hours", problems)
-    saturday = _range(raw["saturday_hours"], f"{where}.saturday_hours", problems) if (
-        "saturday_hours" in raw) else None
-    sunday = _range(raw["sunday_hours"], f"{where}.sunday_hours", problems) if (
-        "sunday_hours" in raw) else None
-    cap = raw.get("max_calls_per_24h")
-    if cap is not None and (not isinstance(cap, int) or isinstance(cap, bool) or cap < 1):
-        problems.append((f"{where}.max_calls_per_24h", f"expected a positive integer, got {cap!r}"))
-    try:
-        scope = HolidayScope(raw.get("no_holidays", "none"))
-    except ValueError:
-        problems.append((f"{where}.no_holidays", "expected none, federal or federal+state"))
-        scope = HolidayScope.NONE
-    for flag in ("no_sunday", "verified"):
-        if not isinstance(raw.get(flag, False), bool):
-            problems.append((f"{where}.{flag}", "expected true or false"))
+    values = _rule_values(raw, where, problems)
+    if "hours" not in raw:
+        problems.append((f"{where}.hours", "every rule needs its hours [\"HH:MM\", \"HH:MM\"]"))
     if not raw.get("source"):
         problems.append((f"{where}.source", "every rule needs its source"))
-    if len(problems) > before or hours is None:
+    effective = _date(raw, "effective", where, problems)
+    amendments = _amendments(raw.get("amendments", []), f"{where}.amendments", effective,
+                             problems)
+    ai_voice = _ai_voice(raw["ai_voice_sales"], f"{where}.ai_voice_sales",
+                         problems) if "ai_voice_sales" in raw else None
+    if len(problems) > before or values.get("hours") is None:
         return None
-    return StateRule(code, hours, saturday, sunday, bool(raw.get("no_sunday", False)), scope,
-                     cap, bool(raw.get("verified", False)), str(raw["source"]),
-                     str(raw.get("note", "")))
+    return StateRule(code, effective=effective, amendments=amendments, ai_voice_sales=ai_voice,
+                     **values)
+
+
+def _rule_values(raw: dict[str, Any], where: str,
+                 problems: list[tuple[str, str]]) -> dict[str, Any]:
+    """The rule keys present in `raw`, parsed (hours as TimeRange, the scope as HolidayScope)."""
+    values: dict[str, Any] = {}
+    for key in ("hours", "saturday_hours", "sunday_hours"):
+        if key in raw:
+            values[key] = _range(raw[key], f"{where}.{key}", problems)
+    if "max_calls_per_24h" in raw:
+        cap = raw["max_calls_per_24h"]
+        if not isinstance(cap, int) or isinstance(cap, bool) or cap < 1:
+            problems.append((f"{where}.max_calls_per_24h",
+                             f"expected a positive integer, got {cap!r}"))
+        values["max_calls_per_24h"] = cap
+    if "no_holidays" in raw:
+        try:
+            values["no_holidays"] = HolidayScope(raw["no_holidays"])
+        except ValueError:
+            problems.append((f"{where}.no_holidays", "expected none, federal or federal+state"))
+    for flag in ("no_sunday", "verified"):
+        if flag in raw:
+            if not isinstance(raw[flag], bool):
+                problems.append((f"{where}.{flag}", "expected true or false"))
+            values[flag] = raw[flag] is True
+    for text in ("source", "note"):
+        if text in raw:
+            values[text] = str(raw[text])
+    return values
+
+
+def _date(raw: dict[str, Any], key: str, where: str,
+          problems: list[tuple[str, str]]) -> date | None:
+    value = raw.get(key)
+    if value is not None and not (isinstance(value, date) and not isinstance(value, datetime)):
+        problems.append((f"{where}.{key}", f"expected a TOML date (YYYY-MM-DD), got {value!r}"))
+        return None
+    return value
+
+
+def _amendments(raw: object, where: str, effective: date | None,
+                problems: list[tuple[str, str]]) -> tuple[Amendment, ...]:
+    if not isinstance(raw, list) or not all(isinstance(a, dict) for a in raw):
+        problems.append((where, "expected [[...amendments]] tables"))
+        return ()
+    out: list[Amendment] = []
+    for i, item in enumerate(raw):
+        at = f"{where}[{i}]"
+        unknown = set(item) - _AMENDMENT_KEYS
+        if unknown:
+            problems.append((at, f"unknown key(s): {', '.join(sorted(unknown))}"))
+        day = _date(item, "effective", at, problems)
+        if day is None:
+            problems.append((f"{at}.effective", "every amendment needs the date it takes effect"))
+            continue
+        if not item.get("source"):
+            problems.append((f"{at}.source", "every amendment needs its source"))
+        previous = out[-1].effective if out else effective
+        if previous is not None and day <= previous:
+            problems.append((f"{at}.effective", "amendments must follow the rule's date and "
+                                                 "each other in time"))
+        out.append(Amendment(day, _rule_values(item, at, problems)))
+    return tuple(out)
+
+
+def _ai_voice(raw: object, where: str, problems: list[tuple[str, str]]) -> AiVoiceSales | None:
+    if not isinstance(raw, dict):
+        problems.append((where, "expected a table (blocked, verified, source, note)"))
+        return None
+    unknown = set(raw) - _AI_VOICE_KEYS
+    if unknown:
+        problems.append((where, f"unknown key(s): {', '.join(sorted(unknown))}"))
+    if not isinstance(raw.get("blocked"), bool):
+        problems.append((f"{where}.blocked", "expected true or false"))
+    if not raw.get("source"):
+        problems.append((f"{where}.source", "every restriction needs its source"))
+    return AiVoiceSales(raw.get("blocked") is True, raw.get("verified", False) is True,
+                        str(raw.get("source", "")), str(raw.get("note", "")))

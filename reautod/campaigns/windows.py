@@ -124,7 +124,7 @@ class CallingWindows:
 
         hours(rules.federal_hours, BlockingRule(
             "federal_hours", f"federal calling hours {rules.federal_hours}", rules.federal_source))
-        rule = rules.states.get(state) if state else None
+        rule = rules.rule_for(state, day)
         if rule is not None:
             src, ok = rule.source, rule.verified
             holiday = self._holiday(rule.no_holidays, rule.state, day)
@@ -176,7 +176,7 @@ class CallingWindows:
         return None
 
     def _holiday_coverage(self, state: str | None, day: date) -> tuple[str, ...]:
-        rule = self.rules.states.get(state) if state else None
+        rule = self.rules.rule_for(state, day)
         if rule is None or rule.no_holidays is not HolidayScope.FEDERAL_AND_STATE:
             return ()
         listed = self.rules.state_holidays.get(rule.state)

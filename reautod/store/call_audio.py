@@ -15,6 +15,7 @@ from pathlib import Path
 
 from reautod.call_events import CallInfo
 from reautod.call_recording import CallAudioSink
+from reautod.security.keys import KeyRing
 from reautod.store.call_observer import call_uuid
 from reautod.store.enums import RecordingDirection
 from reautod.store.recordings import SAMPLE_WIDTH, CallRecorder
@@ -69,19 +70,21 @@ class RecorderSink:
 
 
 class StoreCallRecording:
-    """CallRecording: every call's two directions as WAV files, rows via the write-behind queue."""
+    """CallRecording: every call's two directions as WAV files, rows via the write-behind queue;
+    sealed (encrypted as written) with the key ring when there is one."""
 
     def __init__(self, recordings_dir: Path, writer: WriteBehind, *,
-                 retention: timedelta) -> None:
+                 retention: timedelta, keys: KeyRing | None = None) -> None:
         self._dir = recordings_dir
         self._writer = writer
         self._retention = retention
+        self._keys = keys
 
     async def open(self, info: CallInfo, sample_rate: int) -> CallAudioSink:
         recorder = CallRecorder(
             self._dir, call_uuid(info.call_id), sample_rate=sample_rate,
             consent_recorded=False, consent_detail=CONSENT_DETAIL[info.direction],
-            retention=self._retention,
+            retention=self._retention, keys=self._keys,
         )
         await recorder.start()
         return RecorderSink(recorder, self._writer.submit)

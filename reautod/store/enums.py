@@ -224,3 +224,20 @@ class VoiceTier(StrEnum):
 
     LOCAL = "local"
     PREMIUM = "premium"
+
+
+class PrivacyRequestKind(StrEnum):
+    EXPORT = "export"  # access / portability
+    ERASE = "erase"
+
+
+class PrivacyRegime(StrEnum):
+    GDPR = "gdpr"
+    UK_GDPR = "uk_gdpr"
+    CCPA = "ccpa"
+
+
+class PrivacyRequestStatus(StrEnum):
+    OPEN = "open"
+    COMPLETED = "completed"
+    FAILED = "failed"

@@ -6,6 +6,8 @@ appointments and outbox messages cascade. What survives is deliberate: cost_even
 money (call_id set NULL; no personal data in them), dnc_entries keep the suppression (the law
 requires remembering a do-not-call request), audit_log keeps ids only and is append-only.
 Recording *files* are not removed by the database: the erasure job deletes them first.
+A subject erasure (reautod.security.privacy) also removes the number's dnc_entries and calls
+that name it without a contact, and keeps only its salted hash in erased_subjects.
 Campaigns are archived, not deleted, once they have calls (RESTRICT from calls and costs).
 """
 
@@ -559,10 +561,16 @@ class DialBlock(Base):
 
 
 class AuditEntry(Base):
-    """Append-only (a trigger refuses UPDATE and DELETE); holds ids, never personal data."""
+    """Append-only and hash-chained (see repositories/audit.py); holds ids, never personal data.
+
+    Triggers refuse UPDATE, and DELETE of any row an `audit_anchors` row does not cover (the
+    retention job's pruning). UNIQUE(prev_hash): two entries can never claim the same
+    predecessor, so the chain cannot fork even if appends raced."""
 
     __tablename__ = "audit_log"
-    __table_args__ = (Index(None, "at"), Index(None, "target_type", "target_id"))
+    # AUTOINCREMENT on SQLite: ids are never reused after pruning (an anchor covers them)
+    __table_args__ = (Index(None, "at"), Index(None, "target_type", "target_id"),
+                      UniqueConstraint("prev_hash"), {"sqlite_autoincrement": True})
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     at: Mapped[datetime] = _created()
@@ -571,3 +579,59 @@ class AuditEntry(Base):
     target_type: Mapped[str | None] = mapped_column(String(32))
     target_id: Mapped[str | None] = mapped_column(String(64))
     detail: Mapped[dict[str, Any]] = mapped_column(JSONDoc, default=dict)
+    origin: Mapped[str | None] = mapped_column(String(128))
+    outcome: Mapped[str] = mapped_column(String(64), default="ok")
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditAnchor(Base):
+    """Where the audit chain starts after pruning: the last pruned entry's id and hash.
+    Append-only like the log."""
+
+    __tablename__ = "audit_anchors"
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    through_id: Mapped[int] = mapped_column(BigInteger)
+    through_hash: Mapped[str] = mapped_column(String(64))
+    pruned: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime] = _created()
+
+
+class PrivacyRequest(Base):
+    """A subject request (export or erasure) with its legal due dates; the subject only as the
+    salted hash of the phone number, so the log outlives an erasure without naming anyone."""
+
+    __tablename__ = "privacy_requests"
+    __table_args__ = (
+        one_of("kind", e.PrivacyRequestKind),
+        one_of("regime", e.PrivacyRegime),
+        one_of("status", e.PrivacyRequestStatus),
+        Index(None, "subject_hash"),
+        Index(None, "status", "due_at"),
+    )
+
+    id: Mapped[uuid.UUID] = _pk()
+    kind: Mapped[str] = mapped_column(String(16))
+    regime: Mapped[str] = mapped_column(String(16))
+    subject_hash: Mapped[str] = mapped_column(String(64))
+    actor: Mapped[str] = mapped_column(String(128))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    acknowledge_by: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(16), default=e.PrivacyRequestStatus.OPEN.value)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    receipt: Mapped[dict[str, Any]] = mapped_column(JSONDoc, default=dict)
+
+
+class ErasedSubject(Base):
+    """A number that was erased: only its salted hash (and which salt), so it is never imported
+    or dialed again."""
+
+    __tablename__ = "erased_subjects"
+
+    subject_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    salt_id: Mapped[str] = mapped_column(String(16))
+    erased_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    request_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)

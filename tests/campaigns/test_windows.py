@@ -180,9 +180,11 @@ hours = ["08:00", "20:00"]
 
 
 def test_shipped_rules_cover_the_compliance_table() -> None:
-    for state in ("FL", "OK", "MD", "CT", "WA", "MS", "LA", "UT", "AL"):
+    # verified per compliance.md's 2026-12-06 check; tests/campaigns/test_rules_data.py has the rest
+    for state in ("FL", "OK", "MD", "CT", "WA", "MS", "UT", "AL", "RI", "KY", "MA", "MI", "MN",
+                  "NM", "IL", "OR", "PA"):
         assert RULES.states[state].verified and RULES.states[state].source
-    for state in ("RI", "TX", "KY", "MA", "MI", "MN", "NV", "NM", "IL"):
+    for state in ("TX", "NV", "LA", "WY"):  # still open: kept strict, flagged
         assert not RULES.states[state].verified
         assert "UNVERIFIED" in RULES.states[state].source
 
@@ -202,7 +204,7 @@ def oracle_allowed(tz: str, state: str | None, now: datetime, window: CampaignWi
     if window.max_calls_per_24h and sum(now - timedelta(hours=24) < c <= now
                                         for c in calls) >= window.max_calls_per_24h:
         return False
-    rule = RULES.states.get(state or "")
+    rule = RULES.rule_for(state, day)
     if rule is None:
         return True
     hours = rule.hours_on(day.weekday())

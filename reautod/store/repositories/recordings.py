@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from reautod.errors import NotFoundError, ValidationError
@@ -51,26 +52,44 @@ class RecordingRepository:
 
         return await self.db.read(work)
 
-    async def expired(self, now: datetime, limit: int = 500) -> list[RecordingRow]:
-        """Final recordings whose retention date has passed (the retention job deletes the files,
-        then calls `mark_deleted`)."""
-        if now.tzinfo is None:
-            raise ValidationError("now must be timezone-aware")
+    async def expired(self, now: datetime, limit: int = 500, *,
+                      undated_before: datetime | None = None) -> list[RecordingRow]:
+        """Final recordings whose retention date has passed, and (with `undated_before`) those
+        without a date created before it (the retention job deletes the files, then calls
+        `mark_deleted`)."""
+        if now.tzinfo is None or (undated_before is not None and undated_before.tzinfo is None):
+            raise ValidationError("now and undated_before must be timezone-aware")
         check_limit(limit)
+        due = recordings.c.retention_until <= now
+        if undated_before is not None:
+            due = or_(due, and_(recordings.c.retention_until.is_(None),
+                                recordings.c.created_at <= undated_before))
 
         async def work(conn: AsyncConnection) -> list[RecordingRow]:
             rows = await conn.execute(
                 select(recordings)
-                .where(
-                    recordings.c.status == RecordingStatus.FINAL.value,
-                    recordings.c.retention_until <= now,
-                )
-                .order_by(recordings.c.retention_until)
+                .where(recordings.c.status == RecordingStatus.FINAL.value, due)
+                .order_by(recordings.c.created_at)
                 .limit(limit)
             )
             return [to_dataclass(RecordingRow, r) for r in rows]
 
         return await self.db.read(work)
+
+    async def known_paths(self, paths: Iterable[str]) -> set[str]:
+        """Which of `paths` a recordings row names (files without one are orphans)."""
+        wanted = list(paths)
+        found: set[str] = set()
+        for start in range(0, len(wanted), 500):
+            batch = wanted[start:start + 500]
+
+            async def work(conn: AsyncConnection, batch: list[str] = batch) -> list[str]:
+                rows = await conn.execute(select(recordings.c.path)
+                                          .where(recordings.c.path.in_(batch)))
+                return list(rows.scalars())
+
+            found.update(await self.db.read(work))
+        return found
 
     async def mark_deleted(self, recording_id: uuid.UUID) -> None:
         async def work(conn: AsyncConnection) -> None:

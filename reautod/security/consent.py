@@ -1,0 +1,142 @@
+"""Consent to local call recording: the policy, the per-call state, and what becomes of the file.
+
+The law differs by state (shared/compliance.md, Recording consent): all-party consent states
+need every party to agree; California's reaches calls into California from anywhere. So the
+default is all-party everywhere: the call announces the recording, the announcement is kept in
+the recording (Washington requires it), continuing after it is the consent, and an objection at
+any time stops the recording and discards what was recorded.
+
+How the pipeline uses it (one `RecordingConsent` per recorded call, no I/O in it):
+  1. start the recorder *before* the announcement plays, so the announcement is in the file;
+  2. `announced(at)` once the announcement was heard in full (its playback mark);
+  3. `caller_said(text, at)` with every final caller transcript (and `caller_objected(at, how)`
+     for an objection detected another way, a key press for instance): DISCARD means
+     `await recorder.discard()` now, and no recording for the rest of the call;
+  4. at the end, `settle(recorder, consent, at)` keeps the files with the consent stored on their
+     rows (`recordings.consent_recorded`, `consent_detail`), or discards them when consent was
+     never given (the call ended before the announcement finished, under all-party consent).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import Field
+
+from reautod.config import Section
+from reautod.store.recordings import CallRecorder
+from reautod.store.records import RecordingFinalized
+
+DEFAULT_ANNOUNCEMENT = (
+    "This call is recorded. If you do not want it recorded, just say so and I will stop."
+)
+# An objection to the recording: not "don't mind being recorded", not "record my number".
+_OBJECTION = re.compile(
+    r"\b(?:"
+    r"(?:do not|don't|dont|please don't|no)\s+(?:\w+\s+){0,2}record(?:ing)?\b"
+    r"|(?:can|could|would|will)\s+you\s+not\s+record"
+    r"|stop\s+(?:the\s+|this\s+)?record(?:ing)?"
+    r"|turn\s+(?:off\s+the\s+record(?:ing|er)|the\s+record(?:ing|er)\s+off)"
+    r"|(?:not|don't|dont|do not)\s+(?:\w+\s+){0,2}(?:be(?:ing)?\s+)?recorded"
+    r"|(?:do not|don't|dont|not|never)\s+consent"
+    r"|not\s+consenting"
+    r"|(?:i\s+)?object\s+to\s+(?:the\s+|this\s+|being\s+)?record"
+    r")"
+)
+_NOT_AN_OBJECTION = re.compile(r"\b(?:don't|dont|do not|wouldn't|would not)\s+mind\b")
+
+
+def detect_objection(text: str) -> bool:
+    """Whether a caller's words object to the recording."""
+    said = re.sub(r"[^\w\s']", " ", text.lower().replace("’", "'"))
+    said = re.sub(r"\s+", " ", said)
+    return bool(_OBJECTION.search(said)) and not _NOT_AN_OBJECTION.search(said)
+
+
+class RecordingConsentSettings(Section):
+    """`[recording_consent]`: how local recording asks for and honours consent."""
+
+    mode: Literal["all_party", "one_party"] = Field(
+        "all_party", description="all_party: keep a recording only after the announcement was "
+        "heard and not objected to (the safe default everywhere); one_party: the business's "
+        "own consent suffices, an objection still discards it")
+    announcement: str = Field(DEFAULT_ANNOUNCEMENT, min_length=1, max_length=500,
+                              description="Said before recording starts counting as consented")
+
+
+class ConsentDecision(StrEnum):
+    RECORD = "record"  # keep recording
+    DISCARD = "discard"  # stop now and delete what was recorded
+
+
+class _State(StrEnum):
+    PENDING = "pending"
+    ANNOUNCED = "announced"
+    OBJECTED = "objected"
+
+
+@dataclass(frozen=True)
+class ConsentOutcome:
+    keep: bool
+    consent_recorded: bool
+    detail: str
+
+
+class RecordingConsent:
+    """One call's consent to recording (pure state)."""
+
+    def __init__(self, settings: RecordingConsentSettings) -> None:
+        self.mode = settings.mode
+        self._state = _State.PENDING
+        self._announced_at: datetime | None = None
+        self._objection: str | None = None
+
+    @property
+    def objected(self) -> bool:
+        return self._state is _State.OBJECTED
+
+    def announced(self, at: datetime) -> None:
+        if self._state is _State.PENDING:
+            self._state = _State.ANNOUNCED
+            self._announced_at = at
+
+    def caller_said(self, text: str, at: datetime) -> ConsentDecision:
+        if self.objected:
+            return ConsentDecision.DISCARD
+        if detect_objection(text):
+            return self.caller_objected(at, "spoken objection")
+        return ConsentDecision.RECORD
+
+    def caller_objected(self, at: datetime, how: str) -> ConsentDecision:
+        if not self.objected:
+            self._state = _State.OBJECTED
+            self._objection = f"{how} at {at.isoformat(timespec='seconds')}"
+        return ConsentDecision.DISCARD
+
+    def outcome(self) -> ConsentOutcome:
+        """What to do with the recording when the call is over."""
+        if self.objected:
+            return ConsentOutcome(False, False, f"caller objected: {self._objection}")
+        if self._announced_at is not None:
+            return ConsentOutcome(True, True, f"{self.mode}: recording announced at "
+                                  f"{self._announced_at.isoformat(timespec='seconds')}, caller "
+                                  "continued without objecting")
+        if self.mode == "one_party":
+            return ConsentOutcome(True, True, "one_party: the business's consent; not announced")
+        return ConsentOutcome(False, False, "all_party: the call ended before the announcement "
+                                            "was heard")
+
+
+async def settle(recorder: CallRecorder, consent: RecordingConsent) -> list[RecordingFinalized]:
+    """Close the call's recording as consent says: kept (rows for the write-behind queue, consent
+    stored) or discarded (nothing left, no rows)."""
+    outcome = consent.outcome()
+    if not outcome.keep:
+        await recorder.discard()
+        return []
+    recorder.set_consent(outcome.consent_recorded, outcome.detail)
+    return await recorder.close()

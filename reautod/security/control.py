@@ -1,0 +1,101 @@
+"""Control-socket methods of the security part: subject requests, the audit log, master keys.
+
+Each handler checks the caller's permission itself (`require`), so the methods are safe on any
+transport that sets the caller (`acting_as`). The state-changing ones are listed in
+STATE_CHANGING: the transport audits them (`AuditTrail.run_method`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from reautod.errors import UnavailableError, ValidationError
+from reautod.methods import Method, NoParams
+from reautod.security.keys import KeyRing
+from reautod.security.principal import Permission, require
+from reautod.security.privacy import PrivacyService
+from reautod.security.results import (
+    AuditEntryView,
+    AuditList,
+    AuditListParams,
+    ChainVerdict,
+    EraseParams,
+    ErasureStatus,
+    PrivacyRequestList,
+    RequestListParams,
+    SubjectParams,
+    SubjectRequestParams,
+)
+from reautod.security.rotation import key_status, rotate
+from reautod.store.repositories.audit import AuditRepository
+
+STATE_CHANGING = frozenset({"privacy.export", "privacy.erase", "keys.rotate"})
+
+
+def security_methods(privacy: PrivacyService, audit: AuditRepository, *,
+                     recordings_dir: Path, keys: KeyRing | None) -> list[Method]:
+    async def export(params: SubjectRequestParams) -> dict[str, Any]:
+        result = await privacy.export(params.number, params.regime, params.received_at)
+        return result.model_dump(mode="json")
+
+    async def erase(params: EraseParams) -> dict[str, Any]:
+        if not params.confirm:
+            raise ValidationError("erasure cannot be undone: pass confirm=true")
+        receipt = await privacy.erase(params.number, params.regime, params.received_at)
+        return receipt.model_dump(mode="json")
+
+    async def requests(params: RequestListParams) -> dict[str, Any]:
+        views = await privacy.requests(open_only=params.open_only, limit=params.limit)
+        return PrivacyRequestList(requests=views).model_dump(mode="json")
+
+    async def check(params: SubjectParams) -> dict[str, Any]:
+        return ErasureStatus(erased=await privacy.is_erased(params.number)).model_dump()
+
+    async def audit_list(params: AuditListParams) -> dict[str, Any]:
+        require(Permission.AUDIT)
+        rows = await audit.recent(params.limit, since=params.since)
+        entries = [AuditEntryView(id=r.id, at=r.at, actor=r.actor, origin=r.origin,
+                                  action=r.action, outcome=r.outcome, target_type=r.target_type,
+                                  target_id=r.target_id, detail=r.detail) for r in rows]
+        return AuditList(entries=entries).model_dump(mode="json")
+
+    async def audit_verify(_params: NoParams) -> dict[str, Any]:
+        require(Permission.AUDIT)
+        report = await audit.verify()
+        return ChainVerdict(ok=report.ok, entries=report.entries, head_hash=report.head_hash,
+                            starts_after=report.starts_after, first_bad_id=report.first_bad_id,
+                            problem=report.problem).model_dump(mode="json")
+
+    def ring() -> KeyRing:
+        require(Permission.KEYS)
+        if keys is None:
+            raise UnavailableError("no encryption key is configured: set the encryption_key "
+                                   "credential (reautoctl keys generate makes one)")
+        return keys
+
+    async def keys_status(_params: NoParams) -> dict[str, Any]:
+        return (await asyncio.to_thread(key_status, recordings_dir, ring())).model_dump()
+
+    async def keys_rotate(_params: NoParams) -> dict[str, Any]:
+        return (await asyncio.to_thread(rotate, recordings_dir, ring())).model_dump()
+
+    return [
+        Method("privacy.export", export, SubjectRequestParams,
+               summary="export everything held about a phone number (zip of JSON and audio)"),
+        Method("privacy.erase", erase, EraseParams,
+               summary="erase a phone number everywhere, keeping only its salted hash"),
+        Method("privacy.requests", requests, RequestListParams,
+               summary="subject requests with their legal due dates"),
+        Method("privacy.check", check, SubjectParams,
+               summary="whether a phone number was erased (never dialed or imported)"),
+        Method("audit.list", audit_list, AuditListParams,
+               summary="audit log entries, newest first"),
+        Method("audit.verify", audit_verify, NoParams,
+               summary="walk the audit log's hash chain; the first entry that does not fit"),
+        Method("keys.status", keys_status, NoParams,
+               summary="master keys and which one wraps each recording"),
+        Method("keys.rotate", keys_rotate, NoParams,
+               summary="re-wrap every recording's data key under the current master key"),
+    ]

@@ -1,0 +1,160 @@
+"""Typed params and results of the security control methods, shared by the daemon and reautoctl
+(and the admin API next): a client never guesses a dict's keys."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from reautod.store.enums import PrivacyRegime
+from reautod.store.repositories._base import E164
+
+
+class _Params(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Result(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    """A naive time from a client is read as UTC."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+class SubjectParams(_Params):
+    number: str = Field(description="The person's phone number in E.164 (+15551234567)")
+
+    @field_validator("number")
+    @classmethod
+    def _e164(cls, value: str) -> str:
+        value = value.strip()
+        if not E164.match(value):
+            raise ValueError("the number must be in E.164 form, like +15551234567")
+        return value
+
+
+class SubjectRequestParams(SubjectParams):
+    regime: PrivacyRegime = Field(PrivacyRegime.GDPR, description="gdpr, uk_gdpr or ccpa")
+    received_at: datetime | None = Field(None, description="When the request came in (default "
+                                         "now); the legal due dates run from it")
+
+    _received = field_validator("received_at")(_aware)
+
+
+class EraseParams(SubjectRequestParams):
+    confirm: bool = Field(False, description="Must be true: erasure cannot be undone")
+
+
+class RequestListParams(_Params):
+    open_only: bool = False
+    limit: int = Field(200, ge=1, le=10_000)
+
+
+class AuditListParams(_Params):
+    since: datetime | None = None
+    limit: int = Field(100, ge=1, le=10_000)
+
+    _since = field_validator("since")(_aware)
+
+
+class Deadline(_Result):
+    regime: PrivacyRegime
+    received_at: datetime
+    acknowledge_by: datetime | None
+    due_at: datetime
+
+
+class ExportResult(_Result):
+    request_id: uuid.UUID
+    deadline: Deadline
+    completed_at: datetime
+    path: str = Field(description="The archive (zip of subject.json and recordings/*.wav)")
+    size_bytes: int
+    sha256: str
+    rows: dict[str, int] = Field(description="Rows exported per table")
+    recordings: int
+    recordings_unreadable: int = Field(description="Recordings listed but not in the archive "
+                                       "(file gone, or no key opens it): see subject.json")
+
+
+class ErasureReceipt(_Result):
+    request_id: uuid.UUID
+    subject_hash: str = Field(description="What is kept: HMAC-SHA256 of the number under the "
+                              "erasure salt; it keeps the number from being dialed or imported")
+    deadline: Deadline
+    completed_at: datetime
+    rows_removed: dict[str, int]
+    recording_files_removed: int
+    export_archives_removed: int
+    other_holders: dict[str, int] = Field(description="Items removed by each other holder "
+                                          "(live sessions, caches)")
+    processors_to_notify: dict[str, list[str]] = Field(
+        description="Processors holding copies, with their references (Twilio call SIDs)")
+
+
+class PrivacyRequestView(_Result):
+    request_id: uuid.UUID
+    kind: str
+    subject_hash: str
+    actor: str
+    deadline: Deadline
+    status: str
+    completed_at: datetime | None
+    overdue: bool
+
+
+class PrivacyRequestList(_Result):
+    requests: list[PrivacyRequestView]
+
+
+class ErasureStatus(_Result):
+    erased: bool
+
+
+class AuditEntryView(_Result):
+    id: int
+    at: datetime
+    actor: str
+    origin: str | None
+    action: str
+    outcome: str
+    target_type: str | None
+    target_id: str | None
+    detail: dict[str, object]
+
+
+class AuditList(_Result):
+    entries: list[AuditEntryView]
+
+
+class ChainVerdict(_Result):
+    ok: bool
+    entries: int
+    head_hash: str
+    starts_after: int | None
+    first_bad_id: int | None
+    problem: str | None
+
+
+class KeyStatus(_Result):
+    current: str = Field(description="Id of the key new recordings are wrapped with")
+    older: list[str] = Field(description="Ids of older keys still accepted")
+    files_by_key: dict[str, int] = Field(description="Sealed recording files per wrapping key "
+                                         "id (a file being re-wrapped counts under both)")
+    unreadable: list[str] = Field(description="Files no key of the ring opens")
+    plain_files: int = Field(description="Recordings written without encryption")
+
+
+class RotationReport(_Result):
+    current: str
+    rewrapped: int
+    already_current: int
+    unreadable: list[str]
+    older_keys_still_needed: list[str] = Field(description="Older key ids some file still "
+                                               "needs; empty: they can leave the credential")
