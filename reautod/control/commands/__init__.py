@@ -5,6 +5,7 @@ from __future__ import annotations
 from types import ModuleType
 
 from reautod.control.commands import (
+    backup,
     call,
     campaign,
     config,
@@ -34,6 +35,7 @@ COMMAND_GROUPS: list[ModuleType] = [
     dial,
     dnc,
     db,
+    backup,
     stats,
     config,
     daemon,
