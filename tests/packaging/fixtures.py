@@ -44,8 +44,11 @@ def build_deb(out: Path, *extra: str) -> Path:
 
 @pytest.fixture(scope="session")
 def built_deb(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The CPU .deb of this working tree."""
+    """The CPU .deb of this working tree (or $REAUTOD_TEST_DEB, a .deb built already)."""
     require_packaging_host()
+    prebuilt = os.environ.get("REAUTOD_TEST_DEB")
+    if prebuilt:
+        return Path(prebuilt)
     return build_deb(tmp_path_factory.mktemp("deb"))
 
 

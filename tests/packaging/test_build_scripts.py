@@ -18,12 +18,17 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PACKAGING = REPO_ROOT / "packaging"
+LOCK = tomllib.loads((REPO_ROOT / "uv.lock").read_text())
+LLAMA_SDIST = next(p for p in LOCK["package"] if p["name"] == "llama-cpp-python")["sdist"]["url"]
 
 
 def build_venv(
-    *args: str, path: str | None = None, cuda_home: str | None = None
+    *args: str, path: str | None = None, cuda_home: str | None = None,
+    wheels: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "HOME": str(Path.home())}
+    if wheels is not None:
+        env["REAUTOD_WHEEL_CACHE"] = str(wheels)
     if path is not None:
         env["PATH"] = path
     env.pop("CUDA_HOME", None)
@@ -43,27 +48,49 @@ def fake_tool_dir(tmp_path: Path, name: str, script: str) -> str:
     return f"{bin_dir}:/usr/bin:/bin"
 
 
-def test_cpu_variant_builds_llama_portable_and_reuses_the_cached_wheel(tmp_path: Path) -> None:
+def test_cpu_variant_syncs_the_lock_and_builds_llama_portable(tmp_path: Path) -> None:
     path = fake_tool_dir(tmp_path, "uv", "exit 0")
-    result = build_venv("--variant", "cpu", "--dest", str(tmp_path / "v"), path=path)
+    result = build_venv("--variant", "cpu", "--dest", str(tmp_path / "v"), path=path,
+                        wheels=tmp_path / "wheels")
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    assert "CMAKE_ARGS=-DGGML_NATIVE=OFF" in out
     assert "venv --relocatable --python /usr/bin/python3.11" in out
-    assert "sync --frozen --no-dev --no-editable" in out
-    assert "GGML_CUDA" not in out and "--no-binary-package" not in out
+    assert ("sync --frozen --no-dev --no-editable --no-progress --link-mode=copy --python "
+            "/usr/bin/python3.11 --no-install-package llama-cpp-python") in out
+    # The wheel is built from the sdist uv.lock pins, with the portable CPU flags only.
+    assert LLAMA_SDIST in out
+    assert "--config-setting cmake.define.GGML_NATIVE=OFF --out-dir" in out
+    assert "GGML_CUDA" not in out
+    assert re.search(r"pip install --no-deps .*/wheels/llama-cpp-python-[\d.]+-cpu-\w+/", out)
 
 
-def test_cuda_variant_compiles_llama_with_cuda_as_its_own_cache_entry(tmp_path: Path) -> None:
+def test_cuda_variant_builds_llama_with_cuda_into_its_own_cache_entry(tmp_path: Path) -> None:
     fake_tool_dir(tmp_path, "uv", "exit 0")
     path = fake_tool_dir(tmp_path, "nvcc", "echo 'Cuda compilation tools, release 12.6, V12.6.85'")
-    result = build_venv("--variant", "cuda", "--dest", str(tmp_path / "v"), path=path)
+    result = build_venv("--variant", "cuda", "--dest", str(tmp_path / "v"), path=path,
+                        wheels=tmp_path / "wheels")
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    for define in ("GGML_CUDA=ON", "GGML_NATIVE=OFF", "CMAKE_CUDA_ARCHITECTURES=75;80;86;89;90"):
-        assert f"--config-settings-package llama-cpp-python:cmake.define.{define}" in out
-    assert "--no-binary-package llama-cpp-python --reinstall-package llama-cpp-python" in out
+    for define in ("GGML_NATIVE=OFF", "GGML_CUDA=ON", "CMAKE_CUDA_ARCHITECTURES=75;80;86;89;90"):
+        assert f"--config-setting cmake.define.{define}" in out
     assert f"CUDACXX={tmp_path}/bin/nvcc" in out
+    cuda_dir = re.search(r"wheels/(llama-cpp-python-[\d.]+-cuda-\w+)/", out)
+    assert cuda_dir is not None
+    cpu = build_venv("--variant", "cpu", "--dest", str(tmp_path / "v"), path=path,
+                     wheels=tmp_path / "wheels").stdout
+    assert cuda_dir.group(1) not in cpu  # never the CPU wheel
+
+
+def test_a_cached_llama_wheel_is_reused_not_rebuilt(tmp_path: Path) -> None:
+    path = fake_tool_dir(tmp_path, "uv", "exit 0")
+    first = build_venv("--variant", "cpu", "--dest", str(tmp_path / "v"), path=path,
+                       wheels=tmp_path / "wheels").stdout
+    cached = Path(re.search(r"^\+ mv \S+ (\S+)$", first, re.MULTILINE).group(1))  # type: ignore[union-attr]
+    cached.mkdir(parents=True)
+    (cached / "llama_cpp_python-0.0-py3-none-linux_x86_64.whl").touch()
+    again = build_venv("--variant", "cpu", "--dest", str(tmp_path / "v"), path=path,
+                       wheels=tmp_path / "wheels").stdout
+    assert "build --wheel" not in again and "pip install --no-deps" in again
 
 
 def test_cuda_variant_without_a_toolkit_says_what_to_install(tmp_path: Path) -> None:
