@@ -64,9 +64,18 @@ def test_cpu_variant_syncs_the_lock_and_builds_llama_portable(tmp_path: Path) ->
     assert re.search(r"pip install --no-deps .*/wheels/llama-cpp-python-[\d.]+-cpu-\w+/", out)
 
 
-def test_cuda_variant_builds_llama_with_cuda_into_its_own_cache_entry(tmp_path: Path) -> None:
+def fake_toolkit(tmp_path: Path, *, cublas: bool = True) -> str:
+    """uv and a CUDA toolkit stand-in: bin/nvcc, and lib64/libcublas.so when `cublas`."""
     fake_tool_dir(tmp_path, "uv", "exit 0")
     path = fake_tool_dir(tmp_path, "nvcc", "echo 'Cuda compilation tools, release 12.6, V12.6.85'")
+    (tmp_path / "lib64").mkdir()
+    if cublas:
+        (tmp_path / "lib64" / "libcublas.so.12").touch()
+    return path
+
+
+def test_cuda_variant_builds_llama_with_cuda_into_its_own_cache_entry(tmp_path: Path) -> None:
+    path = fake_toolkit(tmp_path)
     result = build_venv("--variant", "cuda", "--dest", str(tmp_path / "v"), path=path,
                         wheels=tmp_path / "wheels")
     assert result.returncode == 0, result.stderr
@@ -91,6 +100,14 @@ def test_a_cached_llama_wheel_is_reused_not_rebuilt(tmp_path: Path) -> None:
     again = build_venv("--variant", "cpu", "--dest", str(tmp_path / "v"), path=path,
                        wheels=tmp_path / "wheels").stdout
     assert "build --wheel" not in again and "pip install --no-deps" in again
+
+
+def test_cuda_variant_without_cublas_says_what_to_install(tmp_path: Path) -> None:
+    path = fake_toolkit(tmp_path, cublas=False)
+    result = build_venv("--variant", "cuda", "--dest", str(tmp_path / "v"), path=path,
+                        cuda_home=str(tmp_path))
+    assert result.returncode == 1
+    assert "has no cuBLAS" in result.stderr and "libcublas-dev" in result.stderr
 
 
 def test_cuda_variant_without_a_toolkit_says_what_to_install(tmp_path: Path) -> None:
