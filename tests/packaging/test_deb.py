@@ -20,7 +20,9 @@ import pytest
 from reautod.store.schema import head_revision
 from tests.packaging.debroot import Root, base_root, depends_names
 
-pytestmark = pytest.mark.slow
+# Minutes, not seconds: the first test here builds the package (session fixture), and lintian
+# reads all of its ~40,000 files.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 SITE_EDIT = "# site edit: must survive the upgrade\n"
 CONFIG = "/etc/reautod/reautod.toml"
