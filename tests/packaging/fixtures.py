@@ -1,6 +1,6 @@
 """Session fixtures shared by tests/packaging and tests/ansible: the .deb, built once per session.
 
-`packaging/build-deb --fast` (zstd instead of xz: the same package, compressed in seconds) into
+`packaging/build-deb --fast` (gzip -1 instead of xz: the same package, compressed in seconds) into
 a session temp dir. The build reuses uv's cache of every wheel; only the first build on a new
 machine compiles llama-cpp-python for Debian's python3.11 (about 8 minutes on 2 cores).
 """
