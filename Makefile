@@ -12,7 +12,14 @@ VENV := .venv
 # Re-synced whenever the lock or the project metadata change; otherwise `make venv` is a no-op.
 STAMP := $(VENV)/.reautod-synced
 # Build deps of systemd-python and llama-cpp-python, PortAudio for sounddevice, speech tools.
-APT_PACKAGES := libsystemd-dev pkg-config gcc g++ cmake libportaudio2 espeak-ng sox
+APT_PACKAGES := libsystemd-dev pkg-config gcc g++ cmake libportaudio2 espeak-ng sox \
+	$(PACKAGING_APT_PACKAGES)
+# Building the .deb (make deb) and testing it and the playbook in a Debian 12 chroot
+# (tests/packaging, tests/ansible); pg_dump/pg_restore for backups.
+PACKAGING_APT_PACKAGES := debhelper dpkg-dev lintian debootstrap python3.11-dev git \
+	postgresql-client
+# make deb VARIANT=cuda builds reautod-cuda (needs the CUDA toolkit's nvcc, not a GPU).
+VARIANT ?= cpu
 PYTEST_ARGS ?=
 PYTEST_TIMEOUT ?= 300
 
@@ -87,6 +94,11 @@ test: venv lint ## Lint, then the whole test suite
 	# pyproject.toml); below 90 % the target fails.
 	$(VENV)/bin/python -m pytest -q --timeout=$(PYTEST_TIMEOUT) --durations=15 \
 		--cov --cov-report=term $(PYTEST_ARGS)
+
+.PHONY: deb
+deb: ## Build the Debian package into build/deb/ (VARIANT=cpu or cuda)
+	$(MAKE) system-deps
+	packaging/build-deb --variant $(VARIANT)
 
 .PHONY: demo
 demo: venv ## Start the daemon on the embedded default, show status, stop it

@@ -199,6 +199,7 @@ class Settings(BaseSettings):
         frozen=True,
     )
 
+    environment: Literal["dev", "staging", "prod"] = Field("dev", description="dev, staging or prod: staging warns about and prod refuses unsafe settings (docs/security.md)")
     state_dir: Path | None = Field(
         None, description="State directory; default $STATE_DIRECTORY or $XDG_STATE_HOME/reautod"
     )

@@ -36,6 +36,7 @@ from reautod.control.protocol import PROTOCOL_VERSION
 from reautod.control.server import ControlServer
 from reautod.engines.control import engine_methods
 from reautod.engines.registry import EngineSet
+from reautod.environment import check_environment
 from reautod.errors import AlreadyRunningError, ConfigError, ReautodError
 from reautod.methods import Method
 from reautod.observability.events import EventBus
@@ -299,6 +300,8 @@ class Daemon:
         try:
             settings = load_settings(self.config_path, required=self.config_path is not None)
             secrets = load_secrets(settings)
+            for warning in check_environment(settings, secrets):
+                log.warning("%s", warning)
         except ConfigError as err:
             detail = "; ".join(f"{p}: {m}" for p, m in err.problems) or err.message
             log.error("reload rejected, keeping the running configuration: %s", detail)
@@ -518,6 +521,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings(path, required=required, overrides=overrides)
         secrets = load_secrets(settings)
+        for warning in check_environment(settings, secrets):
+            print(f"reautod: warning: {warning}", file=sys.stderr)
     except ConfigError as err:
         print(f"reautod: {err.message}", file=sys.stderr)
         for field, problem in err.problems:

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.fixtures.services", "tests.fixtures.daemon", "tests.fixtures.models"]
+pytest_plugins = ["tests.fixtures.services", "tests.fixtures.daemon", "tests.fixtures.models",
+                  "tests.packaging.fixtures"]
 
 # Variables a developer's shell or a systemd unit may carry that would change what reautod reads.
 # REAUTOD_TEST_* stay: they point the service fixtures at the test Postgres and Redis.

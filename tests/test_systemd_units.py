@@ -17,6 +17,8 @@ from reautod.config import SECRET_NAMES, Settings
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SYSTEMD_DIR = REPO_ROOT / "systemd"
 UNIT = SYSTEMD_DIR / "reautod.service"
+BACKUP_UNIT = SYSTEMD_DIR / "reautod-backup.service"
+BACKUP_TIMER = SYSTEMD_DIR / "reautod-backup.timer"
 SYSUSERS = SYSTEMD_DIR / "reautod.sysusers"
 TMPFILES = SYSTEMD_DIR / "reautod.tmpfiles"
 CONFIG_DOC = REPO_ROOT / "docs" / "configuration.md"
@@ -132,15 +134,18 @@ def test_unit_parser_rejects_garbage() -> None:
 # --- systemd-analyze ----------------------------------------------------------------------------
 
 
-def verifiable_copy(tmp_path: Path, text: str) -> Path:
+def verifiable_copy(tmp_path: Path, text: str, name: str = UNIT.name) -> Path:
     """The unit with ExecStart pointing at a binary that exists here.
 
     `systemd-analyze verify` fails a unit whose ExecStart binary is absent, and /usr/bin/reautod
-    only exists once the package is installed; every other line is verified as shipped.
+    only exists once the package is installed (tests/packaging verifies the installed units as
+    shipped); every other line is verified as shipped.
     """
     true_bin = shutil.which("true") or "/bin/true"
-    copy = tmp_path / UNIT.name
-    copy.write_text(text.replace("ExecStart=/usr/bin/reautod ", f"ExecStart={true_bin} ", 1))
+    copy = tmp_path / name
+    text = re.sub(r"^ExecStart=/usr/bin/(reautod|reautoctl) ", f"ExecStart={true_bin} ", text,
+                  count=1, flags=re.MULTILINE)
+    copy.write_text(text)
     return copy
 
 
@@ -171,11 +176,12 @@ def test_verify_check_catches_bad_settings(tmp_path: Path) -> None:
     assert any("UMask" in p or "99999" in p for p in problems), problems
 
 
-def exposure_score(tmp_path: Path) -> tuple[float, str] | None:
+def exposure_score(tmp_path: Path, unit: Path = UNIT) -> tuple[float, str] | None:
     """(score, rating) from `systemd-analyze security --offline=yes`, None if unsupported."""
     assert SYSTEMD_ANALYZE is not None
+    copy = verifiable_copy(tmp_path, unit.read_text(), unit.name)
     result = subprocess.run(
-        [SYSTEMD_ANALYZE, "security", "--offline=yes", str(verifiable_copy(tmp_path, UNIT.read_text()))],
+        [SYSTEMD_ANALYZE, "security", "--offline=yes", str(copy)],
         capture_output=True, text=True, timeout=60, check=False,
     )
     if "--offline" in result.stderr and result.returncode != 0:
@@ -343,3 +349,42 @@ def test_sysusers_and_tmpfiles_apply_to_an_empty_root(tmp_path: Path) -> None:
     if (root / "var/lib/reautod").stat().st_uid == uid:  # chown needs root; modes do not
         assert (models.st_uid, models.st_gid) == (uid, gid)
         assert (root / "etc/reautod/credentials").stat().st_gid == gid
+
+
+# --- the backup service and its timer -----------------------------------------------------------
+
+
+def test_backup_service_writes_only_the_directory_tmpfiles_creates() -> None:
+    service = parse_unit(BACKUP_UNIT.read_text())["Service"]
+    assert one(service, "Type") == "oneshot"
+    assert one(service, "User") == one(service, "Group") == "reautod"
+    command = shlex.split(one(service, "ExecStart"))
+    assert command[:4] == ["/usr/bin/reautoctl", "--config", "/etc/reautod/reautod.toml", "backup"]
+    backup_dir = command[command.index("--dir") + 1]
+    assert command[4] == "create" and int(command[command.index("--keep") + 1]) >= 1
+    assert values(service, "ReadWritePaths") == [backup_dir]
+    assert one(service, "ProtectSystem") == "strict"
+    # Same state directory as the daemon, so reautoctl resolves the same SQLite file.
+    assert one(service, "StateDirectory") == "reautod"
+    made = {e.path: e for e in parse_tmpfiles(TMPFILES.read_text())}
+    assert made[backup_dir].user == "reautod" and made[backup_dir].mode == "0750"
+    assert "LoadCredential" not in {k for k, _ in service}  # credentials are never backed up
+
+
+def test_backup_timer_is_daily_and_catches_up() -> None:
+    sections = parse_unit(BACKUP_TIMER.read_text())
+    assert one(sections["Timer"], "OnCalendar").startswith("*-*-* ")
+    assert one(sections["Timer"], "Persistent") == "true"
+    assert one(sections["Install"], "WantedBy") == "timers.target"
+
+
+@needs_analyze
+def test_backup_units_verify_cleanly_and_are_hardened(tmp_path: Path) -> None:
+    service = verifiable_copy(tmp_path, BACKUP_UNIT.read_text(), BACKUP_UNIT.name)
+    timer = tmp_path / BACKUP_TIMER.name
+    timer.write_text(BACKUP_TIMER.read_text())
+    assert verify_problems(service) == []
+    assert verify_problems(timer) == []
+    scored = exposure_score(tmp_path, BACKUP_UNIT)
+    if scored is not None:
+        assert scored[0] <= MAX_EXPOSURE, scored

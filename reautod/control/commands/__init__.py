@@ -5,6 +5,7 @@ from __future__ import annotations
 from types import ModuleType
 
 from reautod.control.commands import (
+    backup,
     budget,
     call,
     campaign,
@@ -44,6 +45,7 @@ COMMAND_GROUPS: list[ModuleType] = [
     db,
     export,
     sheets,
+    backup,
     stats,
     config,
     daemon,

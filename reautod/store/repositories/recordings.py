@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, func, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from reautod.errors import NotFoundError, ValidationError
@@ -102,3 +102,18 @@ class RecordingRepository:
                 raise NotFoundError(f"no recording {recording_id}")
 
         await self.db.transaction(work)
+
+    async def relocate(self, old_dir: str, new_dir: str) -> int:
+        """Point every recording under `old_dir` at the same file under `new_dir` (a restore
+        into another state directory); returns how many rows changed."""
+        old_prefix, new_prefix = old_dir.rstrip("/") + "/", new_dir.rstrip("/") + "/"
+
+        async def work(conn: AsyncConnection) -> int:
+            result = await conn.execute(
+                update(recordings)
+                .where(func.substr(recordings.c.path, 1, len(old_prefix)) == old_prefix)
+                .values(path=literal(new_prefix).concat(func.substr(recordings.c.path, len(old_prefix) + 1)))
+            )
+            return int(result.rowcount)
+
+        return await self.db.transaction(work)
