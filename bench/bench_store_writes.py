@@ -28,7 +28,7 @@ from psycopg import sql
 from reautod.config import DatabaseSettings
 from reautod.store.database import Database
 from reautod.store.enums import CallTransport, Speaker
-from reautod.store.records import CallStarted, Record, TurnRecord
+from reautod.store.records import CallStarted, Record, TurnSpoken
 from reautod.store.repositories import CallRepository
 from reautod.store.writebehind import RELAXED_KINDS, WriteBehind
 
@@ -50,8 +50,8 @@ def temporary_database(admin_url: str) -> Iterator[str]:
             )
 
 
-def make_turn(call_id: uuid.UUID, seq: int) -> TurnRecord:
-    return TurnRecord(
+def make_turn(call_id: uuid.UUID, seq: int) -> TurnSpoken:
+    return TurnSpoken(
         turn_id=uuid.uuid4(),
         call_id=call_id,
         seq=seq,
@@ -150,7 +150,7 @@ async def run_mode(args: argparse.Namespace, db: Database, mode: str, relaxed: b
         now = time.perf_counter()
         last_commit = now
         for r in records:
-            if isinstance(r, TurnRecord):
+            if isinstance(r, TurnSpoken):
                 latencies.append(now - enqueued.pop(r.turn_id))
 
     with tempfile.TemporaryDirectory() as spool:

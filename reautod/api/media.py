@@ -29,7 +29,7 @@ from reautod.pipeline.serializer import (
     MAX_BAD_MESSAGES,
     decode_message,
 )
-from reautod.pipeline.session import StartInfo
+from reautod.pipeline.twilio_media import StartInfo
 from reautod.telephony.twiml import MAX_PARAMETER_CHARS
 
 log = logging.getLogger(__name__)

@@ -1,61 +1,55 @@
-"""The dialogue agent of one call: its system prompt and the conversation context it keeps.
+"""Today's dialogue: one system prompt per call, as a `Conversation` (reautod.conversation).
 
-For now one agent per call (the multi-agent dialogue comes later). The context holds what the
-caller said and what the caller actually *heard* of the agent: an interrupted reply is cut to the
-part whose playback Twilio confirmed with a mark.
+Every caller turn and key press is answered by the LLM from the system prompt and the context;
+the opening, re-prompt, goodbye and apology are the configured lines. The context holds what the
+caller said and what the caller actually *heard* of the agent (`played`), so an interrupted
+reply is remembered only up to where the caller cut in. The qualifying agent (reautod.dialogue)
+replaces this through the same interface.
 """
 
 from __future__ import annotations
 
-import string
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
 from reautod.config import AgentSettings
+from reautod.conversation import (
+    CallContext,
+    CallerTurn,
+    Generate,
+    Line,
+    Played,
+    Reply,
+)
 from reautod.engines.base import ChatMessage
-
-
-class _SafeFormatter(string.Formatter):
-    """Fills known fields; leaves unknown `{x}` as written so a template typo never crashes a call."""
-
-    def get_value(self, key: int | str, args: object, kwargs: dict[str, str]) -> str:  # type: ignore[override]
-        if isinstance(key, str) and key in kwargs:
-            return kwargs[key]
-        return "{" + str(key) + "}"
-
-
-def render(template: str, **fields: str) -> str:
-    try:
-        return _SafeFormatter().vformat(template, (), fields)
-    except (ValueError, IndexError):  # unbalanced braces in an operator-written template
-        return template
-
-
-@dataclass
-class _Message:
-    role: str
-    content: str
-    reply_id: int | None = None  # set on assistant messages
+from reautod.pipeline.opening import OpeningFields, render, render_opening
 
 
 @dataclass
 class DialogueAgent:
-    """Prompt and context for one call; pure state, no I/O."""
+    """Prompt and context of one call; pure state, no I/O. Implements `Conversation`."""
 
     settings: AgentSettings
     lead_name: str
     goal: str
-    max_context_messages: int = 40  # the system prompt always stays; oldest turns go first
     # The call's opening with its business, opt-out and callback filled (pipeline.opening);
-    # None: the config's greeting as written.
-    opening: str | None = None
-    _messages: list[_Message] = field(default_factory=list)
+    # its {lead_name} is filled here.
+    opening_template: str
+    direction: Literal["outbound", "inbound"] = "outbound"
+    max_context_messages: int = 40  # the system prompt always stays; oldest turns go first
+    _messages: list[ChatMessage] = field(default_factory=list)
 
     @classmethod
     def for_call(cls, settings: AgentSettings, *, lead_name: str, goal: str | None,
-                 opening: str | None = None) -> DialogueAgent:
+                 opening: str | None = None,
+                 direction: Literal["outbound", "inbound"] = "outbound") -> DialogueAgent:
+        """The agent of one call from its stream parameters (no `opening`: the config's greeting,
+        rendered with the config's own fields)."""
+        if not opening:
+            opening = render_opening(settings.greeting, OpeningFields.from_agent(settings))
         return cls(settings=settings, lead_name=lead_name or "there", goal=goal or settings.goal,
-                   opening=opening)
+                   opening_template=opening, direction=direction)
 
     def _fields(self) -> dict[str, str]:
         return {
@@ -72,48 +66,73 @@ class DialogueAgent:
     @property
     def greeting(self) -> str:
         """The first thing the agent says on an outbound call, with the lead's name filled."""
-        return self.line(self.opening if self.opening is not None else self.settings.greeting)
+        return self._line(self.opening_template)
 
-    def line(self, template: str) -> str:
-        """A scripted line (greeting, re-prompt, goodbye, apology) with the call's fields filled."""
+    def _line(self, template: str) -> str:
         return render(template, **self._fields())
 
-    def add_user(self, text: str) -> None:
-        if text.strip():
-            self._messages.append(_Message("user", text.strip()))
-            self._trim()
-
-    def add_dtmf(self, digit: str) -> None:
-        self._messages.append(_Message("user", f"[pressed {digit}]"))
-        self._trim()
-
-    def set_assistant(self, reply_id: int, text: str) -> None:
-        """Record (or replace) what the caller heard of reply `reply_id`; empty text removes it."""
-        text = text.strip()
-        for i, message in enumerate(self._messages):
-            if message.reply_id == reply_id:
-                if text:
-                    message.content = text
-                else:
-                    del self._messages[i]
-                return
-        if text:
-            self._messages.append(_Message("assistant", text, reply_id))
-            self._trim()
-
-    def messages(self) -> list[ChatMessage]:
+    def messages(self) -> tuple[ChatMessage, ...]:
         """The LLM request: system prompt, then the conversation in order."""
         out = [ChatMessage(role="system", content=self.system_prompt)]
         for m in self._messages:
-            role: Literal["assistant", "user"] = "assistant" if m.role == "assistant" else "user"
             # Merge consecutive same-role messages: chat templates expect alternation.
-            if len(out) > 1 and out[-1].role == role:
-                out[-1] = ChatMessage(role=role, content=f"{out[-1].content} {m.content}")
+            if len(out) > 1 and out[-1].role == m.role:
+                out[-1] = ChatMessage(role=m.role, content=f"{out[-1].content} {m.content}")
             else:
-                out.append(ChatMessage(role=role, content=m.content))
-        return out
+                out.append(m)
+        return tuple(out)
 
-    def _trim(self) -> None:
+    def _add(self, role: Literal["user", "assistant"], text: str) -> None:
+        self._messages.append(ChatMessage(role=role, content=text))
         excess = len(self._messages) - self.max_context_messages
         if excess > 0:
             del self._messages[:excess]
+
+    # -- Conversation
+
+    def opening_line(self) -> Line | None:
+        # An inbound caller speaks first (today); the qualifying agent greets them instead.
+        return Line(self.greeting) if self.direction == "outbound" else None
+
+    async def opening(self) -> Reply | None:
+        line = self.opening_line()
+        return Reply((line,)) if line is not None else None
+
+    async def reply(self, turn: CallerTurn) -> Reply:
+        if turn.text.strip():
+            self._add("user", turn.text.strip())
+        return Reply((Generate(self.messages()),))
+
+    async def keypress(self, digit: str) -> Reply:
+        self._add("user", f"[pressed {digit}]")
+        return Reply((Generate(self.messages()),))
+
+    def silence(self) -> Reply:
+        return Reply((Line(self._line(self.settings.reprompt), shared=True),))
+
+    def failure(self, code: str) -> Line:
+        return Line(self._line(self.settings.apology), shared=True)
+
+    def goodbye(self, reason: str) -> Line:
+        return Line(self._line(self.settings.goodbye), shared=True)
+
+    def played(self, outcome: Played) -> None:
+        if outcome.heard.strip():
+            self._add("assistant", outcome.heard.strip())
+
+    async def ended(self, reason: str) -> None:
+        """Nothing to settle: this agent keeps no outcome (the qualifying agent does)."""
+
+
+class AgentConversations:
+    """`Conversations` of DialogueAgents, from the agent settings current when each call starts."""
+
+    def __init__(self, settings: Callable[[], AgentSettings]) -> None:
+        self._settings = settings
+
+    def start(self, call: CallContext) -> DialogueAgent:
+        return DialogueAgent.for_call(self._settings(), lead_name=call.lead_name, goal=call.goal,
+                                      opening=call.opening, direction=call.direction)
+
+    def opening(self, call: CallContext) -> Line | None:
+        return self.start(call).opening_line()

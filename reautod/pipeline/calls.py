@@ -1,4 +1,9 @@
-"""CallManager: the one owner of every live call, admission, operator hang-up and drain."""
+"""CallManager: the one owner of every live call, admission, operator hang-up and drain.
+
+Each call runs in a CallSession over its media (Twilio's stream: `run_call`), with the engines,
+VAD and Smart Turn models, line cache and prepared greetings shared by every call, and a
+conversation from the daemon's `Conversations` (default: today's DialogueAgent per call).
+"""
 
 from __future__ import annotations
 
@@ -12,15 +17,18 @@ from fastapi import WebSocket
 from pipecat.audio.turn.base_turn_analyzer import BaseTurnAnalyzer
 
 from reautod.call_events import CallInfo, CallObserver, SafeObserver, TurnRecord
+from reautod.call_recording import CallRecording
 from reautod.config import Settings
+from reautod.conversation import CallContext, CallHandoff, Conversations
 from reautod.engines.base import LanguageModel, SpeechToText, TextToSpeech
 from reautod.errors import NotFoundError, OverloadedError, UnavailableError
+from reautod.pipeline.agent import AgentConversations
 from reautod.pipeline.greetings import PreparedGreetings
 from reautod.pipeline.line_cache import LineAudioCache
-from reautod.pipeline.opening import call_agent
-from reautod.pipeline.recording import CallRecording
-from reautod.pipeline.session import CallSession, StartInfo
+from reautod.pipeline.media import CallMedia
+from reautod.pipeline.session import CallSession
 from reautod.pipeline.smart_turn import SmartTurnModel
+from reautod.pipeline.twilio_media import StartInfo, TwilioMedia
 from reautod.pipeline.vad import SileroModel
 
 log = logging.getLogger(__name__)
@@ -66,11 +74,16 @@ class CallManager:
     """Admits calls, runs each in its own CallSession, and ends them on request or shutdown."""
 
     def __init__(self, engines: Engines, settings: Settings, observer: CallObserver,
-                 recording: CallRecording | None = None) -> None:
+                 recording: CallRecording | None = None, *,
+                 conversations: Conversations | None = None,
+                 handoff: CallHandoff | None = None) -> None:
         self._engines = engines
         self._settings = settings
         self._observer = _TappedObserver(observer)
         self._recording = recording  # None: no call is recorded
+        # What each call says: the daemon's conversations (playbooks), else one prompt per call.
+        self._conversations = conversations or AgentConversations(lambda: self.settings.agent)
+        self._handoff = handoff  # None: a transfer cannot happen (the caller hears why)
         self.line_cache = LineAudioCache()  # scripted lines, synthesized once per daemon
         self.greetings = PreparedGreetings(  # dialed calls' greetings, made while they ring
             max(MIN_PREPARED_GREETINGS, 2 * settings.calls.max_concurrent))
@@ -111,11 +124,15 @@ class CallManager:
 
     def prepare_greeting(self, call_id: str, *, lead_name: str, opening: str | None,
                          expires_in_s: float) -> None:
-        """Start synthesizing the greeting of an outbound call about to be placed, for its
+        """Start synthesizing the opening of an outbound call about to be placed, for its
         stream's `start` (customParameters call_id, lead_name, opening, no goal) to find ready.
         Dropped by `drop_greeting`, or after `expires_in_s` if the call never connects."""
-        agent = call_agent(self._settings.agent, lead_name=lead_name, goal=None, opening=opening)
-        self.greetings.prepare(call_id, agent.greeting, self._engines.tts,
+        line = self._conversations.opening(CallContext(
+            call_id=call_id, lead_name=lead_name, campaign=None, goal=None,
+            direction="outbound", opening=opening))
+        if line is None or line.audio is not None:
+            return  # nothing to say first, or its audio is ready already
+        self.greetings.prepare(call_id, line.text, self._engines.tts,
                                timeout_s=self._settings.engines.tts_timeout_s,
                                expires_in_s=expires_in_s)
 
@@ -142,34 +159,40 @@ class CallManager:
 
     async def run_call(self, websocket: WebSocket, start: StartInfo,
                        input_warnings: dict[str, int] | None = None) -> str:
-        """Run one call on an accepted socket whose `start` was read; returns why it ended."""
+        """Run one Twilio call on an accepted media socket whose `start` was read; returns why
+        it ended."""
+        return await self.run(TwilioMedia(websocket, start, input_warnings), start.context())
+
+    async def run(self, media: CallMedia, call: CallContext) -> str:
+        """Run one call over `media` (any CallMedia: Twilio's stream, a browser, a sound card)
+        to its end; returns why it ended. Raises why it was refused (`check_admission`)."""
         self.check_admission()
-        if start.call_id in self._sessions:
-            raise UnavailableError(f"call {start.call_id} is already live", code="duplicate_call")
+        if call.call_id in self._sessions:
+            raise UnavailableError(f"call {call.call_id} is already live", code="duplicate_call")
         turn_analyzer: BaseTurnAnalyzer | None = await self._smart_turn.analyzer()
         vad = await self._vad.analyzer()
         session = CallSession(
-            websocket, start,
+            media, call,
             stt=self._engines.stt, llm=self._engines.llm, tts=self._engines.tts,
-            settings=self._settings, observer=self._observer, turn_analyzer=turn_analyzer,
-            vad=vad,
-            input_warnings=input_warnings,
+            settings=self._settings, observer=self._observer,
+            conversations=self._conversations, turn_analyzer=turn_analyzer, vad=vad,
             recording=self._recording,
             line_cache=self.line_cache,
             greetings=self.greetings,
+            handoff=self._handoff,
         )
-        self._sessions[start.call_id] = session
-        task = asyncio.create_task(session.run(), name=f"session-{start.call_id}")
-        self._tasks[start.call_id] = task
+        self._sessions[call.call_id] = session
+        task = asyncio.create_task(session.run(), name=f"session-{call.call_id}")
+        self._tasks[call.call_id] = task
         try:
             # Shielded: the socket handler being cancelled (server shutdown) must still let
             # the session tear down in order; close() cancels the task itself.
             reason = await asyncio.shield(task)
         finally:
             if task.done():
-                self._forget(start.call_id, session)
+                self._forget(call.call_id, session)
             else:
-                task.add_done_callback(lambda _t: self._forget(start.call_id, session))
+                task.add_done_callback(lambda _t: self._forget(call.call_id, session))
         return reason
 
     def _forget(self, call_id: str, session: CallSession) -> None:

@@ -18,7 +18,7 @@ from collections import Counter, OrderedDict
 from dataclasses import dataclass
 
 from reautod.engines.base import AudioChunk, TextToSpeech
-from reautod.errors import EngineError, ReautodError
+from reautod.pipeline.engine_calls import aclose, engine_error
 
 log = logging.getLogger(__name__)
 
@@ -34,17 +34,10 @@ async def synthesize_all(tts: TextToSpeech, text: str, *, call_id: str, timeout_
         async with asyncio.timeout(timeout_s):
             async for chunk in stream:
                 chunks.append(chunk)
-    except asyncio.CancelledError:
-        raise
-    except ReautodError:
-        raise
     except Exception as err:
-        raise EngineError(f"greeting synthesis failed: {type(err).__name__}",
-                          code="tts_failed") from err
+        raise engine_error(err, "tts") from err
     finally:
-        close = getattr(stream, "aclose", None)
-        if close is not None:
-            await close()
+        await aclose(stream)
     return chunks
 
 

@@ -14,25 +14,41 @@ or a campaign's `opening`) whose fields are filled here:
 `{lead_name}` is left in place: the pipeline fills it from the call's own `lead_name`, so the
 dialer can render a campaign's opening once and its length does not depend on the lead.
 
-`call_agent` is the one place a call's agent (and so its greeting) is made from the stream's
-parameters: the session speaks with it, and the CallManager prepares a dialed call's greeting
-with it before the call connects, so the two texts are the same by construction.
+`render` fills any template of ours (the opening, the system prompt, the scripted lines) and
+never fails on an operator's typo.
 """
 
 from __future__ import annotations
 
 import re
+import string
 from dataclasses import dataclass
 
 import phonenumbers
 
 from reautod.config import AgentSettings
-from reautod.pipeline.agent import DialogueAgent, render
 
 DEFAULT_OPT_OUT_KEY = "9"
 OPT_OUT_OFFER = "To stop these calls, say stop or press {key}."
 CALLBACK_OFFER = "To ask us not to call you again, you can also call {number}."
 _KEY_NAMES = {"*": "star", "#": "pound"}
+
+
+class _SafeFormatter(string.Formatter):
+    """Fills known fields; leaves unknown `{x}` as written so a template typo never crashes a call."""
+
+    def get_value(self, key: int | str, args: object, kwargs: dict[str, str]) -> str:  # type: ignore[override]
+        if isinstance(key, str) and key in kwargs:
+            return kwargs[key]
+        return "{" + str(key) + "}"
+
+
+def render(template: str, **fields: str) -> str:
+    """`template` with `fields` filled; unknown fields and unbalanced braces are left as written."""
+    try:
+        return _SafeFormatter().vformat(template, (), fields)
+    except (ValueError, IndexError):  # unbalanced braces in an operator-written template
+        return template
 
 
 @dataclass(frozen=True)
@@ -78,12 +94,3 @@ def render_opening(template: str, fields: OpeningFields) -> str:
     # {lead_name}) reads an operator's "{" inside a business name as text, not as a field.
     escaped = {k: v.replace("{", "{{").replace("}", "}}") for k, v in values.items()}
     return " ".join(render(template, **escaped).split())
-
-
-def call_agent(settings: AgentSettings, *, lead_name: str, goal: str | None,
-               opening: str | None) -> DialogueAgent:
-    """The agent of one call from its stream parameters (no `opening`: the config's greeting,
-    rendered with the config's own fields)."""
-    if not opening:
-        opening = render_opening(settings.greeting, OpeningFields.from_agent(settings))
-    return DialogueAgent.for_call(settings, lead_name=lead_name, goal=goal, opening=opening)

@@ -1,8 +1,8 @@
 """Playback truth: which agent audio the caller actually heard, from Twilio's mark echoes.
 
-After each utterance chunk the pipeline sends a `mark`; Twilio echoes it once the audio before it
-has played. After a `clear`, Twilio echoes the marks still pending too, so an echo that arrives
-after a clear means "discarded", not "played".
+After each piece of a reply the pipeline sends a playback mark; the media echoes it once the audio
+before it has played (Twilio: a `mark` message). After a `clear`, Twilio echoes the marks still
+pending too, so an echo that arrives after a clear means "discarded", not "played".
 """
 
 from __future__ import annotations
@@ -57,6 +57,10 @@ class PlaybackTracker:
 
     def heard_text(self, reply_id: int) -> str:
         return " ".join(t for t in self._heard.get(reply_id, []) if t).strip()
+
+    def forget(self, reply_id: int) -> None:
+        """Reply `reply_id` is over and reported: drop what was heard of it."""
+        self._heard.pop(reply_id, None)
 
     def pending_for(self, reply_id: int) -> int:
         return sum(1 for m in self._pending.values() if m.reply_id == reply_id)

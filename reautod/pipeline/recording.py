@@ -1,39 +1,17 @@
-"""The call's audio as it crossed the media socket, for whoever records calls (the daemon).
+"""The pipeline's side of call recording: a sink whose failure stops the recording, never the call.
 
-The pipeline knows only these Protocols: `CallRecording` opens one `CallAudioSink` per call, and
-the serializer hands it every 16-bit mono PCM frame, caller audio as it arrived from Twilio and
-agent audio as it was sent to be played. Sink methods run on the event loop once per media
-message: they may only buffer (the daemon's sink writes files off the loop).
-"""
+The contract (`CallRecording`, `CallAudioSink`) lives in the leaf `reautod.call_recording`, which
+the store implements; the pipeline never imports the store."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Protocol
 
-from reautod.call_events import CallInfo
+from reautod.call_recording import CallAudioSink
 from reautod.errors import ReautodError
 
 log = logging.getLogger(__name__)
-
-
-class CallAudioSink(Protocol):
-    """One call's two audio directions; `caller` / `agent` must not block."""
-
-    def caller(self, pcm: bytes) -> None: ...
-
-    def agent(self, pcm: bytes) -> None: ...
-
-    async def close(self) -> None:
-        """The call is over: finish what was recorded."""
-        ...
-
-
-class CallRecording(Protocol):
-    """Opens a sink for each call, or returns None when this call is not recorded."""
-
-    async def open(self, info: CallInfo, sample_rate: int) -> CallAudioSink | None: ...
 
 
 class GuardedSink:

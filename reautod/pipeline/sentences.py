@@ -1,7 +1,9 @@
 """Cutting the LLM's token stream into pieces for TTS: sentences, and an early first piece.
 
-The first piece of a reply is cut at the first clause boundary (or word boundary once it is
-long), so audio starts before the first sentence is complete; later pieces are whole sentences.
+Sentence ends are pipecat's (`SimpleTextAggregator`: sentencex with a look at the text after the
+punctuation, so "$29.99" and "Dr. Smith" stay whole). What pipecat lacks is ours: the first piece
+of a reply is cut at the first clause boundary (or a word boundary once it is long), so audio
+starts before the first sentence is complete, and a run-on "sentence" is cut at a word boundary.
 Text from the LLM is outside input to the TTS engine: control characters are removed.
 """
 
@@ -10,7 +12,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from pipecat.utils.string import match_endofsentence
+from pipecat.utils.text.simple_text_aggregator import SimpleTextAggregator
 
 FIRST_CLAUSE_MIN_CHARS = 16  # "Sure, ..." is too short to be worth its own TTS request
 FIRST_PIECE_MAX_CHARS = 60  # no punctuation yet: cut at a word boundary anyway
@@ -31,32 +33,43 @@ class SentenceSplitter:
     """Feed tokens with `push`; it returns the pieces ready for TTS. `flush` returns the rest."""
 
     def __init__(self) -> None:
-        self._text = ""
+        self._sentences = SimpleTextAggregator()
+        # The aggregator's buffer as fed (its `text` strips the spaces a clause cut looks for).
+        self._buffer = ""
         self._pieces = 0
 
-    def push(self, token: str) -> list[str]:
-        self._text += clean(token)
+    async def push(self, token: str) -> list[str]:
         out: list[str] = []
-        while (piece := self._next_piece()) is not None:
-            out.append(piece)
+        await self._feed(clean(token), out)
+        while (end := self._early_cut(self._buffer)) > 0:
+            piece, rest = self._buffer[:end], self._buffer[end:]
+            self._add(piece, out)
+            await self._sentences.reset()
+            self._buffer = ""
+            await self._feed(rest, out)
         return out
 
-    def flush(self) -> str | None:
-        rest, self._text = self._text.strip(), ""
-        return rest or None
+    async def flush(self) -> str | None:
+        rest = await self._sentences.flush()
+        self._buffer = ""
+        text = rest.text.strip() if rest is not None else ""
+        return text or None
 
-    def _next_piece(self) -> str | None:
-        text = self._text
-        end = match_endofsentence(text)
-        if end <= 0:
-            end = self._early_cut(text)
-        if end <= 0:
-            return None
-        piece, self._text = text[:end].strip(), text[end:]
-        if not piece:
-            return None
-        self._pieces += 1
-        return piece
+    async def _feed(self, text: str, out: list[str]) -> None:
+        self._buffer += text
+        async for sentence in self._sentences.aggregate(text):
+            # The sentence is the front of the buffer, less the spaces around it.
+            buffer = self._buffer.lstrip(" ")
+            if buffer.startswith(sentence.text):
+                self._buffer = buffer[len(sentence.text):]
+            else:  # not expected; the aggregator's own view is the truth
+                self._buffer = self._sentences.text.text
+            self._add(sentence.text, out)
+
+    def _add(self, piece: str, out: list[str]) -> None:
+        if piece := piece.strip():
+            out.append(piece)
+            self._pieces += 1
 
     def _early_cut(self, text: str) -> int:
         limit = FIRST_PIECE_MAX_CHARS if self._pieces == 0 else PIECE_MAX_CHARS

@@ -1,9 +1,11 @@
 """Twilio Media Streams wire format for one call, hardened for what real sockets send.
 
 Built on pipecat's TwilioFrameSerializer (it owns mu-law and resampling: once per direction) with
-auto hang-up off: reautod owns hang-up. Its deserializer trusts its input, so ours validates
-every message first; bad input is ignored with a counted warning, and a socket that keeps
-sending garbage, or one huge frame, ends the call with a reason.
+auto hang-up off: reautod owns hang-up. All of Twilio's JSON is written and read here: media,
+`clear` (for an InterruptionFrame), `mark` (for a PlaybackMarkFrame), and the echoes, keys and
+`stop` that come back. Pipecat's deserializer trusts its input, so ours validates every message
+first; bad input is ignored with a counted warning, and a socket that keeps sending garbage, or
+one huge frame, ends the call with a reason.
 """
 
 from __future__ import annotations
@@ -23,12 +25,11 @@ from pipecat.frames.frames import (
     Frame,
     InputAudioRawFrame,
     InputDTMFFrame,
-    InterruptionFrame,
 )
 from pipecat.serializers.twilio import TwilioFrameSerializer
 
-from reautod.pipeline.frames import MarkEchoFrame, ProtocolViolationFrame, StreamStopFrame
-from reautod.pipeline.recording import CallAudioSink
+from reautod.call_recording import CallAudioSink
+from reautod.pipeline.frames import MarkEchoFrame, PlaybackMarkFrame
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,8 @@ def decode_payload(message: dict[str, Any]) -> tuple[bytes | None, str | None]:
 
 
 class TwilioMediaSerializer(TwilioFrameSerializer):
-    """Pipecat's Twilio serializer plus validation, marks, stop, and send-time hooks."""
+    """Pipecat's Twilio serializer plus validation, marks, the end of the stream, and send-time
+    hooks."""
 
     def __init__(self, stream_sid: str, *, call_id: str, call_sid: str | None = None,
                  warnings: dict[str, int] | None = None) -> None:
@@ -106,50 +108,57 @@ class TwilioMediaSerializer(TwilioFrameSerializer):
         self.stream_sid = stream_sid
         self.warnings = InputWarnings(warnings)  # live: the call's CallInfo shows them
         self.media_frames = 0
-        # Set by the call: told the monotonic time of every audio frame and clear sent.
+        # Set by the call: told the monotonic time of every audio frame sent.
         self.on_audio_sent: Callable[[float], None] | None = None
-        self.on_clear_sent: Callable[[float], None] | None = None
-        # Told at once when Twilio says `stop` (before the socket close races it).
-        self.on_stop: Callable[[], None] | None = None
+        # Told at once (reason, close code) when Twilio says `stop` (before the socket close
+        # races it) or the socket broke the protocol badly enough to end the call.
+        self.on_ended: Callable[[str, int], None] | None = None
         # Set by a recorded call: every PCM frame in (as received) and out (as sent).
         self.audio_sink: CallAudioSink | None = None
         self._violated = False
         self._inbound = bytearray()  # caller audio not yet a whole inbound frame
 
     async def serialize(self, frame: Frame) -> str | bytes | None:
+        if isinstance(frame, PlaybackMarkFrame):
+            # Twilio echoes it once everything sent before it has played (or was cleared).
+            return json.dumps({"event": "mark", "streamSid": self.stream_sid,
+                               "mark": {"name": frame.mark_name}})
         out = await super().serialize(frame)
-        if out is not None:
-            now = time.monotonic()
-            if isinstance(frame, InterruptionFrame) and self.on_clear_sent is not None:
-                self.on_clear_sent(now)
-            elif isinstance(frame, AudioRawFrame):
-                if self.audio_sink is not None:
-                    self.audio_sink.agent(frame.audio)
-                if self.on_audio_sent is not None:
-                    self.on_audio_sent(now)
+        if out is not None and isinstance(frame, AudioRawFrame):
+            if self.audio_sink is not None:
+                self.audio_sink.agent(frame.audio)
+            if self.on_audio_sent is not None:
+                self.on_audio_sent(time.monotonic())
         return out
 
-    def _warn(self, kind: str) -> Frame | None:
-        total = self.warnings.add(kind, self.call_id)
-        if total > MAX_BAD_MESSAGES and not self._violated:
+    def _end(self, reason: str, close_code: int) -> None:
+        if self.on_ended is not None:
+            self.on_ended(reason, close_code)
+
+    def _violation(self, reason: str, close_code: int) -> None:
+        if not self._violated:
             self._violated = True
-            return ProtocolViolationFrame(reason="too many malformed messages",
-                                          close_code=CLOSE_POLICY)
-        return None
+            self._end(f"protocol: {reason}", close_code)
+
+    def _warn(self, kind: str) -> None:
+        if self.warnings.add(kind, self.call_id) > MAX_BAD_MESSAGES:
+            self._violation("too many malformed messages", CLOSE_POLICY)
 
     async def deserialize(self, data: str | bytes) -> Frame | None:
         message, problem = decode_message(data)
         if message is None:
             if problem == "oversized" and not self._violated:
                 self.warnings.add("oversized", self.call_id)
-                self._violated = True
-                return ProtocolViolationFrame(reason="message too big", close_code=CLOSE_TOO_BIG)
-            return self._warn(problem or "bad")
+                self._violation("message too big", CLOSE_TOO_BIG)
+            else:
+                self._warn(problem or "bad")
+            return None
         event = message["event"]
         if event == "media":
             payload, problem = decode_payload(message)
             if payload is None:
-                return self._warn(problem or "bad_media")
+                self._warn(problem or "bad_media")
+                return None
             self.media_frames += 1
             # mu-law to PCM (pipecat resamples too if the pipeline runs at another rate).
             pcm = await ulaw_to_pcm(
@@ -168,21 +177,22 @@ class TwilioMediaSerializer(TwilioFrameSerializer):
             mark = message.get("mark")
             name = mark.get("name") if isinstance(mark, dict) else None
             if not isinstance(name, str):
-                return self._warn("bad_mark")
+                self._warn("bad_mark")
+                return None
             return MarkEchoFrame(mark_name=name)
         if event == "dtmf":
             dtmf = message.get("dtmf")
             digit = dtmf.get("digit") if isinstance(dtmf, dict) else None
             if not isinstance(digit, str):
-                return self._warn("bad_dtmf")
+                self._warn("bad_dtmf")
+                return None
             try:
                 return InputDTMFFrame(KeypadEntry(digit))
             except ValueError:
-                return self._warn("bad_dtmf")
+                self._warn("bad_dtmf")
+                return None
         if event == "stop":
-            if self.on_stop is not None:
-                self.on_stop()
-            return StreamStopFrame(reason="stop")
-        if event in ("connected", "start"):
-            return self._warn(f"late_{event}")
-        return self._warn("unknown_event")
+            self._end("stop", 1000)
+            return None
+        self._warn(f"late_{event}" if event in ("connected", "start") else "unknown_event")
+        return None

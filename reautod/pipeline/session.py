@@ -1,8 +1,11 @@
-"""One live call: builds its pipecat pipeline on the media WebSocket, runs it, tears it down.
+"""One live call: builds its pipecat pipeline around the call's media, runs it, tears it down.
 
-transport in (Twilio serializer: mu-law -> PCM, 8 kHz) -> UserTurnProcessor (Silero VAD at 8 kHz,
-Smart Turn v3, STT) -> AgentResponder (agent context, LLM, sentences, TTS, marks) -> transport
-out (PCM 8 kHz -> mu-law). Everything the call starts is owned here and released when it ends.
+media in -> UserTurnProcessor (Silero VAD, Smart Turn v3, STT) -> CallHygiene (silence, max
+duration, polite end) -> ConversationDriver (the call's Conversation) -> ReplyWriter (LLM,
+sentences) -> SpeechOutput (TTS, one resample, marks, playback truth) -> media out.
+
+The media (pipeline.media: Twilio's stream today) is all the session knows of how audio reaches
+the caller. Everything the call starts is owned here and released when it ends.
 """
 
 from __future__ import annotations
@@ -11,107 +14,98 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
-from fastapi import WebSocket
 from pipecat.audio.turn.base_turn_analyzer import BaseTurnAnalyzer
 from pipecat.audio.vad.vad_analyzer import VADAnalyzer
 from pipecat.pipeline.pipeline import Pipeline
 from pipecat.pipeline.worker import PipelineParams, PipelineWorker
-from pipecat.transports.websocket.fastapi import FastAPIWebsocketParams
 from pipecat.workers.runner import WorkerRunner
-from starlette.websockets import WebSocketState
 
 from reautod.call_events import CallInfo, CallObserver, CallState
+from reautod.call_recording import CallRecording
 from reautod.config import Settings
-from reautod.engines.base import AudioChunk, LanguageModel, SpeechToText, TextToSpeech
+from reautod.conversation import (
+    END_TIMEOUT_S,
+    CallContext,
+    CallHandoff,
+    Conversation,
+    Conversations,
+)
+from reautod.engines.base import LanguageModel, SpeechToText, TextToSpeech
 from reautod.errors import ReautodError
 from reautod.observability.logging import mask_name
-from reautod.pipeline.agent import DialogueAgent
-from reautod.pipeline.frames import HangupRequestFrame
+from reautod.pipeline.driver import ConversationDriver
+from reautod.pipeline.frames import HangupRequestFrame, PreparedAudio
 from reautod.pipeline.greetings import PreparedGreetings, synthesize_all
+from reautod.pipeline.hygiene import CallHygiene
 from reautod.pipeline.line_cache import LineAudioCache
-from reautod.pipeline.opening import call_agent
-from reautod.pipeline.recording import CallRecording, GuardedSink
-from reautod.pipeline.responder import AgentResponder
-from reautod.pipeline.serializer import TwilioMediaSerializer
-from reautod.pipeline.transport import OUT_FRAME_MS, OUT_RATE, CallTransport
+from reautod.pipeline.live import LiveCall
+from reautod.pipeline.media import CallMedia, MediaHooks
+from reautod.pipeline.recording import GuardedSink
+from reautod.pipeline.speech import SpeechOutput
 from reautod.pipeline.turns import UserTurnProcessor
+from reautod.pipeline.writer import ReplyWriter
 
 log = logging.getLogger(__name__)
 
-# Caller audio stays at Twilio's 8 kHz through the pipeline (Silero runs at 8 kHz): per-frame
-# resampling was the biggest CPU cost per stream. Each finished turn is resampled once to 16 kHz
-# for STT (Smart Turn resamples its own window), off the event loop.
-IN_RATE = 8000
 TEARDOWN_TIMEOUT_S = 10.0
 PIPELINE_READY_TIMEOUT_S = 10.0
 
 
-@dataclass(frozen=True)
-class StartInfo:
-    """What Twilio's `start` event told us about the call (validated)."""
-
-    stream_sid: str
-    call_sid: str | None
-    call_id: str
-    lead_name: str
-    campaign: str | None
-    goal: str | None
-    direction: Literal["outbound", "inbound"]
-    opening: str | None = None  # rendered by the dialer for its campaign (pipeline.opening)
-
-
 class CallSession:
-    """One call from `start` to hang-up; `run()` returns the reason it ended."""
+    """One call from its start to hang-up; `run()` returns the reason it ended."""
 
     def __init__(
         self,
-        websocket: WebSocket,
-        start: StartInfo,
+        media: CallMedia,
+        call: CallContext,
         *,
         stt: SpeechToText,
         llm: LanguageModel,
         tts: TextToSpeech,
         settings: Settings,
         observer: CallObserver,
+        conversations: Conversations,
         turn_analyzer: BaseTurnAnalyzer | None,
         vad: VADAnalyzer,
-        input_warnings: dict[str, int] | None = None,
         recording: CallRecording | None = None,
         line_cache: LineAudioCache | None = None,
         greetings: PreparedGreetings | None = None,
+        handoff: CallHandoff | None = None,
     ) -> None:
-        self.websocket = websocket
-        self.start = start
+        self.media = media
+        self.call = call
         self._stt, self._llm, self._tts = stt, llm, tts
         self._settings = settings
         self._observer = observer
+        self._conversations = conversations
         self._turn_analyzer = turn_analyzer
         self._vad = vad
         self._recording = recording
         self._line_cache = line_cache
         self._greetings = greetings  # synthesized while the phone rang (CallManager)
+        self._handoff = handoff
         self.info = CallInfo(
-            call_id=start.call_id,
-            stream_sid=start.stream_sid,
-            call_sid=start.call_sid,
-            lead_name=start.lead_name,
-            campaign=start.campaign,
-            direction=start.direction,
+            call_id=call.call_id,
+            stream_sid=media.stream_id,
+            call_sid=media.carrier_call_id,
+            lead_name=call.lead_name,
+            campaign=call.campaign,
+            direction=call.direction,
             state=CallState.CONNECTING,
             started_at=datetime.now(UTC),
-            input_warnings=dict(input_warnings or {}),
+            input_warnings=media.input_warnings,
         )
+        self.live = LiveCall(self.info, observer, self.end)
         self._end_event = asyncio.Event()
         self._ready = asyncio.Event()  # the pipeline has started
         self._end_reason = "ended"
         self._close_code = 1000
         self._worker: PipelineWorker | None = None
-        self._serializer: TwilioMediaSerializer | None = None
-        self.responder: AgentResponder | None = None
+        self.driver: ConversationDriver | None = None
+        self.speech: SpeechOutput | None = None
         self.turns: UserTurnProcessor | None = None
 
     def end(self, reason: str, close_code: int = 1000) -> None:
@@ -133,31 +127,18 @@ class CallSession:
             self.end(reason)
 
     async def run(self) -> str:
-        call_id = self.start.call_id
+        call_id = self.call.call_id
         started = time.monotonic()
-        agent = call_agent(self._settings.agent, lead_name=self.start.lead_name,
-                           goal=self.start.goal, opening=self.start.opening)
-        greeting: asyncio.Task[list[AudioChunk]] | None = None
-        if self.start.direction == "outbound":
-            # Prepared when the call was placed, if its text is this call's greeting; else
-            # synthesized now, while the pipeline is still being built. Ours from here on.
-            if self._greetings is not None:
-                greeting = self._greetings.take(call_id, agent.greeting)
-            if greeting is None:
-                greeting = asyncio.create_task(
-                    synthesize_all(self._tts, agent.greeting, call_id=call_id,
-                                   timeout_s=self._settings.engines.tts_timeout_s),
-                    name=f"greeting-{call_id}",
-                )
+        conversation = self._conversations.start(self.call)
+        greeting = self._greeting()
         log.info("call %s started (lead %s, campaign %s, %s)", call_id,
-                 mask_name(self.start.lead_name), self.start.campaign or "-",
-                 self.start.direction)
+                 mask_name(self.call.lead_name), self.call.campaign or "-", self.call.direction)
         self._observer.on_call_started(self.info)
         runner_task: asyncio.Task[Any] | None = None
         sink: GuardedSink | None = None
         try:
             sink = await self._open_recording()
-            worker = self._build(agent, self._vad, greeting, sink)
+            worker = self._build(conversation, greeting, sink)
             runner = WorkerRunner(handle_sigint=False, handle_sigterm=False)
             await runner.add_workers(worker)
             runner_task = asyncio.create_task(runner.run(), name=f"call-{call_id}")
@@ -171,7 +152,8 @@ class CallSession:
             if not self._end_event.is_set():
                 self._end_reason = "pipeline_finished"
             if self._close_code != 1000:
-                await self._close_socket()  # our code and reason; else pipecat closes with 1000
+                # our code and reason; else the transport closes normally
+                await self.media.close(self._close_code, self._end_reason)
             await worker.cancel(reason=self._end_reason)
             await asyncio.wait_for(asyncio.shield(runner_task), TEARDOWN_TIMEOUT_S)
         except asyncio.CancelledError:
@@ -185,13 +167,10 @@ class CallSession:
                 runner_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await runner_task
-            if greeting is not None and not greeting.done():
-                greeting.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await greeting
-            elif greeting is not None and not greeting.cancelled():
-                greeting.exception()  # retrieved: a failed greeting was handled by the responder
-            await self._close_socket()
+            if greeting is not None:
+                await _settle(greeting[1])
+            await self.media.close(self._close_code, self._end_reason)
+            await self._tell_ended(conversation)
             if sink is not None:
                 await sink.close()
             self.info.state = CallState.ENDED
@@ -200,81 +179,94 @@ class CallSession:
             self._observer.on_call_ended(call_id, self._end_reason, round(duration, 3))
         return self._end_reason
 
+    def _greeting(self) -> tuple[str, PreparedAudio] | None:
+        """The expected opening line and its audio: prepared when the call was placed if its
+        text is this call's, else started now, while the pipeline is being built. Ours from
+        here on; played if the conversation opens with that line."""
+        try:
+            line = self._conversations.opening(self.call)
+        except Exception:  # no head start; the opening is synthesized when it is said
+            log.exception("call %s: no expected opening", self.call.call_id)
+            return None
+        if line is None or line.audio is not None:
+            return None
+        if self._greetings is not None:
+            prepared = self._greetings.take(self.call.call_id, line.text)
+            if prepared is not None:
+                return line.text, prepared
+        return line.text, asyncio.create_task(
+            synthesize_all(self._tts, line.text, call_id=self.call.call_id,
+                           timeout_s=self._settings.engines.tts_timeout_s),
+            name=f"greeting-{self.call.call_id}",
+        )
+
+    async def _tell_ended(self, conversation: Conversation) -> None:
+        """The conversation's last word; its failure is logged, never the call's."""
+        try:
+            async with asyncio.timeout(END_TIMEOUT_S):
+                await conversation.ended(self._end_reason)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("call %s: the conversation failed to end", self.call.call_id)
+
     async def _open_recording(self) -> GuardedSink | None:
         """The call's recording sink; a recorder that cannot open leaves the call unrecorded."""
         if self._recording is None:
             return None
-        # IN_RATE == OUT_RATE: both directions cross the socket at Twilio's 8 kHz
         try:
-            inner = await self._recording.open(self.info, IN_RATE)
+            inner = await self._recording.open(self.info, self.media.format.sample_rate)
         except ReautodError as err:
-            log.warning("call %s: not recorded (%s: %s)", self.start.call_id, err.code,
+            log.warning("call %s: not recorded (%s: %s)", self.call.call_id, err.code,
                         err.message)
             return None
-        return GuardedSink(self.start.call_id, inner) if inner is not None else None
+        return GuardedSink(self.call.call_id, inner) if inner is not None else None
 
-    def _build(self, agent: DialogueAgent, vad: VADAnalyzer,
-               greeting: asyncio.Task[list[AudioChunk]] | None,
-               sink: GuardedSink | None = None) -> PipelineWorker:
-        call_id = self.start.call_id
-        serializer = TwilioMediaSerializer(self.start.stream_sid, call_id=call_id,
-                                           call_sid=self.start.call_sid,
-                                           warnings=self.info.input_warnings)
-        serializer.audio_sink = sink
-        self._serializer = serializer
-        transport = CallTransport(
-            self.websocket,
-            FastAPIWebsocketParams(
-                audio_in_enabled=True,
-                audio_in_sample_rate=IN_RATE,
-                audio_out_enabled=True,
-                audio_out_sample_rate=OUT_RATE,
-                audio_out_10ms_chunks=OUT_FRAME_MS // 10,
-                audio_out_end_silence_secs=0,
-                serializer=serializer,
-                allowed_origins=[],  # Twilio sends no Origin; the upgrade validator guards
-            ),
-        )
-        responder = AgentResponder(
-            info=self.info,
-            agent=agent,
-            llm=self._llm,
-            tts=self._tts,
-            settings_calls=self._settings.calls,
-            settings_engines=self._settings.engines,
-            settings_agent=self._settings.agent,
-            observer=self._observer,
-            on_end=self.end,
-            greeting=greeting,
-            line_cache=self._line_cache,
-        )
+    def _build(self, conversation: Conversation, greeting: tuple[str, PreparedAudio] | None,
+               sink: GuardedSink | None) -> PipelineWorker:
+        call_id = self.call.call_id
+        fmt = self.media.format
+        engines = self._settings.engines
+        live = self.live
+        speech = SpeechOutput(live=live, tts=self._tts, tts_timeout_s=engines.tts_timeout_s,
+                              line_cache=self._line_cache, sample_rate=fmt.sample_rate,
+                              frame_bytes=fmt.out_frame_bytes)
+        media_in, media_out = self.media.processors(
+            MediaHooks(audio_sent=speech.on_audio_sent, ended=live.end), sink)
+        driver = ConversationDriver(live=live, conversation=conversation, handoff=self._handoff,
+                                    opening_audio=greeting)
+        speech.listener = driver
         turns = UserTurnProcessor(
             call_id=call_id,
             stt=self._stt,
-            vad=vad,
+            vad=self._vad,
             turn_analyzer=self._turn_analyzer,
             calls=self._settings.calls,
-            stt_timeout_s=self._settings.engines.stt_timeout_s,
-            agent_busy=responder.busy,
+            stt_timeout_s=engines.stt_timeout_s,
+            agent_busy=driver.busy,
         )
-        serializer.on_audio_sent = responder.on_audio_sent
-        serializer.on_stop = lambda: self.end("stop")
-        self.responder, self.turns = responder, turns
-
-        @transport.event_handler("on_client_disconnected")
-        async def _gone(_transport: Any, _ws: Any) -> None:
-            self.end("socket_closed")
-
-        pipeline = Pipeline([transport.input(), turns, responder, transport.output()])
+        self.driver, self.speech, self.turns = driver, speech, turns
+        pipeline = Pipeline([
+            media_in,
+            turns,
+            CallHygiene(live=live, calls=self._settings.calls),
+            driver,
+            ReplyWriter(call_id=call_id, llm=self._llm, max_tokens=engines.llm_max_tokens,
+                        timeout_s=engines.llm_timeout_s),
+            speech,
+            media_out,
+        ])
         worker = PipelineWorker(
             pipeline,
-            params=PipelineParams(audio_in_sample_rate=IN_RATE, audio_out_sample_rate=OUT_RATE),
-            idle_timeout_secs=None,  # silence is ours to handle (re-prompt, polite hang-up)
+            params=PipelineParams(audio_in_sample_rate=fmt.sample_rate,
+                                  audio_out_sample_rate=fmt.sample_rate),
+            idle_timeout_secs=None,  # silence is ours to handle (CallHygiene)
             enable_rtvi=False,
             enable_turn_tracking=False,
             conversation_id=call_id,
             name=f"call-{call_id}",
         )
+
         @worker.event_handler("on_pipeline_started")
         async def _started(_worker: Any, _frame: Any) -> None:
             self._ready.set()
@@ -283,10 +275,12 @@ class CallSession:
         self.info.state = CallState.LISTENING
         return worker
 
-    async def _close_socket(self) -> None:
-        ws = self.websocket
-        if ws.application_state == WebSocketState.CONNECTED and \
-                ws.client_state == WebSocketState.CONNECTED:
-            with contextlib.suppress(Exception):  # the peer may already be gone; nothing to save
-                await asyncio.wait_for(
-                    ws.close(code=self._close_code, reason=self._end_reason[:120]), 2.0)
+
+async def _settle(task: PreparedAudio) -> None:
+    """Cancel audio still being made; a failure was handled (or not needed) by speech."""
+    if not task.done():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+    elif not task.cancelled():
+        task.exception()  # retrieved

@@ -1,4 +1,5 @@
-"""pipecat's FastAPI WebSocket transport, adapted to many phone calls in one process.
+"""pipecat's FastAPI WebSocket transport, adapted to many phone calls in one process (the
+transport of Twilio's media stream: pipeline.twilio_media).
 
 Caller audio in: pipecat's input transport puts every 20 ms frame on a queue for a task of its
 own (there to run an audio filter or VAD inside the transport; we have neither: VAD and turns are
@@ -12,6 +13,9 @@ caller hears, because Twilio plays what it has as soon as it has it. Here each t
 pace holds to the spurt's own clock, and a stall is caught up by sending late frames at once:
 stalls shorter than the lead are never heard. What the caller heard still comes only from the
 mark echoes (pipeline.playback), and a barge-in's `clear` drops the buffered lead with the rest.
+
+Playback marks (PlaybackMarkFrame) travel in the output's audio queue behind the audio they
+follow and are written by the serializer when their turn comes, as Twilio's `mark` messages.
 """
 
 from __future__ import annotations
@@ -30,12 +34,9 @@ from pipecat.transports.websocket.fastapi import (
     FastAPIWebsocketTransport,
 )
 
+from reautod.pipeline.frames import PlaybackMarkFrame
+
 PLAYOUT_LEAD_S = 0.1  # audio kept in Twilio's buffer ahead of what is playing
-OUT_RATE = 8000  # Twilio plays 8 kHz mu-law
-# Agent audio leaves in 40 ms media messages: Twilio plays any size in order, and every message
-# costs a trip through the output transport, serializer and socket (bench/bench_streams.py).
-OUT_FRAME_MS = 40
-OUT_FRAME_BYTES = OUT_RATE * 2 * OUT_FRAME_MS // 1000  # PCM16, before mu-law
 
 
 class _DirectAudioInput(FastAPIWebsocketInputTransport):
@@ -88,6 +89,12 @@ class _LeadingAudioOutput(FastAPIWebsocketOutputTransport):
         if isinstance(frame, InterruptionFrame) and self._playout is not None:
             self._playout.restart()  # pipecat sent the `clear`
 
+    async def write_transport_frame(self, frame: Frame) -> None:
+        # pipecat hands over the frames of the audio queue it has no use of, in order, once
+        # the audio before them was sent: a playback mark goes out right behind its audio.
+        if isinstance(frame, PlaybackMarkFrame):
+            await self._write_frame(frame)
+
     async def _write_audio_sleep(self) -> None:
         if self._playout is None:  # the frame length is known once the transport is set up
             self._playout = PlayoutClock(self._send_interval)
@@ -96,12 +103,12 @@ class _LeadingAudioOutput(FastAPIWebsocketOutputTransport):
             await asyncio.sleep(wait)
 
 
-class CallTransport(FastAPIWebsocketTransport):
+class PacedWebsocketTransport(FastAPIWebsocketTransport):
     """The media WebSocket of one call: pipecat's transport, direct audio in, leading audio out."""
 
     def __init__(self, websocket: WebSocket, params: FastAPIWebsocketParams) -> None:
         if params.audio_in_filter is not None:
-            raise ValueError("CallTransport has no audio filter stage")
+            raise ValueError("PacedWebsocketTransport has no audio filter stage")
         super().__init__(websocket, params)
         self._input = _DirectAudioInput(self, self._client, self._params, name=self._input_name)
         self._output = _LeadingAudioOutput(self, self._client, self._params,

@@ -36,7 +36,8 @@ from pipecat.processors.frame_processor import (
 
 from reautod.config import CallSettings
 from reautod.engines.base import SpeechToText, Transcript
-from reautod.errors import EngineError, ReautodError
+from reautod.errors import ReautodError
+from reautod.pipeline.engine_calls import engine_error
 from reautod.pipeline.frames import UserSpeechFrame, UserTurnFrame
 from reautod.telephony.audio import resample
 
@@ -72,12 +73,8 @@ async def transcribe(
     audio = await asyncio.to_thread(_to_stt_audio, pcm16, sample_rate)
     try:
         return await asyncio.wait_for(stt.transcribe(audio, call_id=call_id), timeout_s)
-    except TimeoutError as err:
-        raise EngineError(f"STT timed out after {timeout_s:g}s", code="stt_timeout") from err
-    except ReautodError:
-        raise
     except Exception as err:  # an engine bug is a failed turn, not a dead call
-        raise EngineError(f"STT failed: {type(err).__name__}", code="stt_failed") from err
+        raise engine_error(err, "stt") from err
 
 
 class UserTurnProcessor(FrameProcessor):

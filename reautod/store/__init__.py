@@ -23,7 +23,7 @@ from reautod.store.records import (
     Record,
     RecordingFinalized,
     ScoreUpdate,
-    TurnRecord,
+    TurnSpoken,
 )
 from reautod.store.schema import RevisionInfo, SchemaStatus
 from reautod.store.stats import DailyCampaignStats, daily_campaign_stats
@@ -46,7 +46,7 @@ __all__ = [
     "RevisionInfo",
     "SchemaStatus",
     "ScoreUpdate",
-    "TurnRecord",
+    "TurnSpoken",
     "WriteBehind",
     "WriteBehindStats",
     "daily_campaign_stats",

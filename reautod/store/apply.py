@@ -23,7 +23,7 @@ from reautod.store.records import (
     RecordingFinalized,
     ScoreUpdate,
     TierDecided,
-    TurnRecord,
+    TurnSpoken,
 )
 from reautod.store.sql import status_rank, upsert
 
@@ -36,7 +36,7 @@ async def apply_records(conn: AsyncConnection, records: Sequence[Record]) -> Non
     """Write `records` in order; consecutive records of one kind go in one statement."""
     for kind, run in itertools.groupby(records, key=lambda r: r.kind):
         group = list(run)
-        if kind == TurnRecord.kind:
+        if kind == TurnSpoken.kind:
             await _turns(conn, group)  # type: ignore[arg-type]
         elif kind == AgentTransitionRecord.kind:
             await _transitions(conn, group)  # type: ignore[arg-type]
@@ -128,7 +128,7 @@ async def _insert_many(conn: AsyncConnection, model: type[m.Base], rows: list[di
     await conn.execute(stmt, rows)
 
 
-async def _turns(conn: AsyncConnection, records: list[TurnRecord]) -> None:
+async def _turns(conn: AsyncConnection, records: list[TurnSpoken]) -> None:
     rows = [
         {
             "id": r.turn_id,

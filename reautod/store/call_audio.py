@@ -14,7 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from reautod.call_events import CallInfo
-from reautod.pipeline.recording import CallAudioSink
+from reautod.call_recording import CallAudioSink
 from reautod.security.keys import KeyRing
 from reautod.store.call_observer import call_uuid
 from reautod.store.enums import RecordingDirection

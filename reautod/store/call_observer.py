@@ -1,5 +1,6 @@
-"""Persisting live calls: a pipeline `CallObserver` that turns call events into store records and
-submits them to the write-behind queue (sync, cheap, never blocks: what the observer contract asks).
+"""Persisting live calls: a `CallObserver` (the leaf contract `reautod.call_events`) that turns call
+events into store records and submits them to the write-behind queue (sync, cheap, never blocks:
+what the observer contract asks). The store never imports the real-time path.
 
 Pipeline call ids are strings (a UUID hex from the dialer, or `sim-...`); the store keys calls
 by UUID, so a non-UUID id maps to a stable uuid5. The same pipeline id always gives the same row,
@@ -13,10 +14,9 @@ import logging
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from reautod.call_events import CallInfo, CallState
-from reautod.call_events import TurnRecord as PipelineTurn
+from reautod.call_events import CallInfo, CallState, TurnRecord
 from reautod.store.enums import CallDirection, CallStatus, CallTransport, Speaker
-from reautod.store.records import CallEnded, CallStarted, CallStatusChanged, TurnRecord
+from reautod.store.records import CallEnded, CallStarted, CallStatusChanged, TurnSpoken
 from reautod.store.writebehind import WriteBehind
 
 log = logging.getLogger(__name__)
@@ -66,11 +66,11 @@ class StoreCallObserver:
             CallStatusChanged(call, CallStatus.IN_PROGRESS, info.started_at, source="pipeline")
         )
 
-    def on_turn(self, turn: PipelineTurn) -> None:
+    def on_turn(self, turn: TurnRecord) -> None:
         call = call_uuid(turn.call_id)
         lat = turn.latencies
         self._wb.submit(
-            TurnRecord(
+            TurnSpoken(
                 turn_id=turn_uuid(call, turn.index),
                 call_id=call,
                 seq=turn.index,

@@ -79,7 +79,7 @@ class CallStatusChanged:
 
 
 @dataclass(frozen=True)
-class TurnRecord:
+class TurnSpoken:
     """One utterance of the agent or the caller, with its per-stage latencies in ms."""
 
     kind: ClassVar[str] = "turn"
@@ -278,7 +278,7 @@ class TierDecided:
 Record = (
     CallStarted
     | CallStatusChanged
-    | TurnRecord
+    | TurnSpoken
     | AgentTransitionRecord
     | ScoreUpdate
     | CallEnded
@@ -294,7 +294,7 @@ RECORD_TYPES: dict[str, type[Any]] = {
     for cls in (
         CallStarted,
         CallStatusChanged,
-        TurnRecord,
+        TurnSpoken,
         AgentTransitionRecord,
         ScoreUpdate,
         CallEnded,

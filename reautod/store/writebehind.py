@@ -43,7 +43,7 @@ from reautod.store.records import (
     Record,
     RecordingFinalized,
     ScoreUpdate,
-    TurnRecord,
+    TurnSpoken,
 )
 from reautod.store.spool import Spool
 
@@ -56,7 +56,7 @@ ORDERED_KINDS = frozenset({CallStarted.kind, ScoreUpdate.kind, RecordingFinalize
 
 
 # Kinds whose batches may opt in to commits without waiting for the WAL flush (module docstring).
-RELAXED_KINDS = frozenset({TurnRecord.kind, AgentTransitionRecord.kind, CallStatusChanged.kind})
+RELAXED_KINDS = frozenset({TurnSpoken.kind, AgentTransitionRecord.kind, CallStatusChanged.kind})
 
 
 def _work(

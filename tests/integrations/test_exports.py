@@ -23,7 +23,7 @@ from reautod.integrations.exports import XSD_PATH, Dataset, Format, csv_safe, st
 from reautod.store import models as m
 from reautod.store.database import Database
 from reautod.store.enums import CallOutcome, CallStatus
-from reautod.store.records import CallEnded, TurnRecord
+from reautod.store.records import CallEnded, TurnSpoken
 from reautod.store.repositories import AppointmentRepository, CallRepository
 from reautod.store.repositories._base import table
 from tests.store.factories import T0, call_started, campaign_contact_lead, turn
@@ -42,7 +42,7 @@ def schema() -> etree.XMLSchema:
 async def seed(db: Database) -> uuid.UUID:
     campaign, contact, lead = await campaign_contact_lead(db)
     started = call_started(campaign, contact, lead, call_sid="CA1")
-    nasty = TurnRecord(turn_id=uuid.uuid4(), call_id=started.call_id, seq=3, speaker=turn(started.call_id, 1).speaker,
+    nasty = TurnSpoken(turn_id=uuid.uuid4(), call_id=started.call_id, seq=3, speaker=turn(started.call_id, 1).speaker,
                        text=NASTY, started_at=T0 + timedelta(seconds=9))
     await CallRepository(db).write([
         started, turn(started.call_id, 1), turn(started.call_id, 2), nasty,

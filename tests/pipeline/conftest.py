@@ -15,11 +15,11 @@ from fastapi import FastAPI, WebSocket
 
 from reautod.api.media import media_router
 from reautod.call_events import CallInfo, CallState, TurnRecord
+from reautod.call_recording import CallRecording
 from reautod.config import Settings
 from reautod.methods import Method
 from reautod.pipeline.calls import CallManager, Engines
 from reautod.pipeline.control import control_methods
-from reautod.pipeline.recording import CallRecording
 from reautod.telephony.sim_script import Utterance
 from tests.speech import SPEECH_DIR
 

@@ -66,6 +66,7 @@ class FakeLLM:
     fail_next: int = 0
     stall_next: int = 0  # this many requests never yield a token (a stalled engine)
     requests: list[tuple[str, list[ChatMessage]]] = field(default_factory=list)
+    max_tokens: list[int | None] = field(default_factory=list)  # per request
     finished: int = 0
     closed_early: int = 0
     outcomes: list[str] = field(default_factory=list)  # per request: "finished" / "closed"
@@ -74,6 +75,7 @@ class FakeLLM:
         self, messages: list[ChatMessage], *, call_id: str, max_tokens: int | None = None
     ) -> AsyncIterator[TokenChunk]:
         self.requests.append((call_id, list(messages)))
+        self.max_tokens.append(max_tokens)
         if self.fail_with is not None and self.fail_next > 0:
             self.fail_next -= 1
             raise self.fail_with

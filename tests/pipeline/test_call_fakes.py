@@ -11,7 +11,7 @@ import pytest
 from reautod.call_events import CallState
 from reautod.campaigns.settings import CampaignSettings
 from reautod.config import AgentSettings, Settings
-from reautod.pipeline.transport import OUT_FRAME_BYTES
+from reautod.pipeline.twilio_media import TWILIO_FORMAT
 from reautod.telephony.simulator import (
     CallOptions,
     Hangup,
@@ -63,7 +63,7 @@ async def test_greeting_then_answer_with_marks(short_speech: Utterance) -> None:
     # The simulator got valid mu-law media, every message a whole 40 ms outbound frame, and echoed
     # every mark as played.
     assert result.agent_media
-    assert {m.nbytes for m in result.agent_media} == {OUT_FRAME_BYTES // 2}
+    assert {m.nbytes for m in result.agent_media} == {TWILIO_FORMAT.out_frame_bytes // 2}
     assert result.malformed == 0 and result.unknown_events == 0
     assert len(result.marks) >= 4 and all(m.played for m in result.marks)
     assert result.timeouts == ()

@@ -8,47 +8,56 @@ import pytest
 
 from reautod.api.media import StartRejected, parse_start
 from reautod.config import AgentSettings
+from reautod.conversation import CallerTurn, Generate, Line, Played, Reply, ReplyCause
 from reautod.errors import ReautodError
-from reautod.pipeline.agent import DialogueAgent, render
-from reautod.pipeline.opening import OpeningFields, render_opening, spoken_number
+from reautod.pipeline.agent import DialogueAgent
+from reautod.pipeline.opening import OpeningFields, render, render_opening, spoken_number
 from reautod.pipeline.playback import PlaybackTracker
 from reautod.pipeline.recording import GuardedSink
 from reautod.pipeline.sentences import SentenceSplitter, clean
 from reautod.pipeline.turns import is_backchannel
 
 
-def _feed(splitter: SentenceSplitter, text: str) -> list[str]:
+async def _feed(splitter: SentenceSplitter, text: str) -> list[str]:
     out: list[str] = []
     for word in text.split(" "):
-        out += splitter.push(word + " ")
+        out += await splitter.push(word + " ")
     return out
 
 
-def test_sentences_are_cut_as_they_complete() -> None:
+async def test_sentences_are_cut_as_they_complete() -> None:
     s = SentenceSplitter()
-    assert _feed(s, "That is great. Let me tell you more. And") == [
+    assert await _feed(s, "That is great. Let me tell you more. And") == [
         "That is great.", "Let me tell you more."]
-    assert s.flush() == "And"
+    assert await s.flush() == "And"
 
 
-def test_first_piece_is_cut_early_at_a_clause() -> None:
+async def test_prices_and_titles_are_not_sentence_ends() -> None:
+    # pipecat's aggregator reads past the period; a bare end-of-sentence match cut "$29." here
     s = SentenceSplitter()
-    assert _feed(s, "Thanks for picking up, I am calling about solar, okay") == [
+    assert await _feed(s, "It costs $29.99 a month, and Dr. Smith will call. Bye") == [
+        "It costs $29.99 a month,", "and Dr. Smith will call."]
+    assert await s.flush() == "Bye"
+
+
+async def test_first_piece_is_cut_early_at_a_clause() -> None:
+    s = SentenceSplitter()
+    assert await _feed(s, "Thanks for picking up, I am calling about solar, okay") == [
         "Thanks for picking up,"]  # only the first piece is cut at a clause
 
 
-def test_run_on_text_is_cut_at_a_word_boundary() -> None:
+async def test_run_on_text_is_cut_at_a_word_boundary() -> None:
     s = SentenceSplitter()
-    pieces = _feed(s, "word " * 30)
+    pieces = await _feed(s, "word " * 30)
     assert pieces and len(pieces[0]) <= 60 and not pieces[0].endswith(" ")
 
 
-def test_control_characters_never_reach_tts() -> None:
+async def test_control_characters_never_reach_tts() -> None:
     assert clean("a\x00b\x15c\nd\u200be") == "abc de"
     s = SentenceSplitter()
-    assert s.push("He\x00llo, there is a null\x1f in here, ") == [
+    assert await s.push("He\x00llo, there is a null\x1f in here, ") == [
         "Hello, there is a null in here,"]
-    assert s.flush() is None
+    assert await s.flush() is None
 
 
 def test_playback_tracker_heard_only_played_marks() -> None:
@@ -60,21 +69,39 @@ def test_playback_tracker_heard_only_played_marks() -> None:
     assert t.echoed(b) is False and t.echoed(c) is False  # discards, not playback
     assert t.heard_text(1) == "One." and not t.playing
     assert t.echoed("stranger") is False and t.unknown_echoes == 1
+    t.forget(1)  # reported: nothing of it is kept
+    assert t.heard_text(1) == ""
 
 
-def test_agent_context_keeps_heard_part_and_alternates() -> None:
+def _played(agent: DialogueAgent, heard: str, *, said: str | None = None) -> None:
+    agent.played(Played(Reply(()), ReplyCause.TURN, said if said is not None else heard, heard,
+                        interrupted=said is not None))
+
+
+async def test_agent_context_keeps_heard_part_and_alternates() -> None:
     agent = DialogueAgent.for_call(AgentSettings(), lead_name="Jane", goal=None)
     assert "Jane" in agent.system_prompt and "free consultation" in agent.system_prompt
-    agent.set_assistant(1, "Hi Jane.")
-    agent.add_user("hello")
-    agent.add_dtmf("1")
-    agent.set_assistant(2, "Great. More text here.")
-    agent.set_assistant(2, "Great.")  # interrupted: only this was heard
+    opening = await agent.opening()
+    assert opening is not None and opening.parts == (agent.opening_line(),)
+    assert opening.parts[0].text.startswith("Hi Jane,") and not opening.parts[0].shared
+    _played(agent, "Hi Jane.")
+    await agent.reply(CallerTurn("hello", 0.9))
+    reply = await agent.keypress("1")
+    _played(agent, "Great.", said="Great. More text here.")  # interrupted: only this was heard
     roles = [(m.role, m.content) for m in agent.messages()[1:]]
     assert roles == [("assistant", "Hi Jane."), ("user", "hello [pressed 1]"),
                      ("assistant", "Great.")]
-    agent.set_assistant(2, "")  # nothing heard: the reply leaves the context
-    assert agent.messages()[-1].role == "user"
+    assert reply.parts == (Generate(agent.messages()[:-1]),)  # what the LLM was asked then
+    _played(agent, "", said="Sorry, I")  # nothing heard: nothing enters the context
+    assert agent.messages()[-1].content == "Great."
+
+
+async def test_agent_lines_are_shared_and_inbound_waits() -> None:
+    agent = DialogueAgent.for_call(AgentSettings(), lead_name="", goal=None, direction="inbound")
+    assert await agent.opening() is None and agent.opening_line() is None
+    assert agent.silence() == Reply((Line("Are you still there?", shared=True),))
+    assert agent.goodbye("silence") == Line("Thanks for your time. Goodbye!", shared=True)
+    assert agent.failure("llm_failed").shared
 
 
 def test_opening_fields_and_their_spoken_forms() -> None:

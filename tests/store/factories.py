@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from reautod.store.database import Database
 from reautod.store.enums import CallStatus, Speaker
-from reautod.store.records import CallStarted, TurnRecord
+from reautod.store.records import CallStarted, TurnSpoken
 from reautod.store.repositories import (
     CampaignRepository,
     CampaignRow,
@@ -51,8 +51,8 @@ def call_started(
     )
 
 
-def turn(call_id: uuid.UUID, seq: int, *, at: datetime = T0) -> TurnRecord:
-    return TurnRecord(
+def turn(call_id: uuid.UUID, seq: int, *, at: datetime = T0) -> TurnSpoken:
+    return TurnSpoken(
         turn_id=uuid.uuid4(),
         call_id=call_id,
         seq=seq,

@@ -5,8 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from reautod.call_events import CallInfo, CallState
-from reautod.call_events import TurnRecord as PipelineTurn
+from reautod.call_events import CallInfo, CallState, TurnRecord
 from reautod.store.call_observer import StoreCallObserver, call_uuid
 from reautod.store.database import Database
 from reautod.store.records import CallStarted
@@ -42,7 +41,7 @@ async def test_a_simulated_call_is_persisted(db: Database, tmp_path: Path) -> No
     )
     observer.on_call_started(info)
     turns = [
-        PipelineTurn(
+        TurnRecord(
             pipeline_id,
             1,
             "agent",
@@ -52,7 +51,7 @@ async def test_a_simulated_call_is_persisted(db: Database, tmp_path: Path) -> No
             STARTED + timedelta(seconds=2),
             {"tts_first_audio_s": 0.12},
         ),
-        PipelineTurn(
+        TurnRecord(
             pipeline_id,
             2,
             "caller",
@@ -62,7 +61,7 @@ async def test_a_simulated_call_is_persisted(db: Database, tmp_path: Path) -> No
             STARTED + timedelta(seconds=4),
             {"stt_s": 0.2},
         ),
-        PipelineTurn(
+        TurnRecord(
             pipeline_id,
             3,
             "agent",

@@ -1,0 +1,382 @@
+"""The pipeline's end of the conversation seam: asks the call's Conversation what to say, acts
+on what it decides, and accounts for every reply until the caller has heard it.
+
+A reply starts on the opening, a caller turn, a key press, a silence (CallHygiene), a lost turn
+(the failure line) or a polite end (the goodbye). Its parts go down as SayFrame (approved lines)
+and GenerateFrame (LLM parts, for the ReplyWriter), bracketed by ReplyStartFrame and
+ReplyEndFrame; speech reports back when the reply is over (`reply_played`), and only then does
+the conversation hear what was heard (`Conversation.played`), the turn get reported, and the
+reply's `then` run: hang up, or transfer through the injected CallHandoff.
+
+Invariants: a new reply never talks over an older one (the older is interrupted first); a reply
+asks the conversation only once every earlier reply was reported played, so what it answers
+from holds what the caller heard; at most one reply is being decided or written at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from pipecat.frames.frames import Frame, InputDTMFFrame, InterruptionFrame, StartFrame
+from pipecat.processors.frame_processor import FrameDirection
+
+from reautod.call_events import CallState, TurnRecord
+from reautod.conversation import (
+    REPLY_TIMEOUT_S,
+    CallerTurn,
+    CallHandoff,
+    Conversation,
+    Generate,
+    HangUp,
+    Line,
+    Played,
+    Reply,
+    ReplyCause,
+    Transfer,
+)
+from reautod.errors import ReautodError
+from reautod.pipeline.frames import (
+    AgentBusyFrame,
+    CallerSilentFrame,
+    GenerateFrame,
+    HangupRequestFrame,
+    PreparedAudio,
+    ReplyEndFrame,
+    ReplyStartFrame,
+    ReplyTiming,
+    SayFrame,
+    UserSpeechFrame,
+    UserTurnFrame,
+)
+from reautod.pipeline.live import LiveCall
+from reautod.pipeline.processor import CallProcessor
+from reautod.pipeline.speech import ReplyPlayback
+
+log = logging.getLogger(__name__)
+
+PLAYED_WAIT_S = 2.0  # how long a reply waits for earlier ones to be reported (normally ~ms)
+Decide = Callable[[], Awaitable[Reply | None]]
+
+
+@dataclass
+class _Reply:
+    id: int
+    cause: ReplyCause
+    started_at: datetime
+    timing: ReplyTiming
+    error: str | None = None  # a failure the driver knows of (a lost turn, the conversation)
+    answer: Reply | None = None  # what the conversation said, once it has
+    cut: bool = False  # interrupted; waiting for speech to say what was heard
+
+
+class ConversationDriver(CallProcessor):
+    """Turns caller events into replies through the call's Conversation (one job: the dialogue's
+    side of the call); speech reports to it through `reply_played` (a PlaybackListener)."""
+
+    def __init__(self, *, live: LiveCall, conversation: Conversation,
+                 handoff: CallHandoff | None = None,
+                 opening_audio: tuple[str, PreparedAudio] | None = None) -> None:
+        super().__init__(name=f"driver-{live.call_id}")
+        self._live = live
+        self._conversation = conversation
+        self._handoff = handoff
+        # (text, its audio being made): the opening line the call was expected to start with
+        self._opening_audio = opening_audio
+        self._replies: dict[int, _Reply] = {}  # started, not yet reported played
+        self._task: asyncio.Task[None] | None = None  # the reply being decided and sent down
+        self._actions: set[asyncio.Task[None]] = set()  # transfers in flight
+        self._next_reply = 0
+        self._turn_index = 0
+        self._reported_busy = False
+        self._played = asyncio.Event()  # set whenever a reply is reported played
+        self._ending: str | None = None
+        self._closed = False
+
+    def busy(self) -> bool:
+        """The agent holds the floor: a reply is being decided, written or played."""
+        return any(not reply.cut for reply in self._replies.values())
+
+    # -- pipecat plumbing
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
+        if isinstance(frame, StartFrame):
+            await self.push_frame(frame, direction)
+            await self._start(ReplyCause.OPENING, self._conversation.opening)
+        elif isinstance(frame, UserTurnFrame):
+            await self._on_turn(frame)
+        elif isinstance(frame, UserSpeechFrame):
+            if frame.speaking and not self.busy():
+                self._live.set_state(CallState.LISTENING)
+        elif isinstance(frame, InputDTMFFrame):
+            await self._on_key(str(frame.button.value))
+        elif isinstance(frame, CallerSilentFrame):
+            if self._ending is None and not self.busy():
+                await self._start(ReplyCause.SILENCE, self._sync(self._conversation.silence))
+        elif isinstance(frame, HangupRequestFrame):
+            await self._end_politely(frame.reason)
+        elif isinstance(frame, InterruptionFrame):
+            await self._stop_reply()
+            await self.push_frame(frame, direction)
+        else:
+            await self.push_frame(frame, direction)
+
+    async def release(self) -> None:
+        # No more decisions or actions; replies still open are reported as speech closes.
+        self._closed = True
+        for task in (self._task, *self._actions):
+            if task is not None and not task.done():
+                await self.cancel_task(task)
+        self._task = None
+        self._actions.clear()
+
+    # -- caller events
+
+    async def _on_turn(self, frame: UserTurnFrame) -> None:
+        stt_s = max(0.0, frame.transcript_at - frame.speech_ended_at)
+        spoken_s = max(0.0, frame.speech_ended_at - frame.speech_started_at)
+        now = datetime.now(UTC)
+        self._report_turn(TurnRecord(
+            call_id=self._live.call_id, index=self._next_turn_index(), speaker="caller",
+            text=frame.text, confidence=round(frame.confidence, 4) if frame.error is None else None,
+            started_at=datetime.fromtimestamp(now.timestamp() - spoken_s, UTC), ended_at=now,
+            latencies={"stt_s": round(stt_s, 4)}, error=frame.error))
+        if frame.error is not None:
+            self._live.info.engine_failures += 1
+        else:
+            self._live.info.last_utterance = frame.text
+        if self._ending is not None:
+            return  # saying goodbye: nothing more is answered
+        timing = ReplyTiming(origin=frame.speech_ended_at, stt_s=stt_s)
+        if frame.error is not None:
+            await self._start(ReplyCause.FAILURE, self._failure_reply(frame.error),
+                              timing=timing, error=frame.error)
+            return
+        turn = CallerTurn(frame.text, frame.confidence)
+        await self._start(ReplyCause.TURN, lambda: self._conversation.reply(turn), timing=timing)
+
+    async def _on_key(self, digit: str) -> None:
+        self._live.observer.on_dtmf(self._live.call_id, digit)
+        if self.busy():
+            await self._interrupt()
+        if self._ending is None:
+            await self._start(ReplyCause.KEYPRESS, lambda: self._conversation.keypress(digit))
+
+    async def _end_politely(self, reason: str) -> None:
+        if self._ending is not None:
+            return
+        self._ending = reason
+        if self.busy():
+            await self._interrupt()
+        self._live.set_state(CallState.ENDING)
+        goodbye = self._sync(lambda: Reply((self._conversation.goodbye(reason),),
+                                           HangUp(reason)))
+        await self._start(ReplyCause.GOODBYE, goodbye)
+
+    # -- replies
+
+    async def _start(self, cause: ReplyCause, decide: Decide, *,
+                     timing: ReplyTiming | None = None, error: str | None = None) -> None:
+        if self.busy():
+            await self._interrupt()  # a new reply never talks over an older one
+        self._next_reply += 1
+        reply = _Reply(self._next_reply, cause, datetime.now(UTC), timing or ReplyTiming(),
+                       error=error)
+        self._replies[reply.id] = reply
+        await self._busy_changed()
+        self._live.set_state(CallState.THINKING if cause in (ReplyCause.TURN, ReplyCause.KEYPRESS)
+                             else CallState.SPEAKING)
+        await self.push_frame(ReplyStartFrame(reply_id=reply.id, timing=reply.timing))
+        self._task = self.create_task(self._send(reply, decide),
+                                      name=f"reply-{self._live.call_id}")
+
+    async def _send(self, reply: _Reply, decide: Decide) -> None:
+        """Ask the conversation (once the earlier replies were played), then send the parts."""
+        await self._earlier_played(reply.id)
+        answer = await self._ask(reply, decide)
+        reply.answer = answer
+        for i, part in enumerate(answer.parts if answer is not None else ()):
+            if isinstance(part, Generate):
+                await self.push_frame(GenerateFrame(reply_id=reply.id, messages=part.messages,
+                                                    max_tokens=part.max_tokens,
+                                                    timing=reply.timing))
+            else:
+                prepared = self._prepared(part) if reply.cause is ReplyCause.OPENING and i == 0 \
+                    else None
+                await self.push_frame(SayFrame(reply_id=reply.id, line=part, prepared=prepared))
+        await self.push_frame(ReplyEndFrame(reply_id=reply.id))
+
+    def _prepared(self, line: Line) -> PreparedAudio | None:
+        """The audio made ahead for the opening, if this is the line it was made for."""
+        if self._opening_audio is None or line.audio is not None:
+            return None
+        text, audio = self._opening_audio
+        return audio if line.text == text else None
+
+    async def _ask(self, reply: _Reply, decide: Decide) -> Reply | None:
+        try:
+            async with asyncio.timeout(REPLY_TIMEOUT_S):
+                return await decide()
+        except TimeoutError:
+            code = "conversation_timeout"
+        except ReautodError as err:
+            code = err.code
+        except Exception:  # the conversation's bug must not end the call: it apologises
+            log.exception("call %s: conversation failed", self._live.call_id)
+            code = "conversation_failed"
+        log.warning("call %s: no reply from the conversation (%s)", self._live.call_id, code)
+        reply.error = code
+        return Reply((self.fallback(code),))
+
+    async def _earlier_played(self, reply_id: int) -> None:
+        deadline = time.monotonic() + PLAYED_WAIT_S
+        while any(other < reply_id for other in self._replies):
+            self._played.clear()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                log.warning("call %s: reply %d goes on before an earlier one was reported",
+                            self._live.call_id, reply_id)
+                return
+            try:
+                async with asyncio.timeout(left):
+                    await self._played.wait()
+            except TimeoutError:
+                continue
+
+    async def _interrupt(self) -> None:
+        """Cut the agent off (our decision, not a barge-in): stop here and clear downstream."""
+        await self._stop_reply()
+        await self.push_frame(InterruptionFrame())
+
+    async def _stop_reply(self) -> None:
+        if self._task is not None and not self._task.done():
+            await self.cancel_task(self._task)
+        self._task = None
+        if any(not reply.cut for reply in self._replies.values()):
+            for reply in self._replies.values():
+                reply.cut = True
+            self._live.set_state(CallState.LISTENING)
+        await self._busy_changed()
+
+    # -- speech reports (PlaybackListener)
+
+    def fallback(self, code: str) -> Line:
+        try:
+            return self._conversation.failure(code)
+        except Exception:  # without it the reply ends in silence; the call goes on
+            log.exception("call %s: conversation gave no failure line", self._live.call_id)
+            return Line("")
+
+    async def reply_played(self, playback: ReplyPlayback) -> None:
+        reply = self._replies.pop(playback.reply_id, None)
+        if reply is None:
+            return
+        self._played.set()
+        if not playback.interrupted and (reply.answer is None or not reply.answer.parts):
+            # Nothing was to be said (a key press left unanswered, or a bare `then`): no turn.
+            await self._busy_changed()
+            if not self._closed and reply.answer is not None:
+                self._after(reply, failed=False)
+            return
+        said = " ".join(playback.said)
+        text = playback.heard if playback.interrupted else said
+        error = playback.error or reply.error
+        if playback.error is not None:
+            self._live.info.engine_failures += 1
+        try:
+            self._conversation.played(Played(reply.answer or Reply(()), reply.cause, said, text,
+                                             playback.interrupted, error))
+        except Exception:  # its context may lag; the call goes on
+            log.exception("call %s: conversation failed to take a played reply",
+                          self._live.call_id)
+        if playback.interrupted:
+            self._live.info.barge_ins += 1
+            self._live.observer.on_barge_in(self._live.call_id, playback.heard)
+        self._report_reply(reply, text, playback.interrupted, error)
+        await self._busy_changed()
+        if not self.busy() and self._ending is None:
+            self._live.set_state(CallState.LISTENING)
+        if not self._closed and not playback.interrupted:
+            self._after(reply, failed=error is not None)
+
+    def _after(self, reply: _Reply, *, failed: bool) -> None:
+        """The reply played to its end: do what it said should happen next."""
+        if reply.cause is ReplyCause.GOODBYE and self._ending is not None:
+            self._live.end(self._ending)  # even after a failed goodbye: the call is ending
+            return
+        then = reply.answer.then if reply.answer is not None else None
+        if failed or self._ending is not None:
+            return
+        if isinstance(then, HangUp):
+            self._live.end(then.reason)
+        elif isinstance(then, Transfer):
+            task = self.create_task(self._transfer(then), name=f"transfer-{self._live.call_id}")
+            self._actions.add(task)
+            task.add_done_callback(self._actions.discard)
+
+    async def _transfer(self, action: Transfer) -> None:
+        if self._handoff is None:
+            code = "transfer_unavailable"
+        else:
+            try:
+                await self._handoff.transfer(self._live.call_id, action.to)
+            except ReautodError as err:
+                code = err.code
+            else:
+                self._live.end(action.reason)
+                return
+        log.warning("call %s: transfer failed (%s)", self._live.call_id, code)
+        if self._ending is None:
+            await self._start(ReplyCause.FAILURE, self._failure_reply(code), error=code)
+
+    # -- reporting
+
+    def _report_reply(self, reply: _Reply, text: str, interrupted: bool,
+                      error: str | None) -> None:
+        timing = reply.timing
+        latencies: dict[str, float] = {}
+        if timing.origin is not None:
+            stages = {
+                "stt_s": timing.stt_s,
+                "llm_first_token_s": _since(timing.origin, timing.first_token_at),
+                "tts_first_audio_s": _since(timing.origin, timing.first_audio_at),
+                "voice_to_voice_s": _since(timing.origin, timing.first_sent_at),
+            }
+            latencies = {k: round(v, 4) for k, v in stages.items() if v is not None}
+        self._report_turn(TurnRecord(
+            call_id=self._live.call_id, index=self._next_turn_index(), speaker="agent",
+            text=text, confidence=None, started_at=reply.started_at, ended_at=datetime.now(UTC),
+            latencies=latencies, interrupted=interrupted, error=error))
+
+    def _report_turn(self, turn: TurnRecord) -> None:
+        self._live.info.turns += 1
+        self._live.observer.on_turn(turn)
+
+    def _next_turn_index(self) -> int:
+        self._turn_index += 1
+        return self._turn_index
+
+    async def _busy_changed(self) -> None:
+        busy = self.busy()
+        if busy != self._reported_busy and not self._closed:
+            self._reported_busy = busy
+            await self.push_frame(AgentBusyFrame(busy=busy), FrameDirection.UPSTREAM)
+
+    def _failure_reply(self, code: str) -> Decide:
+        return self._sync(lambda: Reply((self.fallback(code),)))
+
+    @staticmethod
+    def _sync(make: Callable[[], Reply]) -> Decide:
+        """A sync conversation call as a Decide (its errors handled like the async ones')."""
+        async def decide() -> Reply:
+            return make()
+        return decide
+
+
+def _since(origin: float, at: float | None) -> float | None:
+    return None if at is None else at - origin
