@@ -11,17 +11,19 @@ PYTHON ?= python3
 VENV := .venv
 # Re-synced whenever the lock or the project metadata change; otherwise `make venv` is a no-op.
 STAMP := $(VENV)/.reautod-synced
-# Build deps of systemd-python and llama-cpp-python, PortAudio for sounddevice, speech tools.
-APT_PACKAGES := libsystemd-dev pkg-config gcc g++ cmake libportaudio2 espeak-ng sox \
-	$(PACKAGING_APT_PACKAGES)
 # Building the .deb (make deb) and testing it and the playbook in a Debian 12 chroot
 # (tests/packaging, tests/ansible); pg_dump/pg_restore for backups.
 PACKAGING_APT_PACKAGES := debhelper dpkg-dev lintian debootstrap python3.11-dev git \
 	postgresql-client
+# Build deps of systemd-python and llama-cpp-python, PortAudio for sounddevice, speech tools
+# (defined after PACKAGING_APT_PACKAGES: `:=` expands it here and now).
+APT_PACKAGES := libsystemd-dev pkg-config gcc g++ cmake libportaudio2 espeak-ng sox \
+	$(PACKAGING_APT_PACKAGES)
 # make deb VARIANT=cuda builds reautod-cuda (needs the CUDA toolkit's nvcc, not a GPU).
 VARIANT ?= cpu
 PYTEST_ARGS ?=
 PYTEST_TIMEOUT ?= 300
+PYTEST_WORKERS ?= 2
 
 # Nothing may prompt: no tty in CI.
 export CI ?= true
@@ -91,9 +93,11 @@ lint: venv ## ruff check + mypy (config in pyproject.toml)
 .PHONY: test
 test: venv lint ## Lint, then the whole test suite
 	# Line coverage of reautod and tui, daemon subprocesses included ([tool.coverage] in
-	# pyproject.toml); below 90 % the target fails.
+	# pyproject.toml); below 90 % the target fails. Two workers (PYTEST_WORKERS): most tests
+	# wait on real-time audio, daemons and servers; tests/conftest.py keeps the ones sharing an
+	# expensive session fixture in one worker.
 	$(VENV)/bin/python -m pytest -q --timeout=$(PYTEST_TIMEOUT) --durations=15 \
-		--cov --cov-report=term $(PYTEST_ARGS)
+		-n $(PYTEST_WORKERS) --dist loadgroup --cov --cov-report=term $(PYTEST_ARGS)
 
 .PHONY: deb
 deb: ## Build the Debian package into build/deb/ (VARIANT=cpu or cuda)
