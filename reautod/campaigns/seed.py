@@ -119,7 +119,6 @@ class SeedResult:
     campaign_created: bool
     leads_added: int
     leads_already_there: int
-    playbook: str = DEMO_PLAYBOOK
 
     @property
     def changed(self) -> bool:
@@ -128,8 +127,7 @@ class SeedResult:
     def wire(self) -> dict[str, Any]:
         return {"campaign": self.campaign, "status": self.status,
                 "campaign_created": self.campaign_created, "leads_added": self.leads_added,
-                "leads_already_there": self.leads_already_there, "playbook": self.playbook,
-                "changed": self.changed}
+                "leads_already_there": self.leads_already_there, "changed": self.changed}
 
 
 def existing_demo_campaign(listing: Any) -> _CampaignWire | None:

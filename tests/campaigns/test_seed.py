@@ -79,8 +79,7 @@ def test_seed_demo_through_the_daemon_is_idempotent(daemon_factory: Any) -> None
     assert second.returncode == 0, second.stderr
     assert json.loads(second.stdout) == {
         "campaign": DEMO_CAMPAIGN, "status": "draft", "campaign_created": False,
-        "leads_added": 0, "leads_already_there": len(DEMO_LEADS), "playbook": DEMO_PLAYBOOK,
-        "changed": False}
+        "leads_added": 0, "leads_already_there": len(DEMO_LEADS), "changed": False}
     again = d.ctl("seed", "demo")
     assert "already there: nothing changed" in again.stdout, again.stdout + again.stderr
 
