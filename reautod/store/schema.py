@@ -1,5 +1,6 @@
-"""Alembic, configured in code: the migrations ship inside the package (reautod/store/migrations)
-so an installed daemon and `reautoctl db` find them without an alembic.ini or a source tree."""
+"""Alembic, configured in code: the migrations live in the top-level `migrations/` folder and
+ship inside the wheel as `reautod/migrations` (pyproject.toml's force-include), so an installed
+daemon and `reautoctl db` find them without an alembic.ini or a source tree."""
 
 from __future__ import annotations
 
@@ -13,7 +14,26 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 
-MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+from reautod.errors import StoreError
+
+_PACKAGE_DIR = Path(__file__).resolve().parent.parent
+# An installed wheel carries them inside the package; a source checkout (the editable install of
+# development) has them at the top level, next to pyproject.toml.
+INSTALLED_MIGRATIONS_DIR = _PACKAGE_DIR / "migrations"
+CHECKOUT_ROOT = _PACKAGE_DIR.parent
+
+
+def migrations_dir() -> Path:
+    """The Alembic script folder: the installed package's, else the source checkout's."""
+    if (INSTALLED_MIGRATIONS_DIR / "env.py").is_file():
+        return INSTALLED_MIGRATIONS_DIR
+    checkout = CHECKOUT_ROOT / "migrations"
+    if (CHECKOUT_ROOT / "pyproject.toml").is_file() and (checkout / "env.py").is_file():
+        return checkout
+    raise StoreError(
+        f"no migrations in {INSTALLED_MIGRATIONS_DIR} (nor a source checkout's migrations/ at "
+        f"{checkout}): this installation of reautod is incomplete; reinstall the package",
+        code="no_migrations")
 
 
 @dataclass(frozen=True)
@@ -43,7 +63,7 @@ class RevisionInfo:
 def alembic_config(connection: Connection | None = None) -> Config:
     """An Alembic Config pointing at the packaged migrations; `connection` is used by env.py."""
     cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("script_location", str(migrations_dir()))
     cfg.set_main_option("path_separator", "os")
     if connection is not None:
         cfg.attributes["connection"] = connection

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import shlex
 import subprocess
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -89,6 +90,17 @@ def test_stages_and_copied_paths_exist() -> None:
     cuda = stages[names.index("cuda")]
     assert ("venv-cuda", ["/opt/reautod"]) in cuda.copies
     assert "--variant cuda" in DOCKERFILE.read_text()
+
+
+def test_the_build_stage_copies_every_source_of_the_wheel() -> None:
+    """What hatch puts in the wheel (pyproject.toml): its packages and force-included folders."""
+    wheel = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["hatch"]["build"][
+        "targets"]["wheel"]
+    needed = {*wheel["packages"], *wheel.get("force-include", {})}
+    assert "migrations" in needed
+    base = next(s for s in parse_dockerfile(DOCKERFILE.read_text()) if s.name == "build-base")
+    copied = {path for source, paths in base.copies if source is None for path in paths}
+    assert needed <= copied, f"COPY missing for {sorted(needed - copied)}"
 
 
 def test_parser_reads_continuations_and_copy_flags() -> None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import shutil
 import uuid
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 
 from reautod.errors import StoreError, UnavailableError, ValidationError
+from reautod.store import schema
 from reautod.store.database import Database
 from reautod.store.repositories import AuditRepository, CallRepository
 from reautod.store.schema import head_revision
@@ -163,3 +166,30 @@ async def test_unreachable_database_names_itself() -> None:
     db = Database("postgresql+psycopg://postgres@127.0.0.1:1/nothing", TEST_DB_SETTINGS)
     with pytest.raises(UnavailableError, match=r"127\.0\.0\.1:1"):
         await db.open()
+
+
+def test_a_checkout_uses_its_top_level_migrations() -> None:
+    root = Path(__file__).resolve().parents[2]
+    assert not schema.INSTALLED_MIGRATIONS_DIR.exists()  # only a built wheel has the packaged copy
+    assert schema.migrations_dir() == root / "migrations"
+
+
+def test_the_packaged_copy_wins_and_a_missing_one_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """site-packages: the wheel's reautod/migrations, never a stray top-level `migrations/`."""
+    checkout_head = head_revision()
+    site = tmp_path / "site-packages"
+    stray = site / "migrations"
+    stray.mkdir(parents=True)
+    (stray / "env.py").write_text("raise SystemExit('not ours')\n")
+    monkeypatch.setattr(schema, "CHECKOUT_ROOT", site)
+    monkeypatch.setattr(schema, "INSTALLED_MIGRATIONS_DIR", site / "reautod" / "migrations")
+    with pytest.raises(StoreError, match="reinstall the package") as info:
+        schema.migrations_dir()
+    assert info.value.code == "no_migrations"
+
+    shutil.copytree(Path(__file__).resolve().parents[2] / "migrations",
+                    site / "reautod" / "migrations")
+    assert schema.migrations_dir() == site / "reautod" / "migrations"
+    assert schema.head_revision() == checkout_head

@@ -118,7 +118,7 @@ def test_db_commands_on_the_embedded_default(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("REAUTOD_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.chdir(tmp_path)  # migrations are found from the package, not the cwd
+    monkeypatch.chdir(tmp_path)  # migrations are found from the code's location, not the cwd
     code, out, _ = run_cli(cli_main, capsys, "--json", "db", "current")
     assert code == 0 and json.loads(out)["current"] is None
     code, out, _ = run_cli(cli_main, capsys, "db", "upgrade")
