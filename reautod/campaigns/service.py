@@ -77,7 +77,7 @@ class Admission(Protocol):
     def session(self, call_id: str) -> LiveSession | None: ...
 
     def prepare_greeting(self, call_id: str, *, lead_name: str, opening: str | None,
-                         expires_in_s: float) -> None: ...
+                         expires_in_s: float, campaign: str | None = None) -> None: ...
 
     def drop_greeting(self, call_id: str) -> None: ...
 
@@ -397,7 +397,7 @@ class TelephonyPart:
             # the greeting's TTS runs while Twilio creates the call and the phone rings
             self.manager.prepare_greeting(str(call.call_id), lead_name=lead, opening=opening,
                                           expires_in_s=settings.ring_timeout_s
-                                          + GREETING_MARGIN_S)
+                                          + GREETING_MARGIN_S, campaign=call.campaign_name)
         try:
             created = await tracker.twilio.create(request)
         except BaseException as err:

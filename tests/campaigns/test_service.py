@@ -92,6 +92,7 @@ class FakeCalls:
     sessions: dict[str, FakeSession] = field(default_factory=dict)
     refuse: ReautodError | None = None
     greetings: dict[str, tuple[str, str | None, float]] = field(default_factory=dict)
+    greeting_campaigns: dict[str, str | None] = field(default_factory=dict)
     dropped: list[str] = field(default_factory=list)  # held greetings dropped
 
     def check_admission(self) -> None:
@@ -102,8 +103,9 @@ class FakeCalls:
         return self.sessions.get(call_id)
 
     def prepare_greeting(self, call_id: str, *, lead_name: str, opening: str | None,
-                         expires_in_s: float) -> None:
+                         expires_in_s: float, campaign: str | None = None) -> None:
         self.greetings[call_id] = (lead_name, opening, expires_in_s)
+        self.greeting_campaigns[call_id] = campaign
 
     def drop_greeting(self, call_id: str) -> None:
         if self.greetings.pop(call_id, None) is not None:
@@ -322,6 +324,8 @@ async def test_a_dialed_calls_greeting_is_prepared_from_its_stream_parameters(en
         # exactly what the stream's start will carry, so the session finds the same text
         lead_name, opening, expires_in_s = env.manager.greetings[params["call_id"]]
         assert (lead_name, opening) == (params["lead_name"], params["opening"])
+        # and its campaign, so the conversation knows whether a playbook will open instead
+        assert env.manager.greeting_campaigns[params["call_id"]] == params["campaign"]
         assert expires_in_s > 30  # past the ring timeout
     roofs = next(k for k, v in env.manager.greetings.items() if "Bright Roofs" in (v[1] or ""))
     assert env.manager.greetings[roofs][2] > 20
