@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from reautod.campaigns.settings import CampaignSettings, settings_of
-from reautod.campaigns.windows import CallingWindows
+from reautod.campaigns.windows import CallingWindows, CampaignWindow
 from reautod.config import Settings
 from reautod.conversation import CallContext, Conversations
 from reautod.dialogue.agent import AgentFactory, CallAgent
@@ -117,10 +117,24 @@ class AgentEvents:
                                             "outcome": outcome, "booked": booked})
 
 
+class CampaignCallbackWindow:
+    """`CallbackWindow`: the calling rules plus the hours of the lead's own campaign (as last
+    read when one of its calls connected)."""
+
+    def __init__(self, windows: CallingWindows) -> None:
+        self._windows = windows
+        self.campaigns: dict[uuid.UUID, CampaignWindow] = {}
+
+    def earliest(self, lead: LeadContext, at: datetime) -> datetime | None:
+        window = self.campaigns.get(lead.campaign_id) if lead.campaign_id else None
+        return CallingWindowPolicy(self._windows, window).earliest(lead, at)
+
+
 class StoreAgentSource:
     """`AgentSource` over the store and the playbook library (see the module docstring)."""
 
-    def __init__(self, db: Database, library: PlaybookLibrary, factory: AgentFactory) -> None:
+    def __init__(self, db: Database, library: PlaybookLibrary, factory: AgentFactory,
+                 windows: CampaignCallbackWindow | None = None) -> None:
         self._calls = CallRepository(db)
         self._campaigns = CampaignRepository(db)
         self._leads = LeadRepository(db)
@@ -128,6 +142,7 @@ class StoreAgentSource:
         self._appointments = AppointmentRepository(db)
         self._library = library
         self._factory = factory
+        self._windows = windows
         self._known: dict[str, str | None] = {}  # campaign name -> its playbook, as last read
         self.pipeline_ids: dict[uuid.UUID, str] = {}  # the agent's call ids -> the pipeline's
 
@@ -152,6 +167,8 @@ class StoreAgentSource:
             self._known[row.name] = None
             return None
         self._known[row.name] = settings.playbook
+        if self._windows is not None:
+            self._windows.campaigns[row.id] = settings.window()
         return settings
 
     async def agent_for(self, call: CallContext) -> CallAgent | None:
@@ -231,11 +248,11 @@ class DialoguePart:
         self.cache = ResponseCache(settings.redis_url)
         self._db = db
         self._writer = writer
+        windows = CampaignCallbackWindow(CallingWindows())
         self.factory = AgentFactory(
-            records=writer, effects=StoreCallEffects(db),
-            window=CallingWindowPolicy(CallingWindows()),
+            records=writer, effects=StoreCallEffects(db), window=windows,
             observer=AgentEvents(bus, metrics, self._pipeline_id), cache=self.cache)
-        self.source = StoreAgentSource(db, self.library, self.factory)
+        self.source = StoreAgentSource(db, self.library, self.factory, windows)
 
     def _pipeline_id(self, call_id: uuid.UUID) -> str:
         return self.source.pipeline_id(call_id)

@@ -8,16 +8,24 @@ import logging
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from reautod.campaigns.settings import CampaignSettings
+from reautod.campaigns.windows import CallingWindows
 from reautod.conversation import CallContext
 from reautod.dialogue.agent import AgentFactory
 from reautod.dialogue.library import PlaybookLibrary
-from reautod.dialogue.part import SIMULATED_PHONE, AgentEvents, StoreAgentSource, seed_examples
+from reautod.dialogue.part import (
+    SIMULATED_PHONE,
+    AgentEvents,
+    CampaignCallbackWindow,
+    StoreAgentSource,
+    seed_examples,
+)
+from reautod.dialogue.ports import LeadContext
 from reautod.observability.events import EventBus
 from reautod.observability.metrics import Metrics
 from reautod.store.call_observer import call_uuid
@@ -40,6 +48,7 @@ class Site:
     db: Database
     source: StoreAgentSource
     records: Records
+    windows: CampaignCallbackWindow
     campaign_id: uuid.UUID
     lead_id: uuid.UUID
     playbooks: Path
@@ -56,7 +65,7 @@ async def site(tmp_path: Path) -> AsyncIterator[Site]:
     await db.upgrade("head")
     campaigns = CampaignRepository(db)
     sellers = await campaigns.create("sellers", **campaign_columns(  # type: ignore[arg-type]
-        playbook="real-estate-sellers", transfer_number="+13125550999"))
+        playbook="real-estate-sellers", transfer_number="+13125550999", window_end="12:00"))
     await campaigns.create("plain", **campaign_columns())  # type: ignore[arg-type]
     await campaigns.create("broken", **campaign_columns(playbook="broken"))  # type: ignore[arg-type]
     contact = await ContactRepository(db).upsert(ContactInput(
@@ -67,10 +76,11 @@ async def site(tmp_path: Path) -> AsyncIterator[Site]:
     seed_examples(playbooks)
     (playbooks / "broken.yaml").write_text("playbook: broken\nstages: [\n")
     records = Records()
-    factory = AgentFactory(records=records, effects=Effects())
-    source = StoreAgentSource(db, PlaybookLibrary(playbooks), factory)
+    windows = CampaignCallbackWindow(CallingWindows())
+    factory = AgentFactory(records=records, effects=Effects(), window=windows)
+    source = StoreAgentSource(db, PlaybookLibrary(playbooks), factory, windows)
     try:
-        yield Site(db, source, records, sellers.id, lead.id, playbooks)
+        yield Site(db, source, records, windows, sellers.id, lead.id, playbooks)
     finally:
         await db.close()
 
@@ -173,3 +183,13 @@ async def test_agent_events_and_metrics() -> None:
     assert got[3][1]["outcome"] == "not_interested"
     assert metrics.qualified_leads_total._value.get() == 1
     assert metrics.appointments_booked_total._value.get() == 1
+
+
+async def test_a_callback_keeps_to_the_campaigns_hours(site: Site) -> None:
+    lead = LeadContext("+12125550100", "America/New_York", campaign_id=site.campaign_id,
+                       state="NY")
+    noon = datetime(2026, 12, 8, 17, 0, tzinfo=UTC)  # Tuesday, 12:00 in New York
+    assert site.windows.earliest(lead, noon) == noon  # federal hours only: fine
+    assert await site.source.agent_for(call("sim-5", "sellers")) is not None
+    # the campaign calls 09:00-12:00 on weekdays: the next morning
+    assert site.windows.earliest(lead, noon) == datetime(2026, 12, 9, 14, 0, tzinfo=UTC)
