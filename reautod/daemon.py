@@ -199,7 +199,7 @@ class Daemon:
         await self.dialogue.start()
         conversations = self.dialogue.conversations(AgentConversations(lambda: self.settings.agent))
         self.calls = CallManager(self.engines, self.settings, observers, recording,
-                                 conversations=conversations)
+                                 conversations=conversations, handoff=self.telephony)
         await self.calls.start()
         self.telephony.attach(self.calls)
         self._health_checks["twilio"] = self.telephony.health

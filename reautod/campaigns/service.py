@@ -246,6 +246,13 @@ class TelephonyPart:
     def on_call_state(self, call_id: str, state: CallState) -> None:
         """Conversational states change nothing on the phone line."""
 
+    async def transfer(self, call_id: str, to: str | None) -> None:
+        """`CallHandoff` (reautod.conversation): the agent's transfer bridges the call to its
+        campaign's human (`to`, when given, is that number: the agent reads it from the same
+        campaign). NotFoundError for a call that is not a live Twilio call (a simulated one),
+        ValidationError (code no_transfer) without a transfer number."""
+        await self.require_twilio().transfer(call_id)
+
     def on_dtmf(self, call_id: str, digit: str) -> None:
         """A key the caller pressed (for the pipeline): the campaign's opt-out key opts out."""
         if self.tracker is not None:

@@ -27,7 +27,7 @@ from reautod.campaigns.lead_queue import LeadClaim
 from reautod.campaigns.service import TelephonyPart
 from reautod.campaigns.store_adapters import StoreDialLog, StoreDncStorage, StoreLeadDirectory
 from reautod.config import DatabaseSettings, Secrets, Settings
-from reautod.errors import ReautodError, UnavailableError, ValidationError
+from reautod.errors import NotFoundError, ReautodError, UnavailableError, ValidationError
 from reautod.methods import Method
 from reautod.observability.events import EventBus
 from reautod.observability.metrics import Metrics
@@ -559,6 +559,20 @@ async def test_conversation_end_hangs_up_the_line_but_not_a_transfer(env: Env) -
     env.part.on_call_ended(str(row.id), "socket_closed", 12.0)
     await env.tracker.settle()
     assert len(updates(env.standin, sid)) == 1  # the human's leg is not hung up
+
+
+async def test_the_agents_transfer_reaches_twilio_through_the_handoff(env: Env) -> None:
+    """TelephonyPart is the pipeline's CallHandoff: a reply's Transfer bridges the live call."""
+    with pytest.raises(NotFoundError):
+        await env.part.transfer("sim-0123456789ab", None)  # not a Twilio call: the caller hears why
+    await campaign_with_leads(env, transfer_number="+12125550199")
+    await dial_round(env)
+    tracked = next(c for c in env.tracker.tracked() if c.sid is not None)
+    await env.tracker.on_status(status(tracked.sid or "", "in-progress", 2))
+    await env.tracker.settle()
+    await env.part.transfer(tracked.call_id.hex, "+12125550199")
+    twiml = [u["Twiml"][0] for u in updates(env.standin, tracked.sid or "")]
+    assert len(twiml) == 1 and "<Number>+12125550199</Number>" in twiml[0]
 
 
 async def test_inbound_call_from_a_lead_is_answered(env: Env) -> None:
