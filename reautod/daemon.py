@@ -195,7 +195,7 @@ class Daemon:
         observers = ObserverFanOut(StoreCallObserver(self.writer), self.call_events, self.telephony)
         # What calls say: the campaign's playbook (the qualifying agent), else the one prompt.
         self.dialogue = DialoguePart(self.settings, self.state_dir, self.db, self.writer,
-                                     self.bus, self.metrics)
+                                     self.bus, self.metrics, self.engines.llm)
         await self.dialogue.start()
         conversations = self.dialogue.conversations(AgentConversations(lambda: self.settings.agent))
         self.calls = CallManager(self.engines, self.settings, observers, recording,

@@ -3,7 +3,8 @@
 `DialoguePart` is what the daemon builds (after the store, before the call manager): it seeds
 the playbooks directory with the worked examples on first start, builds the `AgentFactory` over
 the daemon's shared parts (records through the write-behind queue, the store's effects, the
-calling rules for callbacks, the response cache, the event bus and metrics), gives the call
+calling rules and the campaign's hours for callbacks, the response cache, the event bus and
+metrics, the shared LLM's constrained JSON on the LLM engine's own queue), gives the call
 manager its `Conversations` and the control socket the `playbook.*` methods.
 
 Which agent a call gets: its campaign's `playbook` setting (`reautoctl campaign create NAME --set
@@ -32,6 +33,7 @@ from reautod.dialogue.cache import ResponseCache
 from reautod.dialogue.control import dialogue_methods
 from reautod.dialogue.effects import CallingWindowPolicy, StoreCallEffects
 from reautod.dialogue.library import PlaybookLibrary
+from reautod.dialogue.llm_extract import JsonModel, LlamaJsonModel
 from reautod.dialogue.playbook_file import LoadedPlaybook, PlaybookError
 from reautod.dialogue.ports import CallContext as AgentCall
 from reautod.dialogue.ports import LeadContext
@@ -39,6 +41,7 @@ from reautod.dialogue.replies import CallResult
 from reautod.dialogue.seam import PlaybookConversations
 from reautod.dialogue.slots import CampaignSlots
 from reautod.dialogue.vocabulary import Outcome
+from reautod.engines.llm import LlamaLLM
 from reautod.errors import NotFoundError
 from reautod.methods import Method
 from reautod.observability.events import EventBus
@@ -86,6 +89,14 @@ def seed_examples(directory: Path) -> list[Path]:
     for example in sorted(EXAMPLES.glob("*.yaml")):
         seeded.append(Path(shutil.copy(example, directory / example.name)))
     return seeded
+
+
+def json_model_of(llm: object) -> JsonModel | None:
+    """The shared LLM's constrained-JSON side (llama.cpp grammars), on its own scheduler so it
+    never runs beside a reply in the one context; None for any other engine (missing models)."""
+    if isinstance(llm, LlamaLLM) and llm.model is not None:
+        return LlamaJsonModel(llm.model, llm.scheduler, timeout_s=llm.timeout_s)
+    return None
 
 
 class AgentEvents:
@@ -242,7 +253,7 @@ class DialoguePart:
     `close()`."""
 
     def __init__(self, settings: Settings, state_dir: Path, db: Database, writer: WriteBehind,
-                 bus: EventBus, metrics: Metrics) -> None:
+                 bus: EventBus, metrics: Metrics, llm: object = None) -> None:
         self.directory = settings.dialogue.playbooks_dir or state_dir / "playbooks"
         self.library = PlaybookLibrary(self.directory)
         self.cache = ResponseCache(settings.redis_url)
@@ -251,7 +262,8 @@ class DialoguePart:
         windows = CampaignCallbackWindow(CallingWindows())
         self.factory = AgentFactory(
             records=writer, effects=StoreCallEffects(db), window=windows,
-            observer=AgentEvents(bus, metrics, self._pipeline_id), cache=self.cache)
+            observer=AgentEvents(bus, metrics, self._pipeline_id), cache=self.cache,
+            json_model=json_model_of(llm))
         self.source = StoreAgentSource(db, self.library, self.factory, windows)
 
     def _pipeline_id(self, call_id: uuid.UUID) -> str:

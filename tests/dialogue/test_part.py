@@ -4,7 +4,9 @@ the examples seeded once, and the agent's events and metrics."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import re
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -23,9 +25,13 @@ from reautod.dialogue.part import (
     AgentEvents,
     CampaignCallbackWindow,
     StoreAgentSource,
+    json_model_of,
     seed_examples,
 )
 from reautod.dialogue.ports import LeadContext
+from reautod.engines.base import ChatMessage
+from reautod.engines.catalog import PROFILES
+from reautod.engines.llm import LlamaLLM
 from reautod.observability.events import EventBus
 from reautod.observability.metrics import Metrics
 from reautod.store.call_observer import call_uuid
@@ -40,6 +46,7 @@ from reautod.store.repositories import (
     LeadRepository,
 )
 from tests.dialogue.fakes import EXAMPLES, NOW, Effects, Records
+from tests.pipeline.fakes import FakeLLM
 from tests.store.conftest import TEST_DB_SETTINGS
 
 
@@ -193,3 +200,23 @@ async def test_a_callback_keeps_to_the_campaigns_hours(site: Site) -> None:
     assert await site.source.agent_for(call("sim-5", "sellers")) is not None
     # the campaign calls 09:00-12:00 on weekdays: the next morning
     assert site.windows.earliest(lead, noon) == datetime(2026, 12, 9, 14, 0, tzinfo=UTC)
+
+
+async def test_the_agent_reads_json_from_the_shared_llm(test_models_dir: Path) -> None:
+    assert json_model_of(FakeLLM()) is None  # not llama.cpp: phrases alone
+    llm = await asyncio.to_thread(
+        LlamaLLM.load, PROFILES["test"]["llm"].path_in(test_models_dir), n_ctx=512,
+        n_gpu_layers=0, n_threads=1, queue_size=4, timeout_s=30, max_tokens=8)
+    try:
+        model = json_model_of(llm)
+        assert model is not None
+        schema = {"type": "object", "properties": {"is_owner": {"enum": ["yes", "no", "unknown"]}},
+                  "required": ["is_owner"], "additionalProperties": False}
+        raw = await model.complete_json([ChatMessage("user", "Do you own it? Yes.")], schema,
+                                        call_id="c1", max_tokens=16)
+        # random weights, but the grammar holds them to the schema's shape (cut at the token
+        # cap; the agent's parser drops what does not parse); the engine's queue ran it
+        assert re.match(r'\{\s*"is_owner"\s*:\s*"', raw), raw
+        assert llm.scheduler.stats().completed >= 1
+    finally:
+        await llm.close()
