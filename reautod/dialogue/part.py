@@ -20,9 +20,11 @@ import asyncio
 import logging
 import shutil
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from reautod.campaigns.settings import CampaignSettings, settings_of
 from reautod.campaigns.windows import CallingWindows, CampaignWindow
@@ -97,6 +99,35 @@ def json_model_of(llm: object) -> JsonModel | None:
     if isinstance(llm, LlamaLLM) and llm.model is not None:
         return LlamaJsonModel(llm.model, llm.scheduler, timeout_s=llm.timeout_s)
     return None
+
+
+class ResponseCacheCollector:
+    """The response cache's lookups as metrics: hits and misses of approved lines, hits that
+    came with audio, and the hit rate."""
+
+    def __init__(self, cache: ResponseCache) -> None:
+        self._cache = cache
+
+    def describe(self) -> Iterator[Metric]:
+        yield from self._families(0, 0, 0)
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self._cache.stats()
+        yield from self._families(stats.hits, stats.misses, stats.audio_hits)
+
+    def _families(self, hits: int, misses: int, audio_hits: int) -> Iterator[Metric]:
+        lookups = CounterMetricFamily("reautod_response_cache_lookups",
+                                      "Approved-line lookups in the response cache",
+                                      labels=["result"])
+        lookups.add_metric(["hit"], hits)
+        lookups.add_metric(["miss"], misses)
+        audio = CounterMetricFamily("reautod_response_cache_audio_hits",
+                                    "Response cache hits that came with the line's audio")
+        audio.add_metric([], audio_hits)
+        rate = GaugeMetricFamily("reautod_response_cache_hit_ratio",
+                                 "Hits over lookups of the response cache since start")
+        rate.add_metric([], hits / (hits + misses) if hits + misses else 0.0)
+        yield from (lookups, audio, rate)
 
 
 class AgentEvents:
@@ -257,6 +288,7 @@ class DialoguePart:
         self.directory = settings.dialogue.playbooks_dir or state_dir / "playbooks"
         self.library = PlaybookLibrary(self.directory)
         self.cache = ResponseCache(settings.redis_url)
+        metrics.register(ResponseCacheCollector(self.cache))
         self._db = db
         self._writer = writer
         windows = CampaignCallbackWindow(CallingWindows())

@@ -19,11 +19,13 @@ from reautod.campaigns.settings import CampaignSettings
 from reautod.campaigns.windows import CallingWindows
 from reautod.conversation import CallContext
 from reautod.dialogue.agent import AgentFactory
+from reautod.dialogue.cache import CachedLine, ResponseCache
 from reautod.dialogue.library import PlaybookLibrary
 from reautod.dialogue.part import (
     SIMULATED_PHONE,
     AgentEvents,
     CampaignCallbackWindow,
+    ResponseCacheCollector,
     StoreAgentSource,
     json_model_of,
     seed_examples,
@@ -220,3 +222,17 @@ async def test_the_agent_reads_json_from_the_shared_llm(test_models_dir: Path) -
         assert llm.scheduler.stats().completed >= 1
     finally:
         await llm.close()
+
+
+async def test_response_cache_lookups_are_metrics() -> None:
+    metrics, cache = Metrics(), ResponseCache()
+    metrics.register(ResponseCacheCollector(cache))
+    await cache.put("pb", "v1@x", "library:who", CachedLine("Alex here.", b"\x00\x00", 8000))
+    assert await cache.get("pb", "v1@x", "library:who") is not None
+    assert await cache.get("pb", "v1@x", "library:nope") is None
+    assert await cache.get("pb", "v1@x", "library:nope") is None
+    value = metrics.registry.get_sample_value
+    assert value("reautod_response_cache_lookups_total", {"result": "hit"}) == 1
+    assert value("reautod_response_cache_lookups_total", {"result": "miss"}) == 2
+    assert value("reautod_response_cache_audio_hits_total") == 1
+    assert value("reautod_response_cache_hit_ratio") == 1 / 3
