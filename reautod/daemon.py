@@ -197,6 +197,7 @@ class Daemon:
         self.dialogue = DialoguePart(self.settings, self.state_dir, self.db, self.writer,
                                      self.bus, self.metrics, self.engines.llm)
         await self.dialogue.start()
+        self._health_checks["playbooks"] = self.dialogue.health
         conversations = self.dialogue.conversations(AgentConversations(lambda: self.settings.agent))
         self.calls = CallManager(self.engines, self.settings, observers, recording,
                                  conversations=conversations, handoff=self.telephony)

@@ -193,6 +193,10 @@ class StoreAgentSource:
             return None
         return self._known[campaign] is not None
 
+    def playbooks_in_use(self) -> dict[str, str]:
+        """Campaign name -> the playbook it names, as last read."""
+        return {c: p for c, p in self._known.items() if p is not None}
+
     def pipeline_id(self, call_id: uuid.UUID) -> str:
         return self.pipeline_ids.get(call_id, str(call_id))
 
@@ -310,6 +314,20 @@ class DialoguePart:
     def conversations(self, fallback: Conversations) -> PlaybookConversations:
         """Each call's conversation: its campaign's playbook agent, else `fallback`'s."""
         return PlaybookConversations(self.source, fallback, self._settled)
+
+    async def health(self) -> tuple[bool, str]:
+        """Failing while a campaign names a playbook that is missing or broken (its calls fall
+        back to the configured prompt)."""
+        await self.source.refresh()
+        entries = await asyncio.to_thread(self.library.entries)
+        valid = {e.loaded.name for e in entries if e.loaded is not None}
+        broken = [f"campaign {campaign} names playbook {name}, which is "
+                  + ("broken" if any(e.file.stem == name for e in entries) else "missing")
+                  for campaign, name in sorted(self.source.playbooks_in_use().items())
+                  if name not in valid]
+        if broken:
+            return False, "; ".join(broken) + f" (in {self.directory})"
+        return True, f"{len(valid)} playbook(s) in {self.directory}"
 
     def control_methods(self) -> list[Method]:
         return dialogue_methods(self.library, self._db)

@@ -17,6 +17,7 @@ import pytest
 
 from reautod.campaigns.settings import CampaignSettings
 from reautod.campaigns.windows import CallingWindows
+from reautod.config import Settings
 from reautod.conversation import CallContext
 from reautod.dialogue.agent import AgentFactory
 from reautod.dialogue.cache import CachedLine, ResponseCache
@@ -25,6 +26,7 @@ from reautod.dialogue.part import (
     SIMULATED_PHONE,
     AgentEvents,
     CampaignCallbackWindow,
+    DialoguePart,
     ResponseCacheCollector,
     StoreAgentSource,
     json_model_of,
@@ -47,6 +49,7 @@ from reautod.store.repositories import (
     ContactRepository,
     LeadRepository,
 )
+from reautod.store.writebehind import WriteBehind
 from tests.dialogue.fakes import EXAMPLES, NOW, Effects, Records
 from tests.pipeline.fakes import FakeLLM
 from tests.store.conftest import TEST_DB_SETTINGS
@@ -236,3 +239,25 @@ async def test_response_cache_lookups_are_metrics() -> None:
     assert value("reautod_response_cache_lookups_total", {"result": "miss"}) == 2
     assert value("reautod_response_cache_audio_hits_total") == 1
     assert value("reautod_response_cache_hit_ratio") == 1 / 3
+
+
+async def test_health_names_a_campaign_whose_playbook_is_missing_or_broken(site: Site,
+                                                                           tmp_path: Path) -> None:
+    settings = Settings(dialogue={"playbooks_dir": str(site.playbooks)})
+    writer = WriteBehind(site.db, tmp_path / "spool", queue_size=8)
+    part = DialoguePart(settings, tmp_path, site.db, writer, EventBus(), Metrics())
+    await part.start()
+    ok, detail = await part.health()
+    assert not ok and detail.startswith("campaign broken names playbook broken, which is broken")
+    await CampaignRepository(site.db).create("gone", **campaign_columns(  # type: ignore[arg-type]
+        playbook="no-such-playbook"))
+    ok, detail = await part.health()
+    assert "campaign gone names playbook no-such-playbook, which is missing" in detail
+    (site.playbooks / "broken.yaml").write_text(
+        (site.playbooks / "real-estate-sellers.yaml").read_text().replace(
+            "playbook: real-estate-sellers", "playbook: broken"))
+    (site.playbooks / "no-such-playbook.yaml").write_text(
+        (site.playbooks / "solar-homeowners.yaml").read_text().replace(
+            "playbook: solar-homeowners", "playbook: no-such-playbook"))
+    assert await part.health() == (True, f"4 playbook(s) in {site.playbooks}")
+    await part.close()
