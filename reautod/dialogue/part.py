@@ -186,6 +186,7 @@ class StoreAgentSource:
         self._factory = factory
         self._windows = windows
         self._known: dict[str, str | None] = {}  # campaign name -> its playbook, as last read
+        self._invalid: set[str] = set()  # campaigns whose stored settings did not validate
         self.pipeline_ids: dict[uuid.UUID, str] = {}  # the agent's call ids -> the pipeline's
 
     def has_playbook(self, campaign: str | None) -> bool | None:
@@ -209,7 +210,9 @@ class StoreAgentSource:
         try:
             settings = settings_of(row)
         except ValueError as err:
-            log.error("campaign %s has invalid settings: %s", row.name, err)
+            if row.name not in self._invalid:  # once: health checks read every campaign often
+                log.error("campaign %s has invalid settings: %s", row.name, err)
+                self._invalid.add(row.name)
             self._known[row.name] = None
             return None
         self._known[row.name] = settings.playbook
