@@ -166,6 +166,15 @@ class AgentSettings(Section):
     )
 
 
+class DialogueSettings(Section):
+    """The qualifying agent: where campaigns' playbooks live (reautoctl playbook list)."""
+
+    playbooks_dir: Path | None = Field(
+        None, description="Directory of playbook YAML files; default <state_dir>/playbooks, "
+        "seeded with the worked examples on first start"
+    )
+
+
 class TwilioSettings(Section):
     account_sid: str | None = Field(None, description="Twilio account SID (AC...)")
     from_number: str | None = Field(None, description="Caller ID in E.164")
@@ -232,6 +241,7 @@ class Settings(BaseSettings):
     engines: EngineSettings = EngineSettings()
     calls: CallSettings = CallSettings()
     agent: AgentSettings = AgentSettings()
+    dialogue: DialogueSettings = DialogueSettings()
     twilio: TwilioSettings = TwilioSettings()
     secrets: SecretsSettings = SecretsSettings()
 

@@ -34,6 +34,7 @@ from reautod.config import (
 )
 from reautod.control.protocol import PROTOCOL_VERSION
 from reautod.control.server import ControlServer
+from reautod.dialogue.part import DialoguePart
 from reautod.engines.control import engine_methods
 from reautod.engines.registry import EngineSet
 from reautod.environment import check_environment
@@ -47,6 +48,7 @@ from reautod.observability.metrics import Metrics
 from reautod.observability.metrics_server import MetricsServer, start_metrics_server
 from reautod.observability.metrics_summary import metrics_methods
 from reautod.pipeline import route_pipecat_logs
+from reautod.pipeline.agent import AgentConversations
 from reautod.pipeline.calls import CallManager
 from reautod.pipeline.control import control_methods as call_methods
 from reautod.sdnotify import Notifier
@@ -107,6 +109,7 @@ class Daemon:
         self.calls: CallManager | None = None
         self.call_events: CallEventPublisher | None = None
         self.telephony: TelephonyPart | None = None
+        self.dialogue: DialoguePart | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._health_checks: dict[str, HealthCheck] = {}
         self._log_forwarder: logging.Handler | None = None
@@ -190,7 +193,14 @@ class Daemon:
         # Every call's life goes to the store, the operator (bus, metrics, sessions) and
         # telephony; the fan-out guards each, so one failing never hides a call from the others.
         observers = ObserverFanOut(StoreCallObserver(self.writer), self.call_events, self.telephony)
-        self.calls = CallManager(self.engines, self.settings, observers, recording)
+        # What calls say: the campaign's playbook (the qualifying agent), else the one prompt.
+        self.dialogue = DialoguePart(self.settings, self.state_dir, self.db, self.writer,
+                                     self.bus, self.metrics, self.engines.llm)
+        await self.dialogue.start()
+        self._health_checks["playbooks"] = self.dialogue.health
+        conversations = self.dialogue.conversations(AgentConversations(lambda: self.settings.agent))
+        self.calls = CallManager(self.engines, self.settings, observers, recording,
+                                 conversations=conversations, handoff=self.telephony)
         await self.calls.start()
         self.telephony.attach(self.calls)
         self._health_checks["twilio"] = self.telephony.health
@@ -343,6 +353,8 @@ class Daemon:
             await self.telephony.close()
         if self.call_events is not None:
             await self.call_events.close()
+        if self.dialogue is not None:
+            await self.dialogue.close()
         if self.engines is not None:
             await self.engines.close()
         if self.writer is not None:
@@ -400,6 +412,9 @@ class Daemon:
                 self.control.register(method)
         if self.telephony is not None:
             for method in self.telephony.control_methods():
+                self.control.register(method)
+        if self.dialogue is not None:
+            for method in self.dialogue.control_methods():
                 self.control.register(method)
 
     def _local_http_url(self) -> str:

@@ -46,6 +46,7 @@ SAMPLES: dict[str, Any] = {
     "models.tts": "en_US-lessac-medium.onnx",
     "models.n_threads": 8,
     "agent.callback_number": "+15555550100",
+    "dialogue.playbooks_dir": "/var/lib/reautod/playbooks",
     "twilio.account_sid": "AC00000000000000000000000000000000",
     "twilio.from_number": "+15555550123",
     "twilio.api_base_url": "https://api.twilio.com",

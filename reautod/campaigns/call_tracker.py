@@ -144,7 +144,7 @@ def _metric_outcome(call: TrackedCall) -> str:
 def _call_outcome(call: TrackedCall) -> CallOutcome:
     status = call.timeline.status
     if call.opted_out:
-        return CallOutcome.DNC_REQUEST
+        return CallOutcome.OPTED_OUT
     if status in (CallStatus.BUSY, CallStatus.NO_ANSWER):
         return CallOutcome.NO_ANSWER
     if status in (CallStatus.FAILED, CallStatus.CANCELED):
@@ -505,7 +505,7 @@ class CallTracker:
         if call is None:
             return
         call.opted_out = True
-        await self.calls.set_result(call.call_id, outcome=CallOutcome.DNC_REQUEST,
+        await self.calls.set_result(call.call_id, outcome=CallOutcome.OPTED_OUT,
                                     replace_outcome=True)
         await self._hang_up(call, "opted_out")
 

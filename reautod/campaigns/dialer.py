@@ -211,21 +211,22 @@ class Dialer:
 
     async def call_ended(self, plan: CampaignPlan, lead_id: uuid.UUID, outcome: Outcome,
                          final_status: LeadStatus | None, now: datetime) -> LeadStatus | None:
-        """Release the lead after its call: retry per the policy, or a final status."""
+        """Release the lead after its call: retry per the policy, or a final status. None when
+        the lead is not ours to release: the conversation settled it during the call (a
+        callback at the agreed time, a booking), and the fenced release leaves that alone."""
         claim = self.in_flight.pop(lead_id, None)
         if claim is None:
             return None
         self.limiter.release(str(plan.campaign_id))
         if final_status is not None:
-            await self.queue.release(claim, final_status, now)
-            return final_status
+            return final_status if await self.queue.release(claim, final_status, now) else None
         times = await self.directory.attempt_times(lead_id, now - timedelta(days=30))
         decision = plan.retry.next_attempt(outcome, times or [now], now)
         if decision.retry and decision.not_before is not None:
-            await self.queue.release(claim, LeadStatus.RETRY, now, decision.not_before)
-            return LeadStatus.RETRY
-        await self.queue.release(claim, LeadStatus.EXHAUSTED, now)
-        return LeadStatus.EXHAUSTED
+            status, retry_at = LeadStatus.RETRY, decision.not_before
+        else:
+            status, retry_at = LeadStatus.EXHAUSTED, None
+        return status if await self.queue.release(claim, status, now, retry_at) else None
 
     async def _block(self, claim: LeadClaim, status: LeadStatus, retry_at: datetime | None,
                      reason: BlockReason, code: str, detail: str, source: str,

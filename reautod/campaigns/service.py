@@ -77,7 +77,7 @@ class Admission(Protocol):
     def session(self, call_id: str) -> LiveSession | None: ...
 
     def prepare_greeting(self, call_id: str, *, lead_name: str, opening: str | None,
-                         expires_in_s: float) -> None: ...
+                         expires_in_s: float, campaign: str | None = None) -> None: ...
 
     def drop_greeting(self, call_id: str) -> None: ...
 
@@ -246,6 +246,13 @@ class TelephonyPart:
     def on_call_state(self, call_id: str, state: CallState) -> None:
         """Conversational states change nothing on the phone line."""
 
+    async def transfer(self, call_id: str, to: str | None) -> None:
+        """`CallHandoff` (reautod.conversation): the agent's transfer bridges the call to its
+        campaign's human (`to`, when given, is that number: the agent reads it from the same
+        campaign). NotFoundError for a call that is not a live Twilio call (a simulated one),
+        ValidationError (code no_transfer) without a transfer number."""
+        await self.require_twilio().transfer(call_id)
+
     def on_dtmf(self, call_id: str, digit: str) -> None:
         """A key the caller pressed (for the pipeline): the campaign's opt-out key opts out."""
         if self.tracker is not None:
@@ -397,7 +404,7 @@ class TelephonyPart:
             # the greeting's TTS runs while Twilio creates the call and the phone rings
             self.manager.prepare_greeting(str(call.call_id), lead_name=lead, opening=opening,
                                           expires_in_s=settings.ring_timeout_s
-                                          + GREETING_MARGIN_S)
+                                          + GREETING_MARGIN_S, campaign=call.campaign_name)
         try:
             created = await tracker.twilio.create(request)
         except BaseException as err:

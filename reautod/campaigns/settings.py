@@ -83,6 +83,9 @@ class CampaignSettings(BaseModel):
     recording_announcement: str = Field(DEFAULT_ANNOUNCEMENT, min_length=1, max_length=1500)
     default_region: str = Field("US", min_length=2, max_length=2,
                                 description="Region for numbers written without +country")
+    playbook: str | None = Field(None, pattern=r"^[a-z][a-z0-9_-]{0,47}$",
+                                 description="Playbook the agent runs on this campaign's calls "
+                                 "(reautoctl playbook list); none: the configured prompt")
 
     @field_validator("window_days")
     @classmethod

@@ -68,6 +68,12 @@ class LlamaLLM:
         # One llama.cpp context is not reentrant: exactly one worker.
         self.scheduler = EngineScheduler("llm", queue_size=queue_size, concurrency=1)
 
+    @property
+    def model(self) -> Llama | None:
+        """The loaded model (None once closed), for work that shares this engine's scheduler
+        (the dialogue's constrained JSON): run it only through `scheduler`."""
+        return self._model
+
     @classmethod
     def load(cls, path: Path, *, n_ctx: int, n_gpu_layers: int, n_threads: int | None,
              queue_size: int, timeout_s: float, max_tokens: int, gpu: bool = False,

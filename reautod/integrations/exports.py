@@ -78,7 +78,7 @@ COLUMNS: dict[Dataset, DatasetSpec] = {
         "call_id": "", "call_sid": "Twilio's CallSid", "campaign": "campaign name",
         "lead_id": "", "contact_id": "", "direction": "outbound, inbound",
         "status": "final or current call status", "outcome": "qualified, not_qualified, booked, "
-        "callback, not_interested, dnc_request, voicemail, no_answer, failed, unknown",
+        "callback, not_interested, opted_out, wrong_person, voicemail, no_answer, failed, unknown",
         "disposition": "the agent's summary", "amd_result": "answering-machine detection",
         "from_number": "E.164", "to_number": "E.164", "created_at": "", "answered_at": "",
         "ended_at": "", "duration_ms": "from answer to end"}),

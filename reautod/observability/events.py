@@ -23,6 +23,8 @@ EVENT_TYPES = frozenset(
         "barge_in",
         "dtmf",
         "agent.transition",
+        "agent.score",
+        "agent.outcome",
         "cost.update",
         "health.changed",
         "daemon.state",

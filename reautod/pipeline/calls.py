@@ -123,12 +123,12 @@ class CallManager:
         return self._sessions.get(call_id)
 
     def prepare_greeting(self, call_id: str, *, lead_name: str, opening: str | None,
-                         expires_in_s: float) -> None:
+                         expires_in_s: float, campaign: str | None = None) -> None:
         """Start synthesizing the opening of an outbound call about to be placed, for its
         stream's `start` (customParameters call_id, lead_name, opening, no goal) to find ready.
         Dropped by `drop_greeting`, or after `expires_in_s` if the call never connects."""
         line = self._conversations.opening(CallContext(
-            call_id=call_id, lead_name=lead_name, campaign=None, goal=None,
+            call_id=call_id, lead_name=lead_name, campaign=campaign, goal=None,
             direction="outbound", opening=opening))
         if line is None or line.audio is not None:
             return  # nothing to say first, or its audio is ready already

@@ -10,10 +10,10 @@ import asyncio
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from reautod.engines.base import TextToSpeech
 from reautod.errors import ReautodError, ValidationError
@@ -46,10 +46,23 @@ LEAD_PATIENCE_MS = 1500
 Signer = Callable[[str], Mapping[str, str]]  # ws URL -> upgrade headers (X-Twilio-Signature)
 
 
+LeadLine = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
+
+
 class SimulateParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     lead_audio: list[str] | None = Field(None, max_length=MAX_LEAD_FILES)
+    # What the lead says, spoken by the TTS engine (instead of audio files)
+    lead_lines: list[LeadLine] | None = Field(None, min_length=1, max_length=MAX_LEAD_FILES)
+    # The campaign the call belongs to: its playbook (if any) answers
+    campaign: str | None = Field(None, min_length=1, max_length=200)
     realtime: bool = True
+
+    @model_validator(mode="after")
+    def _one_source(self) -> SimulateParams:
+        if self.lead_audio and self.lead_lines:
+            raise ValueError("give lead_audio or lead_lines, not both")
+        return self
 
 
 class HangupParams(BaseModel):
@@ -67,8 +80,10 @@ def media_ws_url(http_base_url: str) -> str:
     raise ValidationError(f"not an http(s) URL: {http_base_url}")
 
 
-async def lead_utterances(paths: list[str] | None, tts: TextToSpeech) -> list[Utterance]:
-    """The lead's lines: from audio files (daemon-side paths), else spoken by the TTS engine."""
+async def lead_utterances(paths: list[str] | None, tts: TextToSpeech,
+                          lines: list[str] | None = None) -> list[Utterance]:
+    """The lead's lines: from audio files (daemon-side paths), else `lines` (default: a few
+    generic ones) spoken by the TTS engine."""
     if paths:
         utterances = []
         for raw in paths:
@@ -84,7 +99,7 @@ async def lead_utterances(paths: list[str] | None, tts: TextToSpeech) -> list[Ut
                                       ) from err
         return utterances
     utterances = []
-    for line in GENERATED_LEAD_LINES:
+    for line in lines or GENERATED_LEAD_LINES:
         pcm = bytearray()
         rate = tts.sample_rate
         async for chunk in tts.synthesize(line, call_id="simulate-lead"):
@@ -138,11 +153,13 @@ def control_methods(
         call_id = f"sim-{uuid.uuid4().hex[:12]}"
         # As for a dialed call, the greeting is synthesized before the call connects (here,
         # while the lead's lines are being made).
+        campaign = params.campaign or "simulate"
         manager.prepare_greeting(call_id, lead_name=SIMULATED_LEAD, opening=None,
-                                 expires_in_s=SIMULATED_CONNECT_S)
+                                 expires_in_s=SIMULATED_CONNECT_S, campaign=campaign)
         turns = manager.tap_turns(call_id)
         try:
-            utterances = await lead_utterances(params.lead_audio, manager.engines.tts)
+            utterances = await lead_utterances(params.lead_audio, manager.engines.tts,
+                                               params.lead_lines)
             url = media_ws_url(http_base_url_getter())
             result = await run_call(
                 CallOptions(
@@ -151,7 +168,7 @@ def control_methods(
                     speed=1.0 if params.realtime else FAST_SPEED,
                     record_audio=False,
                     custom_parameters={"call_id": call_id, "lead_name": SIMULATED_LEAD,
-                                       "campaign": "simulate", "direction": "outbound"},
+                                       "campaign": campaign, "direction": "outbound"},
                 ),
                 _script(utterances),
             )

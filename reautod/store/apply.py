@@ -10,11 +10,12 @@ from sqlalchemy import Table, and_, case, func, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from reautod.store import models as m
-from reautod.store.enums import CallStatus
+from reautod.store.enums import CallOutcome, CallStatus
 from reautod.store.records import (
     AgentDecisionRecord,
     AgentTransitionRecord,
     CallEnded,
+    CallOutcomeDecided,
     CallStarted,
     CallStatusChanged,
     CostRecorded,
@@ -94,10 +95,31 @@ async def _call_ended(conn: AsyncConnection, r: CallEnded) -> None:
         value = getattr(r, name)
         if value is not None:
             values[name] = value.value
-    for name in ("disposition", "duration_ms", "error_code"):
+    for name in ("duration_ms", "error_code"):
         if getattr(r, name) is not None:
             values[name] = getattr(r, name)
+    if r.disposition is not None:  # the conversation's disposition (CallOutcomeDecided) stays
+        values["disposition"] = func.coalesce(calls.c.disposition, r.disposition)
     await conn.execute(update(calls).where(calls.c.id == r.call_id).values(**values))
+
+
+async def _call_outcome(conn: AsyncConnection, r: CallOutcomeDecided) -> None:
+    opted_out = CallOutcome.OPTED_OUT.value
+    await conn.execute(
+        update(calls)
+        .where(calls.c.id == r.call_id,
+               calls.c.outcome.is_(None) | (calls.c.outcome != opted_out))
+        .values(outcome=r.outcome.value, disposition=r.disposition[:2000])
+    )
+    if r.campaign_id is not None:
+        await conn.execute(update(calls).where(calls.c.id == r.call_id, calls.c.campaign_id.is_(None))
+                           .values(campaign_id=r.campaign_id))
+    if r.lead_id is not None and r.lead_status is not None:
+        await conn.execute(
+            update(leads).where(leads.c.id == r.lead_id)
+            .values(status=r.lead_status.value, updated_at=r.at, lease_owner=None,
+                    lease_expires_at=None)
+        )
 
 
 async def _event(
@@ -272,4 +294,5 @@ _APPLY_ONE: dict[str, Any] = {
     RecordingFinalized.kind: _recording,
     PlaybookAssigned.kind: _playbook,
     AgentDecisionRecord.kind: _decision,
+    CallOutcomeDecided.kind: _call_outcome,
 }

@@ -110,8 +110,6 @@ class CallOutcome(StrEnum):
     NO_ANSWER = "no_answer"
     FAILED = "failed"
     UNKNOWN = "unknown"
-    # The name this value had before migration 0004 (stored as "dnc_request" then).
-    DNC_REQUEST = "opted_out"
 
 
 # Outcomes counted as "qualified" in the analytics (a booking implies qualification).

@@ -27,6 +27,7 @@ from reautod.store.enums import (
     CostService,
     CostUnit,
     DecisionStatus,
+    LeadStatus,
     RecordingDirection,
     RecordingFormat,
     Speaker,
@@ -159,6 +160,28 @@ class PlaybookAssigned:
 
 
 @dataclass(frozen=True)
+class CallOutcomeDecided:
+    """What the conversation settled at the call's end: the call's outcome and disposition (they
+    replace telephony's `unknown`, never an opt-out), the campaign it ran for (a simulated
+    call's row has none), and the lead's final status when the outcome gives one (its lease
+    ends with it, so the dialer's release cannot overwrite it)."""
+
+    kind: ClassVar[str] = "call_outcome"
+    call_id: uuid.UUID
+    outcome: CallOutcome
+    disposition: str
+    at: datetime
+    lead_status: LeadStatus | None = None
+    lead_id: uuid.UUID | None = None
+    campaign_id: uuid.UUID | None = None
+
+    def __post_init__(self) -> None:
+        _aware("at", self.at)
+        if self.lead_status is not None and self.lead_id is None:
+            raise ValidationError("a lead status needs the lead")
+
+
+@dataclass(frozen=True)
 class AgentDecisionRecord:
     """A tool the agent used (or was refused), with its arguments and the evidence it rests on."""
 
@@ -287,6 +310,7 @@ Record = (
     | TierDecided
     | PlaybookAssigned
     | AgentDecisionRecord
+    | CallOutcomeDecided
 )
 
 RECORD_TYPES: dict[str, type[Any]] = {
@@ -303,6 +327,7 @@ RECORD_TYPES: dict[str, type[Any]] = {
         TierDecided,
         PlaybookAssigned,
         AgentDecisionRecord,
+        CallOutcomeDecided,
     )
 }
 

@@ -23,6 +23,8 @@ from reautod.campaigns.lead_queue import LeadClaim, SqlLeadQueue
 from reautod.campaigns.pacing import ConcurrencyLimiter, Outcome, TokenBucket
 from reautod.campaigns.windows import CampaignWindow
 from reautod.config import DatabaseSettings
+from reautod.dialogue.effects import StoreCallEffects
+from reautod.dialogue.ports import LeadContext
 from reautod.errors import ReautodError, ValidationError
 from reautod.store.database import Database
 from reautod.store.enums import LeadStatus
@@ -260,3 +262,26 @@ async def test_dialer_respects_slots_and_rate(sqlite: Database) -> None:
     statuses = [(await LeadRepository(sqlite).get(lead)).status for lead in leads]
     assert statuses.count(LeadStatus.DIALING) == 3
     assert statuses.count(LeadStatus.QUALIFIED) == 1
+
+
+async def test_a_callback_the_agent_scheduled_survives_the_calls_end(sqlite: Database) -> None:
+    """The conversation moved the lead during the call (a callback at the agreed time): the
+    dialer's release after the call is fenced out and says so, leaving the callback alone."""
+    campaign, [lead] = await seed(sqlite, 1)
+    directory = Directory({lead: LeadTarget("+12125550000", "America/New_York", "NY")})
+    dialer = Dialer(SqlLeadQueue(sqlite, lease_ttl=TTL), directory, Placer(),
+                    DncList(MemoryDncStorage()), Log(),
+                    limiter=ConcurrencyLimiter(per_box=3), bucket=TokenBucket(1, burst=1))
+    plan = CampaignPlan(campaign, window=CampaignWindow(time(8), time(21), frozenset(range(7))))
+    assert (await dialer.tick(plan, NOW, monotonic=0.0)).dialed == 1
+    await dialer.call_answered(lead, NOW + timedelta(seconds=20))
+    callback_at = NOW + timedelta(days=1, hours=3)
+    row = await LeadRepository(sqlite).get(lead)
+    await StoreCallEffects(sqlite).schedule_callback(
+        LeadContext("+12125550000", "America/New_York", lead_id=lead, contact_id=row.contact_id),
+        callback_at, reason="the caller asked")
+    directory.attempts[lead] = [NOW]
+    status = await dialer.call_ended(plan, lead, Outcome.ANSWERED, None, NOW + timedelta(minutes=3))
+    assert status is None and dialer.limiter.active == 0
+    row = await LeadRepository(sqlite).get(lead)
+    assert (row.status, row.next_attempt_at) == (LeadStatus.RETRY, callback_at)

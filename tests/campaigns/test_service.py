@@ -27,7 +27,7 @@ from reautod.campaigns.lead_queue import LeadClaim
 from reautod.campaigns.service import TelephonyPart
 from reautod.campaigns.store_adapters import StoreDialLog, StoreDncStorage, StoreLeadDirectory
 from reautod.config import DatabaseSettings, Secrets, Settings
-from reautod.errors import ReautodError, UnavailableError, ValidationError
+from reautod.errors import NotFoundError, ReautodError, UnavailableError, ValidationError
 from reautod.methods import Method
 from reautod.observability.events import EventBus
 from reautod.observability.metrics import Metrics
@@ -92,6 +92,7 @@ class FakeCalls:
     sessions: dict[str, FakeSession] = field(default_factory=dict)
     refuse: ReautodError | None = None
     greetings: dict[str, tuple[str, str | None, float]] = field(default_factory=dict)
+    greeting_campaigns: dict[str, str | None] = field(default_factory=dict)
     dropped: list[str] = field(default_factory=list)  # held greetings dropped
 
     def check_admission(self) -> None:
@@ -102,8 +103,9 @@ class FakeCalls:
         return self.sessions.get(call_id)
 
     def prepare_greeting(self, call_id: str, *, lead_name: str, opening: str | None,
-                         expires_in_s: float) -> None:
+                         expires_in_s: float, campaign: str | None = None) -> None:
         self.greetings[call_id] = (lead_name, opening, expires_in_s)
+        self.greeting_campaigns[call_id] = campaign
 
     def drop_greeting(self, call_id: str) -> None:
         if self.greetings.pop(call_id, None) is not None:
@@ -322,6 +324,8 @@ async def test_a_dialed_calls_greeting_is_prepared_from_its_stream_parameters(en
         # exactly what the stream's start will carry, so the session finds the same text
         lead_name, opening, expires_in_s = env.manager.greetings[params["call_id"]]
         assert (lead_name, opening) == (params["lead_name"], params["opening"])
+        # and its campaign, so the conversation knows whether a playbook will open instead
+        assert env.manager.greeting_campaigns[params["call_id"]] == params["campaign"]
         assert expires_in_s > 30  # past the ring timeout
     roofs = next(k for k, v in env.manager.greetings.items() if "Bright Roofs" in (v[1] or ""))
     assert env.manager.greetings[roofs][2] > 20
@@ -555,6 +559,20 @@ async def test_conversation_end_hangs_up_the_line_but_not_a_transfer(env: Env) -
     env.part.on_call_ended(str(row.id), "socket_closed", 12.0)
     await env.tracker.settle()
     assert len(updates(env.standin, sid)) == 1  # the human's leg is not hung up
+
+
+async def test_the_agents_transfer_reaches_twilio_through_the_handoff(env: Env) -> None:
+    """TelephonyPart is the pipeline's CallHandoff: a reply's Transfer bridges the live call."""
+    with pytest.raises(NotFoundError):
+        await env.part.transfer("sim-0123456789ab", None)  # not a Twilio call: the caller hears why
+    await campaign_with_leads(env, transfer_number="+12125550199")
+    await dial_round(env)
+    tracked = next(c for c in env.tracker.tracked() if c.sid is not None)
+    await env.tracker.on_status(status(tracked.sid or "", "in-progress", 2))
+    await env.tracker.settle()
+    await env.part.transfer(tracked.call_id.hex, "+12125550199")
+    twiml = [u["Twiml"][0] for u in updates(env.standin, tracked.sid or "")]
+    assert len(twiml) == 1 and "<Number>+12125550199</Number>" in twiml[0]
 
 
 async def test_inbound_call_from_a_lead_is_answered(env: Env) -> None:

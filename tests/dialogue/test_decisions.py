@@ -101,4 +101,4 @@ def test_stage_rule() -> None:
 
 def test_outcomes_are_store_outcomes() -> None:
     assert {o.value for o in Outcome} <= {o.value for o in CallOutcome}
-    assert CallOutcome.DNC_REQUEST is CallOutcome.OPTED_OUT
+    assert "dnc_request" not in {o.value for o in CallOutcome}  # renamed opted_out (0006)

@@ -25,6 +25,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     simulate.add_argument("--lead-audio", metavar="FILE", nargs="+", action="extend",
                           help="audio files the simulated lead says, in order "
                                "(default: lines spoken by the TTS engine)")
+    simulate.add_argument("--say", metavar="TEXT", action="append",
+                          help="a line the simulated lead says (spoken by the TTS engine); "
+                               "repeat for each turn")
+    simulate.add_argument("--campaign", metavar="NAME",
+                          help="the campaign the call belongs to (its playbook answers)")
     simulate.add_argument("--fast", action="store_true",
                           help="run the phone clock faster than real time")
     simulate.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
@@ -97,7 +102,14 @@ def run_simulate(args: argparse.Namespace, ctx: CliContext) -> int:
         if not Path(f).is_file():
             print(f"reautoctl: {f}: no such file", file=sys.stderr)
             return 1
-    params = {"lead_audio": files or None, "realtime": not args.fast}
+    if files and args.say:
+        print("reautoctl: give --lead-audio or --say, not both", file=sys.stderr)
+        return 1
+    params: dict[str, Any] = {"lead_audio": files or None, "realtime": not args.fast}
+    if args.say:
+        params["lead_lines"] = args.say
+    if args.campaign:
+        params["campaign"] = args.campaign
     ctx.emit(ctx.call("call.simulate", params, timeout=SIMULATE_TIMEOUT_S), render_simulation)
     return 0
 

@@ -1,0 +1,352 @@
+"""The dialogue as a part of the daemon: playbooks on disk, each call's agent, what it decides.
+
+`DialoguePart` is what the daemon builds (after the store, before the call manager): it seeds
+the playbooks directory with the worked examples on first start, builds the `AgentFactory` over
+the daemon's shared parts (records through the write-behind queue, the store's effects, the
+calling rules and the campaign's hours for callbacks, the response cache, the event bus and
+metrics, the shared LLM's constrained JSON on the LLM engine's own queue), gives the call
+manager its `Conversations` and the control socket the `playbook.*` methods.
+
+Which agent a call gets: its campaign's `playbook` setting (`reautoctl campaign create NAME --set
+playbook=NAME`). A campaign without one, a call without a campaign (a plain simulated call), an
+unknown campaign or a playbook file that is missing or broken (logged as an error) keep today's
+one-prompt agent. A call the dialer placed is found by its call row (lead, contact); a simulated
+call has no lead: the agent talks to a stand-in with the playbook's booking time zone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from reautod.campaigns.settings import CampaignSettings, settings_of
+from reautod.campaigns.windows import CallingWindows, CampaignWindow
+from reautod.config import Settings
+from reautod.conversation import CallContext, Conversations
+from reautod.dialogue.agent import AgentFactory, CallAgent
+from reautod.dialogue.cache import ResponseCache
+from reautod.dialogue.control import dialogue_methods
+from reautod.dialogue.effects import CallingWindowPolicy, StoreCallEffects
+from reautod.dialogue.library import PlaybookLibrary
+from reautod.dialogue.llm_extract import JsonModel, LlamaJsonModel
+from reautod.dialogue.playbook_file import LoadedPlaybook, PlaybookError
+from reautod.dialogue.ports import CallContext as AgentCall
+from reautod.dialogue.ports import LeadContext
+from reautod.dialogue.replies import CallResult
+from reautod.dialogue.seam import PlaybookConversations
+from reautod.dialogue.slots import CampaignSlots
+from reautod.dialogue.vocabulary import Outcome
+from reautod.engines.llm import LlamaLLM
+from reautod.errors import NotFoundError
+from reautod.methods import Method
+from reautod.observability.events import EventBus
+from reautod.observability.metrics import Metrics
+from reautod.store.call_observer import call_uuid
+from reautod.store.database import Database
+from reautod.store.enums import CallOutcome, LeadStatus
+from reautod.store.records import CallOutcomeDecided
+from reautod.store.repositories import (
+    AppointmentRepository,
+    CallRepository,
+    CampaignRepository,
+    CampaignRow,
+    ContactRepository,
+    LeadRepository,
+)
+from reautod.store.writebehind import WriteBehind
+
+log = logging.getLogger(__name__)
+
+EXAMPLES = Path(__file__).resolve().parent / "examples"
+SIMULATED_PHONE = "+15555550100"  # the stand-in lead of a simulated call (a fictional number)
+DEFAULT_TIMEZONE = "America/New_York"  # a lead with no time zone, a playbook without booking
+# The lead's status once the call settled an outcome; others (callback: the agent set the
+# retry time already; voicemail, failed, wrong person) are left to the dialer's retry policy.
+LEAD_STATUS = {
+    Outcome.BOOKED: LeadStatus.BOOKED,
+    Outcome.QUALIFIED: LeadStatus.QUALIFIED,
+    Outcome.NOT_QUALIFIED: LeadStatus.NOT_QUALIFIED,
+    Outcome.NOT_INTERESTED: LeadStatus.NOT_INTERESTED,
+    Outcome.OPTED_OUT: LeadStatus.DNC,
+}
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def seed_examples(directory: Path) -> list[Path]:
+    """Create `directory` with the worked example playbooks if it does not exist (blocking)."""
+    if directory.exists():
+        return []
+    directory.mkdir(parents=True, mode=0o750)
+    seeded = []
+    for example in sorted(EXAMPLES.glob("*.yaml")):
+        seeded.append(Path(shutil.copy(example, directory / example.name)))
+    return seeded
+
+
+def json_model_of(llm: object) -> JsonModel | None:
+    """The shared LLM's constrained-JSON side (llama.cpp grammars), on its own scheduler so it
+    never runs beside a reply in the one context; None for any other engine (missing models)."""
+    if isinstance(llm, LlamaLLM) and llm.model is not None:
+        return LlamaJsonModel(llm.model, llm.scheduler, timeout_s=llm.timeout_s)
+    return None
+
+
+class ResponseCacheCollector:
+    """The response cache's lookups as metrics: hits and misses of approved lines, hits that
+    came with audio, and the hit rate."""
+
+    def __init__(self, cache: ResponseCache) -> None:
+        self._cache = cache
+
+    def describe(self) -> Iterator[Metric]:
+        yield from self._families(0, 0, 0)
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self._cache.stats()
+        yield from self._families(stats.hits, stats.misses, stats.audio_hits)
+
+    def _families(self, hits: int, misses: int, audio_hits: int) -> Iterator[Metric]:
+        lookups = CounterMetricFamily("reautod_response_cache_lookups",
+                                      "Approved-line lookups in the response cache",
+                                      labels=["result"])
+        lookups.add_metric(["hit"], hits)
+        lookups.add_metric(["miss"], misses)
+        audio = CounterMetricFamily("reautod_response_cache_audio_hits",
+                                    "Response cache hits that came with the line's audio")
+        audio.add_metric([], audio_hits)
+        rate = GaugeMetricFamily("reautod_response_cache_hit_ratio",
+                                 "Hits over lookups of the response cache since start")
+        rate.add_metric([], hits / (hits + misses) if hits + misses else 0.0)
+        yield from (lookups, audio, rate)
+
+
+class AgentEvents:
+    """`AgentObserver` on the event bus and metrics: `agent.transition`, `agent.score`,
+    `agent.outcome`; qualified leads and booked appointments counted once per call."""
+
+    def __init__(self, bus: EventBus, metrics: Metrics,
+                 call_ids: Callable[[uuid.UUID], str]) -> None:
+        self._bus = bus
+        self._metrics = metrics
+        self._call_ids = call_ids
+
+    def transition(self, call_id: uuid.UUID, from_stage: str | None, to_stage: str,
+                   reason: str) -> None:
+        self._bus.publish("agent.transition", {"call_id": self._call_ids(call_id),
+                                               "from": from_stage, "to": to_stage,
+                                               "reason": reason})
+
+    def scored(self, call_id: uuid.UUID, score: int, qualified: bool) -> None:
+        self._bus.publish("agent.score", {"call_id": self._call_ids(call_id), "score": score,
+                                          "qualified": qualified})
+
+    def ended(self, call_id: uuid.UUID, outcome: str, booked: bool) -> None:
+        if outcome in (Outcome.QUALIFIED, Outcome.BOOKED):
+            self._metrics.qualified_leads_total.inc()
+        if booked:
+            self._metrics.appointments_booked_total.inc()
+        self._bus.publish("agent.outcome", {"call_id": self._call_ids(call_id),
+                                            "outcome": outcome, "booked": booked})
+
+
+class CampaignCallbackWindow:
+    """`CallbackWindow`: the calling rules plus the hours of the lead's own campaign (as last
+    read when one of its calls connected)."""
+
+    def __init__(self, windows: CallingWindows) -> None:
+        self._windows = windows
+        self.campaigns: dict[uuid.UUID, CampaignWindow] = {}
+
+    def earliest(self, lead: LeadContext, at: datetime) -> datetime | None:
+        window = self.campaigns.get(lead.campaign_id) if lead.campaign_id else None
+        return CallingWindowPolicy(self._windows, window).earliest(lead, at)
+
+
+class StoreAgentSource:
+    """`AgentSource` over the store and the playbook library (see the module docstring)."""
+
+    def __init__(self, db: Database, library: PlaybookLibrary, factory: AgentFactory,
+                 windows: CampaignCallbackWindow | None = None) -> None:
+        self._calls = CallRepository(db)
+        self._campaigns = CampaignRepository(db)
+        self._leads = LeadRepository(db)
+        self._contacts = ContactRepository(db)
+        self._appointments = AppointmentRepository(db)
+        self._library = library
+        self._factory = factory
+        self._windows = windows
+        self._known: dict[str, str | None] = {}  # campaign name -> its playbook, as last read
+        self._invalid: set[str] = set()  # campaigns whose stored settings did not validate
+        self.pipeline_ids: dict[uuid.UUID, str] = {}  # the agent's call ids -> the pipeline's
+
+    def has_playbook(self, campaign: str | None) -> bool | None:
+        if campaign is None or campaign not in self._known:
+            return None
+        return self._known[campaign] is not None
+
+    def playbooks_in_use(self) -> dict[str, str]:
+        """Campaign name -> the playbook it names, as last read."""
+        return {c: p for c, p in self._known.items() if p is not None}
+
+    def pipeline_id(self, call_id: uuid.UUID) -> str:
+        return self.pipeline_ids.get(call_id, str(call_id))
+
+    async def refresh(self) -> None:
+        """Read every campaign's playbook (what `has_playbook` answers before a call)."""
+        for row in await self._campaigns.list():
+            self._remember(row)
+
+    def _remember(self, row: CampaignRow) -> CampaignSettings | None:
+        try:
+            settings = settings_of(row)
+        except ValueError as err:
+            if row.name not in self._invalid:  # once: health checks read every campaign often
+                log.error("campaign %s has invalid settings: %s", row.name, err)
+                self._invalid.add(row.name)
+            self._known[row.name] = None
+            return None
+        self._known[row.name] = settings.playbook
+        if self._windows is not None:
+            self._windows.campaigns[row.id] = settings.window()
+        return settings
+
+    async def agent_for(self, call: CallContext) -> CallAgent | None:
+        key = call_uuid(call.call_id)
+        try:
+            row = await self._calls.get(key)
+        except NotFoundError:
+            row = None  # a simulated call (its row is being written) or one not placed by us
+        campaign = await self._campaign(row.campaign_id if row else None, call.campaign)
+        if campaign is None:
+            return None
+        settings = self._remember(campaign)
+        if settings is None or settings.playbook is None:
+            return None
+        try:
+            loaded = await asyncio.to_thread(self._library.get, settings.playbook)
+        except (NotFoundError, PlaybookError) as err:
+            log.error("call %s: campaign %s names playbook %s, which cannot be used (%s); "
+                      "the configured prompt answers", call.call_id, campaign.name,
+                      settings.playbook, err.message)
+            return None
+        lead = await self._lead(row.lead_id if row else None, campaign, loaded, call)
+        booking = loaded.playbook.booking
+        scheduler = (CampaignSlots(booking, self._appointments, campaign.id)
+                     if booking is not None else None)
+        self.pipeline_ids[key] = call.call_id
+        agent = self._factory.start(
+            AgentCall(key, lead, call.direction, settings.transfer_number), loaded,
+            scheduler=scheduler)
+        log.info("call %s: playbook %s %s, variant %s", call.call_id, loaded.name,
+                 loaded.version, agent.variant.name)
+        return agent
+
+    def forget(self, call_id: uuid.UUID) -> None:
+        self.pipeline_ids.pop(call_id, None)
+
+    async def _campaign(self, campaign_id: uuid.UUID | None, name: str | None) -> CampaignRow | None:
+        try:
+            if campaign_id is not None:
+                return await self._campaigns.get(campaign_id)
+            if name:
+                return await self._campaigns.find(name)
+        except NotFoundError:
+            if name:
+                self._known[name] = None
+        return None
+
+    async def _lead(self, lead_id: uuid.UUID | None, campaign: CampaignRow,
+                    loaded: LoadedPlaybook, call: CallContext) -> LeadContext:
+        booking = loaded.playbook.booking
+        zone = booking.timezone if booking is not None else DEFAULT_TIMEZONE
+        if lead_id is None:
+            return LeadContext(phone=SIMULATED_PHONE, timezone=zone, campaign_id=campaign.id,
+                               name=call.lead_name or None)
+        lead = await self._leads.get(lead_id)
+        contact = await self._contacts.get(lead.contact_id)
+        custom = contact.custom if isinstance(contact.custom, dict) else {}
+
+        def text(key: str) -> str | None:
+            value = custom.get(key)
+            return str(value) if value not in (None, "") else None
+
+        return LeadContext(phone=contact.phone_e164, timezone=contact.timezone or zone,
+                           lead_id=lead.id, contact_id=contact.id, campaign_id=campaign.id,
+                           name=contact.name, email=contact.email, city=text("city"),
+                           source=contact.source, state=text("state"), custom=custom)
+
+
+class DialoguePart:
+    """The qualifying agent in the daemon: `start()`, `conversations()`, `control_methods()`,
+    `close()`."""
+
+    def __init__(self, settings: Settings, state_dir: Path, db: Database, writer: WriteBehind,
+                 bus: EventBus, metrics: Metrics, llm: object = None) -> None:
+        self.directory = settings.dialogue.playbooks_dir or state_dir / "playbooks"
+        self.library = PlaybookLibrary(self.directory)
+        self.cache = ResponseCache(settings.redis_url)
+        metrics.register(ResponseCacheCollector(self.cache))
+        self._db = db
+        self._writer = writer
+        windows = CampaignCallbackWindow(CallingWindows())
+        self.factory = AgentFactory(
+            records=writer, effects=StoreCallEffects(db), window=windows,
+            observer=AgentEvents(bus, metrics, self._pipeline_id), cache=self.cache,
+            json_model=json_model_of(llm))
+        self.source = StoreAgentSource(db, self.library, self.factory, windows)
+
+    def _pipeline_id(self, call_id: uuid.UUID) -> str:
+        return self.source.pipeline_id(call_id)
+
+    async def start(self) -> None:
+        seeded = await asyncio.to_thread(seed_examples, self.directory)
+        if seeded:
+            log.info("playbooks: %s seeded with %d example(s)", self.directory, len(seeded))
+        await self.source.refresh()
+
+    def conversations(self, fallback: Conversations) -> PlaybookConversations:
+        """Each call's conversation: its campaign's playbook agent, else `fallback`'s."""
+        return PlaybookConversations(self.source, fallback, self._settled)
+
+    async def health(self) -> tuple[bool, str]:
+        """Failing while a campaign names a playbook that is missing or broken (its calls fall
+        back to the configured prompt)."""
+        await self.source.refresh()
+        entries = await asyncio.to_thread(self.library.entries)
+        valid = {e.loaded.name for e in entries if e.loaded is not None}
+        broken = [f"campaign {campaign} names playbook {name}, which is "
+                  + ("broken" if any(e.file.stem == name for e in entries) else "missing")
+                  for campaign, name in sorted(self.source.playbooks_in_use().items())
+                  if name not in valid]
+        if broken:
+            return False, "; ".join(broken) + f" (in {self.directory})"
+        return True, f"{len(valid)} playbook(s) in {self.directory}"
+
+    def control_methods(self) -> list[Method]:
+        return dialogue_methods(self.library, self._db)
+
+    async def close(self) -> None:
+        await self.cache.close()
+
+    async def _settled(self, call: CallContext, agent: CallAgent, result: CallResult) -> None:
+        """The call's outcome to its row, the lead's final status to the lead."""
+        lead = agent.call.lead
+        status = LEAD_STATUS.get(result.outcome) if lead.lead_id is not None else None
+        record = CallOutcomeDecided(agent.call.call_id, CallOutcome(result.outcome.value),
+                                    result.disposition, _now(), lead_status=status,
+                                    lead_id=lead.lead_id, campaign_id=lead.campaign_id)
+        if not self._writer.submit(record):
+            log.error("call %s: the store refused its outcome", call.call_id)
+        log.info("call %s: %s (score %s, stage %s)", call.call_id, result.outcome.value,
+                 result.score, result.stage)
+        self.source.forget(agent.call.call_id)

@@ -1,0 +1,96 @@
+"""The qualifying agent in real calls: reautod as a subprocess on the real small models, a
+campaign that names the real-estate example playbook (seeded into the playbooks directory on
+first start), and one short simulated call through the phone path (`reautoctl call simulate`,
+the lead's lines spoken by the real voice). What a user then sees: the call's stages, its score
+and outcome in the store, `reautoctl stats` counting it qualified, the metric moving."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.request
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from reautod.config import DatabaseSettings
+from reautod.store.call_observer import call_uuid
+from reautod.store.database import Database
+from reautod.store.models import AgentTransition, Call, LeadScore
+from tests.conversation.conftest import small_daemon  # noqa: F401 (the daemon on small models)
+from tests.fixtures.daemon import DaemonProcess
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+
+OWNER_LINE = "Yes, I'm the owner. I want to sell as soon as possible because we are downsizing."
+
+
+def ctl_json(d: DaemonProcess, *args: str, timeout: float = 60.0) -> Any:
+    done = d.ctl("--json", *args, timeout=timeout)
+    assert done.returncode == 0, f"{args}: {done.stderr}\n{d.log()[-3000:]}"
+    return json.loads(done.stdout)
+
+
+async def stored(d: DaemonProcess, call_id: str, timeout_s: float = 60.0
+                 ) -> tuple[Any, list[tuple[str | None, str]], list[int]]:
+    """The call's row once its outcome is written, its transitions and its scores."""
+    db = Database(f"sqlite+aiosqlite:///{d.workdir / 'state' / 'reautod.db'}", DatabaseSettings())
+    await db.open()
+    key = call_uuid(call_id)
+
+    async def read(conn: AsyncConnection) -> tuple[Any, list[tuple[str | None, str]], list[int]]:
+        call = (await conn.execute(select(Call.__table__).where(Call.id == key))).first()
+        moves = await conn.execute(select(AgentTransition.from_agent, AgentTransition.to_agent)
+                                   .where(AgentTransition.call_id == key)
+                                   .order_by(AgentTransition.seq))
+        scores = await conn.execute(select(LeadScore.score).where(LeadScore.call_id == key)
+                                    .order_by(LeadScore.at))
+        return call, [(f, t) for f, t in moves], [s for (s,) in scores]
+
+    try:
+        for _ in range(int(timeout_s * 4)):
+            call, moves, scores = await db.read(read)
+            if call is not None and call.outcome is not None and call.ended_at is not None:
+                return call, moves, scores
+            await asyncio.sleep(0.25)
+    finally:
+        await db.close()
+    raise AssertionError(f"call {call_id} has no outcome after {timeout_s}s:\n{d.log()[-3000:]}")
+
+
+async def test_a_playbook_campaign_qualifies_a_simulated_lead(small_daemon: DaemonProcess  # noqa: F811
+                                                              ) -> None:
+    daemon = small_daemon
+    playbooks = daemon.workdir / "state" / "playbooks"
+    assert (playbooks / "real-estate-sellers.yaml").is_file()  # seeded on first start
+    listed = ctl_json(daemon, "playbook", "list")
+    assert {p["name"] for p in listed["playbooks"]} >= {"real-estate-sellers", "solar-homeowners"}
+    created = daemon.ctl("campaign", "create", "sellers", "--set", "playbook=real-estate-sellers")
+    assert created.returncode == 0, created.stderr
+    bad = daemon.ctl("campaign", "create", "typo", "--set", "playbook=Not A Name")
+    assert bad.returncode != 0 and "playbook" in bad.stderr
+
+    result = ctl_json(daemon, "call", "simulate", "--fast", "--campaign", "sellers",
+                      "--say", "Yes, I have a minute.", "--say", OWNER_LINE, timeout=420)
+    agent_lines = [t["text"] for t in result["turns"] if t["speaker"] == "agent"]
+    assert agent_lines and "Lakeside Realty" in agent_lines[0]  # the playbook's greeter
+    assert any("owner" in line for line in agent_lines[1:]), agent_lines  # the qualifier asks
+
+    call, moves, scores = await stored(daemon, result["call_id"])
+    assert moves[:2] == [(None, "greeter"), ("greeter", "qualifier")]
+    assert call.playbook == "real-estate-sellers" and call.prompt_version is not None
+    assert call.prompt_version.startswith("v1@") and call.prompt_variant in ("a", "warm-open")
+    # owner + selling soon: 65 of 100, over the threshold of 60; the caller then hung up
+    assert scores and scores[-1] >= 60, scores
+    assert call.outcome == "qualified", (call.outcome, call.disposition)
+    assert call.disposition is not None and "qualified" in call.disposition
+    assert call.campaign_id is not None
+
+    stats = ctl_json(daemon, "stats", "--campaign", "sellers")
+    assert sum(day["qualified"] for day in stats["days"]) == 1, stats
+    port = ctl_json(daemon, "status")["metrics_port"]
+    metrics = await asyncio.to_thread(
+        lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read())
+    assert b"reautod_qualified_leads_total 1.0" in metrics
