@@ -24,12 +24,13 @@ from reautod.campaigns.settings import CampaignSettings
 from reautod.errors import ReautodError
 
 DEMO_CAMPAIGN = "demo-real-estate"
-# The worked example playbook the demo campaign is meant to run (its `playbook:` name); campaign
-# settings do not name a playbook yet, so this is where the campaign's playbook is to be wired.
+# The worked example playbook the demo campaign runs (its `playbook:` name; the daemon seeds the
+# examples into a new playbooks directory).
 DEMO_PLAYBOOK = "real-estate-sellers"
 # The business the example playbook's agent speaks for (its `agent.business`).
 DEMO_BUSINESS = "Lakeside Realty"
-DEMO_SETTINGS = CampaignSettings(business_name=DEMO_BUSINESS, max_concurrent=1)
+DEMO_SETTINGS = CampaignSettings(business_name=DEMO_BUSINESS, max_concurrent=1,
+                                 playbook=DEMO_PLAYBOOK)
 # What the import reports for a phone that is already a lead of the campaign (a second run).
 _ALREADY_A_LEAD = "phone already a lead in this campaign"
 

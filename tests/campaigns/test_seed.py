@@ -87,6 +87,11 @@ def test_seed_demo_through_the_daemon_is_idempotent(daemon_factory: Any) -> None
     assert [c["name"] for c in listing["campaigns"]] == [DEMO_CAMPAIGN]
     assert sum(listing["campaigns"][0]["leads"].values()) == len(DEMO_LEADS)
     assert listing["campaigns"][0]["settings"]["business_name"] == DEMO_BUSINESS
+    # the demo campaign runs the worked example, which the daemon seeded into its playbooks
+    assert listing["campaigns"][0]["settings"]["playbook"] == DEMO_PLAYBOOK
+    shown = d.ctl("--json", "playbook", "show", DEMO_PLAYBOOK)
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["summary"]["name"] == DEMO_PLAYBOOK
     with sqlite3.connect(state / "reautod.db") as db:
         custom = {json.loads(c)["city"] for (c,) in db.execute("SELECT custom FROM contacts")}
     assert custom == {lead.city for lead in DEMO_LEADS}
