@@ -1,0 +1,100 @@
+"""CallResults: an ended call's row, read back from the store, becomes its outbox messages."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from reautod.integrations.call_results import CallResults
+from reautod.integrations.events import EVENTS, CallCompletedEvent, LeadOptedOutEvent
+from reautod.integrations.settings import WebhookEndpoint
+from reautod.integrations.webhooks import WebhookPublisher
+from reautod.store.database import Database
+from reautod.store.enums import CallOutcome
+from reautod.store.records import CallEnded
+from reautod.store.repositories import CallRepository, OutboxRepository
+from reautod.store.writebehind import WriteBehind
+from tests.store.factories import T0, call_started, campaign_contact_lead
+
+ENDPOINTS = [
+    WebhookEndpoint(name="crm", url="https://crm.example/hook", secret_credential="crm_secret"),
+    WebhookEndpoint(name="optouts", url="https://crm.example/dnc", secret_credential="crm_secret",
+                    events=["lead.opted_out"]),
+]
+
+
+@pytest.fixture
+async def writer(db: Database, tmp_path: Path) -> AsyncIterator[WriteBehind]:
+    wb = WriteBehind(db, tmp_path / "spool", queue_size=100)
+    await wb.start()
+    try:
+        yield wb
+    finally:
+        await wb.stop()
+
+
+@pytest.fixture
+def results(db: Database, writer: WriteBehind) -> CallResults:
+    return CallResults(db, writer, WebhookPublisher(OutboxRepository(db), ENDPOINTS))
+
+
+async def ended_call(db: Database, writer: WriteBehind, results: CallResults, *,
+                     outcome: CallOutcome | None) -> uuid.UUID:
+    """A dialed call as the dialer and pipeline write it, ended through the observer the way
+    the daemon's fan-out reports it (the store's observer first, then the integrations)."""
+    campaign, contact, lead = await campaign_contact_lead(db)
+    call_id = uuid.uuid4()
+    await CallRepository(db).write([call_started(campaign, contact, lead, call_id=call_id,
+                                                 call_sid="CA" + "1" * 32)])
+    if outcome is not None:
+        await CallRepository(db).set_result(call_id, outcome=outcome)
+    writer.submit(CallEnded(call_id, T0 + timedelta(seconds=42), disposition="caller_hung_up",
+                            answered_at=T0 + timedelta(seconds=5), duration_ms=37_000))
+    woken: list[int] = []
+    results.publisher.wake = lambda: woken.append(1)
+    results.on_call_ended(call_id.hex, "caller_hung_up", 37.0)
+    await results.close()
+    assert woken, "the delivery worker is woken once the messages are queued"
+    return call_id
+
+
+async def test_a_call_end_queues_call_completed_for_every_endpoint_that_wants_it(
+    db: Database, writer: WriteBehind, results: CallResults,
+) -> None:
+    call_id = await ended_call(db, writer, results, outcome=CallOutcome.QUALIFIED)
+    rows = await OutboxRepository(db).recent()
+    assert [(m.event_type, m.endpoint) for m in rows] == [("call.completed", "crm")]
+    event = EVENTS.validate_python(rows[0].payload)
+    assert isinstance(event, CallCompletedEvent)
+    assert event.data.call_id == str(call_id) and event.data.outcome == "qualified"
+    assert event.data.call_sid == "CA" + "1" * 32
+    assert event.data.ended_at == T0 + timedelta(seconds=42) and event.data.duration_s == 37.0
+    assert event.data.disposition == "caller_hung_up"
+    assert event.campaign is not None and event.campaign.name == "spring"
+    assert event.lead is not None and event.lead.phone == "+15550001111"
+    assert rows[0].ordering_key == event.lead.contact_id  # one person's events stay in order
+
+
+async def test_an_opt_out_call_also_announces_the_opt_out(
+    db: Database, writer: WriteBehind, results: CallResults,
+) -> None:
+    call_id = await ended_call(db, writer, results, outcome=CallOutcome.OPTED_OUT)
+    rows = await OutboxRepository(db).recent()
+    assert sorted((m.event_type, m.endpoint) for m in rows) == [
+        ("call.completed", "crm"), ("lead.opted_out", "crm"), ("lead.opted_out", "optouts")]
+    opted = EVENTS.validate_python(next(m for m in rows if m.endpoint == "optouts").payload)
+    assert isinstance(opted, LeadOptedOutEvent)
+    assert opted.data.call_id == str(call_id) and opted.data.scope == "global"
+
+
+async def test_a_call_the_store_never_got_queues_nothing(
+    db: Database, results: CallResults, caplog: pytest.LogCaptureFixture,
+) -> None:
+    results.on_call_ended("sim-notstored", "hangup", 1.0)
+    await results.close()
+    assert await OutboxRepository(db).recent() == []
+    assert "results of call sim-notstored not queued" in caplog.text
