@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
@@ -25,16 +23,6 @@ ENDPOINTS = [
     WebhookEndpoint(name="optouts", url="https://crm.example/dnc", secret_credential="crm_secret",
                     events=["lead.opted_out"]),
 ]
-
-
-@pytest.fixture
-async def writer(db: Database, tmp_path: Path) -> AsyncIterator[WriteBehind]:
-    wb = WriteBehind(db, tmp_path / "spool", queue_size=100)
-    await wb.start()
-    try:
-        yield wb
-    finally:
-        await wb.stop()
 
 
 @pytest.fixture
