@@ -11,6 +11,8 @@ turning into dead letters for want of a sender. Events are queued all the same.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from datetime import datetime
@@ -20,6 +22,7 @@ from fastapi import APIRouter
 
 from reautod.campaigns.dnc import DncList
 from reautod.config import Secrets, Settings
+from reautod.dialogue.scheduling import Scheduler
 from reautod.errors import ConfigError, ReautodError, UnavailableError
 from reautod.integrations.booking import BookingService
 from reautod.integrations.caldav_scheduler import CalDAVScheduler
@@ -39,6 +42,8 @@ from reautod.store.types import utcnow
 from reautod.store.writebehind import WriteBehind
 
 log = logging.getLogger(__name__)
+
+CALENDAR_RETRY_S = (5.0, 300.0)  # first and longest wait between tries to open the calendar
 
 
 def booking_service(settings: Settings, credentials: Credentials, db: Database,
@@ -97,6 +102,8 @@ class IntegrationsPart:
         if self.booking is not None:
             self.worker.listeners.append(self.booking)
 
+        self.calendar_problem: str | None = None  # why bookings fail now (calendar not open)
+        self._calendar_task: asyncio.Task[None] | None = None
         self.router: APIRouter | None = None
         if cfg.incoming.enabled:
             self.router = self._built("the incoming endpoints", lambda: incoming_router(
@@ -160,9 +167,16 @@ class IntegrationsPart:
         return [*methods, Method("sheets.import", not_configured, SheetImportParams,
                                  "Import a Google Sheet of contacts into a campaign")]
 
+    def scheduler(self) -> Scheduler | None:
+        """The agent's `Scheduler`: the booking service over the rep's calendar (None without
+        `[integrations.caldav]`); bookings fail with UnavailableError while it is not open."""
+        return self.booking
+
     async def health(self) -> tuple[bool, str]:
         if self.problems:
             return False, "not delivering: " + "; ".join(self.problems)
+        if self.calendar_problem is not None:
+            return False, self.calendar_problem
         counts = await self.repo.counts()
         pending = counts.by_status.get("pending", 0) + counts.by_status.get("delivering", 0)
         channels = ", ".join(sorted(self.worker.deliverers)) or "no senders configured"
@@ -173,11 +187,15 @@ class IntegrationsPart:
     async def start(self) -> None:
         """Open the calendar and start delivering (unless a sender is missing, see above)."""
         if self.booking is not None:
+            calendar = self.booking.calendar
             try:
-                await self.booking.calendar.open()
+                await calendar.open()
             except ReautodError as err:
-                # the calendar may come back; bookings fail (and say why) until it does
-                log.warning("integrations: calendar not reachable at start: %s", err.message)
+                # bookings fail (and say why) until the calendar is back; keep trying
+                self.calendar_problem = f"calendar not open: {err.message}"
+                log.warning("integrations: %s; trying again", self.calendar_problem)
+                self._calendar_task = asyncio.create_task(self._open_calendar(calendar),
+                                                          name="calendar-open")
         if self.problems:
             log.error("integrations: the outbox is not delivered until this is fixed: %s",
                       "; ".join(self.problems))
@@ -186,9 +204,27 @@ class IntegrationsPart:
         if self.worker.deliverers:
             log.info("integrations: delivering %s", ", ".join(sorted(self.worker.deliverers)))
 
+    async def _open_calendar(self, calendar: CalDAVScheduler) -> None:
+        wait, longest = CALENDAR_RETRY_S
+        while True:
+            await asyncio.sleep(wait)
+            try:
+                await calendar.open()
+            except ReautodError as err:
+                self.calendar_problem = f"calendar not open: {err.message}"
+                wait = min(wait * 2, longest)
+                continue
+            self.calendar_problem = None
+            log.info("integrations: calendar open")
+            return
+
     async def close(self) -> None:
         """Queue the results of calls that ended during the drain, stop the worker (an attempt
         in flight is sent again after the restart) and close every client."""
+        if self._calendar_task is not None:
+            self._calendar_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._calendar_task
         await self.results.close()
         await self.worker.stop()  # closes the senders, the results sheet's client with them
         if self.sheets_client is not None and self.results_sheet is None:

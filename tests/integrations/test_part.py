@@ -11,6 +11,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 from pydantic import SecretStr
 
@@ -19,6 +20,7 @@ from reautod.campaigns.store_adapters import StoreDncStorage
 from reautod.config import Secrets, Settings
 from reautod.dialogue.scheduling import BookingRequest
 from reautod.errors import ReautodError
+from reautod.integrations import part as part_module
 from reautod.integrations.credentials import Credentials
 from reautod.integrations.part import IntegrationsPart
 from reautod.observability.metrics import Metrics
@@ -163,3 +165,40 @@ async def test_sheets_import_says_what_to_configure(
     assert {m.name for m in part.control_methods()} >= {
         "outbox.status", "outbox.list", "outbox.retry", "outbox.replay", "outbox.dead"}
     await part.close()
+
+
+async def test_a_calendar_missing_at_start_is_opened_once_it_exists(
+    db: Database, writer: WriteBehind, caldav_server: Radicale,
+    credentials: Callable[..., Credentials], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(part_module, "CALENDAR_RETRY_S", (0.1, 0.2))
+    name = f"later-{uuid.uuid4().hex[:8]}"
+    part = build({"integrations": {"caldav": {
+        "url": caldav_server.url, "username": caldav_server.user, "calendar": name,
+        "password_credential": "caldav_password"}}},
+        db, writer, credentials(caldav_password=caldav_server.password))
+    await part.start()
+    url = f"{caldav_server.url}{caldav_server.user}/{name}/"
+    auth = (caldav_server.user, caldav_server.password)
+    try:
+        ok, detail = await part.health()
+        assert not ok and f"no calendar {name!r}" in detail
+        scheduler = part.scheduler()
+        assert scheduler is not None
+        now = datetime.now(UTC)
+        with pytest.raises(ReautodError, match="not open"):
+            await scheduler.free_slots(now, now + timedelta(days=7))
+        body = ('<?xml version="1.0"?><C:mkcalendar xmlns:D="DAV:" '
+                'xmlns:C="urn:ietf:params:xml:ns:caldav"><D:set><D:prop>'
+                f"<D:displayname>{name}</D:displayname></D:prop></D:set></C:mkcalendar>")
+        made = await asyncio.to_thread(httpx.request, "MKCALENDAR", url, auth=auth, content=body)
+        assert made.status_code == 201, made.text
+
+        async def healthy() -> bool:
+            return (await part.health())[0]
+
+        await eventually(healthy, "the calendar opened by the retry")
+        assert await scheduler.free_slots(now, now + timedelta(days=7)) != []
+    finally:
+        await part.close()
+        await asyncio.to_thread(httpx.request, "DELETE", url, auth=auth)
