@@ -195,6 +195,7 @@ class Daemon:
         self.integrations = IntegrationsPart(
             self.settings, self.secrets, self.db, self.writer, self.metrics, self.telephony.dnc
         )
+        self.telephony.ended_unconnected = self.integrations.results.ended_without_conversation
         # Every call's life goes to the store, the operator (bus, metrics, sessions),
         # telephony and the integrations (after the store: they read the call's row back); the
         # fan-out guards each, so one failing never hides a call from the others.

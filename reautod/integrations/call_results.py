@@ -9,8 +9,8 @@ the call is hung up) come together. So the observer first waits for the write-be
 hold the call's end. All of that runs on a task of its own: the observer's callbacks stay
 sync and cheap, as the contract asks, and a store outage delays an event, never a call.
 
-What this does not see: a dialed call that never reached a conversation (no answer, busy) has no
-pipeline and so no `call.completed` yet; telephony's status callbacks would be its source.
+A dialed call that never reached a conversation (no answer, busy, a machine) has no pipeline:
+telephony tells `ended_without_conversation` once Twilio's final status is stored.
 """
 
 from __future__ import annotations
@@ -77,6 +77,13 @@ class CallResults:
         """Telephony turns the opt-out key into the call's outcome, read at the end."""
 
     def on_call_ended(self, call_id: str, reason: str, duration_s: float) -> None:
+        self._spawn(call_id, reason, duration_s)
+
+    def ended_without_conversation(self, call_id: str, status: str) -> None:
+        """Telephony's word for a call no pipeline ran (`TelephonyPart.ended_unconnected`)."""
+        self._spawn(call_id, status, 0.0)
+
+    def _spawn(self, call_id: str, reason: str, duration_s: float) -> None:
         task = asyncio.get_running_loop().create_task(
             self._queue(call_id, reason, duration_s), name=f"results of call {call_id}")
         self._tasks.add(task)

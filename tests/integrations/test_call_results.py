@@ -7,12 +7,19 @@ from datetime import timedelta
 
 import pytest
 
+from reautod.campaigns.call_tracker import TrackedCall
+from reautod.campaigns.pacing import Outcome
+from reautod.campaigns.service import TelephonyPart
+from reautod.campaigns.settings import CampaignSettings
+from reautod.config import Secrets, Settings
 from reautod.integrations.call_results import CallResults
 from reautod.integrations.events import EVENTS, CallCompletedEvent, LeadOptedOutEvent
 from reautod.integrations.settings import WebhookEndpoint
 from reautod.integrations.webhooks import WebhookPublisher
+from reautod.observability.events import EventBus
+from reautod.observability.metrics import Metrics
 from reautod.store.database import Database
-from reautod.store.enums import CallOutcome
+from reautod.store.enums import CallDirection, CallOutcome, CallStatus
 from reautod.store.records import CallEnded
 from reautod.store.repositories import CallRepository, OutboxRepository
 from reautod.store.writebehind import WriteBehind
@@ -86,3 +93,33 @@ async def test_a_call_the_store_never_got_queues_nothing(
     await results.close()
     assert await OutboxRepository(db).recent() == []
     assert "results of call sim-notstored not queued" in caplog.text
+
+
+async def test_a_dialed_call_no_pipeline_ran_is_completed_with_twilios_status(
+    db: Database, writer: WriteBehind, results: CallResults,
+) -> None:
+    campaign, contact, lead = await campaign_contact_lead(db)
+    call_id = uuid.uuid4()
+    await CallRepository(db).write([call_started(campaign, contact, lead, call_id=call_id,
+                                                 status=CallStatus.NO_ANSWER)])
+    await CallRepository(db).set_result(call_id, outcome=CallOutcome.NO_ANSWER)
+    results.ended_without_conversation(str(call_id), "no_answer")
+    await results.close()
+    [row] = await OutboxRepository(db).recent()
+    event = EVENTS.validate_python(row.payload)
+    assert isinstance(event, CallCompletedEvent)
+    assert (event.data.status, event.data.outcome) == ("no_answer", "no_answer")
+    assert event.lead is not None and event.lead.contact_id == str(contact.id)
+
+
+async def test_telephony_tells_of_the_calls_no_pipeline_heard(db: Database) -> None:
+    telephony = TelephonyPart(Settings(), Secrets({}), db, Metrics(), EventBus())
+    told: list[tuple[str, str]] = []
+    telephony.ended_unconnected = lambda call_id, status: told.append((call_id, status))
+    unanswered, answered = (
+        TrackedCall(uuid.uuid4(), "+15550001111", CallDirection.OUTBOUND, None, "spring",
+                    CampaignSettings(), stream_started=started) for started in (False, True))
+    for call in (unanswered, answered):
+        await telephony.call_finished(call, Outcome.NO_ANSWER, None, T0)
+    # the answered call's end came from the pipeline's observer: not told twice
+    assert told == [(str(unanswered.call_id), unanswered.timeline.status.value)]
