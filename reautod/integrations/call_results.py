@@ -34,6 +34,7 @@ from reautod.store.call_observer import call_uuid
 from reautod.store.database import Database
 from reautod.store.enums import CallOutcome
 from reautod.store.repositories import (
+    AppointmentRepository,
     CallRepository,
     CallRow,
     CampaignRepository,
@@ -129,13 +130,16 @@ class CallResults:
                 campaign=campaign_ref, lead=lead,
                 data=LeadOptedOut(call_id=str(row.id), scope="global")))
         if self.sheet is not None:
+            booked = await AppointmentRepository(self.db).of_call(row.id)
+            zone = (booked.timezone if booked else None) or (contact.timezone if contact else None)
             messages.append(self.sheet.message(CallResult(
                 call_id=str(row.id), finished_at=row.ended_at or completed.occurred_at,
                 campaign=campaign.name if campaign else None,
                 contact_id=str(contact.id) if contact else None,
                 lead_name=contact.name if contact else None,
                 phone=contact.phone_e164 if contact else None, status=row.status,
-                outcome=row.outcome, lead_timezone=contact.timezone if contact else None)))
+                outcome=row.outcome, appointment_at=booked.starts_at if booked else None,
+                lead_timezone=zone)))
         return messages
 
     async def close(self, timeout_s: float = 10.0) -> None:

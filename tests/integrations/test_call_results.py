@@ -14,15 +14,17 @@ from reautod.campaigns.settings import CampaignSettings
 from reautod.config import Secrets, Settings
 from reautod.integrations.call_results import CallResults
 from reautod.integrations.events import EVENTS, CallCompletedEvent, LeadOptedOutEvent
-from reautod.integrations.settings import WebhookEndpoint
+from reautod.integrations.settings import SheetsSettings, WebhookEndpoint
+from reautod.integrations.sheets import CallResult, ResultsSheet, ServiceAccountKey, SheetsClient
 from reautod.integrations.webhooks import WebhookPublisher
 from reautod.observability.events import EventBus
 from reautod.observability.metrics import Metrics
 from reautod.store.database import Database
 from reautod.store.enums import CallDirection, CallOutcome, CallStatus
 from reautod.store.records import CallEnded
-from reautod.store.repositories import CallRepository, OutboxRepository
+from reautod.store.repositories import AppointmentRepository, CallRepository, OutboxRepository
 from reautod.store.writebehind import WriteBehind
+from tests.integrations.test_sheets import service_account_key
 from tests.store.factories import T0, call_started, campaign_contact_lead
 
 ENDPOINTS = [
@@ -123,3 +125,28 @@ async def test_telephony_tells_of_the_calls_no_pipeline_heard(db: Database) -> N
         await telephony.call_finished(call, Outcome.NO_ANSWER, None, T0)
     # the answered call's end came from the pipeline's observer: not told twice
     assert told == [(str(unanswered.call_id), unanswered.timeline.status.value)]
+
+
+async def test_the_results_sheet_row_carries_the_calls_appointment(
+    db: Database, writer: WriteBehind,
+) -> None:
+    settings = SheetsSettings(results_spreadsheet_id="results-1")
+    key_json, _ = service_account_key("https://oauth2.example/token")
+    sheet = ResultsSheet(SheetsClient(settings, ServiceAccountKey.parse(key_json)), settings)
+    results = CallResults(db, writer, WebhookPublisher(OutboxRepository(db), []), sheet=sheet)
+    campaign, contact, lead = await campaign_contact_lead(db)
+    call_id = uuid.uuid4()
+    await CallRepository(db).write([
+        call_started(campaign, contact, lead, call_id=call_id),
+        CallEnded(call_id, T0 + timedelta(minutes=3), outcome=CallOutcome.BOOKED)])
+    starts = T0 + timedelta(days=3)
+    await AppointmentRepository(db).book(contact.id, starts, starts + timedelta(minutes=30),
+                                         campaign_id=campaign.id, call_id=call_id,
+                                         timezone="America/Chicago")
+    try:
+        [message] = await results.messages(await CallRepository(db).get(call_id), "hangup", 180.0)
+        row = CallResult.model_validate(message.payload).row()
+        assert row[2] == str(call_id) and row[6] == "booked"
+        assert row[8] == "2026-11-23 09:00 CST"  # 15:00 UTC, in the lead's zone
+    finally:
+        await sheet.aclose()
