@@ -32,6 +32,7 @@ from reautod.integrations.control import SheetImportParams, outbox_methods, shee
 from reautod.integrations.credentials import Credentials
 from reautod.integrations.delivery import Deliverer, DeliveryWorker
 from reautod.integrations.incoming import incoming_router
+from reautod.integrations.settings import SheetsSettings
 from reautod.integrations.sheets import ResultsSheet, ServiceAccountKey, SheetsClient
 from reautod.integrations.webhooks import WebhookDeliverer, WebhookPublisher
 from reautod.methods import Method
@@ -63,6 +64,19 @@ def booking_service(settings: Settings, credentials: Credentials, db: Database,
                           email_to=cfg.caldav.rep_email if email_enabled else None)
 
 
+def sheets_client(settings: SheetsSettings, credentials: Credentials,
+                  metrics: Metrics | None = None) -> SheetsClient:
+    """A Sheets client with the service account key from its credential (ConfigError if the
+    key is missing or not a usable key)."""
+    name = settings.service_account_credential
+    key = ServiceAccountKey.parse(credentials.value(name))
+    try:
+        return SheetsClient(settings, key, metrics=metrics)
+    except ValueError as err:  # joserfc: the private key is not an RSA key in PEM
+        raise ConfigError("the Google service account key is not valid",
+                          [(name, f"private_key: {err}")]) from err
+
+
 class IntegrationsPart:
     """Built by the daemon after the store and telephony; `start()` before READY, `close()`
     after the calls have drained and before the store closes."""
@@ -84,9 +98,8 @@ class IntegrationsPart:
         self.results_sheet: ResultsSheet | None = None
         if cfg.sheets is not None:
             sheets = cfg.sheets
-            self.sheets_client = self._built("Google Sheets", lambda: SheetsClient(
-                sheets, ServiceAccountKey.parse(self.credentials.value(
-                    sheets.service_account_credential)), metrics=metrics))
+            self.sheets_client = self._built("Google Sheets", lambda: sheets_client(
+                sheets, self.credentials, metrics))
             if self.sheets_client is not None and sheets.results_spreadsheet_id:
                 self.results_sheet = ResultsSheet(self.sheets_client, sheets)
 

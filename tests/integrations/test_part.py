@@ -202,3 +202,16 @@ async def test_a_calendar_missing_at_start_is_opened_once_it_exists(
     finally:
         await part.close()
         await asyncio.to_thread(httpx.request, "DELETE", url, auth=auth)
+
+
+async def test_a_service_account_key_that_is_no_key_is_a_problem_not_a_crash(
+    db: Database, writer: WriteBehind, credentials: Callable[..., Credentials],
+) -> None:
+    broken = ('{"type": "service_account", "client_email": "a@b.iam.gserviceaccount.com", '
+              '"private_key": "-----BEGIN PRIVATE KEY-----\\nnot a key\\n-----END PRIVATE KEY-----\\n"}')
+    part = build({"integrations": {"sheets": {"results_spreadsheet_id": "results-1"}}},
+                 db, writer, credentials(google_service_account=broken))
+    ok, detail = await part.health()
+    assert not ok and "service account key is not valid" in detail
+    assert part.sheets_client is None and "sheets" not in part.worker.deliverers
+    await part.close()
