@@ -27,6 +27,7 @@ from pydantic_settings import (
 )
 
 from reautod.errors import ConfigError
+from reautod.integrations.settings import IntegrationsSettings
 
 DEFAULT_CONFIG_PATH = Path("/etc/reautod/reautod.toml")
 SECRET_NAMES = ("twilio_auth_token", "elevenlabs_api_key", "jwt_secret", "encryption_key")
@@ -244,6 +245,7 @@ class Settings(BaseSettings):
     dialogue: DialogueSettings = DialogueSettings()
     twilio: TwilioSettings = TwilioSettings()
     secrets: SecretsSettings = SecretsSettings()
+    integrations: IntegrationsSettings = IntegrationsSettings()
 
     @classmethod
     def settings_customise_sources(

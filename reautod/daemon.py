@@ -39,6 +39,7 @@ from reautod.engines.control import engine_methods
 from reautod.engines.registry import EngineSet
 from reautod.environment import check_environment
 from reautod.errors import AlreadyRunningError, ConfigError, ReautodError
+from reautod.integrations.part import IntegrationsPart
 from reautod.methods import Method
 from reautod.observability.events import EventBus
 from reautod.observability.gpu import GpuCollector, load_nvml
@@ -72,6 +73,7 @@ RESTART_ONLY = (
     "metrics",
     "models",
     "twilio",
+    "integrations",
 )
 
 HealthCheck = Callable[[], Awaitable[tuple[bool, str]]]
@@ -110,6 +112,7 @@ class Daemon:
         self.call_events: CallEventPublisher | None = None
         self.telephony: TelephonyPart | None = None
         self.dialogue: DialoguePart | None = None
+        self.integrations: IntegrationsPart | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._health_checks: dict[str, HealthCheck] = {}
         self._log_forwarder: logging.Handler | None = None
@@ -190,9 +193,19 @@ class Daemon:
             if self.settings.calls.record
             else None
         )
-        # Every call's life goes to the store, the operator (bus, metrics, sessions) and
-        # telephony; the fan-out guards each, so one failing never hides a call from the others.
-        observers = ObserverFanOut(StoreCallObserver(self.writer), self.call_events, self.telephony)
+        # Results out (webhooks, confirmations, the results sheet) through the outbox; its
+        # worker starts with the HTTP side below.
+        self.integrations = IntegrationsPart(
+            self.settings, self.secrets, self.db, self.writer, self.metrics, self.telephony.dnc
+        )
+        self.telephony.ended_unconnected = self.integrations.results.ended_without_conversation
+        # Every call's life goes to the store, the operator (bus, metrics, sessions),
+        # telephony and the integrations (after the store: they read the call's row back); the
+        # fan-out guards each, so one failing never hides a call from the others.
+        observers = ObserverFanOut(
+            StoreCallObserver(self.writer), self.call_events, self.telephony,
+            self.integrations.results,
+        )
         # What calls say: the campaign's playbook (the qualifying agent), else the one prompt.
         self.dialogue = DialoguePart(self.settings, self.state_dir, self.db, self.writer,
                                      self.bus, self.metrics, self.engines.llm)
@@ -204,17 +217,21 @@ class Daemon:
         await self.calls.start()
         self.telephony.attach(self.calls)
         self._health_checks["twilio"] = self.telephony.health
+        self._health_checks["integrations"] = self.integrations.health
         self._register_part_methods()
 
         # 7. HTTP side (webhooks, media WebSocket); bound before READY so Twilio can reach us.
         self.notifier.status("starting HTTP")
         # The media WebSocket checks Twilio's signature whenever Twilio is configured.
         media = media_router(self.calls, self.telephony.media_upgrade_validator())
-        app = create_app([media, *self.telephony.routers()], health=self.health)
+        routers = [media, *self.telephony.routers(), *self.integrations.routers()]
+        app = create_app(routers, health=self.health)
         self.http = HttpServer(app, self.settings.http.host, self.settings.http.port)
         await self.http.start()
         self._health_checks["http"] = self._check_http
-        # The dialer's timers (a tick per running campaign, lease heartbeat) start last.
+        # The dialer's timers (a tick per running campaign, lease heartbeat) start last, after
+        # the outbox's delivery worker.
+        await self.integrations.start()
         await self.telephony.start()
 
         # 8. Background duties: the watchdog is pinged from this loop, so a blocked loop is noticed;
@@ -351,6 +368,8 @@ class Daemon:
             await self.http.close()
         if self.telephony is not None:
             await self.telephony.close()
+        if self.integrations is not None:
+            await self.integrations.close()  # before the writer: ended calls' results go out
         if self.call_events is not None:
             await self.call_events.close()
         if self.dialogue is not None:
@@ -415,6 +434,9 @@ class Daemon:
                 self.control.register(method)
         if self.dialogue is not None:
             for method in self.dialogue.control_methods():
+                self.control.register(method)
+        if self.integrations is not None:
+            for method in self.integrations.control_methods():
                 self.control.register(method)
 
     def _local_http_url(self) -> str:

@@ -7,6 +7,7 @@ Both documents are generated from `reautod.config.Settings`; after changing the 
 
 from __future__ import annotations
 
+import enum
 import json
 import re
 import sys
@@ -51,6 +52,24 @@ SAMPLES: dict[str, Any] = {
     "twilio.from_number": "+15555550123",
     "twilio.api_base_url": "https://api.twilio.com",
     **{f"secrets.{name}_file": f"/etc/reautod/credentials/{name}" for name in SECRET_NAMES},
+    "integrations.webhook_url": "https://crm.example.com/hooks/reautod",
+    "integrations.webhooks[].name": "spring-crm",
+    "integrations.webhooks[].url": "https://crm.example.com/hooks/spring",
+    "integrations.webhooks[].secret_credential": "spring_webhook_secret",
+    "integrations.caldav.url": "https://calendar.example.com/dav/",
+    "integrations.caldav.username": "rep",
+    "integrations.caldav.password_credential": "caldav_password",
+    "integrations.caldav.calendar": "sales",
+    "integrations.caldav.meeting_link_template": "https://meet.example.com/{booking}",
+    "integrations.caldav.rep_email": "rep@example.com",
+    "integrations.smtp.host": "smtp.example.com",
+    "integrations.smtp.username": "reautod",
+    "integrations.smtp.password_credential": "smtp_password",
+    "integrations.smtp.from_address": "reautod@example.com",
+    "integrations.sms.from_number": "+15555550123",
+    "integrations.sheets.results_spreadsheet_id": "1aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789",
+    "integrations.incoming.secret_credential": "incoming_secret",
+    "integrations.incoming.api_key_credential": "incoming_api_key",
 }
 
 EXAMPLE_HEADER = """\
@@ -65,30 +84,75 @@ EXAMPLE_HEADER = """\
 # (REAUTOD_CONTROL__ALLOWED_UIDS='[1001]').
 #
 # Keys shown commented out have no default (unset); the value shown is an example.
-# Secrets are never written here: see [secrets] at the end and docs/configuration.md.
+# Secrets are never written here: see [secrets] and docs/configuration.md; the integrations'
+# secrets are systemd credentials named by their *_credential keys (docs/integrations.md).
 """
 
 
 @dataclass(frozen=True)
 class Key:
-    """One leaf setting of the schema."""
+    """One leaf setting of the schema.
+
+    `table` is the TOML table the key is written in: `integrations.caldav` for a key of an
+    optional sub-table (written commented out, header and all, since the table is unset by
+    default), `integrations.webhooks` for a key of a list of tables (`[[integrations.webhooks]]`,
+    its key paths spelled `integrations.webhooks[].name`). `optional_table` marks both kinds.
+    """
 
     path: str
     type_text: str
-    default: Any  # JSON-able; None when unset
+    default: Any  # JSON-able; None when unset or required
     description: str
+    table: str = ""
+    array: bool = False  # the table is an array of tables
+    optional_table: bool = False
+    required: bool = False  # no default: must be given when its table is
 
     @property
     def section(self) -> str:
-        return self.path.rpartition(".")[0]
+        return self.table
 
     @property
     def name(self) -> str:
         return self.path.rpartition(".")[2]
 
+    @property
+    def header(self) -> str:
+        return f"[[{self.table}]]" if self.array else f"[{self.table}]"
+
+
+def _model_of(annotation: Any) -> tuple[type[BaseModel] | None, bool, bool]:
+    """(model, optional, array) when the annotation is a sub-table, `X | None` or `list[X]`."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation, False, False
+    if origin in (typing.Union, types.UnionType) and type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        if len(rest) == 1 and isinstance(rest[0], type) and issubclass(rest[0], BaseModel):
+            return rest[0], True, False
+    if origin is list and args and isinstance(args[0], type) and issubclass(args[0], BaseModel):
+        return args[0], True, True
+    return None, False, False
+
+
+def _models_of_union(annotation: Any) -> list[type[BaseModel]]:
+    """The variants of a union of tables (`NoAuth | ApiKeyAuth | OAuth2Auth`), else []."""
+    if typing.get_origin(annotation) is typing.Annotated:
+        annotation = typing.get_args(annotation)[0]
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and args and all(
+        isinstance(a, type) and issubclass(a, BaseModel) for a in args
+    ):
+        return list(args)
+    return []
+
 
 def type_text(annotation: Any) -> str:
     """A reader's name for a field type: `int`, `path (optional)`, `"a" | "b"`, `list of int`."""
+    variants = _models_of_union(annotation)
+    if variants:
+        kinds = " | ".join(json.dumps(v.model_fields["type"].default) for v in variants)
+        return f"inline table, type = {kinds}"
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
     if origin in (typing.Union, types.UnionType) and type(None) in args:
@@ -103,26 +167,45 @@ def type_text(annotation: Any) -> str:
         return f"table of {type_text(args[1])}" if args else "table"
     if annotation is Path:
         return "path"
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        return " | ".join(json.dumps(m.value) for m in annotation)
     return getattr(annotation, "__name__", str(annotation))
 
 
-def schema_keys(model: type[BaseModel] = Settings, prefix: str = "") -> list[Key]:
-    """Every leaf field of the schema, in declaration order, walking nested sections."""
+def schema_keys(model: type[BaseModel] = Settings, prefix: str = "", table: str = "",
+                array: bool = False, optional: bool = False) -> list[Key]:
+    """Every leaf field of the schema, in declaration order, walking nested sections, optional
+    sub-tables and lists of tables."""
     keys: list[Key] = []
     for name, field in model.model_fields.items():
         annotation = field.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            keys.extend(schema_keys(annotation, f"{prefix}{name}."))
+        sub, sub_optional, sub_array = _model_of(annotation)
+        if sub is not None:
+            keys.extend(schema_keys(sub, f"{prefix}{name}{'[]' if sub_array else ''}.",
+                                    f"{table}.{name}" if table else name, sub_array,
+                                    optional or sub_optional))
             continue
-        default = to_jsonable_python(field.get_default(call_default_factory=True))
+        required = field.is_required()
+        default = None if required else to_jsonable_python(
+            field.get_default(call_default_factory=True))
         description = (field.description or "").strip()
-        keys.append(Key(f"{prefix}{name}", type_text(annotation), default, description))
+        keys.append(Key(f"{prefix}{name}", type_text(annotation), default, description, table,
+                        array, optional, required))
     return keys
 
 
 def toml_value(value: Any) -> str:
+    if isinstance(value, dict):  # an inline table
+        return "{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + " }"
     # JSON strings, numbers, booleans and arrays are also valid TOML.
     return json.dumps(value, ensure_ascii=False)
+
+
+def _example_line(key: Key) -> str:
+    if key.default is None or key.optional_table:
+        value = key.default if key.default is not None else SAMPLES.get(key.path, "")
+        return f"# {key.name} = {toml_value(value)}"
+    return f"{key.name} = {toml_value(key.default)}"
 
 
 def render_example(keys: list[Key]) -> str:
@@ -131,15 +214,18 @@ def render_example(keys: list[Key]) -> str:
     for key in sorted(keys, key=lambda k: k.section != ""):  # top-level keys before any table
         if key.section != current:
             current = key.section
-            lines.append(f"\n[{current}]")
+            header = key.header
+            if key.optional_table:
+                kind = ("a list of tables: one block per item" if key.array
+                        else "an optional table: unset unless given")
+                lines.append(f"\n# ({kind}; uncomment the header and the keys you set)")
+                lines.append(f"# {header}")
+            else:
+                lines.append(f"\n{header}")
         else:
             lines.append("")
         lines.append(f"# {key.description}")
-        if key.default is None:
-            sample = SAMPLES.get(key.path, "")
-            lines.append(f"# {key.name} = {toml_value(sample)}")
-        else:
-            lines.append(f"{key.name} = {toml_value(key.default)}")
+        lines.append(_example_line(key))
     return "\n".join(lines) + "\n"
 
 
@@ -150,7 +236,8 @@ def _cell(text: str) -> str:
 def render_table(keys: list[Key]) -> str:
     rows = ["| Key | Type | Default | Description |", "|---|---|---|---|"]
     for key in keys:
-        default = "unset" if key.default is None else f"`{toml_value(key.default)}`"
+        default = ("required" if key.required else "unset" if key.default is None
+                   else f"`{toml_value(key.default)}`")
         rows.append(
             f"| `{key.path}` | {_cell(key.type_text)} | {_cell(default)} | {_cell(key.description)} |"
         )
@@ -164,22 +251,32 @@ def documented_table(doc: str) -> str:
     return doc[start + len(TABLE_START) : end].strip()
 
 
-def flatten(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten(table: dict[str, Any], leaves: set[str], prefix: str = "") -> dict[str, Any]:
+    """Key path -> value; `leaves` are the schema's key paths (an inline-table value is one)."""
     flat: dict[str, Any] = {}
     for name, value in table.items():
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{prefix}{name}."))
+        path = f"{prefix}{name}"
+        if isinstance(value, dict) and path not in leaves:
+            flat.update(flatten(value, leaves, f"{path}."))
+        elif (isinstance(value, list) and value and all(isinstance(v, dict) for v in value)
+              and path not in leaves):
+            for item in value:
+                flat.update(flatten(item, leaves, f"{path}[]."))
         else:
-            flat[f"{prefix}{name}"] = value
+            flat[path] = value
     return flat
 
 
 COMMENTED_KEY = re.compile(r"^# ([a-z_][a-z0-9_]*) = (.*)$")
+COMMENTED_HEADER = re.compile(r"^# (\[\[?[a-z_.]+\]\]?)$")
+HEADER = re.compile(r"^(?:# )?\[\[?([a-z_.]+)\]\]?$")
 
 
 def uncommented(text: str) -> str:
-    """The example with its commented-out `# key = value` lines switched on."""
-    return "\n".join(COMMENTED_KEY.sub(r"\1 = \2", line) for line in text.splitlines()) + "\n"
+    """The example with its commented-out `# key = value` lines and `# [table]` headers on."""
+    lines = (COMMENTED_HEADER.sub(r"\1", COMMENTED_KEY.sub(r"\1 = \2", line))
+             for line in text.splitlines())
+    return "\n".join(lines) + "\n"
 
 
 # --- the documents match the schema -------------------------------------------------------------
@@ -204,24 +301,41 @@ def test_example_with_every_key_switched_on_is_valid(tmp_path: Path) -> None:
 
 def test_example_lists_every_key_and_nothing_else(tmp_path: Path) -> None:
     text = EXAMPLE.read_text()
-    active = flatten(tomllib.loads(text))
-    everything = flatten(tomllib.loads(uncommented(text)))
     keys = {k.path: k for k in schema_keys()}
+    active = flatten(tomllib.loads(text), set(keys))
+    everything = flatten(tomllib.loads(uncommented(text)), set(keys))
     assert sorted(everything) == sorted(keys), REGENERATE
     for path, value in active.items():
         assert value == keys[path].default, f"{path}: example says {value!r}; {REGENERATE}"
     for path in set(everything) - set(active):
-        assert keys[path].default is None, f"{path} has a default but is commented out"
+        key = keys[path]
+        assert key.default is None or key.optional_table, f"{path} has a default but is commented out"
     lines = text.splitlines()
     for number, line in enumerate(lines):
         match = re.match(r"^(?:# )?([a-z_][a-z0-9_]*) = ", line)
         if match and number > 0:
             section = next(
-                (m.group(1) for m in (re.match(r"^\[(.+)\]$", ln) for ln in reversed(lines[:number]))
-                 if m), "",
+                (m.group(1) for m in (HEADER.match(ln) for ln in reversed(lines[:number])) if m), "",
             )
-            key = keys[f"{section}.{match.group(1)}" if section else match.group(1)]
+            prefix = next((k.path.rpartition(".")[0] for k in keys.values() if k.table == section),
+                          section)
+            key = keys[f"{prefix}.{match.group(1)}" if section else match.group(1)]
             assert lines[number - 1] == f"# {key.description}", f"{key.path}: comment above"
+
+
+def test_optional_tables_are_walked_and_commented_out() -> None:
+    """Optional sub-tables and lists of tables list their own keys; their headers stay commented
+    out, so the example's active settings are the defaults."""
+    keys = {k.path: k for k in schema_keys()}
+    assert keys["integrations.caldav.url"].required
+    assert keys["integrations.caldav.url"].table == "integrations.caldav"
+    assert keys["integrations.webhooks[].url"].array
+    assert keys["integrations.delivery.max_attempts"].optional_table is False
+    text = EXAMPLE.read_text()
+    assert "\n# [integrations.caldav]\n" in text and "\n# [[integrations.webhooks]]\n" in text
+    assert "\n[integrations.delivery]\n" in text
+    assert keys["integrations.webhook_auth"].default == {"type": "none"}
+    assert toml_value({"type": "none"}) == '{ type = "none" }'
 
 
 def test_example_is_exactly_what_the_schema_generates() -> None:

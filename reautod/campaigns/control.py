@@ -18,7 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from reautod.campaigns.call_tracker import TrackedCall
 from reautod.campaigns.dnc import DncScope, DncSource, normalize_phone
-from reautod.campaigns.leads_import import MAX_FILE_BYTES, import_csv, state_of_number
+from reautod.campaigns.intake import add_leads
+from reautod.campaigns.leads_import import MAX_FILE_BYTES, state_of_number
 from reautod.campaigns.settings import CampaignSettings, settings_of
 from reautod.errors import NotFoundError, ReautodError, ValidationError
 from reautod.methods import Method, NoParams
@@ -37,7 +38,6 @@ from reautod.store.repositories import (
 if TYPE_CHECKING:
     from reautod.campaigns.service import TelephonyPart
 
-MAX_REPORTED_ISSUES = 1000
 RECENT_BLOCKS = 10
 
 # campaign.<action>: the states it may start from, and the state it leads to
@@ -176,25 +176,11 @@ def campaign_methods(part: TelephonyPart) -> list[Method]:
         return campaign_wire(row)
 
     async def campaign_import(params: ImportParams) -> dict[str, Any]:
-        campaign = await part.campaigns.find(params.campaign)
-        settings = settings_of(campaign)
+        campaign = await part.campaigns.find(params.campaign)  # before reading a large file
         data = (params.csv_text.encode() if params.csv_text is not None
                 else await _read_csv(params.csv_path or ""))
-        leads = LeadRepository(db)
-        existing = await leads.phones(campaign.id)
-        report = await asyncio.to_thread(import_csv, data, default_region=settings.default_region,
-                                         existing_phones=existing)
-        people = [
-            ContactInput(phone_e164=row.phone, name=row.name, email=row.email,
-                         timezone=row.timezone, source=f"import:{campaign.name}"[:200],
-                         custom={**row.attributes, **({"state": row.state} if row.state else {})})
-            for row in report.rows
-        ]
-        added = await leads.import_contacts(campaign.id, people, next_attempt_at=part.clock())
-        issues = [{"line": i.line, "problem": i.problem.value, "reason": i.reason,
-                   "imported": i.imported} for i in report.issues[:MAX_REPORTED_ISSUES]]
-        return {"campaign": campaign.name, "summary": report.summary() | {"new_leads": added},
-                "issues": issues, "issues_truncated": len(report.issues) > MAX_REPORTED_ISSUES}
+        result = await add_leads(db, str(campaign.id), data, source="import", clock=part.clock)
+        return result.model_dump(mode="json")
 
     def transition(action: str) -> Method:
         allowed, target = TRANSITIONS[action]

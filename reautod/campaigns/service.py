@@ -141,6 +141,9 @@ class TelephonyPart:
         self.validator: TwilioSignatureValidator | None = None
         self.tracker: CallTracker | None = None
         self.problem: str | None = None  # why dialing is unavailable
+        # told (call id, Twilio's final status) of a call that ended with no conversation (no
+        # answer, busy, a machine): no pipeline observer heard it (the daemon plugs results in)
+        self.ended_unconnected: Callable[[str, str], None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._dialing = False
         self._signer = RequestValidator(secrets.get("twilio_auth_token") or "-")
@@ -437,6 +440,8 @@ class TelephonyPart:
             # no answer, busy, a machine hung up on: the greeting prepared for it goes (a call
             # whose stream started took its greeting already)
             self.manager.drop_greeting(str(call.call_id))
+        if not call.stream_started and self.ended_unconnected is not None:
+            self.ended_unconnected(str(call.call_id), call.timeline.status.value)
         if call.lead_id is None or call.campaign_id is None:
             return
         status = await self.dialer.call_ended(call.settings.plan(call.campaign_id),

@@ -14,7 +14,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from reautod.integrations.leads import ImportResult, add_leads
+from reautod.campaigns.intake import ImportResult, add_leads
 from reautod.integrations.sheets import SheetsClient, read_contacts
 from reautod.methods import Method, NoParams
 from reautod.store.database import Database

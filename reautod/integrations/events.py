@@ -15,25 +15,15 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
-from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
 from reautod.cost.results import BudgetAlert as CostBudgetAlert
+from reautod.integrations.event_types import EventType
 
 SCHEMA_VERSION: Literal[1] = 1
-
-
-class EventType(StrEnum):
-    CALL_COMPLETED = "call.completed"
-    LEAD_QUALIFIED = "lead.qualified"
-    LEAD_SCORED = "lead.scored"
-    APPOINTMENT_BOOKED = "appointment.booked"
-    APPOINTMENT_RESCHEDULED = "appointment.rescheduled"
-    APPOINTMENT_CANCELLED = "appointment.cancelled"
-    LEAD_OPTED_OUT = "lead.opted_out"
-    BUDGET_ALERT = "budget.alert"
+__all__ = ["EVENTS", "SCHEMA_VERSION", "EventType", "WebhookEvent", "body_of", "json_schema"]
 
 
 class _Model(BaseModel):

@@ -27,12 +27,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
 
 from reautod.campaigns.dnc import DncList, DncScope, DncSource, normalize_phone
+from reautod.campaigns.intake import ImportResult, add_leads
 from reautod.campaigns.leads_import import MAX_FILE_BYTES, MAX_ROWS
 from reautod.campaigns.settings import settings_of
 from reautod.errors import NotFoundError, ReautodError, UnavailableError, ValidationError
 from reautod.integrations import signing
 from reautod.integrations.credentials import Credentials
-from reautod.integrations.leads import ImportResult, add_leads
 from reautod.integrations.settings import IncomingSettings
 from reautod.store.database import Database
 from reautod.store.repositories import CampaignRepository

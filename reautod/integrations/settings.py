@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from reautod.integrations.events import EventType
+from reautod.integrations.event_types import EventType
 
 GLOBAL_ENDPOINT = "global"
 
@@ -66,13 +66,13 @@ ReceiverAuth = Annotated[NoAuth | ApiKeyAuth | OAuth2Auth, Field(discriminator="
 class WebhookEndpoint(Section):
     """A receiver of webhook events; `campaigns` empty = every campaign (and site-wide events)."""
 
-    name: str = Field(pattern=_NAME)
-    url: str
+    name: str = Field(pattern=_NAME, description="the endpoint's name (outbox lists show it)")
+    url: str = Field(description="http(s) URL the events are POSTed to")
     secret_credential: str = Field(description="credential holding the HMAC signing secret")
     campaigns: list[str] = Field(default_factory=list, description="campaign names; empty = all")
     events: list[EventType] = Field(default_factory=list, description="event types; empty = all")
-    auth: ReceiverAuth = NoAuth()
-    timeout_s: float = Field(10.0, gt=0, le=120)
+    auth: ReceiverAuth = Field(NoAuth(), description="none, api_key or oauth2")
+    timeout_s: float = Field(10.0, gt=0, le=120, description="seconds a delivery may take")
 
     _url = field_validator("url")(_http_url)
 
@@ -98,21 +98,21 @@ class CalDAVSettings(Section):
     """The rep's calendar and when appointments may be booked on it."""
 
     url: str = Field(description="CalDAV server (principal discovery starts here)")
-    username: str
-    password_credential: str
+    username: str = Field(description="the rep's CalDAV user")
+    password_credential: str = Field(description="credential holding the CalDAV password")
     calendar: str = Field(description="calendar name (display name or the last URL segment)")
     timezone: str = Field("America/New_York", description="the rep's working time zone")
     workdays: list[int] = Field(default_factory=lambda: [0, 1, 2, 3, 4],
                                 description="0 = Monday")
-    day_start: time = time(9, 0)
-    day_end: time = time(17, 0)
-    slot_minutes: int = Field(30, ge=5, le=480)
+    day_start: time = Field(time(9, 0), description="first bookable time of a workday")
+    day_end: time = Field(time(17, 0), description="no appointment ends after this")
+    slot_minutes: int = Field(30, ge=5, le=480, description="length of an appointment")
     buffer_minutes: int = Field(0, ge=0, le=240, description="free time kept around other events")
     min_notice_minutes: int = Field(60, ge=0, description="earliest bookable slot from now")
     meeting_link_template: str | None = Field(
         None, description="e.g. https://meet.example.com/{booking}; fields: booking, start, date")
     rep_email: str | None = Field(None, description="where booking emails go")
-    timeout_s: float = Field(15.0, gt=0)
+    timeout_s: float = Field(15.0, gt=0, description="seconds a CalDAV request may take")
 
     _url = field_validator("url")(_http_url)
 
@@ -135,25 +135,25 @@ class CalDAVSettings(Section):
 
 
 class SmtpSettings(Section):
-    host: str
-    port: int = Field(587, ge=1, le=65535)
-    starttls: bool = True
-    username: str | None = None
-    password_credential: str | None = None
-    from_address: str = Field(pattern=r"^[^@\s]+@[^@\s]+$")
-    timeout_s: float = Field(15.0, gt=0)
+    host: str = Field(description="SMTP server")
+    port: int = Field(587, ge=1, le=65535, description="SMTP port")
+    starttls: bool = Field(True, description="upgrade the connection with STARTTLS")
+    username: str | None = Field(None, description="SMTP login, if the server wants one")
+    password_credential: str | None = Field(None, description="credential holding its password")
+    from_address: str = Field(pattern=r"^[^@\s]+@[^@\s]+$", description="the emails' From")
+    timeout_s: float = Field(15.0, gt=0, description="seconds an SMTP exchange may take")
 
 
 class SmsSettings(Section):
     """Twilio Messages; the account and auth token are the `[twilio]` ones."""
 
-    from_number: str = Field(pattern=r"^\+[1-9]\d{1,14}$")
+    from_number: str = Field(pattern=r"^\+[1-9]\d{1,14}$", description="E.164 number texts come from")
 
 
 class ConfirmationSettings(Section):
     sms: bool = Field(True, description="text the lead a confirmation")
     email: bool = Field(True, description="email the rep the booking with an ICS invitation")
-    business_name: str = "Acme Solar"
+    business_name: str = Field("Acme Solar", description="the business named in confirmations")
 
 
 class SheetsSettings(Section):
@@ -161,9 +161,9 @@ class SheetsSettings(Section):
 
     service_account_credential: str = Field(
         "google_service_account", description="credential holding the service account JSON key")
-    results_spreadsheet_id: str | None = None
+    results_spreadsheet_id: str | None = Field(None, description="spreadsheet call results go to")
     results_range: str = Field("Results!A1", description="where result rows are appended")
-    api_base_url: str = "https://sheets.googleapis.com"
+    api_base_url: str = Field("https://sheets.googleapis.com", description="Sheets API host (tests)")
     batch_rows: int = Field(200, ge=1, le=10_000, description="rows per append request at most")
     flush_interval_s: float = Field(5.0, gt=0, description="longest a row waits to be written")
     requests_per_minute: int = Field(50, ge=1, le=600,
@@ -175,7 +175,7 @@ class SheetsSettings(Section):
 class IncomingSettings(Section):
     """The endpoints that add leads and DNC entries (mounted under /integrations/v1)."""
 
-    enabled: bool = False
+    enabled: bool = Field(False, description="mount the endpoints on the HTTP port")
     secret_credential: str | None = Field(None, description="HMAC secret for signed requests")
     api_key_credential: str | None = Field(None, description="key for X-API-Key requests")
 
@@ -190,7 +190,8 @@ class IntegrationsSettings(Section):
     webhook_url: str | None = Field(None, description="the global webhook receiver")
     webhook_secret_credential: str = Field("webhook_secret",
                                            description="credential holding its signing secret")
-    webhook_auth: ReceiverAuth = NoAuth()
+    webhook_auth: ReceiverAuth = Field(
+        NoAuth(), description="how to authenticate to it: none, api_key or oauth2 (docs/integrations.md)")
     webhooks: list[WebhookEndpoint] = Field(default_factory=list,
                                             description="more receivers, per campaign or event")
     delivery: DeliverySettings = DeliverySettings()

@@ -11,6 +11,7 @@ import pytest
 
 from reautod.integrations.credentials import Credentials
 from reautod.store.database import Database
+from reautod.store.writebehind import WriteBehind
 from tests.integrations.radicale_server import Radicale, clear_events, radicale
 from tests.store.conftest import TEST_DB_SETTINGS
 
@@ -46,6 +47,17 @@ async def pg_db(fresh_database_url: str) -> AsyncIterator[Database]:
 def radicale_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Radicale]:
     with radicale(tmp_path_factory.mktemp("radicale")) as running:
         yield running
+
+
+@pytest.fixture
+async def writer(db: Database, tmp_path: Path) -> AsyncIterator[WriteBehind]:
+    """The write-behind queue over `db`, as the daemon runs it."""
+    wb = WriteBehind(db, tmp_path / "spool", queue_size=100)
+    await wb.start()
+    try:
+        yield wb
+    finally:
+        await wb.stop()
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from reautod.campaigns.intake import ImportResult
 from reautod.control.context import CliContext, key_values, table
 
 # Leads files up to this size travel inside the request (the daemon may not be able to read the
@@ -153,7 +154,9 @@ def run_import(args: argparse.Namespace, ctx: CliContext) -> int:
             print(f"reautoctl: {path} is not UTF-8 (bad byte at offset {err.start}); "
                   "save it as UTF-8 CSV", file=sys.stderr)
             return 1
-    ctx.emit(ctx.call("campaign.import", params, timeout=IMPORT_TIMEOUT_S), render_import)
+    result = ImportResult.model_validate(ctx.call("campaign.import", params,
+                                                  timeout=IMPORT_TIMEOUT_S))
+    ctx.emit(result.model_dump(mode="json"), render_import)
     return 0
 
 

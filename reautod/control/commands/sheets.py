@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from reautod.control.context import CliContext, key_values
-from reautod.integrations.leads import ImportResult
+from reautod.campaigns.intake import ImportResult
+from reautod.control.commands.campaign import render_import
+from reautod.control.context import CliContext
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -18,18 +19,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     imp.set_defaults(func=run_import)
 
 
-def render(result: ImportResult) -> str:
-    lines = [key_values(sorted(result.summary.items()))]
-    lines += [f"row {i.line}: {i.problem}: {i.reason}" + (" (imported)" if i.imported else "")
-              for i in result.issues]
-    if result.issues_truncated:
-        lines.append("... more issues not shown")
-    return "\n".join(lines)
-
-
 def run_import(args: argparse.Namespace, ctx: CliContext) -> int:
     result = ImportResult.model_validate(ctx.call(
         "sheets.import", {"campaign": args.campaign, "spreadsheet_id": args.spreadsheet_id,
                           "range": args.range}, timeout=300))
-    ctx.emit(result.model_dump(mode="json"), lambda _: render(result))
+    ctx.emit(result.model_dump(mode="json"), render_import)  # reported like a CSV import
     return 0

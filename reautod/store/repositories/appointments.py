@@ -152,6 +152,18 @@ class AppointmentRepository:
 
         return await self.db.read(work)
 
+    async def of_call(self, call_id: uuid.UUID) -> AppointmentRow | None:
+        """The appointment booked on a call that still holds its slot (the latest), if any."""
+
+        async def work(conn: AsyncConnection) -> AppointmentRow | None:
+            row = (await conn.execute(
+                select(appointments)
+                .where(appointments.c.call_id == call_id, appointments.c.status.in_(ACTIVE))
+                .order_by(appointments.c.created_at.desc()).limit(1))).first()
+            return None if row is None else to_dataclass(AppointmentRow, row)
+
+        return await self.db.read(work)
+
     async def between(self, start: datetime, end: datetime, *,
                       campaign_id: uuid.UUID | None = None,
                       active_only: bool = False) -> list[AppointmentRow]:

@@ -1,6 +1,6 @@
-"""Adding leads to a campaign from outside (the incoming endpoint, a Google Sheet): the same
-validation and report as `reautoctl campaign import`, because it is the same function
-(`campaigns.leads_import.import_csv`) over the same CSV bytes, and the same store write."""
+"""Adding leads to a campaign: the one path for `reautoctl campaign import`, the incoming
+endpoint and a Google Sheet (reautod.integrations), so every source gets the same validation
+(`leads_import.import_csv` over CSV bytes), the same store write and the same typed report."""
 
 from __future__ import annotations
 
