@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,17 +20,19 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from reautod.campaigns.call_tracker import TrackedCall
 from reautod.campaigns.dnc import DncScope, DncSource, normalize_phone
 from reautod.campaigns.leads_import import MAX_FILE_BYTES, import_csv, state_of_number
+from reautod.campaigns.results import CampaignList, CampaignPacing, CampaignSummary
 from reautod.campaigns.settings import CampaignSettings, settings_of
 from reautod.errors import NotFoundError, ReautodError, ValidationError
 from reautod.methods import Method, NoParams
 from reautod.observability.logging import mask_phone
 from reautod.store.call_observer import call_uuid
-from reautod.store.enums import CallDirection, CampaignStatus
+from reautod.store.enums import CallDirection, CampaignStatus, LeadStatus
 from reautod.store.repositories import (
     CallRow,
     CampaignRow,
     ContactInput,
     ContactRepository,
+    CostRepository,
     DialBlockRepository,
     LeadRepository,
 )
@@ -150,14 +153,29 @@ def campaign_methods(part: TelephonyPart) -> list[Method]:
     """The methods this part adds to the control socket."""
     db = part.db
 
-    async def campaigns_list(_: NoParams) -> dict[str, Any]:
-        rows = await part.campaigns.list()
+    async def campaigns_list(_: NoParams) -> CampaignList:
+        live = Counter(c.campaign_id for c in (part.tracker.tracked() if part.tracker else [])
+                       if not c.finished)
+        costs = CostRepository(db)
         result = []
-        for row in rows:
-            item = campaign_wire(row)
-            item["leads"] = await LeadRepository(db).status_counts(row.id)
-            result.append(item)
-        return {"campaigns": result}
+        for row in await part.campaigns.list():
+            settings, problem = None, None
+            try:
+                settings = settings_of(row)
+            except ValueError as err:
+                problem = str(err)
+            result.append(CampaignSummary(
+                id=row.id, name=row.name, status=CampaignStatus(row.status),
+                created_at=row.created_at, settings=settings, settings_error=problem,
+                leads={LeadStatus(k): n
+                       for k, n in (await LeadRepository(db).status_counts(row.id)).items()},
+                calls_live=live[row.id],
+                pacing=CampaignPacing(max_concurrent=settings.max_concurrent,
+                                      calls_per_minute=part.calls_per_minute)
+                if settings is not None else None,
+                spent_micros=await costs.spent_since(row.created_at, row.id),
+            ))
+        return CampaignList(campaigns=result)
 
     async def campaign_create(params: CreateParams) -> dict[str, Any]:
         name = params.name.strip()

@@ -23,7 +23,13 @@ from typing import Any, Protocol
 from fastapi import APIRouter, WebSocket
 from twilio.request_validator import RequestValidator
 
-from reautod.call_events import CallInfo, CallState, TurnRecord
+from reautod.call_events import (
+    CallInfo,
+    CallState,
+    CallStateEvent,
+    CallStateSource,
+    TurnRecord,
+)
 from reautod.campaigns.call_tracker import CallTracker, LiveSession, TrackedCall
 from reautod.campaigns.control import campaign_methods
 from reautod.campaigns.dialer import BlockedDial, BlockReason, Dialer, LeadTarget
@@ -202,6 +208,11 @@ class TelephonyPart:
             return {}
         url = self.validator.websocket_url(MEDIA_PATH)
         return {SIGNATURE_HEADER: self._signer.compute_signature(url, {})}
+
+    @property
+    def calls_per_minute(self) -> float:
+        """The dial rate cap every campaign shares (the token bucket's)."""
+        return self.dialer.bucket.rate * 60
 
     def require_twilio(self) -> CallTracker:
         if self.tracker is None:
@@ -416,8 +427,9 @@ class TelephonyPart:
         # status QUEUED again: only the sid is filled in, no timeline point is added
         await self.calls.write([CallStarted(call_id=call.call_id, created_at=started.created_at,
                                             status=CallStatus.QUEUED, call_sid=sid)])
-        self.bus.publish("call.state", {"call_id": str(call.call_id), "status": "queued",
-                                        "source": "reautod", "campaign": call.campaign_name})
+        event = CallStateEvent(call_id=str(call.call_id), state=CallStatus.QUEUED.value,
+                               source=CallStateSource.REAUTOD, campaign=call.campaign_name)
+        self.bus.publish(event.TOPIC, event.wire())
         return sid
 
     async def call_answered(self, call: TrackedCall, now: datetime) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from pydantic import SecretStr
+from pydantic import BaseModel, SecretStr
 
 from reautod.call_events import CallInfo, CallState, ObserverFanOut, TurnRecord
 from reautod.campaigns.call_tracker import CallTracker, stored_status
@@ -24,6 +24,7 @@ from reautod.campaigns.control import CallRef, CampaignRef, CreateParams, DialPa
 from reautod.campaigns.dialer import BlockedDial, BlockReason
 from reautod.campaigns.dnc import DncEntry, DncScope, DncSource
 from reautod.campaigns.lead_queue import LeadClaim
+from reautod.campaigns.results import CampaignList
 from reautod.campaigns.service import TelephonyPart
 from reautod.campaigns.store_adapters import StoreDialLog, StoreDncStorage, StoreLeadDirectory
 from reautod.config import DatabaseSettings, Secrets, Settings
@@ -129,7 +130,9 @@ class Env:
 
     async def call(self, method_name: str, /, **params: Any) -> Any:
         method = self.method(method_name)
-        return await method.handler(method.params.model_validate(params))
+        result = await method.handler(method.params.model_validate(params))
+        # as the control socket writes it (reautod.control.protocol)
+        return result.model_dump(mode="json") if isinstance(result, BaseModel) else result
 
 
 def twilio_settings(standin: TwilioStandIn) -> Settings:
@@ -893,7 +896,12 @@ async def test_tables_show_what_the_methods_return(env: Env) -> None:
     await dial_round(env)
     status_text = cli.render_status(await env.call("campaign.status", campaign="fall"))
     assert "federal_hours" in status_text and "dialing" in status_text
-    assert "fall" in cli.render_list(await env.call("campaigns.list"))
+    listed = CampaignList.model_validate(await env.call("campaigns.list"))
+    fall = {c.name: c for c in listed.campaigns}["fall"]
+    live = [c for c in env.part.require_twilio().tracked() if not c.finished]
+    assert live and fall.calls_live == len(live)
+    assert fall.leads_total == 2 and fall.pacing is not None and fall.pacing.max_concurrent == 2
+    assert "fall" in cli.render_list(listed.model_dump(mode="json"))
     history = await env.call("calls.history")
     table_text = call_cli.render_history(history)
     assert "+12125550100" not in table_text and "+1******0100" in table_text  # masked
