@@ -38,6 +38,7 @@ from reautod.engines.control import engine_methods
 from reautod.engines.registry import EngineSet
 from reautod.environment import check_environment
 from reautod.errors import AlreadyRunningError, ConfigError, ReautodError
+from reautod.live_settings import LiveSettings
 from reautod.methods import Method
 from reautod.observability.events import EventBus
 from reautod.observability.gpu import GpuCollector, load_nvml
@@ -59,18 +60,6 @@ from reautod.store.control import store_methods
 log = logging.getLogger("reautod")
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
-# settings that only take effect at start-up; a reload that changes them says so
-RESTART_ONLY = (
-    "state_dir",
-    "runtime_dir",
-    "database_url",
-    "redis_url",
-    "control",
-    "http",
-    "metrics",
-    "models",
-    "twilio",
-)
 
 HealthCheck = Callable[[], Awaitable[tuple[bool, str]]]
 
@@ -82,6 +71,7 @@ class Daemon:
         self, settings: Settings, secrets: Secrets, config_path: Path | None, *, debug: bool
     ) -> None:
         self.settings = settings
+        self.live = LiveSettings(settings)  # what the parts read; reload replaces it
         self.secrets = secrets
         self.config_path = config_path
         self.debug = debug
@@ -177,7 +167,7 @@ class Daemon:
         self.call_events = CallEventPublisher(self.bus, self.metrics, self.sessions)
         # Telephony (Twilio webhooks, dialer) hears about live calls too: opt-outs, recording
         # after the announcement, hanging up the phone line when the conversation ends.
-        self.telephony = TelephonyPart(self.settings, self.secrets, self.db, self.metrics, self.bus)
+        self.telephony = TelephonyPart(self.live, self.secrets, self.db, self.metrics, self.bus)
         # Both audio directions of every call go to WAV files, their rows to the writer.
         recording = (
             StoreCallRecording(
@@ -190,7 +180,7 @@ class Daemon:
         # Every call's life goes to the store, the operator (bus, metrics, sessions) and
         # telephony; the fan-out guards each, so one failing never hides a call from the others.
         observers = ObserverFanOut(StoreCallObserver(self.writer), self.call_events, self.telephony)
-        self.calls = CallManager(self.engines, self.settings, observers, recording)
+        self.calls = CallManager(self.engines, self.live, observers, recording)
         await self.calls.start()
         self.telephony.attach(self.calls)
         self._health_checks["twilio"] = self.telephony.health
@@ -307,10 +297,11 @@ class Daemon:
             log.error("reload rejected, keeping the running configuration: %s", detail)
             self.notifier.ready(self._status_line())
             return {"reloaded": False, "detail": detail}
-        changed = [k for k in RESTART_ONLY if getattr(settings, k) != getattr(self.settings, k)]
+        # new calls read the holder; restart-only sections keep their running values
+        changed = self.live.replace(settings)
         if changed:
             log.warning("reload: %s changed; takes effect after a restart", ", ".join(changed))
-        self.settings, self.secrets = settings, secrets
+        self.settings, self.secrets = self.live.current, secrets
         replace_level(settings.logging.level, debug=self.debug)
         log.info("configuration reloaded")
         self.notifier.ready(self._status_line())

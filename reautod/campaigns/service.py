@@ -40,6 +40,7 @@ from reautod.campaigns.settings import CampaignSettings, settings_of
 from reautod.campaigns.store_adapters import StoreDialLog, StoreDncStorage, StoreLeadDirectory
 from reautod.config import Secrets, Settings
 from reautod.errors import ConfigError, ReautodError, UnavailableError, ValidationError
+from reautod.live_settings import LiveSettings
 from reautod.methods import Method
 from reautod.observability.events import EventBus
 from reautod.observability.metrics import Metrics
@@ -118,7 +119,7 @@ class TelephonyPart:
 
     def __init__(
         self,
-        settings: Settings,
+        settings: Settings | LiveSettings,
         secrets: Secrets,
         db: Database,
         metrics: Metrics,
@@ -128,7 +129,9 @@ class TelephonyPart:
         monotonic: Callable[[], float] = time.monotonic,
         twilio: TwilioCalls | None = None,
     ) -> None:
-        self.settings = settings
+        # the holder, not a copy: openings and the box's call cap follow a reload
+        self.live = settings if isinstance(settings, LiveSettings) else LiveSettings(settings)
+        settings = self.live.current
         self.db = db
         self.metrics = metrics
         self.bus = bus
@@ -208,6 +211,11 @@ class TelephonyPart:
             return {}
         url = self.validator.websocket_url(MEDIA_PATH)
         return {SIGNATURE_HEADER: self._signer.compute_signature(url, {})}
+
+    @property
+    def settings(self) -> Settings:
+        """The settings in effect now (`twilio.*` and `http.*` stay as they were at start-up)."""
+        return self.live.current
 
     @property
     def calls_per_minute(self) -> float:
@@ -330,6 +338,7 @@ class TelephonyPart:
             self.manager.check_admission()
         except ReautodError:
             return 0  # draining, engines missing or full: leads stay queued
+        self.dialer.limiter.per_box = self.settings.calls.max_concurrent  # after a reload too
         placed = 0
         for campaign in await self.campaigns.list():
             if campaign.status != "active":
