@@ -151,6 +151,7 @@ class TelephonyPart:
         self.tracker: CallTracker | None = None
         self.problem: str | None = None  # why dialing is unavailable
         self._tasks: set[asyncio.Task[None]] = set()
+        self._slots: dict[uuid.UUID, str] = {}  # call slots held by manual dials, by call id
         self._dialing = False
         self._signer = RequestValidator(secrets.get("twilio_auth_token") or "-")
         missing = missing_twilio_settings(settings, secrets)
@@ -354,10 +355,23 @@ class TelephonyPart:
         return placed
 
     def _count_block(self, entry: BlockedDial) -> None:
-        if entry.reason is BlockReason.WINDOW:
+        self.count_refusal(entry.reason)
+
+    def count_refusal(self, reason: BlockReason) -> None:
+        if reason is BlockReason.WINDOW:
             self.metrics.dial_blocked("window")
-        elif entry.reason is BlockReason.DNC:
+        elif reason is BlockReason.DNC:
             self.metrics.dial_blocked("dnc")
+
+    def hold_slot(self, call_id: uuid.UUID, slot: str) -> None:
+        """A call slot the dialer's gate gave a call outside the lead queue (`reautoctl dial`)."""
+        self._slots[call_id] = slot
+
+    def release_slot(self, call_id: uuid.UUID) -> None:
+        """Give back the slot of such a call (once; calls of the lead queue have none here)."""
+        slot = self._slots.pop(call_id, None)
+        if slot is not None:
+            self.dialer.limiter.release(slot)
 
     def _count_signature(self, _path: str, result: SignatureResult) -> None:
         if not result.accepted:
@@ -451,6 +465,7 @@ class TelephonyPart:
             # no answer, busy, a machine hung up on: the greeting prepared for it goes (a call
             # whose stream started took its greeting already)
             self.manager.drop_greeting(str(call.call_id))
+        self.release_slot(call.call_id)
         if call.lead_id is None or call.campaign_id is None:
             return
         status = await self.dialer.call_ended(call.settings.plan(call.campaign_id),
