@@ -54,14 +54,10 @@ from reautod.telephony.signatures import (
     TwilioSignatureValidator,
     header_value,
 )
+from reautod.telephony.stream import MAX_OPENING_CHARS, MEDIA_PATH, Direction, StreamParameters
 from reautod.telephony.twilio_client import OutboundCall, TwilioCalls
-from reautod.telephony.twiml import (
-    MAX_OPENING_CHARS,
-    Direction,
-    StreamParameters,
-    stream_twiml,
-)
-from reautod.telephony.webhooks import AMD_PATH, MEDIA_PATH, STATUS_PATH, twilio_router
+from reautod.telephony.twiml import stream_twiml
+from reautod.telephony.webhooks import AMD_PATH, STATUS_PATH, twilio_router
 
 log = logging.getLogger(__name__)
 
@@ -407,8 +403,8 @@ class TelephonyPart:
         opening = self.opening_for(settings)
         twiml = stream_twiml(
             self.validator.websocket_url(MEDIA_PATH),
-            StreamParameters(str(call.call_id), call.campaign_name[:200], lead,
-                             Direction.OUTBOUND, opening),
+            StreamParameters(call_id=str(call.call_id), campaign=call.campaign_name[:200],
+                             lead_name=lead, direction=Direction.OUTBOUND, opening=opening),
             announcement=settings.recording_announcement if settings.record else None,
         )
         request = OutboundCall(
