@@ -206,7 +206,7 @@ def twilio_router(
                 return Response(hangup_twiml(declined_message, voice=voice), media_type=XML)
             # The name is only for the agent's greeting: shorten it rather than fail the call.
             name = answer.lead_name[:MAX_LEAD_NAME_CHARS]
-            params = StreamParameters(call_id=answer.call_id, campaign=answer.campaign,
+            params = StreamParameters(call_id=answer.call_id, campaign=answer.campaign[:200],
                                       lead_name=name, direction=Direction.INBOUND)
             twiml = stream_twiml(stream_url, params, announcement=answer.announcement,
                                  voice=voice)
