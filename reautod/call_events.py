@@ -12,7 +12,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +28,30 @@ class CallState(StrEnum):
     SPEAKING = "speaking"
     ENDING = "ending"  # saying goodbye or tearing down
     ENDED = "ended"
+
+
+class CallStateSource(StrEnum):
+    """Which layer a `call.state` event comes from."""
+
+    PIPELINE = "pipeline"  # the conversation: a CallState value
+    TWILIO = "twilio"  # the phone line, from Twilio's status callbacks (queued .. completed)
+    REAUTOD = "reautod"  # what reautod did to the line itself: queued, transferred
+
+
+class CallStateEvent(BaseModel):
+    """The one payload of the `call.state` topic, whichever layer changed; the TUI parses it."""
+
+    model_config = ConfigDict(frozen=True)
+    TOPIC: ClassVar[str] = "call.state"
+
+    call_id: str = Field(min_length=1)
+    state: str = Field(min_length=1, description="A CallState value (pipeline) or Twilio's "
+                                                 "call status (twilio, reautod)")
+    source: CallStateSource
+    campaign: str | None = None
+
+    def wire(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_none=True)
 
 
 @dataclass

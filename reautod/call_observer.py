@@ -13,7 +13,13 @@ import logging
 from collections.abc import Coroutine
 from typing import Any
 
-from reautod.call_events import CallInfo, CallState, TurnRecord
+from reautod.call_events import (
+    CallInfo,
+    CallState,
+    CallStateEvent,
+    CallStateSource,
+    TurnRecord,
+)
 from reautod.observability.events import EventBus
 from reautod.observability.metrics import Metrics
 from reautod.sessions import SessionStore
@@ -71,7 +77,8 @@ class CallEventPublisher:
         self._bus.publish("barge_in", {"call_id": call_id, "heard_text": heard_text})
 
     def on_call_state(self, call_id: str, state: CallState) -> None:
-        self._bus.publish("call.state", {"call_id": call_id, "state": str(state)})
+        event = CallStateEvent(call_id=call_id, state=state.value, source=CallStateSource.PIPELINE)
+        self._bus.publish(event.TOPIC, event.wire())
 
     def on_dtmf(self, call_id: str, digit: str) -> None:
         self._bus.publish("dtmf", {"call_id": call_id, "digit": digit})

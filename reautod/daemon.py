@@ -40,6 +40,7 @@ from reautod.engines.registry import EngineSet
 from reautod.environment import check_environment
 from reautod.errors import AlreadyRunningError, ConfigError, ReautodError
 from reautod.integrations.part import IntegrationsPart
+from reautod.live_settings import LiveSettings
 from reautod.methods import Method
 from reautod.observability.events import EventBus
 from reautod.observability.gpu import GpuCollector, load_nvml
@@ -62,19 +63,6 @@ from reautod.store.control import store_methods
 log = logging.getLogger("reautod")
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
-# settings that only take effect at start-up; a reload that changes them says so
-RESTART_ONLY = (
-    "state_dir",
-    "runtime_dir",
-    "database_url",
-    "redis_url",
-    "control",
-    "http",
-    "metrics",
-    "models",
-    "twilio",
-    "integrations",
-)
 
 HealthCheck = Callable[[], Awaitable[tuple[bool, str]]]
 
@@ -86,6 +74,7 @@ class Daemon:
         self, settings: Settings, secrets: Secrets, config_path: Path | None, *, debug: bool
     ) -> None:
         self.settings = settings
+        self.live = LiveSettings(settings)  # what the parts read; reload replaces it
         self.secrets = secrets
         self.config_path = config_path
         self.debug = debug
@@ -183,7 +172,7 @@ class Daemon:
         self.call_events = CallEventPublisher(self.bus, self.metrics, self.sessions)
         # Telephony (Twilio webhooks, dialer) hears about live calls too: opt-outs, recording
         # after the announcement, hanging up the phone line when the conversation ends.
-        self.telephony = TelephonyPart(self.settings, self.secrets, self.db, self.metrics, self.bus)
+        self.telephony = TelephonyPart(self.live, self.secrets, self.db, self.metrics, self.bus)
         # Both audio directions of every call go to WAV files, their rows to the writer.
         recording = (
             StoreCallRecording(
@@ -211,8 +200,8 @@ class Daemon:
                                      self.bus, self.metrics, self.engines.llm)
         await self.dialogue.start()
         self._health_checks["playbooks"] = self.dialogue.health
-        conversations = self.dialogue.conversations(AgentConversations(lambda: self.settings.agent))
-        self.calls = CallManager(self.engines, self.settings, observers, recording,
+        conversations = self.dialogue.conversations(AgentConversations(lambda: self.live.current.agent))
+        self.calls = CallManager(self.engines, self.live, observers, recording,
                                  conversations=conversations, handoff=self.telephony)
         await self.calls.start()
         self.telephony.attach(self.calls)
@@ -334,10 +323,11 @@ class Daemon:
             log.error("reload rejected, keeping the running configuration: %s", detail)
             self.notifier.ready(self._status_line())
             return {"reloaded": False, "detail": detail}
-        changed = [k for k in RESTART_ONLY if getattr(settings, k) != getattr(self.settings, k)]
+        # new calls read the holder; restart-only sections keep their running values
+        changed = self.live.replace(settings)
         if changed:
             log.warning("reload: %s changed; takes effect after a restart", ", ".join(changed))
-        self.settings, self.secrets = settings, secrets
+        self.settings, self.secrets = self.live.current, secrets
         replace_level(settings.logging.level, debug=self.debug)
         log.info("configuration reloaded")
         self.notifier.ready(self._status_line())

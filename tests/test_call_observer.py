@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from reautod.call_events import CallInfo, CallState, TurnRecord
+from reautod.call_events import CallInfo, CallState, CallStateEvent, CallStateSource, TurnRecord
 from reautod.call_observer import CallEventPublisher
 from reautod.observability.events import EventBus
 from reautod.observability.metrics import Metrics
@@ -34,7 +34,8 @@ async def test_every_callback_is_published() -> None:
     events = [(await sub.get()) for _ in range(6)]
     assert [e.event for e in events] == [
         "call.started", "call.state", "turn", "barge_in", "dtmf", "call.ended"]
-    assert events[1].data == {"call_id": "c1", "state": "speaking"}
+    assert CallStateEvent.model_validate(events[1].data) == CallStateEvent(
+        call_id="c1", state="speaking", source=CallStateSource.PIPELINE)
     assert events[4].data == {"call_id": "c1", "digit": "9"}
     assert await sessions.get("c1") is None
     assert metrics.live_calls._value.get() == 0

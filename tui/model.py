@@ -14,6 +14,11 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from pydantic import ValidationError as PydanticValidationError
+
+from reautod.call_events import CallStateEvent
+from reautod.campaigns.results import CampaignList, CampaignSummary
+
 # Stages of a turn's latency, in pipeline order, as carried in `turn` events' `latencies`.
 LATENCY_STAGES = ("transcript", "first_token", "first_audio", "voice_to_voice")
 LATENCY_WINDOW = 100  # turns in the rolling percentiles
@@ -129,39 +134,6 @@ class HealthCheck:
 
 
 @dataclass(frozen=True)
-class Campaign:
-    name: str
-    state: str
-    leads_total: int | None
-    leads_done: int | None
-    calls_live: int | None
-    calls_per_minute: float | None
-    max_concurrent: int | None
-    spent_micros: int | None
-    budget_micros: int | None
-
-    @classmethod
-    def from_wire(cls, data: Mapping[str, Any]) -> Campaign:
-        pacing = data.get("pacing")
-        pacing = pacing if isinstance(pacing, Mapping) else {}
-        return cls(
-            name=_str(data.get("name")) or _str(data.get("id"), "?"),
-            state=_str(data.get("state"), "?"),
-            leads_total=_int(data.get("leads_total")),
-            leads_done=_int(data.get("leads_done")),
-            calls_live=_int(data.get("calls_live")),
-            calls_per_minute=_float(pacing.get("calls_per_minute")),
-            max_concurrent=_int(pacing.get("max_concurrent")),
-            spent_micros=_int(data.get("spent_micros")),
-            budget_micros=_int(data.get("budget_micros")),
-        )
-
-    @property
-    def paused(self) -> bool:
-        return self.state == "paused"
-
-
-@dataclass(frozen=True)
 class LogLine:
     ts: datetime | None
     level: str
@@ -190,7 +162,7 @@ class LiveState:
         self.ended: collections.OrderedDict[str, Call] = collections.OrderedDict()
         self.health: list[HealthCheck] = []
         self.health_ok: bool | None = None
-        self.campaigns: list[Campaign] = []
+        self.campaigns: list[CampaignSummary] = []
         self.log: collections.deque[LogLine] = collections.deque(maxlen=LOG_LIMIT)
         self.latencies: dict[str, collections.deque[float]] = {
             stage: collections.deque(maxlen=LATENCY_WINDOW) for stage in LATENCY_STAGES
@@ -288,9 +260,12 @@ class LiveState:
             self.calls = live
         self._snapshot_seq = self.event_seq
         if campaigns is not None:
-            rows = campaigns.get("campaigns") if isinstance(campaigns, Mapping) else campaigns
-            rows = rows if isinstance(rows, list) else []
-            self.campaigns = [Campaign.from_wire(r) for r in rows if isinstance(r, Mapping)]
+            try:
+                self.campaigns = list(CampaignList.model_validate(campaigns).campaigns)
+            except PydanticValidationError as err:
+                # a daemon of another version: say so once per refresh, keep the last good list
+                self.log.append(LogLine(self.clock(), "WARNING", "tui",
+                                        f"campaigns.list answered an unknown shape: {err}"))
 
     def apply_event(self, message: Mapping[str, Any]) -> str | None:
         """Apply one `{"event", "ts", "data"}`; returns the call id it touched, if any."""
@@ -330,10 +305,18 @@ class LiveState:
         return call.call_id
 
     def _on_call_state(self, data: Mapping[str, Any], ts: datetime | None) -> str | None:
+        try:
+            event = CallStateEvent.model_validate(data)
+        except PydanticValidationError:
+            self.events_malformed += 1
+            return None
         call = self._live_call(data)
-        if call is not None:
-            call.merge(data)
-        return call.call_id if call else None
+        if call is None:
+            return None
+        if call.live:  # the line's last word (Twilio's "completed") after the call ended
+            call.state = event.state
+        call.campaign = event.campaign or call.campaign
+        return call.call_id
 
     def _on_call_ended(self, data: Mapping[str, Any], ts: datetime | None) -> str | None:
         call = self._live_call(data)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -30,14 +29,12 @@ from reautod.pipeline.serializer import (
     decode_message,
 )
 from reautod.pipeline.twilio_media import StartInfo
-from reautod.telephony.twiml import MAX_PARAMETER_CHARS
+from reautod.telephony.stream import MEDIA_PATH, StreamParameters
 
 log = logging.getLogger(__name__)
 
-MEDIA_PATH = "/twilio/media"
 START_TIMEOUT_S = 10.0
 CLOSE_TRY_LATER = 1013
-_CALL_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 UpgradeValidator = Callable[[WebSocket], bool]
 
@@ -57,16 +54,6 @@ class _StartBody(BaseModel):
     customParameters: dict[str, str] = Field(default_factory=dict)
 
 
-class _CustomParameters(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    call_id: str | None = Field(None, pattern=_CALL_ID.pattern)
-    lead_name: str = Field("", max_length=200)
-    campaign: str | None = Field(None, max_length=200)
-    goal: str | None = Field(None, max_length=500)
-    direction: Literal["outbound", "inbound"] = "outbound"
-    opening: str | None = Field(None, max_length=MAX_PARAMETER_CHARS)
-
-
 class StartRejected(ReautodError):
     code = "bad_start"
 
@@ -78,7 +65,7 @@ def parse_start(message: dict[str, Any]) -> StartInfo:
         stream_sid = body.streamSid or message.get("streamSid")
         if not isinstance(stream_sid, str) or not 0 < len(stream_sid) <= 128:
             raise StartRejected("start without a streamSid")
-        params = _CustomParameters.model_validate(body.customParameters)
+        params = StreamParameters.model_validate(body.customParameters)
     except PydanticValidationError as err:
         first = err.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "start"
@@ -90,7 +77,7 @@ def parse_start(message: dict[str, Any]) -> StartInfo:
         lead_name=params.lead_name.strip(),
         campaign=params.campaign,
         goal=params.goal,
-        direction=params.direction,
+        direction=params.direction.value,
         opening=(params.opening or "").strip() or None,
     )
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from reautod.call_events import CallInfo, TurnRecord
+from reautod.call_events import CallInfo, CallStateEvent, CallStateSource, TurnRecord
 from reautod.campaigns.amd import AmdAction, amd_action, attempt_outcome
 from reautod.campaigns.dnc import DncList, DncSource, detect_opt_out, is_opt_out_digit
 from reautod.campaigns.pacing import Outcome
@@ -395,8 +395,9 @@ class CallTracker:
                 sequence=event.sequence_number, detail=detail)])
             if applied is not Applied.APPLIED or call.finished:
                 return  # history only (a late step, or a step after the end)
-            self.bus.publish("call.state", {"call_id": str(call.call_id), "status": status.value,
-                                            "source": "twilio"})
+            changed = CallStateEvent(call_id=str(call.call_id), state=status.value,
+                                     source=CallStateSource.TWILIO, campaign=call.campaign_name)
+            self.bus.publish(changed.TOPIC, changed.wire())
             if status is CallStatus.IN_PROGRESS:
                 await self.hooks.call_answered(call, now)
             if status.terminal:
@@ -524,8 +525,9 @@ class CallTracker:
         call.handed_off = "transfer"
         await self.twilio.transfer(call.sid, twiml)
         self._end_session(call, "transferred")
-        self.bus.publish("call.state", {"call_id": str(call.call_id), "status": "transferred",
-                                        "source": "reautod"})
+        event = CallStateEvent(call_id=str(call.call_id), state="transferred",
+                               source=CallStateSource.REAUTOD, campaign=call.campaign_name)
+        self.bus.publish(event.TOPIC, event.wire())
         return call
 
     async def _start_recording(self, call: TrackedCall) -> None:

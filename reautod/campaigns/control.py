@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,20 +18,23 @@ from phonenumbers import timezone as number_timezone
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from reautod.campaigns.call_tracker import TrackedCall
+from reautod.campaigns.dialer import BlockReason, LeadTarget, NotAdmitted
 from reautod.campaigns.dnc import DncScope, DncSource, normalize_phone
 from reautod.campaigns.intake import add_leads
 from reautod.campaigns.leads_import import MAX_FILE_BYTES, state_of_number
+from reautod.campaigns.results import CampaignList, CampaignPacing, CampaignSummary
 from reautod.campaigns.settings import CampaignSettings, settings_of
-from reautod.errors import NotFoundError, ReautodError, ValidationError
+from reautod.errors import NotFoundError, OverloadedError, ReautodError, ValidationError
 from reautod.methods import Method, NoParams
 from reautod.observability.logging import mask_phone
 from reautod.store.call_observer import call_uuid
-from reautod.store.enums import CallDirection, CampaignStatus
+from reautod.store.enums import CallDirection, CampaignStatus, LeadStatus
 from reautod.store.repositories import (
     CallRow,
     CampaignRow,
     ContactInput,
     ContactRepository,
+    CostRepository,
     DialBlockRepository,
     LeadRepository,
 )
@@ -146,18 +150,69 @@ async def _read_csv(path_text: str) -> bytes:
     return await asyncio.to_thread(read)
 
 
+# the concurrency slot of dials outside any campaign (the box's limit still applies)
+MANUAL_SLOT = "manual"
+# how `reautoctl dial` reports a refusal of the dialer's gate
+REFUSAL_CODES = {BlockReason.DNC: "dnc", BlockReason.WINDOW: "outside_window",
+                 BlockReason.NO_TIMEZONE: "no_timezone", BlockReason.PACING: "pacing"}
+
+
+async def admit_now(part: TelephonyPart, target: LeadTarget, slot: str,
+                    campaign_id: uuid.UUID | None, settings: CampaignSettings
+                    ) -> NotAdmitted | None:
+    """The dialer's gate for one number now; waits for a calls-per-second token rather than
+    refusing an operator for it (at most a second at Twilio's default rate)."""
+    while True:
+        refused = await part.dialer.admit(
+            target, slot=slot, campaign_id=campaign_id, window=settings.window(),
+            max_concurrent=settings.max_concurrent, now=part.clock(),
+            monotonic=part.monotonic())
+        if refused is None or refused.rule_code != "calls_per_second":
+            return refused
+        await asyncio.sleep(part.dialer.bucket.wait_s(part.monotonic()))
+
+
+def dial_refused(refused: NotAdmitted, masked_phone: str) -> ReautodError:
+    code = REFUSAL_CODES.get(refused.reason, refused.reason.value)
+    if refused.reason is BlockReason.PACING:
+        return OverloadedError(f"not dialing {masked_phone} now: {refused.detail}", code=code)
+    if refused.reason is BlockReason.WINDOW:
+        when = refused.retry_at.isoformat() if refused.retry_at else "never"
+        return ValidationError(f"outside the calling window: {refused.detail} "
+                               f"({refused.source}); next allowed {when}", code=code)
+    if refused.reason is BlockReason.NO_TIMEZONE:
+        return ValidationError(f"cannot tell the time zone of {masked_phone}: import it as a "
+                               "lead with a timezone column, then dial it", code=code)
+    return ValidationError(f"{masked_phone}: {refused.detail}", code=code)
+
+
 def campaign_methods(part: TelephonyPart) -> list[Method]:
     """The methods this part adds to the control socket."""
     db = part.db
 
-    async def campaigns_list(_: NoParams) -> dict[str, Any]:
-        rows = await part.campaigns.list()
+    async def campaigns_list(_: NoParams) -> CampaignList:
+        live = Counter(c.campaign_id for c in (part.tracker.tracked() if part.tracker else [])
+                       if not c.finished)
+        costs = CostRepository(db)
         result = []
-        for row in rows:
-            item = campaign_wire(row)
-            item["leads"] = await LeadRepository(db).status_counts(row.id)
-            result.append(item)
-        return {"campaigns": result}
+        for row in await part.campaigns.list():
+            settings, problem = None, None
+            try:
+                settings = settings_of(row)
+            except ValueError as err:
+                problem = str(err)
+            result.append(CampaignSummary(
+                id=row.id, name=row.name, status=CampaignStatus(row.status),
+                created_at=row.created_at, settings=settings, settings_error=problem,
+                leads={LeadStatus(k): n
+                       for k, n in (await LeadRepository(db).status_counts(row.id)).items()},
+                calls_live=live[row.id],
+                pacing=CampaignPacing(max_concurrent=settings.max_concurrent,
+                                      calls_per_minute=part.calls_per_minute)
+                if settings is not None else None,
+                spent_micros=await costs.spent_since(row.created_at, row.id),
+            ))
+        return CampaignList(campaigns=result)
 
     async def campaign_create(params: CreateParams) -> dict[str, Any]:
         name = params.name.strip()
@@ -238,12 +293,6 @@ def campaign_methods(part: TelephonyPart) -> list[Method]:
         campaign = await part.campaigns.find(params.campaign) if params.campaign else None
         settings = settings_of(campaign) if campaign else CampaignSettings()
         phone = normalize_phone(params.number, settings.default_region)
-        suppressed = await part.dnc.check(phone, str(campaign.id) if campaign else None)
-        if suppressed.suppressed and suppressed.entry is not None:
-            part.metrics.dial_blocked("dnc")
-            raise ValidationError(
-                f"{mask_phone(phone)} is on the {suppressed.entry.scope.value} do-not-call list",
-                code="dnc")
         contacts = ContactRepository(db)
         contact = await contacts.by_phone(phone)
         parsed = phonenumbers.parse(phone, None)
@@ -254,27 +303,28 @@ def campaign_methods(part: TelephonyPart) -> list[Method]:
         stored_state = contact.custom.get("state") if contact else None
         state = (stored_state if isinstance(stored_state, str)
                  else await asyncio.to_thread(state_of_number, parsed))  # geodata loads once, slowly
-        if zone is None:
-            raise ValidationError(
-                f"cannot tell the time zone of {mask_phone(phone)}: import it as a lead with a "
-                "timezone column, then dial it", code="no_timezone")
-        now = part.clock()
-        decision = part.dialer.windows.evaluate(zone, state, now, settings.window())
-        if not decision.allowed and decision.blocking_rule is not None:
-            part.metrics.dial_blocked("window")
-            rule = decision.blocking_rule
-            when = decision.next_allowed_at.isoformat() if decision.next_allowed_at else "never"
-            raise ValidationError(
-                f"outside the calling window: {rule.detail} ({rule.source}); next allowed {when}",
-                code="outside_window")
-        if contact is None:
-            contact = await contacts.upsert(ContactInput(phone_e164=phone, timezone=zone,
-                                                         source="reautoctl dial"))
+        # the dialer's own gate: time zone, DNC, window, a call slot, a calls-per-second token
+        slot = str(campaign.id) if campaign else MANUAL_SLOT
+        target = LeadTarget(phone, zone, state if isinstance(state, str) else None,
+                            contact.name or "" if contact else "")
+        refused = await admit_now(part, target, slot, campaign.id if campaign else None,
+                                  settings)
+        if refused is not None:
+            part.count_refusal(refused.reason)
+            raise dial_refused(refused, mask_phone(phone))
         call = TrackedCall(uuid.uuid4(), phone, CallDirection.OUTBOUND,
                            campaign.id if campaign else None,
-                           campaign.name if campaign else "manual", settings,
-                           contact_id=contact.id)
-        sid = await part.place_call(tracker, call, contact.name or "")
+                           campaign.name if campaign else "manual", settings)
+        part.hold_slot(call.call_id, slot)  # released when the call is over
+        try:
+            if contact is None:
+                contact = await contacts.upsert(ContactInput(phone_e164=phone, timezone=zone,
+                                                             source="reautoctl dial"))
+            call.contact_id = contact.id
+            sid = await part.place_call(tracker, call, target.name)
+        except BaseException:
+            part.release_slot(call.call_id)
+            raise
         return {"call_id": str(call.call_id), "call_sid": sid, "to": phone,
                 "campaign": call.campaign_name}
 

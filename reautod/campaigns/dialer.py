@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -66,6 +67,24 @@ class BlockedDial:
     detail: str
     source: str
     retry_at: datetime | None
+
+
+@dataclass(frozen=True)
+class NotAdmitted:
+    """Why a dial may not happen now: the same value for a campaign's lead and `reautoctl dial`.
+
+    `lead_status` and `retry_at` say what becomes of a claimed lead (a manual dial just refuses).
+    """
+
+    reason: BlockReason
+    rule_code: str
+    detail: str
+    source: str
+    lead_status: LeadStatus
+    retry_at: datetime | None
+
+
+RecentAttempts = Callable[[], Awaitable[Sequence[datetime]]]
 
 
 class LeadDirectory(Protocol):
@@ -142,39 +161,59 @@ class Dialer:
                 await self.dial_log.blocked(blocked)
         return report
 
+    async def admit(self, target: LeadTarget, *, slot: str, campaign_id: uuid.UUID | None,
+                    window: CampaignWindow, max_concurrent: int, now: datetime,
+                    monotonic: float, recent: RecentAttempts | None = None
+                    ) -> NotAdmitted | None:
+        """The one gate before every dial (the dialer's leads and `reautoctl dial`): time zone,
+        DNC, calling window, a call slot of `slot`, a calls-per-second token. None: admitted,
+        and the caller holds a slot it must `limiter.release(slot)` when the call is over.
+        `recent` gives the number's call times of the last 24 h (for per-24 h caps)."""
+        if target.timezone is None:
+            return NotAdmitted(BlockReason.NO_TIMEZONE, "no_timezone",
+                               "no time zone: the window cannot be checked", "",
+                               LeadStatus.FAILED, None)
+        suppressed = await self.dnc.check(target.phone,
+                                          str(campaign_id) if campaign_id is not None else None)
+        if suppressed.suppressed and suppressed.entry is not None:
+            return NotAdmitted(BlockReason.DNC, f"dnc_{suppressed.entry.scope}",
+                               f"on the {suppressed.entry.scope} do-not-call list",
+                               str(suppressed.entry.source), LeadStatus.DNC, None)
+        attempts = list(await recent()) if recent is not None else []
+        decision = self.windows.evaluate(target.timezone, target.state, now, window, attempts)
+        if not decision.allowed and decision.blocking_rule is not None:
+            rule = decision.blocking_rule
+            return NotAdmitted(BlockReason.WINDOW, rule.code, rule.detail, rule.source,
+                               LeadStatus.RETRY, decision.next_allowed_at or now + timedelta(days=1))
+        # Slots were counted before claiming, but other campaigns' ticks may have taken them
+        # since (this method awaits); then the lead goes back, due at once.
+        if not self.limiter.try_acquire(slot, max_concurrent):
+            return NotAdmitted(BlockReason.PACING, "concurrency", "no free call slot", "pacing",
+                               LeadStatus.RETRY, now)
+        if not self.bucket.try_take(monotonic):
+            self.limiter.release(slot)
+            return NotAdmitted(BlockReason.PACING, "calls_per_second", "calls-per-second cap",
+                               "pacing", LeadStatus.RETRY, now)
+        return None
+
     async def _try_dial(self, plan: CampaignPlan, claim: LeadClaim, now: datetime,
                         monotonic: float) -> BlockedDial | None:
         target = await self.directory.target(claim)
         if target is None:
             return await self._block(claim, LeadStatus.FAILED, None, BlockReason.NO_CONTACT,
                                      "no_contact", "the lead's contact is gone", "", now)
-        if target.timezone is None:
-            return await self._block(claim, LeadStatus.FAILED, None, BlockReason.NO_TIMEZONE,
-                                     "no_timezone", "no time zone: the window cannot be checked",
-                                     "", now)
-        suppressed = await self.dnc.check(target.phone, str(plan.campaign_id))
-        if suppressed.suppressed and suppressed.entry is not None:
-            return await self._block(claim, LeadStatus.DNC, None, BlockReason.DNC,
-                                     f"dnc_{suppressed.entry.scope}",
-                                     f"on the {suppressed.entry.scope} do-not-call list",
-                                     str(suppressed.entry.source), now)
-        recent = await self.directory.attempt_times(claim.lead_id, now - timedelta(hours=24))
-        decision = self.windows.evaluate(target.timezone, target.state, now, plan.window, recent)
-        if not decision.allowed and decision.blocking_rule is not None:
-            rule = decision.blocking_rule
-            retry_at = decision.next_allowed_at or now + timedelta(days=1)
-            return await self._block(claim, LeadStatus.RETRY, retry_at, BlockReason.WINDOW,
-                                     rule.code, rule.detail, rule.source, now)
         campaign = str(plan.campaign_id)
-        # Slots were counted before claiming, but other campaigns' ticks may have taken them
-        # since (this method awaits); then the lead goes back, due at once.
-        if not self.limiter.try_acquire(campaign, plan.max_concurrent):
-            return await self._block(claim, LeadStatus.RETRY, now, BlockReason.PACING,
-                                     "concurrency", "no free call slot", "pacing", now)
-        if not self.bucket.try_take(monotonic):
-            self.limiter.release(campaign)
-            return await self._block(claim, LeadStatus.RETRY, now, BlockReason.PACING,
-                                     "calls_per_second", "calls-per-second cap", "pacing", now)
+
+        async def recent() -> list[datetime]:
+            return await self.directory.attempt_times(claim.lead_id, now - timedelta(hours=24))
+
+        refused = await self.admit(target, slot=campaign, campaign_id=plan.campaign_id,
+                                   window=plan.window, max_concurrent=plan.max_concurrent,
+                                   now=now, monotonic=monotonic, recent=recent)
+        if refused is not None:
+            return await self._block(claim, refused.lead_status, refused.retry_at,
+                                     refused.reason, refused.rule_code, refused.detail,
+                                     refused.source, now)
         renewed = await self.queue.renew(claim, now, dialed=True)
         if renewed is None:
             self.limiter.release(campaign)

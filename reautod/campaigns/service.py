@@ -23,7 +23,13 @@ from typing import Any, Protocol
 from fastapi import APIRouter, WebSocket
 from twilio.request_validator import RequestValidator
 
-from reautod.call_events import CallInfo, CallState, TurnRecord
+from reautod.call_events import (
+    CallInfo,
+    CallState,
+    CallStateEvent,
+    CallStateSource,
+    TurnRecord,
+)
 from reautod.campaigns.call_tracker import CallTracker, LiveSession, TrackedCall
 from reautod.campaigns.control import campaign_methods
 from reautod.campaigns.dialer import BlockedDial, BlockReason, Dialer, LeadTarget
@@ -34,6 +40,7 @@ from reautod.campaigns.settings import CampaignSettings, settings_of
 from reautod.campaigns.store_adapters import StoreDialLog, StoreDncStorage, StoreLeadDirectory
 from reautod.config import Secrets, Settings
 from reautod.errors import ConfigError, ReautodError, UnavailableError, ValidationError
+from reautod.live_settings import LiveSettings
 from reautod.methods import Method
 from reautod.observability.events import EventBus
 from reautod.observability.metrics import Metrics
@@ -47,14 +54,10 @@ from reautod.telephony.signatures import (
     TwilioSignatureValidator,
     header_value,
 )
+from reautod.telephony.stream import MAX_OPENING_CHARS, MEDIA_PATH, Direction, StreamParameters
 from reautod.telephony.twilio_client import OutboundCall, TwilioCalls
-from reautod.telephony.twiml import (
-    MAX_OPENING_CHARS,
-    Direction,
-    StreamParameters,
-    stream_twiml,
-)
-from reautod.telephony.webhooks import AMD_PATH, MEDIA_PATH, STATUS_PATH, twilio_router
+from reautod.telephony.twiml import stream_twiml
+from reautod.telephony.webhooks import AMD_PATH, STATUS_PATH, twilio_router
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +115,7 @@ class TelephonyPart:
 
     def __init__(
         self,
-        settings: Settings,
+        settings: Settings | LiveSettings,
         secrets: Secrets,
         db: Database,
         metrics: Metrics,
@@ -122,7 +125,9 @@ class TelephonyPart:
         monotonic: Callable[[], float] = time.monotonic,
         twilio: TwilioCalls | None = None,
     ) -> None:
-        self.settings = settings
+        # the holder, not a copy: openings and the box's call cap follow a reload
+        self.live = settings if isinstance(settings, LiveSettings) else LiveSettings(settings)
+        settings = self.live.current
         self.db = db
         self.metrics = metrics
         self.bus = bus
@@ -145,6 +150,7 @@ class TelephonyPart:
         # answer, busy, a machine): no pipeline observer heard it (the daemon plugs results in)
         self.ended_unconnected: Callable[[str, str], None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._slots: dict[uuid.UUID, str] = {}  # call slots held by manual dials, by call id
         self._dialing = False
         self._signer = RequestValidator(secrets.get("twilio_auth_token") or "-")
         missing = missing_twilio_settings(settings, secrets)
@@ -205,6 +211,16 @@ class TelephonyPart:
             return {}
         url = self.validator.websocket_url(MEDIA_PATH)
         return {SIGNATURE_HEADER: self._signer.compute_signature(url, {})}
+
+    @property
+    def settings(self) -> Settings:
+        """The settings in effect now (`twilio.*` and `http.*` stay as they were at start-up)."""
+        return self.live.current
+
+    @property
+    def calls_per_minute(self) -> float:
+        """The dial rate cap every campaign shares (the token bucket's)."""
+        return self.dialer.bucket.rate * 60
 
     def require_twilio(self) -> CallTracker:
         if self.tracker is None:
@@ -329,6 +345,7 @@ class TelephonyPart:
             self.manager.check_admission()
         except ReautodError:
             return 0  # draining, engines missing or full: leads stay queued
+        self.dialer.limiter.per_box = self.settings.calls.max_concurrent  # after a reload too
         placed = 0
         for campaign in await self.campaigns.list():
             if campaign.status != "active":
@@ -344,10 +361,23 @@ class TelephonyPart:
         return placed
 
     def _count_block(self, entry: BlockedDial) -> None:
-        if entry.reason is BlockReason.WINDOW:
+        self.count_refusal(entry.reason)
+
+    def count_refusal(self, reason: BlockReason) -> None:
+        if reason is BlockReason.WINDOW:
             self.metrics.dial_blocked("window")
-        elif entry.reason is BlockReason.DNC:
+        elif reason is BlockReason.DNC:
             self.metrics.dial_blocked("dnc")
+
+    def hold_slot(self, call_id: uuid.UUID, slot: str) -> None:
+        """A call slot the dialer's gate gave a call outside the lead queue (`reautoctl dial`)."""
+        self._slots[call_id] = slot
+
+    def release_slot(self, call_id: uuid.UUID) -> None:
+        """Give back the slot of such a call (once; calls of the lead queue have none here)."""
+        slot = self._slots.pop(call_id, None)
+        if slot is not None:
+            self.dialer.limiter.release(slot)
 
     def _count_signature(self, _path: str, result: SignatureResult) -> None:
         if not result.accepted:
@@ -383,8 +413,8 @@ class TelephonyPart:
         opening = self.opening_for(settings)
         twiml = stream_twiml(
             self.validator.websocket_url(MEDIA_PATH),
-            StreamParameters(str(call.call_id), call.campaign_name[:200], lead,
-                             Direction.OUTBOUND, opening),
+            StreamParameters(call_id=str(call.call_id), campaign=call.campaign_name[:200],
+                             lead_name=lead, direction=Direction.OUTBOUND, opening=opening),
             announcement=settings.recording_announcement if settings.record else None,
         )
         request = OutboundCall(
@@ -426,8 +456,9 @@ class TelephonyPart:
         # status QUEUED again: only the sid is filled in, no timeline point is added
         await self.calls.write([CallStarted(call_id=call.call_id, created_at=started.created_at,
                                             status=CallStatus.QUEUED, call_sid=sid)])
-        self.bus.publish("call.state", {"call_id": str(call.call_id), "status": "queued",
-                                        "source": "reautod", "campaign": call.campaign_name})
+        event = CallStateEvent(call_id=str(call.call_id), state=CallStatus.QUEUED.value,
+                               source=CallStateSource.REAUTOD, campaign=call.campaign_name)
+        self.bus.publish(event.TOPIC, event.wire())
         return sid
 
     async def call_answered(self, call: TrackedCall, now: datetime) -> None:
@@ -442,6 +473,7 @@ class TelephonyPart:
             self.manager.drop_greeting(str(call.call_id))
         if not call.stream_started and self.ended_unconnected is not None:
             self.ended_unconnected(str(call.call_id), call.timeline.status.value)
+        self.release_slot(call.call_id)
         if call.lead_id is None or call.campaign_id is None:
             return
         status = await self.dialer.call_ended(call.settings.plan(call.campaign_id),

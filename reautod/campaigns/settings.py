@@ -25,8 +25,8 @@ from reautod.campaigns.windows import CampaignWindow
 from reautod.config import AgentSettings
 from reautod.pipeline.opening import DEFAULT_OPT_OUT_KEY, OpeningFields, render_opening
 from reautod.store.repositories import CampaignRow
+from reautod.telephony.stream import MAX_OPENING_CHARS
 from reautod.telephony.twilio_client import MachineDetection
-from reautod.telephony.twiml import MAX_OPENING_CHARS
 
 DEFAULT_ANNOUNCEMENT = "This call may be recorded for quality purposes."
 DEFAULT_VOICEMAIL = (

@@ -22,6 +22,7 @@ from reautod.config import Settings
 from reautod.conversation import CallContext, CallHandoff, Conversations
 from reautod.engines.base import LanguageModel, SpeechToText, TextToSpeech
 from reautod.errors import NotFoundError, OverloadedError, UnavailableError
+from reautod.live_settings import LiveSettings
 from reautod.pipeline.agent import AgentConversations
 from reautod.pipeline.greetings import PreparedGreetings
 from reautod.pipeline.line_cache import LineAudioCache
@@ -73,12 +74,14 @@ class _TappedObserver(SafeObserver):
 class CallManager:
     """Admits calls, runs each in its own CallSession, and ends them on request or shutdown."""
 
-    def __init__(self, engines: Engines, settings: Settings, observer: CallObserver,
+    def __init__(self, engines: Engines, settings: Settings | LiveSettings,
+                 observer: CallObserver,
                  recording: CallRecording | None = None, *,
                  conversations: Conversations | None = None,
                  handoff: CallHandoff | None = None) -> None:
         self._engines = engines
-        self._settings = settings
+        # the holder, not a copy: each new call takes the settings in effect when it starts
+        self._live = settings if isinstance(settings, LiveSettings) else LiveSettings(settings)
         self._observer = _TappedObserver(observer)
         self._recording = recording  # None: no call is recorded
         # What each call says: the daemon's conversations (playbooks), else one prompt per call.
@@ -86,7 +89,7 @@ class CallManager:
         self._handoff = handoff  # None: a transfer cannot happen (the caller hears why)
         self.line_cache = LineAudioCache()  # scripted lines, synthesized once per daemon
         self.greetings = PreparedGreetings(  # dialed calls' greetings, made while they ring
-            max(MIN_PREPARED_GREETINGS, 2 * settings.calls.max_concurrent))
+            max(MIN_PREPARED_GREETINGS, 2 * self.settings.calls.max_concurrent))
         self._sessions: dict[str, CallSession] = {}
         self._tasks: dict[str, asyncio.Task[str]] = {}
         self._smart_turn = SmartTurnModel()
@@ -98,7 +101,8 @@ class CallManager:
 
     @property
     def settings(self) -> Settings:
-        return self._settings
+        """The settings in effect now (a reload changes them for the calls that start after)."""
+        return self._live.current
 
     @property
     def engines(self) -> Engines:
@@ -133,7 +137,7 @@ class CallManager:
         if line is None or line.audio is not None:
             return  # nothing to say first, or its audio is ready already
         self.greetings.prepare(call_id, line.text, self._engines.tts,
-                               timeout_s=self._settings.engines.tts_timeout_s,
+                               timeout_s=self.settings.engines.tts_timeout_s,
                                expires_in_s=expires_in_s)
 
     def drop_greeting(self, call_id: str) -> None:
@@ -150,12 +154,11 @@ class CallManager:
         except UnavailableError:
             self.refused["engines"] += 1
             raise
-        if len(self._sessions) >= self._settings.calls.max_concurrent:
+        limit = self.settings.calls.max_concurrent
+        if len(self._sessions) >= limit:
             self.refused["capacity"] += 1
             raise OverloadedError(
-                f"at capacity: {len(self._sessions)} live calls "
-                f"(calls.max_concurrent = {self._settings.calls.max_concurrent})"
-            )
+                f"at capacity: {len(self._sessions)} live calls (calls.max_concurrent = {limit})")
 
     async def run_call(self, websocket: WebSocket, start: StartInfo,
                        input_warnings: dict[str, int] | None = None) -> str:
@@ -174,7 +177,7 @@ class CallManager:
         session = CallSession(
             media, call,
             stt=self._engines.stt, llm=self._engines.llm, tts=self._engines.tts,
-            settings=self._settings, observer=self._observer,
+            settings=self.settings, observer=self._observer,
             conversations=self._conversations, turn_analyzer=turn_analyzer, vad=vad,
             recording=self._recording,
             line_cache=self.line_cache,

@@ -28,6 +28,7 @@ from reautod.telephony.simulator import (
     WaitForAgent,
     run_call,
 )
+from reautod.telephony.stream import MEDIA_PATH, Direction, StreamParameters
 
 # What the simulated lead says when no audio is given: generated with the TTS engine itself.
 GENERATED_LEAD_LINES = (
@@ -74,9 +75,9 @@ def media_ws_url(http_base_url: str) -> str:
     """http://host:port -> ws://host:port/twilio/media (https -> wss)."""
     base = http_base_url.rstrip("/")
     if base.startswith("https://"):
-        return "wss://" + base[len("https://"):] + "/twilio/media"
+        return "wss://" + base[len("https://"):] + MEDIA_PATH
     if base.startswith("http://"):
-        return "ws://" + base[len("http://"):] + "/twilio/media"
+        return "ws://" + base[len("http://"):] + MEDIA_PATH
     raise ValidationError(f"not an http(s) URL: {http_base_url}")
 
 
@@ -167,8 +168,9 @@ def control_methods(
                     headers=dict(sign(url)) if sign is not None else {},
                     speed=1.0 if params.realtime else FAST_SPEED,
                     record_audio=False,
-                    custom_parameters={"call_id": call_id, "lead_name": SIMULATED_LEAD,
-                                       "campaign": campaign, "direction": "outbound"},
+                    custom_parameters=StreamParameters(
+                        call_id=call_id, lead_name=SIMULATED_LEAD, campaign=campaign,
+                        direction=Direction.OUTBOUND).custom_parameters(),
                 ),
                 _script(utterances),
             )

@@ -14,50 +14,20 @@ before the announcement; `record=True` at call creation is never used.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 from urllib.parse import urlsplit
 
 import phonenumbers
 from twilio.twiml.voice_response import Connect, Dial, Start, VoiceResponse
 
 from reautod.errors import ValidationError
+from reautod.telephony.stream import MAX_PARAMETER_CHARS, StreamParameters
 
 MAX_TWIML_CHARS = 4_000
-MAX_PARAMETER_CHARS = 500  # name + value, per Twilio
-OPENING_PARAMETER = "opening"
-MAX_OPENING_CHARS = MAX_PARAMETER_CHARS - len(OPENING_PARAMETER) - 1
 MAX_SAY_CHARS = 1_500
 
 
 class TwimlError(ValidationError):
     code = "twiml_invalid"
-
-
-class Direction(StrEnum):
-    OUTBOUND = "outbound"
-    INBOUND = "inbound"
-
-
-@dataclass(frozen=True)
-class StreamParameters:
-    """What the media WebSocket handler needs to find the call; arrives in `customParameters`."""
-
-    call_id: str
-    campaign: str
-    lead_name: str
-    direction: Direction
-    opening: str | None = None  # the campaign's rendered opening (pipeline.opening)
-
-    def pairs(self) -> list[tuple[str, str]]:
-        pairs = [
-            ("call_id", self.call_id),
-            ("campaign", self.campaign),
-            ("lead_name", self.lead_name),
-            ("direction", self.direction.value),
-        ]
-        if self.opening is not None:
-            pairs.append((OPENING_PARAMETER, self.opening))
-        return pairs
 
 
 @dataclass(frozen=True)

@@ -27,9 +27,8 @@ from reautod.errors import ReautodError
 from reautod.observability.logging import mask_phone
 from reautod.telephony.signatures import SignatureResult, TwilioSignatureValidator, header_value
 from reautod.telephony.state_machine import StatusEvent
+from reautod.telephony.stream import MEDIA_PATH, Direction, StreamParameters
 from reautod.telephony.twiml import (
-    Direction,
-    StreamParameters,
     empty_twiml,
     hangup_twiml,
     stream_twiml,
@@ -41,7 +40,6 @@ VOICE_PATH = "/twilio/voice"
 STATUS_PATH = "/twilio/status"
 AMD_PATH = "/twilio/amd"
 RECORDING_PATH = "/twilio/recording"
-MEDIA_PATH = "/twilio/media"
 MAX_BODY_BYTES = 64 * 1024
 MAX_LEAD_NAME_CHARS = 200
 XML = "application/xml"
@@ -208,7 +206,8 @@ def twilio_router(
                 return Response(hangup_twiml(declined_message, voice=voice), media_type=XML)
             # The name is only for the agent's greeting: shorten it rather than fail the call.
             name = answer.lead_name[:MAX_LEAD_NAME_CHARS]
-            params = StreamParameters(answer.call_id, answer.campaign, name, Direction.INBOUND)
+            params = StreamParameters(call_id=answer.call_id, campaign=answer.campaign[:200],
+                                      lead_name=name, direction=Direction.INBOUND)
             twiml = stream_twiml(stream_url, params, announcement=answer.announcement,
                                  voice=voice)
         except ReautodError as err:

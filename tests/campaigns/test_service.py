@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from pydantic import SecretStr
+from pydantic import BaseModel, SecretStr
 
 from reautod.call_events import CallInfo, CallState, ObserverFanOut, TurnRecord
 from reautod.campaigns.call_tracker import CallTracker, stored_status
@@ -24,10 +24,18 @@ from reautod.campaigns.control import CallRef, CampaignRef, CreateParams, DialPa
 from reautod.campaigns.dialer import BlockedDial, BlockReason
 from reautod.campaigns.dnc import DncEntry, DncScope, DncSource
 from reautod.campaigns.lead_queue import LeadClaim
+from reautod.campaigns.pacing import TokenBucket
+from reautod.campaigns.results import CampaignList
 from reautod.campaigns.service import TelephonyPart
 from reautod.campaigns.store_adapters import StoreDialLog, StoreDncStorage, StoreLeadDirectory
 from reautod.config import DatabaseSettings, Secrets, Settings
-from reautod.errors import NotFoundError, ReautodError, UnavailableError, ValidationError
+from reautod.errors import (
+    NotFoundError,
+    OverloadedError,
+    ReautodError,
+    UnavailableError,
+    ValidationError,
+)
 from reautod.methods import Method
 from reautod.observability.events import EventBus
 from reautod.observability.metrics import Metrics
@@ -131,7 +139,9 @@ class Env:
 
     async def call(self, method_name: str, /, **params: Any) -> Any:
         method = self.method(method_name)
-        return await method.handler(method.params.model_validate(params))
+        result = await method.handler(method.params.model_validate(params))
+        # as the control socket writes it (reautod.control.protocol)
+        return result.model_dump(mode="json") if isinstance(result, BaseModel) else result
 
 
 def twilio_settings(standin: TwilioStandIn) -> Settings:
@@ -645,6 +655,8 @@ async def test_fuzzed_callbacks_never_move_a_call_wrongly(env: Env) -> None:
     the stored status is always the state machine's, and every step it applied is stored."""
     rng = random.Random(20261121)
     calls = CallRepository(env.db)
+    # manual dials take the dialer's pacing; this test is about callbacks, not pacing
+    env.part.dialer.bucket = TokenBucket(1000.0, burst=20)
     for _ in range(20):
         dialed = await env.call("dial", number="+12125550100")
         sid, call_id = dialed["call_sid"], uuid.UUID(dialed["call_id"])
@@ -669,6 +681,8 @@ async def test_fuzzed_callbacks_never_move_a_call_wrongly(env: Env) -> None:
         stored = [e.status for e in await calls.timeline(call_id)]
         assert len(stored) == len(set(stored))
         assert {"queued"} | applied <= set(stored) <= {"queued"} | sent, (stored, reference)
+        # a fuzzed call may never reach an end; its call slot goes back as the sweep would
+        env.part.release_slot(call_id)
 
 
 async def test_unknown_call_sid_is_ignored(env: Env) -> None:
@@ -785,6 +799,25 @@ async def test_dial_checks_dnc_and_window_then_calls(env: Env) -> None:
     assert len(creates(env.standin)) == 1
     with pytest.raises(ValueError):
         DialParams.model_validate({"number": "+12125550100", "extra": 1})
+
+
+async def test_dial_takes_the_dialers_call_slots_and_pacing(env: Env) -> None:
+    """`dial` passes the dialer's own gate: the campaign's concurrency cap holds for manual
+    dials, the slot comes back when the call ends, and the calls-per-second token is waited for."""
+    await env.call("campaign.create", name="one-line", max_concurrent=1,
+                   window_days=[0, 1, 2, 3, 4, 5, 6])
+    first = await env.call("dial", number="+12125550100", campaign="one-line")
+    with pytest.raises(OverloadedError) as full:
+        await env.call("dial", number="+12125550101", campaign="one-line")
+    assert full.value.code == "pacing" and "no free call slot" in full.value.message
+    campaign = await env.part.campaigns.find("one-line")
+    assert env.part.dialer.limiter.active_for(str(campaign.id)) == 1
+    await env.tracker.on_status(status(first["call_sid"], "completed", 1))
+    await env.tracker.settle()
+    assert env.part.dialer.limiter.active_for(str(campaign.id)) == 0
+    # the token taken by the first dial is not back yet: the dial waits for it, not refuses
+    await env.call("dial", number="+12125550101", campaign="one-line")
+    assert len(creates(env.standin)) == 2
 
 
 async def test_operator_dnc_entries_global_and_per_campaign(env: Env) -> None:
@@ -911,7 +944,12 @@ async def test_tables_show_what_the_methods_return(env: Env) -> None:
     await dial_round(env)
     status_text = cli.render_status(await env.call("campaign.status", campaign="fall"))
     assert "federal_hours" in status_text and "dialing" in status_text
-    assert "fall" in cli.render_list(await env.call("campaigns.list"))
+    listed = CampaignList.model_validate(await env.call("campaigns.list"))
+    fall = {c.name: c for c in listed.campaigns}["fall"]
+    live = [c for c in env.part.require_twilio().tracked() if not c.finished]
+    assert live and fall.calls_live == len(live)
+    assert fall.leads_total == 2 and fall.pacing is not None and fall.pacing.max_concurrent == 2
+    assert "fall" in cli.render_list(listed.model_dump(mode="json"))
     history = await env.call("calls.history")
     table_text = call_cli.render_history(history)
     assert "+12125550100" not in table_text and "+1******0100" in table_text  # masked

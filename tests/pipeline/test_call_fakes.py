@@ -20,7 +20,8 @@ from reautod.telephony.simulator import (
     WaitForAgent,
     run_call,
 )
-from reautod.telephony.twiml import Direction, StreamParameters, stream_twiml
+from reautod.telephony.stream import Direction, StreamParameters
+from reautod.telephony.twiml import stream_twiml
 from tests.pipeline.conftest import make_settings, serve_media
 from tests.pipeline.fakes import FakeEngines
 
@@ -86,7 +87,8 @@ async def test_the_opening_a_dialed_call_carries_is_what_the_agent_says_first() 
                                 callback_number="+12125550199")
     opening = campaign.render_opening(AgentSettings(), "+15005550006")
     twiml = stream_twiml("wss://voice.example.com/twilio/media", StreamParameters(
-        "o1", "roofs", "Jane Doe", Direction.OUTBOUND, opening))
+        call_id="o1", campaign="roofs", lead_name="Jane Doe", direction=Direction.OUTBOUND,
+        opening=opening))
     root = ET.fromstring(twiml)
     params = {p.get("name") or "": p.get("value") or ""
               for p in root.iterfind("./Connect/Stream/Parameter")}

@@ -5,13 +5,13 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 
 import pytest
+from pydantic import ValidationError as PydanticValidationError
 
+from reautod.api.media import parse_start
+from reautod.telephony.stream import MAX_OPENING_CHARS, Direction, StreamParameters
 from reautod.telephony.twiml import (
-    MAX_OPENING_CHARS,
     MAX_TWIML_CHARS,
-    Direction,
     RecordingOptions,
-    StreamParameters,
     TwimlError,
     empty_twiml,
     stream_twiml,
@@ -19,7 +19,8 @@ from reautod.telephony.twiml import (
     voicemail_twiml,
 )
 
-PARAMS = StreamParameters("call-1", "solar-q4", "Dana <O'Neil> & Co", Direction.OUTBOUND)
+PARAMS = StreamParameters(call_id="call-1", campaign="solar-q4", lead_name="Dana <O'Neil> & Co",
+                          direction=Direction.OUTBOUND)
 WSS = "wss://voice.example.com/twilio/media"
 
 
@@ -45,25 +46,23 @@ def test_recording_from_twiml_comes_after_announcement() -> None:
 
 
 def test_parameter_limit() -> None:
-    ok = StreamParameters("c", "k", "n" * (500 - len("lead_name") - 1), Direction.INBOUND)
+    ok = StreamParameters(call_id="c", goal="g" * (500 - len("goal") - 1))
     stream_twiml(WSS, ok)
-    too_long = StreamParameters("c", "k", "n" * (500 - len("lead_name")), Direction.INBOUND)
-    with pytest.raises(TwimlError, match="lead_name"):
+    too_long = StreamParameters(call_id="c", goal="g" * (500 - len("goal")))
+    with pytest.raises(TwimlError, match="goal"):
         stream_twiml(WSS, too_long)
 
 
 def test_the_opening_travels_as_a_parameter_within_the_limit() -> None:
     opening = "Hi {lead_name}, this is Alex from Acme Solar. Say stop or press 9 to opt out."
-    with_opening = StreamParameters("c", "k", "n", Direction.OUTBOUND, opening)
+    with_opening = StreamParameters(call_id="c", campaign="k", lead_name="n", opening=opening)
     root = ET.fromstring(stream_twiml(WSS, with_opening))
     params = {p.get("name"): p.get("value") for p in root.iterfind("./Connect/Stream/Parameter")}
     assert params["opening"] == opening
     assert "opening" not in stream_twiml(WSS, PARAMS)
-    stream_twiml(WSS, StreamParameters("c", "k", "n", Direction.OUTBOUND,
-                                       "o" * MAX_OPENING_CHARS))
+    stream_twiml(WSS, StreamParameters(call_id="c", opening="o" * MAX_OPENING_CHARS))
     with pytest.raises(TwimlError, match="'opening'"):
-        stream_twiml(WSS, StreamParameters("c", "k", "n", Direction.OUTBOUND,
-                                           "o" * (MAX_OPENING_CHARS + 1)))
+        stream_twiml(WSS, StreamParameters(call_id="c", opening="o" * (MAX_OPENING_CHARS + 1)))
 
 
 def test_stream_url_must_be_websocket_without_query() -> None:
@@ -75,7 +74,8 @@ def test_stream_url_must_be_websocket_without_query() -> None:
 
 def test_total_length_limit() -> None:
     # Escaping counts: each "&" becomes "&amp;" in the document.
-    many = StreamParameters("c" * 480, "&" * 480, "&" * 480, Direction.OUTBOUND)
+    many = StreamParameters(call_id="c", campaign="&" * 200, lead_name="&" * 200,
+                            goal="&" * 480, opening="&" * 480)
     with pytest.raises(TwimlError, match=str(MAX_TWIML_CHARS)):
         stream_twiml(WSS, many, announcement="word " * 290)
 
@@ -103,3 +103,19 @@ def test_voicemail_and_empty() -> None:
     with pytest.raises(TwimlError, match="empty"):
         voicemail_twiml("   ")
     assert ET.fromstring(empty_twiml()).tag == "Response"
+
+
+def test_the_media_endpoint_reads_what_the_twiml_writes() -> None:
+    """One model both sides use: the `<Stream>` parameters come back as the same values."""
+    written = StreamParameters(call_id="call-1", campaign="solar-q4", lead_name="Dana",
+                               direction=Direction.INBOUND, goal="book", opening="Hi {lead_name}")
+    root = ET.fromstring(stream_twiml(WSS, written))
+    custom = {p.get("name") or "": p.get("value") or ""
+              for p in root.iterfind("./Connect/Stream/Parameter")}
+    start = parse_start({"event": "start", "start": {"streamSid": "MZ1",
+                                                     "customParameters": custom}})
+    assert StreamParameters.model_validate(custom) == written
+    assert (start.call_id, start.campaign, start.lead_name, start.direction, start.goal,
+            start.opening) == ("call-1", "solar-q4", "Dana", "inbound", "book", "Hi {lead_name}")
+    with pytest.raises(PydanticValidationError):  # what the reader would refuse, the writer can't
+        StreamParameters(call_id="not a call id!")

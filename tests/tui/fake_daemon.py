@@ -9,17 +9,21 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import uuid
 from concurrent.futures import Future
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from reautod.campaigns.results import CampaignList, CampaignPacing, CampaignSummary
+from reautod.campaigns.settings import CampaignSettings
 from reautod.control.server import ControlServer
 from reautod.errors import NotFoundError
 from reautod.methods import Method
 from reautod.observability.events import EventBus
+from reautod.store.enums import CampaignStatus, LeadStatus
 
 FIXED_NOW = datetime(2026, 11, 21, 10, 0, 0, tzinfo=UTC)
 RECORDED = Path(__file__).parent / "recorded_call.jsonl"
@@ -33,6 +37,30 @@ def recorded_events() -> list[tuple[str, dict[str, Any]]]:
             message = json.loads(line)
             events.append((message["event"], message["data"]))
     return events
+
+
+def campaign(name: str, status: CampaignStatus, leads: dict[LeadStatus, int], *,
+             calls_live: int = 0, max_concurrent: int = 2, spent_micros: int = 0) -> CampaignSummary:
+    """A `campaigns.list` row as the daemon builds it (the real result model)."""
+    return CampaignSummary(
+        id=uuid.uuid5(uuid.NAMESPACE_URL, name), name=name, status=status,
+        created_at=FIXED_NOW - timedelta(days=3),
+        settings=CampaignSettings(max_concurrent=max_concurrent), leads=leads,
+        calls_live=calls_live,
+        pacing=CampaignPacing(max_concurrent=max_concurrent, calls_per_minute=60.0),
+        spent_micros=spent_micros)
+
+
+# two campaigns as the daemon lists them: one dialing, one paused
+CAMPAIGNS: list[CampaignSummary] = [
+    campaign("solar-q4", CampaignStatus.ACTIVE,
+             {LeadStatus.NEW: 140, LeadStatus.RETRY: 10, LeadStatus.QUALIFIED: 20,
+              LeadStatus.NOT_INTERESTED: 30},
+             calls_live=2, max_concurrent=3, spent_micros=1_250_000),
+    campaign("roofing", CampaignStatus.PAUSED,
+             {LeadStatus.EXHAUSTED: 60, LeadStatus.BOOKED: 20}, max_concurrent=1,
+             spent_micros=4_020_000),
+]
 
 
 class CallIdParams(BaseModel):
@@ -63,7 +91,7 @@ class FakeDaemon:
         }
         self.health_error: Exception | None = None  # raised by `health` while set
         self.calls: list[dict[str, Any]] = []
-        self.campaigns: list[dict[str, Any]] = []
+        self.campaigns: list[CampaignSummary] = []
         self.server: ControlServer | None = None
 
     def methods(self) -> list[Method]:
@@ -78,8 +106,8 @@ class FakeDaemon:
         async def calls_list(_p: BaseModel) -> dict[str, Any]:
             return {"calls": self.calls}
 
-        async def campaigns_list(_p: BaseModel) -> dict[str, Any]:
-            return {"campaigns": self.campaigns}
+        async def campaigns_list(_p: BaseModel) -> CampaignList:
+            return CampaignList(campaigns=self.campaigns)
 
         def recording(name: str) -> Any:
             async def handler(params: BaseModel) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,7 +19,9 @@ from tests.tui.conftest import wait_until
 from tests.tui.fake_daemon import FIXED_NOW
 from tui.app import ReautoApp
 from tui.link import Backoff
+from tui.screens.campaigns import CampaignsScreen
 from tui.screens.confirm import ConfirmScreen
+from tui.widgets.tables import CampaignsTable
 
 pytestmark = pytest.mark.slow
 
@@ -91,3 +94,38 @@ async def test_tui_follows_the_real_daemon_through_a_restart(reautod: DaemonProc
         assert proc.returncode == 0
         assert app.requests_sent == [("daemon.drain", {})]
         await wait_until(pilot, lambda: not app.state.connected, "disconnected after the drain")
+
+
+async def test_campaigns_screen_reads_the_real_daemons_list(daemon_factory: Any) -> None:
+    """The Campaigns screen against `campaigns.list` of a real daemon: every column filled."""
+    d = daemon_factory()
+    d.config_path.write_text(
+        f'state_dir = "{d.workdir / "state"}"\n[http]\nport = 0\n[metrics]\nport = 0\n'
+        '[models]\nprofile = "test"\n')
+    d.start()
+    d.wait_ready()
+    for args in (("campaign", "create", "spring", "--max-concurrent", "3"),
+                 ("campaign", "create", "fall"), ("campaign", "stop", "fall")):
+        done = d.ctl(*args)
+        assert done.returncode == 0, done.stderr
+    leads = d.workdir / "leads.csv"
+    leads.write_text("name,phone,timezone\nAnn,+12125550100,America/New_York\n"
+                     "Bob,+12125550101,America/New_York\n")
+    done = d.ctl("campaign", "import", "spring", str(leads))
+    assert done.returncode == 0, done.stderr
+    listed = d.ctl("campaign", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert "spring" in listed.stdout and "new 2" in listed.stdout
+
+    app = ReautoApp(d.socket_path, clock=lambda: FIXED_NOW, refresh_s=0.2,
+                    backoff=Backoff(initial_s=0.1, max_s=0.5))
+    async with app.run_test(size=(120, 36)) as pilot:
+        await wait_until(pilot, lambda: len(app.state.campaigns) == 2, "campaigns loaded",
+                         tries=3000)
+        await pilot.press("c")
+        await wait_until(pilot, lambda: isinstance(app.screen, CampaignsScreen), "campaigns")
+        table = app.screen.query_one(CampaignsTable)
+        row = [str(cell) for cell in table.get_row("spring")]
+        assert row == ["spring", "draft", "0/2 (0%)", "0", "60/min, max 3", "$0.00"]
+        row = [str(cell) for cell in table.get_row("fall")]
+        assert row == ["fall", "completed", "-", "0", "60/min, max 2", "$0.00"]

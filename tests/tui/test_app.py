@@ -7,8 +7,9 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
+from reautod.call_events import CallStateEvent, CallStateSource
 from tests.tui.conftest import wait_until
-from tests.tui.fake_daemon import FIXED_NOW, FakeDaemon, recorded_events
+from tests.tui.fake_daemon import CAMPAIGNS, FIXED_NOW, FakeDaemon, recorded_events
 from tui.app import ReautoApp
 from tui.link import Backoff
 from tui.screens.call_detail import CallDetailScreen
@@ -161,20 +162,15 @@ async def test_a_refused_action_is_reported(daemon: FakeDaemon, socket_path: Pat
 
 
 async def test_pause_and_resume_a_campaign(daemon: FakeDaemon, socket_path: Path) -> None:
-    daemon.campaigns = [
-        {"name": "solar-q4", "state": "running", "leads_total": 200, "leads_done": 50,
-         "calls_live": 2, "pacing": {"calls_per_minute": 4, "max_concurrent": 3},
-         "spent_micros": 1_250_000, "budget_micros": 50_000_000},
-        {"name": "roofing", "state": "paused", "leads_total": 80, "leads_done": 80},
-    ]
+    daemon.campaigns = list(CAMPAIGNS)
     app = make_app(socket_path)
     async with app.run_test(size=(120, 36)) as pilot:
         await wait_until(pilot, lambda: len(app.state.campaigns) == 2, "campaigns loaded")
         await pilot.press("c")
         await wait_until(pilot, lambda: isinstance(app.screen, CampaignsScreen), "campaigns")
         table = app.screen.query_one(CampaignsTable)
-        assert cells(table, "solar-q4") == ["solar-q4", "running", "50/200 (25%)", "2",
-                                            "4/min, max 3", "$1.25 of $50.00"]
+        assert cells(table, "solar-q4") == ["solar-q4", "active", "50/200 (25%)", "2",
+                                            "60/min, max 3", "$1.25"]
         await pilot.press("p", "y")
         await wait_until(pilot, lambda: bool(daemon.requests), "pause sent")
         await pilot.press("down", "r", "y")
@@ -217,8 +213,9 @@ async def test_reconnects_after_the_daemon_restarts(daemon: FakeDaemon,
         assert app.link.sessions == 2
         assert not app.has_class("-disconnected")
         await wait_until(pilot, lambda: daemon.bus.subscriber_count == 1, "subscribed again")
-        daemon.publish("call.state", {"call_id": "CA1", "state": "transferring"})
-        await wait_until(pilot, lambda: cells(table, "CA1")[2] == "transferring", "live events")
+        daemon.publish("call.state", CallStateEvent(
+            call_id="CA1", state="transferred", source=CallStateSource.REAUTOD).wire())
+        await wait_until(pilot, lambda: cells(table, "CA1")[2] == "transferred", "live events")
 
 
 async def test_starts_disconnected_when_no_daemon_runs(socket_path: Path) -> None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from reautod.call_events import CallState, CallStateEvent, CallStateSource
 from tests.tui.fake_daemon import recorded_events
 from tui.link import Backoff
 from tui.model import LiveState, format_duration, format_money, format_seconds, percentile
@@ -126,3 +127,18 @@ def test_formatting() -> None:
 def test_backoff_grows_to_its_cap() -> None:
     delays = Backoff(initial_s=0.5, max_s=4.0).delays()
     assert [next(delays) for _ in range(6)] == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
+
+
+def test_call_state_from_the_pipeline_and_the_phone_line() -> None:
+    """Both layers publish one `call.state` model; an untyped payload is counted, not applied."""
+    state = LiveState(lambda: datetime(2026, 11, 21, 10, 0, tzinfo=UTC))
+    line = CallStateEvent(call_id="A", state="ringing", source=CallStateSource.TWILIO,
+                          campaign="solar")
+    state.apply_event(event("call.state", **line.wire()))
+    assert state.calls["A"].state == "ringing" and state.calls["A"].campaign == "solar"
+    talk = CallStateEvent(call_id="A", state=CallState.SPEAKING.value,
+                          source=CallStateSource.PIPELINE)
+    state.apply_event(event("call.state", **talk.wire()))
+    assert state.calls["A"].state == "speaking" and state.calls["A"].campaign == "solar"
+    state.apply_event(event("call.state", call_id="A", status="completed"))  # the old shape
+    assert state.calls["A"].state == "speaking" and state.events_malformed == 1

@@ -13,7 +13,7 @@ import pytest
 from textual.pilot import Pilot
 
 from tests.tui.conftest import wait_until
-from tests.tui.fake_daemon import FIXED_NOW, FakeDaemon, ThreadedDaemon, recorded_events
+from tests.tui.fake_daemon import CAMPAIGNS, FIXED_NOW, FakeDaemon, ThreadedDaemon, recorded_events
 from tui.app import ReautoApp
 from tui.link import Backoff
 from tui.screens.call_detail import CallDetailScreen
@@ -29,21 +29,13 @@ CALLS: list[dict[str, Any]] = [
     {"call_id": "CA2", "lead_name": "Kim Lee", "campaign": "roofing", "state": "connecting",
      "started_at": "2026-11-21T09:59:48+00:00"},
 ]
-CAMPAIGNS: list[dict[str, Any]] = [
-    {"name": "solar-q4", "state": "running", "leads_total": 200, "leads_done": 50,
-     "calls_live": 2, "pacing": {"calls_per_minute": 4, "max_concurrent": 3},
-     "spent_micros": 1_250_000, "budget_micros": 50_000_000},
-    {"name": "roofing", "state": "paused", "leads_total": 80, "leads_done": 80, "calls_live": 0,
-     "pacing": {"calls_per_minute": 2, "max_concurrent": 1}, "spent_micros": 4_020_000,
-     "budget_micros": 5_000_000},
-]
 
 
 @pytest.fixture
 def served(socket_path: Path) -> Iterator[ThreadedDaemon]:
     fake = FakeDaemon(socket_path)
     fake.calls = [dict(c) for c in CALLS]
-    fake.campaigns = CAMPAIGNS
+    fake.campaigns = list(CAMPAIGNS)
     fake.status["calls_today"] = {"qualified": 3, "not_interested": 5, "voicemail": 2}
     fake.health["checks"]["redis"] = {"ok": False, "detail": "connection refused (6379)"}
     fake.health["ok"] = False

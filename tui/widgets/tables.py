@@ -8,9 +8,10 @@ from typing import Any
 from rich.text import Text
 from textual.widgets import DataTable
 
+from reautod.campaigns.results import CampaignSummary
+from reautod.store.enums import CampaignStatus
 from tui.model import (
     Call,
-    Campaign,
     format_duration,
     format_money,
     format_seconds,
@@ -78,25 +79,19 @@ class CallsTable(KeyedTable):
 class CampaignsTable(KeyedTable):
     COLUMNS = CAMPAIGN_COLUMNS
 
-    def show(self, campaigns: Sequence[Campaign]) -> None:
+    def show(self, campaigns: Sequence[CampaignSummary]) -> None:
         rows = []
         for c in campaigns:
             if c.leads_total:
-                done = c.leads_done or 0
+                done = c.leads_done
                 progress = f"{done}/{c.leads_total} ({100 * done // c.leads_total}%)"
             else:
                 progress = "-"
-            pacing = []
-            if c.calls_per_minute is not None:
-                pacing.append(f"{c.calls_per_minute:g}/min")
-            if c.max_concurrent is not None:
-                pacing.append(f"max {c.max_concurrent}")
-            spent = format_money(c.spent_micros)
-            if c.budget_micros is not None:
-                spent += f" of {format_money(c.budget_micros)}"
-            state = Text(c.state, style="yellow" if c.paused else "green" if c.state == "running"
-                         else "")
-            rows.append((c.name, (c.name, state, progress,
-                                  "-" if c.calls_live is None else str(c.calls_live),
-                                  ", ".join(pacing) or "-", spent)))
+            pacing = "-"
+            if c.pacing is not None:
+                pacing = f"{c.pacing.calls_per_minute:g}/min, max {c.pacing.max_concurrent}"
+            state = Text(c.status.value, style="yellow" if c.paused
+                         else "green" if c.status is CampaignStatus.ACTIVE else "")
+            rows.append((c.name, (c.name, state, progress, str(c.calls_live), pacing,
+                                  format_money(c.spent_micros))))
         self.sync(rows)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from reautod.campaigns.intake import ImportResult
+from reautod.campaigns.results import CampaignList
 from reautod.control.context import CliContext, key_values, table
 
 # Leads files up to this size travel inside the request (the daemon may not be able to read the
@@ -191,13 +192,14 @@ def run_status(args: argparse.Namespace, ctx: CliContext) -> int:
 
 
 def render_list(data: dict[str, Any]) -> str:
-    campaigns = data.get("campaigns", [])
+    campaigns = CampaignList.model_validate(data).campaigns
     if not campaigns:
         return "no campaigns"
-    rows = [[c.get("name"), c.get("status"), sum((c.get("leads") or {}).values()),
-             ", ".join(f"{k} {v}" for k, v in sorted((c.get("leads") or {}).items())),
-             c.get("created_at")] for c in campaigns]
-    return table(["campaign", "status", "leads", "by status", "created"], rows)
+    rows = [[c.name, c.status.value, c.leads_total,
+             ", ".join(f"{k.value} {v}" for k, v in sorted(c.leads.items())),
+             c.calls_live, f"${c.spent_micros / 1_000_000:.2f}", c.created_at.isoformat()]
+            for c in campaigns]
+    return table(["campaign", "status", "leads", "by status", "live", "spent", "created"], rows)
 
 
 def run_list(args: argparse.Namespace, ctx: CliContext) -> int:
