@@ -37,7 +37,10 @@ def test_demo_without_the_index_falls_back_loudly_to_random_weights(
     assert 'profile = "test"' in (tmp_path / "reautod.toml").read_text()
 
 
-def test_transcript_prints_every_line_whole_with_latencies() -> None:
+def test_transcript_prints_every_line_whole_with_latencies(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("COLUMNS", "100")  # the transcript wraps to the terminal's width
     long_reply = "We install solar panels for homes in your area. " * 4
     text = demo.render_conversation({
         "call_id": "sim-1",
