@@ -141,16 +141,21 @@ class CampaignSettings(BaseModel):
                             RetryPolicy(daily_cap=self.daily_attempt_cap),
                             error_backoff=timedelta(minutes=10))
 
-    def render_opening(self, agent: AgentSettings, default_caller_id: str | None) -> str:
-        """What the agent says first on this campaign's calls, `{lead_name}` left for the call."""
-        fields = OpeningFields(
+    def opening_fields(self, agent: AgentSettings, default_caller_id: str | None) -> OpeningFields:
+        """Who this campaign's calls name, its opt-out offer and the number for DNC requests
+        (the campaign's, else agent.callback_number, else the caller ID)."""
+        return OpeningFields(
             business_name=self.business_name or agent.business_name,
             agent_name=agent.agent_name,
             opt_out_key=self.opt_out_key if self.opt_out_offer else None,
             callback_number=(self.callback_number or agent.callback_number or self.caller_id
                              or default_caller_id),
         )
-        return render_opening(self.opening or agent.greeting, fields)
+
+    def render_opening(self, agent: AgentSettings, default_caller_id: str | None) -> str:
+        """What the agent says first on this campaign's calls, `{lead_name}` left for the call."""
+        return render_opening(self.opening or agent.greeting,
+                              self.opening_fields(agent, default_caller_id))
 
     @property
     def machine_detection(self) -> MachineDetection:

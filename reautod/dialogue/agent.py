@@ -24,12 +24,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import cast
 
+from reautod.config import AgentSettings
 from reautod.dialogue.cache import ResponseCache
 from reautod.dialogue.composer import ReplyComposer
 from reautod.dialogue.extraction import Extractor, TurnFacts
 from reautod.dialogue.journal import CallJournal
 from reautod.dialogue.lines import CallLines
 from reautod.dialogue.llm_extract import JsonModel, extract, model_facts
+from reautod.dialogue.offers import with_offers
 from reautod.dialogue.outcomes import outcome_for, scored_outcome
 from reautod.dialogue.playbook import Exit, Variant
 from reautod.dialogue.playbook_file import LoadedPlaybook
@@ -57,6 +59,7 @@ from reautod.dialogue.tools import Booker, Callbacks, ToolKit
 from reautod.dialogue.variants import apply_variant, assign_variant
 from reautod.dialogue.vocabulary import Intent, Outcome, Tool
 from reautod.errors import ReautodError
+from reautod.pipeline.opening import OpeningFields, offers
 from reautod.store.enums import DecisionStatus
 
 log = logging.getLogger(__name__)
@@ -79,8 +82,9 @@ class CallAgent:
                  extractor: Extractor, records: RecordSink, effects: CallEffects,
                  scheduler: Scheduler | None, window: CallbackWindow | None,
                  observer: AgentObserver | None, cache: ResponseCache | None,
-                 json_model: JsonModel | None, clock: Clock) -> None:
+                 json_model: JsonModel | None, clock: Clock, opening: OpeningFields) -> None:
         self.call = call
+        self.opening_fields = opening
         self.loaded = loaded
         self.variant = variant
         self.playbook = apply_variant(loaded.playbook, variant)
@@ -104,11 +108,15 @@ class CallAgent:
     # -- the pipeline's side --------------------------------------------------------------------
 
     async def opening(self) -> AgentReply:
-        """The first thing said (outbound and inbound alike): the start stage's entry."""
+        """The first thing said (outbound and inbound alike): the start stage's entry, with the
+        opt-out offer and the number for DNC requests right after the identification
+        (reautod.dialogue.offers)."""
         pb = self.playbook
         self.journal.assigned(pb.playbook, self.loaded.version, self.variant.name)
         self.journal.transition(None, pb.start, "call started")
-        lines = await self._compose.entry_lines(pb.start)
+        fields = self.opening_fields
+        lines = with_offers(await self._compose.entry_lines(pb.start), offers(fields),
+                            (self.lines.fields["agent.business"], fields.business_name))
         return await self._compose.finish(lines, changed_stage=True)
 
     async def respond(self, text: str) -> AgentReply:
@@ -359,8 +367,12 @@ class AgentFactory:
     def __init__(self, *, records: RecordSink, effects: CallEffects,
                  window: CallbackWindow | None = None, observer: AgentObserver | None = None,
                  cache: ResponseCache | None = None, json_model: JsonModel | None = None,
-                 clock: Clock = _utcnow, region: str = "US") -> None:
+                 clock: Clock = _utcnow, region: str = "US",
+                 opening: OpeningFields | None = None) -> None:
+        """`opening`: the opening fields of calls whose context has none (the configured
+        agent's, `OpeningFields.from_agent`; by default the configuration's defaults)."""
         self._records = records
+        self._opening = opening or OpeningFields.from_agent(AgentSettings())
         self._effects = effects
         self._window = window
         self._observer = observer
@@ -381,4 +393,5 @@ class AgentFactory:
         return CallAgent(call=call, loaded=loaded, variant=variant, extractor=extractor,
                          records=self._records, effects=self._effects, scheduler=scheduler,
                          window=self._window, observer=self._observer, cache=self._cache,
-                         json_model=self._json_model, clock=self._clock)
+                         json_model=self._json_model, clock=self._clock,
+                         opening=call.opening or self._opening)

@@ -11,7 +11,9 @@ Which agent a call gets: its campaign's `playbook` setting (`reautoctl campaign 
 playbook=NAME`). A campaign without one, a call without a campaign (a plain simulated call), an
 unknown campaign or a playbook file that is missing or broken (logged as an error) keep today's
 one-prompt agent. A call the dialer placed is found by its call row (lead, contact); a simulated
-call has no lead: the agent talks to a stand-in with the playbook's booking time zone.
+call has no lead: the agent talks to a stand-in with the playbook's booking time zone. The
+agent's opening offers the campaign's opt-out and gives its number for DNC requests, chosen as
+for the dialer's rendered opening (`CampaignSettings.opening_fields`).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from reautod.campaigns.settings import CampaignSettings, settings_of
 from reautod.campaigns.windows import CallingWindows, CampaignWindow
-from reautod.config import Settings
+from reautod.config import AgentSettings, Settings
 from reautod.conversation import CallContext, Conversations
 from reautod.dialogue.agent import AgentFactory, CallAgent
 from reautod.dialogue.cache import ResponseCache
@@ -48,6 +50,7 @@ from reautod.errors import NotFoundError
 from reautod.methods import Method
 from reautod.observability.events import EventBus
 from reautod.observability.metrics import Metrics
+from reautod.pipeline.opening import OpeningFields
 from reautod.store.call_observer import call_uuid
 from reautod.store.database import Database
 from reautod.store.enums import CallOutcome, LeadStatus
@@ -176,7 +179,12 @@ class StoreAgentSource:
     """`AgentSource` over the store and the playbook library (see the module docstring)."""
 
     def __init__(self, db: Database, library: PlaybookLibrary, factory: AgentFactory,
-                 windows: CampaignCallbackWindow | None = None) -> None:
+                 windows: CampaignCallbackWindow | None = None, *, agent: AgentSettings,
+                 default_caller_id: str | None) -> None:
+        """`agent`, `default_caller_id`: what a campaign's opening falls back to (config
+        `agent`, `twilio.from_number`), as the dialer renders it."""
+        self._agent = agent
+        self._default_caller_id = default_caller_id
         self._calls = CallRepository(db)
         self._campaigns = CampaignRepository(db)
         self._leads = LeadRepository(db)
@@ -245,8 +253,9 @@ class StoreAgentSource:
                      if booking is not None else None)
         self.pipeline_ids[key] = call.call_id
         agent = self._factory.start(
-            AgentCall(key, lead, call.direction, settings.transfer_number), loaded,
-            scheduler=scheduler)
+            AgentCall(key, lead, call.direction, settings.transfer_number,
+                      settings.opening_fields(self._agent, self._default_caller_id)),
+            loaded, scheduler=scheduler)
         log.info("call %s: playbook %s %s, variant %s", call.call_id, loaded.name,
                  loaded.version, agent.variant.name)
         return agent
@@ -302,8 +311,10 @@ class DialoguePart:
         self.factory = AgentFactory(
             records=writer, effects=StoreCallEffects(db), window=windows,
             observer=AgentEvents(bus, metrics, self._pipeline_id), cache=self.cache,
-            json_model=json_model_of(llm))
-        self.source = StoreAgentSource(db, self.library, self.factory, windows)
+            json_model=json_model_of(llm), opening=OpeningFields.from_agent(settings.agent))
+        self.source = StoreAgentSource(db, self.library, self.factory, windows,
+                                       agent=settings.agent,
+                                       default_caller_id=settings.twilio.from_number)
 
     def _pipeline_id(self, call_id: uuid.UUID) -> str:
         return self.source.pipeline_id(call_id)

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Literal, Protocol
 
 from reautod.dialogue.templates import LeadData
+from reautod.pipeline.opening import OpeningFields
 from reautod.store.records import Record
 
 
@@ -47,6 +48,9 @@ class CallContext:
     lead: LeadContext
     direction: Literal["outbound", "inbound"] = "outbound"
     transfer_number: str | None = None  # E.164 of the human transfer_to_human connects
+    # The campaign's opening fields (CampaignSettings.opening_fields): its opt-out offer and
+    # number for DNC requests, said after the identification; None: the factory's default.
+    opening: OpeningFields | None = None
 
 
 @dataclass(frozen=True)

@@ -34,11 +34,14 @@ class EndCause(StrEnum):
 @dataclass(frozen=True)
 class Line:
     """A fixed line: `cache_key` is set for approved lines (library, compliance), whose audio
-    the response cache may hold (`cached`); other lines are scripted with the call's values."""
+    the response cache may hold (`cached`); other lines are scripted with the call's values.
+    `shared`: the same words on many calls without a cache key (the opening's opt-out offer,
+    which depends on the campaign), so the pipeline's line cache may keep their audio."""
 
     text: str
     cache_key: str | None = None
     cached: CachedLine | None = None
+    shared: bool = False
 
 
 @dataclass(frozen=True)

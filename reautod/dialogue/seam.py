@@ -63,12 +63,13 @@ ResultSink = Callable[[CallContext, CallAgent, CallResult], Awaitable[None]]
 
 
 def to_line(line: replies.Line) -> Line:
-    """An agent's line as a seam Line (approved lines are shared; cached audio comes along)."""
+    """An agent's line as a seam Line (approved and shared lines are shared; cached audio comes
+    along)."""
     cached = line.cached
     audio = None
     if cached is not None and cached.audio and cached.sample_rate:
         audio = (AudioChunk(cached.audio, cached.sample_rate),)
-    return Line(line.text, audio=audio, shared=line.cache_key is not None)
+    return Line(line.text, audio=audio, shared=line.cache_key is not None or line.shared)
 
 
 def to_action(reply: AgentReply) -> Action:

@@ -14,6 +14,9 @@ or a campaign's `opening`) whose fields are filled here:
 `{lead_name}` is left in place: the pipeline fills it from the call's own `lead_name`, so the
 dialer can render a campaign's opening once and its length does not depend on the lead.
 
+A playbook call opens with its start stage's own words instead: `offers` gives it the same
+opt-out and callback sentences, said right after the sentence that names the business.
+
 `render` fills any template of ours (the opening, the system prompt, the scripted lines) and
 never fails on an operator's typo.
 """
@@ -78,11 +81,10 @@ def spoken_number(number: str) -> str:
     return ", ".join(" ".join(group) for group in groups) if groups else number
 
 
-def render_opening(template: str, fields: OpeningFields) -> str:
-    """`template` with every field but `{lead_name}` filled, on one line."""
+def _values(fields: OpeningFields) -> dict[str, str]:
     key = fields.opt_out_key
     number = spoken_number(fields.callback_number) if fields.callback_number else ""
-    values = {
+    return {
         "business_name": fields.business_name,
         "agent_name": fields.agent_name,
         "opt_out_key": _KEY_NAMES.get(key, key) if key else "",
@@ -90,7 +92,18 @@ def render_opening(template: str, fields: OpeningFields) -> str:
         "callback_number": number,
         "callback": CALLBACK_OFFER.format(number=number) if number else "",
     }
+
+
+def offers(fields: OpeningFields) -> tuple[str, ...]:
+    """What is said right after the identification: the opt-out offer, then the number for
+    do-not-call requests, each when it applies (a playbook's opening says them as they are)."""
+    values = _values(fields)
+    return tuple(text for text in (values["opt_out"], values["callback"]) if text)
+
+
+def render_opening(template: str, fields: OpeningFields) -> str:
+    """`template` with every field but `{lead_name}` filled, on one line."""
     # Doubled braces survive this pass as single ones, so the pipeline's second pass (which fills
     # {lead_name}) reads an operator's "{" inside a business name as text, not as a field.
-    escaped = {k: v.replace("{", "{{").replace("}", "}}") for k, v in values.items()}
+    escaped = {k: v.replace("{", "{{").replace("}", "}}") for k, v in _values(fields).items()}
     return " ".join(render(template, **escaped).split())

@@ -16,6 +16,7 @@ from reautod.dialogue.cache import ResponseCache
 from reautod.dialogue.effects import CallingWindowPolicy
 from reautod.dialogue.ports import CallContext, LeadContext
 from reautod.dialogue.slots import CampaignSlots
+from reautod.pipeline.opening import OpeningFields
 from reautod.store.database import Database
 from reautod.store.records import CallStarted
 from reautod.store.repositories import (
@@ -44,6 +45,7 @@ class Rig:
     lead: LeadContext
     llm: FakeLLM
     transfer_number: str | None = None
+    opening: OpeningFields | None = None  # the campaign's opening fields, None: the factory's
 
     async def agent(self, playbook: str, factory: AgentFactory | None = None,
                     **lead_changes: object) -> CallAgent:
@@ -58,7 +60,8 @@ class Rig:
             call_id, NOW, campaign_id=the_lead.campaign_id, contact_id=the_lead.contact_id,
             lead_id=the_lead.lead_id)])
         return (factory or self.factory).start(CallContext(call_id, the_lead, transfer_number=
-                                                           self.transfer_number),
+                                                           self.transfer_number,
+                                                           opening=self.opening),
                                                loaded, scheduler=slots)
 
 

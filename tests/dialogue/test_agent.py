@@ -9,12 +9,19 @@ from typing import Any
 
 import pytest
 
+from reautod.campaigns.settings import CampaignSettings
+from reautod.config import AgentSettings
+from reautod.conversation import Line
 from reautod.dialogue.agent import AgentFactory
 from reautod.dialogue.llm_extract import messages_for, read_answer, schema_for
+from reautod.dialogue.offers import with_offers
 from reautod.dialogue.replies import After, EndCause
+from reautod.dialogue.replies import Line as AgentLine
+from reautod.dialogue.seam import to_reply
 from reautod.dialogue.vocabulary import Outcome
 from reautod.engines.base import ChatMessage
 from reautod.errors import EngineError, UnavailableError
+from reautod.pipeline.opening import OpeningFields
 from reautod.store.repositories import AppointmentRepository
 from tests.dialogue.conftest import Rig
 from tests.dialogue.fakes import NOW, clock, example
@@ -192,3 +199,66 @@ async def test_an_unanswerable_question_is_asked_twice_then_left(rig: Rig) -> No
     second = await agent.respond("Hard to say really.")  # still none: the next question
     assert second.text == "How much sun does your roof get during the day?"
     assert agent.state.times_asked == {"homeowner": 1, "monthly_bill": 2, "roof": 1}
+
+
+CALLER_ID = "+13125550100"
+
+
+async def test_the_opening_offers_the_opt_out_right_after_the_identification(rig: Rig) -> None:
+    campaign = CampaignSettings(opt_out_key="#", callback_number="+13125550188")
+    rig.opening = campaign.opening_fields(AgentSettings(), CALLER_ID)
+    agent = await rig.agent("real-estate-sellers")
+    opening = await agent.opening()
+    assert [line.text for line in opening.lines] == [
+        "Hi Dana, this is Alex, an automated assistant with Lakeside Realty.",
+        "To stop these calls, say stop or press pound.",
+        "To ask us not to call you again, you can also call 3 1 2, 5 5 5, 0 1 8 8.",
+        "I'm calling about your home on Maple Street. Do you have a minute?"]
+    # fixed text, the same on every call of the campaign: its audio may be cached
+    assert [line.shared for line in opening.lines] == [False, True, True, False]
+    assert [p.shared for p in to_reply(opening).parts if isinstance(p, Line)] == [
+        False, True, True, False]
+    # the very sentences of the campaign's rendered opening (today's agent, the dialer)
+    rendered = campaign.render_opening(AgentSettings(), CALLER_ID)
+    assert all(line.text in rendered for line in opening.lines[1:3]), rendered
+    assert opening.llm is None and agent.state.history[-1].text == opening.text
+    reply = await agent.respond("Yes, I have a minute.")  # the question still gets its answer
+    assert agent.state.stage == "qualifier" and "owner" in reply.text
+
+
+async def test_the_opening_without_the_offer_or_a_campaign(rig: Rig) -> None:
+    # the campaign turned the offer off: the number for DNC requests is still given (the
+    # caller ID when neither the campaign nor the config has a callback number)
+    rig.opening = CampaignSettings(opt_out_offer=False).opening_fields(AgentSettings(), CALLER_ID)
+    quiet = await (await rig.agent("real-estate-sellers")).opening()
+    assert "press" not in quiet.text and "To stop these calls" not in quiet.text
+    assert [line.text for line in quiet.lines][:2] == [
+        "Hi Dana, this is Alex, an automated assistant with Lakeside Realty.",
+        "To ask us not to call you again, you can also call 3 1 2, 5 5 5, 0 1 0 0."]
+    # no campaign's fields: the configured agent's (the factory's default, from_agent)
+    rig.opening = None
+    plain = await (await rig.agent("real-estate-sellers")).opening()
+    assert [line.text for line in plain.lines][1] == "To stop these calls, say stop or press 9."
+    configured = AgentFactory(records=rig.records, effects=rig.effects, clock=clock,
+                              opening=OpeningFields.from_agent(AgentSettings(
+                                  business_name="Lakeside Realty LLC",
+                                  callback_number="+18005550199")))
+    own = await (await rig.agent("real-estate-sellers", configured)).opening()
+    assert [line.text for line in own.lines][1:3] == [
+        "To stop these calls, say stop or press 9.",
+        "To ask us not to call you again, you can also call 8 0 0, 5 5 5, 0 1 9 9."]
+
+
+def test_the_offers_follow_the_sentence_naming_the_business() -> None:
+    offers = ("To stop these calls, say stop or press 9.",)
+    said = [AgentLine("Hello. This is Acme Inc. calling for you! Got a minute?")]
+    assert [ln.text for ln in with_offers(said, offers, ("nobody", "acme inc."))] == [
+        "Hello. This is Acme Inc. calling for you!", offers[0], "Got a minute?"]
+    # no business named: after the whole first line; nothing to offer: as it was
+    other = [AgentLine("Hi there. Got a minute?"), AgentLine("Second.")]
+    assert [ln.text for ln in with_offers(other, offers, ("Acme",))] == [
+        "Hi there. Got a minute?", offers[0], "Second."]
+    assert with_offers(other, (), ("Acme",)) == other
+    assert [ln.text for ln in with_offers([], offers, ("Acme",))] == list(offers)
+    named_last = [AgentLine("This is Acme.")]
+    assert with_offers(named_last, offers, ("Acme",))[0] is named_last[0]

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from reautod.config import DatabaseSettings
 from reautod.store.call_observer import call_uuid
 from reautod.store.database import Database
-from reautod.store.models import AgentTransition, Call, LeadScore
+from reautod.store.models import AgentTransition, Call, LeadScore, Turn
 from tests.conversation.conftest import small_daemon  # noqa: F401 (the daemon on small models)
 from tests.fixtures.daemon import DaemonProcess
 
@@ -33,27 +33,33 @@ def ctl_json(d: DaemonProcess, *args: str, timeout: float = 60.0) -> Any:
     return json.loads(done.stdout)
 
 
-async def stored(d: DaemonProcess, call_id: str, timeout_s: float = 60.0
-                 ) -> tuple[Any, list[tuple[str | None, str]], list[int]]:
-    """The call's row once its outcome is written, its transitions and its scores."""
+Stored = tuple[Any, list[tuple[str | None, str]], list[int], str | None]
+
+
+async def stored(d: DaemonProcess, call_id: str, timeout_s: float = 60.0) -> Stored:
+    """The call's row once its outcome is written, its transitions, its scores and what the
+    agent said first."""
     db = Database(f"sqlite+aiosqlite:///{d.workdir / 'state' / 'reautod.db'}", DatabaseSettings())
     await db.open()
     key = call_uuid(call_id)
 
-    async def read(conn: AsyncConnection) -> tuple[Any, list[tuple[str | None, str]], list[int]]:
+    async def read(conn: AsyncConnection) -> Stored:
         call = (await conn.execute(select(Call.__table__).where(Call.id == key))).first()
         moves = await conn.execute(select(AgentTransition.from_agent, AgentTransition.to_agent)
                                    .where(AgentTransition.call_id == key)
                                    .order_by(AgentTransition.seq))
         scores = await conn.execute(select(LeadScore.score).where(LeadScore.call_id == key)
                                     .order_by(LeadScore.at))
-        return call, [(f, t) for f, t in moves], [s for (s,) in scores]
+        first = await conn.scalar(select(Turn.text).where(Turn.call_id == key,
+                                                          Turn.speaker == "agent")
+                                  .order_by(Turn.seq).limit(1))
+        return call, [(f, t) for f, t in moves], [s for (s,) in scores], first
 
     try:
         for _ in range(int(timeout_s * 4)):
-            call, moves, scores = await db.read(read)
+            call, moves, scores, first = await db.read(read)
             if call is not None and call.outcome is not None and call.ended_at is not None:
-                return call, moves, scores
+                return call, moves, scores, first
             await asyncio.sleep(0.25)
     finally:
         await db.close()
@@ -78,7 +84,10 @@ async def test_a_playbook_campaign_qualifies_a_simulated_lead(small_daemon: Daem
     assert agent_lines and "Lakeside Realty" in agent_lines[0]  # the playbook's greeter
     assert any("owner" in line for line in agent_lines[1:]), agent_lines  # the qualifier asks
 
-    call, moves, scores = await stored(daemon, result["call_id"])
+    call, moves, scores, first = await stored(daemon, result["call_id"])
+    # 64.1200(b): right after naming the business, the opt-out offer (the campaign's default)
+    assert first is not None and "Lakeside Realty. To stop these calls, say stop or press 9." \
+        in first, first
     assert moves[:2] == [(None, "greeter"), ("greeter", "qualifier")]
     assert call.playbook == "real-estate-sellers" and call.prompt_version is not None
     assert call.prompt_version.startswith("v1@") and call.prompt_variant in ("a", "warm-open")

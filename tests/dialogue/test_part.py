@@ -17,7 +17,7 @@ import pytest
 
 from reautod.campaigns.settings import CampaignSettings
 from reautod.campaigns.windows import CallingWindows
-from reautod.config import Settings
+from reautod.config import AgentSettings, Settings
 from reautod.conversation import CallContext
 from reautod.dialogue.agent import AgentFactory
 from reautod.dialogue.cache import CachedLine, ResponseCache
@@ -90,7 +90,8 @@ async def site(tmp_path: Path) -> AsyncIterator[Site]:
     records = Records()
     windows = CampaignCallbackWindow(CallingWindows())
     factory = AgentFactory(records=records, effects=Effects(), window=windows)
-    source = StoreAgentSource(db, PlaybookLibrary(playbooks), factory, windows)
+    source = StoreAgentSource(db, PlaybookLibrary(playbooks), factory, windows,
+                              agent=AgentSettings(), default_caller_id="+13125550100")
     try:
         yield Site(db, source, records, windows, sellers.id, lead.id, playbooks)
     finally:
@@ -122,6 +123,11 @@ async def test_a_dialed_call_gets_its_campaigns_playbook_and_lead(site: Site) ->
     assert site.source.pipeline_id(call_id) == call_id.hex
     opening = await agent.opening()
     assert opening.text.startswith("Hi Dana") and "Maple Street" in opening.text
+    # the campaign's opt-out offer, and the caller ID as its number for DNC requests (the
+    # campaign and the config have no callback number), as its rendered opening would say
+    assert [line.text for line in opening.lines][1:3] == [
+        "To stop these calls, say stop or press 9.",
+        "To ask us not to call you again, you can also call 3 1 2, 5 5 5, 0 1 0 0."]
 
 
 async def test_a_simulated_call_talks_to_a_stand_in(site: Site) -> None:

@@ -3,10 +3,13 @@ heard back to the agent, end reasons to causes, and which calls get a playbook a
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from dataclasses import dataclass, field
 
 import pytest
+from pipecat.audio.dtmf.types import KeypadEntry
+from pipecat.frames.frames import InputDTMFFrame
 
 from reautod import conversation as cv
 from reautod.config import AgentSettings
@@ -24,7 +27,11 @@ from reautod.dialogue.seam import (
 from reautod.dialogue.vocabulary import Outcome
 from reautod.engines.base import ChatMessage
 from reautod.pipeline.agent import AgentConversations, DialogueAgent
+from reautod.pipeline.calls import CallManager
 from tests.dialogue.conftest import Rig
+from tests.pipeline.conftest import RecordingObserver, make_settings, wait_for
+from tests.pipeline.fakes import FakeEngines
+from tests.pipeline.loopback import LoopbackMedia
 
 CALL = CallContext(call_id="c1", lead_name="Dana Smith", campaign="sellers", goal=None,
                    direction="outbound")
@@ -175,3 +182,47 @@ async def test_a_playbook_campaign_gets_the_agent(rig: Rig) -> None:
         p.text for p in reply.parts if isinstance(p, Line))
     await conv.ended("stop")
     assert [r.outcome for _, r in settled.results] == [Outcome.NOT_QUALIFIED]
+
+
+@dataclass
+class KeypadOptOut(RecordingObserver):
+    """The pipeline's observer with telephony's part of a key press (CallTracker.on_dtmf): the
+    opt-out key ends the call at once, as "opted_out"."""
+
+    manager: CallManager | None = None
+
+    def on_dtmf(self, call_id: str, digit: str) -> None:
+        super().on_dtmf(call_id, digit)
+        session = self.manager.session(call_id) if self.manager is not None else None
+        if digit == "9" and session is not None:
+            session.end("opted_out")
+
+
+async def test_the_opt_out_key_ends_a_live_playbook_call(rig: Rig) -> None:
+    """The pipeline's DTMF path on a playbook call: the opening offers the key, the key reaches
+    telephony, which ends the call, and the agent settles it as the keypad's opt-out."""
+    agent = await rig.agent("real-estate-sellers")
+    settled = Settled()
+    observer = KeypadOptOut()
+    conversations = PlaybookConversations(FakeSource(agents={"sellers": agent}), fallback(),
+                                          settled)
+    manager = CallManager(FakeEngines(), make_settings(), observer, conversations=conversations)
+    observer.manager = manager
+    await manager.start()
+    media = LoopbackMedia()
+    task = asyncio.create_task(manager.run(media, CALL))
+    try:
+        await wait_for(lambda: bool(observer.turns_of("c1", "agent")))
+        await media.say(InputDTMFFrame(KeypadEntry("9")))
+        reason = await asyncio.wait_for(asyncio.shield(task), 10)
+    finally:
+        if not task.done():
+            media.hang_up()
+        await asyncio.wait({task}, timeout=10)
+        await manager.close()
+    assert reason == "opted_out" and observer.dtmf == [("c1", "9")]
+    [opening] = observer.turns_of("c1", "agent")
+    assert "Lakeside Realty. To stop these calls, say stop or press 9." in opening.text
+    [(_, result)] = settled.results
+    assert (result.outcome, result.disposition) == (
+        Outcome.OPTED_OUT, "opted out (keypad_opt_out) during greeter")
