@@ -26,6 +26,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from reautod.cost.settings import CostSettings, ElevenLabsSettings
 from reautod.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("/etc/reautod/reautod.toml")
@@ -233,6 +234,8 @@ class Settings(BaseSettings):
     calls: CallSettings = CallSettings()
     agent: AgentSettings = AgentSettings()
     twilio: TwilioSettings = TwilioSettings()
+    cost: CostSettings = CostSettings()
+    elevenlabs: ElevenLabsSettings = ElevenLabsSettings()
     secrets: SecretsSettings = SecretsSettings()
 
     @classmethod
