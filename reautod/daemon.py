@@ -34,6 +34,7 @@ from reautod.config import (
 )
 from reautod.control.protocol import PROTOCOL_VERSION
 from reautod.control.server import ControlServer
+from reautod.cost.part import CostPart
 from reautod.engines.control import engine_methods
 from reautod.engines.registry import EngineSet
 from reautod.environment import check_environment
@@ -70,6 +71,8 @@ RESTART_ONLY = (
     "metrics",
     "models",
     "twilio",
+    "cost",
+    "elevenlabs",
 )
 
 HealthCheck = Callable[[], Awaitable[tuple[bool, str]]]
@@ -107,6 +110,7 @@ class Daemon:
         self.calls: CallManager | None = None
         self.call_events: CallEventPublisher | None = None
         self.telephony: TelephonyPart | None = None
+        self.cost: CostPart | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._health_checks: dict[str, HealthCheck] = {}
         self._log_forwarder: logging.Handler | None = None
@@ -175,9 +179,14 @@ class Daemon:
         self.engines = await EngineSet.load(self.settings, observer=self.metrics)
         self._health_checks.update(self.engines.health_checks())
         self.call_events = CallEventPublisher(self.bus, self.metrics, self.sessions)
+        # Money: the price book, the ledger (through the writer), budgets rebuilt from it; every
+        # call's engine requests and minutes metered, and no dial past a budget's cap.
+        self.cost = CostPart(self.settings, self.db, self.writer, self.metrics, self.bus)
+        await self.cost.start()
         # Telephony (Twilio webhooks, dialer) hears about live calls too: opt-outs, recording
         # after the announcement, hanging up the phone line when the conversation ends.
-        self.telephony = TelephonyPart(self.settings, self.secrets, self.db, self.metrics, self.bus)
+        self.telephony = TelephonyPart(self.settings, self.secrets, self.db, self.metrics, self.bus,
+                                       budget=self.cost)
         # Both audio directions of every call go to WAV files, their rows to the writer.
         recording = (
             StoreCallRecording(
@@ -189,8 +198,10 @@ class Daemon:
         )
         # Every call's life goes to the store, the operator (bus, metrics, sessions) and
         # telephony; the fan-out guards each, so one failing never hides a call from the others.
-        observers = ObserverFanOut(StoreCallObserver(self.writer), self.call_events, self.telephony)
-        self.calls = CallManager(self.engines, self.settings, observers, recording)
+        observers = ObserverFanOut(StoreCallObserver(self.writer), self.call_events, self.telephony,
+                                   self.cost.observer)
+        self.calls = CallManager(self.cost.metered(self.engines), self.settings, observers,
+                                 recording)
         await self.calls.start()
         self.telephony.attach(self.calls)
         self._health_checks["twilio"] = self.telephony.health
@@ -343,6 +354,8 @@ class Daemon:
             await self.telephony.close()
         if self.call_events is not None:
             await self.call_events.close()
+        if self.cost is not None:
+            await self.cost.close()  # the calls' last cost rows, before the writer stops
         if self.engines is not None:
             await self.engines.close()
         if self.writer is not None:
@@ -400,6 +413,9 @@ class Daemon:
                 self.control.register(method)
         if self.telephony is not None:
             for method in self.telephony.control_methods():
+                self.control.register(method)
+        if self.cost is not None:
+            for method in self.cost.control_methods():
                 self.control.register(method)
 
     def _local_http_url(self) -> str:

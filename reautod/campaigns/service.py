@@ -26,7 +26,7 @@ from twilio.request_validator import RequestValidator
 from reautod.call_events import CallInfo, CallState, TurnRecord
 from reautod.campaigns.call_tracker import CallTracker, LiveSession, TrackedCall
 from reautod.campaigns.control import campaign_methods
-from reautod.campaigns.dialer import BlockedDial, BlockReason, Dialer, LeadTarget
+from reautod.campaigns.dialer import BlockedDial, BlockReason, BudgetCheck, Dialer, LeadTarget
 from reautod.campaigns.dnc import DncList, DncSource, normalize_phone
 from reautod.campaigns.lead_queue import LeadClaim, SqlLeadQueue
 from reautod.campaigns.pacing import ConcurrencyLimiter, Outcome, TokenBucket
@@ -121,6 +121,7 @@ class TelephonyPart:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] = time.monotonic,
         twilio: TwilioCalls | None = None,
+        budget: BudgetCheck | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
@@ -136,6 +137,7 @@ class TelephonyPart:
             StoreDialLog(db, self._count_block, clock=clock),
             limiter=ConcurrencyLimiter(settings.calls.max_concurrent),
             bucket=TokenBucket(CALLS_PER_SECOND, burst=1, now=monotonic()),
+            budget=budget,
         )
         self.manager: Admission | None = None
         self.validator: TwilioSignatureValidator | None = None
@@ -338,6 +340,8 @@ class TelephonyPart:
             self.metrics.dial_blocked("window")
         elif entry.reason is BlockReason.DNC:
             self.metrics.dial_blocked("dnc")
+        elif entry.reason is BlockReason.BUDGET:
+            self.metrics.dial_blocked("budget")
 
     def _count_signature(self, _path: str, result: SignatureResult) -> None:
         if not result.accepted:

@@ -24,6 +24,7 @@ EVENT_TYPES = frozenset(
         "dtmf",
         "agent.transition",
         "cost.update",
+        "budget.alert",
         "health.changed",
         "daemon.state",
         "log",

@@ -1,0 +1,123 @@
+"""The cost part of the daemon: price book, ledger, budgets, per-call meters, as one object.
+
+`CostPart` is what the daemon builds (after the store, before the call manager), starts, asks
+for its call observer, its metered engines, its dial check and its control methods, and closes
+(after the calls, before the write-behind queue stops):
+
+- `observer`: the `CallObserver` that meters each call and publishes `cost.update`;
+- `metered(engines)`: the engines as the call manager should see them, each request metered;
+- `check_dial(campaign_id)`: the budget's verdict on a new dial (`DialRefusal` or None);
+- a task that forecasts budgets and re-syncs their counters every `cost.forecast_interval_s`;
+  threshold and forecast alerts go out as `budget.alert` events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Protocol
+
+from reautod.config import Settings
+from reautod.cost.budgets import BudgetGauges, BudgetGuard, DialRefusal
+from reautod.cost.control import budget_methods
+from reautod.cost.counters import open_counters
+from reautod.cost.ledger import CostLedger, CostMetrics, RecordSink
+from reautod.cost.metered import MeteredEngines
+from reautod.cost.observer import CostObserver
+from reautod.cost.pricebook import load_price_books
+from reautod.cost.results import BudgetAlert, CostUpdate
+from reautod.cost.tracker import CostTracker
+from reautod.engines.registry import EngineSet
+from reautod.errors import NotFoundError, ReautodError
+from reautod.methods import Method
+from reautod.observability.events import EventBus
+from reautod.store.database import Database
+from reautod.store.repositories import BudgetRepository, CallRepository, CampaignRepository
+from reautod.store.repositories.costs import CostRepository
+
+log = logging.getLogger(__name__)
+
+
+class PartMetrics(CostMetrics, BudgetGauges, Protocol):
+    """What the cost part counts (reautod.observability.metrics.Metrics)."""
+
+
+class CostPart:
+    """See the module docstring."""
+
+    def __init__(self, settings: Settings, db: Database, sink: RecordSink, metrics: PartMetrics,
+                 bus: EventBus, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+                 ) -> None:
+        self.settings = settings.cost
+        self.bus = bus
+        self.books = load_price_books(self.settings.price_book)  # ConfigError names the problem
+        premium = settings.elevenlabs
+        if premium.enabled:  # a plan or model the book does not price is a config error now
+            self.books.at(clock()).elevenlabs_char(premium.plan, premium.model_id)
+        self.campaigns = CampaignRepository(db)
+        self.calls = CallRepository(db)
+        self.counters = open_counters(settings.redis_url)
+        self.guard = BudgetGuard(
+            BudgetRepository(db), CostRepository(db), self.counters,
+            thresholds_pct=self.settings.alert_thresholds_pct,
+            forecast_window=self.settings.forecast_window, clock=clock, alerts=self,
+            gauges=metrics)
+        self.ledger = CostLedger(sink, self.guard, metrics)
+        self.tracker = CostTracker(self.books, self.ledger, plan=premium.plan,
+                                   model=premium.model_id, clock=clock)
+        self.observer = CostObserver(self.tracker, self._publish_cost, self._campaign_of)
+        self._ticker: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Budgets and the spending stop from the database, counters rebuilt from the ledger."""
+        await self.guard.start()
+        await self.ledger.start()
+        self._ticker = asyncio.create_task(self._tick_loop(), name="budget-forecast")
+
+    def metered(self, engines: EngineSet) -> MeteredEngines:
+        return MeteredEngines(engines, self.tracker.usage_meter)
+
+    async def check_dial(self, campaign_id: uuid.UUID | None) -> DialRefusal | None:
+        return await self.guard.check_dial(campaign_id)
+
+    def control_methods(self) -> list[Method]:
+        """budget.status|set|remove|stop|resume."""
+        return budget_methods(self.guard, self.campaigns,
+                              default_timezone=self.settings.timezone)
+
+    async def close(self) -> None:
+        """After the calls are closed: their last rows to the write-behind queue, then stop."""
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+        await self.observer.close()
+        await self.ledger.stop()
+        await self.counters.close()
+
+    # -- internals --------------------------------------------------------------------------------
+
+    async def _tick_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.forecast_interval_s)
+            try:
+                await self.guard.tick()
+            except ReautodError as err:  # the database is down: the next tick tries again
+                log.warning("budget forecast: %s (%s)", err.message, err.code)
+
+    async def _campaign_of(self, call_id: uuid.UUID) -> uuid.UUID | None:
+        try:
+            return (await self.calls.get(call_id)).campaign_id
+        except NotFoundError:
+            return None  # not placed by the dialer (a simulated or inbound call)
+
+    def _publish_cost(self, update: CostUpdate) -> None:
+        self.bus.publish("cost.update", update.model_dump(mode="json"))
+
+    def budget_alert(self, alert: BudgetAlert) -> None:
+        """The guard's AlertSink: every alert to control-socket subscribers."""
+        self.bus.publish("budget.alert", alert.model_dump(mode="json"))
