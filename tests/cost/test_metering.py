@@ -34,22 +34,10 @@ from reautod.engines.registry import EngineSet
 from reautod.errors import NotFoundError
 from reautod.store.call_observer import call_uuid
 from reautod.store.enums import CostService
-from reautod.store.records import CostRecorded, Record
+from tests.cost.fakes import Collect
 
 T0 = datetime(2026, 11, 21, 15, tzinfo=UTC)
 BOOKS = load_price_books()
-
-
-class Collect:
-    def __init__(self) -> None:
-        self.records: list[Record] = []
-
-    def submit(self, record: Record) -> bool:
-        self.records.append(record)
-        return True
-
-    def costs(self) -> list[CostRecorded]:
-        return [r for r in self.records if isinstance(r, CostRecorded)]
 
 
 class STT:
