@@ -88,7 +88,7 @@ class CostObserver:
             elapsed = (turn.ended_at - live.info.started_at).total_seconds()
             self.tracker.meter(live.call_id).telephony(max(0.0, elapsed))
         if live.campaign.done():
-            self._published(self.tracker.flush(live.call_id))
+            self._published(live, self.tracker.flush(live.call_id))
 
     def on_call_ended(self, call_id: str, reason: str, duration_s: float) -> None:
         live = self._live.pop(call_id, None)
@@ -101,10 +101,10 @@ class CostObserver:
             live.call_id, duration_s=duration_s if live.on_phone_line else 0.0,
             media_stream=live.on_phone_line,
             call_sid=live.info.call_sid if live.on_phone_line else None)
-        self._published(snapshot)
+        self._published(live, snapshot)
 
-    def _published(self, snapshot: CostSnapshot) -> None:
-        self.publish(CostUpdate.of(snapshot))
+    def _published(self, live: _LiveCall, snapshot: CostSnapshot) -> None:
+        self.publish(CostUpdate.of(snapshot, live.info.call_id))
 
     def on_barge_in(self, call_id: str, heard_text: str) -> None:
         """Nothing to meter: the interrupted request was metered by the engine wrapper."""

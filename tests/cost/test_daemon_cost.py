@@ -8,6 +8,9 @@ past the budget would fail as `place_failed`, never as `budget`."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +51,15 @@ def test_a_call_is_metered_and_a_spent_budget_stops_dialing(
     budget = ctl("budget", "set", "day", "50")["budget"]
     assert budget["timezone"] == "America/Chicago" and budget["spent_micros"] == 0
 
+    events = subprocess.Popen(  # the first cost.update, as a subscriber (the TUI) gets it
+        [sys.executable, "-m", "reautod.control.cli", "--config", str(d.config_path), "events",
+         "cost", "--json", "--count", "1"], env=d.env, stdout=subprocess.PIPE, text=True)
+    time.sleep(3)  # subscribed by then; the call's last update comes seconds later anyway
     call_id = ctl("call", "simulate", "--fast", "--lead-audio", str(lead_audio))["call_id"]
+    out, _ = events.communicate(timeout=60)
+    update = json.loads(out)
+    assert update["event"] == "cost.update" and update["data"]["call_id"] == call_id
+    assert update["data"]["cost_micros"] > 0
 
     # The call's ledger rows, written through the write-behind queue once the call ended.
     def costed() -> dict[str, Any] | None:

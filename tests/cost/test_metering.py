@@ -149,7 +149,8 @@ async def test_a_phone_call_is_billed_per_started_minute_for_its_campaign() -> N
     await asyncio.sleep(0)
     observer.on_turn(turn(call, 1, 70))  # into the second minute
     (update,) = published
-    assert update.campaign_id == campaign and update.call_id == uuid.UUID(call)
+    assert update.campaign_id == campaign and update.call_id == call
+    assert update.ledger_call_id == uuid.UUID(call)
     voice = BOOKS.at(T0).voice_minute("outbound")
     telephony = [r for r in sink.costs() if r.provider == "twilio"]
     assert [r.quantity for r in telephony] == [Decimal(2)]
@@ -187,3 +188,4 @@ async def test_a_simulated_call_pays_only_for_local_compute() -> None:
     assert {r.service for r in rows} == {CostService.TTS}
     assert all(r.call_id == call_uuid("sim-abc") and r.campaign_id is None for r in rows)
     assert published[-1].cost_micros == sum(r.amount_micros for r in rows) > 0
+    assert published[-1].call_id == "sim-abc"  # as call.started named it, for the TUI

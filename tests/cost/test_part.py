@@ -1,0 +1,77 @@
+"""The cost part as the daemon builds it: the price book from the config, the guard started from
+the database, a call metered end to end into the ledger and the budget, alerts on the bus, the
+dial check, and a config naming an ElevenLabs plan the book does not price refused."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from reautod.call_events import CallInfo, CallState, TurnRecord
+from reautod.config import Settings
+from reautod.cost.part import CostPart
+from reautod.errors import ConfigError
+from reautod.observability.events import EventBus
+from reautod.observability.metrics import Metrics
+from reautod.store.database import Database
+from reautod.store.enums import BudgetPeriod
+from tests.cost.fakes import Collect
+
+T0 = datetime(2026, 11, 20, 17, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_a_metered_call_fills_the_budget_alerts_and_stops_dials(db: Database) -> None:
+    sink, bus = Collect(), EventBus()
+    events = bus.subscribe(["cost", "budget"])
+    settings = Settings(cost={"alert_thresholds_pct": [50, 100]})
+    part = CostPart(settings, db, sink, Metrics(), bus, clock=lambda: T0)
+    await part.start()
+    try:
+        assert await part.check_dial(None) is None
+        # a cap of $0.0001 (100 micro-dollars): one call's local compute passes it
+        await part.guard.set_budget(BudgetPeriod.DAY, 100, None, timezone="UTC", actor="test")
+        info = CallInfo(call_id="sim-part", stream_sid="MZ", call_sid=None, lead_name="Ann",
+                        campaign=None, direction="outbound", state=CallState.LISTENING,
+                        started_at=T0)
+        part.observer.on_call_started(info)
+        part.tracker.usage_meter("sim-part").llm(100, 20, 2.0)
+        await asyncio.sleep(0)
+        part.observer.on_turn(TurnRecord("sim-part", 0, "agent", "hi", None, T0, T0))
+        part.observer.on_call_ended("sim-part", "caller hung up", 5.0)
+        await part.observer.close()
+        await part.ledger.stop()  # every row counted by the guard
+        spent = sum(r.amount_micros for r in sink.costs())
+        assert spent > 100
+        (status,) = await part.guard.status()
+        assert status.spent_micros == spent and status.at_cap
+        refusal = await part.check_dial(uuid.uuid4())
+        assert refusal is not None and refusal.rule_code == "budget_cap_day"
+        # the turn came before the campaign lookup ended: its rows waited for the end's update
+        seen = []
+        while len(seen) < 3:
+            seen.append(await asyncio.wait_for(events.get(), 5))
+        alerts = [e.data for e in seen if e.event == "budget.alert"]
+        updates = [e.data for e in seen if e.event == "cost.update"]
+        assert [(a["kind"], a["threshold_pct"]) for a in alerts] == [("threshold", 50),
+                                                                     ("threshold", 100)]
+        assert [u["call_id"] for u in updates] == ["sim-part"]
+        assert updates[-1]["cost_micros"] == spent
+    finally:
+        await part.close()
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_a_premium_plan_the_price_book_lacks_is_a_config_error(
+        db: Database, tmp_path: Path) -> None:
+    settings = Settings(elevenlabs={"enabled": True, "plan": "platinum"})
+    with pytest.raises(ConfigError) as err:
+        CostPart(settings, db, Collect(), Metrics(), EventBus())
+    assert err.value.problems[0][0] == "elevenlabs.plan"
+    missing = Settings(cost={"price_book": str(tmp_path / "nope.toml")})
+    with pytest.raises(ConfigError, match="cannot read price book"):
+        CostPart(missing, db, Collect(), Metrics(), EventBus())
