@@ -35,6 +35,7 @@ from reautod.config import (
 from reautod.control.protocol import PROTOCOL_VERSION
 from reautod.control.server import ControlServer
 from reautod.cost.part import CostPart
+from reautod.cost.twilio_prices import TwilioCallPrices
 from reautod.engines.control import engine_methods
 from reautod.engines.registry import EngineSet
 from reautod.environment import check_environment
@@ -187,6 +188,8 @@ class Daemon:
         # after the announcement, hanging up the phone line when the conversation ends.
         self.telephony = TelephonyPart(self.settings, self.secrets, self.db, self.metrics, self.bus,
                                        budget=self.cost)
+        if self.telephony.tracker is not None:  # Twilio's own price of each call, reconciled
+            self.cost.reconcile_with(TwilioCallPrices(self.telephony.tracker.twilio.rest))
         # Both audio directions of every call go to WAV files, their rows to the writer.
         recording = (
             StoreCallRecording(

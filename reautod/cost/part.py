@@ -7,6 +7,8 @@ for its call observer, its metered engines, its dial check and its control metho
 - `observer`: the `CallObserver` that meters each call and publishes `cost.update`;
 - `metered(engines)`: the engines as the call manager should see them, each request metered;
 - `check_dial(campaign_id)`: the budget's verdict on a new dial (`DialRefusal` or None);
+- `reconcile_with(source)` when Twilio is configured: each phone call's price, once Twilio has
+  it (`cost.reconcile_delays_s` after the call), against the ledger;
 - a task that forecasts budgets and re-syncs their counters every `cost.forecast_interval_s`;
   threshold and forecast alerts go out as `budget.alert` events.
 """
@@ -29,6 +31,7 @@ from reautod.cost.ledger import CostLedger, CostMetrics, RecordSink
 from reautod.cost.metered import MeteredEngines
 from reautod.cost.observer import CostObserver
 from reautod.cost.pricebook import load_price_books
+from reautod.cost.reconcile import CallPriceSource, ReconcileMetrics, ReconcileQueue, Reconciler
 from reautod.cost.results import BudgetAlert, CostUpdate
 from reautod.cost.tracker import CostTracker
 from reautod.engines.registry import EngineSet
@@ -42,7 +45,7 @@ from reautod.store.repositories.costs import CostRepository
 log = logging.getLogger(__name__)
 
 
-class PartMetrics(CostMetrics, BudgetGauges, Protocol):
+class PartMetrics(CostMetrics, BudgetGauges, ReconcileMetrics, Protocol):
     """What the cost part counts (reautod.observability.metrics.Metrics)."""
 
 
@@ -53,6 +56,8 @@ class CostPart:
                  bus: EventBus, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
                  ) -> None:
         self.settings = settings.cost
+        self.db = db
+        self.metrics = metrics
         self.bus = bus
         self.books = load_price_books(self.settings.price_book)  # ConfigError names the problem
         premium = settings.elevenlabs
@@ -71,6 +76,7 @@ class CostPart:
                                    model=premium.model_id, clock=clock)
         self.observer = CostObserver(self.tracker, self._publish_cost, self._campaign_of)
         self._ticker: asyncio.Task[None] | None = None
+        self.reconcile: ReconcileQueue | None = None
 
     async def start(self) -> None:
         """Budgets and the spending stop from the database, counters rebuilt from the ledger."""
@@ -84,6 +90,13 @@ class CostPart:
     async def check_dial(self, campaign_id: uuid.UUID | None) -> DialRefusal | None:
         return await self.guard.check_dial(campaign_id)
 
+    def reconcile_with(self, source: CallPriceSource) -> None:
+        """Reconcile every phone call that ends from now on with the price `source` reports."""
+        reconciler = Reconciler(source, CostRepository(self.db), ledger=self.ledger,
+                                metrics=self.metrics)
+        self.reconcile = self.tracker.reconcile = ReconcileQueue(
+            reconciler, self.settings.reconcile_delays_s)
+
     def control_methods(self) -> list[Method]:
         """budget.status|set|remove|stop|resume."""
         return budget_methods(self.guard, self.campaigns,
@@ -96,6 +109,8 @@ class CostPart:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._ticker
         await self.observer.close()
+        if self.reconcile is not None:  # calls not reconciled yet stay so (their rows are kept)
+            await self.reconcile.stop()
         await self.ledger.stop()
         await self.counters.close()
 

@@ -1,6 +1,7 @@
 """The cost part as the daemon builds it: the price book from the config, the guard started from
 the database, a call metered end to end into the ledger and the budget, alerts on the bus, the
-dial check, and a config naming an ElevenLabs plan the book does not price refused."""
+dial check, Twilio's price of a dialed call reconciled, and a config naming an ElevenLabs plan
+the book does not price refused."""
 
 from __future__ import annotations
 
@@ -14,12 +15,16 @@ import pytest
 from reautod.call_events import CallInfo, CallState, TurnRecord
 from reautod.config import Settings
 from reautod.cost.part import CostPart
+from reautod.cost.reconcile import ReportedPrice
 from reautod.errors import ConfigError
 from reautod.observability.events import EventBus
 from reautod.observability.metrics import Metrics
 from reautod.store.database import Database
 from reautod.store.enums import BudgetPeriod
+from reautod.store.repositories import CallRepository
+from reautod.store.repositories.costs import CostRepository
 from tests.cost.fakes import Collect
+from tests.store.factories import call_started, campaign_contact_lead
 
 T0 = datetime(2026, 11, 20, 17, tzinfo=UTC)
 
@@ -75,3 +80,48 @@ async def test_a_premium_plan_the_price_book_lacks_is_a_config_error(
     missing = Settings(cost={"price_book": str(tmp_path / "nope.toml")})
     with pytest.raises(ConfigError, match="cannot read price book"):
         CostPart(missing, db, Collect(), Metrics(), EventBus())
+
+
+class Prices:
+    """Twilio's Call resource as the reconciler reads it; records the sids asked for."""
+
+    def __init__(self, micros: int) -> None:
+        self.micros = micros
+        self.asked: list[str] = []
+
+    async def call_price(self, call_sid: str) -> ReportedPrice:
+        self.asked.append(call_sid)
+        return ReportedPrice(call_sid, self.micros, "USD", "completed")
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_a_dialed_calls_price_is_reconciled_after_it_ends(db: Database) -> None:
+    campaign, contact, lead = await campaign_contact_lead(db)
+    start = call_started(campaign, contact, lead, at=T0, call_sid="CA9")
+    await CallRepository(db).write([start])  # the dialer writes the row before dialing
+    sink, metrics = Collect(), Metrics()
+    settings = Settings(cost={"reconcile_delays_s": [0.0]})
+    part = CostPart(settings, db, sink, metrics, EventBus(), clock=lambda: T0)
+    prices = Prices(50_000)
+    part.reconcile_with(prices)
+    await part.start()
+    try:
+        call = str(start.call_id)
+        part.observer.on_call_started(CallInfo(
+            call_id=call, stream_sid="MZ", call_sid="CA9", lead_name="Ann", campaign="spring",
+            direction="outbound", state=CallState.LISTENING, started_at=T0))
+        part.observer.on_call_ended(call, "caller hung up", 61.0)
+        await part.observer.close()
+        for _ in range(100):
+            if prices.asked and (await CostRepository(db).ledger_error(T0)).calls:
+                break
+            await asyncio.sleep(0.05)
+        assert prices.asked == ["CA9"]
+        # two started minutes metered (voice $0.028 + media stream), all for the campaign
+        voice = [r for r in sink.costs() if r.provider == "twilio"]
+        assert [(r.quantity, r.amount_micros) for r in voice] == [(2, 28_000)]
+        assert {r.campaign_id for r in sink.costs()} == {campaign.id}
+        error = await CostRepository(db).ledger_error(T0)
+        assert (error.calls, error.reported_micros) == (1, 50_000)
+    finally:
+        await part.close()
