@@ -182,7 +182,8 @@ class Daemon:
         self.call_events = CallEventPublisher(self.bus, self.metrics, self.sessions)
         # Money: the price book, the ledger (through the writer), budgets rebuilt from it; every
         # call's engine requests and minutes metered, and no dial past a budget's cap.
-        self.cost = CostPart(self.settings, self.db, self.writer, self.metrics, self.bus)
+        self.cost = CostPart(self.settings, self.db, self.writer, self.metrics, self.bus,
+                             elevenlabs_api_key=self.secrets.get("elevenlabs_api_key"))
         await self.cost.start()
         # Telephony (Twilio webhooks, dialer) hears about live calls too: opt-outs, recording
         # after the announcement, hanging up the phone line when the conversation ends.
@@ -202,7 +203,7 @@ class Daemon:
         # Every call's life goes to the store, the operator (bus, metrics, sessions) and
         # telephony; the fan-out guards each, so one failing never hides a call from the others.
         observers = ObserverFanOut(StoreCallObserver(self.writer), self.call_events, self.telephony,
-                                   self.cost.observer)
+                                   *self.cost.observers)
         self.calls = CallManager(self.cost.metered(self.engines), self.settings, observers,
                                  recording)
         await self.calls.start()

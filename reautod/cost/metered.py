@@ -11,8 +11,8 @@ What is measured:
   engine reports them on its last chunk, and compute time from that chunk's timing. A reply cut
   off by a barge-in never gets its last chunk: its compute is the time from its first token to
   the cut (the prompt's evaluation before the first token is then not counted).
-- TTS: characters of the text, audio seconds and the compute time each chunk reports; a
-  synthesis cut off is metered for what it produced.
+- TTS: `TieredTTS` reports each utterance per voice tier (characters, audio seconds, local
+  compute time; a synthesis cut off for what it produced) through `CostTracker.on_speech`.
 """
 
 from __future__ import annotations
@@ -25,17 +25,15 @@ import numpy.typing as npt
 
 from reautod.cost.meters import CallMeter
 from reautod.engines.base import (
-    AudioChunk,
     ChatMessage,
     EngineHealth,
     LanguageModel,
     SpeechToText,
-    TextToSpeech,
     TokenChunk,
     Transcript,
 )
 from reautod.engines.registry import EngineSet
-from reautod.engines.tiered import audio_seconds
+from reautod.engines.tiered import TieredTTS
 
 MeterOf = Callable[[str], CallMeter]
 
@@ -90,42 +88,15 @@ class MeteredLLM:
         return self.inner.health()
 
 
-class MeteredTTS:
-    def __init__(self, inner: TextToSpeech, meter_of: MeterOf) -> None:
-        self.inner = inner
-        self.meter_of = meter_of
-        self.sample_rate = inner.sample_rate
-
-    async def synthesize(self, text: str, *, call_id: str) -> AsyncIterator[AudioChunk]:
-        stream = self.inner.synthesize(text, call_id=call_id)
-        audio_s = compute_s = 0.0
-        chunks = 0
-        try:
-            async for chunk in stream:
-                chunks += 1
-                audio_s += audio_seconds(chunk)
-                if chunk.timing is not None:
-                    compute_s += chunk.timing.compute_s
-                yield chunk
-        finally:
-            aclose = getattr(stream, "aclose", None)
-            if aclose is not None:
-                await aclose()
-            if chunks:
-                self.meter_of(call_id).tts_local(len(text), audio_s, compute_s)
-
-    def health(self) -> EngineHealth:
-        return self.inner.health()
-
-
 class MeteredEngines:
-    """The pipeline's `Engines` (reautod.pipeline.calls) with every request metered."""
+    """The pipeline's `Engines` (reautod.pipeline.calls) with every request metered; the voice
+    is the call's `TieredTTS`, which reports each utterance's speech to the meter itself."""
 
-    def __init__(self, inner: EngineSet, meter_of: MeterOf) -> None:
+    def __init__(self, inner: EngineSet, meter_of: MeterOf, tts: TieredTTS) -> None:
         self.inner = inner
         self.stt = MeteredSTT(inner.stt, meter_of)
         self.llm = MeteredLLM(inner.llm, meter_of)
-        self.tts = MeteredTTS(inner.tts, meter_of)
+        self.tts = tts
 
     def require_ready(self) -> None:
         self.inner.require_ready()

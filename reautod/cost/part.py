@@ -4,8 +4,10 @@
 for its call observer, its metered engines, its dial check and its control methods, and closes
 (after the calls, before the write-behind queue stops):
 
-- `observer`: the `CallObserver` that meters each call and publishes `cost.update`;
-- `metered(engines)`: the engines as the call manager should see them, each request metered;
+- `observers`: the `CallObserver`s that meter each call (publishing `cost.update`) and, with
+  `[elevenlabs] enabled`, choose each call's voice tier (`PremiumVoice`);
+- `metered(engines)`: the engines as the call manager should see them, each request metered,
+  the voice a `TieredTTS` (premium where the tier engine chose it, else the local engine);
 - `check_dial(campaign_id)`: the budget's verdict on a new dial (`DialRefusal` or None);
 - `reconcile_with(source)` when Twilio is configured: each phone call's price, once Twilio has
   it (`cost.reconcile_delays_s` after the call), against the ledger;
@@ -21,31 +23,45 @@ import logging
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Protocol
 
+from reautod.call_events import CallObserver
 from reautod.config import Settings
 from reautod.cost.budgets import BudgetGauges, BudgetGuard, DialRefusal
 from reautod.cost.control import budget_methods
 from reautod.cost.counters import open_counters
 from reautod.cost.ledger import CostLedger, CostMetrics, RecordSink
 from reautod.cost.metered import MeteredEngines
+from reautod.cost.money import dollars_to_micros, to_micros
 from reautod.cost.observer import CostObserver
+from reautod.cost.premium import PremiumVoice, QuotaMetrics
 from reautod.cost.pricebook import load_price_books
 from reautod.cost.reconcile import CallPriceSource, ReconcileMetrics, ReconcileQueue, Reconciler
 from reautod.cost.results import BudgetAlert, CostUpdate
+from reautod.cost.tiers import PremiumTerms, TierEngine, TierMetrics
 from reautod.cost.tracker import CostTracker
+from reautod.engines.elevenlabs import ElevenLabsTTS, VoiceChoice
 from reautod.engines.registry import EngineSet
-from reautod.errors import NotFoundError, ReautodError
+from reautod.engines.tiered import FallbackMetrics, TieredTTS
+from reautod.errors import ConfigError, NotFoundError, ReautodError
 from reautod.methods import Method
 from reautod.observability.events import EventBus
+from reautod.resilience.breaker import Breakers
 from reautod.store.database import Database
-from reautod.store.repositories import BudgetRepository, CallRepository, CampaignRepository
+from reautod.store.repositories import (
+    BudgetRepository,
+    CallRepository,
+    CampaignRepository,
+    LeadRepository,
+)
 from reautod.store.repositories.costs import CostRepository
 
 log = logging.getLogger(__name__)
 
 
-class PartMetrics(CostMetrics, BudgetGauges, ReconcileMetrics, Protocol):
+class PartMetrics(CostMetrics, BudgetGauges, ReconcileMetrics, TierMetrics, FallbackMetrics,
+                  QuotaMetrics, Protocol):
     """What the cost part counts (reautod.observability.metrics.Metrics)."""
 
 
@@ -53,8 +69,8 @@ class CostPart:
     """See the module docstring."""
 
     def __init__(self, settings: Settings, db: Database, sink: RecordSink, metrics: PartMetrics,
-                 bus: EventBus, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
-                 ) -> None:
+                 bus: EventBus, *, elevenlabs_api_key: str | None = None,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.settings = settings.cost
         self.db = db
         self.metrics = metrics
@@ -75,6 +91,11 @@ class CostPart:
         self.tracker = CostTracker(self.books, self.ledger, plan=premium.plan,
                                    model=premium.model_id, clock=clock)
         self.observer = CostObserver(self.tracker, self._publish_cost, self._campaign_of)
+        self.premium = (self._premium_voice(settings, sink, elevenlabs_api_key, clock)
+                        if premium.enabled else None)
+        self.observers: list[CallObserver] = [self.observer]
+        if self.premium is not None:
+            self.observers.append(self.premium)
         self._ticker: asyncio.Task[None] | None = None
         self.reconcile: ReconcileQueue | None = None
 
@@ -83,9 +104,15 @@ class CostPart:
         await self.guard.start()
         await self.ledger.start()
         self._ticker = asyncio.create_task(self._tick_loop(), name="budget-forecast")
+        if self.premium is not None:
+            await self.premium.start()
 
     def metered(self, engines: EngineSet) -> MeteredEngines:
-        return MeteredEngines(engines, self.tracker.usage_meter)
+        tiered = TieredTTS(engines.tts, self.premium.eleven if self.premium else None,
+                           on_speech=self.tracker.on_speech, metrics=self.metrics)
+        if self.premium is not None:
+            self.premium.attach(tiered)
+        return MeteredEngines(engines, self.tracker.usage_meter, tiered)
 
     async def check_dial(self, campaign_id: uuid.UUID | None) -> DialRefusal | None:
         return await self.guard.check_dial(campaign_id)
@@ -109,6 +136,8 @@ class CostPart:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._ticker
         await self.observer.close()
+        if self.premium is not None:
+            await self.premium.close()
         if self.reconcile is not None:  # calls not reconciled yet stay so (their rows are kept)
             await self.reconcile.stop()
         await self.ledger.stop()
@@ -123,6 +152,37 @@ class CostPart:
                 await self.guard.tick()
             except ReautodError as err:  # the database is down: the next tick tries again
                 log.warning("budget forecast: %s (%s)", err.message, err.code)
+
+    def _premium_voice(self, settings: Settings, sink: RecordSink, api_key: str | None,
+                       clock: Callable[[], datetime]) -> PremiumVoice:
+        s = settings.elevenlabs
+        if not api_key:
+            raise ConfigError("elevenlabs.enabled needs the ElevenLabs API key", [(
+                "secrets.elevenlabs_api_key_file", "give the key ([secrets], the systemd "
+                "credential elevenlabs_api_key, or REAUTOD_SECRET_ELEVENLABS_API_KEY)")])
+        book = self.books.at(clock())
+        eleven = ElevenLabsTTS(s, api_key, concurrency=book.elevenlabs_concurrency(s.plan),
+                               breakers=Breakers(failures=s.breaker_failures,
+                                                 recovery_s=s.breaker_recovery_s))
+        tiers = TierEngine(self.books.at, self.guard, sink, premium_available=eleven.available,
+                           metrics=self.metrics)
+        cost = self.settings
+        terms = PremiumTerms(
+            deal_value_micros=to_micros(dollars_to_micros(cost.deal_value_usd.lstrip("$"))),
+            uplift=Decimal(str(cost.premium_uplift)),
+            expected_characters=cost.premium_chars_per_call, plan=s.plan, model=s.model_id)
+        return PremiumVoice(eleven, tiers, terms, VoiceChoice.from_settings(s), self._call_facts,
+                            quota_interval_s=s.quota_interval_s, clock=clock,
+                            metrics=self.metrics)
+
+    async def _call_facts(self, call_id: uuid.UUID) -> tuple[uuid.UUID | None, int | None]:
+        try:
+            row = await self.calls.get(call_id)
+        except NotFoundError:
+            return None, None
+        if row.lead_id is None:
+            return row.campaign_id, None
+        return row.campaign_id, (await LeadRepository(self.db).get(row.lead_id)).score
 
     async def _campaign_of(self, call_id: uuid.UUID) -> uuid.UUID | None:
         try:

@@ -31,6 +31,7 @@ from reautod.engines.base import (
     Transcript,
 )
 from reautod.engines.registry import EngineSet
+from reautod.engines.tiered import TieredTTS
 from reautod.errors import NotFoundError
 from reautod.store.call_observer import call_uuid
 from reautod.store.enums import CostService
@@ -72,6 +73,13 @@ class TTS:
         return EngineHealth("tts", EngineState.READY, "fake")
 
 
+def metered(tracker: CostTracker) -> MeteredEngines:
+    """As the cost part builds them: the voice is a TieredTTS with no premium side."""
+    engines = EngineSet(STT(), LLM(), TTS())
+    return MeteredEngines(engines, tracker.usage_meter,
+                          TieredTTS(engines.tts, None, on_speech=tracker.on_speech))
+
+
 def tracker_with(sink: Collect) -> CostTracker:
     return CostTracker(BOOKS, CostLedger(sink), plan="pro", model="eleven_flash_v2_5",
                        clock=lambda: T0)
@@ -79,7 +87,7 @@ def tracker_with(sink: Collect) -> CostTracker:
 
 async def test_each_engine_request_lands_on_its_calls_meter() -> None:
     tracker = tracker_with(Collect())
-    engines = MeteredEngines(EngineSet(STT(), LLM(), TTS()), tracker.usage_meter)
+    engines = metered(tracker)
     engines.require_ready()
     call = str(uuid.uuid4())
     tracker.begin_call(uuid.UUID(call), None)
@@ -105,7 +113,7 @@ async def test_each_engine_request_lands_on_its_calls_meter() -> None:
 async def test_a_reply_cut_off_is_metered_for_the_tokens_it_produced() -> None:
     tracker = tracker_with(Collect())
     ticks = iter([10.0, 10.5])
-    engines = MeteredEngines(EngineSet(STT(), LLM(), TTS()), tracker.usage_meter)
+    engines = metered(tracker)
     engines.llm.monotonic = lambda: next(ticks)
     stream = engines.llm.stream_chat([], call_id="sim-cut")
     assert (await anext(stream)).text == "Hi"
