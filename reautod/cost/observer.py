@@ -10,7 +10,9 @@ queued on the write-behind before any of its cost rows (the ledger's foreign key
   metered goes to the ledger and the live cost is published (`cost.update`). Until the campaign
   is known, rows wait in the meter, so every row carries its campaign.
 - ended: the last rows, with the pipeline's duration as the call's length (Twilio's own price
-  is reconciled later). Simulated calls (`sim-` ids) use no phone line: only local compute.
+  is reconciled later), and answering-machine detection when the call's row has an AMD result
+  (Twilio bills it per call). Simulated calls (`sim-` ids) use no phone line: only local
+  compute.
 
 Every callback is sync and cheap (the observer contract); the tasks are owned here and awaited
 by `close()`.
@@ -48,10 +50,12 @@ class CostObserver:
     """See the module docstring."""
 
     def __init__(self, tracker: CostTracker, publish: Callable[[CostUpdate], None],
-                 campaign_of: Callable[[uuid.UUID], Awaitable[uuid.UUID | None]]) -> None:
+                 campaign_of: Callable[[uuid.UUID], Awaitable[uuid.UUID | None]],
+                 amd_ran: Callable[[uuid.UUID], Awaitable[bool]] | None = None) -> None:
         self.tracker = tracker
         self.publish = publish
         self.campaign_of = campaign_of
+        self.amd_ran = amd_ran
         self._live: dict[str, _LiveCall] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -97,9 +101,15 @@ class CostObserver:
 
     async def _end(self, live: _LiveCall, duration_s: float) -> None:
         await live.campaign  # never raises: _resolve_campaign keeps its errors
+        amd = False
+        if live.on_phone_line and self.amd_ran is not None:
+            try:
+                amd = await self.amd_ran(live.call_id)
+            except ReautodError as err:
+                log.warning("AMD of call %s not billed: %s", live.call_id, err.message)
         snapshot = self.tracker.end_call(
             live.call_id, duration_s=duration_s if live.on_phone_line else 0.0,
-            media_stream=live.on_phone_line,
+            media_stream=live.on_phone_line, amd=amd,
             call_sid=live.info.call_sid if live.on_phone_line else None)
         self._published(live, snapshot)
 

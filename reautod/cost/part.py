@@ -90,7 +90,8 @@ class CostPart:
         self.ledger = CostLedger(sink, self.guard, metrics)
         self.tracker = CostTracker(self.books, self.ledger, plan=premium.plan,
                                    model=premium.model_id, clock=clock)
-        self.observer = CostObserver(self.tracker, self._publish_cost, self._campaign_of)
+        self.observer = CostObserver(self.tracker, self._publish_cost, self._campaign_of,
+                                     self._amd_ran)
         self.premium = (self._premium_voice(settings, sink, elevenlabs_api_key, clock)
                         if premium.enabled else None)
         self.observers: list[CallObserver] = [self.observer]
@@ -189,6 +190,12 @@ class CostPart:
             return (await self.calls.get(call_id)).campaign_id
         except NotFoundError:
             return None  # not placed by the dialer (a simulated or inbound call)
+
+    async def _amd_ran(self, call_id: uuid.UUID) -> bool:
+        try:
+            return (await self.calls.get(call_id)).amd_result is not None
+        except NotFoundError:
+            return False
 
     def _publish_cost(self, update: CostUpdate) -> None:
         self.bus.publish("cost.update", update.model_dump(mode="json"))

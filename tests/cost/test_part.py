@@ -20,7 +20,7 @@ from reautod.errors import ConfigError
 from reautod.observability.events import EventBus
 from reautod.observability.metrics import Metrics
 from reautod.store.database import Database
-from reautod.store.enums import BudgetPeriod
+from reautod.store.enums import AmdResult, BudgetPeriod, CostService
 from reautod.store.repositories import CallRepository
 from reautod.store.repositories.costs import CostRepository
 from tests.cost.fakes import Collect
@@ -95,10 +95,11 @@ class Prices:
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-async def test_a_dialed_calls_price_is_reconciled_after_it_ends(db: Database) -> None:
+async def test_a_dialed_call_is_billed_for_amd_and_its_price_reconciled(db: Database) -> None:
     campaign, contact, lead = await campaign_contact_lead(db)
     start = call_started(campaign, contact, lead, at=T0, call_sid="CA9")
     await CallRepository(db).write([start])  # the dialer writes the row before dialing
+    await CallRepository(db).set_result(start.call_id, amd_result=AmdResult.HUMAN)
     sink, metrics = Collect(), Metrics()
     settings = Settings(cost={"reconcile_delays_s": [0.0]})
     part = CostPart(settings, db, sink, metrics, EventBus(), clock=lambda: T0)
@@ -118,9 +119,12 @@ async def test_a_dialed_calls_price_is_reconciled_after_it_ends(db: Database) ->
             await asyncio.sleep(0.05)
         assert prices.asked == ["CA9"]
         # two started minutes metered (voice $0.028 + media stream), all for the campaign
-        voice = [r for r in sink.costs() if r.provider == "twilio"]
+        voice = [r for r in sink.costs()
+                 if r.provider == "twilio" and r.service is CostService.TELEPHONY]
         assert [(r.quantity, r.amount_micros) for r in voice] == [(2, 28_000)]
         assert {r.campaign_id for r in sink.costs()} == {campaign.id}
+        amd = [r for r in sink.costs() if r.service is CostService.AMD]
+        assert [r.amount_micros for r in amd] == [7_500]  # AMD ran: billed once
         error = await CostRepository(db).ledger_error(T0)
         assert (error.calls, error.reported_micros) == (1, 50_000)
     finally:
