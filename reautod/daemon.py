@@ -35,6 +35,7 @@ from reautod.config import (
 from reautod.control.protocol import PROTOCOL_VERSION
 from reautod.control.server import ControlServer
 from reautod.cost.part import CostPart
+from reautod.cost.pricebook import load_price_books
 from reautod.cost.twilio_prices import TwilioCallPrices
 from reautod.engines.control import engine_methods
 from reautod.engines.registry import EngineSet
@@ -541,6 +542,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings(path, required=required, overrides=overrides)
         secrets = load_secrets(settings)
+        load_price_books(settings.cost.price_book)  # prices are configuration too
         for warning in check_environment(settings, secrets):
             print(f"reautod: warning: {warning}", file=sys.stderr)
     except ConfigError as err:

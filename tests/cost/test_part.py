@@ -16,6 +16,7 @@ from reautod.call_events import CallInfo, CallState, TurnRecord
 from reautod.config import Settings
 from reautod.cost.part import CostPart
 from reautod.cost.reconcile import ReportedPrice
+from reautod.daemon import main as daemon_main
 from reautod.errors import ConfigError
 from reautod.observability.events import EventBus
 from reautod.observability.metrics import Metrics
@@ -129,3 +130,16 @@ async def test_a_dialed_call_is_billed_for_amd_and_its_price_reconciled(db: Data
         assert (error.calls, error.reported_micros) == (1, 50_000)
     finally:
         await part.close()
+
+
+def test_check_config_validates_the_price_book(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    book = tmp_path / "prices.toml"
+    book.write_text('[[books]]\nversion = "mine"\neffective_from = 2026-01-01\n')
+    config = tmp_path / "reautod.toml"
+    config.write_text(f'[cost]\nprice_book = "{book}"\n')
+    assert daemon_main(["--config", str(config), "--check-config"]) == 2
+    err = capsys.readouterr().err
+    assert f"price book {book}: 3 problem(s)" in err and "books[0].twilio: Field required" in err
+    config.write_text("")
+    assert daemon_main(["--config", str(config), "--check-config"]) == 0
