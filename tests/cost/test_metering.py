@@ -1,6 +1,7 @@
 """Metering a call: the engines' usage per call (MeteredEngines over fake engines that report
 timings like the real ones) and the cost observer (a meter per call, rows per turn carrying the
-call's campaign, `cost.update` published, a phone line billed per started minute)."""
+call's campaign, `cost.update` published, a phone line billed per started minute), and the TUI's
+cost column reading what the observer publishes."""
 
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ from reautod.errors import NotFoundError
 from reautod.store.call_observer import call_uuid
 from reautod.store.enums import CostService
 from tests.cost.fakes import Collect
+from tui.model import LiveState, format_money
 
 T0 = datetime(2026, 11, 21, 15, tzinfo=UTC)
 BOOKS = load_price_books()
@@ -197,3 +199,39 @@ async def test_a_simulated_call_pays_only_for_local_compute() -> None:
     assert all(r.call_id == call_uuid("sim-abc") and r.campaign_id is None for r in rows)
     assert published[-1].cost_micros == sum(r.amount_micros for r in rows) > 0
     assert published[-1].call_id == "sim-abc"  # as call.started named it, for the TUI
+
+
+def test_the_tui_shows_the_cost_the_observer_publishes() -> None:
+    sink = Collect()
+    tracker = tracker_with(sink)
+    published: list[CostUpdate] = []
+
+    async def no_campaign(call_id: uuid.UUID) -> uuid.UUID | None:
+        return None
+
+    async def call() -> None:
+        observer = CostObserver(tracker, published.append, no_campaign)
+        observer.on_call_started(info("sim-tui"))
+        await asyncio.sleep(0)
+        tracker.usage_meter("sim-tui").llm(10, 5, 30.0)
+        observer.on_turn(turn("sim-tui", 0, 5))
+        tracker.usage_meter("sim-tui").llm(10, 5, 30.0)
+        observer.on_call_ended("sim-tui", "caller hung up", 9.0)
+        await observer.close()
+
+    asyncio.run(call())
+    state = LiveState(lambda: T0)
+    ts = T0.isoformat()
+    state.apply_event({"event": "call.started", "ts": ts, "data": info("sim-tui").wire()})
+    state.apply_event({"event": "cost.update", "ts": ts,
+                       "data": published[0].model_dump(mode="json")})
+    live = state.calls["sim-tui"]
+    assert live.cost_micros == published[0].cost_micros > 0
+    state.apply_event({"event": "call.ended", "ts": ts,
+                       "data": {"call_id": "sim-tui", "reason": "caller hung up", "duration_s": 9}})
+    state.apply_event({"event": "cost.update", "ts": ts,  # the end's update, after call.ended
+                       "data": published[-1].model_dump(mode="json")})
+    assert list(state.calls) == []  # no live call made up from the late update
+    ended = state.call("sim-tui")
+    assert ended is not None and ended.cost_micros == published[-1].cost_micros
+    assert format_money(ended.cost_micros) == "$0.01"  # 60 s of LLM at $0.45/h
