@@ -59,6 +59,7 @@ class PremiumVoice:
         self.metrics = metrics
         self.tiered: TieredTTS | None = None  # the calls' voice, once the engines are metered
         self._tasks: set[asyncio.Task[None]] = set()
+        self._live: set[str] = set()
         self._quota: asyncio.Task[None] | None = None
 
     def attach(self, tiered: TieredTTS) -> None:
@@ -83,6 +84,7 @@ class PremiumVoice:
         if self.tiered is None:
             return
         self.tiered.begin_call(info.call_id, self.voice)
+        self._live.add(info.call_id)
         task = asyncio.get_running_loop().create_task(self._decide(self.tiered, info.call_id),
                                                       name=f"voice-tier-{info.call_id}")
         self._tasks.add(task)
@@ -97,9 +99,13 @@ class PremiumVoice:
         except ReautodError as err:
             log.warning("call %s stays on the local voice: %s", call_id, err.message)
             return
-        tiered.set_tier(call_id, decision.tier)
+        if call_id in self._live:
+            tiered.set_tier(call_id, decision.tier)
+        else:  # the call ended while its tier was being decided
+            self.tiers.forget(call)
 
     def on_call_ended(self, call_id: str, reason: str, duration_s: float) -> None:
+        self._live.discard(call_id)
         if self.tiered is not None:
             self.tiered.end_call(call_id)
         self.tiers.forget(call_uuid(call_id))
