@@ -26,6 +26,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from reautod.cost.settings import CostSettings, ElevenLabsSettings
 from reautod.errors import ConfigError
 from reautod.integrations.settings import IntegrationsSettings
 
@@ -244,6 +245,8 @@ class Settings(BaseSettings):
     agent: AgentSettings = AgentSettings()
     dialogue: DialogueSettings = DialogueSettings()
     twilio: TwilioSettings = TwilioSettings()
+    cost: CostSettings = CostSettings()
+    elevenlabs: ElevenLabsSettings = ElevenLabsSettings()
     secrets: SecretsSettings = SecretsSettings()
     integrations: IntegrationsSettings = IntegrationsSettings()
 

@@ -34,6 +34,9 @@ from reautod.config import (
 )
 from reautod.control.protocol import PROTOCOL_VERSION
 from reautod.control.server import ControlServer
+from reautod.cost.part import CostPart
+from reautod.cost.pricebook import load_price_books
+from reautod.cost.twilio_prices import TwilioCallPrices
 from reautod.dialogue.part import DialoguePart
 from reautod.engines.control import engine_methods
 from reautod.engines.registry import EngineSet
@@ -102,6 +105,7 @@ class Daemon:
         self.telephony: TelephonyPart | None = None
         self.dialogue: DialoguePart | None = None
         self.integrations: IntegrationsPart | None = None
+        self.cost: CostPart | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._health_checks: dict[str, HealthCheck] = {}
         self._log_forwarder: logging.Handler | None = None
@@ -170,9 +174,17 @@ class Daemon:
         self.engines = await EngineSet.load(self.settings, observer=self.metrics)
         self._health_checks.update(self.engines.health_checks())
         self.call_events = CallEventPublisher(self.bus, self.metrics, self.sessions)
+        # Money: the price book, the ledger (through the writer), budgets rebuilt from it; every
+        # call's engine requests and minutes metered, and no dial past a budget's cap.
+        self.cost = CostPart(self.settings, self.db, self.writer, self.metrics, self.bus,
+                             elevenlabs_api_key=self.secrets.get("elevenlabs_api_key"))
+        await self.cost.start()
         # Telephony (Twilio webhooks, dialer) hears about live calls too: opt-outs, recording
         # after the announcement, hanging up the phone line when the conversation ends.
-        self.telephony = TelephonyPart(self.live, self.secrets, self.db, self.metrics, self.bus)
+        self.telephony = TelephonyPart(self.live, self.secrets, self.db, self.metrics, self.bus,
+                                       budget=self.cost)
+        if self.telephony.tracker is not None:  # Twilio's own price of each call, reconciled
+            self.cost.reconcile_with(TwilioCallPrices(self.telephony.tracker.twilio.rest))
         # Both audio directions of every call go to WAV files, their rows to the writer.
         recording = (
             StoreCallRecording(
@@ -188,20 +200,21 @@ class Daemon:
             self.settings, self.secrets, self.db, self.writer, self.metrics, self.telephony.dnc
         )
         self.telephony.ended_unconnected = self.integrations.results.ended_without_conversation
-        # Every call's life goes to the store, the operator (bus, metrics, sessions),
-        # telephony and the integrations (after the store: they read the call's row back); the
-        # fan-out guards each, so one failing never hides a call from the others.
+        # Every call's life goes to the store, the operator (bus, metrics, sessions), telephony,
+        # the integrations and the cost meters (after the store: they read the call's row back);
+        # the fan-out guards each, so one failing never hides a call from the others.
         observers = ObserverFanOut(
             StoreCallObserver(self.writer), self.call_events, self.telephony,
-            self.integrations.results,
+            self.integrations.results, *self.cost.observers,
         )
         # What calls say: the campaign's playbook (the qualifying agent), else the one prompt.
         self.dialogue = DialoguePart(self.settings, self.state_dir, self.db, self.writer,
                                      self.bus, self.metrics, self.engines.llm)
         await self.dialogue.start()
         self._health_checks["playbooks"] = self.dialogue.health
-        conversations = self.dialogue.conversations(AgentConversations(lambda: self.live.current.agent))
-        self.calls = CallManager(self.engines, self.live, observers, recording,
+        conversations = self.dialogue.conversations(
+            AgentConversations(lambda: self.live.current.agent))
+        self.calls = CallManager(self.cost.metered(self.engines), self.live, observers, recording,
                                  conversations=conversations, handoff=self.telephony)
         await self.calls.start()
         self.telephony.attach(self.calls)
@@ -364,6 +377,8 @@ class Daemon:
             await self.call_events.close()
         if self.dialogue is not None:
             await self.dialogue.close()
+        if self.cost is not None:
+            await self.cost.close()  # the calls' last cost rows, before the writer stops
         if self.engines is not None:
             await self.engines.close()
         if self.writer is not None:
@@ -427,6 +442,9 @@ class Daemon:
                 self.control.register(method)
         if self.integrations is not None:
             for method in self.integrations.control_methods():
+                self.control.register(method)
+        if self.cost is not None:
+            for method in self.cost.control_methods():
                 self.control.register(method)
 
     def _local_http_url(self) -> str:
@@ -548,6 +566,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings(path, required=required, overrides=overrides)
         secrets = load_secrets(settings)
+        load_price_books(settings.cost.price_book)  # prices are configuration too
         for warning in check_environment(settings, secrets):
             print(f"reautod: warning: {warning}", file=sys.stderr)
     except ConfigError as err:

@@ -29,6 +29,8 @@ RESTART_ONLY = (
     "twilio",
     "integrations",
     "dialogue",
+    "cost",
+    "elevenlabs",
 )
 
 

@@ -51,6 +51,7 @@ SAMPLES: dict[str, Any] = {
     "twilio.account_sid": "AC00000000000000000000000000000000",
     "twilio.from_number": "+15555550123",
     "twilio.api_base_url": "https://api.twilio.com",
+    "cost.price_book": "/etc/reautod/prices.toml",
     **{f"secrets.{name}_file": f"/etc/reautod/credentials/{name}" for name in SECRET_NAMES},
     "integrations.webhook_url": "https://crm.example.com/hooks/reautod",
     "integrations.webhooks[].name": "spring-crm",

@@ -292,6 +292,12 @@ def campaign_methods(part: TelephonyPart) -> list[Method]:
             part.manager.check_admission()
         campaign = await part.campaigns.find(params.campaign) if params.campaign else None
         settings = settings_of(campaign) if campaign else CampaignSettings()
+        budget = part.dialer.budget
+        refusal = await budget.check_dial(campaign.id if campaign else None) if budget else None
+        if refusal is not None:
+            part.metrics.dial_blocked("budget")
+            raise ValidationError(f"over budget ({refusal.rule_code}): {refusal.detail}",
+                                  code="budget")
         phone = normalize_phone(params.number, settings.default_region)
         contacts = ContactRepository(db)
         contact = await contacts.by_phone(phone)
@@ -372,6 +378,7 @@ def campaign_methods(part: TelephonyPart) -> list[Method]:
                        "response_ms": t.response_ms, "interrupted": t.interrupted}
                       for t in turns],
             "live": live.wire() if live else None,
+            "cost": (await CostRepository(db).for_call(call_id)).wire(),
         }
 
     async def call_transfer(params: CallRef) -> dict[str, Any]:
@@ -389,13 +396,13 @@ def campaign_methods(part: TelephonyPart) -> list[Method]:
         Method("campaign.status", campaign_status, CampaignRef,
                summary="a campaign's leads, blocked dials and live calls"),
         Method("dial", dial, DialParams,
-               summary="call one number now (DNC and calling window checked first)"),
+               summary="call one number now (budget, DNC and calling window checked first)"),
         Method("dnc.add", dnc_add, DncParams,
                summary="put a number on the do-not-call list (global, or one campaign's)"),
         Method("dnc.check", dnc_check, DncCheckParams,
                summary="is a number suppressed (globally or for a campaign), and why"),
         Method("calls.history", calls_history, HistoryParams, summary="recent calls, newest first"),
-        Method("call.show", call_show, CallRef, summary="one call: status timeline and turns"),
+        Method("call.show", call_show, CallRef, summary="one call: status timeline, turns and cost"),
         Method("call.transfer", call_transfer, CallRef,
                summary="transfer a live call to the campaign's transfer number"),
     ]

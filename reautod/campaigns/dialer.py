@@ -4,6 +4,11 @@ One `Dialer` per daemon. The daemon calls `tick(campaign, now, monotonic)` on a 
 running campaign, `heartbeat(now)` more often than the lease TTL, and `call_ended(...)` when a
 call it placed is over. Every lead that is claimed but not dialed is released with the reason,
 and every blocked dial is reported to `DialLog` with the rule that blocked it.
+
+A campaign whose budget refuses (`BudgetCheck`) claims no leads at all: one lead is claimed and
+handed back, due at once, to record the `budget` block when the refusal starts or changes rule,
+and again every `BUDGET_BLOCK_EVERY` while it lasts, so the block is visible without a row per
+tick.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from reautod.errors import ReautodError
 from reautod.store.enums import LeadStatus
 
 log = logging.getLogger(__name__)
+
+BUDGET_BLOCK_EVERY = timedelta(minutes=10)
 
 
 @dataclass(frozen=True)
@@ -54,6 +61,7 @@ class BlockReason(StrEnum):
     NO_CONTACT = "no_contact"
     PLACE_FAILED = "place_failed"
     PACING = "pacing"
+    BUDGET = "budget"
 
 
 @dataclass(frozen=True)
@@ -105,6 +113,27 @@ class DialLog(Protocol):
     async def blocked(self, entry: BlockedDial) -> None: ...
 
 
+class BudgetRefusal(Protocol):
+    """Why the budget refuses new dials (reautod.cost.budgets.DialRefusal)."""
+
+    @property
+    def rule_code(self) -> str: ...
+
+    @property
+    def detail(self) -> str: ...
+
+    @property
+    def retry_at(self) -> datetime | None:
+        """When the full period ends (None: until spending is resumed)."""
+        ...
+
+
+class BudgetCheck(Protocol):
+    async def check_dial(self, campaign_id: uuid.UUID | None) -> BudgetRefusal | None:
+        """None when a new call may be placed for this campaign now."""
+        ...
+
+
 @dataclass
 class TickReport:
     claimed: int = 0
@@ -128,6 +157,7 @@ class Dialer:
         bucket: TokenBucket,
         windows: CallingWindows | None = None,
         requeue_after: timedelta = timedelta(minutes=15),
+        budget: BudgetCheck | None = None,
     ) -> None:
         self.queue = queue
         self.directory = directory
@@ -138,7 +168,9 @@ class Dialer:
         self.bucket = bucket
         self.windows = windows or CallingWindows()
         self.requeue_after = requeue_after
+        self.budget = budget
         self.in_flight: dict[uuid.UUID, LeadClaim] = {}
+        self._budget_noted: dict[uuid.UUID, tuple[str, datetime]] = {}  # rule, when recorded
 
     async def tick(self, plan: CampaignPlan, now: datetime, monotonic: float) -> TickReport:
         """One dialing round for a campaign."""
@@ -150,6 +182,11 @@ class Dialer:
                    self.bucket.available(monotonic))
         if free <= 0:
             return report
+        refusal = await self.budget.check_dial(plan.campaign_id) if self.budget else None
+        if refusal is not None:
+            await self._budget_refused(plan, refusal, now, report)
+            return report
+        self._budget_noted.pop(plan.campaign_id, None)
         claims = await self.queue.claim(plan.campaign_id, now, free)
         report.claimed = len(claims)
         for claim in claims:
@@ -195,6 +232,23 @@ class Dialer:
             return NotAdmitted(BlockReason.PACING, "calls_per_second", "calls-per-second cap",
                                "pacing", LeadStatus.RETRY, now)
         return None
+
+    async def _budget_refused(self, plan: CampaignPlan, refusal: BudgetRefusal, now: datetime,
+                              report: TickReport) -> None:
+        noted = self._budget_noted.get(plan.campaign_id)
+        if noted is not None and noted[0] == refusal.rule_code and (
+                now - noted[1] < BUDGET_BLOCK_EVERY):
+            return
+        for claim in await self.queue.claim(plan.campaign_id, now, 1):
+            await self.queue.release(claim, LeadStatus.RETRY, now, now)
+            log.info("campaign %s not dialed: %s (%s)", plan.campaign_id, refusal.rule_code,
+                     refusal.detail)
+            blocked = BlockedDial(claim.lead_id, claim.campaign_id, BlockReason.BUDGET,
+                                  refusal.rule_code, refusal.detail, "budget", refusal.retry_at)
+            report.claimed += 1
+            report.blocked.append(blocked)
+            await self.dial_log.blocked(blocked)
+            self._budget_noted[plan.campaign_id] = (refusal.rule_code, now)
 
     async def _try_dial(self, plan: CampaignPlan, claim: LeadClaim, now: datetime,
                         monotonic: float) -> BlockedDial | None:

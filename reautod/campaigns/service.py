@@ -32,7 +32,7 @@ from reautod.call_events import (
 )
 from reautod.campaigns.call_tracker import CallTracker, LiveSession, TrackedCall
 from reautod.campaigns.control import campaign_methods
-from reautod.campaigns.dialer import BlockedDial, BlockReason, Dialer, LeadTarget
+from reautod.campaigns.dialer import BlockedDial, BlockReason, BudgetCheck, Dialer, LeadTarget
 from reautod.campaigns.dnc import DncList, DncSource, normalize_phone
 from reautod.campaigns.lead_queue import LeadClaim, SqlLeadQueue
 from reautod.campaigns.pacing import ConcurrencyLimiter, Outcome, TokenBucket
@@ -124,6 +124,7 @@ class TelephonyPart:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] = time.monotonic,
         twilio: TwilioCalls | None = None,
+        budget: BudgetCheck | None = None,
     ) -> None:
         # the holder, not a copy: openings and the box's call cap follow a reload
         self.live = settings if isinstance(settings, LiveSettings) else LiveSettings(settings)
@@ -141,6 +142,7 @@ class TelephonyPart:
             StoreDialLog(db, self._count_block, clock=clock),
             limiter=ConcurrencyLimiter(settings.calls.max_concurrent),
             bucket=TokenBucket(CALLS_PER_SECOND, burst=1, now=monotonic()),
+            budget=budget,
         )
         self.manager: Admission | None = None
         self.validator: TwilioSignatureValidator | None = None
@@ -368,6 +370,8 @@ class TelephonyPart:
             self.metrics.dial_blocked("window")
         elif reason is BlockReason.DNC:
             self.metrics.dial_blocked("dnc")
+        elif reason is BlockReason.BUDGET:
+            self.metrics.dial_blocked("budget")
 
     def hold_slot(self, call_id: uuid.UUID, slot: str) -> None:
         """A call slot the dialer's gate gave a call outside the lead queue (`reautoctl dial`)."""

@@ -126,12 +126,12 @@ class PriceBook(_Strict):
         entry = self.elevenlabs.plans.get(plan)
         if entry is None:
             raise ConfigError(f"price book {self.version} has no ElevenLabs plan {plan!r}",
-                              [("cost.elevenlabs_plan", f"one of {sorted(self.elevenlabs.plans)}")])
+                              [("elevenlabs.plan", f"one of {sorted(self.elevenlabs.plans)}")])
         price = entry.per_1k_characters.get(model)
         if price is None:
             raise ConfigError(
                 f"price book {self.version} has no price for {model!r} on plan {plan!r}",
-                [("elevenlabs.model", f"one of {sorted(entry.per_1k_characters)}")])
+                [("elevenlabs.model_id", f"one of {sorted(entry.per_1k_characters)}")])
         return dollars_to_micros(price) / 1000
 
     def elevenlabs_concurrency(self, plan: str) -> int:

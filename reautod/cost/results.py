@@ -80,9 +80,14 @@ class BudgetAlert(_Result):
 
 
 class CostUpdate(_Result):
-    """A `cost.update` event: one live call's cost so far (from `CostTracker.flush`)."""
+    """A `cost.update` event: one live call's cost so far (from `CostTracker.flush`).
 
-    call_id: uuid.UUID
+    `call_id` is the call's id as the other call events carry it (`call.started`: a simulated
+    call's is `sim-...`), so a subscriber finds the call; `ledger_call_id` is its id in the store.
+    """
+
+    call_id: str
+    ledger_call_id: uuid.UUID
     campaign_id: uuid.UUID | None
     cost_micros: int
     premium_micros: int
@@ -91,8 +96,9 @@ class CostUpdate(_Result):
     price_book: str
 
     @classmethod
-    def of(cls, snapshot: CostSnapshot) -> CostUpdate:
-        return cls(call_id=snapshot.call_id, campaign_id=snapshot.campaign_id,
+    def of(cls, snapshot: CostSnapshot, call_id: str | None = None) -> CostUpdate:
+        return cls(call_id=call_id or str(snapshot.call_id), ledger_call_id=snapshot.call_id,
+                   campaign_id=snapshot.campaign_id,
                    cost_micros=snapshot.total_micros, premium_micros=snapshot.premium_micros,
                    by_service=snapshot.by_service, tts_characters=snapshot.tts_characters,
                    price_book=snapshot.price_book)

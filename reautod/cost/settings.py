@@ -1,15 +1,16 @@
-"""The `[cost]` and `[elevenlabs]` config sections (mounted into reautod.config.Settings by the
-daemon's settings owner; defined here so the part's settings live with the part)."""
+"""The `[cost]` and `[elevenlabs]` config sections, mounted into reautod.config.Settings and
+defined here so the part's settings live with the part. reautod.config imports this module, so
+it imports nothing of reautod (the store imports the config)."""
 
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-
-from reautod.cost.periods import zone
 
 
 class _Section(BaseModel):
@@ -44,7 +45,22 @@ class CostSettings(_Section):
     @field_validator("timezone")
     @classmethod
     def _zone(cls, value: str) -> str:
-        zone(value)
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as err:
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as "
+                             "America/New_York)") from err
+        return value
+
+    @field_validator("deal_value_usd")
+    @classmethod
+    def _deal_value(cls, value: str) -> str:
+        try:
+            amount = Decimal(value.strip().removeprefix("$"))
+        except InvalidOperation as err:
+            raise ValueError(f"{value!r} is not an amount of dollars such as 250 or 99.50") from err
+        if not amount.is_finite() or amount < 0:
+            raise ValueError("the deal value must be a dollar amount >= 0")
         return value
 
     @field_validator("alert_thresholds_pct")
@@ -70,9 +86,11 @@ class ElevenLabsSettings(_Section):
     model_id: str = Field("eleven_flash_v2_5", description="Default model")
     output_format: Literal["ulaw_8000", "pcm_8000", "pcm_16000"] = Field(
         "ulaw_8000", description="ulaw_8000 goes straight into Twilio media payloads")
-    stability: float = Field(0.5, ge=0, le=1)
-    similarity_boost: float = Field(0.75, ge=0, le=1)
-    speed: float = Field(1.0, ge=0.7, le=1.2)
+    stability: float = Field(0.5, ge=0, le=1, description="Voice setting: lower is more "
+                             "expressive, higher more even")
+    similarity_boost: float = Field(0.75, ge=0, le=1, description="Voice setting: how closely "
+                                    "the speech keeps to the original voice")
+    speed: float = Field(1.0, ge=0.7, le=1.2, description="Speaking rate (1.0 = the voice's own)")
     timeout_s: float = Field(5.0, gt=0, le=60, description="Per request: connect and first byte")
     retries: int = Field(2, ge=0, le=5, description="Retries of 429/5xx/timeouts before the "
                          "utterance falls back to the local voice")

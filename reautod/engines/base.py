@@ -61,11 +61,13 @@ class ChatMessage:
 class TokenChunk:
     """One streamed piece of an LLM reply; `timing` is set on the last chunk only.
 
-    The last chunk may have empty `text`: it marks the end of the reply and carries the timing.
+    The last chunk may have empty `text`: it marks the end of the reply and carries the timing,
+    and `prompt_tokens` where the engine knows it (for the call's cost meter).
     """
 
     text: str
     timing: RequestTiming | None = None
+    prompt_tokens: int | None = None
 
 
 class AudioEncoding(StrEnum):

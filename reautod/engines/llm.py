@@ -126,12 +126,14 @@ class LlamaLLM:
         completion = cast(Iterator[dict[str, Any]], model.create_chat_completion(
             messages=cast(Any, chat), stream=True, max_tokens=limit, temperature=self.temperature,
         ))
+        generated = 0
         try:
             for part in completion:
                 ctx.check()
                 choice = part["choices"][0]
                 text = choice.get("delta", {}).get("content")
                 if isinstance(text, str) and text:
+                    generated += 1
                     with self._tokens_lock:
                         self._tokens_generated += 1
                     ctx.emit(TokenChunk(text))
@@ -139,7 +141,10 @@ class LlamaLLM:
             close = getattr(completion, "close", None)
             if close is not None:  # a generator: release llama.cpp's state for the next job
                 close()
-        ctx.emit(TokenChunk("", timing=ctx.timing()))
+        # the context holds the prompt and every token generated after it (the last one
+        # sampled but not evaluated): about the prompt's length, for the cost meter
+        ctx.emit(TokenChunk("", timing=ctx.timing(),
+                            prompt_tokens=max(0, model.n_tokens - generated)))
 
     @property
     def tokens_generated(self) -> int:

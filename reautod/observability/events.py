@@ -26,6 +26,7 @@ EVENT_TYPES = frozenset(
         "agent.score",
         "agent.outcome",
         "cost.update",
+        "budget.alert",
         "health.changed",
         "daemon.state",
         "log",

@@ -108,6 +108,11 @@ class TwilioCalls:
                 )
             self._client.api.base_url = api_base_url.rstrip("/")
 
+    @property
+    def rest(self) -> Client:
+        """The configured REST client, for other reads of Twilio's API (a call's price)."""
+        return self._client
+
     @classmethod
     def from_settings(cls, twilio: TwilioSettings, auth_token: str | None) -> TwilioCalls:
         """From `settings.twilio` and `secrets.get("twilio_auth_token")`."""

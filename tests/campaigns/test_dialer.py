@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
@@ -285,3 +286,56 @@ async def test_a_callback_the_agent_scheduled_survives_the_calls_end(sqlite: Dat
     assert status is None and dialer.limiter.active == 0
     row = await LeadRepository(sqlite).get(lead)
     assert (row.status, row.next_attempt_at) == (LeadStatus.RETRY, callback_at)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    rule_code: str
+    detail: str
+    retry_at: datetime | None
+
+
+class Budget:
+    """The budget check: refuses with `refusal` while it is set; records what it was asked."""
+
+    def __init__(self) -> None:
+        self.refusal: Refusal | None = None
+        self.asked: list[uuid.UUID | None] = []
+
+    async def check_dial(self, campaign_id: uuid.UUID | None) -> Refusal | None:
+        self.asked.append(campaign_id)
+        return self.refusal
+
+
+async def test_a_refusing_budget_dials_nothing_and_records_the_block(sqlite: Database) -> None:
+    campaign, leads = await seed(sqlite, 3)
+    directory = Directory({lead: LeadTarget(f"+1212555{i:04d}", "America/New_York", "NY")
+                           for i, lead in enumerate(leads)})
+    placer, dial_log, budget = Placer(), Log(), Budget()
+    dialer = Dialer(SqlLeadQueue(sqlite, lease_ttl=TTL), directory, placer,
+                    DncList(MemoryDncStorage()), dial_log, limiter=ConcurrencyLimiter(per_box=5),
+                    bucket=TokenBucket(10, burst=10), budget=budget)
+    plan = CampaignPlan(campaign, max_concurrent=5,
+                        window=CampaignWindow(time(0), time(23, 59), frozenset(range(7))))
+    day_end = NOW + timedelta(hours=8)
+    budget.refusal = Refusal("budget_cap_day", "day budget of global is spent", day_end)
+    report = await dialer.tick(plan, NOW, monotonic=0.0)
+    assert report.dialed == 0 and placer.placed == [] and budget.asked == [campaign]
+    (block,) = dial_log.entries
+    assert (block.reason, block.rule_code, block.source) == (BlockReason.BUDGET,
+                                                             "budget_cap_day", "budget")
+    assert block.retry_at == day_end
+    # the lead goes back due at once: raising the budget dials it without waiting for day_end
+    assert (await LeadRepository(sqlite).get(block.lead_id)).next_attempt_at == NOW
+    # while the same refusal lasts, ticks claim nothing and record nothing more
+    for second in range(1, 5):
+        await dialer.tick(plan, NOW + timedelta(seconds=second), monotonic=float(second))
+    assert len(dial_log.entries) == 1
+    # a different rule (the emergency stop) is recorded at once
+    budget.refusal = Refusal("spending_stopped", "stopped by ops", None)
+    await dialer.tick(plan, NOW + timedelta(seconds=5), monotonic=5.0)
+    assert [b.rule_code for b in dial_log.entries] == ["budget_cap_day", "spending_stopped"]
+    # resumed: the leads are dialed
+    budget.refusal = None
+    report = await dialer.tick(plan, NOW + timedelta(seconds=6), monotonic=6.0)
+    assert report.dialed == 3 and len(placer.placed) == 3

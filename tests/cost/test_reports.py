@@ -22,18 +22,10 @@ from reautod.store.repositories import (
     LeadRepository,
 )
 from reautod.store.repositories.cost_reports import cost_by_tier, cost_per_outcome
+from tests.cost.fakes import Collect
 from tests.store.factories import call_started
 
 T0 = datetime(2026, 11, 21, 15, tzinfo=UTC)
-
-
-class Collect:
-    def __init__(self) -> None:
-        self.records: list[Record] = []
-
-    def submit(self, record: Record) -> bool:
-        self.records.append(record)
-        return True
 
 
 async def test_a_simulated_campaign_reports_cost_per_outcome_and_per_tier(db: Database) -> None:

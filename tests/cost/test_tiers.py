@@ -21,10 +21,11 @@ from reautod.store import models as m
 from reautod.store.apply import apply_records
 from reautod.store.database import Database
 from reautod.store.enums import BudgetPeriod, CostService, CostUnit, VoiceTier
-from reautod.store.records import CostRecorded, Record
+from reautod.store.records import CostRecorded
 from reautod.store.repositories import BudgetRepository, CampaignRepository
 from reautod.store.repositories.costs import CostRepository
 from tests.cost.conftest import Clock
+from tests.cost.fakes import Collect
 from tests.store.factories import call_started
 
 T0 = datetime(2026, 11, 20, 17, tzinfo=UTC)
@@ -32,15 +33,6 @@ BOOKS = load_price_books()
 # 1,200 characters x 50 micros = $0.06 marginal cost; deal $500 x 2 % uplift = $10 at score 100
 TERMS = PremiumTerms(deal_value_micros=500_000_000, uplift=Decimal("0.02"),
                      expected_characters=1200, plan="pro", model="eleven_flash_v2_5")
-
-
-class Collect:
-    def __init__(self) -> None:
-        self.records: list[Record] = []
-
-    def submit(self, record: Record) -> bool:
-        self.records.append(record)
-        return True
 
 
 async def test_premium_only_where_it_pays_and_the_budget_allows(db: Database) -> None:

@@ -117,6 +117,8 @@ async def test_llm_streams_tokens_with_timing_on_last(engines: EngineSet) -> Non
     assert all(c.timing is None for c in chunks[:-1])
     last = chunks[-1]
     assert last.timing is not None and last.timing.compute_s >= 0
+    # the prompt's length in tokens, for the cost meter: the chat template alone is several
+    assert last.prompt_tokens is not None and len(CHAT) < last.prompt_tokens < 200
     assert isinstance(engines.llm, LlamaLLM)
     assert engines.llm.tokens_generated <= 12  # the cap holds; random weights never stop alone
 

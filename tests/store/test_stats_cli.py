@@ -160,6 +160,15 @@ def test_stats_command(
         ("2026-11-20", 3, 1),
         ("2026-11-21", 1, 0),
     ]
+    # 4 calls of one lead at $0.028 each; that lead qualified and booked
+    assert data["cost"] == {"total_micros": 112_000, "calls": 4, "leads": 1,
+                            "qualified_leads": 1, "bookings": 1, "per_call_micros": 28_000,
+                            "per_lead_micros": 112_000, "per_qualified_lead_micros": 112_000,
+                            "per_booking_micros": 112_000}
+    assert data["cost_by_tier"] == [{"tier": "local", "calls": 4, "total_micros": 112_000,
+                                     "per_call_micros": 28_000}]
+    code, out, _ = run_cli(cli_main, capsys, "stats", "--since", "2026-11-20")
+    assert code == 0 and "PER BOOKING" in out and "$0.1120" in out
     code, out, _ = run_cli(
         cli_main, capsys, "stats", "--since", "2026-11-21", "--campaign", "roofing"
     )

@@ -13,12 +13,11 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -41,6 +40,7 @@ from reautod.telephony.simulator import (
     WaitForAgent,
     run_call,
 )
+from tests.fixtures.daemon import wait_until
 from tests.fixtures.services import free_port
 from tests.speech import SPEECH_DIR
 from tests.telephony.twilio_standin import TwilioStandIn
@@ -55,23 +55,11 @@ ZONES = ("Pacific/Honolulu", "America/Anchorage", "America/Los_Angeles", "Americ
          "America/New_York", "America/Sao_Paulo", "Atlantic/Azores", "Europe/London",
          "Europe/Berlin", "Europe/Moscow", "Asia/Dubai", "Asia/Kolkata", "Asia/Bangkok",
          "Asia/Tokyo", "Australia/Sydney", "Pacific/Auckland", "Pacific/Kiritimati")
-T = TypeVar("T")
 
 
 def zone_where(hours: range) -> str:
     now = datetime.now(UTC)
     return next(z for z in ZONES if now.astimezone(ZoneInfo(z)).hour in hours)
-
-
-def wait_until(what: str, probe: Callable[[], T | None], timeout: float = 90.0) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 def speech(name: str) -> Utterance:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from reautod.control.context import CliContext, key_values, table
+from reautod.cost.money import format_micros
 from reautod.observability.logging import mask_name, mask_phone
 
 SIMULATE_TIMEOUT_S = 600.0
@@ -51,7 +52,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     history.add_argument("--limit", type=int, default=50, help="how many (default 50)")
     history.set_defaults(func=run_history)
 
-    show = calls.add_parser("show", help="one call: status timeline and turns")
+    show = calls.add_parser("show", help="one call: status timeline, turns and cost")
     show.add_argument("call_id", metavar="ID")
     show.set_defaults(func=run_show)
 
@@ -163,6 +164,7 @@ def render_show(data: dict[str, Any]) -> str:
         ("to", mask_phone(data.get("to"))), ("created", data.get("created_at")),
         ("answered", data.get("answered_at")), ("ended", data.get("ended_at")),
         ("disposition", data.get("disposition")),
+        ("cost", _cost(data.get("cost"))),
     ])
     timeline = table(["status", "at", "source", "seq"],
                      [[e.get("status"), e.get("at"), e.get("source"), e.get("sequence")]
@@ -171,6 +173,14 @@ def render_show(data: dict[str, Any]) -> str:
                   [[t.get("seq"), t.get("speaker"), (t.get("text") or "")[:70],
                     t.get("response_ms")] for t in data.get("turns", [])])
     return f"{summary}\n\n{timeline}\n\n{turns}"
+
+
+def _cost(cost: dict[str, Any] | None) -> str:
+    if not cost or not cost.get("rows"):
+        return "-"
+    parts = ", ".join(f"{service} {format_micros(micros)}"
+                      for service, micros in sorted(cost.get("by_service", {}).items()))
+    return f"{format_micros(cost.get('total_micros', 0))} ({parts})"
 
 
 def run_show(args: argparse.Namespace, ctx: CliContext) -> int:

@@ -1,4 +1,5 @@
-"""`reautoctl stats [--campaign X] [--since DATE] [--json]`: daily aggregates per campaign.
+"""`reautoctl stats [--campaign X] [--since DATE] [--json]`: daily aggregates per campaign, and
+what a call, a lead, a qualified lead and a booking cost over the same days (by voice tier too).
 
 Read here from the configured database (the daemon need not be running).
 """
@@ -6,6 +7,7 @@ Read here from the configured database (the daemon need not be running).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -15,6 +17,7 @@ from reautod.control.context import CliContext, table
 from reautod.errors import UnavailableError, ValidationError
 from reautod.store.database import Database
 from reautod.store.repositories import CampaignRepository
+from reautod.store.repositories.cost_reports import cost_by_tier, cost_per_outcome
 from reautod.store.stats import daily_campaign_stats
 
 DEFAULT_DAYS = 7
@@ -52,6 +55,22 @@ def render(data: dict[str, Any]) -> str:
     rows = data["days"]
     if not rows:
         return f"no calls since {data['since']}"
+    return render_days(rows) + "\n\n" + render_cost(data["cost"], data["cost_by_tier"])
+
+
+def render_cost(cost: dict[str, Any], tiers: list[dict[str, Any]]) -> str:
+    outcome = table(
+        ["COST", "CALLS", "PER CALL", "PER LEAD", "PER QUALIFIED", "PER BOOKING"],
+        [[_dollars(cost["total_micros"]), cost["calls"], _dollars(cost["per_call_micros"]),
+          _dollars(cost["per_lead_micros"]), _dollars(cost["per_qualified_lead_micros"]),
+          _dollars(cost["per_booking_micros"])]])
+    by_tier = table(["VOICE", "CALLS", "COST", "PER CALL"],
+                    [[t["tier"], t["calls"], _dollars(t["total_micros"]),
+                      _dollars(t["per_call_micros"])] for t in tiers])
+    return f"{outcome}\n\n{by_tier}"
+
+
+def render_days(rows: list[dict[str, Any]]) -> str:
     return table(
         ["DAY", "CAMPAIGN", "ATTEMPTS", "CONNECTS", "HUMAN", "QUALIFIED", "BOOKED", "AVG S",
          "COST", "COST/CALL"],
@@ -87,8 +106,12 @@ def run(args: argparse.Namespace, ctx: CliContext) -> int:
         if args.campaign:
             campaign_id = (await CampaignRepository(db).find(args.campaign)).id
         rows = await daily_campaign_stats(db, since, campaign_id)
+        cost = await cost_per_outcome(db, since, campaign_id=campaign_id)
+        tiers = await cost_by_tier(db, since, campaign_id=campaign_id)
         return {
             "since": since.date().isoformat(),
+            "cost": dataclasses.asdict(cost),
+            "cost_by_tier": [dataclasses.asdict(t) for t in tiers],
             "days": [
                 {
                     "day": r.day,

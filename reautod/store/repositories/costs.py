@@ -53,6 +53,20 @@ class LedgerError:
 
 
 @dataclass(frozen=True)
+class CallCost:
+    """One call's ledger: the total and its split by service and by tier, in micro-dollars."""
+
+    total_micros: int
+    by_service: dict[str, int]
+    by_tier: dict[str, int]
+    rows: int
+
+    def wire(self) -> dict[str, object]:
+        return {"total_micros": self.total_micros, "by_service": dict(self.by_service),
+                "by_tier": dict(self.by_tier), "rows": self.rows}
+
+
+@dataclass(frozen=True)
 class DailyCost:
     day: str  # YYYY-MM-DD, UTC
     campaign_id: uuid.UUID | None
@@ -129,6 +143,24 @@ class CostRepository:
                 cost_events.c.provider == TWILIO_VOICE_PROVIDER,
             )
             return int((await conn.execute(query)).scalar_one())
+
+        return await self.db.read(work)
+
+    async def for_call(self, call_id: uuid.UUID) -> CallCost:
+        """A call's cost so far, from its ledger rows (all zero when it has none)."""
+        c = cost_events.c
+
+        async def work(conn: AsyncConnection) -> CallCost:
+            rows = (await conn.execute(
+                select(c.service, c.tier, func.sum(c.amount_micros), func.count())
+                .where(c.call_id == call_id).group_by(c.service, c.tier))).all()
+            by_service: dict[str, int] = {}
+            by_tier: dict[str, int] = {}
+            for service, tier, amount, _count in rows:
+                by_service[service] = by_service.get(service, 0) + int(amount)
+                by_tier[tier or ""] = by_tier.get(tier or "", 0) + int(amount)
+            return CallCost(sum(by_service.values()), by_service, by_tier,
+                            sum(int(r[3]) for r in rows))
 
         return await self.db.read(work)
 
