@@ -50,6 +50,8 @@ from reautod.pipeline import route_pipecat_logs
 from reautod.pipeline.calls import CallManager
 from reautod.pipeline.control import control_methods as call_methods
 from reautod.sdnotify import Notifier
+from reautod.security.keys import KeyRing, load_key_ring
+from reautod.security.part import SecurityPart
 from reautod.sessions import SessionStore, open_session_store
 from reautod.store import Database, WriteBehind, recover_partial_recordings
 from reautod.store.call_audio import StoreCallRecording
@@ -70,6 +72,7 @@ RESTART_ONLY = (
     "metrics",
     "models",
     "twilio",
+    "retention",
 )
 
 HealthCheck = Callable[[], Awaitable[tuple[bool, str]]]
@@ -107,6 +110,8 @@ class Daemon:
         self.calls: CallManager | None = None
         self.call_events: CallEventPublisher | None = None
         self.telephony: TelephonyPart | None = None
+        self.keys: KeyRing | None = None
+        self.security: SecurityPart | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._health_checks: dict[str, HealthCheck] = {}
         self._log_forwarder: logging.Handler | None = None
@@ -153,8 +158,13 @@ class Daemon:
             self.db, self.state_dir / "spool", queue_size=self.settings.database.write_queue_size
         )
         await self.writer.start()
+        # The master keys (encryption_key credential) seal recordings at rest; a bad credential
+        # stops the start-up. Loaded before crash recovery, which must open sealed partial files.
+        self.keys = load_key_ring(self.secrets.get("encryption_key"))
         # recordings a crash left half-written are finalised (or removed when empty) and recorded
-        report = await recover_partial_recordings(self.state_dir / "recordings")
+        report = await recover_partial_recordings(
+            self.state_dir / "recordings", self.keys,
+            retention=timedelta(days=self.settings.calls.recording_retention_days))
         for finalized in report.finalized:
             self.writer.submit(finalized)
         if report.finalized or report.removed:
@@ -169,6 +179,18 @@ class Daemon:
         self.sessions = open_session_store(self.settings.redis_url)
         self._health_checks["redis"] = self._check_sessions
 
+        # 5b. Security: the erasure register (refuses another salt than erasures were made with),
+        #     subject requests, the audit log; from here every state-changing control method is
+        #     audited with the peer's uid; the daily retention job runs as a task.
+        self.security = SecurityPart(
+            self.db, self.sessions, state_dir=self.state_dir, keys=self.keys,
+            erasure_salt=self.secrets.get("erasure_salt"), retention=self.settings.retention)
+        await self.security.start()
+        self.control.audit_with(self.security.audit)
+        for method in self.security.control_methods():
+            self.control.register(method)
+        self._spawn(self.security.retention_task(), "retention")
+
         # 6. Models: loaded once, shared by every call. Missing models do not stop the daemon;
         #    health names them and calls are refused until they are installed.
         self.notifier.status("loading models")
@@ -177,12 +199,14 @@ class Daemon:
         self.call_events = CallEventPublisher(self.bus, self.metrics, self.sessions)
         # Telephony (Twilio webhooks, dialer) hears about live calls too: opt-outs, recording
         # after the announcement, hanging up the phone line when the conversation ends.
-        self.telephony = TelephonyPart(self.settings, self.secrets, self.db, self.metrics, self.bus)
+        self.telephony = TelephonyPart(self.settings, self.secrets, self.db, self.metrics, self.bus,
+                                       erased=self.security.register)
         # Both audio directions of every call go to WAV files, their rows to the writer.
         recording = (
             StoreCallRecording(
                 self.state_dir / "recordings", self.writer,
                 retention=timedelta(days=self.settings.calls.recording_retention_days),
+                keys=self.keys,
             )
             if self.settings.calls.record
             else None
@@ -378,11 +402,13 @@ class Daemon:
                 self._config_show,
                 summary="Effective configuration, secrets redacted",
             ),
-            Method("daemon.reload", self._reload, summary="Reload the configuration (like SIGHUP)"),
+            Method("daemon.reload", self._reload, summary="Reload the configuration (like SIGHUP)",
+                   changes_state=True),
             Method(
                 "daemon.drain",
                 self._drain,
                 summary="Stop taking calls, finish live ones, then exit",
+                changes_state=True,
             ),
             *metrics_methods(self.metrics),
         ]

@@ -184,16 +184,23 @@ def campaign_methods(part: TelephonyPart) -> list[Method]:
         existing = await leads.phones(campaign.id)
         report = await asyncio.to_thread(import_csv, data, default_region=settings.default_region,
                                          existing_phones=existing)
+        # people who asked for erasure are never imported again (only counted)
+        erased = (await part.erased.erased_among(r.phone for r in report.rows)
+                  if part.erased is not None and report.rows else set())
+        rows = [row for row in report.rows if row.phone not in erased]
         people = [
             ContactInput(phone_e164=row.phone, name=row.name, email=row.email,
                          timezone=row.timezone, source=f"import:{campaign.name}"[:200],
                          custom={**row.attributes, **({"state": row.state} if row.state else {})})
-            for row in report.rows
+            for row in rows
         ]
         added = await leads.import_contacts(campaign.id, people, next_attempt_at=part.clock())
         issues = [{"line": i.line, "problem": i.problem.value, "reason": i.reason,
                    "imported": i.imported} for i in report.issues[:MAX_REPORTED_ISSUES]]
-        return {"campaign": campaign.name, "summary": report.summary() | {"new_leads": added},
+        summary = report.summary() | {"imported": len(rows),
+                                      "erased_dropped": len(report.rows) - len(rows),
+                                      "new_leads": added}
+        return {"campaign": campaign.name, "summary": summary,
                 "issues": issues, "issues_truncated": len(report.issues) > MAX_REPORTED_ISSUES}
 
     def transition(action: str) -> Method:
@@ -215,7 +222,7 @@ def campaign_methods(part: TelephonyPart) -> list[Method]:
             return {"campaign": campaign.name, "status": target.value,
                     "previous": current.value}
 
-        return Method(f"campaign.{action}", handler, CampaignRef,
+        return Method(f"campaign.{action}", handler, CampaignRef, changes_state=True,
                       summary=f"{action} a campaign ({', '.join(sorted(allowed))} -> "
                               f"{target.value})")
 
@@ -252,6 +259,10 @@ def campaign_methods(part: TelephonyPart) -> list[Method]:
         campaign = await part.campaigns.find(params.campaign) if params.campaign else None
         settings = settings_of(campaign) if campaign else CampaignSettings()
         phone = normalize_phone(params.number, settings.default_region)
+        if part.erased is not None and await part.erased.is_erased(phone):
+            part.metrics.dial_blocked("dnc")
+            raise ValidationError(f"{mask_phone(phone)} was erased on its owner's request: it is "
+                                  "never dialed again", code="erased")
         suppressed = await part.dnc.check(phone, str(campaign.id) if campaign else None)
         if suppressed.suppressed and suppressed.entry is not None:
             part.metrics.dial_blocked("dnc")
@@ -345,21 +356,21 @@ def campaign_methods(part: TelephonyPart) -> list[Method]:
 
     return [
         Method("campaigns.list", campaigns_list, summary="campaigns with their lead counts"),
-        Method("campaign.create", campaign_create, CreateParams,
+        Method("campaign.create", campaign_create, CreateParams, changes_state=True,
                summary="create a campaign (name and settings)"),
-        Method("campaign.import", campaign_import, ImportParams,
+        Method("campaign.import", campaign_import, ImportParams, changes_state=True,
                summary="import leads from CSV; returns the validation report"),
         *(transition(action) for action in TRANSITIONS),
         Method("campaign.status", campaign_status, CampaignRef,
                summary="a campaign's leads, blocked dials and live calls"),
-        Method("dial", dial, DialParams,
+        Method("dial", dial, DialParams, changes_state=True,
                summary="call one number now (DNC and calling window checked first)"),
-        Method("dnc.add", dnc_add, DncParams,
+        Method("dnc.add", dnc_add, DncParams, changes_state=True,
                summary="put a number on the do-not-call list (global, or one campaign's)"),
         Method("dnc.check", dnc_check, DncCheckParams,
                summary="is a number suppressed (globally or for a campaign), and why"),
         Method("calls.history", calls_history, HistoryParams, summary="recent calls, newest first"),
         Method("call.show", call_show, CallRef, summary="one call: status timeline and turns"),
-        Method("call.transfer", call_transfer, CallRef,
+        Method("call.transfer", call_transfer, CallRef, changes_state=True,
                summary="transfer a live call to the campaign's transfer number"),
     ]

@@ -1,4 +1,5 @@
-"""The dialer: claim due leads, check DNC and the calling window right before each dial, pace.
+"""The dialer: claim due leads, check erasure, DNC and the calling window right before each dial,
+pace.
 
 One `Dialer` per daemon. The daemon calls `tick(campaign, now, monotonic)` on a timer for each
 running campaign, `heartbeat(now)` more often than the lease TTL, and `call_ended(...)` when a
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -48,6 +50,7 @@ class CampaignPlan:
 
 class BlockReason(StrEnum):
     DNC = "dnc"
+    ERASED = "erased"  # the person asked for erasure: never dialed again
     WINDOW = "window"
     NO_TIMEZONE = "no_timezone"
     NO_CONTACT = "no_contact"
@@ -86,6 +89,14 @@ class DialLog(Protocol):
     async def blocked(self, entry: BlockedDial) -> None: ...
 
 
+class ErasedNumbers(Protocol):
+    """Numbers erased on their subject's request (security.subjects.ErasureRegister)."""
+
+    async def is_erased(self, phone_e164: str) -> bool: ...
+
+    async def erased_among(self, phones: Iterable[str]) -> set[str]: ...
+
+
 @dataclass
 class TickReport:
     claimed: int = 0
@@ -109,6 +120,7 @@ class Dialer:
         bucket: TokenBucket,
         windows: CallingWindows | None = None,
         requeue_after: timedelta = timedelta(minutes=15),
+        erased: ErasedNumbers | None = None,
     ) -> None:
         self.queue = queue
         self.directory = directory
@@ -119,6 +131,7 @@ class Dialer:
         self.bucket = bucket
         self.windows = windows or CallingWindows()
         self.requeue_after = requeue_after
+        self.erased = erased
         self.in_flight: dict[uuid.UUID, LeadClaim] = {}
 
     async def tick(self, plan: CampaignPlan, now: datetime, monotonic: float) -> TickReport:
@@ -152,6 +165,10 @@ class Dialer:
             return await self._block(claim, LeadStatus.FAILED, None, BlockReason.NO_TIMEZONE,
                                      "no_timezone", "no time zone: the window cannot be checked",
                                      "", now)
+        if self.erased is not None and await self.erased.is_erased(target.phone):
+            return await self._block(claim, LeadStatus.DNC, None, BlockReason.ERASED, "erased",
+                                     "the person asked for erasure of their data", "privacy",
+                                     now)
         suppressed = await self.dnc.check(target.phone, str(plan.campaign_id))
         if suppressed.suppressed and suppressed.entry is not None:
             return await self._block(claim, LeadStatus.DNC, None, BlockReason.DNC,

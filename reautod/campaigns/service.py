@@ -26,7 +26,7 @@ from twilio.request_validator import RequestValidator
 from reautod.call_events import CallInfo, CallState, TurnRecord
 from reautod.campaigns.call_tracker import CallTracker, LiveSession, TrackedCall
 from reautod.campaigns.control import campaign_methods
-from reautod.campaigns.dialer import BlockedDial, BlockReason, Dialer, LeadTarget
+from reautod.campaigns.dialer import BlockedDial, BlockReason, Dialer, ErasedNumbers, LeadTarget
 from reautod.campaigns.dnc import DncList, DncSource, normalize_phone
 from reautod.campaigns.lead_queue import LeadClaim, SqlLeadQueue
 from reautod.campaigns.pacing import ConcurrencyLimiter, Outcome, TokenBucket
@@ -121,8 +121,10 @@ class TelephonyPart:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] = time.monotonic,
         twilio: TwilioCalls | None = None,
+        erased: ErasedNumbers | None = None,
     ) -> None:
         self.settings = settings
+        self.erased = erased  # erased numbers are never dialed nor imported
         self.db = db
         self.metrics = metrics
         self.bus = bus
@@ -136,6 +138,7 @@ class TelephonyPart:
             StoreDialLog(db, self._count_block, clock=clock),
             limiter=ConcurrencyLimiter(settings.calls.max_concurrent),
             bucket=TokenBucket(CALLS_PER_SECOND, burst=1, now=monotonic()),
+            erased=erased,
         )
         self.manager: Admission | None = None
         self.validator: TwilioSignatureValidator | None = None
@@ -336,7 +339,7 @@ class TelephonyPart:
     def _count_block(self, entry: BlockedDial) -> None:
         if entry.reason is BlockReason.WINDOW:
             self.metrics.dial_blocked("window")
-        elif entry.reason is BlockReason.DNC:
+        elif entry.reason in (BlockReason.DNC, BlockReason.ERASED):
             self.metrics.dial_blocked("dnc")
 
     def _count_signature(self, _path: str, result: SignatureResult) -> None:

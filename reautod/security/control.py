@@ -1,8 +1,8 @@
 """Control-socket methods of the security part: subject requests, the audit log, master keys.
 
 Each handler checks the caller's permission itself (`require`), so the methods are safe on any
-transport that sets the caller (`acting_as`). The state-changing ones are listed in
-STATE_CHANGING: the transport audits them (`AuditTrail.run_method`).
+transport that sets the caller (`acting_as`). The state-changing ones say so (`changes_state`):
+the transport audits them (`AuditTrail.run_method`).
 """
 
 from __future__ import annotations
@@ -30,8 +30,6 @@ from reautod.security.results import (
 )
 from reautod.security.rotation import key_status, rotate
 from reautod.store.repositories.audit import AuditRepository
-
-STATE_CHANGING = frozenset({"privacy.export", "privacy.erase", "keys.rotate"})
 
 
 def security_methods(privacy: PrivacyService, audit: AuditRepository, *,
@@ -82,9 +80,9 @@ def security_methods(privacy: PrivacyService, audit: AuditRepository, *,
         return (await asyncio.to_thread(rotate, recordings_dir, ring())).model_dump()
 
     return [
-        Method("privacy.export", export, SubjectRequestParams,
+        Method("privacy.export", export, SubjectRequestParams, changes_state=True,
                summary="export everything held about a phone number (zip of JSON and audio)"),
-        Method("privacy.erase", erase, EraseParams,
+        Method("privacy.erase", erase, EraseParams, changes_state=True,
                summary="erase a phone number everywhere, keeping only its salted hash"),
         Method("privacy.requests", requests, RequestListParams,
                summary="subject requests with their legal due dates"),
@@ -96,6 +94,6 @@ def security_methods(privacy: PrivacyService, audit: AuditRepository, *,
                summary="walk the audit log's hash chain; the first entry that does not fit"),
         Method("keys.status", keys_status, NoParams,
                summary="master keys and which one wraps each recording"),
-        Method("keys.rotate", keys_rotate, NoParams,
+        Method("keys.rotate", keys_rotate, NoParams, changes_state=True,
                summary="re-wrap every recording's data key under the current master key"),
     ]

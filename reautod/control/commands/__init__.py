@@ -5,6 +5,7 @@ from __future__ import annotations
 from types import ModuleType
 
 from reautod.control.commands import (
+    audit,
     backup,
     budget,
     call,
@@ -17,10 +18,12 @@ from reautod.control.commands import (
     events,
     export,
     health,
+    keys,
     metrics,
     models,
     outbox,
     playbook,
+    privacy,
     sheets,
     stats,
     status,
@@ -46,6 +49,9 @@ COMMAND_GROUPS: list[ModuleType] = [
     export,
     sheets,
     backup,
+    privacy,
+    audit,
+    keys,
     stats,
     config,
     daemon,
