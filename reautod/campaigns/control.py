@@ -253,16 +253,17 @@ def campaign_methods(part: TelephonyPart) -> list[Method]:
         }
 
     async def dial(params: DialParams) -> dict[str, Any]:
-        tracker = part.require_twilio()
-        if part.manager is not None:
-            part.manager.check_admission()
         campaign = await part.campaigns.find(params.campaign) if params.campaign else None
         settings = settings_of(campaign) if campaign else CampaignSettings()
         phone = normalize_phone(params.number, settings.default_region)
+        # an erased number is refused first, whatever else would stop the dial
         if part.erased is not None and await part.erased.is_erased(phone):
             part.metrics.dial_blocked("dnc")
             raise ValidationError(f"{mask_phone(phone)} was erased on its owner's request: it is "
                                   "never dialed again", code="erased")
+        tracker = part.require_twilio()
+        if part.manager is not None:
+            part.manager.check_admission()
         suppressed = await part.dnc.check(phone, str(campaign.id) if campaign else None)
         if suppressed.suppressed and suppressed.entry is not None:
             part.metrics.dial_blocked("dnc")
