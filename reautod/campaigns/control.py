@@ -23,6 +23,7 @@ from reautod.campaigns.settings import CampaignSettings, settings_of
 from reautod.errors import NotFoundError, ReautodError, ValidationError
 from reautod.methods import Method, NoParams
 from reautod.observability.logging import mask_phone
+from reautod.security.text import DisplayName
 from reautod.store.call_observer import call_uuid
 from reautod.store.enums import CallDirection, CampaignStatus
 from reautod.store.repositories import (
@@ -52,7 +53,8 @@ TRANSITIONS: dict[str, tuple[frozenset[CampaignStatus], CampaignStatus]] = {
 
 
 class CreateParams(CampaignSettings):
-    name: str = Field(min_length=1, max_length=200, description="Unique campaign name")
+    # printable, normalised, 1..200 characters: names reach operators' terminals
+    name: DisplayName = Field(description="Unique campaign name")
 
 
 class ImportParams(BaseModel):

@@ -1,4 +1,8 @@
-"""The live-calls and campaigns tables, updated in place so the cursor stays on its row."""
+"""The live-calls and campaigns tables, updated in place so the cursor stays on its row.
+
+Names and words come from leads, imports and callers: each such cell is a `Text` of the
+terminal-safe string (a plain str cell would be read as Rich markup, and control characters
+would reach the terminal)."""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from typing import Any
 from rich.text import Text
 from textual.widgets import DataTable
 
+from reautod.security.text import terminal_safe
 from tui.model import (
     Call,
     Campaign,
@@ -56,17 +61,22 @@ def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+def safe(text: str) -> Text:
+    """Outside text as a table cell: escaped, never markup."""
+    return Text(terminal_safe(text))
+
+
 class CallsTable(KeyedTable):
     COLUMNS = CALL_COLUMNS
 
     def show(self, calls: Sequence[Call], duration: Callable[[Call], float | None]) -> None:
         self.sync([
             (call.call_id, (
-                call.lead or "-",
-                call.campaign or "-",
+                safe(call.lead or "-"),
+                safe(call.campaign or "-"),
                 Text(call.state, style="yellow" if call.state in ("connecting", "starting", "ending") else ""),
                 format_duration(duration(call)),
-                _clip(call.last_utterance, 40),
+                safe(_clip(call.last_utterance, 40)),
                 format_money(call.cost_micros),
                 Text(format_seconds(call.voice_to_voice_s),
                      style="red" if (call.voice_to_voice_s or 0) > 1.0 else ""),
@@ -96,7 +106,7 @@ class CampaignsTable(KeyedTable):
                 spent += f" of {format_money(c.budget_micros)}"
             state = Text(c.state, style="yellow" if c.paused else "green" if c.state == "running"
                          else "")
-            rows.append((c.name, (c.name, state, progress,
+            rows.append((c.name, (safe(c.name), state, progress,
                                   "-" if c.calls_live is None else str(c.calls_live),
                                   ", ".join(pacing) or "-", spent)))
         self.sync(rows)
