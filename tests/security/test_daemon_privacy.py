@@ -108,7 +108,7 @@ def test_sealed_recording_export_erase_and_audit(
     assert "erased_dropped" in ok(d.ctl("campaign", "import", "spring", str(leads)))
 
     # 5. every state-changing command is audited with the peer's uid, and the chain holds
-    listed = json.loads(ok(d.ctl("--json", "audit", "--limit", "50")))["entries"]
+    listed = json.loads(ok(d.ctl("--json", "audit", "list", "--limit", "50")))["entries"]
     by_action = {(e["action"], e["outcome"]): e for e in listed}
     for action, outcome in (("call.simulate", "ok"), ("privacy.export", "ok"),
                             ("privacy.erase", "ok"), ("campaign.create", "ok"),
@@ -121,7 +121,7 @@ def test_sealed_recording_export_erase_and_audit(
     assert ALICE not in json.dumps(listed)
     table = ok(d.ctl("audit"))
     assert "privacy.erase" in table and f"uid:{os.getuid()}" in table
-    verified = ok(d.ctl("audit", "--verify"))
+    verified = ok(d.ctl("audit", "verify"))
     assert "intact" in verified
     d.stop()
     assert d.proc.returncode == 0, d.log()[-3000:]
