@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from reautod import __version__
+from reautod.api.admin import TokenAuthority, admin_router, token_methods
 from reautod.api.app import HttpServer, create_app
 from reautod.api.media import media_router
 from reautod.call_events import ObserverFanOut
@@ -112,6 +113,7 @@ class Daemon:
         self.telephony: TelephonyPart | None = None
         self.keys: KeyRing | None = None
         self.security: SecurityPart | None = None
+        self.tokens: TokenAuthority | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._health_checks: dict[str, HealthCheck] = {}
         self._log_forwarder: logging.Handler | None = None
@@ -187,7 +189,11 @@ class Daemon:
             erasure_salt=self.secrets.get("erasure_salt"), retention=self.settings.retention)
         await self.security.start()
         self.control.audit_with(self.security.audit)
-        for method in self.security.control_methods():
+        # The admin API's tokens are signed with the jwt_secret credential; without it the API
+        # is off (token.create says so).
+        jwt_secret = self.secrets.get("jwt_secret")
+        self.tokens = TokenAuthority(jwt_secret) if jwt_secret else None
+        for method in (*self.security.control_methods(), *token_methods(self.tokens)):
             self.control.register(method)
         self._spawn(self.security.retention_task(), "retention")
 
@@ -224,7 +230,10 @@ class Daemon:
         self.notifier.status("starting HTTP")
         # The media WebSocket checks Twilio's signature whenever Twilio is configured.
         media = media_router(self.calls, self.telephony.media_upgrade_validator())
-        app = create_app([media, *self.telephony.routers()], health=self.health)
+        # /api/v1 serves the control methods to token holders, audited like the socket
+        admin = ([admin_router(self.tokens, self.control.method_table(), self.security.audit)]
+                 if self.tokens is not None else [])
+        app = create_app([media, *self.telephony.routers(), *admin], health=self.health)
         self.http = HttpServer(app, self.settings.http.host, self.settings.http.port)
         await self.http.start()
         self._health_checks["http"] = self._check_http

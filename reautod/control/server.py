@@ -112,6 +112,10 @@ class ControlServer:
             raise ValueError(f"method {method.name} registered twice")
         self._methods[method.name] = method
 
+    def method_table(self) -> dict[str, Method]:
+        """The methods served (a copy), for another transport to serve too (the admin API)."""
+        return dict(self._methods)
+
     def audit_with(self, auditor: MethodAuditor) -> None:
         """From now on, state-changing methods are audited (the log lives in the database, which
         opens after the socket is bound)."""

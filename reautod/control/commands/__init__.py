@@ -27,6 +27,7 @@ from reautod.control.commands import (
     sheets,
     stats,
     status,
+    token,
     top,
     version,
 )
@@ -52,6 +53,7 @@ COMMAND_GROUPS: list[ModuleType] = [
     privacy,
     audit,
     keys,
+    token,
     stats,
     config,
     daemon,
