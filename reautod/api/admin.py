@@ -79,10 +79,8 @@ ROUTES: tuple[Route, ...] = (
     _route("POST", "/campaigns", "campaign.create", P.OPERATE),
     _route("GET", "/campaigns/{campaign}", "campaign.status", P.READ),
     _route("POST", "/campaigns/{campaign}/leads", "campaign.import", P.OPERATE, P.INTAKE),
-    _route("POST", "/campaigns/{campaign}/start", "campaign.start", P.OPERATE),
-    _route("POST", "/campaigns/{campaign}/pause", "campaign.pause", P.OPERATE),
-    _route("POST", "/campaigns/{campaign}/resume", "campaign.resume", P.OPERATE),
-    _route("POST", "/campaigns/{campaign}/stop", "campaign.stop", P.OPERATE),
+    *(_route("POST", f"/campaigns/{{campaign}}/{action}", f"campaign.{action}", P.OPERATE)
+      for action in ("start", "pause", "resume", "stop")),
     _route("GET", "/calls", "calls.history", P.READ),
     _route("GET", "/calls/{call_id}", "call.show", P.READ),
     _route("POST", "/dnc", "dnc.add", P.OPERATE, P.INTAKE),
