@@ -8,15 +8,19 @@ the transport audits them (`AuditTrail.run_method`).
 from __future__ import annotations
 
 import asyncio
+import base64
 from pathlib import Path
 from typing import Any
 
-from reautod.errors import UnavailableError, ValidationError
+from reautod.errors import NotFoundError, UnavailableError, ValidationError
 from reautod.methods import Method, NoParams
 from reautod.security.keys import KeyRing
+from reautod.security.playback import open_recording, read_range
 from reautod.security.principal import Permission, require
 from reautod.security.privacy import PrivacyService
 from reautod.security.results import (
+    AudioChunk,
+    AudioParams,
     AuditEntryView,
     AuditList,
     AuditListParams,
@@ -29,11 +33,14 @@ from reautod.security.results import (
     SubjectRequestParams,
 )
 from reautod.security.rotation import key_status, rotate
+from reautod.store.call_observer import call_uuid
 from reautod.store.repositories.audit import AuditRepository
+from reautod.store.repositories.recordings import RecordingRepository
 
 
 def security_methods(privacy: PrivacyService, audit: AuditRepository, *,
-                     recordings_dir: Path, keys: KeyRing | None) -> list[Method]:
+                     recordings_dir: Path, keys: KeyRing | None,
+                     recordings: RecordingRepository) -> list[Method]:
     async def export(params: SubjectRequestParams) -> dict[str, Any]:
         result = await privacy.export(params.number, params.regime, params.received_at)
         return result.model_dump(mode="json")
@@ -66,6 +73,26 @@ def security_methods(privacy: PrivacyService, audit: AuditRepository, *,
                             starts_after=report.starts_after, first_bad_id=report.first_bad_id,
                             problem=report.problem).model_dump(mode="json")
 
+    async def call_audio(params: AudioParams) -> dict[str, Any]:
+        require(Permission.RECORDINGS)
+        rows = await recordings.for_call(call_uuid(params.call_id))
+        row = next((r for r in rows if r.direction == params.direction), None)
+        if row is None:
+            raise NotFoundError(f"no {params.direction} recording of call {params.call_id}")
+
+        def read() -> tuple[int, bytes]:
+            try:
+                stream = open_recording(row, keys)
+            except FileNotFoundError as err:
+                raise NotFoundError(f"the {row.direction} recording of call {params.call_id} "
+                                    f"is gone ({row.status})") from err
+            return stream.size, read_range(stream, params.offset, params.length)
+
+        size, data = await asyncio.to_thread(read)
+        return AudioChunk(call_id=params.call_id, direction=row.direction, size=size,
+                          offset=params.offset, data=base64.b64encode(data).decode("ascii"),
+                          sha256=row.sha256).model_dump()
+
     def ring() -> KeyRing:
         require(Permission.KEYS)
         if keys is None:
@@ -88,6 +115,8 @@ def security_methods(privacy: PrivacyService, audit: AuditRepository, *,
                summary="subject requests with their legal due dates"),
         Method("privacy.check", check, SubjectParams,
                summary="whether a phone number was erased (never dialed or imported)"),
+        Method("call.audio", call_audio, AudioParams,
+               summary="a call's recording as WAV (decrypted), a range of bytes at a time"),
         Method("audit.list", audit_list, AuditListParams,
                summary="audit log entries, newest first"),
         Method("audit.verify", audit_verify, NoParams,

@@ -11,6 +11,7 @@ import json
 import os
 import sqlite3
 import time
+import uuid
 import wave
 import zipfile
 from pathlib import Path
@@ -89,6 +90,15 @@ def test_sealed_recording_export_erase_and_audit(
             with wave.open(io.BytesIO(data)) as w:
                 assert w.getframerate() == 8000 and w.getnframes() > 8000
 
+    # ... and `reautoctl call audio` fetches each direction as the WAV its checksum describes
+    call_id = str(uuid.UUID(str(rows[0]["call_id"])))
+    for row in rows:
+        wav = tmp_path / f"{row['direction']}.wav"
+        ok(d.ctl("call", "audio", call_id, "--direction", row["direction"], "--out", str(wav)))
+        assert hashlib.sha256(wav.read_bytes()).hexdigest() == row["sha256"]
+    keys = json.loads(ok(d.ctl("--json", "keys", "status")))
+    assert keys["files_by_key"] == {keys["current"]: 2} and keys["plain_files"] == 0
+
     # 3. a lead list with Alice and Bob, then Alice's erasure
     ok(d.ctl("campaign", "create", "spring"))
     leads = tmp_path / "leads.csv"
@@ -98,6 +108,9 @@ def test_sealed_recording_export_erase_and_audit(
     assert not [p for p in (state / "recordings").rglob("*") if p.is_file()]
     checked = json.loads(ok(d.ctl("--json", "privacy", "check", ALICE)))
     assert checked["erased"] is True
+    gone = d.ctl("call", "audio", call_id, "--out", str(tmp_path / "gone.wav"))
+    assert gone.returncode == 1 and "not_found" in gone.stderr
+    assert not (tmp_path / "gone.wav").exists()
 
     # 4. the erased number is never dialed, nor imported again (and the import says so)
     refused = d.ctl("dial", ALICE)
