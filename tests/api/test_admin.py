@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict
 from starlette.testclient import TestClient
 
 from reautod.api.admin import MAX_BODY_BYTES, ROUTES, Route, TokenAuthority, admin_router
+from reautod.api.app import create_app
 from reautod.errors import ConfigError, NotFoundError
 from reautod.methods import Method
 from reautod.security.principal import ROLE_PERMISSIONS, Principal, Role, acting_as
@@ -123,3 +124,13 @@ def test_requests_run_as_the_token_subject_and_errors_map(
     big = client.post("/api/v1/campaigns", headers={**headers, "Content-Length":
                                                     str(MAX_BODY_BYTES + 1)}, content=b"{}")
     assert big.status_code == 413
+
+
+def test_no_cdn_documentation_pages() -> None:
+    async def health() -> dict[str, Any]:
+        return {"ok": True}
+
+    client = TestClient(create_app([], health=health))
+    assert client.get("/docs").status_code == 404
+    assert client.get("/redoc").status_code == 404
+    assert client.get("/healthz").status_code == 200
