@@ -4,7 +4,8 @@ tokens with roles.
 Every route names the control method it runs and the permissions that may call it (`ROUTES`);
 nothing else is served under /api/v1, so a route cannot ship without a role check. A request
 is answered in this order: 413 when the body is over MAX_BODY_BYTES, 401 without a valid token,
-403 when the token's role holds none of the route's permissions, 422 when the params do not fit
+429 when the token's subject is over its rate (`RateLimit`), 403 when the token's role holds
+none of the route's permissions, 422 when the params do not fit
 the method's model; then the method runs as the token's principal (`token:<subject>`) through the
 same audit hook as the control socket, so state-changing calls are in the audit log.
 
@@ -18,7 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -30,6 +31,7 @@ from joserfc.jwk import OctKey
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
 
+from reautod.campaigns.pacing import TokenBucket
 from reautod.control.server import MethodAuditor
 from reautod.errors import (
     ConfigError,
@@ -135,6 +137,26 @@ class TokenAuthority:
         return Principal(f"token:{claims['sub']}", role, origin)
 
 
+@dataclass
+class RateLimit:
+    """Requests per token subject: `rate_per_s` sustained, `burst` at once; beyond, 429."""
+
+    rate_per_s: float = 10.0
+    burst: int = 40
+    max_subjects: int = 10_000  # bounded: past it the buckets start over (all full again)
+    clock: Callable[[], float] = time.monotonic
+    _buckets: dict[str, TokenBucket] = field(default_factory=dict)
+
+    def allow(self, subject: str) -> bool:
+        now = self.clock()
+        bucket = self._buckets.get(subject)
+        if bucket is None:
+            if len(self._buckets) >= self.max_subjects:
+                self._buckets.clear()
+            bucket = self._buckets[subject] = TokenBucket(self.rate_per_s, self.burst, now=now)
+        return bucket.try_take(now)
+
+
 def _status(err: ReautodError) -> int:
     for kind, status in ((AuthenticationError, 401), (PermissionDeniedError, 403),
                          (NotFoundError, 404), (ValidationError, 400), (OverloadedError, 429),
@@ -145,30 +167,32 @@ def _status(err: ReautodError) -> int:
 
 
 def _error(status: int, code: str, message: str) -> JSONResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    headers = ({"WWW-Authenticate": "Bearer"} if status == 401
+               else {"Retry-After": "1"} if status == 429 else None)
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status,
                         headers=headers)
 
 
 def admin_router(authority: TokenAuthority, methods: Mapping[str, Method],
-                 auditor: MethodAuditor) -> APIRouter:
+                 auditor: MethodAuditor, rate_limit: RateLimit | None = None) -> APIRouter:
     """The /api/v1 routes whose control methods this daemon has (a part that is not running,
     telephony without Twilio for instance, still has its methods: they say what is missing)."""
     router = APIRouter(prefix=PREFIX)
+    limit = rate_limit or RateLimit()
     for route in ROUTES:
         method = methods.get(route.method)
         if method is None:
             log.debug("admin API: %s %s not served (no method %s)", route.verb, route.path,
                       route.method)
             continue
-        router.add_api_route(route.path, _endpoint(route, method, authority, auditor),
+        router.add_api_route(route.path, _endpoint(route, method, authority, auditor, limit),
                              methods=[route.verb], name=route.method,
                              summary=method.summary or route.method)
     return router
 
 
 def _endpoint(route: Route, method: Method, authority: TokenAuthority,
-              auditor: MethodAuditor) -> Callable[[Request], Any]:
+              auditor: MethodAuditor, limit: RateLimit) -> Callable[[Request], Any]:
     async def endpoint(request: Request) -> JSONResponse:
         if int(request.headers.get("content-length") or 0) > MAX_BODY_BYTES:
             return _error(413, "too_large", f"the body may be at most {MAX_BODY_BYTES} bytes")
@@ -177,6 +201,9 @@ def _endpoint(route: Route, method: Method, authority: TokenAuthority,
             principal = _authenticate(request, authority, f"admin API from {client}")
         except AuthenticationError as err:
             return _error(401, err.code, err.message)
+        if not limit.allow(principal.subject):
+            return _error(429, "rate_limited", f"{principal.subject} is over "
+                          f"{limit.rate_per_s:g} requests per second")
         if not any(principal.may(p) for p in route.allowed):
             return _error(403, "permission_denied",
                           f"{principal.subject} ({principal.role}) may not {route.method}")

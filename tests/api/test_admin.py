@@ -14,7 +14,14 @@ from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict
 from starlette.testclient import TestClient
 
-from reautod.api.admin import MAX_BODY_BYTES, ROUTES, Route, TokenAuthority, admin_router
+from reautod.api.admin import (
+    MAX_BODY_BYTES,
+    ROUTES,
+    RateLimit,
+    Route,
+    TokenAuthority,
+    admin_router,
+)
 from reautod.api.app import create_app
 from reautod.errors import ConfigError, NotFoundError
 from reautod.methods import Method
@@ -134,3 +141,25 @@ def test_no_cdn_documentation_pages() -> None:
     assert client.get("/docs").status_code == 404
     assert client.get("/redoc").status_code == 404
     assert client.get("/healthz").status_code == 200
+
+
+def test_each_subject_has_its_own_rate() -> None:
+    now = [100.0]
+    authority = TokenAuthority(SECRET, clock=lambda: NOW)
+    app = FastAPI()
+    app.include_router(admin_router(authority, methods(), Auditor(),
+                                    RateLimit(rate_per_s=1, burst=2, clock=lambda: now[0])))
+    client = TestClient(app)
+    busy, other = (authority.issue(s, Role.ANALYST, timedelta(minutes=5)).token
+                   for s in ("busy", "other"))
+
+    def get(token: str) -> int:
+        return client.get("/api/v1/calls", headers={"Authorization": f"Bearer {token}"}).status_code
+
+    assert [get(busy), get(busy)] == [200, 200]
+    refused = client.get("/api/v1/calls", headers={"Authorization": f"Bearer {busy}"})
+    assert refused.status_code == 429 and refused.headers["retry-after"] == "1"
+    assert get(other) == 200  # another subject is not slowed down
+    assert client.get("/api/v1/calls").status_code == 401  # no token: refused before counting
+    now[0] += 1.0
+    assert get(busy) == 200
