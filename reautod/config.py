@@ -132,7 +132,8 @@ class CallSettings(Section):
         "where one-party consent applies",
     )
     recording_retention_days: int = Field(
-        90, ge=1, le=3650, description="Keep each recording this many days (stored per recording)"
+        90, ge=1, le=3650, description="Keep each recording this many days (stored per "
+        "recording; the shorter of this and retention.recordings_days applies)"
     )
 
 
@@ -141,7 +142,8 @@ class RetentionSettings(Section):
 
     recordings_days: int = Field(
         90, ge=1, le=3650, description="Keep each call recording this many days (stored per "
-        "recording when it is made; also the limit for files no row describes)")
+        "recording when it is made, the shorter of this and calls.recording_retention_days; "
+        "also the limit for files no row describes)")
     transcripts_days: int = Field(
         180, ge=1, le=3650, description="Keep what was said (turns, agent transitions)")
     call_metadata_days: int = Field(

@@ -163,10 +163,13 @@ class Daemon:
         # The master keys (encryption_key credential) seal recordings at rest; a bad credential
         # stops the start-up. Loaded before crash recovery, which must open sealed partial files.
         self.keys = load_key_ring(self.secrets.get("encryption_key"))
+        # each recording stores when it goes: the shorter of the two settings that speak of it
+        recording_retention = timedelta(days=min(
+            self.settings.calls.recording_retention_days, self.settings.retention.recordings_days))
         # recordings a crash left half-written are finalised (or removed when empty) and recorded
         report = await recover_partial_recordings(
             self.state_dir / "recordings", self.keys,
-            retention=timedelta(days=self.settings.calls.recording_retention_days))
+            retention=recording_retention)
         for finalized in report.finalized:
             self.writer.submit(finalized)
         if report.finalized or report.removed:
@@ -211,7 +214,7 @@ class Daemon:
         recording = (
             StoreCallRecording(
                 self.state_dir / "recordings", self.writer,
-                retention=timedelta(days=self.settings.calls.recording_retention_days),
+                retention=recording_retention,
                 keys=self.keys,
             )
             if self.settings.calls.record
