@@ -41,6 +41,7 @@ KNOWN_DEFAULT_SECRETS = frozenset(
         "default", "example", "test", "dev", "reautod", "postgres", "redis",
         "dev-only-jwt-secret-not-for-production-use",
         "dev-only-encryption-key-not-for-production-use",
+        "ZGV2LW9ubHktcmVjb3JkaW5ncy1rZXktbm90LXByb2Q=".lower(),  # docker/compose.yaml's key
         "dev-only-twilio-token",
     }
 )
