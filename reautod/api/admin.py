@@ -85,6 +85,7 @@ ROUTES: tuple[Route, ...] = (
       for action in ("start", "pause", "resume", "stop")),
     _route("GET", "/calls", "calls.history", P.READ),
     _route("GET", "/calls/{call_id}", "call.show", P.READ),
+    _route("GET", "/calls/{call_id}/audio", "call.audio", P.RECORDINGS),
     _route("POST", "/dnc", "dnc.add", P.OPERATE, P.INTAKE),
     _route("GET", "/dnc/{number}", "dnc.check", P.READ, P.INTAKE),
     _route("GET", "/audit", "audit.list", P.AUDIT),

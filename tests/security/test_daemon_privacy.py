@@ -1,7 +1,7 @@
 """End to end through a real daemon (subprocess) and reautoctl: a recorded call is sealed on disk
 and reads back through a subject export; an erasure removes the person, the number is never
 dialed or imported again, and every state-changing command is in the audit log with the peer's
-uid, the chain intact."""
+uid, the chain intact; the daemon's log names no one."""
 
 from __future__ import annotations
 
@@ -138,3 +138,7 @@ def test_sealed_recording_export_erase_and_audit(
     assert "intact" in verified
     d.stop()
     assert d.proc.returncode == 0, d.log()[-3000:]
+    # nothing of the people in the daemon's log (INFO): not their numbers, not their names
+    leaks = [line for line in d.log().splitlines()
+             if any(p in line for p in (ALICE[2:], BOB[2:], "Alice", "Bob"))]
+    assert not leaks, leaks
