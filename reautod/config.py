@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import (
     BaseSettings,
@@ -31,7 +31,9 @@ from reautod.errors import ConfigError
 from reautod.integrations.settings import IntegrationsSettings
 
 DEFAULT_CONFIG_PATH = Path("/etc/reautod/reautod.toml")
-SECRET_NAMES = ("twilio_auth_token", "elevenlabs_api_key", "jwt_secret", "encryption_key")
+SECRET_NAMES = (
+    "twilio_auth_token", "elevenlabs_api_key", "jwt_secret", "encryption_key", "erasure_salt"
+)
 
 _toml_path: contextvars.ContextVar[Path | None] = contextvars.ContextVar("_toml_path", default=None)
 
@@ -132,8 +134,52 @@ class CallSettings(Section):
         "where one-party consent applies",
     )
     recording_retention_days: int = Field(
-        90, ge=1, le=3650, description="Keep each recording this many days (stored per recording)"
+        90, ge=1, le=3650, description="Keep each recording this many days (stored per "
+        "recording; the shorter of this and retention.recordings_days applies)"
     )
+
+
+class RetentionSettings(Section):
+    """`[retention]`: how long each kind of data is kept (days); reautod/security/retention.py."""
+
+    recordings_days: int = Field(
+        90, ge=1, le=3650, description="Keep each call recording this many days (stored per "
+        "recording when it is made, the shorter of this and calls.recording_retention_days; "
+        "also the limit for files no row describes)")
+    transcripts_days: int = Field(
+        180, ge=1, le=3650, description="Keep what was said (turns, agent transitions)")
+    call_metadata_days: int = Field(
+        730, ge=1, le=3650, description="Keep calls, their status timeline, scores, dialing "
+        "attempts and blocked dials")
+    audit_days: int = Field(
+        2555, ge=30, le=36500, description="Keep audit log entries (the chain stays verifiable)")
+    export_archives_days: int = Field(
+        30, ge=1, le=365, description="Keep subject-access export archives on this box")
+
+    @model_validator(mode="after")
+    def _nested(self) -> RetentionSettings:
+        for part in ("recordings_days", "transcripts_days"):
+            if getattr(self, part) > self.call_metadata_days:
+                raise ValueError(f"{part} cannot exceed call_metadata_days: removing a call "
+                                 "removes its recordings and transcript")
+        return self
+
+
+DEFAULT_ANNOUNCEMENT = (
+    "This call is recorded. If you do not want it recorded, just say so and I will stop."
+)
+
+
+class RecordingConsentSettings(Section):
+    """`[recording_consent]`: how local recording asks for and honours consent
+    (reautod/security/consent.py)."""
+
+    mode: Literal["all_party", "one_party"] = Field(
+        "all_party", description="all_party: keep a recording only after the announcement was "
+        "heard and not objected to (the safe default everywhere); one_party: the business's "
+        "own consent suffices, an objection still discards it")
+    announcement: str = Field(DEFAULT_ANNOUNCEMENT, min_length=1, max_length=500,
+                              description="Said before recording starts counting as consented")
 
 
 class AgentSettings(Section):
@@ -198,6 +244,10 @@ class SecretsSettings(Section):
     encryption_key_file: Path | None = Field(
         None, description="File holding the key that encrypts recordings and transcripts at rest"
     )
+    erasure_salt_file: Path | None = Field(
+        None, description="File holding the salt (base64, 16+ bytes) of erased numbers' hashes; "
+        "default: generated once in <state_dir>/privacy/erasure.salt"
+    )
 
 
 class Settings(BaseSettings):
@@ -249,6 +299,8 @@ class Settings(BaseSettings):
     elevenlabs: ElevenLabsSettings = ElevenLabsSettings()
     secrets: SecretsSettings = SecretsSettings()
     integrations: IntegrationsSettings = IntegrationsSettings()
+    retention: RetentionSettings = RetentionSettings()
+    recording_consent: RecordingConsentSettings = RecordingConsentSettings()
 
     @classmethod
     def settings_customise_sources(

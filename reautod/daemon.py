@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from reautod import __version__
+from reautod.api.admin import TokenAuthority, admin_router, token_methods
 from reautod.api.app import HttpServer, create_app
 from reautod.api.media import media_router
 from reautod.call_events import ObserverFanOut
@@ -57,6 +58,8 @@ from reautod.pipeline.agent import AgentConversations
 from reautod.pipeline.calls import CallManager
 from reautod.pipeline.control import control_methods as call_methods
 from reautod.sdnotify import Notifier
+from reautod.security.keys import KeyRing, load_key_ring
+from reautod.security.part import SecurityPart
 from reautod.sessions import SessionStore, open_session_store
 from reautod.store import Database, WriteBehind, recover_partial_recordings
 from reautod.store.call_audio import StoreCallRecording
@@ -106,6 +109,9 @@ class Daemon:
         self.dialogue: DialoguePart | None = None
         self.integrations: IntegrationsPart | None = None
         self.cost: CostPart | None = None
+        self.keys: KeyRing | None = None
+        self.security: SecurityPart | None = None
+        self.tokens: TokenAuthority | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._health_checks: dict[str, HealthCheck] = {}
         self._log_forwarder: logging.Handler | None = None
@@ -152,8 +158,16 @@ class Daemon:
             self.db, self.state_dir / "spool", queue_size=self.settings.database.write_queue_size
         )
         await self.writer.start()
+        # The master keys (encryption_key credential) seal recordings at rest; a bad credential
+        # stops the start-up. Loaded before crash recovery, which must open sealed partial files.
+        self.keys = load_key_ring(self.secrets.get("encryption_key"))
+        # each recording stores when it goes: the shorter of the two settings that speak of it
+        recording_retention = timedelta(days=min(
+            self.settings.calls.recording_retention_days, self.settings.retention.recordings_days))
         # recordings a crash left half-written are finalised (or removed when empty) and recorded
-        report = await recover_partial_recordings(self.state_dir / "recordings")
+        report = await recover_partial_recordings(
+            self.state_dir / "recordings", self.keys,
+            retention=recording_retention)
         for finalized in report.finalized:
             self.writer.submit(finalized)
         if report.finalized or report.removed:
@@ -167,6 +181,22 @@ class Daemon:
         self.notifier.status("connecting to the session store")
         self.sessions = open_session_store(self.settings.redis_url)
         self._health_checks["redis"] = self._check_sessions
+
+        # 5b. Security: the erasure register (refuses another salt than erasures were made with),
+        #     subject requests, the audit log; from here every state-changing control method is
+        #     audited with the peer's uid; the daily retention job runs as a task.
+        self.security = SecurityPart(
+            self.db, self.sessions, state_dir=self.state_dir, keys=self.keys,
+            erasure_salt=self.secrets.get("erasure_salt"), retention=self.settings.retention)
+        await self.security.start()
+        self.control.audit_with(self.security.audit)
+        # The admin API's tokens are signed with the jwt_secret credential; without it the API
+        # is off (token.create says so).
+        jwt_secret = self.secrets.get("jwt_secret")
+        self.tokens = TokenAuthority(jwt_secret) if jwt_secret else None
+        for method in (*self.security.control_methods(), *token_methods(self.tokens)):
+            self.control.register(method)
+        self._spawn(self.security.retention_task(), "retention")
 
         # 6. Models: loaded once, shared by every call. Missing models do not stop the daemon;
         #    health names them and calls are refused until they are installed.
@@ -182,14 +212,15 @@ class Daemon:
         # Telephony (Twilio webhooks, dialer) hears about live calls too: opt-outs, recording
         # after the announcement, hanging up the phone line when the conversation ends.
         self.telephony = TelephonyPart(self.live, self.secrets, self.db, self.metrics, self.bus,
-                                       budget=self.cost)
+                                       budget=self.cost, erased=self.security.register)
         if self.telephony.tracker is not None:  # Twilio's own price of each call, reconciled
             self.cost.reconcile_with(TwilioCallPrices(self.telephony.tracker.twilio.rest))
         # Both audio directions of every call go to WAV files, their rows to the writer.
         recording = (
             StoreCallRecording(
                 self.state_dir / "recordings", self.writer,
-                retention=timedelta(days=self.settings.calls.recording_retention_days),
+                retention=recording_retention,
+                keys=self.keys,
             )
             if self.settings.calls.record
             else None
@@ -197,7 +228,8 @@ class Daemon:
         # Results out (webhooks, confirmations, the results sheet) through the outbox; its
         # worker starts with the HTTP side below.
         self.integrations = IntegrationsPart(
-            self.settings, self.secrets, self.db, self.writer, self.metrics, self.telephony.dnc
+            self.settings, self.secrets, self.db, self.writer, self.metrics, self.telephony.dnc,
+            erased=self.security.register,
         )
         self.telephony.ended_unconnected = self.integrations.results.ended_without_conversation
         # Every call's life goes to the store, the operator (bus, metrics, sessions), telephony,
@@ -226,7 +258,10 @@ class Daemon:
         self.notifier.status("starting HTTP")
         # The media WebSocket checks Twilio's signature whenever Twilio is configured.
         media = media_router(self.calls, self.telephony.media_upgrade_validator())
-        routers = [media, *self.telephony.routers(), *self.integrations.routers()]
+        # /api/v1 serves the control methods to token holders, audited like the socket
+        admin = ([admin_router(self.tokens, self.control.method_table(), self.security.audit)]
+                 if self.tokens is not None else [])
+        routers = [media, *self.telephony.routers(), *self.integrations.routers(), *admin]
         app = create_app(routers, health=self.health)
         self.http = HttpServer(app, self.settings.http.host, self.settings.http.port)
         await self.http.start()
@@ -414,11 +449,13 @@ class Daemon:
                 self._config_show,
                 summary="Effective configuration, secrets redacted",
             ),
-            Method("daemon.reload", self._reload, summary="Reload the configuration (like SIGHUP)"),
+            Method("daemon.reload", self._reload, summary="Reload the configuration (like SIGHUP)",
+                   changes_state=True),
             Method(
                 "daemon.drain",
                 self._drain,
                 summary="Stop taking calls, finish live ones, then exit",
+                changes_state=True,
             ),
             *metrics_methods(self.metrics),
         ]

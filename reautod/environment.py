@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from reautod.errors import ConfigError
+from reautod.security.keys import KeyRing
 
 if TYPE_CHECKING:
     from reautod.config import Secrets, Settings
@@ -40,6 +41,7 @@ KNOWN_DEFAULT_SECRETS = frozenset(
         "default", "example", "test", "dev", "reautod", "postgres", "redis",
         "dev-only-jwt-secret-not-for-production-use",
         "dev-only-encryption-key-not-for-production-use",
+        "ZGV2LW9ubHktcmVjb3JkaW5ncy1rZXktbm90LXByb2Q=".lower(),  # docker/compose.yaml's key
         "dev-only-twilio-token",
     }
 )
@@ -79,6 +81,11 @@ def unsafe_settings(settings: Settings, secrets: Secrets) -> list[Finding]:
             findings.append(Finding(field, "missing: provide it as a systemd credential or file"))
         elif _is_default(value):
             findings.append(Finding(field, "a well-known default value: generate a random one"))
+        elif name == "encryption_key":
+            try:
+                KeyRing.parse(value)
+            except ConfigError as err:
+                findings.append(Finding(field, "; ".join(p for _, p in err.problems)))
         elif name in KEY_SECRETS and len(value) < MIN_KEY_LENGTH:
             findings.append(Finding(
                 field, f"{len(value)} characters; a key needs at least {MIN_KEY_LENGTH} "

@@ -31,6 +31,7 @@ RESTART_ONLY = (
     "dialogue",
     "cost",
     "elevenlabs",
+    "retention",
 )
 
 

@@ -31,3 +31,5 @@ class Method:
     params: type[BaseModel] = NoParams
     summary: str = ""
     streams: bool = False  # True only for `subscribe`
+    # True for methods that change state: the transport writes each call to the audit log
+    changes_state: bool = False

@@ -436,6 +436,7 @@ SECRET_VALUES = {
     "elevenlabs_api_key": "el-fedcba9876543210",
     "jwt_secret": "jwt-s3cr3t-value-xyz",
     "encryption_key": "enc-k3y-value-abc",
+    "erasure_salt": "c2FsdC1mb3ItZXJhc3VyZS1oYXNoZXM=",
 }
 
 
@@ -460,7 +461,7 @@ def test_secrets_from_systemd_credentials(tmp_path: Path) -> None:
     assert secrets.get("twilio_auth_token") is None
     assert secrets.present() == {
         "twilio_auth_token": False, "elevenlabs_api_key": False,
-        "jwt_secret": True, "encryption_key": False,
+        "jwt_secret": True, "encryption_key": False, "erasure_salt": False,
     }
 
 

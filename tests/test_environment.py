@@ -10,6 +10,7 @@ from reautod import daemon
 from reautod.config import Secrets, Settings, load_settings
 from reautod.environment import MIN_KEY_LENGTH, check_environment, unsafe_settings
 from reautod.errors import ConfigError
+from reautod.security.keys import generate_key_text
 
 STRONG = "k" * MIN_KEY_LENGTH
 SAFE: dict[str, object] = {
@@ -17,7 +18,8 @@ SAFE: dict[str, object] = {
     "redis_url": "redis://:Hj2lq0wnPe@127.0.0.1:6379/0",
     "http": {"public_base_url": "https://voice.example.com"},
 }
-SAFE_SECRETS = {"twilio_auth_token": "a1b2c3d4e5", "jwt_secret": STRONG, "encryption_key": STRONG}
+SAFE_SECRETS = {"twilio_auth_token": "a1b2c3d4e5", "jwt_secret": STRONG,
+                "encryption_key": generate_key_text()}
 
 
 def settings(environment: str, **changes: object) -> Settings:
@@ -61,6 +63,8 @@ def test_the_embedded_default_is_unsafe_on_every_count() -> None:
         ({}, {"jwt_secret": "short-but-random-9f2"}, "secrets.jwt_secret", "at least 32"),
         ({}, {"encryption_key": "dev-only-encryption-key-not-for-production-use"},
          "secrets.encryption_key", "well-known"),
+        # 64 hex digits are no base64 32-byte key: the daemon could not seal recordings with it
+        ({}, {"encryption_key": "9f" * 32}, "secrets.encryption_key", "reautoctl keys generate"),
         ({}, {"twilio_auth_token": " ChangeMe \n"}, "secrets.twilio_auth_token", "well-known"),
         ({}, {"elevenlabs_api_key": "example"}, "secrets.elevenlabs_api_key", "well-known"),
     ],

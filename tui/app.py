@@ -22,6 +22,7 @@ from textual.logging import TextualHandler
 
 from reautod.config import config_path_from, load_settings
 from reautod.errors import ConfigError, ReautodError
+from reautod.security.text import terminal_safe
 from tui.link import Backoff, DaemonLink, call_daemon
 from tui.model import LiveState
 from tui.screens.base import RequestAction, StateScreen
@@ -159,10 +160,11 @@ class ReautoApp(App[None]):
         try:
             await call_daemon(self.socket_path, method, params)
         except ReautodError as err:
-            self.notify(f"{method} failed: {err.message} ({err.code})", severity="error",
-                        timeout=8)
+            # messages and `done` name campaigns and leads: escaped, not read as markup
+            self.notify(terminal_safe(f"{method} failed: {err.message} ({err.code})"),
+                        severity="error", timeout=8, markup=False)
             return
-        self.notify(done)
+        self.notify(terminal_safe(done), markup=False)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -27,6 +27,7 @@ from reautod.campaigns.settings import CampaignSettings, settings_of
 from reautod.errors import NotFoundError, OverloadedError, ReautodError, ValidationError
 from reautod.methods import Method, NoParams
 from reautod.observability.logging import mask_phone
+from reautod.security.text import DisplayName
 from reautod.store.call_observer import call_uuid
 from reautod.store.enums import CallDirection, CampaignStatus, LeadStatus
 from reautod.store.repositories import (
@@ -56,7 +57,8 @@ TRANSITIONS: dict[str, tuple[frozenset[CampaignStatus], CampaignStatus]] = {
 
 
 class CreateParams(CampaignSettings):
-    name: str = Field(min_length=1, max_length=200, description="Unique campaign name")
+    # printable, normalised, 1..200 characters: names reach operators' terminals
+    name: DisplayName = Field(description="Unique campaign name")
 
 
 class ImportParams(BaseModel):
@@ -234,7 +236,8 @@ def campaign_methods(part: TelephonyPart) -> list[Method]:
         campaign = await part.campaigns.find(params.campaign)  # before reading a large file
         data = (params.csv_text.encode() if params.csv_text is not None
                 else await _read_csv(params.csv_path or ""))
-        result = await add_leads(db, str(campaign.id), data, source="import", clock=part.clock)
+        result = await add_leads(db, str(campaign.id), data, source="import", clock=part.clock,
+                                 erased=part.erased)
         return result.model_dump(mode="json")
 
     def transition(action: str) -> Method:
@@ -256,7 +259,7 @@ def campaign_methods(part: TelephonyPart) -> list[Method]:
             return {"campaign": campaign.name, "status": target.value,
                     "previous": current.value}
 
-        return Method(f"campaign.{action}", handler, CampaignRef,
+        return Method(f"campaign.{action}", handler, CampaignRef, changes_state=True,
                       summary=f"{action} a campaign ({', '.join(sorted(allowed))} -> "
                               f"{target.value})")
 
@@ -287,18 +290,23 @@ def campaign_methods(part: TelephonyPart) -> list[Method]:
         }
 
     async def dial(params: DialParams) -> dict[str, Any]:
+        campaign = await part.campaigns.find(params.campaign) if params.campaign else None
+        settings = settings_of(campaign) if campaign else CampaignSettings()
+        phone = normalize_phone(params.number, settings.default_region)
+        # an erased number is refused first, whatever else would stop the dial
+        if part.erased is not None and await part.erased.is_erased(phone):
+            part.metrics.dial_blocked("dnc")
+            raise ValidationError(f"{mask_phone(phone)} was erased on its owner's request: it is "
+                                  "never dialed again", code="erased")
         tracker = part.require_twilio()
         if part.manager is not None:
             part.manager.check_admission()
-        campaign = await part.campaigns.find(params.campaign) if params.campaign else None
-        settings = settings_of(campaign) if campaign else CampaignSettings()
         budget = part.dialer.budget
         refusal = await budget.check_dial(campaign.id if campaign else None) if budget else None
         if refusal is not None:
             part.metrics.dial_blocked("budget")
             raise ValidationError(f"over budget ({refusal.rule_code}): {refusal.detail}",
                                   code="budget")
-        phone = normalize_phone(params.number, settings.default_region)
         contacts = ContactRepository(db)
         contact = await contacts.by_phone(phone)
         parsed = phonenumbers.parse(phone, None)
@@ -388,21 +396,21 @@ def campaign_methods(part: TelephonyPart) -> list[Method]:
 
     return [
         Method("campaigns.list", campaigns_list, summary="campaigns with their lead counts"),
-        Method("campaign.create", campaign_create, CreateParams,
+        Method("campaign.create", campaign_create, CreateParams, changes_state=True,
                summary="create a campaign (name and settings)"),
-        Method("campaign.import", campaign_import, ImportParams,
+        Method("campaign.import", campaign_import, ImportParams, changes_state=True,
                summary="import leads from CSV; returns the validation report"),
         *(transition(action) for action in TRANSITIONS),
         Method("campaign.status", campaign_status, CampaignRef,
                summary="a campaign's leads, blocked dials and live calls"),
-        Method("dial", dial, DialParams,
+        Method("dial", dial, DialParams, changes_state=True,
                summary="call one number now (budget, DNC and calling window checked first)"),
-        Method("dnc.add", dnc_add, DncParams,
+        Method("dnc.add", dnc_add, DncParams, changes_state=True,
                summary="put a number on the do-not-call list (global, or one campaign's)"),
         Method("dnc.check", dnc_check, DncCheckParams,
                summary="is a number suppressed (globally or for a campaign), and why"),
         Method("calls.history", calls_history, HistoryParams, summary="recent calls, newest first"),
         Method("call.show", call_show, CallRef, summary="one call: status timeline, turns and cost"),
-        Method("call.transfer", call_transfer, CallRef,
+        Method("call.transfer", call_transfer, CallRef, changes_state=True,
                summary="transfer a live call to the campaign's transfer number"),
     ]

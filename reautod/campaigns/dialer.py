@@ -1,4 +1,5 @@
-"""The dialer: claim due leads, check DNC and the calling window right before each dial, pace.
+"""The dialer: claim due leads, check erasure, DNC and the calling window right before each dial,
+pace.
 
 One `Dialer` per daemon. The daemon calls `tick(campaign, now, monotonic)` on a timer for each
 running campaign, `heartbeat(now)` more often than the lease TTL, and `call_ended(...)` when a
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -56,6 +57,7 @@ class CampaignPlan:
 
 class BlockReason(StrEnum):
     DNC = "dnc"
+    ERASED = "erased"  # the person asked for erasure: never dialed again
     WINDOW = "window"
     NO_TIMEZONE = "no_timezone"
     NO_CONTACT = "no_contact"
@@ -134,6 +136,14 @@ class BudgetCheck(Protocol):
         ...
 
 
+class ErasedNumbers(Protocol):
+    """Numbers erased on their subject's request (security.subjects.ErasureRegister)."""
+
+    async def is_erased(self, phone_e164: str) -> bool: ...
+
+    async def erased_among(self, phones: Iterable[str]) -> set[str]: ...
+
+
 @dataclass
 class TickReport:
     claimed: int = 0
@@ -158,6 +168,7 @@ class Dialer:
         windows: CallingWindows | None = None,
         requeue_after: timedelta = timedelta(minutes=15),
         budget: BudgetCheck | None = None,
+        erased: ErasedNumbers | None = None,
     ) -> None:
         self.queue = queue
         self.directory = directory
@@ -169,6 +180,7 @@ class Dialer:
         self.windows = windows or CallingWindows()
         self.requeue_after = requeue_after
         self.budget = budget
+        self.erased = erased
         self.in_flight: dict[uuid.UUID, LeadClaim] = {}
         self._budget_noted: dict[uuid.UUID, tuple[str, datetime]] = {}  # rule, when recorded
 
@@ -202,10 +214,14 @@ class Dialer:
                     window: CampaignWindow, max_concurrent: int, now: datetime,
                     monotonic: float, recent: RecentAttempts | None = None
                     ) -> NotAdmitted | None:
-        """The one gate before every dial (the dialer's leads and `reautoctl dial`): time zone,
-        DNC, calling window, a call slot of `slot`, a calls-per-second token. None: admitted,
-        and the caller holds a slot it must `limiter.release(slot)` when the call is over.
-        `recent` gives the number's call times of the last 24 h (for per-24 h caps)."""
+        """The one gate before every dial (the dialer's leads and `reautoctl dial`): erasure,
+        time zone, DNC, calling window, a call slot of `slot`, a calls-per-second token. None:
+        admitted, and the caller holds a slot it must `limiter.release(slot)` when the call is
+        over. `recent` gives the number's call times of the last 24 h (for per-24 h caps)."""
+        if self.erased is not None and await self.erased.is_erased(target.phone):
+            return NotAdmitted(BlockReason.ERASED, "erased",
+                               "the person asked for erasure of their data", "privacy",
+                               LeadStatus.DNC, None)
         if target.timezone is None:
             return NotAdmitted(BlockReason.NO_TIMEZONE, "no_timezone",
                                "no time zone: the window cannot be checked", "",

@@ -32,7 +32,14 @@ from reautod.call_events import (
 )
 from reautod.campaigns.call_tracker import CallTracker, LiveSession, TrackedCall
 from reautod.campaigns.control import campaign_methods
-from reautod.campaigns.dialer import BlockedDial, BlockReason, BudgetCheck, Dialer, LeadTarget
+from reautod.campaigns.dialer import (
+    BlockedDial,
+    BlockReason,
+    BudgetCheck,
+    Dialer,
+    ErasedNumbers,
+    LeadTarget,
+)
 from reautod.campaigns.dnc import DncList, DncSource, normalize_phone
 from reautod.campaigns.lead_queue import LeadClaim, SqlLeadQueue
 from reautod.campaigns.pacing import ConcurrencyLimiter, Outcome, TokenBucket
@@ -125,10 +132,12 @@ class TelephonyPart:
         monotonic: Callable[[], float] = time.monotonic,
         twilio: TwilioCalls | None = None,
         budget: BudgetCheck | None = None,
+        erased: ErasedNumbers | None = None,
     ) -> None:
         # the holder, not a copy: openings and the box's call cap follow a reload
         self.live = settings if isinstance(settings, LiveSettings) else LiveSettings(settings)
         settings = self.live.current
+        self.erased = erased  # erased numbers are never dialed nor imported
         self.db = db
         self.metrics = metrics
         self.bus = bus
@@ -143,6 +152,7 @@ class TelephonyPart:
             limiter=ConcurrencyLimiter(settings.calls.max_concurrent),
             bucket=TokenBucket(CALLS_PER_SECOND, burst=1, now=monotonic()),
             budget=budget,
+            erased=erased,
         )
         self.manager: Admission | None = None
         self.validator: TwilioSignatureValidator | None = None
@@ -368,7 +378,7 @@ class TelephonyPart:
     def count_refusal(self, reason: BlockReason) -> None:
         if reason is BlockReason.WINDOW:
             self.metrics.dial_blocked("window")
-        elif reason is BlockReason.DNC:
+        elif reason in (BlockReason.DNC, BlockReason.ERASED):
             self.metrics.dial_blocked("dnc")
         elif reason is BlockReason.BUDGET:
             self.metrics.dial_blocked("budget")

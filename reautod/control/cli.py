@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from reautod.control.commands import COMMAND_GROUPS
 from reautod.control.context import EXIT_CONFIG, EXIT_NOT_RUNNING, CliContext
 from reautod.errors import ConfigError, NotRunningError, ReautodError
+from reautod.security.text import terminal_safe
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,18 +51,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args, ctx) or 0)
     except NotRunningError as err:
-        print(f"reautoctl: {err.message}", file=sys.stderr)
+        print(f"reautoctl: {terminal_safe(err.message)}", file=sys.stderr)
         return EXIT_NOT_RUNNING
     except ConfigError as err:
-        print(f"reautoctl: {err.message}", file=sys.stderr)
+        print(f"reautoctl: {terminal_safe(err.message)}", file=sys.stderr)
         for path, problem in err.problems:
-            print(f"  {path}: {problem}", file=sys.stderr)
+            print(f"  {terminal_safe(path)}: {terminal_safe(problem)}", file=sys.stderr)
         return EXIT_CONFIG
     except ReautodError as err:
         if ctx.json:
             ctx.emit_json({"error": {"code": err.code, "message": err.message}})
         else:
-            print(f"reautoctl: {err.message} ({err.code})", file=sys.stderr)
+            # messages quote names from requests and files: escaped for the terminal
+            print(f"reautoctl: {terminal_safe(err.message)} ({err.code})", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

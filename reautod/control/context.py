@@ -13,6 +13,7 @@ from typing import Any, TextIO
 
 from reautod.config import Settings, config_path_from, load_settings
 from reautod.control.client import ControlClient
+from reautod.security.text import terminal_safe
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -67,8 +68,10 @@ class CliContext:
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A plain aligned text table."""
-    cells = [[str(h) for h in headers], *[["" if c is None else str(c) for c in r] for r in rows]]
+    """A plain aligned text table; every cell terminal-safe (names and words come from leads,
+    imports and callers: a control character must not reach the operator's terminal)."""
+    cells = [[str(h) for h in headers],
+             *[["" if c is None else terminal_safe(str(c)) for c in r] for r in rows]]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     lines = [
         "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
@@ -78,6 +81,8 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 
 def key_values(pairs: Sequence[tuple[str, Any]]) -> str:
-    """Aligned `key  value` lines."""
-    width = max((len(k) for k, _ in pairs), default=0)
-    return "\n".join(f"{k.ljust(width)}  {'-' if v is None else v}" for k, v in pairs)
+    """Aligned `key  value` lines, terminal-safe (see `table`); a value's own line breaks stay."""
+    safe = [(terminal_safe(str(k)), "-" if v is None else terminal_safe(str(v), keep_newlines=True))
+            for k, v in pairs]
+    width = max((len(k) for k, _ in safe), default=0)
+    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in safe)

@@ -3,6 +3,10 @@
 One task per connection owns that connection's state. A bad request gets an error response; a
 line over MAX_LINE_BYTES or an unauthorised peer closes that connection; nothing a client does
 reaches other clients or the daemon.
+
+Every method runs as the verified peer (`control_peer`: its uid from SO_PEERCRED); once the daemon
+hands over the audit trail (`audit_with`), each call of a state-changing method (`changes_state`)
+is written to the audit log with that uid as the actor.
 """
 
 from __future__ import annotations
@@ -16,9 +20,9 @@ import logging
 import os
 import socket
 import struct
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict
 from pydantic import ValidationError as PydanticValidationError
@@ -27,6 +31,7 @@ from reautod.control.protocol import MAX_LINE_BYTES, PROTOCOL_VERSION, encode, e
 from reautod.errors import AlreadyRunningError, ReautodError
 from reautod.methods import Method
 from reautod.observability.events import EventBus, Subscription
+from reautod.security.principal import Principal, acting_as, control_peer
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +41,14 @@ SOCKET_MODE = 0o660
 class SubscribeParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     topics: list[str] | None = None
+
+
+class MethodAuditor(Protocol):
+    """Runs a method as its caller and audits the state-changing ones (security.AuditTrail)."""
+
+    async def run_method(self, name: str, params: BaseModel,
+                         handler: Callable[[BaseModel], Awaitable[Any]], principal: Principal, *,
+                         changes_state: bool) -> Any: ...
 
 
 class PeerCredentials:
@@ -80,6 +93,7 @@ class ControlServer:
         self._lock_fd: int | None = None
         self._connections: set[asyncio.Task[None]] = set()
         self.rejected_peers = 0
+        self._auditor: MethodAuditor | None = None
         for method in methods:
             self.register(method)
         self.register(Method("methods", self._list_methods, summary="Method table and version"))
@@ -97,6 +111,24 @@ class ControlServer:
         if method.name in self._methods:
             raise ValueError(f"method {method.name} registered twice")
         self._methods[method.name] = method
+
+    def method_table(self) -> dict[str, Method]:
+        """The methods served (a copy), for another transport to serve too (the admin API)."""
+        return dict(self._methods)
+
+    def audit_with(self, auditor: MethodAuditor) -> None:
+        """From now on, state-changing methods are audited (the log lives in the database, which
+        opens after the socket is bound)."""
+        self._auditor = auditor
+
+    async def run(self, method: Method, params: BaseModel, peer: PeerCredentials) -> Any:
+        """Run `method` as the peer; audited when it changes state and an auditor is set."""
+        principal = control_peer(peer.uid, peer.pid, str(self.path))
+        if self._auditor is None:
+            with acting_as(principal):
+                return await method.handler(params)
+        return await self._auditor.run_method(method.name, params, method.handler, principal,
+                                              changes_state=method.changes_state)
 
     @property
     def connection_count(self) -> int:
@@ -195,7 +227,7 @@ class ControlServer:
                 with contextlib.suppress(ConnectionError):
                     await writer.drain()
                 return
-            await _Connection(self, reader, writer).serve()
+            await _Connection(self, reader, writer, peer).serve()
         except (ConnectionError, BrokenPipeError):
             pass  # the client vanished; nothing else is affected
         except asyncio.CancelledError:
@@ -218,9 +250,11 @@ class _Connection:
     """One client: reads requests in order, writes responses and events through one lock."""
 
     def __init__(
-        self, server: ControlServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self, server: ControlServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+        peer: PeerCredentials,
     ) -> None:
         self.server = server
+        self.peer = peer
         self.reader = reader
         self.writer = writer
         self._write_lock = asyncio.Lock()
@@ -299,7 +333,7 @@ class _Connection:
             assert isinstance(params, SubscribeParams)
             return {"id": request_id, "result": self._subscribe(params)}
         try:
-            result = await method.handler(params)
+            result = await self.server.run(method, params, self.peer)
         except ReautodError as err:
             return {"id": request_id, "error": error_body(err.code, err.message)}
         except asyncio.CancelledError:

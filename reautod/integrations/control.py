@@ -14,6 +14,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from reautod.campaigns.dialer import ErasedNumbers
 from reautod.campaigns.intake import ImportResult, add_leads
 from reautod.integrations.sheets import SheetsClient, read_contacts
 from reautod.methods import Method, NoParams
@@ -125,11 +126,11 @@ class RequeuedResult(BaseModel):
 
 
 def _method(name: str, params: type[P], summary: str,
-            handler: Callable[[P], Awaitable[BaseModel]]) -> Method:
+            handler: Callable[[P], Awaitable[BaseModel]], *, changes_state: bool = False) -> Method:
     async def wire(p: P) -> dict[str, Any]:
         return (await handler(p)).model_dump(mode="json")
 
-    return Method(name, wire, params, summary)
+    return Method(name, wire, params, summary, changes_state=changes_state)
 
 
 def outbox_methods(repo: OutboxRepository, endpoints: list[str],
@@ -164,8 +165,10 @@ def outbox_methods(repo: OutboxRepository, endpoints: list[str],
     return [
         _method("outbox.status", NoParams, "Outbox messages by state and endpoint", status),
         _method("outbox.list", ListParams, "Recent outbox messages (no bodies)", listing),
-        _method("outbox.retry", RetryParams, "Dead letters back into the queue", retry),
-        _method("outbox.replay", ReplayParams, "Deliver again what was delivered since", replay),
+        _method("outbox.retry", RetryParams, "Dead letters back into the queue", retry,
+                changes_state=True),
+        _method("outbox.replay", ReplayParams, "Deliver again what was delivered since", replay,
+                changes_state=True),
         _method("outbox.dead", DeadParams, "The dead letters, newest first", dead),
     ]
 
@@ -178,12 +181,14 @@ class SheetImportParams(_Params):
 
 
 def sheets_methods(db: Database, client: SheetsClient,
-                   clock: Callable[[], datetime] = utcnow) -> list[Method]:
+                   clock: Callable[[], datetime] = utcnow,
+                   erased: ErasedNumbers | None = None) -> list[Method]:
     """`sheets.import`: a contacts sheet into a campaign, reported like a CSV import."""
 
     async def import_sheet(p: SheetImportParams) -> ImportResult:
         data = await read_contacts(client, p.spreadsheet_id, p.range)
-        return await add_leads(db, p.campaign, data, source="sheet", clock=clock)
+        return await add_leads(db, p.campaign, data, source="sheet", clock=clock, erased=erased)
 
     return [_method("sheets.import", SheetImportParams,
-                    "Import a Google Sheet of contacts into a campaign", import_sheet)]
+                    "Import a Google Sheet of contacts into a campaign", import_sheet,
+                    changes_state=True)]

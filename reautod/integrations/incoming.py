@@ -26,6 +26,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
 
+from reautod.campaigns.dialer import ErasedNumbers
 from reautod.campaigns.dnc import DncList, DncScope, DncSource, normalize_phone
 from reautod.campaigns.intake import ImportResult, add_leads
 from reautod.campaigns.leads_import import MAX_FILE_BYTES, MAX_ROWS
@@ -82,7 +83,8 @@ def refused(err: ReautodError) -> JSONResponse:
 
 
 def incoming_router(db: Database, settings: IncomingSettings, credentials: Credentials,
-                    dnc: DncList, *, clock: Callable[[], datetime]) -> APIRouter:
+                    dnc: DncList, *, clock: Callable[[], datetime],
+                    erased: ErasedNumbers | None = None) -> APIRouter:
     secret = credentials.value(settings.secret_credential) if settings.secret_credential else None
     api_key = credentials.value(settings.api_key_credential) if settings.api_key_credential else None
     router = APIRouter(prefix=PREFIX)
@@ -123,7 +125,7 @@ def incoming_router(db: Database, settings: IncomingSettings, credentials: Crede
         else:
             raise HTTPException(415, "send text/csv or application/json")
         try:
-            return await add_leads(db, campaign, data, source="api", clock=clock)
+            return await add_leads(db, campaign, data, source="api", clock=clock, erased=erased)
         except ReautodError as err:
             return refused(err)
 

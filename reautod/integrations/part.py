@@ -20,6 +20,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from reautod.campaigns.dialer import ErasedNumbers
 from reautod.campaigns.dnc import DncList
 from reautod.config import Secrets, Settings
 from reautod.dialogue.scheduling import Scheduler
@@ -83,12 +84,14 @@ class IntegrationsPart:
 
     def __init__(self, settings: Settings, secrets: Secrets, db: Database, writer: WriteBehind,
                  metrics: Metrics, dnc: DncList, *, credentials: Credentials | None = None,
-                 clock: Callable[[], datetime] = utcnow) -> None:
+                 clock: Callable[[], datetime] = utcnow,
+                 erased: ErasedNumbers | None = None) -> None:
         cfg = settings.integrations
         self.settings = settings
         self.db = db
         self.metrics = metrics
         self.clock = clock
+        self.erased = erased  # leads from outside skip people who asked for erasure
         self.credentials = credentials or Credentials()
         self.problems: list[str] = []  # why the worker is not delivering
         self.repo = OutboxRepository(db)
@@ -120,7 +123,7 @@ class IntegrationsPart:
         self.router: APIRouter | None = None
         if cfg.incoming.enabled:
             self.router = self._built("the incoming endpoints", lambda: incoming_router(
-                db, cfg.incoming, self.credentials, dnc, clock=clock))
+                db, cfg.incoming, self.credentials, dnc, clock=clock, erased=erased))
 
     def _built(self, what: str, build: Callable[[], Any]) -> Any:
         """`build()`, or None with the problem noted when a credential or setting is missing."""
@@ -171,7 +174,8 @@ class IntegrationsPart:
         methods = outbox_methods(self.repo, [e.name for e in self.endpoints],
                                  wake=self.worker.notify)
         if self.sheets_client is not None:
-            return [*methods, *sheets_methods(self.db, self.sheets_client, clock=self.clock)]
+            return [*methods, *sheets_methods(self.db, self.sheets_client, clock=self.clock,
+                                                 erased=self.erased)]
 
         async def not_configured(_params: SheetImportParams) -> dict[str, Any]:
             raise UnavailableError("Google Sheets is not configured: add [integrations.sheets] "

@@ -182,7 +182,8 @@ def control_methods(
 
     return [
         Method("calls.list", calls_list, summary="live calls"),
-        Method("call.hangup", call_hangup, HangupParams, summary="politely end a live call"),
-        Method("call.simulate", call_simulate, SimulateParams,
+        Method("call.hangup", call_hangup, HangupParams, summary="politely end a live call",
+               changes_state=True),
+        Method("call.simulate", call_simulate, SimulateParams, changes_state=True,
                summary="place a simulated call to this daemon and report each turn"),
     ]

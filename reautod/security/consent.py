@@ -23,17 +23,11 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
 
-from pydantic import Field
-
-from reautod.config import Section
+from reautod.config import RecordingConsentSettings
 from reautod.store.recordings import CallRecorder
 from reautod.store.records import RecordingFinalized
 
-DEFAULT_ANNOUNCEMENT = (
-    "This call is recorded. If you do not want it recorded, just say so and I will stop."
-)
 # An objection to the recording: not "don't mind being recorded", not "record my number".
 _OBJECTION = re.compile(
     r"\b(?:"
@@ -55,17 +49,6 @@ def detect_objection(text: str) -> bool:
     said = re.sub(r"[^\w\s']", " ", text.lower().replace("’", "'"))
     said = re.sub(r"\s+", " ", said)
     return bool(_OBJECTION.search(said)) and not _NOT_AN_OBJECTION.search(said)
-
-
-class RecordingConsentSettings(Section):
-    """`[recording_consent]`: how local recording asks for and honours consent."""
-
-    mode: Literal["all_party", "one_party"] = Field(
-        "all_party", description="all_party: keep a recording only after the announcement was "
-        "heard and not objected to (the safe default everywhere); one_party: the business's "
-        "own consent suffices, an objection still discards it")
-    announcement: str = Field(DEFAULT_ANNOUNCEMENT, min_length=1, max_length=500,
-                              description="Said before recording starts counting as consented")
 
 
 class ConsentDecision(StrEnum):

@@ -20,7 +20,7 @@ from reautod.sessions import SessionStore
 from reautod.store.database import Database
 from reautod.store.recording_files import WavStream
 from reautod.store.repositories.audit import AuditRepository
-from reautod.store.repositories.recordings import RecordingRow
+from reautod.store.repositories.recordings import RecordingRepository, RecordingRow
 from reautod.store.types import utcnow
 
 
@@ -43,6 +43,7 @@ class SecurityPart:
         self.exports_dir = state_dir / "privacy" / "exports"
         # None: no encryption_key credential; recordings cannot be sealed or opened
         self.keys = keys
+        self.db = db
         self.register = ErasureRegister(db, SubjectHasher(load_salt(state_dir, erasure_salt)))
         self.audit_log = AuditRepository(db, clock=clock)
         self.audit = AuditTrail(self.audit_log)
@@ -62,7 +63,7 @@ class SecurityPart:
 
     def control_methods(self) -> list[Method]:
         return security_methods(self.privacy, self.audit_log, recordings_dir=self.recordings_dir,
-                                keys=self.keys)
+                                keys=self.keys, recordings=RecordingRepository(self.db))
 
     def retention_task(self) -> Coroutine[Any, Any, None]:
         """The daily retention job, for the daemon to run as a task (cancel it to stop)."""

@@ -15,3 +15,18 @@ def open_recording(row: RecordingRow, keys: KeyRing | None) -> WavStream:
     PermissionDeniedError for roles without the recordings permission (analyst, auditor)."""
     require(Permission.RECORDINGS)
     return open_wav(Path(row.path), keys)
+
+
+def read_range(stream: WavStream, offset: int, length: int) -> bytes:
+    """Bytes [offset, offset + length) of the WAV stream (a sealed file is decrypted from its
+    start: chunks are authenticated in order, so none may be skipped unread)."""
+    out = bytearray()
+    position = 0
+    for chunk in stream.chunks:
+        end = position + len(chunk)
+        if end > offset:
+            out += chunk[max(0, offset - position):offset + length - position]
+        position = end
+        if position >= offset + length:
+            break
+    return bytes(out)

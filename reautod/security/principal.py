@@ -33,6 +33,7 @@ class Permission(StrEnum):
     PRIVACY = "privacy"  # subject requests: export and erase
     KEYS = "keys"  # master-key status and rotation
     INTAKE = "intake"  # lead intake and exports by machine clients
+    TOKENS = "tokens"  # make admin API tokens
 
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {

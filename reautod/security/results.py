@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -158,3 +159,24 @@ class RotationReport(_Result):
     unreadable: list[str]
     older_keys_still_needed: list[str] = Field(description="Older key ids some file still "
                                                "needs; empty: they can leave the credential")
+
+
+AUDIO_CHUNK_MAX = 512 * 1024  # base64 of it fits one control-socket line with room to spare
+
+
+class AudioParams(_Params):
+    call_id: str = Field(min_length=1, max_length=64)
+    direction: Literal["inbound", "outbound"] = "inbound"
+    offset: int = Field(0, ge=0)
+    length: int = Field(AUDIO_CHUNK_MAX, ge=1, le=AUDIO_CHUNK_MAX)
+
+
+class AudioChunk(_Result):
+    """Bytes [offset, offset + len) of the recording as WAV (decrypted); `size` is the whole."""
+
+    call_id: str
+    direction: str
+    size: int
+    offset: int
+    data: str  # base64
+    sha256: str  # of the whole WAV, as stored when it was recorded

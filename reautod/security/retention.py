@@ -23,9 +23,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, model_validator
-
-from reautod.config import Section
+from reautod.config import RetentionSettings
 from reautod.errors import ReautodError
 from reautod.security.principal import Principal, Role
 from reautod.store.database import Database
@@ -38,31 +36,6 @@ from reautod.store.types import utcnow
 log = logging.getLogger(__name__)
 
 RETENTION = Principal("system:retention", Role.ADMIN, "reautod retention job")
-
-
-class RetentionSettings(Section):
-    """`[retention]`: how long each kind of data is kept (days)."""
-
-    recordings_days: int = Field(
-        90, ge=1, le=3650, description="Keep each call recording this many days (stored per "
-        "recording when it is made; also the limit for files no row describes)")
-    transcripts_days: int = Field(
-        180, ge=1, le=3650, description="Keep what was said (turns, agent transitions)")
-    call_metadata_days: int = Field(
-        730, ge=1, le=3650, description="Keep calls, their status timeline, scores, dialing "
-        "attempts and blocked dials")
-    audit_days: int = Field(
-        2555, ge=30, le=36500, description="Keep audit log entries (the chain stays verifiable)")
-    export_archives_days: int = Field(
-        30, ge=1, le=365, description="Keep subject-access export archives on this box")
-
-    @model_validator(mode="after")
-    def _nested(self) -> RetentionSettings:
-        for part in ("recordings_days", "transcripts_days"):
-            if getattr(self, part) > self.call_metadata_days:
-                raise ValueError(f"{part} cannot exceed call_metadata_days: removing a call "
-                                 "removes its recordings and transcript")
-        return self
 
 
 @dataclass

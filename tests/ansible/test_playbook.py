@@ -39,7 +39,9 @@ VAULT = {
     "vault_reautod_twilio_auth_token": "0123456789abcdef0123456789abcdef",
     "vault_reautod_elevenlabs_api_key": "",
     "vault_reautod_jwt_secret": "j" * 48,
-    "vault_reautod_encryption_key": "e" * 48,
+    # a key ring line: base64 of 32 bytes (prod refuses anything else, see reautod/environment.py)
+    "vault_reautod_encryption_key": "ZW5jcnlwdGlvbi1rZXktZm9yLXRoZS1wbGF5Ym9vayE=",
+    "vault_reautod_erasure_salt": "",
     "vault_reautod_tls_certificate": "",
     "vault_reautod_tls_private_key": "",
     "vault_reautod_grafana_admin_password": "grafana-admin-secret",

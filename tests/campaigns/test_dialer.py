@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
@@ -339,3 +339,36 @@ async def test_a_refusing_budget_dials_nothing_and_records_the_block(sqlite: Dat
     budget.refusal = None
     report = await dialer.tick(plan, NOW + timedelta(seconds=6), monotonic=6.0)
     assert report.dialed == 3 and len(placer.placed) == 3
+
+
+class Erased:
+    """ErasedNumbers: the numbers erased on request; records what it was asked."""
+
+    def __init__(self, *numbers: str) -> None:
+        self.numbers = set(numbers)
+        self.asked: list[str] = []
+
+    async def is_erased(self, phone_e164: str) -> bool:
+        self.asked.append(phone_e164)
+        return phone_e164 in self.numbers
+
+    async def erased_among(self, phones: Iterable[str]) -> set[str]:
+        return self.numbers & set(phones)
+
+
+async def test_an_erased_number_is_never_dialed(sqlite: Database) -> None:
+    campaign, (kept, erased) = await seed(sqlite, 2)
+    directory = Directory({kept: LeadTarget("+12125550000", "America/New_York", "NY"),
+                           erased: LeadTarget("+12125550001", "America/New_York", "NY")})
+    placer, dial_log, register = Placer(), Log(), Erased("+12125550001")
+    dialer = Dialer(SqlLeadQueue(sqlite, lease_ttl=TTL), directory, placer,
+                    DncList(MemoryDncStorage()), dial_log,
+                    limiter=ConcurrencyLimiter(per_box=10), bucket=TokenBucket(10, burst=10),
+                    erased=register)
+    report = await dialer.tick(CampaignPlan(campaign, max_concurrent=5), NOW, monotonic=0.0)
+    assert report.dialed == 1 and [p[1].phone for p in placer.placed] == ["+12125550000"]
+    [blocked] = dial_log.entries
+    assert (blocked.lead_id, blocked.reason, blocked.rule_code) == (erased, BlockReason.ERASED,
+                                                                    "erased")
+    assert sorted(register.asked) == ["+12125550000", "+12125550001"]
+    assert (await LeadRepository(sqlite).get(erased)).status == LeadStatus.DNC

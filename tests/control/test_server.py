@@ -8,8 +8,9 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import BaseModel, ConfigDict
@@ -20,6 +21,7 @@ from reautod.control.server import ControlServer, PeerCredentials
 from reautod.errors import AlreadyRunningError, NotFoundError, ReautodError
 from reautod.methods import Method
 from reautod.observability.events import EventBus
+from reautod.security.principal import Principal, acting_as, current_principal
 
 
 class EchoParams(BaseModel):
@@ -246,3 +248,45 @@ async def test_daemon_errors_surface_as_reautod_errors(served) -> None:
         with pytest.raises(ReautodError) as info:
             await client.call("fails")
     assert info.value.code == "not_found"
+
+
+class AuditorFake:
+    """MethodAuditor: runs the handler as the principal, recording what it was given."""
+
+    def __init__(self) -> None:
+        self.runs: list[tuple[str, str, bool]] = []
+
+    async def run_method(self, name: str, params: BaseModel,
+                         handler: Callable[[BaseModel], Awaitable[Any]], principal: Principal, *,
+                         changes_state: bool) -> Any:
+        self.runs.append((name, principal.subject, changes_state))
+        with acting_as(principal):
+            return await handler(params)
+
+
+async def test_methods_run_as_the_peer_and_go_through_the_auditor(tmp_path: Path) -> None:
+    seen: list[str | None] = []
+
+    async def whoami(_params: BaseModel) -> dict[str, str | None]:
+        who = current_principal()
+        seen.append(who.subject if who else None)
+        return {"subject": who.subject if who else None}
+
+    path = Path(os.environ["XDG_RUNTIME_DIR"]) / "a.sock"
+    server = ControlServer(path, [Method("whoami", whoami), Method("change", whoami,
+                                                                   changes_state=True)],
+                           EventBus())
+    await server.start()
+    try:
+        async with ControlClient(path) as client:
+            # before the daemon hands over the audit trail: still run as the peer
+            assert await client.call("whoami") == {"subject": f"uid:{os.getuid()}"}
+            auditor = AuditorFake()
+            server.audit_with(auditor)
+            await client.call("whoami")
+            await client.call("change")
+    finally:
+        await server.close()
+    assert seen == [f"uid:{os.getuid()}"] * 3
+    assert auditor.runs == [("whoami", f"uid:{os.getuid()}", False),
+                            ("change", f"uid:{os.getuid()}", True)]

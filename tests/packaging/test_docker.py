@@ -17,6 +17,8 @@ import pytest
 import yaml
 
 from reautod.config import load_settings
+from reautod.environment import KNOWN_DEFAULT_SECRETS
+from reautod.security.keys import load_key_ring
 from tests.packaging.tools import deploy_tools
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -143,3 +145,7 @@ def test_the_daemon_accepts_the_environment_compose_gives_it(
     settings = load_settings(None)
     assert settings.environment == "dev"
     assert settings.database_backend == "postgres" and settings.session_backend == "redis"
+    # the development key seals recordings (the daemon loads it at start), and prod refuses it
+    key = str(env["REAUTOD_SECRET_ENCRYPTION_KEY"])
+    assert load_key_ring(key) is not None
+    assert key.lower() in KNOWN_DEFAULT_SECRETS

@@ -18,7 +18,6 @@ from pydantic import BaseModel
 from reautod.control.server import ControlServer
 from reautod.methods import Method
 from reautod.observability.events import EventBus
-from reautod.security.control import STATE_CHANGING
 from reautod.security.keys import KeyRing, load_key_ring
 from reautod.security.part import SecurityPart
 from reautod.security.principal import control_peer
@@ -55,7 +54,7 @@ class ServedSecurity:
         def wired(method: Method) -> Method:
             async def handler(params: BaseModel) -> Any:
                 return await trail.run_method(method.name, params, method.handler, peer,
-                                              changes_state=method.name in STATE_CHANGING)
+                                              changes_state=method.changes_state)
 
             return Method(method.name, handler, method.params, method.summary)
 

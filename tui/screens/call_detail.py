@@ -10,6 +10,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.widgets import Footer, Header, Label, Static
 
+from reautod.security.text import terminal_safe
 from tui.model import LiveState, format_duration, format_money, format_seconds
 from tui.screens.base import StateScreen
 from tui.screens.dashboard import hang_up, transfer
@@ -46,15 +47,15 @@ class CallDetailScreen(StateScreen):
             summary.update(Text(f"call {self.call_id}: not known (yet)", style="dim"))
             return
         line = Text()
-        line.append(call.lead or "unknown lead", style="bold")
-        line.append(f"  {call.campaign or '-'}", style="dim")
-        status = call.state if call.live else f"ended: {call.outcome or 'unknown'}"
+        line.append(terminal_safe(call.lead or "unknown lead"), style="bold")
+        line.append(f"  {terminal_safe(call.campaign or '-')}", style="dim")
+        status = call.state if call.live else f"ended: {terminal_safe(call.outcome or 'unknown')}"
         line.append(f"  {status}", style="yellow" if call.live else "bold")
         line.append(f"  {format_duration(self.state.duration_s(call))}")
         line.append(f"  cost {format_money(call.cost_micros)}")
         line.append(f"  last v2v {format_seconds(call.voice_to_voice_s)}")
         if call.agent:
-            line.append(f"  agent {call.agent}", style="dim")
+            line.append(f"  agent {terminal_safe(call.agent)}", style="dim")
         summary.update(line)
         self.query_one(TranscriptView).show(call.turns)
 

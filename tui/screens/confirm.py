@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Grid
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label
+
+from reautod.security.text import terminal_safe
 
 
 class ConfirmScreen(ModalScreen[bool]):
@@ -23,7 +26,8 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Grid(id="confirm-dialog"):
-            yield Label(self.question, id="confirm-question")
+            # the question names a campaign or lead: escaped, and never read as markup
+            yield Label(Text(terminal_safe(self.question)), id="confirm-question")
             yield Button("Yes (y)", variant="error", id="yes")
             yield Button("No (n)", variant="primary", id="no")
 

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from rich.text import Text
 from textual.widgets import RichLog
 
+from reautod.security.text import terminal_safe
 from tui.model import LogLine
 
 LEVEL_STYLES = {"DEBUG": "dim", "INFO": "", "WARNING": "yellow", "ERROR": "bold red",
@@ -17,8 +18,8 @@ def render_line(line: LogLine) -> Text:
     stamp = line.ts.strftime("%H:%M:%S") if line.ts else "--:--:--"
     text = Text(f"{stamp} ", style="dim")
     text.append(f"{line.level:<8}", style=LEVEL_STYLES.get(line.level, ""))
-    text.append(f" {line.source}: ", style="dim")
-    text.append(line.message)
+    text.append(f" {terminal_safe(line.source)}: ", style="dim")
+    text.append(terminal_safe(line.message))
     return text
 
 

@@ -6,6 +6,7 @@ from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
+from reautod.security.text import terminal_safe
 from tui.model import LATENCY_STAGES, LATENCY_WINDOW, HealthCheck, format_seconds
 
 STAGE_LABELS = {
@@ -26,14 +27,15 @@ class HealthPanel(Static):
         if not checks:
             self.update(Text("no health report yet", style="dim"))
             return
-        width = max(len(c.name) for c in checks)
+        width = max(len(terminal_safe(c.name)) for c in checks)
         lines = Text(no_wrap=True, overflow="ellipsis")
         for index, check in enumerate(checks):
             if index:
                 lines.append("\n")
             lines.append("● " if check.ok else "✖ ", style="green" if check.ok else "bold red")
-            lines.append(check.name.ljust(width + 1), style="" if check.ok else "bold")
-            lines.append(check.detail, style="dim" if check.ok else "red")
+            lines.append(terminal_safe(check.name).ljust(width + 1),
+                         style="" if check.ok else "bold")
+            lines.append(terminal_safe(check.detail), style="dim" if check.ok else "red")
         self.update(lines)
 
 

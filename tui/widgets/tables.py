@@ -1,4 +1,8 @@
-"""The live-calls and campaigns tables, updated in place so the cursor stays on its row."""
+"""The live-calls and campaigns tables, updated in place so the cursor stays on its row.
+
+Names and words come from leads, imports and callers: each such cell is a `Text` of the
+terminal-safe string (a plain str cell would be read as Rich markup, and control characters
+would reach the terminal)."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from rich.text import Text
 from textual.widgets import DataTable
 
 from reautod.campaigns.results import CampaignSummary
+from reautod.security.text import terminal_safe
 from reautod.store.enums import CampaignStatus
 from tui.model import (
     Call,
@@ -57,17 +62,22 @@ def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+def safe(text: str) -> Text:
+    """Outside text as a table cell: escaped, never markup."""
+    return Text(terminal_safe(text))
+
+
 class CallsTable(KeyedTable):
     COLUMNS = CALL_COLUMNS
 
     def show(self, calls: Sequence[Call], duration: Callable[[Call], float | None]) -> None:
         self.sync([
             (call.call_id, (
-                call.lead or "-",
-                call.campaign or "-",
+                safe(call.lead or "-"),
+                safe(call.campaign or "-"),
                 Text(call.state, style="yellow" if call.state in ("connecting", "starting", "ending") else ""),
                 format_duration(duration(call)),
-                _clip(call.last_utterance, 40),
+                safe(_clip(call.last_utterance, 40)),
                 format_money(call.cost_micros),
                 Text(format_seconds(call.voice_to_voice_s),
                      style="red" if (call.voice_to_voice_s or 0) > 1.0 else ""),
@@ -92,6 +102,6 @@ class CampaignsTable(KeyedTable):
                 pacing = f"{c.pacing.calls_per_minute:g}/min, max {c.pacing.max_concurrent}"
             state = Text(c.status.value, style="yellow" if c.paused
                          else "green" if c.status is CampaignStatus.ACTIVE else "")
-            rows.append((c.name, (c.name, state, progress, str(c.calls_live), pacing,
+            rows.append((c.name, (safe(c.name), state, progress, str(c.calls_live), pacing,
                                   format_money(c.spent_micros))))
         self.sync(rows)

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from rich.text import Text
 from textual.widgets import RichLog
 
+from reautod.security.text import terminal_safe
 from tui.model import Turn, format_seconds
 
 LATENCY_ORDER = ("transcript", "first_token", "first_audio", "voice_to_voice")
@@ -18,14 +19,14 @@ def render_turn(turn: Turn) -> Text:
     if turn.is_barge_in:
         line = Text("⚡ barge-in", style="bold magenta")
         if turn.text:
-            line.append(f"  heard: {turn.text}", style="magenta")
+            line.append(f"  heard: {terminal_safe(turn.text)}", style="magenta")
         if "clear" in turn.latencies:
             line.append(f"  (clear {format_seconds(turn.latencies['clear'])})", style="dim")
         return line
     caller = turn.speaker == "caller"
-    line = Text(f"{'caller' if caller else turn.speaker:>6} ", style="bold cyan" if caller
-                else "bold green")
-    line.append(turn.text or "…")
+    line = Text(f"{'caller' if caller else terminal_safe(turn.speaker):>6} ",
+                style="bold cyan" if caller else "bold green")
+    line.append(terminal_safe(turn.text) or "…")
     details = []
     if turn.confidence is not None:
         details.append(f"conf {turn.confidence:.2f}")
@@ -35,7 +36,7 @@ def render_turn(turn: Turn) -> Text:
     if turn.interrupted:
         details.append("interrupted")
     if turn.error:
-        details.append(f"error {turn.error}")
+        details.append(f"error {terminal_safe(turn.error)}")
     if details:
         slow = turn.latencies.get("voice_to_voice", 0) > 1.0
         style = "red" if slow or turn.error else "dim"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from types import ModuleType
 
 from reautod.control.commands import (
+    audit,
     backup,
     budget,
     call,
@@ -17,14 +18,17 @@ from reautod.control.commands import (
     events,
     export,
     health,
+    keys,
     metrics,
     models,
     outbox,
     playbook,
+    privacy,
     seed,
     sheets,
     stats,
     status,
+    token,
     top,
     version,
 )
@@ -48,6 +52,10 @@ COMMAND_GROUPS: list[ModuleType] = [
     export,
     sheets,
     backup,
+    privacy,
+    audit,
+    keys,
+    token,
     stats,
     config,
     daemon,

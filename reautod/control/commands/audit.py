@@ -1,4 +1,5 @@
-"""`reautoctl audit [--since WHEN] [--limit N] [--verify]`: the hash-chained audit log.
+"""`reautoctl audit [list] [--since WHEN] [--limit N]`, `reautoctl audit verify` (or `audit
+--verify`): the hash-chained audit log.
 
 `--verify` walks the whole chain and exits 1 naming the first entry that does not fit; note the
 head hash it prints somewhere outside this box to prove later that nothing before it changed.
@@ -16,11 +17,21 @@ from reautod.security.text import terminal_safe
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser("audit", help="who changed what, when, from where (hash-chained)")
-    parser.add_argument("--since", metavar="WHEN", help="entries at or after (YYYY-MM-DD or ISO)")
-    parser.add_argument("--limit", type=int, default=100, help="newest N entries (default 100)")
+    _list_args(parser)
     parser.add_argument("--verify", action="store_true",
                         help="prove the chain unbroken (exit 1 at the first broken entry)")
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, verify=False)
+    actions = parser.add_subparsers(dest="audit_command", metavar="ACTION")
+    listing = actions.add_parser("list", help="entries, newest first (the default)")
+    _list_args(listing)
+    listing.set_defaults(func=run, verify=False)
+    verify = actions.add_parser("verify", help="prove the chain unbroken (exit 1 if not)")
+    verify.set_defaults(func=run, verify=True)
+
+
+def _list_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--since", metavar="WHEN", help="entries at or after (YYYY-MM-DD or ISO)")
+    parser.add_argument("--limit", type=int, default=100, help="newest N entries (default 100)")
 
 
 def _cell(value: object) -> str:

@@ -1,16 +1,21 @@
-"""`reautoctl call simulate|list|hangup|history|show|transfer`: simulated calls, live calls,
-operator hang-up, the call history and one call's timeline, transfer to a human."""
+"""`reautoctl call simulate|list|hangup|history|show|transfer|audio`: simulated calls, live
+calls, operator hang-up, the call history and one call's timeline, transfer to a human, a
+recording as WAV."""
 
 from __future__ import annotations
 
 import argparse
+import base64
+import hashlib
 import sys
 from pathlib import Path
 from typing import Any
 
 from reautod.control.context import CliContext, key_values, table
 from reautod.cost.money import format_micros
+from reautod.errors import ValidationError
 from reautod.observability.logging import mask_name, mask_phone
+from reautod.security.results import AudioChunk
 
 SIMULATE_TIMEOUT_S = 600.0
 STAGES = (("stt_s", "stt"), ("llm_first_token_s", "llm 1st tok"),
@@ -59,6 +64,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     transfer = calls.add_parser("transfer", help="transfer a live call to the campaign's human")
     transfer.add_argument("call_id", metavar="ID")
     transfer.set_defaults(func=run_transfer)
+
+    audio = calls.add_parser("audio", help="a call's recording as a WAV file (decrypted)")
+    audio.add_argument("call_id", metavar="ID")
+    audio.add_argument("--direction", choices=("inbound", "outbound"), default="inbound",
+                       help="inbound: the caller; outbound: the agent (default inbound)")
+    audio.add_argument("--out", type=Path, required=True, help="the WAV file to write")
+    audio.set_defaults(func=run_audio)
 
 
 def _ms(value: Any) -> str:
@@ -185,6 +197,34 @@ def _cost(cost: dict[str, Any] | None) -> str:
 
 def run_show(args: argparse.Namespace, ctx: CliContext) -> int:
     ctx.emit(ctx.call("call.show", {"call_id": args.call_id}), render_show)
+    return 0
+
+
+def run_audio(args: argparse.Namespace, ctx: CliContext) -> int:
+    """Fetch the WAV a chunk at a time; written to a temporary name, checked against the stored
+    checksum, then renamed, so a cut-short or altered copy never stands as the recording."""
+    digest = hashlib.sha256()
+    partial = args.out.with_name(args.out.name + ".part")
+    offset, size, expected = 0, None, ""
+    with partial.open("wb") as out:
+        while size is None or offset < size:
+            chunk = AudioChunk.model_validate(ctx.call("call.audio", {
+                "call_id": args.call_id, "direction": args.direction, "offset": offset},
+                timeout=120.0))
+            data = base64.b64decode(chunk.data)
+            if not data:
+                break
+            size, expected = chunk.size, chunk.sha256
+            out.write(data)
+            digest.update(data)
+            offset += len(data)
+    if size is None or offset != size or digest.hexdigest() != expected:
+        partial.unlink(missing_ok=True)
+        raise ValidationError("the recording did not arrive whole or does not match its stored "
+                              "checksum", code="checksum_mismatch")
+    partial.replace(args.out)
+    ctx.emit({"file": str(args.out), "bytes": size, "sha256": expected},
+             lambda d: f"wrote {d['file']} ({d['bytes']} bytes, sha256 matches)")
     return 0
 
 

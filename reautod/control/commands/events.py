@@ -9,6 +9,7 @@ from typing import Any
 
 from reautod.control.client import ControlClient
 from reautod.control.context import CliContext
+from reautod.security.text import terminal_safe
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -45,9 +46,10 @@ async def tail(ctx: CliContext, topics: list[str], as_json: bool, count: int | N
     async with ControlClient(ctx.socket_path) as client:
         async for message in client.subscribe(topics or None):
             if as_json:
-                line = json.dumps(message, separators=(",", ":"), ensure_ascii=False, default=str)
+                # ASCII JSON: no control or bidi character reaches the terminal as itself
+                line = json.dumps(message, separators=(",", ":"), default=str)
             else:
-                line = render_event(message)
+                line = terminal_safe(render_event(message))
             ctx.out.write(line + "\n")
             ctx.out.flush()
             seen += 1

@@ -1,0 +1,285 @@
+"""The admin HTTP API, `/api/v1`: the control socket's methods for remote clients, behind bearer
+tokens with roles.
+
+Every route names the control method it runs and the permissions that may call it (`ROUTES`);
+nothing else is served under /api/v1, so a route cannot ship without a role check. A request
+is answered in this order: 413 when the body is over MAX_BODY_BYTES, 401 without a valid token,
+429 when the token's subject is over its rate (`RateLimit`), 403 when the token's role holds
+none of the route's permissions, 422 when the params do not fit
+the method's model; then the method runs as the token's principal (`token:<subject>`) through the
+same audit hook as the control socket, so state-changing calls are in the audit log.
+
+Tokens are JWTs (HS256) signed with the `jwt_secret` credential: subject, role, issued-at,
+expiry (at most MAX_TTL), made with `reautoctl token create`. Revocation is by rotating the
+secret (every token dies); per-token revocation, refresh tokens and API keys are not built yet.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import OctKey
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ValidationError as PydanticValidationError
+
+from reautod.campaigns.pacing import TokenBucket
+from reautod.control.server import MethodAuditor
+from reautod.errors import (
+    ConfigError,
+    NotFoundError,
+    OverloadedError,
+    PermissionDeniedError,
+    ReautodError,
+    UnavailableError,
+    ValidationError,
+)
+from reautod.methods import Method
+from reautod.security.principal import Permission, Principal, Role, require
+
+log = logging.getLogger(__name__)
+
+PREFIX = "/api/v1"
+ISSUER = "reautod"
+MAX_TTL = timedelta(hours=12)
+MAX_BODY_BYTES = 8 * 1024 * 1024  # a lead CSV fits; more is refused before it is read
+MIN_SECRET_CHARS = 32
+
+
+class AuthenticationError(ReautodError):
+    """No token, or one that is malformed, forged, expired or names no known role."""
+
+    code = "unauthenticated"
+
+
+P = Permission
+
+
+@dataclass(frozen=True)
+class Route:
+    verb: Literal["GET", "POST"]
+    path: str
+    method: str  # the control method it runs
+    allowed: frozenset[Permission]
+
+
+def _route(verb: Literal["GET", "POST"], path: str, method: str, *allowed: Permission) -> Route:
+    return Route(verb, path, method, frozenset(allowed))
+
+
+ROUTES: tuple[Route, ...] = (
+    _route("GET", "/health", "health", P.READ, P.AUDIT, P.INTAKE),
+    _route("GET", "/campaigns", "campaigns.list", P.READ),
+    _route("POST", "/campaigns", "campaign.create", P.OPERATE),
+    _route("GET", "/campaigns/{campaign}", "campaign.status", P.READ),
+    _route("POST", "/campaigns/{campaign}/leads", "campaign.import", P.OPERATE, P.INTAKE),
+    *(_route("POST", f"/campaigns/{{campaign}}/{action}", f"campaign.{action}", P.OPERATE)
+      for action in ("start", "pause", "resume", "stop")),
+    _route("GET", "/calls", "calls.history", P.READ),
+    _route("GET", "/calls/{call_id}", "call.show", P.READ),
+    _route("GET", "/calls/{call_id}/audio", "call.audio", P.RECORDINGS),
+    _route("POST", "/dnc", "dnc.add", P.OPERATE, P.INTAKE),
+    _route("GET", "/dnc/{number}", "dnc.check", P.READ, P.INTAKE),
+    _route("GET", "/audit", "audit.list", P.AUDIT),
+    _route("GET", "/audit/verify", "audit.verify", P.AUDIT),
+    _route("POST", "/privacy/export", "privacy.export", P.PRIVACY),
+    _route("POST", "/privacy/erase", "privacy.erase", P.PRIVACY),
+    _route("GET", "/privacy/requests", "privacy.requests", P.PRIVACY),
+    _route("GET", "/keys", "keys.status", P.KEYS),
+)
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token: str
+    subject: str
+    role: Role
+    expires_at: datetime
+
+
+class TokenAuthority:
+    """Issues and checks the API's bearer tokens (HS256 under the jwt_secret credential)."""
+
+    def __init__(self, secret: str, *, clock: Callable[[], float] = time.time) -> None:
+        if len(secret) < MIN_SECRET_CHARS:
+            raise ConfigError("the jwt_secret credential is too short for signing API tokens",
+                              [("secrets.jwt_secret", f"at least {MIN_SECRET_CHARS} characters "
+                                "(openssl rand -hex 32)")])
+        self._key = OctKey.import_key(secret.encode())
+        self._clock = clock
+
+    def issue(self, subject: str, role: Role, ttl: timedelta) -> IssuedToken:
+        if not timedelta(0) < ttl <= MAX_TTL:
+            raise ValidationError(f"a token lives more than 0 s and at most {MAX_TTL}")
+        now = int(self._clock())
+        expires = now + int(ttl.total_seconds())
+        claims = {"iss": ISSUER, "sub": subject, "role": role.value, "iat": now, "exp": expires}
+        token = jwt.encode({"alg": "HS256", "typ": "JWT"}, claims, self._key)
+        return IssuedToken(token, subject, role, datetime.fromtimestamp(expires, UTC))
+
+    def verify(self, token: str, origin: str) -> Principal:
+        try:
+            claims = jwt.decode(token, self._key, algorithms=["HS256"]).claims
+            jwt.JWTClaimsRegistry(
+                now=int(self._clock()), iss={"essential": True, "value": ISSUER},
+                sub={"essential": True}, exp={"essential": True},
+            ).validate(claims)
+            role = Role(str(claims.get("role")))
+        except (JoseError, ValueError) as err:
+            raise AuthenticationError(f"invalid token: {type(err).__name__}") from err
+        return Principal(f"token:{claims['sub']}", role, origin)
+
+
+@dataclass
+class RateLimit:
+    """Requests per token subject: `rate_per_s` sustained, `burst` at once; beyond, 429."""
+
+    rate_per_s: float = 10.0
+    burst: int = 40
+    max_subjects: int = 10_000  # bounded: past it the buckets start over (all full again)
+    clock: Callable[[], float] = time.monotonic
+    _buckets: dict[str, TokenBucket] = field(default_factory=dict)
+
+    def allow(self, subject: str) -> bool:
+        now = self.clock()
+        bucket = self._buckets.get(subject)
+        if bucket is None:
+            if len(self._buckets) >= self.max_subjects:
+                self._buckets.clear()
+            bucket = self._buckets[subject] = TokenBucket(self.rate_per_s, self.burst, now=now)
+        return bucket.try_take(now)
+
+
+def _status(err: ReautodError) -> int:
+    for kind, status in ((AuthenticationError, 401), (PermissionDeniedError, 403),
+                         (NotFoundError, 404), (ValidationError, 400), (OverloadedError, 429),
+                         (UnavailableError, 503)):
+        if isinstance(err, kind):
+            return status
+    return 500
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    headers = ({"WWW-Authenticate": "Bearer"} if status == 401
+               else {"Retry-After": "1"} if status == 429 else None)
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status,
+                        headers=headers)
+
+
+def admin_router(authority: TokenAuthority, methods: Mapping[str, Method],
+                 auditor: MethodAuditor, rate_limit: RateLimit | None = None) -> APIRouter:
+    """The /api/v1 routes whose control methods this daemon has (a part that is not running,
+    telephony without Twilio for instance, still has its methods: they say what is missing)."""
+    router = APIRouter(prefix=PREFIX)
+    limit = rate_limit or RateLimit()
+    for route in ROUTES:
+        method = methods.get(route.method)
+        if method is None:
+            log.debug("admin API: %s %s not served (no method %s)", route.verb, route.path,
+                      route.method)
+            continue
+        router.add_api_route(route.path, _endpoint(route, method, authority, auditor, limit),
+                             methods=[route.verb], name=route.method,
+                             summary=method.summary or route.method)
+    return router
+
+
+def _endpoint(route: Route, method: Method, authority: TokenAuthority,
+              auditor: MethodAuditor, limit: RateLimit) -> Callable[[Request], Any]:
+    async def endpoint(request: Request) -> JSONResponse:
+        if int(request.headers.get("content-length") or 0) > MAX_BODY_BYTES:
+            return _error(413, "too_large", f"the body may be at most {MAX_BODY_BYTES} bytes")
+        client = request.client.host if request.client else "unknown"
+        try:
+            principal = _authenticate(request, authority, f"admin API from {client}")
+        except AuthenticationError as err:
+            return _error(401, err.code, err.message)
+        if not limit.allow(principal.subject):
+            return _error(429, "rate_limited", f"{principal.subject} is over "
+                          f"{limit.rate_per_s:g} requests per second")
+        if not any(principal.may(p) for p in route.allowed):
+            return _error(403, "permission_denied",
+                          f"{principal.subject} ({principal.role}) may not {route.method}")
+        try:
+            raw = await _raw_params(request, route)
+            params = method.params.model_validate(raw)
+        except PydanticValidationError as err:
+            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'params'}: {e['msg']}"
+                                 for e in err.errors())
+            return _error(422, "invalid_params", problems)
+        except ValidationError as err:
+            return _error(400, err.code, err.message)
+        try:
+            result = await auditor.run_method(method.name, params, method.handler, principal,
+                                              changes_state=method.changes_state)
+        except ReautodError as err:
+            return _error(_status(err), err.code, err.message)
+        return JSONResponse(result)
+
+    return endpoint
+
+
+def _authenticate(request: Request, authority: TokenAuthority, origin: str) -> Principal:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AuthenticationError("a bearer token is required (reautoctl token create)")
+    return authority.verify(token.strip(), origin)
+
+
+async def _raw_params(request: Request, route: Route) -> dict[str, Any]:
+    raw: dict[str, Any] = {}
+    if route.verb == "GET":
+        raw.update(request.query_params)
+    else:
+        body = await request.body()
+        if body.strip():
+            try:
+                data = await request.json()
+            except ValueError as err:
+                raise ValidationError("the body is not JSON") from err
+            if not isinstance(data, dict):
+                raise ValidationError("the body is a JSON object of the method's params")
+            raw.update(data)
+    raw.update(request.path_params)  # the path wins over the body
+    return raw
+
+
+# -- the control method that makes tokens ----------------------------------------------------
+
+
+class TokenParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    subject: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._@-]+$",
+                         description="who the token is for (shown in the audit log)")
+    role: Role
+    ttl_minutes: int = Field(15, ge=1, le=int(MAX_TTL.total_seconds() // 60))
+
+
+class TokenResult(BaseModel):
+    token: str
+    subject: str
+    role: Role
+    expires_at: datetime
+
+
+def token_methods(authority: TokenAuthority | None) -> list[Method]:
+    async def create(params: TokenParams) -> dict[str, Any]:
+        require(Permission.TOKENS)
+        if authority is None:
+            raise UnavailableError("the admin API is off: set the jwt_secret credential "
+                                   "(openssl rand -hex 32)")
+        issued = authority.issue(params.subject, params.role,
+                                 timedelta(minutes=params.ttl_minutes))
+        return TokenResult(token=issued.token, subject=issued.subject, role=issued.role,
+                           expires_at=issued.expires_at).model_dump(mode="json")
+
+    return [Method("token.create", create, TokenParams, changes_state=True,
+                   summary="an admin API bearer token for a subject and role")]
