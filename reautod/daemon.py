@@ -240,8 +240,11 @@ class Daemon:
             self.integrations.results, *self.cost.observers,
         )
         # What calls say: the campaign's playbook (the qualifying agent), else the one prompt.
+        # A playbook's bookings go to the rep's calendar when one is configured, else to the
+        # campaign's own slots.
         self.dialogue = DialoguePart(self.settings, self.state_dir, self.db, self.writer,
-                                     self.bus, self.metrics, self.engines.llm)
+                                     self.bus, self.metrics, self.engines.llm,
+                                     calendar=self.integrations.scheduler())
         await self.dialogue.start()
         self._health_checks["playbooks"] = self.dialogue.health
         conversations = self.dialogue.conversations(

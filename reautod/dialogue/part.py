@@ -42,6 +42,7 @@ from reautod.dialogue.playbook_file import LoadedPlaybook, PlaybookError
 from reautod.dialogue.ports import CallContext as AgentCall
 from reautod.dialogue.ports import LeadContext
 from reautod.dialogue.replies import CallResult
+from reautod.dialogue.scheduling import Scheduler
 from reautod.dialogue.seam import PlaybookConversations
 from reautod.dialogue.slots import CampaignSlots
 from reautod.dialogue.vocabulary import Outcome
@@ -180,9 +181,12 @@ class StoreAgentSource:
 
     def __init__(self, db: Database, library: PlaybookLibrary, factory: AgentFactory,
                  windows: CampaignCallbackWindow | None = None, *, agent: AgentSettings,
-                 default_caller_id: str | None) -> None:
+                 default_caller_id: str | None, calendar: Scheduler | None = None) -> None:
         """`agent`, `default_caller_id`: what a campaign's opening falls back to (config
-        `agent`, `twilio.from_number`), as the dialer renders it."""
+        `agent`, `twilio.from_number`), as the dialer renders it. `calendar`: the rep's
+        calendar (CalDAV, `[integrations.caldav]`), where a playbook with booking books
+        instead of its campaign's own slots."""
+        self._calendar = calendar
         self._agent = agent
         self._default_caller_id = default_caller_id
         self._calls = CallRepository(db)
@@ -249,8 +253,10 @@ class StoreAgentSource:
             return None
         lead = await self._lead(row.lead_id if row else None, campaign, loaded, call)
         booking = loaded.playbook.booking
-        scheduler = (CampaignSlots(booking, self._appointments, campaign.id)
-                     if booking is not None else None)
+        scheduler: Scheduler | None = None
+        if booking is not None:
+            scheduler = (self._calendar if self._calendar is not None
+                         else CampaignSlots(booking, self._appointments, campaign.id))
         self.pipeline_ids[key] = call.call_id
         agent = self._factory.start(
             AgentCall(key, lead, call.direction, settings.transfer_number,
@@ -300,7 +306,8 @@ class DialoguePart:
     `close()`."""
 
     def __init__(self, settings: Settings, state_dir: Path, db: Database, writer: WriteBehind,
-                 bus: EventBus, metrics: Metrics, llm: object = None) -> None:
+                 bus: EventBus, metrics: Metrics, llm: object = None,
+                 calendar: Scheduler | None = None) -> None:
         self.directory = settings.dialogue.playbooks_dir or state_dir / "playbooks"
         self.library = PlaybookLibrary(self.directory)
         self.cache = ResponseCache(settings.redis_url)
@@ -314,7 +321,8 @@ class DialoguePart:
             json_model=json_model_of(llm), opening=OpeningFields.from_agent(settings.agent))
         self.source = StoreAgentSource(db, self.library, self.factory, windows,
                                        agent=settings.agent,
-                                       default_caller_id=settings.twilio.from_number)
+                                       default_caller_id=settings.twilio.from_number,
+                                       calendar=calendar)
 
     def _pipeline_id(self, call_id: uuid.UUID) -> str:
         return self.source.pipeline_id(call_id)

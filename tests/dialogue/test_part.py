@@ -32,7 +32,9 @@ from reautod.dialogue.part import (
     json_model_of,
     seed_examples,
 )
+from reautod.dialogue.playbook import Booking as BookingSettings
 from reautod.dialogue.ports import LeadContext
+from reautod.dialogue.slots import CampaignSlots
 from reautod.engines.base import ChatMessage
 from reautod.engines.catalog import PROFILES
 from reautod.engines.llm import LlamaLLM
@@ -43,6 +45,7 @@ from reautod.store.database import Database
 from reautod.store.enums import CallOutcome, LeadStatus
 from reautod.store.records import CallEnded, CallOutcomeDecided, CallStarted
 from reautod.store.repositories import (
+    AppointmentRepository,
     CallRepository,
     CampaignRepository,
     ContactInput,
@@ -128,6 +131,23 @@ async def test_a_dialed_call_gets_its_campaigns_playbook_and_lead(site: Site) ->
     assert [line.text for line in opening.lines][1:3] == [
         "To stop these calls, say stop or press 9.",
         "To ask us not to call you again, you can also call 3 1 2, 5 5 5, 0 1 0 0."]
+
+
+async def test_with_a_reps_calendar_the_playbook_books_there(site: Site) -> None:
+    """`[integrations.caldav]` configured: the agent books in the rep's calendar, not in the
+    campaign's own slots (which stay the scheduler without one, as above)."""
+    calendar = CampaignSlots(BookingSettings(timezone="America/Chicago", hours={"mon": "09:00-17:00"}),
+                             AppointmentRepository(site.db), uuid.uuid4())
+    factory = AgentFactory(records=site.records, effects=Effects(), window=site.windows)
+    source = StoreAgentSource(site.db, PlaybookLibrary(site.playbooks), factory, site.windows,
+                              agent=AgentSettings(), default_caller_id=None, calendar=calendar)
+    agent = await source.agent_for(call("sim-00000000cafe", "sellers"))
+    assert agent is not None and agent._booker is not None
+    assert agent._booker.scheduler is calendar
+    plain = await site.source.agent_for(call("sim-00000000beef", "sellers"))
+    assert plain is not None and plain._booker is not None
+    assert isinstance(plain._booker.scheduler, CampaignSlots)
+    assert plain._booker.scheduler is not calendar
 
 
 async def test_a_simulated_call_talks_to_a_stand_in(site: Site) -> None:
