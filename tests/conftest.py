@@ -18,24 +18,6 @@ pytest_plugins = ["tests.fixtures.services", "tests.fixtures.daemon", "tests.fix
 _LEAKY_VARS = ("STATE_DIRECTORY", "RUNTIME_DIRECTORY", "CREDENTIALS_DIRECTORY", "NOTIFY_SOCKET",
                "WATCHDOG_USEC", "WATCHDOG_PID", "INVOCATION_ID", "JOURNAL_STREAM")
 
-# `make test` runs the suite in two pytest-xdist workers (--dist loadgroup). Tests that share an
-# expensive session fixture stay in one worker, so it is built once: the .deb (built, then
-# installed into chroots by the package and playbook tests) and the daemon on the real models.
-_SHARED_FIXTURE_GROUPS = {
-    "tests/packaging/test_deb.py": "deb",
-    "tests/ansible/": "deb",
-    "tests/conversation/": "small-daemon",
-}
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    root = Path(str(config.rootpath))
-    for item in items:
-        where = Path(str(item.path)).relative_to(root).as_posix()
-        for prefix, group in _SHARED_FIXTURE_GROUPS.items():
-            if where.startswith(prefix):
-                item.add_marker(pytest.mark.xdist_group(group))
-
 
 @pytest.fixture(autouse=True)
 def isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:

@@ -1,12 +1,13 @@
-"""Session fixtures shared by tests/packaging and tests/ansible: the .deb, built once per session.
+"""Session fixtures shared by tests/packaging and tests/ansible: the .deb, built once per run.
 
 `packaging/build-deb --fast` (gzip -1 instead of xz: the same package, compressed in seconds) into
-a session temp dir. The build reuses uv's cache of every wheel; only the first build on a new
-machine compiles llama-cpp-python for Debian's python3.11 (about 8 minutes on 2 cores).
+the run's temp dir (xdist workers share it). The build reuses uv's cache of every wheel; only the
+first build on a new machine compiles llama-cpp-python for Debian's python3.11 (about 8 minutes on 2 cores).
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -49,7 +50,17 @@ def built_deb(tmp_path_factory: pytest.TempPathFactory) -> Path:
     prebuilt = os.environ.get("REAUTOD_TEST_DEB")
     if prebuilt:
         return Path(prebuilt)
-    return build_deb(tmp_path_factory.mktemp("deb"))
+    # `make test` runs two xdist workers, each with its own session: the first to need the
+    # package builds it under a lock in the run's shared temp dir, the other reuses it.
+    run_dir = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # a worker's temp dir sits in the run's
+        run_dir = run_dir.parent
+    shared = run_dir / "deb"
+    shared.mkdir(exist_ok=True)
+    with (shared / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        debs = sorted(shared.glob("*.deb"))
+        return debs[0] if debs else build_deb(shared)
 
 
 @pytest.fixture(scope="session")
