@@ -245,7 +245,8 @@ class Daemon:
         # campaign's own slots.
         self.dialogue = DialoguePart(self.settings, self.state_dir, self.db, self.writer,
                                      self.bus, self.metrics, self.engines.llm,
-                                     calendar=self.integrations.scheduler())
+                                     calendar=self.integrations.scheduler(),
+                                     llm_usage=self.cost.llm_usage)
         await self.dialogue.start()
         self._health_checks["playbooks"] = self.dialogue.health
         conversations = self.dialogue.conversations(

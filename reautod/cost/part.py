@@ -8,6 +8,8 @@ for its call observer, its metered engines, its dial check and its control metho
   `[elevenlabs] enabled`, choose each call's voice tier (`PremiumVoice`);
 - `metered(engines)`: the engines as the call manager should see them, each request metered,
   the voice a `TieredTTS` (premium where the tier engine chose it, else the local engine);
+- `llm_usage`: the meter of model requests made beside the engines (the dialogue's JSON
+  extraction);
 - `check_dial(campaign_id)`: the budget's verdict on a new dial (`DialRefusal` or None);
 - `reconcile_with(source)` when Twilio is configured: each phone call's price, once Twilio has
   it (`cost.reconcile_delays_s` after the call), against the ledger;
@@ -198,6 +200,12 @@ class CostPart:
             return (await self.calls.get(call_id)).amd_result is not None
         except NotFoundError:
             return False
+
+    def llm_usage(self, call_id: str, prompt_tokens: int, completion_tokens: int,
+                  compute_s: float) -> None:
+        """A model request outside the call's engines (the dialogue's constrained-JSON fact
+        extraction: `JsonUsage`), metered to the call like its replies."""
+        self.tracker.usage_meter(call_id).llm(prompt_tokens, completion_tokens, compute_s)
 
     def _publish_cost(self, update: CostUpdate) -> None:
         self.bus.publish("cost.update", update.model_dump(mode="json"))
