@@ -232,6 +232,7 @@ class Daemon:
             erased=self.security.register,
         )
         self.telephony.ended_unconnected = self.integrations.results.ended_without_conversation
+        self.cost.alert_sinks.append(self.integrations.budget_alerts)  # budget.alert webhooks
         # Every call's life goes to the store, the operator (bus, metrics, sessions), telephony,
         # the integrations and the cost meters (after the store: they read the call's row back);
         # the fan-out guards each, so one failing never hides a call from the others.
@@ -244,7 +245,8 @@ class Daemon:
         # campaign's own slots.
         self.dialogue = DialoguePart(self.settings, self.state_dir, self.db, self.writer,
                                      self.bus, self.metrics, self.engines.llm,
-                                     calendar=self.integrations.scheduler())
+                                     calendar=self.integrations.scheduler(),
+                                     llm_usage=self.cost.llm_usage)
         await self.dialogue.start()
         self._health_checks["playbooks"] = self.dialogue.health
         conversations = self.dialogue.conversations(

@@ -8,11 +8,14 @@ for its call observer, its metered engines, its dial check and its control metho
   `[elevenlabs] enabled`, choose each call's voice tier (`PremiumVoice`);
 - `metered(engines)`: the engines as the call manager should see them, each request metered,
   the voice a `TieredTTS` (premium where the tier engine chose it, else the local engine);
+- `llm_usage`: the meter of model requests made beside the engines (the dialogue's JSON
+  extraction);
 - `check_dial(campaign_id)`: the budget's verdict on a new dial (`DialRefusal` or None);
 - `reconcile_with(source)` when Twilio is configured: each phone call's price, once Twilio has
   it (`cost.reconcile_delays_s` after the call), against the ledger;
 - a task that forecasts budgets and re-syncs their counters every `cost.forecast_interval_s`;
-  threshold and forecast alerts go out as `budget.alert` events.
+  threshold and forecast alerts go out as `budget.alert` events, and to each of `alert_sinks`
+  (the daemon adds the integrations' outbox webhooks).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from typing import Protocol
 
 from reautod.call_events import CallObserver
 from reautod.config import Settings
-from reautod.cost.budgets import BudgetGauges, BudgetGuard, DialRefusal
+from reautod.cost.budgets import AlertSink, BudgetGauges, BudgetGuard, DialRefusal
 from reautod.cost.control import budget_methods
 from reautod.cost.counters import open_counters
 from reautod.cost.ledger import CostLedger, CostMetrics, RecordSink
@@ -98,6 +101,7 @@ class CostPart:
         if self.premium is not None:
             self.observers.append(self.premium)
         self._ticker: asyncio.Task[None] | None = None
+        self.alert_sinks: list[AlertSink] = []  # besides the bus (the outbox's webhooks)
         self.reconcile: ReconcileQueue | None = None
 
     async def start(self) -> None:
@@ -197,9 +201,17 @@ class CostPart:
         except NotFoundError:
             return False
 
+    def llm_usage(self, call_id: str, prompt_tokens: int, completion_tokens: int,
+                  compute_s: float) -> None:
+        """A model request outside the call's engines (the dialogue's constrained-JSON fact
+        extraction: `JsonUsage`), metered to the call like its replies."""
+        self.tracker.usage_meter(call_id).llm(prompt_tokens, completion_tokens, compute_s)
+
     def _publish_cost(self, update: CostUpdate) -> None:
         self.bus.publish("cost.update", update.model_dump(mode="json"))
 
     def budget_alert(self, alert: BudgetAlert) -> None:
-        """The guard's AlertSink: every alert to control-socket subscribers."""
+        """The guard's AlertSink: every alert to control-socket subscribers and `alert_sinks`."""
         self.bus.publish("budget.alert", alert.model_dump(mode="json"))
+        for sink in self.alert_sinks:
+            sink.budget_alert(alert)

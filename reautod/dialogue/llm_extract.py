@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
@@ -30,6 +31,11 @@ log = logging.getLogger(__name__)
 UNKNOWN = "unknown"
 _INSTRUCTIONS = ("Read the caller's answer and fill in the JSON. Use \"unknown\" for anything "
                  "the answer does not clearly say.")
+
+
+# (call id, prompt tokens, completion tokens, compute seconds): a completion's usage, for the
+# cost part's meter of that call (`CostPart.llm_usage`)
+JsonUsage = Callable[[str, int, int, float], None]
 
 
 class JsonModel(Protocol):
@@ -101,34 +107,45 @@ class LlamaJsonModel:
     not reentrant) or let `load` make a model and scheduler of its own.
     """
 
-    def __init__(self, model: Llama, scheduler: EngineScheduler, *, timeout_s: float = 10.0) -> None:
+    def __init__(self, model: Llama, scheduler: EngineScheduler, *, timeout_s: float = 10.0,
+                 on_usage: JsonUsage | None = None) -> None:
         self._model = model
         self._scheduler = scheduler
         self._timeout_s = timeout_s
+        self._on_usage = on_usage
 
     @classmethod
     def load(cls, path: Path, *, n_ctx: int = 2048, n_threads: int | None = None,
-             timeout_s: float = 10.0) -> LlamaJsonModel:
+             timeout_s: float = 10.0, on_usage: JsonUsage | None = None) -> LlamaJsonModel:
         """Load a GGUF file with a scheduler of its own (blocking: use a thread)."""
         from llama_cpp import Llama
 
         threads = n_threads or default_threads()
         model = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads,
                       n_threads_batch=threads, verbose=False)
-        return cls(model, EngineScheduler("llm", queue_size=8, concurrency=1), timeout_s=timeout_s)
+        return cls(model, EngineScheduler("llm", queue_size=8, concurrency=1), timeout_s=timeout_s,
+                   on_usage=on_usage)
 
     async def complete_json(self, messages: list[ChatMessage], schema: dict[str, Any], *,
                             call_id: str, max_tokens: int) -> str:
         chat = validate_messages(messages)
 
-        def run(ctx: JobContext) -> str:
+        def run(ctx: JobContext) -> tuple[str, int, int, float]:
             ctx.check()
+            started = time.monotonic()  # on the worker: the queue wait is not compute
             out = cast(dict[str, Any], self._model.create_chat_completion(
                 messages=cast(Any, chat), max_tokens=max_tokens, temperature=0.0,
                 response_format={"type": "json_object", "schema": schema}))
-            return str(out["choices"][0]["message"]["content"] or "")
+            usage = out.get("usage") or {}
+            return (str(out["choices"][0]["message"]["content"] or ""),
+                    int(usage.get("prompt_tokens") or 0),
+                    int(usage.get("completion_tokens") or 0), time.monotonic() - started)
 
-        return await self._scheduler.run(run, call_id=call_id, timeout_s=self._timeout_s)
+        text, prompt_tokens, completion_tokens, compute_s = await self._scheduler.run(
+            run, call_id=call_id, timeout_s=self._timeout_s)
+        if self._on_usage is not None:
+            self._on_usage(call_id, prompt_tokens, completion_tokens, compute_s)
+        return text
 
     async def close(self) -> None:
         if await self._scheduler.close():

@@ -37,7 +37,7 @@ from reautod.dialogue.cache import ResponseCache
 from reautod.dialogue.control import dialogue_methods
 from reautod.dialogue.effects import CallingWindowPolicy, StoreCallEffects
 from reautod.dialogue.library import PlaybookLibrary
-from reautod.dialogue.llm_extract import JsonModel, LlamaJsonModel
+from reautod.dialogue.llm_extract import JsonModel, JsonUsage, LlamaJsonModel
 from reautod.dialogue.playbook_file import LoadedPlaybook, PlaybookError
 from reautod.dialogue.ports import CallContext as AgentCall
 from reautod.dialogue.ports import LeadContext
@@ -97,11 +97,13 @@ def seed_examples(directory: Path) -> list[Path]:
     return seeded
 
 
-def json_model_of(llm: object) -> JsonModel | None:
+def json_model_of(llm: object, on_usage: JsonUsage | None = None) -> JsonModel | None:
     """The shared LLM's constrained-JSON side (llama.cpp grammars), on its own scheduler so it
-    never runs beside a reply in the one context; None for any other engine (missing models)."""
+    never runs beside a reply in the one context; None for any other engine (missing models).
+    `on_usage` hears each completion's tokens and compute (the cost part's meter)."""
     if isinstance(llm, LlamaLLM) and llm.model is not None:
-        return LlamaJsonModel(llm.model, llm.scheduler, timeout_s=llm.timeout_s)
+        return LlamaJsonModel(llm.model, llm.scheduler, timeout_s=llm.timeout_s,
+                              on_usage=on_usage)
     return None
 
 
@@ -307,7 +309,7 @@ class DialoguePart:
 
     def __init__(self, settings: Settings, state_dir: Path, db: Database, writer: WriteBehind,
                  bus: EventBus, metrics: Metrics, llm: object = None,
-                 calendar: Scheduler | None = None) -> None:
+                 calendar: Scheduler | None = None, llm_usage: JsonUsage | None = None) -> None:
         self.directory = settings.dialogue.playbooks_dir or state_dir / "playbooks"
         self.library = PlaybookLibrary(self.directory)
         self.cache = ResponseCache(settings.redis_url)
@@ -318,7 +320,7 @@ class DialoguePart:
         self.factory = AgentFactory(
             records=writer, effects=StoreCallEffects(db), window=windows,
             observer=AgentEvents(bus, metrics, self._pipeline_id), cache=self.cache,
-            json_model=json_model_of(llm), opening=OpeningFields.from_agent(settings.agent))
+            json_model=json_model_of(llm, llm_usage), opening=OpeningFields.from_agent(settings.agent))
         self.source = StoreAgentSource(db, self.library, self.factory, windows,
                                        agent=settings.agent,
                                        default_caller_id=settings.twilio.from_number,

@@ -15,7 +15,6 @@ telephony tells `ended_without_conversation` once Twilio's final status is store
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from reautod.call_events import CallInfo, CallState, TurnRecord
@@ -29,6 +28,7 @@ from reautod.integrations.events import (
     LeadRef,
 )
 from reautod.integrations.sheets import CallResult, ResultsSheet
+from reautod.integrations.tasks import BackgroundTasks
 from reautod.integrations.webhooks import WebhookPublisher
 from reautod.store.call_observer import call_uuid
 from reautod.store.database import Database
@@ -58,7 +58,7 @@ class CallResults:
         self.sheet = sheet
         self.flush_timeout_s = flush_timeout_s
         self.outbox = OutboxRepository(db)
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = BackgroundTasks()
 
     # -- the CallObserver side: sync, cheap ---------------------------------------------------------
 
@@ -85,10 +85,7 @@ class CallResults:
         self._spawn(call_id, status, 0.0)
 
     def _spawn(self, call_id: str, reason: str, duration_s: float) -> None:
-        task = asyncio.get_running_loop().create_task(
-            self._queue(call_id, reason, duration_s), name=f"results of call {call_id}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(self._queue(call_id, reason, duration_s), f"results of call {call_id}")
 
     # -- the task --------------------------------------------------------------------------------
 
@@ -145,10 +142,5 @@ class CallResults:
     async def close(self, timeout_s: float = 10.0) -> None:
         """Let the calls that ended during the drain queue their results (the writer is still
         open), then give up on the rest."""
-        if not self._tasks:
-            return
-        _, pending = await asyncio.wait(tuple(self._tasks), timeout=timeout_s)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+        await self._tasks.close(timeout_s)
 

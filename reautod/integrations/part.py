@@ -26,6 +26,7 @@ from reautod.config import Secrets, Settings
 from reautod.dialogue.scheduling import Scheduler
 from reautod.errors import ConfigError, ReautodError, UnavailableError
 from reautod.integrations.booking import BookingService
+from reautod.integrations.budget_alerts import BudgetAlertWebhooks
 from reautod.integrations.caldav_scheduler import CalDAVScheduler
 from reautod.integrations.call_results import CallResults
 from reautod.integrations.confirmations import SmtpEmail, TwilioSms
@@ -39,7 +40,7 @@ from reautod.integrations.webhooks import WebhookDeliverer, WebhookPublisher
 from reautod.methods import Method
 from reautod.observability.metrics import Metrics
 from reautod.store.database import Database
-from reautod.store.repositories import OutboxRepository
+from reautod.store.repositories import CampaignRepository, OutboxRepository
 from reautod.store.types import utcnow
 from reautod.store.writebehind import WriteBehind
 
@@ -112,6 +113,8 @@ class IntegrationsPart:
         self.publisher = WebhookPublisher(self.repo, self.endpoints, wake=self.worker.notify)
         # the pipeline's observer: every ended call's results into the outbox
         self.results = CallResults(db, writer, self.publisher, sheet=self.results_sheet)
+        # the cost part's alert sink: budget alerts out as `budget.alert` webhooks
+        self.budget_alerts = BudgetAlertWebhooks(self.publisher, CampaignRepository(db))
         self.booking = self._built("the calendar", lambda: booking_service(
             settings, self.credentials, db, self.publisher, sms_enabled="sms" in deliverers,
             email_enabled="email" in deliverers, metrics=metrics, clock=clock))
@@ -243,6 +246,7 @@ class IntegrationsPart:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._calendar_task
         await self.results.close()
+        await self.budget_alerts.close()
         await self.worker.stop()  # closes the senders, the results sheet's client with them
         if self.sheets_client is not None and self.results_sheet is None:
             await self.sheets_client.aclose()

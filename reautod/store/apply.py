@@ -6,7 +6,7 @@ import itertools
 from collections.abc import Sequence
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, case, func, update
+from sqlalchemy import Table, and_, case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from reautod.store import models as m
@@ -31,6 +31,7 @@ from reautod.store.sql import status_rank, upsert
 calls = cast(Table, m.Call.__table__)
 call_events = cast(Table, m.CallEvent.__table__)
 leads = cast(Table, m.Lead.__table__)
+campaigns = cast(Table, m.Campaign.__table__)
 
 
 async def apply_records(conn: AsyncConnection, records: Sequence[Record]) -> None:
@@ -51,9 +52,13 @@ async def apply_records(conn: AsyncConnection, records: Sequence[Record]) -> Non
 
 
 async def _call_started(conn: AsyncConnection, r: CallStarted) -> None:
+    campaign_id: Any = r.campaign_id
+    if campaign_id is None and r.campaign_name is not None:  # NULL when no campaign has it
+        campaign_id = (select(campaigns.c.id).where(campaigns.c.name == r.campaign_name)
+                       .scalar_subquery())
     stmt = upsert(conn, calls).values(
         id=r.call_id,
-        campaign_id=r.campaign_id,
+        campaign_id=campaign_id,
         contact_id=r.contact_id,
         lead_id=r.lead_id,
         call_sid=r.call_sid,

@@ -59,6 +59,7 @@ class StoreCallObserver:
                 status=CallStatus.IN_PROGRESS,
                 call_sid=info.call_sid,
                 stream_sid=info.stream_sid,
+                campaign_name=info.campaign,  # the dialer's row has the id already
             )
         )
         # The media stream starts when the call is answered: that is the answer time.

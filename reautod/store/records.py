@@ -58,6 +58,9 @@ class CallStarted:
     from_number: str | None = None
     to_number: str | None = None
     prompt_version: str | None = None
+    # the campaign by name, when the caller knows no id (a simulated call's --campaign): the
+    # row joins that campaign if one has the name, so its report and budgets count the call
+    campaign_name: str | None = None
 
     def __post_init__(self) -> None:
         _aware("created_at", self.created_at)

@@ -17,6 +17,10 @@ from reautod.config import Settings
 from reautod.cost.part import CostPart
 from reautod.cost.reconcile import ReportedPrice
 from reautod.daemon import main as daemon_main
+from reautod.dialogue.part import json_model_of
+from reautod.engines.base import ChatMessage
+from reautod.engines.catalog import PROFILES
+from reautod.engines.llm import LlamaLLM
 from reautod.errors import ConfigError
 from reautod.observability.events import EventBus
 from reautod.observability.metrics import Metrics
@@ -143,3 +147,28 @@ def test_check_config_validates_the_price_book(tmp_path: Path,
     assert f"price book {book}: 3 problem(s)" in err and "books[0].twilio: Field required" in err
     config.write_text("")
     assert daemon_main(["--config", str(config), "--check-config"]) == 0
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_the_dialogues_json_requests_are_metered_to_the_call(
+        db: Database, test_models_dir: Path) -> None:
+    """The dialogue's constrained-JSON extraction runs on the shared model beside the call's
+    engines: `llm_usage` puts its tokens and compute on that call's meter."""
+    part = CostPart(Settings(), db, Collect(), Metrics(), EventBus(), clock=lambda: T0)
+    llm = await asyncio.to_thread(
+        LlamaLLM.load, PROFILES["test"]["llm"].path_in(test_models_dir), n_ctx=512,
+        n_gpu_layers=0, n_threads=1, queue_size=4, timeout_s=30, max_tokens=8)
+    try:
+        model = json_model_of(llm, part.llm_usage)
+        assert model is not None
+        call = uuid.uuid4()  # the agent asks with the store's id of the call
+        part.tracker.begin_call(call, None, direction="outbound", started_at=T0)
+        schema = {"type": "object", "properties": {"is_owner": {"enum": ["yes", "no"]}},
+                  "required": ["is_owner"], "additionalProperties": False}
+        await model.complete_json([ChatMessage("user", "Do you own it? Yes.")], schema,
+                                  call_id=str(call), max_tokens=16)
+        snap = part.tracker.meter(call).snapshot()
+        assert snap.llm_prompt_tokens > 0 and 0 < snap.llm_completion_tokens <= 16
+    finally:
+        await llm.close()
+        await part.close()

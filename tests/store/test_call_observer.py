@@ -93,3 +93,24 @@ async def test_a_simulated_call_is_persisted(db: Database, tmp_path: Path) -> No
     ]
     assert (stored[0].tts_first_byte_ms, stored[1].stt_ms, stored[2].response_ms) == (120, 200, 640)
     assert stored[1].stt_confidence == 0.91
+
+
+async def test_a_call_named_after_a_campaign_joins_it(db: Database, tmp_path: Path) -> None:
+    """A simulated call's `--campaign` is a name: the row joins the campaign that has it (so its
+    report and budgets count the call), and none when no campaign has it."""
+    spring = await CampaignRepository(db).create("spring")
+    wb = WriteBehind(db, tmp_path / "spool", queue_size=100)
+    await wb.start()
+    observer = StoreCallObserver(wb)
+    for n, (call_id, campaign) in enumerate((("sim-aaaaaaaaaaaa", "spring"),
+                                            ("sim-bbbbbbbbbbbb", "simulate"))):
+        observer.on_call_started(CallInfo(
+            call_id=call_id, stream_sid=f"MZ{n}" + "2" * 31, call_sid=None, lead_name="Pat",
+            campaign=campaign, direction="outbound", state=CallState.CONNECTING,
+            started_at=STARTED))
+    await wb.flush(timeout=30)
+    await wb.stop()
+    calls = CallRepository(db)
+    joined = await calls.get(call_uuid("sim-aaaaaaaaaaaa"))
+    assert (joined.campaign_id, joined.transport) == (spring.id, "simulated")
+    assert (await calls.get(call_uuid("sim-bbbbbbbbbbbb"))).campaign_id is None
