@@ -6,10 +6,10 @@ and one simulated call reaches all that a call's end reaches: a signed `call.com
 CRM, a dead letter for the failing receiver in `reautoctl outbox dead`, a row in the results
 sheet, and the call in `reautoctl export calls` as JSON, CSV and XML (valid against the XSD).
 
-A booking is not driven here: the simulated lead of this branch is no contact, so the agent has
-no one to book for, and the test models' words are noise. A booking through the daemon's own
-wiring (IntegrationsPart's BookingService: CalDAV event, email with ICS, appointment webhook) is
-tested in test_part.py, the whole "done when" at library level in test_done_when.py."""
+The cheap variant, on the random-weight models whose words are noise, so no booking: a call that
+books through the daemon (CalDAV event, email with the ICS, appointment webhook) needs the real
+small models and is test_daemon_booked_call.py; the whole "done when" at library level is
+test_done_when.py."""
 
 from __future__ import annotations
 
