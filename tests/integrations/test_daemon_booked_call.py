@@ -9,36 +9,25 @@ results sheet with the appointment, and the call in `reautoctl export` as JSON, 
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import shutil
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from icalendar import Calendar
-from lxml import etree
 
 from reautod.integrations import signing
-from reautod.integrations.control import DeadLettersResult
-from reautod.integrations.exports import XSD_PATH
 from reautod.store.call_observer import call_uuid
 from tests.conversation.conftest import daemon_config
 from tests.fixtures.daemon import DaemonProcess
+from tests.integrations.daemon_results import NS, dead_letters, eventually, exported_call, servers
 from tests.integrations.radicale_server import Radicale, get_events
-from tests.integrations.sheets_standin import SheetsStandIn
-from tests.integrations.smtp_server import smtp_server
-from tests.integrations.standins import TokenServer, WebhookReceiver
-from tests.integrations.test_sheets import EMAIL, service_account_key
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 SECRET = "whsec-booked-call"
-NS = {"x": "urn:reautod:export:1"}
 LEAD = [
     "Yes, I have a minute.",
     "Yes, I'm the owner. I want to sell as soon as possible because we are downsizing.",
@@ -49,72 +38,19 @@ LEAD = [
 ]
 
 
-def integrations(crm: str, broken: str, caldav: Radicale, smtp_port: int, sheets: str) -> str:
-    return f"""[integrations]
-webhook_url = "{crm}/hooks"
-webhook_secret_credential = "crm_webhook_secret"
-[integrations.delivery]
-poll_interval_s = 0.2
-max_attempts = 2
-backoff_base_s = 0.2
-backoff_max_s = 1.0
-[[integrations.webhooks]]
-name = "broken"
-url = "{broken}/hooks"
-secret_credential = "crm_webhook_secret"
-events = ["appointment.booked"]
-[integrations.caldav]
-url = "{caldav.url}"
-username = "{caldav.user}"
-password_credential = "caldav_password"
-calendar = "{caldav.calendar}"
-timezone = "America/Chicago"
-workdays = [0, 1, 2, 3, 4, 5, 6]
-day_start = "00:00:00"
-day_end = "23:30:00"
-slot_minutes = 20
-min_notice_minutes = 0
-rep_email = "rep@acme.example"
-meeting_link_template = "https://meet.example.com/{{booking}}"
-[integrations.smtp]
-host = "127.0.0.1"
-port = {smtp_port}
-starttls = false
-from_address = "reautod@acme.example"
-[integrations.sheets]
-api_base_url = "{sheets}"
-results_spreadsheet_id = "results-1"
-flush_interval_s = 0.5
-"""
-
-
-def eventually(what: str, probe: Callable[[], Any], timeout: float = 90.0,
-               context: Callable[[], object] = lambda: "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        if value := probe():
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no {what} within {timeout} s: {context()}")
-        time.sleep(0.2)
-
-
 def test_a_booked_call_reaches_every_tool_through_the_daemon(
     small_models_dir: Path, caldav_server: Radicale, tmp_path: Path,
 ) -> None:
     runtime = tempfile.mkdtemp(prefix="rt-", dir="/tmp")  # the socket path must stay short
-    with (smtp_server() as inbox, TokenServer() as tokens, SheetsStandIn(tokens) as google,
-          WebhookReceiver() as crm, WebhookReceiver(default=500) as broken):
-        key_json, public = service_account_key(tokens.token_url)
-        tokens.public_keys[EMAIL] = public
-        google.sheets["results-1"] = {"Results": []}
-        credentials = tmp_path / "credentials"
-        credentials.mkdir()
-        for name, value in {"crm_webhook_secret": SECRET, "caldav_password": caldav_server.password,
-                            "google_service_account": key_json}.items():
-            (credentials / name).write_text(value + "\n")
-        config = daemon_config(tmp_path, runtime, small_models_dir) + integrations(
-            crm.base_url, broken.base_url, caldav_server, inbox.port, google.base_url)
+    with servers() as s:
+        credentials = s.credentials(tmp_path / "credentials", SECRET, caldav_server)
+        # the lead's slots: the rep's whole week, in the playbook's zone, from now on
+        config = daemon_config(tmp_path, runtime, small_models_dir) + s.integrations(
+            caldav_server, broken_events=["appointment.booked"], caldav_extra=(
+                'timezone = "America/Chicago"\nworkdays = [0, 1, 2, 3, 4, 5, 6]\n'
+                'day_start = "00:00:00"\nday_end = "23:30:00"\nslot_minutes = 20\n'
+                'min_notice_minutes = 0\n'
+                'meeting_link_template = "https://meet.example.com/{booking}"\n'))
         daemon = DaemonProcess(tmp_path, config, env={
             "HF_HUB_OFFLINE": "1", "CREDENTIALS_DIRECTORY": str(credentials)})
         for name in [n for n in daemon.env if n.startswith("REAUTOD_")]:
@@ -140,11 +76,11 @@ def test_a_booked_call_reaches_every_tool_through_the_daemon(
 
             # signed webhooks at the CRM: the booking as it was made, then the call's end
             def about_the_call() -> list[Any]:
-                return [r for r in crm.accepted() if r.json()["data"].get("call_id") == call_id]
+                return [r for r in s.crm.accepted() if r.json()["data"].get("call_id") == call_id]
 
             got = eventually("the call's four webhooks",
                              lambda: len(about_the_call()) >= 4 and about_the_call(),
-                             context=lambda: ([r.json()["type"] for r in crm.accepted()],
+                             context=lambda: ([r.json()["type"] for r in s.crm.accepted()],
                                               [(t["speaker"], t["text"]) for t in result["turns"]],
                                               daemon.log()[-4000:]))
             assert sorted(r.json()["type"] for r in got) == [
@@ -166,37 +102,24 @@ def test_a_booked_call_reaches_every_tool_through_the_daemon(
             event = eventually("the confirmed CalDAV event", confirmed)
             assert str(event["uid"]) == booked["calendar_ref"]
             # the rep's email, with the ICS
-            [mail] = eventually("the rep's email", lambda: list(inbox.messages))
+            [mail] = eventually("the rep's email", lambda: list(s.inbox.messages))
             assert mail["To"] == "rep@acme.example"
             [invite] = list(mail.iter_attachments())
             assert invite.get_content_type() == "text/calendar"
             assert booked["calendar_ref"] in invite.get_content()
 
             # the receiver that always fails: two attempts, then a dead letter
-            def dead() -> list[Any]:
-                return DeadLettersResult.model_validate_json(
-                    ctl("--json", "outbox", "dead")).dead_letters
-            [letter] = eventually("the dead letter", dead)
+            [letter] = eventually("the dead letter", lambda: dead_letters(ctl))
             assert (letter.endpoint, letter.event_type, letter.attempts) == (
                 "broken", "appointment.booked", 2)
 
             # the results sheet: the call's row, with its appointment
-            rows = eventually("the results-sheet row",
-                              lambda: google.sheets["results-1"]["Results"][1:])
+            rows = eventually("the results-sheet row", lambda: s.results_rows()[1:])
             [row] = [r for r in rows if r[2] == call_id]
             assert row[6] == "booked" and row[8].endswith(("CST", "CDT")), row
 
             # the call, and its appointment, in the three export formats
-            [as_json] = [c for c in json.loads(ctl("export", "calls", "--format", "json"))
-                         if c["call_id"] == call_id]
-            [as_csv] = [c for c in csv.DictReader(io.StringIO(
-                ctl("export", "calls", "--format", "csv"))) if c["call_id"] == call_id]
-            xml_file = tmp_path / "calls.xml"
-            ctl("export", "calls", "--format", "xml", "--output", str(xml_file))
-            xml = etree.parse(str(xml_file))
-            etree.XMLSchema(etree.parse(str(XSD_PATH))).assertValid(xml)
-            [as_xml] = [c for c in xml.getroot().findall("x:call", NS)
-                        if c.findtext("x:call_id", namespaces=NS) == call_id]
+            as_json, as_csv, as_xml = exported_call(ctl, call_id, tmp_path / "calls.xml")
             assert as_json["outcome"] == as_csv["outcome"] == as_xml.findtext(
                 "x:outcome", namespaces=NS) == "booked"
             [appointment] = [a for a in json.loads(ctl("export", "appointments", "--format", "json"))
