@@ -1,11 +1,14 @@
 """Call ends to results out: a `CallObserver` (the leaf contract `reautod.call_events`) that,
 once a call has ended and the store holds its row, queues in the outbox the `call.completed`
-webhook, `lead.opted_out` when the call ended in an opt-out, and the call's row for the results
-sheet when one is configured.
+webhook, `lead.scored` when the agent scored the lead during the call (its last score),
+`lead.qualified` when the conversation settled on qualified or booked, `lead.opted_out` when the
+call ended in an opt-out, and the call's row for the results sheet when one is configured.
+(`appointment.booked` is queued by the booking service when the booking is made, not here.)
 
 The event is built from the store's row, not from the pipeline's callback: the row is where the
-dialer's campaign and lead, Twilio's SID and telephony's outcome (an opt-out is recorded before
-the call is hung up) come together. So the observer first waits for the write-behind queue to
+dialer's campaign and lead, Twilio's SID, telephony's outcome (an opt-out is recorded before
+the call is hung up) and the conversation's (`CallOutcomeDecided`, written before the pipeline
+reports the end) come together, with the agent's scores (`lead_scores`). So the observer first waits for the write-behind queue to
 hold the call's end. All of that runs on a task of its own: the observer's callbacks stay
 sync and cheap, as the contract asks, and a store outage delays an event, never a call.
 
@@ -25,20 +28,26 @@ from reautod.integrations.events import (
     CampaignRef,
     LeadOptedOut,
     LeadOptedOutEvent,
+    LeadQualified,
+    LeadQualifiedEvent,
     LeadRef,
+    LeadScored,
+    LeadScoredEvent,
 )
 from reautod.integrations.sheets import CallResult, ResultsSheet
 from reautod.integrations.tasks import BackgroundTasks
 from reautod.integrations.webhooks import WebhookPublisher
 from reautod.store.call_observer import call_uuid
 from reautod.store.database import Database
-from reautod.store.enums import CallOutcome
+from reautod.store.enums import QUALIFIED_OUTCOMES, CallOutcome
 from reautod.store.repositories import (
     AppointmentRepository,
     CallRepository,
     CallRow,
     CampaignRepository,
     ContactRepository,
+    LeadScoreRepository,
+    LeadScoreRow,
     NewMessage,
     OutboxRepository,
 )
@@ -115,12 +124,25 @@ class CallResults:
                        phone=contact.phone_e164, name=contact.name, email=contact.email,
                        timezone=contact.timezone) if contact else None
         direction = "inbound" if row.direction == "inbound" else "outbound"
+        scores = await LeadScoreRepository(self.db).history(call_id=row.id, limit=1)
+        scored = scores[-1] if scores else None
         completed = CallCompletedEvent(campaign=campaign_ref, lead=lead, data=CallCompleted(
             call_id=str(row.id), call_sid=row.call_sid, direction=direction, status=row.status,
             outcome=row.outcome, disposition=row.disposition or reason, amd_result=row.amd_result,
             started_at=row.created_at, answered_at=row.answered_at, ended_at=row.ended_at,
-            duration_s=row.duration_ms / 1000 if row.duration_ms is not None else duration_s))
+            duration_s=row.duration_ms / 1000 if row.duration_ms is not None else duration_s,
+            score=scored.score if scored else None))
         messages = self.publisher.messages(completed)
+        if scored is not None:
+            messages += self.publisher.messages(LeadScoredEvent(
+                campaign=campaign_ref, lead=lead,
+                data=LeadScored(call_id=str(row.id), score=scored.score,
+                                factors=factor_points(scored), reason=scored.reason)))
+        if row.outcome in QUALIFIED_OUTCOMES:
+            messages += self.publisher.messages(LeadQualifiedEvent(
+                campaign=campaign_ref, lead=lead,
+                data=LeadQualified(call_id=str(row.id), score=scored.score if scored else None,
+                                   reason=row.disposition)))
         if row.outcome == CallOutcome.OPTED_OUT and lead is not None:
             # telephony's opt-outs go on the global list (call_tracker.on_opt_out)
             messages += self.publisher.messages(LeadOptedOutEvent(
@@ -135,8 +157,8 @@ class CallResults:
                 contact_id=str(contact.id) if contact else None,
                 lead_name=contact.name if contact else None,
                 phone=contact.phone_e164 if contact else None, status=row.status,
-                outcome=row.outcome, appointment_at=booked.starts_at if booked else None,
-                lead_timezone=zone)))
+                outcome=row.outcome, score=scored.score if scored else None,
+                appointment_at=booked.starts_at if booked else None, lead_timezone=zone)))
         return messages
 
     async def close(self, timeout_s: float = 10.0) -> None:
@@ -144,3 +166,15 @@ class CallResults:
         open), then give up on the rest."""
         await self._tasks.close(timeout_s)
 
+
+
+def factor_points(score: LeadScoreRow) -> dict[str, float]:
+    """A stored score's factors as the webhook gives them: each criterion's points (0-100).
+    The agent stores `{fact: {"value", "weight", "points"}}` (`Score.factors_json`); a factor
+    without numeric points is left out rather than guessed."""
+    points: dict[str, float] = {}
+    for fact, factor in score.factors.items():
+        value = factor.get("points") if isinstance(factor, dict) else factor
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            points[fact] = float(value)
+    return points

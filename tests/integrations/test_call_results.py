@@ -13,7 +13,13 @@ from reautod.campaigns.service import TelephonyPart
 from reautod.campaigns.settings import CampaignSettings
 from reautod.config import Secrets, Settings
 from reautod.integrations.call_results import CallResults
-from reautod.integrations.events import EVENTS, CallCompletedEvent, LeadOptedOutEvent
+from reautod.integrations.events import (
+    EVENTS,
+    CallCompletedEvent,
+    LeadOptedOutEvent,
+    LeadQualifiedEvent,
+    LeadScoredEvent,
+)
 from reautod.integrations.settings import SheetsSettings, WebhookEndpoint
 from reautod.integrations.sheets import CallResult, ResultsSheet, ServiceAccountKey, SheetsClient
 from reautod.integrations.webhooks import WebhookPublisher
@@ -21,7 +27,7 @@ from reautod.observability.events import EventBus
 from reautod.observability.metrics import Metrics
 from reautod.store.database import Database
 from reautod.store.enums import CallDirection, CallOutcome, CallStatus
-from reautod.store.records import CallEnded
+from reautod.store.records import CallEnded, ScoreUpdate
 from reautod.store.repositories import AppointmentRepository, CallRepository, OutboxRepository
 from reautod.store.writebehind import WriteBehind
 from tests.integrations.test_sheets import service_account_key
@@ -40,13 +46,21 @@ def results(db: Database, writer: WriteBehind) -> CallResults:
 
 
 async def ended_call(db: Database, writer: WriteBehind, results: CallResults, *,
-                     outcome: CallOutcome | None) -> uuid.UUID:
+                     outcome: CallOutcome | None, scores: tuple[int, ...] = ()) -> uuid.UUID:
     """A dialed call as the dialer and pipeline write it, ended through the observer the way
-    the daemon's fan-out reports it (the store's observer first, then the integrations)."""
+    the daemon's fan-out reports it (the store's observer first, then the integrations).
+    `scores`: what the agent scored the lead during the call, in order."""
     campaign, contact, lead = await campaign_contact_lead(db)
     call_id = uuid.uuid4()
     await CallRepository(db).write([call_started(campaign, contact, lead, call_id=call_id,
                                                  call_sid="CA" + "1" * 32)])
+    await CallRepository(db).write([
+        ScoreUpdate(uuid.uuid4(), score, T0 + timedelta(seconds=10 + i), call_id=call_id,
+                    contact_id=contact.id, lead_id=lead.id,
+                    factors={"owner": {"value": "yes", "weight": 2.0, "points": 100},
+                             "timeline": {"value": None, "weight": 1.0, "points": score // 2}},
+                    reason=f"{score}/100 scored")
+        for i, score in enumerate(scores)])
     if outcome is not None:
         await CallRepository(db).set_result(call_id, outcome=outcome)
     writer.submit(CallEnded(call_id, T0 + timedelta(seconds=42), disposition="caller_hung_up",
@@ -62,18 +76,48 @@ async def ended_call(db: Database, writer: WriteBehind, results: CallResults, *,
 async def test_a_call_end_queues_call_completed_for_every_endpoint_that_wants_it(
     db: Database, writer: WriteBehind, results: CallResults,
 ) -> None:
-    call_id = await ended_call(db, writer, results, outcome=CallOutcome.QUALIFIED)
+    call_id = await ended_call(db, writer, results, outcome=CallOutcome.NOT_QUALIFIED)
     rows = await OutboxRepository(db).recent()
     assert [(m.event_type, m.endpoint) for m in rows] == [("call.completed", "crm")]
     event = EVENTS.validate_python(rows[0].payload)
     assert isinstance(event, CallCompletedEvent)
-    assert event.data.call_id == str(call_id) and event.data.outcome == "qualified"
+    assert event.data.call_id == str(call_id) and event.data.outcome == "not_qualified"
+    assert event.data.score is None  # the agent never scored this lead
     assert event.data.call_sid == "CA" + "1" * 32
     assert event.data.ended_at == T0 + timedelta(seconds=42) and event.data.duration_s == 37.0
     assert event.data.disposition == "caller_hung_up"
     assert event.campaign is not None and event.campaign.name == "spring"
     assert event.lead is not None and event.lead.phone == "+15550001111"
     assert rows[0].ordering_key == event.lead.contact_id  # one person's events stay in order
+
+
+@pytest.mark.parametrize("outcome", [CallOutcome.QUALIFIED, CallOutcome.BOOKED])
+async def test_a_qualified_call_announces_the_leads_last_score_and_its_qualification(
+    db: Database, writer: WriteBehind, results: CallResults, outcome: CallOutcome,
+) -> None:
+    call_id = await ended_call(db, writer, results, outcome=outcome, scores=(40, 72))
+    rows = (await OutboxRepository(db).recent())[::-1]  # oldest first
+    # in the order they happened, so one lead's events reach the receiver in that order
+    assert [(m.event_type, m.endpoint) for m in rows] == [
+        ("call.completed", "crm"), ("lead.scored", "crm"), ("lead.qualified", "crm")]
+    assert len({m.ordering_key for m in rows}) == 1
+    completed, scored, qualified = (EVENTS.validate_python(m.payload) for m in rows)
+    assert isinstance(completed, CallCompletedEvent) and completed.data.score == 72
+    assert isinstance(scored, LeadScoredEvent)
+    assert scored.data.call_id == str(call_id) and scored.data.score == 72
+    assert scored.data.factors == {"owner": 100.0, "timeline": 36.0}
+    assert scored.data.reason == "72/100 scored"
+    assert isinstance(qualified, LeadQualifiedEvent)
+    assert qualified.data.call_id == str(call_id) and qualified.data.score == 72
+    assert qualified.lead is not None and qualified.lead == completed.lead
+
+
+async def test_a_scored_lead_that_did_not_qualify_is_scored_not_qualified(
+    db: Database, writer: WriteBehind, results: CallResults,
+) -> None:
+    await ended_call(db, writer, results, outcome=CallOutcome.NOT_QUALIFIED, scores=(25,))
+    rows = await OutboxRepository(db).recent()
+    assert [m.event_type for m in rows[::-1]] == ["call.completed", "lead.scored"]
 
 
 async def test_an_opt_out_call_also_announces_the_opt_out(
