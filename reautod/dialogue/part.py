@@ -61,6 +61,7 @@ from reautod.store.repositories import (
     CallRepository,
     CampaignRepository,
     CampaignRow,
+    ContactInput,
     ContactRepository,
     LeadRepository,
 )
@@ -285,8 +286,13 @@ class StoreAgentSource:
         booking = loaded.playbook.booking
         zone = booking.timezone if booking is not None else DEFAULT_TIMEZONE
         if lead_id is None:
+            # The stand-in is a contact, so an appointment it books has someone to belong to.
+            stand_in = await self._contacts.upsert(ContactInput(
+                phone_e164=SIMULATED_PHONE, name=call.lead_name or None, timezone=zone,
+                source="simulated call")) if booking is not None else None
             return LeadContext(phone=SIMULATED_PHONE, timezone=zone, campaign_id=campaign.id,
-                               name=call.lead_name or None)
+                               name=call.lead_name or None,
+                               contact_id=stand_in.id if stand_in else None)
         lead = await self._leads.get(lead_id)
         contact = await self._contacts.get(lead.contact_id)
         custom = contact.custom if isinstance(contact.custom, dict) else {}
