@@ -80,7 +80,7 @@ class CallsTable(KeyedTable):
                 Text(terminal_safe(call.stage_and_score() or "-"),
                      style="green" if call.qualified else ""),
                 format_duration(duration(call)),
-                safe(_clip(call.last_utterance, 40)),
+                safe(_clip(call.last_utterance, 32)),
                 format_money(call.cost_micros),
                 Text(format_seconds(call.voice_to_voice_s),
                      style="red" if (call.voice_to_voice_s or 0) > 1.0 else ""),
