@@ -71,13 +71,14 @@ class AgentRecord(Result):
 
 
 def _factors(stored: dict[str, Any]) -> list[FactorInfo]:
+    """Heaviest first (Postgres' JSONB keeps no key order)."""
     out = []
     for fact, item in stored.items():
         if isinstance(item, dict):
             out.append(FactorInfo(fact=fact, value=item.get("value"),
                                   weight=float(item.get("weight", 0)),
                                   points=int(item.get("points", 0))))
-    return out
+    return sorted(out, key=lambda f: (-f.weight, f.fact))
 
 
 async def agent_record(db: Database, call: CallRow) -> AgentRecord | None:

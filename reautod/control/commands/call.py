@@ -208,8 +208,8 @@ def render_agent(record: AgentRecord) -> str:
                   [[t.seq, t.from_stage or "-", t.to_stage, (t.reason or "")[:50], t.at]
                    for t in record.transitions])
     scores = table(["score", "factors", "at"],
-                   [[s.score, ", ".join(f"{f.fact}={'-' if f.value is None else f.value} "
-                                        f"{f.points}x{f.weight:g}" for f in s.factors), s.at]
+                   [[s.score, ", ".join(f"{f.fact}={_value(f.value)} {f.points}x{f.weight:g}"
+                                        for f in s.factors), s.at]
                     for s in record.scores])
     parts = [f"agent\n{summary}", f"stages\n{moves}", f"scores\n{scores}"]
     if record.decisions:
@@ -218,6 +218,14 @@ def render_agent(record: AgentRecord) -> str:
             [[d.seq, d.stage, d.tool, d.status, d.spoken or "-", (d.detail or "")[:40]]
              for d in record.decisions]))
     return "\n\n".join(parts)
+
+
+def _value(value: str | float | None) -> str:
+    """A fact's value in a table cell: a caller's own words clipped."""
+    if value is None:
+        return "-"
+    text = f"{value:g}" if isinstance(value, float) else value
+    return text if len(text) <= 24 else text[:23] + "…"
 
 
 def _cost(cost: dict[str, Any] | None) -> str:
