@@ -12,12 +12,14 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
+from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
 from reautod.call_events import CallStateEvent
 from reautod.campaigns.results import CampaignList, CampaignSummary
+from reautod.dialogue.results import AgentScoreEvent
 
 # Stages of a turn's latency, in pipeline order, as carried in `turn` events' `latencies`.
 LATENCY_STAGES = ("transcript", "first_token", "first_audio", "voice_to_voice")
@@ -25,6 +27,7 @@ LATENCY_WINDOW = 100  # turns in the rolling percentiles
 TRANSCRIPT_LIMIT = 500  # turns kept per call
 ENDED_KEPT = 50  # ended calls kept for their detail screen
 LOG_LIMIT = 1000
+_Event = TypeVar("_Event", bound=BaseModel)
 
 
 def parse_ts(value: Any) -> datetime | None:
@@ -96,7 +99,9 @@ class Call:
     last_utterance: str = ""
     cost_micros: int | None = None
     voice_to_voice_s: float | None = None
-    agent: str = ""
+    agent: str = ""  # the qualifying agent's stage
+    score: int | None = None  # the lead score the agent set last (agent.score)
+    qualified: bool = False
     outcome: str | None = None
     ended_at: datetime | None = None
     turns: list[Turn] = field(default_factory=list)
@@ -105,6 +110,14 @@ class Call:
     @property
     def live(self) -> bool:
         return self.outcome is None and self.ended_at is None
+
+    def stage_and_score(self) -> str:
+        """The qualifying agent's stage and the lead's score: "qualifier 65", "scheduler 90 ✓"
+        (qualified); "" for a call no playbook answers."""
+        if not self.agent and self.score is None:
+            return ""
+        score = "" if self.score is None else f" {self.score}{' ✓' if self.qualified else ''}"
+        return f"{self.agent or '-'}{score}"
 
     def merge(self, data: Mapping[str, Any]) -> None:
         """Fill fields from a calls.list row or an event's data (CallInfo.wire), keeping the rest."""
@@ -304,15 +317,21 @@ class LiveState:
             call.started_at = ts
         return call.call_id
 
-    def _on_call_state(self, data: Mapping[str, Any], ts: datetime | None) -> str | None:
+    def _parsed(self, model: type[_Event], data: Mapping[str, Any]) -> tuple[_Event, Call] | None:
+        """A typed event and its call; None (counted as malformed) if it does not parse."""
         try:
-            event = CallStateEvent.model_validate(data)
+            event = model.model_validate(data)
         except PydanticValidationError:
             self.events_malformed += 1
             return None
         call = self._live_call(data)
-        if call is None:
+        return None if call is None else (event, call)
+
+    def _on_call_state(self, data: Mapping[str, Any], ts: datetime | None) -> str | None:
+        parsed = self._parsed(CallStateEvent, data)
+        if parsed is None:
             return None
+        event, call = parsed
         if call.live:  # the line's last word (Twilio's "completed") after the call ended
             call.state = event.state
         call.campaign = event.campaign or call.campaign
@@ -373,6 +392,14 @@ class LiveState:
         if call is None:
             return None
         call.agent = _str(data.get("to"), call.agent)
+        return call.call_id
+
+    def _on_agent_score(self, data: Mapping[str, Any], ts: datetime | None) -> str | None:
+        parsed = self._parsed(AgentScoreEvent, data)
+        if parsed is None:
+            return None
+        event, call = parsed
+        call.score, call.qualified = event.score, event.qualified
         return call.call_id
 
     def _on_cost(self, data: Mapping[str, Any], ts: datetime | None) -> str | None:
@@ -439,6 +466,7 @@ _HANDLERS: dict[str, _Handler] = {
     "turn": LiveState._on_turn,
     "barge_in": LiveState._on_barge_in,
     "agent.transition": LiveState._on_agent_transition,
+    AgentScoreEvent.TOPIC: LiveState._on_agent_score,
     "cost.update": LiveState._on_cost,
     "health.changed": LiveState._on_health,
     "log": LiveState._on_log,

@@ -24,6 +24,7 @@ from reautod.campaigns.intake import add_leads
 from reautod.campaigns.leads_import import MAX_FILE_BYTES, state_of_number
 from reautod.campaigns.results import CampaignList, CampaignPacing, CampaignSummary
 from reautod.campaigns.settings import CampaignSettings, settings_of
+from reautod.dialogue.call_record import agent_record
 from reautod.errors import NotFoundError, OverloadedError, ReautodError, ValidationError
 from reautod.methods import Method, NoParams
 from reautod.observability.logging import mask_phone
@@ -377,6 +378,7 @@ def campaign_methods(part: TelephonyPart) -> list[Method]:
         timeline = await part.calls.timeline(call_id)
         turns = await part.calls.turns(call_id)
         live = part.tracker.get(call_id) if part.tracker else None
+        agent = await agent_record(db, row)  # a playbook call: stages, scores, booking
         return {
             **call_wire(row),
             "timeline": [{"status": e.status, "at": e.at.isoformat(), "source": e.source,
@@ -387,6 +389,7 @@ def campaign_methods(part: TelephonyPart) -> list[Method]:
                       for t in turns],
             "live": live.wire() if live else None,
             "cost": (await CostRepository(db).for_call(call_id)).wire(),
+            "agent": None if agent is None else agent.model_dump(mode="json"),
         }
 
     async def call_transfer(params: CallRef) -> dict[str, Any]:
@@ -410,7 +413,7 @@ def campaign_methods(part: TelephonyPart) -> list[Method]:
         Method("dnc.check", dnc_check, DncCheckParams,
                summary="is a number suppressed (globally or for a campaign), and why"),
         Method("calls.history", calls_history, HistoryParams, summary="recent calls, newest first"),
-        Method("call.show", call_show, CallRef, summary="one call: status timeline, turns and cost"),
+        Method("call.show", call_show, CallRef, summary="one call: status timeline, turns, cost and the agent's stages, score, outcome"),
         Method("call.transfer", call_transfer, CallRef, changes_state=True,
                summary="transfer a live call to the campaign's transfer number"),
     ]

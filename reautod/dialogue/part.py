@@ -42,6 +42,7 @@ from reautod.dialogue.playbook_file import LoadedPlaybook, PlaybookError
 from reautod.dialogue.ports import CallContext as AgentCall
 from reautod.dialogue.ports import LeadContext
 from reautod.dialogue.replies import CallResult
+from reautod.dialogue.results import AgentScoreEvent
 from reautod.dialogue.scheduling import Scheduler
 from reautod.dialogue.seam import PlaybookConversations
 from reautod.dialogue.slots import CampaignSlots
@@ -154,8 +155,8 @@ class AgentEvents:
                                                "reason": reason})
 
     def scored(self, call_id: uuid.UUID, score: int, qualified: bool) -> None:
-        self._bus.publish("agent.score", {"call_id": self._call_ids(call_id), "score": score,
-                                          "qualified": qualified})
+        event = AgentScoreEvent(call_id=self._call_ids(call_id), score=score, qualified=qualified)
+        self._bus.publish(event.TOPIC, event.model_dump(mode="json"))
 
     def ended(self, call_id: uuid.UUID, outcome: str, booked: bool) -> None:
         if outcome in (Outcome.QUALIFIED, Outcome.BOOKED):

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class Result(BaseModel):
@@ -104,3 +104,13 @@ class AbReport(Result):
     alpha: float
     variants: list[VariantRow]
     comparisons: list[Comparison]
+
+
+class AgentScoreEvent(Result):
+    """The `agent.score` event: a live call's lead score as the agent set it (the TUI parses it)."""
+
+    TOPIC: ClassVar[str] = "agent.score"
+
+    call_id: str = Field(min_length=1)
+    score: int = Field(ge=0, le=100)
+    qualified: bool

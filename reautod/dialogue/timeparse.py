@@ -41,12 +41,15 @@ _MINUTE_WORDS = {"fifteen": 15, "thirty": 30, "forty five": 45, "forty-five": 45
 _HW = "|".join(_HOUR_WORDS)
 _MW = "|".join(sorted(_MINUTE_WORDS, key=len, reverse=True))
 _WORD_TIME = re.compile(rf"\b({_HW})\s+({_MW})\b")
-_WORD_HOUR = re.compile(rf"\b(at|around|by|after|before)\s+({_HW})\b")
+# "around four hundred thousand" is an amount, not an hour.
+_AMOUNT = r"(?!\s*(?:hundred|thousand|million|grand|dollars?|bucks|percent|k)\b)"
+_WORD_HOUR = re.compile(rf"\b(at|around|by|after|before)\s+({_HW})\b{_AMOUNT}")
 _IN_WORDS = re.compile(r"\bin (?:an? |one )(minute|hour|day|week)\b")
 _OCLOCK = re.compile(r"\b(\d{1,2})\s*o'?\s*clock\b")
 _HALF_PAST = re.compile(rf"\bhalf past\s+({_HW}|\d{{1,2}})\b")
 _QUARTER = re.compile(rf"\bquarter (past|to)\s+({_HW}|\d{{1,2}})\b")
-_BARE_HOUR = re.compile(r"\b(at|around|by)\s+(\d{1,2})(?::(\d{2}))?\b(?!\s*(?:am|pm|a\.m|p\.m|:))")
+_BARE_HOUR = re.compile(r"\b(at|around|by)\s+(\d{1,2})(?::(\d{2}))?\b(?!\s*(?:am|pm|a\.m|p\.m|:))"
+                        + _AMOUNT)
 _SPACED_TIME = re.compile(r"\b(\d{1,2})\s+(\d{2})\s*(am|pm)\b")
 _ORDINAL = re.compile(r"\b(?:the\s+)?(\d{1,2})(?:st|nd|rd|th)\b(?!\s+of\b)")
 _DAY_WORDS = re.compile(

@@ -74,7 +74,9 @@ def test_part_of_day_and_non_times() -> None:
     afternoon = find_time("thursday afternoon", "America/Chicago", NOW)
     assert afternoon is not None and afternoon.part_of_day == "afternoon" and not afternoon.has_time
     for text in ("yes", "we bought it 10 years ago", "about 5 years", "I have 2 kids",
-                 "maybe in the spring", "are you a robot?"):
+                 "maybe in the spring", "are you a robot?",
+                 "maybe around four hundred thousand dollars", "around 5 thousand",
+                 "at three hundred grand"):
         assert find_time(text, "America/Chicago", NOW) is None, text
     # The same words in another zone are another day and instant (it is already Wednesday
     # 01:00 in Tokyo, so "tomorrow" is Thursday there).

@@ -8,6 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import text
 
+from reautod.control.commands.call import render_agent
+from reautod.dialogue.call_record import AgentRecord, agent_record
 from reautod.dialogue.effects import StoreCallEffects
 from reautod.dialogue.ports import LeadChanges
 from reautod.store.database import Database
@@ -16,6 +18,7 @@ from reautod.store.records import (
     AgentDecisionRecord,
     AgentTransitionRecord,
     CallEnded,
+    CallOutcomeDecided,
     PlaybookAssigned,
     ScoreUpdate,
     from_wire,
@@ -23,6 +26,7 @@ from reautod.store.records import (
 )
 from reautod.store.repositories import (
     AgentTransitionRepository,
+    AppointmentRepository,
     CallRepository,
     ContactRepository,
     DncRepository,
@@ -113,3 +117,45 @@ async def test_store_effects(db: Database) -> None:
     stranger = lead(lead_id=None, contact_id=None)
     await effects.schedule_callback(stranger, at, reason="x")
     await effects.update_lead(stranger, LeadChanges(alt_phone="+13125550100"))
+
+
+async def test_call_show_reads_the_agents_record(db: Database) -> None:
+    campaign, contact, row = await campaign_contact_lead(db)
+    start = call_started(campaign, contact, row, at=NOW)
+    call = start.call_id
+    plain = call_started(campaign, contact, row, at=NOW)
+    await CallRepository(db).write([
+        start, plain,
+        PlaybookAssigned(call, "real-estate-sellers", "v1@abc", "a"),
+        AgentTransitionRecord(uuid.uuid4(), call, 0, "greeter", NOW),
+        AgentTransitionRecord(uuid.uuid4(), call, 1, "scheduler", NOW, "greeter", "qualified"),
+        ScoreUpdate(uuid.uuid4(), 65, NOW, call_id=call, lead_id=row.id, contact_id=contact.id,
+                    factors={"is_owner": {"value": "yes", "weight": 30, "points": 100},
+                             "price": {"value": None, "weight": 20, "points": 0}},
+                    reason="65/100 qualified; is_owner=yes -> 100; price unknown"),
+        AgentDecisionRecord(uuid.uuid4(), call, 0, "scheduler", "book_appointment",
+                            DecisionStatus.DONE, NOW,
+                            {"spoken": "Tuesday, December 15 at 3 PM", "ref": "x"}, {}),
+        CallOutcomeDecided(call, CallOutcome.BOOKED, "booked: Tuesday 3 PM", NOW),
+        CallEnded(call, NOW + timedelta(minutes=3), outcome=CallOutcome.BOOKED),
+    ])
+    slot = datetime(2026, 12, 15, 21, 0, tzinfo=UTC)
+    booked = await AppointmentRepository(db).book(contact.id, slot, slot + timedelta(minutes=20),
+                                                  campaign_id=campaign.id, call_id=call,
+                                                  timezone="America/Chicago")
+    calls = CallRepository(db)
+    assert await agent_record(db, await calls.get(plain.call_id)) is None  # no playbook answered
+    record = await agent_record(db, await calls.get(call))
+    assert record is not None
+    assert (record.playbook, record.version, record.variant, record.outcome, record.score) == \
+        ("real-estate-sellers", "v1@abc", "a", "booked", 65)
+    assert [(t.from_stage, t.to_stage) for t in record.transitions] == [
+        (None, "greeter"), ("greeter", "scheduler")]
+    assert [(f.fact, f.value, f.points) for f in record.scores[0].factors] == [
+        ("is_owner", "yes", 100), ("price", None, 0)]
+    assert record.appointment is not None and record.appointment.id == str(booked.id)
+    shown = render_agent(AgentRecord.model_validate(record.model_dump(mode="json")))
+    for expected in ("real-estate-sellers v1@abc", "65/100 qualified; is_owner=yes -> 100",
+                     "greeter", "scheduler", "book_appointment",
+                     "Tuesday, December 15 at 3 PM", "2026-12-15T21:00:00+00:00 UTC"):
+        assert expected in shown, shown

@@ -57,15 +57,20 @@ async def test_a_live_call_appears_and_ends(daemon: FakeDaemon, socket_path: Pat
         (name, data), *rest = recorded_events()
         daemon.publish(name, data)
         await wait_until(pilot, lambda: table.row_count == 1, "call row")
-        assert cells(table, "CA7f3e")[:4] == ["Dana Whitfield", "solar-q4", "connecting", "01:30"]
+        assert cells(table, "CA7f3e")[:5] == ["Dana Whitfield", "solar-q4", "connecting", "-",
+                                              "01:30"]
 
         for name, data in rest[:-1]:
             daemon.publish(name, data)
         await wait_until(pilot, lambda: "$0.04" in cells(table, "CA7f3e"), "cost update")
+        daemon.publish("agent.transition", {"call_id": "CA7f3e", "from": "greeter",
+                                            "to": "qualifier", "reason": "intent=affirm"})
+        daemon.publish("agent.score", {"call_id": "CA7f3e", "score": 65, "qualified": True})
+        await wait_until(pilot, lambda: cells(table, "CA7f3e")[3] == "qualifier 65 ✓", "score")
         row = cells(table, "CA7f3e")
         assert row[2] == "listening"
-        assert row[4].startswith("Great! Would a free")
-        assert row[6] == "720 ms"
+        assert row[5].startswith("Great! Would a free")
+        assert row[7] == "720 ms"
 
         name, data = rest[-1]
         daemon.publish(name, data)
@@ -82,7 +87,7 @@ async def test_calls_already_live_come_from_calls_list(daemon: FakeDaemon,
     async with app.run_test(size=(120, 36)) as pilot:
         table = app.screen.query_one(CallsTable)
         await wait_until(pilot, lambda: table.row_count == 1, "call from snapshot")
-        assert cells(table, "CA1") == ["Sam Ortiz", "solar-q4", "speaking", "03:00",
+        assert cells(table, "CA1") == ["Sam Ortiz", "solar-q4", "speaking", "-", "03:00",
                                        "Hello Sam", "$0.01", "580 ms"]
         daemon.calls = []  # ended while we missed the event: the next poll removes it
         await wait_until(pilot, lambda: table.row_count == 0, "row gone after resync")

@@ -142,3 +142,23 @@ def test_call_state_from_the_pipeline_and_the_phone_line() -> None:
     assert state.calls["A"].state == "speaking" and state.calls["A"].campaign == "solar"
     state.apply_event(event("call.state", call_id="A", status="completed"))  # the old shape
     assert state.calls["A"].state == "speaking" and state.events_malformed == 1
+
+
+def test_the_agents_stage_and_score_follow_its_events() -> None:
+    state, _ = state_at()
+    state.apply_event(event("call.started", call_id="A", lead_name="Dana", campaign="sellers"))
+    call = state.call("A")
+    assert call is not None and call.stage_and_score() == ""  # no playbook answers (yet)
+    state.apply_event(event("agent.transition", call_id="A", **{"from": None}, to="greeter",
+                            reason="start"))
+    assert call.stage_and_score() == "greeter"
+    state.apply_event(event("agent.transition", call_id="A", **{"from": "greeter"},
+                            to="qualifier", reason="affirm"))
+    state.apply_event(event("agent.score", call_id="A", score=30, qualified=False))
+    assert (call.agent, call.score, call.qualified) == ("qualifier", 30, False)
+    assert call.stage_and_score() == "qualifier 30"
+    state.apply_event(event("agent.score", call_id="A", score=100, qualified=True))
+    assert call.stage_and_score() == "qualifier 100 ✓"
+    # A score the daemon cannot have sent is dropped, and counted.
+    assert state.apply_event(event("agent.score", call_id="A", score=140, qualified=True)) is None
+    assert state.events_malformed == 1 and call.score == 100

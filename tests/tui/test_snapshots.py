@@ -56,9 +56,14 @@ def with_recorded_call(served: ThreadedDaemon) -> Callable[[Pilot[Any]], Any]:
                          "connected")
         for event in recorded_events()[:-1]:  # all but call.ended: the call is still live
             served.publish(*event)
+        # the qualifying agent's stage and score, shown beside the call's state
+        served.publish("agent.transition", {"call_id": "CA7f3e", "from": "greeter",
+                                            "to": "qualifier", "reason": "affirm"})
+        served.publish("agent.score", {"call_id": "CA7f3e", "score": 65, "qualified": True})
         table = app.screen.query_one(CallsTable)
         await wait_until(pilot, lambda: table.row_count == 3
-                         and app.state.calls["CA7f3e"].cost_micros is not None, "recorded call")
+                         and app.state.calls["CA7f3e"].cost_micros is not None
+                         and app.state.calls["CA7f3e"].score == 65, "recorded call")
 
     return run_before
 

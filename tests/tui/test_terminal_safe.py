@@ -28,7 +28,7 @@ async def test_hostile_names_in_the_calls_table_are_shown_escaped(
         await wait_until(pilot, lambda: table.row_count == 1, "call from snapshot")
         row = cells(table, "CA1")
         assert row[:2] == [SHOWN, "q4\\x9b2J"]
-        assert row[4] == "hi\\x1b[2J"
+        assert row[5] == "hi\\x1b[2J"
 
 
 def test_transcript_and_log_lines_are_escaped() -> None:

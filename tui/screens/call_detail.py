@@ -55,7 +55,11 @@ class CallDetailScreen(StateScreen):
         line.append(f"  cost {format_money(call.cost_micros)}")
         line.append(f"  last v2v {format_seconds(call.voice_to_voice_s)}")
         if call.agent:
-            line.append(f"  agent {terminal_safe(call.agent)}", style="dim")
+            line.append(f"  stage {terminal_safe(call.agent)}", style="dim")
+        if call.score is not None:
+            line.append(f"  score {call.score}", style="bold green" if call.qualified else "bold")
+            if call.qualified:
+                line.append(" qualified", style="green")
         summary.update(line)
         self.query_one(TranscriptView).show(call.turns)
 

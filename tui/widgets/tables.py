@@ -22,7 +22,8 @@ from tui.model import (
     format_seconds,
 )
 
-CALL_COLUMNS = ("lead", "campaign", "state", "duration", "last utterance", "cost", "v2v")
+CALL_COLUMNS = ("lead", "campaign", "state", "stage/score", "duration", "last utterance", "cost",
+                "v2v")
 CAMPAIGN_COLUMNS = ("campaign", "state", "progress", "live", "pacing", "spent")
 
 
@@ -76,8 +77,10 @@ class CallsTable(KeyedTable):
                 safe(call.lead or "-"),
                 safe(call.campaign or "-"),
                 Text(call.state, style="yellow" if call.state in ("connecting", "starting", "ending") else ""),
+                Text(terminal_safe(call.stage_and_score() or "-"),
+                     style="green" if call.qualified else ""),
                 format_duration(duration(call)),
-                safe(_clip(call.last_utterance, 40)),
+                safe(_clip(call.last_utterance, 32)),
                 format_money(call.cost_micros),
                 Text(format_seconds(call.voice_to_voice_s),
                      style="red" if (call.voice_to_voice_s or 0) > 1.0 else ""),

@@ -13,6 +13,7 @@ from typing import Any
 
 from reautod.control.context import CliContext, key_values, table
 from reautod.cost.money import format_micros
+from reautod.dialogue.call_record import AgentRecord
 from reautod.errors import ValidationError
 from reautod.observability.logging import mask_name, mask_phone
 from reautod.security.results import AudioChunk
@@ -57,7 +58,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     history.add_argument("--limit", type=int, default=50, help="how many (default 50)")
     history.set_defaults(func=run_history)
 
-    show = calls.add_parser("show", help="one call: status timeline, turns and cost")
+    show = calls.add_parser(
+        "show", help="one call: status timeline, turns, cost; a playbook call's stages, score, "
+                     "outcome and variant")
     show.add_argument("call_id", metavar="ID")
     show.set_defaults(func=run_show)
 
@@ -184,7 +187,45 @@ def render_show(data: dict[str, Any]) -> str:
     turns = table(["#", "who", "text", "response ms"],
                   [[t.get("seq"), t.get("speaker"), (t.get("text") or "")[:70],
                     t.get("response_ms")] for t in data.get("turns", [])])
-    return f"{summary}\n\n{timeline}\n\n{turns}"
+    agent = data.get("agent")
+    shown = f"{summary}\n\n{timeline}\n\n{turns}"
+    return shown if agent is None else f"{shown}\n\n{render_agent(AgentRecord.model_validate(agent))}"
+
+
+def render_agent(record: AgentRecord) -> str:
+    """The agent's side of a playbook call: what it ran, how it moved, scored and decided."""
+    last = record.scores[-1] if record.scores else None
+    summary = key_values([
+        ("playbook", f"{record.playbook} {record.version or ''}".strip()),
+        ("variant", record.variant),
+        ("outcome", record.outcome), ("disposition", record.disposition),
+        ("score", "-" if last is None else last.reason or str(last.score)),
+        ("appointment", "-" if record.appointment is None else
+         f"{record.appointment.starts_at} UTC ({record.appointment.timezone}, "
+         f"{record.appointment.status})"),
+    ])
+    moves = table(["#", "from", "to", "why", "at"],
+                  [[t.seq, t.from_stage or "-", t.to_stage, (t.reason or "")[:50], t.at]
+                   for t in record.transitions])
+    scores = table(["score", "factors", "at"],
+                   [[s.score, ", ".join(f"{f.fact}={_value(f.value)} {f.points}x{f.weight:g}"
+                                        for f in s.factors), s.at]
+                    for s in record.scores])
+    parts = [f"agent\n{summary}", f"stages\n{moves}", f"scores\n{scores}"]
+    if record.decisions:
+        parts.append("tools\n" + table(
+            ["#", "stage", "tool", "status", "when", "detail"],
+            [[d.seq, d.stage, d.tool, d.status, d.spoken or "-", (d.detail or "")[:40]]
+             for d in record.decisions]))
+    return "\n\n".join(parts)
+
+
+def _value(value: str | float | None) -> str:
+    """A fact's value in a table cell: a caller's own words clipped."""
+    if value is None:
+        return "-"
+    text = f"{value:g}" if isinstance(value, float) else value
+    return text if len(text) <= 24 else text[:23] + "…"
 
 
 def _cost(cost: dict[str, Any] | None) -> str:
