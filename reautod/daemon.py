@@ -56,7 +56,7 @@ from reautod.observability.metrics_summary import metrics_methods
 from reautod.pipeline import route_pipecat_logs
 from reautod.pipeline.agent import AgentConversations
 from reautod.pipeline.calls import CallManager
-from reautod.pipeline.control import control_methods as call_methods
+from reautod.pipeline.control import call_methods
 from reautod.sdnotify import Notifier
 from reautod.security.keys import KeyRing, load_key_ring
 from reautod.security.part import SecurityPart

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 from reautod.call_events import CallInfo, CallStateEvent, CallStateSource, TurnRecord
 from reautod.campaigns.amd import AmdAction, amd_action, attempt_outcome
-from reautod.campaigns.dnc import DncList, DncSource, detect_opt_out, is_opt_out_digit
+from reautod.campaigns.dnc import DncChannel, DncList, detect_opt_out, is_opt_out_digit
 from reautod.campaigns.pacing import Outcome
 from reautod.campaigns.settings import CampaignSettings, settings_of
 from reautod.errors import NotFoundError, ReautodError, ValidationError
@@ -472,7 +472,7 @@ class CallTracker:
         call = self.get(turn.call_id)
         if match is None or call is None or call.opted_out:
             return
-        self._spawn(self.on_opt_out(turn.call_id, call.phone, source=DncSource.SPOKEN,
+        self._spawn(self.on_opt_out(turn.call_id, call.phone, source=DncChannel.SPOKEN,
                                     reason=f"opt-out phrase in call ({match.rule})"),
                     f"opt-out in call {turn.call_id}")
 
@@ -492,12 +492,12 @@ class CallTracker:
         call = self.get(call_id)
         if call is not None and not call.opted_out and \
                 is_opt_out_digit(digit, call.settings.opt_out_key):
-            self._spawn(self.on_opt_out(call_id, call.phone, source=DncSource.KEYPRESS,
+            self._spawn(self.on_opt_out(call_id, call.phone, source=DncChannel.KEYPRESS,
                                         reason="opt-out key pressed in call"),
                         f"key-press opt-out in call {call_id}")
 
     async def on_opt_out(self, call_id: str, phone: str | None = None, *,
-                         source: DncSource = DncSource.AGENT_TOOL,
+                         source: DncChannel = DncChannel.AGENT_TOOL,
                          reason: str = "asked not to be called in the call") -> None:
         """The caller asked not to be called again: the number joins the global DNC list and
         the call ends at once (47 CFR 64.1200(b)(3)). The pipeline's agent tool calls this."""

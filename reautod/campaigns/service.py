@@ -40,7 +40,7 @@ from reautod.campaigns.dialer import (
     ErasedNumbers,
     LeadTarget,
 )
-from reautod.campaigns.dnc import DncList, DncSource, normalize_phone
+from reautod.campaigns.dnc import DncChannel, DncList, normalize_phone
 from reautod.campaigns.lead_queue import LeadClaim, SqlLeadQueue
 from reautod.campaigns.pacing import ConcurrencyLimiter, Outcome, TokenBucket
 from reautod.campaigns.settings import CampaignSettings, settings_of
@@ -271,7 +271,7 @@ class TelephonyPart:
             return
         if phone is None:
             raise UnavailableError("no Twilio call to end and no phone number given")
-        await self.dnc.add(phone, source=DncSource.AGENT_TOOL, now=self.clock(),
+        await self.dnc.add(phone, source=DncChannel.AGENT_TOOL, now=self.clock(),
                            reason=f"asked not to be called in call {call_id}")
 
     def on_call_state(self, call_id: str, state: CallState) -> None:

@@ -22,7 +22,7 @@ from reautod.call_events import CallInfo, CallState, ObserverFanOut, TurnRecord
 from reautod.campaigns.call_tracker import CallTracker
 from reautod.campaigns.control import CallRef, CampaignRef, CreateParams, DialParams, ImportParams
 from reautod.campaigns.dialer import BlockedDial, BlockReason
-from reautod.campaigns.dnc import DncEntry, DncScope, DncSource
+from reautod.campaigns.dnc import DncChannel, DncEntry, DncScope
 from reautod.campaigns.lead_queue import LeadClaim
 from reautod.campaigns.pacing import TokenBucket
 from reautod.campaigns.results import CampaignList
@@ -217,20 +217,20 @@ async def test_dnc_storage_global_and_per_campaign(db: Database) -> None:
     one = await CampaignRepository(db).create("one")
     two = await CampaignRepository(db).create("two")
     phone = "+12125550100"
-    entry = DncEntry(phone, DncScope.CAMPAIGN, str(one.id), DncSource.OPERATOR, "asked", NOW)
+    entry = DncEntry(phone, DncScope.CAMPAIGN, str(one.id), DncChannel.OPERATOR, "asked", NOW)
     assert await storage.add(entry) is True
     assert await storage.add(entry) is False  # idempotent
     found = await storage.find(phone, str(one.id))
     assert found is not None and found.scope is DncScope.CAMPAIGN
-    assert found.source is DncSource.OPERATOR and found.campaign_id == str(one.id)
+    assert found.source is DncChannel.OPERATOR and found.campaign_id == str(one.id)
     assert await storage.find(phone, str(two.id)) is None  # another campaign may call
     assert await storage.find(phone, None) is None
-    spoken = DncEntry(phone, DncScope.GLOBAL, None, DncSource.KEYPRESS, "pressed 9", NOW)
+    spoken = DncEntry(phone, DncScope.GLOBAL, None, DncChannel.KEYPRESS, "pressed 9", NOW)
     assert await storage.add(spoken) is True
     for campaign in (str(one.id), str(two.id), None, "manual"):
         hit = await storage.find(phone, campaign)
         assert hit is not None and hit.scope is DncScope.GLOBAL
-        assert hit.source is DncSource.KEYPRESS  # the channel survives the coarse source
+        assert hit.source is DncChannel.KEYPRESS  # the channel survives the coarse source
 
 
 async def test_lead_directory_reads_contact_and_attempts(db: Database) -> None:
@@ -473,7 +473,7 @@ async def test_opt_out_key_adds_dnc_and_ends_the_call(env: Env) -> None:
     env.part.on_dtmf(str(row.id), "#")
     await env.tracker.settle()
     check = await env.part.dnc.check("+12125550100", None)
-    assert check.entry is not None and check.entry.source is DncSource.KEYPRESS
+    assert check.entry is not None and check.entry.source is DncChannel.KEYPRESS
     assert updates(env.standin, sid)[-1]["Status"] == ["canceled"]  # not answered yet
 
 
@@ -497,7 +497,7 @@ async def test_opt_out_key_from_the_pipeline_reaches_telephony(env: Env) -> None
     assert session.ended == ["opted_out"]
     assert updates(env.standin, sid)[-1]["Status"] == ["completed"]
     check = await env.part.dnc.check("+12125550100", None)
-    assert check.entry is not None and check.entry.source is DncSource.KEYPRESS
+    assert check.entry is not None and check.entry.source is DncChannel.KEYPRESS
 
 
 async def test_the_agents_opt_out_tool_ends_the_call(env: Env) -> None:
@@ -510,7 +510,7 @@ async def test_the_agents_opt_out_tool_ends_the_call(env: Env) -> None:
     await env.tracker.settle()
     await env.part.on_opt_out(str(row.id))  # the number is the call's
     check = await env.part.dnc.check("+12125550100", None)
-    assert check.entry is not None and check.entry.source is DncSource.AGENT_TOOL
+    assert check.entry is not None and check.entry.source is DncChannel.AGENT_TOOL
     assert updates(env.standin, sid)[-1]["Status"] == ["completed"]
 
 
@@ -529,7 +529,7 @@ async def test_ordinary_words_do_not_opt_out(env: Env) -> None:
 
 async def test_dnc_is_checked_right_before_dialing(env: Env) -> None:
     await campaign_with_leads(env)
-    await env.part.dnc.add("+12125550100", source=DncSource.OPERATOR, now=NOW)
+    await env.part.dnc.add("+12125550100", source=DncChannel.OPERATOR, now=NOW)
     assert await dial_round(env) == 0
     assert creates(env.standin) == []
     campaign = await CampaignRepository(env.db).find("fall")
@@ -784,7 +784,7 @@ async def test_dial_checks_dnc_and_window_then_calls(env: Env) -> None:
         await env.call("dial", number="+12125550101")
     assert late.value.code == "outside_window"
     env.clock.now = NOW
-    await env.part.dnc.add("+12125550101", source=DncSource.OPERATOR, now=NOW)
+    await env.part.dnc.add("+12125550101", source=DncChannel.OPERATOR, now=NOW)
     with pytest.raises(ValidationError) as blocked:
         await env.call("dial", number="+12125550101")
     assert blocked.value.code == "dnc"
