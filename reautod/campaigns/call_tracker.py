@@ -59,6 +59,7 @@ from reautod.telephony.state_machine import (
     parse_status,
     twilio_spelling,
 )
+from reautod.telephony.stream import CloseCode
 from reautod.telephony.twilio_client import TwilioCalls
 from reautod.telephony.twiml import transfer_twiml, voicemail_twiml
 from reautod.telephony.webhooks import (
@@ -127,7 +128,7 @@ class DialerHooks(Protocol):
 
 
 class LiveSession(Protocol):
-    def end(self, reason: str, close_code: int = 1000) -> None: ...
+    def end(self, reason: str, close_code: int = CloseCode.NORMAL) -> None: ...
 
 
 class LiveCalls(Protocol):
