@@ -61,6 +61,7 @@ from reautod.telephony.signatures import (
     TwilioSignatureValidator,
     header_value,
 )
+from reautod.telephony.state_machine import twilio_spelling
 from reautod.telephony.stream import MAX_OPENING_CHARS, MEDIA_PATH, Direction, StreamParameters
 from reautod.telephony.twilio_client import OutboundCall, TwilioCalls
 from reautod.telephony.twiml import stream_twiml
@@ -486,7 +487,7 @@ class TelephonyPart:
             # whose stream started took its greeting already)
             self.manager.drop_greeting(str(call.call_id))
         if not call.stream_started and self.ended_unconnected is not None:
-            self.ended_unconnected(str(call.call_id), call.timeline.status.value)
+            self.ended_unconnected(str(call.call_id), twilio_spelling(call.timeline.status))
         self.release_slot(call.call_id)
         if call.lead_id is None or call.campaign_id is None:
             return
