@@ -5,6 +5,7 @@ status timeline, AMD policy, opt-out and inbound calls, and the control methods.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import random
 import uuid
 import xml.etree.ElementTree as ET
@@ -398,6 +399,19 @@ async def test_busy_call_is_retried_later(env: Env) -> None:
     assert lead.status == "retry" and lead.next_attempt_at is not None
     assert lead.next_attempt_at > NOW
     assert env.metrics.calls_total.labels(outcome="busy")._value.get() == 1
+
+
+async def test_twilio_call_states_are_published_in_twilios_words(env: Env) -> None:
+    await campaign_with_leads(env)
+    await dial_round(env)
+    sid = next(iter(env.standin.calls))
+    states = env.part.bus.subscribe(["call.state"])
+    await env.tracker.on_status(status(sid, "in-progress", 2))
+    await env.tracker.settle()
+    event = await asyncio.wait_for(states.get(), 5)
+    assert (event.data["state"], event.data["source"]) == ("in-progress", "twilio")
+    row = await CallRepository(env.db).by_sid(sid)
+    assert row is not None and row.status == "in_progress"  # the store's spelling
 
 
 async def test_amd_machine_hang_up_policy(env: Env) -> None:
