@@ -56,12 +56,13 @@ from reautod.observability.metrics_summary import metrics_methods
 from reautod.pipeline import route_pipecat_logs
 from reautod.pipeline.agent import AgentConversations
 from reautod.pipeline.calls import CallManager
-from reautod.pipeline.control import control_methods as call_methods
+from reautod.pipeline.control import call_methods
 from reautod.sdnotify import Notifier
 from reautod.security.keys import KeyRing, load_key_ring
 from reautod.security.part import SecurityPart
 from reautod.sessions import SessionStore, open_session_store
 from reautod.store import Database, WriteBehind, recover_partial_recordings
+from reautod.store.abandoned import close_abandoned_calls
 from reautod.store.call_audio import StoreCallRecording
 from reautod.store.call_observer import StoreCallObserver
 from reautod.store.control import store_methods
@@ -176,6 +177,12 @@ class Daemon:
                 len(report.finalized),
                 len(report.removed),
             )
+        # calls a previous run left open (a crash, a refused inbound stream) are closed with
+        # their reason, once the writes that run spooled are in (they may end some of them)
+        if await self.writer.caught_up(timeout=30.0):
+            await close_abandoned_calls(self.db, datetime.now(UTC))
+        else:
+            log.warning("the previous run's spool is not replayed yet: open calls stay open")
 
         # 5. Live-session store: in-process by default, Redis when configured.
         self.notifier.status("connecting to the session store")

@@ -2,8 +2,8 @@
 
 Twilio stream URLs take no query string: call_id, campaign, lead_name, goal, direction and the
 campaign's rendered opening arrive in the start event's customParameters. Refusals close with a
-code and a reason text: 1008 policy (bad signature, malformed start), 1013 try again later
-(draining, engines missing, at capacity), 1009 message too big.
+code and a reason text (`CloseCode`, telephony/stream.py): 1008 policy (bad signature, malformed
+start), 1013 try again later (draining, engines missing, at capacity), 1009 message too big.
 """
 
 from __future__ import annotations
@@ -22,19 +22,13 @@ from pydantic import ValidationError as PydanticValidationError
 
 from reautod.errors import ReautodError
 from reautod.pipeline.calls import CallManager
-from reautod.pipeline.serializer import (
-    CLOSE_POLICY,
-    CLOSE_TOO_BIG,
-    MAX_BAD_MESSAGES,
-    decode_message,
-)
+from reautod.pipeline.serializer import MAX_BAD_MESSAGES, decode_message
 from reautod.pipeline.twilio_media import StartInfo
-from reautod.telephony.stream import MEDIA_PATH, StreamParameters
+from reautod.telephony.stream import MEDIA_PATH, CloseCode, StreamParameters
 
 log = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 10.0
-CLOSE_TRY_LATER = 1013
 
 UpgradeValidator = Callable[[WebSocket], bool]
 
@@ -98,13 +92,13 @@ async def read_start(websocket: WebSocket, warnings: Counter[str]) -> StartInfo 
             if parsed is None:
                 warnings[problem or "bad"] += 1
                 if problem == "oversized":
-                    await _close(websocket, CLOSE_TOO_BIG, "message too big")
+                    await _close(websocket, CloseCode.TOO_BIG, "message too big")
                     return None
             elif parsed["event"] == "start":
                 try:
                     return parse_start(parsed)
                 except StartRejected as err:
-                    await _close(websocket, CLOSE_POLICY, err.message)
+                    await _close(websocket, CloseCode.POLICY, err.message)
                     return None
             elif parsed["event"] == "connected":
                 continue
@@ -113,7 +107,7 @@ async def read_start(websocket: WebSocket, warnings: Counter[str]) -> StartInfo 
             else:
                 warnings["unknown_before_start"] += 1
             if sum(warnings.values()) > MAX_BAD_MESSAGES:
-                await _close(websocket, CLOSE_POLICY, "too many messages before start")
+                await _close(websocket, CloseCode.POLICY, "too many messages before start")
                 return None
 
 
@@ -131,20 +125,20 @@ def media_router(manager: CallManager, upgrade_validator: UpgradeValidator | Non
     async def twilio_media(websocket: WebSocket) -> None:
         if upgrade_validator is not None and not upgrade_validator(websocket):
             log.warning("media stream upgrade refused: bad or missing signature")
-            await websocket.close(code=CLOSE_POLICY, reason="invalid signature")  # HTTP 403
+            await websocket.close(code=CloseCode.POLICY, reason="invalid signature")  # HTTP 403
             return
         await websocket.accept()
         try:
             manager.check_admission()
         except ReautodError as err:
             log.warning("media stream refused: %s", err.code)
-            await _close(websocket, CLOSE_TRY_LATER, err.message)
+            await _close(websocket, CloseCode.TRY_LATER, err.message)
             return
         warnings: Counter[str] = Counter()
         try:
             start = await read_start(websocket, warnings)
         except TimeoutError:
-            await _close(websocket, CLOSE_POLICY, "no start event")
+            await _close(websocket, CloseCode.POLICY, "no start event")
             return
         except WebSocketDisconnect:
             return
@@ -157,6 +151,6 @@ def media_router(manager: CallManager, upgrade_validator: UpgradeValidator | Non
             await manager.run_call(websocket, start, dict(warnings))
         except ReautodError as err:
             log.warning("call %s refused: %s", start.call_id, err.code)
-            await _close(websocket, CLOSE_TRY_LATER, err.message)
+            await _close(websocket, CloseCode.TRY_LATER, err.message)
 
     return router

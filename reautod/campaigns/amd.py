@@ -11,7 +11,7 @@ from __future__ import annotations
 from enum import StrEnum
 
 from reautod.campaigns.pacing import Outcome
-from reautod.telephony.state_machine import CallStatus
+from reautod.store.enums import CallStatus
 
 
 class MachinePolicy(StrEnum):

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 from reautod.call_events import CallInfo, CallStateEvent, CallStateSource, TurnRecord
 from reautod.campaigns.amd import AmdAction, amd_action, attempt_outcome
-from reautod.campaigns.dnc import DncList, DncSource, detect_opt_out, is_opt_out_digit
+from reautod.campaigns.dnc import DncChannel, DncList, detect_opt_out, is_opt_out_digit
 from reautod.campaigns.pacing import Outcome
 from reautod.campaigns.settings import CampaignSettings, settings_of
 from reautod.errors import NotFoundError, ReautodError, ValidationError
@@ -35,8 +35,14 @@ from reautod.observability.logging import mask_phone
 from reautod.observability.metrics import AMD_RESULTS, Metrics
 from reautod.store.call_observer import call_uuid
 from reautod.store.database import Database
-from reautod.store.enums import AmdResult, CallDirection, CallOutcome, CallTransport, LeadStatus
-from reautod.store.enums import CallStatus as StoredStatus
+from reautod.store.enums import (
+    AmdResult,
+    CallDirection,
+    CallOutcome,
+    CallStatus,
+    CallTransport,
+    LeadStatus,
+)
 from reautod.store.records import CallStarted, CallStatusChanged
 from reautod.store.repositories import (
     AuditRepository,
@@ -46,21 +52,25 @@ from reautod.store.repositories import (
     LeadRepository,
 )
 from reautod.telephony.signatures import TwilioSignatureValidator
-from reautod.telephony.state_machine import CallStatus, CallTimeline, StatusEvent, parse_status
-from reautod.telephony.state_machine import Outcome as Applied
+from reautod.telephony.state_machine import (
+    Applied,
+    CallTimeline,
+    StatusEvent,
+    parse_status,
+    twilio_spelling,
+)
+from reautod.telephony.stream import CloseCode
 from reautod.telephony.twilio_client import TwilioCalls
 from reautod.telephony.twiml import transfer_twiml, voicemail_twiml
 from reautod.telephony.webhooks import (
     RECORDING_PATH,
+    AmdCallback,
     InboundAnswer,
     LeadMatch,
     RecordingEvent,
     StatusCallback,
     VoiceRequest,
     to_e164,
-)
-from reautod.telephony.webhooks import (
-    AmdResult as AmdCallback,
 )
 
 log = logging.getLogger(__name__)
@@ -104,7 +114,7 @@ class TrackedCall:
     def wire(self) -> dict[str, Any]:
         return {"call_id": str(self.call_id), "call_sid": self.sid,
                 "campaign": self.campaign_name, "direction": self.direction.value,
-                "status": self.timeline.status.value, "answered_by": self.answered_by,
+                "status": twilio_spelling(self.timeline.status), "answered_by": self.answered_by,
                 "opted_out": self.opted_out, "handed_off": self.handed_off}
 
 
@@ -118,18 +128,13 @@ class DialerHooks(Protocol):
 
 
 class LiveSession(Protocol):
-    def end(self, reason: str, close_code: int = 1000) -> None: ...
+    def end(self, reason: str, close_code: int = CloseCode.NORMAL) -> None: ...
 
 
 class LiveCalls(Protocol):
     """The call manager, as far as telephony needs it."""
 
     def session(self, call_id: str) -> LiveSession | None: ...
-
-
-def stored_status(status: CallStatus) -> StoredStatus:
-    """Twilio's spelling (in-progress) -> the store's (in_progress)."""
-    return StoredStatus(status.value.replace("-", "_"))
 
 
 def _metric_outcome(call: TrackedCall) -> str:
@@ -250,13 +255,13 @@ class CallTracker:
                     continue
                 answered = call.stream_started or call.timeline.status is CallStatus.IN_PROGRESS
                 final = CallStatus.COMPLETED if answered else CallStatus.FAILED
-                if call.timeline.apply(StatusEvent(final.value, None, now, "reautod")) \
+                if call.timeline.apply(StatusEvent(twilio_spelling(final), None, now, "reautod")) \
                         is not Applied.APPLIED:
                     continue
                 log.warning("call %s: no final status from Twilio after %s; assumed %s",
                             call.call_id, call.stale_after(), final)
                 await self.calls.write([CallStatusChanged(
-                    call.call_id, stored_status(final), now, source="reautod",
+                    call.call_id, final, now, source="reautod",
                     detail={"assumed": "no final status callback"})])
                 await self._finish(call, now)
                 swept += 1
@@ -346,7 +351,7 @@ class CallTracker:
         self._by_sid[call.call_sid] = tracked
         record = CallStarted(call_id=tracked.call_id, created_at=self.clock(),
                              direction=CallDirection.INBOUND, transport=CallTransport.TWILIO,
-                             status=StoredStatus.RINGING, campaign_id=campaign.id,
+                             status=CallStatus.RINGING, campaign_id=campaign.id,
                              contact_id=contact.id, lead_id=lead_row.id, call_sid=call.call_sid,
                              from_number=contact.phone_e164, to_number=to_e164(call.to))
         self._spawn(self.calls.write([record]), f"inbound call {call.call_sid}")
@@ -378,7 +383,7 @@ class CallTracker:
             if status is None:  # applied means known; kept for the type checker
                 return
             if applied is Applied.LATE and \
-                    stored_status(status).rank >= stored_status(call.timeline.status).rank:
+                    status.rank >= call.timeline.status.rank:
                 # A step further on than the call's state but numbered before it contradicts
                 # the order Twilio gave; stored, it would move the call forward (the store's
                 # status only moves forward) where the state machine did not. History only
@@ -391,11 +396,11 @@ class CallTracker:
             detail = {k: v for k, v in reported if v is not None}
             now = self.clock()
             await self.calls.write([CallStatusChanged(
-                call.call_id, stored_status(status), event.at() or now, source="twilio",
+                call.call_id, status, event.at() or now, source="twilio",
                 sequence=event.sequence_number, detail=detail)])
             if applied is not Applied.APPLIED or call.finished:
                 return  # history only (a late step, or a step after the end)
-            changed = CallStateEvent(call_id=str(call.call_id), state=status.value,
+            changed = CallStateEvent(call_id=str(call.call_id), state=twilio_spelling(status),
                                      source=CallStateSource.TWILIO, campaign=call.campaign_name)
             self.bus.publish(changed.TOPIC, changed.wire())
             if status is CallStatus.IN_PROGRESS:
@@ -468,7 +473,7 @@ class CallTracker:
         call = self.get(turn.call_id)
         if match is None or call is None or call.opted_out:
             return
-        self._spawn(self.on_opt_out(turn.call_id, call.phone, source=DncSource.SPOKEN,
+        self._spawn(self.on_opt_out(turn.call_id, call.phone, source=DncChannel.SPOKEN,
                                     reason=f"opt-out phrase in call ({match.rule})"),
                     f"opt-out in call {turn.call_id}")
 
@@ -488,12 +493,12 @@ class CallTracker:
         call = self.get(call_id)
         if call is not None and not call.opted_out and \
                 is_opt_out_digit(digit, call.settings.opt_out_key):
-            self._spawn(self.on_opt_out(call_id, call.phone, source=DncSource.KEYPRESS,
+            self._spawn(self.on_opt_out(call_id, call.phone, source=DncChannel.KEYPRESS,
                                         reason="opt-out key pressed in call"),
                         f"key-press opt-out in call {call_id}")
 
     async def on_opt_out(self, call_id: str, phone: str | None = None, *,
-                         source: DncSource = DncSource.AGENT_TOOL,
+                         source: DncChannel = DncChannel.AGENT_TOOL,
                          reason: str = "asked not to be called in the call") -> None:
         """The caller asked not to be called again: the number joins the global DNC list and
         the call ends at once (47 CFR 64.1200(b)(3)). The pipeline's agent tool calls this."""

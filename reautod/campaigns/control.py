@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from reautod.campaigns.call_tracker import TrackedCall
 from reautod.campaigns.dialer import BlockReason, LeadTarget, NotAdmitted
-from reautod.campaigns.dnc import DncScope, DncSource, normalize_phone
+from reautod.campaigns.dnc import DncChannel, DncScope, normalize_phone
 from reautod.campaigns.intake import add_leads
 from reautod.campaigns.leads_import import MAX_FILE_BYTES, state_of_number
 from reautod.campaigns.results import CampaignList, CampaignPacing, CampaignSummary
@@ -347,7 +347,7 @@ def campaign_methods(part: TelephonyPart) -> list[Method]:
         campaign = await part.campaigns.find(params.campaign) if params.campaign else None
         region = settings_of(campaign).default_region if campaign else "US"
         entry = await part.dnc.add(
-            normalize_phone(params.number, region), source=DncSource.OPERATOR,
+            normalize_phone(params.number, region), source=DncChannel.OPERATOR,
             now=part.clock(), reason=params.reason,
             campaign_id=str(campaign.id) if campaign else None,
             scope=DncScope.CAMPAIGN if campaign else DncScope.GLOBAL)

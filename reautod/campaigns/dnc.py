@@ -43,7 +43,10 @@ class DncScope(StrEnum):
     CAMPAIGN = "campaign"
 
 
-class DncSource(StrEnum):
+class DncChannel(StrEnum):
+    """How a do-not-call request came in (stored as `dnc_entries.channel`; the store's coarser
+    `DncSource` is derived from it in campaigns/store_adapters.py)."""
+
     SPOKEN = "spoken"  # opt-out phrase in a call
     KEYPRESS = "keypress"  # DTMF opt-out key
     AGENT_TOOL = "agent_tool"  # the agent's tool decided
@@ -56,7 +59,7 @@ class DncEntry:
     phone: str  # E.164
     scope: DncScope
     campaign_id: str | None
-    source: DncSource
+    source: DncChannel
     reason: str
     created_at: datetime
 
@@ -95,7 +98,7 @@ class DncList:
         self,
         phone: str,
         *,
-        source: DncSource,
+        source: DncChannel,
         now: datetime,
         campaign_id: str | None = None,
         scope: DncScope = DncScope.GLOBAL,

@@ -40,7 +40,7 @@ from reautod.campaigns.dialer import (
     ErasedNumbers,
     LeadTarget,
 )
-from reautod.campaigns.dnc import DncList, DncSource, normalize_phone
+from reautod.campaigns.dnc import DncChannel, DncList, normalize_phone
 from reautod.campaigns.lead_queue import LeadClaim, SqlLeadQueue
 from reautod.campaigns.pacing import ConcurrencyLimiter, Outcome, TokenBucket
 from reautod.campaigns.settings import CampaignSettings, settings_of
@@ -61,6 +61,7 @@ from reautod.telephony.signatures import (
     TwilioSignatureValidator,
     header_value,
 )
+from reautod.telephony.state_machine import twilio_spelling
 from reautod.telephony.stream import MAX_OPENING_CHARS, MEDIA_PATH, Direction, StreamParameters
 from reautod.telephony.twilio_client import OutboundCall, TwilioCalls
 from reautod.telephony.twiml import stream_twiml
@@ -271,7 +272,7 @@ class TelephonyPart:
             return
         if phone is None:
             raise UnavailableError("no Twilio call to end and no phone number given")
-        await self.dnc.add(phone, source=DncSource.AGENT_TOOL, now=self.clock(),
+        await self.dnc.add(phone, source=DncChannel.AGENT_TOOL, now=self.clock(),
                            reason=f"asked not to be called in call {call_id}")
 
     def on_call_state(self, call_id: str, state: CallState) -> None:
@@ -486,7 +487,7 @@ class TelephonyPart:
             # whose stream started took its greeting already)
             self.manager.drop_greeting(str(call.call_id))
         if not call.stream_started and self.ended_unconnected is not None:
-            self.ended_unconnected(str(call.call_id), call.timeline.status.value)
+            self.ended_unconnected(str(call.call_id), twilio_spelling(call.timeline.status))
         self.release_slot(call.call_id)
         if call.lead_id is None or call.campaign_id is None:
             return

@@ -8,11 +8,11 @@ from collections.abc import Callable
 from datetime import datetime
 
 from reautod.campaigns.dialer import BlockedDial, LeadTarget
-from reautod.campaigns.dnc import DncEntry, DncScope, DncSource
+from reautod.campaigns.dnc import DncChannel, DncEntry, DncScope
 from reautod.campaigns.lead_queue import LeadClaim
 from reautod.errors import NotFoundError
 from reautod.store.database import Database
-from reautod.store.enums import DncSource as StoredSource
+from reautod.store.enums import DncSource
 from reautod.store.repositories import (
     CallRepository,
     ContactRepository,
@@ -26,25 +26,25 @@ log = logging.getLogger(__name__)
 
 # The store keeps the coarse vocabulary in `source` and how the request came in in `channel`.
 _STORED_SOURCE = {
-    DncSource.SPOKEN: StoredSource.REQUEST,
-    DncSource.KEYPRESS: StoredSource.REQUEST,
-    DncSource.AGENT_TOOL: StoredSource.REQUEST,
-    DncSource.OPERATOR: StoredSource.MANUAL,
-    DncSource.IMPORT: StoredSource.IMPORT,
+    DncChannel.SPOKEN: DncSource.REQUEST,
+    DncChannel.KEYPRESS: DncSource.REQUEST,
+    DncChannel.AGENT_TOOL: DncSource.REQUEST,
+    DncChannel.OPERATOR: DncSource.MANUAL,
+    DncChannel.IMPORT: DncSource.IMPORT,
 }
 _FROM_STORED = {
-    StoredSource.REQUEST.value: DncSource.SPOKEN,
-    StoredSource.MANUAL.value: DncSource.OPERATOR,
-    StoredSource.IMPORT.value: DncSource.IMPORT,
-    StoredSource.REGISTRY.value: DncSource.IMPORT,
+    DncSource.REQUEST.value: DncChannel.SPOKEN,
+    DncSource.MANUAL.value: DncChannel.OPERATOR,
+    DncSource.IMPORT.value: DncChannel.IMPORT,
+    DncSource.REGISTRY.value: DncChannel.IMPORT,
 }
 
 
 def _entry(row: DncEntryRow) -> DncEntry:
     try:
-        source = DncSource(row.channel) if row.channel else _FROM_STORED[row.source]
+        source = DncChannel(row.channel) if row.channel else _FROM_STORED[row.source]
     except (ValueError, KeyError):
-        source = DncSource.OPERATOR
+        source = DncChannel.OPERATOR
     scope = DncScope.GLOBAL if row.campaign_id is None else DncScope.CAMPAIGN
     return DncEntry(row.phone_e164, scope, str(row.campaign_id) if row.campaign_id else None,
                     source, row.reason or "", row.added_at)

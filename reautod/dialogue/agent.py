@@ -36,9 +36,9 @@ from reautod.dialogue.outcomes import outcome_for, scored_outcome
 from reautod.dialogue.playbook import Exit, Variant
 from reautod.dialogue.playbook_file import LoadedPlaybook
 from reautod.dialogue.ports import (
+    AgentCall,
     AgentObserver,
     CallbackWindow,
-    CallContext,
     CallEffects,
     LeadChanges,
     RecordSink,
@@ -78,7 +78,7 @@ def _utcnow() -> datetime:
 class CallAgent:
     """One call's agent. Build it with `AgentFactory.start`; see the module docstring."""
 
-    def __init__(self, *, call: CallContext, loaded: LoadedPlaybook, variant: Variant,
+    def __init__(self, *, call: AgentCall, loaded: LoadedPlaybook, variant: Variant,
                  extractor: Extractor, records: RecordSink, effects: CallEffects,
                  scheduler: Scheduler | None, window: CallbackWindow | None,
                  observer: AgentObserver | None, cache: ResponseCache | None,
@@ -382,7 +382,7 @@ class AgentFactory:
         self._region = region
         self._extractors: dict[str, Extractor] = {}
 
-    def start(self, call: CallContext, loaded: LoadedPlaybook, *,
+    def start(self, call: AgentCall, loaded: LoadedPlaybook, *,
               scheduler: Scheduler | None = None) -> CallAgent:
         """The agent for `call`, on the variant its lead is assigned (stable per lead)."""
         extractor = self._extractors.get(loaded.content_hash)

@@ -39,8 +39,7 @@ from reautod.dialogue.effects import CallingWindowPolicy, StoreCallEffects
 from reautod.dialogue.library import PlaybookLibrary
 from reautod.dialogue.llm_extract import JsonModel, JsonUsage, LlamaJsonModel
 from reautod.dialogue.playbook_file import LoadedPlaybook, PlaybookError
-from reautod.dialogue.ports import CallContext as AgentCall
-from reautod.dialogue.ports import LeadContext
+from reautod.dialogue.ports import AgentCall, LeadContext
 from reautod.dialogue.replies import CallResult
 from reautod.dialogue.results import AgentScoreEvent
 from reautod.dialogue.scheduling import Scheduler

@@ -173,7 +173,7 @@ class Compliance(Strict):
     no_transfer: Line = "I can't connect you right now, but I can have someone call you back."
 
 
-class Booking(Strict):
+class BookingSettings(Strict):
     """The campaign's own appointment slots (business hours in the agent's timezone)."""
 
     timezone: str
@@ -275,7 +275,7 @@ class Playbook(Strict):
     qualification: Qualification
     library: list[LibraryEntry] = []
     compliance: Compliance
-    booking: Booking | None = None
+    booking: BookingSettings | None = None
     callback: CallbackLines = CallbackLines()
     phrases: dict[Intent, list[Phrase]] = {}  # more trigger phrases for built-in intents
     variants: list[Variant] = Field(default_factory=_default_variants, min_length=1)

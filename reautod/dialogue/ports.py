@@ -43,7 +43,9 @@ class LeadContext:
 
 
 @dataclass(frozen=True)
-class CallContext:
+class AgentCall:
+    """The call as the agent sees it, built by DialoguePart from the seam's `CallContext`."""
+
     call_id: uuid.UUID
     lead: LeadContext
     direction: Literal["outbound", "inbound"] = "outbound"

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from reautod.dialogue.playbook import Booking as BookingSettings
+from reautod.dialogue.playbook import BookingSettings
 from reautod.dialogue.scheduling import Booking, BookingRequest, BookingStatus, Slot, SlotTakenError
 from reautod.errors import ValidationError
 from reautod.store.enums import AppointmentStatus

@@ -19,9 +19,8 @@ from datetime import UTC, datetime, timedelta
 from reautod.dialogue.extraction import TurnFacts
 from reautod.dialogue.journal import CallJournal
 from reautod.dialogue.lines import CallLines
-from reautod.dialogue.playbook import Booking as BookingSettings
-from reautod.dialogue.playbook import CallbackLines
-from reautod.dialogue.ports import CallbackWindow, CallContext, CallEffects
+from reautod.dialogue.playbook import BookingSettings, CallbackLines
+from reautod.dialogue.ports import AgentCall, CallbackWindow, CallEffects
 from reautod.dialogue.replies import Line
 from reautod.dialogue.scheduling import BookingRequest, Scheduler, Slot, SlotTakenError
 from reautod.dialogue.state import CallState, PendingBooking, PendingCallback
@@ -41,7 +40,7 @@ CALLBACK_HORIZON = timedelta(days=60)
 class ToolKit:
     """What the tools of one call share."""
 
-    call: CallContext
+    call: AgentCall
     state: CallState
     lines: CallLines
     journal: CallJournal

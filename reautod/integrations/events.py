@@ -19,7 +19,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
-from reautod.cost.results import BudgetAlert as CostBudgetAlert
+from reautod.cost import results
 from reautod.integrations.event_types import EventType
 
 SCHEMA_VERSION: Literal[1] = 1
@@ -192,7 +192,7 @@ def _usd(micros: int) -> Decimal:
     return Decimal(micros) / Decimal(1_000_000)
 
 
-def budget_alert_event(alert: CostBudgetAlert, campaign: CampaignRef | None) -> BudgetAlertEvent:
+def budget_alert_event(alert: results.BudgetAlert, campaign: CampaignRef | None) -> BudgetAlertEvent:
     """The webhook event of a cost part's budget alert (`campaign`: the budget's, if any)."""
     return BudgetAlertEvent(
         occurred_at=alert.at, campaign=campaign,

@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
 
 from reautod.campaigns.dialer import ErasedNumbers
-from reautod.campaigns.dnc import DncList, DncScope, DncSource, normalize_phone
+from reautod.campaigns.dnc import DncChannel, DncList, DncScope, normalize_phone
 from reautod.campaigns.intake import ImportResult, add_leads
 from reautod.campaigns.leads_import import MAX_FILE_BYTES, MAX_ROWS
 from reautod.campaigns.settings import settings_of
@@ -136,7 +136,7 @@ def incoming_router(db: Database, settings: IncomingSettings, credentials: Crede
             found = await CampaignRepository(db).find(params.campaign) if params.campaign else None
             region = settings_of(found).default_region if found else "US"
             entry = await dnc.add(
-                normalize_phone(params.number, region), source=DncSource.OPERATOR, now=clock(),
+                normalize_phone(params.number, region), source=DncChannel.OPERATOR, now=clock(),
                 reason=params.reason, campaign_id=str(found.id) if found else None,
                 scope=DncScope.CAMPAIGN if found else DncScope.GLOBAL)
         except ReautodError as err:

@@ -1,7 +1,7 @@
 """The call pipeline: one pipecat pipeline per call over the call's media (Twilio's stream today).
 
 What the daemon wires: `calls.CallManager` (it takes the daemon's `Conversations` and
-`CallHandoff`, reautod.conversation), `control.control_methods`, `route_pipecat_logs`; the
+`CallHandoff`, reautod.conversation), `control.call_methods`, `route_pipecat_logs`; the
 FastAPI router is `reautod.api.media.media_router`. This package module imports nothing else,
 so a light module of it (`opening`, for the dialer) does not load pipecat into `reautoctl`.
 """

@@ -135,7 +135,7 @@ def _summary(result: CallResult) -> dict[str, Any]:
     }
 
 
-def control_methods(
+def call_methods(
     manager: CallManager,
     http_base_url_getter: Callable[[], str],
     sign: Signer | None = None,

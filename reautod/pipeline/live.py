@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from reautod.call_events import CallInfo, CallObserver, CallState
+from reautod.telephony.stream import CloseCode
 
 _FINAL = (CallState.ENDING, CallState.ENDED)
 
@@ -31,7 +32,7 @@ class LiveCall:
             self.info.state = state
             self.observer.on_call_state(self.info.call_id, state)
 
-    def end(self, reason: str, close_code: int = 1000) -> None:
+    def end(self, reason: str, close_code: int = CloseCode.NORMAL) -> None:
         """End the call now (no goodbye); the first reason given is the call's."""
         if self.ended:
             return

@@ -83,5 +83,5 @@ class CallMedia(Protocol):
         ...
 
     async def close(self, code: int, reason: str) -> None:
-        """Hang up the caller's side with `code` (1000: normal) and a short `reason`."""
+        """Hang up the caller's side with `code` (`CloseCode.NORMAL`: the call is over) and a short `reason`."""
         ...

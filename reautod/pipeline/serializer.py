@@ -30,6 +30,7 @@ from pipecat.serializers.twilio import TwilioFrameSerializer
 
 from reautod.call_recording import CallAudioSink
 from reautod.pipeline.frames import MarkEchoFrame, PlaybackMarkFrame
+from reautod.telephony.stream import CloseCode
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +42,6 @@ MAX_BAD_MESSAGES = 200  # malformed messages tolerated per call before it is clo
 # saved ~20% of a listening call's CPU (bench/bench_streams.py, 50 calls). Silero scores 32 ms
 # windows, so a window completes at most 20 ms later than with 20 ms frames (10 ms on average).
 INBOUND_FRAME_S = 0.04
-CLOSE_TOO_BIG = 1009
-CLOSE_POLICY = 1008
 
 
 class InputWarnings:
@@ -142,14 +141,14 @@ class TwilioMediaSerializer(TwilioFrameSerializer):
 
     def _warn(self, kind: str) -> None:
         if self.warnings.add(kind, self.call_id) > MAX_BAD_MESSAGES:
-            self._violation("too many malformed messages", CLOSE_POLICY)
+            self._violation("too many malformed messages", CloseCode.POLICY)
 
     async def deserialize(self, data: str | bytes) -> Frame | None:
         message, problem = decode_message(data)
         if message is None:
             if problem == "oversized" and not self._violated:
                 self.warnings.add("oversized", self.call_id)
-                self._violation("message too big", CLOSE_TOO_BIG)
+                self._violation("message too big", CloseCode.TOO_BIG)
             else:
                 self._warn(problem or "bad")
             return None
@@ -192,7 +191,7 @@ class TwilioMediaSerializer(TwilioFrameSerializer):
                 self._warn("bad_dtmf")
                 return None
         if event == "stop":
-            self._end("stop", 1000)
+            self._end("stop", CloseCode.NORMAL)
             return None
         self._warn(f"late_{event}" if event in ("connected", "start") else "unknown_event")
         return None

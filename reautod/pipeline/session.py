@@ -47,6 +47,7 @@ from reautod.pipeline.recording import GuardedSink
 from reautod.pipeline.speech import SpeechOutput
 from reautod.pipeline.turns import UserTurnProcessor
 from reautod.pipeline.writer import ReplyWriter
+from reautod.telephony.stream import CloseCode
 
 log = logging.getLogger(__name__)
 
@@ -102,13 +103,13 @@ class CallSession:
         self._end_event = asyncio.Event()
         self._ready = asyncio.Event()  # the pipeline has started
         self._end_reason = "ended"
-        self._close_code = 1000
+        self._close_code: int = CloseCode.NORMAL
         self._worker: PipelineWorker | None = None
         self.driver: ConversationDriver | None = None
         self.speech: SpeechOutput | None = None
         self.turns: UserTurnProcessor | None = None
 
-    def end(self, reason: str, close_code: int = 1000) -> None:
+    def end(self, reason: str, close_code: int = CloseCode.NORMAL) -> None:
         """End the call now (no goodbye); safe to call from anywhere, any number of times."""
         if not self._end_event.is_set():
             self._end_reason = reason
@@ -151,7 +152,7 @@ class CallSession:
                     await ended
             if not self._end_event.is_set():
                 self._end_reason = "pipeline_finished"
-            if self._close_code != 1000:
+            if self._close_code != CloseCode.NORMAL:
                 # our code and reason; else the transport closes normally
                 await self.media.close(self._close_code, self._end_reason)
             await worker.cancel(reason=self._end_reason)

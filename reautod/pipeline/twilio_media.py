@@ -23,6 +23,7 @@ from reautod.conversation import CallContext
 from reautod.pipeline.media import MediaFormat, MediaHooks
 from reautod.pipeline.serializer import TwilioMediaSerializer
 from reautod.pipeline.transport import PacedWebsocketTransport
+from reautod.telephony.stream import CloseCode
 
 # Twilio plays 8 kHz mu-law, and caller audio stays at 8 kHz through the pipeline (Silero runs
 # at 8 kHz): per-frame resampling was the biggest CPU cost per stream. Agent audio leaves in
@@ -100,7 +101,7 @@ class TwilioMedia:
 
         @transport.event_handler("on_client_disconnected")
         async def _gone(_transport: Any, _ws: Any) -> None:
-            hooks.ended("socket_closed", 1000)
+            hooks.ended("socket_closed", CloseCode.NORMAL)
 
         return transport.input(), transport.output()
 

@@ -189,6 +189,19 @@ class WriteBehind:
 
         await asyncio.wait_for(_wait(), timeout)
 
+    async def caught_up(self, timeout: float) -> bool:
+        """Wait until the spool (a previous run's included) is replayed; False after `timeout`."""
+
+        async def _wait() -> None:
+            async with self._progress:
+                await self._progress.wait_for(lambda: not self._spooling)
+
+        try:
+            await asyncio.wait_for(_wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -404,6 +417,8 @@ class WriteBehind:
         replayed, self._spooled_batches = self._spooled_batches, []
         for batch in replayed:
             await self._settle(batch)
+        async with self._progress:  # caught_up() waits for this, with or without batches
+            self._progress.notify_all()
 
     async def _dead_letter(self, record: Record, err: StoreError) -> None:
         log.error(

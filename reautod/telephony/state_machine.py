@@ -13,50 +13,31 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
+from reautod.store.enums import CallStatus
+
 log = logging.getLogger(__name__)
 
-
-class CallStatus(StrEnum):
-    """Twilio's CallStatus values, spelled as Twilio sends them."""
-
-    QUEUED = "queued"
-    INITIATED = "initiated"
-    RINGING = "ringing"
-    IN_PROGRESS = "in-progress"
-    COMPLETED = "completed"
-    BUSY = "busy"
-    NO_ANSWER = "no-answer"
-    FAILED = "failed"
-    CANCELED = "canceled"
-
-    @property
-    def terminal(self) -> bool:
-        return self in TERMINAL
-
-
-TERMINAL = frozenset(
-    {CallStatus.COMPLETED, CallStatus.BUSY, CallStatus.NO_ANSWER, CallStatus.FAILED,
-     CallStatus.CANCELED}
-)
+# One CallStatus (reautod.store.enums: the store's spelling, and the rank that orders the
+# lifecycle) for the timeline and the store; Twilio's spelling is met only at the edges.
+TERMINAL = frozenset(s for s in CallStatus if s.terminal)
 # Statuses that only make sense for a call that was never answered.
 _UNANSWERED_ENDS = frozenset({CallStatus.BUSY, CallStatus.NO_ANSWER, CallStatus.CANCELED})
 MAX_IGNORED = 100
-_RANK = {
-    CallStatus.QUEUED: 0,
-    CallStatus.INITIATED: 1,
-    CallStatus.RINGING: 2,
-    CallStatus.IN_PROGRESS: 3,
-}
 
 
 def parse_status(value: str | None) -> CallStatus | None:
-    """The CallStatus for Twilio's string, or None for a missing or unknown one."""
+    """The CallStatus for Twilio's string (`in-progress`), or None for a missing or unknown one."""
     if value is None:
         return None
     try:
-        return CallStatus(value.strip().lower())
+        return CallStatus(value.strip().lower().replace("-", "_"))
     except ValueError:
         return None
+
+
+def twilio_spelling(status: CallStatus) -> str:
+    """The status as Twilio writes it (`in-progress`, `no-answer`)."""
+    return status.value.replace("_", "-")
 
 
 def can_transition(current: CallStatus, new: CallStatus) -> bool:
@@ -67,7 +48,7 @@ def can_transition(current: CallStatus, new: CallStatus) -> bool:
         # Busy, no-answer and canceled end a call before it is answered; completed and failed
         # can end it at any point (completed straight from ringing means we missed "answered").
         return not (new in _UNANSWERED_ENDS and current == CallStatus.IN_PROGRESS)
-    return _RANK[new] > _RANK[current]
+    return new.rank > current.rank
 
 
 def transition(current: CallStatus, new: CallStatus) -> CallStatus:
@@ -75,7 +56,7 @@ def transition(current: CallStatus, new: CallStatus) -> CallStatus:
     return new if can_transition(current, new) else current
 
 
-class Outcome(StrEnum):
+class Applied(StrEnum):
     """What applying one status event did."""
 
     APPLIED = "applied"
@@ -109,16 +90,16 @@ class CallTimeline:
 
     status: CallStatus = CallStatus.QUEUED
     entries: list[TimelineEntry] = field(default_factory=list)
-    ignored: list[tuple[StatusEvent, Outcome]] = field(default_factory=list)
+    ignored: list[tuple[StatusEvent, Applied]] = field(default_factory=list)
 
-    def apply(self, event: StatusEvent) -> Outcome:
+    def apply(self, event: StatusEvent) -> Applied:
         """Fold one event in; never raises, whatever Twilio sent."""
         new = parse_status(event.status)
         if new is None:
             log.warning("ignoring unknown call status %r", event.status)
-            return self._ignore(event, Outcome.UNKNOWN_STATUS)
+            return self._ignore(event, Applied.UNKNOWN_STATUS)
         if self._seen(new, event.sequence_number):
-            return self._ignore(event, Outcome.DUPLICATE)
+            return self._ignore(event, Applied.DUPLICATE)
         entry = TimelineEntry(new, event.sequence_number, event.at, event.source)
         if can_transition(self.status, new):
             if self._older_than_known(event.sequence_number):
@@ -127,12 +108,12 @@ class CallTimeline:
                 return self._insert_late(entry, new)
             self.status = new
             self._insert(entry)
-            return Outcome.APPLIED
-        if not new.terminal and _RANK.get(new, 99) < _RANK.get(self.status, 99):
+            return Applied.APPLIED
+        if not new.terminal and new.rank < self.status.rank:
             return self._insert_late(entry, new)
         log.info("ignoring impossible transition %s -> %s (seq %s)",
                  self.status, new, event.sequence_number)
-        return self._ignore(event, Outcome.IMPOSSIBLE)
+        return self._ignore(event, Applied.IMPOSSIBLE)
 
     @property
     def last_sequence_number(self) -> int | None:
@@ -151,11 +132,11 @@ class CallTimeline:
         last = self.last_sequence_number
         return sequence_number is not None and last is not None and sequence_number < last
 
-    def _insert_late(self, entry: TimelineEntry, new: CallStatus) -> Outcome:
+    def _insert_late(self, entry: TimelineEntry, new: CallStatus) -> Applied:
         log.debug("late status %s (seq %s) kept as history; call is %s",
                   new, entry.sequence_number, self.status)
         self._insert(entry)
-        return Outcome.LATE
+        return Applied.LATE
 
     def _insert(self, entry: TimelineEntry) -> None:
         # Order by sequence number where known; our own events (no number) keep arrival order.
@@ -168,7 +149,7 @@ class CallTimeline:
                 return
         self.entries.append(entry)
 
-    def _ignore(self, event: StatusEvent, outcome: Outcome) -> Outcome:
+    def _ignore(self, event: StatusEvent, outcome: Applied) -> Applied:
         # Bounded: a misbehaving sender must not grow a call's memory without limit.
         if len(self.ignored) < MAX_IGNORED:
             self.ignored.append((event, outcome))

@@ -1,5 +1,5 @@
-"""Twilio's media stream contract, in one place: the WebSocket path and the custom parameters a
-`<Stream>` carries to the media endpoint's `start` event.
+"""Twilio's media stream contract, in one place: the WebSocket path, the custom parameters a
+`<Stream>` carries to the media endpoint's `start` event, and the codes the socket closes with.
 
 `StreamParameters` is written by the TwiML builder (dialed and inbound calls) and by the call
 simulator (`call.simulate`), and read back by the media endpoint (`api/media.py`): both sides use
@@ -9,7 +9,7 @@ stream URLs take no query string, so this is the only way the call's identity re
 
 from __future__ import annotations
 
-from enum import StrEnum
+from enum import IntEnum, StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -18,6 +18,15 @@ MAX_PARAMETER_CHARS = 500  # name + value, per Twilio
 OPENING_PARAMETER = "opening"
 MAX_OPENING_CHARS = MAX_PARAMETER_CHARS - len(OPENING_PARAMETER) - 1
 CALL_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"
+
+
+class CloseCode(IntEnum):
+    """The codes (RFC 6455) the media WebSocket closes with; a reason text says more."""
+
+    NORMAL = 1000  # the call is over (hang-up, Twilio's stop, the caller gone)
+    POLICY = 1008  # bad signature, malformed or missing start, too many malformed messages
+    TOO_BIG = 1009  # a message over the serializer's MAX_MESSAGE_BYTES
+    TRY_LATER = 1013  # draining, engines missing, at capacity
 
 
 class Direction(StrEnum):

@@ -89,7 +89,7 @@ class StatusCallback(_TwilioForm):
             return None
 
 
-class AmdResult(_TwilioForm):
+class AmdCallback(_TwilioForm):
     """The async answering-machine-detection result."""
 
     call_sid: str = Field(alias="CallSid", min_length=1)
@@ -147,7 +147,7 @@ class WebhookHandler(Protocol):
 
     async def on_status(self, event: StatusCallback) -> None: ...
 
-    async def on_amd(self, event: AmdResult) -> None: ...
+    async def on_amd(self, event: AmdCallback) -> None: ...
 
     async def on_recording(self, event: RecordingEvent) -> None: ...
 
@@ -227,7 +227,7 @@ def twilio_router(
     @router.post(AMD_PATH)
     async def amd_webhook(request: Request) -> Response:
         try:
-            result = await verified(request, AMD_PATH, AmdResult)
+            result = await verified(request, AMD_PATH, AmdCallback)
         except _Rejected as rejected:
             return rejected.response
         return await _deliver(handler.on_amd(result))

@@ -12,7 +12,7 @@ from reautod.campaigns.amd import (
     attempt_outcome,
 )
 from reautod.campaigns.pacing import Outcome
-from reautod.telephony.state_machine import CallStatus
+from reautod.store.enums import CallStatus
 
 
 @pytest.mark.parametrize("answered_by,policy,action", [

@@ -19,7 +19,7 @@ from reautod.campaigns.dialer import (
     Dialer,
     LeadTarget,
 )
-from reautod.campaigns.dnc import DncList, DncScope, DncSource
+from reautod.campaigns.dnc import DncChannel, DncList, DncScope
 from reautod.campaigns.lead_queue import LeadClaim, SqlLeadQueue
 from reautod.campaigns.pacing import ConcurrencyLimiter, Outcome, TokenBucket
 from reautod.campaigns.windows import CampaignWindow
@@ -205,7 +205,7 @@ async def test_dialer_checks_dnc_window_and_places(sqlite: Database) -> None:
     })
     storage = MemoryDncStorage()
     dnc = DncList(storage)
-    await dnc.add("+12125550001", source=DncSource.SPOKEN, now=NOW, scope=DncScope.GLOBAL)
+    await dnc.add("+12125550001", source=DncChannel.SPOKEN, now=NOW, scope=DncScope.GLOBAL)
     placer, dial_log = Placer(fail={"+12125550004"}), Log()
     dialer = Dialer(SqlLeadQueue(sqlite, lease_ttl=TTL), directory, placer, dnc, dial_log,
                     limiter=ConcurrencyLimiter(per_box=10), bucket=TokenBucket(10, burst=10))

@@ -9,10 +9,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from reautod.campaigns.dnc import (
+    DncChannel,
     DncEntry,
     DncList,
     DncScope,
-    DncSource,
     check_dtmf_key,
     detect_opt_out,
     is_opt_out_digit,
@@ -51,7 +51,7 @@ def storage() -> MemoryDncStorage:
 async def test_global_suppression_applies_to_every_campaign(storage: MemoryDncStorage) -> None:
     dnc = DncList(storage)
     assert not (await dnc.check("+12125550100", "solar")).suppressed
-    await dnc.add("(212) 555-0100", source=DncSource.SPOKEN, now=NOW, campaign_id="solar")
+    await dnc.add("(212) 555-0100", source=DncChannel.SPOKEN, now=NOW, campaign_id="solar")
     for campaign in ("solar", "roofing", None):
         result = await dnc.check("212-555-0100", campaign)
         assert result.suppressed and result.entry is not None
@@ -61,7 +61,7 @@ async def test_global_suppression_applies_to_every_campaign(storage: MemoryDncSt
 
 async def test_campaign_suppression_is_scoped(storage: MemoryDncStorage) -> None:
     dnc = DncList(storage)
-    await dnc.add("+12125550100", source=DncSource.OPERATOR, now=NOW, campaign_id="solar",
+    await dnc.add("+12125550100", source=DncChannel.OPERATOR, now=NOW, campaign_id="solar",
                   scope=DncScope.CAMPAIGN, reason="client asked")
     assert (await dnc.check("+12125550100", "solar")).suppressed
     assert not (await dnc.check("+12125550100", "roofing")).suppressed
@@ -70,16 +70,16 @@ async def test_campaign_suppression_is_scoped(storage: MemoryDncStorage) -> None
 
 async def test_add_is_idempotent_and_validated(storage: MemoryDncStorage) -> None:
     dnc = DncList(storage)
-    await dnc.add("+12125550100", source=DncSource.KEYPRESS, now=NOW)
-    await dnc.add("+12125550100", source=DncSource.SPOKEN, now=NOW)
+    await dnc.add("+12125550100", source=DncChannel.KEYPRESS, now=NOW)
+    await dnc.add("+12125550100", source=DncChannel.SPOKEN, now=NOW)
     assert len(storage.entries) == 1
-    assert storage.entries[("+12125550100", None)].source is DncSource.KEYPRESS
+    assert storage.entries[("+12125550100", None)].source is DncChannel.KEYPRESS
     with pytest.raises(ValidationError, match="campaign id"):
-        await dnc.add("+12125550100", source=DncSource.OPERATOR, now=NOW, scope=DncScope.CAMPAIGN)
+        await dnc.add("+12125550100", source=DncChannel.OPERATOR, now=NOW, scope=DncScope.CAMPAIGN)
     with pytest.raises(ValidationError, match="phone number"):
         await dnc.check("call me maybe", None)
     with pytest.raises(ValidationError, match="timezone-aware"):
-        await dnc.add("+12125550100", source=DncSource.OPERATOR, now=datetime(2026, 1, 1))
+        await dnc.add("+12125550100", source=DncChannel.OPERATOR, now=datetime(2026, 1, 1))
 
 
 @pytest.mark.parametrize("text", [

@@ -5,6 +5,7 @@ status timeline, AMD policy, opt-out and inbound calls, and the control methods.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import random
 import uuid
 import xml.etree.ElementTree as ET
@@ -19,10 +20,10 @@ import pytest
 from pydantic import BaseModel, SecretStr
 
 from reautod.call_events import CallInfo, CallState, ObserverFanOut, TurnRecord
-from reautod.campaigns.call_tracker import CallTracker, stored_status
+from reautod.campaigns.call_tracker import CallTracker
 from reautod.campaigns.control import CallRef, CampaignRef, CreateParams, DialParams, ImportParams
 from reautod.campaigns.dialer import BlockedDial, BlockReason
-from reautod.campaigns.dnc import DncEntry, DncScope, DncSource
+from reautod.campaigns.dnc import DncChannel, DncEntry, DncScope
 from reautod.campaigns.lead_queue import LeadClaim
 from reautod.campaigns.pacing import TokenBucket
 from reautod.campaigns.results import CampaignList
@@ -49,9 +50,9 @@ from reautod.store.repositories import (
     DialBlockRepository,
     LeadRepository,
 )
-from reautod.telephony.state_machine import CallTimeline, Outcome, parse_status
+from reautod.telephony.state_machine import Applied, CallTimeline, parse_status
 from reautod.telephony.twilio_client import TwilioCalls
-from reautod.telephony.webhooks import AmdResult, StatusCallback, VoiceRequest
+from reautod.telephony.webhooks import AmdCallback, StatusCallback, VoiceRequest
 from tests.pipeline.conftest import RecordingObserver
 from tests.telephony.twilio_standin import TwilioStandIn
 
@@ -217,20 +218,20 @@ async def test_dnc_storage_global_and_per_campaign(db: Database) -> None:
     one = await CampaignRepository(db).create("one")
     two = await CampaignRepository(db).create("two")
     phone = "+12125550100"
-    entry = DncEntry(phone, DncScope.CAMPAIGN, str(one.id), DncSource.OPERATOR, "asked", NOW)
+    entry = DncEntry(phone, DncScope.CAMPAIGN, str(one.id), DncChannel.OPERATOR, "asked", NOW)
     assert await storage.add(entry) is True
     assert await storage.add(entry) is False  # idempotent
     found = await storage.find(phone, str(one.id))
     assert found is not None and found.scope is DncScope.CAMPAIGN
-    assert found.source is DncSource.OPERATOR and found.campaign_id == str(one.id)
+    assert found.source is DncChannel.OPERATOR and found.campaign_id == str(one.id)
     assert await storage.find(phone, str(two.id)) is None  # another campaign may call
     assert await storage.find(phone, None) is None
-    spoken = DncEntry(phone, DncScope.GLOBAL, None, DncSource.KEYPRESS, "pressed 9", NOW)
+    spoken = DncEntry(phone, DncScope.GLOBAL, None, DncChannel.KEYPRESS, "pressed 9", NOW)
     assert await storage.add(spoken) is True
     for campaign in (str(one.id), str(two.id), None, "manual"):
         hit = await storage.find(phone, campaign)
         assert hit is not None and hit.scope is DncScope.GLOBAL
-        assert hit.source is DncSource.KEYPRESS  # the channel survives the coarse source
+        assert hit.source is DncChannel.KEYPRESS  # the channel survives the coarse source
 
 
 async def test_lead_directory_reads_contact_and_attempts(db: Database) -> None:
@@ -400,12 +401,25 @@ async def test_busy_call_is_retried_later(env: Env) -> None:
     assert env.metrics.calls_total.labels(outcome="busy")._value.get() == 1
 
 
+async def test_twilio_call_states_are_published_in_twilios_words(env: Env) -> None:
+    await campaign_with_leads(env)
+    await dial_round(env)
+    sid = next(iter(env.standin.calls))
+    states = env.part.bus.subscribe(["call.state"])
+    await env.tracker.on_status(status(sid, "in-progress", 2))
+    await env.tracker.settle()
+    event = await asyncio.wait_for(states.get(), 5)
+    assert (event.data["state"], event.data["source"]) == ("in-progress", "twilio")
+    row = await CallRepository(env.db).by_sid(sid)
+    assert row is not None and row.status == "in_progress"  # the store's spelling
+
+
 async def test_amd_machine_hang_up_policy(env: Env) -> None:
     await campaign_with_leads(env)
     await dial_round(env)
     sid = next(iter(env.standin.calls))
     await env.tracker.on_status(status(sid, "in-progress", 2))
-    await env.tracker.on_amd(AmdResult.model_validate({"CallSid": sid,
+    await env.tracker.on_amd(AmdCallback.model_validate({"CallSid": sid,
                                                        "AnsweredBy": "machine_start"}))
     await env.tracker.settle()
     assert updates(env.standin, sid)[-1]["Status"] == ["completed"]
@@ -413,7 +427,7 @@ async def test_amd_machine_hang_up_policy(env: Env) -> None:
     assert row is not None and row.amd_result == "machine_start"
     assert env.metrics.amd_results_total.labels(result="machine_start")._value.get() == 1
     # a repeat changes nothing
-    await env.tracker.on_amd(AmdResult.model_validate({"CallSid": sid,
+    await env.tracker.on_amd(AmdCallback.model_validate({"CallSid": sid,
                                                        "AnsweredBy": "machine_start"}))
     await env.tracker.settle()
     assert len(updates(env.standin, sid)) == 1
@@ -426,7 +440,7 @@ async def test_amd_voicemail_policy_leaves_a_message(env: Env) -> None:
     (form,) = creates(env.standin)
     assert form["MachineDetection"] == ["DetectMessageEnd"]
     sid = next(iter(env.standin.calls))
-    await env.tracker.on_amd(AmdResult.model_validate({"CallSid": sid,
+    await env.tracker.on_amd(AmdCallback.model_validate({"CallSid": sid,
                                                        "AnsweredBy": "machine_end_beep"}))
     await env.tracker.settle()
     (update,) = updates(env.standin, sid)
@@ -473,7 +487,7 @@ async def test_opt_out_key_adds_dnc_and_ends_the_call(env: Env) -> None:
     env.part.on_dtmf(str(row.id), "#")
     await env.tracker.settle()
     check = await env.part.dnc.check("+12125550100", None)
-    assert check.entry is not None and check.entry.source is DncSource.KEYPRESS
+    assert check.entry is not None and check.entry.source is DncChannel.KEYPRESS
     assert updates(env.standin, sid)[-1]["Status"] == ["canceled"]  # not answered yet
 
 
@@ -497,7 +511,7 @@ async def test_opt_out_key_from_the_pipeline_reaches_telephony(env: Env) -> None
     assert session.ended == ["opted_out"]
     assert updates(env.standin, sid)[-1]["Status"] == ["completed"]
     check = await env.part.dnc.check("+12125550100", None)
-    assert check.entry is not None and check.entry.source is DncSource.KEYPRESS
+    assert check.entry is not None and check.entry.source is DncChannel.KEYPRESS
 
 
 async def test_the_agents_opt_out_tool_ends_the_call(env: Env) -> None:
@@ -510,7 +524,7 @@ async def test_the_agents_opt_out_tool_ends_the_call(env: Env) -> None:
     await env.tracker.settle()
     await env.part.on_opt_out(str(row.id))  # the number is the call's
     check = await env.part.dnc.check("+12125550100", None)
-    assert check.entry is not None and check.entry.source is DncSource.AGENT_TOOL
+    assert check.entry is not None and check.entry.source is DncChannel.AGENT_TOOL
     assert updates(env.standin, sid)[-1]["Status"] == ["completed"]
 
 
@@ -529,7 +543,7 @@ async def test_ordinary_words_do_not_opt_out(env: Env) -> None:
 
 async def test_dnc_is_checked_right_before_dialing(env: Env) -> None:
     await campaign_with_leads(env)
-    await env.part.dnc.add("+12125550100", source=DncSource.OPERATOR, now=NOW)
+    await env.part.dnc.add("+12125550100", source=DncChannel.OPERATOR, now=NOW)
     assert await dial_round(env) == 0
     assert creates(env.standin) == []
     campaign = await CampaignRepository(env.db).find("fall")
@@ -670,14 +684,14 @@ async def test_fuzzed_callbacks_never_move_a_call_wrongly(env: Env) -> None:
                 form["SequenceNumber"] = str(seq)
             callback = StatusCallback.model_validate(form)
             known = parse_status(callback.call_status)
-            if reference.apply(callback.event()) is Outcome.APPLIED and known is not None:
-                applied.add(stored_status(known).value)
+            if reference.apply(callback.event()) is Applied.APPLIED and known is not None:
+                applied.add(known.value)
             if known is not None:
-                sent.add(stored_status(known).value)
+                sent.add(known.value)
             await env.tracker.on_status(callback)
             await env.tracker.settle()
         row = await calls.get(call_id)
-        assert row.status == stored_status(reference.status).value, (form, reference)
+        assert row.status == reference.status.value, (form, reference)
         stored = [e.status for e in await calls.timeline(call_id)]
         assert len(stored) == len(set(stored))
         assert {"queued"} | applied <= set(stored) <= {"queued"} | sent, (stored, reference)
@@ -784,7 +798,7 @@ async def test_dial_checks_dnc_and_window_then_calls(env: Env) -> None:
         await env.call("dial", number="+12125550101")
     assert late.value.code == "outside_window"
     env.clock.now = NOW
-    await env.part.dnc.add("+12125550101", source=DncSource.OPERATOR, now=NOW)
+    await env.part.dnc.add("+12125550101", source=DncChannel.OPERATOR, now=NOW)
     with pytest.raises(ValidationError) as blocked:
         await env.call("dial", number="+12125550101")
     assert blocked.value.code == "dnc"

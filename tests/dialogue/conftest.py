@@ -14,7 +14,7 @@ from reautod.campaigns.windows import CallingWindows
 from reautod.dialogue.agent import AgentFactory, CallAgent
 from reautod.dialogue.cache import ResponseCache
 from reautod.dialogue.effects import CallingWindowPolicy
-from reautod.dialogue.ports import CallContext, LeadContext
+from reautod.dialogue.ports import AgentCall, LeadContext
 from reautod.dialogue.slots import CampaignSlots
 from reautod.pipeline.opening import OpeningFields
 from reautod.store.database import Database
@@ -59,7 +59,7 @@ class Rig:
         await CallRepository(self.db).write([CallStarted(
             call_id, NOW, campaign_id=the_lead.campaign_id, contact_id=the_lead.contact_id,
             lead_id=the_lead.lead_id)])
-        return (factory or self.factory).start(CallContext(call_id, the_lead, transfer_number=
+        return (factory or self.factory).start(AgentCall(call_id, the_lead, transfer_number=
                                                            self.transfer_number,
                                                            opening=self.opening),
                                                loaded, scheduler=slots)

@@ -32,7 +32,7 @@ from reautod.dialogue.part import (
     json_model_of,
     seed_examples,
 )
-from reautod.dialogue.playbook import Booking as BookingSettings
+from reautod.dialogue.playbook import BookingSettings
 from reautod.dialogue.ports import LeadContext
 from reautod.dialogue.slots import CampaignSlots
 from reautod.engines.base import ChatMessage

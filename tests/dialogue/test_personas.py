@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from reautod.dialogue.agent import AgentFactory
 from reautod.dialogue.cache import ResponseCache
-from reautod.dialogue.ports import CallContext
+from reautod.dialogue.ports import AgentCall
 from reautod.dialogue.replies import After
 from reautod.dialogue.vocabulary import Outcome
 from reautod.store.repositories import (
@@ -176,7 +176,7 @@ async def test_approved_answers_come_from_the_cache_with_their_audio(rig: Rig) -
         "Your number came from public property records for homeowners in the area. If you'd "
         "like, I can take you off our list.")}, synthesize=_tone)
     factory = AgentFactory(records=rig.records, effects=rig.effects, cache=cache, clock=clock)
-    agent = factory.start(CallContext(uuid.uuid4(), rig.lead), loaded)
+    agent = factory.start(AgentCall(uuid.uuid4(), rig.lead), loaded)
     await agent.opening()
     reply = await agent.respond("How did you get my number?")
     [answer, question] = reply.lines

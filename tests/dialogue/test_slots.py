@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from reautod.dialogue.playbook import Booking as BookingSettings
+from reautod.dialogue.playbook import BookingSettings
 from reautod.dialogue.scheduling import BookingRequest, BookingStatus, Slot, SlotTakenError
 from reautod.dialogue.slots import CampaignSlots
 from reautod.errors import NotFoundError, ValidationError

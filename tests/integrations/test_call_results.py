@@ -30,6 +30,7 @@ from reautod.store.enums import CallDirection, CallOutcome, CallStatus
 from reautod.store.records import CallEnded, ScoreUpdate
 from reautod.store.repositories import AppointmentRepository, CallRepository, OutboxRepository
 from reautod.store.writebehind import WriteBehind
+from reautod.telephony.state_machine import StatusEvent
 from tests.integrations.test_sheets import service_account_key
 from tests.store.factories import T0, call_started, campaign_contact_lead
 
@@ -165,10 +166,12 @@ async def test_telephony_tells_of_the_calls_no_pipeline_heard(db: Database) -> N
     unanswered, answered = (
         TrackedCall(uuid.uuid4(), "+15550001111", CallDirection.OUTBOUND, None, "spring",
                     CampaignSettings(), stream_started=started) for started in (False, True))
+    unanswered.timeline.apply(StatusEvent("no-answer", 1))
     for call in (unanswered, answered):
         await telephony.call_finished(call, Outcome.NO_ANSWER, None, T0)
-    # the answered call's end came from the pipeline's observer: not told twice
-    assert told == [(str(unanswered.call_id), unanswered.timeline.status.value)]
+    # the answered call's end came from the pipeline's observer: not told twice; the status
+    # in Twilio's words, as the results' disposition carries it
+    assert told == [(str(unanswered.call_id), "no-answer")]
 
 
 async def test_the_results_sheet_row_carries_the_calls_appointment(

@@ -203,12 +203,12 @@ def test_a_cost_budget_alert_becomes_a_webhook_event() -> None:
     from datetime import UTC, datetime
     from decimal import Decimal
 
-    from reautod.cost.results import BudgetAlert as CostBudgetAlert
+    from reautod.cost import results
     from reautod.integrations.events import CampaignRef, budget_alert_event
     from reautod.store.enums import BudgetAlertKind, BudgetPeriod
 
     campaign = uuid.uuid4()
-    alert = CostBudgetAlert(kind=BudgetAlertKind.FORECAST, scope=str(campaign), campaign_id=campaign,
+    alert = results.BudgetAlert(kind=BudgetAlertKind.FORECAST, scope=str(campaign), campaign_id=campaign,
                             period=BudgetPeriod.WEEK, period_start=datetime(2026, 11, 30, 5, tzinfo=UTC),
                             threshold_pct=100, spent_micros=12_500_000, projected_micros=31_000_000,
                             limit_micros=25_000_000, at=datetime(2026, 12, 2, 9, tzinfo=UTC))

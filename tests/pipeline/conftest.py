@@ -19,7 +19,7 @@ from reautod.call_recording import CallRecording
 from reautod.config import Settings
 from reautod.methods import Method
 from reautod.pipeline.calls import CallManager, Engines
-from reautod.pipeline.control import control_methods
+from reautod.pipeline.control import call_methods
 from reautod.telephony.sim_script import Utterance
 from tests.speech import SPEECH_DIR
 
@@ -73,7 +73,7 @@ class Served:
 def control_method(served: Served, name: str) -> Method:
     """The pipeline's control method `name`, wired to this media server."""
     base = served.url.replace("ws://", "http://").removesuffix("/twilio/media")
-    return {m.name: m for m in control_methods(served.manager, lambda: base)}[name]
+    return {m.name: m for m in call_methods(served.manager, lambda: base)}[name]
 
 
 async def call_method(method: Method, **params: Any) -> Any:

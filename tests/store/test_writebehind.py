@@ -199,9 +199,9 @@ async def test_spool_left_by_a_stopped_daemon_is_replayed_at_start(
 
     second = WriteBehind(direct, spool_dir, queue_size=1000, retry_interval_s=0.2)
     await second.start()
-    await wait_until(lambda: not second.stats().spooling)
+    assert await second.caught_up(timeout=30)
+    assert await turn_seqs(direct, start.call_id) == list(range(25))  # in before it returned
     await second.stop()
-    assert await turn_seqs(direct, start.call_id) == list(range(25))
     assert second.stats().replayed == 26
 
     async def count(conn: object) -> int:

@@ -14,8 +14,9 @@ from starlette.websockets import WebSocketDisconnect
 from twilio.request_validator import RequestValidator
 
 from reautod.errors import UnavailableError
+from reautod.store.enums import CallStatus
 from reautod.telephony.signatures import TwilioSignatureValidator
-from reautod.telephony.state_machine import CallStatus, Outcome
+from reautod.telephony.state_machine import Applied, twilio_spelling
 from reautod.telephony.webhooks import (
     LeadMatch,
     StatusCallback,
@@ -113,7 +114,7 @@ def test_replayed_callback_is_harmless_and_counted(env: Env) -> None:
     for _ in range(2):
         assert env.post("/twilio/status", status("in-progress", 2)).status_code == 200  # type: ignore[attr-defined]
     assert env.validator.stats.replayed == 1
-    assert [o for _, o in env.handler.statuses] == [Outcome.APPLIED, Outcome.DUPLICATE]
+    assert [o for _, o in env.handler.statuses] == [Applied.APPLIED, Applied.DUPLICATE]
     assert len(timeline.entries) == 1
 
 
@@ -255,7 +256,7 @@ def test_standin_drives_signed_callbacks_end_to_end() -> None:
         assert standin.send_status(base, sid, "completed").status_code == 200
     assert status_code == 201
     assert timeline.status is CallStatus.COMPLETED
-    assert [e.status.value for e in timeline.entries] == [
+    assert [twilio_spelling(e.status) for e in timeline.entries] == [
         "initiated", "ringing", "in-progress", "completed"]
     assert handler.amd[sid].answered_by == "human"
     assert validator.stats.valid + validator.stats.replayed == 6

@@ -32,9 +32,9 @@ import httpx
 import uvicorn
 from twilio.request_validator import RequestValidator
 
-from reautod.telephony.state_machine import CallTimeline, Outcome
+from reautod.telephony.state_machine import Applied, CallTimeline
 from reautod.telephony.webhooks import (
-    AmdResult,
+    AmdCallback,
     InboundAnswer,
     LeadMatch,
     RecordingEvent,
@@ -254,8 +254,8 @@ class MemoryWebhookHandler:
     def __init__(self, leads: dict[str, LeadMatch] | None = None) -> None:
         self.leads = dict(leads or {})
         self.timelines: dict[str, CallTimeline] = {}
-        self.statuses: list[tuple[StatusCallback, Outcome | None]] = []
-        self.amd: dict[str, AmdResult] = {}
+        self.statuses: list[tuple[StatusCallback, Applied | None]] = []
+        self.amd: dict[str, AmdCallback] = {}
         self.recordings: dict[str, RecordingEvent] = {}
         self.inbound: list[tuple[VoiceRequest, LeadMatch | None]] = []
         self.lookups: list[str] = []
@@ -279,7 +279,7 @@ class MemoryWebhookHandler:
         timeline = self.timelines.get(event.call_sid)
         self.statuses.append((event, timeline.apply(event.event()) if timeline else None))
 
-    async def on_amd(self, event: AmdResult) -> None:
+    async def on_amd(self, event: AmdCallback) -> None:
         if event.call_sid in self.timelines:
             self.amd.setdefault(event.call_sid, event)
 
