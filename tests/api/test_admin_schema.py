@@ -1,6 +1,7 @@
 """The admin API's OpenAPI schema, fuzzed with schemathesis against a real daemon (subprocess):
-every operation, with generated path values, query strings and bodies, under an admin token,
-answers without a server error: no 5xx but the typed 503 of a part that is not configured here
+every operation, with the values it generates from what the document declares (today the path
+parameters: the routes' params are not in the document yet), under an admin token, answers
+without a server error: no 5xx but the typed 503 of a part that is not configured here
 (Twilio), which names what to set. Runs when schemathesis is installed (the dev group)."""
 
 from __future__ import annotations
