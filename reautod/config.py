@@ -62,6 +62,23 @@ class HttpSettings(Section):
     public_base_url: str | None = Field(
         None, description="https URL Twilio reaches this box at; used for signatures and TwiML"
     )
+    tls_cert_file: Path | None = Field(
+        None, description="PEM certificate chain: serve https/wss on this port (with tls_key_file); "
+        "unset: plain http, for a TLS proxy in front (docs/security.md)"
+    )
+    tls_key_file: Path | None = Field(
+        None, description="PEM private key of tls_cert_file (e.g. a systemd credential)"
+    )
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> HttpSettings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("set both tls_cert_file and tls_key_file, or neither")
+        return self
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert_file is not None
 
 
 class MetricsSettings(Section):

@@ -9,6 +9,7 @@ import asyncio
 import logging
 import os
 import signal
+import ssl
 import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -22,6 +23,7 @@ from reautod import __version__
 from reautod.api.admin import TokenAuthority, admin_router, token_methods
 from reautod.api.app import HttpServer, create_app
 from reautod.api.media import media_router
+from reautod.api.tls import server_tls
 from reautod.call_events import ObserverFanOut
 from reautod.call_observer import CallEventPublisher
 from reautod.campaigns.service import TelephonyPart
@@ -275,7 +277,8 @@ class Daemon:
                  if self.tokens is not None else [])
         routers = [media, *self.telephony.routers(), *self.integrations.routers(), *admin]
         app = create_app(routers, health=self.health)
-        self.http = HttpServer(app, self.settings.http.host, self.settings.http.port)
+        self.http = HttpServer(app, self.settings.http.host, self.settings.http.port,
+                               tls=server_tls(self.settings.http))
         await self.http.start()
         self._health_checks["http"] = self._check_http
         # The dialer's timers (a tick per running campaign, lease heartbeat) start last, after
@@ -481,7 +484,8 @@ class Daemon:
         if self.calls is not None:
             # call.simulate dials our own media WebSocket, signed when signatures are checked
             sign = self.telephony.sign_media if self.telephony is not None else None
-            for method in call_methods(self.calls, self._local_http_url, sign):
+            for method in call_methods(self.calls, self._local_http_url, sign,
+                                       client_ssl=self._local_client_ssl):
                 self.control.register(method)
         if self.telephony is not None:
             for method in self.telephony.control_methods():
@@ -496,6 +500,9 @@ class Daemon:
             for method in self.cost.control_methods():
                 self.control.register(method)
 
+    def _local_client_ssl(self) -> ssl.SSLContext | None:
+        return self.http.loopback_ssl if self.http is not None else None
+
     def _local_http_url(self) -> str:
         assert self.http is not None
         host = self.http.host
@@ -503,7 +510,7 @@ class Daemon:
             host = "127.0.0.1"
         elif ":" in host:
             host = f"[{host}]"
-        return f"http://{host}:{self.http.port}"
+        return f"{self.http.scheme}://{host}:{self.http.port}"
 
     async def _status(self, _params: BaseModel) -> dict[str, Any]:
         return {
@@ -553,7 +560,8 @@ class Daemon:
 
     async def _check_http(self) -> tuple[bool, str]:
         assert self.http is not None
-        return self.http.running, f"listening on {self.http.host}:{self.http.port}"
+        return self.http.running, (
+            f"listening on {self.http.scheme}://{self.http.host}:{self.http.port}")
 
     async def _version(self, _params: BaseModel) -> dict[str, Any]:
         return {
@@ -616,6 +624,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings(path, required=required, overrides=overrides)
         secrets = load_secrets(settings)
         load_price_books(settings.cost.price_book)  # prices are configuration too
+        server_tls(settings.http)  # the certificate and key load, or --check-config says why
         for warning in check_environment(settings, secrets):
             print(f"reautod: warning: {warning}", file=sys.stderr)
     except ConfigError as err:

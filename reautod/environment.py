@@ -11,12 +11,14 @@ The same checks run in every environment; what differs is what a finding does:
 
 A finding is a setting that loses data, exposes calls or makes forged webhooks possible on a
 production box: the embedded SQLite database or in-process sessions, no https public URL for
-Twilio, and secrets that are missing, too short to be keys, or one of the well-known values our
+Twilio, plain http on an address other machines can reach (TLS belongs on the port itself or on
+a proxy in front of a loopback bind), and secrets that are missing, too short to be keys, or one of the well-known values our
 examples and the development compose file ship (they are public, so they are not secrets).
 """
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -74,6 +76,12 @@ def unsafe_settings(settings: Settings, secrets: Secrets) -> list[Finding]:
     elif _is_default(_url_password(settings.redis_url)):
         findings.append(Finding("redis_url", "the Redis password is a well-known default"))
     findings.extend(_public_url_findings(settings.http.public_base_url))
+    if not settings.http.tls and not _is_loopback(settings.http.host):
+        findings.append(Finding(
+            "http.host",
+            f"{settings.http.host} is not a loopback address and the port speaks plain http: set "
+            "http.tls_cert_file and http.tls_key_file, or bind 127.0.0.1 behind the TLS proxy",
+        ))
     for name in REQUIRED_SECRETS:
         value = secrets.get(name)
         field = f"secrets.{name}"
@@ -125,6 +133,15 @@ def _public_url_findings(url: str | None) -> list[Finding]:
     if not parts.hostname:
         return [Finding(field, "no host name")]
     return []
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
 
 
 def _url_password(url: str | None) -> str | None:

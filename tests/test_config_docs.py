@@ -41,6 +41,8 @@ SAMPLES: dict[str, Any] = {
     "watchdog_interval_s": 10.0,
     "control.socket": "/run/reautod/control.sock",
     "http.public_base_url": "https://voice.example.com",
+    "http.tls_cert_file": "/run/credentials/reautod.service/tls_cert",
+    "http.tls_key_file": "/run/credentials/reautod.service/tls_key",
     "models.dir": "/var/lib/reautod/models",
     "models.stt": "faster-whisper-small.en",
     "models.llm": "qwen2.5-1.5b-instruct-q4_k_m.gguf",

@@ -57,6 +57,8 @@ def test_the_embedded_default_is_unsafe_on_every_count() -> None:
     [
         ({"http": {"public_base_url": "http://voice.example.com"}}, {}, "http.public_base_url", "TLS"),
         ({"http": {"public_base_url": "https://"}}, {}, "http.public_base_url", "host"),
+        ({"http": {"public_base_url": "https://voice.example.com", "host": "0.0.0.0"}}, {},
+         "http.host", "plain http"),
         ({"database_url": "postgresql+psycopg://reautod:changeme@db/reautod"}, {}, "database_url",
          "default"),
         ({"redis_url": "redis://:redis@127.0.0.1:6379/0"}, {}, "redis_url", "default"),
@@ -75,6 +77,14 @@ def test_each_unsafe_setting_is_named(
     found = unsafe_settings(settings("prod", **changes), secrets(**secret_changes))
     assert fields(found) == [field]
     assert words in found[0].problem
+
+
+def test_an_open_bind_is_safe_when_the_port_itself_speaks_tls() -> None:
+    http = {"public_base_url": "https://voice.example.com", "host": "0.0.0.0",
+            "tls_cert_file": "/run/credentials/reautod.service/tls.crt",
+            "tls_key_file": "/run/credentials/reautod.service/tls.key"}
+    assert unsafe_settings(settings("prod", http=http), secrets()) == []
+    assert unsafe_settings(settings("prod", http={**http, "host": "::1"}), secrets()) == []
 
 
 def test_prod_refuses_with_every_finding_and_dev_allows_them() -> None:

@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import OctKey
@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
 
 from reautod.campaigns.pacing import TokenBucket
+from reautod.control.protocol import encode_result
 from reautod.control.server import MethodAuditor
 from reautod.errors import (
     ConfigError,
@@ -194,7 +195,7 @@ def admin_router(authority: TokenAuthority, methods: Mapping[str, Method],
 
 def _endpoint(route: Route, method: Method, authority: TokenAuthority,
               auditor: MethodAuditor, limit: RateLimit) -> Callable[[Request], Any]:
-    async def endpoint(request: Request) -> JSONResponse:
+    async def endpoint(request: Request) -> Response:
         if int(request.headers.get("content-length") or 0) > MAX_BODY_BYTES:
             return _error(413, "too_large", f"the body may be at most {MAX_BODY_BYTES} bytes")
         client = request.client.host if request.client else "unknown"
@@ -222,7 +223,8 @@ def _endpoint(route: Route, method: Method, authority: TokenAuthority,
                                               changes_state=method.changes_state)
         except ReautodError as err:
             return _error(_status(err), err.code, err.message)
-        return JSONResponse(result)
+        # typed results (pydantic models) in the same JSON form as on the control socket
+        return Response(encode_result(result), media_type="application/json")
 
     return endpoint
 

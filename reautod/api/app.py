@@ -16,6 +16,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
 
 from reautod import __version__
+from reautod.api.tls import TlsFiles, loopback_client_context
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +49,9 @@ class _EmbeddedUvicorn(uvicorn.Server):
 
 
 class HttpServer:
-    """uvicorn on a pre-bound socket, run as a task of the daemon's loop."""
+    """uvicorn on a pre-bound socket, run as a task of the daemon's loop; https/wss with `tls`."""
 
-    def __init__(self, app: FastAPI, host: str, port: int) -> None:
+    def __init__(self, app: FastAPI, host: str, port: int, tls: TlsFiles | None = None) -> None:
         self._sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind((host, port))  # raises OSError (address in use) before READY
@@ -58,6 +59,9 @@ class HttpServer:
         self._sock.set_inheritable(False)
         self.host = host
         self.port: int = self._sock.getsockname()[1]
+        self.scheme = "https" if tls is not None else "http"
+        # what the daemon's own clients (call.simulate) connect with: pinned to our certificate
+        self.loopback_ssl = loopback_client_context(tls) if tls is not None else None
         config = uvicorn.Config(
             app,
             log_config=None,
@@ -65,6 +69,8 @@ class HttpServer:
             lifespan="off",
             ws_max_size=MAX_WS_MESSAGE_BYTES,
             timeout_graceful_shutdown=2,
+            ssl_certfile=tls.cert_file if tls is not None else None,
+            ssl_keyfile=tls.key_file if tls is not None else None,
         )
         self._server = _EmbeddedUvicorn(config)
         self._task: asyncio.Task[None] | None = None
@@ -76,7 +82,7 @@ class HttpServer:
                 self._task.result()  # re-raise the start-up failure
                 raise RuntimeError("HTTP server stopped during start-up")
             await asyncio.sleep(0.01)
-        log.info("HTTP listening on %s:%d", self.host, self.port)
+        log.info("HTTP listening on %s://%s:%d", self.scheme, self.host, self.port)
 
     @property
     def running(self) -> bool:

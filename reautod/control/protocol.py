@@ -26,6 +26,11 @@ def _default(value: Any) -> Any:
     return str(value)
 
 
+def encode_result(result: Any) -> bytes:
+    """A method's result as JSON, as the socket sends it (the admin API answers with this too)."""
+    return json.dumps(result, separators=(",", ":"), default=_default).encode()
+
+
 def encode(message: dict[str, Any]) -> bytes:
     return json.dumps(message, separators=(",", ":"), default=_default).encode() + b"\n"
 

@@ -7,6 +7,7 @@ Twilio simulator plays the phone), so it exercises exactly what a real call does
 from __future__ import annotations
 
 import asyncio
+import ssl
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -139,8 +140,10 @@ def call_methods(
     manager: CallManager,
     http_base_url_getter: Callable[[], str],
     sign: Signer | None = None,
+    client_ssl: Callable[[], ssl.SSLContext | None] = lambda: None,
 ) -> list[Method]:
-    """The pipeline's control-socket methods; `sign` adds Twilio's signature when one is checked."""
+    """The pipeline's control-socket methods; `sign` adds Twilio's signature when one is checked,
+    `client_ssl` is the TLS context for a wss:// base URL (the daemon's own port with TLS on)."""
 
     async def calls_list(_: NoParams) -> dict[str, Any]:
         return {"calls": [info.wire() for info in manager.live_calls()]}
@@ -166,6 +169,7 @@ def call_methods(
                 CallOptions(
                     url=url,
                     headers=dict(sign(url)) if sign is not None else {},
+                    ssl=client_ssl() if url.startswith("wss://") else None,
                     speed=1.0 if params.realtime else FAST_SPEED,
                     record_audio=False,
                     custom_parameters=StreamParameters(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -45,9 +46,14 @@ class CallOptions:
     before_start: tuple[str | bytes, ...] = ()  # raw messages between `connected` and `start`
     open_timeout_s: float = 10.0  # wall clock
     close_timeout_s: float = 5.0  # wall clock
+    # wss:// only: the TLS context (e.g. one that trusts a self-signed certificate); None uses
+    # the system's trust store
+    ssl: ssl.SSLContext | None = None
 
     def __post_init__(self) -> None:
         if not self.speed > 0:
             raise ValidationError(f"speed must be positive, got {self.speed}")
         if self.max_call_s is not None and self.max_call_s <= 0:
             raise ValidationError("max_call_s must be positive")
+        if self.ssl is not None and not self.url.startswith("wss://"):
+            raise ValidationError("an ssl context needs a wss:// URL")

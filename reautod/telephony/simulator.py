@@ -195,6 +195,7 @@ class SimulatedCall:
             raise SimulatorError("a SimulatedCall runs once; make a new one for another call")
         self._ran = True
         opts = self._options
+        tls: dict[str, Any] = {"ssl": opts.ssl} if opts.ssl is not None else {}
         try:
             ws = await connect(
                 opts.url,
@@ -205,6 +206,8 @@ class SimulatedCall:
                 ping_interval=None,
                 proxy=None,
                 max_size=None,
+                # wss:// without a context gets websockets' default (system trust store)
+                **tls,
             )
         except InvalidStatus as err:
             raise SimulatorError(

@@ -163,3 +163,22 @@ def test_each_subject_has_its_own_rate() -> None:
     assert client.get("/api/v1/calls").status_code == 401  # no token: refused before counting
     now[0] += 1.0
     assert get(busy) == 200
+
+
+def test_typed_results_answer_in_their_json_form() -> None:
+    """A method returning a pydantic model (CampaignList and the like) answers as on the socket."""
+
+    class Listed(BaseModel):
+        names: list[str]
+
+    async def listed(_: BaseModel) -> Listed:
+        return Listed(names=["spring"])
+
+    authority = TokenAuthority(SECRET, clock=lambda: NOW)
+    table = {**methods(), "campaigns.list": Method("campaigns.list", listed, AnyParams)}
+    app = FastAPI()
+    app.include_router(admin_router(authority, table, Auditor()))
+    token = authority.issue("reader", Role.ANALYST, timedelta(minutes=5)).token
+    got = TestClient(app).get("/api/v1/campaigns", headers={"Authorization": f"Bearer {token}"})
+    assert got.status_code == 200 and got.json() == {"names": ["spring"]}
+    assert got.headers["content-type"] == "application/json"

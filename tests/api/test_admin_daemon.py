@@ -11,14 +11,20 @@ from typing import Any
 import httpx
 
 
-def test_tokens_roles_and_audit_through_the_daemon(daemon_factory: Any) -> None:
-    d = daemon_factory(env={"REAUTOD_SECRET_JWT_SECRET": "j" * 48})
+def api_daemon(daemon_factory: Any, **secrets: str) -> Any:
+    """A started daemon with the admin API on (a jwt_secret), no models, free ports."""
+    d = daemon_factory(env={"REAUTOD_SECRET_JWT_SECRET": "j" * 48, **secrets})
     d.config_path.write_text(
         f'state_dir = "{d.workdir / "state"}"\nshutdown_grace_s = 5\n'
         "[http]\nport = 0\n[metrics]\nport = 0\n"
     )
     d.start()
     d.wait_ready(timeout=120)
+    return d
+
+
+def test_tokens_roles_and_audit_through_the_daemon(daemon_factory: Any) -> None:
+    d = api_daemon(daemon_factory)
 
     def token(subject: str, role: str) -> str:
         made = d.ctl("--json", "token", "create", "--subject", subject, "--role", role)

@@ -78,6 +78,32 @@ async def in_db(url: str, work: Callable[[Database], Any]) -> Any:
         await db.close()
 
 
+def standin_config(state_dir: Path, database_url: str, port: int, models_dir: str | Path,
+                   standin: TwilioStandIn, account: str) -> str:
+    """A daemon that dials through the stand-in on `port`, with the test models."""
+    return (
+        f'state_dir = "{state_dir}"\n'
+        f'database_url = "{database_url}"\n'
+        "auto_migrate = true\n"
+        "shutdown_grace_s = 5\n"
+        f'[http]\nport = {port}\npublic_base_url = "http://127.0.0.1:{port}"\n'
+        "[metrics]\nport = 0\n"
+        f'[models]\ndir = "{models_dir}"\nprofile = "test"\ndevice = "cpu"\n'
+        "[calls]\nreprompt_after_silence_s = 30\nhangup_after_silence_s = 60\n"
+        f'[twilio]\naccount_sid = "{account}"\nfrom_number = "{FROM}"\n'
+        f'api_base_url = "{standin.base_url}"\n'
+    )
+
+
+def json_ctl(d: Any) -> Callable[..., Any]:
+    """`reautoctl ... --json` on daemon `d`, asserting success, parsed."""
+    def ctl(*args: str) -> Any:
+        result = d.ctl(*args, "--json")
+        assert result.returncode == 0, (args, result.stdout, result.stderr, d.log()[-3000:])
+        return json.loads(result.stdout)
+    return ctl
+
+
 def stream_of(twiml: str) -> tuple[str, dict[str, str]]:
     root = ET.fromstring(twiml)
     stream = root.find("./Connect/Stream")
@@ -95,25 +121,11 @@ def test_dialed_call_end_to_end(daemon_factory: Any, fresh_database_url: str,
     models = test_model_overrides["models"]
     with TwilioStandIn(ACCOUNT, TOKEN) as standin:
         d = daemon_factory(env={"REAUTOD_SECRET_TWILIO_AUTH_TOKEN": TOKEN})
-        d.config_path.write_text(
-            f'state_dir = "{d.workdir / "state"}"\n'
-            f'database_url = "{fresh_database_url}"\n'
-            "auto_migrate = true\n"
-            "shutdown_grace_s = 5\n"
-            f'[http]\nport = {port}\npublic_base_url = "{base}"\n'
-            "[metrics]\nport = 0\n"
-            f'[models]\ndir = "{models["dir"]}"\nprofile = "test"\ndevice = "cpu"\n'
-            "[calls]\nreprompt_after_silence_s = 30\nhangup_after_silence_s = 60\n"
-            f'[twilio]\naccount_sid = "{ACCOUNT}"\nfrom_number = "{FROM}"\n'
-            f'api_base_url = "{standin.base_url}"\n'
-        )
+        d.config_path.write_text(standin_config(d.workdir / "state", fresh_database_url, port,
+                                                models["dir"], standin, ACCOUNT))
         d.start()
         d.wait_ready(timeout=240)
-
-        def ctl(*args: str) -> Any:
-            result = d.ctl(*args, "--json")
-            assert result.returncode == 0, (args, result.stdout, result.stderr, d.log()[-3000:])
-            return json.loads(result.stdout)
+        ctl = json_ctl(d)
 
         awake, asleep = zone_where(range(9, 19)), zone_where(range(0, 6))
         leads = tmp_path / "leads.csv"
