@@ -106,7 +106,8 @@ def test_simulate_without_audio_files_speaks_the_leads_lines(small_daemon: Daemo
     callers = [t["text"] for t in turns if t["speaker"] == "caller"]
     errors = word_errors(" ".join(GENERATED_LEAD_LINES), " ".join(callers))
     assert errors.rate <= 0.10, f"{errors}: {callers}"
-    replies = [t["text"] for t in turns if t["speaker"] == "agent"][1:]
-    assert replies and all(r.strip() for r in replies), replies
+    # the replies that played out whole (a lead's next line may cut one before its first word)
+    replies = [t["text"] for t in turns if t["speaker"] == "agent" and not t["interrupted"]][1:]
+    assert replies and all(r.strip() for r in replies), turns
     assert looks_english(" ".join(replies)), replies
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
@@ -30,10 +31,12 @@ async def daemon(socket_path: Path) -> AsyncIterator[FakeDaemon]:
 
 
 async def wait_until(
-    pilot: Pilot[None], condition: Callable[[], bool], what: str, *, tries: int = 500
+    pilot: Pilot[None], condition: Callable[[], bool], what: str, *, timeout_s: float = 30.0
 ) -> None:
-    """Let the app run until `condition` holds; a generous bound so a broken app fails, not hangs."""
-    for _ in range(tries):
+    """Let the app run until `condition` holds; a generous bound (wall time: the suite shares two
+    cores with daemons and models) so a broken app fails, not hangs."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
         if condition():
             return
         await pilot.pause(0.02)

@@ -71,18 +71,18 @@ async def test_tui_follows_the_real_daemon_through_a_restart(reautod: DaemonProc
             pilot,
             lambda: app.state.connected and app.state.daemon.get("state") == "ready"
             and {"database", "stt", "llm", "tts"} <= {c.name for c in app.state.health},
-            "connected to a ready reautod with its health", tries=3000)
+            "connected to a ready reautod with its health", timeout_s=120)
         assert not {c.name: c for c in app.state.health}["stt"].ok  # no models installed here
 
         await pilot.pause()
         reautod.stop()
-        await wait_until(pilot, lambda: not app.state.connected, "disconnected", tries=3000)
+        await wait_until(pilot, lambda: not app.state.connected, "disconnected", timeout_s=120)
         assert "DISCONNECTED" in app.sub_title
 
         sessions = app.link.sessions
         reautod.start()
         await wait_until(pilot, lambda: app.state.connected and app.link.sessions > sessions,
-                         "reconnected to the restarted daemon", tries=3000)
+                         "reconnected to the restarted daemon", timeout_s=120)
 
         await pilot.press("D")
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "confirmation")
@@ -90,7 +90,7 @@ async def test_tui_follows_the_real_daemon_through_a_restart(reautod: DaemonProc
         assert reautod.proc is not None
         proc = reautod.proc
         await wait_until(pilot, lambda: proc.poll() is not None, "the daemon drained and exited",
-                         tries=3000)
+                         timeout_s=120)
         assert proc.returncode == 0
         assert app.requests_sent == [("daemon.drain", {})]
         await wait_until(pilot, lambda: not app.state.connected, "disconnected after the drain")
@@ -121,7 +121,7 @@ async def test_campaigns_screen_reads_the_real_daemons_list(daemon_factory: Any)
                     backoff=Backoff(initial_s=0.1, max_s=0.5))
     async with app.run_test(size=(120, 36)) as pilot:
         await wait_until(pilot, lambda: len(app.state.campaigns) == 2, "campaigns loaded",
-                         tries=3000)
+                         timeout_s=120)
         await pilot.press("c")
         await wait_until(pilot, lambda: isinstance(app.screen, CampaignsScreen), "campaigns")
         table = app.screen.query_one(CampaignsTable)
