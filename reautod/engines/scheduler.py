@@ -63,6 +63,9 @@ class _Job:
         self.cancel_event = threading.Event()
         self.enqueued_at = time.perf_counter()
         self.started_at: float | None = None
+        # the worker counted it (completed or failed), under the scheduler's lock: a stream its
+        # caller closes after that is not counted again as cancelled
+        self.counted = False
         self.future: asyncio.Future[Any] | None = None if streaming else loop.create_future()
         self.items: asyncio.Queue[Any] | None = asyncio.Queue() if streaming else None
 
@@ -247,14 +250,15 @@ class EngineScheduler:
             if timed_out:
                 self._stats.timeouts += 1
                 self._record_failure_locked(f"timed out ({self.name})")
-            else:
+            cancelled = not timed_out and not job.counted
+            if cancelled:
                 self._stats.cancelled += 1
             depth = len(self._pending)
         if self.observer is not None:
             self.observer.set_engine_queue_depth(self._label, depth)
             if timed_out:
                 self.observer.engine_failed(self._label)
-            else:
+            elif cancelled:
                 self.observer.engine_cancelled(self._label)
 
     # ------------------------------------------------------------------ worker side (threads)
@@ -296,9 +300,10 @@ class EngineScheduler:
         # A job that fails after its caller left (timeout, barge-in) was counted then.
         assert job.started_at is not None
         finished = time.perf_counter()
-        abandoned = job.cancel_event.is_set()
-        failed = isinstance(delivery, _Failed) and not abandoned
-        with self._cond:
+        with self._cond:  # read under the lock _abandon counts under: each job counted once
+            abandoned = job.cancel_event.is_set()
+            failed = isinstance(delivery, _Failed) and not abandoned
+            job.counted = not abandoned
             self._stats.in_flight -= 1
             self._stats.compute_s_total += finished - job.started_at
             if failed:
