@@ -129,7 +129,8 @@ class CallAgent:
                                        now=self._clock(), asked=state.asked)
         if turn.has(Intent.OPT_OUT):
             return await self._opt_out(turn)
-        lines: list[Line] = []
+        # A booking or callback the caller cut off while it was confirmed is said again first.
+        lines: list[Line] = state.take_unheard()
         asked_back = False  # the agent asked something of its own (a confirmation, a time)
         skip_exits = False  # the turn was a question to the agent, not an answer
         stage = state.stage

@@ -4,6 +4,7 @@ the approved lines with their cached audio, and the reply id the pipeline report
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Literal
 
 from reautod.dialogue.cache import CachedLine, ResponseCache
@@ -91,6 +92,9 @@ class ReplyComposer:
                            llm=llm, after=after, reason=reason, transfer_to=transfer_to)
         if reply.lines:
             state.say("agent", reply.text, reply.id)
+        commitments = tuple(line for line in reply.lines if line.commitment)
+        if commitments:
+            state.commitments[reply.id] = commitments
         return reply
 
     def _llm_request(self, question: str | None) -> LlmRequest:
@@ -118,6 +122,6 @@ class ReplyComposer:
                         await self._cache.put(pb, self.version, line.cache_key, CachedLine(line.text))
                     except ReautodError as err:
                         log.warning("response cache: %s", err.message)
-                line = Line(line.text, line.cache_key, cached)
+                line = replace(line, cached=cached)
             out.append(line)
         return out

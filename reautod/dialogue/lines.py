@@ -46,6 +46,10 @@ class CallLines:
     def line(self, template: str, **extra: str) -> Line:
         return Line(render(template, {**self.fields, **extra}))
 
+    def commitment(self, template: str, **extra: str) -> Line:
+        """A line the caller must hear whole (see `Line.commitment`)."""
+        return Line(render(template, {**self.fields, **extra}), commitment=True)
+
     def approved(self, key: str) -> Line:
         """A library answer ("library:<id>") or a compliance line ("compliance:<name>")."""
         return Line(self._approved[key], key)

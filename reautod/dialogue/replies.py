@@ -36,12 +36,15 @@ class Line:
     """A fixed line: `cache_key` is set for approved lines (library, compliance), whose audio
     the response cache may hold (`cached`); other lines are scripted with the call's values.
     `shared`: the same words on many calls without a cache key (the opening's opt-out offer,
-    which depends on the campaign), so the pipeline's line cache may keep their audio."""
+    which depends on the campaign), so the pipeline's line cache may keep their audio.
+    `commitment`: the caller must hear it whole (a booking or callback confirmed): if they cut in
+    before it finished, it is said again at the start of the next reply."""
 
     text: str
     cache_key: str | None = None
     cached: CachedLine | None = None
     shared: bool = False
+    commitment: bool = False
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,28 @@ async def test_a_slot_taken_before_the_yes_is_not_booked_twice(rig: Rig) -> None
     assert third.state.booking is None and ("book_appointment", "refused") in rig.records.decisions()
 
 
+async def test_a_confirmation_the_caller_cut_off_is_said_again(rig: Rig) -> None:
+    """The caller's trailing words cut into "You're all set for ...": the booking stands, and the
+    next reply says the booked time again before anything else (here the closer's goodbye)."""
+    agent = await to_scheduler(rig)
+    await agent.respond("Thursday at 10 am")
+    booked = await agent.respond("Yes,")
+    confirmation = booked.lines[0]
+    assert confirmation.commitment and confirmation.text.startswith("You're all set for Thursday")
+    assert booked.after is After.HANG_UP and agent.state.booking is not None
+    agent.heard(booked.id, "You're all set")  # the caller went on: "please book it"
+    again = await agent.respond("please book it.")
+    assert again.lines[0].text == confirmation.text and again.after is After.HANG_UP
+    agent.heard(again.id, again.text)  # heard whole this time: owed no more
+    assert agent.state.take_unheard() == [] and agent.state.commitments == {}
+    # Heard in full the first time, nothing is repeated.
+    other = await to_scheduler(rig)
+    await other.respond("Thursday at 11 am")
+    first = await other.respond("Yes.")
+    other.heard(first.id, first.text)
+    assert other.state.take_unheard() == []
+
+
 async def test_transfer_to_a_person(rig: Rig) -> None:
     agent = await rig.agent("real-estate-sellers")
     await agent.opening()
