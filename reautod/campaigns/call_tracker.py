@@ -111,12 +111,6 @@ class TrackedCall:
         return timedelta(seconds=self.settings.ring_timeout_s + self.settings.time_limit_s) \
             + STALE_MARGIN
 
-    def wire(self) -> dict[str, Any]:
-        return {"call_id": str(self.call_id), "call_sid": self.sid,
-                "campaign": self.campaign_name, "direction": self.direction.value,
-                "status": twilio_spelling(self.timeline.status), "answered_by": self.answered_by,
-                "opted_out": self.opted_out, "handed_off": self.handed_off}
-
 
 class DialerHooks(Protocol):
     """What the tracker tells the dialer about calls it placed."""

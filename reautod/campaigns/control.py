@@ -11,18 +11,37 @@ import uuid
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import phonenumbers
 from phonenumbers import timezone as number_timezone
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from reautod.campaigns.call_tracker import TrackedCall
+from reautod.campaigns.call_tracker import TrackedCall, twilio_spelling
 from reautod.campaigns.dialer import BlockReason, LeadTarget, NotAdmitted
 from reautod.campaigns.dnc import DncChannel, DncScope, normalize_phone
-from reautod.campaigns.intake import add_leads
+from reautod.campaigns.intake import ImportResult, add_leads
 from reautod.campaigns.leads_import import MAX_FILE_BYTES, state_of_number
-from reautod.campaigns.results import CampaignList, CampaignPacing, CampaignSummary
+from reautod.campaigns.results import (
+    CallCostResult,
+    CallDetail,
+    CallHistory,
+    CampaignInfo,
+    CampaignList,
+    CampaignPacing,
+    CampaignStatusResult,
+    CampaignSummary,
+    CampaignTransition,
+    DialBlock,
+    DialResult,
+    DncAddResult,
+    DncCheckResult,
+    StatusChange,
+    StoredCall,
+    StoredTurn,
+    TrackedCallState,
+    TransferResult,
+)
 from reautod.campaigns.settings import CampaignSettings, settings_of
 from reautod.dialogue.call_record import agent_record
 from reautod.errors import NotFoundError, OverloadedError, ReautodError, ValidationError
@@ -111,28 +130,35 @@ class CallRef(BaseModel):
     call_id: str = Field(min_length=1, max_length=64)
 
 
-def campaign_wire(row: CampaignRow) -> dict[str, Any]:
+def campaign_fields(row: CampaignRow) -> dict[str, object]:
+    """The CampaignInfo fields of a stored campaign; settings that no longer validate are
+    reported, not raised (the operator must still be able to see and stop the campaign)."""
+    settings, problem = None, None
     try:
-        settings: dict[str, Any] | str = settings_of(row).model_dump(mode="json")
+        settings = settings_of(row)
     except ValueError as err:
-        settings = f"invalid: {err}"
-    return {"id": str(row.id), "name": row.name, "status": row.status,
-            "created_at": row.created_at.isoformat(), "settings": settings}
+        problem = str(err)
+    return {"id": row.id, "name": row.name, "status": CampaignStatus(row.status),
+            "created_at": row.created_at, "settings": settings, "settings_error": problem}
 
 
-def call_wire(row: CallRow) -> dict[str, Any]:
-    return {
-        "call_id": str(row.id), "call_sid": row.call_sid,
-        "campaign_id": str(row.campaign_id) if row.campaign_id else None,
-        "lead_id": str(row.lead_id) if row.lead_id else None,
-        "direction": row.direction, "transport": row.transport, "status": row.status,
-        "amd_result": row.amd_result, "outcome": row.outcome, "disposition": row.disposition,
-        "from": row.from_number, "to": row.to_number, "error_code": row.error_code,
-        "created_at": row.created_at.isoformat(),
-        "answered_at": row.answered_at.isoformat() if row.answered_at else None,
-        "ended_at": row.ended_at.isoformat() if row.ended_at else None,
-        "duration_ms": row.duration_ms,
-    }
+def call_fields(row: CallRow) -> dict[str, object]:
+    """The StoredCall fields of a call row."""
+    return {"call_id": row.id, "call_sid": row.call_sid, "campaign_id": row.campaign_id,
+            "lead_id": row.lead_id, "direction": row.direction, "transport": row.transport,
+            "status": row.status, "amd_result": row.amd_result, "outcome": row.outcome,
+            "disposition": row.disposition, "from_number": row.from_number,
+            "to": row.to_number, "error_code": row.error_code, "created_at": row.created_at,
+            "answered_at": row.answered_at, "ended_at": row.ended_at,
+            "duration_ms": row.duration_ms}
+
+
+def tracked_state(call: TrackedCall) -> TrackedCallState:
+    return TrackedCallState(call_id=call.call_id, call_sid=call.sid, campaign=call.campaign_name,
+                            direction=call.direction.value,
+                            status=twilio_spelling(call.timeline.status),
+                            answered_by=call.answered_by, opted_out=call.opted_out,
+                            handed_off=call.handed_off)
 
 
 async def _read_csv(path_text: str) -> bytes:
@@ -199,25 +225,21 @@ def campaign_methods(part: TelephonyPart) -> list[Method]:
         costs = CostRepository(db)
         result = []
         for row in await part.campaigns.list():
-            settings, problem = None, None
-            try:
-                settings = settings_of(row)
-            except ValueError as err:
-                problem = str(err)
-            result.append(CampaignSummary(
-                id=row.id, name=row.name, status=CampaignStatus(row.status),
-                created_at=row.created_at, settings=settings, settings_error=problem,
-                leads={LeadStatus(k): n
-                       for k, n in (await LeadRepository(db).status_counts(row.id)).items()},
-                calls_live=live[row.id],
-                pacing=CampaignPacing(max_concurrent=settings.max_concurrent,
-                                      calls_per_minute=part.calls_per_minute)
-                if settings is not None else None,
-                spent_micros=await costs.spent_since(row.created_at, row.id),
-            ))
+            fields = campaign_fields(row)
+            settings = fields["settings"]
+            result.append(CampaignSummary.model_validate({
+                **fields,
+                "leads": {LeadStatus(k): n
+                          for k, n in (await LeadRepository(db).status_counts(row.id)).items()},
+                "calls_live": live[row.id],
+                "pacing": CampaignPacing(max_concurrent=settings.max_concurrent,
+                                         calls_per_minute=part.calls_per_minute)
+                if isinstance(settings, CampaignSettings) else None,
+                "spent_micros": await costs.spent_since(row.created_at, row.id),
+            }))
         return CampaignList(campaigns=result)
 
-    async def campaign_create(params: CreateParams) -> dict[str, Any]:
+    async def campaign_create(params: CreateParams) -> CampaignInfo:
         name = params.name.strip()
         try:
             await part.campaigns.find(name)
@@ -231,20 +253,19 @@ def campaign_methods(part: TelephonyPart) -> list[Method]:
         row = await part.campaigns.create(name, calling_window=columns["calling_window"],
                                           pacing=columns["pacing"],
                                           agent_config=columns["agent_config"])
-        return campaign_wire(row)
+        return CampaignInfo.model_validate(campaign_fields(row))
 
-    async def campaign_import(params: ImportParams) -> dict[str, Any]:
+    async def campaign_import(params: ImportParams) -> ImportResult:
         campaign = await part.campaigns.find(params.campaign)  # before reading a large file
         data = (params.csv_text.encode() if params.csv_text is not None
                 else await _read_csv(params.csv_path or ""))
-        result = await add_leads(db, str(campaign.id), data, source="import", clock=part.clock,
-                                 erased=part.erased)
-        return result.model_dump(mode="json")
+        return await add_leads(db, str(campaign.id), data, source="import", clock=part.clock,
+                               erased=part.erased)
 
     def transition(action: str) -> Method:
         allowed, target = TRANSITIONS[action]
 
-        async def handler(params: CampaignRef) -> dict[str, Any]:
+        async def handler(params: CampaignRef) -> CampaignTransition:
             campaign = await part.campaigns.find(params.campaign)
             current = CampaignStatus(campaign.status)
             if current not in allowed:
@@ -257,18 +278,17 @@ def campaign_methods(part: TelephonyPart) -> list[Method]:
                 # fits after a config change
                 part.opening_for(settings_of(campaign))
             await part.campaigns.set_status(campaign.id, target)
-            return {"campaign": campaign.name, "status": target.value,
-                    "previous": current.value}
+            return CampaignTransition(campaign=campaign.name, status=target, previous=current)
 
         return Method(f"campaign.{action}", handler, CampaignRef, changes_state=True,
                       summary=f"{action} a campaign ({', '.join(sorted(allowed))} -> "
                               f"{target.value})")
 
-    async def campaign_status(params: CampaignRef) -> dict[str, Any]:
+    async def campaign_status(params: CampaignRef) -> CampaignStatusResult:
         campaign = await part.campaigns.find(params.campaign)
         blocks = DialBlockRepository(db)
         recent = await blocks.recent(campaign_id=campaign.id, limit=RECENT_BLOCKS)
-        live = [c.wire() for c in (part.tracker.tracked() if part.tracker else [])
+        live = [tracked_state(c) for c in (part.tracker.tracked() if part.tracker else [])
                 if c.campaign_id == campaign.id]
         problem = part.problem
         if problem is None and part.manager is not None:
@@ -276,21 +296,19 @@ def campaign_methods(part: TelephonyPart) -> list[Method]:
                 part.manager.check_admission()
             except ReautodError as err:  # models missing, draining or full: no dials now
                 problem = err.message
-        return {
-            **campaign_wire(campaign),
+        return CampaignStatusResult.model_validate({
+            **campaign_fields(campaign),
             "leads": await LeadRepository(db).status_counts(campaign.id),
             "blocked_by_rule": await blocks.counts_by_rule(campaign.id),
-            "recent_blocks": [{"lead_id": str(b.lead_id), "reason": b.reason,
-                               "rule": b.rule_code, "detail": b.detail, "source": b.source,
-                               "at": b.at.isoformat(),
-                               "retry_at": b.retry_at.isoformat() if b.retry_at else None}
-                              for b in recent],
+            "recent_blocks": [DialBlock(lead_id=b.lead_id, reason=b.reason, rule=b.rule_code,
+                                        detail=b.detail, source=b.source, at=b.at,
+                                        retry_at=b.retry_at) for b in recent],
             "live_calls": live,
             "dialing": problem is None,
             "problem": problem,
-        }
+        })
 
-    async def dial(params: DialParams) -> dict[str, Any]:
+    async def dial(params: DialParams) -> DialResult:
         campaign = await part.campaigns.find(params.campaign) if params.campaign else None
         settings = settings_of(campaign) if campaign else CampaignSettings()
         phone = normalize_phone(params.number, settings.default_region)
@@ -340,10 +358,10 @@ def campaign_methods(part: TelephonyPart) -> list[Method]:
         except BaseException:
             part.release_slot(call.call_id)
             raise
-        return {"call_id": str(call.call_id), "call_sid": sid, "to": phone,
-                "campaign": call.campaign_name}
+        return DialResult(call_id=call.call_id, call_sid=sid, to=phone,
+                          campaign=call.campaign_name)
 
-    async def dnc_add(params: DncParams) -> dict[str, Any]:
+    async def dnc_add(params: DncParams) -> DncAddResult:
         campaign = await part.campaigns.find(params.campaign) if params.campaign else None
         region = settings_of(campaign).default_region if campaign else "US"
         entry = await part.dnc.add(
@@ -351,51 +369,52 @@ def campaign_methods(part: TelephonyPart) -> list[Method]:
             now=part.clock(), reason=params.reason,
             campaign_id=str(campaign.id) if campaign else None,
             scope=DncScope.CAMPAIGN if campaign else DncScope.GLOBAL)
-        return {"number": entry.phone, "scope": entry.scope.value,
-                "campaign": campaign.name if campaign else None}
+        return DncAddResult(number=entry.phone, scope=entry.scope,
+                            campaign=campaign.name if campaign else None)
 
-    async def dnc_check(params: DncCheckParams) -> dict[str, Any]:
+    async def dnc_check(params: DncCheckParams) -> DncCheckResult:
         campaign = await part.campaigns.find(params.campaign) if params.campaign else None
         region = settings_of(campaign).default_region if campaign else "US"
         phone = normalize_phone(params.number, region)
         result = await part.dnc.check(phone, str(campaign.id) if campaign else None)
         entry = result.entry
-        return {"number": phone, "suppressed": result.suppressed,
-                "scope": entry.scope.value if entry else None,
-                "source": entry.source.value if entry else None,
-                "reason": entry.reason if entry else None,
-                "since": entry.created_at.isoformat() if entry else None}
+        if entry is None:
+            return DncCheckResult(number=phone, suppressed=result.suppressed)
+        return DncCheckResult(number=phone, suppressed=result.suppressed, scope=entry.scope,
+                              source=entry.source, reason=entry.reason, since=entry.created_at)
 
-    async def calls_history(params: HistoryParams) -> dict[str, Any]:
+    async def calls_history(params: HistoryParams) -> CallHistory:
         campaign = await part.campaigns.find(params.campaign) if params.campaign else None
         rows = await part.calls.recent(campaign_id=campaign.id if campaign else None,
                                        limit=params.limit)
-        return {"calls": [call_wire(r) for r in rows]}
+        return CallHistory(calls=[StoredCall.model_validate(call_fields(r)) for r in rows])
 
-    async def call_show(params: CallRef) -> dict[str, Any]:
+    async def call_show(params: CallRef) -> CallDetail:
         call_id = call_uuid(params.call_id)
         row = await part.calls.get(call_id)
         timeline = await part.calls.timeline(call_id)
         turns = await part.calls.turns(call_id)
         live = part.tracker.get(call_id) if part.tracker else None
         agent = await agent_record(db, row)  # a playbook call: stages, scores, booking
-        return {
-            **call_wire(row),
-            "timeline": [{"status": e.status, "at": e.at.isoformat(), "source": e.source,
-                          "sequence": e.sequence, "detail": e.detail} for e in timeline],
-            "turns": [{"seq": t.seq, "speaker": t.speaker, "text": t.text,
-                       "started_at": t.started_at.isoformat(), "confidence": t.stt_confidence,
-                       "response_ms": t.response_ms, "interrupted": t.interrupted}
+        cost = await CostRepository(db).for_call(call_id)
+        return CallDetail.model_validate({
+            **call_fields(row),
+            "timeline": [StatusChange(status=e.status, at=e.at, source=e.source,
+                                      sequence=e.sequence, detail=e.detail) for e in timeline],
+            "turns": [StoredTurn(seq=t.seq, speaker=t.speaker, text=t.text,
+                                 started_at=t.started_at, confidence=t.stt_confidence,
+                                 response_ms=t.response_ms, interrupted=t.interrupted)
                       for t in turns],
-            "live": live.wire() if live else None,
-            "cost": (await CostRepository(db).for_call(call_id)).wire(),
-            "agent": None if agent is None else agent.model_dump(mode="json"),
-        }
+            "live": tracked_state(live) if live else None,
+            "cost": CallCostResult(total_micros=cost.total_micros, by_service=cost.by_service,
+                                   by_tier=cost.by_tier, rows=cost.rows),
+            "agent": agent,
+        })
 
-    async def call_transfer(params: CallRef) -> dict[str, Any]:
+    async def call_transfer(params: CallRef) -> TransferResult:
         call = await part.require_twilio().transfer(params.call_id)
-        return {"call_id": str(call.call_id), "transferred_to": call.settings.transfer_number,
-                "at": datetime.now(UTC).isoformat()}
+        return TransferResult(call_id=call.call_id, transferred_to=call.settings.transfer_number,
+                              at=datetime.now(UTC))
 
     return [
         Method("campaigns.list", campaigns_list, summary="campaigns with their lead counts"),

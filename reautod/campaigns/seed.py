@@ -17,9 +17,9 @@ import io
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
-
+from reautod.campaigns.intake import ImportResult
 from reautod.campaigns.leads_import import RowProblem
+from reautod.campaigns.results import CampaignList, CampaignSummary
 from reautod.campaigns.settings import CampaignSettings
 from reautod.errors import ReautodError
 
@@ -90,27 +90,6 @@ class SeedError(ReautodError):
     code = "seed_refused"
 
 
-class _CampaignWire(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    name: str
-    status: str
-    settings: dict[str, Any] | str  # a string says the stored settings are invalid
-
-
-class _ImportIssue(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    line: int
-    problem: str
-    reason: str
-    imported: bool
-
-
-class _ImportReply(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    summary: dict[str, int]
-    issues: list[_ImportIssue]
-
-
 @dataclass(frozen=True)
 class SeedResult:
     """What `seed demo` did; `changed` is false on a run that found everything in place."""
@@ -131,27 +110,20 @@ class SeedResult:
                 "leads_already_there": self.leads_already_there, "changed": self.changed}
 
 
-def existing_demo_campaign(listing: Any) -> _CampaignWire | None:
+def existing_demo_campaign(listing: CampaignList) -> CampaignSummary | None:
     """The demo campaign in a `campaigns.list` reply; SeedError when the name is someone else's."""
-    try:
-        campaigns = [_CampaignWire.model_validate(c) for c in listing["campaigns"]]
-    except (KeyError, TypeError, ValidationError) as err:
-        raise SeedError(f"unexpected campaigns.list reply from the daemon: {err}") from err
-    found = next((c for c in campaigns if c.name == DEMO_CAMPAIGN), None)
-    if found is not None and found.settings != DEMO_SETTINGS.model_dump(mode="json"):
+    found = next((c for c in listing.campaigns if c.name == DEMO_CAMPAIGN), None)
+    if found is not None and found.settings != DEMO_SETTINGS:
         raise SeedError(
             f"a campaign named {DEMO_CAMPAIGN!r} exists with other settings (not the demo's); "
             "left untouched", code="exists")
     return found
 
 
-def seed_result(*, created: bool, status: str, import_reply: Any) -> SeedResult:
+def seed_result(*, created: bool, status: str, import_reply: ImportResult) -> SeedResult:
     """Check the import report of the demo leads: every lead added or already there, no other
     problem (the sample data is ours, so any refusal is a defect, reported with its lines)."""
-    try:
-        reply = _ImportReply.model_validate(import_reply)
-    except ValidationError as err:
-        raise SeedError(f"unexpected campaign.import reply from the daemon: {err}") from err
+    reply = import_reply
     already = [i for i in reply.issues
                if i.problem == RowProblem.DUPLICATE.value and i.reason == _ALREADY_A_LEAD]
     others = [i for i in reply.issues if i not in already]

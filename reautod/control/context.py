@@ -9,16 +9,21 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
+
+from pydantic import BaseModel
+from pydantic import ValidationError as PydanticValidationError
 
 from reautod.config import Settings, config_path_from, load_settings
 from reautod.control.client import ControlClient
+from reautod.errors import ProtocolError
 from reautod.security.text import terminal_safe
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_CONFIG = 2
 EXIT_NOT_RUNNING = 3
+_Result = TypeVar("_Result", bound=BaseModel)
 
 
 @dataclass
@@ -56,7 +61,20 @@ class CliContext:
 
         return asyncio.run(_call())
 
+    def fetch(self, model: type[_Result], method: str, params: dict[str, Any] | None = None,
+              timeout: float = 30.0) -> _Result:
+        """Call a method and parse its typed result (the model the daemon answers with); a
+        reply of another shape (a daemon of another version) is a clear error, not a crash."""
+        data = self.call(method, params, timeout)
+        try:
+            return model.model_validate(data)
+        except PydanticValidationError as err:
+            raise ProtocolError(f"{method} answered a shape this reautoctl does not know "
+                                f"(another version?): {err}", code="unexpected_result") from err
+
     def emit_json(self, data: Any) -> None:
+        if isinstance(data, BaseModel):
+            data = data.model_dump(mode="json")
         self.out.write(json.dumps(data, indent=2, default=str) + "\n")
 
     def emit(self, data: Any, render: Callable[[Any], str]) -> None:

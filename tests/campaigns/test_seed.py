@@ -11,7 +11,9 @@ from typing import Any
 
 import pytest
 
+from reautod.campaigns.intake import ImportResult
 from reautod.campaigns.leads_import import import_csv
+from reautod.campaigns.results import CampaignList
 from reautod.campaigns.seed import (
     DEMO_BUSINESS,
     DEMO_CAMPAIGN,
@@ -47,8 +49,10 @@ def test_the_example_playbook_is_the_one_the_constant_names_and_the_leads_fit_it
     assert set(loaded.playbook.lead_fields) <= set(header)
 
 
-def _reply(*issues: dict[str, Any], new_leads: int) -> dict[str, Any]:
-    return {"campaign": DEMO_CAMPAIGN, "summary": {"new_leads": new_leads}, "issues": list(issues)}
+def _reply(*issues: dict[str, Any], new_leads: int) -> ImportResult:
+    return ImportResult.model_validate({"campaign": DEMO_CAMPAIGN,
+                                        "summary": {"new_leads": new_leads},
+                                        "issues": list(issues), "issues_truncated": False})
 
 
 def test_a_refused_sample_lead_is_a_defect_not_a_quiet_partial_seed() -> None:
@@ -98,8 +102,8 @@ def test_seed_demo_through_the_daemon_is_idempotent(daemon_factory: Any) -> None
 
     # The daemon's real campaigns.list reply, with the campaign changed under the demo's name:
     # someone else's campaign, which the seed refuses to touch.
-    assert existing_demo_campaign(listing) is not None
+    assert existing_demo_campaign(CampaignList.model_validate(listing)) is not None
     listing["campaigns"][0]["settings"]["max_concurrent"] = 7
     with pytest.raises(SeedError, match="exists with other settings") as info:
-        existing_demo_campaign(listing)
+        existing_demo_campaign(CampaignList.model_validate(listing))
     assert info.value.code == "exists"

@@ -24,9 +24,19 @@ from reautod.campaigns.call_tracker import CallTracker
 from reautod.campaigns.control import CallRef, CampaignRef, CreateParams, DialParams, ImportParams
 from reautod.campaigns.dialer import BlockedDial, BlockReason
 from reautod.campaigns.dnc import DncChannel, DncEntry, DncScope
+from reautod.campaigns.intake import ImportResult
 from reautod.campaigns.lead_queue import LeadClaim
 from reautod.campaigns.pacing import TokenBucket
-from reautod.campaigns.results import CampaignList
+from reautod.campaigns.results import (
+    CallDetail,
+    CallHistory,
+    CampaignInfo,
+    CampaignList,
+    CampaignStatusResult,
+    CampaignTransition,
+    DncAddResult,
+    DncCheckResult,
+)
 from reautod.campaigns.service import TelephonyPart
 from reautod.campaigns.store_adapters import StoreDialLog, StoreDncStorage, StoreLeadDirectory
 from reautod.config import DatabaseSettings, Secrets, Settings
@@ -41,7 +51,7 @@ from reautod.methods import Method
 from reautod.observability.events import EventBus
 from reautod.observability.metrics import Metrics
 from reautod.store.database import Database
-from reautod.store.enums import CallOutcome, LeadStatus
+from reautod.store.enums import CallOutcome, CampaignStatus, LeadStatus
 from reautod.store.repositories import (
     CallRepository,
     CampaignRepository,
@@ -945,39 +955,50 @@ def test_create_options_become_settings() -> None:
 
 
 async def test_tables_show_what_the_methods_return(env: Env) -> None:
+    """reautoctl parses each method's JSON answer with the result model the daemon built it
+    from, then renders it: a field renamed on one side fails here."""
     from reautod.control.commands import call as call_cli
     from reautod.control.commands import campaign as cli
+    from reautod.control.commands import dnc as dnc_cli
 
-    created = await env.call("campaign.create", name="fall")
+    created = CampaignInfo.model_validate(await env.call("campaign.create", name="fall"))
     text = cli.render_campaign(created)
     assert "window_start" in text and "draft" in text
-    report = await env.call("campaign.import", campaign="fall", csv_text=CSV)
+    report = ImportResult.model_validate(
+        await env.call("campaign.import", campaign="fall", csv_text=CSV))
     text = cli.render_import(report)
     assert "imported" in text and "bad_phone" in text and "duplicate" in text
-    await env.call("campaign.start", campaign="fall")
+    moved = CampaignTransition.model_validate(await env.call("campaign.start", campaign="fall"))
+    assert (moved.previous, moved.status) == (CampaignStatus.DRAFT, CampaignStatus.ACTIVE)
     await dial_round(env)
-    status_text = cli.render_status(await env.call("campaign.status", campaign="fall"))
+    status = CampaignStatusResult.model_validate(
+        await env.call("campaign.status", campaign="fall"))
+    status_text = cli.render_status(status)
     assert "federal_hours" in status_text and "dialing" in status_text
+    assert status.live_calls and status.live_calls[0].status == "queued"
     listed = CampaignList.model_validate(await env.call("campaigns.list"))
     fall = {c.name: c for c in listed.campaigns}["fall"]
     live = [c for c in env.part.require_twilio().tracked() if not c.finished]
     assert live and fall.calls_live == len(live)
     assert fall.leads_total == 2 and fall.pacing is not None and fall.pacing.max_concurrent == 2
-    assert "fall" in cli.render_list(listed.model_dump(mode="json"))
-    history = await env.call("calls.history")
+    assert "fall" in cli.render_list(listed)
+    history = CallHistory.model_validate(await env.call("calls.history"))
+    assert history.calls[0].from_number == FROM  # `from` on the wire
     table_text = call_cli.render_history(history)
     assert "+12125550100" not in table_text and "+1******0100" in table_text  # masked
-    shown = call_cli.render_show(await env.call("call.show",
-                                                call_id=history["calls"][0]["call_id"]))
-    assert "queued" in shown
-    from reautod.control.commands import dnc as dnc_cli
+    shown = CallDetail.model_validate(
+        await env.call("call.show", call_id=str(history.calls[0].call_id)))
+    assert shown.live is not None and shown.cost.rows == 0
+    assert "queued" in call_cli.render_show(shown)
 
-    await env.call("dnc.add", number="+12125550100", reason="asked twice")
-    checked = dnc_cli.render_check(await env.call("dnc.check", number="+12125550100"))
-    assert "global" in checked and "asked twice" in checked
-    assert "may be called" in dnc_cli.render_check(
-        await env.call("dnc.check", number="+12125550101"))
-
+    added = DncAddResult.model_validate(
+        await env.call("dnc.add", number="+12125550100", reason="asked twice"))
+    assert added.scope is DncScope.GLOBAL and added.campaign is None
+    checked = DncCheckResult.model_validate(await env.call("dnc.check", number="+12125550100"))
+    assert checked.source is DncChannel.OPERATOR
+    assert "global" in dnc_cli.render_check(checked) and "asked twice" in dnc_cli.render_check(checked)
+    assert "may be called" in dnc_cli.render_check(DncCheckResult.model_validate(
+        await env.call("dnc.check", number="+12125550101")))
 
 
 async def test_webhooks_over_http_with_the_store(env: Env) -> None:

@@ -10,6 +10,7 @@ import asyncio
 import json
 import threading
 import uuid
+from collections.abc import Callable
 from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,7 +18,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from reautod.campaigns.results import CampaignList, CampaignPacing, CampaignSummary
+from reautod.campaigns.results import (
+    CampaignList,
+    CampaignPacing,
+    CampaignSummary,
+    CampaignTransition,
+    TransferResult,
+)
 from reautod.campaigns.settings import CampaignSettings
 from reautod.control.server import ControlServer
 from reautod.errors import NotFoundError
@@ -109,26 +116,45 @@ class FakeDaemon:
         async def campaigns_list(_p: BaseModel) -> CampaignList:
             return CampaignList(campaigns=self.campaigns)
 
-        def recording(name: str) -> Any:
-            async def handler(params: BaseModel) -> dict[str, Any]:
+        def recording(name: str, answer: Callable[[dict[str, Any]], Any]) -> Any:
+            async def handler(params: BaseModel) -> Any:
                 body = params.model_dump()
                 self.requests.append((name, body))
                 if "call_id" in body and body["call_id"] not in {c["call_id"] for c in self.calls}:
                     raise NotFoundError(f"no live call {body['call_id']}")
-                return {"ok": True}
+                return answer(body)
 
             return handler
+
+        def transfer(body: dict[str, Any]) -> TransferResult:
+            return TransferResult(call_id=uuid.uuid5(uuid.NAMESPACE_URL, body["call_id"]),
+                                  transferred_to="+12125550199", at=FIXED_NOW)
+
+        def move(target: CampaignStatus) -> Callable[[dict[str, Any]], CampaignTransition]:
+            def answer(body: dict[str, Any]) -> CampaignTransition:
+                index = next((i for i, c in enumerate(self.campaigns)
+                              if c.name == body["campaign"]), None)
+                if index is None:
+                    raise NotFoundError(f"no campaign {body['campaign']!r}")
+                previous = self.campaigns[index].status
+                self.campaigns[index] = self.campaigns[index].model_copy(update={"status": target})
+                return CampaignTransition(campaign=body["campaign"], status=target,
+                                          previous=previous)
+
+            return answer
 
         return [
             Method("status", status),
             Method("health", health),
             Method("calls.list", calls_list),
             Method("campaigns.list", campaigns_list),
-            Method("call.hangup", recording("call.hangup"), CallIdParams),
-            Method("call.transfer", recording("call.transfer"), CallIdParams),
-            Method("campaign.pause", recording("campaign.pause"), CampaignParams),
-            Method("campaign.resume", recording("campaign.resume"), CampaignParams),
-            Method("daemon.drain", recording("daemon.drain")),
+            Method("call.hangup", recording("call.hangup", lambda _b: {"ok": True}), CallIdParams),
+            Method("call.transfer", recording("call.transfer", transfer), CallIdParams),
+            Method("campaign.pause", recording("campaign.pause", move(CampaignStatus.PAUSED)),
+                   CampaignParams),
+            Method("campaign.resume", recording("campaign.resume", move(CampaignStatus.ACTIVE)),
+                   CampaignParams),
+            Method("daemon.drain", recording("daemon.drain", lambda _b: {"ok": True})),
             *self.extra_methods,
         ]
 

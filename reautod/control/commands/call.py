@@ -8,9 +8,11 @@ import argparse
 import base64
 import hashlib
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from reautod.campaigns.results import CallCostResult, CallDetail, CallHistory, TransferResult
 from reautod.control.context import CliContext, key_values, table
 from reautod.cost.money import format_micros
 from reautod.dialogue.call_record import AgentRecord
@@ -152,14 +154,13 @@ def run_hangup(args: argparse.Namespace, ctx: CliContext) -> int:
     return 0
 
 
-def render_history(data: dict[str, Any]) -> str:
-    calls = data.get("calls", [])
-    if not calls:
+def render_history(history: CallHistory) -> str:
+    if not history.calls:
         return "no calls"
-    rows = [[c.get("call_id"), c.get("direction"), c.get("status"), c.get("outcome"),
-             c.get("amd_result"), mask_phone(c.get("to")), c.get("created_at"),
-             "-" if c.get("duration_ms") is None else f"{c['duration_ms'] / 1000:.1f}s"]
-            for c in calls]
+    rows = [[c.call_id, c.direction, c.status, c.outcome, c.amd_result, mask_phone(c.to),
+             c.created_at.isoformat(),
+             "-" if c.duration_ms is None else f"{c.duration_ms / 1000:.1f}s"]
+            for c in history.calls]
     return table(["call", "dir", "status", "outcome", "amd", "to", "created", "duration"], rows)
 
 
@@ -167,29 +168,30 @@ def run_history(args: argparse.Namespace, ctx: CliContext) -> int:
     params: dict[str, Any] = {"limit": args.limit}
     if args.campaign:
         params["campaign"] = args.campaign
-    ctx.emit(ctx.call("calls.history", params), render_history)
+    ctx.emit(ctx.fetch(CallHistory, "calls.history", params), render_history)
     return 0
 
 
-def render_show(data: dict[str, Any]) -> str:
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def render_show(call: CallDetail) -> str:
     summary = key_values([
-        ("call", data.get("call_id")), ("twilio sid", data.get("call_sid")),
-        ("direction", data.get("direction")), ("status", data.get("status")),
-        ("outcome", data.get("outcome")), ("amd", data.get("amd_result")),
-        ("to", mask_phone(data.get("to"))), ("created", data.get("created_at")),
-        ("answered", data.get("answered_at")), ("ended", data.get("ended_at")),
-        ("disposition", data.get("disposition")),
-        ("cost", _cost(data.get("cost"))),
+        ("call", call.call_id), ("twilio sid", call.call_sid),
+        ("direction", call.direction), ("status", call.status),
+        ("outcome", call.outcome), ("amd", call.amd_result),
+        ("to", mask_phone(call.to)), ("created", _iso(call.created_at)),
+        ("answered", _iso(call.answered_at)), ("ended", _iso(call.ended_at)),
+        ("disposition", call.disposition),
+        ("cost", _cost(call.cost)),
     ])
     timeline = table(["status", "at", "source", "seq"],
-                     [[e.get("status"), e.get("at"), e.get("source"), e.get("sequence")]
-                      for e in data.get("timeline", [])])
+                     [[e.status, e.at.isoformat(), e.source, e.sequence] for e in call.timeline])
     turns = table(["#", "who", "text", "response ms"],
-                  [[t.get("seq"), t.get("speaker"), (t.get("text") or "")[:70],
-                    t.get("response_ms")] for t in data.get("turns", [])])
-    agent = data.get("agent")
+                  [[t.seq, t.speaker, t.text[:70], t.response_ms] for t in call.turns])
     shown = f"{summary}\n\n{timeline}\n\n{turns}"
-    return shown if agent is None else f"{shown}\n\n{render_agent(AgentRecord.model_validate(agent))}"
+    return shown if call.agent is None else f"{shown}\n\n{render_agent(call.agent)}"
 
 
 def render_agent(record: AgentRecord) -> str:
@@ -228,16 +230,16 @@ def _value(value: str | float | None) -> str:
     return text if len(text) <= 24 else text[:23] + "…"
 
 
-def _cost(cost: dict[str, Any] | None) -> str:
-    if not cost or not cost.get("rows"):
+def _cost(cost: CallCostResult) -> str:
+    if not cost.rows:
         return "-"
     parts = ", ".join(f"{service} {format_micros(micros)}"
-                      for service, micros in sorted(cost.get("by_service", {}).items()))
-    return f"{format_micros(cost.get('total_micros', 0))} ({parts})"
+                      for service, micros in sorted(cost.by_service.items()))
+    return f"{format_micros(cost.total_micros)} ({parts})"
 
 
 def run_show(args: argparse.Namespace, ctx: CliContext) -> int:
-    ctx.emit(ctx.call("call.show", {"call_id": args.call_id}), render_show)
+    ctx.emit(ctx.fetch(CallDetail, "call.show", {"call_id": args.call_id}), render_show)
     return 0
 
 
@@ -270,6 +272,6 @@ def run_audio(args: argparse.Namespace, ctx: CliContext) -> int:
 
 
 def run_transfer(args: argparse.Namespace, ctx: CliContext) -> int:
-    ctx.emit(ctx.call("call.transfer", {"call_id": args.call_id}),
-             lambda d: f"transferring {d.get('call_id')} to {mask_phone(d.get('transferred_to'))}")
+    moved = ctx.fetch(TransferResult, "call.transfer", {"call_id": args.call_id})
+    ctx.emit(moved, lambda m: f"transferring {m.call_id} to {mask_phone(m.transferred_to)}")
     return 0

@@ -9,7 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from reautod.campaigns.intake import ImportResult
-from reautod.campaigns.results import CampaignList
+from reautod.campaigns.results import (
+    CampaignInfo,
+    CampaignList,
+    CampaignStatusResult,
+    CampaignTransition,
+)
 from reautod.control.context import CliContext, key_values, table
 
 # Leads files up to this size travel inside the request (the daemon may not be able to read the
@@ -105,14 +110,13 @@ def create_params(args: argparse.Namespace) -> dict[str, Any]:
     return params
 
 
-def render_campaign(data: dict[str, Any]) -> str:
-    settings = data.get("settings")
-    rows: list[tuple[str, Any]] = [("campaign", data.get("name")), ("id", data.get("id")),
-                                   ("status", data.get("status"))]
-    if isinstance(settings, dict):
-        rows += [(k, v) for k, v in settings.items()]
+def render_campaign(campaign: CampaignInfo) -> str:
+    rows: list[tuple[str, Any]] = [("campaign", campaign.name), ("id", campaign.id),
+                                   ("status", campaign.status.value)]
+    if campaign.settings is not None:
+        rows += list(campaign.settings.model_dump(mode="json").items())
     else:
-        rows.append(("settings", settings))
+        rows.append(("settings", f"invalid: {campaign.settings_error}"))
     return key_values(rows)
 
 
@@ -122,19 +126,17 @@ def run_create(args: argparse.Namespace, ctx: CliContext) -> int:
     except ValueError as err:
         print(f"reautoctl: {err}", file=sys.stderr)
         return 2
-    ctx.emit(ctx.call("campaign.create", params), render_campaign)
+    ctx.emit(ctx.fetch(CampaignInfo, "campaign.create", params), render_campaign)
     return 0
 
 
-def render_import(data: dict[str, Any]) -> str:
-    summary = data.get("summary", {})
-    lines = [key_values([("campaign", data.get("campaign")), *summary.items()])]
-    issues = data.get("issues", [])
-    if issues:
-        rows = [[i.get("line"), i.get("problem"), "yes" if i.get("imported") else "no",
-                 i.get("reason")] for i in issues]
+def render_import(result: ImportResult) -> str:
+    lines = [key_values([("campaign", result.campaign), *result.summary.items()])]
+    if result.issues:
+        rows = [[i.line, i.problem, "yes" if i.imported else "no", i.reason]
+                for i in result.issues]
         lines.append(table(["line", "problem", "imported", "reason"], rows))
-        if data.get("issues_truncated"):
+        if result.issues_truncated:
             lines.append("(more issues not shown)")
     return "\n\n".join(lines)
 
@@ -155,44 +157,44 @@ def run_import(args: argparse.Namespace, ctx: CliContext) -> int:
             print(f"reautoctl: {path} is not UTF-8 (bad byte at offset {err.start}); "
                   "save it as UTF-8 CSV", file=sys.stderr)
             return 1
-    result = ImportResult.model_validate(ctx.call("campaign.import", params,
-                                                  timeout=IMPORT_TIMEOUT_S))
-    ctx.emit(result.model_dump(mode="json"), render_import)
+    ctx.emit(ctx.fetch(ImportResult, "campaign.import", params, timeout=IMPORT_TIMEOUT_S),
+             render_import)
     return 0
 
 
 def run_transition(args: argparse.Namespace, ctx: CliContext) -> int:
-    data = ctx.call(f"campaign.{args.action}", {"campaign": args.campaign})
-    ctx.emit(data, lambda d: f"campaign {d.get('campaign')}: {d.get('previous')} -> "
-                             f"{d.get('status')}")
+    moved = ctx.fetch(CampaignTransition, f"campaign.{args.action}",
+                      {"campaign": args.campaign})
+    ctx.emit(moved, lambda m: f"campaign {m.campaign}: {m.previous.value} -> {m.status.value}")
     return 0
 
 
-def render_status(data: dict[str, Any]) -> str:
-    leads = data.get("leads", {})
+def render_status(status: CampaignStatusResult) -> str:
     parts = [key_values([
-        ("campaign", data.get("name")), ("status", data.get("status")),
-        ("dialing", "yes" if data.get("dialing") else f"no: {data.get('problem')}"),
-        ("leads", ", ".join(f"{k} {v}" for k, v in sorted(leads.items())) or "none"),
-        ("blocked", ", ".join(f"{k} {v}" for k, v in sorted(
-            data.get("blocked_by_rule", {}).items())) or "none"),
-        ("live calls", len(data.get("live_calls", []))),
+        ("campaign", status.name), ("status", status.status.value),
+        ("dialing", "yes" if status.dialing else f"no: {status.problem}"),
+        ("leads", ", ".join(f"{k.value} {v}" for k, v in sorted(status.leads.items()))
+         or "none"),
+        ("blocked", ", ".join(f"{k} {v}" for k, v in sorted(status.blocked_by_rule.items()))
+         or "none"),
+        ("live calls", len(status.live_calls)),
     ])]
-    blocks = data.get("recent_blocks", [])
-    if blocks:
+    if status.recent_blocks:
         parts.append(table(["at", "lead", "rule", "detail", "retry at"],
-                           [[b.get("at"), b.get("lead_id"), b.get("rule"), b.get("detail"),
-                             b.get("retry_at")] for b in blocks]))
+                           [[b.at.isoformat(), b.lead_id, b.rule, b.detail,
+                             b.retry_at.isoformat() if b.retry_at else None]
+                            for b in status.recent_blocks]))
     return "\n\n".join(parts)
 
 
 def run_status(args: argparse.Namespace, ctx: CliContext) -> int:
-    ctx.emit(ctx.call("campaign.status", {"campaign": args.campaign}), render_status)
+    ctx.emit(ctx.fetch(CampaignStatusResult, "campaign.status", {"campaign": args.campaign}),
+             render_status)
     return 0
 
 
-def render_list(data: dict[str, Any]) -> str:
-    campaigns = CampaignList.model_validate(data).campaigns
+def render_list(listing: CampaignList) -> str:
+    campaigns = listing.campaigns
     if not campaigns:
         return "no campaigns"
     rows = [[c.name, c.status.value, c.leads_total,
@@ -203,5 +205,5 @@ def render_list(data: dict[str, Any]) -> str:
 
 
 def run_list(args: argparse.Namespace, ctx: CliContext) -> int:
-    ctx.emit(ctx.call("campaigns.list"), render_list)
+    ctx.emit(ctx.fetch(CampaignList, "campaigns.list"), render_list)
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from reautod.campaigns.results import DialResult
 from reautod.control.context import CliContext, key_values
 from reautod.observability.logging import mask_phone
 
@@ -17,14 +18,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.set_defaults(func=run)
 
 
-def render(data: dict[str, Any]) -> str:
-    return key_values([("call", data.get("call_id")), ("twilio sid", data.get("call_sid")),
-                       ("to", mask_phone(data.get("to"))), ("campaign", data.get("campaign"))])
+def render(dialed: DialResult) -> str:
+    return key_values([("call", dialed.call_id), ("twilio sid", dialed.call_sid),
+                       ("to", mask_phone(dialed.to)), ("campaign", dialed.campaign)])
 
 
 def run(args: argparse.Namespace, ctx: CliContext) -> int:
     params: dict[str, Any] = {"number": args.number}
     if args.campaign:
         params["campaign"] = args.campaign
-    ctx.emit(ctx.call("dial", params), render)
+    ctx.emit(ctx.fetch(DialResult, "dial", params), render)
     return 0

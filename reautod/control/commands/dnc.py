@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from reautod.campaigns.results import DncAddResult, DncCheckResult
 from reautod.control.context import CliContext, key_values
 
 
@@ -35,21 +36,23 @@ def run_add(args: argparse.Namespace, ctx: CliContext) -> int:
     params = _params(args)
     if args.reason:
         params["reason"] = args.reason
-    data = ctx.call("dnc.add", params)
-    ctx.emit(data, lambda d: f"{d['number']} is on the "
-                             f"{d['campaign'] + ' campaign' if d.get('campaign') else 'global'} "
-                             "do-not-call list")
+    added = ctx.fetch(DncAddResult, "dnc.add", params)
+    ctx.emit(added, lambda a: f"{a.number} is on the "
+                              f"{a.campaign + ' campaign' if a.campaign else 'global'} "
+                              "do-not-call list")
     return 0
 
 
-def render_check(data: dict[str, Any]) -> str:
-    if not data.get("suppressed"):
-        return f"{data.get('number')} may be called"
-    return key_values([("number", data.get("number")), ("suppressed", data.get("scope")),
-                       ("source", data.get("source")), ("reason", data.get("reason")),
-                       ("since", data.get("since"))])
+def render_check(check: DncCheckResult) -> str:
+    if not check.suppressed:
+        return f"{check.number} may be called"
+    return key_values([("number", check.number),
+                       ("suppressed", check.scope.value if check.scope else None),
+                       ("source", check.source.value if check.source else None),
+                       ("reason", check.reason),
+                       ("since", check.since.isoformat() if check.since else None)])
 
 
 def run_check(args: argparse.Namespace, ctx: CliContext) -> int:
-    ctx.emit(ctx.call("dnc.check", _params(args)), render_check)
+    ctx.emit(ctx.fetch(DncCheckResult, "dnc.check", _params(args)), render_check)
     return 0

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from reautod.campaigns.intake import ImportResult
+from reautod.campaigns.results import CampaignInfo, CampaignList
 from reautod.campaigns.seed import (
     create_params,
     existing_demo_campaign,
@@ -41,12 +43,12 @@ def render(data: dict[str, Any]) -> str:
 
 
 def run_demo(args: argparse.Namespace, ctx: CliContext) -> int:
-    existing = existing_demo_campaign(ctx.call("campaigns.list"))
+    existing = existing_demo_campaign(ctx.fetch(CampaignList, "campaigns.list"))
     if existing is None:
-        status = ctx.call("campaign.create", create_params())["status"]
+        status = ctx.fetch(CampaignInfo, "campaign.create", create_params()).status
     else:
         status = existing.status
-    reply = ctx.call("campaign.import", import_params())
+    reply = ctx.fetch(ImportResult, "campaign.import", import_params())
     ctx.emit(seed_result(created=existing is None, status=status, import_reply=reply).wire(),
              render)
     return 0

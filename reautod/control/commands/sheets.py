@@ -20,8 +20,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run_import(args: argparse.Namespace, ctx: CliContext) -> int:
-    result = ImportResult.model_validate(ctx.call(
-        "sheets.import", {"campaign": args.campaign, "spreadsheet_id": args.spreadsheet_id,
-                          "range": args.range}, timeout=300))
-    ctx.emit(result.model_dump(mode="json"), render_import)  # reported like a CSV import
+    result = ctx.fetch(ImportResult, "sheets.import",
+                       {"campaign": args.campaign, "spreadsheet_id": args.spreadsheet_id,
+                        "range": args.range}, timeout=300)
+    ctx.emit(result, render_import)  # reported like a CSV import
     return 0
