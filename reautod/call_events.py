@@ -54,6 +54,27 @@ class CallStateEvent(BaseModel):
         return self.model_dump(mode="json", exclude_none=True)
 
 
+class LiveCall(BaseModel):
+    """One live call: the `call.started` payload and a row of `calls.list`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    call_id: str = Field(min_length=1)
+    stream_sid: str
+    call_sid: str | None
+    lead_name: str = Field(description="The lead's real name: clients mask it")
+    campaign: str | None
+    direction: Literal["outbound", "inbound"]
+    state: CallState
+    started_at: datetime
+    last_utterance: str | None = Field(None, description="The last thing either side said")
+    last_voice_to_voice_s: float | None = None
+    turns: int = 0
+    barge_ins: int = 0
+    engine_failures: int = 0
+    input_warnings: dict[str, int] = Field(default_factory=dict)
+
+
 @dataclass
 class CallInfo:
     """One live call as `reautoctl call list` and the TUI show it."""
@@ -73,11 +94,11 @@ class CallInfo:
     engine_failures: int = 0
     input_warnings: dict[str, int] = field(default_factory=dict)
 
+    def result(self) -> LiveCall:
+        return LiveCall.model_validate(asdict(self))
+
     def wire(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["state"] = str(self.state)
-        data["started_at"] = self.started_at.isoformat()
-        return data
+        return self.result().model_dump(mode="json")
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,10 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
-from reautod.call_events import CallStateEvent
+from reautod.call_events import CallStateEvent, LiveCall
 from reautod.campaigns.results import CampaignList, CampaignSummary
 from reautod.dialogue.results import AgentScoreEvent
+from reautod.pipeline.results import LiveCallList
 
 # Stages of a turn's latency, in pipeline order, as carried in `turn` events' `latencies`.
 LATENCY_STAGES = ("transcript", "first_token", "first_audio", "voice_to_voice")
@@ -119,8 +120,18 @@ class Call:
         score = "" if self.score is None else f" {self.score}{' ✓' if self.qualified else ''}"
         return f"{self.agent or '-'}{score}"
 
+    def merge_live(self, live: LiveCall) -> None:
+        """Take what a calls.list row or a call.started event says of the call."""
+        self.lead = live.lead_name or self.lead
+        self.campaign = live.campaign or self.campaign
+        self.state = live.state.value
+        self.started_at = live.started_at
+        self.last_utterance = live.last_utterance or self.last_utterance
+        if live.last_voice_to_voice_s is not None:
+            self.voice_to_voice_s = live.last_voice_to_voice_s
+
     def merge(self, data: Mapping[str, Any]) -> None:
-        """Fill fields from a calls.list row or an event's data (CallInfo.wire), keeping the rest."""
+        """Fill fields from an event's data (call.ended, cost.update), keeping the rest."""
         self.lead = _str(data.get("lead_name"), _str(data.get("lead"), self.lead))
         self.campaign = _str(data.get("campaign"), self.campaign)
         self.state = _str(data.get("state"), self.state)
@@ -250,17 +261,13 @@ class LiveState:
                 for name, c in checks.items() if isinstance(c, Mapping)
             ]
             self.health_ok = bool(health.get("ok"))
-        if calls is not None:
-            rows = calls.get("calls") if isinstance(calls, Mapping) else calls
-            rows = rows if isinstance(rows, list) else []
+        listing = self._typed(LiveCallList, calls, "calls.list") if calls is not None else None
+        if listing is not None:
             live: dict[str, Call] = {}
-            for row in rows:
-                if not isinstance(row, Mapping) or not _str(row.get("call_id")):
-                    continue
-                call_id = _str(row.get("call_id"))
-                call = self.calls.get(call_id) or Call(call_id)
-                call.merge(row)
-                live[call_id] = call
+            for row in listing.calls:
+                call = self.calls.get(row.call_id) or Call(row.call_id)
+                call.merge_live(row)
+                live[row.call_id] = call
             for call_id, call in self.calls.items():
                 if call_id in live:
                     continue
@@ -272,13 +279,20 @@ class LiveState:
                     self._retire(call)
             self.calls = live
         self._snapshot_seq = self.event_seq
-        if campaigns is not None:
-            try:
-                self.campaigns = list(CampaignList.model_validate(campaigns).campaigns)
-            except PydanticValidationError as err:
-                # a daemon of another version: say so once per refresh, keep the last good list
-                self.log.append(LogLine(self.clock(), "WARNING", "tui",
-                                        f"campaigns.list answered an unknown shape: {err}"))
+        listed = (self._typed(CampaignList, campaigns, "campaigns.list")
+                  if campaigns is not None else None)
+        if listed is not None:
+            self.campaigns = list(listed.campaigns)
+
+    def _typed(self, model: type[_Event], data: Any, method: str) -> _Event | None:
+        """A snapshot method's answer parsed with its result model; None if it does not parse
+        (a daemon of another version: said once per refresh, the last good answer is kept)."""
+        try:
+            return model.model_validate(data)
+        except PydanticValidationError as err:
+            self.log.append(LogLine(self.clock(), "WARNING", "tui",
+                                    f"{method} answered an unknown shape: {err}"))
+            return None
 
     def apply_event(self, message: Mapping[str, Any]) -> str | None:
         """Apply one `{"event", "ts", "data"}`; returns the call id it touched, if any."""
@@ -309,12 +323,11 @@ class LiveState:
         return call
 
     def _on_call_started(self, data: Mapping[str, Any], ts: datetime | None) -> str | None:
-        call = self._live_call(data)
-        if call is None:
+        parsed = self._parsed(LiveCall, data)
+        if parsed is None:
             return None
-        call.merge(data)
-        if call.started_at is None:
-            call.started_at = ts
+        event, call = parsed
+        call.merge_live(event)
         return call.call_id
 
     def _parsed(self, model: type[_Event], data: Mapping[str, Any]) -> tuple[_Event, Call] | None:

@@ -65,12 +65,7 @@ class CliContext:
               timeout: float = 30.0) -> _Result:
         """Call a method and parse its typed result (the model the daemon answers with); a
         reply of another shape (a daemon of another version) is a clear error, not a crash."""
-        data = self.call(method, params, timeout)
-        try:
-            return model.model_validate(data)
-        except PydanticValidationError as err:
-            raise ProtocolError(f"{method} answered a shape this reautoctl does not know "
-                                f"(another version?): {err}", code="unexpected_result") from err
+        return parse_result(model, method, self.call(method, params, timeout))
 
     def emit_json(self, data: Any) -> None:
         if isinstance(data, BaseModel):
@@ -83,6 +78,16 @@ class CliContext:
             self.emit_json(data)
         else:
             self.out.write(render(data).rstrip("\n") + "\n")
+
+
+def parse_result(model: type[_Result], method: str, data: Any) -> _Result:
+    """A method's answer parsed with its result model; a reply of another shape (a daemon of
+    another version) is a clear error, not a traceback."""
+    try:
+        return model.model_validate(data)
+    except PydanticValidationError as err:
+        raise ProtocolError(f"{method} answered a shape this reautoctl does not know "
+                            f"(another version?): {err}", code="unexpected_result") from err
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

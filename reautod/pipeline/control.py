@@ -11,7 +11,7 @@ import ssl
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
@@ -20,6 +20,12 @@ from reautod.engines.base import TextToSpeech
 from reautod.errors import ReautodError, ValidationError
 from reautod.methods import Method, NoParams
 from reautod.pipeline.calls import CallManager
+from reautod.pipeline.results import (
+    HangupResult,
+    LiveCallList,
+    SimulationResult,
+    SimulatorSummary,
+)
 from reautod.telephony.simulator import (
     CallOptions,
     CallResult,
@@ -122,18 +128,18 @@ def _script(utterances: list[Utterance]) -> list[Step]:
     return steps
 
 
-def _summary(result: CallResult) -> dict[str, Any]:
-    return {
-        "ended_by": str(result.ended_by),
-        "duration_s": round(result.duration_s, 3),
-        "close_code": result.close_code,
-        "voice_to_voice_s": [round(x, 4) for x in result.latencies_s],
-        "marks_sent": result.marks_received,
-        "marks_echoed": result.marks_echoed,
-        "agent_audio_s": round(result.agent_bytes_received / 8000, 3),
-        "timeouts": [t.step for t in result.timeouts],
-        "malformed": result.malformed,
-    }
+def _summary(result: CallResult) -> SimulatorSummary:
+    return SimulatorSummary(
+        ended_by=result.ended_by,
+        duration_s=round(result.duration_s, 3),
+        close_code=result.close_code,
+        voice_to_voice_s=[round(x, 4) for x in result.latencies_s],
+        marks_sent=result.marks_received,
+        marks_echoed=result.marks_echoed,
+        agent_audio_s=round(result.agent_bytes_received / 8000, 3),
+        timeouts=[t.step for t in result.timeouts],
+        malformed=result.malformed,
+    )
 
 
 def call_methods(
@@ -145,14 +151,14 @@ def call_methods(
     """The pipeline's control-socket methods; `sign` adds Twilio's signature when one is checked,
     `client_ssl` is the TLS context for a wss:// base URL (the daemon's own port with TLS on)."""
 
-    async def calls_list(_: NoParams) -> dict[str, Any]:
-        return {"calls": [info.wire() for info in manager.live_calls()]}
+    async def calls_list(_: NoParams) -> LiveCallList:
+        return LiveCallList(calls=[info.result() for info in manager.live_calls()])
 
-    async def call_hangup(params: HangupParams) -> dict[str, Any]:
+    async def call_hangup(params: HangupParams) -> HangupResult:
         await manager.hangup(params.call_id)
-        return {"call_id": params.call_id, "hanging_up": True}
+        return HangupResult(call_id=params.call_id, hanging_up=True)
 
-    async def call_simulate(params: SimulateParams) -> dict[str, Any]:
+    async def call_simulate(params: SimulateParams) -> SimulationResult:
         manager.check_admission()
         call_id = f"sim-{uuid.uuid4().hex[:12]}"
         # As for a dialed call, the greeting is synthesized before the call connects (here,
@@ -181,8 +187,8 @@ def call_methods(
         finally:
             manager.untap(call_id)
             manager.drop_greeting(call_id)  # no-op once the call took it
-        return {"call_id": call_id, "turns": [t.wire() for t in turns],
-                "simulator": _summary(result)}
+        return SimulationResult(call_id=call_id, turns=list(turns),
+                                simulator=_summary(result))
 
     return [
         Method("calls.list", calls_list, summary="live calls"),

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from reautod.call_events import CallState
 from reautod.control.commands import events as events_cmd
 from reautod.control.commands import metrics as metrics_cmd
 from reautod.control.commands import top as top_cmd
@@ -23,7 +24,7 @@ from reautod.engines.base import RequestTiming
 from reautod.errors import NotRunningError
 from reautod.observability.metrics import Metrics
 from reautod.observability.metrics_summary import metrics_methods
-from tests.tui.fake_daemon import FakeDaemon, ThreadedDaemon, recorded_events
+from tests.tui.fake_daemon import FakeDaemon, ThreadedDaemon, live_call, recorded_events
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -65,9 +66,9 @@ def metrics() -> Metrics:
 def served(metrics: Metrics) -> Iterator[tuple[ThreadedDaemon, Path]]:
     path = Path(tempfile.mkdtemp(prefix="ctl-", dir="/tmp")) / "control.sock"
     fake = FakeDaemon(path, extra_methods=metrics_methods(metrics))
-    fake.calls = [{"call_id": "CA1", "lead_name": "Sam Ortiz", "campaign": "solar-q4",
-                   "state": "speaking", "started_at": "2026-11-21T09:57:00+00:00",
-                   "last_utterance": "How much would it cost?", "last_voice_to_voice_s": 0.58}]
+    fake.calls = [live_call("CA1", "Sam Ortiz", "solar-q4", CallState.SPEAKING,
+                            "2026-11-21T09:57:00+00:00", last_utterance="How much would it cost?",
+                            last_voice_to_voice_s=0.58)]
     fake.health["checks"]["redis"] = {"ok": False, "detail": "connection refused"}
     fake.health["ok"] = False
     with ThreadedDaemon(fake) as threaded:

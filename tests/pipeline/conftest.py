@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +18,7 @@ from reautod.api.media import media_router
 from reautod.call_events import CallInfo, CallState, TurnRecord
 from reautod.call_recording import CallRecording
 from reautod.config import Settings
+from reautod.control.protocol import encode_result
 from reautod.methods import Method
 from reautod.pipeline.calls import CallManager, Engines
 from reautod.pipeline.control import call_methods
@@ -77,8 +79,9 @@ def control_method(served: Served, name: str) -> Method:
 
 
 async def call_method(method: Method, **params: Any) -> Any:
-    """Call a control method as the control server would: params validated first."""
-    return await method.handler(method.params.model_validate(params))
+    """Call a control method as the control server would: params validated first, the result
+    as the JSON a client receives (clients parse it with the method's result model)."""
+    return json.loads(encode_result(await method.handler(method.params.model_validate(params))))
 
 
 def make_settings(**calls: Any) -> Settings:

@@ -12,6 +12,8 @@ from reautod.control.commands import call as call_cmd
 from reautod.control.context import CliContext
 from reautod.errors import NotFoundError, ValidationError
 from reautod.pipeline.control import lead_utterances, media_ws_url
+from reautod.pipeline.results import LiveCallList, SimulationResult, SimulatorSummary
+from reautod.telephony.sim_result import EndedBy
 from tests.pipeline.conftest import (
     SPEECH_DIR,
     call_method,
@@ -40,8 +42,9 @@ async def test_simulate_reports_each_turn_with_latencies() -> None:
                                           "voice_to_voice_s"}
     assert out["simulator"]["ended_by"] and out["simulator"]["marks_echoed"] >= 2
     assert out["call_id"].startswith("sim-") and served.observer.reason(out["call_id"]) == "stop"
-    # The rendered table shows every turn and the latency columns.
-    text = call_cmd.render_simulation(out)
+    # reautoctl parses the answer with the result model and shows every turn and the latency
+    # columns.
+    text = call_cmd.render_simulation(SimulationResult.model_validate(out))
     assert "I would like to hear more" in text and "1st byte sent ms" in text
 
 
@@ -71,7 +74,7 @@ async def test_list_and_hangup_methods() -> None:
         listed = await call_method(control_method(served, "calls.list"))
         assert [(c["call_id"], c["lead_name"], c["campaign"]) for c in listed["calls"]] == [
             ("lh1", "Jane Doe", "spring")]
-        assert "J*** D**" in call_cmd.render_list(listed)
+        assert "J*** D**" in call_cmd.render_list(LiveCallList.model_validate(listed))
         hangup = control_method(served, "call.hangup")
         with pytest.raises(NotFoundError):
             await call_method(hangup, call_id="nope")
@@ -101,7 +104,10 @@ def test_cli_simulate_sends_absolute_paths(tmp_path: Any, monkeypatch: Any) -> N
 
     def fake_call(method: str, params: Any = None, timeout: float = 30.0) -> Any:
         sent.append((method, params, timeout))
-        return {"call_id": "sim-1", "turns": [], "simulator": {}}
+        return SimulationResult(call_id="sim-1", turns=[], simulator=SimulatorSummary(
+            ended_by=EndedBy.HANGUP, duration_s=1.0, close_code=1000, voice_to_voice_s=[],
+            marks_sent=0, marks_echoed=0, agent_audio_s=0.0, timeouts=[], malformed=0,
+        )).model_dump(mode="json")
 
     monkeypatch.setattr(ctx, "call", fake_call)
     assert args.func(args, ctx) == 0

@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from reautod.call_events import CallState, CallStateEvent, CallStateSource, LiveCall
 from reautod.campaigns.results import (
     CampaignList,
     CampaignPacing,
@@ -30,6 +31,7 @@ from reautod.control.server import ControlServer
 from reautod.errors import NotFoundError
 from reautod.methods import Method
 from reautod.observability.events import EventBus
+from reautod.pipeline.results import HangupResult, LiveCallList
 from reautod.store.enums import CampaignStatus, LeadStatus
 
 FIXED_NOW = datetime(2026, 11, 21, 10, 0, 0, tzinfo=UTC)
@@ -56,6 +58,14 @@ def campaign(name: str, status: CampaignStatus, leads: dict[LeadStatus, int], *,
         calls_live=calls_live,
         pacing=CampaignPacing(max_concurrent=max_concurrent, calls_per_minute=60.0),
         spent_micros=spent_micros)
+
+
+def live_call(call_id: str, lead_name: str, campaign: str, state: CallState, started_at: str,
+              **more: Any) -> LiveCall:
+    """A `calls.list` row (and `call.started` payload) as the daemon builds it."""
+    return LiveCall(call_id=call_id, stream_sid=f"MZ{call_id}", call_sid=call_id,
+                    lead_name=lead_name, campaign=campaign, direction="outbound", state=state,
+                    started_at=datetime.fromisoformat(started_at), **more)
 
 
 # two campaigns as the daemon lists them: one dialing, one paused
@@ -97,7 +107,7 @@ class FakeDaemon:
             },
         }
         self.health_error: Exception | None = None  # raised by `health` while set
-        self.calls: list[dict[str, Any]] = []
+        self.calls: list[LiveCall] = []
         self.campaigns: list[CampaignSummary] = []
         self.server: ControlServer | None = None
 
@@ -110,8 +120,8 @@ class FakeDaemon:
                 raise self.health_error
             return self.health
 
-        async def calls_list(_p: BaseModel) -> dict[str, Any]:
-            return {"calls": self.calls}
+        async def calls_list(_p: BaseModel) -> LiveCallList:
+            return LiveCallList(calls=self.calls)
 
         async def campaigns_list(_p: BaseModel) -> CampaignList:
             return CampaignList(campaigns=self.campaigns)
@@ -120,7 +130,7 @@ class FakeDaemon:
             async def handler(params: BaseModel) -> Any:
                 body = params.model_dump()
                 self.requests.append((name, body))
-                if "call_id" in body and body["call_id"] not in {c["call_id"] for c in self.calls}:
+                if "call_id" in body and body["call_id"] not in {c.call_id for c in self.calls}:
                     raise NotFoundError(f"no live call {body['call_id']}")
                 return answer(body)
 
@@ -148,7 +158,9 @@ class FakeDaemon:
             Method("health", health),
             Method("calls.list", calls_list),
             Method("campaigns.list", campaigns_list),
-            Method("call.hangup", recording("call.hangup", lambda _b: {"ok": True}), CallIdParams),
+            Method("call.hangup", recording(
+                "call.hangup", lambda b: HangupResult(call_id=b["call_id"], hanging_up=True)),
+                CallIdParams),
             Method("call.transfer", recording("call.transfer", transfer), CallIdParams),
             Method("campaign.pause", recording("campaign.pause", move(CampaignStatus.PAUSED)),
                    CampaignParams),
@@ -170,16 +182,18 @@ class FakeDaemon:
             self.bus = EventBus()
 
     def publish(self, event: str, data: dict[str, Any]) -> None:
-        """Publish, keeping `calls` (what calls.list answers) in step as the daemon's registry does."""
+        """Publish, keeping `calls` (what calls.list answers) in step as the daemon's registry
+        does: it holds each call as it started, with the pipeline's state (never a cost)."""
         call_id = data.get("call_id")
         if event == "call.started":
-            self.calls.append(dict(data))
+            self.calls.append(LiveCall.model_validate(data))
         elif event == "call.ended":
-            self.calls = [c for c in self.calls if c["call_id"] != call_id]
-        elif event in ("call.state", "cost.update"):
-            for call in self.calls:
-                if call["call_id"] == call_id:
-                    call.update({k: v for k, v in data.items() if k != "call_id"})
+            self.calls = [c for c in self.calls if c.call_id != call_id]
+        elif event == CallStateEvent.TOPIC:
+            changed = CallStateEvent.model_validate(data)
+            if changed.source is CallStateSource.PIPELINE:
+                self.calls = [c.model_copy(update={"state": CallState(changed.state)})
+                              if c.call_id == call_id else c for c in self.calls]
         self.bus.publish(event, data)
 
 

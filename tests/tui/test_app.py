@@ -7,9 +7,9 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
-from reautod.call_events import CallStateEvent, CallStateSource
+from reautod.call_events import CallState, CallStateEvent, CallStateSource
 from tests.tui.conftest import wait_until
-from tests.tui.fake_daemon import CAMPAIGNS, FIXED_NOW, FakeDaemon, recorded_events
+from tests.tui.fake_daemon import CAMPAIGNS, FIXED_NOW, FakeDaemon, live_call, recorded_events
 from tui.app import ReautoApp
 from tui.link import Backoff
 from tui.screens.call_detail import CallDetailScreen
@@ -40,9 +40,9 @@ def rendered(widget: Any) -> str:
     return console.export_text()
 
 
-LIVE_CALL = {"call_id": "CA1", "lead_name": "Sam Ortiz", "campaign": "solar-q4", "state": "speaking",
-             "started_at": "2026-11-21T09:57:00+00:00", "last_utterance": "Hello Sam",
-             "cost_micros": 12000, "last_voice_to_voice_s": 0.58}
+LIVE_CALL = live_call("CA1", "Sam Ortiz", "solar-q4", CallState.SPEAKING,
+                      "2026-11-21T09:57:00+00:00", last_utterance="Hello Sam",
+                      last_voice_to_voice_s=0.58)
 
 
 async def test_a_live_call_appears_and_ends(daemon: FakeDaemon, socket_path: Path) -> None:
@@ -88,7 +88,7 @@ async def test_calls_already_live_come_from_calls_list(daemon: FakeDaemon,
         table = app.screen.query_one(CallsTable)
         await wait_until(pilot, lambda: table.row_count == 1, "call from snapshot")
         assert cells(table, "CA1") == ["Sam Ortiz", "solar-q4", "speaking", "-", "03:00",
-                                       "Hello Sam", "$0.01", "580 ms"]
+                                       "Hello Sam", "-", "580 ms"]  # cost: cost.update
         daemon.calls = []  # ended while we missed the event: the next poll removes it
         await wait_until(pilot, lambda: table.row_count == 0, "row gone after resync")
 
@@ -129,7 +129,8 @@ async def test_the_transcript_updates_live(daemon: FakeDaemon, socket_path: Path
 
 
 async def test_hang_up_asks_then_sends_the_request(daemon: FakeDaemon, socket_path: Path) -> None:
-    daemon.calls = [LIVE_CALL, {**LIVE_CALL, "call_id": "CA2", "lead_name": "Kim Lee"}]
+    daemon.calls = [LIVE_CALL, LIVE_CALL.model_copy(update={"call_id": "CA2",
+                                                            "lead_name": "Kim Lee"})]
     app = make_app(socket_path)
     async with app.run_test(size=(120, 36)) as pilot:
         table = app.screen.query_one(CallsTable)

@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from reautod.call_events import CallState, CallStateEvent, CallStateSource
-from tests.tui.fake_daemon import recorded_events
+from tests.tui.fake_daemon import live_call, recorded_events
 from tui.link import Backoff
 from tui.model import LiveState, format_duration, format_money, format_seconds, percentile
 
@@ -19,6 +19,12 @@ class Clock:
 
 def event(event_name: str, **data: Any) -> dict[str, Any]:
     return {"event": event_name, "ts": "2026-11-21T10:00:00+00:00", "data": data}
+
+
+def started(call_id: str, lead_name: str = "Ann", campaign: str = "solar") -> dict[str, Any]:
+    """A call.started event as the daemon publishes it (the LiveCall model)."""
+    call = live_call(call_id, lead_name, campaign, CallState.CONNECTING, "2026-11-21T09:59:00+00:00")
+    return event("call.started", **call.model_dump(mode="json"))
 
 
 def state_at(now: datetime = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)) -> tuple[LiveState, Clock]:
@@ -49,7 +55,7 @@ def test_recorded_call_from_start_to_end() -> None:
 
 def test_a_repeated_call_ended_counts_once() -> None:
     state, _ = state_at()
-    state.apply_event(event("call.started", call_id="A"))
+    state.apply_event(started("A"))
     state.apply_event(event("call.ended", call_id="A", reason="failed: stt timeout", duration_s=3))
     state.apply_event(event("call.ended", call_id="A", reason="failed: stt timeout", duration_s=3))
     assert state.outcomes_today() == {"failed": 1}
@@ -69,7 +75,7 @@ def test_outcomes_reset_at_midnight_and_prefer_the_daemons_count() -> None:
 def test_snapshot_keeps_a_call_started_since_the_last_snapshot() -> None:
     state, _ = state_at()
     state.apply_snapshot(None, None, {"calls": []}, None)
-    state.apply_event(event("call.started", call_id="NEW", lead_name="Ann"))
+    state.apply_event(started("NEW"))
     # this calls.list may have been read before NEW started: keep NEW for now
     state.apply_snapshot(None, None, {"calls": []}, None)
     assert "NEW" in state.calls
@@ -146,7 +152,9 @@ def test_call_state_from_the_pipeline_and_the_phone_line() -> None:
 
 def test_the_agents_stage_and_score_follow_its_events() -> None:
     state, _ = state_at()
-    state.apply_event(event("call.started", call_id="A", lead_name="Dana", campaign="sellers"))
+    state.apply_event(event("call.started", call_id="A", lead_name="Dana"))  # not a LiveCall
+    assert state.call("A") is None and state.events_malformed == 1
+    state.apply_event(started("A", "Dana", "sellers"))
     call = state.call("A")
     assert call is not None and call.stage_and_score() == ""  # no playbook answers (yet)
     state.apply_event(event("agent.transition", call_id="A", **{"from": None}, to="greeter",
@@ -161,4 +169,4 @@ def test_the_agents_stage_and_score_follow_its_events() -> None:
     assert call.stage_and_score() == "qualifier 100 ✓"
     # A score the daemon cannot have sent is dropped, and counted.
     assert state.apply_event(event("agent.score", call_id="A", score=140, qualified=True)) is None
-    assert state.events_malformed == 1 and call.score == 100
+    assert state.events_malformed == 2 and call.score == 100  # with the untyped call.started

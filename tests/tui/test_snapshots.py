@@ -14,8 +14,16 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import DataTable
 
+from reautod.call_events import CallState, LiveCall
 from tests.tui.conftest import wait_until
-from tests.tui.fake_daemon import CAMPAIGNS, FIXED_NOW, FakeDaemon, ThreadedDaemon, recorded_events
+from tests.tui.fake_daemon import (
+    CAMPAIGNS,
+    FIXED_NOW,
+    FakeDaemon,
+    ThreadedDaemon,
+    live_call,
+    recorded_events,
+)
 from tui.app import ReautoApp
 from tui.link import Backoff
 from tui.screens.call_detail import CallDetailScreen
@@ -24,19 +32,17 @@ from tui.widgets.tables import CallsTable
 from tui.widgets.transcript import TranscriptView
 
 SIZE = (120, 36)
-CALLS: list[dict[str, Any]] = [
-    {"call_id": "CA1", "lead_name": "Sam Ortiz", "campaign": "solar-q4", "state": "speaking",
-     "started_at": "2026-11-21T09:57:00+00:00", "last_utterance": "How much would it cost?",
-     "cost_micros": 31000, "last_voice_to_voice_s": 0.58},
-    {"call_id": "CA2", "lead_name": "Kim Lee", "campaign": "roofing", "state": "connecting",
-     "started_at": "2026-11-21T09:59:48+00:00"},
+CALLS: list[LiveCall] = [
+    live_call("CA1", "Sam Ortiz", "solar-q4", CallState.SPEAKING, "2026-11-21T09:57:00+00:00",
+              last_utterance="How much would it cost?", last_voice_to_voice_s=0.58),
+    live_call("CA2", "Kim Lee", "roofing", CallState.CONNECTING, "2026-11-21T09:59:48+00:00"),
 ]
 
 
 @pytest.fixture
 def served(socket_path: Path) -> Iterator[ThreadedDaemon]:
     fake = FakeDaemon(socket_path)
-    fake.calls = [dict(c) for c in CALLS]
+    fake.calls = list(CALLS)
     fake.campaigns = list(CAMPAIGNS)
     fake.status["calls_today"] = {"qualified": 3, "not_interested": 5, "voicemail": 2}
     fake.health["checks"]["redis"] = {"ok": False, "detail": "connection refused (6379)"}

@@ -20,8 +20,8 @@ SHOWN = "Sam\\x1b]0;owned\\x07 [bold]x[/bold] \\u202eevil"
 async def test_hostile_names_in_the_calls_table_are_shown_escaped(
     daemon: FakeDaemon, socket_path: Path
 ) -> None:
-    daemon.calls = [{**LIVE_CALL, "lead_name": HOSTILE, "campaign": "q4\x9b2J",
-                     "last_utterance": "hi\x1b[2J"}]
+    daemon.calls = [LIVE_CALL.model_copy(update={"lead_name": HOSTILE, "campaign": "q4\x9b2J",
+                                                 "last_utterance": "hi\x1b[2J"})]
     app = make_app(socket_path)
     async with app.run_test(size=(200, 36)) as pilot:
         table = app.screen.query_one(CallsTable)

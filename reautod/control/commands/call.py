@@ -18,6 +18,7 @@ from reautod.cost.money import format_micros
 from reautod.dialogue.call_record import AgentRecord
 from reautod.errors import ValidationError
 from reautod.observability.logging import mask_name, mask_phone
+from reautod.pipeline.results import HangupResult, LiveCallList, SimulationResult
 from reautod.security.results import AudioChunk
 
 SIMULATE_TIMEOUT_S = 600.0
@@ -78,35 +79,33 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     audio.set_defaults(func=run_audio)
 
 
-def _ms(value: Any) -> str:
-    return "-" if value is None else f"{float(value) * 1000:.0f}"
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value * 1000:.0f}"
 
 
-def render_simulation(data: dict[str, Any]) -> str:
+def render_simulation(result: SimulationResult) -> str:
     rows = []
-    for turn in data.get("turns", []):
-        latencies = turn.get("latencies") or {}
-        confidence = turn.get("confidence")
+    for turn in result.turns:
         flags = []
-        if turn.get("interrupted"):
+        if turn.interrupted:
             flags.append("interrupted")
-        if turn.get("error"):
-            flags.append(f"error: {turn['error']}")
+        if turn.error:
+            flags.append(f"error: {turn.error}")
         rows.append([
-            turn.get("index"), turn.get("speaker"),
-            (turn.get("text") or "")[:60] + (" [" + ", ".join(flags) + "]" if flags else ""),
-            "-" if confidence is None else f"{confidence:.2f}",
-            *(_ms(latencies.get(key)) if turn.get("speaker") == "agent" or key == "stt_s"
+            turn.index, turn.speaker,
+            turn.text[:60] + (" [" + ", ".join(flags) + "]" if flags else ""),
+            "-" if turn.confidence is None else f"{turn.confidence:.2f}",
+            *(_ms(turn.latencies.get(key)) if turn.speaker == "agent" or key == "stt_s"
               else "-" for key, _ in STAGES),
         ])
-    sim = data.get("simulator", {})
-    v2v = sim.get("voice_to_voice_s") or []
+    sim = result.simulator
     summary = key_values([
-        ("call", data.get("call_id")),
-        ("ended by", sim.get("ended_by")),
-        ("duration", f"{sim.get('duration_s', 0):.1f}s"),
-        ("marks echoed", f"{sim.get('marks_echoed')}/{sim.get('marks_sent')}"),
-        ("voice-to-voice (phone side)", ", ".join(_ms(x) + " ms" for x in v2v) or "-"),
+        ("call", result.call_id),
+        ("ended by", sim.ended_by.value),
+        ("duration", f"{sim.duration_s:.1f}s"),
+        ("marks echoed", f"{sim.marks_echoed}/{sim.marks_sent}"),
+        ("voice-to-voice (phone side)",
+         ", ".join(_ms(x) + " ms" for x in sim.voice_to_voice_s) or "-"),
     ])
     headers = ["#", "who", "text", "conf", *(f"{label} ms" for _, label in STAGES)]
     note = ("latencies in ms from the end of the caller's speech: transcript, first LLM token, "
@@ -128,29 +127,29 @@ def run_simulate(args: argparse.Namespace, ctx: CliContext) -> int:
         params["lead_lines"] = args.say
     if args.campaign:
         params["campaign"] = args.campaign
-    ctx.emit(ctx.call("call.simulate", params, timeout=SIMULATE_TIMEOUT_S), render_simulation)
+    ctx.emit(ctx.fetch(SimulationResult, "call.simulate", params, timeout=SIMULATE_TIMEOUT_S),
+             render_simulation)
     return 0
 
 
-def render_list(data: dict[str, Any]) -> str:
-    calls = data.get("calls", [])
-    if not calls:
+def render_list(listing: LiveCallList) -> str:
+    if not listing.calls:
         return "no live calls"
-    rows = [[c.get("call_id"), c.get("state"), mask_name(c.get("lead_name")), c.get("campaign"),
-             c.get("direction"), c.get("started_at"), c.get("turns"),
-             _ms(c.get("last_voice_to_voice_s")), c.get("engine_failures")] for c in calls]
+    rows = [[c.call_id, c.state.value, mask_name(c.lead_name), c.campaign, c.direction,
+             c.started_at.isoformat(), c.turns, _ms(c.last_voice_to_voice_s), c.engine_failures]
+            for c in listing.calls]
     return table(["call", "state", "lead", "campaign", "dir", "started", "turns",
                   "last v2v ms", "failures"], rows)
 
 
 def run_list(args: argparse.Namespace, ctx: CliContext) -> int:
-    ctx.emit(ctx.call("calls.list"), render_list)
+    ctx.emit(ctx.fetch(LiveCallList, "calls.list"), render_list)
     return 0
 
 
 def run_hangup(args: argparse.Namespace, ctx: CliContext) -> int:
-    ctx.emit(ctx.call("call.hangup", {"call_id": args.call_id}),
-             lambda d: f"hanging up {d.get('call_id')}")
+    ctx.emit(ctx.fetch(HangupResult, "call.hangup", {"call_id": args.call_id}),
+             lambda h: f"hanging up {h.call_id}")
     return 0
 
 

@@ -16,8 +16,9 @@ from typing import Any
 
 from reautod.control.client import ControlClient
 from reautod.control.commands.metrics import ms
-from reautod.control.context import CliContext, table
+from reautod.control.context import CliContext, parse_result, table
 from reautod.errors import NotRunningError, ReautodError
+from reautod.pipeline.results import LiveCallList
 
 METHODS = ("status", "health", "calls.list", "metrics.summary")
 CLEAR = "\x1b[H\x1b[2J"
@@ -44,13 +45,8 @@ async def snapshot(ctx: CliContext) -> dict[str, Any]:
     return results
 
 
-def _duration(started_at: str | None, now: datetime) -> str:
-    if not started_at:
-        return "-"
-    try:
-        seconds = int((now - datetime.fromisoformat(started_at)).total_seconds())
-    except ValueError:
-        return "-"
+def _duration(started_at: datetime, now: datetime) -> str:
+    seconds = int((now - started_at).total_seconds())
     minutes, secs = divmod(max(0, seconds), 60)
     return f"{minutes:02d}:{secs:02d}"
 
@@ -87,14 +83,14 @@ def render(results: dict[str, Any], now: datetime | None = None, width: int = 10
         out.append(f"engine queues {queues or '-'}  failures {failures:g}")
     calls = results.get("calls.list")
     if calls is not None:
-        rows = calls.get("calls", []) if isinstance(calls, dict) else calls
+        rows = parse_result(LiveCallList, "calls.list", calls).calls
         utterance_width = max(24, width - 60)
         out.append("")
         out.append(table(
             ["lead", "campaign", "state", "time", "v2v", "last utterance"],
-            [(_clip(c.get("lead_name") or c.get("lead"), 18), _clip(c.get("campaign") or "-", 14),
-              c.get("state", "?"), _duration(c.get("started_at"), now),
-              ms(c.get("last_voice_to_voice_s")), _clip(c.get("last_utterance"), utterance_width))
+            [(_clip(c.lead_name, 18), _clip(c.campaign or "-", 14), c.state.value,
+              _duration(c.started_at, now), ms(c.last_voice_to_voice_s),
+              _clip(c.last_utterance, utterance_width))
              for c in rows],
         ) if rows else "no live calls")
     return "\n".join(out)
