@@ -3,10 +3,8 @@
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
@@ -14,6 +12,7 @@ from reautod.errors import UnavailableError
 from reautod.methods import Method, NoParams
 from reautod.store.database import Database
 from reautod.store.repositories import CampaignRepository
+from reautod.store.results import DailyStats, DbStatus
 from reautod.store.stats import daily_campaign_stats
 from reautod.store.writebehind import WriteBehind
 
@@ -26,7 +25,7 @@ class DailyStatsParams(BaseModel):
 
 
 def store_methods(db: Database, write_behind: WriteBehind | None = None) -> list[Method]:
-    async def status(_params: BaseModel) -> dict[str, Any]:
+    async def status(_params: BaseModel) -> DbStatus:
         started = time.perf_counter()
         try:
             await db.ping()
@@ -34,34 +33,22 @@ def store_methods(db: Database, write_behind: WriteBehind | None = None) -> list
         except UnavailableError as err:
             reachable, error = False, err.message
         ping_ms = round((time.perf_counter() - started) * 1000, 2)
-        data: dict[str, Any] = {
-            "backend": db.backend,
-            "url": db.display_url(),
-            "reachable": reachable,
-            "error": error,
-            "ping_ms": ping_ms if reachable else None,
-        }
-        if reachable:
-            schema = await db.schema_status()
-            data.update(revision=schema.current, head=schema.head, up_to_date=schema.up_to_date)
-        if write_behind is not None:
-            data["write_behind"] = dataclasses.asdict(write_behind.stats())
-        return data
+        schema = await db.schema_status() if reachable else None
+        return DbStatus(
+            backend=db.backend, url=db.display_url(), reachable=reachable, error=error,
+            ping_ms=ping_ms if reachable else None,
+            revision=schema.current if schema else None, head=schema.head if schema else None,
+            up_to_date=schema.up_to_date if schema else None,
+            write_behind=write_behind.stats() if write_behind is not None else None)
 
-    async def daily(params: DailyStatsParams) -> dict[str, Any]:
+    async def daily(params: DailyStatsParams) -> DailyStats:
         day = params.since or (datetime.now(UTC).date() - timedelta(days=6))
         since = datetime(day.year, day.month, day.day, tzinfo=UTC)
         campaign_id = None
         if params.campaign:
             campaign_id = (await CampaignRepository(db).find(params.campaign)).id
         rows = await daily_campaign_stats(db, since, campaign_id)
-        return {
-            "since": day.isoformat(),
-            "days": [
-                dataclasses.asdict(r) | {"campaign_id": str(r.campaign_id) if r.campaign_id else None}
-                for r in rows
-            ],
-        }
+        return DailyStats(since=day, days=rows)
 
     return [
         Method("db.status", status, NoParams,
