@@ -36,6 +36,15 @@ from reautod.config import (
     redacted,
 )
 from reautod.control.protocol import PROTOCOL_VERSION
+from reautod.control.results import (
+    CheckResult,
+    DaemonState,
+    DaemonStatus,
+    DrainResult,
+    HealthReport,
+    ReloadResult,
+    VersionResult,
+)
 from reautod.control.server import ControlServer
 from reautod.cost.part import CostPart
 from reautod.cost.pricebook import load_price_books
@@ -91,7 +100,7 @@ class Daemon:
         self.metrics = Metrics()
         self.metrics.set_version(__version__)
         self.bus = EventBus(on_drop=self.metrics.events_dropped)
-        self.state = "starting"
+        self.state: DaemonState = "starting"
         self.started_monotonic = time.monotonic()
         self.started_at = datetime.now(UTC)
         self.stop_requested = asyncio.Event()
@@ -341,16 +350,16 @@ class Daemon:
         known: dict[str, bool] = {}
         while True:
             report = await self.health()
-            for name, check in report["checks"].items():
-                if known.get(name, True) != check["ok"]:
-                    (log.info if check["ok"] else log.warning)(
+            for name, check in report.checks.items():
+                if known.get(name, True) != check.ok:
+                    (log.info if check.ok else log.warning)(
                         "health: %s is %s: %s",
                         name,
-                        "ok" if check["ok"] else "failing",
-                        check["detail"],
+                        "ok" if check.ok else "failing",
+                        check.detail,
                     )
-                    self.bus.publish("health.changed", {"name": name, **check})
-                known[name] = check["ok"]
+                    self.bus.publish("health.changed", {"name": name, **check.model_dump()})
+                known[name] = check.ok
             await asyncio.sleep(interval_s)
 
     def live_call_count(self) -> int:
@@ -372,7 +381,7 @@ class Daemon:
             log.info("stop requested")
             self.stop_requested.set()
 
-    async def reload(self) -> dict[str, Any]:
+    async def reload(self) -> ReloadResult:
         """Re-read the config; an invalid one is rejected and the running one kept."""
         self.notifier.reloading()
         self.notifier.status("reloading configuration")
@@ -385,7 +394,7 @@ class Daemon:
             detail = "; ".join(f"{p}: {m}" for p, m in err.problems) or err.message
             log.error("reload rejected, keeping the running configuration: %s", detail)
             self.notifier.ready(self._status_line())
-            return {"reloaded": False, "detail": detail}
+            return ReloadResult(reloaded=False, detail=detail)
         # new calls read the holder; restart-only sections keep their running values
         changed = self.live.replace(settings)
         if changed:
@@ -394,10 +403,10 @@ class Daemon:
         replace_level(settings.logging.level, debug=self.debug)
         log.info("configuration reloaded")
         self.notifier.ready(self._status_line())
-        return {
-            "reloaded": True,
-            "detail": f"restart needed for: {', '.join(changed)}" if changed else "",
-        }
+        return ReloadResult(
+            reloaded=True,
+            detail=f"restart needed for: {', '.join(changed)}" if changed else "",
+        )
 
     # -- shutdown --------------------------------------------------------------------------------
 
@@ -512,26 +521,26 @@ class Daemon:
             host = f"[{host}]"
         return f"{self.http.scheme}://{host}:{self.http.port}"
 
-    async def _status(self, _params: BaseModel) -> dict[str, Any]:
-        return {
-            "state": self.state,
-            "version": __version__,
-            "protocol": PROTOCOL_VERSION,
-            "pid": os.getpid(),
-            "started_at": self.started_at.isoformat(),
-            "uptime_s": round(time.monotonic() - self.started_monotonic, 3),
-            "socket": str(self.socket_path),
-            "state_dir": str(self.state_dir),
-            "config_file": str(self.config_path) if self.config_path else None,
-            "database_backend": self.settings.database_backend,
-            "session_backend": self.settings.session_backend,
-            "http_port": self.http.port if self.http else None,
-            "metrics_port": self.metrics_server.port if self.metrics_server else None,
-            "live_calls": self.live_call_count(),
-        }
+    async def _status(self, _params: BaseModel) -> DaemonStatus:
+        return DaemonStatus(
+            state=self.state,
+            version=__version__,
+            protocol=PROTOCOL_VERSION,
+            pid=os.getpid(),
+            started_at=self.started_at,
+            uptime_s=round(time.monotonic() - self.started_monotonic, 3),
+            socket=str(self.socket_path),
+            state_dir=str(self.state_dir),
+            config_file=str(self.config_path) if self.config_path else None,
+            database_backend=self.settings.database_backend,
+            session_backend=self.settings.session_backend,
+            http_port=self.http.port if self.http else None,
+            metrics_port=self.metrics_server.port if self.metrics_server else None,
+            live_calls=self.live_call_count(),
+        )
 
-    async def health(self) -> dict[str, Any]:
-        checks: dict[str, dict[str, Any]] = {}
+    async def health(self) -> HealthReport:
+        checks: dict[str, CheckResult] = {}
         for name, check in list(self._health_checks.items()):  # parts add checks as they start
             try:
                 ok, detail = await asyncio.wait_for(check(), timeout=3.0)
@@ -539,10 +548,10 @@ class Daemon:
                 ok, detail = False, "no answer within 3 s"
             except ReautodError as err:
                 ok, detail = False, err.message
-            checks[name] = {"ok": ok, "detail": detail}
-        return {"ok": all(c["ok"] for c in checks.values()), "checks": checks}
+            checks[name] = CheckResult(ok=ok, detail=detail)
+        return HealthReport(ok=all(c.ok for c in checks.values()), checks=checks)
 
-    async def _health(self, _params: BaseModel) -> dict[str, Any]:
+    async def _health(self, _params: BaseModel) -> HealthReport:
         return await self.health()
 
     async def _check_sessions(self) -> tuple[bool, str]:
@@ -563,22 +572,19 @@ class Daemon:
         return self.http.running, (
             f"listening on {self.http.scheme}://{self.http.host}:{self.http.port}")
 
-    async def _version(self, _params: BaseModel) -> dict[str, Any]:
-        return {
-            "version": __version__,
-            "protocol": PROTOCOL_VERSION,
-            "python": sys.version.split()[0],
-        }
+    async def _version(self, _params: BaseModel) -> VersionResult:
+        return VersionResult(version=__version__, protocol=PROTOCOL_VERSION,
+                             python=sys.version.split()[0])
 
     async def _config_show(self, _params: BaseModel) -> dict[str, Any]:
         return redacted(self.settings, self.secrets)
 
-    async def _reload(self, _params: BaseModel) -> dict[str, Any]:
+    async def _reload(self, _params: BaseModel) -> ReloadResult:
         return await self.reload()
 
-    async def _drain(self, _params: BaseModel) -> dict[str, Any]:
+    async def _drain(self, _params: BaseModel) -> DrainResult:
         self.request_stop()
-        return {"draining": True, "live_calls": self.live_call_count()}
+        return DrainResult(draining=True, live_calls=self.live_call_count())
 
 
 async def serve(

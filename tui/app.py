@@ -111,7 +111,7 @@ class ReautoApp(App[None]):
 
     def _show_connection(self, connected: bool, reason: str = "") -> None:
         if connected:
-            daemon_state = self.state.daemon.get("state", "up")
+            daemon_state = self.state.daemon_state or "up"
             live = len(self.state.calls)
             self.sub_title = f"connected · {daemon_state} · {live} live call{'s' * (live != 1)}"
         else:

@@ -17,8 +17,9 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
-from reautod.call_events import CallStateEvent, LiveCall
+from reautod.call_events import CallStateEvent, CallStateSource, LiveCall
 from reautod.campaigns.results import CampaignList, CampaignSummary
+from reautod.control.results import DaemonStatus, HealthReport
 from reautod.dialogue.results import AgentScoreEvent
 from reautod.pipeline.results import LiveCallList
 
@@ -96,6 +97,7 @@ class Call:
     lead: str = ""
     campaign: str = ""
     state: str = "starting"
+    pipeline_state: str = ""  # the pipeline's own state (CallState), last seen
     started_at: datetime | None = None
     last_utterance: str = ""
     cost_micros: int | None = None
@@ -121,10 +123,13 @@ class Call:
         return f"{self.agent or '-'}{score}"
 
     def merge_live(self, live: LiveCall) -> None:
-        """Take what a calls.list row or a call.started event says of the call."""
+        """Take what a calls.list row or a call.started event says of the call. Its state is
+        the pipeline's: it replaces the shown state only when the pipeline moved, so the phone
+        line's last word (a call.state event: "transferred") is not undone by a later poll."""
         self.lead = live.lead_name or self.lead
         self.campaign = live.campaign or self.campaign
-        self.state = live.state.value
+        if live.state.value != self.pipeline_state:
+            self.state = self.pipeline_state = live.state.value
         self.started_at = live.started_at
         self.last_utterance = live.last_utterance or self.last_utterance
         if live.last_voice_to_voice_s is not None:
@@ -181,7 +186,8 @@ class LiveState:
         self.clock = clock
         self.connected = False
         self.disconnect_reason = ""
-        self.daemon: dict[str, Any] = {}
+        self.daemon: DaemonStatus | None = None  # the last `status` answer
+        self.daemon_state = ""  # from `status`, then `daemon.state` events
         self.calls: dict[str, Call] = {}  # live calls, in start order
         self.ended: collections.OrderedDict[str, Call] = collections.OrderedDict()
         self.health: list[HealthCheck] = []
@@ -193,7 +199,6 @@ class LiveState:
         }
         self._outcomes_day: date = clock().date()
         self._outcomes_seen: collections.Counter[str] = collections.Counter()
-        self._outcomes_reported: dict[str, int] | None = None
         self.events_lagged = 0
         self.events_malformed = 0
         self.method_errors: dict[str, str] = {}  # snapshot methods failing now
@@ -217,10 +222,8 @@ class LiveState:
                 percentile(values, 0.99))
 
     def outcomes_today(self) -> dict[str, int]:
-        """From the daemon's `calls_today` when it reports one, else counted from call.ended."""
+        """Counted from the call.ended events seen today (the daemon reports no day's count)."""
         self._roll_day()
-        if self._outcomes_reported is not None:
-            return dict(sorted(self._outcomes_reported.items()))
         return dict(sorted(self._outcomes_seen.items()))
 
     # -- writes ---------------------------------------------------------------------------------
@@ -240,27 +243,20 @@ class LiveState:
 
     def apply_snapshot(
         self,
-        status: Mapping[str, Any] | None,
-        health: Mapping[str, Any] | None,
+        status: Any,
+        health: Any,
         calls: Any,
         campaigns: Any,
     ) -> None:
-        """Replace what the periodic poll re-reads; a None part (method absent) keeps the old."""
-        if status is not None:
-            self.daemon = dict(status)
-            reported = status.get("calls_today")
-            if isinstance(reported, Mapping):
-                self._outcomes_reported = {
-                    str(k): v for k, v in reported.items() if _int(v) is not None
-                }
-        if health is not None:
-            checks = health.get("checks")
-            checks = checks if isinstance(checks, Mapping) else {}
-            self.health = [
-                HealthCheck(str(name), bool(c.get("ok")), _str(c.get("detail")))
-                for name, c in checks.items() if isinstance(c, Mapping)
-            ]
-            self.health_ok = bool(health.get("ok"))
+        """Replace what the periodic poll re-reads, each answer parsed with its result model; a
+        None part (method absent) keeps the old."""
+        daemon = self._typed(DaemonStatus, status, "status") if status is not None else None
+        if daemon is not None:
+            self.daemon, self.daemon_state = daemon, daemon.state
+        report = self._typed(HealthReport, health, "health") if health is not None else None
+        if report is not None:
+            self.health = [HealthCheck(name, c.ok, c.detail) for name, c in report.checks.items()]
+            self.health_ok = report.ok
         listing = self._typed(LiveCallList, calls, "calls.list") if calls is not None else None
         if listing is not None:
             live: dict[str, Call] = {}
@@ -345,6 +341,8 @@ class LiveState:
         if parsed is None:
             return None
         event, call = parsed
+        if event.source is CallStateSource.PIPELINE:
+            call.pipeline_state = event.state
         if call.live:  # the line's last word (Twilio's "completed") after the call ended
             call.state = event.state
         call.campaign = event.campaign or call.campaign
@@ -366,8 +364,6 @@ class LiveState:
             call.ended_at = ts or self.clock()
         self._roll_day()
         self._outcomes_seen[call.outcome] += 1
-        if self._outcomes_reported is not None:
-            self._outcomes_reported[call.outcome] = self._outcomes_reported.get(call.outcome, 0) + 1
         self.calls.pop(call.call_id, None)
         self._retire(call)
         return call.call_id
@@ -442,7 +438,7 @@ class LiveState:
     def _on_daemon_state(self, data: Mapping[str, Any], ts: datetime | None) -> str | None:
         state = _str(data.get("state"))
         if state:
-            self.daemon["state"] = state
+            self.daemon_state = state
             self.log.append(LogLine(ts, "INFO", "daemon", f"daemon {state}"))
         return None
 
@@ -468,7 +464,6 @@ class LiveState:
         if today != self._outcomes_day:
             self._outcomes_day = today
             self._outcomes_seen.clear()
-            self._outcomes_reported = None
 
 
 _Handler = Callable[[LiveState, Mapping[str, Any], "datetime | None"], "str | None"]

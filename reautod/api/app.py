@@ -9,7 +9,6 @@ import contextlib
 import logging
 import socket
 from collections.abc import Awaitable, Callable, Iterable, Iterator
-from typing import Any
 
 import uvicorn
 from fastapi import APIRouter, FastAPI
@@ -17,6 +16,7 @@ from fastapi.responses import JSONResponse
 
 from reautod import __version__
 from reautod.api.tls import TlsFiles, loopback_client_context
+from reautod.control.results import HealthReport
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ MAX_WS_MESSAGE_BYTES = 64 * 1024  # a Twilio media frame is well under 1 KB; big
 
 
 def create_app(
-    routers: Iterable[APIRouter], *, health: Callable[[], Awaitable[dict[str, Any]]]
+    routers: Iterable[APIRouter], *, health: Callable[[], Awaitable[HealthReport]]
 ) -> FastAPI:
     # No Swagger UI or ReDoc: FastAPI's defaults load their scripts from a CDN (an offline box
     # cannot reach it, and a page served here should not run code from elsewhere).
@@ -33,7 +33,8 @@ def create_app(
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> JSONResponse:
         report = await health()
-        return JSONResponse(report, status_code=200 if report.get("ok") else 503)
+        return JSONResponse(report.model_dump(mode="json"),
+                            status_code=200 if report.ok else 503)
 
     for router in routers:
         app.include_router(router)

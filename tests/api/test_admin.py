@@ -23,6 +23,7 @@ from reautod.api.admin import (
     admin_router,
 )
 from reautod.api.app import create_app
+from reautod.control.results import HealthReport
 from reautod.errors import ConfigError, NotFoundError
 from reautod.methods import Method
 from reautod.security.principal import ROLE_PERMISSIONS, Principal, Role, acting_as
@@ -134,8 +135,8 @@ def test_requests_run_as_the_token_subject_and_errors_map(
 
 
 def test_no_cdn_documentation_pages() -> None:
-    async def health() -> dict[str, Any]:
-        return {"ok": True}
+    async def health() -> HealthReport:
+        return HealthReport(ok=True, checks={})
 
     client = TestClient(create_app([], health=health))
     assert client.get("/docs").status_code == 404

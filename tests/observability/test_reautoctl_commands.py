@@ -69,8 +69,7 @@ def served(metrics: Metrics) -> Iterator[tuple[ThreadedDaemon, Path]]:
     fake.calls = [live_call("CA1", "Sam Ortiz", "solar-q4", CallState.SPEAKING,
                             "2026-11-21T09:57:00+00:00", last_utterance="How much would it cost?",
                             last_voice_to_voice_s=0.58)]
-    fake.health["checks"]["redis"] = {"ok": False, "detail": "connection refused"}
-    fake.health["ok"] = False
+    fake.fail_check("redis", "connection refused")
     with ThreadedDaemon(fake) as threaded:
         yield threaded, path
     shutil.rmtree(path.parent, ignore_errors=True)
@@ -115,8 +114,8 @@ def test_top_once(served: tuple[ThreadedDaemon, Path]) -> None:
 
 def test_top_render_without_optional_methods() -> None:
     now = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
-    screen = top_cmd.render({"status": {"version": "0.1.0", "state": "ready", "pid": 7,
-                                         "live_calls": 0},
+    status = FakeDaemon(Path("/tmp/none.sock")).status.model_copy(update={"pid": 7})
+    screen = top_cmd.render({"status": status.model_dump(mode="json"),
                              "health": None, "calls.list": {"calls": []},
                              "metrics.summary": None}, now=now)
     assert screen.splitlines()[0] == "reautod 0.1.0  ready  pid 7  live calls 0  10:00:00 UTC"

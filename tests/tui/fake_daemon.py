@@ -27,6 +27,8 @@ from reautod.campaigns.results import (
     TransferResult,
 )
 from reautod.campaigns.settings import CampaignSettings
+from reautod.control.protocol import PROTOCOL_VERSION
+from reautod.control.results import CheckResult, DaemonStatus, DrainResult, HealthReport
 from reautod.control.server import ControlServer
 from reautod.errors import NotFoundError
 from reautod.methods import Method
@@ -96,26 +98,27 @@ class FakeDaemon:
         self.extra_methods = list(extra_methods or [])
         self.bus = EventBus()
         self.requests: list[tuple[str, dict[str, Any]]] = []
-        self.status: dict[str, Any] = {"state": "ready", "version": "0.1.0", "live_calls": 0}
-        self.health: dict[str, Any] = {
-            "ok": True,
-            "checks": {
-                "database": {"ok": True, "detail": "sqlite"},
-                "redis": {"ok": True, "detail": "memory session store"},
-                "stt": {"ok": True, "detail": "ready"},
-                "gpu": {"ok": True, "detail": "no GPU (CPU inference)"},
-            },
-        }
+        self.status = DaemonStatus(
+            state="ready", version="0.1.0", protocol=PROTOCOL_VERSION, pid=4242,
+            started_at=FIXED_NOW - timedelta(hours=1), uptime_s=3600.0, socket=str(path),
+            state_dir="/var/lib/reautod", config_file=None, database_backend="sqlite",
+            session_backend="memory", http_port=8080, metrics_port=9464, live_calls=0)
+        self.health = HealthReport(ok=True, checks={
+            "database": CheckResult(ok=True, detail="sqlite"),
+            "redis": CheckResult(ok=True, detail="memory session store"),
+            "stt": CheckResult(ok=True, detail="ready"),
+            "gpu": CheckResult(ok=True, detail="no GPU (CPU inference)"),
+        })
         self.health_error: Exception | None = None  # raised by `health` while set
         self.calls: list[LiveCall] = []
         self.campaigns: list[CampaignSummary] = []
         self.server: ControlServer | None = None
 
     def methods(self) -> list[Method]:
-        async def status(_p: BaseModel) -> dict[str, Any]:
-            return {**self.status, "live_calls": len(self.calls)}
+        async def status(_p: BaseModel) -> DaemonStatus:
+            return self.status.model_copy(update={"live_calls": len(self.calls)})
 
-        async def health(_p: BaseModel) -> dict[str, Any]:
+        async def health(_p: BaseModel) -> HealthReport:
             if self.health_error is not None:
                 raise self.health_error
             return self.health
@@ -166,9 +169,15 @@ class FakeDaemon:
                    CampaignParams),
             Method("campaign.resume", recording("campaign.resume", move(CampaignStatus.ACTIVE)),
                    CampaignParams),
-            Method("daemon.drain", recording("daemon.drain", lambda _b: {"ok": True})),
+            Method("daemon.drain", recording(
+                "daemon.drain", lambda _b: DrainResult(draining=True, live_calls=len(self.calls)))),
             *self.extra_methods,
         ]
+
+    def fail_check(self, name: str, detail: str) -> None:
+        """Health as the daemon reports a failing dependency."""
+        checks = {**self.health.checks, name: CheckResult(ok=False, detail=detail)}
+        self.health = HealthReport(ok=False, checks=checks)
 
     async def start(self) -> None:
         self.server = ControlServer(self.path, self.methods(), self.bus)

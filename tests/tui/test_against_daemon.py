@@ -69,7 +69,7 @@ async def test_tui_follows_the_real_daemon_through_a_restart(reautod: DaemonProc
         # the socket is bound early in start-up; health fills in as the parts start
         await wait_until(
             pilot,
-            lambda: app.state.connected and app.state.daemon.get("state") == "ready"
+            lambda: app.state.connected and app.state.daemon_state == "ready"
             and {"database", "stt", "llm", "tts"} <= {c.name for c in app.state.health},
             "connected to a ready reautod with its health", timeout_s=120)
         assert not {c.name: c for c in app.state.health}["stt"].ok  # no models installed here

@@ -61,15 +61,14 @@ def test_a_repeated_call_ended_counts_once() -> None:
     assert state.outcomes_today() == {"failed": 1}
 
 
-def test_outcomes_reset_at_midnight_and_prefer_the_daemons_count() -> None:
+def test_outcomes_reset_at_midnight() -> None:
     state, clock = state_at(datetime(2026, 11, 21, 23, 59, tzinfo=UTC))
     state.apply_event(event("call.ended", call_id="A", outcome="voicemail"))
     assert state.outcomes_today() == {"voicemail": 1}
     clock.now += timedelta(minutes=2)
     assert state.outcomes_today() == {}
-    state.apply_snapshot({"state": "ready", "calls_today": {"qualified": 4}}, None, None, None)
     state.apply_event(event("call.ended", call_id="B", outcome="qualified"))
-    assert state.outcomes_today() == {"qualified": 5}
+    assert state.outcomes_today() == {"qualified": 1}
 
 
 def test_snapshot_keeps_a_call_started_since_the_last_snapshot() -> None:
@@ -170,3 +169,21 @@ def test_the_agents_stage_and_score_follow_its_events() -> None:
     # A score the daemon cannot have sent is dropped, and counted.
     assert state.apply_event(event("agent.score", call_id="A", score=140, qualified=True)) is None
     assert state.events_malformed == 2 and call.score == 100  # with the untyped call.started
+
+
+def test_a_poll_does_not_undo_the_lines_state() -> None:
+    """calls.list carries the pipeline's state: a poll that still says "speaking" leaves the
+    phone line's "transferred" shown; a real pipeline move is shown again."""
+    state, _ = state_at()
+    state.apply_event(started("A"))
+    row = live_call("A", "Ann", "solar", CallState.SPEAKING, "2026-11-21T09:59:00+00:00")
+    state.apply_snapshot(None, None, {"calls": [row.model_dump(mode="json")]}, None)
+    assert state.calls["A"].state == "speaking"
+    line = CallStateEvent(call_id="A", state="transferred", source=CallStateSource.REAUTOD)
+    state.apply_event(event("call.state", **line.wire()))
+    for _ in range(2):
+        state.apply_snapshot(None, None, {"calls": [row.model_dump(mode="json")]}, None)
+        assert state.calls["A"].state == "transferred"
+    ending = row.model_copy(update={"state": CallState.ENDING})
+    state.apply_snapshot(None, None, {"calls": [ending.model_dump(mode="json")]}, None)
+    assert state.calls["A"].state == "ending"

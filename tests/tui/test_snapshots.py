@@ -44,9 +44,7 @@ def served(socket_path: Path) -> Iterator[ThreadedDaemon]:
     fake = FakeDaemon(socket_path)
     fake.calls = list(CALLS)
     fake.campaigns = list(CAMPAIGNS)
-    fake.status["calls_today"] = {"qualified": 3, "not_interested": 5, "voicemail": 2}
-    fake.health["checks"]["redis"] = {"ok": False, "detail": "connection refused (6379)"}
-    fake.health["ok"] = False
+    fake.fail_check("redis", "connection refused (6379)")
     with ThreadedDaemon(fake) as served:
         yield served
 
@@ -82,12 +80,19 @@ def with_recorded_call(served: ThreadedDaemon) -> Callable[[Pilot[Any]], Any]:
                          "connected")
         for event in recorded_events()[:-1]:  # all but call.ended: the call is still live
             served.publish(*event)
+        # two calls that finished earlier today: the outcomes panel counts call.ended events
+        # (as the recorded call's call.ended: call_id, reason, duration_s)
+        served.publish("call.ended", {"call_id": "CA0a", "reason": "qualified",
+                                      "duration_s": 95.0})
+        served.publish("call.ended", {"call_id": "CA0b", "reason": "voicemail",
+                                      "duration_s": 20.0})
         # the qualifying agent's stage and score, shown beside the call's state
         served.publish("agent.transition", {"call_id": "CA7f3e", "from": "greeter",
                                             "to": "qualifier", "reason": "affirm"})
         served.publish("agent.score", {"call_id": "CA7f3e", "score": 65, "qualified": True})
         table = app.screen.query_one(CallsTable)
         await wait_until(pilot, lambda: table.row_count == 3
+                         and sum(app.state.outcomes_today().values()) == 2
                          and app.state.calls["CA7f3e"].cost_micros is not None
                          and app.state.calls["CA7f3e"].score == 65, "recorded call")
 

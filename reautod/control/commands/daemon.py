@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from reautod.control.context import CliContext, key_values
+from reautod.control.results import DrainResult, ReloadResult
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -16,19 +16,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run_reload(args: argparse.Namespace, ctx: CliContext) -> int:
-    result: dict[str, Any] = ctx.call("daemon.reload")
-    ctx.emit(
-        result, lambda r: key_values([("reloaded", r.get("reloaded")), ("detail", r.get("detail"))])
-    )
-    return 0 if result.get("reloaded") else 1
+    result = ctx.fetch(ReloadResult, "daemon.reload")
+    ctx.emit(result, lambda r: key_values([("reloaded", r.reloaded), ("detail", r.detail)]))
+    return 0 if result.reloaded else 1
 
 
 def run_drain(args: argparse.Namespace, ctx: CliContext) -> int:
-    result = ctx.call("daemon.drain")
-    ctx.emit(
-        result,
-        lambda r: key_values(
-            [("draining", r.get("draining")), ("live calls", r.get("live_calls"))]
-        ),
-    )
+    result = ctx.fetch(DrainResult, "daemon.drain")
+    ctx.emit(result, lambda r: key_values([("draining", r.draining),
+                                           ("live calls", r.live_calls)]))
     return 0

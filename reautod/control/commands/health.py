@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from reautod.control.context import CliContext, table
+from reautod.control.results import HealthReport
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -13,16 +13,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.set_defaults(func=run)
 
 
-def render(h: dict[str, Any]) -> str:
-    rows = [
-        (name, "ok" if check.get("ok") else "FAIL", check.get("detail", ""))
-        for name, check in h.get("checks", {}).items()
-    ]
-    verdict = "healthy" if h.get("ok") else "degraded"
+def render(h: HealthReport) -> str:
+    rows = [(name, "ok" if check.ok else "FAIL", check.detail) for name, check in h.checks.items()]
+    verdict = "healthy" if h.ok else "degraded"
     return f"{table(['dependency', 'state', 'detail'], rows)}\n\noverall: {verdict}"
 
 
 def run(args: argparse.Namespace, ctx: CliContext) -> int:
-    result = ctx.call("health")
+    result = ctx.fetch(HealthReport, "health")
     ctx.emit(result, render)
-    return 0 if result.get("ok") else 1
+    return 0 if result.ok else 1

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from reautod.control.context import CliContext, key_values
+from reautod.control.results import DaemonStatus
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -15,20 +15,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.set_defaults(func=run)
 
 
-def render(s: dict[str, Any]) -> str:
+def render(s: DaemonStatus) -> str:
     return key_values(
         [
-            ("state", s.get("state")),
-            ("version", s.get("version")),
-            ("pid", s.get("pid")),
-            ("uptime", _duration(float(s.get("uptime_s") or 0))),
-            ("socket", s.get("socket")),
-            ("state dir", s.get("state_dir")),
-            ("database", s.get("database_backend")),
-            ("session store", s.get("session_backend")),
-            ("http_port", s.get("http_port")),
-            ("metrics_port", s.get("metrics_port")),
-            ("live calls", s.get("live_calls")),
+            ("state", s.state),
+            ("version", s.version),
+            ("pid", s.pid),
+            ("uptime", _duration(s.uptime_s)),
+            ("socket", s.socket),
+            ("state dir", s.state_dir),
+            ("database", s.database_backend),
+            ("session store", s.session_backend),
+            ("http_port", s.http_port),
+            ("metrics_port", s.metrics_port),
+            ("live calls", s.live_calls),
         ]
     )
 
@@ -45,5 +45,5 @@ def _duration(seconds: float) -> str:
 
 
 def run(args: argparse.Namespace, ctx: CliContext) -> int:
-    ctx.emit(ctx.call("status"), render)
+    ctx.emit(ctx.fetch(DaemonStatus, "status"), render)
     return 0

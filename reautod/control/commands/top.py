@@ -17,6 +17,7 @@ from typing import Any
 from reautod.control.client import ControlClient
 from reautod.control.commands.metrics import ms
 from reautod.control.context import CliContext, parse_result, table
+from reautod.control.results import DaemonStatus, HealthReport
 from reautod.errors import NotRunningError, ReautodError
 from reautod.pipeline.results import LiveCallList
 
@@ -58,19 +59,16 @@ def _clip(text: Any, width: int) -> str:
 
 def render(results: dict[str, Any], now: datetime | None = None, width: int = 100) -> str:
     now = now or datetime.now(UTC)
-    status = results.get("status") or {}
+    status = parse_result(DaemonStatus, "status", results.get("status"))
     out = [
-        f"reautod {status.get('version', '?')}  {status.get('state', '?')}  "
-        f"pid {status.get('pid', '?')}  live calls {status.get('live_calls', '?')}  "
-        f"{now.strftime('%H:%M:%S')} UTC"
+        f"reautod {status.version}  {status.state}  pid {status.pid}  "
+        f"live calls {status.live_calls}  {now.strftime('%H:%M:%S')} UTC"
     ]
-    health = results.get("health")
-    if health is not None:
-        checks = health.get("checks") or {}
-        parts = [f"{name} {'ok' if c.get('ok') else 'FAIL'}" for name, c in checks.items()]
-        out.append(f"health: {'ok' if health.get('ok') else 'DEGRADED'}  ({', '.join(parts)})")
-        out.extend(f"  {name}: {c.get('detail', '')}" for name, c in checks.items()
-                   if not c.get("ok"))
+    if results.get("health") is not None:
+        health = parse_result(HealthReport, "health", results["health"])
+        parts = [f"{name} {'ok' if c.ok else 'FAIL'}" for name, c in health.checks.items()]
+        out.append(f"health: {'ok' if health.ok else 'DEGRADED'}  ({', '.join(parts)})")
+        out.extend(f"  {name}: {c.detail}" for name, c in health.checks.items() if not c.ok)
     summary = results.get("metrics.summary")
     if summary is not None:
         v2v = (summary.get("latency") or {}).get("voice_to_voice") or {}

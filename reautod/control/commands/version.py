@@ -7,6 +7,7 @@ from importlib.metadata import version as package_version
 
 from reautod.control.context import CliContext, key_values
 from reautod.control.protocol import PROTOCOL_VERSION
+from reautod.control.results import VersionResult
 from reautod.errors import NotRunningError
 
 
@@ -16,21 +17,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace, ctx: CliContext) -> int:
-    data: dict[str, object] = {
-        "reautoctl": package_version("reautod"),
-        "protocol": PROTOCOL_VERSION,
-    }
+    daemon: VersionResult | None
     try:
-        data["daemon"] = ctx.call("version")
+        daemon = ctx.fetch(VersionResult, "version")
     except NotRunningError:
-        data["daemon"] = None  # the client version is still useful without a daemon
+        daemon = None  # the client version is still useful without a daemon
+    data = {"reautoctl": package_version("reautod"), "protocol": PROTOCOL_VERSION,
+            "daemon": daemon.model_dump(mode="json") if daemon else None}
     ctx.emit(
         data,
         lambda d: key_values(
             [
                 ("reautoctl", d["reautoctl"]),
                 ("protocol", d["protocol"]),
-                ("reautod", (d["daemon"] or {}).get("version", "not running")),
+                ("reautod", daemon.version if daemon else "not running"),
             ]
         ),
     )
