@@ -9,6 +9,7 @@ credential of the same name in `$CREDENTIALS_DIRECTORY`, or from `REAUTOD_SECRET
 from __future__ import annotations
 
 import contextvars
+import ipaddress
 import os
 import re
 import tomllib
@@ -16,7 +17,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, SecretStr, model_validator
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import (
     BaseSettings,
@@ -79,6 +80,20 @@ class HttpSettings(Section):
     @property
     def tls(self) -> bool:
         return self.tls_cert_file is not None
+
+
+class WebRTCSettings(Section):
+    enabled: bool = Field(
+        False, description="Serve the browser call page at /call: press Call and talk to the "
+        "agent over WebRTC (`reautoctl talk` works without it)"
+    )
+    allowed_networks: list[IPvAnyNetwork] = Field(
+        default_factory=lambda: [ipaddress.ip_network("127.0.0.0/8"),
+                                 ipaddress.ip_network("::1/128")],
+        description="Client addresses the page and its offers are served to (others get 403); "
+        "beyond loopback needs the jwt_secret credential, and browsers open the microphone only "
+        "on https or localhost",
+    )
 
 
 class MetricsSettings(Section):
@@ -304,6 +319,7 @@ class Settings(BaseSettings):
     control: ControlSettings = ControlSettings()
     http: HttpSettings = HttpSettings()
     metrics: MetricsSettings = MetricsSettings()
+    webrtc: WebRTCSettings = WebRTCSettings()
     logging: LoggingSettings = LoggingSettings()
     database: DatabaseSettings = DatabaseSettings()
     models: ModelsSettings = ModelsSettings()

@@ -68,6 +68,7 @@ from reautod.store.abandoned import close_abandoned_calls
 from reautod.store.call_audio import StoreCallRecording
 from reautod.store.call_observer import StoreCallObserver
 from reautod.store.control import store_methods
+from reautod.webrtc.part import WebRTCPart
 
 log = logging.getLogger("reautod")
 
@@ -115,6 +116,7 @@ class Daemon:
         self.keys: KeyRing | None = None
         self.security: SecurityPart | None = None
         self.tokens: TokenAuthority | None = None
+        self.webrtc: WebRTCPart | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._health_checks: dict[str, HealthCheck] = {}
         self._log_forwarder: logging.Handler | None = None
@@ -264,6 +266,8 @@ class Daemon:
                                  conversations=conversations, handoff=self.telephony)
         await self.calls.start()
         self.telephony.attach(self.calls)
+        # calls from the browser call page and `reautoctl talk`, over WebRTC, on the same path
+        self.webrtc = WebRTCPart(self.settings.webrtc, self.calls, self.bus, self.tokens)
         self._health_checks["twilio"] = self.telephony.health
         self._health_checks["integrations"] = self.integrations.health
         self._register_part_methods()
@@ -275,7 +279,8 @@ class Daemon:
         # /api/v1 serves the control methods to token holders, audited like the socket
         admin = ([admin_router(self.tokens, self.control.method_table(), self.security.audit)]
                  if self.tokens is not None else [])
-        routers = [media, *self.telephony.routers(), *self.integrations.routers(), *admin]
+        routers = [media, *self.telephony.routers(), *self.integrations.routers(), *admin,
+                   *self.webrtc.routers()]
         app = create_app(routers, health=self.health)
         self.http = HttpServer(app, self.settings.http.host, self.settings.http.port,
                                tls=server_tls(self.settings.http))
@@ -412,6 +417,8 @@ class Daemon:
         if self.calls is not None:
             await self.calls.drain(self.settings.shutdown_grace_s)
             await self.calls.close()
+        if self.webrtc is not None:
+            await self.webrtc.close()
         if self._log_forwarder is not None:
             logging.getLogger().removeHandler(self._log_forwarder)
         for task in tuple(self._tasks):
@@ -499,6 +506,8 @@ class Daemon:
         if self.cost is not None:
             for method in self.cost.control_methods():
                 self.control.register(method)
+        for method in self.webrtc.control_methods() if self.webrtc is not None else ():
+            self.control.register(method)
 
     def _local_client_ssl(self) -> ssl.SSLContext | None:
         return self.http.loopback_ssl if self.http is not None else None

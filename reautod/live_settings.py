@@ -24,6 +24,7 @@ RESTART_ONLY = (
     "redis_url",
     "control",
     "http",
+    "webrtc",
     "metrics",
     "models",
     "twilio",
