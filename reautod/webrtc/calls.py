@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from pipecat.transports.smallwebrtc.connection import SmallWebRTCConnection
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from reautod.conversation import CallContext
 from reautod.errors import ReautodError, ValidationError
@@ -43,6 +43,15 @@ class Offer(BaseModel):
     lead_name: str = Field("", max_length=80,
                            description="the name the agent greets the caller by")
 
+    @field_validator("sdp")
+    @classmethod
+    def _audio_sdp(cls, sdp: str) -> str:
+        if not sdp.startswith("v=0"):
+            raise ValueError("not SDP (it must start with v=0)")
+        if "\nm=audio " not in sdp:
+            raise ValueError("no audio (m=audio): the call needs the microphone")
+        return sdp
+
 
 class Answer(BaseModel):
     """The daemon's SDP answer and the id of the call it started."""
@@ -52,13 +61,6 @@ class Answer(BaseModel):
     sdp: str
     type: Literal["answer"] = "answer"
     call_id: str
-
-
-def _check_sdp(sdp: str) -> None:
-    if not sdp.startswith("v=0"):
-        raise ValidationError("the offer is not SDP (it must start with v=0)")
-    if "\nm=audio " not in sdp:
-        raise ValidationError("the offer has no audio (m=audio): the call needs the microphone")
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,6 @@ class WebRTCCalls:
     async def answer(self, offer: Offer, transport: Transport = "webrtc") -> Answer:
         """Answer `offer` and start its call; raises why a call cannot start (admission) or the
         offer is unusable (ValidationError)."""
-        _check_sdp(offer.sdp)
         self._calls.check_admission()  # refused before any media is set up
         connection = SmallWebRTCConnection(ice_servers=[])
         try:

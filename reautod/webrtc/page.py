@@ -21,6 +21,7 @@ import json
 import logging
 from collections.abc import Sequence
 from importlib import resources
+from typing import Protocol
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Request
@@ -36,7 +37,8 @@ from reautod.errors import (
     ValidationError,
 )
 from reautod.security.principal import Permission, Principal
-from reautod.webrtc.calls import MAX_SDP_CHARS, Offer, WebRTCCalls
+from reautod.webrtc.calls import MAX_SDP_CHARS, Answer, Offer
+from reautod.webrtc.media import Transport
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,12 @@ _PAGE_HEADERS = {
 }
 _STATIC = {"call.html": "text/html; charset=utf-8", "call.js": "text/javascript; charset=utf-8",
            "call.css": "text/css; charset=utf-8"}
+
+
+class Answers(Protocol):
+    """What the page needs of the calls (webrtc.calls.WebRTCCalls)."""
+
+    async def answer(self, offer: Offer, transport: Transport = "webrtc") -> Answer: ...
 
 
 def _static(name: str) -> bytes:
@@ -111,7 +119,7 @@ def authorize(request: Request, tokens: TokenAuthority | None) -> Principal | No
     return principal
 
 
-def call_page_router(calls: WebRTCCalls, networks: Sequence[Network],
+def call_page_router(calls: Answers, networks: Sequence[Network],
                      tokens: TokenAuthority | None) -> APIRouter:
     """The page, its files and the offer endpoint (see the module docstring for who may)."""
     router = APIRouter()
