@@ -24,6 +24,7 @@ from reautod.conversation import CallContext
 from reautod.errors import ReautodError, ValidationError
 from reautod.observability.events import EventBus
 from reautod.pipeline.calls import CallManager
+from reautod.telephony.stream import CloseCode
 from reautod.webrtc.media import Transport, WebRTCMedia
 
 log = logging.getLogger(__name__)
@@ -113,8 +114,7 @@ class WebRTCCalls:
             await self._calls.run(media, context)
         except ReautodError as err:  # refused after the answer (a call took the last slot)
             log.warning("call %s refused: %s", context.call_id, err.code)
-            media.send({"type": "closed", "reason": err.message})
-            await media.close(1013, err.message)
+            await media.close(CloseCode.TRY_LATER, err.message)  # tells the caller why
         finally:
             feed.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 # hears what a phone lead hears. 20 ms frames: WebRTC's own packet size.
 WEBRTC_FORMAT = MediaFormat(sample_rate=8000, out_frame_ms=20)
 CLOSE_TIMEOUT_S = 2.0
+CONNECT_TIMEOUT_S = 20.0  # from the answer to a working connection (ICE, DTLS)
 
 Transport = Literal["webrtc", "sounddevice"]
 
@@ -66,8 +67,13 @@ class _MarkingOutput(SmallWebRTCOutputTransport):
 
     sink: CallAudioSink | None = None
     hooks: MediaHooks | None = None
+    connected: asyncio.Event | None = None
 
     async def write_audio_frame(self, frame: OutputAudioRawFrame) -> bool:
+        # the outgoing track exists once the peer is connected: audio written before would be
+        # dropped, and the greeting's mark echoed as heard
+        if self.connected is not None:
+            await self.connected.wait()
         written = await super().write_audio_frame(frame)
         if written:
             if self.hooks is not None:
@@ -108,6 +114,8 @@ class WebRTCMedia:
         self._stream_id = f"webrtc-{uuid.uuid4().hex[:16]}"
         self._warnings: dict[str, int] = {}
         self._closed = False
+        self._connected = asyncio.Event()
+        self._connect_timer: asyncio.TimerHandle | None = None
 
     @property
     def transport(self) -> Transport:
@@ -139,6 +147,18 @@ class WebRTCMedia:
         media_in, media_out = transport.tapped_input, transport.marking_output
         media_in.sink = sink
         media_out.sink, media_out.hooks = sink, hooks
+        media_out.connected = self._connected
+
+        def never_connected() -> None:
+            if not self._connected.is_set():
+                hooks.ended("no_media", CloseCode.NORMAL)
+
+        self._connect_timer = asyncio.get_running_loop().call_later(CONNECT_TIMEOUT_S,
+                                                                    never_connected)
+
+        @transport.event_handler("on_client_connected")
+        async def _connected(_transport: Any, _client: Any) -> None:
+            self._connected.set()
 
         @transport.event_handler("on_client_disconnected")
         async def _gone(_transport: Any, _client: Any) -> None:
@@ -159,6 +179,8 @@ class WebRTCMedia:
             self.connection.send_app_message(message)
 
     async def close(self, code: int, reason: str) -> None:
+        if self._connect_timer is not None:
+            self._connect_timer.cancel()
         if self._closed:
             return
         self._closed = True

