@@ -15,53 +15,22 @@ import contextlib
 import logging
 import uuid
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from pipecat.transports.smallwebrtc.connection import SmallWebRTCConnection
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from reautod.conversation import CallContext
 from reautod.errors import ReautodError, ValidationError
 from reautod.observability.events import EventBus
 from reautod.pipeline.calls import CallManager
 from reautod.telephony.stream import CloseCode
-from reautod.webrtc.media import Transport, WebRTCMedia
+from reautod.webrtc.media import WebRTCMedia
+from reautod.webrtc.signalling import Answer, Offer, Transport
 
 log = logging.getLogger(__name__)
 
-MAX_SDP_CHARS = 64 * 1024  # a browser's audio offer is 3-6 KB
 ANSWER_TIMEOUT_S = 15.0  # aiortc gathers its candidates before it answers
 FEED_TOPICS = ("turn", "call.state", "barge_in")  # the end: WebRTCMedia.close says why
-
-
-class Offer(BaseModel):
-    """A caller's request for a call: its whole SDP offer (candidates gathered) and who it is."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    sdp: str = Field(min_length=1, max_length=MAX_SDP_CHARS)
-    type: Literal["offer"] = "offer"
-    lead_name: str = Field("", max_length=80,
-                           description="the name the agent greets the caller by")
-
-    @field_validator("sdp")
-    @classmethod
-    def _audio_sdp(cls, sdp: str) -> str:
-        if not sdp.startswith("v=0"):
-            raise ValueError("not SDP (it must start with v=0)")
-        if "\nm=audio " not in sdp:
-            raise ValueError("no audio (m=audio): the call needs the microphone")
-        return sdp
-
-
-class Answer(BaseModel):
-    """The daemon's SDP answer and the id of the call it started."""
-
-    model_config = ConfigDict(frozen=True)
-
-    sdp: str
-    type: Literal["answer"] = "answer"
-    call_id: str
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ import contextlib
 import logging
 import time
 import uuid
-from typing import Any, Literal
+from typing import Any
 
 from pipecat.frames.frames import Frame, InputAudioRawFrame, OutputAudioRawFrame
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
@@ -38,6 +38,7 @@ from reautod.call_recording import CallAudioSink
 from reautod.pipeline.frames import MarkEchoFrame, PlaybackMarkFrame
 from reautod.pipeline.media import MediaFormat, MediaHooks
 from reautod.telephony.stream import CloseCode
+from reautod.webrtc.signalling import Transport
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +47,6 @@ log = logging.getLogger(__name__)
 WEBRTC_FORMAT = MediaFormat(sample_rate=8000, out_frame_ms=20)
 CLOSE_TIMEOUT_S = 2.0
 CONNECT_TIMEOUT_S = 20.0  # from the answer to a working connection (ICE, DTLS)
-
-Transport = Literal["webrtc", "sounddevice"]
 
 
 class _TappedInput(SmallWebRTCInputTransport):

@@ -37,8 +37,7 @@ from reautod.errors import (
     ValidationError,
 )
 from reautod.security.principal import Permission, Principal
-from reautod.webrtc.calls import MAX_SDP_CHARS, Answer, Offer
-from reautod.webrtc.media import Transport
+from reautod.webrtc.signalling import MAX_SDP_CHARS, Answer, Offer, Transport
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,9 @@ from reautod.errors import ConfigError
 from reautod.methods import Method
 from reautod.observability.events import EventBus
 from reautod.pipeline.calls import CallManager
-from reautod.webrtc.calls import Answer, Offer, WebRTCCalls
+from reautod.webrtc.calls import WebRTCCalls
 from reautod.webrtc.page import call_page_router
+from reautod.webrtc.signalling import Answer, Offer
 
 
 class WebRTCPart:

@@ -24,7 +24,7 @@ from aiortc.mediastreams import MediaStreamError
 from av import AudioFrame, AudioResampler
 
 from reautod.webrtc.audio_io import FRAME_BYTES, TALK_RATE, AudioIO
-from reautod.webrtc.calls import Answer, Offer
+from reautod.webrtc.signalling import Answer, Offer
 
 Signal = Callable[[Offer], Awaitable[Answer]]
 HANGUP_GRACE_S = 0.3  # for the hang-up message to leave before the connection closes

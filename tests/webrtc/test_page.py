@@ -18,10 +18,9 @@ from reautod.config import Settings
 from reautod.errors import ConfigError, OverloadedError
 from reautod.observability.events import EventBus
 from reautod.security.principal import Role
-from reautod.webrtc.calls import Answer, Offer
-from reautod.webrtc.media import Transport
 from reautod.webrtc.page import call_page_router, client_allowed
 from reautod.webrtc.part import WebRTCPart
+from reautod.webrtc.signalling import Answer, Offer, Transport
 
 SDP = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"
 LOOPBACK = [ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")]

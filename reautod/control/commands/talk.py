@@ -10,14 +10,17 @@ import contextlib
 import json
 import signal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from reautod.control.client import ControlClient
 from reautod.control.context import CliContext
 from reautod.errors import ValidationError
 from reautod.security.text import terminal_safe
-from reautod.webrtc.audio_io import AudioIO, SoundDeviceIO, WavFileIO
-from reautod.webrtc.calls import Answer, Offer
-from reautod.webrtc.talk import HeardTurn, talk
+from reautod.webrtc.signalling import Answer, Offer
+
+if TYPE_CHECKING:  # the WebRTC and audio stack loads only when `talk` runs
+    from reautod.webrtc.audio_io import AudioIO
+    from reautod.webrtc.talk import HeardTurn
 
 OFFER_TIMEOUT_S = 30.0
 
@@ -36,7 +39,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("--to-wav", type=Path, metavar="FILE",
                         help="with --from-wav: write what the agent said to this WAV file")
     parser.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
-                        help="one JSON object per transcript line")
+                        help="one JSON object per transcript line, then one with the call's "
+                        "id and why it ended")
     parser.set_defaults(func=run)
 
 
@@ -47,6 +51,9 @@ def _render(turn: HeardTurn) -> str:
 
 
 async def converse(ctx: CliContext, audio: AudioIO, name: str) -> int:
+    from reautod.webrtc.audio_io import WavFileIO
+    from reautod.webrtc.talk import talk
+
     async with ControlClient(ctx.socket_path, timeout=OFFER_TIMEOUT_S) as client:
         async def offer(request: Offer) -> Answer:
             return Answer.model_validate(await client.call("call.talk", request.model_dump()))
@@ -71,7 +78,9 @@ async def converse(ctx: CliContext, audio: AudioIO, name: str) -> int:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(signal.SIGINT)
             await audio.close()
-    if not ctx.json:
+    if ctx.json:
+        ctx.out.write(json.dumps({"call_id": result.call_id, "ended": result.reason}) + "\n")
+    else:
         ctx.out.write(f"call {result.call_id} ended: {terminal_safe(result.reason)}\n")
     return 0
 
@@ -81,6 +90,8 @@ def run(args: argparse.Namespace, ctx: CliContext) -> int:
         raise ValidationError("--to-wav needs --from-wav (the speaker plays the agent otherwise)")
 
     async def main() -> int:
+        from reautod.webrtc.audio_io import SoundDeviceIO, WavFileIO
+
         audio: AudioIO = (WavFileIO(args.from_wav, args.to_wav) if args.from_wav is not None
                           else SoundDeviceIO())
         return await converse(ctx, audio, args.name)
