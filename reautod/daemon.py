@@ -267,7 +267,8 @@ class Daemon:
         await self.calls.start()
         self.telephony.attach(self.calls)
         # calls from the browser call page and `reautoctl talk`, over WebRTC, on the same path
-        self.webrtc = WebRTCPart(self.settings.webrtc, self.calls, self.bus, self.tokens)
+        self.webrtc = WebRTCPart(self.settings.webrtc, self.calls, self.bus, self.tokens,
+                                 self.security.audit)
         self._health_checks["twilio"] = self.telephony.health
         self._health_checks["integrations"] = self.integrations.health
         self._register_part_methods()

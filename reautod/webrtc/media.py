@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import time
 import uuid
 from typing import Any
@@ -40,12 +39,11 @@ from reautod.pipeline.media import MediaFormat, MediaHooks
 from reautod.telephony.stream import CloseCode
 from reautod.webrtc.signalling import Transport
 
-log = logging.getLogger(__name__)
-
 # 8 kHz like a phone call: the shared VAD batches 8 kHz windows (pipeline.vad), and the caller
 # hears what a phone lead hears. 20 ms frames: WebRTC's own packet size.
 WEBRTC_FORMAT = MediaFormat(sample_rate=8000, out_frame_ms=20)
 CLOSE_TIMEOUT_S = 2.0
+CLOSED_MESSAGE_S = 0.2  # for the caller's "closed" message to leave before the connection goes
 CONNECT_TIMEOUT_S = 20.0  # from the answer to a working connection (ICE, DTLS)
 
 
@@ -95,7 +93,6 @@ class _AudioOnlyTransport(SmallWebRTCTransport):
         super().__init__(connection, params)
         self._input = _TappedInput(self._client, params, name=f"webrtc-in-{call_id}")
         self._output = _MarkingOutput(self._client, params, name=f"webrtc-out-{call_id}")
-
         self.tapped_input: _TappedInput = self._input
         self.marking_output: _MarkingOutput = self._output
 
@@ -185,4 +182,6 @@ class WebRTCMedia:
         self._closed = True
         with contextlib.suppress(Exception):  # the peer may be gone already; nothing to save
             self.connection.send_app_message({"type": "closed", "reason": reason[:120]})
+            if self._connected.is_set():
+                await asyncio.sleep(CLOSED_MESSAGE_S)
             await asyncio.wait_for(self.connection.disconnect(), CLOSE_TIMEOUT_S)

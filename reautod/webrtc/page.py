@@ -4,6 +4,9 @@ elsewhere) and `POST /call/offer` (an SDP offer in, the answer out, a call start
 Who may use it, checked on every request in this order:
 
 1. the client's address must be in `webrtc.allowed_networks` (loopback only by default), else 403;
+   behind a reverse proxy every address the request names (`X-Forwarded-For`, `Forwarded: for=`)
+   must be too, so a proxy on loopback does not open the page to whoever it serves (a header can
+   only narrow who is let in; a proxy that names no one needs the token below);
 2. when the admin API is on (the jwt_secret credential), the offer needs an admin API bearer token
    whose role may operate (`reautoctl token create --role operator`), else 401 or 403. The page
    asks for the token and keeps it in the tab's sessionStorage (or takes it from the URL's
@@ -12,6 +15,9 @@ Who may use it, checked on every request in this order:
 3. the offer must be `application/json` and, when the browser says where it comes from
    (`Origin`), from this very page: another site cannot start calls from a visitor's browser
    (a cross-site JSON POST needs a CORS preflight, which is never granted).
+
+Each call started here is in the audit log (`call.page`) with the token's subject, or
+`page:<address>` when the admin API is off.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import json
 import logging
 from collections.abc import Sequence
 from importlib import resources
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Request
@@ -29,6 +35,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError as PydanticValidationError
 
 from reautod.api.admin import AuthenticationError, TokenAuthority
+from reautod.control.server import MethodAuditor
 from reautod.errors import (
     OverloadedError,
     PermissionDeniedError,
@@ -36,7 +43,7 @@ from reautod.errors import (
     UnavailableError,
     ValidationError,
 )
-from reautod.security.principal import Permission, Principal
+from reautod.security.principal import Permission, Principal, Role
 from reautod.webrtc.signalling import MAX_SDP_CHARS, Answer, Offer, Transport
 
 log = logging.getLogger(__name__)
@@ -96,6 +103,30 @@ def client_allowed(host: str | None, networks: Sequence[Network]) -> bool:
     return any(address.version == n.version and address in n for n in networks)
 
 
+def _forwarded_for(request: Request) -> list[str]:
+    """The client addresses a proxy put in the request's headers (RFC 7239 and the older one)."""
+    hosts = [h.strip() for value in request.headers.getlist("x-forwarded-for")
+             for h in value.split(",")]
+    for value in request.headers.getlist("forwarded"):
+        for element in value.split(","):
+            for pair in element.split(";"):
+                name, _, host = pair.strip().partition("=")
+                if name.lower() == "for":
+                    host = host.strip('"')
+                    if host.startswith("["):  # "[2001:db8::1]:4711"
+                        host = host[1:].partition("]")[0]
+                    elif host.count(":") == 1:  # "192.0.2.1:4711"
+                        host = host.partition(":")[0]
+                    hosts.append(host)
+    return hosts
+
+
+def request_allowed(request: Request, networks: Sequence[Network]) -> bool:
+    """The peer and every forwarded-for address are in `networks`."""
+    peer = request.client.host if request.client else None
+    return all(client_allowed(host, networks) for host in [peer, *_forwarded_for(request)])
+
+
 def same_origin(origin: str | None, host: str | None) -> bool:
     """No Origin (not a browser's cross-site request) or one naming this very host:port."""
     if origin is None:
@@ -119,13 +150,13 @@ def authorize(request: Request, tokens: TokenAuthority | None) -> Principal | No
 
 
 def call_page_router(calls: Answers, networks: Sequence[Network],
-                     tokens: TokenAuthority | None) -> APIRouter:
+                     tokens: TokenAuthority | None, auditor: MethodAuditor) -> APIRouter:
     """The page, its files and the offer endpoint (see the module docstring for who may)."""
     router = APIRouter()
     files = {name: _static(name) for name in _STATIC}  # read once: a missing file fails start-up
 
     def allowed(request: Request) -> bool:
-        return client_allowed(request.client.host if request.client else None, networks)
+        return request_allowed(request, networks)
 
     @router.get(PAGE_PATH, include_in_schema=False)
     async def page(request: Request) -> Response:
@@ -167,11 +198,17 @@ def call_page_router(calls: Answers, networks: Sequence[Network],
                 raise ValidationError("; ".join(
                     f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}"
                     for e in err.errors())) from None
-            answer = await calls.answer(parsed, "webrtc")
+            if principal is None:  # the admin API is off: an allowed address is who calls
+                client = request.client.host if request.client else "unknown"
+                principal = Principal(f"page:{client}", Role.OPERATOR, f"call page from {client}")
+            answer = await auditor.run_method("call.page", parsed, _answer, principal,
+                                              changes_state=True)
         except ReautodError as err:
             return _error(_status(err), err.code, err.message)
-        log.info("call %s started from the call page by %s", answer.call_id,
-                 principal.subject if principal is not None else "a loopback client")
+        log.info("call %s started from the call page by %s", answer.call_id, principal.subject)
         return JSONResponse(answer.model_dump(), headers={"Cache-Control": "no-store"})
+
+    async def _answer(offer: Any) -> Answer:  # the Offer validated above
+        return await calls.answer(offer, "webrtc")
 
     return router

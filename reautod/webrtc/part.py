@@ -7,6 +7,7 @@ from fastapi import APIRouter
 
 from reautod.api.admin import TokenAuthority
 from reautod.config import WebRTCSettings
+from reautod.control.server import MethodAuditor
 from reautod.errors import ConfigError
 from reautod.methods import Method
 from reautod.observability.events import EventBus
@@ -20,7 +21,7 @@ class WebRTCPart:
     """See the module docstring."""
 
     def __init__(self, settings: WebRTCSettings, calls: CallManager, bus: EventBus,
-                 tokens: TokenAuthority | None) -> None:
+                 tokens: TokenAuthority | None, auditor: MethodAuditor) -> None:
         remote = [str(n) for n in settings.allowed_networks if not n.is_loopback]
         if settings.enabled and remote and tokens is None:
             raise ConfigError(
@@ -29,12 +30,14 @@ class WebRTCPart:
                   "(the page then asks for an admin API token)")])
         self.settings = settings
         self.tokens = tokens
+        self.auditor = auditor
         self.calls = WebRTCCalls(calls, bus)
 
     def routers(self) -> list[APIRouter]:
         if not self.settings.enabled:
             return []
-        return [call_page_router(self.calls, self.settings.allowed_networks, self.tokens)]
+        return [call_page_router(self.calls, self.settings.allowed_networks, self.tokens,
+                                 self.auditor)]
 
     def control_methods(self) -> list[Method]:
         async def talk(params: Offer) -> Answer:

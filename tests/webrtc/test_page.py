@@ -6,18 +6,21 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
+from pydantic import BaseModel
 
 from reautod.api.admin import TokenAuthority
 from reautod.config import Settings
-from reautod.errors import ConfigError, OverloadedError
+from reautod.errors import ConfigError, OverloadedError, ReautodError
 from reautod.observability.events import EventBus
-from reautod.security.principal import Role
+from reautod.security.principal import Principal, Role
 from reautod.webrtc.page import call_page_router, client_allowed
 from reautod.webrtc.part import WebRTCPart
 from reautod.webrtc.signalling import Answer, Offer, Transport
@@ -41,10 +44,29 @@ class FakeCalls:
         return Answer(sdp="v=0\r\n", call_id="c1")
 
 
+@dataclass
+class FakeAuditor:
+    """Runs each method as the real trail does, recording (method, subject, outcome)."""
+
+    records: list[tuple[str, str, str]] = field(default_factory=list)
+
+    async def run_method(self, name: str, params: BaseModel,
+                         handler: Callable[[BaseModel], Awaitable[Any]], principal: Principal, *,
+                         changes_state: bool) -> Any:
+        assert changes_state
+        try:
+            result = await handler(params)
+        except ReautodError as err:
+            self.records.append((name, principal.subject, err.code))
+            raise
+        self.records.append((name, principal.subject, "ok"))
+        return result
+
+
 def client(calls: FakeCalls, *, tokens: TokenAuthority | None = None,
-           address: str = "127.0.0.1") -> httpx.AsyncClient:
+           address: str = "127.0.0.1", auditor: FakeAuditor | None = None) -> httpx.AsyncClient:
     app = FastAPI()
-    app.include_router(call_page_router(calls, LOOPBACK, tokens))
+    app.include_router(call_page_router(calls, LOOPBACK, tokens, auditor or FakeAuditor()))
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=(address, 5000)),
                              base_url="http://127.0.0.1:8080")
 
@@ -68,11 +90,17 @@ async def test_the_page_is_served_from_package_files_to_allowed_addresses_only()
     async with client(FakeCalls(), address="192.0.2.7") as http:
         assert (await http.get("/call")).status_code == 403
         assert (await http.post("/call/offer", json={"sdp": SDP})).status_code == 403
+    async with client(FakeCalls()) as http:  # a proxy on loopback, serving someone elsewhere
+        proxied = await http.get("/call", headers={"x-forwarded-for": "198.51.100.4"})
+        rfc7239 = await http.get("/call", headers={"forwarded": 'for="[2001:db8::7]:4711"'})
+        local = await http.get("/call", headers={"forwarded": "for=127.0.0.1:5000;proto=http"})
+    assert proxied.status_code == 403 and rfc7239.status_code == 403
+    assert local.status_code == 200
 
 
 async def test_an_offer_starts_a_call_and_bad_ones_say_why() -> None:
-    calls = FakeCalls()
-    async with client(calls) as http:
+    calls, audit = FakeCalls(), FakeAuditor()
+    async with client(calls, auditor=audit) as http:
         ok = await http.post("/call/offer", json={"sdp": SDP, "lead_name": "Jordan"})
         plain = await http.post("/call/offer", content=f'{{"sdp": "{SDP}"}}',
                                 headers={"content-type": "text/plain"})
@@ -84,6 +112,7 @@ async def test_an_offer_starts_a_call_and_bad_ones_say_why() -> None:
     assert ok.status_code == 200 and ok.json() == {"sdp": "v=0\r\n", "type": "answer",
                                                    "call_id": "c1"}
     assert [(o.lead_name, t) for o, t in calls.offers] == [("Jordan", "webrtc")]
+    assert audit.records == [("call.page", "page:127.0.0.1", "ok")]  # who, with no admin API
     assert plain.status_code == 415  # a cross-site "simple" POST never reaches a call
     assert foreign.status_code == 403
     assert no_audio.status_code == 400 and "m=audio" in no_audio.json()["error"]["message"]
@@ -98,8 +127,8 @@ async def test_with_the_admin_api_on_an_offer_needs_an_operators_token() -> None
     tokens = TokenAuthority(SECRET)
     operator = tokens.issue("ops", Role.OPERATOR, timedelta(minutes=5)).token
     analyst = tokens.issue("eyes", Role.ANALYST, timedelta(minutes=5)).token
-    calls = FakeCalls()
-    async with client(calls, tokens=tokens) as http:
+    calls, audit = FakeCalls(), FakeAuditor()
+    async with client(calls, tokens=tokens, auditor=audit) as http:
         assert (await http.get("/call")).status_code == 200  # the page itself holds nothing
         anonymous = await http.post("/call/offer", json={"sdp": SDP})
         reader = await http.post("/call/offer", json={"sdp": SDP},
@@ -111,9 +140,11 @@ async def test_with_the_admin_api_on_an_offer_needs_an_operators_token() -> None
     assert anonymous.status_code == 401 and forged.status_code == 401
     assert reader.status_code == 403
     assert allowed.status_code == 200 and len(calls.offers) == 1
+    assert audit.records == [("call.page", "token:ops", "ok")]
 
 
 def test_a_page_open_beyond_loopback_needs_the_admin_api() -> None:
     settings = Settings(webrtc={"enabled": True, "allowed_networks": ["10.0.0.0/8"]}).webrtc
     with pytest.raises(ConfigError, match=re.escape("10.0.0.0/8")):
-        WebRTCPart(settings, calls=None, bus=EventBus(), tokens=None)  # type: ignore[arg-type]
+        WebRTCPart(settings, calls=None, bus=EventBus(), tokens=None,  # type: ignore[arg-type]
+                   auditor=FakeAuditor())

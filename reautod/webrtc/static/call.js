@@ -96,7 +96,9 @@ async function start() {
     $("agent-audio").srcObject = event.streams[0] || new MediaStream([event.track]);
   };
   pc.onconnectionstatechange = () => {
-    if (pc.connectionState === "failed") finish("Call lost: the connection failed");
+    if (call && call.pc === pc && ["failed", "closed"].includes(pc.connectionState)) {
+      finish("Call lost: the connection " + pc.connectionState);
+    }
   };
   call = {pc, mic, channel, statsTimer: watchAgentAudio(pc)};
   $("hangup").disabled = false;
