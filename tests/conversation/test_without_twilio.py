@@ -138,7 +138,9 @@ async def test_browser_call_page_converses_over_webrtc(
                      ".map(li => [li.dataset.speaker, li.textContent])")
     async with open_page(url, tmp_path / "caller.wav") as page:
         for _ in range(100):
-            if await page.evaluate("document.getElementById('call') !== null"):
+            # the page itself (not the blank tab before it), its deferred script run
+            if await page.evaluate("location.pathname === '/call' && "
+                                   "document.readyState === 'complete'"):
                 break
             await asyncio.sleep(0.1)
         else:
