@@ -23,6 +23,7 @@ from reautod import __version__
 from reautod.api.admin import admin_router
 from reautod.api.app import HttpServer, create_app
 from reautod.api.credentials import ApiCredentials, token_methods
+from reautod.api.docs import docs_router
 from reautod.api.media import media_router
 from reautod.api.tls import server_tls
 from reautod.call_events import ObserverFanOut
@@ -272,8 +273,10 @@ class Daemon:
         self.notifier.status("starting HTTP")
         # The media WebSocket checks Twilio's signature whenever Twilio is configured.
         media = media_router(self.calls, self.telephony.media_upgrade_validator())
-        # /api/v1 serves the control methods to token holders, audited like the socket
-        admin = ([admin_router(self.tokens, self.control.method_table(), self.security.audit)]
+        # /api/v1 serves the control methods to token holders, audited like the socket; its
+        # Swagger UI and ReDoc (/docs, /redoc) come from files in the package
+        admin = ([admin_router(self.tokens, self.control.method_table(), self.security.audit),
+                  docs_router()]
                  if self.tokens is not None and self.tokens.authority is not None else [])
         routers = [media, *self.telephony.routers(), *self.integrations.routers(), *admin]
         app = create_app(routers, health=self.health)

@@ -25,8 +25,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPBearer
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import OctKey
@@ -55,6 +56,10 @@ ISSUER = "reautod"
 MAX_TTL = timedelta(minutes=MAX_TOKEN_MINUTES)
 MAX_BODY_BYTES = 8 * 1024 * 1024  # a lead CSV fits; more is refused before it is read
 MIN_SECRET_CHARS = 32
+# Declares the bearer scheme in the OpenAPI document (Swagger UI's "Authorize"); it checks
+# nothing itself (auto_error off): `_authenticate` does.
+BEARER = HTTPBearer(auto_error=False, scheme_name="bearer",
+                    description="a token or API key from `reautoctl token create`")
 
 
 class AuthenticationError(ReautodError):
@@ -211,7 +216,8 @@ def admin_router(authority: Authenticator, methods: Mapping[str, Method],
             continue
         router.add_api_route(route.path, _endpoint(route, method, authority, auditor, limit),
                              methods=[route.verb], name=route.method,
-                             summary=method.summary or route.method)
+                             summary=method.summary or route.method,
+                             dependencies=[Depends(BEARER)])
     return router
 
 

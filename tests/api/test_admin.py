@@ -202,6 +202,7 @@ def test_requests_run_as_the_token_subject_and_errors_map(api: Api) -> None:
 
 
 def test_no_cdn_documentation_pages() -> None:
+    """FastAPI's own pages (CDN scripts) are never served; ours are docs_router's."""
     async def health() -> dict[str, Any]:
         return {"ok": True}
 
