@@ -33,6 +33,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import OctKey
 from pydantic import ValidationError as PydanticValidationError
 
+from reautod.api.operations import operation_extra
 from reautod.campaigns.pacing import TokenBucket
 from reautod.control.protocol import encode_result
 from reautod.control.server import MethodAuditor
@@ -217,7 +218,8 @@ def admin_router(authority: Authenticator, methods: Mapping[str, Method],
         router.add_api_route(route.path, _endpoint(route, method, authority, auditor, limit),
                              methods=[route.verb], name=route.method,
                              summary=method.summary or route.method,
-                             dependencies=[Depends(BEARER)])
+                             dependencies=[Depends(BEARER)],
+                             openapi_extra=operation_extra(route.verb, route.path, method.params))
     return router
 
 

@@ -1,7 +1,7 @@
 """Swagger UI and ReDoc come from files inside the package: each page and every file it names
 load from the daemon's own app, the pages name nothing outside it, and the browser is told to
 fetch nothing from another origin (Content-Security-Policy). The OpenAPI document declares the
-bearer scheme, so Swagger UI can send a token."""
+bearer scheme, so Swagger UI can send a token, and each route's params (path, query, body)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,14 @@ import re
 from typing import Any
 
 from fastapi import FastAPI
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.testclient import TestClient
 
 from reautod.api.admin import ROUTES, AuthenticationError, admin_router
 from reautod.api.app import create_app
 from reautod.api.docs import ASSETS, CSP, docs_router
 from reautod.methods import Method
-from reautod.security.principal import Principal
+from reautod.security.principal import Principal, Role
 from tests.api.test_admin import AnyParams, Auditor
 
 
@@ -85,3 +86,43 @@ def test_the_document_declares_the_bearer_scheme() -> None:
     assert operations and all(op["security"] == [{"bearer": []}] for op in operations)
     assert "/docs" not in document["paths"] and "/redoc" not in document["paths"]
     assert client.get("/api/v1/campaigns").status_code == 401  # the pages opened nothing else
+
+
+class ImportParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    campaign: str = Field(min_length=1, max_length=200)
+    csv: str = Field(min_length=1)
+    role: Role = Role.OPERATOR  # an enum: a `$defs` reference, inlined in the document
+
+
+class HistoryParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    campaign: str | None = None
+    limit: int = Field(50, ge=1, le=1000)
+
+
+def test_the_document_describes_each_routes_params() -> None:
+    async def handler(_: Any) -> dict[str, bool]:
+        return {"ok": True}
+
+    async def health() -> dict[str, Any]:
+        return {"ok": True}
+
+    models: dict[str, type[BaseModel]] = {"campaign.import": ImportParams,
+                                          "calls.history": HistoryParams}
+    methods = {r.method: Method(r.method, handler, models.get(r.method, AnyParams))
+               for r in ROUTES}
+    client = TestClient(create_app([admin_router(NoCredentials(), methods, Auditor())],
+                                   health=health))
+    paths = client.get("/openapi.json").json()["paths"]
+    leads = paths["/api/v1/campaigns/{campaign}/leads"]["post"]
+    [campaign] = leads["parameters"]
+    assert campaign["in"] == "path" and campaign["schema"]["maxLength"] == 200
+    body = leads["requestBody"]["content"]["application/json"]["schema"]
+    assert set(body["properties"]) == {"csv", "role"} and body["required"] == ["csv"]
+    assert body["additionalProperties"] is False and leads["requestBody"]["required"]
+    assert set(body["properties"]["role"]["enum"]) == {r.value for r in Role}
+    assert "$ref" not in str(paths) and "$defs" not in str(paths)
+    history = {p["name"]: p for p in paths["/api/v1/calls"]["get"]["parameters"]}
+    assert history["limit"]["in"] == "query" and history["limit"]["schema"]["maximum"] == 1000
+    assert not history["limit"]["required"] and "requestBody" not in paths["/api/v1/calls"]["get"]
