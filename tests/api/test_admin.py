@@ -6,6 +6,7 @@ own (`ApiCredentials` over a migrated SQLite database in the app's event loop)."
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import itertools
 import sqlite3
@@ -30,7 +31,7 @@ from reautod.api.admin import (
 )
 from reautod.api.app import create_app
 from reautod.api.credentials import ApiCredentials, token_methods
-from reautod.errors import ConfigError, NotFoundError
+from reautod.errors import ConfigError, NotFoundError, UnavailableError
 from reautod.methods import Method
 from reautod.security.principal import ROLE_PERMISSIONS, Principal, Role, acting_as, control_peer
 from reautod.security.results import CredentialInfo, CredentialList, TokenResult
@@ -288,3 +289,21 @@ def test_api_keys_are_stored_hashed_and_checked_whole(api: Api) -> None:
     api.now[0] += 31 * 86400  # past its 30 days
     got = call(api.client, intake, key)
     assert got.status_code == 401 and "expired" in got.json()["error"]["message"]
+
+
+def test_without_the_jwt_secret_nothing_is_made(tmp_path: Path) -> None:
+    """The API is off: token.create and token.create_key say what to set, and store nothing
+    (their database is never even opened)."""
+    never_opened = Database(f"sqlite+aiosqlite:///{tmp_path / 'none.db'}", TEST_DB_SETTINGS)
+    off = ApiCredentials(CredentialRepository(never_opened), None)
+    for name, params in (("token.create", {"subject": "x", "role": "admin"}),
+                         ("token.create_key", {"subject": "x", "role": "integration"})):
+        method = {m.name: m for m in token_methods(off)}[name]
+
+        async def run(method: Method = method, params: dict[str, str] = params) -> Any:
+            with acting_as(control_peer(0, 1, "test")):
+                return await method.handler(method.params.model_validate(params))
+
+        with pytest.raises(UnavailableError, match="jwt_secret"):
+            asyncio.run(run())
+    assert not (tmp_path / "none.db").exists()
