@@ -153,7 +153,7 @@ def token_methods(credentials: ApiCredentials) -> list[Method]:
 
     async def revoke(params: TokenRevokeParams) -> CredentialInfo:
         by = require(Permission.TOKENS).subject
-        return _info(await credentials.revoke(params.id, by))
+        return _info(await credentials.revoke(params.credential_id, by))
 
     return [
         Method("token.create", create, TokenParams, changes_state=True,

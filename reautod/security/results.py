@@ -210,7 +210,7 @@ class TokenListParams(_Params):
 
 
 class TokenRevokeParams(_Params):
-    id: str = Field(min_length=16, max_length=32, pattern=r"^[0-9a-f]+$",
+    credential_id: str = Field(min_length=16, max_length=32, pattern=r"^[0-9a-f]+$",
                     description="a token's jti or an API key's id (token list)")
 
 

@@ -257,7 +257,7 @@ def test_tokens_and_keys_are_revoked_one_by_one(api: Api) -> None:
     for name in made:
         assert call(api.client, calls, made[name].token).status_code == 200, name
     for name in ("person", "machine"):
-        gone = CredentialInfo.model_validate(api.control("token.revoke", id=made[name].id))
+        gone = CredentialInfo.model_validate(api.control("token.revoke", credential_id=made[name].id))
         assert gone.revoked_at is not None and gone.revoked_by == "uid:0"
         got = call(api.client, calls, made[name].token)
         assert got.status_code == 401 and "revoked" in got.json()["error"]["message"], name
@@ -268,7 +268,7 @@ def test_tokens_and_keys_are_revoked_one_by_one(api: Api) -> None:
     assert {c.subject: c.revoked_at is not None for c in everything} == {
         "person": True, "other": False, "machine": True}
     with pytest.raises(NotFoundError):
-        api.control("token.revoke", id="0" * 16)
+        api.control("token.revoke", credential_id="0" * 16)
 
 
 def test_api_keys_are_stored_hashed_and_checked_whole(api: Api) -> None:

@@ -69,3 +69,6 @@ def test_tokens_roles_and_audit_through_the_daemon(daemon_factory: Any) -> None:
         assert api.get("/dnc/+12125550100", headers=as_key).status_code == 401
         assert api.get("/campaigns", headers=as_admin).status_code == 401
         assert api.get("/audit", headers=as_auditor).status_code == 200  # only those two
+        audit = api.get("/audit", headers=as_auditor, params={"limit": 5}).json()["entries"]
+    revoked = {e["target_id"] for e in audit if e["action"] == "token.revoke"}
+    assert revoked == {key["id"], admin_id}  # the audit names what was revoked

@@ -70,7 +70,7 @@ def run_list(args: argparse.Namespace, ctx: CliContext) -> int:
 
 
 def run_revoke(args: argparse.Namespace, ctx: CliContext) -> int:
-    gone = CredentialInfo.model_validate(ctx.call("token.revoke", {"id": args.id}))
+    gone = CredentialInfo.model_validate(ctx.call("token.revoke", {"credential_id": args.id}))
     ctx.emit(gone.model_dump(mode="json"), lambda _d: key_values([
         ("id", gone.id), ("kind", gone.kind.value), ("subject", gone.subject),
         ("revoked", _when(gone.revoked_at)), ("by", gone.revoked_by or "")]))
