@@ -146,9 +146,8 @@ class CallSettings(Section):
     )
     record: bool = Field(
         False,
-        description="Record both directions of every call as WAV under state_dir/recordings. "
-        "Off by default: the call does not announce local recording yet, so turn it on only "
-        "where one-party consent applies",
+        description="Record both directions of every call as WAV under state_dir/recordings; "
+        "the call announces it and honours objections ([recording_consent])",
     )
     recording_retention_days: int = Field(
         90, ge=1, le=3650, description="Keep each recording this many days (stored per "
@@ -196,7 +195,13 @@ class RecordingConsentSettings(Section):
         "heard and not objected to (the safe default everywhere); one_party: the business's "
         "own consent suffices, an objection still discards it")
     announcement: str = Field(DEFAULT_ANNOUNCEMENT, min_length=1, max_length=500,
-                              description="Said before recording starts counting as consented")
+                              description="Said at the end of a recorded call's opening (again "
+                              "at the start of the next reply if the caller cut in before it was "
+                              "over); consent counts from when it was heard in full")
+    stopped: str = Field("Understood, I have stopped the recording and deleted it.",
+                         min_length=1, max_length=500,
+                         description="Said once the caller objected and the recording was "
+                         "deleted")
 
 
 class AgentSettings(Section):

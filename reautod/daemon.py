@@ -20,8 +20,10 @@ from typing import Any
 from pydantic import BaseModel
 
 from reautod import __version__
-from reautod.api.admin import TokenAuthority, admin_router, token_methods
+from reautod.api.admin import admin_router
 from reautod.api.app import HttpServer, create_app
+from reautod.api.credentials import ApiCredentials, token_methods
+from reautod.api.docs import docs_router
 from reautod.api.media import media_router
 from reautod.api.tls import server_tls
 from reautod.call_events import ObserverFanOut
@@ -114,7 +116,7 @@ class Daemon:
         self.cost: CostPart | None = None
         self.keys: KeyRing | None = None
         self.security: SecurityPart | None = None
-        self.tokens: TokenAuthority | None = None
+        self.tokens: ApiCredentials | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._health_checks: dict[str, HealthCheck] = {}
         self._log_forwarder: logging.Handler | None = None
@@ -200,9 +202,8 @@ class Daemon:
         await self.security.start()
         self.control.audit_with(self.security.audit)
         # The admin API's tokens are signed with the jwt_secret credential; without it the API
-        # is off (token.create says so).
-        jwt_secret = self.secrets.get("jwt_secret")
-        self.tokens = TokenAuthority(jwt_secret) if jwt_secret else None
+        # is off (token.create says so). Tokens (by jti) and API keys are in the database.
+        self.tokens = ApiCredentials.build(self.db, self.secrets.get("jwt_secret"))
         for method in (*self.security.control_methods(), *token_methods(self.tokens)):
             self.control.register(method)
         self._spawn(self.security.retention_task(), "retention")
@@ -272,9 +273,11 @@ class Daemon:
         self.notifier.status("starting HTTP")
         # The media WebSocket checks Twilio's signature whenever Twilio is configured.
         media = media_router(self.calls, self.telephony.media_upgrade_validator())
-        # /api/v1 serves the control methods to token holders, audited like the socket
-        admin = ([admin_router(self.tokens, self.control.method_table(), self.security.audit)]
-                 if self.tokens is not None else [])
+        # /api/v1 serves the control methods to token holders, audited like the socket; its
+        # Swagger UI and ReDoc (/docs, /redoc) come from files in the package
+        admin = ([admin_router(self.tokens, self.control.method_table(), self.security.audit),
+                  docs_router()]
+                 if self.tokens is not None and self.tokens.authority is not None else [])
         routers = [media, *self.telephony.routers(), *self.integrations.routers(), *admin]
         app = create_app(routers, health=self.health)
         self.http = HttpServer(app, self.settings.http.host, self.settings.http.port,

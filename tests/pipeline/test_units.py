@@ -7,6 +7,7 @@ import logging
 import pytest
 
 from reautod.api.media import StartRejected, parse_start
+from reautod.call_recording import ConsentOutcome
 from reautod.config import AgentSettings
 from reautod.conversation import CallerTurn, Generate, Line, Played, Reply, ReplyCause
 from reautod.errors import ReautodError
@@ -178,7 +179,10 @@ def test_a_failing_recording_stops_recording_once_and_never_raises(
                 raise ReautodError("disk full", code="recording_failed")
             self.agent_pcm.append(pcm)
 
-        async def close(self) -> None:
+        async def close(self, outcome: ConsentOutcome) -> None:
+            pass
+
+        async def discard(self) -> None:
             pass
 
     inner = Sink()
