@@ -1,5 +1,11 @@
-"""Finishing the agent's replies: the next question (as written, or a model request asking it),
-the approved lines with their cached audio, and the reply id the pipeline reports back with."""
+"""Finishing the agent's replies: the next question, the approved lines with their cached audio,
+and the reply id the pipeline reports back with.
+
+The rule for the model: it may phrase an acknowledgement of what the caller said, never the
+question. A reply the model writes is followed by the stage's next question, as the playbook
+words it (`AgentReply.question`), so a model that drops the question, or asks its own, can not
+take the approved one out of the call. If the model fails or writes nothing, its fallback is that
+same question."""
 
 from __future__ import annotations
 
@@ -66,6 +72,7 @@ class ReplyComposer:
         """Complete the reply: the next question (as written, or by the model), then package."""
         state = self.state
         llm: LlmRequest | None = None
+        follows: Line | None = None  # the approved question after the model's words
         if after is After.LISTEN and not asked_back:
             fact = self.next_fact()
             question = self.lines.line(self.playbook.facts[fact].ask).text if fact else None
@@ -83,13 +90,15 @@ class ReplyComposer:
                 llm = self._llm_request(question)
                 self._asking(fact)
                 if question:
+                    follows = Line(question)
                     state.last_question = question
         if lines and ends_with_question(lines):
             state.last_question = lines[-1].text
         self._replies += 1
         reply = AgentReply(id=self._replies, stage=state.stage, lines=tuple(await self._cached(lines)),
-                           llm=llm, after=after, reason=reason, transfer_to=transfer_to)
-        if reply.lines:
+                           llm=llm, after=after, reason=reason, transfer_to=transfer_to,
+                           question=follows)
+        if reply.text:
             state.say("agent", reply.text, reply.id)
         return reply
 

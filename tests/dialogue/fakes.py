@@ -9,10 +9,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from reautod.conversation import Generate
 from reautod.dialogue.agent import CallAgent
 from reautod.dialogue.playbook_file import LoadedPlaybook, load_playbook_file
 from reautod.dialogue.ports import LeadChanges, LeadContext
 from reautod.dialogue.replies import After, AgentReply, CallResult, EndCause
+from reautod.dialogue.seam import to_reply
 from reautod.engines.base import LanguageModel
 from reautod.store.records import (
     AgentDecisionRecord,
@@ -125,14 +127,24 @@ async def converse(agent: CallAgent, lines: list[str], llm: LanguageModel) -> Co
     heard: list[str] = []
 
     async def play(reply: AgentReply) -> None:
+        """The reply's parts in the seam's order (to_reply); a model that writes nothing ends
+        the reply in its fallback, the rest dropped, as the pipeline's speech does."""
         replies.append(reply)
-        text = reply.text
+        said: list[str] = []
+        for part in to_reply(reply).parts:
+            if isinstance(part, Generate):
+                assert reply.llm is not None
+                words = [c.text async for c in llm.stream_chat(list(part.messages),
+                                                              call_id=str(agent.call.call_id),
+                                                              max_tokens=part.max_tokens)]
+                if not "".join(words).strip():
+                    said.append(reply.llm.fallback)
+                    break
+                said.append("".join(words).strip())
+            else:
+                said.append(part.text)
+        text = " ".join(said)
         if reply.llm is not None:
-            words = [c.text async for c in llm.stream_chat(list(reply.llm.messages),
-                                                          call_id=str(agent.call.call_id),
-                                                          max_tokens=reply.llm.max_tokens)]
-            generated = "".join(words).strip() or reply.llm.fallback
-            text = f"{text} {generated}".strip()
             agent.heard(reply.id, text)
         heard.append(text)
 
