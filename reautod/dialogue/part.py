@@ -11,7 +11,8 @@ Which agent a call gets: its campaign's `playbook` setting (`reautoctl campaign 
 playbook=NAME`). A campaign without one, a call without a campaign (a plain simulated call), an
 unknown campaign or a playbook file that is missing or broken (logged as an error) keep today's
 one-prompt agent. A call the dialer placed is found by its call row (lead, contact); a simulated
-call has no lead: the agent talks to a stand-in with the playbook's booking time zone. The
+call has no lead: the agent talks to a stand-in with the playbook's booking time zone and a
+sample address. The
 agent's opening offers the campaign's opt-out and gives its number for DNC requests, chosen as
 for the dialer's rendered opening (`CampaignSettings.opening_fields`).
 """
@@ -71,6 +72,10 @@ log = logging.getLogger(__name__)
 
 EXAMPLES = Path(__file__).resolve().parent / "examples"
 SIMULATED_PHONE = "+15555550100"  # the stand-in lead of a simulated call (a fictional number)
+# The stand-in's address, so lines about the lead's home read as they do on a real call
+# (the worked examples' `street` column and {lead.city}), never "your home on ."
+SIMULATED_CITY = "Springfield"
+SIMULATED_CUSTOM = {"street": "41 Maple Street"}
 DEFAULT_TIMEZONE = "America/New_York"  # a lead with no time zone, a playbook without booking
 # The lead's status once the call settled an outcome; others (callback: the agent set the
 # retry time already; voicemail, failed, wrong person) are left to the dialer's retry policy.
@@ -245,14 +250,15 @@ class StoreAgentSource:
         if campaign is None:
             return None
         settings = self._remember(campaign)
-        if settings is None or settings.playbook is None:
+        name = settings.playbook if settings is not None else None
+        if settings is None or name is None:
             return None
         try:
-            loaded = await asyncio.to_thread(self._library.get, settings.playbook)
+            loaded = await asyncio.to_thread(self._library.get, name)
         except (NotFoundError, PlaybookError) as err:
             log.error("call %s: campaign %s names playbook %s, which cannot be used (%s); "
                       "the configured prompt answers", call.call_id, campaign.name,
-                      settings.playbook, err.message)
+                      name, err.message)
             return None
         lead = await self._lead(row.lead_id if row else None, campaign, loaded, call)
         booking = loaded.playbook.booking
@@ -291,9 +297,11 @@ class StoreAgentSource:
             # The stand-in is a contact, so an appointment it books has someone to belong to.
             stand_in = await self._contacts.upsert(ContactInput(
                 phone_e164=SIMULATED_PHONE, name=call.lead_name or None, timezone=zone,
-                source="simulated call")) if booking is not None else None
+                source="simulated call", custom={**SIMULATED_CUSTOM, "city": SIMULATED_CITY},
+            )) if booking is not None else None
             return LeadContext(phone=SIMULATED_PHONE, timezone=zone, campaign_id=campaign.id,
-                               name=call.lead_name or None,
+                               name=call.lead_name or None, city=SIMULATED_CITY,
+                               custom=dict(SIMULATED_CUSTOM),
                                contact_id=stand_in.id if stand_in else None)
         lead = await self._leads.get(lead_id)
         contact = await self._contacts.get(lead.contact_id)

@@ -23,6 +23,8 @@ from reautod.dialogue.agent import AgentFactory
 from reautod.dialogue.cache import CachedLine, ResponseCache
 from reautod.dialogue.library import PlaybookLibrary
 from reautod.dialogue.part import (
+    SIMULATED_CITY,
+    SIMULATED_CUSTOM,
     SIMULATED_PHONE,
     AgentEvents,
     CampaignCallbackWindow,
@@ -157,6 +159,12 @@ async def test_a_simulated_call_talks_to_a_stand_in(site: Site) -> None:
     assert (the_lead.phone, the_lead.lead_id, the_lead.campaign_id) == (
         SIMULATED_PHONE, None, site.campaign_id)
     assert the_lead.timezone == "America/Chicago" and the_lead.name == "Sam"  # booking's zone
+    # lines about the lead's home name a street (either variant's greeting; before the stand-in
+    # had one: "your home on .")
+    opening = (await agent.opening()).text
+    assert SIMULATED_CUSTOM['street'] in opening and " ." not in opening, opening
+    prompt = agent.lines.system_prompt("qualifier", None).content
+    assert f"on {SIMULATED_CUSTOM['street']} in {SIMULATED_CITY}." in prompt, prompt
 
 
 async def test_calls_without_a_usable_playbook_get_none(site: Site,
@@ -287,3 +295,4 @@ async def test_health_names_a_campaign_whose_playbook_is_missing_or_broken(site:
             "playbook: solar-homeowners", "playbook: no-such-playbook"))
     assert await part.health() == (True, f"4 playbook(s) in {site.playbooks}")
     await part.close()
+
