@@ -127,6 +127,19 @@ class DialerHooks(Protocol):
                             final_status: LeadStatus | None, now: datetime) -> None: ...
 
 
+class InboundCalls(Protocol):
+    """How callers who ring us are answered: the agent's first words, and a lead for a caller
+    who is none yet."""
+
+    def inbound_opening(self, settings: CampaignSettings) -> str | None:
+        """The campaign's rendered inbound greeting, or None (the caller speaks first)."""
+        ...
+
+    async def inbound_lead(self, phone: str) -> LeadMatch | None:
+        """A new lead for a caller who is no lead (the inbound campaign's); None: not taken."""
+        ...
+
+
 class LiveSession(Protocol):
     def end(self, reason: str, close_code: int = CloseCode.NORMAL) -> None: ...
 
@@ -176,8 +189,10 @@ class CallTracker:
         bus: EventBus,
         default_from: str,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        inbound: InboundCalls | None = None,
     ) -> None:
         self.db = db
+        self.inbound = inbound
         self.twilio = twilio
         self.validator = validator
         self.dnc = dnc
@@ -335,11 +350,19 @@ class CallTracker:
         return LeadMatch(str(lead.id), contact.name or "", campaign.name)
 
     async def on_inbound(self, call: VoiceRequest, lead: LeadMatch | None) -> InboundAnswer | None:
-        if lead is None:
-            return None  # only leads calling back are taken; others hear the declined message
         known = self._by_sid.get(call.call_sid)
         if known is not None:  # Twilio retried the voice webhook: same answer
-            return self._answer(known, lead.name)
+            return self._answer(known, lead.name if lead else "")
+        if lead is None:
+            # Someone who is no lead yet: the inbound campaign takes them as a new lead (their
+            # name is not known to the agent: it greets without one), else they hear the
+            # declined message.
+            caller = to_e164(call.from_)
+            if caller is None or self.inbound is None:
+                return None
+            lead = await self.inbound.inbound_lead(caller)
+            if lead is None:
+                return None
         campaign = await CampaignRepository(self.db).find(lead.campaign)
         settings = settings_of(campaign)
         lead_row = await LeadRepository(self.db).get(uuid.UUID(lead.lead_id))
@@ -357,10 +380,10 @@ class CallTracker:
         self._spawn(self.calls.write([record]), f"inbound call {call.call_sid}")
         return self._answer(tracked, lead.name)
 
-    @staticmethod
-    def _answer(call: TrackedCall, name: str) -> InboundAnswer:
+    def _answer(self, call: TrackedCall, name: str) -> InboundAnswer:
         announcement = call.settings.recording_announcement if call.settings.record else None
-        return InboundAnswer(str(call.call_id), call.campaign_name, name, announcement)
+        opening = self.inbound.inbound_opening(call.settings) if self.inbound else None
+        return InboundAnswer(str(call.call_id), call.campaign_name, name, announcement, opening)
 
     async def on_status(self, event: StatusCallback) -> None:
         self._spawn(self._status(event), f"status callback for {event.call_sid}")

@@ -41,6 +41,7 @@ from reautod.campaigns.dialer import (
     LeadTarget,
 )
 from reautod.campaigns.dnc import DncChannel, DncList, normalize_phone
+from reautod.campaigns.inbound import InboundDesk
 from reautod.campaigns.lead_queue import LeadClaim, SqlLeadQueue
 from reautod.campaigns.pacing import ConcurrencyLimiter, Outcome, TokenBucket
 from reautod.campaigns.settings import CampaignSettings, settings_of
@@ -185,7 +186,8 @@ class TelephonyPart:
             return
         self.tracker = CallTracker(db, client, self.validator, self.dnc, self,
                                    metrics=metrics, bus=bus,
-                                   default_from=settings.twilio.from_number or "", clock=clock)
+                                   default_from=settings.twilio.from_number or "", clock=clock,
+                                   inbound=InboundDesk(self.live, db, clock=clock, erased=erased))
 
     # -- wiring -----------------------------------------------------------------------------------
 
@@ -203,7 +205,8 @@ class TelephonyPart:
         """Twilio's webhooks (only when Twilio is configured: nothing could be verified else)."""
         if self.tracker is None or self.validator is None:
             return []
-        return [twilio_router(self.tracker, self.validator)]
+        return [twilio_router(self.tracker, self.validator,
+                              declined_message=self.settings.twilio.inbound_message)]
 
     def media_upgrade_validator(self) -> Callable[[WebSocket], bool] | None:
         """The media WebSocket's signature check, or None without Twilio (simulator only)."""

@@ -8,11 +8,11 @@ metrics, the shared LLM's constrained JSON on the LLM engine's own queue), gives
 manager its `Conversations` and the control socket the `playbook.*` methods.
 
 Which agent a call gets: its campaign's `playbook` setting (`reautoctl campaign create NAME --set
-playbook=NAME`). A campaign without one, a call without a campaign (a plain simulated call), an
-unknown campaign or a playbook file that is missing or broken (logged as an error) keep today's
-one-prompt agent. A call the dialer placed is found by its call row (lead, contact); a simulated
-call has no lead: the agent talks to a stand-in with the playbook's booking time zone and a
-sample address. The
+playbook=NAME`), or for a caller who rang in, its `inbound_playbook` if it names one. A campaign
+without one, a call without a campaign (a plain simulated call), an unknown campaign or a
+playbook file that is missing or broken (logged as an error) keep today's one-prompt agent. A
+call the dialer placed is found by its call row (lead, contact); a simulated call has no lead:
+the agent talks to a stand-in with the playbook's booking time zone and a sample address. The
 agent's opening offers the campaign's opt-out and gives its number for DNC requests, chosen as
 for the dialer's rendered opening (`CampaignSettings.opening_fields`).
 """
@@ -250,7 +250,7 @@ class StoreAgentSource:
         if campaign is None:
             return None
         settings = self._remember(campaign)
-        name = settings.playbook if settings is not None else None
+        name = settings.playbook_for(call.direction) if settings is not None else None
         if settings is None or name is None:
             return None
         try:

@@ -613,7 +613,9 @@ async def test_inbound_call_from_a_lead_is_answered(env: Env) -> None:
     row = await CallRepository(env.db).by_sid("CA" + "9" * 32)
     assert row is not None and row.direction == "inbound" and str(row.id) == answer.call_id
     assert await env.tracker.lookup_lead_by_phone("+12125550177") is None
-    assert await env.tracker.on_inbound(request, None) is None
+    stranger = VoiceRequest.model_validate({"CallSid": "CA" + "8" * 32, "From": "+12125550177",
+                                            "To": FROM})
+    assert await env.tracker.on_inbound(stranger, None) is None  # no twilio.inbound_campaign
 
 
 async def test_a_lost_final_callback_is_swept(env: Env) -> None:
@@ -1023,3 +1025,87 @@ async def test_webhooks_over_http_with_the_store(env: Env) -> None:
     await env.tracker.settle()
     row = await CallRepository(env.db).by_sid("CA" + "7" * 32)
     assert row is not None and row.status == "completed"
+
+
+@dataclass
+class Erased:
+    """ErasedNumbers: the numbers in `phones` were erased on their owner's request."""
+
+    phones: set[str] = field(default_factory=set)
+
+    async def is_erased(self, phone_e164: str) -> bool:
+        return phone_e164 in self.phones
+
+    async def erased_among(self, phones: Any) -> set[str]:
+        return set(phones) & self.phones
+
+
+async def test_callers_are_greeted_and_strangers_become_leads_of_the_inbound_campaign(
+        db: Database, standin: TwilioStandIn) -> None:
+    """The real router and store: a caller is greeted at once (the stream carries the inbound
+    greeting); a caller who is no lead becomes one through the import path, an erased number
+    never does, and without an inbound campaign a stranger hears the message, never silence."""
+    from fastapi import FastAPI
+    from twilio.request_validator import RequestValidator
+
+    base = twilio_settings(standin).model_dump()
+    settings = Settings(**base | {"twilio": base["twilio"] | {"inbound_campaign": "walk-ins"}})
+    clock = Clock()
+    erased = Erased({"+12125550188"})
+    part = TelephonyPart(settings, Secrets({"twilio_auth_token": SecretStr(TOKEN)}), db,
+                         Metrics(), EventBus(), clock=clock, monotonic=clock.monotonic,
+                         erased=erased)
+    part.attach(FakeCalls())
+    env = Env(db, part, standin, clock, FakeCalls(), Metrics())
+    app = FastAPI()
+    for router in part.routers():
+        app.include_router(router)
+    signer = RequestValidator(TOKEN)
+
+    async def ring(sid_digit: str, caller: str) -> ET.Element:
+        form = {"CallSid": "CA" + sid_digit * 32, "From": caller, "To": FROM}
+        headers = {"X-Twilio-Signature": signer.compute_signature(PUBLIC + "/twilio/voice", form)}
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            response = await c.post("/twilio/voice", data=form, headers=headers)
+        assert response.status_code == 200, response.text
+        return ET.fromstring(response.text)
+
+    def parameters(root: ET.Element) -> dict[str | None, str | None]:
+        return {p.get("name"): p.get("value") for p in root.findall("Connect/Stream/Parameter")}
+
+    message = settings.twilio.inbound_message
+    greeting = ("Thanks for calling Acme Solar. This is Alex, an automated assistant. "
+                "How can I help you?")
+    try:
+        # the inbound campaign does not exist yet: the stranger hears the message
+        root = await ring("1", "+12125550177")
+        assert [(c.tag, c.text) for c in root] == [("Say", message), ("Hangup", None)]
+        assert await part.tracker.lookup_lead_by_phone("+12125550177") is None  # type: ignore[union-attr]
+
+        await env.call("campaign.create", name="walk-ins")
+        await campaign_with_leads(env)
+        root = await ring("2", "+12125550177")
+        values = parameters(root)
+        assert values["direction"] == "inbound" and values["campaign"] == "walk-ins"
+        assert values["opening"] == greeting and values["lead_name"] == ""
+        [lead] = await LeadRepository(db).by_phone("+12125550177")
+        assert lead.next_attempt_at is not None
+        assert lead.next_attempt_at.replace(tzinfo=UTC) >= NOW + timedelta(days=1)
+        contact = await ContactRepository(db).get(lead.contact_id)
+        assert contact.source == "inbound:walk-ins"
+        await part.tracker.settle()  # type: ignore[union-attr]
+        row = await CallRepository(db).by_sid("CA" + "2" * 32)
+        assert row is not None and row.direction == "inbound" and row.lead_id == lead.id
+
+        # an erased number is never stored again: the message, and no contact
+        root = await ring("3", "+12125550188")
+        assert [c.tag for c in root] == ["Say", "Hangup"]
+        assert await LeadRepository(db).by_phone("+12125550188") == []
+
+        # a lead calling back is greeted at once by their own campaign
+        values = parameters(await ring("4", "+12125550100"))
+        assert (values["campaign"], values["lead_name"]) == ("fall", "Ann Inwindow")
+        assert values["opening"] == greeting
+    finally:
+        await part.close()

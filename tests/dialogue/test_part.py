@@ -5,6 +5,7 @@ the examples seeded once, and the agent's events and metrics."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import re
 import uuid
@@ -296,3 +297,17 @@ async def test_health_names_a_campaign_whose_playbook_is_missing_or_broken(site:
     assert await part.health() == (True, f"4 playbook(s) in {site.playbooks}")
     await part.close()
 
+
+async def test_a_caller_who_rang_in_gets_the_campaigns_inbound_playbook(site: Site) -> None:
+    await CampaignRepository(site.db).create("desk", **campaign_columns(  # type: ignore[arg-type]
+        playbook="real-estate-sellers", inbound_playbook="solar-homeowners"))
+    inbound = dataclasses.replace(call("sim-in-1", "desk"), direction="inbound")
+    answering = await site.source.agent_for(inbound)
+    assert answering is not None and answering.loaded.name == "solar-homeowners"
+    assert answering.call.direction == "inbound"
+    dialed = await site.source.agent_for(call("sim-out-1", "desk"))
+    assert dialed is not None and dialed.loaded.name == "real-estate-sellers"
+    # without an inbound playbook, a caller who rang in gets the campaign's playbook
+    back = await site.source.agent_for(dataclasses.replace(call("sim-in-2", "sellers"),
+                                                           direction="inbound"))
+    assert back is not None and back.loaded.name == "real-estate-sellers"

@@ -102,6 +102,14 @@ async def test_agent_lines_are_shared_and_inbound_waits() -> None:
     assert agent.silence() == Reply((Line("Are you still there?", shared=True),))
     assert agent.goodbye("silence") == Line("Thanks for your time. Goodbye!", shared=True)
     assert agent.failure("llm_failed").shared
+    # a call Twilio put through carries the inbound greeting: the caller is greeted at once
+    # (before, they heard silence until the re-prompt)
+    greeting = render_opening(AgentSettings().inbound_greeting,
+                              OpeningFields.from_agent(AgentSettings()))
+    greeted = DialogueAgent.for_call(AgentSettings(), lead_name="", goal=None,
+                                     direction="inbound", opening=greeting)
+    assert await greeted.opening() == Reply((Line("Thanks for calling Acme Solar. This is Alex, "
+                                                  "an automated assistant. How can I help you?"),))
 
 
 def test_opening_fields_and_their_spoken_forms() -> None:
