@@ -3,9 +3,9 @@
 One `CallTracker` per daemon. It knows every Twilio call this daemon placed or answered (by our
 call id and by CallSid), folds Twilio's status callbacks into each call's `CallTimeline` and
 persists what the timeline accepts (APPLIED or LATE), acts on AMD results per the campaign's
-machine policy, starts recording once the consent announcement has played (the media stream
-starts after the `<Say>`), turns a caller's opt-out into a DNC entry and an immediate hang-up,
-and transfers calls to a human.
+machine policy (a voicemail plays in the agent's own voice: telephony.clips), starts recording
+once the consent announcement has played (the media stream starts after the `<Say>`), turns a
+caller's opt-out into a DNC entry and an immediate hang-up, and transfers calls to a human.
 
 Webhook methods return at once: the work goes to tasks this object owns, serialised per call by
 a lock so callbacks for one call apply in arrival order (the timeline orders them by
@@ -51,6 +51,7 @@ from reautod.store.repositories import (
     ContactRepository,
     LeadRepository,
 )
+from reautod.telephony.clips import SpokenClips
 from reautod.telephony.signatures import TwilioSignatureValidator
 from reautod.telephony.state_machine import (
     Applied,
@@ -190,9 +191,11 @@ class CallTracker:
         default_from: str,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         inbound: InboundCalls | None = None,
+        clips: SpokenClips | None = None,
     ) -> None:
         self.db = db
         self.inbound = inbound
+        self.clips = clips  # the voicemail in the agent's voice
         self.twilio = twilio
         self.validator = validator
         self.dnc = dnc
@@ -461,7 +464,9 @@ class CallTracker:
                 await self._hang_up(call, "answering_machine")
             elif action is AmdAction.LEAVE_VOICEMAIL and call.sid is not None:
                 call.handed_off = "voicemail"
-                message = voicemail_twiml(call.settings.voicemail_message)
+                text = call.settings.voicemail_message
+                audio = await self.clips.url(text, str(call.call_id)) if self.clips else None
+                message = voicemail_twiml(text, audio_url=audio)
                 await self.twilio.redirect(call.sid, message)
                 self._end_session(call, "voicemail")
 

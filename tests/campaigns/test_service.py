@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import random
 import uuid
+import wave
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -17,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from pydantic import BaseModel, SecretStr
 
 from reautod.call_events import CallInfo, CallState, ObserverFanOut, TurnRecord
@@ -54,6 +57,7 @@ from reautod.telephony.state_machine import Applied, CallTimeline, parse_status
 from reautod.telephony.twilio_client import TwilioCalls
 from reautod.telephony.webhooks import AmdCallback, StatusCallback, VoiceRequest
 from tests.pipeline.conftest import RecordingObserver
+from tests.pipeline.fakes import FakeTTS
 from tests.telephony.twilio_standin import TwilioStandIn
 
 ACCOUNT = "AC" + "1" * 32
@@ -436,6 +440,8 @@ async def test_amd_machine_hang_up_policy(env: Env) -> None:
 async def test_amd_voicemail_policy_leaves_a_message(env: Env) -> None:
     await campaign_with_leads(env, machine_policy="voicemail",
                               voicemail_message="Hi, this is Acme. Call us back.")
+    tts = FakeTTS()
+    env.part.speak_with(tts)  # as the daemon does, with the call manager's TTS
     await dial_round(env)
     (form,) = creates(env.standin)
     assert form["MachineDetection"] == ["DetectMessageEnd"]
@@ -444,7 +450,22 @@ async def test_amd_voicemail_policy_leaves_a_message(env: Env) -> None:
                                                        "AnsweredBy": "machine_end_beep"}))
     await env.tracker.settle()
     (update,) = updates(env.standin, sid)
-    assert "Hi, this is Acme. Call us back." in update["Twiml"][0]
+    # in the agent's voice: Twilio plays the clip our TTS made of the message, no <Say>
+    root = ET.fromstring(update["Twiml"][0])
+    assert [c.tag for c in root] == ["Pause", "Play", "Hangup"]
+    url = root.findtext("Play") or ""
+    assert url.startswith(PUBLIC + "/twilio/clips/")
+    assert [text for _, text in tts.texts] == ["Hi, this is Acme. Call us back."]
+    app = FastAPI()
+    for router in env.part.routers():
+        app.include_router(router)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://testserver") as client:
+        clip = await client.get(url.removeprefix(PUBLIC))
+    assert clip.status_code == 200 and clip.headers["content-type"] == "audio/wav"
+    spoken = [c async for c in tts.synthesize("Hi, this is Acme. Call us back.", call_id="x")]
+    with wave.open(io.BytesIO(clip.content)) as wav:
+        assert wav.readframes(wav.getnframes()) == b"".join(c.pcm for c in spoken)
     await env.tracker.on_status(status(sid, "completed", 3))
     await env.tracker.settle()
     row = await CallRepository(env.db).by_sid(sid)
@@ -1045,7 +1066,6 @@ async def test_callers_are_greeted_and_strangers_become_leads_of_the_inbound_cam
     """The real router and store: a caller is greeted at once (the stream carries the inbound
     greeting); a caller who is no lead becomes one through the import path, an erased number
     never does, and without an inbound campaign a stranger hears the message, never silence."""
-    from fastapi import FastAPI
     from twilio.request_validator import RequestValidator
 
     base = twilio_settings(standin).model_dump()
