@@ -290,3 +290,15 @@ async def test_the_approved_question_follows_whatever_the_model_writes(rig: Rig,
     assert talk.heard[-1].count(TIMELINE_QUESTION) == 1
     assert agent.state.asked == "timeline" and agent.state.last_question == TIMELINE_QUESTION
     assert agent.state.history[-1].text == talk.heard[-1]  # the history holds what was heard
+
+
+async def test_a_lead_without_a_street_hears_lines_that_need_none(rig: Rig) -> None:
+    agent = await rig.agent("real-estate-sellers", custom={}, city=None)  # a caller who rang in
+    opening = (await agent.opening()).text
+    assert " on ." not in opening and " near " not in opening, opening
+    assert opening.endswith("lately. Do you have a minute?") or \
+        opening.endswith("your home. Do you have a minute?"), opening
+    asked = await agent.respond("Yes, I have a minute.")
+    assert asked.text.endswith("are you the owner of the home?"), asked.text
+    prompt = agent.lines.system_prompt("qualifier", None).content
+    assert "who owns a home. Speak naturally" in prompt, prompt

@@ -127,3 +127,19 @@ def test_lead_data_cannot_change_a_template() -> None:
         check_template("{lead.name!r}", ["lead.name"])
     with pytest.raises(TemplateError, match="malformed"):
         check_template("{lead.name", ["lead.name"])
+
+
+def test_an_optional_part_is_left_out_for_a_lead_without_its_fact() -> None:
+    template = "I'm calling about your home[ on {lead.custom.street}]. Do you have a minute?"
+    check_template(template, ["lead.custom"], ["street"])
+    with_street = LeadData(custom={"street": "41 Maple Street"}).fields()
+    assert render(template, with_street) ==         "I'm calling about your home on 41 Maple Street. Do you have a minute?"
+    for lead in (LeadData(), LeadData(custom={"street": "  "})):  # no column, or a blank cell
+        assert render(template, lead.fields()) == "I'm calling about your home. Do you have a minute?"
+    both = "a home[ on {lead.custom.street}][ in {lead.city}]."
+    assert render(both, LeadData(city="Evanston").fields()) == "a home in Evanston."
+    assert render("Hi [{lead.city}] there", {}) == "Hi there"
+    for bad, message in (("a ]b", "without a"), ("a [b", "not closed"), ("[a [b]]", "nest")):
+        with pytest.raises(TemplateError, match=message):
+            check_template(bad, [])
+    assert render("a [b", {}) == "a [b"  # validated at load; a call never fails over it
