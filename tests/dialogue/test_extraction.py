@@ -28,6 +28,7 @@ def read(text: str, asked: str | None = None):  # type: ignore[no-untyped-def]
     ("Are you a robot?", {Intent.ROBOT_QUESTION}, None),
     ("Am I talking to a real person?", {Intent.ROBOT_QUESTION}, None),
     ("Can I talk to a real person please", {Intent.HUMAN_REQUEST}, None),
+    ("you a real person.", {Intent.ROBOT_QUESTION}, None),  # tiny.en lost "Are" (the bench)
     ("I'm not the owner.", {Intent.WRONG_PERSON}, None),
     ("Call me next week.", {Intent.CALLBACK_REQUEST, Intent.TIME}, None),
     ("No thanks, I'm not interested.", {Intent.NOT_INTERESTED, Intent.OBJECTION, Intent.DENY}, "no"),
