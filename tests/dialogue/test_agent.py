@@ -302,3 +302,16 @@ async def test_a_lead_without_a_street_hears_lines_that_need_none(rig: Rig) -> N
     assert asked.text.endswith("are you the owner of the home?"), asked.text
     prompt = agent.lines.system_prompt("qualifier", None).content
     assert "who owns a home. Speak naturally" in prompt, prompt
+
+
+async def test_a_caller_who_rang_in_is_answered_by_the_inbound_example(rig: Rig) -> None:
+    campaign = CampaignSettings(opt_out_key="#", callback_number="+13125550188")
+    rig.opening = campaign.opening_fields(AgentSettings(), CALLER_ID)
+    agent = await rig.agent("real-estate-inbound", direction="inbound", custom={}, city=None,
+                            name=None)  # a stranger who just became a lead
+    opening = await agent.opening()
+    # greeted as the one who answers, with no offer to stop calls we did not make
+    assert opening.text == ("Thanks for calling Lakeside Realty. This is Alex, an automated "
+                            "assistant. Are you calling about selling a home?")
+    reply = await agent.respond("Yes, I am.")
+    assert agent.state.stage == "qualifier" and reply.text.endswith("Are you the owner of the home?")

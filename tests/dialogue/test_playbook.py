@@ -29,7 +29,7 @@ def line_of(text: str, needle: str, nth: int = 1) -> int:
     return hits[nth - 1]
 
 
-@pytest.mark.parametrize("name", ["real-estate-sellers", "solar-homeowners"])
+@pytest.mark.parametrize("name", ["real-estate-sellers", "real-estate-inbound", "solar-homeowners"])
 def test_examples_are_valid(name: str) -> None:
     loaded = example(name)
     assert loaded.name == name
