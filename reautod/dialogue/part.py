@@ -206,6 +206,7 @@ class StoreAgentSource:
         self._factory = factory
         self._windows = windows
         self._known: dict[str, str | None] = {}  # campaign name -> its playbook, as last read
+        self._inbound: dict[str, str] = {}  # campaign name -> its inbound_playbook, when set
         self._invalid: set[str] = set()  # campaigns whose stored settings did not validate
         self.pipeline_ids: dict[uuid.UUID, str] = {}  # the agent's call ids -> the pipeline's
 
@@ -214,9 +215,10 @@ class StoreAgentSource:
             return None
         return self._known[campaign] is not None
 
-    def playbooks_in_use(self) -> dict[str, str]:
-        """Campaign name -> the playbook it names, as last read."""
-        return {c: p for c, p in self._known.items() if p is not None}
+    def playbooks_in_use(self) -> list[tuple[str, str]]:
+        """(campaign name, a playbook it names: `playbook` or `inbound_playbook`), as last read."""
+        named = [(c, p) for c, p in self._known.items() if p is not None]
+        return sorted({*named, *self._inbound.items()})
 
     def pipeline_id(self, call_id: uuid.UUID) -> str:
         return self.pipeline_ids.get(call_id, str(call_id))
@@ -234,8 +236,13 @@ class StoreAgentSource:
                 log.error("campaign %s has invalid settings: %s", row.name, err)
                 self._invalid.add(row.name)
             self._known[row.name] = None
+            self._inbound.pop(row.name, None)
             return None
         self._known[row.name] = settings.playbook
+        if settings.inbound_playbook is not None:
+            self._inbound[row.name] = settings.inbound_playbook
+        else:
+            self._inbound.pop(row.name, None)
         if self._windows is not None:
             self._windows.campaigns[row.id] = settings.window()
         return settings
@@ -287,6 +294,7 @@ class StoreAgentSource:
         except NotFoundError:
             if name:
                 self._known[name] = None
+                self._inbound.pop(name, None)
         return None
 
     async def _lead(self, lead_id: uuid.UUID | None, campaign: CampaignRow,
@@ -361,7 +369,7 @@ class DialoguePart:
         valid = {e.loaded.name for e in entries if e.loaded is not None}
         broken = [f"campaign {campaign} names playbook {name}, which is "
                   + ("broken" if any(e.file.stem == name for e in entries) else "missing")
-                  for campaign, name in sorted(self.source.playbooks_in_use().items())
+                  for campaign, name in self.source.playbooks_in_use()
                   if name not in valid]
         if broken:
             return False, "; ".join(broken) + f" (in {self.directory})"

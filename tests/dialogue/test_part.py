@@ -288,14 +288,24 @@ async def test_health_names_a_campaign_whose_playbook_is_missing_or_broken(site:
         playbook="no-such-playbook"))
     ok, detail = await part.health()
     assert "campaign gone names playbook no-such-playbook, which is missing" in detail
+    await CampaignRepository(site.db).create("desk", **campaign_columns(  # type: ignore[arg-type]
+        inbound_playbook="real-estate-inbound"))
+    await CampaignRepository(site.db).create("typo", **campaign_columns(  # type: ignore[arg-type]
+        playbook="real-estate-sellers", inbound_playbook="no-such-inbound"))
+    ok, detail = await part.health()
+    assert "campaign typo names playbook no-such-inbound, which is missing" in detail
+    assert "campaign desk" not in detail  # its inbound playbook is there
     (site.playbooks / "broken.yaml").write_text(
         (site.playbooks / "real-estate-sellers.yaml").read_text().replace(
             "playbook: real-estate-sellers", "playbook: broken"))
     (site.playbooks / "no-such-playbook.yaml").write_text(
         (site.playbooks / "solar-homeowners.yaml").read_text().replace(
             "playbook: solar-homeowners", "playbook: no-such-playbook"))
-    shipped = len(list(EXAMPLES.glob("*.yaml")))  # the seeded examples, and the two above
-    assert await part.health() == (True, f"{shipped + 2} playbook(s) in {site.playbooks}")
+    shipped = len(list(EXAMPLES.glob("*.yaml")))  # the seeded examples, and those written here
+    (site.playbooks / "no-such-inbound.yaml").write_text(
+        (site.playbooks / "real-estate-inbound.yaml").read_text().replace(
+            "playbook: real-estate-inbound", "playbook: no-such-inbound"))
+    assert await part.health() == (True, f"{shipped + 3} playbook(s) in {site.playbooks}")
     await part.close()
 
 
