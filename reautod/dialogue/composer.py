@@ -4,8 +4,9 @@ and the reply id the pipeline reports back with.
 The rule for the model: it may phrase an acknowledgement of what the caller said, never the
 question. A reply the model writes is followed by the stage's next question, as the playbook
 words it (`AgentReply.question`), so a model that drops the question, or asks its own, can not
-take the approved one out of the call. If the model fails or writes nothing, its fallback is that
-same question."""
+take the approved one out of the call; one sentence of the model's is said (`LlmRequest.
+sentences`), so a rambling model cannot bury it either. If the model fails or writes nothing,
+its fallback is that same question."""
 
 from __future__ import annotations
 
@@ -111,7 +112,9 @@ class ReplyComposer:
             else:
                 messages.append(ChatMessage(role, said.text))
         fallback = question or self.lines.approved("compliance:fallback").text
-        return LlmRequest(tuple(messages), self.playbook.model.max_tokens, fallback)
+        # Before the approved question the model only acknowledges: one sentence of it is said.
+        return LlmRequest(tuple(messages), self.playbook.model.max_tokens, fallback,
+                          sentences=1 if question else None)
 
     async def _cached(self, lines: list[Line]) -> list[Line]:
         """Attach cached audio to approved lines; a miss stores the text for the next call."""

@@ -52,6 +52,7 @@ class LlmRequest:
     messages: tuple[ChatMessage, ...]
     max_tokens: int
     fallback: str
+    sentences: int | None = None  # say at most this many of its sentences (an acknowledgement)
 
 
 @dataclass(frozen=True)

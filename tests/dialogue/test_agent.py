@@ -288,6 +288,9 @@ async def test_the_approved_question_follows_whatever_the_model_writes(rig: Rig,
     assert isinstance(generate, Generate) and question == Line(TIMELINE_QUESTION)
     assert talk.heard[-1].endswith(TIMELINE_QUESTION), talk.heard[-1]
     assert talk.heard[-1].count(TIMELINE_QUESTION) == 1
+    # one sentence of the model's is said before it: its own question never is
+    assert reply.llm.sentences == 1 and isinstance(generate, Generate) and generate.sentences == 1
+    assert "front door" not in talk.heard[-1]
     assert agent.state.asked == "timeline" and agent.state.last_question == TIMELINE_QUESTION
     assert agent.state.history[-1].text == talk.heard[-1]  # the history holds what was heard
 

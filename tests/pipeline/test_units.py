@@ -14,7 +14,7 @@ from reautod.pipeline.agent import DialogueAgent
 from reautod.pipeline.opening import OpeningFields, render, render_opening, spoken_number
 from reautod.pipeline.playback import PlaybackTracker
 from reautod.pipeline.recording import GuardedSink
-from reautod.pipeline.sentences import SentenceSplitter, clean
+from reautod.pipeline.sentences import SentenceSplitter, clean, ends_sentence
 from reautod.pipeline.turns import is_backchannel
 
 
@@ -38,6 +38,13 @@ async def test_prices_and_titles_are_not_sentence_ends() -> None:
     assert await _feed(s, "It costs $29.99 a month, and Dr. Smith will call. Bye") == [
         "It costs $29.99 a month,", "and Dr. Smith will call."]
     assert await s.flush() == "Bye"
+
+
+async def test_which_pieces_end_a_sentence() -> None:
+    s = SentenceSplitter()
+    pieces = await _feed(s, "Thanks for picking up, I hear you. Is that \"right?\" Then")
+    assert [ends_sentence(p) for p in pieces] == [False, True, True]  # a clause, two sentences
+    assert not ends_sentence(await s.flush() or "")  # "Then": the model stopped mid-sentence
 
 
 async def test_first_piece_is_cut_early_at_a_clause() -> None:
