@@ -228,6 +228,12 @@ class AgentSettings(Section):
         description="The opening, first thing said on an outbound call; {opt_out} offers the "
         "opt-out, {callback} gives callback_number (docs/telephony.md, Call opening)",
     )
+    inbound_greeting: str = Field(
+        "Thanks for calling {business_name}. This is {agent_name}, an automated assistant. "
+        "How can I help you?", min_length=1, max_length=500,
+        description="The first thing said to a caller who rang the Twilio number (a campaign "
+        "without a playbook); the fields of greeting",
+    )
     reprompt: str = Field("Are you still there?", description="Said after silence")
     goodbye: str = Field("Thanks for your time. Goodbye!", description="Said before hanging up")
     apology: str = Field(
@@ -249,6 +255,13 @@ class TwilioSettings(Section):
     account_sid: str | None = Field(None, description="Twilio account SID (AC...)")
     from_number: str | None = Field(None, description="Caller ID in E.164")
     api_base_url: str | None = Field(None, description="Override Twilio's API host (tests)")
+    inbound_campaign: str | None = Field(
+        None, max_length=200, description="Campaign that answers callers who are not yet a "
+        "lead: each becomes a new lead of it; none (or empty): they hear inbound_message")
+    inbound_message: str = Field(
+        "Thank you for calling. We can't take your call right now. Please try again later. "
+        "Goodbye.", min_length=1, max_length=1000,
+        description="What a caller no campaign takes hears before the call ends")
 
 
 class SecretsSettings(Section):

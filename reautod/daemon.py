@@ -265,6 +265,7 @@ class Daemon:
                                  conversations=conversations, handoff=self.telephony)
         await self.calls.start()
         self.telephony.attach(self.calls)
+        self.telephony.speak_with(self.calls.engines.tts)  # voicemails in the agent's voice
         self._health_checks["twilio"] = self.telephony.health
         self._health_checks["integrations"] = self.integrations.health
         self._register_part_methods()

@@ -108,14 +108,16 @@ class CallAgent:
     # -- the pipeline's side --------------------------------------------------------------------
 
     async def opening(self) -> AgentReply:
-        """The first thing said (outbound and inbound alike): the start stage's entry, with the
-        opt-out offer and the number for DNC requests right after the identification
-        (reautod.dialogue.offers)."""
+        """The first thing said (outbound and inbound alike): the start stage's entry; on a call
+        we placed, with the opt-out offer and the number for DNC requests right after the
+        identification (reautod.dialogue.offers). A caller who rang us is not offered a way to
+        stop calls we did not make."""
         pb = self.playbook
         self.journal.assigned(pb.playbook, self.loaded.version, self.variant.name)
         self.journal.transition(None, pb.start, "call started")
         fields = self.opening_fields
-        lines = with_offers(await self._compose.entry_lines(pb.start), offers(fields),
+        said = offers(fields) if self.call.direction == "outbound" else ()
+        lines = with_offers(await self._compose.entry_lines(pb.start), said,
                             (self.lines.fields["agent.business"], fields.business_name))
         return await self._compose.finish(lines, changed_stage=True)
 
