@@ -59,6 +59,7 @@ from reautod.pipeline import route_pipecat_logs
 from reautod.pipeline.agent import AgentConversations
 from reautod.pipeline.calls import CallManager
 from reautod.pipeline.control import call_methods
+from reautod.resilience.part import ResiliencePart
 from reautod.sdnotify import Notifier
 from reautod.security.keys import KeyRing, load_key_ring
 from reautod.security.part import SecurityPart
@@ -144,6 +145,9 @@ class Daemon:
         )
         self.loop_lag = LoopLagMonitor(self.metrics.event_loop_lag_seconds)
         self.loop_lag.start()
+        # Circuits and retry budgets of every external service, reported from here on.
+        self.resilience = ResiliencePart(self.settings.resilience, self.metrics, self.bus)
+        self._health_checks["circuits"] = self.resilience.health
         self.gpu = GpuCollector(load_nvml())
         self.metrics.register(self.gpu)
         gpu = self.gpu
@@ -188,7 +192,8 @@ class Daemon:
 
         # 5. Live-session store: in-process by default, Redis when configured.
         self.notifier.status("connecting to the session store")
-        self.sessions = open_session_store(self.settings.redis_url)
+        self.sessions = open_session_store(self.settings.redis_url,
+                                           resilience=self.resilience.resilience)
         self._health_checks["redis"] = self._check_sessions
 
         # 5b. Security: the erasure register (refuses another salt than erasures were made with),
@@ -216,12 +221,14 @@ class Daemon:
         # Money: the price book, the ledger (through the writer), budgets rebuilt from it; every
         # call's engine requests and minutes metered, and no dial past a budget's cap.
         self.cost = CostPart(self.settings, self.db, self.writer, self.metrics, self.bus,
-                             elevenlabs_api_key=self.secrets.get("elevenlabs_api_key"))
+                             elevenlabs_api_key=self.secrets.get("elevenlabs_api_key"),
+                             breakers=self.resilience.breakers)
         await self.cost.start()
         # Telephony (Twilio webhooks, dialer) hears about live calls too: opt-outs, recording
         # after the announcement, hanging up the phone line when the conversation ends.
         self.telephony = TelephonyPart(self.live, self.secrets, self.db, self.metrics, self.bus,
-                                       budget=self.cost, erased=self.security.register)
+                                       budget=self.cost, erased=self.security.register,
+                                       resilience=self.resilience.resilience)
         if self.telephony.tracker is not None:  # Twilio's own price of each call, reconciled
             self.cost.reconcile_with(TwilioCallPrices(self.telephony.tracker.twilio.rest))
         # Both audio directions of every call go to WAV files, their rows to the writer.
@@ -238,7 +245,7 @@ class Daemon:
         # worker starts with the HTTP side below.
         self.integrations = IntegrationsPart(
             self.settings, self.secrets, self.db, self.writer, self.metrics, self.telephony.dnc,
-            erased=self.security.register,
+            erased=self.security.register, resilience=self.resilience.resilience,
         )
         self.telephony.ended_unconnected = self.integrations.results.ended_without_conversation
         self.cost.alert_sinks.append(self.integrations.budget_alerts)  # budget.alert webhooks

@@ -51,6 +51,7 @@ from reautod.live_settings import LiveSettings
 from reautod.methods import Method
 from reautod.observability.events import EventBus
 from reautod.observability.metrics import Metrics
+from reautod.resilience.service import Resilience
 from reautod.store.database import Database
 from reautod.store.enums import CallDirection, CallOutcome, CallStatus, CallTransport, LeadStatus
 from reautod.store.records import CallStarted, CallStatusChanged
@@ -134,6 +135,7 @@ class TelephonyPart:
         twilio: TwilioCalls | None = None,
         budget: BudgetCheck | None = None,
         erased: ErasedNumbers | None = None,
+        resilience: Resilience | None = None,
     ) -> None:
         # the holder, not a copy: openings and the box's call cap follow a reload
         self.live = settings if isinstance(settings, LiveSettings) else LiveSettings(settings)
@@ -175,8 +177,8 @@ class TelephonyPart:
             _check_caller_id(settings.twilio.from_number or "")
             self.validator = TwilioSignatureValidator.from_settings(
                 settings.http, secrets.get("twilio_auth_token"), on_result=self._count_signature)
-            client = twilio or TwilioCalls.from_settings(settings.twilio,
-                                                         secrets.get("twilio_auth_token"))
+            client = twilio or TwilioCalls.from_settings(
+                settings.twilio, secrets.get("twilio_auth_token"), resilience=resilience)
         except ConfigError as err:
             details = "; ".join(f"{k}: {v}" for k, v in err.problems)
             self.problem = f"Twilio settings are invalid: {err.message} ({details})"

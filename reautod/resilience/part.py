@@ -1,0 +1,72 @@
+"""The resilience part: the daemon's one `Resilience` (breakers + retry budgets), with every
+circuit's state in Prometheus metrics, on the control socket (`circuit.changed` events) and in
+`reautoctl health` (the `circuits` check).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, ClassVar, Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+from reautod.observability.events import EventBus
+from reautod.resilience.breaker import Breakers, BreakerState
+from reautod.resilience.service import Resilience, service_of
+from reautod.resilience.settings import ResilienceSettings
+
+log = logging.getLogger(__name__)
+
+
+class CircuitChanged(BaseModel):
+    """The payload of the `circuit.changed` topic."""
+
+    model_config = ConfigDict(frozen=True)
+    TOPIC: ClassVar[str] = "circuit.changed"
+
+    circuit: str  # service, or service:key (one circuit per webhook endpoint)
+    service: str
+    state: BreakerState
+    retry_in_s: float  # open: seconds until the half-open probe
+
+    def wire(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+class CircuitMetrics(Protocol):
+    def circuit_changed(self, service: str, state: str, not_closed: int) -> None: ...
+    def retry_attempted(self, service: str, allowed: bool) -> None: ...
+
+
+class ResiliencePart:
+    """Owns the `Resilience` every part calls out through; reports its circuits."""
+
+    def __init__(self, settings: ResilienceSettings, metrics: CircuitMetrics,
+                 bus: EventBus) -> None:
+        self.metrics = metrics
+        self.bus = bus
+        self.breakers = Breakers(on_change=self._changed)
+        self.resilience = Resilience(settings, breakers=self.breakers, counter=metrics)
+
+    def _changed(self, circuit: str, state: BreakerState) -> None:
+        service = service_of(circuit)
+        not_closed = sum(1 for name, s in self.breakers.states().items()
+                         if service_of(name) == service and s != "closed")
+        self.metrics.circuit_changed(service, state, not_closed)
+        event = CircuitChanged(circuit=circuit, service=service, state=state,
+                               retry_in_s=round(self.breakers.retry_in(circuit), 3))
+        self.bus.publish(event.TOPIC, event.wire())
+        (log.info if state == "closed" else log.warning)("circuit %s is %s", circuit,
+                                                         state.replace("_", "-"))
+
+    async def health(self) -> tuple[bool, str]:
+        """Failing while a circuit is open; the detail names every circuit not closed."""
+        states = self.breakers.states()
+        trouble = {name: s for name, s in sorted(states.items()) if s != "closed"}
+        if not trouble:
+            return True, f"{len(states)} circuits, all closed"
+        detail = ", ".join(
+            f"{name} {state}" + (f" (probe in {self.breakers.retry_in(name):.0f} s)"
+                                 if state == "open" else "")
+            for name, state in trouble.items())
+        return all(s != "open" for s in trouble.values()), detail
