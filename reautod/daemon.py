@@ -157,7 +157,8 @@ class Daemon:
 
         # 4. System of record: open, check the schema is current (or migrate), start the writer.
         self.notifier.status("opening the database")
-        self.db = Database(self.settings.effective_database_url(), self.settings.database)
+        self.db = Database(self.settings.effective_database_url(), self.settings.database,
+                           resilience=self.resilience.resilience)
         await self.db.open()
         self._health_checks["database"] = self._check_database
         await self.db.ensure_schema(auto_migrate=self.settings.auto_migrate)

@@ -79,21 +79,30 @@ class Resilience:
 
     async def call(self, service: str, fn: Callable[[], Awaitable[_T]], *,
                    key: str | None = None, transient: Classifier = is_transient,
-                   retry_if: Classifier | None = None, retries: bool = True) -> _T:
+                   retry_if: Classifier | None = None, retries: bool | int = True,
+                   circuit: bool = True) -> _T:
         """`fn` through the circuit, its transient failures retried by the policy; `retry_if`
-        narrows which (a request that may have taken effect), `retries=False` retries none."""
+        decides instead which are retried (fewer: a request that may have taken effect; more:
+        a conflict that does not count against the circuit), `retries` False retries none and
+        a number overrides the policy's count; `circuit=False` retries without a circuit (a
+        local resource, such as a SQLite file, is never down as a whole)."""
         async def attempt() -> _T:
+            if not circuit:
+                return await fn()
             async with self.guard(service, key=key, transient=transient):
                 return await fn()
 
-        if not retries:
+        policy = self.policy(service)
+        if retries is False:
             return await attempt()
+        if retries is not True:
+            policy = policy.model_copy(update={"retries": int(retries)})
 
         def counted(allowed: bool) -> None:
             if self.counter is not None:
                 self.counter.retry_attempted(service, allowed)
 
-        return await call_with_retries(attempt, self.policy(service), self.budget(service),
+        return await call_with_retries(attempt, policy, self.budget(service),
                                        retry_if or transient, on_retry=counted)
 
     def state(self, service: str, key: str | None = None) -> BreakerState:

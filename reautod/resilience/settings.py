@@ -56,7 +56,9 @@ class ResilienceSettings(Section):
     sheets: ServicePolicy = ServicePolicy(failures=5, recovery_s=60.0, retries=0)
     redis: ServicePolicy = ServicePolicy(failures=3, recovery_s=10.0, retries=1,
                                          backoff_base_s=0.05, backoff_max_s=0.2)
-    database: ServicePolicy = ServicePolicy(failures=3, recovery_s=10.0, retries=0)
+    # its retries are [database] retry_attempts; SQLite has no circuit (a local file)
+    database: ServicePolicy = ServicePolicy(failures=3, recovery_s=10.0, retries=3,
+                                            backoff_base_s=0.05, backoff_max_s=1.0)
 
     def policy(self, service: str) -> ServicePolicy:
         if service not in SERVICES or service == "elevenlabs":
