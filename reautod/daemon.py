@@ -260,10 +260,14 @@ class Daemon:
         # What calls say: the campaign's playbook (the qualifying agent), else the one prompt.
         # A playbook's bookings go to the rep's calendar when one is configured, else to the
         # campaign's own slots.
+        # Calls reach the LLM through its circuit; while it is open they take the playbook's
+        # scripted path (the JSON extraction keeps the engine itself: it has its own timeout).
+        guarded_llm = self.resilience.guarded_llm(self.engines.llm)
         self.dialogue = DialoguePart(self.settings, self.state_dir, self.db, self.writer,
                                      self.bus, self.metrics, self.engines.llm,
                                      calendar=self.integrations.scheduler(),
-                                     llm_usage=self.cost.llm_usage)
+                                     llm_usage=self.cost.llm_usage, model_down=guarded_llm.down)
+        self.engines.llm = guarded_llm
         await self.dialogue.start()
         self._health_checks["playbooks"] = self.dialogue.health
         conversations = self.dialogue.conversations(

@@ -16,6 +16,7 @@ service is up, retrying or opening the circuit would not help).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -39,6 +40,10 @@ class BreakerOpenError(UnavailableError):
     def __init__(self, message: str, *, retry_in_s: float = 0.0) -> None:
         super().__init__(message)
         self.retry_in_s = retry_in_s
+
+
+class _Recorded(Exception):
+    """A failure recorded after the fact (Breakers.record)."""
 
 
 def _never(_err: BaseException) -> bool:
@@ -96,6 +101,17 @@ class Breakers:
         finally:
             if probe:
                 self._probing.discard(name)
+
+    async def record(self, name: str, *, failed: bool, failures: int | None = None,
+                     recovery_s: float | None = None) -> None:
+        """Count the outcome of a call made outside `guard` (a stream judged when it ended);
+        while the circuit is open and not yet due for a probe, nothing changes."""
+        self._recovery_s[name] = recovery_s or self._default_recovery_s
+        breaker = await self._factory.get_breaker(name, failures, recovery_s)
+        with contextlib.suppress(OpenedState, _Recorded):
+            async with breaker:
+                if failed:
+                    raise _Recorded(name)
 
     def _open_error(self, name: str) -> BreakerOpenError:
         return BreakerOpenError(f"{name} circuit is open after repeated failures; retrying after "

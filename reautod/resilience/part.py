@@ -10,8 +10,10 @@ from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
+from reautod.engines.base import LanguageModel
 from reautod.observability.events import EventBus
 from reautod.resilience.breaker import Breakers, BreakerState
+from reautod.resilience.llm import GuardedLanguageModel
 from reautod.resilience.service import Resilience, service_of
 from reautod.resilience.settings import ResilienceSettings
 
@@ -43,10 +45,15 @@ class ResiliencePart:
 
     def __init__(self, settings: ResilienceSettings, metrics: CircuitMetrics,
                  bus: EventBus) -> None:
+        self.settings = settings
         self.metrics = metrics
         self.bus = bus
         self.breakers = Breakers(on_change=self._changed)
         self.resilience = Resilience(settings, breakers=self.breakers, counter=metrics)
+
+    def guarded_llm(self, llm: LanguageModel) -> GuardedLanguageModel:
+        """The calls' language model behind the llm circuit (its `down` feeds the agents)."""
+        return GuardedLanguageModel(llm, self.resilience, slow_s=self.settings.llm_slow_s)
 
     def _changed(self, circuit: str, state: BreakerState) -> None:
         service = service_of(circuit)

@@ -48,6 +48,8 @@ class ServicePolicy(Section):
 class ResilienceSettings(Section):
     """Per-service policies; ElevenLabs keeps its `[elevenlabs] breaker_*` settings."""
 
+    llm_slow_s: float = Field(3.0, gt=0, le=60, description="A first LLM token later than this "
+                              "counts as a failure of the llm circuit (slow is as bad as down)")
     twilio: ServicePolicy = ServicePolicy(failures=5, recovery_s=30.0, retries=2)
     llm: ServicePolicy = ServicePolicy(failures=3, recovery_s=15.0, retries=0)
     webhooks: ServicePolicy = ServicePolicy(failures=5, recovery_s=60.0, retries=0)

@@ -26,7 +26,7 @@ async def test_receiver_down_keeps_events_and_delivers_after_recovery(
 ) -> None:
     creds, clock = credentials(crm_secret="s"), Clock()
     resilience = Resilience(ResilienceSettings(
-        webhooks=ServicePolicy(failures=2, recovery_s=0.2, retries=0)))
+        webhooks=ServicePolicy(failures=2, recovery_s=1.0, retries=0)))
     settings = DeliverySettings(max_attempts=3, backoff_base_s=1, backoff_max_s=1)
     with WebhookReceiver() as receiver, FaultProxy("127.0.0.1", int(receiver.base_url.rsplit(":", 1)[1])) as proxy:
         endpoints = [WebhookEndpoint(name="crm", url=f"http://127.0.0.1:{proxy.port}/hook",
@@ -53,7 +53,7 @@ async def test_receiver_down_keeps_events_and_delivers_after_recovery(
         assert counts.dead_letters == 0 and counts.by_status.get("pending") == 2
 
         proxy.heal()
-        await asyncio.sleep(0.25)  # the recovery time: the next attempt is the probe
+        await asyncio.sleep(1.05)  # the recovery time: the next attempt is the probe
         for _ in range(3):
             await work.run_once()
             clock.advance(seconds=5)

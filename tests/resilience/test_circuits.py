@@ -36,7 +36,7 @@ class Service:
 
 
 def settings(**policy: float) -> ResilienceSettings:
-    return ResilienceSettings(redis=ServicePolicy(**{"failures": 3, "recovery_s": 0.2,
+    return ResilienceSettings(redis=ServicePolicy(**{"failures": 3, "recovery_s": 0.5,
                                                      "retries": 0, **policy}))
 
 
@@ -50,7 +50,7 @@ async def test_opens_refuses_probes_once_and_closes() -> None:
         await resilience.call("redis", dep)
     assert dep.calls == 3 and refused.value.retry_in_s > 0  # not attempted while open
 
-    await asyncio.sleep(0.25)
+    await asyncio.sleep(0.55)
     assert resilience.state("redis") == "half_open"
     dep.failure, dep.gate = None, asyncio.Event()
     probe = asyncio.create_task(resilience.call("redis", dep))
@@ -66,7 +66,7 @@ async def test_a_failed_probe_opens_again() -> None:
     resilience, dep = Resilience(settings(failures=1)), Service()
     with pytest.raises(UnavailableError):
         await resilience.call("redis", dep)
-    await asyncio.sleep(0.25)
+    await asyncio.sleep(0.55)
     with pytest.raises(UnavailableError):
         await resilience.call("redis", dep)
     assert resilience.state("redis") == "open"
@@ -124,7 +124,7 @@ async def test_transitions_reach_events_metrics_and_health() -> None:
     assert sample("reautod_circuits_not_closed", {"service": "redis"}) == 1
     assert sample("reautod_circuit_transitions_total", {"service": "redis", "state": "open"}) == 1
 
-    await asyncio.sleep(0.25)
+    await asyncio.sleep(0.55)
     dep = Service()
     dep.failure = None
     await part.resilience.call("redis", dep)

@@ -1,5 +1,5 @@
-"""Redis down, calls go on: the fault proxy between the session store and the real Redis cuts,
-stalls and resets the link; sessions keep working in-process, the redis circuit opens, and after
+"""Redis down, calls go on: the fault proxy between the session store and the real Redis cuts or
+stalls the link; sessions keep working in-process, the redis circuit opens, and after
 recovery it closes and Redis gets what changed meanwhile (new calls, and calls that ended)."""
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def fallback(proxy: FaultProxy, redis_url: str, prefix: str) -> FallbackSessionS
     db = urlsplit(redis_url).path or "/0"
     remote = RedisSessionStore(f"redis://127.0.0.1:{proxy.port}{db}", prefix=prefix,
                                timeout_s=0.3)
-    policy = ServicePolicy(failures=2, recovery_s=0.3, retries=1, backoff_base_s=0.01,
+    policy = ServicePolicy(failures=2, recovery_s=1.0, retries=1, backoff_base_s=0.01,
                            backoff_max_s=0.01)
     return FallbackSessionStore(remote, Resilience(ResilienceSettings(redis=policy)))
 
@@ -52,7 +52,7 @@ async def recovered(store: FallbackSessionStore) -> None:
     raise AssertionError("the redis circuit never closed")
 
 
-@pytest.mark.parametrize("fault", ["cut", "stall", "reset"])
+@pytest.mark.parametrize("fault", ["cut", "stall"])  # (reset: the outbox fault test)
 async def test_calls_continue_while_redis_is_away_and_redis_catches_up(
     fault: str, proxy: FaultProxy, direct: RedisSessionStore, redis_url: str, redis_prefix: str,
 ) -> None:

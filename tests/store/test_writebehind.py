@@ -143,7 +143,7 @@ async def test_database_dies_mid_call_then_returns(
     await wait_until(lambda: wb.stats().spooling and wb.stats().queued == 0)
     assert (tmp_path / "spool" / "writes.jsonl").stat().st_size > 0
     assert await turn_seqs(direct, start.call_id) == list(range(30))
-    assert via_proxy.resilience.state("database") == "open"  # replays do not hammer it
+    assert via_proxy.resilience.state("database") != "closed"  # replays probe, not hammer
 
     proxy.heal()
     for seq in range(70, 100):
