@@ -3,7 +3,7 @@ and records what happened; retries back off exponentially with jitter, permanent
 exhausted retries become dead letters.
 
 Every attempt goes through the circuit of its receiver (`Resilience`: a webhook endpoint each,
-Twilio for SMS, SMTP for email, Sheets): transient failures count against it, and while it is
+Twilio for SMS, SMTP for email; the Sheets client has its own): transient failures count against it, and while it is
 open messages are not sent but put back, their attempt given back, until the half-open probe;
 so a receiver down for hours keeps its events queued instead of dead-lettered, and is not
 hammered meanwhile. The outbox is the retry policy of these channels (durable, with backoff).
@@ -72,8 +72,9 @@ class _TransientOutcome(UnavailableError):
         self.outcome = outcome
 
 
-# the service whose circuit each channel's deliveries go through
-CHANNEL_SERVICES = {"webhook": "webhooks", "sms": "twilio", "email": "smtp", "sheets": "sheets"}
+# the service whose circuit each channel's deliveries go through (the Sheets client goes
+# through its own, for the contacts import as well)
+CHANNEL_SERVICES = {"webhook": "webhooks", "sms": "twilio", "email": "smtp"}
 
 
 class Deliverer(Protocol):

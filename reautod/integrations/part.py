@@ -69,13 +69,14 @@ def booking_service(settings: Settings, credentials: Credentials, db: Database,
 
 
 def sheets_client(settings: SheetsSettings, credentials: Credentials,
-                  metrics: Metrics | None = None) -> SheetsClient:
+                  metrics: Metrics | None = None,
+                  resilience: Resilience | None = None) -> SheetsClient:
     """A Sheets client with the service account key from its credential (ConfigError if the
     key is missing or not a usable key)."""
     name = settings.service_account_credential
     key = ServiceAccountKey.parse(credentials.value(name))
     try:
-        return SheetsClient(settings, key, metrics=metrics)
+        return SheetsClient(settings, key, metrics=metrics, resilience=resilience)
     except ValueError as err:  # joserfc: the private key is not an RSA key in PEM
         raise ConfigError("the Google service account key is not valid",
                           [(name, f"private_key: {err}")]) from err
@@ -107,7 +108,7 @@ class IntegrationsPart:
         if cfg.sheets is not None:
             sheets = cfg.sheets
             self.sheets_client = self._built("Google Sheets", lambda: sheets_client(
-                sheets, self.credentials, metrics))
+                sheets, self.credentials, metrics, self.resilience))
             if self.sheets_client is not None and sheets.results_spreadsheet_id:
                 self.results_sheet = ResultsSheet(self.sheets_client, sheets)
 

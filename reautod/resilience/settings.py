@@ -55,7 +55,8 @@ class ResilienceSettings(Section):
     webhooks: ServicePolicy = ServicePolicy(failures=5, recovery_s=60.0, retries=0)
     caldav: ServicePolicy = ServicePolicy(failures=5, recovery_s=30.0, retries=1)
     smtp: ServicePolicy = ServicePolicy(failures=5, recovery_s=60.0, retries=0)
-    sheets: ServicePolicy = ServicePolicy(failures=5, recovery_s=60.0, retries=0)
+    sheets: ServicePolicy = ServicePolicy(failures=5, recovery_s=60.0, retries=3,
+                                          backoff_base_s=0.5, backoff_max_s=8.0)
     redis: ServicePolicy = ServicePolicy(failures=3, recovery_s=10.0, retries=1,
                                          backoff_base_s=0.05, backoff_max_s=0.2)
     # its retries are [database] retry_attempts; SQLite has no circuit (a local file)
