@@ -266,7 +266,8 @@ class Daemon:
         self.dialogue = DialoguePart(self.settings, self.state_dir, self.db, self.writer,
                                      self.bus, self.metrics, self.engines.llm,
                                      calendar=self.integrations.scheduler(),
-                                     llm_usage=self.cost.llm_usage, model_down=guarded_llm.down)
+                                     llm_usage=self.cost.llm_usage, model_down=guarded_llm.down,
+                                     resilience=self.resilience.resilience)
         self.engines.llm = guarded_llm
         await self.dialogue.start()
         self._health_checks["playbooks"] = self.dialogue.health

@@ -52,6 +52,7 @@ from reautod.methods import Method
 from reautod.observability.events import EventBus
 from reautod.observability.metrics import Metrics
 from reautod.pipeline.opening import OpeningFields
+from reautod.resilience.service import Resilience
 from reautod.store.call_observer import call_uuid
 from reautod.store.database import Database
 from reautod.store.enums import CallOutcome, LeadStatus
@@ -316,12 +317,14 @@ class DialoguePart:
     def __init__(self, settings: Settings, state_dir: Path, db: Database, writer: WriteBehind,
                  bus: EventBus, metrics: Metrics, llm: object = None,
                  calendar: Scheduler | None = None, llm_usage: JsonUsage | None = None,
-                 model_down: Callable[[], bool] = lambda: False) -> None:
+                 model_down: Callable[[], bool] = lambda: False,
+                 resilience: Resilience | None = None) -> None:
         """`model_down`: whether calls take the playbook's scripted path now (the llm circuit
-        is open, reautod.resilience.llm)."""
+        is open, reautod.resilience.llm). `resilience`: the response cache reaches Redis
+        through its circuit."""
         self.directory = settings.dialogue.playbooks_dir or state_dir / "playbooks"
         self.library = PlaybookLibrary(self.directory)
-        self.cache = ResponseCache(settings.redis_url)
+        self.cache = ResponseCache(settings.redis_url, resilience=resilience)
         metrics.register(ResponseCacheCollector(self.cache))
         self._db = db
         self._writer = writer

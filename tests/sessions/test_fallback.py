@@ -1,6 +1,7 @@
 """Redis down, calls go on: the fault proxy between the session store and the real Redis cuts or
 stalls the link; sessions keep working in-process, the redis circuit opens, and after
-recovery it closes and Redis gets what changed meanwhile (new calls, and calls that ended)."""
+recovery it closes and Redis gets what changed meanwhile (new calls, and calls that ended).
+The response cache on the same Redis turns a stall into misses at once, not waits."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from reautod.dialogue.cache import CachedLine, ResponseCache
 from reautod.errors import UnavailableError
 from reautod.resilience.service import Resilience
 from reautod.resilience.settings import ResilienceSettings, ServicePolicy
@@ -76,3 +78,22 @@ async def test_calls_continue_while_redis_is_away_and_redis_catches_up(
     assert store._resilience.state("redis") == "closed" and not store.degraded
     assert await direct.all() == {"new": {"state": "greeting"}}
     await store.close()
+
+
+async def test_a_stalled_redis_costs_the_response_cache_misses_not_waits(
+    proxy: FaultProxy, redis_url: str, redis_prefix: str,
+) -> None:
+    db = urlsplit(redis_url).path or "/0"
+    resilience = Resilience(ResilienceSettings(redis=ServicePolicy(failures=2, recovery_s=30)))
+    cache = ResponseCache(f"redis://127.0.0.1:{proxy.port}{db}", prefix=redis_prefix,
+                          timeout_s=0.2, resilience=resilience)
+    await cache.put("pb", "v1", "greeting", CachedLine("Hello!"))
+    assert await cache.get("pb", "v1", "greeting") == CachedLine("Hello!")
+    proxy.stall()
+    for _ in range(2):  # each waits out the timeout, and counts
+        assert await cache.get("pb", "v1", "greeting") is None
+    assert resilience.state("redis") == "open"
+    tried = proxy.connections
+    assert await cache.get("pb", "v1", "greeting") is None  # at once: the circuit is open
+    assert proxy.connections == tried
+    await cache.close()
