@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import statistics
 import tempfile
 import time
@@ -44,10 +45,8 @@ from tests.pipeline.fakes import FakeLLM
 
 async def timed(op: Callable[[], Awaitable[object]]) -> float:
     started = time.perf_counter()
-    try:
+    with contextlib.suppress(ReautodError):
         await op()
-    except ReautodError:
-        pass
     return time.perf_counter() - started
 
 
@@ -67,7 +66,8 @@ async def redis_fault(fault: str, url: str) -> None:
         getattr(proxy, fault)()
         started, puts, costs = time.perf_counter(), 0, []
         while resilience.state("redis") != "open":
-            costs.append(await timed(lambda: store.put(f"c{puts}", snapshot)))
+            key = f"c{puts}"
+            costs.append(await timed(lambda key=key: store.put(key, snapshot)))
             puts += 1
         to_open = time.perf_counter() - started
         while_open = [await timed(lambda: store.put("c1", snapshot)) for _ in range(50)]
