@@ -227,9 +227,13 @@ class Daemon:
         await self.cost.start()
         # Telephony (Twilio webhooks, dialer) hears about live calls too: opt-outs, recording
         # after the announcement, hanging up the phone line when the conversation ends.
+        # The dialer paces by the measured voice-to-voice latency and the engines' queues.
+        engines = self.engines
+        load = self.resilience.load_governor(
+            lambda: {h.name: h.queue_depth for h in engines.health()})
         self.telephony = TelephonyPart(self.live, self.secrets, self.db, self.metrics, self.bus,
                                        budget=self.cost, erased=self.security.register,
-                                       resilience=self.resilience.resilience)
+                                       resilience=self.resilience.resilience, load=load)
         if self.telephony.tracker is not None:  # Twilio's own price of each call, reconciled
             self.cost.reconcile_with(TwilioCallPrices(self.telephony.tracker.twilio.rest))
         # Both audio directions of every call go to WAV files, their rows to the writer.
@@ -255,7 +259,7 @@ class Daemon:
         # the fan-out guards each, so one failing never hides a call from the others.
         observers = ObserverFanOut(
             StoreCallObserver(self.writer), self.call_events, self.telephony,
-            self.integrations.results, *self.cost.observers,
+            self.integrations.results, *self.cost.observers, load,
         )
         # What calls say: the campaign's playbook (the qualifying agent), else the one prompt.
         # A playbook's bookings go to the rep's calendar when one is configured, else to the

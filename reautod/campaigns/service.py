@@ -39,6 +39,7 @@ from reautod.campaigns.dialer import (
     Dialer,
     ErasedNumbers,
     LeadTarget,
+    LoadPace,
 )
 from reautod.campaigns.dnc import DncChannel, DncList, normalize_phone
 from reautod.campaigns.lead_queue import LeadClaim, SqlLeadQueue
@@ -136,6 +137,7 @@ class TelephonyPart:
         budget: BudgetCheck | None = None,
         erased: ErasedNumbers | None = None,
         resilience: Resilience | None = None,
+        load: LoadPace | None = None,
     ) -> None:
         # the holder, not a copy: openings and the box's call cap follow a reload
         self.live = settings if isinstance(settings, LiveSettings) else LiveSettings(settings)
@@ -156,6 +158,7 @@ class TelephonyPart:
             bucket=TokenBucket(CALLS_PER_SECOND, burst=1, now=monotonic()),
             budget=budget,
             erased=erased,
+            load=load,
         )
         self.manager: Admission | None = None
         self.validator: TwilioSignatureValidator | None = None

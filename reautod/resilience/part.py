@@ -6,6 +6,7 @@ circuit's state in Prometheus metrics, on the control socket (`circuit.changed` 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict
@@ -16,6 +17,7 @@ from reautod.resilience.breaker import Breakers, BreakerState
 from reautod.resilience.llm import GuardedLanguageModel
 from reautod.resilience.service import Resilience, service_of
 from reautod.resilience.settings import ResilienceSettings
+from reautod.resilience.shedding import LoadGovernor
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,13 @@ class ResiliencePart:
     def guarded_llm(self, llm: LanguageModel) -> GuardedLanguageModel:
         """The calls' language model behind the llm circuit (its `down` feeds the agents)."""
         return GuardedLanguageModel(llm, self.resilience, slow_s=self.settings.llm_slow_s)
+
+    def load_governor(self, queue_depths: Callable[[], Mapping[str, int]]) -> LoadGovernor:
+        """The dialer's pacing by measured load (feed it turns as a CallObserver)."""
+        s = self.settings
+        return LoadGovernor(slo_s=s.slo_voice_to_voice_s, window_s=s.slo_window_s,
+                            min_turns=s.slo_min_turns, max_queue=s.max_engine_queue,
+                            queue_depths=queue_depths)
 
     def _changed(self, circuit: str, state: BreakerState) -> None:
         service = service_of(circuit)

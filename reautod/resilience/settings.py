@@ -50,6 +50,14 @@ class ResilienceSettings(Section):
 
     llm_slow_s: float = Field(3.0, gt=0, le=60, description="A first LLM token later than this "
                               "counts as a failure of the llm circuit (slow is as bad as down)")
+    slo_voice_to_voice_s: float = Field(1.5, gt=0, le=30, description="Voice-to-voice p90 the "
+                                        "dialer paces for: over it no new dials, near it (80 %) "
+                                        "one a tick")
+    slo_window_s: float = Field(120.0, gt=0, le=3600, description="How far back the p90 looks")
+    slo_min_turns: int = Field(10, ge=1, le=10000, description="Fewer recent turns than this: "
+                               "the p90 is not used")
+    max_engine_queue: int = Field(4, ge=1, le=1000, description="An engine queue this deep holds "
+                                  "new dials back")
     twilio: ServicePolicy = ServicePolicy(failures=5, recovery_s=30.0, retries=2)
     llm: ServicePolicy = ServicePolicy(failures=3, recovery_s=15.0, retries=0)
     webhooks: ServicePolicy = ServicePolicy(failures=5, recovery_s=60.0, retries=0)
