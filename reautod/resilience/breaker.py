@@ -23,7 +23,7 @@ from contextlib import asynccontextmanager
 from typing import Any, Literal
 
 from purgatory import AsyncCircuitBreakerFactory
-from purgatory.domain.model import ExcludeType, OpenedState
+from purgatory.domain.model import OpenedState
 
 from reautod.errors import UnavailableError
 
@@ -88,19 +88,30 @@ class Breakers:
         probe = self.state(name) != "closed"
         if probe and name in self._probing:
             raise self._open_error(name)
-        # cancellation and a closed generator are never failures; `permanent` answers for the rest
-        exclude: ExcludeType = [asyncio.CancelledError, GeneratorExit, (Exception, permanent)]
-        breaker = await self._factory.get_breaker(name, failures, recovery_s, exclude)
+        breaker = await self._factory.get_breaker(name, failures, recovery_s)
         if probe:
             self._probing.add(name)
+        # Cancellation, a closed generator and what `permanent` names leave the block as a
+        # success (the service answered), decided here per call rather than in the circuit's
+        # shared exclude list, which concurrent callers with other classifiers would race on.
+        held: BaseException | None = None
         try:
             async with breaker:
-                yield
+                try:
+                    yield
+                except (asyncio.CancelledError, GeneratorExit) as err:
+                    held = err
+                except Exception as err:
+                    if not permanent(err):
+                        raise
+                    held = err
         except OpenedState as err:
             raise self._open_error(name) from err
         finally:
             if probe:
                 self._probing.discard(name)
+        if held is not None:
+            raise held
 
     async def record(self, name: str, *, failed: bool, failures: int | None = None,
                      recovery_s: float | None = None) -> None:
