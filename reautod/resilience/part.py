@@ -22,6 +22,10 @@ from reautod.resilience.shedding import LoadGovernor
 log = logging.getLogger(__name__)
 
 
+# services without which calls cannot be placed or answered well: their open circuit fails health
+CALL_PATH = frozenset({"twilio", "llm", "database", "redis"})
+
+
 class CircuitChanged(BaseModel):
     """The payload of the `circuit.changed` topic."""
 
@@ -76,7 +80,9 @@ class ResiliencePart:
                                                          state.replace("_", "-"))
 
     async def health(self) -> tuple[bool, str]:
-        """Failing while a circuit is open; the detail names every circuit not closed."""
+        """Failing while a circuit calls cannot do without is open (CALL_PATH); the detail
+        names every circuit not closed (a webhook receiver's open circuit shows there but does
+        not fail `/healthz`: calls go on, its events wait in the outbox)."""
         states = self.breakers.states()
         trouble = {name: s for name, s in sorted(states.items()) if s != "closed"}
         if not trouble:
@@ -85,4 +91,6 @@ class ResiliencePart:
             f"{name} {state}" + (f" (probe in {self.breakers.retry_in(name):.0f} s)"
                                  if state == "open" else "")
             for name, state in trouble.items())
-        return all(s != "open" for s in trouble.values()), detail
+        failing = any(s == "open" and service_of(name) in CALL_PATH
+                      for name, s in trouble.items())
+        return not failing, detail

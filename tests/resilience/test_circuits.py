@@ -137,3 +137,12 @@ async def test_transitions_reach_events_metrics_and_health() -> None:
 def test_unknown_services_are_refused() -> None:
     with pytest.raises(KeyError):
         Resilience().circuit("mongodb")
+
+
+async def test_an_open_webhook_circuit_shows_in_health_without_failing_it() -> None:
+    part = ResiliencePart(ResilienceSettings(webhooks=ServicePolicy(failures=1, recovery_s=60)),
+                          Metrics(), EventBus())
+    with pytest.raises(UnavailableError):
+        await part.resilience.call("webhooks", Service(), key="crm")
+    ok, detail = await part.health()
+    assert ok and detail.startswith("webhooks:crm open (probe in")
