@@ -29,6 +29,7 @@ from pydantic_settings import (
 from reautod.cost.settings import CostSettings, ElevenLabsSettings
 from reautod.errors import ConfigError
 from reautod.integrations.settings import IntegrationsSettings
+from reautod.resilience.settings import ResilienceSettings
 
 DEFAULT_CONFIG_PATH = Path("/etc/reautod/reautod.toml")
 SECRET_NAMES = (
@@ -336,6 +337,7 @@ class Settings(BaseSettings):
     integrations: IntegrationsSettings = IntegrationsSettings()
     retention: RetentionSettings = RetentionSettings()
     recording_consent: RecordingConsentSettings = RecordingConsentSettings()
+    resilience: ResilienceSettings = ResilienceSettings()
 
     @classmethod
     def settings_customise_sources(

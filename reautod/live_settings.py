@@ -32,6 +32,7 @@ RESTART_ONLY = (
     "cost",
     "elevenlabs",
     "retention",
+    "resilience",
 )
 
 

@@ -39,6 +39,7 @@ from reautod.campaigns.dialer import (
     Dialer,
     ErasedNumbers,
     LeadTarget,
+    LoadPace,
 )
 from reautod.campaigns.dnc import DncChannel, DncList, normalize_phone
 from reautod.campaigns.inbound import InboundDesk
@@ -54,6 +55,7 @@ from reautod.methods import Method
 from reautod.observability.events import EventBus
 from reautod.observability.metrics import Metrics
 from reautod.pipeline.greetings import synthesize_all
+from reautod.resilience.service import Resilience
 from reautod.store.database import Database
 from reautod.store.enums import CallDirection, CallOutcome, CallStatus, CallTransport, LeadStatus
 from reautod.store.records import CallStarted, CallStatusChanged
@@ -139,6 +141,8 @@ class TelephonyPart:
         twilio: TwilioCalls | None = None,
         budget: BudgetCheck | None = None,
         erased: ErasedNumbers | None = None,
+        resilience: Resilience | None = None,
+        load: LoadPace | None = None,
     ) -> None:
         # the holder, not a copy: openings and the box's call cap follow a reload
         self.live = settings if isinstance(settings, LiveSettings) else LiveSettings(settings)
@@ -159,6 +163,7 @@ class TelephonyPart:
             bucket=TokenBucket(CALLS_PER_SECOND, burst=1, now=monotonic()),
             budget=budget,
             erased=erased,
+            load=load,
         )
         self.manager: Admission | None = None
         self.validator: TwilioSignatureValidator | None = None
@@ -181,8 +186,8 @@ class TelephonyPart:
             _check_caller_id(settings.twilio.from_number or "")
             self.validator = TwilioSignatureValidator.from_settings(
                 settings.http, secrets.get("twilio_auth_token"), on_result=self._count_signature)
-            client = twilio or TwilioCalls.from_settings(settings.twilio,
-                                                         secrets.get("twilio_auth_token"))
+            client = twilio or TwilioCalls.from_settings(
+                settings.twilio, secrets.get("twilio_auth_token"), resilience=resilience)
         except ConfigError as err:
             details = "; ".join(f"{k}: {v}" for k, v in err.problems)
             self.problem = f"Twilio settings are invalid: {err.message} ({details})"

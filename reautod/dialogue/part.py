@@ -53,6 +53,7 @@ from reautod.methods import Method
 from reautod.observability.events import EventBus
 from reautod.observability.metrics import Metrics
 from reautod.pipeline.opening import OpeningFields
+from reautod.resilience.service import Resilience
 from reautod.store.call_observer import call_uuid
 from reautod.store.database import Database
 from reautod.store.enums import CallOutcome, LeadStatus
@@ -331,10 +332,15 @@ class DialoguePart:
 
     def __init__(self, settings: Settings, state_dir: Path, db: Database, writer: WriteBehind,
                  bus: EventBus, metrics: Metrics, llm: object = None,
-                 calendar: Scheduler | None = None, llm_usage: JsonUsage | None = None) -> None:
+                 calendar: Scheduler | None = None, llm_usage: JsonUsage | None = None,
+                 model_down: Callable[[], bool] = lambda: False,
+                 resilience: Resilience | None = None) -> None:
+        """`model_down`: whether calls take the playbook's scripted path now (the llm circuit
+        is open, reautod.resilience.llm). `resilience`: the response cache reaches Redis
+        through its circuit."""
         self.directory = settings.dialogue.playbooks_dir or state_dir / "playbooks"
         self.library = PlaybookLibrary(self.directory)
-        self.cache = ResponseCache(settings.redis_url)
+        self.cache = ResponseCache(settings.redis_url, resilience=resilience)
         metrics.register(ResponseCacheCollector(self.cache))
         self._db = db
         self._writer = writer
@@ -342,7 +348,8 @@ class DialoguePart:
         self.factory = AgentFactory(
             records=writer, effects=StoreCallEffects(db), window=windows,
             observer=AgentEvents(bus, metrics, self._pipeline_id), cache=self.cache,
-            json_model=json_model_of(llm, llm_usage), opening=OpeningFields.from_agent(settings.agent))
+            json_model=json_model_of(llm, llm_usage), opening=OpeningFields.from_agent(settings.agent),
+            model_down=model_down)
         self.source = StoreAgentSource(db, self.library, self.factory, windows,
                                        agent=settings.agent,
                                        default_caller_id=settings.twilio.from_number,
