@@ -33,6 +33,7 @@ RESTART_ONLY = (
     "cost",
     "elevenlabs",
     "retention",
+    "resilience",
 )
 
 

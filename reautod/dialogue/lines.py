@@ -46,6 +46,10 @@ class CallLines:
     def line(self, template: str, **extra: str) -> Line:
         return Line(render(template, {**self.fields, **extra}))
 
+    def commitment(self, template: str, **extra: str) -> Line:
+        """A line the caller must hear whole (see `Line.commitment`)."""
+        return Line(render(template, {**self.fields, **extra}), commitment=True)
+
     def approved(self, key: str) -> Line:
         """A library answer ("library:<id>") or a compliance line ("compliance:<name>")."""
         return Line(self._approved[key], key)
@@ -70,6 +74,11 @@ class CallLines:
         if st.prompt:
             parts.append(render(st.prompt, self.fields))
         if question:
-            parts.append(f"Acknowledge what they said in a few words, then ask: {question}")
-        parts.append("Reply with one or two short spoken sentences.")
+            # The question itself is said after the model's words (composer: the model never
+            # words it); naming it keeps the model from asking something else.
+            parts.append("Acknowledge what they said in a few words. Do not ask a question: "
+                         f"right after you, the caller hears: {question}")
+            parts.append("Reply with one short spoken sentence.")
+        else:
+            parts.append("Reply with one or two short spoken sentences.")
         return ChatMessage("system", "\n".join(parts))

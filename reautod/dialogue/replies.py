@@ -36,12 +36,15 @@ class Line:
     """A fixed line: `cache_key` is set for approved lines (library, compliance), whose audio
     the response cache may hold (`cached`); other lines are scripted with the call's values.
     `shared`: the same words on many calls without a cache key (the opening's opt-out offer,
-    which depends on the campaign), so the pipeline's line cache may keep their audio."""
+    which depends on the campaign), so the pipeline's line cache may keep their audio.
+    `commitment`: the caller must hear it whole (a booking or callback confirmed): if they cut in
+    before it finished, it is said again at the start of the next reply."""
 
     text: str
     cache_key: str | None = None
     cached: CachedLine | None = None
     shared: bool = False
+    commitment: bool = False
 
 
 @dataclass(frozen=True)
@@ -52,11 +55,17 @@ class LlmRequest:
     messages: tuple[ChatMessage, ...]
     max_tokens: int
     fallback: str
+    sentences: int | None = None  # say at most this many of its sentences (an acknowledgement)
 
 
 @dataclass(frozen=True)
 class AgentReply:
-    """Say `lines` in order, then the model's words if `llm` is set; then do `after`."""
+    """Say `lines` in order, then the model's words if `llm` is set, then `question` word for
+    word; then do `after`.
+
+    `question` is the stage's approved next question after a model reply: the model only
+    acknowledges what the caller said, and whatever it writes (even nothing, or a question of
+    its own) the caller hears the approved question after it."""
 
     id: int
     stage: str
@@ -65,11 +74,13 @@ class AgentReply:
     after: After = After.LISTEN
     reason: str | None = None  # why the call ends or transfers
     transfer_to: str | None = None  # E.164, with After.TRANSFER
+    question: Line | None = None  # said after the model's words (only with `llm`)
 
     @property
     def text(self) -> str:
         """The fixed part of the reply, as one utterance."""
-        return " ".join(line.text for line in self.lines)
+        fixed = self.lines if self.question is None else (*self.lines, self.question)
+        return " ".join(line.text for line in fixed)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 A stage change moves `stage` and resets the per-stage turn count; the history, the facts, the
 objection count and any pending confirmation stay. The history holds what the caller said and
-what the caller heard of the agent (an interrupted reply is cut to the heard part).
+what the caller heard of the agent (an interrupted reply is cut to the heard part), and the
+commitments (a booking or callback confirmed) the caller cut off, owed at the next reply.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
+from reautod.dialogue.replies import Line
 from reautod.dialogue.scheduling import Booking, Slot
 from reautod.dialogue.vocabulary import Outcome
 
@@ -68,6 +70,8 @@ class CallState:
     disposition: str | None = None
     transferred_to: str | None = None
     score: int | None = None
+    commitments: dict[int, tuple[Line, ...]] = field(default_factory=dict)  # by reply id
+    unheard: list[Line] = field(default_factory=list)  # commitments cut off: said again
 
     def fact_values(self) -> dict[str, str | float]:
         return {name: f.value for name, f in self.facts.items()}
@@ -87,9 +91,18 @@ class CallState:
             self.history.append(Said(role, text.strip(), self.stage, reply_id))
 
     def heard(self, reply_id: int, text: str) -> None:
-        """Replace the agent's words of `reply_id` with what the caller heard (may be none)."""
+        """Replace the agent's words of `reply_id` with what the caller heard (may be none);
+        a commitment of it not heard whole is owed (`take_unheard`)."""
+        words = " ".join(text.split())
+        self.unheard += [line for line in self.commitments.pop(reply_id, ())
+                         if " ".join(line.text.split()) not in words]
         kept = [s for s in self.history if s.reply_id != reply_id]
         index = next((i for i, s in enumerate(self.history) if s.reply_id == reply_id), len(kept))
         if text.strip():
             kept.insert(index, Said("agent", text.strip(), self.stage, reply_id))
         self.history = kept
+
+    def take_unheard(self) -> list[Line]:
+        """The commitments the caller cut off, to say first in the next reply (once)."""
+        owed, self.unheard = self.unheard, []
+        return owed

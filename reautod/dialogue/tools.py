@@ -147,7 +147,7 @@ class Booker:
         kit.state.booking = booking
         kit.journal.decision(stage, Tool.BOOK_APPOINTMENT, DecisionStatus.DONE,
                              args={**args, "ref": booking.ref}, evidence=turn.evidence())
-        return [kit.lines.line(self.settings.booked, when=kit.lines.when(booking.slot.start))]
+        return [kit.lines.commitment(self.settings.booked, when=kit.lines.when(booking.slot.start))]
 
 
 def _span(when: TimeMention) -> tuple[datetime, datetime]:
@@ -214,4 +214,4 @@ class Callbacks:
         kit.state.callback_at = pending.at
         kit.journal.decision(stage, Tool.SCHEDULE_CALLBACK, DecisionStatus.DONE, args=args,
                              evidence=turn.evidence())
-        return kit.lines.line(self.text.scheduled, when=kit.lines.when(pending.at))
+        return kit.lines.commitment(self.text.scheduled, when=kit.lines.when(pending.at))

@@ -8,7 +8,8 @@ Who may use it, checked on every request in this order:
    must be too, so a proxy on loopback does not open the page to whoever it serves (a header can
    only narrow who is let in; a proxy that names no one needs the token below);
 2. when the admin API is on (the jwt_secret credential), the offer needs an admin API bearer token
-   whose role may operate (`reautoctl token create --role operator`), else 401 or 403. The page
+   (or API key) whose role may operate (`reautoctl token create --role operator`), checked like
+   the API's own (revoked or expired: 401), else 401 or 403. The page
    asks for the token and keeps it in the tab's sessionStorage (or takes it from the URL's
    `#token=` fragment, which browsers never send to a server); the page itself holds nothing
    secret and is served without one;
@@ -34,7 +35,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError as PydanticValidationError
 
-from reautod.api.admin import AuthenticationError, TokenAuthority
+from reautod.api.admin import AuthenticationError, Authenticator
 from reautod.control.server import MethodAuditor
 from reautod.errors import (
     OverloadedError,
@@ -134,23 +135,24 @@ def same_origin(origin: str | None, host: str | None) -> bool:
     return host is not None and urlsplit(origin).netloc == host
 
 
-def authorize(request: Request, tokens: TokenAuthority | None) -> Principal | None:
-    """The offer's principal from its bearer token when the admin API is on (None when off)."""
-    if tokens is None:
+async def authorize(request: Request, credentials: Authenticator | None) -> Principal | None:
+    """The offer's principal from its bearer credential (a token or an API key) when the admin
+    API is on (None when off)."""
+    if credentials is None:
         return None
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise AuthenticationError("an admin API token is required (reautoctl token create "
                                   "--role operator)")
     client = request.client.host if request.client else "unknown"
-    principal = tokens.verify(token.strip(), f"call page from {client}")
+    principal = await credentials.authenticate(token.strip(), f"call page from {client}")
     if not principal.may(Permission.OPERATE):
         raise PermissionDeniedError(f"{principal.subject} ({principal.role}) may not start calls")
     return principal
 
 
 def call_page_router(calls: Answers, networks: Sequence[Network],
-                     tokens: TokenAuthority | None, auditor: MethodAuditor) -> APIRouter:
+                     credentials: Authenticator | None, auditor: MethodAuditor) -> APIRouter:
     """The page, its files and the offer endpoint (see the module docstring for who may)."""
     router = APIRouter()
     files = {name: _static(name) for name in _STATIC}  # read once: a missing file fails start-up
@@ -186,7 +188,7 @@ def call_page_router(calls: Answers, networks: Sequence[Network],
         if not same_origin(request.headers.get("origin"), request.headers.get("host")):
             return _error(403, "forbidden", "offers are taken from this daemon's own page only")
         try:
-            principal = authorize(request, tokens)
+            principal = await authorize(request, credentials)
             body = await request.body()
             if len(body) > MAX_BODY_BYTES:
                 raise ValidationError(f"the offer may be at most {MAX_BODY_BYTES} bytes")

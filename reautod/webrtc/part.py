@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from reautod.api.admin import TokenAuthority
+from reautod.api.admin import Authenticator
 from reautod.config import WebRTCSettings
 from reautod.control.server import MethodAuditor
 from reautod.errors import ConfigError
@@ -21,22 +21,22 @@ class WebRTCPart:
     """See the module docstring."""
 
     def __init__(self, settings: WebRTCSettings, calls: CallManager, bus: EventBus,
-                 tokens: TokenAuthority | None, auditor: MethodAuditor) -> None:
+                 credentials: Authenticator | None, auditor: MethodAuditor) -> None:
         remote = [str(n) for n in settings.allowed_networks if not n.is_loopback]
-        if settings.enabled and remote and tokens is None:
+        if settings.enabled and remote and credentials is None:
             raise ConfigError(
                 "the call page would start calls for anyone on " + ", ".join(remote),
                 [("webrtc.allowed_networks", "beyond loopback, set the jwt_secret credential "
                   "(the page then asks for an admin API token)")])
         self.settings = settings
-        self.tokens = tokens
+        self.credentials = credentials  # the admin API's; None: the API is off
         self.auditor = auditor
         self.calls = WebRTCCalls(calls, bus)
 
     def routers(self) -> list[APIRouter]:
         if not self.settings.enabled:
             return []
-        return [call_page_router(self.calls, self.settings.allowed_networks, self.tokens,
+        return [call_page_router(self.calls, self.settings.allowed_networks, self.credentials,
                                  self.auditor)]
 
     def control_methods(self) -> list[Method]:

@@ -1,6 +1,7 @@
 """SVG snapshots of the main screens (pytest-textual-snapshot); update with --snapshot-update.
 
-Deterministic: a fixed clock, fixed recorded data, and the app waits until that data is drawn.
+Deterministic: a fixed clock, fixed recorded data, and each test waits until that data is drawn
+and every table has measured its columns (`snap`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 
 import pytest
 from textual.pilot import Pilot
+from textual.widgets import DataTable
 
 from tests.tui.conftest import wait_until
 from tests.tui.fake_daemon import CAMPAIGNS, FIXED_NOW, FakeDaemon, ThreadedDaemon, recorded_events
@@ -43,6 +45,24 @@ def served(socket_path: Path) -> Iterator[ThreadedDaemon]:
         yield served
 
 
+def tables_measured(app: ReautoApp) -> bool:
+    """Every table on every shown screen has measured its columns: a DataTable measures them when
+    its queue next goes idle, which a loaded machine can leave until after the screenshot."""
+    tables = [t for screen in app.screen_stack for t in screen.query(DataTable)]
+    return all(not t._updated_cells and not t._require_update_dimensions for t in tables)
+
+
+def snap(run_before: Callable[[Pilot[Any]], Any]) -> Callable[[Pilot[Any]], Any]:
+    """`run_before`, then wait until the tables are measured."""
+    async def measured(pilot: Pilot[Any]) -> None:
+        await run_before(pilot)
+        app = pilot.app
+        assert isinstance(app, ReautoApp)
+        await wait_until(pilot, lambda: tables_measured(app), "tables measured")
+
+    return measured
+
+
 def make_app(socket_path: Path) -> ReautoApp:
     return ReautoApp(socket_path, clock=lambda: FIXED_NOW, refresh_s=60.0,
                      backoff=Backoff(initial_s=0.05, max_s=0.05))
@@ -70,7 +90,7 @@ def with_recorded_call(served: ThreadedDaemon) -> Callable[[Pilot[Any]], Any]:
 
 def test_dashboard(snap_compare: Any, served: ThreadedDaemon, socket_path: Path) -> None:
     assert snap_compare(make_app(socket_path), terminal_size=SIZE,
-                        run_before=with_recorded_call(served))
+                        run_before=snap(with_recorded_call(served)))
 
 
 def test_call_detail(snap_compare: Any, served: ThreadedDaemon, socket_path: Path) -> None:
@@ -83,7 +103,7 @@ def test_call_detail(snap_compare: Any, served: ThreadedDaemon, socket_path: Pat
         transcript = pilot.app.screen.query_one(TranscriptView)
         await wait_until(pilot, lambda: transcript.written == 6, "transcript")
 
-    assert snap_compare(make_app(socket_path), terminal_size=SIZE, run_before=run_before)
+    assert snap_compare(make_app(socket_path), terminal_size=SIZE, run_before=snap(run_before))
 
 
 def test_campaigns(snap_compare: Any, served: ThreadedDaemon, socket_path: Path) -> None:
@@ -94,7 +114,7 @@ def test_campaigns(snap_compare: Any, served: ThreadedDaemon, socket_path: Path)
         await pilot.press("c")
         await wait_until(pilot, lambda: isinstance(app.screen, CampaignsScreen), "campaigns")
 
-    assert snap_compare(make_app(socket_path), terminal_size=SIZE, run_before=run_before)
+    assert snap_compare(make_app(socket_path), terminal_size=SIZE, run_before=snap(run_before))
 
 
 def test_hang_up_confirmation(snap_compare: Any, served: ThreadedDaemon,
@@ -105,7 +125,7 @@ def test_hang_up_confirmation(snap_compare: Any, served: ThreadedDaemon,
         await wait_until(pilot, lambda: len(app.state.calls) == 2, "calls")
         await pilot.press("h")
 
-    assert snap_compare(make_app(socket_path), terminal_size=SIZE, run_before=run_before)
+    assert snap_compare(make_app(socket_path), terminal_size=SIZE, run_before=snap(run_before))
 
 
 def test_help(snap_compare: Any, served: ThreadedDaemon, socket_path: Path) -> None:
@@ -115,7 +135,7 @@ def test_help(snap_compare: Any, served: ThreadedDaemon, socket_path: Path) -> N
         await wait_until(pilot, lambda: len(app.state.calls) == 2, "calls")
         await pilot.press("question_mark")
 
-    assert snap_compare(make_app(socket_path), terminal_size=SIZE, run_before=run_before)
+    assert snap_compare(make_app(socket_path), terminal_size=SIZE, run_before=snap(run_before))
 
 
 def test_disconnected(snap_compare: Any, tmp_path: Path) -> None:
@@ -126,4 +146,4 @@ def test_disconnected(snap_compare: Any, tmp_path: Path) -> None:
         assert isinstance(app, ReautoApp)
         await wait_until(pilot, lambda: "DISCONNECTED" in app.sub_title, "disconnected")
 
-    assert snap_compare(make_app(socket_path), terminal_size=SIZE, run_before=run_before)
+    assert snap_compare(make_app(socket_path), terminal_size=SIZE, run_before=snap(run_before))

@@ -8,7 +8,6 @@ import ipaddress
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -16,7 +15,7 @@ import pytest
 from fastapi import FastAPI
 from pydantic import BaseModel
 
-from reautod.api.admin import TokenAuthority
+from reautod.api.admin import AuthenticationError
 from reautod.config import Settings
 from reautod.errors import ConfigError, OverloadedError, ReautodError
 from reautod.observability.events import EventBus
@@ -27,7 +26,6 @@ from reautod.webrtc.signalling import Answer, Offer, Transport
 
 SDP = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"
 LOOPBACK = [ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")]
-SECRET = "s" * 40
 
 
 @dataclass
@@ -63,7 +61,20 @@ class FakeAuditor:
         return result
 
 
-def client(calls: FakeCalls, *, tokens: TokenAuthority | None = None,
+@dataclass
+class FakeCredentials:
+    """The admin API's credentials (an `Authenticator`): these tokens, and no other."""
+
+    tokens: dict[str, Role]
+
+    async def authenticate(self, credential: str, origin: str) -> Principal:
+        role = self.tokens.get(credential)
+        if role is None:
+            raise AuthenticationError("invalid token")
+        return Principal(f"token:{role.value}-user", role, origin)
+
+
+def client(calls: FakeCalls, *, tokens: FakeCredentials | None = None,
            address: str = "127.0.0.1", auditor: FakeAuditor | None = None) -> httpx.AsyncClient:
     app = FastAPI()
     app.include_router(call_page_router(calls, LOOPBACK, tokens, auditor or FakeAuditor()))
@@ -124,9 +135,8 @@ async def test_an_offer_starts_a_call_and_bad_ones_say_why() -> None:
 
 
 async def test_with_the_admin_api_on_an_offer_needs_an_operators_token() -> None:
-    tokens = TokenAuthority(SECRET)
-    operator = tokens.issue("ops", Role.OPERATOR, timedelta(minutes=5)).token
-    analyst = tokens.issue("eyes", Role.ANALYST, timedelta(minutes=5)).token
+    operator, analyst = "operator-token", "analyst-token"
+    tokens = FakeCredentials({operator: Role.OPERATOR, analyst: Role.ANALYST})
     calls, audit = FakeCalls(), FakeAuditor()
     async with client(calls, tokens=tokens, auditor=audit) as http:
         assert (await http.get("/call")).status_code == 200  # the page itself holds nothing
@@ -140,11 +150,11 @@ async def test_with_the_admin_api_on_an_offer_needs_an_operators_token() -> None
     assert anonymous.status_code == 401 and forged.status_code == 401
     assert reader.status_code == 403
     assert allowed.status_code == 200 and len(calls.offers) == 1
-    assert audit.records == [("call.page", "token:ops", "ok")]
+    assert audit.records == [("call.page", "token:operator-user", "ok")]
 
 
 def test_a_page_open_beyond_loopback_needs_the_admin_api() -> None:
     settings = Settings(webrtc={"enabled": True, "allowed_networks": ["10.0.0.0/8"]}).webrtc
     with pytest.raises(ConfigError, match=re.escape("10.0.0.0/8")):
-        WebRTCPart(settings, calls=None, bus=EventBus(), tokens=None,  # type: ignore[arg-type]
+        WebRTCPart(settings, calls=None, bus=EventBus(), credentials=None,  # type: ignore[arg-type]
                    auditor=FakeAuditor())

@@ -39,6 +39,9 @@ class KeyedTable(DataTable[Any]):
             self.add_column(column, key=column)
 
     def sync(self, rows: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        """Show `rows`: drop rows no longer there, add new ones, and rewrite the cells that
+        changed, widening their column when the new text is longer (a call's stage and score
+        arrive after its row)."""
         wanted = {key for key, _ in rows}
         for row_key in list(self.rows):
             if row_key.value not in wanted:
@@ -47,7 +50,8 @@ class KeyedTable(DataTable[Any]):
         for key, cells in rows:
             if key in existing:
                 for column, cell in zip(self.COLUMNS, cells, strict=True):
-                    self.update_cell(key, column, cell)
+                    if self.get_cell(key, column) != cell:
+                        self.update_cell(key, column, cell, update_width=True)
             else:
                 self.add_row(*cells, key=key)
 
