@@ -73,6 +73,9 @@ class LiveCall(BaseModel):
     barge_ins: int = 0
     engine_failures: int = 0
     input_warnings: dict[str, int] = Field(default_factory=dict)
+    transport: Literal["twilio", "webrtc", "sounddevice"] = Field(
+        "twilio", description="How the caller is reached: a phone line, a browser (WebRTC) or "
+                              "`reautoctl talk`")
 
 
 @dataclass
@@ -93,6 +96,8 @@ class CallInfo:
     barge_ins: int = 0
     engine_failures: int = 0
     input_warnings: dict[str, int] = field(default_factory=dict)
+    # how the caller is reached: a phone line, a browser (WebRTC) or `reautoctl talk`
+    transport: Literal["twilio", "webrtc", "sounddevice"] = "twilio"
 
     def result(self) -> LiveCall:
         return LiveCall.model_validate(asdict(self))

@@ -3,9 +3,17 @@ the session store, and nothing it publishes is refused by the bus."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 
-from reautod.call_events import CallInfo, CallState, CallStateEvent, CallStateSource, TurnRecord
+from reautod.call_events import (
+    CallInfo,
+    CallState,
+    CallStateEvent,
+    CallStateSource,
+    LiveCall,
+    TurnRecord,
+)
 from reautod.call_observer import CallEventPublisher
 from reautod.observability.events import EventBus
 from reautod.observability.metrics import Metrics
@@ -40,3 +48,9 @@ async def test_every_callback_is_published() -> None:
     assert await sessions.get("c1") is None
     assert metrics.live_calls._value.get() == 0
     assert metrics.turn_voice_to_voice_seconds._sum.get() > 0.29
+
+
+def test_a_live_calls_wire_model_carries_every_field_of_call_info() -> None:
+    """call.started and calls.list are `LiveCall`: a field added to CallInfo and not to the
+    model would vanish from the wire (pydantic ignores unknown input)."""
+    assert set(LiveCall.model_fields) == {f.name for f in dataclasses.fields(CallInfo)}

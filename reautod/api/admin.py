@@ -9,9 +9,11 @@ none of the route's permissions, 422 when the params do not fit
 the method's model; then the method runs as the token's principal (`token:<subject>`) through the
 same audit hook as the control socket, so state-changing calls are in the audit log.
 
-Tokens are JWTs (HS256) signed with the `jwt_secret` credential: subject, role, issued-at,
-expiry (at most MAX_TTL), made with `reautoctl token create`. Revocation is by rotating the
-secret (every token dies); per-token revocation, refresh tokens and API keys are not built yet.
+Who holds a valid credential is the `Authenticator`'s to say (`reautod.api.credentials`): JWTs
+(HS256, signed here with the `jwt_secret` credential: subject, role, jti, issued-at, expiry at
+most MAX_TTL) made by `reautoctl token create` and revocable one by one by their jti, and API
+keys for machine clients (stored hashed, revocable). Rotating the secret still kills every token
+at once. Refresh tokens are not built.
 """
 
 from __future__ import annotations
@@ -21,16 +23,17 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPBearer
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import OctKey
-from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
 
+from reautod.api.operations import operation_extra
 from reautod.campaigns.pacing import TokenBucket
 from reautod.control.protocol import encode_result
 from reautod.control.server import MethodAuditor
@@ -44,15 +47,20 @@ from reautod.errors import (
     ValidationError,
 )
 from reautod.methods import Method
-from reautod.security.principal import Permission, Principal, Role, require
+from reautod.security.principal import Permission, Principal, Role
+from reautod.security.results import MAX_TOKEN_MINUTES
 
 log = logging.getLogger(__name__)
 
 PREFIX = "/api/v1"
 ISSUER = "reautod"
-MAX_TTL = timedelta(hours=12)
+MAX_TTL = timedelta(minutes=MAX_TOKEN_MINUTES)
 MAX_BODY_BYTES = 8 * 1024 * 1024  # a lead CSV fits; more is refused before it is read
 MIN_SECRET_CHARS = 32
+# Declares the bearer scheme in the OpenAPI document (Swagger UI's "Authorize"); it checks
+# nothing itself (auto_error off): `_authenticate` does.
+BEARER = HTTPBearer(auto_error=False, scheme_name="bearer",
+                    description="a token or API key from `reautoctl token create`")
 
 
 class AuthenticationError(ReautodError):
@@ -103,7 +111,24 @@ class IssuedToken:
     token: str
     subject: str
     role: Role
+    jti: str
     expires_at: datetime
+
+
+@dataclass(frozen=True)
+class TokenClaims:
+    """What a token's valid signature vouches for; `jti` None on a token made before there
+    were jtis (refused by the credentials, which know every token they made)."""
+
+    subject: str
+    role: Role
+    jti: str | None
+
+
+class Authenticator(Protocol):
+    """Who a bearer credential is; AuthenticationError when it is no valid credential."""
+
+    async def authenticate(self, credential: str, origin: str) -> Principal: ...
 
 
 class TokenAuthority:
@@ -117,16 +142,18 @@ class TokenAuthority:
         self._key = OctKey.import_key(secret.encode())
         self._clock = clock
 
-    def issue(self, subject: str, role: Role, ttl: timedelta) -> IssuedToken:
+    def issue(self, subject: str, role: Role, ttl: timedelta, jti: str) -> IssuedToken:
         if not timedelta(0) < ttl <= MAX_TTL:
             raise ValidationError(f"a token lives more than 0 s and at most {MAX_TTL}")
         now = int(self._clock())
         expires = now + int(ttl.total_seconds())
-        claims = {"iss": ISSUER, "sub": subject, "role": role.value, "iat": now, "exp": expires}
+        claims = {"iss": ISSUER, "sub": subject, "role": role.value, "jti": jti, "iat": now,
+                  "exp": expires}
         token = jwt.encode({"alg": "HS256", "typ": "JWT"}, claims, self._key)
-        return IssuedToken(token, subject, role, datetime.fromtimestamp(expires, UTC))
+        return IssuedToken(token, subject, role, jti, datetime.fromtimestamp(expires, UTC))
 
-    def verify(self, token: str, origin: str) -> Principal:
+    def verify(self, token: str) -> TokenClaims:
+        """The claims of a token signed here, unexpired, of a known role."""
         try:
             claims = jwt.decode(token, self._key, algorithms=["HS256"]).claims
             jwt.JWTClaimsRegistry(
@@ -136,7 +163,8 @@ class TokenAuthority:
             role = Role(str(claims.get("role")))
         except (JoseError, ValueError) as err:
             raise AuthenticationError(f"invalid token: {type(err).__name__}") from err
-        return Principal(f"token:{claims['sub']}", role, origin)
+        jti = claims.get("jti")
+        return TokenClaims(str(claims["sub"]), role, jti if isinstance(jti, str) else None)
 
 
 @dataclass
@@ -175,7 +203,7 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
                         headers=headers)
 
 
-def admin_router(authority: TokenAuthority, methods: Mapping[str, Method],
+def admin_router(authority: Authenticator, methods: Mapping[str, Method],
                  auditor: MethodAuditor, rate_limit: RateLimit | None = None) -> APIRouter:
     """The /api/v1 routes whose control methods this daemon has (a part that is not running,
     telephony without Twilio for instance, still has its methods: they say what is missing)."""
@@ -189,20 +217,22 @@ def admin_router(authority: TokenAuthority, methods: Mapping[str, Method],
             continue
         router.add_api_route(route.path, _endpoint(route, method, authority, auditor, limit),
                              methods=[route.verb], name=route.method,
-                             summary=method.summary or route.method)
+                             summary=method.summary or route.method,
+                             dependencies=[Depends(BEARER)],
+                             openapi_extra=operation_extra(route.verb, route.path, method.params))
     return router
 
 
-def _endpoint(route: Route, method: Method, authority: TokenAuthority,
+def _endpoint(route: Route, method: Method, authority: Authenticator,
               auditor: MethodAuditor, limit: RateLimit) -> Callable[[Request], Any]:
     async def endpoint(request: Request) -> Response:
         if int(request.headers.get("content-length") or 0) > MAX_BODY_BYTES:
             return _error(413, "too_large", f"the body may be at most {MAX_BODY_BYTES} bytes")
         client = request.client.host if request.client else "unknown"
         try:
-            principal = _authenticate(request, authority, f"admin API from {client}")
-        except AuthenticationError as err:
-            return _error(401, err.code, err.message)
+            principal = await _authenticate(request, authority, f"admin API from {client}")
+        except ReautodError as err:  # 401, or 503 when the credentials cannot be checked
+            return _error(_status(err), err.code, err.message)
         if not limit.allow(principal.subject):
             return _error(429, "rate_limited", f"{principal.subject} is over "
                           f"{limit.rate_per_s:g} requests per second")
@@ -229,11 +259,12 @@ def _endpoint(route: Route, method: Method, authority: TokenAuthority,
     return endpoint
 
 
-def _authenticate(request: Request, authority: TokenAuthority, origin: str) -> Principal:
+async def _authenticate(request: Request, authority: Authenticator, origin: str) -> Principal:
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise AuthenticationError("a bearer token is required (reautoctl token create)")
-    return authority.verify(token.strip(), origin)
+        raise AuthenticationError("a bearer token or API key is required "
+                                  "(reautoctl token create)")
+    return await authority.authenticate(token.strip(), origin)
 
 
 async def _raw_params(request: Request, route: Route) -> dict[str, Any]:
@@ -252,36 +283,3 @@ async def _raw_params(request: Request, route: Route) -> dict[str, Any]:
             raw.update(data)
     raw.update(request.path_params)  # the path wins over the body
     return raw
-
-
-# -- the control method that makes tokens ----------------------------------------------------
-
-
-class TokenParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    subject: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._@-]+$",
-                         description="who the token is for (shown in the audit log)")
-    role: Role
-    ttl_minutes: int = Field(15, ge=1, le=int(MAX_TTL.total_seconds() // 60))
-
-
-class TokenResult(BaseModel):
-    token: str
-    subject: str
-    role: Role
-    expires_at: datetime
-
-
-def token_methods(authority: TokenAuthority | None) -> list[Method]:
-    async def create(params: TokenParams) -> dict[str, Any]:
-        require(Permission.TOKENS)
-        if authority is None:
-            raise UnavailableError("the admin API is off: set the jwt_secret credential "
-                                   "(openssl rand -hex 32)")
-        issued = authority.issue(params.subject, params.role,
-                                 timedelta(minutes=params.ttl_minutes))
-        return TokenResult(token=issued.token, subject=issued.subject, role=issued.role,
-                           expires_at=issued.expires_at).model_dump(mode="json")
-
-    return [Method("token.create", create, TokenParams, changes_state=True,
-                   summary="an admin API bearer token for a subject and role")]

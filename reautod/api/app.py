@@ -26,8 +26,8 @@ MAX_WS_MESSAGE_BYTES = 64 * 1024  # a Twilio media frame is well under 1 KB; big
 def create_app(
     routers: Iterable[APIRouter], *, health: Callable[[], Awaitable[HealthReport]]
 ) -> FastAPI:
-    # No Swagger UI or ReDoc: FastAPI's defaults load their scripts from a CDN (an offline box
-    # cannot reach it, and a page served here should not run code from elsewhere).
+    # FastAPI's Swagger UI and ReDoc load their scripts from a CDN (an offline box cannot reach
+    # it, and a page served here should not run code from elsewhere): ours are `docs.py`'s.
     app = FastAPI(title="reautod", version=__version__, docs_url=None, redoc_url=None)
 
     @app.get("/healthz", include_in_schema=False)

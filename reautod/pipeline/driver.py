@@ -6,7 +6,10 @@ A reply starts on the opening, a caller turn, a key press, a silence (CallHygien
 and GenerateFrame (LLM parts, for the ReplyWriter), bracketed by ReplyStartFrame and
 ReplyEndFrame; speech reports back when the reply is over (`reply_played`), and only then does
 the conversation hear what was heard (`Conversation.played`), the turn get reported, and the
-reply's `then` run: hang up, or transfer through the injected CallHandoff.
+reply's `then` run: hang up, or transfer through the injected CallHandoff. On a recorded call
+the driver also says what the recording's consent owes the caller (`ConsentedRecording.owed`: the
+announcement at the end of the opening, again at the start of the next reply until it was heard,
+and that the recording stopped after an objection) and tells it every caller turn.
 
 Invariants: a new reply never talks over an older one (the older is interrupted first); a reply
 asks the conversation only once every earlier reply was reported played, so what it answers
@@ -19,7 +22,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from pipecat.frames.frames import Frame, InputDTMFFrame, InterruptionFrame, StartFrame
@@ -34,6 +37,7 @@ from reautod.conversation import (
     Generate,
     HangUp,
     Line,
+    Listen,
     Played,
     Reply,
     ReplyCause,
@@ -55,6 +59,7 @@ from reautod.pipeline.frames import (
 )
 from reautod.pipeline.live import LiveCall
 from reautod.pipeline.processor import CallProcessor
+from reautod.pipeline.recording import ConsentedRecording
 from reautod.pipeline.speech import ReplyPlayback
 
 log = logging.getLogger(__name__)
@@ -80,11 +85,13 @@ class ConversationDriver(CallProcessor):
 
     def __init__(self, *, live: LiveCall, conversation: Conversation,
                  handoff: CallHandoff | None = None,
-                 opening_audio: tuple[str, PreparedAudio] | None = None) -> None:
+                 opening_audio: tuple[str, PreparedAudio] | None = None,
+                 recording: ConsentedRecording | None = None) -> None:
         super().__init__(name=f"driver-{live.call_id}")
         self._live = live
         self._conversation = conversation
         self._handoff = handoff
+        self._recording = recording  # None: the call is not recorded
         # (text, its audio being made): the opening line the call was expected to start with
         self._opening_audio = opening_audio
         self._replies: dict[int, _Reply] = {}  # started, not yet reported played
@@ -150,6 +157,8 @@ class ConversationDriver(CallProcessor):
             self._live.info.engine_failures += 1
         else:
             self._live.info.last_utterance = frame.text
+            if self._recording is not None:  # an objection stops the recording, even now
+                await self._recording.caller_said(frame.text, now)
         if self._ending is not None:
             return  # saying goodbye: nothing more is answered
         timing = ReplyTiming(origin=frame.speech_ended_at, stt_s=stt_s)
@@ -198,18 +207,34 @@ class ConversationDriver(CallProcessor):
     async def _send(self, reply: _Reply, decide: Decide) -> None:
         """Ask the conversation (once the earlier replies were played), then send the parts."""
         await self._earlier_played(reply.id)
-        answer = await self._ask(reply, decide)
+        answer = self._with_owed(reply.cause, await self._ask(reply, decide))
         reply.answer = answer
         for i, part in enumerate(answer.parts if answer is not None else ()):
             if isinstance(part, Generate):
                 await self.push_frame(GenerateFrame(reply_id=reply.id, messages=part.messages,
                                                     max_tokens=part.max_tokens,
+                                                    sentences=part.sentences,
                                                     timing=reply.timing))
             else:
                 prepared = self._prepared(part) if reply.cause is ReplyCause.OPENING and i == 0 \
                     else None
                 await self.push_frame(SayFrame(reply_id=reply.id, line=part, prepared=prepared))
         await self.push_frame(ReplyEndFrame(reply_id=reply.id))
+
+    def _with_owed(self, cause: ReplyCause, answer: Reply | None) -> Reply | None:
+        """`answer` with what the recording's consent owes the caller: after the opening's own
+        words (the business is named first), before any other reply's. Not in a goodbye or a
+        reply that ends the call (an opt-out is never held up by it)."""
+        if self._recording is None or cause is ReplyCause.GOODBYE:
+            return answer
+        if answer is not None and not isinstance(answer.then, Listen):
+            return answer
+        owed = self._recording.owed()
+        if not owed:
+            return answer
+        said = answer.parts if answer is not None else ()
+        parts = (*said, *owed) if cause is ReplyCause.OPENING else (*owed, *said)
+        return replace(answer, parts=parts) if answer is not None else Reply(parts)
 
     def _prepared(self, line: Line) -> PreparedAudio | None:
         """The audio made ahead for the opening, if this is the line it was made for."""
@@ -277,6 +302,8 @@ class ConversationDriver(CallProcessor):
         if reply is None:
             return
         self._played.set()
+        if self._recording is not None:
+            self._recording.played(playback.heard, " ".join(playback.said), datetime.now(UTC))
         if not playback.interrupted and (reply.answer is None or not reply.answer.parts):
             # Nothing was to be said (a key press left unanswered, or a bare `then`): no turn.
             await self._busy_changed()

@@ -43,7 +43,7 @@ from reautod.pipeline.hygiene import CallHygiene
 from reautod.pipeline.line_cache import LineAudioCache
 from reautod.pipeline.live import LiveCall
 from reautod.pipeline.media import CallMedia, MediaHooks
-from reautod.pipeline.recording import GuardedSink
+from reautod.pipeline.recording import ConsentedRecording, GuardedSink
 from reautod.pipeline.speech import SpeechOutput
 from reautod.pipeline.turns import UserTurnProcessor
 from reautod.pipeline.writer import ReplyWriter
@@ -98,6 +98,7 @@ class CallSession:
             state=CallState.CONNECTING,
             started_at=datetime.now(UTC),
             input_warnings=media.input_warnings,
+            transport=media.transport,
         )
         self.live = LiveCall(self.info, observer, self.end)
         self._end_event = asyncio.Event()
@@ -136,10 +137,11 @@ class CallSession:
                  mask_name(self.call.lead_name), self.call.campaign or "-", self.call.direction)
         self._observer.on_call_started(self.info)
         runner_task: asyncio.Task[Any] | None = None
-        sink: GuardedSink | None = None
+        recording: ConsentedRecording | None = None
         try:
-            sink = await self._open_recording()
-            worker = self._build(conversation, greeting, sink)
+            # Opened before the pipeline starts, so the announcement is in the recording.
+            recording = await self._open_recording()
+            worker = self._build(conversation, greeting, recording)
             runner = WorkerRunner(handle_sigint=False, handle_sigterm=False)
             await runner.add_workers(worker)
             runner_task = asyncio.create_task(runner.run(), name=f"call-{call_id}")
@@ -172,8 +174,10 @@ class CallSession:
                 await _settle(greeting[1])
             await self.media.close(self._close_code, self._end_reason)
             await self._tell_ended(conversation)
-            if sink is not None:
-                await sink.close()
+            if recording is not None:
+                outcome = await recording.close()
+                log.info("call %s: recording %s (%s)", call_id,
+                         "kept" if outcome.keep else "discarded", outcome.detail)
             self.info.state = CallState.ENDED
             duration = time.monotonic() - started
             log.info("call %s ended: %s after %.1fs", call_id, self._end_reason, duration)
@@ -211,8 +215,9 @@ class CallSession:
         except Exception:
             log.exception("call %s: the conversation failed to end", self.call.call_id)
 
-    async def _open_recording(self) -> GuardedSink | None:
-        """The call's recording sink; a recorder that cannot open leaves the call unrecorded."""
+    async def _open_recording(self) -> ConsentedRecording | None:
+        """The call's recording under its consent; a recorder that cannot open leaves the call
+        unrecorded."""
         if self._recording is None:
             return None
         try:
@@ -221,10 +226,13 @@ class CallSession:
             log.warning("call %s: not recorded (%s: %s)", self.call.call_id, err.code,
                         err.message)
             return None
-        return GuardedSink(self.call.call_id, inner) if inner is not None else None
+        if inner is None:
+            return None
+        return ConsentedRecording(GuardedSink(self.call.call_id, inner),
+                                  self._settings.recording_consent)
 
     def _build(self, conversation: Conversation, greeting: tuple[str, PreparedAudio] | None,
-               sink: GuardedSink | None) -> PipelineWorker:
+               recording: ConsentedRecording | None) -> PipelineWorker:
         call_id = self.call.call_id
         fmt = self.media.format
         engines = self._settings.engines
@@ -233,9 +241,10 @@ class CallSession:
                               line_cache=self._line_cache, sample_rate=fmt.sample_rate,
                               frame_bytes=fmt.out_frame_bytes)
         media_in, media_out = self.media.processors(
-            MediaHooks(audio_sent=speech.on_audio_sent, ended=live.end), sink)
+            MediaHooks(audio_sent=speech.on_audio_sent, ended=live.end),
+            recording.sink if recording is not None else None)
         driver = ConversationDriver(live=live, conversation=conversation, handoff=self._handoff,
-                                    opening_audio=greeting)
+                                    opening_audio=greeting, recording=recording)
         speech.listener = driver
         turns = UserTurnProcessor(
             call_id=call_id,

@@ -26,7 +26,8 @@ T = TypeVar("T")
 
 # params that name what a method acts on, in the order they are looked for
 _TARGET_PARAMS = (("call_id", "call"), ("campaign", "campaign"), ("campaign_id", "campaign"),
-                  ("request_id", "privacy_request"), ("revision", "schema"))
+                  ("request_id", "privacy_request"), ("revision", "schema"),
+                  ("credential_id", "api_credential"))
 
 
 class AuditTrail:

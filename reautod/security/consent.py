@@ -12,21 +12,21 @@ How the pipeline uses it (one `RecordingConsent` per recorded call, no I/O in it
   3. `caller_said(text, at)` with every final caller transcript (and `caller_objected(at, how)`
      for an objection detected another way, a key press for instance): DISCARD means
      `await recorder.discard()` now, and no recording for the rest of the call;
-  4. at the end, `settle(recorder, consent, at)` keeps the files with the consent stored on their
-     rows (`recordings.consent_recorded`, `consent_detail`), or discards them when consent was
-     never given (the call ended before the announcement finished, under all-party consent).
+  4. at the end, `CallAudioSink.close(consent.outcome())` keeps the files with the consent stored
+     on their rows (`recordings.consent_recorded`, `consent_detail`), or discards them when
+     consent was never given (the call ended before the announcement finished, under all-party
+     consent).
+`reautod.pipeline.recording.ConsentedRecording` does all four for a call.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
+from reautod.call_recording import ConsentOutcome
 from reautod.config import RecordingConsentSettings
-from reautod.store.recordings import CallRecorder
-from reautod.store.records import RecordingFinalized
 
 # An objection to the recording: not "don't mind being recorded", not "record my number".
 _OBJECTION = re.compile(
@@ -60,13 +60,6 @@ class _State(StrEnum):
     PENDING = "pending"
     ANNOUNCED = "announced"
     OBJECTED = "objected"
-
-
-@dataclass(frozen=True)
-class ConsentOutcome:
-    keep: bool
-    consent_recorded: bool
-    detail: str
 
 
 class RecordingConsent:
@@ -112,14 +105,3 @@ class RecordingConsent:
             return ConsentOutcome(True, True, "one_party: the business's consent; not announced")
         return ConsentOutcome(False, False, "all_party: the call ended before the announcement "
                                             "was heard")
-
-
-async def settle(recorder: CallRecorder, consent: RecordingConsent) -> list[RecordingFinalized]:
-    """Close the call's recording as consent says: kept (rows for the write-behind queue, consent
-    stored) or discarded (nothing left, no rows)."""
-    outcome = consent.outcome()
-    if not outcome.keep:
-        await recorder.discard()
-        return []
-    recorder.set_consent(outcome.consent_recorded, outcome.detail)
-    return await recorder.close()

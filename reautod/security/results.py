@@ -9,7 +9,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from reautod.store.enums import PrivacyRegime
+from reautod.security.principal import Role
+from reautod.store.enums import CredentialKind, PrivacyRegime
 from reautod.store.repositories._base import E164
 
 
@@ -180,3 +181,63 @@ class AudioChunk(_Result):
     offset: int
     data: str  # base64
     sha256: str  # of the whole WAV, as stored when it was recorded
+
+
+# -- admin API credentials (reautod.api.credentials): reautoctl token create|list|revoke
+
+MAX_TOKEN_MINUTES = 12 * 60  # a token lives at most this long (api.admin.MAX_TTL)
+MAX_KEY_DAYS = 3650
+_SUBJECT = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._@-]+$",
+                 description="who it is for (shown in the audit log)")
+
+
+class TokenParams(_Params):
+    subject: str = _SUBJECT
+    role: Role
+    ttl_minutes: int = Field(15, ge=1, le=MAX_TOKEN_MINUTES)
+
+
+class ApiKeyParams(_Params):
+    subject: str = _SUBJECT
+    role: Role
+    expires_days: int | None = Field(None, ge=1, le=MAX_KEY_DAYS,
+                                     description="none: until revoked")
+
+
+class TokenListParams(_Params):
+    all: bool = Field(False, description="also revoked and expired ones")
+    limit: int = Field(200, ge=1, le=1000)
+
+
+class TokenRevokeParams(_Params):
+    credential_id: str = Field(min_length=16, max_length=32, pattern=r"^[0-9a-f]+$",
+                    description="a token's jti or an API key's id (token list)")
+
+
+class CredentialInfo(_Result):
+    """A credential as `token list` shows it (never its secret)."""
+
+    id: str
+    kind: CredentialKind
+    subject: str
+    role: Role
+    created_at: datetime
+    created_by: str
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    revoked_by: str | None
+
+
+class TokenResult(_Result):
+    """A new token or API key: `token` is the secret, shown this once."""
+
+    token: str
+    id: str
+    kind: CredentialKind
+    subject: str
+    role: Role
+    expires_at: datetime | None
+
+
+class CredentialList(_Result):
+    credentials: list[CredentialInfo]

@@ -4,6 +4,9 @@ call under the state directory) and the write-behind queue (one recordings row p
 The caller track is continuous (Twilio streams the line all the time); the agent's audio comes
 in talk spurts, so the agent track is padded with silence to the caller track's length before
 each spurt: both files then share one timeline and play side by side.
+
+The files are kept only as the call's consent says (`ConsentOutcome`, stored on each row);
+otherwise, and at once when the caller objects, they are removed and no row is written.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from reautod.call_events import CallInfo
-from reautod.call_recording import CallAudioSink
+from reautod.call_recording import CallAudioSink, ConsentOutcome
 from reautod.security.keys import KeyRing
 from reautod.store.call_observer import call_uuid
 from reautod.store.enums import RecordingDirection
@@ -25,13 +28,6 @@ from reautod.store.writebehind import WriteBehind
 log = logging.getLogger(__name__)
 
 ALIGN_SLACK_S = 0.1  # the agent track lagging less than this is jitter, not a pause
-
-# What the call said before recording, written to every row (consent_detail). The greeting
-# discloses an automated call; nothing in the stream announces the recording itself.
-CONSENT_DETAIL = {
-    "outbound": "not announced: the greeting discloses an automated call, not the recording",
-    "inbound": "not announced: inbound calls get no greeting before recording",
-}
 
 
 class RecorderSink:
@@ -58,7 +54,14 @@ class RecorderSink:
         self._recorder.write(RecordingDirection.OUTBOUND, pcm)
         self._agent_samples += len(pcm) // SAMPLE_WIDTH
 
-    async def close(self) -> None:
+    async def discard(self) -> None:
+        await self._recorder.discard()
+
+    async def close(self, outcome: ConsentOutcome) -> None:
+        if not outcome.keep:
+            await self._recorder.discard()
+            return
+        self._recorder.set_consent(outcome.consent_recorded, outcome.detail)
         for record in await self._recorder.close():
             if not self._submit(record):
                 # the file is final on disk; only its row is missing (the queue counted it)
@@ -83,7 +86,6 @@ class StoreCallRecording:
     async def open(self, info: CallInfo, sample_rate: int) -> CallAudioSink:
         recorder = CallRecorder(
             self._dir, call_uuid(info.call_id), sample_rate=sample_rate,
-            consent_recorded=False, consent_detail=CONSENT_DETAIL[info.direction],
             retention=self._retention, keys=self._keys,
         )
         await recorder.start()

@@ -239,3 +239,8 @@ class PrivacyRequestStatus(StrEnum):
     OPEN = "open"
     COMPLETED = "completed"
     FAILED = "failed"
+
+
+class CredentialKind(StrEnum):
+    TOKEN = "token"  # a JWT for a person or script, short-lived; the row only tracks its jti
+    API_KEY = "api_key"  # a machine client's long-lived key; the row holds its hash

@@ -635,3 +635,22 @@ class ErasedSubject(Base):
     salt_id: Mapped[str] = mapped_column(String(16))
     erased_at: Mapped[datetime] = mapped_column(UTCDateTime)
     request_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+
+
+class ApiCredential(Base):
+    """A credential for the admin API: a JWT made by `token.create` (its `jti`, so it can be
+    revoked one by one) or an API key (only the SHA-256 of its secret). Never the secret."""
+
+    __tablename__ = "api_credentials"
+    __table_args__ = (one_of("kind", e.CredentialKind), Index(None, "kind", "created_at"))
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # the jti, or the key's id
+    kind: Mapped[str] = mapped_column(String(16))
+    subject: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(16))
+    secret_sha256: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_by: Mapped[str] = mapped_column(String(128))
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_by: Mapped[str | None] = mapped_column(String(128))

@@ -1,13 +1,20 @@
-"""The admin API's gate: every route x every role (401 without a token, 403 for a role without
-the route's permission, through otherwise), tokens that are forged, expired or of no role, and
-the method running as the token's principal through the audit hook."""
+"""The admin API's gate: every route x every role, with a token and with an API key (401
+without one, 403 for a role without the route's permission, through otherwise), tokens that are
+forged, expired, unknown or revoked, API keys that are wrong, expired or revoked, and the method
+running as the credential's principal through the audit hook. The credentials are the daemon's
+own (`ApiCredentials` over a migrated SQLite database in the app's event loop)."""
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import itertools
-from collections.abc import Awaitable, Callable
-from datetime import timedelta
-from typing import Any
+import sqlite3
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 from fastapi import FastAPI
@@ -23,13 +30,19 @@ from reautod.api.admin import (
     admin_router,
 )
 from reautod.api.app import create_app
+from reautod.api.credentials import ApiCredentials, token_methods
 from reautod.control.results import HealthReport
-from reautod.errors import ConfigError, NotFoundError
+from reautod.errors import ConfigError, NotFoundError, UnavailableError
 from reautod.methods import Method
-from reautod.security.principal import ROLE_PERMISSIONS, Principal, Role, acting_as
+from reautod.security.principal import ROLE_PERMISSIONS, Principal, Role, acting_as, control_peer
+from reautod.security.results import CredentialInfo, CredentialList, TokenResult
+from reautod.store.database import Database
+from reautod.store.repositories.credentials import CredentialRepository
+from tests.store.conftest import TEST_DB_SETTINGS
 
 SECRET = "s" * 40
 NOW = 1_800_000_000.0
+R = TypeVar("R")
 
 
 class AnyParams(BaseModel):
@@ -60,13 +73,68 @@ def methods() -> dict[str, Method]:
             for r in ROUTES}
 
 
+@dataclass
+class Api:
+    client: TestClient
+    app: FastAPI
+    credentials: ApiCredentials
+    auditor: Auditor
+    db_path: Path
+    now: list[float]
+
+    def serve(self, table: dict[str, Method], rate_limit: RateLimit | None = None) -> None:
+        """Serve these methods instead (another admin router on the same app)."""
+        self.app.router.routes.clear()
+        self.app.include_router(admin_router(self.credentials, table, self.auditor, rate_limit))
+
+    def run(self, work: Callable[..., Awaitable[R]], *args: Any) -> R:
+        """`work(*args)` in the app's event loop (where the database lives)."""
+        return self.client.portal.call(work, *args)  # type: ignore[union-attr]
+
+    def credentials_at(self, at: float, secret: str = SECRET) -> ApiCredentials:
+        """The same store under another clock or secret (tokens made then, or forged)."""
+        return ApiCredentials(self.credentials.repository,
+                              TokenAuthority(secret, clock=lambda: at),
+                              clock=lambda: datetime.fromtimestamp(at, UTC))
+
+    def token(self, subject: str, role: Role, *, at: float = NOW, secret: str = SECRET) -> str:
+        made = self.run(self.credentials_at(at, secret).issue_token, subject, role,
+                        timedelta(minutes=5), "uid:0")
+        return made[0]
+
+    def key(self, subject: str, role: Role, days: int | None = None) -> str:
+        return self.run(self.credentials.create_key, subject, role, days, "uid:0")[0]
+
+    def control(self, name: str, **params: Any) -> Any:
+        """The control method `name` as an admin on the socket would call it."""
+        method = {m.name: m for m in token_methods(self.credentials)}[name]
+
+        async def call() -> Any:
+            with acting_as(control_peer(0, 1, "test")):
+                return await method.handler(method.params.model_validate(params))
+
+        return self.run(call)
+
+
 @pytest.fixture
-def api() -> tuple[TestClient, TokenAuthority, Auditor]:
-    authority = TokenAuthority(SECRET, clock=lambda: NOW)
-    auditor = Auditor()
+def api(tmp_path: Path) -> Iterator[Api]:
+    now = [NOW]
     app = FastAPI()
-    app.include_router(admin_router(authority, methods(), auditor))
-    return TestClient(app), authority, auditor
+    with TestClient(app) as client:
+        db = Database(f"sqlite+aiosqlite:///{tmp_path / 'api.db'}", TEST_DB_SETTINGS)
+
+        async def open_db() -> None:
+            await db.open()
+            await db.upgrade("head")
+
+        client.portal.call(open_db)  # type: ignore[union-attr]
+        credentials = ApiCredentials(CredentialRepository(db),
+                                     TokenAuthority(SECRET, clock=lambda: now[0]),
+                                     clock=lambda: datetime.fromtimestamp(now[0], UTC))
+        auditor = Auditor()
+        app.include_router(admin_router(credentials, methods(), auditor))
+        yield Api(client, app, credentials, auditor, tmp_path / "api.db", now)
+        client.portal.call(db.close)  # type: ignore[union-attr]
 
 
 def call(client: TestClient, route: Route, token: str | None = None,
@@ -79,44 +147,45 @@ def call(client: TestClient, route: Route, token: str | None = None,
     return client.post(f"/api/v1{path}", headers=headers, json={}, **kwargs)
 
 
-def test_every_route_and_role(api: tuple[TestClient, TokenAuthority, Auditor]) -> None:
-    client, authority, _ = api
-    tokens = {role: authority.issue(f"who-{role}", role, timedelta(minutes=5)).token
-              for role in Role}
+def test_every_route_and_role(api: Api) -> None:
+    client = api.client
+    tokens = {role: api.token(f"who-{role}", role) for role in Role}
+    keys = {role: api.key(f"bot-{role}", role) for role in Role}
     assert {r.method for r in ROUTES} <= set(methods())  # every route has a method to run
     for route, role in itertools.product(ROUTES, Role):
         assert call(client, route).status_code == 401, route
         allowed = bool(route.allowed & ROLE_PERMISSIONS[role])
-        got = call(client, route, tokens[role])
-        assert got.status_code == (200 if allowed else 403), (route, role, got.text)
+        for credential in (tokens[role], keys[role]):
+            got = call(client, route, credential)
+            assert got.status_code == (200 if allowed else 403), (route, role, got.text)
     # every role reaches something, and admin reaches everything
     for role in Role:
         assert any(route.allowed & ROLE_PERMISSIONS[role] for route in ROUTES), role
 
 
-def test_bad_tokens_are_refused(api: tuple[TestClient, TokenAuthority, Auditor]) -> None:
-    client, authority, auditor = api
+def test_bad_tokens_are_refused(api: Api) -> None:
+    client, auditor = api.client, api.auditor
     audit = next(r for r in ROUTES if r.method == "audit.list")
-    forged = TokenAuthority("f" * 40, clock=lambda: NOW).issue("x", Role.ADMIN,
-                                                              timedelta(minutes=5)).token
-    expired = TokenAuthority(SECRET, clock=lambda: NOW - 3600).issue(
-        "x", Role.ADMIN, timedelta(minutes=5)).token
-    good = authority.issue("x", Role.ADMIN, timedelta(minutes=5)).token
-    for token in (forged, expired, good[:-3], "not.a.jwt", good.replace(".", "", 1)):
+    forged = api.token("x", Role.ADMIN, secret="f" * 40)  # stored, but not signed by our secret
+    expired = api.token("x", Role.ADMIN, at=NOW - 3600)
+    good = api.token("x", Role.ADMIN)
+    # signed with our secret, never made by token.create (so not stored): refused too
+    unknown = TokenAuthority(SECRET, clock=lambda: NOW).issue(
+        "x", Role.ADMIN, timedelta(minutes=5), "ab" * 16).token
+    for token in (forged, expired, unknown, good[:-3], "not.a.jwt", good.replace(".", "", 1)):
         got = call(client, audit, token)
         assert got.status_code == 401 and got.headers["www-authenticate"] == "Bearer", token
         assert got.json()["error"]["code"] == "unauthenticated"
     assert client.get("/api/v1/audit", headers={"Authorization": f"Basic {good}"}).status_code == 401
     assert auditor.runs == []
+    assert call(client, audit, good).status_code == 200
     with pytest.raises(ConfigError):
         TokenAuthority("short")
 
 
-def test_requests_run_as_the_token_subject_and_errors_map(
-    api: tuple[TestClient, TokenAuthority, Auditor]
-) -> None:
-    client, authority, auditor = api
-    token = authority.issue("ops-bot", Role.OPERATOR, timedelta(minutes=5)).token
+def test_requests_run_as_the_token_subject_and_errors_map(api: Api) -> None:
+    client, auditor = api.client, api.auditor
+    token = api.token("ops-bot", Role.OPERATOR)
     headers = {"Authorization": f"Bearer {token}"}
     got = client.post("/api/v1/campaigns/spring/pause", headers=headers, json={"campaign": "x"})
     assert got.status_code == 200
@@ -135,6 +204,7 @@ def test_requests_run_as_the_token_subject_and_errors_map(
 
 
 def test_no_cdn_documentation_pages() -> None:
+    """FastAPI's own pages (CDN scripts) are never served; ours are docs_router's."""
     async def health() -> HealthReport:
         return HealthReport(ok=True, checks={})
 
@@ -144,15 +214,11 @@ def test_no_cdn_documentation_pages() -> None:
     assert client.get("/healthz").status_code == 200
 
 
-def test_each_subject_has_its_own_rate() -> None:
+def test_each_subject_has_its_own_rate(api: Api) -> None:
     now = [100.0]
-    authority = TokenAuthority(SECRET, clock=lambda: NOW)
-    app = FastAPI()
-    app.include_router(admin_router(authority, methods(), Auditor(),
-                                    RateLimit(rate_per_s=1, burst=2, clock=lambda: now[0])))
-    client = TestClient(app)
-    busy, other = (authority.issue(s, Role.ANALYST, timedelta(minutes=5)).token
-                   for s in ("busy", "other"))
+    api.serve(methods(), RateLimit(rate_per_s=1, burst=2, clock=lambda: now[0]))
+    client = api.client
+    busy, other = (api.token(s, Role.ANALYST) for s in ("busy", "other"))
 
     def get(token: str) -> int:
         return client.get("/api/v1/calls", headers={"Authorization": f"Bearer {token}"}).status_code
@@ -166,7 +232,7 @@ def test_each_subject_has_its_own_rate() -> None:
     assert get(busy) == 200
 
 
-def test_typed_results_answer_in_their_json_form() -> None:
+def test_typed_results_answer_in_their_json_form(api: Api) -> None:
     """A method returning a pydantic model (CampaignList and the like) answers as on the socket."""
 
     class Listed(BaseModel):
@@ -175,11 +241,70 @@ def test_typed_results_answer_in_their_json_form() -> None:
     async def listed(_: BaseModel) -> Listed:
         return Listed(names=["spring"])
 
-    authority = TokenAuthority(SECRET, clock=lambda: NOW)
     table = {**methods(), "campaigns.list": Method("campaigns.list", listed, AnyParams)}
-    app = FastAPI()
-    app.include_router(admin_router(authority, table, Auditor()))
-    token = authority.issue("reader", Role.ANALYST, timedelta(minutes=5)).token
-    got = TestClient(app).get("/api/v1/campaigns", headers={"Authorization": f"Bearer {token}"})
+    api.serve(table)
+    token = api.token("reader", Role.ANALYST)
+    got = api.client.get("/api/v1/campaigns", headers={"Authorization": f"Bearer {token}"})
     assert got.status_code == 200 and got.json() == {"names": ["spring"]}
     assert got.headers["content-type"] == "application/json"
+
+
+def test_tokens_and_keys_are_revoked_one_by_one(api: Api) -> None:
+    calls = next(r for r in ROUTES if r.method == "calls.history")
+    made = {name: TokenResult.model_validate(api.control(method, subject=name, role="analyst"))
+            for name, method in (("person", "token.create"), ("other", "token.create"),
+                                 ("machine", "token.create_key"))}
+    assert made["machine"].token.startswith("rk_") and made["machine"].expires_at is None
+    for name in made:
+        assert call(api.client, calls, made[name].token).status_code == 200, name
+    for name in ("person", "machine"):
+        gone = CredentialInfo.model_validate(api.control("token.revoke", credential_id=made[name].id))
+        assert gone.revoked_at is not None and gone.revoked_by == "uid:0"
+        got = call(api.client, calls, made[name].token)
+        assert got.status_code == 401 and "revoked" in got.json()["error"]["message"], name
+    assert call(api.client, calls, made["other"].token).status_code == 200  # only those two
+    live = CredentialList.model_validate(api.control("token.list")).credentials
+    assert [c.subject for c in live] == ["other"]
+    everything = CredentialList.model_validate(api.control("token.list", all=True)).credentials
+    assert {c.subject: c.revoked_at is not None for c in everything} == {
+        "person": True, "other": False, "machine": True}
+    with pytest.raises(NotFoundError):
+        api.control("token.revoke", credential_id="0" * 16)
+
+
+def test_api_keys_are_stored_hashed_and_checked_whole(api: Api) -> None:
+    calls = next(r for r in ROUTES if r.method == "calls.history")
+    key = api.key("crm", Role.INTEGRATION, days=30)
+    intake = next(r for r in ROUTES if r.method == "campaign.import")
+    assert call(api.client, intake, key).status_code == 200
+    assert api.auditor.runs[-1][1] == "key:crm"  # audited as the key's subject
+    assert call(api.client, calls, key).status_code == 403  # its role, not more
+    key_id, secret = key[3:19], key[20:]
+    with sqlite3.connect(api.db_path) as conn:
+        stored = conn.execute("SELECT * FROM api_credentials").fetchall()
+    assert stored and not any(secret in str(row) for row in stored)
+    assert any(hashlib.sha256(secret.encode()).hexdigest() in row for row in stored)
+    for wrong in (f"rk_{key_id}_{secret[:-1]}A", f"rk_{'0' * 16}_{secret}", key[:-1], "rk_"):
+        got = call(api.client, intake, wrong)
+        assert got.status_code == 401 and got.json()["error"]["code"] == "unauthenticated"
+    api.now[0] += 31 * 86400  # past its 30 days
+    got = call(api.client, intake, key)
+    assert got.status_code == 401 and "expired" in got.json()["error"]["message"]
+
+
+def test_without_the_jwt_secret_nothing_is_made(tmp_path: Path) -> None:
+    """The API is off: token.create and token.create_key say what to set, and store nothing
+    (their database is never even opened)."""
+    never_opened = Database(f"sqlite+aiosqlite:///{tmp_path / 'none.db'}", TEST_DB_SETTINGS)
+    off = ApiCredentials(CredentialRepository(never_opened), None)
+    for name, params in (("token.create", {"subject": "x", "role": "admin"}),
+                         ("token.create_key", {"subject": "x", "role": "integration"})):
+        method = {m.name: m for m in token_methods(off)}[name]
+
+        async def run(method: Method = method, params: dict[str, str] = params) -> Any:
+            with acting_as(control_peer(0, 1, "test")):
+                return await method.handler(method.params.model_validate(params))
+
+        with pytest.raises(UnavailableError, match="jwt_secret"):
+            asyncio.run(run())
+    assert not (tmp_path / "none.db").exists()

@@ -1,6 +1,7 @@
-"""The admin API on a real daemon (subprocess): `reautoctl token create` makes tokens, the API
-refuses without one and for the wrong role, serves the right one, and what a token holder changes
-is in the audit log under the token's subject."""
+"""The admin API on a real daemon (subprocess): `reautoctl token create` makes tokens and API
+keys, the API refuses without one and for the wrong role, serves the right one, what a token
+holder changes is in the audit log under the token's subject, and `token revoke` ends one
+credential at once (`token list` shows it)."""
 
 from __future__ import annotations
 
@@ -49,3 +50,25 @@ def test_tokens_roles_and_audit_through_the_daemon(daemon_factory: Any) -> None:
     assert ("campaign.create", "token:ci-admin") in by_action
     assert ("token.create", f"uid:{os.getuid()}") in by_action
     assert "spring" in d.ctl("campaign", "list").stdout
+
+    # an API key for a machine client, then both it and the admin token revoked by id
+    made = d.ctl("--json", "token", "create", "--subject", "crm", "--role", "integration",
+                 "--api-key")
+    assert made.returncode == 0, made.stderr
+    key = json.loads(made.stdout)
+    listed_ids = {c["id"] for c in json.loads(d.ctl("--json", "token", "list").stdout)[
+        "credentials"]}
+    assert key["id"] in listed_ids and key["token"] not in d.ctl("token", "list").stdout
+    admin_id = next(c["id"] for c in json.loads(d.ctl("--json", "token", "list").stdout)[
+        "credentials"] if c["subject"] == "ci-admin")
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}/api/v1", timeout=30) as api:
+        as_key = {"Authorization": f"Bearer {key['token']}"}
+        assert api.get("/dnc/+12125550100", headers=as_key).status_code == 200
+        for credential in (key["id"], admin_id):
+            assert d.ctl("token", "revoke", credential).returncode == 0
+        assert api.get("/dnc/+12125550100", headers=as_key).status_code == 401
+        assert api.get("/campaigns", headers=as_admin).status_code == 401
+        assert api.get("/audit", headers=as_auditor).status_code == 200  # only those two
+        audit = api.get("/audit", headers=as_auditor, params={"limit": 5}).json()["entries"]
+    revoked = {e["target_id"] for e in audit if e["action"] == "token.revoke"}
+    assert revoked == {key["id"], admin_id}  # the audit names what was revoked

@@ -1,7 +1,7 @@
 """The admin API's OpenAPI schema, fuzzed with schemathesis against a real daemon (subprocess):
-every operation, with the values it generates from what the document declares (today the path
-parameters: the routes' params are not in the document yet), under an admin token, answers
-without a server error: no 5xx but the typed 503 of a part that is not configured here
+every operation, with the values it generates from what the document declares (path and query
+parameters and JSON bodies: each route's control-method params model), under an admin token,
+answers without a server error: no 5xx but the typed 503 of a part that is not configured here
 (Twilio), which names what to set. Runs when schemathesis is installed (the dev group)."""
 
 from __future__ import annotations
@@ -78,6 +78,11 @@ def send(request: dict[str, Any]) -> httpx.Response:
 # The operations are walked with hypothesis directly (`APIOperation.as_strategy`) rather than
 # schemathesis' pytest plugin (`from_fixture`), which does not run under pytest 9.
 def test_no_operation_answers_with_a_server_error(live_api: LiveApi) -> None:
+    document = httpx.get(f"{live_api.base}/openapi.json", timeout=30).json()
+    create = document["paths"]["/api/v1/campaigns"]["post"]["requestBody"]
+    assert "name" in create["content"]["application/json"]["schema"]["properties"]
+    history = document["paths"]["/api/v1/calls"]["get"]["parameters"]
+    assert {"limit"} <= {p["name"] for p in history if p["in"] == "query"}
     schema = schemathesis.openapi.from_url(f"{live_api.base}/openapi.json").include(
         path_regex="^/api/v1/")
     operations = [result.ok() for result in schema.get_all_operations()]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import zlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -15,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from reautod.call_events import CallInfo
+from reautod.call_recording import ConsentOutcome
 from reautod.engines.base import (
     AudioChunk,
     ChatMessage,
@@ -105,7 +107,8 @@ class FakeLLM:
 
 @dataclass
 class FakeTTS:
-    """A 440 Hz tone, `seconds_per_char` long per character of text, in 100 ms chunks."""
+    """A 440 Hz tone (with `tone_per_text`, a pitch of its own per text), `seconds_per_char` long
+    per character of text, in 100 ms chunks."""
 
     sample_rate: int = 16000
     seconds_per_char: float = 0.03
@@ -114,6 +117,14 @@ class FakeTTS:
     fail_next: int = 0
     texts: list[tuple[str, str]] = field(default_factory=list)  # (call_id, text)
     closed_early: int = 0
+    tone_per_text: bool = False  # each text its own pitch, so a text's audio can be found
+
+    def pcm(self, text: str) -> bytes:
+        """The audio `text` is synthesized to."""
+        hz = 300 + zlib.crc32(text.encode()) % 600 if self.tone_per_text else 440
+        n = max(1, int(len(text) * self.seconds_per_char * self.sample_rate))
+        t = np.arange(n) / self.sample_rate
+        return (np.sin(2 * math.pi * hz * t) * 8000).astype(np.int16).tobytes()
 
     async def synthesize(self, text: str, *, call_id: str) -> AsyncIterator[AudioChunk]:
         self.texts.append((call_id, text))
@@ -122,9 +133,7 @@ class FakeTTS:
             raise self.fail_with
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
-        n = max(1, int(len(text) * self.seconds_per_char * self.sample_rate))
-        t = np.arange(n) / self.sample_rate
-        pcm = (np.sin(2 * math.pi * 440 * t) * 8000).astype(np.int16).tobytes()
+        pcm = self.pcm(text)
         step = self.sample_rate // 10 * 2
         done = False
         try:
@@ -160,11 +169,17 @@ def engine_error(code: str = "llm_failed") -> EngineError:
 
 @dataclass
 class FakeAudioSink:
-    """Implements CallAudioSink: keeps both directions' PCM and whether it was closed."""
+    """Implements CallAudioSink: keeps both directions' PCM, how it was closed (the consent
+    outcomes) and how much audio it held when it was discarded."""
 
     caller_pcm: bytearray = field(default_factory=bytearray)
     agent_pcm: bytearray = field(default_factory=bytearray)
-    closed: int = 0
+    outcomes: list[ConsentOutcome] = field(default_factory=list)
+    discarded_at: list[int] = field(default_factory=list)  # bytes held (both tracks) each time
+
+    @property
+    def closed(self) -> int:
+        return len(self.outcomes)
 
     def caller(self, pcm: bytes) -> None:
         self.caller_pcm += pcm
@@ -172,8 +187,11 @@ class FakeAudioSink:
     def agent(self, pcm: bytes) -> None:
         self.agent_pcm += pcm
 
-    async def close(self) -> None:
-        self.closed += 1
+    async def close(self, outcome: ConsentOutcome) -> None:
+        self.outcomes.append(outcome)
+
+    async def discard(self) -> None:
+        self.discarded_at.append(len(self.caller_pcm) + len(self.agent_pcm))
 
 
 @dataclass

@@ -139,7 +139,7 @@ async def test_the_recording_gets_both_directions_as_they_crossed_the_socket(
         )
         await wait_for(lambda: served.observer.reason("r1") is not None)
     sink = recording.sinks["r1"]
-    assert recording.rates == {"r1": 8000} and sink.closed == 1
+    assert recording.rates == {"r1": 8000} and sink.closed == 1 and sink.outcomes[0].keep
     frame = 160 * 2  # 20 ms of 8 kHz PCM16: what each media message carries
     # every caller frame Twilio sent, except at most the few in flight when the call ended
     assert result.frames_sent * frame - 5 * frame <= len(sink.caller_pcm) \

@@ -14,11 +14,11 @@ from reautod.security.consent import (
     RecordingConsent,
     RecordingConsentSettings,
     detect_objection,
-    settle,
 )
 from reautod.security.keys import KeyRing, generate_key_text
-from reautod.store.enums import RecordingDirection
+from reautod.store.call_audio import RecorderSink
 from reautod.store.recordings import CallRecorder
+from reautod.store.records import RecordingFinalized
 
 T = datetime(2026, 12, 7, 15, 0, tzinfo=UTC)
 ALL_PARTY = RecordingConsentSettings()
@@ -77,22 +77,24 @@ def files(root: Path) -> list[Path]:
     return [p for p in root.rglob("*") if p.is_file()]
 
 
-async def test_settle_keeps_or_discards_the_files(tmp_path: Path) -> None:
+async def test_the_sink_keeps_or_discards_the_files_as_consent_says(tmp_path: Path) -> None:
     keys = KeyRing.parse(generate_key_text())
     for kept in (True, False):
         root = tmp_path / str(kept)
         recorder = CallRecorder(root, uuid.uuid4(), sample_rate=8000, keys=keys)
         await recorder.start()
-        recorder.write(RecordingDirection.OUTBOUND, bytes(1600))  # the announcement, kept
+        rows: list[RecordingFinalized] = []
+        sink = RecorderSink(recorder, lambda row, rows=rows: rows.append(row) is None)
+        sink.agent(bytes(1600))  # the announcement, kept
         consent = RecordingConsent(ALL_PARTY)
         consent.announced(T + timedelta(seconds=4))
-        recorder.write(RecordingDirection.INBOUND, bytes(1600))
+        sink.caller(bytes(1600))
         if not kept:
             consent.caller_said("don't record me", T + timedelta(seconds=6))
-        records = await settle(recorder, consent)
+        await sink.close(consent.outcome())
         if kept:
-            assert len(records) == 2 and all(r.consent_recorded for r in records)
-            assert all("caller continued" in (r.consent_detail or "") for r in records)
+            assert len(rows) == 2 and all(r.consent_recorded for r in rows)
+            assert all("caller continued" in (r.consent_detail or "") for r in rows)
             assert len(files(root)) == 2
         else:
-            assert records == [] and files(root) == []
+            assert rows == [] and files(root) == []

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from reautod.call_recording import ConsentOutcome
 from reautod.store.call_audio import RecorderSink
 from reautod.store.recordings import CallRecorder
 from reautod.store.records import RecordingFinalized
@@ -41,9 +42,10 @@ async def test_agent_spurts_land_where_they_were_said(tmp_path: Path) -> None:
     sink.caller(silence(13))
     sink.caller(silence(50))  # the agent is quiet for a second
     sink.agent(tone(25))
-    await sink.close()
+    await sink.close(ConsentOutcome(True, True, "one_party: test"))
 
     assert sorted(r.direction for r in submitted) == ["inbound", "outbound"]
+    assert all(r.consent_recorded and r.consent_detail == "one_party: test" for r in submitted)
     tracks = {}
     for record in submitted:
         with wave.open(record.path, "rb") as wav:

@@ -1,6 +1,7 @@
 """End to end: a simulated call through a real daemon (subprocess) leaves the caller's and the
 agent's audio as two playable WAV files under state_dir/recordings, described by rows whose
-checksum and duration match the files; with `calls.record = false` nothing is recorded."""
+checksum and duration match the files and which store the consent the announcement gave; with
+`calls.record = false` nothing is recorded."""
 
 from __future__ import annotations
 
@@ -83,8 +84,8 @@ def test_a_simulated_call_is_recorded_in_both_directions(
         assert row.duration_ms == frames * 1000 // 8000 > 1000
         assert np.abs(pcm).max() > 1000, f"{row.direction} track is silent"
         durations[row.direction] = row.duration_ms
-        # recorded without an announcement: the row says so, it does not claim consent
-        assert not row.consent_recorded and row.consent_detail
+        # the opening announced the recording and the lead went on: consent stored per file
+        assert row.consent_recorded and "recording announced at" in (row.consent_detail or "")
         assert row.retention_until is not None
         assert row.retention_until - row.created_at == timedelta(days=90)
     # the agent track is padded onto the caller's timeline, so it never runs past it by much
