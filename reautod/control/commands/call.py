@@ -135,9 +135,9 @@ def render_list(data: dict[str, Any]) -> str:
     if not calls:
         return "no live calls"
     rows = [[c.get("call_id"), c.get("state"), mask_name(c.get("lead_name")), c.get("campaign"),
-             c.get("direction"), c.get("started_at"), c.get("turns"),
+             c.get("direction"), c.get("transport"), c.get("started_at"), c.get("turns"),
              _ms(c.get("last_voice_to_voice_s")), c.get("engine_failures")] for c in calls]
-    return table(["call", "state", "lead", "campaign", "dir", "started", "turns",
+    return table(["call", "state", "lead", "campaign", "dir", "transport", "started", "turns",
                   "last v2v ms", "failures"], rows)
 
 
@@ -156,11 +156,12 @@ def render_history(data: dict[str, Any]) -> str:
     calls = data.get("calls", [])
     if not calls:
         return "no calls"
-    rows = [[c.get("call_id"), c.get("direction"), c.get("status"), c.get("outcome"),
-             c.get("amd_result"), mask_phone(c.get("to")), c.get("created_at"),
+    rows = [[c.get("call_id"), c.get("direction"), c.get("transport"), c.get("status"),
+             c.get("outcome"), c.get("amd_result"), mask_phone(c.get("to")), c.get("created_at"),
              "-" if c.get("duration_ms") is None else f"{c['duration_ms'] / 1000:.1f}s"]
             for c in calls]
-    return table(["call", "dir", "status", "outcome", "amd", "to", "created", "duration"], rows)
+    return table(["call", "dir", "transport", "status", "outcome", "amd", "to", "created",
+                  "duration"], rows)
 
 
 def run_history(args: argparse.Namespace, ctx: CliContext) -> int:
@@ -174,7 +175,8 @@ def run_history(args: argparse.Namespace, ctx: CliContext) -> int:
 def render_show(data: dict[str, Any]) -> str:
     summary = key_values([
         ("call", data.get("call_id")), ("twilio sid", data.get("call_sid")),
-        ("direction", data.get("direction")), ("status", data.get("status")),
+        ("direction", data.get("direction")), ("transport", data.get("transport")),
+        ("status", data.get("status")),
         ("outcome", data.get("outcome")), ("amd", data.get("amd_result")),
         ("to", mask_phone(data.get("to"))), ("created", data.get("created_at")),
         ("answered", data.get("answered_at")), ("ended", data.get("ended_at")),
