@@ -298,7 +298,8 @@ class Daemon:
         # the page's offers need an admin API credential whenever the API is on
         api_on = self.tokens is not None and self.tokens.authority is not None
         self.webrtc = WebRTCPart(self.settings.webrtc, self.calls, self.bus,
-                                 self.tokens if api_on else None, self.security.audit)
+                                 self.tokens if api_on else None, self.security.audit,
+                                 self.telephony.campaigns)
         self._health_checks["twilio"] = self.telephony.health
         self._health_checks["integrations"] = self.integrations.health
         self._register_part_methods()

@@ -6,6 +6,11 @@ Signalling is one request: the client gathers its ICE candidates first and sends
 offer; aiortc gathers ours before it answers, so the answer is whole too (no trickle, no STUN:
 caller and daemon reach each other directly, loopback or LAN). The call runs as a task owned
 here; while it lasts, its turns, state and end go to the caller on the data channel (`_feed`).
+
+An offer may name a campaign: the call then belongs to it and its playbook's agent answers, as
+for `call.simulate --campaign` (CallContext.campaign; the session synthesizes the opening as it
+starts, the moment the offer is answered). A campaign that does not exist refuses the offer
+before any media is set up.
 """
 
 from __future__ import annotations
@@ -15,22 +20,32 @@ import contextlib
 import logging
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from pipecat.transports.smallwebrtc.connection import SmallWebRTCConnection
 
+from reautod.campaigns.settings import settings_of
 from reautod.conversation import CallContext
-from reautod.errors import ReautodError, ValidationError
+from reautod.errors import NotFoundError, ReautodError, ValidationError
 from reautod.observability.events import EventBus
 from reautod.pipeline.calls import CallManager
+from reautod.store.repositories.campaigns import CampaignRow
 from reautod.telephony.stream import CloseCode
 from reautod.webrtc.media import WebRTCMedia
-from reautod.webrtc.signalling import Answer, Offer, Transport
+from reautod.webrtc.signalling import Answer, CampaignChoice, Offer, Transport
 
 log = logging.getLogger(__name__)
 
 ANSWER_TIMEOUT_S = 15.0  # aiortc gathers its candidates before it answers
 FEED_TOPICS = ("turn", "call.state", "barge_in")  # the end: WebRTCMedia.close says why
+
+
+class Campaigns(Protocol):
+    """What the calls read of the campaigns (store.repositories.CampaignRepository)."""
+
+    async def find(self, name_or_id: str) -> CampaignRow: ...
+
+    async def list(self) -> list[CampaignRow]: ...
 
 
 @dataclass(frozen=True)
@@ -42,15 +57,17 @@ class _Live:
 class WebRTCCalls:
     """Answers offers with calls on `calls`; owns each call's task until it ends."""
 
-    def __init__(self, calls: CallManager, bus: EventBus) -> None:
+    def __init__(self, calls: CallManager, bus: EventBus, campaigns: Campaigns) -> None:
         self._calls = calls
         self._bus = bus
+        self._campaigns = campaigns
         self._live: dict[str, _Live] = {}
 
     async def answer(self, offer: Offer, transport: Transport = "webrtc") -> Answer:
         """Answer `offer` and start its call; raises why a call cannot start (admission) or the
-        offer is unusable (ValidationError)."""
+        offer is unusable (ValidationError) or names no campaign (NotFoundError)."""
         self._calls.check_admission()  # refused before any media is set up
+        campaign = await self._campaign(offer.campaign)
         connection = SmallWebRTCConnection(ice_servers=[])
         try:
             await asyncio.wait_for(connection.initialize(sdp=offer.sdp, type=offer.type),
@@ -68,13 +85,34 @@ class WebRTCCalls:
             raise ValidationError("the offer could not be answered")
         call_id = uuid.uuid4().hex
         media = WebRTCMedia(connection, call_id, transport)
-        context = CallContext(call_id=call_id, lead_name=offer.lead_name.strip(), campaign=None,
+        context = CallContext(call_id=call_id, lead_name=offer.lead_name.strip(), campaign=campaign,
                               goal=None, direction="outbound")
         task = asyncio.create_task(self._run(media, context), name=f"webrtc-{call_id}")
         self._live[call_id] = _Live(media, task)
         task.add_done_callback(lambda _t: self._live.pop(call_id, None))
-        log.info("call %s: %s offer answered", call_id, transport)
+        log.info("call %s: %s offer answered (campaign %s)", call_id, transport, campaign or "-")
         return Answer(sdp=str(answer["sdp"]), call_id=call_id)
+
+    async def campaigns(self) -> list[CampaignChoice]:
+        """Every campaign, oldest first, with the playbook its calls would get."""
+        choices = []
+        for row in await self._campaigns.list():
+            try:
+                playbook = settings_of(row).playbook
+            except ValueError:  # its calls get the configured agent (logged where it is read)
+                playbook = None
+            choices.append(CampaignChoice(name=row.name, playbook=playbook))
+        return choices
+
+    async def _campaign(self, name: str | None) -> str | None:
+        """The stored name of the campaign an offer names (by name or id); None for none."""
+        if name is None:
+            return None
+        try:
+            return (await self._campaigns.find(name)).name
+        except NotFoundError:
+            raise NotFoundError(f"no campaign named {name!r} (reautoctl campaign list)",
+                                code="unknown_campaign") from None
 
     async def _run(self, media: WebRTCMedia, context: CallContext) -> None:
         feed = asyncio.create_task(_feed(self._bus, media, context.call_id),

@@ -1,5 +1,6 @@
 """The browser call page: `GET /call` (the page and its script, package files, nothing from
-elsewhere) and `POST /call/offer` (an SDP offer in, the answer out, a call started).
+elsewhere), `GET /call/campaigns` (the campaigns the caller may choose, so that a campaign's
+playbook answers) and `POST /call/offer` (an SDP offer in, the answer out, a call started).
 
 Who may use it, checked on every request in this order:
 
@@ -7,7 +8,7 @@ Who may use it, checked on every request in this order:
    behind a reverse proxy every address the request names (`X-Forwarded-For`, `Forwarded: for=`)
    must be too, so a proxy on loopback does not open the page to whoever it serves (a header can
    only narrow who is let in; a proxy that names no one needs the token below);
-2. when the admin API is on (the jwt_secret credential), the offer needs an admin API bearer token
+2. when the admin API is on (the jwt_secret credential), the offer (and the campaigns' list) needs an admin API bearer token
    (or API key) whose role may operate (`reautoctl token create --role operator`), checked like
    the API's own (revoked or expired: 401), else 401 or 403. The page
    asks for the token and keeps it in the tab's sessionStorage (or takes it from the URL's
@@ -38,6 +39,7 @@ from pydantic import ValidationError as PydanticValidationError
 from reautod.api.admin import AuthenticationError, Authenticator
 from reautod.control.server import MethodAuditor
 from reautod.errors import (
+    NotFoundError,
     OverloadedError,
     PermissionDeniedError,
     ReautodError,
@@ -45,12 +47,13 @@ from reautod.errors import (
     ValidationError,
 )
 from reautod.security.principal import Permission, Principal, Role
-from reautod.webrtc.signalling import MAX_SDP_CHARS, Answer, Offer, Transport
+from reautod.webrtc.signalling import MAX_SDP_CHARS, Answer, CampaignChoice, Offer, Transport
 
 log = logging.getLogger(__name__)
 
 PAGE_PATH = "/call"
 OFFER_PATH = "/call/offer"
+CAMPAIGNS_PATH = "/call/campaigns"
 MAX_BODY_BYTES = MAX_SDP_CHARS + 4096
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 # the page runs only its own script and talks only to this daemon
@@ -71,6 +74,8 @@ class Answers(Protocol):
 
     async def answer(self, offer: Offer, transport: Transport = "webrtc") -> Answer: ...
 
+    async def campaigns(self) -> list[CampaignChoice]: ...
+
 
 def _static(name: str) -> bytes:
     return resources.files("reautod.webrtc").joinpath("static", name).read_bytes()
@@ -84,7 +89,7 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
 
 def _status(err: ReautodError) -> int:
     for kind, status in ((AuthenticationError, 401), (PermissionDeniedError, 403),
-                         (ValidationError, 400), (OverloadedError, 429),
+                         (NotFoundError, 404), (ValidationError, 400), (OverloadedError, 429),
                          (UnavailableError, 503)):
         if isinstance(err, kind):
             return status
@@ -167,6 +172,19 @@ def call_page_router(calls: Answers, networks: Sequence[Network],
                           "(webrtc.allowed_networks)")
         return Response(files["call.html"], media_type=_STATIC["call.html"],
                         headers=_PAGE_HEADERS)
+
+    # before the page's files: /call/{name} would take it
+    @router.get(CAMPAIGNS_PATH, include_in_schema=False)
+    async def campaigns(request: Request) -> Response:
+        if not allowed(request):
+            return _error(403, "forbidden", "not served to this address")
+        try:
+            await authorize(request, credentials)  # who may start a call may choose its campaign
+            choices = await calls.campaigns()
+        except ReautodError as err:
+            return _error(_status(err), err.code, err.message)
+        return JSONResponse({"campaigns": [c.model_dump() for c in choices]},
+                            headers={"Cache-Control": "no-store"})
 
     @router.get(PAGE_PATH + "/{name}", include_in_schema=False)
     async def asset(request: Request, name: str) -> Response:

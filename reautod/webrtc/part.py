@@ -12,7 +12,7 @@ from reautod.errors import ConfigError
 from reautod.methods import Method
 from reautod.observability.events import EventBus
 from reautod.pipeline.calls import CallManager
-from reautod.webrtc.calls import WebRTCCalls
+from reautod.webrtc.calls import Campaigns, WebRTCCalls
 from reautod.webrtc.page import call_page_router
 from reautod.webrtc.signalling import Answer, Offer
 
@@ -21,7 +21,8 @@ class WebRTCPart:
     """See the module docstring."""
 
     def __init__(self, settings: WebRTCSettings, calls: CallManager, bus: EventBus,
-                 credentials: Authenticator | None, auditor: MethodAuditor) -> None:
+                 credentials: Authenticator | None, auditor: MethodAuditor,
+                 campaigns: Campaigns) -> None:
         remote = [str(n) for n in settings.allowed_networks if not n.is_loopback]
         if settings.enabled and remote and credentials is None:
             raise ConfigError(
@@ -31,7 +32,7 @@ class WebRTCPart:
         self.settings = settings
         self.credentials = credentials  # the admin API's; None: the API is off
         self.auditor = auditor
-        self.calls = WebRTCCalls(calls, bus)
+        self.calls = WebRTCCalls(calls, bus, campaigns)  # an offer's campaign checked there
 
     def routers(self) -> list[APIRouter]:
         if not self.settings.enabled:

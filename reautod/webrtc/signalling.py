@@ -1,12 +1,15 @@
 """What a WebRTC caller and the daemon say to start a call: the offer and its answer, the same
-on the page's `POST /call/offer` and the control method `call.talk`. A leaf: the caller's side
-(`reautoctl talk`) imports it without the daemon's pipeline."""
+on the page's `POST /call/offer` and the control method `call.talk`, and the campaigns the page
+offers to choose from. A leaf: the caller's side (`reautoctl talk`) imports it without the
+daemon's pipeline."""
 
 from __future__ import annotations
 
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from reautod.security.text import DisplayName
 
 MAX_SDP_CHARS = 64 * 1024  # a browser's audio offer is 3-6 KB
 
@@ -22,6 +25,10 @@ class Offer(BaseModel):
     type: Literal["offer"] = "offer"
     lead_name: str = Field("", max_length=80,
                            description="the name the agent greets the caller by")
+    # checked and normalised as `campaign.create` stores names, so the same name matches
+    campaign: DisplayName | None = Field(
+        None, description="the campaign whose playbook answers (its name or id); none: the "
+        "configured agent")
 
     @field_validator("sdp")
     @classmethod
@@ -41,3 +48,13 @@ class Answer(BaseModel):
     sdp: str
     type: Literal["answer"] = "answer"
     call_id: str
+
+
+class CampaignChoice(BaseModel):
+    """A campaign a caller may choose, and the playbook that would answer (None: the configured
+    agent)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    playbook: str | None

@@ -99,9 +99,10 @@ def _turn(message: dict[str, Any]) -> HeardTurn | None:
 
 
 async def talk(signal: Signal, audio: AudioIO, *, lead_name: str = "",
-               on_turn: Callable[[HeardTurn], None],
+               campaign: str | None = None, on_turn: Callable[[HeardTurn], None],
                hangup: asyncio.Event | None = None) -> TalkResult:
-    """Hold one call with the agent through `audio`; returns when it ends (see the module)."""
+    """Hold one call with the agent through `audio` (`campaign`'s playbook agent when named);
+    returns when it ends (see the module)."""
     loop = asyncio.get_running_loop()
     ended: asyncio.Future[str] = loop.create_future()
     hangup = hangup or asyncio.Event()
@@ -142,7 +143,8 @@ async def talk(signal: Signal, audio: AudioIO, *, lead_name: str = "",
     pc.addTrack(_MicTrack(audio))
     try:
         await pc.setLocalDescription(await pc.createOffer())
-        answer = await signal(Offer(sdp=pc.localDescription.sdp, lead_name=lead_name))
+        answer = await signal(Offer(sdp=pc.localDescription.sdp, lead_name=lead_name,
+                                     campaign=campaign))
         await pc.setRemoteDescription(RTCSessionDescription(sdp=answer.sdp, type="answer"))
         hung_up = asyncio.create_task(hangup.wait(), name="talk-hangup")
         try:

@@ -1,13 +1,17 @@
 """Talking to the agent without Twilio, on the real small models: the browser call page in
 headless Chromium, and `reautoctl talk`'s client fed from a WAV file, both against one real
 daemon (the module's), both on its one call path (CallManager, same engines and agent), both
-recorded with their transport. `reautoctl talk` runs as the command itself.
+recorded with their transport. `reautoctl talk` runs as the command itself, with a campaign:
+its playbook's agent answers (the stored call names the playbook and starts at its greeter);
+the browser's call has none (the page lists the campaign; the configured agent answers).
 
 Why these seconds are worth it: they are the only tests that a WebRTC call really connects
 (ICE, DTLS, Opus both ways) from a real browser and from the talk client, that the agent's
 greeting reaches the caller as audio, that the caller's speech is transcribed and answered, and
 that the transcript reaches the caller's screen. One daemon serves both; each call is one
-greeting, one short sentence and one short reply (about 15 s of real-time audio each).
+greeting, one short sentence and one short reply (about 15 s of real-time audio each). The
+campaign costs one `reautoctl campaign create` and no call of its own (the module's set-up took
+28 s without it, 32 to 33 s with it, at load 7 on 2 cores).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from reautod.config import DatabaseSettings
 from reautod.store.call_observer import call_uuid
 from reautod.store.database import Database
-from reautod.store.models import Call, Turn
+from reautod.store.models import AgentTransition, Call, Turn
 from reautod.telephony.audio import read_audio, write_wav
 from reautod.webrtc.audio_io import TALK_RATE
 from tests.conversation.conftest import daemon_config
@@ -52,7 +56,8 @@ MAX_BROWSER_WER = 0.40
 @pytest.fixture(scope="module")
 def webrtc_daemon(small_models_dir: Path, tmp_path_factory: pytest.TempPathFactory
                   ) -> Iterator[DaemonProcess]:
-    """reautod on the small models with the call page on (loopback, no admin API)."""
+    """reautod on the small models with the call page on (loopback, no admin API), and a
+    campaign `sellers` on the real-estate example playbook."""
     workdir = tmp_path_factory.mktemp("webrtc")
     runtime = tempfile.mkdtemp(prefix="rt-", dir="/tmp")
     config = daemon_config(workdir, runtime, small_models_dir) + "[webrtc]\nenabled = true\n"
@@ -62,6 +67,9 @@ def webrtc_daemon(small_models_dir: Path, tmp_path_factory: pytest.TempPathFacto
     daemon.start()
     try:
         daemon.wait_ready(timeout=240)
+        created = daemon.ctl("campaign", "create", "sellers", "--set",
+                             "playbook=real-estate-sellers")
+        assert created.returncode == 0, created.stderr
         yield daemon
     finally:
         daemon.stop()
@@ -81,8 +89,8 @@ def caller_wav(path: Path, rate: int, lead_s: float = GREETING_S) -> str:
 
 
 async def stored_call(daemon: DaemonProcess, call_id: str, timeout_s: float = 60.0
-                      ) -> tuple[Call, list[Turn]]:
-    """The call's row and turns once its end is written."""
+                      ) -> tuple[Call, list[Turn], list[tuple[str | None, str]]]:
+    """The call's row, turns and the agent's stage moves (from, to) once its end is written."""
     db = Database(f"sqlite+aiosqlite:///{daemon.workdir / 'state' / 'reautod.db'}",
                   DatabaseSettings())
     await db.open()
@@ -93,7 +101,11 @@ async def stored_call(daemon: DaemonProcess, call_id: str, timeout_s: float = 60
                 if call is not None and call.ended_at is not None:
                     turns = (await session.execute(select(Turn).where(
                         Turn.call_id == call.id).order_by(Turn.seq))).scalars().all()
-                    return call, list(turns)
+                    moves = await session.execute(
+                        select(AgentTransition.from_agent, AgentTransition.to_agent)
+                        .where(AgentTransition.call_id == call.id)
+                        .order_by(AgentTransition.seq))
+                    return call, list(turns), [(f, t) for f, t in moves]
             await asyncio.sleep(0.25)
         raise AssertionError(f"call {call_id} not stored as ended; log: {daemon.log()[-3000:]}")
     finally:
@@ -108,16 +120,19 @@ def http_port(daemon: DaemonProcess) -> int:
 
 async def test_talk_from_a_wav_hears_the_greeting_and_gets_a_reply(
         webrtc_daemon: DaemonProcess, tmp_path: Path) -> None:
+    """With a campaign: its playbook's agent answers (the browser's call has the default; an
+    unknown campaign's refusal is tested in process, tests/webrtc)."""
     said = caller_wav(tmp_path / "caller.wav", 16_000)
     out = await asyncio.to_thread(
-        webrtc_daemon.ctl, "talk", "--json", "--name", "Jordan", "--from-wav",
-        str(tmp_path / "caller.wav"), "--to-wav", str(tmp_path / "agent.wav"), timeout=180)
+        webrtc_daemon.ctl, "talk", "--json", "--name", "Jordan", "--campaign", "sellers",
+        "--from-wav", str(tmp_path / "caller.wav"), "--to-wav", str(tmp_path / "agent.wav"),
+        timeout=180)
     assert out.returncode == 0, out.stderr + webrtc_daemon.log()[-3000:]
     *turns, end = [json.loads(line) for line in out.stdout.splitlines()]
     agent = [t["text"] for t in turns if t["speaker"] == "agent"]
     callers = [t["text"] for t in turns if t["speaker"] == "caller"]
     assert end["ended"] == "hung_up", out.stdout  # at the reply, the file being over
-    assert "Do you have a minute?" in agent[0]  # the configured greeting, first
+    assert agent[0].startswith("Hi Jordan, "), turns  # the playbook greeter's, first
     # the greeting arrived as audio while the caller was still silent
     heard = read_audio(tmp_path / "agent.wav").samples
     assert np.abs(heard[: int(GREETING_S * TALK_RATE)]).max() > 0.05
@@ -125,9 +140,11 @@ async def test_talk_from_a_wav_hears_the_greeting_and_gets_a_reply(
     assert errors.rate <= MAX_CALLER_WER, f"{errors}: {callers}"
     assert len(agent) >= 2 and agent[-1].strip(), turns  # the reply
 
-    call, stored = await stored_call(webrtc_daemon, end["call_id"])
+    call, stored, moves = await stored_call(webrtc_daemon, end["call_id"])
     assert call.transport == "sounddevice"
     assert [t.text for t in stored if t.speaker == "caller"] == callers
+    # the campaign's playbook agent held the call: it starts at the playbook's greeter
+    assert call.playbook == "real-estate-sellers" and moves[:1] == [(None, "greeter")]
 
 
 async def test_browser_call_page_converses_over_webrtc(
@@ -145,6 +162,15 @@ async def test_browser_call_page_converses_over_webrtc(
             await asyncio.sleep(0.1)
         else:
             raise AssertionError(await page.evaluate("location.href + ' ' + document.body.innerText"))
+        choices: list[str] = []
+        for _ in range(100):  # the campaigns' list, filled from the daemon's (GET /call/campaigns)
+            choices = await page.evaluate("[...document.getElementById('campaign').options]"
+                                          ".map(o => o.value)")
+            if len(choices) > 1:
+                break
+            await asyncio.sleep(0.1)
+        # none chosen: the configured agent (the talk test's call runs the campaign's)
+        assert choices == ["", "sellers"], choices
         await page.evaluate("document.getElementById('lead-name').value = 'Jordan'")
         await page.evaluate("document.getElementById('call').click()")
         lines: list[list[str]] = []
@@ -173,6 +199,7 @@ async def test_browser_call_page_converses_over_webrtc(
     assert errors.rate <= MAX_BROWSER_WER, f"{errors}: {callers}"
     assert lines[-1][0] == "agent" and lines[-1][1].removeprefix("Agent: ").strip(), lines
 
-    call, turns = await stored_call(webrtc_daemon, call_id)
+    call, turns, moves = await stored_call(webrtc_daemon, call_id)
     assert call.transport == "webrtc"
+    assert call.playbook is None and moves == []  # no campaign: the configured agent
     assert [t.text for t in turns if t.speaker == "caller"] == callers

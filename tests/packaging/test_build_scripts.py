@@ -166,3 +166,16 @@ def test_one_version_in_pyproject_and_changelog() -> None:
     assert re.search(rf"^## \[{re.escape(version)}\] - \d{{4}}-\d{{2}}-\d{{2}}$", changelog,
                      re.MULTILINE), f"CHANGELOG.md has no section for {version}"
     assert "## [Unreleased]" in changelog
+
+
+def test_both_packages_recommend_portaudio_for_reautoctl_talk() -> None:
+    """Only `reautoctl talk`'s sound card needs PortAudio (sounddevice loads it): recommended,
+    not required, by both variants; the daemon runs without it."""
+    paragraphs = [dict(re.findall(r"^([\w-]+):\s*(.*)$", block, re.MULTILINE))
+                  for block in (PACKAGING / "debian" / "control").read_text().split("\n\n")]
+    binaries = {p["Package"]: p for p in paragraphs if "Package" in p}
+    assert set(binaries) == {"reautod", "reautod-cuda"}
+    for name, fields in binaries.items():
+        recommends = [r.strip().split()[0] for r in fields.get("Recommends", "").split(",")]
+        assert "libportaudio2" in recommends, name
+        assert "libportaudio2" not in fields["Depends"], name

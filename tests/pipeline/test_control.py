@@ -113,3 +113,16 @@ def test_cli_simulate_sends_absolute_paths(tmp_path: Any, monkeypatch: Any) -> N
     assert args.func(args, ctx) == 0
     assert sent == [("call.simulate", {"lead_audio": [str(audio)], "realtime": True}, 600.0)]
     assert '"call_id": "sim-1"' in ctx.out.getvalue()  # type: ignore[attr-defined]
+
+
+def test_live_calls_and_the_history_show_how_each_caller_is_reached() -> None:
+    live = {"calls": [{"call_id": f"c{i}", "state": "listening", "lead_name": "Jane", "campaign": "spring",
+                       "direction": "outbound", "transport": via}
+                      for i, via in enumerate(("twilio", "webrtc", "sounddevice"))]}
+    stored = {"calls": [{"call_id": f"c{i}", "direction": "outbound", "transport": via,
+                         "status": "completed", "to": None, "duration_ms": 1000}
+                        for i, via in enumerate(("twilio", "webrtc", "sounddevice"))]}
+    for rendered in (call_cmd.render_list(live), call_cmd.render_history(stored)):
+        header, _rule, *rows = rendered.splitlines()
+        column = header.split().index("transport")
+        assert [row.split()[column] for row in rows] == ["twilio", "webrtc", "sounddevice"]

@@ -59,3 +59,9 @@ async def test_no_sound_card_is_a_clear_error() -> None:
 def test_talk_refuses_to_wav_without_from_wav(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--socket", "/nonexistent.sock", "talk", "--to-wav", "x.wav"]) == 1
     assert "--to-wav needs --from-wav" in capsys.readouterr().err
+
+
+def test_talk_refuses_a_blank_campaign_before_the_sound_card(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--socket", "/nonexistent.sock", "talk", "--campaign", " "]) == 1
+    assert "--campaign: a name may not be empty" in capsys.readouterr().err

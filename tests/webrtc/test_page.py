@@ -17,12 +17,12 @@ from pydantic import BaseModel
 
 from reautod.api.admin import AuthenticationError
 from reautod.config import Settings
-from reautod.errors import ConfigError, OverloadedError, ReautodError
+from reautod.errors import ConfigError, NotFoundError, OverloadedError, ReautodError
 from reautod.observability.events import EventBus
 from reautod.security.principal import Principal, Role
 from reautod.webrtc.page import call_page_router, client_allowed
 from reautod.webrtc.part import WebRTCPart
-from reautod.webrtc.signalling import Answer, Offer, Transport
+from reautod.webrtc.signalling import Answer, CampaignChoice, Offer, Transport
 
 SDP = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"
 LOOPBACK = [ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")]
@@ -34,12 +34,19 @@ class FakeCalls:
 
     offers: list[tuple[Offer, Transport]] = field(default_factory=list)
     refuse: Exception | None = None
+    choices: list[CampaignChoice] = field(default_factory=lambda: [
+        CampaignChoice(name="sellers", playbook="real-estate-sellers")])
 
     async def answer(self, offer: Offer, transport: Transport = "webrtc") -> Answer:
         if self.refuse is not None:
             raise self.refuse
+        if offer.campaign is not None and offer.campaign not in [c.name for c in self.choices]:
+            raise NotFoundError(f"no campaign named {offer.campaign!r}", code="unknown_campaign")
         self.offers.append((offer, transport))
         return Answer(sdp="v=0\r\n", call_id="c1")
+
+    async def campaigns(self) -> list[CampaignChoice]:
+        return list(self.choices)
 
 
 @dataclass
@@ -153,8 +160,34 @@ async def test_with_the_admin_api_on_an_offer_needs_an_operators_token() -> None
     assert audit.records == [("call.page", "token:operator-user", "ok")]
 
 
+async def test_the_caller_chooses_a_campaign_from_the_daemons_list() -> None:
+    calls, audit = FakeCalls(), FakeAuditor()
+    async with client(calls, auditor=audit) as http:
+        listed = await http.get("/call/campaigns")
+        chosen = await http.post("/call/offer", json={"sdp": SDP, "campaign": "sellers"})
+        unknown = await http.post("/call/offer", json={"sdp": SDP, "campaign": "nope"})
+        blank = await http.post("/call/offer", json={"sdp": SDP, "campaign": " \n"})
+    assert listed.status_code == 200 and listed.json() == {
+        "campaigns": [{"name": "sellers", "playbook": "real-estate-sellers"}]}
+    assert chosen.status_code == 200
+    assert unknown.status_code == 404 and "'nope'" in unknown.json()["error"]["message"]
+    assert unknown.json()["error"]["code"] == "unknown_campaign"
+    assert blank.status_code == 400 and "campaign: " in blank.json()["error"]["message"]
+    assert [(o.campaign, t) for o, t in calls.offers] == [("sellers", "webrtc")]
+    assert audit.records == [("call.page", "page:127.0.0.1", "ok"),
+                             ("call.page", "page:127.0.0.1", "unknown_campaign")]
+    tokens = FakeCredentials({"operator-token": Role.OPERATOR})
+    async with client(calls, tokens=tokens) as http:  # the list is for who may call
+        anonymous = await http.get("/call/campaigns")
+        allowed = await http.get("/call/campaigns",
+                                 headers={"authorization": "Bearer operator-token"})
+    assert anonymous.status_code == 401 and allowed.status_code == 200
+    async with client(calls, address="192.0.2.7") as http:
+        assert (await http.get("/call/campaigns")).status_code == 403
+
+
 def test_a_page_open_beyond_loopback_needs_the_admin_api() -> None:
     settings = Settings(webrtc={"enabled": True, "allowed_networks": ["10.0.0.0/8"]}).webrtc
     with pytest.raises(ConfigError, match=re.escape("10.0.0.0/8")):
         WebRTCPart(settings, calls=None, bus=EventBus(), credentials=None,  # type: ignore[arg-type]
-                   auditor=FakeAuditor())
+                   auditor=FakeAuditor(), campaigns=None)  # type: ignore[arg-type]

@@ -136,9 +136,10 @@ def render_list(listing: LiveCallList) -> str:
     if not listing.calls:
         return "no live calls"
     rows = [[c.call_id, c.state.value, mask_name(c.lead_name), c.campaign, c.direction,
-             c.started_at.isoformat(), c.turns, _ms(c.last_voice_to_voice_s), c.engine_failures]
+             c.transport, c.started_at.isoformat(), c.turns, _ms(c.last_voice_to_voice_s),
+             c.engine_failures]
             for c in listing.calls]
-    return table(["call", "state", "lead", "campaign", "dir", "started", "turns",
+    return table(["call", "state", "lead", "campaign", "dir", "transport", "started", "turns",
                   "last v2v ms", "failures"], rows)
 
 
@@ -156,11 +157,12 @@ def run_hangup(args: argparse.Namespace, ctx: CliContext) -> int:
 def render_history(history: CallHistory) -> str:
     if not history.calls:
         return "no calls"
-    rows = [[c.call_id, c.direction, c.status, c.outcome, c.amd_result, mask_phone(c.to),
-             c.created_at.isoformat(),
+    rows = [[c.call_id, c.direction, c.transport, c.status, c.outcome, c.amd_result,
+             mask_phone(c.to), c.created_at.isoformat(),
              "-" if c.duration_ms is None else f"{c.duration_ms / 1000:.1f}s"]
             for c in history.calls]
-    return table(["call", "dir", "status", "outcome", "amd", "to", "created", "duration"], rows)
+    return table(["call", "dir", "transport", "status", "outcome", "amd", "to", "created",
+                  "duration"], rows)
 
 
 def run_history(args: argparse.Namespace, ctx: CliContext) -> int:
@@ -178,7 +180,7 @@ def _iso(value: datetime | None) -> str | None:
 def render_show(call: CallDetail) -> str:
     summary = key_values([
         ("call", call.call_id), ("twilio sid", call.call_sid),
-        ("direction", call.direction), ("status", call.status),
+        ("direction", call.direction), ("transport", call.transport), ("status", call.status),
         ("outcome", call.outcome), ("amd", call.amd_result),
         ("to", mask_phone(call.to)), ("created", _iso(call.created_at)),
         ("answered", _iso(call.answered_at)), ("ended", _iso(call.ended_at)),

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from reautod.control.client import ControlClient
 from reautod.control.context import CliContext
 from reautod.errors import ValidationError
-from reautod.security.text import terminal_safe
+from reautod.security.text import normalise_name, terminal_safe
 from reautod.webrtc.signalling import Answer, Offer
 
 if TYPE_CHECKING:  # the WebRTC and audio stack loads only when `talk` runs
@@ -34,6 +34,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "ends with the agent's first line after the file is over).")
     parser.add_argument("--name", default="", metavar="NAME",
                         help="the name the agent greets you by")
+    parser.add_argument("--campaign", metavar="NAME",
+                        help="the campaign the call belongs to: its playbook's agent answers "
+                        "(default: the configured agent)")
     parser.add_argument("--from-wav", type=Path, metavar="FILE",
                         help="speak this audio file instead of the microphone")
     parser.add_argument("--to-wav", type=Path, metavar="FILE",
@@ -50,7 +53,8 @@ def _render(turn: HeardTurn) -> str:
     return f"{who:>5}: {terminal_safe(turn.text)}{cut}"
 
 
-async def converse(ctx: CliContext, audio: AudioIO, name: str) -> int:
+async def converse(ctx: CliContext, audio: AudioIO, name: str, campaign: str | None = None
+                   ) -> int:
     from reautod.webrtc.audio_io import WavFileIO
     from reautod.webrtc.talk import talk
 
@@ -73,7 +77,8 @@ async def converse(ctx: CliContext, audio: AudioIO, name: str) -> int:
         with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
             loop.add_signal_handler(signal.SIGINT, hangup.set)
         try:
-            result = await talk(offer, audio, lead_name=name, on_turn=show, hangup=hangup)
+            result = await talk(offer, audio, lead_name=name, campaign=campaign,
+                                on_turn=show, hangup=hangup)
         finally:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(signal.SIGINT)
@@ -88,12 +93,16 @@ async def converse(ctx: CliContext, audio: AudioIO, name: str) -> int:
 def run(args: argparse.Namespace, ctx: CliContext) -> int:
     if args.to_wav is not None and args.from_wav is None:
         raise ValidationError("--to-wav needs --from-wav (the speaker plays the agent otherwise)")
+    try:  # refused here as the daemon would, before the sound card opens
+        campaign = None if args.campaign is None else normalise_name(args.campaign)
+    except ValueError as err:
+        raise ValidationError(f"--campaign: {err}") from None
 
     async def main() -> int:
         from reautod.webrtc.audio_io import SoundDeviceIO, WavFileIO
 
         audio: AudioIO = (WavFileIO(args.from_wav, args.to_wav) if args.from_wav is not None
                           else SoundDeviceIO())
-        return await converse(ctx, audio, args.name)
+        return await converse(ctx, audio, args.name, campaign)
 
     return asyncio.run(main())

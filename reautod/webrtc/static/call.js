@@ -23,6 +23,38 @@ function token() {
   return sessionStorage.getItem("reautod-token") || "";
 }
 
+async function loadCampaigns() {
+  // the campaigns this daemon has; choosing one makes its playbook's agent answer
+  const select = $("campaign");
+  const headers = {};
+  const bearer = token();
+  if (bearer) headers.Authorization = "Bearer " + bearer;
+  let body;
+  try {
+    const response = await fetch("/call/campaigns", {headers});
+    body = await response.json();
+    if (!response.ok) {
+      // the admin API is on and no token was given yet: the list comes once one is
+      if (response.status !== 401) setStatus("No campaigns: " + body.error.message);
+      return;
+    }
+  } catch (err) {
+    setStatus("No campaigns: " + err.message);
+    return;
+  }
+  const chosen = select.value;
+  select.replaceChildren(select.options[0]);
+  for (const campaign of body.campaigns) {
+    const option = document.createElement("option");
+    option.value = campaign.name;
+    option.textContent = campaign.name + (campaign.playbook ? " (playbook " + campaign.playbook +
+                                                            ")" : " (no playbook)");
+    select.appendChild(option);
+  }
+  select.value = chosen;
+  if (select.value !== chosen) select.value = "";
+}
+
 function addTurn(speaker, text, interrupted) {
   const item = document.createElement("li");
   item.dataset.speaker = speaker;
@@ -113,7 +145,8 @@ async function start() {
       method: "POST",
       headers,
       body: JSON.stringify({sdp: pc.localDescription.sdp, type: "offer",
-                            lead_name: $("lead-name").value.trim()}),
+                            lead_name: $("lead-name").value.trim(),
+                            campaign: $("campaign").value || null}),
     });
     const body = await response.json();
     if (!response.ok) throw new Error(body.error ? body.error.message : response.statusText);
@@ -147,3 +180,5 @@ function hangup() {
 
 $("call").addEventListener("click", start);
 $("hangup").addEventListener("click", hangup);
+$("token").addEventListener("change", loadCampaigns);
+loadCampaigns();
