@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import io
+import uuid
 from typing import Any
 
 import pytest
 
+from reautod.campaigns.results import CallHistory
 from reautod.control.commands import call as call_cmd
 from reautod.control.context import CliContext
 from reautod.errors import NotFoundError, ValidationError
@@ -116,12 +118,18 @@ def test_cli_simulate_sends_absolute_paths(tmp_path: Any, monkeypatch: Any) -> N
 
 
 def test_live_calls_and_the_history_show_how_each_caller_is_reached() -> None:
-    live = {"calls": [{"call_id": f"c{i}", "state": "listening", "lead_name": "Jane", "campaign": "spring",
-                       "direction": "outbound", "transport": via}
-                      for i, via in enumerate(("twilio", "webrtc", "sounddevice"))]}
-    stored = {"calls": [{"call_id": f"c{i}", "direction": "outbound", "transport": via,
-                         "status": "completed", "to": None, "duration_ms": 1000}
-                        for i, via in enumerate(("twilio", "webrtc", "sounddevice"))]}
+    vias = ("twilio", "webrtc", "sounddevice")
+    at = "2026-12-06T12:00:00+00:00"
+    live = LiveCallList.model_validate({"calls": [
+        {"call_id": f"c{i}", "stream_sid": f"MZ{i}", "call_sid": None, "state": "listening",
+         "lead_name": "Jane", "campaign": "spring", "direction": "outbound", "transport": via,
+         "started_at": at} for i, via in enumerate(vias)]})
+    stored = CallHistory.model_validate({"calls": [
+        {"call_id": str(uuid.uuid4()), "call_sid": None, "campaign_id": None, "lead_id": None,
+         "direction": "outbound", "transport": via, "status": "completed", "amd_result": None,
+         "outcome": None, "disposition": None, "from": None, "to": None, "error_code": None,
+         "created_at": at, "answered_at": None, "ended_at": None, "duration_ms": 1000}
+        for via in vias]})
     for rendered in (call_cmd.render_list(live), call_cmd.render_history(stored)):
         header, _rule, *rows = rendered.splitlines()
         column = header.split().index("transport")
