@@ -2,7 +2,9 @@
 tokens with roles.
 
 Every route names the control method it runs and the permissions that may call it (`ROUTES`);
-nothing else is served under /api/v1, so a route cannot ship without a role check. A request
+nothing else is served under /api/v1 but the routes `OPEN_ROUTES` names with the reason they
+take no bearer credential (the refresh exchange, whose credential is the refresh token in its
+body), so a route cannot ship without a role check. A request
 is answered in this order: 413 when the body is over MAX_BODY_BYTES, 401 without a valid token,
 429 when the token's subject is over its rate (`RateLimit`), 403 when the token's role holds
 none of the route's permissions, 422 when the params do not fit
@@ -12,8 +14,9 @@ same audit hook as the control socket, so state-changing calls are in the audit 
 Who holds a valid credential is the `Authenticator`'s to say (`reautod.api.credentials`): JWTs
 (HS256, signed here with the `jwt_secret` credential: subject, role, jti, issued-at, expiry at
 most MAX_TTL) made by `reautoctl token create` and revocable one by one by their jti, and API
-keys for machine clients (stored hashed, revocable). Rotating the secret still kills every token
-at once. Refresh tokens are not built.
+keys for machine clients (stored hashed, revocable), and refresh tokens (stored hashed, rotated
+on use, a reuse revokes their family) exchanged at `POST /api/v1/token/refresh`, rate limited per
+client address (`refresh_rate_limit`). Rotating the secret still kills every token at once.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from fastapi.security import HTTPBearer
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import OctKey
+from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
 from reautod.api.operations import operation_extra
@@ -48,7 +52,7 @@ from reautod.errors import (
 )
 from reautod.methods import Method
 from reautod.security.principal import Permission, Principal, Role
-from reautod.security.results import MAX_TOKEN_MINUTES
+from reautod.security.results import MAX_TOKEN_MINUTES, RefreshParams, TokenResult
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +60,7 @@ PREFIX = "/api/v1"
 ISSUER = "reautod"
 MAX_TTL = timedelta(minutes=MAX_TOKEN_MINUTES)
 MAX_BODY_BYTES = 8 * 1024 * 1024  # a lead CSV fits; more is refused before it is read
+MAX_REFRESH_BODY_BYTES = 4096
 MIN_SECRET_CHARS = 32
 # Declares the bearer scheme in the OpenAPI document (Swagger UI's "Authorize"); it checks
 # nothing itself (auto_error off): `_authenticate` does.
@@ -107,6 +112,21 @@ ROUTES: tuple[Route, ...] = (
 
 
 @dataclass(frozen=True)
+class OpenRoute:
+    """A route served without a bearer credential, and why that is safe."""
+
+    verb: Literal["GET", "POST"]
+    path: str
+    method: str
+    why: str
+
+
+REFRESH = OpenRoute("POST", "/token/refresh", "token.refresh",
+                    "its credential is the refresh token in the body (spent by the call)")
+OPEN_ROUTES: tuple[OpenRoute, ...] = (REFRESH,)
+
+
+@dataclass(frozen=True)
 class IssuedToken:
     token: str
     subject: str
@@ -126,9 +146,15 @@ class TokenClaims:
 
 
 class Authenticator(Protocol):
-    """Who a bearer credential is; AuthenticationError when it is no valid credential."""
+    """Who a bearer credential is; AuthenticationError when it is no valid credential. And the
+    refresh exchange: who holds a refresh token (its secret checked), then the exchange itself
+    (run as that holder, audited)."""
 
     async def authenticate(self, credential: str, origin: str) -> Principal: ...
+
+    async def refresh_holder(self, refresh_token: str, origin: str) -> Principal: ...
+
+    async def refresh(self, params: RefreshParams) -> TokenResult: ...
 
 
 class TokenAuthority:
@@ -203,12 +229,24 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
                         headers=headers)
 
 
+def refresh_rate_limit() -> RateLimit:
+    """Refresh exchanges per client address: guessing at refresh tokens is slow."""
+    return RateLimit(rate_per_s=1.0, burst=10)
+
+
 def admin_router(authority: Authenticator, methods: Mapping[str, Method],
-                 auditor: MethodAuditor, rate_limit: RateLimit | None = None) -> APIRouter:
+                 auditor: MethodAuditor, rate_limit: RateLimit | None = None,
+                 refresh_limit: RateLimit | None = None) -> APIRouter:
     """The /api/v1 routes whose control methods this daemon has (a part that is not running,
-    telephony without Twilio for instance, still has its methods: they say what is missing)."""
+    telephony without Twilio for instance, still has its methods: they say what is missing),
+    and the refresh exchange."""
     router = APIRouter(prefix=PREFIX)
     limit = rate_limit or RateLimit()
+    router.add_api_route(
+        REFRESH.path, _refresh_endpoint(authority, auditor, refresh_limit or refresh_rate_limit()),
+        methods=[REFRESH.verb], name=REFRESH.method,
+        summary="a new token and refresh token for a refresh token (spent by the exchange)",
+        openapi_extra=operation_extra(REFRESH.verb, REFRESH.path, RefreshParams))
     for route in ROUTES:
         method = methods.get(route.method)
         if method is None:
@@ -239,24 +277,61 @@ def _endpoint(route: Route, method: Method, authority: Authenticator,
         if not any(principal.may(p) for p in route.allowed):
             return _error(403, "permission_denied",
                           f"{principal.subject} ({principal.role}) may not {route.method}")
-        try:
-            raw = await _raw_params(request, route)
-            params = method.params.model_validate(raw)
-        except PydanticValidationError as err:
-            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'params'}: {e['msg']}"
-                                 for e in err.errors())
-            return _error(422, "invalid_params", problems)
-        except ValidationError as err:
-            return _error(400, err.code, err.message)
-        try:
-            result = await auditor.run_method(method.name, params, method.handler, principal,
-                                              changes_state=method.changes_state)
-        except ReautodError as err:
-            return _error(_status(err), err.code, err.message)
-        # typed results (pydantic models) in the same JSON form as on the control socket
-        return Response(encode_result(result), media_type="application/json")
+        params = await _params(request, route.verb, method.params)
+        if isinstance(params, Response):
+            return params
+        return await _run(auditor, method, params, principal)
 
     return endpoint
+
+
+def _refresh_endpoint(authority: Authenticator, auditor: MethodAuditor,
+                      limit: RateLimit) -> Callable[[Request], Any]:
+    method = Method(REFRESH.method, authority.refresh, RefreshParams, changes_state=True)
+
+    async def endpoint(request: Request) -> Response:
+        client = request.client.host if request.client else "unknown"
+        if not limit.allow(f"refresh from {client}"):
+            return _error(429, "rate_limited", f"{client} is over {limit.rate_per_s:g} "
+                          "refresh exchanges per second")
+        if int(request.headers.get("content-length") or 0) > MAX_REFRESH_BODY_BYTES:
+            return _error(413, "too_large",
+                          f"the body may be at most {MAX_REFRESH_BODY_BYTES} bytes")
+        params = await _params(request, REFRESH.verb, RefreshParams)
+        if isinstance(params, Response):
+            return params
+        assert isinstance(params, RefreshParams)
+        try:
+            principal = await authority.refresh_holder(params.refresh_token,
+                                                       f"admin API from {client}")
+        except ReautodError as err:  # 401, or 503 when the credentials cannot be checked
+            return _error(_status(err), err.code, err.message)
+        return await _run(auditor, method, params, principal)
+
+    return endpoint
+
+
+async def _params(request: Request, verb: str, model: type[BaseModel]) -> BaseModel | Response:
+    """The request's params as `model`, or the 400/422 answer saying what is wrong."""
+    try:
+        return model.model_validate(await _raw_params(request, verb))
+    except PydanticValidationError as err:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'params'}: {e['msg']}"
+                             for e in err.errors())
+        return _error(422, "invalid_params", problems)
+    except ValidationError as err:
+        return _error(400, err.code, err.message)
+
+
+async def _run(auditor: MethodAuditor, method: Method, params: BaseModel,
+               principal: Principal) -> Response:
+    try:
+        result = await auditor.run_method(method.name, params, method.handler, principal,
+                                          changes_state=method.changes_state)
+    except ReautodError as err:
+        return _error(_status(err), err.code, err.message)
+    # typed results (pydantic models) in the same JSON form as on the control socket
+    return Response(encode_result(result), media_type="application/json")
 
 
 async def _authenticate(request: Request, authority: Authenticator, origin: str) -> Principal:
@@ -267,9 +342,9 @@ async def _authenticate(request: Request, authority: Authenticator, origin: str)
     return await authority.authenticate(token.strip(), origin)
 
 
-async def _raw_params(request: Request, route: Route) -> dict[str, Any]:
+async def _raw_params(request: Request, verb: str) -> dict[str, Any]:
     raw: dict[str, Any] = {}
-    if route.verb == "GET":
+    if verb == "GET":
         raw.update(request.query_params)
     else:
         body = await request.body()
