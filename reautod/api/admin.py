@@ -34,11 +34,13 @@ from fastapi.security import HTTPBearer
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import OctKey
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from pydantic import ValidationError as PydanticValidationError
 
 from reautod.api.operations import operation_extra
+from reautod.campaigns.intake import ImportResult
 from reautod.campaigns.pacing import TokenBucket
+from reautod.campaigns.results import CampaignList
 from reautod.control.protocol import encode_result
 from reautod.control.server import MethodAuditor
 from reautod.errors import (
@@ -52,7 +54,18 @@ from reautod.errors import (
 )
 from reautod.methods import Method
 from reautod.security.principal import Permission, Principal, Role
-from reautod.security.results import MAX_TOKEN_MINUTES, RefreshParams, TokenResult
+from reautod.security.results import (
+    MAX_TOKEN_MINUTES,
+    AudioChunk,
+    AuditList,
+    ChainVerdict,
+    ErasureReceipt,
+    ExportResult,
+    KeyStatus,
+    PrivacyRequestList,
+    RefreshParams,
+    TokenResult,
+)
 
 log = logging.getLogger(__name__)
 
@@ -83,31 +96,37 @@ class Route:
     path: str
     method: str  # the control method it runs
     allowed: frozenset[Permission]
+    # the method's typed result (the model the control socket answers with), for the OpenAPI
+    # document; None where the method answers a plain JSON object
+    result: type[BaseModel] | None = None
 
 
-def _route(verb: Literal["GET", "POST"], path: str, method: str, *allowed: Permission) -> Route:
-    return Route(verb, path, method, frozenset(allowed))
+def _route(verb: Literal["GET", "POST"], path: str, method: str, *allowed: Permission,
+           result: type[BaseModel] | None = None) -> Route:
+    return Route(verb, path, method, frozenset(allowed), result)
 
 
 ROUTES: tuple[Route, ...] = (
     _route("GET", "/health", "health", P.READ, P.AUDIT, P.INTAKE),
-    _route("GET", "/campaigns", "campaigns.list", P.READ),
+    _route("GET", "/campaigns", "campaigns.list", P.READ, result=CampaignList),
     _route("POST", "/campaigns", "campaign.create", P.OPERATE),
     _route("GET", "/campaigns/{campaign}", "campaign.status", P.READ),
-    _route("POST", "/campaigns/{campaign}/leads", "campaign.import", P.OPERATE, P.INTAKE),
+    _route("POST", "/campaigns/{campaign}/leads", "campaign.import", P.OPERATE, P.INTAKE,
+           result=ImportResult),
     *(_route("POST", f"/campaigns/{{campaign}}/{action}", f"campaign.{action}", P.OPERATE)
       for action in ("start", "pause", "resume", "stop")),
     _route("GET", "/calls", "calls.history", P.READ),
     _route("GET", "/calls/{call_id}", "call.show", P.READ),
-    _route("GET", "/calls/{call_id}/audio", "call.audio", P.RECORDINGS),
+    _route("GET", "/calls/{call_id}/audio", "call.audio", P.RECORDINGS, result=AudioChunk),
     _route("POST", "/dnc", "dnc.add", P.OPERATE, P.INTAKE),
     _route("GET", "/dnc/{number}", "dnc.check", P.READ, P.INTAKE),
-    _route("GET", "/audit", "audit.list", P.AUDIT),
-    _route("GET", "/audit/verify", "audit.verify", P.AUDIT),
-    _route("POST", "/privacy/export", "privacy.export", P.PRIVACY),
-    _route("POST", "/privacy/erase", "privacy.erase", P.PRIVACY),
-    _route("GET", "/privacy/requests", "privacy.requests", P.PRIVACY),
-    _route("GET", "/keys", "keys.status", P.KEYS),
+    _route("GET", "/audit", "audit.list", P.AUDIT, result=AuditList),
+    _route("GET", "/audit/verify", "audit.verify", P.AUDIT, result=ChainVerdict),
+    _route("POST", "/privacy/export", "privacy.export", P.PRIVACY, result=ExportResult),
+    _route("POST", "/privacy/erase", "privacy.erase", P.PRIVACY, result=ErasureReceipt),
+    _route("GET", "/privacy/requests", "privacy.requests", P.PRIVACY,
+           result=PrivacyRequestList),
+    _route("GET", "/keys", "keys.status", P.KEYS, result=KeyStatus),
 )
 
 
@@ -213,6 +232,36 @@ class RateLimit:
         return bucket.try_take(now)
 
 
+class ErrorDetail(BaseModel):
+    code: str = Field(description="machine-readable: unauthenticated, permission_denied, "
+                      "invalid_params, not_found, rate_limited, too_large, ...")
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """Every refusal and error of the admin API."""
+
+    error: ErrorDetail
+
+
+def _responses(result: type[BaseModel] | None, *, gated: bool) -> dict[int | str, Any]:
+    """The OpenAPI answers of a route: its result model (where the method has one) and the
+    error body for each status the gate or the method may answer with."""
+    ok: dict[str, Any] = {"description": "the control method's result"}
+    if result is not None:
+        ok["model"] = result
+    errors = {400: "a body that is not a JSON object, or params the method refuses",
+              401: "no valid credential", 403: "the credential's role may not call this",
+              404: "what the params name does not exist", 413: "the body is too large",
+              422: "params that do not fit the method's model",
+              429: "over the rate limit (Retry-After)",
+              503: "a part this daemon has not configured, or the store is unreachable"}
+    if not gated:
+        del errors[403]
+    return {200: ok, **{status: {"model": ErrorBody, "description": what}
+                        for status, what in errors.items()}}
+
+
 def _status(err: ReautodError) -> int:
     for kind, status in ((AuthenticationError, 401), (PermissionDeniedError, 403),
                          (NotFoundError, 404), (ValidationError, 400), (OverloadedError, 429),
@@ -246,6 +295,7 @@ def admin_router(authority: Authenticator, methods: Mapping[str, Method],
         REFRESH.path, _refresh_endpoint(authority, auditor, refresh_limit or refresh_rate_limit()),
         methods=[REFRESH.verb], name=REFRESH.method,
         summary="a new token and refresh token for a refresh token (spent by the exchange)",
+        responses=_responses(TokenResult, gated=False),
         openapi_extra=operation_extra(REFRESH.verb, REFRESH.path, RefreshParams))
     for route in ROUTES:
         method = methods.get(route.method)
@@ -257,6 +307,7 @@ def admin_router(authority: Authenticator, methods: Mapping[str, Method],
                              methods=[route.verb], name=route.method,
                              summary=method.summary or route.method,
                              dependencies=[Depends(BEARER)],
+                             responses=_responses(route.result, gated=True),
                              openapi_extra=operation_extra(route.verb, route.path, method.params))
     return router
 

@@ -1,8 +1,10 @@
 """The admin API's OpenAPI schema, fuzzed with schemathesis against a real daemon (subprocess):
 every operation, with the values it generates from what the document declares (path and query
 parameters and JSON bodies: each route's control-method params model), under an admin token,
-answers without a server error: no 5xx but the typed 503 of a part that is not configured here
-(Twilio), which names what to set. Runs when schemathesis is installed (the dev group)."""
+answers without a server error (no 5xx but the typed 503 of a part that is not configured here,
+Twilio, which names what to set), and every answer fits what the document declares for its status
+(the route's result model, or the error body). Runs when schemathesis is installed (the dev
+group)."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from tests.api.test_admin_daemon import api_daemon
 
 schemathesis = pytest.importorskip("schemathesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402  (schemathesis brings hypothesis)
+from schemathesis.specs.openapi.checks import response_schema_conformance  # noqa: E402
 
 pytestmark = [pytest.mark.timeout(600), pytest.mark.slow]
 
@@ -83,6 +86,10 @@ def test_no_operation_answers_with_a_server_error(live_api: LiveApi) -> None:
     assert "name" in create["content"]["application/json"]["schema"]["properties"]
     history = document["paths"]["/api/v1/calls"]["get"]["parameters"]
     assert {"limit"} <= {p["name"] for p in history if p["in"] == "query"}
+    answers = document["paths"]["/api/v1/audit"]["get"]["responses"]
+    assert answers["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/AuditList"}
+    assert "ErrorBody" in answers["401"]["content"]["application/json"]["schema"]["$ref"]
     schema = schemathesis.openapi.from_url(f"{live_api.base}/openapi.json").include(
         path_regex="^/api/v1/")
     operations = [result.ok() for result in schema.get_all_operations()]
@@ -98,6 +105,7 @@ def test_no_operation_answers_with_a_server_error(live_api: LiveApi) -> None:
                                                      headers=live_api.auth()))
             answered.setdefault(case.operation.label, set()).add(response.status_code)
             assert not server_error(response), (case.method, case.formatted_path, response.text)
+            case.validate_response(response, checks=[response_schema_conformance])
 
         fuzz()
     # the handlers ran (not only the gate): some operations succeeded, some refused their input
