@@ -296,7 +296,8 @@ def admin_router(authority: Authenticator, methods: Mapping[str, Method],
         methods=[REFRESH.verb], name=REFRESH.method,
         summary="a new token and refresh token for a refresh token (spent by the exchange)",
         responses=_responses(TokenResult, gated=False),
-        openapi_extra=operation_extra(REFRESH.verb, REFRESH.path, RefreshParams))
+        openapi_extra=operation_extra(REFRESH.verb, REFRESH.path, RefreshParams, REFRESH.method,
+                                      bearer=False))
     for route in ROUTES:
         method = methods.get(route.method)
         if method is None:
@@ -308,7 +309,8 @@ def admin_router(authority: Authenticator, methods: Mapping[str, Method],
                              summary=method.summary or route.method,
                              dependencies=[Depends(BEARER)],
                              responses=_responses(route.result, gated=True),
-                             openapi_extra=operation_extra(route.verb, route.path, method.params))
+                             openapi_extra=operation_extra(route.verb, route.path, method.params,
+                                                           route.method))
     return router
 
 
