@@ -31,11 +31,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     create.add_argument("--role", required=True, choices=[r.value for r in Role])
     create.add_argument("--ttl-minutes", type=int, default=15,
                         help="a token's lifetime in minutes (default 15, at most 720)")
-    create.add_argument("--refresh-days", type=int, default=None,
-                        help="also a refresh token valid this many days, rotations included "
-                        f"(at most {MAX_REFRESH_DAYS})")
-    create.add_argument("--api-key", action="store_true",
-                        help="an API key for a machine client instead of a token")
+    kind = create.add_mutually_exclusive_group()
+    kind.add_argument("--refresh-days", type=int, default=None,
+                      help="also a refresh token valid this many days, rotations included "
+                      f"(at most {MAX_REFRESH_DAYS})")
+    kind.add_argument("--api-key", action="store_true",
+                      help="an API key for a machine client instead of a token")
     create.add_argument("--expires-days", type=int, default=None,
                         help=f"an API key's lifetime in days (default: until revoked; at most "
                         f"{MAX_KEY_DAYS})")
