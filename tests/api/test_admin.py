@@ -28,6 +28,7 @@ from reautod.api.admin import (
     OPEN_ROUTES,
     PREFIX,
     ROUTES,
+    AuthenticationError,
     RateLimit,
     Route,
     TokenAuthority,
@@ -38,7 +39,12 @@ from reautod.api.credentials import ApiCredentials, token_methods
 from reautod.errors import ConfigError, NotFoundError, UnavailableError
 from reautod.methods import Method
 from reautod.security.principal import ROLE_PERMISSIONS, Principal, Role, acting_as, control_peer
-from reautod.security.results import CredentialInfo, CredentialList, TokenResult
+from reautod.security.results import (
+    CredentialInfo,
+    CredentialList,
+    RefreshParams,
+    TokenResult,
+)
 from reautod.store.database import Database
 from reautod.store.repositories.credentials import CredentialRepository
 from tests.store.conftest import TEST_DB_SETTINGS
@@ -411,3 +417,21 @@ def test_refresh_tokens_are_revoked_by_family_checked_and_rate_limited(api: Api)
     assert [api.refresh("rt_guess").status_code for _ in range(3)] == [401, 401, 429]
     clock[0] += 1.0
     assert api.refresh("rt_guess").status_code == 401
+
+
+def test_two_exchanges_of_one_refresh_token_at_once_count_as_a_reuse(api: Api) -> None:
+    """Only one can spend it; the other is a reuse, so neither pair survives."""
+    made = TokenResult.model_validate(api.control("token.create", subject="twice", role="analyst",
+                                                  refresh_days=1))
+    assert made.refresh_token is not None
+    params = RefreshParams(refresh_token=made.refresh_token)
+
+    async def both() -> tuple[TokenResult | BaseException, ...]:
+        return await asyncio.gather(api.credentials.refresh(params),
+                                    api.credentials.refresh(params), return_exceptions=True)
+
+    won, lost = sorted(api.run(both), key=lambda r: isinstance(r, Exception))
+    assert isinstance(won, TokenResult) and isinstance(lost, AuthenticationError)
+    calls = next(r for r in ROUTES if r.method == "calls.history")
+    assert call(api.client, calls, won.token).status_code == 401
+    assert won.refresh_token is not None and api.refresh(won.refresh_token).status_code == 401
