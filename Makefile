@@ -15,9 +15,10 @@ STAMP := $(VENV)/.reautod-synced
 # (tests/packaging, tests/ansible); pg_dump/pg_restore for backups.
 PACKAGING_APT_PACKAGES := debhelper dpkg-dev lintian debootstrap python3.11-dev git \
 	postgresql-client
-# Build deps of systemd-python and llama-cpp-python, PortAudio for sounddevice, speech tools
+# Build deps of systemd-python and llama-cpp-python, PortAudio for sounddevice, speech tools,
+# headless Chromium for the browser call page's test (tests/conversation/test_without_twilio.py)
 # (defined after PACKAGING_APT_PACKAGES: `:=` expands it here and now).
-APT_PACKAGES := libsystemd-dev pkg-config gcc g++ cmake libportaudio2 espeak-ng sox \
+APT_PACKAGES := libsystemd-dev pkg-config gcc g++ cmake libportaudio2 espeak-ng sox chromium \
 	$(PACKAGING_APT_PACKAGES)
 # make deb VARIANT=cuda builds reautod-cuda (needs the CUDA toolkit's nvcc, not a GPU).
 VARIANT ?= cpu

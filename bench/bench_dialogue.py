@@ -22,6 +22,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -30,7 +31,7 @@ from reautod.dialogue.agent import AgentFactory
 from reautod.dialogue.extraction import Extractor
 from reautod.dialogue.llm_extract import JsonModel, LlamaJsonModel
 from reautod.dialogue.playbook_file import load_playbook_file
-from reautod.dialogue.ports import CallContext, LeadChanges, LeadContext
+from reautod.dialogue.ports import AgentCall, LeadChanges, LeadContext
 from reautod.dialogue.replies import After, EndCause
 from reautod.dialogue.slots import CampaignSlots
 from reautod.dialogue.timeparse import warm_up
@@ -88,15 +89,27 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-async def main(runs: int, json_model_path: Path | None) -> None:
+@dataclass
+class TextRun:
+    """Personas x runs typed straight into the agent: what each call ended as, and timings."""
+
+    calls: int = 0
+    right: int = 0
+    turns: list[int] = field(default_factory=list)
+    agent_s: list[float] = field(default_factory=list)  # respond() per caller turn
+    reading_s: list[float] = field(default_factory=list)  # Extractor.analyze of the same turn
+    outcomes: Counter[str] = field(default_factory=Counter)
+
+
+async def run_text(runs: int, json_model: JsonModel | None = None,
+                   personas: dict[str, tuple[str, list[str]]] | None = None) -> TextRun:
+    """Play `personas` (default PERSONAS) `runs` times through fresh CallAgents."""
     loaded = load_playbook_file(PLAYBOOK)
     booking = loaded.playbook.booking
     assert booking is not None
     await asyncio.to_thread(warm_up)
-    json_model: JsonModel | None = None
-    if json_model_path is not None:
-        json_model = await asyncio.to_thread(LlamaJsonModel.load, json_model_path)
     extractor = Extractor(loaded.playbook)
+    out = TextRun()
     with tempfile.TemporaryDirectory() as tmp:
         db = Database(f"sqlite+aiosqlite:///{tmp}/bench.db", DatabaseSettings())
         await db.open()
@@ -105,51 +118,58 @@ async def main(runs: int, json_model_path: Path | None) -> None:
         contact = await ContactRepository(db).upsert(ContactInput("+13125550123", name="Dana"))
         factory = AgentFactory(records=_Sink(), effects=_Effects(), json_model=json_model,
                                clock=lambda: NOW)
-        agent_s: list[float] = []
-        reading_s: list[float] = []
-        right, turns, outcomes = 0, [], Counter[str]()
         for _run in range(runs):
             slots = CampaignSlots(booking, AppointmentRepository(db), campaign.id, clock=lambda: NOW)
-            for name, (expected, lines) in (PERSONAS | (WITH_MODEL if json_model else {})).items():
+            for name, (expected, lines) in (personas or PERSONAS).items():
                 call_id = uuid.uuid4()
                 await CallRepository(db).write([CallStarted(call_id, NOW)])
                 lead = LeadContext(phone=contact.phone_e164, timezone="America/Chicago",
                                    lead_id=None, contact_id=contact.id, campaign_id=campaign.id,
                                    name="Dana", custom={"street": "Maple Street"})
-                agent = factory.start(CallContext(call_id, lead), loaded, scheduler=slots)
+                agent = factory.start(AgentCall(call_id, lead), loaded, scheduler=slots)
                 reply = await agent.opening()
                 for said in lines:
                     if reply.after is not After.LISTEN:
                         break
                     started = time.perf_counter()
                     reply = await agent.respond(said)
-                    agent_s.append(time.perf_counter() - started)
+                    out.agent_s.append(time.perf_counter() - started)
                     started = time.perf_counter()
                     await asyncio.to_thread(extractor.analyze, said, timezone="America/Chicago",
                                             now=NOW)
-                    reading_s.append(time.perf_counter() - started)
+                    out.reading_s.append(time.perf_counter() - started)
                     if reply.llm is not None:
-                        agent.heard(reply.id, reply.llm.fallback)
+                        agent.heard(reply.id, reply.text)  # the model's words left out
                 cause = EndCause.AGENT if reply.after is not After.LISTEN else EndCause.CALLER_HUNG_UP
                 result = await agent.end(cause)
-                outcomes[f"{name}: {result.outcome.value}"] += 1
-                right += result.outcome.value == expected
-                turns.append(agent.state.turns)
+                out.outcomes[f"{name}: {result.outcome.value}"] += 1
+                out.right += result.outcome.value == expected
+                out.calls += 1
+                out.turns.append(agent.state.turns)
             # Every run books the same times: free them for the next.
             await db.transaction(lambda conn: conn.exec_driver_sql("DELETE FROM appointments"))
         await db.close()
-    calls = len(turns)
+    return out
+
+
+async def main(runs: int, json_model_path: Path | None) -> None:
+    json_model: JsonModel | None = None
+    if json_model_path is not None:
+        json_model = await asyncio.to_thread(LlamaJsonModel.load, json_model_path)
+    text = await run_text(runs, json_model, PERSONAS | (WITH_MODEL if json_model else {}))
+    calls, right, turns = text.calls, text.right, text.turns
     print(f"personas x runs: {calls // runs} x {runs} = {calls} calls"
           f"{' (with the model JSON supplement)' if json_model else ''}")
     print(f"outcome accuracy: {right}/{calls} = {right / calls:.1%}")
     print(f"caller turns per call: mean {statistics.mean(turns):.1f}, max {max(turns)}")
-    for label, values in (("agent respond()", agent_s), ("reading alone (reference)", reading_s)):
+    for label, values in (("agent respond()", text.agent_s),
+                          ("reading alone (reference)", text.reading_s)):
         ms = [v * 1000 for v in values]
         print(f"{label:26} p50 {_pct(ms, .5):6.2f} ms  p95 {_pct(ms, .95):6.2f} ms  "
               f"p99 {_pct(ms, .99):6.2f} ms  (n={len(ms)})")
-    print(f"ratio agent / reading at p50: {_pct(agent_s, .5) / _pct(reading_s, .5):.2f}")
+    print(f"ratio agent / reading at p50: {_pct(text.agent_s, .5) / _pct(text.reading_s, .5):.2f}")
     if right != calls:
-        print("wrong outcomes:", dict(outcomes))
+        print("wrong outcomes:", dict(text.outcomes))
 
 
 if __name__ == "__main__":

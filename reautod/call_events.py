@@ -72,6 +72,8 @@ class CallInfo:
     barge_ins: int = 0
     engine_failures: int = 0
     input_warnings: dict[str, int] = field(default_factory=dict)
+    # how the caller is reached: a phone line, a browser (WebRTC) or `reautoctl talk`
+    transport: Literal["twilio", "webrtc", "sounddevice"] = "twilio"
 
     def wire(self) -> dict[str, Any]:
         data = asdict(self)

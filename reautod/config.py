@@ -9,6 +9,7 @@ credential of the same name in `$CREDENTIALS_DIRECTORY`, or from `REAUTOD_SECRET
 from __future__ import annotations
 
 import contextvars
+import ipaddress
 import os
 import re
 import tomllib
@@ -16,7 +17,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, SecretStr, model_validator
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import (
     BaseSettings,
@@ -29,6 +30,7 @@ from pydantic_settings import (
 from reautod.cost.settings import CostSettings, ElevenLabsSettings
 from reautod.errors import ConfigError
 from reautod.integrations.settings import IntegrationsSettings
+from reautod.resilience.settings import ResilienceSettings
 
 DEFAULT_CONFIG_PATH = Path("/etc/reautod/reautod.toml")
 SECRET_NAMES = (
@@ -79,6 +81,20 @@ class HttpSettings(Section):
     @property
     def tls(self) -> bool:
         return self.tls_cert_file is not None
+
+
+class WebRTCSettings(Section):
+    enabled: bool = Field(
+        False, description="Serve the browser call page at /call: press Call and talk to the "
+        "agent over WebRTC (`reautoctl talk` works without it)"
+    )
+    allowed_networks: list[IPvAnyNetwork] = Field(
+        default_factory=lambda: [ipaddress.ip_network("127.0.0.0/8"),
+                                 ipaddress.ip_network("::1/128")],
+        description="Client addresses the page and its offers are served to (others get 403); "
+        "beyond loopback needs the jwt_secret credential, and browsers open the microphone only "
+        "on https or localhost",
+    )
 
 
 class MetricsSettings(Section):
@@ -228,6 +244,12 @@ class AgentSettings(Section):
         description="The opening, first thing said on an outbound call; {opt_out} offers the "
         "opt-out, {callback} gives callback_number (docs/telephony.md, Call opening)",
     )
+    inbound_greeting: str = Field(
+        "Thanks for calling {business_name}. This is {agent_name}, an automated assistant. "
+        "How can I help you?", min_length=1, max_length=500,
+        description="The first thing said to a caller who rang the Twilio number (a campaign "
+        "without a playbook); the fields of greeting",
+    )
     reprompt: str = Field("Are you still there?", description="Said after silence")
     goodbye: str = Field("Thanks for your time. Goodbye!", description="Said before hanging up")
     apology: str = Field(
@@ -249,6 +271,13 @@ class TwilioSettings(Section):
     account_sid: str | None = Field(None, description="Twilio account SID (AC...)")
     from_number: str | None = Field(None, description="Caller ID in E.164")
     api_base_url: str | None = Field(None, description="Override Twilio's API host (tests)")
+    inbound_campaign: str | None = Field(
+        None, max_length=200, description="Campaign that answers callers who are not yet a "
+        "lead: each becomes a new lead of it; none (or empty): they hear inbound_message")
+    inbound_message: str = Field(
+        "Thank you for calling. We can't take your call right now. Please try again later. "
+        "Goodbye.", min_length=1, max_length=1000,
+        description="What a caller no campaign takes hears before the call ends")
 
 
 class SecretsSettings(Section):
@@ -309,6 +338,7 @@ class Settings(BaseSettings):
     control: ControlSettings = ControlSettings()
     http: HttpSettings = HttpSettings()
     metrics: MetricsSettings = MetricsSettings()
+    webrtc: WebRTCSettings = WebRTCSettings()
     logging: LoggingSettings = LoggingSettings()
     database: DatabaseSettings = DatabaseSettings()
     models: ModelsSettings = ModelsSettings()
@@ -323,6 +353,7 @@ class Settings(BaseSettings):
     integrations: IntegrationsSettings = IntegrationsSettings()
     retention: RetentionSettings = RetentionSettings()
     recording_consent: RecordingConsentSettings = RecordingConsentSettings()
+    resilience: ResilienceSettings = ResilienceSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -84,10 +84,13 @@ class Generate:
     """A reply the LLM writes from `messages` (system prompt first), streamed into speech
     sentence by sentence as it is written. The pipeline owns the request: its timeout
     (engines.llm_timeout_s), its cancellation when the caller cuts in, and the apology if it
-    fails or writes nothing (code llm_empty). `max_tokens` None: engines.llm_max_tokens."""
+    fails or writes nothing (code llm_empty). `max_tokens` None: engines.llm_max_tokens.
+    `sentences`: say at most this many sentences of what it writes, then close the request; a
+    sentence the model leaves unfinished at the end is not said (None: everything written)."""
 
     messages: tuple[ChatMessage, ...]
     max_tokens: int | None = None
+    sentences: int | None = None
 
 
 Say = Line | Generate

@@ -61,6 +61,7 @@ from reautod.pipeline import route_pipecat_logs
 from reautod.pipeline.agent import AgentConversations
 from reautod.pipeline.calls import CallManager
 from reautod.pipeline.control import call_methods
+from reautod.resilience.part import ResiliencePart
 from reautod.sdnotify import Notifier
 from reautod.security.keys import KeyRing, load_key_ring
 from reautod.security.part import SecurityPart
@@ -70,6 +71,7 @@ from reautod.store.abandoned import close_abandoned_calls
 from reautod.store.call_audio import StoreCallRecording
 from reautod.store.call_observer import StoreCallObserver
 from reautod.store.control import store_methods
+from reautod.webrtc.part import WebRTCPart
 
 log = logging.getLogger("reautod")
 
@@ -117,6 +119,7 @@ class Daemon:
         self.keys: KeyRing | None = None
         self.security: SecurityPart | None = None
         self.tokens: ApiCredentials | None = None
+        self.webrtc: WebRTCPart | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._health_checks: dict[str, HealthCheck] = {}
         self._log_forwarder: logging.Handler | None = None
@@ -146,6 +149,9 @@ class Daemon:
         )
         self.loop_lag = LoopLagMonitor(self.metrics.event_loop_lag_seconds)
         self.loop_lag.start()
+        # Circuits and retry budgets of every external service, reported from here on.
+        self.resilience = ResiliencePart(self.settings.resilience, self.metrics, self.bus)
+        self._health_checks["circuits"] = self.resilience.health
         self.gpu = GpuCollector(load_nvml())
         self.metrics.register(self.gpu)
         gpu = self.gpu
@@ -155,7 +161,8 @@ class Daemon:
 
         # 4. System of record: open, check the schema is current (or migrate), start the writer.
         self.notifier.status("opening the database")
-        self.db = Database(self.settings.effective_database_url(), self.settings.database)
+        self.db = Database(self.settings.effective_database_url(), self.settings.database,
+                           resilience=self.resilience.resilience)
         await self.db.open()
         self._health_checks["database"] = self._check_database
         await self.db.ensure_schema(auto_migrate=self.settings.auto_migrate)
@@ -190,7 +197,8 @@ class Daemon:
 
         # 5. Live-session store: in-process by default, Redis when configured.
         self.notifier.status("connecting to the session store")
-        self.sessions = open_session_store(self.settings.redis_url)
+        self.sessions = open_session_store(self.settings.redis_url,
+                                           resilience=self.resilience.resilience)
         self._health_checks["redis"] = self._check_sessions
 
         # 5b. Security: the erasure register (refuses another salt than erasures were made with),
@@ -217,12 +225,18 @@ class Daemon:
         # Money: the price book, the ledger (through the writer), budgets rebuilt from it; every
         # call's engine requests and minutes metered, and no dial past a budget's cap.
         self.cost = CostPart(self.settings, self.db, self.writer, self.metrics, self.bus,
-                             elevenlabs_api_key=self.secrets.get("elevenlabs_api_key"))
+                             elevenlabs_api_key=self.secrets.get("elevenlabs_api_key"),
+                             breakers=self.resilience.breakers)
         await self.cost.start()
         # Telephony (Twilio webhooks, dialer) hears about live calls too: opt-outs, recording
         # after the announcement, hanging up the phone line when the conversation ends.
+        # The dialer paces by the measured voice-to-voice latency and the engines' queues.
+        engines = self.engines
+        load = self.resilience.load_governor(
+            lambda: {h.name: h.queue_depth for h in engines.health()})
         self.telephony = TelephonyPart(self.live, self.secrets, self.db, self.metrics, self.bus,
-                                       budget=self.cost, erased=self.security.register)
+                                       budget=self.cost, erased=self.security.register,
+                                       resilience=self.resilience.resilience, load=load)
         if self.telephony.tracker is not None:  # Twilio's own price of each call, reconciled
             self.cost.reconcile_with(TwilioCallPrices(self.telephony.tracker.twilio.rest))
         # Both audio directions of every call go to WAV files, their rows to the writer.
@@ -239,7 +253,7 @@ class Daemon:
         # worker starts with the HTTP side below.
         self.integrations = IntegrationsPart(
             self.settings, self.secrets, self.db, self.writer, self.metrics, self.telephony.dnc,
-            erased=self.security.register,
+            erased=self.security.register, resilience=self.resilience.resilience,
         )
         self.telephony.ended_unconnected = self.integrations.results.ended_without_conversation
         self.cost.alert_sinks.append(self.integrations.budget_alerts)  # budget.alert webhooks
@@ -248,15 +262,20 @@ class Daemon:
         # the fan-out guards each, so one failing never hides a call from the others.
         observers = ObserverFanOut(
             StoreCallObserver(self.writer), self.call_events, self.telephony,
-            self.integrations.results, *self.cost.observers,
+            self.integrations.results, *self.cost.observers, load,
         )
         # What calls say: the campaign's playbook (the qualifying agent), else the one prompt.
         # A playbook's bookings go to the rep's calendar when one is configured, else to the
         # campaign's own slots.
+        # Calls reach the LLM through its circuit; while it is open they take the playbook's
+        # scripted path (the JSON extraction keeps the engine itself: it has its own timeout).
+        guarded_llm = self.resilience.guarded_llm(self.engines.llm)
         self.dialogue = DialoguePart(self.settings, self.state_dir, self.db, self.writer,
                                      self.bus, self.metrics, self.engines.llm,
                                      calendar=self.integrations.scheduler(),
-                                     llm_usage=self.cost.llm_usage)
+                                     llm_usage=self.cost.llm_usage, model_down=guarded_llm.down,
+                                     resilience=self.resilience.resilience)
+        self.engines.llm = guarded_llm
         await self.dialogue.start()
         self._health_checks["playbooks"] = self.dialogue.health
         conversations = self.dialogue.conversations(
@@ -265,6 +284,12 @@ class Daemon:
                                  conversations=conversations, handoff=self.telephony)
         await self.calls.start()
         self.telephony.attach(self.calls)
+        self.telephony.speak_with(self.calls.engines.tts)  # voicemails in the agent's voice
+        # calls from the browser call page and `reautoctl talk`, over WebRTC, on the same path;
+        # the page's offers need an admin API credential whenever the API is on
+        api_on = self.tokens is not None and self.tokens.authority is not None
+        self.webrtc = WebRTCPart(self.settings.webrtc, self.calls, self.bus,
+                                 self.tokens if api_on else None, self.security.audit)
         self._health_checks["twilio"] = self.telephony.health
         self._health_checks["integrations"] = self.integrations.health
         self._register_part_methods()
@@ -278,7 +303,8 @@ class Daemon:
         admin = ([admin_router(self.tokens, self.control.method_table(), self.security.audit),
                   docs_router()]
                  if self.tokens is not None and self.tokens.authority is not None else [])
-        routers = [media, *self.telephony.routers(), *self.integrations.routers(), *admin]
+        routers = [media, *self.telephony.routers(), *self.integrations.routers(), *admin,
+                   *self.webrtc.routers()]
         app = create_app(routers, health=self.health)
         self.http = HttpServer(app, self.settings.http.host, self.settings.http.port,
                                tls=server_tls(self.settings.http))
@@ -415,6 +441,8 @@ class Daemon:
         if self.calls is not None:
             await self.calls.drain(self.settings.shutdown_grace_s)
             await self.calls.close()
+        if self.webrtc is not None:
+            await self.webrtc.close()
         if self._log_forwarder is not None:
             logging.getLogger().removeHandler(self._log_forwarder)
         for task in tuple(self._tasks):
@@ -502,6 +530,8 @@ class Daemon:
         if self.cost is not None:
             for method in self.cost.control_methods():
                 self.control.register(method)
+        for method in self.webrtc.control_methods() if self.webrtc is not None else ():
+            self.control.register(method)
 
     def _local_client_ssl(self) -> ssl.SSLContext | None:
         return self.http.loopback_ssl if self.http is not None else None

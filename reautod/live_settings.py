@@ -24,6 +24,7 @@ RESTART_ONLY = (
     "redis_url",
     "control",
     "http",
+    "webrtc",
     "metrics",
     "models",
     "twilio",
@@ -32,6 +33,7 @@ RESTART_ONLY = (
     "cost",
     "elevenlabs",
     "retention",
+    "resilience",
 )
 
 

@@ -176,21 +176,26 @@ def type_text(annotation: Any) -> str:
 
 
 def schema_keys(model: type[BaseModel] = Settings, prefix: str = "", table: str = "",
-                array: bool = False, optional: bool = False) -> list[Key]:
+                array: bool = False, optional: bool = False,
+                defaults: BaseModel | None = None) -> list[Key]:
     """Every leaf field of the schema, in declaration order, walking nested sections, optional
-    sub-tables and lists of tables."""
+    sub-tables and lists of tables. `defaults`: the section's default instance, when its parent
+    gives one with other values than the model's own (the per-service [resilience] policies)."""
     keys: list[Key] = []
     for name, field in model.model_fields.items():
         annotation = field.annotation
         sub, sub_optional, sub_array = _model_of(annotation)
         if sub is not None:
+            given = field.get_default(call_default_factory=True) if not field.is_required() else None
             keys.extend(schema_keys(sub, f"{prefix}{name}{'[]' if sub_array else ''}.",
                                     f"{table}.{name}" if table else name, sub_array,
-                                    optional or sub_optional))
+                                    optional or sub_optional,
+                                    given if isinstance(given, BaseModel) else None))
             continue
         required = field.is_required()
         default = None if required else to_jsonable_python(
-            field.get_default(call_default_factory=True))
+            getattr(defaults, name) if defaults is not None
+            else field.get_default(call_default_factory=True))
         description = (field.description or "").strip()
         keys.append(Key(f"{prefix}{name}", type_text(annotation), default, description, table,
                         array, optional, required))

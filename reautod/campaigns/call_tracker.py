@@ -3,9 +3,9 @@
 One `CallTracker` per daemon. It knows every Twilio call this daemon placed or answered (by our
 call id and by CallSid), folds Twilio's status callbacks into each call's `CallTimeline` and
 persists what the timeline accepts (APPLIED or LATE), acts on AMD results per the campaign's
-machine policy, starts recording once the consent announcement has played (the media stream
-starts after the `<Say>`), turns a caller's opt-out into a DNC entry and an immediate hang-up,
-and transfers calls to a human.
+machine policy (a voicemail plays in the agent's own voice: telephony.clips), starts recording
+once the consent announcement has played (the media stream starts after the `<Say>`), turns a
+caller's opt-out into a DNC entry and an immediate hang-up, and transfers calls to a human.
 
 Webhook methods return at once: the work goes to tasks this object owns, serialised per call by
 a lock so callbacks for one call apply in arrival order (the timeline orders them by
@@ -51,6 +51,7 @@ from reautod.store.repositories import (
     ContactRepository,
     LeadRepository,
 )
+from reautod.telephony.clips import SpokenClips
 from reautod.telephony.signatures import TwilioSignatureValidator
 from reautod.telephony.state_machine import (
     Applied,
@@ -127,6 +128,19 @@ class DialerHooks(Protocol):
                             final_status: LeadStatus | None, now: datetime) -> None: ...
 
 
+class InboundCalls(Protocol):
+    """How callers who ring us are answered: the agent's first words, and a lead for a caller
+    who is none yet."""
+
+    def inbound_opening(self, settings: CampaignSettings) -> str | None:
+        """The campaign's rendered inbound greeting, or None (the caller speaks first)."""
+        ...
+
+    async def inbound_lead(self, phone: str) -> LeadMatch | None:
+        """A new lead for a caller who is no lead (the inbound campaign's); None: not taken."""
+        ...
+
+
 class LiveSession(Protocol):
     def end(self, reason: str, close_code: int = CloseCode.NORMAL) -> None: ...
 
@@ -176,8 +190,12 @@ class CallTracker:
         bus: EventBus,
         default_from: str,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        inbound: InboundCalls | None = None,
+        clips: SpokenClips | None = None,
     ) -> None:
         self.db = db
+        self.inbound = inbound
+        self.clips = clips  # the voicemail in the agent's voice
         self.twilio = twilio
         self.validator = validator
         self.dnc = dnc
@@ -335,11 +353,19 @@ class CallTracker:
         return LeadMatch(str(lead.id), contact.name or "", campaign.name)
 
     async def on_inbound(self, call: VoiceRequest, lead: LeadMatch | None) -> InboundAnswer | None:
-        if lead is None:
-            return None  # only leads calling back are taken; others hear the declined message
         known = self._by_sid.get(call.call_sid)
         if known is not None:  # Twilio retried the voice webhook: same answer
-            return self._answer(known, lead.name)
+            return self._answer(known, lead.name if lead else "")
+        if lead is None:
+            # Someone who is no lead yet: the inbound campaign takes them as a new lead (their
+            # name is not known to the agent: it greets without one), else they hear the
+            # declined message.
+            caller = to_e164(call.from_)
+            if caller is None or self.inbound is None:
+                return None
+            lead = await self.inbound.inbound_lead(caller)
+            if lead is None:
+                return None
         campaign = await CampaignRepository(self.db).find(lead.campaign)
         settings = settings_of(campaign)
         lead_row = await LeadRepository(self.db).get(uuid.UUID(lead.lead_id))
@@ -357,10 +383,10 @@ class CallTracker:
         self._spawn(self.calls.write([record]), f"inbound call {call.call_sid}")
         return self._answer(tracked, lead.name)
 
-    @staticmethod
-    def _answer(call: TrackedCall, name: str) -> InboundAnswer:
+    def _answer(self, call: TrackedCall, name: str) -> InboundAnswer:
         announcement = call.settings.recording_announcement if call.settings.record else None
-        return InboundAnswer(str(call.call_id), call.campaign_name, name, announcement)
+        opening = self.inbound.inbound_opening(call.settings) if self.inbound else None
+        return InboundAnswer(str(call.call_id), call.campaign_name, name, announcement, opening)
 
     async def on_status(self, event: StatusCallback) -> None:
         self._spawn(self._status(event), f"status callback for {event.call_sid}")
@@ -438,7 +464,9 @@ class CallTracker:
                 await self._hang_up(call, "answering_machine")
             elif action is AmdAction.LEAVE_VOICEMAIL and call.sid is not None:
                 call.handed_off = "voicemail"
-                message = voicemail_twiml(call.settings.voicemail_message)
+                text = call.settings.voicemail_message
+                audio = await self.clips.url(text, str(call.call_id)) if self.clips else None
+                message = voicemail_twiml(text, audio_url=audio)
                 await self.twilio.redirect(call.sid, message)
                 self._end_session(call, "voicemail")
 

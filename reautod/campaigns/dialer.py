@@ -27,6 +27,7 @@ from reautod.campaigns.lead_queue import LeadClaim, LeadQueue
 from reautod.campaigns.pacing import ConcurrencyLimiter, Outcome, RetryPolicy, TokenBucket
 from reautod.campaigns.windows import CallingWindows, CampaignWindow
 from reautod.errors import ReautodError
+from reautod.resilience.shedding import Pace
 from reautod.store.enums import LeadStatus
 
 log = logging.getLogger(__name__)
@@ -144,12 +145,19 @@ class ErasedNumbers(Protocol):
     async def erased_among(self, phones: Iterable[str]) -> set[str]: ...
 
 
+class LoadPace(Protocol):
+    """How many of `wanted` dials the box's load allows now (reautod.resilience.shedding)."""
+
+    def pace(self, wanted: int) -> Pace: ...
+
+
 @dataclass
 class TickReport:
     claimed: int = 0
     dialed: int = 0
     blocked: list[BlockedDial] = field(default_factory=list)
     reaped: int = 0
+    held_back: str | None = None  # why the box's load allowed fewer dials than slots
 
 
 class Dialer:
@@ -169,6 +177,7 @@ class Dialer:
         requeue_after: timedelta = timedelta(minutes=15),
         budget: BudgetCheck | None = None,
         erased: ErasedNumbers | None = None,
+        load: LoadPace | None = None,
     ) -> None:
         self.queue = queue
         self.directory = directory
@@ -181,6 +190,7 @@ class Dialer:
         self.requeue_after = requeue_after
         self.budget = budget
         self.erased = erased
+        self.load = load  # the box's measured load (reautod.resilience.shedding) paces dials
         self.in_flight: dict[uuid.UUID, LeadClaim] = {}
         self._budget_noted: dict[uuid.UUID, tuple[str, datetime]] = {}  # rule, when recorded
 
@@ -192,6 +202,9 @@ class Dialer:
         free = min(self.limiter.per_box - self.limiter.active,
                    plan.max_concurrent - self.limiter.active_for(campaign),
                    self.bucket.available(monotonic))
+        if free > 0 and self.load is not None:
+            pace = self.load.pace(free)
+            free, report.held_back = pace.allowed, pace.reason
         if free <= 0:
             return report
         refusal = await self.budget.check_dial(plan.campaign_id) if self.budget else None

@@ -39,22 +39,28 @@ from reautod.campaigns.dialer import (
     Dialer,
     ErasedNumbers,
     LeadTarget,
+    LoadPace,
 )
 from reautod.campaigns.dnc import DncChannel, DncList, normalize_phone
+from reautod.campaigns.inbound import InboundDesk
 from reautod.campaigns.lead_queue import LeadClaim, SqlLeadQueue
 from reautod.campaigns.pacing import ConcurrencyLimiter, Outcome, TokenBucket
 from reautod.campaigns.settings import CampaignSettings, settings_of
 from reautod.campaigns.store_adapters import StoreDialLog, StoreDncStorage, StoreLeadDirectory
 from reautod.config import Secrets, Settings
+from reautod.engines.base import TextToSpeech
 from reautod.errors import ConfigError, ReautodError, UnavailableError, ValidationError
 from reautod.live_settings import LiveSettings
 from reautod.methods import Method
 from reautod.observability.events import EventBus
 from reautod.observability.metrics import Metrics
+from reautod.pipeline.greetings import synthesize_all
+from reautod.resilience.service import Resilience
 from reautod.store.database import Database
 from reautod.store.enums import CallDirection, CallOutcome, CallStatus, CallTransport, LeadStatus
 from reautod.store.records import CallStarted, CallStatusChanged
 from reautod.store.repositories import CallRepository, CampaignRepository
+from reautod.telephony.clips import SpokenClips
 from reautod.telephony.signatures import (
     SIGNATURE_HEADER,
     SignatureResult,
@@ -78,6 +84,7 @@ ERROR_PAUSE_S = 5.0
 # (Twilio's queue at its calls-per-second, the create request, a recording announcement first);
 # past that the call did not connect and its audio is dropped.
 GREETING_MARGIN_S = 60.0
+VOICEMAIL_TTS_TIMEOUT_S = 30.0  # the whole message (up to 1,500 characters), once per campaign
 
 
 class Admission(Protocol):
@@ -134,6 +141,8 @@ class TelephonyPart:
         twilio: TwilioCalls | None = None,
         budget: BudgetCheck | None = None,
         erased: ErasedNumbers | None = None,
+        resilience: Resilience | None = None,
+        load: LoadPace | None = None,
     ) -> None:
         # the holder, not a copy: openings and the box's call cap follow a reload
         self.live = settings if isinstance(settings, LiveSettings) else LiveSettings(settings)
@@ -154,10 +163,12 @@ class TelephonyPart:
             bucket=TokenBucket(CALLS_PER_SECOND, burst=1, now=monotonic()),
             budget=budget,
             erased=erased,
+            load=load,
         )
         self.manager: Admission | None = None
         self.validator: TwilioSignatureValidator | None = None
         self.tracker: CallTracker | None = None
+        self.clips: SpokenClips | None = None  # voicemails in the agent's voice (with Twilio)
         self.problem: str | None = None  # why dialing is unavailable
         # told (call id, Twilio's final status) of a call that ended with no conversation (no
         # answer, busy, a machine): no pipeline observer heard it (the daemon plugs results in)
@@ -175,17 +186,20 @@ class TelephonyPart:
             _check_caller_id(settings.twilio.from_number or "")
             self.validator = TwilioSignatureValidator.from_settings(
                 settings.http, secrets.get("twilio_auth_token"), on_result=self._count_signature)
-            client = twilio or TwilioCalls.from_settings(settings.twilio,
-                                                         secrets.get("twilio_auth_token"))
+            client = twilio or TwilioCalls.from_settings(
+                settings.twilio, secrets.get("twilio_auth_token"), resilience=resilience)
         except ConfigError as err:
             details = "; ".join(f"{k}: {v}" for k, v in err.problems)
             self.problem = f"Twilio settings are invalid: {err.message} ({details})"
             self.validator = None
             log.error("%s; dialing is off", self.problem)
             return
+        self.clips = SpokenClips(self.validator.url_for)
         self.tracker = CallTracker(db, client, self.validator, self.dnc, self,
                                    metrics=metrics, bus=bus,
-                                   default_from=settings.twilio.from_number or "", clock=clock)
+                                   default_from=settings.twilio.from_number or "", clock=clock,
+                                   inbound=InboundDesk(self.live, db, clock=clock, erased=erased),
+                                   clips=self.clips)
 
     # -- wiring -----------------------------------------------------------------------------------
 
@@ -195,6 +209,12 @@ class TelephonyPart:
         if self.tracker is not None:
             self.tracker.live = manager
 
+    def speak_with(self, tts: TextToSpeech) -> None:
+        """The voice that speaks voicemails (the call manager's metered TTS, once it exists)."""
+        if self.clips is not None:
+            self.clips.speak = lambda text, call_id: synthesize_all(
+                tts, text, call_id=call_id, timeout_s=VOICEMAIL_TTS_TIMEOUT_S)
+
     def control_methods(self) -> list[Method]:
         """campaigns.list, campaign.*, dial, calls.history, call.show, call.transfer."""
         return campaign_methods(self)
@@ -203,7 +223,9 @@ class TelephonyPart:
         """Twilio's webhooks (only when Twilio is configured: nothing could be verified else)."""
         if self.tracker is None or self.validator is None:
             return []
-        return [twilio_router(self.tracker, self.validator)]
+        routers = [twilio_router(self.tracker, self.validator,
+                                 declined_message=self.settings.twilio.inbound_message)]
+        return routers + ([self.clips.router()] if self.clips is not None else [])
 
     def media_upgrade_validator(self) -> Callable[[WebSocket], bool] | None:
         """The media WebSocket's signature check, or None without Twilio (simulator only)."""

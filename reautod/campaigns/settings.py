@@ -101,6 +101,10 @@ class CampaignSettings(BaseModel):
     playbook: str | None = Field(None, pattern=r"^[a-z][a-z0-9_-]{0,47}$",
                                  description="Playbook the agent runs on this campaign's calls "
                                  "(reautoctl playbook list); none: the configured prompt")
+    inbound_playbook: str | None = Field(None, pattern=r"^[a-z][a-z0-9_-]{0,47}$",
+                                         description="Playbook that answers people who call "
+                                         "this campaign's number back (or, as twilio."
+                                         "inbound_campaign, anyone); none: playbook")
 
     @field_validator("window_days")
     @classmethod
@@ -171,6 +175,16 @@ class CampaignSettings(BaseModel):
         """What the agent says first on this campaign's calls, `{lead_name}` left for the call."""
         return render_opening(self.opening or agent.greeting,
                               self.opening_fields(agent, default_caller_id))
+
+    def render_inbound_opening(self, agent: AgentSettings, default_caller_id: str | None) -> str:
+        """What a caller who rang this campaign's number hears first (agent.inbound_greeting)."""
+        return render_opening(agent.inbound_greeting, self.opening_fields(agent, default_caller_id))
+
+    def playbook_for(self, direction: str) -> str | None:
+        """The playbook of this campaign's calls in `direction` ("outbound" / "inbound")."""
+        if direction == "inbound":
+            return self.inbound_playbook or self.playbook
+        return self.playbook
 
     @property
     def machine_detection(self) -> MachineDetection:

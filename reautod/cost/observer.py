@@ -11,8 +11,8 @@ queued on the write-behind before any of its cost rows (the ledger's foreign key
   is known, rows wait in the meter, so every row carries its campaign.
 - ended: the last rows, with the pipeline's duration as the call's length (Twilio's own price
   is reconciled later), and answering-machine detection when the call's row has an AMD result
-  (Twilio bills it per call). Simulated calls (`sim-` ids) use no phone line: only local
-  compute.
+  (Twilio bills it per call). Simulated calls (`sim-` ids) and calls from a browser or
+  `reautoctl talk` (transport webrtc, sounddevice) use no phone line: only local compute.
 
 Every callback is sync and cheap (the observer contract); the tasks are owned here and awaited
 by `close()`.
@@ -72,7 +72,8 @@ class CostObserver:
                                 started_at=info.started_at)
         task = self._spawn(self._resolve_campaign(call_id), f"cost-campaign-{info.call_id}")
         self._live[info.call_id] = _LiveCall(
-            call_id, info, not info.call_id.startswith(SIMULATED_PREFIX), task)
+            call_id, info,
+            info.transport == "twilio" and not info.call_id.startswith(SIMULATED_PREFIX), task)
 
     async def _resolve_campaign(self, call_id: uuid.UUID) -> None:
         try:

@@ -73,11 +73,13 @@ class CostPart:
 
     def __init__(self, settings: Settings, db: Database, sink: RecordSink, metrics: PartMetrics,
                  bus: EventBus, *, elevenlabs_api_key: str | None = None,
+                 breakers: Breakers | None = None,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.settings = settings.cost
         self.db = db
         self.metrics = metrics
         self.bus = bus
+        self.breakers = breakers  # the daemon's circuits (ElevenLabs' among them)
         self.books = load_price_books(self.settings.price_book)  # ConfigError names the problem
         premium = settings.elevenlabs
         if premium.enabled:  # a plan or model the book does not price is a config error now
@@ -167,8 +169,8 @@ class CostPart:
                 "credential elevenlabs_api_key, or REAUTOD_SECRET_ELEVENLABS_API_KEY)")])
         book = self.books.at(clock())
         eleven = ElevenLabsTTS(s, api_key, concurrency=book.elevenlabs_concurrency(s.plan),
-                               breakers=Breakers(failures=s.breaker_failures,
-                                                 recovery_s=s.breaker_recovery_s))
+                               breakers=self.breakers or Breakers(
+                                   failures=s.breaker_failures, recovery_s=s.breaker_recovery_s))
         tiers = TierEngine(self.books.at, self.guard, sink, premium_available=eleven.available,
                            metrics=self.metrics)
         cost = self.settings

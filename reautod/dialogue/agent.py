@@ -14,6 +14,13 @@ Per caller turn (`respond`), in this order:
 7. the reply is finished: the next question as written, or a model reply asking it.
 Approved lines come with their cache key (and cached audio); only step 7 may need the model, so
 a turn decided by phrases is answered without waiting for generation.
+
+While the language model is down or slow (`model_down`: its circuit is open, see
+reautod.resilience.llm) the call takes the playbook's scripted path instead of silence: the
+greeting is scripted already; each turn after it asks for a callback time (the playbook's
+callback lines), proposes the time the caller gives and schedules it on a yes, and after
+SCRIPTED_ASKS turns with no time it ends politely (the goodbye). Opt-outs, confirmations and a
+request for a person are handled as always.
 """
 
 from __future__ import annotations
@@ -66,6 +73,7 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 # Turns that say something other than an answer to the question: the model is not asked.
+SCRIPTED_ASKS = 2  # scripted turns that ask for a callback time before the polite end
 _NOT_ANSWERS = frozenset({Intent.OPT_OUT, Intent.ROBOT_QUESTION, Intent.FAQ, Intent.OBJECTION,
                           Intent.NOT_INTERESTED, Intent.WRONG_PERSON, Intent.CALLBACK_REQUEST,
                           Intent.HUMAN_REQUEST})
@@ -82,8 +90,11 @@ class CallAgent:
                  extractor: Extractor, records: RecordSink, effects: CallEffects,
                  scheduler: Scheduler | None, window: CallbackWindow | None,
                  observer: AgentObserver | None, cache: ResponseCache | None,
-                 json_model: JsonModel | None, clock: Clock, opening: OpeningFields) -> None:
+                 json_model: JsonModel | None, clock: Clock, opening: OpeningFields,
+                 model_down: Callable[[], bool] = lambda: False) -> None:
         self.call = call
+        self._model_down = model_down
+        self._scripted_turns = 0  # turns answered on the scripted path
         self.opening_fields = opening
         self.loaded = loaded
         self.variant = variant
@@ -108,14 +119,16 @@ class CallAgent:
     # -- the pipeline's side --------------------------------------------------------------------
 
     async def opening(self) -> AgentReply:
-        """The first thing said (outbound and inbound alike): the start stage's entry, with the
-        opt-out offer and the number for DNC requests right after the identification
-        (reautod.dialogue.offers)."""
+        """The first thing said (outbound and inbound alike): the start stage's entry; on a call
+        we placed, with the opt-out offer and the number for DNC requests right after the
+        identification (reautod.dialogue.offers). A caller who rang us is not offered a way to
+        stop calls we did not make."""
         pb = self.playbook
         self.journal.assigned(pb.playbook, self.loaded.version, self.variant.name)
         self.journal.transition(None, pb.start, "call started")
         fields = self.opening_fields
-        lines = with_offers(await self._compose.entry_lines(pb.start), offers(fields),
+        said = offers(fields) if self.call.direction == "outbound" else ()
+        lines = with_offers(await self._compose.entry_lines(pb.start), said,
                             (self.lines.fields["agent.business"], fields.business_name))
         return await self._compose.finish(lines, changed_stage=True)
 
@@ -140,6 +153,8 @@ class CallAgent:
             lines += settled
             if state.outcome is not None:  # a callback was scheduled: that ends the call
                 return await self._compose.finish(lines, after=After.HANG_UP, reason=state.disposition)
+        if not asked_back and self._model_down() and not turn.has(Intent.HUMAN_REQUEST):
+            return await self._scripted(turn, lines, stage)
         if asked_back:
             pass
         elif turn.has(Intent.ROBOT_QUESTION):
@@ -247,6 +262,19 @@ class CallAgent:
                 self.state.pending = None
                 return [self._callbacks.ask_time()], True
         return [], False
+
+    async def _scripted(self, turn: TurnFacts, lines: list[Line], stage: str) -> AgentReply:
+        """The model is down: take a callback time, or end politely (see the module docstring)."""
+        self._scripted_turns += 1
+        if self._scripted_turns == 1:
+            log.warning("call %s: the language model is unavailable; scripted path",
+                        self.call.call_id)
+        if turn.time is not None or self._scripted_turns <= SCRIPTED_ASKS:
+            lines.append(self._callbacks.propose(turn, stage))  # asks for a time without one
+            return await self._compose.finish(lines, asked_back=True)
+        lines.append(self.lines.approved("compliance:goodbye"))
+        return await self._compose.finish(lines, after=After.HANG_UP,
+                                          reason="the language model is unavailable")
 
     async def _opt_out(self, turn: TurnFacts) -> AgentReply:
         stage = self.state.stage
@@ -369,9 +397,12 @@ class AgentFactory:
                  window: CallbackWindow | None = None, observer: AgentObserver | None = None,
                  cache: ResponseCache | None = None, json_model: JsonModel | None = None,
                  clock: Clock = _utcnow, region: str = "US",
-                 opening: OpeningFields | None = None) -> None:
+                 opening: OpeningFields | None = None,
+                 model_down: Callable[[], bool] = lambda: False) -> None:
         """`opening`: the opening fields of calls whose context has none (the configured
-        agent's, `OpeningFields.from_agent`; by default the configuration's defaults)."""
+        agent's, `OpeningFields.from_agent`; by default the configuration's defaults).
+        `model_down`: whether calls take the scripted path now (the llm circuit is open)."""
+        self._model_down = model_down
         self._records = records
         self._opening = opening or OpeningFields.from_agent(AgentSettings())
         self._effects = effects
@@ -395,4 +426,4 @@ class AgentFactory:
                          records=self._records, effects=self._effects, scheduler=scheduler,
                          window=self._window, observer=self._observer, cache=self._cache,
                          json_model=self._json_model, clock=self._clock,
-                         opening=call.opening or self._opening)
+                         opening=call.opening or self._opening, model_down=self._model_down)

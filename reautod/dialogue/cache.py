@@ -19,6 +19,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from reautod.errors import UnavailableError
+from reautod.resilience.service import Resilience
 
 log = logging.getLogger(__name__)
 
@@ -72,15 +73,22 @@ class _Memory:
 
 
 class _Redis:
-    def __init__(self, url: str, timeout_s: float) -> None:
+    """Through the redis circuit, unretried: a cache that is away costs a miss, not a wait (a
+    stalled Redis would otherwise cost every lookup the timeout)."""
+
+    def __init__(self, url: str, timeout_s: float, resilience: Resilience) -> None:
         self._redis = aioredis.from_url(url, socket_timeout=timeout_s,
                                         socket_connect_timeout=timeout_s)
+        self._resilience = resilience
 
-    async def get(self, key: str) -> CachedLine | None:
+    async def _hgetall(self, key: str) -> dict[bytes, bytes]:
         try:
-            raw = cast(dict[bytes, bytes], await self._redis.hgetall(key))  # decode_responses off
+            return cast(dict[bytes, bytes], await self._redis.hgetall(key))  # no decoding
         except (RedisError, OSError) as err:
             raise UnavailableError(f"redis: {err}") from err
+
+    async def get(self, key: str) -> CachedLine | None:
+        raw = await self._resilience.call("redis", lambda: self._hgetall(key), retries=False)
         if not raw or b"text" not in raw:
             return None
         rate = raw.get(b"rate")
@@ -90,10 +98,14 @@ class _Redis:
         mapping: dict[str, str | bytes | int] = {"text": line.text}
         if line.audio is not None and line.sample_rate is not None:
             mapping.update(audio=line.audio, rate=line.sample_rate)
-        try:
-            await self._redis.hset(key, mapping=mapping)  # type: ignore[arg-type]
-        except (RedisError, OSError) as err:
-            raise UnavailableError(f"redis: {err}") from err
+
+        async def hset() -> None:
+            try:
+                await self._redis.hset(key, mapping=mapping)  # type: ignore[arg-type]
+            except (RedisError, OSError) as err:
+                raise UnavailableError(f"redis: {err}") from err
+
+        await self._resilience.call("redis", hset, retries=False)
 
     async def drop_except(self, prefix: str, keep: str) -> int:
         dropped = 0
@@ -113,9 +125,10 @@ class ResponseCache:
     """Approved lines by (playbook, version, key); see the module docstring."""
 
     def __init__(self, redis_url: str | None = None, *, prefix: str = "reautod:",
-                 timeout_s: float = 1.0) -> None:
+                 timeout_s: float = 1.0, resilience: Resilience | None = None) -> None:
         self.backend_name = "redis" if redis_url else "memory"
-        self._backend: _Backend = _Redis(redis_url, timeout_s) if redis_url else _Memory()
+        self._backend: _Backend = (_Redis(redis_url, timeout_s, resilience or Resilience())
+                                   if redis_url else _Memory())
         self._prefix = f"{prefix}lines:"
         self._hits = self._misses = self._audio_hits = 0
 

@@ -1,5 +1,12 @@
-"""Finishing the agent's replies: the next question (as written, or a model request asking it),
-the approved lines with their cached audio, and the reply id the pipeline reports back with."""
+"""Finishing the agent's replies: the next question, the approved lines with their cached audio,
+and the reply id the pipeline reports back with.
+
+The rule for the model: it may phrase an acknowledgement of what the caller said, never the
+question. A reply the model writes is followed by the stage's next question, as the playbook
+words it (`AgentReply.question`), so a model that drops the question, or asks its own, can not
+take the approved one out of the call; one sentence of the model's is said (`LlmRequest.
+sentences`), so a rambling model cannot bury it either. If the model fails or writes nothing,
+its fallback is that same question."""
 
 from __future__ import annotations
 
@@ -67,6 +74,7 @@ class ReplyComposer:
         """Complete the reply: the next question (as written, or by the model), then package."""
         state = self.state
         llm: LlmRequest | None = None
+        follows: Line | None = None  # the approved question after the model's words
         if after is After.LISTEN and not asked_back:
             fact = self.next_fact()
             question = self.lines.line(self.playbook.facts[fact].ask).text if fact else None
@@ -84,13 +92,15 @@ class ReplyComposer:
                 llm = self._llm_request(question)
                 self._asking(fact)
                 if question:
+                    follows = Line(question)
                     state.last_question = question
         if lines and ends_with_question(lines):
             state.last_question = lines[-1].text
         self._replies += 1
         reply = AgentReply(id=self._replies, stage=state.stage, lines=tuple(await self._cached(lines)),
-                           llm=llm, after=after, reason=reason, transfer_to=transfer_to)
-        if reply.lines:
+                           llm=llm, after=after, reason=reason, transfer_to=transfer_to,
+                           question=follows)
+        if reply.text:
             state.say("agent", reply.text, reply.id)
         commitments = tuple(line for line in reply.lines if line.commitment)
         if commitments:
@@ -106,7 +116,9 @@ class ReplyComposer:
             else:
                 messages.append(ChatMessage(role, said.text))
         fallback = question or self.lines.approved("compliance:fallback").text
-        return LlmRequest(tuple(messages), self.playbook.model.max_tokens, fallback)
+        # Before the approved question the model only acknowledges: one sentence of it is said.
+        return LlmRequest(tuple(messages), self.playbook.model.max_tokens, fallback,
+                          sentences=1 if question else None)
 
     async def _cached(self, lines: list[Line]) -> list[Line]:
         """Attach cached audio to approved lines; a miss stores the text for the next call."""

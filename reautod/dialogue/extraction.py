@@ -72,6 +72,8 @@ BUILT_IN: dict[Intent, tuple[str, ...]] = {
         "are you a computer", "is this a computer", "is this a recording", "are you a machine",
         "am i talking to a machine", "am i talking to a computer", "are you a bot",
         "is this a bot", "is this a person", "are you a person", "robot",
+        # the question with its first word lost: the small STT drops it on a short turn
+        "you a real person", "you a person", "you a human", "you a machine",
     ),
 }
 # Hedges that contain a yes or a no word but are neither ("not sure", "I don't know").

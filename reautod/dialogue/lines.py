@@ -74,6 +74,11 @@ class CallLines:
         if st.prompt:
             parts.append(render(st.prompt, self.fields))
         if question:
-            parts.append(f"Acknowledge what they said in a few words, then ask: {question}")
-        parts.append("Reply with one or two short spoken sentences.")
+            # The question itself is said after the model's words (composer: the model never
+            # words it); naming it keeps the model from asking something else.
+            parts.append("Acknowledge what they said in a few words. Do not ask a question: "
+                         f"right after you, the caller hears: {question}")
+            parts.append("Reply with one short spoken sentence.")
+        else:
+            parts.append("Reply with one or two short spoken sentences.")
         return ChatMessage("system", "\n".join(parts))

@@ -8,10 +8,11 @@ metrics, the shared LLM's constrained JSON on the LLM engine's own queue), gives
 manager its `Conversations` and the control socket the `playbook.*` methods.
 
 Which agent a call gets: its campaign's `playbook` setting (`reautoctl campaign create NAME --set
-playbook=NAME`). A campaign without one, a call without a campaign (a plain simulated call), an
-unknown campaign or a playbook file that is missing or broken (logged as an error) keep today's
-one-prompt agent. A call the dialer placed is found by its call row (lead, contact); a simulated
-call has no lead: the agent talks to a stand-in with the playbook's booking time zone. The
+playbook=NAME`), or for a caller who rang in, its `inbound_playbook` if it names one. A campaign
+without one, a call without a campaign (a plain simulated call), an unknown campaign or a
+playbook file that is missing or broken (logged as an error) keep today's one-prompt agent. A
+call the dialer placed is found by its call row (lead, contact); a simulated call has no lead:
+the agent talks to a stand-in with the playbook's booking time zone and a sample address. The
 agent's opening offers the campaign's opt-out and gives its number for DNC requests, chosen as
 for the dialer's rendered opening (`CampaignSettings.opening_fields`).
 """
@@ -52,6 +53,7 @@ from reautod.methods import Method
 from reautod.observability.events import EventBus
 from reautod.observability.metrics import Metrics
 from reautod.pipeline.opening import OpeningFields
+from reautod.resilience.service import Resilience
 from reautod.store.call_observer import call_uuid
 from reautod.store.database import Database
 from reautod.store.enums import CallOutcome, LeadStatus
@@ -71,6 +73,10 @@ log = logging.getLogger(__name__)
 
 EXAMPLES = Path(__file__).resolve().parent / "examples"
 SIMULATED_PHONE = "+15555550100"  # the stand-in lead of a simulated call (a fictional number)
+# The stand-in's address, so lines about the lead's home read as they do on a real call
+# (the worked examples' `street` column and {lead.city}), never "your home on ."
+SIMULATED_CITY = "Springfield"
+SIMULATED_CUSTOM = {"street": "41 Maple Street"}
 DEFAULT_TIMEZONE = "America/New_York"  # a lead with no time zone, a playbook without booking
 # The lead's status once the call settled an outcome; others (callback: the agent set the
 # retry time already; voicemail, failed, wrong person) are left to the dialer's retry policy.
@@ -201,6 +207,7 @@ class StoreAgentSource:
         self._factory = factory
         self._windows = windows
         self._known: dict[str, str | None] = {}  # campaign name -> its playbook, as last read
+        self._inbound: dict[str, str] = {}  # campaign name -> its inbound_playbook, when set
         self._invalid: set[str] = set()  # campaigns whose stored settings did not validate
         self.pipeline_ids: dict[uuid.UUID, str] = {}  # the agent's call ids -> the pipeline's
 
@@ -209,9 +216,10 @@ class StoreAgentSource:
             return None
         return self._known[campaign] is not None
 
-    def playbooks_in_use(self) -> dict[str, str]:
-        """Campaign name -> the playbook it names, as last read."""
-        return {c: p for c, p in self._known.items() if p is not None}
+    def playbooks_in_use(self) -> list[tuple[str, str]]:
+        """(campaign name, a playbook it names: `playbook` or `inbound_playbook`), as last read."""
+        named = [(c, p) for c, p in self._known.items() if p is not None]
+        return sorted({*named, *self._inbound.items()})
 
     def pipeline_id(self, call_id: uuid.UUID) -> str:
         return self.pipeline_ids.get(call_id, str(call_id))
@@ -229,8 +237,13 @@ class StoreAgentSource:
                 log.error("campaign %s has invalid settings: %s", row.name, err)
                 self._invalid.add(row.name)
             self._known[row.name] = None
+            self._inbound.pop(row.name, None)
             return None
         self._known[row.name] = settings.playbook
+        if settings.inbound_playbook is not None:
+            self._inbound[row.name] = settings.inbound_playbook
+        else:
+            self._inbound.pop(row.name, None)
         if self._windows is not None:
             self._windows.campaigns[row.id] = settings.window()
         return settings
@@ -245,14 +258,15 @@ class StoreAgentSource:
         if campaign is None:
             return None
         settings = self._remember(campaign)
-        if settings is None or settings.playbook is None:
+        name = settings.playbook_for(call.direction) if settings is not None else None
+        if settings is None or name is None:
             return None
         try:
-            loaded = await asyncio.to_thread(self._library.get, settings.playbook)
+            loaded = await asyncio.to_thread(self._library.get, name)
         except (NotFoundError, PlaybookError) as err:
             log.error("call %s: campaign %s names playbook %s, which cannot be used (%s); "
                       "the configured prompt answers", call.call_id, campaign.name,
-                      settings.playbook, err.message)
+                      name, err.message)
             return None
         lead = await self._lead(row.lead_id if row else None, campaign, loaded, call)
         booking = loaded.playbook.booking
@@ -281,6 +295,7 @@ class StoreAgentSource:
         except NotFoundError:
             if name:
                 self._known[name] = None
+                self._inbound.pop(name, None)
         return None
 
     async def _lead(self, lead_id: uuid.UUID | None, campaign: CampaignRow,
@@ -291,9 +306,11 @@ class StoreAgentSource:
             # The stand-in is a contact, so an appointment it books has someone to belong to.
             stand_in = await self._contacts.upsert(ContactInput(
                 phone_e164=SIMULATED_PHONE, name=call.lead_name or None, timezone=zone,
-                source="simulated call")) if booking is not None else None
+                source="simulated call", custom={**SIMULATED_CUSTOM, "city": SIMULATED_CITY},
+            )) if booking is not None else None
             return LeadContext(phone=SIMULATED_PHONE, timezone=zone, campaign_id=campaign.id,
-                               name=call.lead_name or None,
+                               name=call.lead_name or None, city=SIMULATED_CITY,
+                               custom=dict(SIMULATED_CUSTOM),
                                contact_id=stand_in.id if stand_in else None)
         lead = await self._leads.get(lead_id)
         contact = await self._contacts.get(lead.contact_id)
@@ -315,10 +332,15 @@ class DialoguePart:
 
     def __init__(self, settings: Settings, state_dir: Path, db: Database, writer: WriteBehind,
                  bus: EventBus, metrics: Metrics, llm: object = None,
-                 calendar: Scheduler | None = None, llm_usage: JsonUsage | None = None) -> None:
+                 calendar: Scheduler | None = None, llm_usage: JsonUsage | None = None,
+                 model_down: Callable[[], bool] = lambda: False,
+                 resilience: Resilience | None = None) -> None:
+        """`model_down`: whether calls take the playbook's scripted path now (the llm circuit
+        is open, reautod.resilience.llm). `resilience`: the response cache reaches Redis
+        through its circuit."""
         self.directory = settings.dialogue.playbooks_dir or state_dir / "playbooks"
         self.library = PlaybookLibrary(self.directory)
-        self.cache = ResponseCache(settings.redis_url)
+        self.cache = ResponseCache(settings.redis_url, resilience=resilience)
         metrics.register(ResponseCacheCollector(self.cache))
         self._db = db
         self._writer = writer
@@ -326,7 +348,8 @@ class DialoguePart:
         self.factory = AgentFactory(
             records=writer, effects=StoreCallEffects(db), window=windows,
             observer=AgentEvents(bus, metrics, self._pipeline_id), cache=self.cache,
-            json_model=json_model_of(llm, llm_usage), opening=OpeningFields.from_agent(settings.agent))
+            json_model=json_model_of(llm, llm_usage), opening=OpeningFields.from_agent(settings.agent),
+            model_down=model_down)
         self.source = StoreAgentSource(db, self.library, self.factory, windows,
                                        agent=settings.agent,
                                        default_caller_id=settings.twilio.from_number,
@@ -353,7 +376,7 @@ class DialoguePart:
         valid = {e.loaded.name for e in entries if e.loaded is not None}
         broken = [f"campaign {campaign} names playbook {name}, which is "
                   + ("broken" if any(e.file.stem == name for e in entries) else "missing")
-                  for campaign, name in sorted(self.source.playbooks_in_use().items())
+                  for campaign, name in self.source.playbooks_in_use()
                   if name not in valid]
         if broken:
             return False, "; ".join(broken) + f" (in {self.directory})"

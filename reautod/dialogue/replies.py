@@ -55,11 +55,17 @@ class LlmRequest:
     messages: tuple[ChatMessage, ...]
     max_tokens: int
     fallback: str
+    sentences: int | None = None  # say at most this many of its sentences (an acknowledgement)
 
 
 @dataclass(frozen=True)
 class AgentReply:
-    """Say `lines` in order, then the model's words if `llm` is set; then do `after`."""
+    """Say `lines` in order, then the model's words if `llm` is set, then `question` word for
+    word; then do `after`.
+
+    `question` is the stage's approved next question after a model reply: the model only
+    acknowledges what the caller said, and whatever it writes (even nothing, or a question of
+    its own) the caller hears the approved question after it."""
 
     id: int
     stage: str
@@ -68,11 +74,13 @@ class AgentReply:
     after: After = After.LISTEN
     reason: str | None = None  # why the call ends or transfers
     transfer_to: str | None = None  # E.164, with After.TRANSFER
+    question: Line | None = None  # said after the model's words (only with `llm`)
 
     @property
     def text(self) -> str:
         """The fixed part of the reply, as one utterance."""
-        return " ".join(line.text for line in self.lines)
+        fixed = self.lines if self.question is None else (*self.lines, self.question)
+        return " ".join(line.text for line in fixed)
 
 
 @dataclass(frozen=True)

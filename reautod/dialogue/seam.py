@@ -6,7 +6,8 @@ side knows the other:
 
 - an `AgentReply`'s lines are `Line` parts (an approved line, one with a cache key, is `shared`
   so its audio is cached for every call; audio the response cache holds is `Line.audio`), its
-  `LlmRequest` a `Generate` part (`max_tokens` kept; its `fallback` is what `failure` says);
+  `LlmRequest` a `Generate` part (`max_tokens` and `sentences` kept; its `fallback` is what
+  `failure` says) followed by the reply's approved `question` as a Line;
 - `after` / `reason` / `transfer_to` are the reply's `then`, the reply id its `ref`, so
   `played` becomes `heard(ref, heard)`;
 - `ended(reason)` becomes `end(cause)` (`end_cause`), then the call's result is handed on.
@@ -83,7 +84,9 @@ def to_action(reply: AgentReply) -> Action:
 def to_reply(reply: AgentReply) -> Reply:
     parts: list[Say] = [to_line(line) for line in reply.lines]
     if reply.llm is not None:
-        parts.append(Generate(reply.llm.messages, reply.llm.max_tokens))
+        parts.append(Generate(reply.llm.messages, reply.llm.max_tokens, reply.llm.sentences))
+    if reply.question is not None:
+        parts.append(to_line(reply.question))  # never the model's to drop (composer)
     return Reply(tuple(parts), to_action(reply), ref=reply.id)
 
 

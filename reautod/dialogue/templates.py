@@ -6,6 +6,11 @@ A template is operator-written text with `{field}` places: `{lead.name}`, `{lead
 The fields are checked when the playbook is validated, so an unknown one is an error naming its
 line, never a surprise in a call.
 
+A part in square brackets is optional: it is left out when a field in it has no value for this
+lead, so "your home[ on {lead.custom.street}]" reads "your home" for a lead whose CSV had no
+street (never "your home on ."). Brackets do not nest and are not spoken; a stray one is an
+error naming its line.
+
 Filling is one pass over the parsed template: a value is inserted as text and never read as a
 template again, so a lead named "{system}" is spoken as those characters. Values are cleaned
 first: control and format characters (newlines, zero-width and direction marks) become spaces,
@@ -43,8 +48,31 @@ def clean_value(value: object, limit: int = MAX_VALUE_CHARS) -> str:
     return cleaned[:limit].rstrip()
 
 
+def _segments(template: str) -> list[tuple[str, bool]]:
+    """(text, optional) pieces of `template`: the parts in square brackets are optional."""
+    pieces: list[tuple[str, bool]] = []
+    for i, piece in enumerate(template.split("[")):
+        if i == 0:
+            if "]" in piece:
+                raise TemplateError("']' without a '[' before it (an optional part is [ ... ])")
+            pieces.append((piece, False))
+            continue
+        inside, closed, after = piece.partition("]")
+        if not closed or "]" in after:
+            raise TemplateError("an optional part [ ... ] is not closed, or brackets nest")
+        pieces += [(inside, True), (after, False)]
+    return pieces
+
+
 def template_fields(template: str) -> list[str]:
     """The field names a template uses, in order; TemplateError if it is malformed."""
+    names: list[str] = []
+    for text, _optional in _segments(template):
+        names += _fields_of(text)
+    return names
+
+
+def _fields_of(template: str) -> list[str]:
     try:
         parts = list(_FORMATTER.parse(template))
     except ValueError as err:
@@ -78,12 +106,24 @@ def check_template(template: str, allowed: Iterable[str], custom: Iterable[str] 
 
 
 def render(template: str, values: Mapping[str, str]) -> str:
-    """Fill `template` in one pass; every value must already be clean (`TemplateFields`)."""
+    """Fill `template` in one pass; every value must already be clean (`TemplateFields`). An
+    optional part with a field that has no value is left out (see the module docstring)."""
+    try:
+        segments = _segments(template)
+    except TemplateError:  # checked when the playbook was loaded; never fail a call over it
+        segments = [(template, False)]
     out: list[str] = []
-    for literal, name, _spec, _conversion in _FORMATTER.parse(template):
-        out.append(literal)
-        if name is not None:
-            out.append(values.get(name, ""))
+    for text, optional in segments:
+        filled: list[str] = []
+        missing = False
+        for literal, name, _spec, _conversion in _FORMATTER.parse(text):
+            filled.append(literal)
+            if name is not None:
+                value = values.get(name, "")
+                missing |= not value
+                filled.append(value)
+        if not (optional and missing):
+            out += filled
     return " ".join("".join(out).split())
 
 

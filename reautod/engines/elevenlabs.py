@@ -8,7 +8,7 @@ rest of the text to the local voice (reautod.engines.tiered).
 
 - Concurrency: at most the plan's limit (from the price book) requests in flight; more wait in
   a queue for up to `timeout_s`, so we never cause a storm of 429 too_many_concurrent_requests.
-- Retries (tenacity): 429 (`too_many_concurrent_requests`, `system_busy`), 5xx, timeouts and
+- Retries (reautod.resilience.retry: tenacity with a retry budget): 429 (`too_many_concurrent_requests`, `system_busy`), 5xx, timeouts and
   connection failures, with exponential backoff and jitter, only before the first audio byte:
   once audio has been played a retry would repeat it, so a later failure goes to the fallback.
 - Circuit breaker (reautod.resilience): consecutive failures open it; while open, `available()`
@@ -35,18 +35,14 @@ from typing import Any
 import httpx
 from elevenlabs import AsyncElevenLabs, VoiceSettings
 from elevenlabs.core.api_error import ApiError
-from tenacity import (
-    AsyncRetrying,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_exponential_jitter,
-)
 
 from reautod.cost.settings import ElevenLabsSettings
 from reautod.engines.base import AudioChunk, AudioEncoding, EngineHealth, EngineState, RequestTiming
 from reautod.engines.tts import validate_text
 from reautod.errors import EngineError
 from reautod.resilience.breaker import BreakerOpenError, Breakers
+from reautod.resilience.retry import RetryBudget, call_with_retries
+from reautod.resilience.settings import ServicePolicy
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +104,13 @@ class ElevenLabsTTS:
         self.breakers = breakers
         self.stall_s = stall_s
         self.backoff_s = backoff_s
+        # the one retry policy (reautod.resilience.retry), with a retry budget: a 429 storm is
+        # not multiplied by `retries`
+        self._policy = ServicePolicy(failures=settings.breaker_failures,
+                                     recovery_s=settings.breaker_recovery_s,
+                                     retries=settings.retries, backoff_base_s=backoff_s,
+                                     backoff_max_s=2.0)
+        self._budget = RetryBudget(self._policy.budget_ratio, self._policy.budget_min_per_s)
         self._http = httpx.AsyncClient(timeout=settings.timeout_s)
         self._client = AsyncElevenLabs(api_key=api_key, base_url=settings.base_url,
                                        timeout=settings.timeout_s, httpx_client=self._http)
@@ -203,16 +206,8 @@ class ElevenLabsTTS:
 
     async def _open_with_retries(self, text: str, voice: VoiceChoice
                                  ) -> tuple[contextlib.AsyncExitStack, AsyncIterator[Any], Any]:
-        retrying = AsyncRetrying(
-            retry=retry_if_exception(lambda e: _classify(e).transient),
-            stop=stop_after_attempt(self.settings.retries + 1),
-            wait=wait_exponential_jitter(multiplier=self.backoff_s, max=2.0, jitter=self.backoff_s),
-            reraise=True,
-        )
-        async for attempt in retrying:
-            with attempt:
-                return await self._open(text, voice)
-        raise AssertionError("unreachable: tenacity reraises the last failure")
+        return await call_with_retries(lambda: self._open(text, voice), self._policy,
+                                       self._budget, lambda e: _classify(e).transient)
 
     async def _open(self, text: str, voice: VoiceChoice
                     ) -> tuple[contextlib.AsyncExitStack, AsyncIterator[Any], Any]:
@@ -220,7 +215,8 @@ class ElevenLabsTTS:
         stack = contextlib.AsyncExitStack()
         await stack.enter_async_context(self.breakers.guard(
             BREAKER, failures=self.settings.breaker_failures,
-            recovery_s=self.settings.breaker_recovery_s))
+            recovery_s=self.settings.breaker_recovery_s,
+            permanent=lambda e: not _classify(e).transient))
         try:
             self.requests += 1
             self._chars_since_quota += len(text)  # billed once sent, heard or not

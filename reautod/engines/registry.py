@@ -147,7 +147,8 @@ class EngineSet:
 
     @property
     def ready(self) -> bool:
-        return not any(isinstance(e, _Absent) for e in self._all())
+        # an engine may be wrapped (the llm circuit's GuardedLanguageModel keeps it as `inner`)
+        return not any(isinstance(getattr(e, "inner", e), _Absent) for e in self._all())
 
     def require_ready(self) -> None:
         """Raise UnavailableError naming every engine that is not loaded and how to fix it."""

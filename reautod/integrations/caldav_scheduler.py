@@ -43,6 +43,7 @@ from reautod.integrations.ics import BOOKING_STATUS, BookingEvent, EventStatus, 
 from reautod.integrations.settings import CalDAVSettings
 from reautod.integrations.slots import Busy, WorkingHours, free_slots, on_grid, overlaps
 from reautod.observability.metrics import Metrics
+from reautod.resilience.service import Resilience, is_transient
 from reautod.store.types import utcnow
 
 log = logging.getLogger(__name__)
@@ -64,12 +65,31 @@ def cancelled_href(uid: str) -> str:
     return f"reautod-cancelled-{uid}.ics"
 
 
+class CalDAVRefusedError(UnavailableError):
+    """The server answered with an error status: transient only for 5xx."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _transient(err: BaseException) -> bool:
+    if isinstance(err, CalDAVRefusedError):
+        return err.status >= 500
+    return is_transient(err)
+
+
 class CalDAVScheduler:
     """Books on one CalDAV calendar; `open()` before use, `close()` after."""
 
     def __init__(self, settings: CalDAVSettings, password: str, *, business_name: str,
-                 clock: Callable[[], datetime] = utcnow, metrics: Metrics | None = None) -> None:
+                 clock: Callable[[], datetime] = utcnow, metrics: Metrics | None = None,
+                 resilience: Resilience | None = None) -> None:
         self.settings = settings
+        # reads are retried by the caldav policy; writes are not (a create that reached the
+        # server would come back 412 and read as "slot taken"); every request counts on the
+        # caldav circuit, except the server's answers on purpose (HTTP 4xx)
+        self.resilience = resilience or Resilience()
         self.hours = WorkingHours(settings.timezone, frozenset(settings.workdays),
                                   settings.day_start, settings.day_end, settings.slot_minutes,
                                   settings.buffer_minutes)
@@ -111,11 +131,14 @@ class CalDAVScheduler:
 
     async def _busy(self, start: datetime, end: datetime, *,
                     except_uid: str | None = None) -> list[Busy]:
-        try:
-            events: list[Any] = await _async(
-                self.calendar.search(start=start, end=end, event=True, expand=True))
-        except (caldav_error.DAVError, OSError) as err:
-            raise UnavailableError(f"CalDAV search failed: {err}") from err
+        async def search() -> list[Any]:
+            try:
+                return list(await _async(
+                    self.calendar.search(start=start, end=end, event=True, expand=True)))
+            except (caldav_error.DAVError, OSError) as err:
+                raise UnavailableError(f"CalDAV search failed: {err}") from err
+
+        events = await self.resilience.call("caldav", search, transient=_transient)
         busy = []
         for event in events:
             for component in event.icalendar_instance.walk("VEVENT"):
@@ -159,6 +182,10 @@ class CalDAVScheduler:
             self.metrics.calendar_conflict()
 
     async def _put(self, href: str, event: BookingEvent, *, create: bool) -> None:
+        await self.resilience.call("caldav", lambda: self._put_once(href, event, create=create),
+                                   transient=_transient, retries=False)
+
+    async def _put_once(self, href: str, event: BookingEvent, *, create: bool) -> None:
         headers = {"Content-Type": "text/calendar; charset=utf-8"}
         if create:
             headers["If-None-Match"] = "*"
@@ -170,15 +197,21 @@ class CalDAVScheduler:
             self._conflict()
             raise SlotTakenError("that slot was just taken")
         if response.status not in (200, 201, 204):
-            raise UnavailableError(f"CalDAV refused the event: HTTP {response.status}")
+            raise CalDAVRefusedError(f"CalDAV refused the event: HTTP {response.status}",
+                                     response.status)
 
     async def _delete(self, href: str) -> None:
+        await self.resilience.call("caldav", lambda: self._delete_once(href),
+                                   transient=_transient)
+
+    async def _delete_once(self, href: str) -> None:
         try:
             response = await self._client.delete(self._url(href))
         except (caldav_error.DAVError, OSError) as err:
             raise UnavailableError(f"CalDAV delete failed: {err}") from err
         if response.status not in (200, 204, 404):
-            raise UnavailableError(f"CalDAV refused the delete: HTTP {response.status}")
+            raise CalDAVRefusedError(f"CalDAV refused the delete: HTTP {response.status}",
+                                     response.status)
 
     async def event(self, ref: str) -> tuple[str, BookingEvent]:
         """The booking's event and its resource name; NotFoundError if no such booking."""

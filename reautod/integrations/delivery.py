@@ -2,6 +2,12 @@
 and records what happened; retries back off exponentially with jitter, permanent failures and
 exhausted retries become dead letters.
 
+Every attempt goes through the circuit of its receiver (`Resilience`: a webhook endpoint each,
+Twilio for SMS, SMTP for email; the Sheets client has its own): transient failures count against it, and while it is
+open messages are not sent but put back, their attempt given back, until the half-open probe;
+so a receiver down for hours keeps its events queued instead of dead-lettered, and is not
+hammered meanwhile. The outbox is the retry policy of these channels (durable, with backoff).
+
 Delivery is at least once: a message whose success could not be recorded (the database went
 away) is released after `stuck_after_s` and sent again with the same event id, which receivers
 use to drop the repeat. The worker never runs on a call's path: events are rows, written with
@@ -15,7 +21,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
@@ -23,6 +29,8 @@ from typing import Protocol, runtime_checkable
 from reautod.errors import ReautodError, UnavailableError
 from reautod.integrations.settings import DeliverySettings
 from reautod.observability.metrics import Metrics
+from reautod.resilience.breaker import BreakerOpenError
+from reautod.resilience.service import Resilience
 from reautod.store.repositories import OutboxMessage, OutboxRepository
 from reautod.store.types import utcnow
 
@@ -37,6 +45,7 @@ class Outcome:
     error: str | None = None
     permanent: bool = False  # no retry: a dead letter at once
     retry_after_s: float | None = None  # the receiver asked us to wait (Retry-After)
+    attempted: bool = True  # False: the circuit was open, nothing was sent
 
     @classmethod
     def delivered(cls) -> Outcome:
@@ -49,6 +58,23 @@ class Outcome:
     @classmethod
     def failed_for_good(cls, error: str) -> Outcome:
         return cls(False, error, permanent=True)
+
+    @classmethod
+    def not_attempted(cls, err: BreakerOpenError) -> Outcome:
+        return cls(False, err.message, retry_after_s=err.retry_in_s, attempted=False)
+
+
+class _TransientOutcome(UnavailableError):
+    """A transient Outcome, raised inside the circuit so that it counts as a failure."""
+
+    def __init__(self, outcome: Outcome) -> None:
+        super().__init__(outcome.error or "failed")
+        self.outcome = outcome
+
+
+# the service whose circuit each channel's deliveries go through (the Sheets client goes
+# through its own, for the contacts import as well)
+CHANNEL_SERVICES = {"webhook": "webhooks", "sms": "twilio", "email": "smtp"}
 
 
 class Deliverer(Protocol):
@@ -105,8 +131,10 @@ class DeliveryWorker:
         listeners: Sequence[DeliveryListener] = (),
         clock: Callable[[], datetime] = utcnow,
         rand: Callable[[], float] = random.random,
+        resilience: Resilience | None = None,
     ) -> None:
         self.repo = repo
+        self.resilience = resilience or Resilience()
         self.deliverers = dict(deliverers)
         self.settings = settings
         self.policy = RetryPolicy(settings.max_attempts, settings.backoff_base_s,
@@ -146,7 +174,8 @@ class DeliveryWorker:
             if deliverer is None:
                 outcome = Outcome.failed_for_good(f"no {message.channel} sender is configured")
             else:
-                outcome = await deliverer.deliver(message)
+                outcome = (await self._through_circuit(
+                    message, lambda: self._one(deliverer, message)))[0]
             elapsed = time.perf_counter() - started
         await self._record(message, outcome, elapsed)
 
@@ -155,10 +184,36 @@ class DeliveryWorker:
         assert isinstance(deliverer, BatchDeliverer)
         async with self._slots:
             started = time.perf_counter()
-            outcomes = await deliverer.deliver_many(messages)
+            outcomes = await self._through_circuit(messages[0],
+                                                   lambda: deliverer.deliver_many(messages))
+            if len(outcomes) == 1 and len(messages) > 1:  # not attempted: the same for all
+                outcomes = outcomes * len(messages)
             elapsed = time.perf_counter() - started
         for message, outcome in zip(messages, outcomes, strict=True):
             await self._record(message, outcome, elapsed)
+
+    @staticmethod
+    async def _one(deliverer: Deliverer, message: OutboxMessage) -> list[Outcome]:
+        return [await deliverer.deliver(message)]
+
+    async def _through_circuit(self, message: OutboxMessage,
+                               send: Callable[[], Awaitable[list[Outcome]]]) -> list[Outcome]:
+        """Send through the receiver's circuit; a transient failure of any message counts."""
+        service = CHANNEL_SERVICES.get(message.channel)
+        if service is None:
+            return await send()
+        key = message.endpoint if message.channel == "webhook" else None
+        try:
+            async with self.resilience.guard(service, key=key):
+                outcomes = await send()
+                failed = next((o for o in outcomes if not o.ok and not o.permanent), None)
+                if failed is not None and not any(o.ok for o in outcomes):
+                    raise _TransientOutcome(failed)
+            return outcomes
+        except _TransientOutcome:
+            return outcomes
+        except BreakerOpenError as err:
+            return [Outcome.not_attempted(err)]
 
     async def _record(self, message: OutboxMessage, outcome: Outcome, elapsed: float) -> None:
         if outcome.ok:
@@ -170,10 +225,15 @@ class DeliveryWorker:
                 except ReautodError as err:
                     log.warning("after delivering %s: %s", message.id, err.message)
             return
-        delay = None if outcome.permanent else self.policy.delay(
-            message.attempts, outcome.retry_after_s, self.rand())
+        if not outcome.attempted:  # the circuit is open: back to the queue until its probe
+            delay: float | None = max(outcome.retry_after_s or 0.0, self.settings.poll_interval_s)
+        elif outcome.permanent:
+            delay = None
+        else:
+            delay = self.policy.delay(message.attempts, outcome.retry_after_s, self.rand())
         retry_at = None if delay is None else self.clock() + timedelta(seconds=delay)
-        dead = await self.repo.failed(message.id, outcome.error or "failed", retry_at=retry_at)
+        dead = await self.repo.failed(message.id, outcome.error or "failed", retry_at=retry_at,
+                                      attempted=outcome.attempted)
         self._count(message, "dead" if dead else "retry", elapsed)
         log.log(logging.WARNING if dead else logging.INFO,
                 "%s %s to %s attempt %d failed (%s): %s", message.channel, message.event_type,

@@ -39,6 +39,7 @@ from reautod.integrations.sheets import ResultsSheet, ServiceAccountKey, SheetsC
 from reautod.integrations.webhooks import WebhookDeliverer, WebhookPublisher
 from reautod.methods import Method
 from reautod.observability.metrics import Metrics
+from reautod.resilience.service import Resilience
 from reautod.store.database import Database
 from reautod.store.repositories import CampaignRepository, OutboxRepository
 from reautod.store.types import utcnow
@@ -52,7 +53,8 @@ CALENDAR_RETRY_S = (5.0, 300.0)  # first and longest wait between tries to open 
 def booking_service(settings: Settings, credentials: Credentials, db: Database,
                     publisher: WebhookPublisher, *, sms_enabled: bool, email_enabled: bool,
                     metrics: Metrics | None = None,
-                    clock: Callable[[], datetime] = utcnow) -> BookingService | None:
+                    clock: Callable[[], datetime] = utcnow,
+                    resilience: Resilience | None = None) -> BookingService | None:
     """The `Scheduler` over the rep's CalDAV calendar, or None without `[integrations.caldav]`.
     Its calendar is not open yet (`await service.calendar.open()`); register the service as a
     listener of the delivery worker so that delivered confirmations confirm the booking."""
@@ -61,19 +63,20 @@ def booking_service(settings: Settings, credentials: Credentials, db: Database,
         return None
     calendar = CalDAVScheduler(cfg.caldav, credentials.value(cfg.caldav.password_credential),
                                business_name=cfg.confirmations.business_name, clock=clock,
-                               metrics=metrics)
+                               metrics=metrics, resilience=resilience)
     return BookingService(calendar, db, publisher, cfg.confirmations, sms_enabled=sms_enabled,
                           email_to=cfg.caldav.rep_email if email_enabled else None)
 
 
 def sheets_client(settings: SheetsSettings, credentials: Credentials,
-                  metrics: Metrics | None = None) -> SheetsClient:
+                  metrics: Metrics | None = None,
+                  resilience: Resilience | None = None) -> SheetsClient:
     """A Sheets client with the service account key from its credential (ConfigError if the
     key is missing or not a usable key)."""
     name = settings.service_account_credential
     key = ServiceAccountKey.parse(credentials.value(name))
     try:
-        return SheetsClient(settings, key, metrics=metrics)
+        return SheetsClient(settings, key, metrics=metrics, resilience=resilience)
     except ValueError as err:  # joserfc: the private key is not an RSA key in PEM
         raise ConfigError("the Google service account key is not valid",
                           [(name, f"private_key: {err}")]) from err
@@ -86,8 +89,10 @@ class IntegrationsPart:
     def __init__(self, settings: Settings, secrets: Secrets, db: Database, writer: WriteBehind,
                  metrics: Metrics, dnc: DncList, *, credentials: Credentials | None = None,
                  clock: Callable[[], datetime] = utcnow,
-                 erased: ErasedNumbers | None = None) -> None:
+                 erased: ErasedNumbers | None = None,
+                 resilience: Resilience | None = None) -> None:
         cfg = settings.integrations
+        self.resilience = resilience or Resilience(settings.resilience)
         self.settings = settings
         self.db = db
         self.metrics = metrics
@@ -103,13 +108,13 @@ class IntegrationsPart:
         if cfg.sheets is not None:
             sheets = cfg.sheets
             self.sheets_client = self._built("Google Sheets", lambda: sheets_client(
-                sheets, self.credentials, metrics))
+                sheets, self.credentials, metrics, self.resilience))
             if self.sheets_client is not None and sheets.results_spreadsheet_id:
                 self.results_sheet = ResultsSheet(self.sheets_client, sheets)
 
         deliverers = self._deliverers(settings, secrets)
         self.worker = DeliveryWorker(self.repo, deliverers, cfg.delivery, metrics=metrics,
-                                     clock=clock)
+                                     clock=clock, resilience=self.resilience)
         self.publisher = WebhookPublisher(self.repo, self.endpoints, wake=self.worker.notify)
         # the pipeline's observer: every ended call's results into the outbox
         self.results = CallResults(db, writer, self.publisher, sheet=self.results_sheet)
@@ -117,7 +122,8 @@ class IntegrationsPart:
         self.budget_alerts = BudgetAlertWebhooks(self.publisher, CampaignRepository(db))
         self.booking = self._built("the calendar", lambda: booking_service(
             settings, self.credentials, db, self.publisher, sms_enabled="sms" in deliverers,
-            email_enabled="email" in deliverers, metrics=metrics, clock=clock))
+            email_enabled="email" in deliverers, metrics=metrics, clock=clock,
+            resilience=self.resilience))
         if self.booking is not None:
             self.worker.listeners.append(self.booking)
 

@@ -5,8 +5,10 @@ client (RFC 7523, what Google's OAuth endpoint takes) signs an assertion with th
 at the key's `token_uri` for an access token, and does so again before the token expires.
 
 Quotas: Sheets allows 60 requests a minute per user. Every request waits its turn in a rate
-limiter (`requests_per_minute`); a 429 (or 5xx) pauses the limiter for the Retry-After time (or
-an exponential backoff) and is retried a few times before giving up. Result rows travel the
+limiter (`requests_per_minute`); a 429 with Retry-After pauses the limiter for that time (the
+quota is the service account's: everyone waits), and transient failures (429, 5xx, unreachable)
+are retried by the `sheets` policy (reautod.resilience: exponential backoff, a retry budget)
+through the `sheets` circuit, which refuses requests at once while open. Result rows travel the
 outbox (channel `sheets`): durable and retried like webhooks, and written in batches: all the
 rows due in one worker round go out in one `values.append`. Values are written RAW, so a cell
 that looks like a formula stays text.
@@ -38,6 +40,8 @@ from reautod.integrations.delivery import Outcome
 from reautod.integrations.settings import SheetsSettings
 from reautod.integrations.webhooks import retry_after
 from reautod.observability.metrics import Metrics
+from reautod.resilience.breaker import BreakerOpenError
+from reautod.resilience.service import Resilience
 from reautod.store.enums import OutboxChannel
 from reautod.store.repositories import NewMessage, OutboxMessage
 
@@ -60,6 +64,10 @@ class SheetsError(ReautodError):
     @property
     def transient(self) -> bool:
         return self.status is None or self.status >= 500 or self.status in (408, 429)
+
+
+def _transient(err: BaseException) -> bool:
+    return isinstance(err, SheetsError) and err.transient
 
 
 class ServiceAccountKey(BaseModel):
@@ -105,12 +113,12 @@ class SheetsClient:
     """The few Sheets v4 calls we make, rate-limited, over a service account's token."""
 
     def __init__(self, settings: SheetsSettings, key: ServiceAccountKey, *,
-                 metrics: Metrics | None = None, max_tries: int = 4,
+                 metrics: Metrics | None = None, resilience: Resilience | None = None,
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.base = settings.api_base_url.rstrip("/") + "/v4/spreadsheets"
         self.limiter = RateLimiter(settings.requests_per_minute)
         self.metrics = metrics
-        self.max_tries = max_tries
+        self.resilience = resilience or Resilience()
         header = {"alg": "RS256", **({"kid": key.private_key_id} if key.private_key_id else {})}
         self.http = AsyncAssertionClient(
             token_endpoint=key.token_uri, issuer=key.client_email, subject=None,
@@ -123,29 +131,25 @@ class SheetsClient:
             self.metrics.sheets_request(result)  # type: ignore[arg-type]
 
     async def _request(self, method: str, url: str, **kw: Any) -> dict[str, Any]:
-        backoff = 1.0
-        for attempt in range(1, self.max_tries + 1):
-            await self.limiter.wait()
-            try:
-                response = await self.http.request(method, url, **kw)
-            except (httpx.TransportError, OAuthError) as err:
-                self._count("failed")
-                failure = SheetsError(f"Sheets API unreachable: {err}")
-            else:
-                if response.status_code < 300:
-                    self._count("ok")
-                    body: dict[str, Any] = response.json()
-                    return body
-                wait = retry_after(response)
-                failure = SheetsError(_error_text(response), status=response.status_code,
-                                      retry_after_s=wait)
-                self._count("throttled" if response.status_code == 429 else "failed")
-            if not failure.transient or attempt == self.max_tries:
-                raise failure
-            # everyone waits: the quota is the service account's, not this request's
-            self.limiter.pause(backoff if failure.retry_after_s is None else failure.retry_after_s)
-            backoff *= 2
-        raise AssertionError("unreachable")  # pragma: no cover
+        return await self.resilience.call("sheets", lambda: self._once(method, url, **kw),
+                                          transient=_transient)
+
+    async def _once(self, method: str, url: str, **kw: Any) -> dict[str, Any]:
+        await self.limiter.wait()
+        try:
+            response = await self.http.request(method, url, **kw)
+        except (httpx.TransportError, OAuthError) as err:
+            self._count("failed")
+            raise SheetsError(f"Sheets API unreachable: {err}") from err
+        if response.status_code < 300:
+            self._count("ok")
+            body: dict[str, Any] = response.json()
+            return body
+        wait = retry_after(response)
+        self._count("throttled" if response.status_code == 429 else "failed")
+        if wait is not None:  # everyone waits: the quota is the service account's
+            self.limiter.pause(wait)
+        raise SheetsError(_error_text(response), status=response.status_code, retry_after_s=wait)
 
     def _values_url(self, spreadsheet_id: str, cell_range: str) -> str:
         return f"{self.base}/{quote(spreadsheet_id, safe='')}/values/{quote(cell_range, safe='')}"
@@ -271,6 +275,8 @@ class ResultsSheet:
             failed = (Outcome.transient(err.message, err.retry_after_s) if err.transient
                       else Outcome.failed_for_good(err.message))
             return [outcomes.get(i, failed) for i in range(len(messages))]
+        except BreakerOpenError as err:  # the sheets circuit is open: nothing was sent
+            return [outcomes.get(i, Outcome.not_attempted(err)) for i in range(len(messages))]
         return [outcomes.get(i, Outcome.delivered()) for i in range(len(messages))]
 
     async def aclose(self) -> None:

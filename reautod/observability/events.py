@@ -28,6 +28,7 @@ EVENT_TYPES = frozenset(
         "cost.update",
         "budget.alert",
         "health.changed",
+        "circuit.changed",
         "daemon.state",
         "log",
         "lagged",

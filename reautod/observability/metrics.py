@@ -18,6 +18,7 @@ from prometheus_client.registry import Collector
 
 from reautod.engines.base import RequestTiming
 from reautod.errors import ValidationError
+from reautod.resilience.settings import SERVICES
 
 EngineName = Literal["stt", "llm", "tts"]
 DialBlockReason = Literal["window", "dnc", "budget"]
@@ -60,6 +61,11 @@ BUDGET_ALERT_KINDS: Final = ("threshold", "forecast")
 VOICE_TIERS: Final = ("local", "premium")
 PREMIUM_FALLBACK_REASONS: Final = (
     "breaker_open", "rate_limited", "server_error", "timeout", "quota", "failed")
+
+# Circuit breakers and retries (reautod.resilience): services and what a circuit or retry did.
+CIRCUIT_SERVICES: Final = SERVICES
+CIRCUIT_STATES: Final = ("closed", "open", "half_open")
+RETRY_RESULTS: Final = ("retried", "budget_exhausted")
 
 # The turn-latency histograms, by the short stage name used in events and summaries.
 TURN_STAGES: Final = ("transcript", "first_token", "first_audio", "voice_to_voice", "barge_in_clear")
@@ -175,6 +181,23 @@ class Metrics:
         self.control_events_dropped_total = Counter(
             "reautod_control_events_dropped", "Events dropped for slow control subscribers (lagged)",
             registry=r)
+
+        # Circuit breakers (reautod.resilience).
+        self.circuits_not_closed = Gauge(
+            "reautod_circuits_not_closed", "Circuits of a service that are open or half-open",
+            ["service"], registry=r)
+        self.circuit_transitions_total = Counter(
+            "reautod_circuit_transitions", "Circuit state changes by service and new state",
+            ["service", "state"], registry=r)
+        self.retries_total = Counter(
+            "reautod_retries", "Retries of transient failures: made, or refused by the budget",
+            ["service", "result"], registry=r)
+        for service in CIRCUIT_SERVICES:
+            self.circuits_not_closed.labels(service=service)
+            for state in CIRCUIT_STATES:
+                self.circuit_transitions_total.labels(service=service, state=state)
+            for result in RETRY_RESULTS:
+                self.retries_total.labels(service=service, result=result)
 
         for engine in ENGINES:
             for m in (self.engine_queue_depth, self.engine_queue_wait_seconds,
@@ -333,6 +356,17 @@ class Metrics:
 
     def sheets_request(self, result: SheetsResult) -> None:
         self.sheets_requests_total.labels(result=_check(result, SHEETS_RESULTS, "result")).inc()
+
+    def circuit_changed(self, service: str, state: str, not_closed: int) -> None:
+        """A circuit of `service` went to `state`; `not_closed` of its circuits are open now."""
+        _check(service, CIRCUIT_SERVICES, "service")
+        self.circuit_transitions_total.labels(
+            service=service, state=_check(state, CIRCUIT_STATES, "state")).inc()
+        self.circuits_not_closed.labels(service=service).set(not_closed)
+
+    def retry_attempted(self, service: str, allowed: bool) -> None:
+        self.retries_total.labels(service=_check(service, CIRCUIT_SERVICES, "service"),
+                                  result="retried" if allowed else "budget_exhausted").inc()
 
     # Cost part helpers (budget gauges follow reautod.cost.budgets.BudgetGauges).
 

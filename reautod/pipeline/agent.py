@@ -44,12 +44,12 @@ class DialogueAgent:
     def for_call(cls, settings: AgentSettings, *, lead_name: str, goal: str | None,
                  opening: str | None = None,
                  direction: Literal["outbound", "inbound"] = "outbound") -> DialogueAgent:
-        """The agent of one call from its stream parameters (no `opening`: the config's greeting,
-        rendered with the config's own fields)."""
-        if not opening:
+        """The agent of one call from its stream parameters (no `opening`: on an outbound call
+        the config's greeting, rendered with the config's own fields; on an inbound one, none)."""
+        if not opening and direction == "outbound":
             opening = render_opening(settings.greeting, OpeningFields.from_agent(settings))
         return cls(settings=settings, lead_name=lead_name or "there", goal=goal or settings.goal,
-                   opening_template=opening, direction=direction)
+                   opening_template=opening or "", direction=direction)
 
     def _fields(self) -> dict[str, str]:
         return {
@@ -65,7 +65,7 @@ class DialogueAgent:
 
     @property
     def greeting(self) -> str:
-        """The first thing the agent says on an outbound call, with the lead's name filled."""
+        """The call's opening, with the lead's name filled ("" when it has none)."""
         return self._line(self.opening_template)
 
     def _line(self, template: str) -> str:
@@ -91,8 +91,10 @@ class DialogueAgent:
     # -- Conversation
 
     def opening_line(self) -> Line | None:
-        # An inbound caller speaks first (today); the qualifying agent greets them instead.
-        return Line(self.greeting) if self.direction == "outbound" else None
+        # A call Twilio put through to us carries the inbound greeting as its opening (the voice
+        # webhook renders agent.inbound_greeting), so the caller is greeted at once; an inbound
+        # call with no opening (a bare simulated caller) waits for the caller to speak first.
+        return Line(self.greeting) if self.opening_template else None
 
     async def opening(self) -> Reply | None:
         line = self.opening_line()

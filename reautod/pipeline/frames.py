@@ -107,6 +107,7 @@ class GenerateFrame(DataFrame):
     reply_id: int = 0
     messages: tuple[ChatMessage, ...] = ()
     max_tokens: int | None = None  # None: the configured cap
+    sentences: int | None = None  # say at most this many whole sentences (Generate.sentences)
     timing: ReplyTiming = field(default_factory=ReplyTiming)
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 from pipecat.processors.frame_processor import FrameProcessor
 
@@ -60,6 +60,11 @@ class CallMedia(Protocol):
 
     @property
     def format(self) -> MediaFormat: ...
+
+    @property
+    def transport(self) -> Literal["twilio", "webrtc", "sounddevice"]:
+        """How the caller is reached, as the call's record says (store.enums.CallTransport)."""
+        ...
 
     @property
     def stream_id(self) -> str:

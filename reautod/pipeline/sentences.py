@@ -29,6 +29,11 @@ def clean(text: str) -> str:
     )
 
 
+def ends_sentence(piece: str) -> bool:
+    """Whether a piece (as SentenceSplitter gives them) ends a sentence, not a clause or a cut."""
+    return piece.rstrip().rstrip("\"')]\u201d\u2019").endswith((".", "!", "?"))
+
+
 class SentenceSplitter:
     """Feed tokens with `push`; it returns the pieces ready for TTS. `flush` returns the rest."""
 

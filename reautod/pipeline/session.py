@@ -98,6 +98,7 @@ class CallSession:
             state=CallState.CONNECTING,
             started_at=datetime.now(UTC),
             input_warnings=media.input_warnings,
+            transport=media.transport,
         )
         self.live = LiveCall(self.info, observer, self.end)
         self._end_event = asyncio.Event()

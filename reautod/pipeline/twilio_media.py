@@ -57,6 +57,7 @@ class TwilioMedia:
     """CallMedia over one accepted Twilio media WebSocket whose `start` was read."""
 
     format = TWILIO_FORMAT
+    transport: Literal["twilio"] = "twilio"
 
     def __init__(self, websocket: WebSocket, start: StartInfo,
                  input_warnings: dict[str, int] | None = None) -> None:

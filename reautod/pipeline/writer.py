@@ -12,7 +12,9 @@ on an interruption cancels the LLM request (closing the stream cancels the engin
 saves the two queue hops per reply a queued processor costs on the way to the first audio.
 A reply whose speech failed is abandoned (SpeechFailedFrame from speech). An LLM failure, or a
 reply with no words in it, ends the reply in its fallback line (ReplyFailedFrame, in order after
-the pieces already written).
+the pieces already written). A part limited to N sentences (`Generate.sentences`: the agent's
+acknowledgement before its approved question) closes the request after the Nth, and drops a
+last sentence the model left unfinished.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from reautod.pipeline.frames import (
     SayFrame,
     SpeechFailedFrame,
 )
-from reautod.pipeline.sentences import SentenceSplitter
+from reautod.pipeline.sentences import SentenceSplitter, ends_sentence
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +96,7 @@ class ReplyWriter(FrameProcessor):
                                        max_tokens=frame.max_tokens or self._max_tokens)
         splitter = SentenceSplitter()
         said = 0
+        left = frame.sentences  # sentences it may still say; None: all it writes
         try:
             async with asyncio.timeout(self._timeout_s):
                 async for chunk in stream:
@@ -102,7 +105,12 @@ class ReplyWriter(FrameProcessor):
                     for piece in await splitter.push(chunk.text):
                         await self._say(frame.reply_id, piece)
                         said += 1
-            if (rest := await splitter.flush()) is not None:
+                        if left is not None and ends_sentence(piece):
+                            left -= 1
+                            if left <= 0:
+                                return None  # enough said: closing the stream stops the model
+            rest = await splitter.flush()
+            if rest is not None and (left is None or ends_sentence(rest)):
                 await self._say(frame.reply_id, rest)
                 said += 1
         except Exception as err:

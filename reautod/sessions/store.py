@@ -86,9 +86,3 @@ class RedisSessionStore:
 
     async def close(self) -> None:
         await self._redis.aclose()
-
-
-def open_session_store(redis_url: str | None, *, prefix: str = "reautod:") -> SessionStore:
-    if redis_url:
-        return RedisSessionStore(redis_url, prefix=prefix)
-    return MemorySessionStore()

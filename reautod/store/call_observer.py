@@ -55,7 +55,7 @@ class StoreCallObserver:
                 call_id=call,
                 created_at=info.started_at,
                 direction=CallDirection(info.direction),
-                transport=CallTransport.SIMULATED if simulated else CallTransport.TWILIO,
+                transport=CallTransport.SIMULATED if simulated else CallTransport(info.transport),
                 status=CallStatus.IN_PROGRESS,
                 call_sid=info.call_sid,
                 stream_sid=info.stream_sid,

@@ -23,6 +23,8 @@ from sqlalchemy.pool import NullPool
 
 from reautod.config import DatabaseSettings
 from reautod.errors import StoreError, UnavailableError, ValidationError
+from reautod.resilience.service import Resilience
+from reautod.resilience.service import is_transient as resilient_transient
 from reautod.store import schema
 from reautod.store.schema import RevisionInfo, SchemaStatus
 
@@ -30,8 +32,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-_BACKOFF_START_S = 0.05
-_BACKOFF_MAX_S = 1.0
 
 
 def normalize_url(url: str) -> URL:
@@ -63,12 +63,27 @@ def is_transient(err: BaseException) -> bool:
     return isinstance(err, (sa_exc.TimeoutError, ConnectionError, TimeoutError))
 
 
+class _ConflictError(StoreError):
+    """A transaction lost to another (serialization, deadlock, lock wait): retried, but the
+    database is up, so it does not count against the circuit."""
+
+
+def _is_conflict(err: BaseException) -> bool:
+    """A Postgres error with a SQLSTATE outside connection trouble (class 08, 57P0x)."""
+    state = getattr(getattr(err, "orig", None), "sqlstate", None)
+    return isinstance(state, str) and not state.startswith(("08", "57P0"))
+
+
 class Database:
     """One engine and pool per process; `transaction` runs a unit of work with bounded retries."""
 
-    def __init__(self, url: str, settings: DatabaseSettings) -> None:
+    def __init__(self, url: str, settings: DatabaseSettings, *,
+                 resilience: Resilience | None = None) -> None:
         self.url = normalize_url(url)
         self.settings = settings
+        # transactions go through the database circuit (Postgres) and its retry policy; while
+        # the circuit is open they fail at once, and the write-behind spools without waiting
+        self.resilience = resilience or Resilience()
         self._engine: AsyncEngine | None = None
 
     @property
@@ -147,23 +162,28 @@ class Database:
         unacknowledged commit changes nothing. Exhausted retries raise UnavailableError; a
         rejected statement (constraint, bad data) raises StoreError at once.
         """
-        tries = 1 + (self.settings.retry_attempts if attempts is None else attempts)
-        delay = _BACKOFF_START_S
-        for attempt in range(1, tries + 1):
+        async def once() -> T:
             try:
                 async with self.engine.begin() as conn:
                     return await work(conn)
             except (sa_exc.SQLAlchemyError, OSError) as err:
                 if not is_transient(err):
                     raise StoreError(f"database rejected the write: {_short(err)}") from err
-                if attempt == tries:
-                    raise UnavailableError(
-                        f"database {self.display_url()} is unreachable: {_short(err)}"
-                    ) from err
-                log.warning("database write failed (attempt %d/%d), retrying: %s", attempt, tries, _short(err))
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, _BACKOFF_MAX_S)
-        raise AssertionError("unreachable")  # pragma: no cover
+                if _is_conflict(err):
+                    raise _ConflictError(f"database conflict: {_short(err)}") from err
+                raise UnavailableError(
+                    f"database {self.display_url()} is unreachable: {_short(err)}") from err
+
+        def retryable(err: BaseException) -> bool:
+            return isinstance(err, _ConflictError) or resilient_transient(err)
+
+        retries = self.settings.retry_attempts if attempts is None else attempts
+        try:
+            return await self.resilience.call("database", once, retry_if=retryable,
+                                              retries=retries,
+                                              circuit=self.backend == "postgres")
+        except _ConflictError as err:  # retries spent: as before, the caller sees "unavailable"
+            raise UnavailableError(err.message) from err
 
     async def read(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         """Run read-only `work`; retried like `transaction`."""

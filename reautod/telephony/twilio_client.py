@@ -24,6 +24,7 @@ from twilio.rest import Client
 from reautod.config import TwilioSettings
 from reautod.errors import ConfigError, ReautodError, UnavailableError
 from reautod.observability.logging import mask_phone
+from reautod.resilience.service import Resilience, is_transient
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,18 @@ class TwilioError(ReautodError):
         super().__init__(message)
         self.status = status
         self.twilio_code = twilio_code
+
+
+def _transient(err: BaseException) -> bool:
+    """Unreachable, or Twilio answered 429 or 5xx."""
+    if isinstance(err, TwilioError):
+        return err.status is not None and (err.status == 429 or err.status >= 500)
+    return is_transient(err)
+
+
+def _not_created(err: BaseException) -> bool:
+    """A creation is retried only when Twilio said it created nothing (a lost answer may have)."""
+    return isinstance(err, TwilioError) and err.status in (429, 503)
 
 
 class MachineDetection(StrEnum):
@@ -90,7 +103,11 @@ class TwilioCalls:
         *,
         api_base_url: str | None = None,
         timeout_s: float = 10.0,
+        resilience: Resilience | None = None,
     ) -> None:
+        # every request goes through the twilio circuit; updates of a call are retried by the
+        # twilio policy, creations only when Twilio said it did not create (429, 503)
+        self.resilience = resilience or Resilience()
         if not account_sid or not auth_token:
             raise ConfigError(
                 "Twilio account SID and auth token are required to place calls",
@@ -114,9 +131,11 @@ class TwilioCalls:
         return self._client
 
     @classmethod
-    def from_settings(cls, twilio: TwilioSettings, auth_token: str | None) -> TwilioCalls:
+    def from_settings(cls, twilio: TwilioSettings, auth_token: str | None, *,
+                      resilience: Resilience | None = None) -> TwilioCalls:
         """From `settings.twilio` and `secrets.get("twilio_auth_token")`."""
-        return cls(twilio.account_sid or "", auth_token or "", api_base_url=twilio.api_base_url)
+        return cls(twilio.account_sid or "", auth_token or "", api_base_url=twilio.api_base_url,
+                   resilience=resilience)
 
     async def create(self, call: OutboundCall) -> CreatedCall:
         """Place a call; status callbacks for every event, async AMD when enabled."""
@@ -140,7 +159,7 @@ class TwilioCalls:
             )
             return CreatedCall(sid=str(instance.sid), status=str(instance.status or "queued"))
 
-        created = await self._run("create call", create)
+        created = await self._run("create call", create, retry_if=_not_created)
         log.info("created call %s to %s", created.sid, mask_phone(call.to))
         return created
 
@@ -190,9 +209,14 @@ class TwilioCalls:
             )
             return str(recording.sid)
 
-        return await self._run("start recording", create)
+        return await self._run("start recording", create, retry_if=_not_created)
 
-    async def _run(self, what: str, fn: Callable[[], _T]) -> _T:
+    async def _run(self, what: str, fn: Callable[[], _T], *,
+                   retry_if: Callable[[BaseException], bool] | None = None) -> _T:
+        return await self.resilience.call(
+            "twilio", lambda: self._once(what, fn), transient=_transient, retry_if=retry_if)
+
+    async def _once(self, what: str, fn: Callable[[], _T]) -> _T:
         try:
             return await asyncio.to_thread(fn)
         except TwilioRestException as err:

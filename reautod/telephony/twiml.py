@@ -1,4 +1,5 @@
-"""TwiML documents reautod sends: the media stream, a transfer to a human, a voicemail message.
+"""TwiML documents reautod sends: the media stream, a transfer to a human, a voicemail message
+(played from our own TTS's clip when there is one).
 
 Built with twilio.twiml.voice_response so escaping is Twilio's; every document is checked against
 Twilio's 4,000-character limit for inline `twiml=` and every stream parameter against the 500-char
@@ -97,14 +98,20 @@ def transfer_twiml(
     return _finish(response)
 
 
-def voicemail_twiml(message: str, *, voice: str | None = None, pause_s: int = 1) -> str:
-    """A voicemail message after the machine's greeting, then hang up."""
+def voicemail_twiml(message: str, *, audio_url: str | None = None, voice: str | None = None,
+                    pause_s: int = 1) -> str:
+    """A voicemail message after the machine's greeting, then hang up: `<Play>` of `audio_url`
+    (the message in the agent's own voice, telephony.clips), else `<Say>` of `message`."""
     if not 0 <= pause_s <= 10:
         raise TwimlError(f"voicemail pause must be 0..10 seconds, got {pause_s}")
+    text = _say_text(message)
     response = VoiceResponse()
     if pause_s:
         response.pause(length=pause_s)
-    response.say(_say_text(message), voice=voice)
+    if audio_url is not None:
+        response.play(_check_http_url(audio_url, "voicemail audio"))
+    else:
+        response.say(text, voice=voice)
     response.hangup()
     return _finish(response)
 

@@ -128,12 +128,14 @@ class LeadMatch:
 
 @dataclass(frozen=True)
 class InboundAnswer:
-    """How to answer an inbound call: the stream parameters and an optional announcement."""
+    """How to answer an inbound call: the stream parameters and an optional announcement.
+    `opening`: what the agent says as soon as the stream starts (rendered, `{lead_name}` left)."""
 
     call_id: str
     campaign: str
     lead_name: str = ""
     announcement: str | None = None
+    opening: str | None = None
 
 
 class WebhookHandler(Protocol):
@@ -142,7 +144,8 @@ class WebhookHandler(Protocol):
     async def lookup_lead_by_phone(self, e164: str) -> LeadMatch | None: ...
 
     async def on_inbound(self, call: VoiceRequest, lead: LeadMatch | None) -> InboundAnswer | None:
-        """Register an inbound call; None declines it (the caller hears a hang-up)."""
+        """Register an inbound call (`lead` None: a caller who is no lead yet); None declines
+        it (the caller hears the declined message, then a hang-up)."""
         ...
 
     async def on_status(self, event: StatusCallback) -> None: ...
@@ -207,7 +210,8 @@ def twilio_router(
             # The name is only for the agent's greeting: shorten it rather than fail the call.
             name = answer.lead_name[:MAX_LEAD_NAME_CHARS]
             params = StreamParameters(call_id=answer.call_id, campaign=answer.campaign[:200],
-                                      lead_name=name, direction=Direction.INBOUND)
+                                      lead_name=name, direction=Direction.INBOUND,
+                                      opening=answer.opening)
             twiml = stream_twiml(stream_url, params, announcement=answer.announcement,
                                  voice=voice)
         except ReautodError as err:

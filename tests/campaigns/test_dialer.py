@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
+from reautod.call_events import TurnRecord
 from reautod.campaigns.dialer import (
     BlockedDial,
     BlockReason,
@@ -27,6 +28,7 @@ from reautod.config import DatabaseSettings
 from reautod.dialogue.effects import StoreCallEffects
 from reautod.dialogue.ports import LeadContext
 from reautod.errors import ReautodError, ValidationError
+from reautod.resilience.shedding import LoadGovernor
 from reautod.store.database import Database
 from reautod.store.enums import LeadStatus
 from reautod.store.repositories import (
@@ -372,3 +374,38 @@ async def test_an_erased_number_is_never_dialed(sqlite: Database) -> None:
                                                                     "erased")
     assert sorted(register.asked) == ["+12125550000", "+12125550001"]
     assert (await LeadRepository(sqlite).get(erased)).status == LeadStatus.DNC
+
+
+async def test_the_dialer_paces_by_measured_voice_to_voice_and_engine_queues(
+    sqlite: Database,
+) -> None:
+    campaign, leads = await seed(sqlite, 8)
+    directory = Directory({lead: LeadTarget(f"+1212555{i:04d}", "America/New_York", "NY")
+                           for i, lead in enumerate(leads)})
+    now, depths = [0.0], {"llm": 0}
+    load = LoadGovernor(slo_s=1.0, window_s=60, min_turns=3, max_queue=4,
+                        queue_depths=lambda: depths, clock=lambda: now[0])
+    placer = Placer()
+    dialer = Dialer(SqlLeadQueue(sqlite, lease_ttl=TTL), directory, placer,
+                    DncList(MemoryDncStorage()), Log(), load=load,
+                    limiter=ConcurrencyLimiter(per_box=8), bucket=TokenBucket(100, burst=8))
+    plan = CampaignPlan(campaign, max_concurrent=8,
+                        window=CampaignWindow(time(8), time(21), frozenset(range(7))))
+
+    def turns(*latencies: float) -> None:
+        for v2v in latencies:
+            load.on_turn(TurnRecord(call_id="c", index=0, speaker="agent", text="",
+                                    confidence=None, started_at=NOW, ended_at=NOW,
+                                    latencies={"voice_to_voice_s": v2v}))
+
+    turns(1.4, 1.6, 1.2)  # over the SLO: nothing dialed, and the report says why
+    held = await dialer.tick(plan, NOW, monotonic=0.0)
+    assert held.dialed == 0 and "over the 1 s SLO" in (held.held_back or "")
+    turns(*[0.9] * 27)  # the p90 comes down near the SLO: one a tick
+    slowed = await dialer.tick(plan, NOW, monotonic=1.0)
+    assert slowed.dialed == 1 and "near the 1 s SLO" in (slowed.held_back or "")
+    depths["llm"] = 4  # a deep engine queue holds dials back whatever the latency
+    assert (await dialer.tick(plan, NOW, monotonic=2.0)).dialed == 0
+    depths["llm"], now[0] = 0, 120.0  # the slow turns aged out: full pace again
+    recovered = await dialer.tick(plan, NOW, monotonic=3.0)
+    assert recovered.dialed == 7 and recovered.held_back is None

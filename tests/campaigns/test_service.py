@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import random
 import uuid
+import wave
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -17,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from pydantic import BaseModel, SecretStr
 
 from reautod.call_events import CallInfo, CallState, ObserverFanOut, TurnRecord
@@ -54,6 +57,7 @@ from reautod.telephony.state_machine import Applied, CallTimeline, parse_status
 from reautod.telephony.twilio_client import TwilioCalls
 from reautod.telephony.webhooks import AmdCallback, StatusCallback, VoiceRequest
 from tests.pipeline.conftest import RecordingObserver
+from tests.pipeline.fakes import FakeTTS
 from tests.telephony.twilio_standin import TwilioStandIn
 
 ACCOUNT = "AC" + "1" * 32
@@ -436,6 +440,8 @@ async def test_amd_machine_hang_up_policy(env: Env) -> None:
 async def test_amd_voicemail_policy_leaves_a_message(env: Env) -> None:
     await campaign_with_leads(env, machine_policy="voicemail",
                               voicemail_message="Hi, this is Acme. Call us back.")
+    tts = FakeTTS()
+    env.part.speak_with(tts)  # as the daemon does, with the call manager's TTS
     await dial_round(env)
     (form,) = creates(env.standin)
     assert form["MachineDetection"] == ["DetectMessageEnd"]
@@ -444,7 +450,22 @@ async def test_amd_voicemail_policy_leaves_a_message(env: Env) -> None:
                                                        "AnsweredBy": "machine_end_beep"}))
     await env.tracker.settle()
     (update,) = updates(env.standin, sid)
-    assert "Hi, this is Acme. Call us back." in update["Twiml"][0]
+    # in the agent's voice: Twilio plays the clip our TTS made of the message, no <Say>
+    root = ET.fromstring(update["Twiml"][0])
+    assert [c.tag for c in root] == ["Pause", "Play", "Hangup"]
+    url = root.findtext("Play") or ""
+    assert url.startswith(PUBLIC + "/twilio/clips/")
+    assert [text for _, text in tts.texts] == ["Hi, this is Acme. Call us back."]
+    app = FastAPI()
+    for router in env.part.routers():
+        app.include_router(router)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://testserver") as client:
+        clip = await client.get(url.removeprefix(PUBLIC))
+    assert clip.status_code == 200 and clip.headers["content-type"] == "audio/wav"
+    spoken = [c async for c in tts.synthesize("Hi, this is Acme. Call us back.", call_id="x")]
+    with wave.open(io.BytesIO(clip.content)) as wav:
+        assert wav.readframes(wav.getnframes()) == b"".join(c.pcm for c in spoken)
     await env.tracker.on_status(status(sid, "completed", 3))
     await env.tracker.settle()
     row = await CallRepository(env.db).by_sid(sid)
@@ -613,7 +634,9 @@ async def test_inbound_call_from_a_lead_is_answered(env: Env) -> None:
     row = await CallRepository(env.db).by_sid("CA" + "9" * 32)
     assert row is not None and row.direction == "inbound" and str(row.id) == answer.call_id
     assert await env.tracker.lookup_lead_by_phone("+12125550177") is None
-    assert await env.tracker.on_inbound(request, None) is None
+    stranger = VoiceRequest.model_validate({"CallSid": "CA" + "8" * 32, "From": "+12125550177",
+                                            "To": FROM})
+    assert await env.tracker.on_inbound(stranger, None) is None  # no twilio.inbound_campaign
 
 
 async def test_a_lost_final_callback_is_swept(env: Env) -> None:
@@ -1023,3 +1046,86 @@ async def test_webhooks_over_http_with_the_store(env: Env) -> None:
     await env.tracker.settle()
     row = await CallRepository(env.db).by_sid("CA" + "7" * 32)
     assert row is not None and row.status == "completed"
+
+
+@dataclass
+class Erased:
+    """ErasedNumbers: the numbers in `phones` were erased on their owner's request."""
+
+    phones: set[str] = field(default_factory=set)
+
+    async def is_erased(self, phone_e164: str) -> bool:
+        return phone_e164 in self.phones
+
+    async def erased_among(self, phones: Any) -> set[str]:
+        return set(phones) & self.phones
+
+
+async def test_callers_are_greeted_and_strangers_become_leads_of_the_inbound_campaign(
+        db: Database, standin: TwilioStandIn) -> None:
+    """The real router and store: a caller is greeted at once (the stream carries the inbound
+    greeting); a caller who is no lead becomes one through the import path, an erased number
+    never does, and without an inbound campaign a stranger hears the message, never silence."""
+    from twilio.request_validator import RequestValidator
+
+    base = twilio_settings(standin).model_dump()
+    settings = Settings(**base | {"twilio": base["twilio"] | {"inbound_campaign": "walk-ins"}})
+    clock = Clock()
+    erased = Erased({"+12125550188"})
+    part = TelephonyPart(settings, Secrets({"twilio_auth_token": SecretStr(TOKEN)}), db,
+                         Metrics(), EventBus(), clock=clock, monotonic=clock.monotonic,
+                         erased=erased)
+    part.attach(FakeCalls())
+    env = Env(db, part, standin, clock, FakeCalls(), Metrics())
+    app = FastAPI()
+    for router in part.routers():
+        app.include_router(router)
+    signer = RequestValidator(TOKEN)
+
+    async def ring(sid_digit: str, caller: str) -> ET.Element:
+        form = {"CallSid": "CA" + sid_digit * 32, "From": caller, "To": FROM}
+        headers = {"X-Twilio-Signature": signer.compute_signature(PUBLIC + "/twilio/voice", form)}
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            response = await c.post("/twilio/voice", data=form, headers=headers)
+        assert response.status_code == 200, response.text
+        return ET.fromstring(response.text)
+
+    def parameters(root: ET.Element) -> dict[str | None, str | None]:
+        return {p.get("name"): p.get("value") for p in root.findall("Connect/Stream/Parameter")}
+
+    message = settings.twilio.inbound_message
+    greeting = ("Thanks for calling Acme Solar. This is Alex, an automated assistant. "
+                "How can I help you?")
+    try:
+        # the inbound campaign does not exist yet: the stranger hears the message
+        root = await ring("1", "+12125550177")
+        assert [(c.tag, c.text) for c in root] == [("Say", message), ("Hangup", None)]
+        assert await part.tracker.lookup_lead_by_phone("+12125550177") is None  # type: ignore[union-attr]
+
+        await env.call("campaign.create", name="walk-ins")
+        await campaign_with_leads(env)
+        root = await ring("2", "+12125550177")
+        values = parameters(root)
+        assert values["direction"] == "inbound" and values["campaign"] == "walk-ins"
+        assert values["opening"] == greeting and values["lead_name"] == ""
+        [lead] = await LeadRepository(db).by_phone("+12125550177")
+        assert lead.next_attempt_at is not None
+        assert lead.next_attempt_at.replace(tzinfo=UTC) >= NOW + timedelta(days=1)
+        contact = await ContactRepository(db).get(lead.contact_id)
+        assert contact.source == "inbound:walk-ins"
+        await part.tracker.settle()  # type: ignore[union-attr]
+        row = await CallRepository(db).by_sid("CA" + "2" * 32)
+        assert row is not None and row.direction == "inbound" and row.lead_id == lead.id
+
+        # an erased number is never stored again: the message, and no contact
+        root = await ring("3", "+12125550188")
+        assert [c.tag for c in root] == ["Say", "Hangup"]
+        assert await LeadRepository(db).by_phone("+12125550188") == []
+
+        # a lead calling back is greeted at once by their own campaign
+        values = parameters(await ring("4", "+12125550100"))
+        assert (values["campaign"], values["lead_name"]) == ("fall", "Ann Inwindow")
+        assert values["opening"] == greeting
+    finally:
+        await part.close()

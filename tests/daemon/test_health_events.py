@@ -1,4 +1,5 @@
-"""`health.changed` events follow a dependency going away and coming back (Redis, for real)."""
+"""`health.changed` events follow a dependency going away and coming back (Redis, for real), and
+so do the redis circuit's `circuit.changed` events: open while it is away, closed once back."""
 
 from __future__ import annotations
 
@@ -41,6 +42,12 @@ async def next_health(events: Any, name: str) -> dict[str, Any]:
     raise AssertionError("event stream ended")
 
 
+async def circuit_states(events: Any, circuit: str, seen: list[str]) -> None:
+    async for event in events:
+        if event["event"] == "circuit.changed" and event["data"]["circuit"] == circuit:
+            seen.append(event["data"]["state"])
+
+
 async def test_health_changed_when_redis_dies_and_returns(daemon_factory, tmp_path: Path) -> None:
     port = free_port()
     redis = start_redis(port, tmp_path)
@@ -48,11 +55,16 @@ async def test_health_changed_when_redis_dies_and_returns(daemon_factory, tmp_pa
     d.config_path.write_text(
         f'state_dir = "{d.workdir / "state"}"\nredis_url = "redis://127.0.0.1:{port}/0"\n'
         "[http]\nport = 0\n[metrics]\nport = 0\n"
+        "[resilience.redis]\nfailures = 2\nrecovery_s = 1.0\n"  # one failed ping opens it
     )
     try:
         d.start()
         await asyncio.to_thread(d.wait_ready)
-        async with ControlClient(d.socket_path) as client:
+        async with ControlClient(d.socket_path) as client, \
+                ControlClient(d.socket_path) as watcher:
+            circuits = watcher.subscribe(["circuit"])
+            states: list[str] = []
+            watching = asyncio.ensure_future(circuit_states(circuits, "redis", states))
             events = client.subscribe(["health"])
             waiter = asyncio.ensure_future(next_health(events, "redis"))
             await asyncio.sleep(0.5)  # subscribed before the dependency changes
@@ -63,7 +75,15 @@ async def test_health_changed_when_redis_dies_and_returns(daemon_factory, tmp_pa
             redis = start_redis(port, tmp_path)
             up = await asyncio.wait_for(next_health(events, "redis"), 30)
             assert up["ok"] is True
+            # the health pings went through the circuit: it opened, and a probe closed it
+            assert states[0] == "open" and states[-1] == "closed", states
+            async with ControlClient(d.socket_path) as asker:
+                health = await asker.call("health")
+            assert health["checks"]["circuits"]["ok"], health
+            watching.cancel()
+            await asyncio.gather(watching, return_exceptions=True)
             await events.aclose()
+            await circuits.aclose()
     finally:
         redis.terminate()
         redis.wait(10)

@@ -7,6 +7,7 @@ import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
@@ -47,7 +48,8 @@ class Rig:
     transfer_number: str | None = None
     opening: OpeningFields | None = None  # the campaign's opening fields, None: the factory's
 
-    async def agent(self, playbook: str, factory: AgentFactory | None = None,
+    async def agent(self, playbook: str, factory: AgentFactory | None = None, *,
+                    direction: Literal["outbound", "inbound"] = "outbound",
                     **lead_changes: object) -> CallAgent:
         loaded = example(playbook)
         the_lead = dataclasses.replace(self.lead, **lead_changes)  # type: ignore[arg-type]
@@ -59,8 +61,8 @@ class Rig:
         await CallRepository(self.db).write([CallStarted(
             call_id, NOW, campaign_id=the_lead.campaign_id, contact_id=the_lead.contact_id,
             lead_id=the_lead.lead_id)])
-        return (factory or self.factory).start(AgentCall(call_id, the_lead, transfer_number=
-                                                           self.transfer_number,
+        return (factory or self.factory).start(AgentCall(call_id, the_lead, direction,
+                                                           transfer_number=self.transfer_number,
                                                            opening=self.opening),
                                                loaded, scheduler=slots)
 

@@ -9,11 +9,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from reautod.conversation import Generate
 from reautod.dialogue.agent import CallAgent
 from reautod.dialogue.playbook_file import LoadedPlaybook, load_playbook_file
 from reautod.dialogue.ports import LeadChanges, LeadContext
 from reautod.dialogue.replies import After, AgentReply, CallResult, EndCause
+from reautod.dialogue.seam import to_reply
 from reautod.engines.base import LanguageModel
+from reautod.pipeline.sentences import SentenceSplitter, ends_sentence
 from reautod.store.records import (
     AgentDecisionRecord,
     AgentTransitionRecord,
@@ -118,6 +121,23 @@ class Conversation:
     result: CallResult
 
 
+async def generated(llm: LanguageModel, part: Generate, call_id: str) -> str:
+    """What the pipeline's ReplyWriter says of `part`: the model's text, cut into pieces; with
+    `part.sentences`, up to that many sentences and no unfinished one."""
+    splitter, pieces, left = SentenceSplitter(), [], part.sentences
+    async for chunk in llm.stream_chat(list(part.messages), call_id=call_id,
+                                       max_tokens=part.max_tokens):
+        for piece in await splitter.push(chunk.text):
+            pieces.append(piece)
+            left = None if left is None else left - ends_sentence(piece)
+            if left is not None and left <= 0:
+                return " ".join(pieces)
+    rest = await splitter.flush()
+    if rest is not None and (left is None or ends_sentence(rest)):
+        pieces.append(rest)
+    return " ".join(pieces)
+
+
 async def converse(agent: CallAgent, lines: list[str], llm: LanguageModel) -> Conversation:
     """Play `lines` as the caller; stop when the agent hangs up or transfers, or lines run out
     (then the caller hangs up)."""
@@ -125,14 +145,22 @@ async def converse(agent: CallAgent, lines: list[str], llm: LanguageModel) -> Co
     heard: list[str] = []
 
     async def play(reply: AgentReply) -> None:
+        """The reply's parts in the seam's order (to_reply); a model that writes nothing ends
+        the reply in its fallback, the rest dropped, as the pipeline's speech does."""
         replies.append(reply)
-        text = reply.text
+        said: list[str] = []
+        for part in to_reply(reply).parts:
+            if isinstance(part, Generate):
+                assert reply.llm is not None
+                written = await generated(llm, part, str(agent.call.call_id))
+                if not written:
+                    said.append(reply.llm.fallback)
+                    break
+                said.append(written)
+            else:
+                said.append(part.text)
+        text = " ".join(said)
         if reply.llm is not None:
-            words = [c.text async for c in llm.stream_chat(list(reply.llm.messages),
-                                                          call_id=str(agent.call.call_id),
-                                                          max_tokens=reply.llm.max_tokens)]
-            generated = "".join(words).strip() or reply.llm.fallback
-            text = f"{text} {generated}".strip()
             agent.heard(reply.id, text)
         heard.append(text)
 

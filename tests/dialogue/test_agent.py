@@ -11,7 +11,7 @@ import pytest
 
 from reautod.campaigns.settings import CampaignSettings
 from reautod.config import AgentSettings
-from reautod.conversation import Line
+from reautod.conversation import Generate, Line
 from reautod.dialogue.agent import AgentFactory
 from reautod.dialogue.llm_extract import messages_for, read_answer, schema_for
 from reautod.dialogue.offers import with_offers
@@ -24,7 +24,7 @@ from reautod.errors import EngineError, UnavailableError
 from reautod.pipeline.opening import OpeningFields
 from reautod.store.repositories import AppointmentRepository
 from tests.dialogue.conftest import Rig
-from tests.dialogue.fakes import NOW, clock, example
+from tests.dialogue.fakes import NOW, clock, converse, example
 
 
 async def to_scheduler(rig: Rig, factory: AgentFactory | None = None):  # type: ignore[no-untyped-def]
@@ -288,3 +288,55 @@ def test_the_offers_follow_the_sentence_naming_the_business() -> None:
     assert [ln.text for ln in with_offers([], offers, ("Acme",))] == list(offers)
     named_last = [AgentLine("This is Acme.")]
     assert with_offers(named_last, offers, ("Acme",))[0] is named_last[0]
+
+
+TIMELINE_QUESTION = "If the price were right, when would you ideally want to sell?"
+
+
+@pytest.mark.parametrize("model_says", [
+    "Thanks, that helps.",  # an acknowledgement: the question follows it
+    "Great. What color is your front door?",  # a question of its own: ours still follows
+    "",  # nothing: the fallback is the question itself
+])
+async def test_the_approved_question_follows_whatever_the_model_writes(rig: Rig,
+                                                                       model_says: str) -> None:
+    agent = await rig.agent("real-estate-sellers")
+    rig.llm.reply = model_says
+    talk = await converse(agent, ["Yes, I have a minute.", "Yes, I'm the owner."], rig.llm)
+    reply = talk.replies[-1]
+    assert reply.llm is not None and rig.llm.requests  # the model was asked to acknowledge
+    assert reply.question == AgentLine(TIMELINE_QUESTION) and reply.llm.fallback == TIMELINE_QUESTION
+    *_, generate, question = to_reply(reply).parts
+    assert isinstance(generate, Generate) and question == Line(TIMELINE_QUESTION)
+    assert talk.heard[-1].endswith(TIMELINE_QUESTION), talk.heard[-1]
+    assert talk.heard[-1].count(TIMELINE_QUESTION) == 1
+    # one sentence of the model's is said before it: its own question never is
+    assert reply.llm.sentences == 1 and isinstance(generate, Generate) and generate.sentences == 1
+    assert "front door" not in talk.heard[-1]
+    assert agent.state.asked == "timeline" and agent.state.last_question == TIMELINE_QUESTION
+    assert agent.state.history[-1].text == talk.heard[-1]  # the history holds what was heard
+
+
+async def test_a_lead_without_a_street_hears_lines_that_need_none(rig: Rig) -> None:
+    agent = await rig.agent("real-estate-sellers", custom={}, city=None)  # a caller who rang in
+    opening = (await agent.opening()).text
+    assert " on ." not in opening and " near " not in opening, opening
+    assert opening.endswith("lately. Do you have a minute?") or \
+        opening.endswith("your home. Do you have a minute?"), opening
+    asked = await agent.respond("Yes, I have a minute.")
+    assert asked.text.endswith("are you the owner of the home?"), asked.text
+    prompt = agent.lines.system_prompt("qualifier", None).content
+    assert "who owns a home. Speak naturally" in prompt, prompt
+
+
+async def test_a_caller_who_rang_in_is_answered_by_the_inbound_example(rig: Rig) -> None:
+    campaign = CampaignSettings(opt_out_key="#", callback_number="+13125550188")
+    rig.opening = campaign.opening_fields(AgentSettings(), CALLER_ID)
+    agent = await rig.agent("real-estate-inbound", direction="inbound", custom={}, city=None,
+                            name=None)  # a stranger who just became a lead
+    opening = await agent.opening()
+    # greeted as the one who answers, with no offer to stop calls we did not make
+    assert opening.text == ("Thanks for calling Lakeside Realty. This is Alex, an automated "
+                            "assistant. Are you calling about selling a home?")
+    reply = await agent.respond("Yes, I am.")
+    assert agent.state.stage == "qualifier" and reply.text.endswith("Are you the owner of the home?")

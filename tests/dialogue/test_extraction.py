@@ -28,6 +28,7 @@ def read(text: str, asked: str | None = None):  # type: ignore[no-untyped-def]
     ("Are you a robot?", {Intent.ROBOT_QUESTION}, None),
     ("Am I talking to a real person?", {Intent.ROBOT_QUESTION}, None),
     ("Can I talk to a real person please", {Intent.HUMAN_REQUEST}, None),
+    ("you a real person.", {Intent.ROBOT_QUESTION}, None),  # tiny.en lost "Are" (the bench)
     ("I'm not the owner.", {Intent.WRONG_PERSON}, None),
     ("Call me next week.", {Intent.CALLBACK_REQUEST, Intent.TIME}, None),
     ("No thanks, I'm not interested.", {Intent.NOT_INTERESTED, Intent.OBJECTION, Intent.DENY}, "no"),
@@ -127,3 +128,19 @@ def test_lead_data_cannot_change_a_template() -> None:
         check_template("{lead.name!r}", ["lead.name"])
     with pytest.raises(TemplateError, match="malformed"):
         check_template("{lead.name", ["lead.name"])
+
+
+def test_an_optional_part_is_left_out_for_a_lead_without_its_fact() -> None:
+    template = "I'm calling about your home[ on {lead.custom.street}]. Do you have a minute?"
+    check_template(template, ["lead.custom"], ["street"])
+    with_street = LeadData(custom={"street": "41 Maple Street"}).fields()
+    assert render(template, with_street) ==         "I'm calling about your home on 41 Maple Street. Do you have a minute?"
+    for lead in (LeadData(), LeadData(custom={"street": "  "})):  # no column, or a blank cell
+        assert render(template, lead.fields()) == "I'm calling about your home. Do you have a minute?"
+    both = "a home[ on {lead.custom.street}][ in {lead.city}]."
+    assert render(both, LeadData(city="Evanston").fields()) == "a home in Evanston."
+    assert render("Hi [{lead.city}] there", {}) == "Hi there"
+    for bad, message in (("a ]b", "without a"), ("a [b", "not closed"), ("[a [b]]", "nest")):
+        with pytest.raises(TemplateError, match=message):
+            check_template(bad, [])
+    assert render("a [b", {}) == "a [b"  # validated at load; a call never fails over it

@@ -5,6 +5,7 @@ the examples seeded once, and the agent's events and metrics."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import re
 import uuid
@@ -23,6 +24,8 @@ from reautod.dialogue.agent import AgentFactory
 from reautod.dialogue.cache import CachedLine, ResponseCache
 from reautod.dialogue.library import PlaybookLibrary
 from reautod.dialogue.part import (
+    SIMULATED_CITY,
+    SIMULATED_CUSTOM,
     SIMULATED_PHONE,
     AgentEvents,
     CampaignCallbackWindow,
@@ -157,6 +160,12 @@ async def test_a_simulated_call_talks_to_a_stand_in(site: Site) -> None:
     assert (the_lead.phone, the_lead.lead_id, the_lead.campaign_id) == (
         SIMULATED_PHONE, None, site.campaign_id)
     assert the_lead.timezone == "America/Chicago" and the_lead.name == "Sam"  # booking's zone
+    # lines about the lead's home name a street (either variant's greeting; before the stand-in
+    # had one: "your home on .")
+    opening = (await agent.opening()).text
+    assert SIMULATED_CUSTOM['street'] in opening and " ." not in opening, opening
+    prompt = agent.lines.system_prompt("qualifier", None).content
+    assert f"on {SIMULATED_CUSTOM['street']} in {SIMULATED_CITY}." in prompt, prompt
 
 
 async def test_calls_without_a_usable_playbook_get_none(site: Site,
@@ -279,11 +288,37 @@ async def test_health_names_a_campaign_whose_playbook_is_missing_or_broken(site:
         playbook="no-such-playbook"))
     ok, detail = await part.health()
     assert "campaign gone names playbook no-such-playbook, which is missing" in detail
+    await CampaignRepository(site.db).create("desk", **campaign_columns(  # type: ignore[arg-type]
+        inbound_playbook="real-estate-inbound"))
+    await CampaignRepository(site.db).create("typo", **campaign_columns(  # type: ignore[arg-type]
+        playbook="real-estate-sellers", inbound_playbook="no-such-inbound"))
+    ok, detail = await part.health()
+    assert "campaign typo names playbook no-such-inbound, which is missing" in detail
+    assert "campaign desk" not in detail  # its inbound playbook is there
     (site.playbooks / "broken.yaml").write_text(
         (site.playbooks / "real-estate-sellers.yaml").read_text().replace(
             "playbook: real-estate-sellers", "playbook: broken"))
     (site.playbooks / "no-such-playbook.yaml").write_text(
         (site.playbooks / "solar-homeowners.yaml").read_text().replace(
             "playbook: solar-homeowners", "playbook: no-such-playbook"))
-    assert await part.health() == (True, f"4 playbook(s) in {site.playbooks}")
+    shipped = len(list(EXAMPLES.glob("*.yaml")))  # the seeded examples, and those written here
+    (site.playbooks / "no-such-inbound.yaml").write_text(
+        (site.playbooks / "real-estate-inbound.yaml").read_text().replace(
+            "playbook: real-estate-inbound", "playbook: no-such-inbound"))
+    assert await part.health() == (True, f"{shipped + 3} playbook(s) in {site.playbooks}")
     await part.close()
+
+
+async def test_a_caller_who_rang_in_gets_the_campaigns_inbound_playbook(site: Site) -> None:
+    await CampaignRepository(site.db).create("desk", **campaign_columns(  # type: ignore[arg-type]
+        playbook="real-estate-sellers", inbound_playbook="solar-homeowners"))
+    inbound = dataclasses.replace(call("sim-in-1", "desk"), direction="inbound")
+    answering = await site.source.agent_for(inbound)
+    assert answering is not None and answering.loaded.name == "solar-homeowners"
+    assert answering.call.direction == "inbound"
+    dialed = await site.source.agent_for(call("sim-out-1", "desk"))
+    assert dialed is not None and dialed.loaded.name == "real-estate-sellers"
+    # without an inbound playbook, a caller who rang in gets the campaign's playbook
+    back = await site.source.agent_for(dataclasses.replace(call("sim-in-2", "sellers"),
+                                                           direction="inbound"))
+    assert back is not None and back.loaded.name == "real-estate-sellers"

@@ -29,7 +29,7 @@ def line_of(text: str, needle: str, nth: int = 1) -> int:
     return hits[nth - 1]
 
 
-@pytest.mark.parametrize("name", ["real-estate-sellers", "solar-homeowners"])
+@pytest.mark.parametrize("name", ["real-estate-sellers", "real-estate-inbound", "solar-homeowners"])
 def test_examples_are_valid(name: str) -> None:
     loaded = example(name)
     assert loaded.name == name
@@ -66,7 +66,7 @@ def test_references_and_templates_are_checked_with_lines() -> None:
             .replace("learn: [is_owner, timeline, motivation, price]",
                      "learn: [is_owner, timeline, motivaton, price]")
             .replace("        to: scheduler\n", "        to: schedulr\n", 1)
-            .replace("{lead.custom.street} in {lead.city}", "{lead.custom.stret} in {lead.city}")
+            .replace("{lead.custom.street}][ in {lead.city}]", "{lead.custom.stret}][ in {lead.city}]")
             .replace("points: {soon: 100, months: 70, later: 10}",
                      "points: {soon: 100, monthz: 70, later: 10}")
             .replace("answer: This is {agent.name},", "answer: Hi {lead.name}, this is {agent.name},"))

@@ -12,10 +12,11 @@ import pytest
 from icalendar import Calendar
 
 from reautod.dialogue.scheduling import BookingRequest, BookingStatus, Slot, SlotTakenError
-from reautod.errors import NotFoundError, ValidationError
-from reautod.integrations.caldav_scheduler import CalDAVScheduler
+from reautod.errors import NotFoundError, UnavailableError, ValidationError
+from reautod.integrations.caldav_scheduler import CalDAVRefusedError, CalDAVScheduler, _transient
 from reautod.integrations.settings import CalDAVSettings
 from reautod.observability.metrics import Metrics
+from reautod.resilience.breaker import BreakerOpenError
 from tests.integrations.radicale_server import Radicale, get_events, put_event
 
 NOW = datetime(2026, 10, 28, 14, 30, tzinfo=UTC)  # Wed 10:30 EDT; New York leaves DST on Nov 1
@@ -163,3 +164,10 @@ async def test_a_missing_calendar_is_reported(server: Radicale, tmp_path: Path) 
     with pytest.raises(UnavailableError, match="no calendar"):
         await missing.open()
     await missing.close()
+
+
+def test_caldav_failures_are_told_apart_for_the_circuit() -> None:
+    assert _transient(CalDAVRefusedError("CalDAV refused the event: HTTP 503", 503))
+    assert not _transient(CalDAVRefusedError("CalDAV refused the event: HTTP 403", 403))
+    assert _transient(UnavailableError("CalDAV search failed: connection refused"))
+    assert not _transient(BreakerOpenError("caldav circuit is open"))

@@ -25,7 +25,7 @@ def test_every_family_follows_prometheus_conventions() -> None:
             # bounded labels only: nothing that could hold a call id or a phone number
             assert set(sample.labels) <= {"engine", "outcome", "result", "reason", "kind", "le",
                                           "gpu", "version", "service", "period", "tier",
-                                          "channel"}, sample
+                                          "channel", "state"}, sample
         if family.type == "counter":
             assert all(s.name.endswith(("_total", "_created")) for s in family.samples)
         if "latency" in family.documentation or family.name.startswith("reautod_turn_"):

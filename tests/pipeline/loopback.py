@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
+from typing import Literal
 
 from pipecat.frames.frames import Frame, InterruptionFrame, OutputAudioRawFrame
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
@@ -75,6 +76,7 @@ class LoopbackMedia:
 
     hold_marks: bool = False
     stream_id: str = "loopback"
+    transport: Literal["twilio", "webrtc", "sounddevice"] = "twilio"
     carrier_call_id: str | None = None
     input_warnings: dict[str, int] = field(default_factory=dict)
     audio: bytearray = field(default_factory=bytearray)  # all the agent audio played

@@ -187,6 +187,24 @@ async def test_a_reply_of_lines_and_an_llm_part_is_spoken_in_order_after_async_w
     assert latencies["voice_to_voice_s"] >= 0.2  # the conversation's thinking is waited for
 
 
+async def test_an_llm_part_limited_to_one_sentence_stops_the_model_after_it() -> None:
+    """The agent's acknowledgement before its approved question: one sentence of the model's
+    is said, the request is closed, the line after it follows; an unfinished sentence is not
+    said (nothing left: the failure line, and the rest of the reply dropped)."""
+    ack = Generate(SYSTEM, sentences=1)
+    conversation = ScriptedConversation(answer=lambda t: Reply((ack, Line("When?"))))
+    async with live_call(conversation) as call:
+        await call.media.say(turn("yes"))
+        await wait_for(lambda: len(conversation.played_log) == 1)
+        call.engines.llm.reply = "Well I think that"  # cut off by its token cap
+        await call.media.say(turn("sure"))
+        await wait_for(lambda: len(conversation.played_log) == 2)
+    assert [text for _, text in call.engines.tts.texts] == ["That is great.", "When?", SORRY]
+    assert call.engines.llm.outcomes[0] == "closed"  # stopped after its sentence
+    assert call.agent_turns() == [("That is great. When?", False, None),
+                                  (SORRY, False, "llm_empty")]
+
+
 async def test_audio_a_line_brings_is_played_without_the_tts() -> None:
     rate = 22050
     tone = (np.sin(2 * math.pi * 300 * np.arange(rate // 2) / rate) * 6000).astype(np.int16)

@@ -15,7 +15,7 @@ from reautod.pipeline.agent import DialogueAgent
 from reautod.pipeline.opening import OpeningFields, render, render_opening, spoken_number
 from reautod.pipeline.playback import PlaybackTracker
 from reautod.pipeline.recording import GuardedSink
-from reautod.pipeline.sentences import SentenceSplitter, clean
+from reautod.pipeline.sentences import SentenceSplitter, clean, ends_sentence
 from reautod.pipeline.turns import is_backchannel
 
 
@@ -39,6 +39,13 @@ async def test_prices_and_titles_are_not_sentence_ends() -> None:
     assert await _feed(s, "It costs $29.99 a month, and Dr. Smith will call. Bye") == [
         "It costs $29.99 a month,", "and Dr. Smith will call."]
     assert await s.flush() == "Bye"
+
+
+async def test_which_pieces_end_a_sentence() -> None:
+    s = SentenceSplitter()
+    pieces = await _feed(s, "Thanks for picking up, I hear you. Is that \"right?\" Then")
+    assert [ends_sentence(p) for p in pieces] == [False, True, True]  # a clause, two sentences
+    assert not ends_sentence(await s.flush() or "")  # "Then": the model stopped mid-sentence
 
 
 async def test_first_piece_is_cut_early_at_a_clause() -> None:
@@ -103,6 +110,14 @@ async def test_agent_lines_are_shared_and_inbound_waits() -> None:
     assert agent.silence() == Reply((Line("Are you still there?", shared=True),))
     assert agent.goodbye("silence") == Line("Thanks for your time. Goodbye!", shared=True)
     assert agent.failure("llm_failed").shared
+    # a call Twilio put through carries the inbound greeting: the caller is greeted at once
+    # (before, they heard silence until the re-prompt)
+    greeting = render_opening(AgentSettings().inbound_greeting,
+                              OpeningFields.from_agent(AgentSettings()))
+    greeted = DialogueAgent.for_call(AgentSettings(), lead_name="", goal=None,
+                                     direction="inbound", opening=greeting)
+    assert await greeted.opening() == Reply((Line("Thanks for calling Acme Solar. This is Alex, "
+                                                  "an automated assistant. How can I help you?"),))
 
 
 def test_opening_fields_and_their_spoken_forms() -> None:

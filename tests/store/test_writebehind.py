@@ -16,15 +16,17 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
 from reautod.errors import StoreError
+from reautod.resilience.service import Resilience
+from reautod.resilience.settings import ResilienceSettings, ServicePolicy
 from reautod.store import models as m
 from reautod.store.database import Database
 from reautod.store.enums import CallStatus
 from reautod.store.records import CallEnded, Record
 from reautod.store.repositories import CallRepository
 from reautod.store.writebehind import RELAXED_KINDS, WriteBehind
+from tests.fixtures.fault_proxy import FaultProxy
 from tests.store.conftest import TEST_DB_SETTINGS
 from tests.store.factories import T0, call_started, turn
-from tests.store.proxy import TcpProxy
 
 
 async def wait_until(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
@@ -101,24 +103,26 @@ async def test_submit_requires_a_running_writer(db: Database, tmp_path: Path) ->
 
 
 @pytest.fixture
-async def proxied(fresh_database_url: str) -> AsyncIterator[tuple[Database, Database, TcpProxy]]:
-    """(direct db at head, db through a cuttable proxy, the proxy)."""
+async def proxied(
+    fresh_database_url: str,
+) -> AsyncIterator[tuple[Database, Database, FaultProxy]]:
+    """(direct db at head, db through a fault proxy and a quick circuit, the proxy)."""
     direct = Database(fresh_database_url, TEST_DB_SETTINGS)
     await direct.open()
     await direct.upgrade("head")
     url = make_url(fresh_database_url)
-    proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
-    port = await proxy.start()
-    via_proxy = Database(url.set(port=port).render_as_string(hide_password=False), TEST_DB_SETTINGS)
-    await via_proxy.open()
-    yield direct, via_proxy, proxy
-    await via_proxy.close()
-    await proxy.close()
+    quick = Resilience(ResilienceSettings(database=ServicePolicy(failures=3, recovery_s=0.3)))
+    with FaultProxy(url.host or "127.0.0.1", url.port or 5432) as proxy:
+        via_proxy = Database(url.set(port=proxy.port).render_as_string(hide_password=False),
+                             TEST_DB_SETTINGS, resilience=quick)
+        await via_proxy.open()
+        yield direct, via_proxy, proxy
+        await via_proxy.close()
     await direct.close()
 
 
 async def test_database_dies_mid_call_then_returns(
-    proxied: tuple[Database, Database, TcpProxy], tmp_path: Path
+    proxied: tuple[Database, Database, FaultProxy], tmp_path: Path
 ) -> None:
     direct, via_proxy, proxy = proxied
     wb = WriteBehind(
@@ -132,28 +136,30 @@ async def test_database_dies_mid_call_then_returns(
         await asyncio.sleep(0.002)
     await wb.flush(timeout=30)
 
-    await proxy.cut()  # connections reset mid-stream, new ones refused
+    proxy.reset()  # connections reset mid-stream, new ones too
     for seq in range(30, 70):
         wb.submit(turn(start.call_id, seq))
         await asyncio.sleep(0.002)
     await wait_until(lambda: wb.stats().spooling and wb.stats().queued == 0)
     assert (tmp_path / "spool" / "writes.jsonl").stat().st_size > 0
     assert await turn_seqs(direct, start.call_id) == list(range(30))
+    assert via_proxy.resilience.state("database") != "closed"  # replays probe, not hammer
 
-    await proxy.restore()
+    proxy.heal()
     for seq in range(70, 100):
         wb.submit(turn(start.call_id, seq))
     await wb.flush(timeout=60)
     await wb.stop()
 
     assert await turn_seqs(direct, start.call_id) == list(range(100))  # no loss, no duplicate
+    assert via_proxy.resilience.state("database") == "closed"
     stats = wb.stats()
     assert stats.spooled >= 40 and stats.replayed >= 40 and not stats.spooling
     assert not (tmp_path / "spool" / "writes.jsonl").exists()
 
 
 async def test_backend_terminated_while_writing_loses_nothing(
-    proxied: tuple[Database, Database, TcpProxy], postgres_admin_url: str, tmp_path: Path
+    proxied: tuple[Database, Database, FaultProxy], postgres_admin_url: str, tmp_path: Path
 ) -> None:
     db = proxied[0]
     name = db.url.database
@@ -182,13 +188,13 @@ async def test_backend_terminated_while_writing_loses_nothing(
 
 
 async def test_spool_left_by_a_stopped_daemon_is_replayed_at_start(
-    proxied: tuple[Database, Database, TcpProxy], tmp_path: Path
+    proxied: tuple[Database, Database, FaultProxy], tmp_path: Path
 ) -> None:
     direct, via_proxy, proxy = proxied
     spool_dir = tmp_path / "spool"
     first = WriteBehind(via_proxy, spool_dir, queue_size=1000, retry_interval_s=0.2)
     await first.start()
-    await proxy.cut()
+    proxy.cut()
     start = call_started()
     spooled: list[Record] = [start, *(turn(start.call_id, i) for i in range(25))]
     for r in spooled:

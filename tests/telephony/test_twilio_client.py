@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 import pytest
 
 from reautod.config import TwilioSettings
 from reautod.errors import ConfigError, UnavailableError
+from reautod.resilience.breaker import BreakerOpenError
+from reautod.resilience.service import Resilience
+from reautod.resilience.settings import ResilienceSettings, ServicePolicy
 from reautod.telephony.twilio_client import (
     MachineDetection,
     OutboundCall,
@@ -15,6 +19,7 @@ from reautod.telephony.twilio_client import (
     TwilioError,
 )
 from reautod.telephony.twiml import transfer_twiml
+from tests.fixtures.fault_proxy import FaultProxy
 from tests.fixtures.services import free_port
 from tests.telephony.twilio_standin import TwilioStandIn
 
@@ -139,3 +144,32 @@ async def test_from_settings(standin: TwilioStandIn) -> None:
     assert (await calls.create(outbound())).sid.startswith("CA")
     with pytest.raises(ConfigError, match="auth token"):
         TwilioCalls.from_settings(settings, None)
+
+
+async def test_twilio_unreachable_retries_only_what_is_safe_and_opens_its_circuit(
+    standin: TwilioStandIn,
+) -> None:
+    port = int(standin.base_url.rsplit(":", 1)[1])
+    policy = ServicePolicy(failures=3, recovery_s=0.5, retries=2, backoff_base_s=0.01,
+                           backoff_max_s=0.01)
+    resilience = Resilience(ResilienceSettings(twilio=policy))
+    with FaultProxy("127.0.0.1", port) as proxy:
+        calls = TwilioCalls(ACCOUNT, TOKEN, api_base_url=f"http://127.0.0.1:{proxy.port}",
+                            resilience=resilience)
+        created = await calls.create(outbound())
+        proxy.reset()
+        tried = proxy.connections
+        with pytest.raises(UnavailableError, match="cannot reach Twilio"):
+            await calls.create(outbound())  # it may have reached Twilio: never sent twice
+        assert proxy.connections == tried + 1
+        with pytest.raises(BreakerOpenError):  # a hangup is retried, and opens the circuit
+            await calls.hangup(created.sid)
+        assert proxy.connections == tried + 3 and resilience.state("twilio") == "open"
+        with pytest.raises(BreakerOpenError):
+            await calls.redirect(created.sid, "<Response/>")
+        assert proxy.connections == tried + 3  # refused without trying
+
+        proxy.heal()
+        await asyncio.sleep(0.55)
+        assert await calls.hangup(created.sid)  # the probe
+        assert resilience.state("twilio") == "closed"

@@ -103,6 +103,13 @@ def test_voicemail_and_empty() -> None:
     with pytest.raises(TwimlError, match="empty"):
         voicemail_twiml("   ")
     assert ET.fromstring(empty_twiml()).tag == "Response"
+    # in the agent's own voice: Twilio plays our clip, its <Say> voice is not used
+    url = "https://voice.example.com/twilio/clips/abc.wav"
+    played = ET.fromstring(voicemail_twiml("Call us back at 555.", audio_url=url, voice="alice"))
+    assert [(child.tag, child.text) for child in played] == [
+        ("Pause", None), ("Play", url), ("Hangup", None)]
+    with pytest.raises(TwimlError, match="voicemail audio URL"):
+        voicemail_twiml("Call us back.", audio_url="file:///etc/passwd")
 
 
 def test_the_media_endpoint_reads_what_the_twiml_writes() -> None:

@@ -216,10 +216,13 @@ class OutboxRepository:
         await self.db.transaction(work)
 
     async def failed(
-        self, message_id: uuid.UUID, error: str, *, retry_at: datetime | None
+        self, message_id: uuid.UUID, error: str, *, retry_at: datetime | None,
+        attempted: bool = True,
     ) -> bool:
         """Record a failed delivery: back to pending until `retry_at`, or (retry_at None) dead.
-        Returns True when the message went to the dead letters."""
+        `attempted=False` (the receiver's circuit was open: nothing was sent) gives the claim's
+        attempt back, so an outage never turns messages into dead letters. Returns True when the
+        message went to the dead letters."""
 
         async def work(conn: AsyncConnection) -> bool:
             row = (await conn.execute(select(outbox).where(outbox.c.id == message_id))).first()
@@ -230,7 +233,8 @@ class OutboxRepository:
                     update(outbox)
                     .where(outbox.c.id == message_id)
                     .values(status=OutboxStatus.PENDING.value, next_attempt_at=retry_at,
-                            last_error=error[:2000])
+                            last_error=error[:2000],
+                            attempts=outbox.c.attempts - (0 if attempted else 1))
                 )
                 return False
             await conn.execute(
