@@ -165,11 +165,14 @@ class TokenClaims:
 
 
 class Authenticator(Protocol):
-    """Who a bearer credential is; AuthenticationError when it is no valid credential. And the
-    refresh exchange: who holds a refresh token (its secret checked), then the exchange itself
-    (run as that holder, audited)."""
+    """Who a bearer credential is; AuthenticationError when it is no valid credential."""
 
     async def authenticate(self, credential: str, origin: str) -> Principal: ...
+
+
+class Credentials(Authenticator, Protocol):
+    """The admin router's: bearer credentials, and the refresh exchange: who holds a refresh
+    token (its secret checked), then the exchange itself (run as that holder, audited)."""
 
     async def refresh_holder(self, refresh_token: str, origin: str) -> Principal: ...
 
@@ -283,7 +286,7 @@ def refresh_rate_limit() -> RateLimit:
     return RateLimit(rate_per_s=1.0, burst=10)
 
 
-def admin_router(authority: Authenticator, methods: Mapping[str, Method],
+def admin_router(authority: Credentials, methods: Mapping[str, Method],
                  auditor: MethodAuditor, rate_limit: RateLimit | None = None,
                  refresh_limit: RateLimit | None = None) -> APIRouter:
     """The /api/v1 routes whose control methods this daemon has (a part that is not running,
@@ -338,7 +341,7 @@ def _endpoint(route: Route, method: Method, authority: Authenticator,
     return endpoint
 
 
-def _refresh_endpoint(authority: Authenticator, auditor: MethodAuditor,
+def _refresh_endpoint(authority: Credentials, auditor: MethodAuditor,
                       limit: RateLimit) -> Callable[[Request], Any]:
     method = Method(REFRESH.method, authority.refresh, RefreshParams, changes_state=True)
 
