@@ -12,10 +12,17 @@ from __future__ import annotations
 
 import uuid
 from datetime import time, timedelta
-from typing import Any
+from typing import Annotated, Any
 
 import phonenumbers
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from reautod.campaigns.amd import MachinePolicy
 from reautod.campaigns.dialer import CampaignPlan
@@ -49,13 +56,21 @@ def _e164(value: str | None, what: str) -> str | None:
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
+# A wall-clock time without an offset (the lead's local time): written "09:00:00". JSON Schema's
+# "time" format (pydantic's default for answers) requires an offset, so the admin API's document
+# would call our own answers invalid; answers declare the form they have.
+LocalTime = Annotated[time, WithJsonSchema(
+    {"type": "string", "pattern": r"^\d{2}:\d{2}:\d{2}(\.\d+)?$"}, mode="serialization")]
+
 class CampaignSettings(BaseModel):
     """Per-campaign settings; every field has the strict default the compliance notes ask for."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    window_start: time = Field(time(9, 0), description="Campaign hours start, lead's local time")
-    window_end: time = Field(time(20, 0), description="Campaign hours end, lead's local time")
+    window_start: LocalTime = Field(time(9, 0),
+                                    description="Campaign hours start, lead's local time")
+    window_end: LocalTime = Field(time(20, 0),
+                                  description="Campaign hours end, lead's local time")
     window_days: list[int] = Field([0, 1, 2, 3, 4], description="Days called, 0 = Monday")
     max_calls_per_24h: int | None = Field(None, ge=1, le=50)
     max_concurrent: int = Field(2, ge=1, le=500, description="Live calls of this campaign")

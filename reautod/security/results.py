@@ -187,6 +187,8 @@ class AudioChunk(_Result):
 
 MAX_TOKEN_MINUTES = 12 * 60  # a token lives at most this long (api.admin.MAX_TTL)
 MAX_KEY_DAYS = 3650
+MAX_REFRESH_DAYS = 90  # a refresh token's family (rotations included) lives at most this long
+REFRESHED_TOKEN_MINUTES = 15  # the lifetime of a token a refresh token is exchanged for
 _SUBJECT = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._@-]+$",
                  description="who it is for (shown in the audit log)")
 
@@ -195,6 +197,15 @@ class TokenParams(_Params):
     subject: str = _SUBJECT
     role: Role
     ttl_minutes: int = Field(15, ge=1, le=MAX_TOKEN_MINUTES)
+    refresh_days: int | None = Field(
+        None, ge=1, le=MAX_REFRESH_DAYS,
+        description="also a refresh token, valid this many days (rotations included)")
+
+
+class RefreshParams(_Params):
+    refresh_token: str = Field(min_length=1, max_length=128,
+                               description="the refresh token from token create or the last "
+                               "refresh (each is good for one exchange)")
 
 
 class ApiKeyParams(_Params):
@@ -226,6 +237,9 @@ class CredentialInfo(_Result):
     expires_at: datetime | None
     revoked_at: datetime | None
     revoked_by: str | None
+    family: str | None = Field(None, description="a refresh family: the first refresh token's "
+                               "id, shared by its rotations and the tokens they made")
+    spent_at: datetime | None = Field(None, description="a refresh token: when it was used")
 
 
 class TokenResult(_Result):
@@ -237,6 +251,10 @@ class TokenResult(_Result):
     subject: str
     role: Role
     expires_at: datetime | None
+    refresh_token: str | None = Field(None, description="with a refresh token: its secret, "
+                                      "shown this once")
+    refresh_id: str | None = None
+    refresh_expires_at: datetime | None = None
 
 
 class CredentialList(_Result):

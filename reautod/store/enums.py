@@ -244,3 +244,5 @@ class PrivacyRequestStatus(StrEnum):
 class CredentialKind(StrEnum):
     TOKEN = "token"  # a JWT for a person or script, short-lived; the row only tracks its jti
     API_KEY = "api_key"  # a machine client's long-lived key; the row holds its hash
+    # exchanged once for a new access token and refresh token (rotation); the row holds its hash
+    REFRESH = "refresh"

@@ -639,7 +639,9 @@ class ErasedSubject(Base):
 
 class ApiCredential(Base):
     """A credential for the admin API: a JWT made by `token.create` (its `jti`, so it can be
-    revoked one by one) or an API key (only the SHA-256 of its secret). Never the secret."""
+    revoked one by one), an API key or a refresh token (only the SHA-256 of its secret). Never
+    the secret. A refresh token and the tokens made from it share a `family` (the first refresh
+    token's id); a refresh token is `spent_at` once exchanged."""
 
     __tablename__ = "api_credentials"
     __table_args__ = (one_of("kind", e.CredentialKind), Index(None, "kind", "created_at"))
@@ -654,3 +656,5 @@ class ApiCredential(Base):
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_by: Mapped[str | None] = mapped_column(String(128))
+    family: Mapped[str | None] = mapped_column(String(32), index=True)
+    spent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -1,7 +1,8 @@
-"""The admin API's gate: every route x every role, with a token and with an API key (401
-without one, 403 for a role without the route's permission, through otherwise), tokens that are
-forged, expired, unknown or revoked, API keys that are wrong, expired or revoked, and the method
-running as the credential's principal through the audit hook. The credentials are the daemon's
+"""The admin API's gate: every route the app serves x every role, with a token and with an API
+key (401 without one, 403 for a role without the route's permission, through otherwise; the one
+open route, the refresh exchange, declared as such), tokens that are forged, expired, unknown or
+revoked, API keys that are wrong, expired or revoked, refresh tokens rotated on use (a reuse
+revokes the family), and the method running as the credential's principal through the audit hook. The credentials are the daemon's
 own (`ApiCredentials` over a migrated SQLite database in the app's event loop)."""
 
 from __future__ import annotations
@@ -17,13 +18,17 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict
 from starlette.testclient import TestClient
 
 from reautod.api.admin import (
     MAX_BODY_BYTES,
+    OPEN_ROUTES,
+    PREFIX,
     ROUTES,
+    AuthenticationError,
     RateLimit,
     Route,
     TokenAuthority,
@@ -35,7 +40,12 @@ from reautod.control.results import HealthReport
 from reautod.errors import ConfigError, NotFoundError, UnavailableError
 from reautod.methods import Method
 from reautod.security.principal import ROLE_PERMISSIONS, Principal, Role, acting_as, control_peer
-from reautod.security.results import CredentialInfo, CredentialList, TokenResult
+from reautod.security.results import (
+    CredentialInfo,
+    CredentialList,
+    RefreshParams,
+    TokenResult,
+)
 from reautod.store.database import Database
 from reautod.store.repositories.credentials import CredentialRepository
 from tests.store.conftest import TEST_DB_SETTINGS
@@ -82,10 +92,15 @@ class Api:
     db_path: Path
     now: list[float]
 
-    def serve(self, table: dict[str, Method], rate_limit: RateLimit | None = None) -> None:
+    def serve(self, table: dict[str, Method], rate_limit: RateLimit | None = None,
+              refresh_limit: RateLimit | None = None) -> None:
         """Serve these methods instead (another admin router on the same app)."""
         self.app.router.routes.clear()
-        self.app.include_router(admin_router(self.credentials, table, self.auditor, rate_limit))
+        self.app.include_router(admin_router(self.credentials, table, self.auditor, rate_limit,
+                                             refresh_limit))
+
+    def refresh(self, refresh_token: str) -> Any:
+        return self.client.post("/api/v1/token/refresh", json={"refresh_token": refresh_token})
 
     def run(self, work: Callable[..., Awaitable[R]], *args: Any) -> R:
         """`work(*args)` in the app's event loop (where the database lives)."""
@@ -147,12 +162,36 @@ def call(client: TestClient, route: Route, token: str | None = None,
     return client.post(f"/api/v1{path}", headers=headers, json={}, **kwargs)
 
 
+def served(router: APIRouter) -> list[tuple[str, str]]:
+    """(verb, path under /api/v1) of every route the admin router serves (all of them are
+    there: its prefix is /api/v1)."""
+    assert all(isinstance(r, APIRoute) and r.path.startswith(PREFIX + "/") for r in router.routes)
+    return [(verb, r.path.removeprefix(PREFIX)) for r in router.routes
+            if isinstance(r, APIRoute) for verb in r.methods or ()]
+
+
 def test_every_route_and_role(api: Api) -> None:
+    """Walks what the app serves, not only ROUTES: a route that is in neither ROUTES nor the
+    explicit OPEN_ROUTES fails here, so a new route cannot ship open by accident."""
     client = api.client
     tokens = {role: api.token(f"who-{role}", role) for role in Role}
     keys = {role: api.key(f"bot-{role}", role) for role in Role}
     assert {r.method for r in ROUTES} <= set(methods())  # every route has a method to run
-    for route, role in itertools.product(ROUTES, Role):
+    gated: dict[tuple[str, str], Route] = {(r.verb, r.path): r for r in ROUTES}
+    open_routes = {(r.verb, r.path): r for r in OPEN_ROUTES}
+    # the one deliberately open route: its credential is the refresh token in its body
+    assert set(open_routes) == {("POST", "/token/refresh")}
+    serving = served(admin_router(api.credentials, methods(), api.auditor))
+    assert sorted(serving) == sorted([*gated, *open_routes]), serving
+    for _verb, path in open_routes:  # open, yet nothing without the refresh token
+        for credential in (None, tokens[Role.ADMIN], keys[Role.ADMIN]):
+            headers = {"Authorization": f"Bearer {credential}"} if credential else {}
+            got = client.post(f"{PREFIX}{path}", headers=headers, json={})
+            assert got.status_code == 422, got.text  # no refresh_token: no bearer stands in
+    for (verb, path), role in itertools.product(serving, Role):
+        if (verb, path) in open_routes:
+            continue
+        route = gated[verb, path]
         assert call(client, route).status_code == 401, route
         allowed = bool(route.allowed & ROLE_PERMISSIONS[role])
         for credential in (tokens[role], keys[role]):
@@ -308,3 +347,92 @@ def test_without_the_jwt_secret_nothing_is_made(tmp_path: Path) -> None:
         with pytest.raises(UnavailableError, match="jwt_secret"):
             asyncio.run(run())
     assert not (tmp_path / "none.db").exists()
+
+
+def test_refresh_tokens_rotate_and_a_reuse_revokes_the_family(api: Api) -> None:
+    calls = next(r for r in ROUTES if r.method == "calls.history")
+    first = TokenResult.model_validate(api.control("token.create", subject="dash",
+                                                   role="analyst", refresh_days=1))
+    assert first.refresh_token is not None and first.refresh_token.startswith("rt_")
+    assert first.refresh_expires_at is not None and first.refresh_id is not None
+    assert call(api.client, calls, first.token).status_code == 200
+    # a refresh token is no bearer credential
+    as_bearer = call(api.client, calls, first.refresh_token)
+    assert as_bearer.status_code == 401 and "refresh" in as_bearer.json()["error"]["message"]
+    got = api.refresh(first.refresh_token)
+    assert got.status_code == 200, got.text
+    second = TokenResult.model_validate(got.json())
+    assert second.subject == "dash" and second.role == Role.ANALYST
+    assert second.refresh_token not in (None, first.refresh_token)
+    assert second.refresh_expires_at == first.refresh_expires_at  # the family's end holds
+    assert call(api.client, calls, second.token).status_code == 200
+    assert api.auditor.runs[-2][:3] == ("token.refresh", "token:dash", True)  # audited
+    with sqlite3.connect(api.db_path) as conn:
+        stored = str(conn.execute("SELECT * FROM api_credentials").fetchall())
+    assert first.refresh_token[20:] not in stored and second.refresh_token[20:] not in stored
+    listed = CredentialList.model_validate(api.control("token.list", all=True)).credentials
+    spent = {c.id: c.spent_at is not None for c in listed if c.kind == "refresh"}
+    assert spent == {first.refresh_id: True, second.refresh_id: False}
+    assert {c.family for c in listed} == {first.refresh_id}
+
+    # the spent one again (a stolen copy): refused, and its whole family with it
+    reused = api.refresh(first.refresh_token)
+    assert reused.status_code == 401 and "already used" in reused.json()["error"]["message"]
+    assert api.auditor.runs[-1][:3] == ("token.refresh", "token:dash", True)
+    assert api.refresh(second.refresh_token).status_code == 401
+    for token in (first.token, second.token):
+        got = call(api.client, calls, token)
+        assert got.status_code == 401 and "revoked" in got.json()["error"]["message"]
+
+
+def test_refresh_tokens_are_revoked_by_family_checked_and_rate_limited(api: Api) -> None:
+    calls = next(r for r in ROUTES if r.method == "calls.history")
+    other = api.token("other", Role.ANALYST)  # no family: untouched by the revocations below
+    made = TokenResult.model_validate(api.control("token.create", subject="cli", role="admin",
+                                                  refresh_days=1))
+    assert made.refresh_token is not None and made.refresh_id is not None
+    gone = CredentialInfo.model_validate(api.control("token.revoke",
+                                                     credential_id=made.refresh_id))
+    assert gone.revoked_at is not None and gone.kind == "refresh"
+    got = api.refresh(made.refresh_token)
+    assert got.status_code == 401 and "revoked" in got.json()["error"]["message"]
+    assert call(api.client, calls, made.token).status_code == 401  # the family's token too
+    assert call(api.client, calls, other).status_code == 200
+
+    late = TokenResult.model_validate(api.control("token.create", subject="cli", role="admin",
+                                                  refresh_days=1))
+    assert late.refresh_token is not None
+    wrong = f"{late.refresh_token[:-1]}{'A' if late.refresh_token[-1] != 'A' else 'B'}"
+    for bad in (wrong, "rt_", "x" * 60):
+        got = api.refresh(bad)
+        assert got.status_code == 401 and got.json()["error"]["code"] == "unauthenticated", bad
+    assert api.client.post("/api/v1/token/refresh", content=b"[1]").status_code == 400
+    assert api.client.post("/api/v1/token/refresh",
+                           json={"refresh_token": "x", "more": 1}).status_code == 422
+    api.now[0] += 86400 + 1  # past its day
+    got = api.refresh(late.refresh_token)
+    assert got.status_code == 401 and "expired" in got.json()["error"]["message"]
+
+    clock = [0.0]
+    api.serve(methods(), refresh_limit=RateLimit(rate_per_s=1, burst=2, clock=lambda: clock[0]))
+    assert [api.refresh("rt_guess").status_code for _ in range(3)] == [401, 401, 429]
+    clock[0] += 1.0
+    assert api.refresh("rt_guess").status_code == 401
+
+
+def test_two_exchanges_of_one_refresh_token_at_once_count_as_a_reuse(api: Api) -> None:
+    """Only one can spend it; the other is a reuse, so neither pair survives."""
+    made = TokenResult.model_validate(api.control("token.create", subject="twice", role="analyst",
+                                                  refresh_days=1))
+    assert made.refresh_token is not None
+    params = RefreshParams(refresh_token=made.refresh_token)
+
+    async def both() -> tuple[TokenResult | BaseException, ...]:
+        return await asyncio.gather(api.credentials.refresh(params),
+                                    api.credentials.refresh(params), return_exceptions=True)
+
+    won, lost = sorted(api.run(both), key=lambda r: isinstance(r, Exception))
+    assert isinstance(won, TokenResult) and isinstance(lost, AuthenticationError)
+    calls = next(r for r in ROUTES if r.method == "calls.history")
+    assert call(api.client, calls, won.token).status_code == 401
+    assert won.refresh_token is not None and api.refresh(won.refresh_token).status_code == 401

@@ -1,7 +1,8 @@
 """The admin API on a real daemon (subprocess): `reautoctl token create` makes tokens and API
 keys, the API refuses without one and for the wrong role, serves the right one, what a token
-holder changes is in the audit log under the token's subject, and `token revoke` ends one
-credential at once (`token list` shows it)."""
+holder changes is in the audit log under the token's subject, a refresh token from `token create
+--refresh-days` buys one new token (a second use is refused; migration 0009 on a real database),
+and `token revoke` ends one credential at once (`token list` shows it)."""
 
 from __future__ import annotations
 
@@ -43,11 +44,22 @@ def test_tokens_roles_and_audit_through_the_daemon(daemon_factory: Any) -> None:
         assert made.status_code == 200, made.text
         bad = api.post("/campaigns", headers=as_admin, json={"name": "x\x1b[2J"})
         assert bad.status_code == 422 and "control" in bad.text
+        made = d.ctl("--json", "token", "create", "--subject", "ci-dash", "--role", "analyst",
+                     "--refresh-days", "1")
+        assert made.returncode == 0, made.stderr
+        refresh = {"refresh_token": json.loads(made.stdout)["refresh_token"]}
+        renewed = api.post("/token/refresh", json=refresh)
+        assert renewed.status_code == 200, renewed.text
+        as_dash = {"Authorization": f"Bearer {renewed.json()['token']}"}
+        assert api.get("/campaigns", headers=as_dash).status_code == 200
+        assert api.post("/token/refresh", json=refresh).status_code == 401  # spent: a reuse
+        assert api.get("/campaigns", headers=as_dash).status_code == 401  # family revoked
         listed = api.get("/audit", headers=as_auditor, params={"limit": 20})
         assert listed.status_code == 200, listed.text
         entries = listed.json()["entries"]
     by_action = {(e["action"], e["actor"]) for e in entries}
     assert ("campaign.create", "token:ci-admin") in by_action
+    assert ("token.refresh", "token:ci-dash") in by_action
     assert ("token.create", f"uid:{os.getuid()}") in by_action
     assert "spring" in d.ctl("campaign", "list").stdout
 

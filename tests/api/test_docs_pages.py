@@ -12,11 +12,12 @@ from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.testclient import TestClient
 
-from reautod.api.admin import ROUTES, AuthenticationError, admin_router
+from reautod.api.admin import OPEN_ROUTES, PREFIX, ROUTES, AuthenticationError, admin_router
 from reautod.api.app import create_app
 from reautod.api.docs import ASSETS, CSP, docs_router
 from reautod.methods import Method
 from reautod.security.principal import Principal, Role
+from reautod.security.results import RefreshParams, TokenResult
 from tests.api.test_admin import AnyParams, Auditor
 
 
@@ -24,6 +25,12 @@ class NoCredentials:
     """An Authenticator that knows no credential: the pages must load without one."""
 
     async def authenticate(self, credential: str, origin: str) -> Principal:
+        raise AuthenticationError("no credentials here")
+
+    async def refresh_holder(self, refresh_token: str, origin: str) -> Principal:
+        raise AuthenticationError("no credentials here")
+
+    async def refresh(self, params: RefreshParams) -> TokenResult:
         raise AuthenticationError("no credentials here")
 
 
@@ -81,9 +88,17 @@ def test_the_document_declares_the_bearer_scheme() -> None:
     client = TestClient(app())
     document = client.get("/openapi.json").json()
     assert document["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
-    operations = [op for path, item in document["paths"].items() if path.startswith("/api/v1")
-                  for op in item.values()]
-    assert operations and all(op["security"] == [{"bearer": []}] for op in operations)
+    operations = {(verb.upper(), path.removeprefix(PREFIX)): op
+                  for path, item in document["paths"].items() if path.startswith(PREFIX)
+                  for verb, op in item.items()}
+    open_routes = {(r.verb, r.path) for r in OPEN_ROUTES}
+    assert operations and all(op["security"] == [{"bearer": []}]
+                              for key, op in operations.items() if key not in open_routes)
+    # the refresh exchange declares no bearer scheme (its credential is in the body), and its
+    # samples send none
+    for key in open_routes:
+        assert "security" not in operations[key]
+        assert all("Authorization" not in s["source"] for s in operations[key]["x-codeSamples"])
     assert "/docs" not in document["paths"] and "/redoc" not in document["paths"]
     assert client.get("/api/v1/campaigns").status_code == 401  # the pages opened nothing else
 
@@ -122,7 +137,9 @@ def test_the_document_describes_each_routes_params() -> None:
     assert set(body["properties"]) == {"csv", "role"} and body["required"] == ["csv"]
     assert body["additionalProperties"] is False and leads["requestBody"]["required"]
     assert set(body["properties"]["role"]["enum"]) == {r.value for r in Role}
-    assert "$ref" not in str(paths) and "$defs" not in str(paths)
+    asked = [op.get(part) for item in paths.values() for op in item.values()
+             for part in ("parameters", "requestBody")]
+    assert "$ref" not in str(asked) and "$defs" not in str(paths)
     history = {p["name"]: p for p in paths["/api/v1/calls"]["get"]["parameters"]}
     assert history["limit"]["in"] == "query" and history["limit"]["schema"]["maximum"] == 1000
     assert not history["limit"]["required"] and "requestBody" not in paths["/api/v1/calls"]["get"]

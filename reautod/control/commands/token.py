@@ -1,9 +1,11 @@
 """`reautoctl token create|list|revoke`: the admin API's credentials (/api/v1).
 
 `create --subject S --role R [--ttl-minutes N]` makes a bearer token (a JWT the daemon signs with
-the jwt_secret credential); `create --api-key [--expires-days N]` an API key for a machine client
-(only its hash is kept). The secret is printed once. `list [--all]` shows them (never the secret),
-`revoke ID` ends one now. Making and revoking are audited."""
+the jwt_secret credential), with `--refresh-days N` also a refresh token (exchanged at
+`POST /api/v1/token/refresh` for a new token and refresh token, each good for one exchange);
+`create --api-key [--expires-days N]` an API key for a machine client (only its hash is kept). The
+secrets are printed once. `list [--all]` shows them (never the secrets), `revoke ID` ends one now
+(a refresh token with its family). Making and revoking are audited."""
 
 from __future__ import annotations
 
@@ -11,7 +13,13 @@ import argparse
 
 from reautod.control.context import CliContext, key_values, table
 from reautod.security.principal import Role
-from reautod.security.results import MAX_KEY_DAYS, CredentialInfo, CredentialList, TokenResult
+from reautod.security.results import (
+    MAX_KEY_DAYS,
+    MAX_REFRESH_DAYS,
+    CredentialInfo,
+    CredentialList,
+    TokenResult,
+)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -23,8 +31,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     create.add_argument("--role", required=True, choices=[r.value for r in Role])
     create.add_argument("--ttl-minutes", type=int, default=15,
                         help="a token's lifetime in minutes (default 15, at most 720)")
-    create.add_argument("--api-key", action="store_true",
-                        help="an API key for a machine client instead of a token")
+    kind = create.add_mutually_exclusive_group()
+    kind.add_argument("--refresh-days", type=int, default=None,
+                      help="also a refresh token valid this many days, rotations included "
+                      f"(at most {MAX_REFRESH_DAYS})")
+    kind.add_argument("--api-key", action="store_true",
+                      help="an API key for a machine client instead of a token")
     create.add_argument("--expires-days", type=int, default=None,
                         help=f"an API key's lifetime in days (default: until revoked; at most "
                         f"{MAX_KEY_DAYS})")
@@ -43,11 +55,16 @@ def run_create(args: argparse.Namespace, ctx: CliContext) -> int:
                                             "expires_days": args.expires_days})
     else:
         raw = ctx.call("token.create", {"subject": args.subject, "role": args.role,
-                                        "ttl_minutes": args.ttl_minutes})
+                                        "ttl_minutes": args.ttl_minutes,
+                                        "refresh_days": args.refresh_days})
     made = TokenResult.model_validate(raw)
+    refresh = ([("refresh id", made.refresh_id or ""),
+                ("refresh expires", _when(made.refresh_expires_at)),
+                ("refresh secret", made.refresh_token)] if made.refresh_token else [])
     ctx.emit(made.model_dump(mode="json"), lambda _d: key_values([
         ("id", made.id), ("kind", made.kind.value), ("subject", made.subject),
-        ("role", made.role.value), ("expires", _when(made.expires_at)), ("secret", made.token)]))
+        ("role", made.role.value), ("expires", _when(made.expires_at)), ("secret", made.token),
+        *refresh]))
     return 0
 
 
@@ -56,7 +73,8 @@ def _when(at: object) -> str:
 
 
 def _row(c: CredentialInfo) -> list[str]:
-    state = "revoked" if c.revoked_at is not None else "live"
+    state = ("revoked" if c.revoked_at is not None
+             else "spent" if c.spent_at is not None else "live")
     return [c.id, c.kind.value, c.subject, c.role.value, _when(c.created_at), c.created_by,
             _when(c.expires_at), state]
 

@@ -1,4 +1,5 @@
-"""The admin API's credentials: tokens by jti and API keys by the hash of their secret."""
+"""The admin API's credentials: tokens by jti, API keys and refresh tokens by the hash of their
+secret; a refresh token's family (the tokens it was rotated into and the tokens they made)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,8 @@ class CredentialRow:
     expires_at: datetime | None
     revoked_at: datetime | None
     revoked_by: str | None
+    family: str | None = None
+    spent_at: datetime | None = None
 
     def live(self, now: datetime) -> bool:
         return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
@@ -39,9 +42,10 @@ class CredentialRepository:
         self.db = db
 
     async def add(self, row: CredentialRow) -> None:
-        if row.kind not in set(CredentialKind) or (row.kind == CredentialKind.API_KEY) != (
-                row.secret_sha256 is not None):
-            raise ValidationError("an API key holds its secret's hash; a token holds none")
+        hashed = row.kind in (CredentialKind.API_KEY, CredentialKind.REFRESH)
+        if row.kind not in set(CredentialKind) or hashed != (row.secret_sha256 is not None):
+            raise ValidationError("an API key or refresh token holds its secret's hash; "
+                                  "a token holds none")
 
         async def work(conn: AsyncConnection) -> None:
             await conn.execute(insert(credentials).values(**asdict(row)))
@@ -71,14 +75,46 @@ class CredentialRepository:
         return await self.db.read(work)
 
     async def revoke(self, credential_id: str, *, by: str, at: datetime) -> CredentialRow:
-        """Revoke once (a second revocation keeps the first's time and author)."""
-        async def work(conn: AsyncConnection) -> None:
-            await conn.execute(update(credentials).where(
-                credentials.c.id == credential_id, credentials.c.revoked_at.is_(None),
-            ).values(revoked_at=at, revoked_by=by))
-
-        await self.db.transaction(work)
+        """Revoke once (a second revocation keeps the first's time and author); a refresh
+        token's whole family with it (the tokens it was rotated into and those they made)."""
         row = await self.get(credential_id)
         if row is None:
             raise NotFoundError(f"no token or API key {credential_id}")
-        return row
+        if row.kind == CredentialKind.REFRESH and row.family is not None:
+            await self.revoke_family(row.family, by=by, at=at)
+        else:
+            async def work(conn: AsyncConnection) -> None:
+                await conn.execute(update(credentials).where(
+                    credentials.c.id == credential_id, credentials.c.revoked_at.is_(None),
+                ).values(revoked_at=at, revoked_by=by))
+
+            await self.db.transaction(work)
+        return await self.get(credential_id) or row
+
+    async def revoke_family(self, family: str, *, by: str, at: datetime) -> int:
+        """Revoke every live credential of a refresh family; how many were live."""
+        async def work(conn: AsyncConnection) -> int:
+            done = await conn.execute(update(credentials).where(
+                credentials.c.family == family, credentials.c.revoked_at.is_(None),
+            ).values(revoked_at=at, revoked_by=by))
+            return int(done.rowcount or 0)
+
+        return await self.db.transaction(work)
+
+    async def spend(self, credential_id: str, *, at: datetime,
+                    successors: tuple[CredentialRow, ...]) -> bool:
+        """Mark a live refresh token spent and store what it is exchanged for, in one
+        transaction; False (nothing stored) when it was already spent or revoked (a reuse, or
+        a second exchange racing this one)."""
+        async def work(conn: AsyncConnection) -> bool:
+            done = await conn.execute(update(credentials).where(
+                credentials.c.id == credential_id, credentials.c.spent_at.is_(None),
+                credentials.c.revoked_at.is_(None),
+            ).values(spent_at=at))
+            if done.rowcount != 1:
+                return False
+            for row in successors:
+                await conn.execute(insert(credentials).values(**asdict(row)))
+            return True
+
+        return await self.db.transaction(work)
