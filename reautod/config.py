@@ -146,6 +146,8 @@ class EngineSettings(Section):
     llm_timeout_s: float = Field(20.0, gt=0, description="LLM request timeout (whole reply)")
     tts_timeout_s: float = Field(10.0, gt=0, description="TTS request timeout per sentence")
     llm_max_tokens: int = Field(160, ge=1, le=4096, description="Cap on tokens per agent reply")
+    llm_temperature: float = Field(0.6, ge=0, le=2, description="Sampling temperature of agent "
+                                   "replies; 0 always picks the likeliest word (repeatable)")
 
 
 class CallSettings(Section):

@@ -77,7 +77,7 @@ class LlamaLLM:
     @classmethod
     def load(cls, path: Path, *, n_ctx: int, n_gpu_layers: int, n_threads: int | None,
              queue_size: int, timeout_s: float, max_tokens: int, gpu: bool = False,
-             warm_up: bool = True) -> LlamaLLM:
+             warm_up: bool = True, temperature: float = 0.6) -> LlamaLLM:
         """Load the GGUF file; blocking."""
         from llama_cpp import Llama
 
@@ -97,7 +97,8 @@ class LlamaLLM:
             # caller of the day would otherwise wait through before the agent says a word.
             model.create_chat_completion(messages=[{"role": "user", "content": "Hello."}],
                                          max_tokens=1)
-        return cls(model, path, queue_size=queue_size, timeout_s=timeout_s, max_tokens=max_tokens)
+        return cls(model, path, queue_size=queue_size, timeout_s=timeout_s, max_tokens=max_tokens,
+                   temperature=temperature)
 
     async def stream_chat(self, messages: list[ChatMessage], *, call_id: str,
                           max_tokens: int | None = None) -> AsyncIterator[TokenChunk]:

@@ -227,7 +227,7 @@ def _load_llm(settings: Settings, model: ResolvedModel, device: Device, warm_up:
                          n_threads=m.n_threads, queue_size=settings.engines.queue_size,
                          timeout_s=settings.engines.llm_timeout_s,
                          max_tokens=settings.engines.llm_max_tokens, gpu=device == "cuda",
-                         warm_up=warm_up)
+                         warm_up=warm_up, temperature=settings.engines.llm_temperature)
 
 
 def _load_tts(settings: Settings, model: ResolvedModel, warm_up: bool) -> Any:

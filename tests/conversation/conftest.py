@@ -35,7 +35,8 @@ def daemon_config(workdir: Path, runtime: str, models_dir: Path) -> str:
         "[http]\nport = 0\n[metrics]\nport = 0\n"
         f'[models]\ndir = "{models_dir}"\nprofile = "small"\ndevice = "cpu"\n'
         # a 19 s clip on a busy CI box can take longer to transcribe than the 5 s default
-        f"[engines]\nllm_max_tokens = {REPLY_TOKENS}\nstt_timeout_s = 30\n"
+        # greedy replies: what the round trip measures is the same text on every run
+        f"[engines]\nllm_max_tokens = {REPLY_TOKENS}\nllm_temperature = 0\nstt_timeout_s = 30\n"
         # a short greeting: it plays in real time before every call's first line
         '[agent]\ngreeting = "Hi {lead_name}, this is {agent_name}. Do you have a minute?"\n'
         # a slow reply on a busy box must not look like the caller going quiet
