@@ -265,7 +265,8 @@ def _responses(result: type[BaseModel] | None, *, gated: bool) -> dict[int | str
                         for status, what in errors.items()}}
 
 
-def _status(err: ReautodError) -> int:
+def http_status(err: ReautodError) -> int:
+    """The HTTP status of one of our errors (500 for a kind with no status of its own)."""
     for kind, status in ((AuthenticationError, 401), (PermissionDeniedError, 403),
                          (NotFoundError, 404), (ValidationError, 400), (OverloadedError, 429),
                          (UnavailableError, 503)):
@@ -326,7 +327,7 @@ def _endpoint(route: Route, method: Method, authority: Authenticator,
         try:
             principal = await _authenticate(request, authority, f"admin API from {client}")
         except ReautodError as err:  # 401, or 503 when the credentials cannot be checked
-            return _error(_status(err), err.code, err.message)
+            return _error(http_status(err), err.code, err.message)
         if not limit.allow(principal.subject):
             return _error(429, "rate_limited", f"{principal.subject} is over "
                           f"{limit.rate_per_s:g} requests per second")
@@ -361,7 +362,7 @@ def _refresh_endpoint(authority: Credentials, auditor: MethodAuditor,
             principal = await authority.refresh_holder(params.refresh_token,
                                                        f"admin API from {client}")
         except ReautodError as err:  # 401, or 503 when the credentials cannot be checked
-            return _error(_status(err), err.code, err.message)
+            return _error(http_status(err), err.code, err.message)
         return await _run(auditor, method, params, principal)
 
     return endpoint
@@ -385,7 +386,7 @@ async def _run(auditor: MethodAuditor, method: Method, params: BaseModel,
         result = await auditor.run_method(method.name, params, method.handler, principal,
                                           changes_state=method.changes_state)
     except ReautodError as err:
-        return _error(_status(err), err.code, err.message)
+        return _error(http_status(err), err.code, err.message)
     # typed results (pydantic models) in the same JSON form as on the control socket
     return Response(encode_result(result), media_type="application/json")
 

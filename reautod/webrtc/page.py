@@ -36,14 +36,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError as PydanticValidationError
 
-from reautod.api.admin import AuthenticationError, Authenticator
+from reautod.api.admin import AuthenticationError, Authenticator, http_status
 from reautod.control.server import MethodAuditor
 from reautod.errors import (
-    NotFoundError,
-    OverloadedError,
     PermissionDeniedError,
     ReautodError,
-    UnavailableError,
     ValidationError,
 )
 from reautod.security.principal import Permission, Principal, Role
@@ -85,15 +82,6 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status,
                         headers=headers)
-
-
-def _status(err: ReautodError) -> int:
-    for kind, status in ((AuthenticationError, 401), (PermissionDeniedError, 403),
-                         (NotFoundError, 404), (ValidationError, 400), (OverloadedError, 429),
-                         (UnavailableError, 503)):
-        if isinstance(err, kind):
-            return status
-    return 500
 
 
 def client_allowed(host: str | None, networks: Sequence[Network]) -> bool:
@@ -182,7 +170,7 @@ def call_page_router(calls: Answers, networks: Sequence[Network],
             await authorize(request, credentials)  # who may start a call may choose its campaign
             choices = await calls.campaigns()
         except ReautodError as err:
-            return _error(_status(err), err.code, err.message)
+            return _error(http_status(err), err.code, err.message)
         return JSONResponse({"campaigns": [c.model_dump() for c in choices]},
                             headers={"Cache-Control": "no-store"})
 
@@ -224,7 +212,7 @@ def call_page_router(calls: Answers, networks: Sequence[Network],
             answer = await auditor.run_method("call.page", parsed, _answer, principal,
                                               changes_state=True)
         except ReautodError as err:
-            return _error(_status(err), err.code, err.message)
+            return _error(http_status(err), err.code, err.message)
         log.info("call %s started from the call page by %s", answer.call_id, principal.subject)
         return JSONResponse(answer.model_dump(), headers={"Cache-Control": "no-store"})
 
