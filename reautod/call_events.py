@@ -159,7 +159,12 @@ class ObserverFanOut:
     whatever the store or the bus did)."""
 
     def __init__(self, *observers: CallObserver) -> None:
-        self._observers = observers
+        self._observers = list(observers)
+
+    def add(self, observer: CallObserver) -> None:
+        """Tell `observer` too, after the others (a part built after the call manager, which
+        holds this fan-out, subscribes here: outbound's live-call observer)."""
+        self._observers.append(observer)
 
     def on_call_started(self, info: CallInfo) -> None:
         self._tell("on_call_started", lambda observer: observer.on_call_started(info))

@@ -28,7 +28,8 @@ from reautod.api.media import media_router
 from reautod.api.tls import server_tls
 from reautod.call_events import ObserverFanOut
 from reautod.call_observer import CallEventPublisher
-from reautod.campaigns.service import TelephonyPart
+from reautod.campaigns.dnc import DncList
+from reautod.campaigns.store_adapters import StoreDncStorage
 from reautod.config import (
     Secrets,
     Settings,
@@ -66,6 +67,8 @@ from reautod.observability.loop_lag import LoopLagMonitor
 from reautod.observability.metrics import Metrics
 from reautod.observability.metrics_server import MetricsServer, start_metrics_server
 from reautod.observability.metrics_summary import metrics_methods
+from reautod.outbound.part import OutboundPart
+from reautod.outbound.twilio_side import TwilioSide
 from reautod.pipeline import route_pipecat_logs
 from reautod.pipeline.agent import AgentConversations
 from reautod.pipeline.calls import CallManager
@@ -80,6 +83,7 @@ from reautod.store.abandoned import close_abandoned_calls
 from reautod.store.call_audio import StoreCallRecording
 from reautod.store.call_observer import StoreCallObserver
 from reautod.store.control import store_methods
+from reautod.store.repositories import CampaignRepository
 from reautod.webrtc.part import WebRTCPart
 
 log = logging.getLogger("reautod")
@@ -121,7 +125,8 @@ class Daemon:
         self.engines: EngineSet | None = None
         self.calls: CallManager | None = None
         self.call_events: CallEventPublisher | None = None
-        self.telephony: TelephonyPart | None = None
+        self.twilio: TwilioSide | None = None
+        self.outbound: OutboundPart | None = None
         self.dialogue: DialoguePart | None = None
         self.integrations: IntegrationsPart | None = None
         self.cost: CostPart | None = None
@@ -237,17 +242,12 @@ class Daemon:
                              elevenlabs_api_key=self.secrets.get("elevenlabs_api_key"),
                              breakers=self.resilience.breakers)
         await self.cost.start()
-        # Telephony (Twilio webhooks, dialer) hears about live calls too: opt-outs, recording
-        # after the announcement, hanging up the phone line when the conversation ends.
-        # The dialer paces by the measured voice-to-voice latency and the engines' queues.
-        engines = self.engines
-        load = self.resilience.load_governor(
-            lambda: {h.name: h.queue_depth for h in engines.health()})
-        self.telephony = TelephonyPart(self.live, self.secrets, self.db, self.metrics, self.bus,
-                                       budget=self.cost, erased=self.security.register,
-                                       resilience=self.resilience.resilience, load=load)
-        if self.telephony.tracker is not None:  # Twilio's own price of each call, reconciled
-            self.cost.reconcile_with(TwilioCallPrices(self.telephony.tracker.twilio.rest))
+        # Twilio (its client, signatures, the calls in flight) comes before the call manager:
+        # the agent's transfer is the manager's handoff. Without Twilio settings it says why.
+        self.twilio = TwilioSide(self.live.current, self.secrets, self.db, self.metrics, self.bus,
+                                 resilience=self.resilience.resilience)
+        if self.twilio.link is not None:  # Twilio's own price of each call, reconciled
+            self.cost.reconcile_with(TwilioCallPrices(self.twilio.link.client.rest))
         # Both audio directions of every call go to WAV files, their rows to the writer.
         recording = (
             StoreCallRecording(
@@ -259,18 +259,23 @@ class Daemon:
             else None
         )
         # Results out (webhooks, confirmations, the results sheet) through the outbox; its
-        # worker starts with the HTTP side below.
+        # worker starts with the HTTP side below. It and the dialer share the DNC list.
+        dnc = DncList(StoreDncStorage(self.db))
         self.integrations = IntegrationsPart(
-            self.settings, self.secrets, self.db, self.writer, self.metrics, self.telephony.dnc,
+            self.settings, self.secrets, self.db, self.writer, self.metrics, dnc,
             erased=self.security.register, resilience=self.resilience.resilience,
         )
-        self.telephony.ended_unconnected = self.integrations.results.ended_without_conversation
         self.cost.alert_sinks.append(self.integrations.budget_alerts)  # budget.alert webhooks
-        # Every call's life goes to the store, the operator (bus, metrics, sessions), telephony,
-        # the integrations and the cost meters (after the store: they read the call's row back);
-        # the fan-out guards each, so one failing never hides a call from the others.
+        # Every call's life goes to the store, the operator (bus, metrics, sessions), the
+        # integrations and the cost meters (after the store: they read the call's row back),
+        # and to outbound (added once it is built, below); the fan-out guards each, so one
+        # failing never hides a call from the others.
+        # The dialer paces by the measured voice-to-voice latency and the engines' queues.
+        engines = self.engines
+        load = self.resilience.load_governor(
+            lambda: {h.name: h.queue_depth for h in engines.health()})
         observers = ObserverFanOut(
-            StoreCallObserver(self.writer), self.call_events, self.telephony,
+            StoreCallObserver(self.writer), self.call_events,
             self.integrations.results, *self.cost.observers, load,
         )
         # What calls say: the campaign's playbook (the qualifying agent), else the one prompt.
@@ -290,30 +295,37 @@ class Daemon:
         conversations = self.dialogue.conversations(
             AgentConversations(lambda: self.live.current.agent))
         self.calls = CallManager(self.cost.metered(self.engines), self.live, observers, recording,
-                                 conversations=conversations, handoff=self.telephony)
+                                 conversations=conversations, handoff=self.twilio.transfers)
         await self.calls.start()
-        self.telephony.attach(self.calls)
-        self.telephony.speak_with(self.calls.engines.tts)  # voicemails in the agent's voice
+        # Outbound (the dialer, Twilio's webhooks, opt-outs, recording after the announcement,
+        # hanging up the line when the conversation ends) uses the call manager's admission,
+        # sessions and greetings, and hears about live calls through the fan-out.
+        self.outbound = OutboundPart(
+            self.live, self.db, self.twilio, self.metrics, self.bus, line=self.calls, dnc=dnc,
+            tts=self.calls.engines.tts,  # voicemails in the agent's voice
+            ended_unconnected=self.integrations.results.ended_without_conversation,
+            budget=self.cost, erased=self.security.register, load=load)
+        observers.add(self.outbound.observer)
         # calls from the browser call page and `reautoctl talk`, over WebRTC, on the same path;
         # the page's offers need an admin API credential whenever the API is on
         api_on = self.tokens is not None and self.tokens.authority is not None
         self.webrtc = WebRTCPart(self.settings.webrtc, self.calls, self.bus,
                                  self.tokens if api_on else None, self.security.audit,
-                                 self.telephony.campaigns)
-        self._health_checks["twilio"] = self.telephony.health
+                                 CampaignRepository(self.db))
+        self._health_checks["twilio"] = self.twilio.health
         self._health_checks["integrations"] = self.integrations.health
         self._register_part_methods()
 
         # 7. HTTP side (webhooks, media WebSocket); bound before READY so Twilio can reach us.
         self.notifier.status("starting HTTP")
         # The media WebSocket checks Twilio's signature whenever Twilio is configured.
-        media = media_router(self.calls, self.telephony.media_upgrade_validator())
+        media = media_router(self.calls, self.twilio.media_upgrade_validator())
         # /api/v1 serves the control methods to token holders, audited like the socket; its
         # Swagger UI and ReDoc (/docs, /redoc) come from files in the package
         admin = ([admin_router(self.tokens, self.control.method_table(), self.security.audit),
                   docs_router()]
                  if self.tokens is not None and self.tokens.authority is not None else [])
-        routers = [media, *self.telephony.routers(), *self.integrations.routers(), *admin,
+        routers = [media, *self.outbound.routers(), *self.integrations.routers(), *admin,
                    *self.webrtc.routers()]
         app = create_app(routers, health=self.health)
         self.http = HttpServer(app, self.settings.http.host, self.settings.http.port,
@@ -323,7 +335,7 @@ class Daemon:
         # The dialer's timers (a tick per running campaign, lease heartbeat) start last, after
         # the outbox's delivery worker.
         await self.integrations.start()
-        await self.telephony.start()
+        await self.outbound.start()
 
         # 8. Background duties: the watchdog is pinged from this loop, so a blocked loop is noticed;
         #    STATUS= follows the number of live calls; WARNING+ log lines go to subscribers.
@@ -446,8 +458,8 @@ class Daemon:
         self.notifier.stopping("draining")
         self.bus.publish("daemon.state", {"state": self.state})
         log.info("draining (grace %.0fs)", self.settings.shutdown_grace_s)
-        if self.telephony is not None:
-            await self.telephony.stop_dialing()  # no new calls while live ones drain
+        if self.outbound is not None:
+            await self.outbound.stop_dialing()  # no new calls while live ones drain
         if self.calls is not None:
             await self.calls.drain(self.settings.shutdown_grace_s)
             await self.calls.close()
@@ -460,8 +472,8 @@ class Daemon:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.http is not None:
             await self.http.close()
-        if self.telephony is not None:
-            await self.telephony.close()
+        if self.outbound is not None:
+            await self.outbound.close()
         if self.integrations is not None:
             await self.integrations.close()  # before the writer: ended calls' results go out
         if self.call_events is not None:
@@ -524,12 +536,12 @@ class Daemon:
             self.control.register(method)
         if self.calls is not None:
             # call.simulate dials our own media WebSocket, signed when signatures are checked
-            sign = self.telephony.sign_media if self.telephony is not None else None
+            sign = self.twilio.sign_media if self.twilio is not None else None
             for method in call_methods(self.calls, self._local_http_url, sign,
                                        client_ssl=self._local_client_ssl):
                 self.control.register(method)
-        if self.telephony is not None:
-            for method in self.telephony.control_methods():
+        if self.outbound is not None:
+            for method in self.outbound.control_methods():
                 self.control.register(method)
         if self.dialogue is not None:
             for method in self.dialogue.control_methods():

@@ -1,6 +1,6 @@
 """Callers who ring the Twilio number: what the agent says first, and a lead for a stranger.
 
-A lead calling back is answered by their campaign (call_tracker). Here:
+A lead calling back is answered by their campaign (reautod.outbound.tracker). Here:
 
 - `inbound_opening`: the campaign's rendered `agent.inbound_greeting`, carried in the stream's
   `opening` parameter so the agent greets the caller the moment the stream starts (before, the
@@ -44,7 +44,7 @@ FIRST_DIAL_AFTER = timedelta(days=1)
 
 
 class InboundDesk:
-    """`call_tracker.InboundCalls` over the live settings and the store."""
+    """`outbound.tracker.InboundCalls` over the live settings and the store."""
 
     def __init__(self, live: LiveSettings, db: Database, *, clock: Callable[[], datetime],
                  erased: ErasedNumbers | None = None) -> None:

@@ -90,7 +90,8 @@ class CallResults:
         self._spawn(call_id, reason, duration_s)
 
     def ended_without_conversation(self, call_id: str, status: str) -> None:
-        """Telephony's word for a call no pipeline ran (`TelephonyPart.ended_unconnected`)."""
+        """Telephony's word for a call no pipeline ran (outbound's `DialOutcomes` is given this
+        as `ended_unconnected`)."""
         self._spawn(call_id, status, 0.0)
 
     def _spawn(self, call_id: str, reason: str, duration_s: float) -> None:
@@ -144,7 +145,7 @@ class CallResults:
                 data=LeadQualified(call_id=str(row.id), score=scored.score if scored else None,
                                    reason=row.disposition)))
         if row.outcome == CallOutcome.OPTED_OUT and lead is not None:
-            # telephony's opt-outs go on the global list (call_tracker.on_opt_out)
+            # telephony's opt-outs go on the global list (outbound.live.LiveCallObserver.on_opt_out)
             messages += self.publisher.messages(LeadOptedOutEvent(
                 campaign=campaign_ref, lead=lead,
                 data=LeadOptedOut(call_id=str(row.id), scope="global")))

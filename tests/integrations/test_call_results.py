@@ -7,9 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from reautod.campaigns.call_tracker import TrackedCall
 from reautod.campaigns.pacing import Outcome
-from reautod.campaigns.service import TelephonyPart
 from reautod.campaigns.settings import CampaignSettings
 from reautod.config import Secrets, Settings
 from reautod.integrations.call_results import CallResults
@@ -23,8 +21,12 @@ from reautod.integrations.events import (
 from reautod.integrations.settings import SheetsSettings, WebhookEndpoint
 from reautod.integrations.sheets import CallResult, ResultsSheet, ServiceAccountKey, SheetsClient
 from reautod.integrations.webhooks import WebhookPublisher
+from reautod.live_settings import LiveSettings
 from reautod.observability.events import EventBus
 from reautod.observability.metrics import Metrics
+from reautod.outbound.calls import TrackedCall
+from reautod.outbound.part import OutboundPart
+from reautod.outbound.twilio_side import TwilioSide
 from reautod.store.database import Database
 from reautod.store.enums import CallDirection, CallOutcome, CallStatus
 from reautod.store.records import CallEnded, ScoreUpdate
@@ -160,15 +162,19 @@ async def test_a_dialed_call_no_pipeline_ran_is_completed_with_twilios_status(
 
 
 async def test_telephony_tells_of_the_calls_no_pipeline_heard(db: Database) -> None:
-    telephony = TelephonyPart(Settings(), Secrets({}), db, Metrics(), EventBus())
     told: list[tuple[str, str]] = []
-    telephony.ended_unconnected = lambda call_id, status: told.append((call_id, status))
+    metrics, bus = Metrics(), EventBus()
+    telephony = OutboundPart(LiveSettings(Settings()), db,
+                             TwilioSide(Settings(), Secrets({}), db, metrics, bus), metrics, bus,
+                             line=None,
+                             ended_unconnected=lambda call_id, status: told.append((call_id,
+                                                                                    status)))
     unanswered, answered = (
         TrackedCall(uuid.uuid4(), "+15550001111", CallDirection.OUTBOUND, None, "spring",
                     CampaignSettings(), stream_started=started) for started in (False, True))
     unanswered.timeline.apply(StatusEvent("no-answer", 1))
     for call in (unanswered, answered):
-        await telephony.call_finished(call, Outcome.NO_ANSWER, None, T0)
+        await telephony.outcomes.call_finished(call, Outcome.NO_ANSWER, None, T0)
     # the answered call's end came from the pipeline's observer: not told twice; the status
     # in Twilio's words, as the results' disposition carries it
     assert told == [(str(unanswered.call_id), "no-answer")]

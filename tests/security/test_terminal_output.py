@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from reautod.campaigns.control import CreateParams
 from reautod.control import cli
 from reautod.control.context import key_values, table
 from reautod.errors import NotFoundError
+from reautod.outbound.params import CreateParams
 
 HOSTILE = "Q4\x1b[2J\x1b]0;owned\x07\u202eevil\u200b"
 SHOWN = "Q4\\x1b[2J\\x1b]0;owned\\x07\\u202eevil\\u200b"

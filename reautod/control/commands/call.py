@@ -55,7 +55,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     hangup.add_argument("call_id", metavar="ID")
     hangup.set_defaults(func=run_hangup)
 
-    # Twilio calls from the store (reautod.campaigns.control): history, one call, transfer.
+    # Twilio calls from the store (reautod.outbound.methods): history, one call, transfer.
     history = calls.add_parser("history", help="recent calls from the database, newest first")
     history.add_argument("--campaign", help="only this campaign's calls")
     history.add_argument("--limit", type=int, default=50, help="how many (default 50)")

@@ -1,4 +1,4 @@
-"""The telephony part on a real database (SQLite and Postgres) against the local Twilio stand-in:
+"""The outbound part on a real database (SQLite and Postgres) against the local Twilio stand-in:
 the store-backed DNC storage, lead directory and dial log, the placer, the webhook handler's
 status timeline, AMD policy, opt-out and inbound calls, and the control methods."""
 
@@ -23,8 +23,6 @@ from fastapi import FastAPI
 from pydantic import BaseModel, SecretStr
 
 from reautod.call_events import CallInfo, CallState, ObserverFanOut, TurnRecord
-from reautod.campaigns.call_tracker import CallTracker
-from reautod.campaigns.control import CallRef, CampaignRef, CreateParams, DialParams, ImportParams
 from reautod.campaigns.dialer import BlockedDial, BlockReason
 from reautod.campaigns.dnc import DncChannel, DncEntry, DncScope
 from reautod.campaigns.intake import ImportResult
@@ -40,9 +38,9 @@ from reautod.campaigns.results import (
     DncAddResult,
     DncCheckResult,
 )
-from reautod.campaigns.service import TelephonyPart
 from reautod.campaigns.store_adapters import StoreDialLog, StoreDncStorage, StoreLeadDirectory
 from reautod.config import DatabaseSettings, Secrets, Settings
+from reautod.engines.base import TextToSpeech
 from reautod.errors import (
     NotFoundError,
     OverloadedError,
@@ -50,9 +48,15 @@ from reautod.errors import (
     UnavailableError,
     ValidationError,
 )
+from reautod.live_settings import LiveSettings
 from reautod.methods import Method
 from reautod.observability.events import EventBus
 from reautod.observability.metrics import Metrics
+from reautod.outbound.calls import LiveLine
+from reautod.outbound.params import CallRef, CampaignRef, CreateParams, DialParams, ImportParams
+from reautod.outbound.part import OutboundPart
+from reautod.outbound.tracker import CallTracker
+from reautod.outbound.twilio_side import TwilioSide
 from reautod.store.database import Database
 from reautod.store.enums import CallOutcome, CampaignStatus, LeadStatus
 from reautod.store.repositories import (
@@ -135,14 +139,28 @@ class FakeCalls:
             self.dropped.append(call_id)
 
 
+def make_part(db: Database, settings: Settings, secrets: Secrets, *,
+              clock: Clock | None = None, line: LiveLine | None = None,
+              twilio: TwilioCalls | None = None, tts: TextToSpeech | None = None,
+              erased: Any = None, metrics: Metrics | None = None) -> OutboundPart:
+    """The part as the daemon builds it: Twilio's side first, then the part over `line`."""
+    metrics = metrics or Metrics()
+    bus = EventBus()
+    clock = clock or Clock()
+    side = TwilioSide(settings, secrets, db, metrics, bus, clock=clock, twilio=twilio)
+    return OutboundPart(LiveSettings(settings), db, side, metrics, bus, line=line, tts=tts,
+                        clock=clock, monotonic=clock.monotonic, erased=erased)
+
+
 @dataclass
 class Env:
     db: Database
-    part: TelephonyPart
+    part: OutboundPart
     standin: TwilioStandIn
     clock: Clock
     manager: FakeCalls
     metrics: Metrics
+    tts: FakeTTS = field(default_factory=FakeTTS)
 
     @property
     def tracker(self) -> CallTracker:
@@ -188,12 +206,12 @@ async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Da
 async def env(db: Database, standin: TwilioStandIn) -> AsyncIterator[Env]:
     clock = Clock()
     metrics = Metrics()
-    part = TelephonyPart(twilio_settings(standin), Secrets({"twilio_auth_token": SecretStr(TOKEN)}),
-                         db, metrics, EventBus(), clock=clock, monotonic=clock.monotonic)
     manager = FakeCalls()
-    part.attach(manager)
+    tts = FakeTTS()  # the call manager's TTS speaks voicemails, as in the daemon
+    part = make_part(db, twilio_settings(standin), Secrets({"twilio_auth_token": SecretStr(TOKEN)}),
+                     clock=clock, line=manager, tts=tts, metrics=metrics)
     try:
-        yield Env(db, part, standin, clock, manager, metrics)
+        yield Env(db, part, standin, clock, manager, metrics, tts)
     finally:
         await part.close()
 
@@ -221,7 +239,7 @@ async def campaign_with_leads(env: Env, **settings: Any) -> str:
 
 async def dial_round(env: Env) -> int:
     """Ticks enough for every due lead to be claimed (one call per tick at 1 call/s)."""
-    return sum([await env.part.tick() for _ in range(3)])
+    return sum([await env.part.timers.tick() for _ in range(3)])
 
 
 # -- the Protocol implementations -----------------------------------------------------------------
@@ -450,8 +468,7 @@ async def test_amd_machine_hang_up_policy(env: Env) -> None:
 async def test_amd_voicemail_policy_leaves_a_message(env: Env) -> None:
     await campaign_with_leads(env, machine_policy="voicemail",
                               voicemail_message="Hi, this is Acme. Call us back.")
-    tts = FakeTTS()
-    env.part.speak_with(tts)  # as the daemon does, with the call manager's TTS
+    tts = env.tts
     await dial_round(env)
     (form,) = creates(env.standin)
     assert form["MachineDetection"] == ["DetectMessageEnd"]
@@ -491,9 +508,9 @@ async def test_spoken_opt_out_adds_dnc_and_ends_the_call(env: Env) -> None:
     session = FakeSession()
     env.manager.sessions[str(row.id)] = session
     await env.tracker.on_status(status(sid, "in-progress", 2))
-    env.part.on_call_started(CallInfo(str(row.id), "MZ1", sid, "Ann", "fall", "outbound",
+    env.part.live_calls.on_call_started(CallInfo(str(row.id), "MZ1", sid, "Ann", "fall", "outbound",
                                       CallState.LISTENING, NOW))
-    env.part.on_turn(TurnRecord(str(row.id), 1, "caller", "Please stop calling me.", 0.9,
+    env.part.live_calls.on_turn(TurnRecord(str(row.id), 1, "caller", "Please stop calling me.", 0.9,
                                 NOW, NOW))
     await env.tracker.settle()
     assert session.ended == ["opted_out"]
@@ -512,10 +529,10 @@ async def test_opt_out_key_adds_dnc_and_ends_the_call(env: Env) -> None:
     sid = next(iter(env.standin.calls))
     row = await CallRepository(env.db).by_sid(sid)
     assert row is not None
-    env.part.on_dtmf(str(row.id), "9")  # not this campaign's key
+    env.part.live_calls.on_dtmf(str(row.id), "9")  # not this campaign's key
     await env.tracker.settle()
     assert not (await env.part.dnc.check("+12125550100", None)).suppressed
-    env.part.on_dtmf(str(row.id), "#")
+    env.part.live_calls.on_dtmf(str(row.id), "#")
     await env.tracker.settle()
     check = await env.part.dnc.check("+12125550100", None)
     assert check.entry is not None and check.entry.source is DncChannel.KEYPRESS
@@ -533,7 +550,7 @@ async def test_opt_out_key_from_the_pipeline_reaches_telephony(env: Env) -> None
     env.manager.sessions[str(row.id)] = session
     await env.tracker.on_status(status(sid, "in-progress", 2))
     sink = RecordingObserver()
-    observer = ObserverFanOut(sink, env.part)
+    observer = ObserverFanOut(sink, env.part.observer)
     observer.on_call_started(CallInfo(str(row.id), "MZ1", sid, "Ann", "fall", "outbound",
                                       CallState.LISTENING, NOW))
     observer.on_dtmf(str(row.id), "9")  # the default opt-out key
@@ -553,7 +570,7 @@ async def test_the_agents_opt_out_tool_ends_the_call(env: Env) -> None:
     assert row is not None
     await env.tracker.on_status(status(sid, "in-progress", 2))
     await env.tracker.settle()
-    await env.part.on_opt_out(str(row.id))  # the number is the call's
+    await env.part.live_calls.on_opt_out(str(row.id))  # the number is the call's
     check = await env.part.dnc.check("+12125550100", None)
     assert check.entry is not None and check.entry.source is DncChannel.AGENT_TOOL
     assert updates(env.standin, sid)[-1]["Status"] == ["completed"]
@@ -565,7 +582,7 @@ async def test_ordinary_words_do_not_opt_out(env: Env) -> None:
     sid = next(iter(env.standin.calls))
     row = await CallRepository(env.db).by_sid(sid)
     assert row is not None
-    env.part.on_turn(TurnRecord(str(row.id), 1, "caller", "I could stop by the office", 0.9,
+    env.part.live_calls.on_turn(TurnRecord(str(row.id), 1, "caller", "I could stop by the office", 0.9,
                                 NOW, NOW))
     await env.tracker.settle()
     assert not (await env.part.dnc.check("+12125550100", None)).suppressed
@@ -593,7 +610,7 @@ async def test_recording_starts_when_the_stream_starts(env: Env) -> None:
     row = await CallRepository(env.db).by_sid(sid)
     assert row is not None
     assert list(env.standin.requests_to("/Recordings.json")) == []
-    env.part.on_call_started(CallInfo(str(row.id), "MZ1", sid, "Ann", "fall", "outbound",
+    env.part.live_calls.on_call_started(CallInfo(str(row.id), "MZ1", sid, "Ann", "fall", "outbound",
                                       CallState.LISTENING, NOW))
     await env.tracker.settle()
     (rec,) = env.standin.requests_to("/Recordings.json")
@@ -611,21 +628,21 @@ async def test_conversation_end_hangs_up_the_line_but_not_a_transfer(env: Env) -
     await env.call("call.transfer", call_id=str(row.id))
     (update,) = updates(env.standin, sid)
     assert "<Number>+12125550199</Number>" in update["Twiml"][0]
-    env.part.on_call_ended(str(row.id), "socket_closed", 12.0)
+    env.part.live_calls.on_call_ended(str(row.id), "socket_closed", 12.0)
     await env.tracker.settle()
     assert len(updates(env.standin, sid)) == 1  # the human's leg is not hung up
 
 
 async def test_the_agents_transfer_reaches_twilio_through_the_handoff(env: Env) -> None:
-    """TelephonyPart is the pipeline's CallHandoff: a reply's Transfer bridges the live call."""
+    """Twilio's side is the pipeline's CallHandoff: a reply's Transfer bridges the live call."""
     with pytest.raises(NotFoundError):
-        await env.part.transfer("sim-0123456789ab", None)  # not a Twilio call: the caller hears why
+        await env.part.twilio.transfers.transfer("sim-0123456789ab", None)  # not a Twilio call: the caller hears why
     await campaign_with_leads(env, transfer_number="+12125550199")
     await dial_round(env)
     tracked = next(c for c in env.tracker.tracked() if c.sid is not None)
     await env.tracker.on_status(status(tracked.sid or "", "in-progress", 2))
     await env.tracker.settle()
-    await env.part.transfer(tracked.call_id.hex, "+12125550199")
+    await env.part.twilio.transfers.transfer(tracked.call_id.hex, "+12125550199")
     twiml = [u["Twiml"][0] for u in updates(env.standin, tracked.sid or "")]
     assert len(twiml) == 1 and "<Number>+12125550199</Number>" in twiml[0]
 
@@ -671,11 +688,9 @@ async def test_a_refused_create_is_logged_and_retried_later(db: Database,
                                                             standin: TwilioStandIn) -> None:
     clock = Clock()
     wrong = TwilioCalls(ACCOUNT, "not-the-token", api_base_url=standin.base_url)
-    part = TelephonyPart(twilio_settings(standin), Secrets({"twilio_auth_token": SecretStr(TOKEN)}),
-                         db, Metrics(), EventBus(), clock=clock, monotonic=clock.monotonic,
-                         twilio=wrong)
     manager = FakeCalls()
-    part.attach(manager)
+    part = make_part(db, twilio_settings(standin), Secrets({"twilio_auth_token": SecretStr(TOKEN)}),
+                     clock=clock, line=manager, twilio=wrong)
     env = Env(db, part, standin, clock, manager, Metrics())
     try:
         await campaign_with_leads(env)
@@ -729,7 +744,7 @@ async def test_fuzzed_callbacks_never_move_a_call_wrongly(env: Env) -> None:
         assert len(stored) == len(set(stored))
         assert {"queued"} | applied <= set(stored) <= {"queued"} | sent, (stored, reference)
         # a fuzzed call may never reach an end; its call slot goes back as the sweep would
-        env.part.release_slot(call_id)
+        env.part.slots.release(call_id)
 
 
 async def test_unknown_call_sid_is_ignored(env: Env) -> None:
@@ -746,9 +761,8 @@ async def test_restart_rebuilds_a_call_from_the_store(env: Env, db: Database,
     await env.tracker.on_status(status(sid, "ringing", 1))
     await env.tracker.settle()
     # another process (a restarted daemon) gets the rest of the callbacks
-    other = TelephonyPart(twilio_settings(standin),
-                          Secrets({"twilio_auth_token": SecretStr(TOKEN)}), db, Metrics(),
-                          EventBus(), clock=env.clock)
+    other = make_part(db, twilio_settings(standin),
+                      Secrets({"twilio_auth_token": SecretStr(TOKEN)}), clock=env.clock)
     try:
         assert other.tracker is not None
         await other.tracker.on_status(status(sid, "ringing", 1))  # duplicate: nothing new
@@ -795,7 +809,7 @@ async def test_campaign_lifecycle_and_import_report(env: Env) -> None:
     env.manager.refuse = UnavailableError("the LLM model is missing: run reautoctl models pull")
     status_ = await env.call("campaign.status", campaign="spring")
     assert status_["dialing"] is False and "models pull" in status_["problem"]
-    assert await env.part.tick() == 0
+    assert await env.part.timers.tick() == 0
     env.manager.refuse = None
     assert (await env.call("campaign.stop", campaign="spring"))["status"] == "completed"
     listed = await env.call("campaigns.list")
@@ -857,7 +871,7 @@ async def test_dial_takes_the_dialers_call_slots_and_pacing(env: Env) -> None:
     with pytest.raises(OverloadedError) as full:
         await env.call("dial", number="+12125550101", campaign="one-line")
     assert full.value.code == "pacing" and "no free call slot" in full.value.message
-    campaign = await env.part.campaigns.find("one-line")
+    campaign = await CampaignRepository(env.db).find("one-line")
     assert env.part.dialer.limiter.active_for(str(campaign.id)) == 1
     await env.tracker.on_status(status(first["call_sid"], "completed", 1))
     await env.tracker.settle()
@@ -888,10 +902,10 @@ async def test_operator_dnc_entries_global_and_per_campaign(env: Env) -> None:
 
 
 async def test_without_twilio_dialing_refuses_with_what_to_set(db: Database) -> None:
-    part = TelephonyPart(Settings(), Secrets({}), db, Metrics(), EventBus())
+    part = make_part(db, Settings(), Secrets({}))
     try:
-        assert part.routers() == [] and part.media_upgrade_validator() is None
-        assert await part.health() == (True, part.problem)
+        assert part.routers() == [] and part.twilio.media_upgrade_validator() is None
+        assert await part.twilio.health() == (True, part.twilio.problem)
         methods = {m.name: m for m in part.control_methods()}
         await methods["campaign.create"].handler(CreateParams(name="offline"))
         with pytest.raises(UnavailableError) as err:
@@ -903,12 +917,12 @@ async def test_without_twilio_dialing_refuses_with_what_to_set(db: Database) -> 
             await methods["dial"].handler(DialParams(number="+12125550100"))
         with pytest.raises(UnavailableError):
             await methods["call.transfer"].handler(CallRef(call_id="x"))
-        assert await part.tick() == 0
+        assert await part.timers.tick() == 0
         # the agent's opt-out still reaches the DNC list (a simulated call has no line to end)
-        await part.on_opt_out("sim-1", "+12125550100")
+        await part.live_calls.on_opt_out("sim-1", "+12125550100")
         assert (await part.dnc.check("+12125550100", None)).suppressed
         with pytest.raises(UnavailableError):
-            await part.on_opt_out("sim-2")
+            await part.live_calls.on_opt_out("sim-2")
     finally:
         await part.close()
 
@@ -919,20 +933,19 @@ async def test_without_twilio_dialing_refuses_with_what_to_set(db: Database) -> 
 ])
 async def test_invalid_twilio_settings_are_reported_not_fatal(
         db: Database, twilio: dict[str, str], http: dict[str, str]) -> None:
-    part = TelephonyPart(Settings(twilio=twilio, http=http),
-                         Secrets({"twilio_auth_token": SecretStr(TOKEN)}), db, Metrics(),
-                         EventBus())
+    part = make_part(db, Settings(twilio=twilio, http=http),
+                     Secrets({"twilio_auth_token": SecretStr(TOKEN)}))
     try:
-        ok, detail = await part.health()
+        ok, detail = await part.twilio.health()
         assert not ok and "invalid" in detail and part.routers() == []
         with pytest.raises(UnavailableError):
-            part.require_twilio()
+            part.twilio.require()
     finally:
         await part.close()
 
 
 async def test_media_upgrade_is_signed_and_checked(env: Env) -> None:
-    check = env.part.media_upgrade_validator()
+    check = env.part.twilio.media_upgrade_validator()
     assert check is not None
 
     class Upgrade:  # what the check reads of a Starlette WebSocket
@@ -940,7 +953,7 @@ async def test_media_upgrade_is_signed_and_checked(env: Env) -> None:
             self.headers = headers
 
     # the simulator dials a local URL; the signature covers the public one the TwiML names
-    headers = dict(env.part.sign_media("ws://127.0.0.1:1234/twilio/media"))
+    headers = dict(env.part.twilio.sign_media("ws://127.0.0.1:1234/twilio/media"))
     assert check(Upgrade(headers))  # type: ignore[arg-type]
     assert not check(Upgrade({}))  # type: ignore[arg-type]
     assert not check(Upgrade({"X-Twilio-Signature": "bogus"}))  # type: ignore[arg-type]
@@ -1001,7 +1014,7 @@ async def test_tables_show_what_the_methods_return(env: Env) -> None:
     assert status.live_calls and status.live_calls[0].status == "queued"
     listed = CampaignList.model_validate(await env.call("campaigns.list"))
     fall = {c.name: c for c in listed.campaigns}["fall"]
-    live = [c for c in env.part.require_twilio().tracked() if not c.finished]
+    live = [c for c in env.part.twilio.registry.tracked() if not c.finished]
     assert live and fall.calls_live == len(live)
     assert fall.leads_total == 2 and fall.pacing is not None and fall.pacing.max_concurrent == 2
     assert "fall" in cli.render_list(listed)
@@ -1093,10 +1106,8 @@ async def test_callers_are_greeted_and_strangers_become_leads_of_the_inbound_cam
     settings = Settings(**base | {"twilio": base["twilio"] | {"inbound_campaign": "walk-ins"}})
     clock = Clock()
     erased = Erased({"+12125550188"})
-    part = TelephonyPart(settings, Secrets({"twilio_auth_token": SecretStr(TOKEN)}), db,
-                         Metrics(), EventBus(), clock=clock, monotonic=clock.monotonic,
-                         erased=erased)
-    part.attach(FakeCalls())
+    part = make_part(db, settings, Secrets({"twilio_auth_token": SecretStr(TOKEN)}),
+                     clock=clock, line=FakeCalls(), erased=erased)
     env = Env(db, part, standin, clock, FakeCalls(), Metrics())
     app = FastAPI()
     for router in part.routers():

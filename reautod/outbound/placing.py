@@ -1,0 +1,128 @@
+"""The one placing path: the dialer's leads and `reautoctl dial` alike go through `place_call`.
+
+Whoever calls it has passed the dialer's gate (`Dialer.admit`: time zone, DNC, window, a call
+slot, a calls-per-second token). It writes the call row, prepares the greeting while the phone
+rings and creates the call at Twilio with the stream TwiML.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+
+from reautod.call_events import CallStateEvent, CallStateSource
+from reautod.campaigns.dialer import LeadTarget
+from reautod.campaigns.lead_queue import LeadClaim
+from reautod.campaigns.settings import CampaignSettings, settings_of
+from reautod.errors import ReautodError, ValidationError
+from reautod.live_settings import LiveSettings
+from reautod.observability.events import EventBus
+from reautod.outbound.calls import LiveLine, TrackedCall
+from reautod.outbound.twilio_side import TwilioSide
+from reautod.store.enums import CallDirection, CallOutcome, CallStatus, CallTransport
+from reautod.store.records import CallStarted, CallStatusChanged
+from reautod.store.repositories import CallRepository, CampaignRepository
+from reautod.telephony.stream import MAX_OPENING_CHARS, MEDIA_PATH, Direction, StreamParameters
+from reautod.telephony.twilio_client import OutboundCall
+from reautod.telephony.twiml import stream_twiml
+from reautod.telephony.webhooks import AMD_PATH, STATUS_PATH
+
+# A greeting prepared for a dialed call waits this long after the ring timeout for its stream
+# (Twilio's queue at its calls-per-second, the create request, a recording announcement first);
+# past that the call did not connect and its audio is dropped.
+GREETING_MARGIN_S = 60.0
+
+
+class CallPlacer:
+    """The dialer's `CallPlacer`, and the one path every outbound call is placed by."""
+
+    def __init__(self, live: LiveSettings, twilio: TwilioSide, campaigns: CampaignRepository,
+                 calls: CallRepository, bus: EventBus, *, line: LiveLine | None,
+                 clock: Callable[[], datetime]) -> None:
+        self._live = live  # the holder: openings follow a reload
+        self._twilio = twilio
+        self._campaigns = campaigns
+        self._calls = calls
+        self._bus = bus
+        self._line = line
+        self._clock = clock
+
+    def opening_for(self, settings: CampaignSettings) -> str:
+        """A campaign's opening as its calls carry it; ValidationError when it cannot fit."""
+        current = self._live.current
+        text = settings.render_opening(current.agent, current.twilio.from_number)
+        if len(text) > MAX_OPENING_CHARS:
+            raise ValidationError(
+                f"the call opening is {len(text)} characters once rendered; a Twilio stream "
+                f"parameter carries at most {MAX_OPENING_CHARS}: shorten opening (or "
+                "agent.greeting) or business_name", code="opening_too_long")
+        return text
+
+    async def place(self, claim: LeadClaim, target: LeadTarget) -> None:
+        """`CallPlacer` of the dialer: a claimed lead's call."""
+        self._twilio.require()
+        campaign = await self._campaigns.get(claim.campaign_id)
+        settings = settings_of(campaign)
+        call = TrackedCall(uuid.uuid4(), target.phone, CallDirection.OUTBOUND, campaign.id,
+                           campaign.name, settings, claim.lead_id, claim.contact_id)
+        await self.place_call(call, target.name)
+
+    async def place_call(self, call: TrackedCall, lead_name: str) -> str:
+        """Write the call row, create the call at Twilio, remember its sid; returns the sid."""
+        link = self._twilio.require()
+        registry = self._twilio.registry
+        settings = call.settings
+        caller_id = settings.caller_id or link.from_number
+        # as the media socket reads it back (parse_start), so the prepared greeting matches
+        lead = lead_name[:200].strip()
+        opening = self.opening_for(settings)
+        twiml = stream_twiml(
+            link.validator.websocket_url(MEDIA_PATH),
+            StreamParameters(call_id=str(call.call_id), campaign=call.campaign_name[:200],
+                             lead_name=lead, direction=Direction.OUTBOUND, opening=opening),
+            announcement=settings.recording_announcement if settings.record else None,
+        )
+        request = OutboundCall(
+            to=call.phone, from_=caller_id, twiml=twiml,
+            status_callback_url=link.validator.url_for(STATUS_PATH),
+            amd_callback_url=link.validator.url_for(AMD_PATH),
+            machine_detection=settings.machine_detection,
+            ring_timeout_s=settings.ring_timeout_s, time_limit_s=settings.time_limit_s,
+        )
+        request.validate()
+        started = CallStarted(
+            call_id=call.call_id, created_at=self._clock(), direction=CallDirection.OUTBOUND,
+            transport=CallTransport.TWILIO, status=CallStatus.QUEUED,
+            campaign_id=call.campaign_id, contact_id=call.contact_id, lead_id=call.lead_id,
+            from_number=caller_id, to_number=call.phone,
+        )
+        await self._calls.write([started])
+        await registry.expect(call)
+        if self._line is not None:
+            # the greeting's TTS runs while Twilio creates the call and the phone rings
+            self._line.prepare_greeting(str(call.call_id), lead_name=lead, opening=opening,
+                                        expires_in_s=settings.ring_timeout_s
+                                        + GREETING_MARGIN_S, campaign=call.campaign_name)
+        try:
+            created = await link.client.create(request)
+        except BaseException as err:
+            if self._line is not None:
+                self._line.drop_greeting(str(call.call_id))
+            await registry.created(call, None)  # callbacks stop waiting for it
+            if isinstance(err, ReautodError):
+                await self._calls.write([CallStatusChanged(call.call_id, CallStatus.FAILED,
+                                                           self._clock(), source="reautod",
+                                                           detail={"error": err.code})])
+                await self._calls.set_result(call.call_id, outcome=CallOutcome.FAILED,
+                                             error_code=err.code)
+            raise
+        sid = created.sid
+        await registry.created(call, sid)
+        # status QUEUED again: only the sid is filled in, no timeline point is added
+        await self._calls.write([CallStarted(call_id=call.call_id, created_at=started.created_at,
+                                             status=CallStatus.QUEUED, call_sid=sid)])
+        event = CallStateEvent(call_id=str(call.call_id), state=CallStatus.QUEUED.value,
+                               source=CallStateSource.REAUTOD, campaign=call.campaign_name)
+        self._bus.publish(event.TOPIC, event.wire())
+        return sid
