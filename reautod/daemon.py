@@ -301,7 +301,8 @@ class Daemon:
         # hanging up the line when the conversation ends) uses the call manager's admission,
         # sessions and greetings, and hears about live calls through the fan-out.
         self.outbound = OutboundPart(
-            self.live, self.db, self.twilio, self.metrics, self.bus, line=self.calls, dnc=dnc,
+            self.live, self.db, self.twilio, self.writer, self.metrics, self.bus, line=self.calls,
+            dnc=dnc,
             tts=self.calls.engines.tts,  # voicemails in the agent's voice
             ended_unconnected=self.integrations.results.ended_without_conversation,
             budget=self.cost, erased=self.security.register, load=load)

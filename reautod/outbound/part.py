@@ -34,7 +34,7 @@ from reautod.outbound.live import LiveCallObserver
 from reautod.outbound.manual_dial import ManualDial
 from reautod.outbound.methods import CampaignMethods
 from reautod.outbound.outcomes import DialOutcomes, EndedUnconnected, ManualSlots
-from reautod.outbound.placing import CallPlacer
+from reautod.outbound.placing import CallPlacer, RecordWriter
 from reautod.outbound.refusals import BlockCounter
 from reautod.outbound.timers import LEASE_TTL, DialTimers
 from reautod.outbound.tracker import CallTracker
@@ -58,6 +58,7 @@ class OutboundPart:
         live: LiveSettings,
         db: Database,
         twilio: TwilioSide,
+        writer: RecordWriter,
         metrics: Metrics,
         bus: EventBus,
         *,
@@ -78,7 +79,7 @@ class OutboundPart:
         campaigns = CampaignRepository(db)
         link = twilio.link
         # 1. The one placing path, and the dialer that places its leads' calls by it.
-        self.placer = CallPlacer(live, twilio, campaigns, CallRepository(db), bus, line=line, clock=clock)
+        self.placer = CallPlacer(live, twilio, campaigns, writer, bus, line=line, clock=clock)
         self.dialer = Dialer(
             SqlLeadQueue(db, lease_ttl=LEASE_TTL), StoreLeadDirectory(db), self.placer, self.dnc,
             StoreDialLog(db, BlockCounter(metrics), clock=clock),

@@ -3,6 +3,10 @@
 Whoever calls it has passed the dialer's gate (`Dialer.admit`: time zone, DNC, window, a call
 slot, a calls-per-second token). It writes the call row, prepares the greeting while the phone
 rings and creates the call at Twilio with the stream TwiML.
+
+The call row has one writer, the write-behind queue: the placing path submits its records
+there (as the pipeline's store observer does) and waits until the row is in before Twilio is
+asked, so Twilio's callbacks and the cost meters find it.
 """
 
 from __future__ import annotations
@@ -10,19 +14,20 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from datetime import datetime
+from typing import Protocol
 
 from reautod.call_events import CallStateEvent, CallStateSource
 from reautod.campaigns.dialer import LeadTarget
 from reautod.campaigns.lead_queue import LeadClaim
 from reautod.campaigns.settings import CampaignSettings, settings_of
-from reautod.errors import ReautodError, ValidationError
+from reautod.errors import OverloadedError, ReautodError, UnavailableError, ValidationError
 from reautod.live_settings import LiveSettings
 from reautod.observability.events import EventBus
 from reautod.outbound.calls import LiveLine, TrackedCall
 from reautod.outbound.twilio_side import TwilioSide
 from reautod.store.enums import CallDirection, CallOutcome, CallStatus, CallTransport
-from reautod.store.records import CallStarted, CallStatusChanged
-from reautod.store.repositories import CallRepository, CampaignRepository
+from reautod.store.records import CallEnded, CallStarted, CallStatusChanged, Record
+from reautod.store.repositories import CampaignRepository
 from reautod.telephony.stream import MAX_OPENING_CHARS, MEDIA_PATH, Direction, StreamParameters
 from reautod.telephony.twilio_client import OutboundCall
 from reautod.telephony.twiml import stream_twiml
@@ -32,18 +37,27 @@ from reautod.telephony.webhooks import AMD_PATH, STATUS_PATH
 # (Twilio's queue at its calls-per-second, the create request, a recording announcement first);
 # past that the call did not connect and its audio is dropped.
 GREETING_MARGIN_S = 60.0
+ROW_WAIT_S = 10.0  # how long a dial waits for its call row to be in the database
+
+
+class RecordWriter(Protocol):
+    """The write-behind queue (reautod.store.writebehind.WriteBehind), as placing needs it."""
+
+    def submit(self, record: Record) -> bool: ...
+
+    async def flush(self, timeout: float | None = None) -> None: ...
 
 
 class CallPlacer:
     """The dialer's `CallPlacer`, and the one path every outbound call is placed by."""
 
     def __init__(self, live: LiveSettings, twilio: TwilioSide, campaigns: CampaignRepository,
-                 calls: CallRepository, bus: EventBus, *, line: LiveLine | None,
+                 writer: RecordWriter, bus: EventBus, *, line: LiveLine | None,
                  clock: Callable[[], datetime]) -> None:
         self._live = live  # the holder: openings follow a reload
         self._twilio = twilio
         self._campaigns = campaigns
-        self._calls = calls
+        self._writer = writer
         self._bus = bus
         self._line = line
         self._clock = clock
@@ -97,7 +111,7 @@ class CallPlacer:
             campaign_id=call.campaign_id, contact_id=call.contact_id, lead_id=call.lead_id,
             from_number=caller_id, to_number=call.phone,
         )
-        await self._calls.write([started])
+        await self._write_row(call, started)
         await registry.expect(call)
         if self._line is not None:
             # the greeting's TTS runs while Twilio creates the call and the phone rings
@@ -111,18 +125,35 @@ class CallPlacer:
                 self._line.drop_greeting(str(call.call_id))
             await registry.created(call, None)  # callbacks stop waiting for it
             if isinstance(err, ReautodError):
-                await self._calls.write([CallStatusChanged(call.call_id, CallStatus.FAILED,
-                                                           self._clock(), source="reautod",
-                                                           detail={"error": err.code})])
-                await self._calls.set_result(call.call_id, outcome=CallOutcome.FAILED,
-                                             error_code=err.code)
+                self._failed(call, err.code)
             raise
         sid = created.sid
         await registry.created(call, sid)
         # status QUEUED again: only the sid is filled in, no timeline point is added
-        await self._calls.write([CallStarted(call_id=call.call_id, created_at=started.created_at,
-                                             status=CallStatus.QUEUED, call_sid=sid)])
+        self._writer.submit(CallStarted(call_id=call.call_id, created_at=started.created_at,
+                                        status=CallStatus.QUEUED, call_sid=sid))
         event = CallStateEvent(call_id=str(call.call_id), state=CallStatus.QUEUED.value,
                                source=CallStateSource.REAUTOD, campaign=call.campaign_name)
         self._bus.publish(event.TOPIC, event.wire())
         return sid
+
+    async def _write_row(self, call: TrackedCall, started: CallStarted) -> None:
+        """Queue the call's row and wait until it is in (Twilio is asked only then)."""
+        if not self._writer.submit(started):
+            raise OverloadedError("the store's write queue is full: not dialing now",
+                                  code="store_busy")
+        try:
+            await self._writer.flush(ROW_WAIT_S)
+        except TimeoutError:
+            self._failed(call, "store_unavailable")  # written after the row, when it is
+            raise UnavailableError("the call's row could not be written: not dialing",
+                                   code="store_unavailable") from None
+
+    def _failed(self, call: TrackedCall, code: str) -> None:
+        """The call was never placed: its row ends failed, with why (through the queue, after
+        the row)."""
+        now = self._clock()
+        self._writer.submit(CallStatusChanged(call.call_id, CallStatus.FAILED, now,
+                                              source="reautod", detail={"error": code}))
+        self._writer.submit(CallEnded(call.call_id, now, status=CallStatus.FAILED,
+                                      outcome=CallOutcome.FAILED, error_code=code))

@@ -4,8 +4,9 @@ what the observer contract asks). The store never imports the real-time path.
 
 Pipeline call ids are strings (a UUID hex from the dialer, or `sim-...`); the store keys calls
 by UUID, so a non-UUID id maps to a stable uuid5. The same pipeline id always gives the same row,
-so the dialer (which creates the call row first, with campaign, lead and CallSid) and the
-pipeline (which adds the stream SID, turns and the end) write to one call.
+so the placing path (reautod.outbound.placing, which queues the call row first, with campaign,
+lead and then CallSid) and the pipeline (which adds the stream SID, turns and the end) write to
+one call, both through the one write-behind queue.
 """
 
 from __future__ import annotations

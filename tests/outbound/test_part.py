@@ -55,10 +55,12 @@ from reautod.observability.metrics import Metrics
 from reautod.outbound.calls import LiveLine
 from reautod.outbound.params import CallRef, CampaignRef, CreateParams, DialParams, ImportParams
 from reautod.outbound.part import OutboundPart
+from reautod.outbound.placing import RecordWriter
 from reautod.outbound.tracker import CallTracker
 from reautod.outbound.twilio_side import TwilioSide
 from reautod.store.database import Database
 from reautod.store.enums import CallOutcome, CampaignStatus, LeadStatus
+from reautod.store.records import Record
 from reautod.store.repositories import (
     CallRepository,
     CampaignRepository,
@@ -67,6 +69,7 @@ from reautod.store.repositories import (
     DialBlockRepository,
     LeadRepository,
 )
+from reautod.store.writebehind import WriteBehind
 from reautod.telephony.state_machine import Applied, CallTimeline, parse_status
 from reautod.telephony.twilio_client import TwilioCalls
 from reautod.telephony.webhooks import AmdCallback, StatusCallback, VoiceRequest
@@ -142,14 +145,15 @@ class FakeCalls:
 def make_part(db: Database, settings: Settings, secrets: Secrets, *,
               clock: Clock | None = None, line: LiveLine | None = None,
               twilio: TwilioCalls | None = None, tts: TextToSpeech | None = None,
-              erased: Any = None, metrics: Metrics | None = None) -> OutboundPart:
+              erased: Any = None, metrics: Metrics | None = None,
+              writer: RecordWriter) -> OutboundPart:
     """The part as the daemon builds it: Twilio's side first, then the part over `line`."""
     metrics = metrics or Metrics()
     bus = EventBus()
     clock = clock or Clock()
     side = TwilioSide(settings, secrets, db, metrics, bus, clock=clock, twilio=twilio)
-    return OutboundPart(LiveSettings(settings), db, side, metrics, bus, line=line, tts=tts,
-                        clock=clock, monotonic=clock.monotonic, erased=erased)
+    return OutboundPart(LiveSettings(settings), db, side, writer, metrics, bus, line=line,
+                        tts=tts, clock=clock, monotonic=clock.monotonic, erased=erased)
 
 
 @dataclass
@@ -160,6 +164,7 @@ class Env:
     clock: Clock
     manager: FakeCalls
     metrics: Metrics
+    writer: WriteBehind  # every call row goes through it: flushed before the test reads rows
     tts: FakeTTS = field(default_factory=FakeTTS)
 
     @property
@@ -173,6 +178,7 @@ class Env:
     async def call(self, method_name: str, /, **params: Any) -> Any:
         method = self.method(method_name)
         result = await method.handler(method.params.model_validate(params))
+        await self.writer.flush(5.0)
         # as the control socket writes it (reautod.control.protocol)
         return result.model_dump(mode="json") if isinstance(result, BaseModel) else result
 
@@ -203,15 +209,25 @@ async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Da
 
 
 @pytest.fixture
-async def env(db: Database, standin: TwilioStandIn) -> AsyncIterator[Env]:
+async def writer(db: Database, tmp_path: Path) -> AsyncIterator[WriteBehind]:
+    queue = WriteBehind(db, tmp_path / "spool", queue_size=1000)
+    await queue.start()
+    try:
+        yield queue
+    finally:
+        await queue.stop()
+
+
+@pytest.fixture
+async def env(db: Database, standin: TwilioStandIn, writer: WriteBehind) -> AsyncIterator[Env]:
     clock = Clock()
     metrics = Metrics()
     manager = FakeCalls()
     tts = FakeTTS()  # the call manager's TTS speaks voicemails, as in the daemon
     part = make_part(db, twilio_settings(standin), Secrets({"twilio_auth_token": SecretStr(TOKEN)}),
-                     clock=clock, line=manager, tts=tts, metrics=metrics)
+                     clock=clock, line=manager, tts=tts, metrics=metrics, writer=writer)
     try:
-        yield Env(db, part, standin, clock, manager, metrics, tts)
+        yield Env(db, part, standin, clock, manager, metrics, writer, tts)
     finally:
         await part.close()
 
@@ -239,7 +255,9 @@ async def campaign_with_leads(env: Env, **settings: Any) -> str:
 
 async def dial_round(env: Env) -> int:
     """Ticks enough for every due lead to be claimed (one call per tick at 1 call/s)."""
-    return sum([await env.part.timers.tick() for _ in range(3)])
+    placed = sum([await env.part.timers.tick() for _ in range(3)])
+    await env.writer.flush(5.0)
+    return placed
 
 
 # -- the Protocol implementations -----------------------------------------------------------------
@@ -684,14 +702,14 @@ async def test_a_lost_final_callback_is_swept(env: Env) -> None:
     assert env.tracker.tracked() == []
 
 
-async def test_a_refused_create_is_logged_and_retried_later(db: Database,
-                                                            standin: TwilioStandIn) -> None:
+async def test_a_refused_create_is_logged_and_retried_later(
+        db: Database, standin: TwilioStandIn, writer: WriteBehind) -> None:
     clock = Clock()
     wrong = TwilioCalls(ACCOUNT, "not-the-token", api_base_url=standin.base_url)
     manager = FakeCalls()
     part = make_part(db, twilio_settings(standin), Secrets({"twilio_auth_token": SecretStr(TOKEN)}),
-                     clock=clock, line=manager, twilio=wrong)
-    env = Env(db, part, standin, clock, manager, Metrics())
+                     clock=clock, line=manager, twilio=wrong, writer=writer)
+    env = Env(db, part, standin, clock, manager, Metrics(), writer)
     try:
         await campaign_with_leads(env)
         assert await dial_round(env) == 0
@@ -762,7 +780,8 @@ async def test_restart_rebuilds_a_call_from_the_store(env: Env, db: Database,
     await env.tracker.settle()
     # another process (a restarted daemon) gets the rest of the callbacks
     other = make_part(db, twilio_settings(standin),
-                      Secrets({"twilio_auth_token": SecretStr(TOKEN)}), clock=env.clock)
+                      Secrets({"twilio_auth_token": SecretStr(TOKEN)}), clock=env.clock,
+                      writer=env.writer)
     try:
         assert other.tracker is not None
         await other.tracker.on_status(status(sid, "ringing", 1))  # duplicate: nothing new
@@ -901,8 +920,9 @@ async def test_operator_dnc_entries_global_and_per_campaign(env: Env) -> None:
         await env.call("dnc.add", number="12")
 
 
-async def test_without_twilio_dialing_refuses_with_what_to_set(db: Database) -> None:
-    part = make_part(db, Settings(), Secrets({}))
+async def test_without_twilio_dialing_refuses_with_what_to_set(db: Database,
+                                                             writer: WriteBehind) -> None:
+    part = make_part(db, Settings(), Secrets({}), writer=writer)
     try:
         assert part.routers() == [] and part.twilio.media_upgrade_validator() is None
         assert await part.twilio.health() == (True, part.twilio.problem)
@@ -932,9 +952,9 @@ async def test_without_twilio_dialing_refuses_with_what_to_set(db: Database) -> 
     ({"account_sid": ACCOUNT, "from_number": FROM}, {"public_base_url": "ftp://x"}),
 ])
 async def test_invalid_twilio_settings_are_reported_not_fatal(
-        db: Database, twilio: dict[str, str], http: dict[str, str]) -> None:
+        db: Database, writer: WriteBehind, twilio: dict[str, str], http: dict[str, str]) -> None:
     part = make_part(db, Settings(twilio=twilio, http=http),
-                     Secrets({"twilio_auth_token": SecretStr(TOKEN)}))
+                     Secrets({"twilio_auth_token": SecretStr(TOKEN)}), writer=writer)
     try:
         ok, detail = await part.twilio.health()
         assert not ok and "invalid" in detail and part.routers() == []
@@ -1096,7 +1116,7 @@ class Erased:
 
 
 async def test_callers_are_greeted_and_strangers_become_leads_of_the_inbound_campaign(
-        db: Database, standin: TwilioStandIn) -> None:
+        db: Database, standin: TwilioStandIn, writer: WriteBehind) -> None:
     """The real router and store: a caller is greeted at once (the stream carries the inbound
     greeting); a caller who is no lead becomes one through the import path, an erased number
     never does, and without an inbound campaign a stranger hears the message, never silence."""
@@ -1107,8 +1127,8 @@ async def test_callers_are_greeted_and_strangers_become_leads_of_the_inbound_cam
     clock = Clock()
     erased = Erased({"+12125550188"})
     part = make_part(db, settings, Secrets({"twilio_auth_token": SecretStr(TOKEN)}),
-                     clock=clock, line=FakeCalls(), erased=erased)
-    env = Env(db, part, standin, clock, FakeCalls(), Metrics())
+                     clock=clock, line=FakeCalls(), erased=erased, writer=writer)
+    env = Env(db, part, standin, clock, FakeCalls(), Metrics(), writer)
     app = FastAPI()
     for router in part.routers():
         app.include_router(router)
@@ -1159,5 +1179,66 @@ async def test_callers_are_greeted_and_strangers_become_leads_of_the_inbound_cam
         values = parameters(await ring("4", "+12125550100"))
         assert (values["campaign"], values["lead_name"]) == ("fall", "Ann Inwindow")
         assert values["opening"] == greeting
+    finally:
+        await part.close()
+
+
+# -- one writer of a call row ---------------------------------------------------------------------
+
+
+@dataclass
+class WatchedWriter:
+    """The write-behind queue, watched: it records what it is given and writes it only when
+    flushed (the placing path's wait) or released, noting each time whether the call row was
+    in the database already; anything that writes a call row beside it shows there."""
+
+    inner: WriteBehind
+    db: Database
+    submitted: list[Record] = field(default_factory=list)
+    pending: list[Record] = field(default_factory=list)
+    rows_before_flush: list[int] = field(default_factory=list)
+
+    def submit(self, record: Record) -> bool:
+        self.submitted.append(record)
+        self.pending.append(record)
+        return True
+
+    async def flush(self, timeout: float | None = None) -> None:
+        self.rows_before_flush.append(len(await CallRepository(self.db).recent()))
+        await self.release(timeout)
+
+    async def release(self, timeout: float | None = None) -> None:
+        for record in self.pending:
+            self.inner.submit(record)
+        self.pending.clear()
+        await self.inner.flush(timeout)
+
+
+async def test_the_write_behind_queue_is_the_call_rows_only_writer(
+        db: Database, standin: TwilioStandIn, writer: WriteBehind) -> None:
+    """A placed call's row is written once, by the queue, with the placed state; its sid is an
+    update queued after it. A second writer (the placing path writing the row itself) would
+    put the row in before the queue's flush, or the sid before the queue's release."""
+    watched = WatchedWriter(writer, db)
+    clock = Clock()
+    part = make_part(db, twilio_settings(standin), Secrets({"twilio_auth_token": SecretStr(TOKEN)}),
+                     clock=clock, line=FakeCalls(), writer=watched)
+    env = Env(db, part, standin, clock, FakeCalls(), Metrics(), writer)
+    try:
+        dialed = await env.call("dial", number="+12125550100")
+        assert watched.rows_before_flush == [0]  # nobody wrote the row before the queue did
+        call_id, sid = uuid.UUID(dialed["call_id"]), dialed["call_sid"]
+        row = await CallRepository(db).get(call_id)
+        assert (row.status, row.call_sid, row.to_number) == ("queued", None, "+12125550100")
+        assert [(type(r).__name__, getattr(r, "call_sid", None)) for r in watched.submitted] == [
+            ("CallStarted", None), ("CallStarted", sid)]
+        await watched.release()
+        row = await CallRepository(db).get(call_id)
+        assert (row.status, row.call_sid) == ("queued", sid)
+        assert [e.status for e in await CallRepository(db).timeline(call_id)] == ["queued"]
+        # Twilio's callbacks move it on from there, in order
+        await part.tracker.on_status(status(sid, "ringing", 1))  # type: ignore[union-attr]
+        await part.tracker.settle()  # type: ignore[union-attr]
+        assert (await CallRepository(db).get(call_id)).status == "ringing"
     finally:
         await part.close()
