@@ -10,6 +10,7 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from reautod.call_events import CallInfo, CallState
@@ -28,7 +29,7 @@ from reautod.resilience.shedding import LoadGovernor
 from reautod.store.enums import RecordingDirection
 from reautod.store.recordings import CallRecorder
 from tests.pipeline.conftest import RecordingObserver
-from tests.pipeline.fakes import FakeAudioSink, FakeEngines
+from tests.pipeline.fakes import FakeAudioSink, FakeEngines, FakeLLM, FakeSTT, FakeTTS
 
 
 class OutOfMemoryError(RuntimeError):
@@ -207,3 +208,49 @@ def test_the_call_manager_admits_by_the_lowered_limit() -> None:
     assert refused.value.message == ("at capacity: 0 live calls (calls.max_concurrent = 2, "
                                      "lowered to 0 after out of memory)")
     assert manager.refused["capacity"] == 1
+
+
+async def test_every_engine_s_out_of_memory_is_typed_and_lowers_the_limit_once_each() -> None:
+    bus, metrics = EventBus(), Metrics()
+    part = ResiliencePart(ResilienceSettings(oom_recover_s=300), metrics, bus)
+    events = bus.subscribe(["admission"])
+    live = [6]
+    limit = part.admission_limit(lambda: 8)
+    oom = OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+    fakes = FakeEngines(stt=FakeSTT(fail_with=oom, fail_next=1),
+                        llm=FakeLLM(fail_with=RuntimeError("shape mismatch"), fail_next=1),
+                        tts=FakeTTS(fail_with=MemoryError(), fail_next=1))
+    engines = part.memory_guarded(fakes, lambda: live[0])
+    with pytest.raises(EngineError) as stt:
+        await engines.stt.transcribe(np.zeros(1600, dtype=np.float32), call_id="c1")
+    assert stt.value.code == "engine_out_of_memory" and stt.value.__cause__ is oom
+    with pytest.raises(RuntimeError, match="shape mismatch"):  # not memory: passed on as it was
+        [c async for c in engines.llm.stream_chat([], call_id="c1")]
+    live[0] = 3
+    with pytest.raises(EngineError) as tts:
+        [c async for c in engines.tts.synthesize("Hello.", call_id="c1")]
+    assert tts.value.code == "engine_out_of_memory"
+    assert limit.limit() == 2  # one fewer than the 3 calls held the second time
+    # the next requests work; what the wrapper does not name reaches the inner engines
+    assert (await engines.stt.transcribe(np.zeros(1600, dtype=np.float32), call_id="c1")).text
+    assert engines.tts.sample_rate == fakes.tts.sample_rate
+    engines.require_ready()
+    changes = [(await asyncio.wait_for(events.get(), 1)).data for _ in range(2)]
+    assert [(c["limit"], c["configured"], c["reason"]) for c in changes] == [
+        (5, 8, "stt out of memory"), (2, 8, "tts out of memory")]
+    sample = metrics.registry.get_sample_value
+    assert sample("reautod_engine_out_of_memory_total", {"engine": "stt"}) == 1
+    assert sample("reautod_engine_out_of_memory_total", {"engine": "tts"}) == 1
+    assert sample("reautod_admission_limit", {}) == 2
+
+
+def test_the_part_builds_its_pieces_in_order() -> None:
+    part = ResiliencePart(ResilienceSettings(), Metrics(), EventBus())
+    with pytest.raises(RuntimeError, match="admission_limit"):
+        part.memory_guarded(FakeEngines(), lambda: 0)
+    with pytest.raises(RuntimeError, match="load_governor"):
+        part.inbound_shedding(lambda: None)
+    part.admission_limit(lambda: 4)
+    governor = part.load_governor(dict, gpu_memory=lambda: 0.5)
+    assert governor.admission is part.admission and governor.inbound_reserve_s == 60
+    assert part.inbound_shedding(lambda: None).shed_inbound() is None
