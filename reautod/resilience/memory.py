@@ -70,6 +70,7 @@ class AdmissionLimit:
         self.clock = clock
         self._ceiling: int | None = None  # None: not lowered
         self._lowered_at = 0.0
+        self._told: int | None = None  # the limit on_change heard last
 
     def limit(self) -> int:
         configured = self.configured()
@@ -80,6 +81,8 @@ class AdmissionLimit:
             self._ceiling = None
             self._changed(configured, "recovered")
             return configured
+        if risen != self._told:
+            self._changed(risen, "recovering")
         return risen
 
     def lowered(self) -> bool:
@@ -96,6 +99,7 @@ class AdmissionLimit:
         return limit
 
     def _changed(self, limit: int, reason: str) -> None:
+        self._told = limit
         if self.on_change is not None:
             self.on_change(limit, reason)
 

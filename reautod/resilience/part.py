@@ -55,7 +55,7 @@ class AdmissionChanged(BaseModel):
 
     limit: int
     configured: int  # calls.max_concurrent
-    reason: str  # "<engine> out of memory" | "recovered"
+    reason: str  # "<engine> out of memory" | "recovering" | "recovered"
 
     def wire(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

@@ -71,7 +71,8 @@ def test_the_limit_drops_below_the_calls_held_and_recovers_one_call_at_a_time() 
     configured[0] = 4  # a reload lowered the setting: recovered once it is reached
     now[0] = 200.0
     assert limit.limit() == 4 and not limit.lowered()
-    assert changes == [(4, "llm out of memory"), (1, "stt out of memory"), (4, "recovered")]
+    assert changes == [(4, "llm out of memory"), (1, "stt out of memory"), (3, "recovering"),
+                       (4, "recovered")]
 
 
 class FailingSink(FakeAudioSink):
