@@ -280,6 +280,14 @@ class TwilioSettings(Section):
         "Thank you for calling. We can't take your call right now. Please try again later. "
         "Goodbye.", min_length=1, max_length=1000,
         description="What a caller no campaign takes hears before the call ends")
+    busy_message: str = Field(
+        "Thank you for calling. All of our lines are busy right now. Please call again in a few "
+        "minutes. Goodbye.", min_length=1, max_length=1000,
+        description="What an inbound caller hears when the box is too busy to take the call "
+        "(load shedding), before the call ends")
+    busy_audio_url: str | None = Field(
+        None, max_length=2000, description="An http(s) URL of audio played instead of "
+        "busy_message (TwiML <Play>)")
 
 
 class SecretsSettings(Section):

@@ -240,21 +240,27 @@ class Daemon:
         # Telephony (Twilio webhooks, dialer) hears about live calls too: opt-outs, recording
         # after the announcement, hanging up the phone line when the conversation ends.
         # The dialer paces by the measured voice-to-voice latency and the engines' queues.
+        # An engine out of (GPU) memory lowers the live-call limit, which the call manager and
+        # the governor share; GPU memory nearly full holds new dials back.
         engines = self.engines
+        live = self.live
+        admission = self.resilience.admission_limit(lambda: live.current.calls.max_concurrent)
         load = self.resilience.load_governor(
-            lambda: {h.name: h.queue_depth for h in engines.health()})
+            lambda: {h.name: h.queue_depth for h in engines.health()},
+            gpu_memory=gpu.used_share)
         self.telephony = TelephonyPart(self.live, self.secrets, self.db, self.metrics, self.bus,
                                        budget=self.cost, erased=self.security.register,
                                        resilience=self.resilience.resilience, load=load)
         if self.telephony.tracker is not None:  # Twilio's own price of each call, reconciled
             self.cost.reconcile_with(TwilioCallPrices(self.telephony.tracker.twilio.rest))
         # Both audio directions of every call go to WAV files, their rows to the writer.
+        # A full disk stops a call's recording (an alert), never the call.
         recording = (
-            StoreCallRecording(
+            self.resilience.alarmed(StoreCallRecording(
                 self.state_dir / "recordings", self.writer,
                 retention=recording_retention,
                 keys=self.keys,
-            )
+            ))
             if self.settings.calls.record
             else None
         )
@@ -289,10 +295,16 @@ class Daemon:
         self._health_checks["playbooks"] = self.dialogue.health
         conversations = self.dialogue.conversations(
             AgentConversations(lambda: self.live.current.agent))
-        self.calls = CallManager(self.cost.metered(self.engines), self.live, observers, recording,
-                                 conversations=conversations, handoff=self.telephony)
+        guarded = self.resilience.memory_guarded(
+            self.cost.metered(self.engines),
+            lambda: len(self.calls.live_calls()) if self.calls is not None else 0)
+        self.calls = CallManager(guarded, self.live, observers, recording,
+                                 conversations=conversations, handoff=self.telephony,
+                                 admission=admission)
         await self.calls.start()
         self.telephony.attach(self.calls)
+        # an inbound caller the box cannot take hears the busy message, and keeps a slot warm
+        self.telephony.inbound_gate = self.resilience.inbound_shedding(lambda: self.calls)
         self.telephony.speak_with(self.calls.engines.tts)  # voicemails in the agent's voice
         # calls from the browser call page and `reautoctl talk`, over WebRTC, on the same path;
         # the page's offers need an admin API credential whenever the API is on

@@ -71,7 +71,13 @@ from reautod.telephony.state_machine import twilio_spelling
 from reautod.telephony.stream import MAX_OPENING_CHARS, MEDIA_PATH, Direction, StreamParameters
 from reautod.telephony.twilio_client import OutboundCall, TwilioCalls
 from reautod.telephony.twiml import stream_twiml
-from reautod.telephony.webhooks import AMD_PATH, STATUS_PATH, twilio_router
+from reautod.telephony.webhooks import (
+    AMD_PATH,
+    STATUS_PATH,
+    BusyMessage,
+    InboundGate,
+    twilio_router,
+)
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +172,7 @@ class TelephonyPart:
             load=load,
         )
         self.manager: Admission | None = None
+        self.inbound_gate: InboundGate | None = None  # load shedding (the daemon sets it)
         self.validator: TwilioSignatureValidator | None = None
         self.tracker: CallTracker | None = None
         self.clips: SpokenClips | None = None  # voicemails in the agent's voice (with Twilio)
@@ -223,8 +230,10 @@ class TelephonyPart:
         """Twilio's webhooks (only when Twilio is configured: nothing could be verified else)."""
         if self.tracker is None or self.validator is None:
             return []
+        twilio = self.settings.twilio
         routers = [twilio_router(self.tracker, self.validator,
-                                 declined_message=self.settings.twilio.inbound_message)]
+                                 declined_message=twilio.inbound_message, gate=self.inbound_gate,
+                                 busy=BusyMessage(twilio.busy_message, twilio.busy_audio_url))]
         return routers + ([self.clips.router()] if self.clips is not None else [])
 
     def media_upgrade_validator(self) -> Callable[[WebSocket], bool] | None:

@@ -58,6 +58,14 @@ class ResilienceSettings(Section):
                                "the p90 is not used")
     max_engine_queue: int = Field(4, ge=1, le=1000, description="An engine queue this deep holds "
                                   "new dials back")
+    max_gpu_memory: float = Field(0.92, gt=0, le=1, description="GPU memory used (share of the "
+                                  "fullest device) over which no new dials are placed")
+    oom_recover_s: float = Field(300.0, gt=0, le=86400, description="After an engine ran out of "
+                                 "memory the box takes one call fewer than it held; the limit "
+                                 "rises by one call per this many seconds without another")
+    inbound_reserve_s: float = Field(60.0, ge=0, le=3600, description="After an inbound call was "
+                                     "turned away (busy), the dialer keeps one call slot free "
+                                     "this long for callers")
     twilio: ServicePolicy = ServicePolicy(failures=5, recovery_s=30.0, retries=2)
     llm: ServicePolicy = ServicePolicy(failures=3, recovery_s=15.0, retries=0)
     webhooks: ServicePolicy = ServicePolicy(failures=5, recovery_s=60.0, retries=0)

@@ -28,6 +28,7 @@ from reautod.config import DatabaseSettings
 from reautod.dialogue.effects import StoreCallEffects
 from reautod.dialogue.ports import LeadContext
 from reautod.errors import ReautodError, ValidationError
+from reautod.resilience.memory import AdmissionLimit
 from reautod.resilience.shedding import LoadGovernor
 from reautod.store.database import Database
 from reautod.store.enums import LeadStatus
@@ -376,21 +377,26 @@ async def test_an_erased_number_is_never_dialed(sqlite: Database) -> None:
     assert (await LeadRepository(sqlite).get(erased)).status == LeadStatus.DNC
 
 
-async def test_the_dialer_paces_by_measured_voice_to_voice_and_engine_queues(
-    sqlite: Database,
-) -> None:
+async def paced(sqlite: Database, load: LoadGovernor,
+                limiter: ConcurrencyLimiter) -> tuple[Dialer, CampaignPlan]:
+    """A dialer paced by `load` over 8 due leads of one campaign, open all day."""
     campaign, leads = await seed(sqlite, 8)
     directory = Directory({lead: LeadTarget(f"+1212555{i:04d}", "America/New_York", "NY")
                            for i, lead in enumerate(leads)})
+    dialer = Dialer(SqlLeadQueue(sqlite, lease_ttl=TTL), directory, Placer(),
+                    DncList(MemoryDncStorage()), Log(), load=load,
+                    limiter=limiter, bucket=TokenBucket(100, burst=8))
+    return dialer, CampaignPlan(campaign, max_concurrent=8,
+                                window=CampaignWindow(time(8), time(21), frozenset(range(7))))
+
+
+async def test_the_dialer_paces_by_measured_voice_to_voice_and_engine_queues(
+    sqlite: Database,
+) -> None:
     now, depths = [0.0], {"llm": 0}
     load = LoadGovernor(slo_s=1.0, window_s=60, min_turns=3, max_queue=4,
                         queue_depths=lambda: depths, clock=lambda: now[0])
-    placer = Placer()
-    dialer = Dialer(SqlLeadQueue(sqlite, lease_ttl=TTL), directory, placer,
-                    DncList(MemoryDncStorage()), Log(), load=load,
-                    limiter=ConcurrencyLimiter(per_box=8), bucket=TokenBucket(100, burst=8))
-    plan = CampaignPlan(campaign, max_concurrent=8,
-                        window=CampaignWindow(time(8), time(21), frozenset(range(7))))
+    dialer, plan = await paced(sqlite, load, ConcurrencyLimiter(per_box=8))
 
     def turns(*latencies: float) -> None:
         for v2v in latencies:
@@ -409,3 +415,28 @@ async def test_the_dialer_paces_by_measured_voice_to_voice_and_engine_queues(
     depths["llm"], now[0] = 0, 120.0  # the slow turns aged out: full pace again
     recovered = await dialer.tick(plan, NOW, monotonic=3.0)
     assert recovered.dialed == 7 and recovered.held_back is None
+
+
+async def test_the_dialer_yields_to_gpu_memory_a_lowered_limit_and_inbound_callers(
+    sqlite: Database,
+) -> None:
+    now, used = [0.0], [0.97]
+    limit = AdmissionLimit(lambda: 8, recover_s=300, clock=lambda: now[0])
+    load = LoadGovernor(slo_s=1.0, window_s=60, min_turns=3, max_queue=4, max_gpu_memory=0.9,
+                        gpu_memory=lambda: used[0], admission=limit, inbound_reserve_s=60,
+                        clock=lambda: now[0])
+    limiter = ConcurrencyLimiter(per_box=8)
+    dialer, plan = await paced(sqlite, load, limiter)
+
+    held = await dialer.tick(plan, NOW, monotonic=0.0)
+    assert held.dialed == 0 and "GPU memory 97% used" in (held.held_back or "")
+    used[0] = 0.5
+    limit.out_of_memory("llm", live_calls=4)  # at most 3 live calls now
+    lowered = await dialer.tick(plan, NOW, monotonic=1.0)
+    assert lowered.dialed == 3 and limiter.active == 3
+    assert "lowered to 3" in (lowered.held_back or "")
+    now[0] = 600.0  # two quiet periods: the limit is back to 5
+    load.inbound_shed()  # a caller was turned away: one slot stays free for them
+    reserved = await dialer.tick(plan, NOW, monotonic=2.0)
+    assert reserved.dialed == 1 and limiter.active == 4
+    assert "kept for inbound callers" in (reserved.held_back or "")

@@ -53,6 +53,8 @@ from reautod.errors import (
 from reautod.methods import Method
 from reautod.observability.events import EventBus
 from reautod.observability.metrics import Metrics
+from reautod.resilience.inbound import InboundShedding
+from reautod.resilience.shedding import LoadGovernor
 from reautod.store.database import Database
 from reautod.store.enums import CallOutcome, CampaignStatus, LeadStatus
 from reautod.store.repositories import (
@@ -1096,7 +1098,10 @@ async def test_callers_are_greeted_and_strangers_become_leads_of_the_inbound_cam
     part = TelephonyPart(settings, Secrets({"twilio_auth_token": SecretStr(TOKEN)}), db,
                          Metrics(), EventBus(), clock=clock, monotonic=clock.monotonic,
                          erased=erased)
-    part.attach(FakeCalls())
+    calls = FakeCalls()
+    part.attach(calls)
+    part.inbound_gate = InboundShedding(lambda: calls, LoadGovernor(
+        slo_s=1.5, window_s=60, min_turns=10, max_queue=4, inbound_reserve_s=60), Metrics())
     env = Env(db, part, standin, clock, FakeCalls(), Metrics())
     app = FastAPI()
     for router in part.routers():
@@ -1148,5 +1153,11 @@ async def test_callers_are_greeted_and_strangers_become_leads_of_the_inbound_cam
         values = parameters(await ring("4", "+12125550100"))
         assert (values["campaign"], values["lead_name"]) == ("fall", "Ann Inwindow")
         assert values["opening"] == greeting
+
+        # a box too busy for another call: the lead hears the busy message, not silence
+        calls.refuse = OverloadedError("at capacity: 4 live calls (calls.max_concurrent = 4)")
+        root = await ring("5", "+12125550100")
+        assert [(c.tag, c.text) for c in root] == [("Say", settings.twilio.busy_message),
+                                                   ("Hangup", None)]
     finally:
         await part.close()
