@@ -56,6 +56,8 @@ SAMPLES: dict[str, Any] = {
     "cost.price_book": "/etc/reautod/prices.toml",
     **{f"secrets.{name}_file": f"/etc/reautod/credentials/{name}" for name in SECRET_NAMES},
     "integrations.webhook_url": "https://crm.example.com/hooks/reautod",
+    "llm_pool.endpoints[].name": "gpu1",
+    "llm_pool.endpoints[].url": "http://10.0.0.5:8000/v1",
     "integrations.webhooks[].name": "spring-crm",
     "integrations.webhooks[].url": "https://crm.example.com/hooks/spring",
     "integrations.webhooks[].secret_credential": "spring_webhook_secret",
