@@ -175,9 +175,8 @@ async def test_a_long_conversation_is_fitted_to_the_server_s_window_with_a_summa
     chat.append(ChatMessage("user", "So what would you suggest?"))
     tokenizer = CountingTokenizer(pool.count_tokens)
     assert sum([await tokenizer.count(m.content) for m in chat]) > N_CTX
-    # unfitted, the server refuses it: the context is too small
-    with pytest.raises(EngineError):
-        [c async for c in pool.stream_chat(chat, call_id="long", max_tokens=8)]
+    # (unfitted, llama.cpp's Python server ends the reply with nothing, and then stalls for
+    # seconds: the pool's unit tests cover that answer)
     window = ContextWindow(tokenizer, n_ctx=N_CTX, summary_tokens=16,
                            summarize=model_summarizer(pool, max_tokens=16, timeout_s=60))
     fitted = await window.fit(chat, call_id="long", reply_tokens=8)
