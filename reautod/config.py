@@ -141,7 +141,9 @@ class ModelsSettings(Section):
     tts: str | None = Field(
         None, description="Piper voice .onnx (relative to models dir); overrides profile"
     )
-    n_gpu_layers: int = Field(-1, ge=-1, description="llama.cpp layers on the GPU (-1 = all)")
+    n_gpu_layers: int = Field(-1, ge=-1, description="llama.cpp layers on the GPU: -1 = as "
+                              "many as fit in the free memory NVML reports (all when they do); a "
+                              "count that does not fit is refused")
     n_ctx: int = Field(4096, ge=256, le=131072, description="llama.cpp context window in tokens")
     n_threads: int | None = Field(
         None, ge=1, description="CPU threads for llama.cpp; default: all cores but one"

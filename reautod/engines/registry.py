@@ -47,9 +47,11 @@ from reautod.engines.context import (
     model_summarizer,
 )
 from reautod.engines.device import Device, resolve_device
+from reautod.engines.gpu_fit import plan_for
 from reautod.engines.pool import LlmPool
 from reautod.engines.scheduler import EngineObserver, EngineScheduler
 from reautod.errors import UnavailableError
+from reautod.observability.gpu import load_nvml
 from reautod.resilience.service import Resilience
 
 log = logging.getLogger(__name__)
@@ -283,7 +285,12 @@ def _load_llm(settings: Settings, model: ResolvedModel, device: Device, warm_up:
     from reautod.engines.llm import LlamaLLM
 
     m = settings.models
-    return LlamaLLM.load(model.path, n_ctx=m.n_ctx, n_gpu_layers=m.n_gpu_layers,
+    n_gpu_layers = m.n_gpu_layers
+    if device == "cuda":  # as many layers as NVML says fit; what cannot fit is refused
+        plan = plan_for(model.path, n_ctx=m.n_ctx, requested=m.n_gpu_layers, nvml=load_nvml())
+        if plan is not None:
+            n_gpu_layers = plan.n_gpu_layers
+    return LlamaLLM.load(model.path, n_ctx=m.n_ctx, n_gpu_layers=n_gpu_layers,
                          n_threads=m.n_threads, queue_size=settings.engines.queue_size,
                          timeout_s=settings.engines.llm_timeout_s,
                          max_tokens=settings.engines.llm_max_tokens, gpu=device == "cuda",
