@@ -211,6 +211,33 @@ class LlmPoolSettings(Section):
         return self
 
 
+class NamedModelSettings(Section):
+    """An in-process language model a task or stage can name."""
+
+    name: str = Field(pattern=_ENDPOINT_NAME, description="The name tasks and stages use")
+    path: str = Field(min_length=1, description="Its GGUF file (relative to the models dir)")
+
+
+class LlmModelsSettings(Section):
+    """Language models besides the one that speaks the replies (reautod.engines.switch)."""
+
+    local: list[NamedModelSettings] = Field(
+        default_factory=list, description="In-process models, loaded on first use")
+    max_loaded: int = Field(1, ge=1, le=16, description="Named in-process models kept loaded at "
+                            "once; the least recently used idle one is unloaded past it")
+    summary: str | None = Field(None, description="The model that writes a long call's summary "
+                                "(a name of `local` or an `[llm_pool]` endpoint's model); "
+                                "default: the reply model")
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> LlmModelsSettings:
+        names = [m.name for m in self.local]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"model names must be unique: {', '.join(twice)}")
+        return self
+
+
 class CallSettings(Section):
     max_concurrent: int = Field(8, ge=1, le=500, description="Live calls this box takes at once")
     reprompt_after_silence_s: float = Field(7.0, gt=0, description="Re-prompt after this silence")
@@ -407,6 +434,7 @@ class Settings(BaseSettings):
     models: ModelsSettings = ModelsSettings()
     engines: EngineSettings = EngineSettings()
     llm_pool: LlmPoolSettings = LlmPoolSettings()
+    llm_models: LlmModelsSettings = LlmModelsSettings()
     calls: CallSettings = CallSettings()
     agent: AgentSettings = AgentSettings()
     dialogue: DialogueSettings = DialogueSettings()
@@ -418,6 +446,16 @@ class Settings(BaseSettings):
     retention: RetentionSettings = RetentionSettings()
     recording_consent: RecordingConsentSettings = RecordingConsentSettings()
     resilience: ResilienceSettings = ResilienceSettings()
+
+    @model_validator(mode="after")
+    def _summary_model_known(self) -> Settings:
+        name = self.llm_models.summary
+        known = {m.name for m in self.llm_models.local} | {
+            e.model for e in self.llm_pool.endpoints}
+        if name is not None and name not in known:
+            raise ValueError(f"llm_models.summary = {name!r} is neither an llm_models.local name "
+                             "nor an llm_pool endpoint's model")
+        return self
 
     @classmethod
     def settings_customise_sources(

@@ -50,6 +50,7 @@ from reautod.engines.device import Device, resolve_device
 from reautod.engines.gpu_fit import plan_for
 from reautod.engines.pool import LlmPool
 from reautod.engines.scheduler import EngineObserver, EngineScheduler
+from reautod.engines.switch import ModelSwitch
 from reautod.errors import UnavailableError
 from reautod.observability.gpu import load_nvml
 from reautod.resilience.service import Resilience
@@ -117,6 +118,7 @@ class EngineSet:
         self.tts = tts
         self.models = models or {}
         self.device = device
+        self._switch: ModelSwitch | None = None
 
     @classmethod
     async def load(cls, settings: Settings, *, warm_up: bool = True,
@@ -167,10 +169,29 @@ class EngineSet:
         else:
             return llm
         e = settings.engines
+        writer = self.named_models(settings).using(settings.llm_models.summary)
         window = ContextWindow(tokenizer, n_ctx=n_ctx, summary_tokens=e.llm_summary_tokens,
-                               summarize=model_summarizer(llm, max_tokens=e.llm_summary_tokens,
+                               summarize=model_summarizer(writer, max_tokens=e.llm_summary_tokens,
                                                           timeout_s=e.llm_timeout_s))
         return WindowedLanguageModel(llm, window, default_max_tokens=e.llm_max_tokens)
+
+    def named_models(self, settings: Settings) -> ModelSwitch:
+        """This set's LLM and the named models of `[llm_models]` and the pool (built once)."""
+        if self._switch is None:
+            device = self.device
+            models_dir = settings.models_dir()
+            inner: Any = self.llm
+            while getattr(inner, "inner", None) is not None:
+                inner = inner.inner
+
+            async def load(path: Path) -> Any:
+                return await asyncio.to_thread(load_gguf, settings, path, device, False)
+
+            self._switch = ModelSwitch(
+                self.llm, local={m.name: models_dir / m.path for m in settings.llm_models.local},
+                load=load, max_loaded=settings.llm_models.max_loaded,
+                pool=inner if isinstance(inner, LlmPool) else None)
+        return self._switch
 
     def llm_endpoints(self) -> list[dict[str, Any]]:
         """Each pool endpoint's state (empty with the in-process model)."""
@@ -235,6 +256,8 @@ class EngineSet:
                                                                  strict=True)}
 
     async def close(self) -> None:
+        if self._switch is not None:
+            await self._switch.close()
         await asyncio.gather(*(engine.close() for engine in self._all()))
 
 
@@ -282,15 +305,20 @@ def _load_stt(settings: Settings, model: ResolvedModel, device: Device, warm_up:
 
 
 def _load_llm(settings: Settings, model: ResolvedModel, device: Device, warm_up: bool) -> Any:
+    return load_gguf(settings, model.path, device, warm_up)
+
+
+def load_gguf(settings: Settings, path: Path, device: Device, warm_up: bool) -> Any:
+    """An in-process `LlamaLLM` of the GGUF at `path` with the engine settings; blocking."""
     from reautod.engines.llm import LlamaLLM
 
     m = settings.models
     n_gpu_layers = m.n_gpu_layers
     if device == "cuda":  # as many layers as NVML says fit; what cannot fit is refused
-        plan = plan_for(model.path, n_ctx=m.n_ctx, requested=m.n_gpu_layers, nvml=load_nvml())
+        plan = plan_for(path, n_ctx=m.n_ctx, requested=m.n_gpu_layers, nvml=load_nvml())
         if plan is not None:
             n_gpu_layers = plan.n_gpu_layers
-    return LlamaLLM.load(model.path, n_ctx=m.n_ctx, n_gpu_layers=n_gpu_layers,
+    return LlamaLLM.load(path, n_ctx=m.n_ctx, n_gpu_layers=n_gpu_layers,
                          n_threads=m.n_threads, queue_size=settings.engines.queue_size,
                          timeout_s=settings.engines.llm_timeout_s,
                          max_tokens=settings.engines.llm_max_tokens, gpu=device == "cuda",
