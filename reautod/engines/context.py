@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from reautod.engines.base import ChatMessage, EngineHealth, LanguageModel, TokenChunk
+from reautod.engines.base import ChatMessage, EngineHealth, LanguageModel, TokenChunk, relay
 from reautod.errors import ReautodError
 
 if TYPE_CHECKING:
@@ -232,14 +232,9 @@ def model_summarizer(llm: LanguageModel, *, max_tokens: int, timeout_s: float) -
                 ChatMessage("user", "\n".join(lines))]
         parts: list[str] = []
         async with asyncio.timeout(timeout_s):
-            stream = llm.stream_chat(chat, call_id=call_id, max_tokens=max_tokens)
-            try:
-                async for chunk in stream:
-                    parts.append(chunk.text)
-            finally:
-                close = getattr(stream, "aclose", None)
-                if close is not None:
-                    await close()
+            async for chunk in relay(llm.stream_chat(chat, call_id=call_id,
+                                                     max_tokens=max_tokens)):
+                parts.append(chunk.text)
         return "".join(parts).strip()
 
     return summarize
@@ -264,11 +259,6 @@ class WindowedLanguageModel:
                           max_tokens: int | None = None) -> AsyncIterator[TokenChunk]:
         reply = max_tokens or self.default_max_tokens
         fitted = await self.window.fit(messages, call_id=call_id, reply_tokens=reply)
-        stream = self.inner.stream_chat(fitted, call_id=call_id, max_tokens=max_tokens)
-        try:
-            async for chunk in stream:
-                yield chunk
-        finally:
-            close = getattr(stream, "aclose", None)
-            if close is not None:
-                await close()
+        async for chunk in relay(self.inner.stream_chat(fitted, call_id=call_id,
+                                                        max_tokens=max_tokens)):
+            yield chunk

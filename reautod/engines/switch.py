@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from reautod.engines.base import ChatMessage, EngineHealth, LanguageModel, TokenChunk
+from reautod.engines.base import ChatMessage, EngineHealth, LanguageModel, TokenChunk, relay
 from reautod.engines.pool import LlmPool
 from reautod.errors import UnavailableError
 
@@ -78,28 +78,18 @@ class ModelSwitch:
             stream = self.pool.stream_chat(messages, call_id=call_id, max_tokens=max_tokens,
                                            model=model)
         else:
-            async for chunk in self._stream_local(model, messages, call_id, max_tokens):
-                yield chunk
-            return
-        try:
-            async for chunk in stream:
-                yield chunk
-        finally:
-            close = getattr(stream, "aclose", None)
-            if close is not None:
-                await close()
+            stream = self._stream_local(model, messages, call_id, max_tokens)
+        async for chunk in relay(stream):
+            yield chunk
 
     async def _stream_local(self, name: str, messages: list[ChatMessage], call_id: str,
                             max_tokens: int | None) -> AsyncIterator[TokenChunk]:
         entry = await self._acquire(name)
-        stream = entry.model.stream_chat(messages, call_id=call_id, max_tokens=max_tokens)
         try:
-            async for chunk in stream:
+            async for chunk in relay(entry.model.stream_chat(messages, call_id=call_id,
+                                                             max_tokens=max_tokens)):
                 yield chunk
         finally:
-            close = getattr(stream, "aclose", None)
-            if close is not None:
-                await close()
             entry.streams -= 1
             await self._evict()
 
