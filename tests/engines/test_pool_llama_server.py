@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from reautod.config import LlmEndpointSettings, LlmPoolSettings, Settings
+from reautod.control.client import ControlClient
 from reautod.engines.base import ChatMessage
 from reautod.engines.context import (
     SUMMARY_PREFIX,
@@ -206,6 +207,33 @@ async def test_the_engine_set_uses_the_pool_when_endpoints_are_configured(
         assert "".join(c.text for c in chunks).strip()
     finally:
         await engines.close()
+
+
+def test_the_daemon_uses_the_pool_and_health_and_engines_status_name_each_endpoint(
+        servers: dict[str, Server], daemon_factory: Any, test_models_dir: Path) -> None:
+    d = daemon_factory()
+    endpoints = "".join(
+        f'[[llm_pool.endpoints]]\nname = "{n}"\nurl = "{servers[n].url}"\nmodel = "smollm2"\n'
+        f"context_tokens = {N_CTX}\n" for n in ("a", "b"))
+    d.config_path.write_text(
+        f'state_dir = "{d.workdir / "state"}"\n[http]\nport = 0\n[metrics]\nport = 0\n'
+        f'[models]\ndir = "{test_models_dir}"\nprofile = "test"\ndevice = "cpu"\n{endpoints}')
+    d.start()
+    d.wait_ready()
+    health = d.ctl("health")
+    assert "a up, circuit closed, 0/2 busy; b up, circuit closed, 0/2 busy" in health.stdout, (
+        health.stdout + health.stderr)
+
+    async def status() -> dict[str, Any]:
+        async with ControlClient(d.socket_path) as client:
+            result: dict[str, Any] = await client.call("engines.status")
+            return result
+
+    report = asyncio.run(status())
+    assert [(e["name"], e["url"], e["state"], e["circuit"]) for e in report["llm_endpoints"]] == [
+        ("a", servers["a"].url, "up", "closed"), ("b", servers["b"].url, "up", "closed")]
+    llm = next(e for e in report["engines"] if e["name"] == "llm")
+    assert llm["state"] == "ready" and llm["model"].startswith("pool: a=")
 
 
 async def test_an_endpoint_killed_mid_reply_fails_that_reply_and_the_next_comes_from_another(
