@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -237,10 +237,12 @@ class LlmPool:
     # -- LanguageModel
 
     async def stream_chat(self, messages: list[ChatMessage], *, call_id: str,
-                          max_tokens: int | None = None,
-                          model: str | None = None) -> AsyncIterator[TokenChunk]:
+                          max_tokens: int | None = None, model: str | None = None,
+                          json_schema: dict[str, Any] | None = None
+                          ) -> AsyncIterator[TokenChunk]:
         """Stream the reply from the least-loaded endpoint (serving `model`, when named);
-        closing the iterator closes the HTTP stream and frees the slot."""
+        closing the iterator closes the HTTP stream and frees the slot. `json_schema`: the reply
+        is JSON of that schema (llama.cpp turns it into a grammar), sampled greedily."""
         chat = validate_messages(messages)
         if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
             raise ValidationError("max_tokens must be a positive integer")
@@ -268,8 +270,8 @@ class LlmPool:
                 # the inner generator is collected
                 async with self.resilience.guard(SERVICE, key=endpoint.name,
                                                  transient=_counts_against_circuit), \
-                        contextlib.aclosing(self._stream_one(endpoint, chat, limit,
-                                                             queued)) as chunks:
+                        contextlib.aclosing(self._stream_one(endpoint, chat, limit, queued,
+                                                             json_schema)) as chunks:
                     async for chunk in chunks:
                         spoke = True
                         yield chunk
@@ -299,13 +301,17 @@ class LlmPool:
         raise last
 
     async def _stream_one(self, endpoint: PoolEndpoint, chat: list[dict[str, str]], limit: int,
-                          queued: float) -> AsyncGenerator[TokenChunk, None]:
+                          queued: float, json_schema: dict[str, Any] | None
+                          ) -> AsyncGenerator[TokenChunk, None]:
         loop = asyncio.get_running_loop()
         started = loop.time()
         deadline = started + self.timeout_s
         body: dict[str, Any] = {"model": endpoint.settings.model, "messages": chat,
                                 "stream": True, "max_tokens": limit,
                                 "temperature": self.temperature}
+        if json_schema is not None:
+            body["response_format"] = {"type": "json_object", "schema": json_schema}
+            body["temperature"] = 0.0
         prompt_tokens: int | None = None
         name = endpoint.name
         request = self._client.build_request("POST", f"{endpoint.settings.url}/chat/completions",
@@ -356,6 +362,11 @@ class LlmPool:
             return await self._client.send(request, stream=True)
         except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):
             return await self._client.send(request, stream=True)
+
+    def json_model(self, on_usage: Callable[[str, int, int, float], None] | None = None
+                   ) -> PoolJsonModel:
+        """The pool as the dialogue's constrained-JSON model (reautod.dialogue.llm_extract)."""
+        return PoolJsonModel(self, on_usage)
 
     # -- tokens
 
@@ -418,6 +429,29 @@ class LlmPool:
         stats.in_flight = sum(e.in_flight for e in self.endpoints)
         stats.extra = {f"{e.name}_in_flight": float(e.in_flight) for e in self.endpoints}
         return stats
+
+
+class PoolJsonModel:
+    """`JsonModel` (reautod.dialogue.llm_extract) over the pool: the reply constrained to a JSON
+    schema; `on_usage` hears (call id, prompt tokens, completion chunks, compute seconds)."""
+
+    def __init__(self, pool: LlmPool,
+                 on_usage: Callable[[str, int, int, float], None] | None = None) -> None:
+        self.pool = pool
+        self.on_usage = on_usage
+
+    async def complete_json(self, messages: list[ChatMessage], schema: dict[str, Any], *,
+                            call_id: str, max_tokens: int) -> str:
+        parts: list[str] = []
+        last: TokenChunk | None = None
+        async for chunk in self.pool.stream_chat(messages, call_id=call_id, max_tokens=max_tokens,
+                                                 json_schema=schema):
+            parts.append(chunk.text)
+            last = chunk
+        if self.on_usage is not None and last is not None and last.timing is not None:
+            self.on_usage(call_id, last.prompt_tokens or 0, sum(1 for p in parts if p),
+                          last.timing.compute_s)
+        return "".join(parts)
 
 
 @dataclass

@@ -256,3 +256,22 @@ def test_the_pool_is_built_only_with_endpoints_and_its_settings_are_validated() 
     with pytest.raises(ValueError, match="http"):
         LlmEndpointSettings(name="a", url="ftp://x")
     assert LlmEndpointSettings(name="a", url="http://x/v1/").url == "http://x/v1"
+
+
+async def test_the_pool_answers_constrained_json_for_the_dialogue() -> None:
+    from reautod.dialogue.part import json_model_of
+
+    standin = Standin("a")
+    standin["a"].words = ['{"timeline": ', '"soon"}']
+    pool = make_pool(standin)
+    usage: list[tuple[str, int, int]] = []
+    model = json_model_of(pool, lambda call, prompt, done, _s: usage.append((call, prompt, done)))
+    assert model is not None
+    schema = {"type": "object", "properties": {"timeline": {"enum": ["soon", "unknown"]}}}
+    raw = await model.complete_json(CHAT, schema, call_id="c9", max_tokens=20)
+    assert raw == '{"timeline": "soon"}'
+    sent = standin["a"].requests[0]
+    assert sent["response_format"] == {"type": "json_object", "schema": schema}
+    assert sent["temperature"] == 0.0 and sent["max_tokens"] == 20
+    assert usage == [("c9", 7, 2)]
+    await pool.close()

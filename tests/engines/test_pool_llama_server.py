@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import json
 import os
 import signal
 import socket
@@ -145,6 +146,18 @@ async def test_a_reply_closed_mid_stream_frees_the_slot(servers: dict[str, Serve
     chunks = [c async for c in pool.stream_chat(CHAT, call_id="c2", max_tokens=4)]
     assert "".join(c.text for c in chunks).strip()
     assert pool.endpoints[0].requests == 2
+    await pool.close()
+
+
+async def test_the_server_answers_json_of_the_schema_for_the_dialogue(
+        servers: dict[str, Server]) -> None:
+    pool = pool_of(servers, "b")
+    schema = {"type": "object", "properties": {"wants": {"enum": ["buy", "sell", "unknown"]}},
+              "required": ["wants"], "additionalProperties": False}
+    raw = await pool.json_model().complete_json(
+        [ChatMessage("user", "Caller: we want to sell our house. What do they want?")], schema,
+        call_id="j", max_tokens=12)
+    assert json.loads(raw)["wants"] in ("buy", "sell", "unknown")
     await pool.close()
 
 
