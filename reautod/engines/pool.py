@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ from reautod.engines.base import (
     TokenChunk,
 )
 from reautod.engines.llm import validate_messages
+from reautod.engines.openai_sse import Closing, PoolJsonModel, chunk_delta, sse_data
 from reautod.errors import EngineError, UnavailableError, ValidationError
 from reautod.resilience.breaker import BreakerOpenError
 from reautod.resilience.service import Resilience
@@ -317,7 +317,7 @@ class LlmPool:
         request = self._client.build_request("POST", f"{endpoint.settings.url}/chat/completions",
                                              json=body)
         try:
-            async with contextlib.aclosing(_Closing(await self._send(request))) as held:
+            async with contextlib.aclosing(Closing(await self._send(request))) as held:
                 response = held.response
                 if response.status_code >= 400:
                     text = (await response.aread()).decode(errors="replace")[:200]
@@ -328,13 +328,13 @@ class LlmPool:
                     if loop.time() > deadline:
                         raise EngineError(f"llm endpoint {name} timed out after "
                                           f"{self.timeout_s:g} s", code="engine_timeout")
-                    data = _sse_data(line)
+                    data = sse_data(line)
                     if data is None:
                         continue
                     if data == "[DONE]":
                         done = True
                         break
-                    text, usage = _delta(name, data)
+                    text, usage = chunk_delta(name, data)
                     if usage is not None:
                         prompt_tokens = usage
                     if text:
@@ -429,63 +429,6 @@ class LlmPool:
         stats.in_flight = sum(e.in_flight for e in self.endpoints)
         stats.extra = {f"{e.name}_in_flight": float(e.in_flight) for e in self.endpoints}
         return stats
-
-
-class PoolJsonModel:
-    """`JsonModel` (reautod.dialogue.llm_extract) over the pool: the reply constrained to a JSON
-    schema; `on_usage` hears (call id, prompt tokens, completion chunks, compute seconds)."""
-
-    def __init__(self, pool: LlmPool,
-                 on_usage: Callable[[str, int, int, float], None] | None = None) -> None:
-        self.pool = pool
-        self.on_usage = on_usage
-
-    async def complete_json(self, messages: list[ChatMessage], schema: dict[str, Any], *,
-                            call_id: str, max_tokens: int) -> str:
-        parts: list[str] = []
-        last: TokenChunk | None = None
-        async for chunk in self.pool.stream_chat(messages, call_id=call_id, max_tokens=max_tokens,
-                                                 json_schema=schema):
-            parts.append(chunk.text)
-            last = chunk
-        if self.on_usage is not None and last is not None and last.timing is not None:
-            self.on_usage(call_id, last.prompt_tokens or 0, sum(1 for p in parts if p),
-                          last.timing.compute_s)
-        return "".join(parts)
-
-
-@dataclass
-class _Closing:
-    """A streamed response for `contextlib.aclosing`."""
-
-    response: httpx.Response
-
-    async def aclose(self) -> None:
-        await self.response.aclose()
-
-
-def _sse_data(line: str) -> str | None:
-    """The payload of one server-sent-events line, or None for comments and blank lines."""
-    if not line.startswith("data:"):
-        return None
-    return line[5:].strip()
-
-
-def _delta(name: str, data: str) -> tuple[str, int | None]:
-    """(text, prompt tokens when the chunk carries usage) of one chat.completion.chunk."""
-    try:
-        chunk = json.loads(data)
-    except json.JSONDecodeError as err:
-        raise EngineError(f"llm endpoint {name} sent malformed JSON: {data[:80]!r}") from err
-    usage = chunk.get("usage") if isinstance(chunk, dict) else None
-    prompt = usage.get("prompt_tokens") if isinstance(usage, dict) else None
-    choices = chunk.get("choices") if isinstance(chunk, dict) else None
-    text = ""
-    if isinstance(choices, list) and choices and isinstance(choices[0], dict):
-        delta = choices[0].get("delta") or {}
-        content = delta.get("content") if isinstance(delta, dict) else None
-        text = content if isinstance(content, str) else ""
-    return text, prompt if isinstance(prompt, int) else None
 
 
 def pool_from(settings: LlmPoolSettings, resilience: Resilience, *, max_tokens: int,
