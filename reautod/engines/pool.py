@@ -40,6 +40,7 @@ from reautod.engines.base import (
 )
 from reautod.engines.llm import validate_messages
 from reautod.engines.openai_sse import Closing, PoolJsonModel, chunk_delta, sse_data
+from reautod.engines.scheduler import EngineObserver
 from reautod.errors import EngineError, UnavailableError, ValidationError
 from reautod.resilience.breaker import BreakerOpenError
 from reautod.resilience.service import Resilience
@@ -134,6 +135,7 @@ class LlmPool:
         self._slots = asyncio.Condition()
         self._health_task: asyncio.Task[None] | None = None
         self._stats = EngineStats()
+        self.observer: EngineObserver | None = None  # the daemon's metrics, like a scheduler's
 
     # -- lifecycle
 
@@ -234,6 +236,11 @@ class LlmPool:
             endpoint.in_flight -= 1
             self._slots.notify_all()
 
+    def _failed(self) -> None:
+        self._stats.failures += 1
+        if self.observer is not None:
+            self.observer.engine_failed("llm")
+
     # -- LanguageModel
 
     async def stream_chat(self, messages: list[ChatMessage], *, call_id: str,
@@ -257,7 +264,7 @@ class LlmPool:
             try:
                 endpoint = await self._acquire(tried, deadline, model)
             except UnavailableError as err:
-                self._stats.failures += 1
+                self._failed()
                 if last is None:
                     raise
                 raise EngineError(f"{last} (and {err.message})", code=getattr(
@@ -274,6 +281,8 @@ class LlmPool:
                                                              json_schema)) as chunks:
                     async for chunk in chunks:
                         spoke = True
+                        if chunk.timing is not None and self.observer is not None:
+                            self.observer.observe_engine_request("llm", chunk.timing)
                         yield chunk
                 ended = True
                 self._stats.completed += 1
@@ -286,7 +295,7 @@ class LlmPool:
                 endpoint.failures += 1
                 endpoint.last_error = err.message
                 if spoke or isinstance(err, _Rejected):
-                    self._stats.failures += 1
+                    self._failed()
                     raise
                 log.warning("llm endpoint %s failed before the first token (call %s): %s",
                             endpoint.name, call_id, err.message)
@@ -295,8 +304,10 @@ class LlmPool:
                 if not ended:  # closed or cancelled by the caller
                     endpoint.cancelled += 1
                     self._stats.cancelled += 1
+                    if self.observer is not None:
+                        self.observer.engine_cancelled("llm")
                 await self._release(endpoint)
-        self._stats.failures += 1
+        self._failed()
         assert last is not None
         raise last
 

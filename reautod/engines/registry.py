@@ -208,6 +208,8 @@ class EngineSet:
             scheduler: EngineScheduler | None = getattr(engine, "scheduler", None)
             if scheduler is not None:
                 scheduler.observer = observer
+            if isinstance(engine, LlmPool):
+                engine.observer = observer
 
     def _all(self) -> list[_Closable]:
         return [self.stt, self.llm, self.tts]  # type: ignore[list-item]

@@ -275,3 +275,43 @@ async def test_the_pool_answers_constrained_json_for_the_dialogue() -> None:
     assert sent["temperature"] == 0.0 and sent["max_tokens"] == 20
     assert usage == [("c9", 7, 2)]
     await pool.close()
+
+
+class Observed:
+    """An EngineObserver (the daemon's Metrics has these methods) that records what it heard."""
+
+    def __init__(self) -> None:
+        self.heard: list[str] = []
+
+    def observe_engine_request(self, engine: str, timing: object) -> None:
+        self.heard.append(f"{engine} request")
+
+    def engine_cancelled(self, engine: str) -> None:
+        self.heard.append(f"{engine} cancelled")
+
+    def engine_failed(self, engine: str) -> None:
+        self.heard.append(f"{engine} failed")
+
+    def engine_rejected(self, engine: str) -> None:
+        self.heard.append(f"{engine} rejected")
+
+    def set_engine_queue_depth(self, engine: str, depth: int) -> None:
+        pass
+
+
+async def test_the_pool_reports_requests_cancellations_and_failures_to_the_metrics() -> None:
+    standin = Standin("a")
+    pool = make_pool(standin)
+    observed = Observed()
+    pool.observer = observed  # type: ignore[assignment]
+    await reply(pool)
+    standin["a"].hold_after_first = asyncio.Event()
+    stream = pool.stream_chat(CHAT, call_id="c2")
+    await first_token(stream)
+    await stream.aclose()
+    standin["a"].hold_after_first = None
+    standin["a"].fail = "500"
+    with pytest.raises(EngineError):
+        await reply(pool)
+    assert observed.heard == ["llm request", "llm cancelled", "llm failed"]
+    await pool.close()
