@@ -228,7 +228,9 @@ class Daemon:
         # 6. Models: loaded once, shared by every call. Missing models do not stop the daemon;
         #    health names them and calls are refused until they are installed.
         self.notifier.status("loading models")
-        self.engines = await EngineSet.load(self.settings, observer=self.metrics)
+        #    With [llm_pool] endpoints the LLM is that pool of servers, one circuit each.
+        self.engines = await EngineSet.load(self.settings, observer=self.metrics,
+                                            resilience=self.resilience.resilience)
         self._health_checks.update(self.engines.health_checks())
         self.call_events = CallEventPublisher(self.bus, self.metrics, self.sessions)
         # Money: the price book, the ledger (through the writer), budgets rebuilt from it; every
@@ -284,7 +286,8 @@ class Daemon:
         # campaign's own slots.
         # Calls reach the LLM through its circuit; while it is open they take the playbook's
         # scripted path (the JSON extraction keeps the engine itself: it has its own timeout).
-        guarded_llm = self.resilience.guarded_llm(self.engines.llm)
+        # Every request is fitted to the model's context window by tokens first.
+        guarded_llm = self.resilience.guarded_llm(self.engines.windowed(self.settings))
         self.dialogue = DialoguePart(self.settings, self.state_dir, self.db, self.writer,
                                      self.bus, self.metrics, self.engines.llm,
                                      calendar=self.integrations.scheduler(),

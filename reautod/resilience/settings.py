@@ -17,7 +17,7 @@ from typing import Final
 from pydantic import BaseModel, ConfigDict, Field
 
 # The services with a circuit; metrics use these names as the `service` label.
-SERVICES: Final = ("twilio", "elevenlabs", "llm", "webhooks", "caldav", "smtp", "sheets",
+SERVICES: Final = ("twilio", "elevenlabs", "llm", "llm_pool", "webhooks", "caldav", "smtp", "sheets",
                    "redis", "database")
 
 
@@ -68,6 +68,8 @@ class ResilienceSettings(Section):
                                      "this long for callers")
     twilio: ServicePolicy = ServicePolicy(failures=5, recovery_s=30.0, retries=2)
     llm: ServicePolicy = ServicePolicy(failures=3, recovery_s=15.0, retries=0)
+    # one circuit per LLM pool endpoint (`llm_pool:<name>`); its retries are [llm_pool] attempts
+    llm_pool: ServicePolicy = ServicePolicy(failures=2, recovery_s=10.0, retries=0)
     webhooks: ServicePolicy = ServicePolicy(failures=5, recovery_s=60.0, retries=0)
     caldav: ServicePolicy = ServicePolicy(failures=5, recovery_s=30.0, retries=1)
     smtp: ServicePolicy = ServicePolicy(failures=5, recovery_s=60.0, retries=0)
