@@ -162,6 +162,28 @@ async def test_claim_respects_due_time_and_validates(sqlite: Database) -> None:
         SqlLeadQueue(sqlite, lease_ttl=timedelta(0))
 
 
+async def test_a_due_callback_is_claimed_before_new_leads_of_higher_priority(
+        sqlite: Database) -> None:
+    campaign = await CampaignRepository(sqlite).create("callbacks-first")
+    leads = LeadRepository(sqlite)
+    ids = {}
+    for i, (name, priority, due) in enumerate([("urgent new", 9, NOW - timedelta(hours=2)),
+                                               ("asked for a callback", 0, NOW),
+                                               ("callback not due yet", 0, NOW + timedelta(hours=1))]):
+        contact = await ContactRepository(sqlite).upsert(ContactInput(f"+1212555{i:04d}", name=name))
+        ids[name] = (await leads.add(campaign.id, contact.id, next_attempt_at=due,
+                                     priority=priority)).id
+    for name in ("asked for a callback", "callback not due yet"):
+        row = await leads.get(ids[name])
+        await leads.set_status(ids[name], LeadStatus.CALLBACK, next_attempt_at=row.next_attempt_at)
+    queue = SqlLeadQueue(sqlite, lease_ttl=TTL)
+    [first] = await queue.claim(campaign.id, NOW, 1)
+    assert first.lead_id == ids["asked for a callback"]
+    [second] = await queue.claim(campaign.id, NOW, 1)
+    assert second.lead_id == ids["urgent new"]  # then priority, as before
+    assert await queue.claim(campaign.id, NOW, 1) == []  # a callback waits for its time
+
+
 # --- the dialer's decisions, on SQLite, with fakes for the outside ------------------------------
 
 
@@ -288,7 +310,7 @@ async def test_a_callback_the_agent_scheduled_survives_the_calls_end(sqlite: Dat
     status = await dialer.call_ended(plan, lead, Outcome.ANSWERED, None, NOW + timedelta(minutes=3))
     assert status is None and dialer.limiter.active == 0
     row = await LeadRepository(sqlite).get(lead)
-    assert (row.status, row.next_attempt_at) == (LeadStatus.RETRY, callback_at)
+    assert (row.status, row.next_attempt_at) == (LeadStatus.CALLBACK, callback_at)
 
 
 @dataclass(frozen=True)
