@@ -96,9 +96,11 @@ test: venv lint ## Lint, then the whole test suite
 	# Line coverage of reautod and tui, daemon subprocesses included ([tool.coverage] in
 	# pyproject.toml); below 90 % the target fails. Two workers (PYTEST_WORKERS): most tests
 	# wait on real-time audio, daemons and servers. A module's tests stay in one worker
-	# (loadscope); the .deb is built once per run (tests/packaging/fixtures.py).
+	# (loadscope), the longest modules first (tests/conftest.py, SLOW_MODULES_FIRST); the .deb
+	# is built once per run (tests/packaging/fixtures.py).
 	$(VENV)/bin/python -m pytest -q --timeout=$(PYTEST_TIMEOUT) --durations=15 \
-		-n $(PYTEST_WORKERS) --dist loadscope --cov --cov-report=term $(PYTEST_ARGS)
+		-n $(PYTEST_WORKERS) --dist loadscope --no-loadscope-reorder \
+		--cov --cov-report=term $(PYTEST_ARGS)
 
 .PHONY: deb
 deb: ## Build the Debian package into build/deb/ (VARIANT=cpu or cuda)

@@ -20,16 +20,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-import tempfile
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_pipeline_overhead import Collector, line, pct, quiet_pipecat, serve, speech
+from bench_pipeline_overhead import (
+    Collector,
+    add_model_arguments,
+    line,
+    loaded_engines,
+    pct,
+    quiet_pipecat,
+    serve,
+    speech,
+)
 
-from reautod.config import Settings
-from reautod.engines.catalog import build_test_models
-from reautod.engines.registry import EngineSet
 from reautod.telephony.simulator import CallOptions, Hangup, Pause, Step, WaitForAgent, run_call
 
 TARGET_P50_S = 0.350
@@ -39,9 +45,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--calls", type=int, default=3)
     parser.add_argument("--turns", type=int, default=4, help="caller utterances per call")
-    parser.add_argument("--models-dir", type=Path, help="default: build the test models")
-    parser.add_argument("--profile", default="test", choices=["test", "small", "cpu", "gpu"])
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
+    add_model_arguments(parser)
     parser.add_argument("--max-tokens", type=int, default=None,
                         help="engines.llm_max_tokens (default: the config default, 160). With "
                              "random weights the LLM never emits end-of-sequence, so every reply "
@@ -52,18 +56,11 @@ async def main() -> None:
                         help="synthesize each greeting when its stream starts")
     args = parser.parse_args()
     quiet_pipecat()
-    with tempfile.TemporaryDirectory(prefix="bench-models-") as tmp:
-        models_dir = args.models_dir
-        if models_dir is None:
-            models_dir = Path(tmp)
-            await asyncio.to_thread(build_test_models, models_dir)
-        settings = Settings(
-            models={"dir": str(models_dir), "profile": args.profile, "device": args.device},
-            calls={"reprompt_after_silence_s": 60.0, "hangup_after_silence_s": 120.0},
-            engines={"llm_max_tokens": args.max_tokens} if args.max_tokens else {},
-        )
-        engines = await EngineSet.load(settings)
-        engines.require_ready()
+    overrides: dict[str, Any] = {
+        "calls": {"reprompt_after_silence_s": 60.0, "hangup_after_silence_s": 120.0}}
+    if args.max_tokens:
+        overrides["engines"] = {"llm_max_tokens": args.max_tokens}
+    async with loaded_engines(args, **overrides) as (engines, settings, models_dir):
         utterances = speech()
         script: list[Step] = [WaitForAgent(timeout_s=60)]
         for i in range(args.turns):
@@ -72,22 +69,19 @@ async def main() -> None:
         observer = Collector()
         phone: list[float] = []
         greeting_wait: list[float] = []
-        try:
-            async with serve(engines, settings, observer) as (url, manager):
-                for i in range(args.calls):
-                    call_id = f"e{i}"
-                    if not args.no_prepare:  # what the dialer does when it places the call
-                        manager.prepare_greeting(call_id, lead_name="", opening=None,
-                                                 expires_in_s=args.ring_s + 60)
-                        await asyncio.sleep(args.ring_s)
-                    result = await run_call(CallOptions(url=url, record_audio=False,
-                                                        custom_parameters={"call_id": call_id}),
-                                            script)
-                    phone += result.latencies_s
-                    if result.agent_media:  # call clock: seconds since the simulator connected
-                        greeting_wait.append(result.agent_media[0].at)
-        finally:
-            await engines.close()
+        async with serve(engines, settings, observer) as (url, manager):
+            for i in range(args.calls):
+                call_id = f"e{i}"
+                if not args.no_prepare:  # what the dialer does when it places the call
+                    manager.prepare_greeting(call_id, lead_name="", opening=None,
+                                             expires_in_s=args.ring_s + 60)
+                    await asyncio.sleep(args.ring_s)
+                result = await run_call(CallOptions(url=url, record_audio=False,
+                                                    custom_parameters={"call_id": call_id}),
+                                        script)
+                phone += result.latencies_s
+                if result.agent_media:  # call clock: seconds since the simulator connected
+                    greeting_wait.append(result.agent_media[0].at)
     stages: dict[str, list[float]] = {}
     for turn in observer.turns:
         if turn.speaker == "agent" and "voice_to_voice_s" in turn.latencies:

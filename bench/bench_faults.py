@@ -1,13 +1,16 @@
 """What a dependency failing costs a call, with the daemon's default [resilience] policies.
 
 Puts the fault proxy (tests/fixtures/fault_proxy.py) between the live-session store and a real
-Redis, and between the outbox and a webhook receiver, and prints for each fault: how long until
-the circuit opens, what one operation costs before and while it is open, how long after the
-dependency returns until the circuit is closed again, and what was lost. The LLM part times a
-request refused by an open llm circuit (what the caller waits before the scripted line).
+Redis, between the outbox and a webhook receiver, and between the write-behind queue and a real
+Postgres, and prints for each fault: how long until the circuit opens, what one operation costs
+before and while it is open, how long after the dependency returns until all is well again, and
+what was lost. The LLM part times a request refused by an open llm circuit (what the caller
+waits before the scripted line); the ElevenLabs part has the stand-in server answer 429 for a
+while and times the first audio of each utterance (the local voice takes over).
 
     PYTHONPATH=. .venv/bin/python bench/bench_faults.py                  # Redis at 127.0.0.1:6379
     PYTHONPATH=. .venv/bin/python bench/bench_faults.py --redis redis://127.0.0.1:6380/0
+    PYTHONPATH=. .venv/bin/python bench/bench_faults.py --only elevenlabs --only postgres
 """
 
 from __future__ import annotations
@@ -23,24 +26,36 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from sqlalchemy.engine import make_url
+
 from reautod.config import Settings
+from reautod.cost.settings import ElevenLabsSettings
 from reautod.engines.base import ChatMessage
+from reautod.engines.elevenlabs import ElevenLabsTTS, VoiceChoice
+from reautod.engines.tiered import TieredTTS
 from reautod.errors import EngineError, ReautodError
 from reautod.integrations.credentials import Credentials
 from reautod.integrations.delivery import DeliveryWorker
 from reautod.integrations.settings import DeliverySettings, WebhookEndpoint
 from reautod.integrations.webhooks import WebhookDeliverer, WebhookPublisher
+from reautod.resilience.breaker import Breakers
 from reautod.resilience.llm import GuardedLanguageModel
 from reautod.resilience.service import Resilience
 from reautod.resilience.settings import ResilienceSettings
 from reautod.sessions import FallbackSessionStore, RedisSessionStore
 from reautod.store.database import Database
-from reautod.store.repositories import OutboxRepository
+from reautod.store.enums import VoiceTier
+from reautod.store.repositories import CallRepository, OutboxRepository
+from reautod.store.writebehind import WriteBehind
+from tests.engines.elevenlabs_standin import API_KEY
+from tests.engines.test_elevenlabs import start_standin
 from tests.fixtures.fault_proxy import FaultProxy
+from tests.fixtures.services import DEFAULT_ADMIN_URL, temporary_database
 from tests.integrations.conftest import Clock
 from tests.integrations.helpers import contact, scored
 from tests.integrations.standins import WebhookReceiver
-from tests.pipeline.fakes import FakeLLM
+from tests.pipeline.fakes import FakeLLM, FakeTTS
+from tests.store.factories import call_started, turn
 
 
 async def timed(op: Callable[[], Awaitable[object]]) -> float:
@@ -160,14 +175,148 @@ async def llm_down() -> None:
           f"{Settings().engines.llm_timeout_s:.0f} s")
 
 
+async def elevenlabs_429(outage_s: float) -> None:
+    """ElevenLabs answers every request with 429 for `outage_s`: each new call speaks one
+    premium utterance a second. The local voice is a stand-in that answers at once, so the
+    figures are what the fallback adds, not Piper's own synthesis time."""
+    standin = start_standin()
+    s = ElevenLabsSettings(enabled=True, base_url=standin.url)
+    eleven = ElevenLabsTTS(s, API_KEY, concurrency=2, breakers=Breakers())
+    local = FakeTTS(sample_rate=8000)
+    tiered = TieredTTS(local, eleven)
+    voice = VoiceChoice.from_settings(s)
+    text = "Thanks for taking my call today, I will keep this short."
+    calls = 0
+
+    async def utterance() -> tuple[float | None, VoiceTier]:
+        nonlocal calls
+        calls += 1
+        call_id = f"bench-{calls}"
+        tiered.begin_call(call_id, voice)
+        tiered.set_tier(call_id, VoiceTier.PREMIUM)
+        started, first = time.perf_counter(), None
+        async for _chunk in tiered.synthesize(text, call_id=call_id):
+            if first is None:
+                first = time.perf_counter() - started
+        tier = tiered.tier_of(call_id)
+        tiered.end_call(call_id)
+        return first, tier
+
+    try:
+        healthy = [await utterance() for _ in range(10)]
+        seen = len(standin.log()["requests"])
+        standin.mode(busy_next=10**9)
+        outage: list[tuple[float | None, VoiceTier]] = []
+        began = time.perf_counter()
+        while time.perf_counter() - began < outage_s:
+            outage.append(await utterance())
+            await asyncio.sleep(1.0)
+        tried = len(standin.log()["requests"]) - seen
+        standin.mode(busy_next=0)
+        healed, back = time.perf_counter(), None
+        while back is None:
+            _first, tier = await utterance()
+            if tier is VoiceTier.PREMIUM:
+                back = time.perf_counter() - healed
+            await asyncio.sleep(1.0)
+    finally:
+        await eleven.close()
+        standin.kill()
+    firsts = [f for f, _ in outage if f is not None]
+    lost = sum(1 for f, _ in outage if f is None)
+    local_n = sum(1 for _, tier in outage if tier is VoiceTier.LOCAL)
+    print(f"elevenlabs 429 for {outage_s:.0f} s: {len(outage)} calls, {local_n} spoke in the "
+          f"local voice; first audio median {ms(statistics.median(firsts))}, max "
+          f"{ms(max(firsts))} (healthy premium median "
+          f"{ms(statistics.median(f for f, _ in healthy if f is not None))}); {tried} requests "
+          f"reached ElevenLabs (retries {s.retries}, circuit {s.breaker_failures} failures); "
+          f"premium again {back:.1f} s after it recovered (breaker_recovery_s = "
+          f"{s.breaker_recovery_s:.0f}); utterances without audio: {lost}")
+
+
+async def postgres_down(outage_s: float) -> None:
+    """Postgres unreachable for `outage_s` while 5 calls each write a turn every 0.5 s through
+    the write-behind queue (the daemon's settings and policies): what spools, what comes back."""
+    admin = DEFAULT_ADMIN_URL
+    with temporary_database(admin) as url, tempfile.TemporaryDirectory() as tmp:
+        direct = Database(url, Settings().database)
+        await direct.open()
+        await direct.upgrade("head")
+        target = make_url(url)
+        with FaultProxy(target.host or "127.0.0.1", target.port or 5432) as proxy:
+            resilience = Resilience(ResilienceSettings())
+            db = Database(target.set(port=proxy.port).render_as_string(hide_password=False),
+                          Settings().database, resilience=resilience)
+            await db.open()
+            writer = WriteBehind(db, Path(tmp) / "spool",
+                                 queue_size=Settings().database.write_queue_size)
+            await writer.start()
+            calls = [call_started() for _ in range(5)]
+            seqs = dict.fromkeys((c.call_id for c in calls), 0)
+            for call in calls:
+                writer.submit(call)
+
+            async def talk(seconds: float) -> None:
+                until = time.perf_counter() + seconds
+                while time.perf_counter() < until:
+                    for call_id in seqs:
+                        writer.submit(turn(call_id, seqs[call_id]))
+                        seqs[call_id] += 1
+                    await asyncio.sleep(0.5)
+
+            await talk(5.0)
+            await writer.flush(timeout=30)
+            proxy.cut()
+            cut_at, opened = time.perf_counter(), None
+            talking = asyncio.create_task(talk(outage_s))
+            while not talking.done():
+                if opened is None and resilience.state("database") != "closed":
+                    opened = time.perf_counter() - cut_at
+                await asyncio.sleep(0.05)
+            spooled = writer.stats().spooled
+            proxy.heal()
+            healed = time.perf_counter()
+            await writer.flush(timeout=300)
+            caught_up = time.perf_counter() - healed
+            stats = writer.stats()
+            await writer.stop()
+            stored = {c.call_id: [t.seq for t in await CallRepository(direct).turns(c.call_id)]
+                      for c in calls}
+            await db.close()
+        await direct.close()
+    written = sum(seqs.values())
+    lost = sum(len(set(range(seqs[k])) - set(v)) for k, v in stored.items())
+    duplicates = sum(len(v) - len(set(v)) for v in stored.values())
+    in_order = all(v == sorted(v) for v in stored.values())
+    print(f"postgres down {outage_s:.0f} s: {written} turns of 5 calls written; circuit open "
+          f"{opened or 0:.2f} s after the cut; {spooled} records spooled to disk; all committed "
+          f"{caught_up:.1f} s after Postgres returned ({stats.replayed} replayed); lost: {lost}, "
+          f"duplicated: {duplicates}, each call's turns in order: {in_order}")
+
+
+CASES = ("redis", "webhooks", "llm", "elevenlabs", "postgres")
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--outage-s", type=float, default=60.0,
+                        help="how long ElevenLabs answers 429 and Postgres is away")
+    parser.add_argument("--only", choices=CASES, action="append",
+                        help="run only these cases (repeatable)")
     args = parser.parse_args()
-    for fault in ("cut", "stall", "reset"):
-        await redis_fault(fault, args.redis)
-    await webhook_outage()
-    await llm_down()
+    cases = set(args.only or CASES)
+    if "redis" in cases:
+        for fault in ("cut", "stall", "reset"):
+            await redis_fault(fault, args.redis)
+    if "webhooks" in cases:
+        await webhook_outage()
+    if "llm" in cases:
+        await llm_down()
+    if "elevenlabs" in cases:
+        await elevenlabs_429(args.outage_s)
+    if "postgres" in cases:
+        await postgres_down(args.outage_s)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import contextlib
 import math
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -45,6 +46,8 @@ from reautod.engines.base import (
     TokenChunk,
     Transcript,
 )
+from reautod.engines.catalog import build_test_models
+from reautod.engines.registry import EngineSet
 from reautod.pipeline.calls import CallManager
 from reautod.telephony.audio import ulaw_to_float
 from reautod.telephony.simulator import (
@@ -177,6 +180,33 @@ async def serve(engines: Any, settings: Settings, observer: Any
     finally:
         await manager.close()
         await server.close()
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """--models-dir, --profile, --device: the engines a real-engine benchmark loads."""
+    parser.add_argument("--models-dir", type=Path, help="default: build the test models")
+    parser.add_argument("--profile", default="test", choices=["test", "small", "cpu", "gpu"])
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
+
+
+@contextlib.asynccontextmanager
+async def loaded_engines(args: argparse.Namespace, **overrides: Any
+                         ) -> AsyncIterator[tuple[EngineSet, Settings, Path]]:
+    """The engines of `add_model_arguments` (the test models built in a temporary directory
+    unless --models-dir), with settings `overrides`; closed on exit."""
+    with tempfile.TemporaryDirectory(prefix="bench-models-") as tmp:
+        models_dir = args.models_dir
+        if models_dir is None:
+            models_dir = Path(tmp)
+            await asyncio.to_thread(build_test_models, models_dir)
+        settings = Settings(models={"dir": str(models_dir), "profile": args.profile,
+                                    "device": args.device}, **overrides)
+        engines = await EngineSet.load(settings)
+        try:
+            engines.require_ready()
+            yield engines, settings, models_dir
+        finally:
+            await engines.close()
 
 
 def quiet_pipecat() -> None:

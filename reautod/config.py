@@ -17,7 +17,15 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, SecretStr, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    IPvAnyNetwork,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import (
     BaseSettings,
@@ -133,7 +141,9 @@ class ModelsSettings(Section):
     tts: str | None = Field(
         None, description="Piper voice .onnx (relative to models dir); overrides profile"
     )
-    n_gpu_layers: int = Field(-1, ge=-1, description="llama.cpp layers on the GPU (-1 = all)")
+    n_gpu_layers: int = Field(-1, ge=-1, description="llama.cpp layers on the GPU: -1 = as "
+                              "many as fit in the free memory NVML reports (all when they do); a "
+                              "count that does not fit is refused")
     n_ctx: int = Field(4096, ge=256, le=131072, description="llama.cpp context window in tokens")
     n_threads: int | None = Field(
         None, ge=1, description="CPU threads for llama.cpp; default: all cores but one"
@@ -148,6 +158,84 @@ class EngineSettings(Section):
     llm_max_tokens: int = Field(160, ge=1, le=4096, description="Cap on tokens per agent reply")
     llm_temperature: float = Field(0.6, ge=0, le=2, description="Sampling temperature of agent "
                                    "replies; 0 always picks the likeliest word (repeatable)")
+    llm_summary_tokens: int = Field(96, ge=16, le=1024, description="When a call outgrows the "
+                                    "model's context window, its older turns become a summary "
+                                    "of at most this many tokens (the model writes it)")
+
+
+_ENDPOINT_NAME = r"^[a-z0-9][a-z0-9_-]{0,31}$"
+
+
+class LlmEndpointSettings(Section):
+    """One OpenAI-compatible server (llama.cpp's server, Ollama, vLLM) of the LLM pool."""
+
+    name: str = Field(pattern=_ENDPOINT_NAME, description="The endpoint's name (health, "
+                      "metrics and its circuit `llm_pool:<name>` show it)")
+    url: str = Field(description="Its OpenAI base URL, e.g. http://10.0.0.5:8000/v1")
+    model: str = Field("default", min_length=1, description="The model name sent in requests "
+                       "(Ollama and vLLM serve by name; llama.cpp's server takes any)")
+    max_concurrent: int = Field(2, ge=1, le=256, description="Requests this endpoint serves at "
+                                "once (its parallel slots); more wait for a free slot")
+    context_tokens: int = Field(4096, ge=256, le=1_048_576, description="The model's context "
+                                "window there, in tokens (the conversation is fitted to it)")
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("must be an http(s) URL")
+        return value.rstrip("/")
+
+
+class LlmPoolSettings(Section):
+    """The LLM pool: with endpoints, calls' replies go to these servers instead of the in-process
+    model (docs/architecture.md, "The LLM pool")."""
+
+    endpoints: list[LlmEndpointSettings] = Field(
+        default_factory=list, description="OpenAI-compatible servers; empty = the in-process "
+        "model serves every call")
+    health_interval_s: float = Field(5.0, gt=0, le=600, description="How often each endpoint's "
+                                     "/models is checked")
+    connect_timeout_s: float = Field(2.0, gt=0, le=60, description="Connecting to an endpoint")
+    first_token_timeout_s: float = Field(10.0, gt=0, le=300, description="Waiting for a free "
+                                         "slot and the first token, retries included")
+    attempts: int = Field(2, ge=1, le=10, description="Endpoints tried for one reply before its "
+                          "first token (never retried after it: the caller may have heard it)")
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> LlmPoolSettings:
+        names = [e.name for e in self.endpoints]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"endpoint names must be unique: {', '.join(twice)}")
+        return self
+
+
+class NamedModelSettings(Section):
+    """An in-process language model a task or stage can name."""
+
+    name: str = Field(pattern=_ENDPOINT_NAME, description="The name tasks and stages use")
+    path: str = Field(min_length=1, description="Its GGUF file (relative to the models dir)")
+
+
+class LlmModelsSettings(Section):
+    """Language models besides the one that speaks the replies (reautod.engines.switch)."""
+
+    local: list[NamedModelSettings] = Field(
+        default_factory=list, description="In-process models, loaded on first use")
+    max_loaded: int = Field(1, ge=1, le=16, description="Named in-process models kept loaded at "
+                            "once; the least recently used idle one is unloaded past it")
+    summary: str | None = Field(None, description="The model that writes a long call's summary "
+                                "(a name of `local` or an `[llm_pool]` endpoint's model); "
+                                "default: the reply model")
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> LlmModelsSettings:
+        names = [m.name for m in self.local]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"model names must be unique: {', '.join(twice)}")
+        return self
 
 
 class CallSettings(Section):
@@ -280,6 +368,14 @@ class TwilioSettings(Section):
         "Thank you for calling. We can't take your call right now. Please try again later. "
         "Goodbye.", min_length=1, max_length=1000,
         description="What a caller no campaign takes hears before the call ends")
+    busy_message: str = Field(
+        "Thank you for calling. All of our lines are busy right now. Please call again in a few "
+        "minutes. Goodbye.", min_length=1, max_length=1000,
+        description="What an inbound caller hears when the box is too busy to take the call "
+        "(load shedding), before the call ends")
+    busy_audio_url: str | None = Field(
+        None, max_length=2000, description="An http(s) URL of audio played instead of "
+        "busy_message (TwiML <Play>)")
 
 
 class SecretsSettings(Section):
@@ -345,6 +441,8 @@ class Settings(BaseSettings):
     database: DatabaseSettings = DatabaseSettings()
     models: ModelsSettings = ModelsSettings()
     engines: EngineSettings = EngineSettings()
+    llm_pool: LlmPoolSettings = LlmPoolSettings()
+    llm_models: LlmModelsSettings = LlmModelsSettings()
     calls: CallSettings = CallSettings()
     agent: AgentSettings = AgentSettings()
     dialogue: DialogueSettings = DialogueSettings()
@@ -356,6 +454,16 @@ class Settings(BaseSettings):
     retention: RetentionSettings = RetentionSettings()
     recording_consent: RecordingConsentSettings = RecordingConsentSettings()
     resilience: ResilienceSettings = ResilienceSettings()
+
+    @model_validator(mode="after")
+    def _summary_model_known(self) -> Settings:
+        name = self.llm_models.summary
+        known = {m.name for m in self.llm_models.local} | {
+            e.model for e in self.llm_pool.endpoints}
+        if name is not None and name not in known:
+            raise ValueError(f"llm_models.summary = {name!r} is neither an llm_models.local name "
+                             "nor an llm_pool endpoint's model")
+        return self
 
     @classmethod
     def settings_customise_sources(

@@ -233,7 +233,9 @@ class Daemon:
         # 6. Models: loaded once, shared by every call. Missing models do not stop the daemon;
         #    health names them and calls are refused until they are installed.
         self.notifier.status("loading models")
-        self.engines = await EngineSet.load(self.settings, observer=self.metrics)
+        #    With [llm_pool] endpoints the LLM is that pool of servers, one circuit each.
+        self.engines = await EngineSet.load(self.settings, observer=self.metrics,
+                                            resilience=self.resilience.resilience)
         self._health_checks.update(self.engines.health_checks())
         self.call_events = CallEventPublisher(self.bus, self.metrics, self.sessions)
         # Money: the price book, the ledger (through the writer), budgets rebuilt from it; every
@@ -248,13 +250,23 @@ class Daemon:
                                  resilience=self.resilience.resilience)
         if self.twilio.link is not None:  # Twilio's own price of each call, reconciled
             self.cost.reconcile_with(TwilioCallPrices(self.twilio.link.client.rest))
+        # The dialer paces by the measured voice-to-voice latency and the engines' queues.
+        # An engine out of (GPU) memory lowers the live-call limit, which the call manager and
+        # the governor share; GPU memory nearly full holds new dials back.
+        engines = self.engines
+        live = self.live
+        admission = self.resilience.admission_limit(lambda: live.current.calls.max_concurrent)
+        load = self.resilience.load_governor(
+            lambda: {h.name: h.queue_depth for h in engines.health()},
+            gpu_memory=gpu.used_share)
         # Both audio directions of every call go to WAV files, their rows to the writer.
+        # A full disk stops a call's recording (an alert), never the call.
         recording = (
-            StoreCallRecording(
+            self.resilience.alarmed(StoreCallRecording(
                 self.state_dir / "recordings", self.writer,
                 retention=recording_retention,
                 keys=self.keys,
-            )
+            ))
             if self.settings.calls.record
             else None
         )
@@ -270,10 +282,6 @@ class Daemon:
         # integrations and the cost meters (after the store: they read the call's row back),
         # and to outbound (added once it is built, below); the fan-out guards each, so one
         # failing never hides a call from the others.
-        # The dialer paces by the measured voice-to-voice latency and the engines' queues.
-        engines = self.engines
-        load = self.resilience.load_governor(
-            lambda: {h.name: h.queue_depth for h in engines.health()})
         observers = ObserverFanOut(
             StoreCallObserver(self.writer), self.call_events,
             self.integrations.results, *self.cost.observers, load,
@@ -283,7 +291,8 @@ class Daemon:
         # campaign's own slots.
         # Calls reach the LLM through its circuit; while it is open they take the playbook's
         # scripted path (the JSON extraction keeps the engine itself: it has its own timeout).
-        guarded_llm = self.resilience.guarded_llm(self.engines.llm)
+        # Every request is fitted to the model's context window by tokens first.
+        guarded_llm = self.resilience.guarded_llm(self.engines.windowed(self.settings))
         self.dialogue = DialoguePart(self.settings, self.state_dir, self.db, self.writer,
                                      self.bus, self.metrics, self.engines.llm,
                                      calendar=self.integrations.scheduler(),
@@ -294,18 +303,24 @@ class Daemon:
         self._health_checks["playbooks"] = self.dialogue.health
         conversations = self.dialogue.conversations(
             AgentConversations(lambda: self.live.current.agent))
-        self.calls = CallManager(self.cost.metered(self.engines), self.live, observers, recording,
-                                 conversations=conversations, handoff=self.twilio.transfers)
+        guarded = self.resilience.memory_guarded(
+            self.cost.metered(self.engines),
+            lambda: len(self.calls.live_calls()) if self.calls is not None else 0)
+        self.calls = CallManager(guarded, self.live, observers, recording,
+                                 conversations=conversations, handoff=self.twilio.transfers,
+                                 admission=admission)
         await self.calls.start()
         # Outbound (the dialer, Twilio's webhooks, opt-outs, recording after the announcement,
         # hanging up the line when the conversation ends) uses the call manager's admission,
-        # sessions and greetings, and hears about live calls through the fan-out.
+        # sessions and greetings, and hears about live calls through the fan-out. An inbound
+        # caller the box cannot take hears the busy message, and keeps a slot warm.
         self.outbound = OutboundPart(
             self.live, self.db, self.twilio, self.writer, self.metrics, self.bus, line=self.calls,
             dnc=dnc,
             tts=self.calls.engines.tts,  # voicemails in the agent's voice
             ended_unconnected=self.integrations.results.ended_without_conversation,
-            budget=self.cost, erased=self.security.register, load=load)
+            budget=self.cost, erased=self.security.register, load=load,
+            inbound_gate=self.resilience.inbound_shedding(lambda: self.calls))
         observers.add(self.outbound.observer)
         # calls from the browser call page and `reautoctl talk`, over WebRTC, on the same path;
         # the page's offers need an admin API credential whenever the API is on

@@ -148,7 +148,7 @@ class ErasedNumbers(Protocol):
 class LoadPace(Protocol):
     """How many of `wanted` dials the box's load allows now (reautod.resilience.shedding)."""
 
-    def pace(self, wanted: int) -> Pace: ...
+    def pace(self, wanted: int, active: int) -> Pace: ...
 
 
 @dataclass
@@ -203,7 +203,7 @@ class Dialer:
                    plan.max_concurrent - self.limiter.active_for(campaign),
                    self.bucket.available(monotonic))
         if free > 0 and self.load is not None:
-            pace = self.load.pace(free)
+            pace = self.load.pace(free, self.limiter.active)
             free, report.held_back = pace.allowed, pace.reason
         if free <= 0:
             return report

@@ -21,16 +21,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import ColumnElement, and_, select, update
+from sqlalchemy import ColumnElement, and_, case, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from reautod.errors import ValidationError
 from reautod.store.database import Database
-from reautod.store.enums import LeadStatus
+from reautod.store.enums import DUE_LEAD_STATUSES, LeadStatus
 from reautod.store.repositories._claim import claim_rows
 from reautod.store.repositories.leads import leads as _leads
 
-_DUE = (LeadStatus.NEW.value, LeadStatus.RETRY.value)
+_DUE = tuple(status.value for status in DUE_LEAD_STATUSES)
+# A callback the lead asked for goes before new leads and retries that are due as well.
+_CALLBACKS_FIRST = case((_leads.c.status == LeadStatus.CALLBACK.value, 0), else_=1)
 _HELD = (LeadStatus.DIALING.value, LeadStatus.IN_CALL.value)
 MAX_CLAIM = 1_000
 MAX_OWNER_CHARS = 64
@@ -80,7 +82,8 @@ class SqlLeadQueue:
         self.lease_ttl = lease_ttl
 
     async def claim(self, campaign_id: uuid.UUID, now: datetime, limit: int) -> list[LeadClaim]:
-        """Lease up to `limit` due leads of a campaign (highest priority, oldest due first)."""
+        """Lease up to `limit` due leads of a campaign: callbacks the leads asked for first,
+        then by priority (highest first), then the longest due."""
         _aware(now)
         if not 1 <= limit <= MAX_CLAIM:
             raise ValidationError(f"claim limit must be 1..{MAX_CLAIM}")
@@ -90,7 +93,7 @@ class SqlLeadQueue:
                 select(_leads.c.id)
                 .where(_leads.c.campaign_id == campaign_id, _leads.c.status.in_(_DUE),
                        _leads.c.next_attempt_at <= now)
-                .order_by(_leads.c.priority.desc(), _leads.c.next_attempt_at)
+                .order_by(_CALLBACKS_FIRST, _leads.c.priority.desc(), _leads.c.next_attempt_at)
                 .limit(limit)
             )
             taken = {"status": LeadStatus.DIALING.value, "updated_at": now,

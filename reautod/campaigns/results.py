@@ -18,8 +18,8 @@ from reautod.dialogue.call_record import AgentRecord
 from reautod.store.enums import CampaignStatus, LeadStatus
 
 # Leads the dialer is still working on; every other status is final for the campaign.
-OPEN_LEAD_STATUSES = frozenset({LeadStatus.NEW, LeadStatus.RETRY, LeadStatus.DIALING,
-                                LeadStatus.IN_CALL})
+OPEN_LEAD_STATUSES = frozenset({LeadStatus.NEW, LeadStatus.RETRY, LeadStatus.CALLBACK,
+                                LeadStatus.DIALING, LeadStatus.IN_CALL})
 
 
 class _Result(BaseModel):

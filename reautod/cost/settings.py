@@ -92,8 +92,9 @@ class ElevenLabsSettings(_Section):
                                     "the speech keeps to the original voice")
     speed: float = Field(1.0, ge=0.7, le=1.2, description="Speaking rate (1.0 = the voice's own)")
     timeout_s: float = Field(5.0, gt=0, le=60, description="Per request: connect and first byte")
-    retries: int = Field(2, ge=0, le=5, description="Retries of 429/5xx/timeouts before the "
-                         "utterance falls back to the local voice")
+    retries: int = Field(0, ge=0, le=5, description="Retries of 429/5xx/timeouts before the "
+                         "utterance falls back to the local voice (each one is a pause the caller "
+                         "hears; with none the local voice speaks at once)")
     breaker_failures: int = Field(5, ge=1, le=100, description="Consecutive failures that "
                                   "open the circuit (all premium speech goes local)")
     breaker_recovery_s: float = Field(30.0, gt=0, le=3600, description="How long the circuit "

@@ -42,7 +42,7 @@ class StoreCallEffects:
             log.warning("callback for a caller who is not a lead (%s): not scheduled",
                         mask_phone(lead.phone))
             return
-        await self._leads.set_status(lead.lead_id, LeadStatus.RETRY, next_attempt_at=at)
+        await self._leads.set_status(lead.lead_id, LeadStatus.CALLBACK, next_attempt_at=at)
 
     async def update_lead(self, lead: LeadContext, changes: LeadChanges) -> None:
         if lead.contact_id is None:

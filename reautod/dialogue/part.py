@@ -48,6 +48,7 @@ from reautod.dialogue.seam import PlaybookConversations
 from reautod.dialogue.slots import CampaignSlots
 from reautod.dialogue.vocabulary import Outcome
 from reautod.engines.llm import LlamaLLM
+from reautod.engines.pool import LlmPool
 from reautod.errors import NotFoundError
 from reautod.methods import Method
 from reautod.observability.events import EventBus
@@ -111,6 +112,8 @@ def json_model_of(llm: object, on_usage: JsonUsage | None = None) -> JsonModel |
     if isinstance(llm, LlamaLLM) and llm.model is not None:
         return LlamaJsonModel(llm.model, llm.scheduler, timeout_s=llm.timeout_s,
                               on_usage=on_usage)
+    if isinstance(llm, LlmPool):  # the servers' grammars (response_format with the schema)
+        return llm.json_model(on_usage)
     return None
 
 

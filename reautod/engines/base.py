@@ -125,6 +125,18 @@ class LanguageModel(Protocol):
     def health(self) -> EngineHealth: ...
 
 
+async def relay(stream: AsyncIterator[TokenChunk]) -> AsyncIterator[TokenChunk]:
+    """Yield what `stream` yields, closing it however this generator ends: a wrapper's caller
+    closing it (barge-in) closes the inner stream now, not when it is collected."""
+    try:
+        async for chunk in stream:
+            yield chunk
+    finally:
+        close = getattr(stream, "aclose", None)
+        if close is not None:
+            await close()
+
+
 class TextToSpeech(Protocol):
     sample_rate: int
 

@@ -38,9 +38,22 @@ from reautod.engines.catalog import (
     missing_detail,
     resolve,
 )
+from reautod.engines.context import (
+    ContextWindow,
+    CountingTokenizer,
+    LlamaTokenizer,
+    Tokenizer,
+    WindowedLanguageModel,
+    model_summarizer,
+)
 from reautod.engines.device import Device, resolve_device
+from reautod.engines.gpu_fit import plan_for
+from reautod.engines.pool import LlmPool
 from reautod.engines.scheduler import EngineObserver, EngineScheduler
+from reautod.engines.switch import ModelSwitch
 from reautod.errors import UnavailableError
+from reautod.observability.gpu import load_nvml
+from reautod.resilience.service import Resilience
 
 log = logging.getLogger(__name__)
 
@@ -105,13 +118,17 @@ class EngineSet:
         self.tts = tts
         self.models = models or {}
         self.device = device
+        self._switch: ModelSwitch | None = None
 
     @classmethod
     async def load(cls, settings: Settings, *, warm_up: bool = True,
-                   observer: EngineObserver | None = None) -> EngineSet:
+                   observer: EngineObserver | None = None,
+                   resilience: Resilience | None = None) -> EngineSet:
         """Load every installed model in threads (concurrently); never raises for a model problem.
 
-        `observer` (e.g. the daemon's `Metrics`) receives every scheduler event.
+        `observer` (e.g. the daemon's `Metrics`) receives every scheduler event. With
+        `[llm_pool] endpoints` the LLM is the pool of those servers (its circuits in
+        `resilience`), and no language model is loaded in-process.
         """
         device = await asyncio.to_thread(resolve_device, settings.models.device)
         models = {name: resolve(settings, name) for name in ENGINE_NAMES}
@@ -121,8 +138,14 @@ class EngineSet:
             "tts": lambda: _load_tts(settings, models["tts"], warm_up),
         }
         models_dir = settings.models_dir()
+        pool = _pool(settings, resilience)
+        if pool is not None:
+            await pool.start()
         results = await asyncio.gather(
-            *(_load_one(name, models[name], models_dir, loaders[name]) for name in ENGINE_NAMES))
+            *(_load_one(name, models[name], models_dir, loaders[name]) for name in ENGINE_NAMES
+              if not (name == "llm" and pool is not None)))
+        if pool is not None:
+            results.insert(1, pool)
         stt, llm, tts = results
         log.info("engines on %s: %s", device,
                  ", ".join(f"{e.health().name}={e.health().state}" for e in results))
@@ -131,12 +154,62 @@ class EngineSet:
             engine_set.set_observer(observer)
         return engine_set
 
+    def windowed(self, settings: Settings, llm: LanguageModel | None = None) -> LanguageModel:
+        """`llm` (default: this set's) with every request fitted to the model's context window
+        by its own tokenizer (reautod.engines.context); an absent model is returned as it is."""
+        llm = llm if llm is not None else self.llm
+        inner: Any = getattr(llm, "inner", llm)
+        tokenizer: Tokenizer
+        if isinstance(inner, LlmPool):
+            tokenizer = CountingTokenizer(inner.count_tokens)
+            n_ctx = min(e.settings.context_tokens for e in inner.endpoints)
+        elif getattr(inner, "model", None) is not None:  # the in-process LlamaLLM
+            tokenizer = LlamaTokenizer(inner.model)
+            n_ctx = settings.models.n_ctx
+        else:
+            return llm
+        e = settings.engines
+        writer = self.named_models(settings).using(settings.llm_models.summary)
+        window = ContextWindow(tokenizer, n_ctx=n_ctx, summary_tokens=e.llm_summary_tokens,
+                               summarize=model_summarizer(writer, max_tokens=e.llm_summary_tokens,
+                                                          timeout_s=e.llm_timeout_s))
+        return WindowedLanguageModel(llm, window, default_max_tokens=e.llm_max_tokens)
+
+    def named_models(self, settings: Settings) -> ModelSwitch:
+        """This set's LLM and the named models of `[llm_models]` and the pool (built once)."""
+        if self._switch is None:
+            device = self.device
+            models_dir = settings.models_dir()
+            inner: Any = self.llm
+            while getattr(inner, "inner", None) is not None:
+                inner = inner.inner
+
+            async def load(path: Path) -> Any:
+                return await asyncio.to_thread(load_gguf, settings, path, device, False)
+
+            self._switch = ModelSwitch(
+                self.llm, local={m.name: models_dir / m.path for m in settings.llm_models.local},
+                load=load, max_loaded=settings.llm_models.max_loaded,
+                pool=inner if isinstance(inner, LlmPool) else None)
+        return self._switch
+
+    def llm_endpoints(self) -> list[dict[str, Any]]:
+        """Each pool endpoint's state (empty with the in-process model)."""
+        inner: Any = self.llm
+        while not isinstance(inner, LlmPool) and getattr(inner, "inner", None) is not None:
+            inner = inner.inner
+        if not isinstance(inner, LlmPool):
+            return []
+        return [asdict(s) for s in inner.statuses()]
+
     def set_observer(self, observer: EngineObserver | None) -> None:
         """Send the loaded engines' scheduler events (requests, timings, queue depth) there."""
         for engine in self._all():
             scheduler: EngineScheduler | None = getattr(engine, "scheduler", None)
             if scheduler is not None:
                 scheduler.observer = observer
+            if isinstance(engine, LlmPool):
+                engine.observer = observer
 
     def _all(self) -> list[_Closable]:
         return [self.stt, self.llm, self.tts]  # type: ignore[list-item]
@@ -169,7 +242,8 @@ class EngineSet:
             entry["state"] = str(health.state)
             entry["stats"] = asdict(stats[health.name])
             engines.append(entry)
-        return {"ready": self.ready, "device": self.device, "engines": engines}
+        return {"ready": self.ready, "device": self.device, "engines": engines,
+                "llm_endpoints": self.llm_endpoints()}
 
     def health_checks(self) -> dict[str, Callable[[], Awaitable[tuple[bool, str]]]]:
         """`stt` / `llm` / `tts` checks in the daemon's health-check shape: (ok, detail)."""
@@ -184,10 +258,14 @@ class EngineSet:
                                                                  strict=True)}
 
     async def close(self) -> None:
+        if self._switch is not None:
+            await self._switch.close()
         await asyncio.gather(*(engine.close() for engine in self._all()))
 
 
 def _check_line(health: EngineHealth) -> tuple[bool, str]:
+    if health.state == EngineState.READY and health.model and health.model.startswith("pool:"):
+        return True, health.detail  # each endpoint: state, circuit, busy slots
     if health.state == EngineState.READY:
         return True, f"{health.model} (queue {health.queue_depth}, failures {health.failures})"
     return False, f"{health.state}: {health.detail}"
@@ -207,6 +285,15 @@ async def _load_one(name: EngineName, model: ResolvedModel, models_dir: Path,
         return _absent(name, EngineHealth(name, EngineState.FAILED, str(model.path), detail))
 
 
+def _pool(settings: Settings, resilience: Resilience | None) -> LlmPool | None:
+    if not settings.llm_pool.endpoints:
+        return None
+    e = settings.engines
+    return LlmPool(settings.llm_pool, resilience or Resilience(settings.resilience),
+                   max_tokens=e.llm_max_tokens, temperature=e.llm_temperature,
+                   timeout_s=e.llm_timeout_s)
+
+
 def _absent(name: EngineName, health: EngineHealth) -> _Absent:
     kinds: dict[EngineName, type[_Absent]] = {"stt": AbsentSTT, "llm": AbsentLLM, "tts": AbsentTTS}
     return kinds[name](health)
@@ -220,10 +307,20 @@ def _load_stt(settings: Settings, model: ResolvedModel, device: Device, warm_up:
 
 
 def _load_llm(settings: Settings, model: ResolvedModel, device: Device, warm_up: bool) -> Any:
+    return load_gguf(settings, model.path, device, warm_up)
+
+
+def load_gguf(settings: Settings, path: Path, device: Device, warm_up: bool) -> Any:
+    """An in-process `LlamaLLM` of the GGUF at `path` with the engine settings; blocking."""
     from reautod.engines.llm import LlamaLLM
 
     m = settings.models
-    return LlamaLLM.load(model.path, n_ctx=m.n_ctx, n_gpu_layers=m.n_gpu_layers,
+    n_gpu_layers = m.n_gpu_layers
+    if device == "cuda":  # as many layers as NVML says fit; what cannot fit is refused
+        plan = plan_for(path, n_ctx=m.n_ctx, requested=m.n_gpu_layers, nvml=load_nvml())
+        if plan is not None:
+            n_gpu_layers = plan.n_gpu_layers
+    return LlamaLLM.load(path, n_ctx=m.n_ctx, n_gpu_layers=n_gpu_layers,
                          n_threads=m.n_threads, queue_size=settings.engines.queue_size,
                          timeout_s=settings.engines.llm_timeout_s,
                          max_tokens=settings.engines.llm_max_tokens, gpu=device == "cuda",

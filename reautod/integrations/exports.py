@@ -68,8 +68,8 @@ COLUMNS: dict[Dataset, DatasetSpec] = {
     Dataset.LEADS: DatasetSpec(LeadExport, "lead", {
         "lead_id": "the lead (a contact in a campaign)", "campaign": "campaign name",
         "contact_id": "the person", "phone": "E.164", "name": "as imported",
-        "email": "", "timezone": "IANA time zone", "status": "new, retry, dialing, in_call, "
-        "qualified, not_qualified, booked, not_interested, dnc, exhausted, failed",
+        "email": "", "timezone": "IANA time zone", "status": "new, retry, callback, dialing, "
+        "in_call, qualified, not_qualified, booked, not_interested, dnc, exhausted, failed",
         "attempts": "calls placed", "score": "latest score 0-100",
         "dnc": "on a do-not-call list", "consent_status": "unknown, granted, revoked",
         "last_attempt_at": "", "next_attempt_at": "when the dialer may call next",

@@ -29,6 +29,8 @@ EVENT_TYPES = frozenset(
         "budget.alert",
         "health.changed",
         "circuit.changed",
+        "admission.changed",
+        "recording.stopped",
         "daemon.state",
         "log",
         "lagged",

@@ -95,6 +95,12 @@ class GpuCollector(Collector):
         self.error = None
         return devices
 
+    def used_share(self) -> float | None:
+        """The fullest GPU's memory in use (0..1), or None without a GPU (NVML takes
+        microseconds: the dialer asks on the loop)."""
+        shares = [d.used_bytes / d.total_bytes for d in self.read() if d.total_bytes > 0]
+        return max(shares, default=None)
+
     async def health_check(self, *, required: bool = False) -> tuple[bool, str]:
         """(ok, detail) for the daemon's `health`: a missing GPU fails only when `required`
         (models.device = "cuda"); NVML is read in a thread."""

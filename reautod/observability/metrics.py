@@ -64,6 +64,7 @@ PREMIUM_FALLBACK_REASONS: Final = (
 
 # Circuit breakers and retries (reautod.resilience): services and what a circuit or retry did.
 CIRCUIT_SERVICES: Final = SERVICES
+RECORDING_STOP_REASONS: Final = ("disk_full", "write_failed")
 CIRCUIT_STATES: Final = ("closed", "open", "half_open")
 RETRY_RESULTS: Final = ("retried", "budget_exhausted")
 
@@ -192,6 +193,21 @@ class Metrics:
         self.retries_total = Counter(
             "reautod_retries", "Retries of transient failures: made, or refused by the budget",
             ["service", "result"], registry=r)
+        # Degradation (reautod.resilience): what the box gave up to keep calls going.
+        self.recordings_stopped_total = Counter(
+            "reautod_recordings_stopped", "Call recordings stopped mid-call (the call went on)",
+            ["reason"], registry=r)
+        self.engine_out_of_memory_total = Counter(
+            "reautod_engine_out_of_memory", "Engine requests that ran out of (GPU) memory",
+            ["engine"], registry=r)
+        self.admission_limit = Gauge(
+            "reautod_admission_limit", "Live calls the box takes now (calls.max_concurrent, "
+            "lowered after running out of memory)", registry=r)
+        self.inbound_shed_total = Counter(
+            "reautod_inbound_shed", "Inbound calls answered with the busy message, by reason",
+            ["reason"], registry=r)
+        for reason in RECORDING_STOP_REASONS:
+            self.recordings_stopped_total.labels(reason=reason)
         for service in CIRCUIT_SERVICES:
             self.circuits_not_closed.labels(service=service)
             for state in CIRCUIT_STATES:
@@ -363,6 +379,21 @@ class Metrics:
         self.circuit_transitions_total.labels(
             service=service, state=_check(state, CIRCUIT_STATES, "state")).inc()
         self.circuits_not_closed.labels(service=service).set(not_closed)
+
+    def recording_stopped(self, reason: str) -> None:
+        self.recordings_stopped_total.labels(
+            reason=_check(reason, RECORDING_STOP_REASONS, "reason")).inc()
+
+    def engine_out_of_memory(self, engine: str, limit: int) -> None:
+        """An engine ran out of memory; the box now takes `limit` live calls."""
+        self.engine_out_of_memory_total.labels(engine=_check(engine, ENGINES, "engine")).inc()
+        self.admission_limit.set(limit)
+
+    def admission_changed(self, limit: int) -> None:
+        self.admission_limit.set(limit)
+
+    def inbound_shed(self, reason: str) -> None:
+        self.inbound_shed_total.labels(reason=reason).inc()
 
     def retry_attempted(self, service: str, allowed: bool) -> None:
         self.retries_total.labels(service=_check(service, CIRCUIT_SERVICES, "service"),

@@ -44,7 +44,7 @@ from reautod.pipeline.greetings import synthesize_all
 from reautod.store.database import Database
 from reautod.store.repositories import CallRepository, CampaignRepository
 from reautod.telephony.clips import SpokenClips
-from reautod.telephony.webhooks import twilio_router
+from reautod.telephony.webhooks import BusyMessage, InboundGate, twilio_router
 
 CALLS_PER_SECOND = 1.0  # Twilio's default CPS for a standard account
 VOICEMAIL_TTS_TIMEOUT_S = 30.0  # the whole message (up to 1,500 characters), once per campaign
@@ -71,10 +71,12 @@ class OutboundPart:
         budget: BudgetCheck | None = None,
         erased: ErasedNumbers | None = None,
         load: LoadPace | None = None,
+        inbound_gate: InboundGate | None = None,
     ) -> None:
         self.twilio = twilio
         self.bus = bus
         self.live = live  # the holder, not a copy: openings and the box's call cap follow a reload
+        self.inbound_gate = inbound_gate  # load shedding: a caller the box cannot take hears why
         self.dnc = dnc or DncList(StoreDncStorage(db))
         campaigns = CampaignRepository(db)
         link = twilio.link
@@ -132,8 +134,10 @@ class OutboundPart:
         link = self.twilio.link
         if self.tracker is None or link is None:
             return []
+        twilio = self.live.current.twilio
         routers = [twilio_router(self.tracker, link.validator,
-                                 declined_message=self.live.current.twilio.inbound_message)]
+                                 declined_message=twilio.inbound_message, gate=self.inbound_gate,
+                                 busy=BusyMessage(twilio.busy_message, twilio.busy_audio_url))]
         return routers + ([self.clips.router()] if self.clips is not None else [])
 
     async def start(self) -> None:

@@ -57,6 +57,13 @@ class Engines(Protocol):
         ...
 
 
+class Admission(Protocol):
+    """How many live calls the box takes now (reautod.resilience.memory.AdmissionLimit: lowered
+    after an engine ran out of memory); without one, `calls.max_concurrent`."""
+
+    def limit(self) -> int: ...
+
+
 class _TappedObserver(SafeObserver):
     """The daemon's observer, plus per-call taps (a simulated call collecting its own turns)."""
 
@@ -78,8 +85,10 @@ class CallManager:
                  observer: CallObserver,
                  recording: CallRecording | None = None, *,
                  conversations: Conversations | None = None,
-                 handoff: CallHandoff | None = None) -> None:
+                 handoff: CallHandoff | None = None,
+                 admission: Admission | None = None) -> None:
         self._engines = engines
+        self._admission = admission
         # the holder, not a copy: each new call takes the settings in effect when it starts
         self._live = settings if isinstance(settings, LiveSettings) else LiveSettings(settings)
         self._observer = _TappedObserver(observer)
@@ -154,11 +163,14 @@ class CallManager:
         except UnavailableError:
             self.refused["engines"] += 1
             raise
-        limit = self.settings.calls.max_concurrent
+        configured = self.settings.calls.max_concurrent
+        limit = configured if self._admission is None else min(configured,
+                                                                 self._admission.limit())
         if len(self._sessions) >= limit:
             self.refused["capacity"] += 1
-            raise OverloadedError(
-                f"at capacity: {len(self._sessions)} live calls (calls.max_concurrent = {limit})")
+            lowered = "" if limit == configured else f", lowered to {limit} after out of memory"
+            raise OverloadedError(f"at capacity: {len(self._sessions)} live calls "
+                                  f"(calls.max_concurrent = {configured}{lowered})")
 
     async def run_call(self, websocket: WebSocket, start: StartInfo,
                        input_warnings: dict[str, int] | None = None) -> str:

@@ -139,3 +139,11 @@ class AgentBusyFrame(SystemFrame):
     """Upstream: the agent started (`busy`) or finished its turn (all replies played)."""
 
     busy: bool = True
+
+
+@dataclass
+class PlaybackHoldFrame(SystemFrame):
+    """Downstream, to the output transport: the caller may be cutting in (`hold`), so stop
+    sending the agent's audio; or it was a backchannel or noise, so send it on again."""
+
+    hold: bool = True

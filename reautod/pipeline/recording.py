@@ -30,6 +30,12 @@ from reautod.security.consent import ConsentDecision, RecordingConsent
 log = logging.getLogger(__name__)
 
 
+def _describe(err: ReautodError | OSError) -> str:
+    if isinstance(err, ReautodError):
+        return f"{err.code}: {err.message}"
+    return f"{type(err).__name__}: {err.strerror or err}"
+
+
 class GuardedSink:
     """A sink whose failure stops the recording, never the call (logged once)."""
 
@@ -49,9 +55,8 @@ class GuardedSink:
             return
         try:
             write(pcm)
-        except ReautodError as err:
-            log.warning("call %s: recording stopped (%s: %s)", self._call_id, err.code,
-                        err.message)
+        except (ReautodError, OSError) as err:  # OSError: a sink that let the disk's through
+            log.warning("call %s: recording stopped (%s)", self._call_id, _describe(err))
             self.recording = False
 
     async def close(self, outcome: ConsentOutcome) -> None:
@@ -59,19 +64,17 @@ class GuardedSink:
         self.recording = False
         try:
             await self._inner.close(outcome)
-        except ReautodError as err:
+        except (ReautodError, OSError) as err:
             # what reached the disk stays as partial files: the next start finalises them
-            log.warning("call %s: recording not finalised (%s: %s)", self._call_id, err.code,
-                        err.message)
+            log.warning("call %s: recording not finalised (%s)", self._call_id, _describe(err))
 
     async def discard(self) -> None:
         """Stop now and delete what was recorded; nothing more is written."""
         self.recording = False
         try:
             await self._inner.discard()
-        except ReautodError as err:
-            log.warning("call %s: recording not discarded (%s: %s)", self._call_id, err.code,
-                        err.message)
+        except (ReautodError, OSError) as err:
+            log.warning("call %s: recording not discarded (%s)", self._call_id, _describe(err))
 
 
 class ConsentedRecording:

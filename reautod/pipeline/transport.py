@@ -14,6 +14,13 @@ pace holds to the spurt's own clock, and a stall is caught up by sending late fr
 stalls shorter than the lead are never heard. What the caller heard still comes only from the
 mark echoes (pipeline.playback), and a barge-in's `clear` drops the buffered lead with the rest.
 
+Barge-in hold: when the caller starts speaking over the agent, the turn processor sends a
+PlaybackHoldFrame before it knows whether this is a barge-in or a backchannel ("mhm"): the output
+stops sending (the caller hears at most the lead already in Twilio's buffer), and either the
+InterruptionFrame follows (pipecat drops the queue and sends `clear`; the frame that was waiting
+is dropped too) or the hold is released and the agent goes on where it stopped. A hold never
+outlasts `MAX_HOLD_S`, so a lost release cannot leave the agent mute.
+
 Playback marks (PlaybackMarkFrame) travel in the output's audio queue behind the audio they
 follow and are written by the serializer when their turn comes, as Twilio's `mark` messages.
 """
@@ -25,7 +32,12 @@ import time
 from typing import Any
 
 from fastapi import WebSocket
-from pipecat.frames.frames import Frame, InputAudioRawFrame, InterruptionFrame
+from pipecat.frames.frames import (
+    Frame,
+    InputAudioRawFrame,
+    InterruptionFrame,
+    OutputAudioRawFrame,
+)
 from pipecat.processors.frame_processor import FrameDirection
 from pipecat.transports.websocket.fastapi import (
     FastAPIWebsocketInputTransport,
@@ -34,9 +46,10 @@ from pipecat.transports.websocket.fastapi import (
     FastAPIWebsocketTransport,
 )
 
-from reautod.pipeline.frames import PlaybackMarkFrame
+from reautod.pipeline.frames import PlaybackHoldFrame, PlaybackMarkFrame
 
 PLAYOUT_LEAD_S = 0.1  # audio kept in Twilio's buffer ahead of what is playing
+MAX_HOLD_S = 2.0  # longer than any barge-in decision (BACKCHANNEL_MAX_S + a transcription)
 
 
 class _DirectAudioInput(FastAPIWebsocketInputTransport):
@@ -77,17 +90,60 @@ class PlayoutClock:
         return max(0.0, wait)
 
 
+class PlaybackHold:
+    """Whether the agent's next frame may go out: held while the caller may be cutting in."""
+
+    def __init__(self, max_hold_s: float = MAX_HOLD_S) -> None:
+        self.max_hold_s = max_hold_s
+        self._released = asyncio.Event()
+        self._released.set()
+        self._interruptions = 0
+
+    def set(self, hold: bool) -> None:
+        if hold:
+            self._released.clear()
+        else:
+            self._released.set()
+
+    def interrupted(self) -> None:
+        """The caller cut in: what waits is void (pipecat drops the queue and sends `clear`)."""
+        self._interruptions += 1
+        self._released.set()
+
+    async def may_send(self) -> bool:
+        """Wait out a hold (at most `max_hold_s`); False if an interruption ended it."""
+        if self._released.is_set():
+            return True
+        interruptions = self._interruptions
+        try:
+            await asyncio.wait_for(self._released.wait(), self.max_hold_s)
+        except TimeoutError:
+            self._released.set()  # a release got lost: never leave the agent mute
+        return self._interruptions == interruptions
+
+
 class _LeadingAudioOutput(FastAPIWebsocketOutputTransport):
     """pipecat's output transport, paced by a PlayoutClock instead of its own restart-on-lag."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._playout: PlayoutClock | None = None
+        self._hold = PlaybackHold()
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        if isinstance(frame, PlaybackHoldFrame):
+            self._hold.set(frame.hold)
+            return  # ours alone: nothing past the transport wants it
+        if isinstance(frame, InterruptionFrame):
+            self._hold.interrupted()
         await super().process_frame(frame, direction)
         if isinstance(frame, InterruptionFrame) and self._playout is not None:
             self._playout.restart()  # pipecat sent the `clear`
+
+    async def write_audio_frame(self, frame: OutputAudioRawFrame) -> bool:
+        if not await self._hold.may_send():
+            return False  # the caller cut in: this frame was meant for before the `clear`
+        return await super().write_audio_frame(frame)
 
     async def write_transport_frame(self, frame: Frame) -> None:
         # pipecat hands over the frames of the audio queue it has no use of, in order, once

@@ -6,6 +6,9 @@ If it says incomplete, the turn waits for more speech, or for the silence fallba
 
 Barge-in: caller speech while the agent is busy (generating or playing) interrupts it once it
 has lasted `min_barge_in_s` and is not a backchannel ("mhm"); shorter noise never interrupts.
+The agent's audio is held from the first window the VAD hears as voiced (PlaybackHoldFrame, see
+pipeline.transport), so the caller stops hearing it at once; a backchannel or noise releases
+the hold and the agent goes on, a barge-in clears it.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from reautod.config import CallSettings
 from reautod.engines.base import SpeechToText, Transcript
 from reautod.errors import ReautodError
 from reautod.pipeline.engine_calls import engine_error
-from reautod.pipeline.frames import UserSpeechFrame, UserTurnFrame
+from reautod.pipeline.frames import PlaybackHoldFrame, UserSpeechFrame, UserTurnFrame
 from reautod.telephony.audio import resample
 
 log = logging.getLogger(__name__)
@@ -109,6 +112,7 @@ class UserTurnProcessor(FrameProcessor):
         self._segment_onset = 0.0
         self._speech_ended_at = 0.0
         self._barged = False
+        self._holding = False  # the agent's audio is held: the caller may be cutting in
         self._backchannel_seen = False
         self._check_task: asyncio.Task[None] | None = None
         self._eval_task: asyncio.Task[None] | None = None
@@ -171,7 +175,14 @@ class UserTurnProcessor(FrameProcessor):
                 self._preroll_bytes -= len(self._preroll.popleft())
 
         previous, self._vad_state = self._vad_state, state
-        if state == VADState.SPEAKING and previous in (VADState.QUIET, VADState.STARTING):
+        if state == VADState.STARTING and previous == VADState.QUIET:
+            # The first voiced window: hold the agent now rather than after the VAD's start
+            # delay. A hold shorter than the playout lead is never heard (see pipeline.transport).
+            if not self._barged and self._agent_busy():
+                await self._hold(True)
+        elif state == VADState.QUIET and previous == VADState.STARTING and not self._in_turn:
+            await self._hold(False)  # a click or a breath: it never became speech
+        elif state == VADState.SPEAKING and previous in (VADState.QUIET, VADState.STARTING):
             await self._on_speech_start(now - self._vad.params.start_secs)
         elif state == VADState.SPEAKING and previous == VADState.STOPPING:
             await self._on_speech_resume()
@@ -205,6 +216,8 @@ class UserTurnProcessor(FrameProcessor):
         self._segment_onset = onset
         self._backchannel_seen = False
         await self.push_frame(UserSpeechFrame(speaking=True, at=onset))
+        if not self._barged and self._agent_busy():
+            await self._hold(True)
 
     async def _on_speech_resume(self) -> None:
         """The caller went on after a pause: whatever was worked out for the pause is void."""
@@ -229,6 +242,8 @@ class UserTurnProcessor(FrameProcessor):
         if not self._in_turn:
             return
         await self.push_frame(UserSpeechFrame(speaking=False, at=self._speech_ended_at))
+        if self._speech_ended_at - self._segment_onset < self._calls.min_barge_in_s:
+            await self._hold(False)  # too short to cut in: noise, or a cough
         if self._check_task is not None and not self._check_task.done():
             await self.cancel_task(self._check_task)
         self._check_task = None
@@ -300,12 +315,19 @@ class UserTurnProcessor(FrameProcessor):
             self._check_task = None
         if backchannel:
             self._backchannel_seen = True
+            await self._hold(False)
         elif not self._barged and self._agent_busy():
             await self._barge_in()
 
     async def _barge_in(self) -> None:
         self._barged = True
+        self._holding = False  # the interruption drops what was held
         await self.push_frame(InterruptionFrame())
+
+    async def _hold(self, hold: bool) -> None:
+        if hold != self._holding:
+            self._holding = hold
+            await self.push_frame(PlaybackHoldFrame(hold=hold))
 
     # -- end of turn
 
@@ -340,6 +362,7 @@ class UserTurnProcessor(FrameProcessor):
             if error is None and not text:
                 self.noise_ignored += 1
                 keep = False
+            await self._hold(False)  # decided: a barge-in has cleared it already, else go on
             if keep:
                 await self.push_frame(
                     UserTurnFrame(

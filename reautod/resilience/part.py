@@ -1,6 +1,8 @@
 """The resilience part: the daemon's one `Resilience` (breakers + retry budgets), with every
 circuit's state in Prometheus metrics, on the control socket (`circuit.changed` events) and in
-`reautoctl health` (the `circuits` check).
+`reautoctl health` (the `circuits` check); and the degradation steps that are not circuits: the
+live-call limit lowered after running out of memory (`admission.changed`), recordings stopped by
+a full disk (`recording.stopped`), the load governor and inbound shedding.
 """
 
 from __future__ import annotations
@@ -11,10 +13,14 @@ from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
+from reautod.call_recording import CallRecording
 from reautod.engines.base import LanguageModel
 from reautod.observability.events import EventBus
 from reautod.resilience.breaker import Breakers, BreakerState
+from reautod.resilience.inbound import AdmissionCheck, InboundShedding
 from reautod.resilience.llm import GuardedLanguageModel
+from reautod.resilience.memory import AdmissionLimit, MemoryGuardedEngines
+from reautod.resilience.recording import AlarmedRecording, RecordingStopped
 from reautod.resilience.service import Resilience, service_of
 from reautod.resilience.settings import ResilienceSettings
 from reautod.resilience.shedding import LoadGovernor
@@ -41,9 +47,27 @@ class CircuitChanged(BaseModel):
         return self.model_dump(mode="json")
 
 
+class AdmissionChanged(BaseModel):
+    """The payload of the `admission.changed` topic: the live-call limit went down or back up."""
+
+    model_config = ConfigDict(frozen=True)
+    TOPIC: ClassVar[str] = "admission.changed"
+
+    limit: int
+    configured: int  # calls.max_concurrent
+    reason: str  # "<engine> out of memory" | "recovering" | "recovered"
+
+    def wire(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
 class CircuitMetrics(Protocol):
     def circuit_changed(self, service: str, state: str, not_closed: int) -> None: ...
     def retry_attempted(self, service: str, allowed: bool) -> None: ...
+    def recording_stopped(self, reason: str) -> None: ...
+    def engine_out_of_memory(self, engine: str, limit: int) -> None: ...
+    def admission_changed(self, limit: int) -> None: ...
+    def inbound_shed(self, reason: str) -> None: ...
 
 
 class ResiliencePart:
@@ -56,17 +80,64 @@ class ResiliencePart:
         self.bus = bus
         self.breakers = Breakers(on_change=self._changed)
         self.resilience = Resilience(settings, breakers=self.breakers, counter=metrics)
+        self.admission: AdmissionLimit | None = None  # admission_limit() builds them, in order
+        self.governor: LoadGovernor | None = None
 
     def guarded_llm(self, llm: LanguageModel) -> GuardedLanguageModel:
         """The calls' language model behind the llm circuit (its `down` feeds the agents)."""
         return GuardedLanguageModel(llm, self.resilience, slow_s=self.settings.llm_slow_s)
 
-    def load_governor(self, queue_depths: Callable[[], Mapping[str, int]]) -> LoadGovernor:
+    def admission_limit(self, configured: Callable[[], int]) -> AdmissionLimit:
+        """The live-call limit (`configured`: calls.max_concurrent now), lowered after an engine
+        ran out of memory; call manager and governor share it."""
+        def changed(limit: int, reason: str) -> None:
+            self.metrics.admission_changed(limit)
+            event = AdmissionChanged(limit=limit, configured=configured(), reason=reason)
+            self.bus.publish(event.TOPIC, event.wire())
+
+        self.admission = AdmissionLimit(configured, recover_s=self.settings.oom_recover_s,
+                                        on_change=changed)
+        self.metrics.admission_changed(configured())
+        return self.admission
+
+    def memory_guarded(self, engines: Any, live_calls: Callable[[], int]) -> MemoryGuardedEngines:
+        """The pipeline's engines: running out of memory fails the turn, lowers the limit."""
+        admission = self.admission
+        if admission is None:
+            raise RuntimeError("admission_limit() comes first")
+
+        def out_of_memory(engine: str) -> None:
+            limit = admission.out_of_memory(engine, live_calls())
+            self.metrics.engine_out_of_memory(engine, limit)
+
+        return MemoryGuardedEngines(engines, out_of_memory)
+
+    def load_governor(self, queue_depths: Callable[[], Mapping[str, int]],
+                      gpu_memory: Callable[[], float | None] = lambda: None) -> LoadGovernor:
         """The dialer's pacing by measured load (feed it turns as a CallObserver)."""
         s = self.settings
-        return LoadGovernor(slo_s=s.slo_voice_to_voice_s, window_s=s.slo_window_s,
-                            min_turns=s.slo_min_turns, max_queue=s.max_engine_queue,
-                            queue_depths=queue_depths)
+        self.governor = LoadGovernor(
+            slo_s=s.slo_voice_to_voice_s, window_s=s.slo_window_s, min_turns=s.slo_min_turns,
+            max_queue=s.max_engine_queue, queue_depths=queue_depths,
+            max_gpu_memory=s.max_gpu_memory, gpu_memory=gpu_memory,
+            admission=self.admission, inbound_reserve_s=s.inbound_reserve_s)
+        return self.governor
+
+    def inbound_shedding(self, manager: Callable[[], AdmissionCheck | None]) -> InboundShedding:
+        """The voice webhook's gate: a caller the box cannot take hears the busy message."""
+        if self.governor is None:
+            raise RuntimeError("load_governor() comes first")
+        return InboundShedding(manager, self.governor, self.metrics)
+
+    def alarmed(self, recording: CallRecording) -> AlarmedRecording:
+        """Recordings whose failure (disk full) is an alert; the call goes on."""
+        return AlarmedRecording(recording, self._recording_stopped)
+
+    def _recording_stopped(self, event: RecordingStopped) -> None:
+        self.metrics.recording_stopped(event.reason)
+        self.bus.publish(event.TOPIC, event.wire())
+        log.error("call %s: recording stopped (%s: %s); the call goes on unrecorded",
+                  event.call_id, event.reason, event.detail)
 
     def _changed(self, circuit: str, state: BreakerState) -> None:
         service = service_of(circuit)

@@ -17,7 +17,7 @@ from typing import Final
 from pydantic import BaseModel, ConfigDict, Field
 
 # The services with a circuit; metrics use these names as the `service` label.
-SERVICES: Final = ("twilio", "elevenlabs", "llm", "webhooks", "caldav", "smtp", "sheets",
+SERVICES: Final = ("twilio", "elevenlabs", "llm", "llm_pool", "webhooks", "caldav", "smtp", "sheets",
                    "redis", "database")
 
 
@@ -58,8 +58,18 @@ class ResilienceSettings(Section):
                                "the p90 is not used")
     max_engine_queue: int = Field(4, ge=1, le=1000, description="An engine queue this deep holds "
                                   "new dials back")
+    max_gpu_memory: float = Field(0.92, gt=0, le=1, description="GPU memory used (share of the "
+                                  "fullest device) over which no new dials are placed")
+    oom_recover_s: float = Field(300.0, gt=0, le=86400, description="After an engine ran out of "
+                                 "memory the box takes one call fewer than it held; the limit "
+                                 "rises by one call per this many seconds without another")
+    inbound_reserve_s: float = Field(60.0, ge=0, le=3600, description="After an inbound call was "
+                                     "turned away (busy), the dialer keeps one call slot free "
+                                     "this long for callers")
     twilio: ServicePolicy = ServicePolicy(failures=5, recovery_s=30.0, retries=2)
     llm: ServicePolicy = ServicePolicy(failures=3, recovery_s=15.0, retries=0)
+    # one circuit per LLM pool endpoint (`llm_pool:<name>`); its retries are [llm_pool] attempts
+    llm_pool: ServicePolicy = ServicePolicy(failures=2, recovery_s=10.0, retries=0)
     webhooks: ServicePolicy = ServicePolicy(failures=5, recovery_s=60.0, retries=0)
     caldav: ServicePolicy = ServicePolicy(failures=5, recovery_s=30.0, retries=1)
     smtp: ServicePolicy = ServicePolicy(failures=5, recovery_s=60.0, retries=0)

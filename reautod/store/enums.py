@@ -22,6 +22,7 @@ class CampaignStatus(StrEnum):
 class LeadStatus(StrEnum):
     NEW = "new"
     RETRY = "retry"
+    CALLBACK = "callback"  # the lead asked to be called back at next_attempt_at
     DIALING = "dialing"
     IN_CALL = "in_call"
     QUALIFIED = "qualified"
@@ -34,7 +35,7 @@ class LeadStatus(StrEnum):
 
 
 # Leads the dialer may pick up when their next_attempt_at has come.
-DUE_LEAD_STATUSES = (LeadStatus.NEW, LeadStatus.RETRY)
+DUE_LEAD_STATUSES = (LeadStatus.NEW, LeadStatus.RETRY, LeadStatus.CALLBACK)
 
 
 class CallDirection(StrEnum):

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 import logging
 import os
@@ -78,6 +79,11 @@ class _PlainWriter:
     abandon = close
 
 
+def write_failure_code(err: OSError) -> str:
+    """`disk_full` when the file system is out of space or quota, else `store_failed`."""
+    return "disk_full" if err.errno in (errno.ENOSPC, errno.EDQUOT) else StoreError.code
+
+
 @dataclass
 class _Track:
     path: Path
@@ -120,6 +126,7 @@ class CallRecorder:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self.dropped_bytes = 0
+        self.failure: StoreError | None = None  # a write failed (disk full): recording stopped
 
     async def start(self) -> None:
         await asyncio.to_thread(self._open_files)
@@ -135,7 +142,8 @@ class CallRecorder:
                     if self.keys is not None else _PlainWriter(track.path, self.sample_rate)
                 )
         except OSError as err:
-            raise StoreError(f"cannot create recording in {self.directory}: {err.strerror}") from err
+            raise StoreError(f"cannot create recording in {self.directory}: {err.strerror}",
+                             code=write_failure_code(err)) from err
 
     def set_consent(self, recorded: bool, detail: str) -> None:
         """What the call established about consent to record (stored with each file's row)."""
@@ -145,6 +153,8 @@ class CallRecorder:
     def write(self, direction: RecordingDirection, pcm: bytes) -> None:
         """Queue 16-bit mono PCM at `sample_rate` for one direction (drops, counted, when over the
         buffer bound: the audio path must never wait on the disk)."""
+        if self.failure is not None:
+            raise StoreError(f"recording stopped: {self.failure.message}", code=self.failure.code)
         if self._task is None or self._closing:
             raise StoreError("the recorder is not running")
         if len(pcm) % SAMPLE_WIDTH:
@@ -163,9 +173,16 @@ class CallRecorder:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), _FLUSH_INTERVAL_S)
             self._wake.clear()
-            await self._flush()
+            try:
+                await self._flush()
+            except StoreError as err:
+                # what reached the disk stays (finalised at close); the next `write` says why
+                self.failure = err
+                return
 
     async def _flush(self) -> None:
+        if self.failure is not None:
+            return
         batches = []
         for track in self._tracks.values():
             if track.pending:
@@ -183,7 +200,8 @@ class CallRecorder:
             try:
                 track.writer.write(data)
             except OSError as err:
-                raise StoreError(f"cannot write recording {track.path}: {err.strerror}") from err
+                raise StoreError(f"cannot write recording {track.path}: {err.strerror}",
+                                 code=write_failure_code(err)) from err
             track.frames += len(data) // SAMPLE_WIDTH
 
     async def close(self) -> list[RecordingFinalized]:
@@ -193,8 +211,20 @@ class CallRecorder:
         self._closing = True
         self._wake.set()
         await self._task
+        if self.failure is not None:
+            # what reached the disk stays as partial files: the next start finalises them
+            await asyncio.to_thread(self._abandon_writers)
+            raise StoreError(f"recording not finalised: {self.failure.message}",
+                             code=self.failure.code)
         await self._flush()
         return await asyncio.to_thread(self._finalize)
+
+    def _abandon_writers(self) -> None:
+        for track in self._tracks.values():
+            if track.writer is not None:
+                with contextlib.suppress(OSError):
+                    track.writer.abandon()
+                track.writer = None
 
     async def discard(self) -> None:
         """Stop recording and delete what was recorded (the caller objected); no rows result."""

@@ -42,6 +42,7 @@ class Playback:
         self.media: list[MediaArrival] = []
         self.mark_records: list[MarkRecord] = []
         self.clears: list[float] = []
+        self.ran_dry: list[float] = []  # when agent audio stopped reaching the caller (dry, clear)
         self.heard = bytearray()  # what the caller heard, one frame per tick (when recording)
         self.received = bytearray()  # every agent byte in arrival order (when recording)
         self.bytes_played = 0
@@ -93,6 +94,7 @@ class Playback:
             self.bytes_played += len(chunk)
             if not self._pending:
                 self.playback_ended_at = now + len(chunk) / TELEPHONY_RATE
+                self.ran_dry.append(self.playback_ended_at)
         if self._record:
             self.heard += chunk
             if len(chunk) < FRAME_BYTES:
@@ -109,6 +111,7 @@ class Playback:
             self._cursor += len(self._pending)
             self._pending.clear()
             self.playback_ended_at = now
+            self.ran_dry.append(now)
         self._spurt_started_at = None
         return played, discarded
 

@@ -49,10 +49,16 @@ class BargeInRecord:
     agent_speech_started_at: float
     onset_at: float  # first frame of the caller's barge-in utterance sent
     first_clear_at: float | None  # first `clear` received at or after onset_at
+    silenced_at: float | None  # agent audio first stopped reaching the caller at or after onset
 
     @property
     def clear_latency_s(self) -> float | None:
         return None if self.first_clear_at is None else self.first_clear_at - self.onset_at
+
+    @property
+    def silence_latency_s(self) -> float | None:
+        """Caller onset -> the agent's audio stops reaching the caller (held, or cleared)."""
+        return None if self.silenced_at is None else self.silenced_at - self.onset_at
 
 
 @dataclass(frozen=True)

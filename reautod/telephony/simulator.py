@@ -26,6 +26,7 @@ Driving a call::
     )
     result.latencies_s                    # voice-to-voice latency of each answered utterance
     result.barge_ins[0].clear_latency_s   # caller onset -> first `clear`
+    result.barge_ins[0].silence_latency_s  # caller onset -> the agent's audio stops reaching them
     result.marks, result.clears, result.agent_media, result.malformed, result.as_dict()
     await asyncio.to_thread(result.write_agent_wav, "heard.wav")  # + write_caller_wav
 
@@ -473,7 +474,8 @@ class SimulatedCall:
             for i, label, started, ended, barge in self._utterances
         )
         barge_ins = tuple(
-            BargeInRecord(i, agent_at, onset, first_at_or_after(playback.clears, onset))
+            BargeInRecord(i, agent_at, onset, first_at_or_after(playback.clears, onset),
+                          first_at_or_after(playback.ran_dry, onset))
             for i, agent_at, onset in self._barge_ins
         )
         ws = self._ws

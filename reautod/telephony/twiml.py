@@ -116,10 +116,14 @@ def voicemail_twiml(message: str, *, audio_url: str | None = None, voice: str | 
     return _finish(response)
 
 
-def hangup_twiml(message: str | None = None, *, voice: str | None = None) -> str:
-    """Optionally say something, then hang up (used to end an inbound call we do not take)."""
+def hangup_twiml(message: str | None = None, *, voice: str | None = None,
+                 audio_url: str | None = None) -> str:
+    """Optionally say something (`<Play>` of `audio_url`, else `<Say>` of `message`), then hang
+    up (used to end an inbound call we do not take)."""
     response = VoiceResponse()
-    if message:
+    if audio_url is not None:
+        response.play(_check_http_url(audio_url, "busy message audio"))
+    elif message:
         response.say(_say_text(message), voice=voice)
     response.hangup()
     return _finish(response)

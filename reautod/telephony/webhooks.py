@@ -155,6 +155,22 @@ class WebhookHandler(Protocol):
     async def on_recording(self, event: RecordingEvent) -> None: ...
 
 
+class InboundGate(Protocol):
+    """Whether the box takes another call now (reautod.resilience.inbound); must return at once."""
+
+    def shed_inbound(self) -> str | None:
+        """None: take it; else why it is turned away (the caller hears the busy message)."""
+        ...
+
+
+@dataclass(frozen=True)
+class BusyMessage:
+    """What a caller turned away by load shedding hears: `audio_url` played, else `text` said."""
+
+    text: str
+    audio_url: str | None = None
+
+
 _Form = TypeVar("_Form", bound=_TwilioForm)
 
 
@@ -170,6 +186,8 @@ def twilio_router(
     default_region: str = "US",
     voice: str | None = None,
     declined_message: str | None = None,
+    gate: InboundGate | None = None,
+    busy: BusyMessage = BusyMessage("All of our lines are busy. Please call again later."),
 ) -> APIRouter:
     """The FastAPI router serving Twilio's webhooks; include it in the app unprefixed."""
     router = APIRouter()
@@ -199,6 +217,10 @@ def twilio_router(
             call = await verified(request, VOICE_PATH, VoiceRequest)
         except _Rejected as rejected:
             return rejected.response
+        if gate is not None and (reason := gate.shed_inbound()) is not None:
+            log.info("inbound call %s turned away: %s", call.call_sid, reason)
+            return Response(hangup_twiml(busy.text, voice=voice, audio_url=busy.audio_url),
+                            media_type=XML)
         caller = to_e164(call.from_, default_region)
         try:
             lead = await handler.lookup_lead_by_phone(caller) if caller else None

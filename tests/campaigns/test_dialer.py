@@ -28,6 +28,7 @@ from reautod.config import DatabaseSettings
 from reautod.dialogue.effects import StoreCallEffects
 from reautod.dialogue.ports import LeadContext
 from reautod.errors import ReautodError, ValidationError
+from reautod.resilience.memory import AdmissionLimit
 from reautod.resilience.shedding import LoadGovernor
 from reautod.store.database import Database
 from reautod.store.enums import LeadStatus
@@ -161,6 +162,28 @@ async def test_claim_respects_due_time_and_validates(sqlite: Database) -> None:
         SqlLeadQueue(sqlite, lease_ttl=timedelta(0))
 
 
+async def test_a_due_callback_is_claimed_before_new_leads_of_higher_priority(
+        sqlite: Database) -> None:
+    campaign = await CampaignRepository(sqlite).create("callbacks-first")
+    leads = LeadRepository(sqlite)
+    ids = {}
+    for i, (name, priority, due) in enumerate([("urgent new", 9, NOW - timedelta(hours=2)),
+                                               ("asked for a callback", 0, NOW),
+                                               ("callback not due yet", 0, NOW + timedelta(hours=1))]):
+        contact = await ContactRepository(sqlite).upsert(ContactInput(f"+1212555{i:04d}", name=name))
+        ids[name] = (await leads.add(campaign.id, contact.id, next_attempt_at=due,
+                                     priority=priority)).id
+    for name in ("asked for a callback", "callback not due yet"):
+        row = await leads.get(ids[name])
+        await leads.set_status(ids[name], LeadStatus.CALLBACK, next_attempt_at=row.next_attempt_at)
+    queue = SqlLeadQueue(sqlite, lease_ttl=TTL)
+    [first] = await queue.claim(campaign.id, NOW, 1)
+    assert first.lead_id == ids["asked for a callback"]
+    [second] = await queue.claim(campaign.id, NOW, 1)
+    assert second.lead_id == ids["urgent new"]  # then priority, as before
+    assert await queue.claim(campaign.id, NOW, 1) == []  # a callback waits for its time
+
+
 # --- the dialer's decisions, on SQLite, with fakes for the outside ------------------------------
 
 
@@ -287,7 +310,7 @@ async def test_a_callback_the_agent_scheduled_survives_the_calls_end(sqlite: Dat
     status = await dialer.call_ended(plan, lead, Outcome.ANSWERED, None, NOW + timedelta(minutes=3))
     assert status is None and dialer.limiter.active == 0
     row = await LeadRepository(sqlite).get(lead)
-    assert (row.status, row.next_attempt_at) == (LeadStatus.RETRY, callback_at)
+    assert (row.status, row.next_attempt_at) == (LeadStatus.CALLBACK, callback_at)
 
 
 @dataclass(frozen=True)
@@ -376,21 +399,26 @@ async def test_an_erased_number_is_never_dialed(sqlite: Database) -> None:
     assert (await LeadRepository(sqlite).get(erased)).status == LeadStatus.DNC
 
 
-async def test_the_dialer_paces_by_measured_voice_to_voice_and_engine_queues(
-    sqlite: Database,
-) -> None:
+async def paced(sqlite: Database, load: LoadGovernor,
+                limiter: ConcurrencyLimiter) -> tuple[Dialer, CampaignPlan]:
+    """A dialer paced by `load` over 8 due leads of one campaign, open all day."""
     campaign, leads = await seed(sqlite, 8)
     directory = Directory({lead: LeadTarget(f"+1212555{i:04d}", "America/New_York", "NY")
                            for i, lead in enumerate(leads)})
+    dialer = Dialer(SqlLeadQueue(sqlite, lease_ttl=TTL), directory, Placer(),
+                    DncList(MemoryDncStorage()), Log(), load=load,
+                    limiter=limiter, bucket=TokenBucket(100, burst=8))
+    return dialer, CampaignPlan(campaign, max_concurrent=8,
+                                window=CampaignWindow(time(8), time(21), frozenset(range(7))))
+
+
+async def test_the_dialer_paces_by_measured_voice_to_voice_and_engine_queues(
+    sqlite: Database,
+) -> None:
     now, depths = [0.0], {"llm": 0}
     load = LoadGovernor(slo_s=1.0, window_s=60, min_turns=3, max_queue=4,
                         queue_depths=lambda: depths, clock=lambda: now[0])
-    placer = Placer()
-    dialer = Dialer(SqlLeadQueue(sqlite, lease_ttl=TTL), directory, placer,
-                    DncList(MemoryDncStorage()), Log(), load=load,
-                    limiter=ConcurrencyLimiter(per_box=8), bucket=TokenBucket(100, burst=8))
-    plan = CampaignPlan(campaign, max_concurrent=8,
-                        window=CampaignWindow(time(8), time(21), frozenset(range(7))))
+    dialer, plan = await paced(sqlite, load, ConcurrencyLimiter(per_box=8))
 
     def turns(*latencies: float) -> None:
         for v2v in latencies:
@@ -409,3 +437,28 @@ async def test_the_dialer_paces_by_measured_voice_to_voice_and_engine_queues(
     depths["llm"], now[0] = 0, 120.0  # the slow turns aged out: full pace again
     recovered = await dialer.tick(plan, NOW, monotonic=3.0)
     assert recovered.dialed == 7 and recovered.held_back is None
+
+
+async def test_the_dialer_yields_to_gpu_memory_a_lowered_limit_and_inbound_callers(
+    sqlite: Database,
+) -> None:
+    now, used = [0.0], [0.97]
+    limit = AdmissionLimit(lambda: 8, recover_s=300, clock=lambda: now[0])
+    load = LoadGovernor(slo_s=1.0, window_s=60, min_turns=3, max_queue=4, max_gpu_memory=0.9,
+                        gpu_memory=lambda: used[0], admission=limit, inbound_reserve_s=60,
+                        clock=lambda: now[0])
+    limiter = ConcurrencyLimiter(per_box=8)
+    dialer, plan = await paced(sqlite, load, limiter)
+
+    held = await dialer.tick(plan, NOW, monotonic=0.0)
+    assert held.dialed == 0 and "GPU memory 97% used" in (held.held_back or "")
+    used[0] = 0.5
+    limit.out_of_memory("llm", live_calls=4)  # at most 3 live calls now
+    lowered = await dialer.tick(plan, NOW, monotonic=1.0)
+    assert lowered.dialed == 3 and limiter.active == 3
+    assert "lowered to 3" in (lowered.held_back or "")
+    now[0] = 600.0  # two quiet periods: the limit is back to 5
+    load.inbound_shed()  # a caller was turned away: one slot stays free for them
+    reserved = await dialer.tick(plan, NOW, monotonic=2.0)
+    assert reserved.dialed == 1 and limiter.active == 4
+    assert "kept for inbound callers" in (reserved.held_back or "")

@@ -108,7 +108,7 @@ async def test_store_effects(db: Database) -> None:
     at = datetime(2026, 12, 9, 22, 0, tzinfo=UTC)
     await effects.schedule_callback(the_lead, at, reason="asked")
     updated = await LeadRepository(db).get(row.id)
-    assert (updated.status, updated.next_attempt_at) == ("retry", at)
+    assert (updated.status, updated.next_attempt_at) == ("callback", at)
     await effects.update_lead(the_lead, LeadChanges(alt_phone="+13125550199"))
     await effects.update_lead(the_lead, LeadChanges(facts={"timeline": "soon"}))
     custom = (await ContactRepository(db).get(contact.id)).custom

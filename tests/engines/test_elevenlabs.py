@@ -285,3 +285,26 @@ async def test_unavailable_premium_speaks_local_from_the_start(standin: StandIn)
     assert chunks and {c.encoding for c in chunks} == {AudioEncoding.PCM16}
     assert local.texts == [("c1", SENTENCE)]
     assert standin.log()["requests"] == []
+
+
+async def test_429_falls_back_to_the_local_voice_at_once_for_the_call(standin: StandIn) -> None:
+    # the default policy: no retry before the local voice (a retry is a pause on the line)
+    tts = ElevenLabsTTS(settings(standin.url, retries=ElevenLabsSettings().retries,
+                                 breaker_failures=2, breaker_recovery_s=60),
+                        API_KEY, concurrency=2, breakers=Breakers())
+    local = FakeTTS(sample_rate=8000)
+    tiered = TieredTTS(local, tts)
+    standin.mode(busy_next=1000)  # ElevenLabs answers 429 system_busy to everything
+    try:
+        for call_id in ("c1", "c2", "c3"):
+            tiered.begin_call(call_id, VOICE)
+            tiered.set_tier(call_id, VoiceTier.PREMIUM)
+            chunks = [c async for c in tiered.synthesize(SENTENCE, call_id=call_id)]
+            assert b"".join(c.pcm for c in chunks) == local.pcm(SENTENCE)  # all of it, locally
+            assert tiered.tier_of(call_id) is VoiceTier.LOCAL  # and for the rest of the call
+        assert [c async for c in tiered.synthesize("Next.", call_id="c1")]
+    finally:
+        await tts.close()
+    # one request per call until the circuit opened (2 failures): the third call made none
+    assert len(standin.log()["requests"]) == 2
+    assert local.texts == [("c1", SENTENCE), ("c2", SENTENCE), ("c3", SENTENCE), ("c1", "Next.")]

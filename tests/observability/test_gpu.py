@@ -99,6 +99,7 @@ def test_present_gpus_report_memory_per_device() -> None:
     assert get("reautod_gpu_memory_free_bytes", {"gpu": "0"}) == 50 * GIB
     assert get("reautod_gpu_memory_total_bytes", {"gpu": "1"}) == 24 * GIB
     assert [g.name for g in collector.read()] == ["NVIDIA H100", "NVIDIA L4"]
+    assert collector.used_share() == 30 / 80  # the fullest device: what the dialer paces by
     assert summarize(metrics.registry)["gpu"] == [
         {"gpu": "0", "used_bytes": 30 * GIB, "free_bytes": 50 * GIB},
         {"gpu": "1", "used_bytes": 1 * GIB, "free_bytes": 23 * GIB},
@@ -112,6 +113,7 @@ def test_a_failing_query_does_not_break_the_scrape() -> None:
     fake = FakeNvml([("NVIDIA H100", MemoryInfo(total=80 * GIB, used=1, free=80 * GIB - 1))])
     metrics, collector = metrics_with(fake)
     fake.fail_queries = True
+    assert collector.used_share() is None  # a lost GPU says nothing about memory
     text = generate_latest(metrics.registry).decode()
     assert "reautod_gpu_present 0.0" in text
     assert "reautod_live_calls 0.0" in text

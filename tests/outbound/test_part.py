@@ -58,6 +58,8 @@ from reautod.outbound.part import OutboundPart
 from reautod.outbound.placing import RecordWriter
 from reautod.outbound.tracker import CallTracker
 from reautod.outbound.twilio_side import TwilioSide
+from reautod.resilience.inbound import InboundShedding
+from reautod.resilience.shedding import LoadGovernor
 from reautod.store.database import Database
 from reautod.store.enums import CallOutcome, CampaignStatus, LeadStatus
 from reautod.store.records import Record
@@ -1126,8 +1128,11 @@ async def test_callers_are_greeted_and_strangers_become_leads_of_the_inbound_cam
     settings = Settings(**base | {"twilio": base["twilio"] | {"inbound_campaign": "walk-ins"}})
     clock = Clock()
     erased = Erased({"+12125550188"})
+    calls = FakeCalls()
     part = make_part(db, settings, Secrets({"twilio_auth_token": SecretStr(TOKEN)}),
-                     clock=clock, line=FakeCalls(), erased=erased, writer=writer)
+                     clock=clock, line=calls, erased=erased, writer=writer)
+    part.inbound_gate = InboundShedding(lambda: calls, LoadGovernor(
+        slo_s=1.5, window_s=60, min_turns=10, max_queue=4, inbound_reserve_s=60), Metrics())
     env = Env(db, part, standin, clock, FakeCalls(), Metrics(), writer)
     app = FastAPI()
     for router in part.routers():
@@ -1179,6 +1184,12 @@ async def test_callers_are_greeted_and_strangers_become_leads_of_the_inbound_cam
         values = parameters(await ring("4", "+12125550100"))
         assert (values["campaign"], values["lead_name"]) == ("fall", "Ann Inwindow")
         assert values["opening"] == greeting
+
+        # a box too busy for another call: the lead hears the busy message, not silence
+        calls.refuse = OverloadedError("at capacity: 4 live calls (calls.max_concurrent = 4)")
+        root = await ring("5", "+12125550100")
+        assert [(c.tag, c.text) for c in root] == [("Say", settings.twilio.busy_message),
+                                                   ("Hangup", None)]
     finally:
         await part.close()
 

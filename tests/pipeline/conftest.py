@@ -20,7 +20,7 @@ from reautod.call_recording import CallRecording
 from reautod.config import Settings
 from reautod.control.protocol import encode_result
 from reautod.methods import Method
-from reautod.pipeline.calls import CallManager, Engines
+from reautod.pipeline.calls import Admission, CallManager, Engines
 from reautod.pipeline.control import call_methods
 from reautod.telephony.sim_script import Utterance
 from tests.speech import SPEECH_DIR
@@ -96,10 +96,12 @@ async def serve_media(
     settings: Settings | None = None,
     upgrade_validator: Callable[[WebSocket], bool] | None = None,
     recording: CallRecording | None = None,
+    admission: Admission | None = None,
 ) -> AsyncIterator[Served]:
     """The media router on a real uvicorn server; every call is closed on the way out."""
     observer = RecordingObserver()
-    manager = CallManager(engines, settings or make_settings(), observer, recording)
+    manager = CallManager(engines, settings or make_settings(), observer, recording,
+                          admission=admission)
     await manager.start()
     app = FastAPI()
     app.include_router(media_router(manager, upgrade_validator))

@@ -59,6 +59,7 @@ async def test_backchannel_words_are_ignored(short_speech: Utterance) -> None:
 
     async with serve_media(engines, make_settings(min_barge_in_s=0.3)) as served:
         engines.stt.texts["k2"] = "Mhm."
+        engines.stt.delay_s = 0.3  # the check takes a while: the agent is held meanwhile
         result = await run_call(
             CallOptions(url=served.url, custom_parameters={"call_id": "k2",
                                                            "direction": "outbound"}),
@@ -69,6 +70,10 @@ async def test_backchannel_words_are_ignored(short_speech: Utterance) -> None:
     assert result.clears == ()
     assert obs.barge_ins == []
     assert engines.llm.requests == []  # "mhm" never became a turn for the LLM
+    # The greeting was held while the caller spoke (it ran dry before its end), then went on.
+    [barge] = result.barge_ins
+    assert barge.silenced_at is not None
+    assert any(media.at > barge.silenced_at for media in result.agent_media)
     greeting = obs.turns_of("k2", "agent")[0]
     assert not greeting.interrupted and greeting.text.startswith("Hi there")
     assert served.manager.session("k2") is None

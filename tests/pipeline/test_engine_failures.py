@@ -8,6 +8,8 @@ import asyncio
 import pytest
 
 from reautod.config import Settings
+from reautod.resilience.memory import AdmissionLimit, MemoryGuardedEngines
+from reautod.resilience.recording import AlarmedRecording, RecordingStopped
 from reautod.telephony.simulator import (
     CallOptions,
     CallResult,
@@ -19,6 +21,7 @@ from reautod.telephony.simulator import (
 )
 from tests.pipeline.conftest import Served, serve_media, wait_for
 from tests.pipeline.fakes import FakeEngines, FakeLLM, FakeSTT, FakeTTS, engine_error
+from tests.resilience.test_degradation import FullDisk
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -89,3 +92,30 @@ async def test_tts_error_is_reported_and_the_call_goes_on(short_speech: Utteranc
     agent = served.observer.turns_of("f4", "agent")
     assert [(t.text, t.error) for t in agent] == [("", "tts_failed"), (engines.llm.reply, None)]
     assert result.agent_bytes_received > 0
+
+
+async def test_out_of_memory_and_a_full_disk_cost_the_turn_and_the_recording_not_the_call(
+    short_speech: Utterance,
+) -> None:
+    # The LLM runs out of GPU memory on the first reply (torch's message, a plain RuntimeError
+    # from an engine that does not wrap it) and the disk is full from the first frame.
+    engines = FakeEngines(llm=FakeLLM(fail_with=RuntimeError(
+        "CUDA out of memory. Tried to allocate 64.00 MiB"), fail_next=1))
+    limit = AdmissionLimit(lambda: 8, recover_s=300)
+    live: list[int] = []
+    guarded = MemoryGuardedEngines(
+        engines, lambda engine: live.append(limit.out_of_memory(engine, live_calls=1)))
+    alarms: list[RecordingStopped] = []
+    disk = FullDisk()
+    async with serve_media(guarded, recording=AlarmedRecording(disk, alarms.append),
+                           admission=limit) as served:
+        await run_call(CallOptions(url=served.url, custom_parameters={
+            "call_id": "f5", "direction": "inbound"}), _script(short_speech))
+    assert served.observer.reason("f5") == "stop"
+    agent = served.observer.turns_of("f5", "agent")
+    # (the recording's announcement opens the first reply: recording was on when it started)
+    failed, answered = agent[-2:]
+    assert failed.error == "engine_out_of_memory" and failed.text.endswith(APOLOGY)
+    assert (answered.text, answered.error) == (engines.llm.reply, None)
+    assert live == [1] and limit.limit() == 1  # the box now takes one call at most
+    assert [a.reason for a in alarms] == ["disk_full"] and disk.sink.writes == 1

@@ -18,7 +18,7 @@ from pipecat.frames.frames import InputAudioRawFrame
 
 from reautod.pipeline.serializer import TwilioMediaSerializer
 from reautod.pipeline.smart_turn import SmartTurnModel
-from reautod.pipeline.transport import PlayoutClock
+from reautod.pipeline.transport import PlaybackHold, PlayoutClock
 from reautod.pipeline.vad import VAD_PARAMS, SileroModel
 from reautod.telephony.audio import ulaw_to_pcm16
 from reautod.telephony.sim_script import Utterance
@@ -178,3 +178,27 @@ async def test_caller_audio_goes_down_the_pipeline_in_40_ms_frames() -> None:
     assert len(recorded) == 5  # a recording still gets every 20 ms as it arrives
     odd = await serializer.deserialize(media(b"\x7f" * 400))  # sizes need not be 160
     assert isinstance(odd, InputAudioRawFrame) and len(odd.audio) == 320 + 800
+
+
+async def test_a_hold_waits_for_its_release_and_an_interruption_voids_the_waiting_frame() -> None:
+    hold = PlaybackHold(max_hold_s=30)
+    assert await hold.may_send()  # nothing held
+    hold.set(True)
+    waiting = asyncio.create_task(hold.may_send())
+    await asyncio.sleep(0.01)
+    assert not waiting.done()  # held: the frame waits
+    hold.set(False)  # a backchannel: the agent goes on with the same frame
+    assert await waiting
+    hold.set(True)
+    waiting = asyncio.create_task(hold.may_send())
+    await asyncio.sleep(0.01)
+    hold.interrupted()  # a barge-in: the frame belonged before the `clear`
+    assert not await waiting
+    assert await hold.may_send()  # the reply after the barge-in goes out
+
+
+async def test_a_lost_release_never_leaves_the_agent_mute() -> None:
+    hold = PlaybackHold(max_hold_s=0.05)
+    hold.set(True)
+    assert await hold.may_send()
+    assert await hold.may_send()  # and the hold is over

@@ -13,11 +13,15 @@ from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 from twilio.request_validator import RequestValidator
 
-from reautod.errors import UnavailableError
+from reautod.errors import OverloadedError, UnavailableError
+from reautod.observability.metrics import Metrics
+from reautod.resilience.inbound import InboundShedding
+from reautod.resilience.shedding import LoadGovernor
 from reautod.store.enums import CallStatus
 from reautod.telephony.signatures import TwilioSignatureValidator
 from reautod.telephony.state_machine import Applied, twilio_spelling
 from reautod.telephony.webhooks import (
+    BusyMessage,
     LeadMatch,
     StatusCallback,
     check_media_websocket,
@@ -294,3 +298,34 @@ def test_long_lead_name_is_shortened_not_fatal(env: Env) -> None:
     assert stream is not None
     names = {p.get("name"): p.get("value") for p in stream.findall("Parameter")}
     assert names["lead_name"] == "N" * 200
+
+
+def test_a_shed_inbound_call_hears_the_busy_message_then_a_hangup() -> None:
+    class Full:
+        def check_admission(self) -> None:
+            raise OverloadedError("at capacity: 4 live calls (calls.max_concurrent = 4)")
+
+    governor = LoadGovernor(slo_s=1.0, window_s=60, min_turns=3, max_queue=4,
+                            inbound_reserve_s=60)
+    handler = MemoryWebhookHandler({"+15551230007": LEAD})
+    app = FastAPI()
+    gate = InboundShedding(Full, governor, Metrics())
+    app.include_router(twilio_router(handler, TwilioSignatureValidator(TOKEN, BASE), gate=gate,
+                                     busy=BusyMessage("All lines are busy. Please call later.")))
+    played = FastAPI()
+    played.include_router(twilio_router(
+        handler, TwilioSignatureValidator(TOKEN, BASE), gate=gate,
+        busy=BusyMessage("unused", audio_url="https://voice.example.com/busy.wav")))
+    params = {"CallSid": SID, "From": "+15551230007", "To": "+15557650000"}
+    signature = RequestValidator(TOKEN).compute_signature(BASE + "/twilio/voice", params)
+    for application, first in ((app, "Say"), (played, "Play")):
+        with TestClient(application, base_url=BASE) as client:
+            response = client.post("/twilio/voice", data=params,
+                                   headers={"X-Twilio-Signature": signature})
+        assert response.status_code == 200
+        root = ET.fromstring(response.text)
+        assert [c.tag for c in root] == [first, "Hangup"]
+        assert root[0].text == ("All lines are busy. Please call later." if first == "Say"
+                                else "https://voice.example.com/busy.wav")
+    assert handler.inbound == [] and handler.lookups == []  # not registered, nothing looked up
+    assert governor.reserving()
