@@ -422,7 +422,7 @@ class CallTracker:
                 return  # history only (a late step, or a step after the end)
             changed = CallStateEvent(call_id=str(call.call_id), state=twilio_spelling(status),
                                      source=CallStateSource.TWILIO, campaign=call.campaign_name)
-            self.bus.publish(changed.TOPIC, changed.wire())
+            self.bus.publish(changed.TOPIC, changed)
             if status is CallStatus.IN_PROGRESS:
                 await self.hooks.call_answered(call, now)
             if status.terminal:
@@ -554,7 +554,7 @@ class CallTracker:
         self._end_session(call, "transferred")
         event = CallStateEvent(call_id=str(call.call_id), state="transferred",
                                source=CallStateSource.REAUTOD, campaign=call.campaign_name)
-        self.bus.publish(event.TOPIC, event.wire())
+        self.bus.publish(event.TOPIC, event)
         return call
 
     async def _start_recording(self, call: TrackedCall) -> None:

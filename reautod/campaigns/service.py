@@ -495,7 +495,7 @@ class TelephonyPart:
                                             status=CallStatus.QUEUED, call_sid=sid)])
         event = CallStateEvent(call_id=str(call.call_id), state=CallStatus.QUEUED.value,
                                source=CallStateSource.REAUTOD, campaign=call.campaign_name)
-        self.bus.publish(event.TOPIC, event.wire())
+        self.bus.publish(event.TOPIC, event)
         return sid
 
     async def call_answered(self, call: TrackedCall, now: datetime) -> None:

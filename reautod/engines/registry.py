@@ -39,6 +39,7 @@ from reautod.engines.catalog import (
     resolve,
 )
 from reautod.engines.device import Device, resolve_device
+from reautod.engines.results import EngineCounters, EnginesReport, EngineStatus
 from reautod.engines.scheduler import EngineObserver, EngineScheduler
 from reautod.errors import UnavailableError
 
@@ -160,16 +161,12 @@ class EngineSet:
     def stats(self) -> dict[str, EngineStats]:
         return {name: engine.stats() for name, engine in zip(ENGINE_NAMES, self._all(), strict=True)}
 
-    def report(self) -> dict[str, Any]:
-        """Health and stats as JSON-able data (for the control socket and `reautoctl health`)."""
+    def report(self) -> EnginesReport:
+        """Health and stats of every engine (the `engines.status` answer)."""
         stats = self.stats()
-        engines = []
-        for health in self.health():
-            entry = asdict(health)
-            entry["state"] = str(health.state)
-            entry["stats"] = asdict(stats[health.name])
-            engines.append(entry)
-        return {"ready": self.ready, "device": self.device, "engines": engines}
+        engines = [EngineStatus(**asdict(health), stats=EngineCounters(**asdict(stats[health.name])))
+                   for health in self.health()]
+        return EnginesReport(ready=self.ready, device=self.device, engines=engines)
 
     def health_checks(self) -> dict[str, Callable[[], Awaitable[tuple[bool, str]]]]:
         """`stt` / `llm` / `tts` checks in the daemon's health-check shape: (ok, detail)."""

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar, Protocol
-
-from pydantic import BaseModel, ConfigDict
+from typing import Protocol
 
 from reautod.engines.base import LanguageModel
 from reautod.observability.events import EventBus
@@ -18,27 +16,13 @@ from reautod.resilience.llm import GuardedLanguageModel
 from reautod.resilience.service import Resilience, service_of
 from reautod.resilience.settings import ResilienceSettings
 from reautod.resilience.shedding import LoadGovernor
+from reautod.topics import CircuitChanged
 
 log = logging.getLogger(__name__)
 
 
 # services without which calls cannot be placed or answered well: their open circuit fails health
 CALL_PATH = frozenset({"twilio", "llm", "database", "redis"})
-
-
-class CircuitChanged(BaseModel):
-    """The payload of the `circuit.changed` topic."""
-
-    model_config = ConfigDict(frozen=True)
-    TOPIC: ClassVar[str] = "circuit.changed"
-
-    circuit: str  # service, or service:key (one circuit per webhook endpoint)
-    service: str
-    state: BreakerState
-    retry_in_s: float  # open: seconds until the half-open probe
-
-    def wire(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
 
 
 class CircuitMetrics(Protocol):
@@ -75,7 +59,7 @@ class ResiliencePart:
         self.metrics.circuit_changed(service, state, not_closed)
         event = CircuitChanged(circuit=circuit, service=service, state=state,
                                retry_in_s=round(self.breakers.retry_in(circuit), 3))
-        self.bus.publish(event.TOPIC, event.wire())
+        self.bus.publish("circuit.changed", event)
         (log.info if state == "closed" else log.warning)("circuit %s is %s", circuit,
                                                          state.replace("_", "-"))
 
