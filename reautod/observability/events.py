@@ -120,6 +120,8 @@ class EventBus:
         """Fan `data`, the topic's payload model, out to the subscribers that want `event`."""
         if event not in EVENT_TYPES:
             raise ValueError(f"unknown event type {event!r}")
+        if not isinstance(data, BaseModel):  # a loose dict drifts from what clients parse
+            raise TypeError(f"{event}: the payload is its topic's model, not {type(data).__name__}")
         item = Event(event, datetime.now(UTC), data)
         for sub in tuple(self._subscriptions):
             if sub.wants(event) and not sub._offer(item) and self._on_drop is not None:

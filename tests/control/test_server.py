@@ -302,3 +302,11 @@ async def test_methods_run_as_the_peer_and_go_through_the_auditor(tmp_path: Path
     assert seen == [f"uid:{os.getuid()}"] * 3
     assert auditor.runs == [("whoami", f"uid:{os.getuid()}", False),
                             ("change", f"uid:{os.getuid()}", True)]
+
+
+def test_the_bus_takes_only_payload_models() -> None:
+    bus = EventBus()
+    with pytest.raises(TypeError, match="topic's model"):
+        bus.publish("turn", {"call_id": "c1"})  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="unknown event"):
+        bus.publish("nonsense", Echoed(text="x"))
