@@ -50,9 +50,6 @@ class CallStateEvent(BaseModel):
     source: CallStateSource
     campaign: str | None = None
 
-    def wire(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", exclude_none=True)
-
 
 class LiveCall(BaseModel):
     """One live call: the `call.started` payload and a row of `calls.list`."""

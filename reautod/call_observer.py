@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Coroutine
+from dataclasses import asdict
 from typing import Any
 
 from reautod.call_events import (
@@ -23,6 +24,7 @@ from reautod.call_events import (
 from reautod.observability.events import EventBus
 from reautod.observability.metrics import Metrics
 from reautod.sessions import SessionStore
+from reautod.topics import BargeIn, CallEnded, Dtmf, TurnEvent
 
 log = logging.getLogger(__name__)
 
@@ -61,35 +63,34 @@ class CallEventPublisher:
     def on_call_started(self, info: CallInfo) -> None:
         self._live[info.call_id] = info
         self._metrics.live_calls.inc()
-        self._bus.publish("call.started", info.wire())
+        self._bus.publish("call.started", info.result())
         self._snapshot(self._sessions.put(info.call_id, info.wire()))
 
     def on_turn(self, turn: TurnRecord) -> None:
         self._metrics.observe_turn(
             {LATENCY_STAGES[k]: v for k, v in turn.latencies.items() if k in LATENCY_STAGES}
         )
-        self._bus.publish("turn", turn.wire())
+        self._bus.publish("turn", TurnEvent.model_validate(asdict(turn)))
         info = self._live.get(turn.call_id)
         if info is not None:
             self._snapshot(self._sessions.put(turn.call_id, info.wire()))
 
     def on_barge_in(self, call_id: str, heard_text: str) -> None:
-        self._bus.publish("barge_in", {"call_id": call_id, "heard_text": heard_text})
+        self._bus.publish("barge_in", BargeIn(call_id=call_id, heard_text=heard_text))
 
     def on_call_state(self, call_id: str, state: CallState) -> None:
         event = CallStateEvent(call_id=call_id, state=state.value, source=CallStateSource.PIPELINE)
-        self._bus.publish(event.TOPIC, event.wire())
+        self._bus.publish(event.TOPIC, event)
 
     def on_dtmf(self, call_id: str, digit: str) -> None:
-        self._bus.publish("dtmf", {"call_id": call_id, "digit": digit})
+        self._bus.publish("dtmf", Dtmf(call_id=call_id, digit=digit))
 
     def on_call_ended(self, call_id: str, reason: str, duration_s: float) -> None:
         self._live.pop(call_id, None)
         self._metrics.live_calls.dec()
         self._metrics.call_ended("failed" if reason.startswith("failed") else "completed")
-        self._bus.publish(
-            "call.ended", {"call_id": call_id, "reason": reason, "duration_s": duration_s}
-        )
+        self._bus.publish("call.ended",
+                          CallEnded(call_id=call_id, reason=reason, duration_s=duration_s))
         self._snapshot(self._sessions.delete(call_id))
 
     async def close(self) -> None:

@@ -44,6 +44,7 @@ from reautod.control.results import (
     DaemonState,
     DaemonStatus,
     DrainResult,
+    EffectiveConfig,
     HealthReport,
     ReloadResult,
     VersionResult,
@@ -84,6 +85,7 @@ from reautod.store.call_audio import StoreCallRecording
 from reautod.store.call_observer import StoreCallObserver
 from reautod.store.control import store_methods
 from reautod.store.repositories import CampaignRepository
+from reautod.topics import DaemonStateChanged, HealthChanged, LogRecord
 from reautod.webrtc.part import WebRTCPart
 
 log = logging.getLogger("reautod")
@@ -363,14 +365,14 @@ class Daemon:
         loop = asyncio.get_running_loop()
 
         def forward_log(record: Mapping[str, str]) -> None:  # may run on an engine thread
-            loop.call_soon_threadsafe(self.bus.publish, "log", record)
+            loop.call_soon_threadsafe(self.bus.publish, "log", LogRecord.model_validate(record))
 
         self._log_forwarder = CallbackHandler(forward_log)
         logging.getLogger().addHandler(self._log_forwarder)
 
         self.state = "ready"
         self.notifier.ready(self._status_line())
-        self.bus.publish("daemon.state", {"state": self.state})
+        self.bus.publish("daemon.state", DaemonStateChanged(state=self.state))
         log.info(
             "reautod %s ready: socket %s, http port %d, database %s, sessions %s",
             __version__,
@@ -416,7 +418,8 @@ class Daemon:
                         "ok" if check.ok else "failing",
                         check.detail,
                     )
-                    self.bus.publish("health.changed", {"name": name, **check.model_dump()})
+                    self.bus.publish("health.changed", HealthChanged(name=name, ok=check.ok,
+                                                                     detail=check.detail))
                 known[name] = check.ok
             await asyncio.sleep(interval_s)
 
@@ -472,7 +475,7 @@ class Daemon:
         """Stop taking work, give live work the grace period, then close every part."""
         self.state = "stopping"
         self.notifier.stopping("draining")
-        self.bus.publish("daemon.state", {"state": self.state})
+        self.bus.publish("daemon.state", DaemonStateChanged(state=self.state))
         log.info("draining (grace %.0fs)", self.settings.shutdown_grace_s)
         if self.outbound is not None:
             await self.outbound.stop_dialing()  # no new calls while live ones drain
@@ -638,8 +641,8 @@ class Daemon:
         return VersionResult(version=__version__, protocol=PROTOCOL_VERSION,
                              python=sys.version.split()[0])
 
-    async def _config_show(self, _params: BaseModel) -> dict[str, Any]:
-        return redacted(self.settings, self.secrets)
+    async def _config_show(self, _params: BaseModel) -> EffectiveConfig:
+        return EffectiveConfig(redacted(self.settings, self.secrets))
 
     async def _reload(self, _params: BaseModel) -> ReloadResult:
         return await self.reload()

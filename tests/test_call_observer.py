@@ -18,6 +18,7 @@ from reautod.call_observer import CallEventPublisher
 from reautod.observability.events import EventBus
 from reautod.observability.metrics import Metrics
 from reautod.sessions import MemorySessionStore
+from reautod.topics import BargeIn, CallEnded, Dtmf, TurnEvent
 
 
 async def test_every_callback_is_published() -> None:
@@ -42,9 +43,14 @@ async def test_every_callback_is_published() -> None:
     events = [(await sub.get()) for _ in range(6)]
     assert [e.event for e in events] == [
         "call.started", "call.state", "turn", "barge_in", "dtmf", "call.ended"]
-    assert CallStateEvent.model_validate(events[1].data) == CallStateEvent(
+    assert events[1].data == CallStateEvent(
         call_id="c1", state="speaking", source=CallStateSource.PIPELINE)
-    assert events[4].data == {"call_id": "c1", "digit": "9"}
+    assert events[2].data == TurnEvent(call_id="c1", index=1, speaker="caller", text="hello",
+                                       confidence=0.9, started_at=now, ended_at=now,
+                                       latencies={"stt_s": 0.12, "voice_to_voice_s": 0.3})
+    assert events[3].data == BargeIn(call_id="c1", heard_text="Hi Jane")
+    assert events[4].data == Dtmf(call_id="c1", digit="9")
+    assert events[5].data == CallEnded(call_id="c1", reason="hangup", duration_s=12.5)
     assert await sessions.get("c1") is None
     assert metrics.live_calls._value.get() == 0
     assert metrics.turn_voice_to_voice_seconds._sum.get() > 0.29
@@ -54,3 +60,9 @@ def test_a_live_calls_wire_model_carries_every_field_of_call_info() -> None:
     """call.started and calls.list are `LiveCall`: a field added to CallInfo and not to the
     model would vanish from the wire (pydantic ignores unknown input)."""
     assert set(LiveCall.model_fields) == {f.name for f in dataclasses.fields(CallInfo)}
+
+
+def test_a_turn_event_carries_every_field_of_the_turn_record() -> None:
+    """`turn` is a `TurnEvent` built from the pipeline's `TurnRecord`: a field added to one and
+    not the other would vanish from the wire or fail every turn."""
+    assert set(TurnEvent.model_fields) == {f.name for f in dataclasses.fields(TurnRecord)}

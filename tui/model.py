@@ -20,8 +20,24 @@ from pydantic import ValidationError as PydanticValidationError
 from reautod.call_events import CallStateEvent, CallStateSource, LiveCall
 from reautod.campaigns.results import CampaignList, CampaignSummary
 from reautod.control.results import DaemonStatus, HealthReport
+from reautod.cost.results import BudgetAlert, CostUpdate
 from reautod.dialogue.results import AgentScoreEvent
 from reautod.pipeline.results import LiveCallList
+from reautod.topics import (
+    AdmissionChanged,
+    AgentOutcome,
+    AgentTransition,
+    BargeIn,
+    CallEnded,
+    CircuitChanged,
+    DaemonStateChanged,
+    Dtmf,
+    HealthChanged,
+    Lagged,
+    LogRecord,
+    RecordingStopped,
+    TurnEvent,
+)
 
 # Stages of a turn's latency, in pipeline order, as carried in `turn` events' `latencies`.
 LATENCY_STAGES = ("transcript", "first_token", "first_audio", "voice_to_voice")
@@ -41,18 +57,6 @@ def parse_ts(value: Any) -> datetime | None:
         return None
 
 
-def _float(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if math.isfinite(value) else None
-
-
-def _int(value: Any) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        return None
-    return value
-
-
 def _str(value: Any, default: str = "") -> str:
     return value if isinstance(value, str) else default
 
@@ -62,16 +66,12 @@ _STAGE_ALIASES = {"stt": "transcript", "llm_first_token": "first_token",
                   "tts_first_audio": "first_audio"}
 
 
-def _latencies(raw: Any) -> dict[str, float]:
+def _latencies(raw: Mapping[str, float]) -> dict[str, float]:
     """`{"stt_s": 0.18, "voice_to_voice_s": 0.62}` -> `{"transcript": 0.18, "voice_to_voice": 0.62}`."""
-    if not isinstance(raw, Mapping):
-        return {}
     out: dict[str, float] = {}
-    for key, value in raw.items():
-        seconds = _float(value)
-        if isinstance(key, str) and seconds is not None:
-            stage = key.removesuffix("_s")
-            out[_STAGE_ALIASES.get(stage, stage)] = seconds
+    for key, seconds in raw.items():
+        stage = key.removesuffix("_s")
+        out[_STAGE_ALIASES.get(stage, stage)] = seconds
     return out
 
 
@@ -105,7 +105,8 @@ class Call:
     agent: str = ""  # the qualifying agent's stage
     score: int | None = None  # the lead score the agent set last (agent.score)
     qualified: bool = False
-    outcome: str | None = None
+    outcome: str | None = None  # counted under this once ended
+    agent_outcome: str = ""  # the agent's verdict (agent.outcome), when a playbook ran
     ended_at: datetime | None = None
     turns: list[Turn] = field(default_factory=list)
     touched: int = 0  # LiveState.event_seq of the last event about this call
@@ -134,21 +135,6 @@ class Call:
         self.last_utterance = live.last_utterance or self.last_utterance
         if live.last_voice_to_voice_s is not None:
             self.voice_to_voice_s = live.last_voice_to_voice_s
-
-    def merge(self, data: Mapping[str, Any]) -> None:
-        """Fill fields from an event's data (call.ended, cost.update), keeping the rest."""
-        self.lead = _str(data.get("lead_name"), _str(data.get("lead"), self.lead))
-        self.campaign = _str(data.get("campaign"), self.campaign)
-        self.state = _str(data.get("state"), self.state)
-        self.started_at = parse_ts(data.get("started_at")) or self.started_at
-        self.last_utterance = _str(data.get("last_utterance"), self.last_utterance)
-        cost = _int(data.get("cost_micros"))
-        self.cost_micros = cost if cost is not None else self.cost_micros
-        v2v = _float(data.get("last_voice_to_voice_s"))
-        if v2v is None:
-            v2v = _float(data.get("voice_to_voice_s"))
-        self.voice_to_voice_s = v2v if v2v is not None else self.voice_to_voice_s
-        self.agent = _str(data.get("agent"), self.agent)
 
     def add_turn(self, turn: Turn) -> None:
         self.turns.append(turn)
@@ -326,15 +312,20 @@ class LiveState:
         call.merge_live(event)
         return call.call_id
 
-    def _parsed(self, model: type[_Event], data: Mapping[str, Any]) -> tuple[_Event, Call] | None:
-        """A typed event and its call; None (counted as malformed) if it does not parse."""
+    def _payload(self, model: type[_Event], data: Mapping[str, Any]) -> _Event | None:
+        """An event's data parsed with its topic's model; None (counted as malformed) if it
+        does not parse."""
         try:
-            event = model.model_validate(data)
+            return model.model_validate(data)
         except PydanticValidationError:
             self.events_malformed += 1
             return None
-        call = self._live_call(data)
-        return None if call is None else (event, call)
+
+    def _parsed(self, model: type[_Event], data: Mapping[str, Any]) -> tuple[_Event, Call] | None:
+        """A typed call event and its call; None (counted as malformed) if it does not parse."""
+        event = self._payload(model, data)
+        call = self._live_call(data) if event is not None else None
+        return None if event is None or call is None else (event, call)
 
     def _on_call_state(self, data: Mapping[str, Any], ts: datetime | None) -> str | None:
         parsed = self._parsed(CallStateEvent, data)
@@ -349,17 +340,17 @@ class LiveState:
         return call.call_id
 
     def _on_call_ended(self, data: Mapping[str, Any], ts: datetime | None) -> str | None:
-        call = self._live_call(data)
-        if call is None or call.outcome is not None:
+        parsed = self._parsed(CallEnded, data)
+        if parsed is None or parsed[1].outcome is not None:
             return None  # a repeated call.ended counts once
-        call.merge(data)
-        # an outcome when the dialogue decided one, else the pipeline's end reason ("failed: ...")
-        reason = _str(data.get("reason")).split(":", 1)[0].strip()
-        call.outcome = _str(data.get("outcome")) or reason or "ended"
+        event, call = parsed
+        # the agent's verdict (agent.outcome) when a playbook ran, else the pipeline's end
+        # reason ("failed: TimeoutError" counts as "failed")
+        reason = event.reason.split(":", 1)[0].strip()
+        call.outcome = call.agent_outcome or reason or "ended"
         call.state = "ended"
-        duration = _float(data.get("duration_s"))
-        if duration is not None and call.started_at is not None:
-            call.ended_at = call.started_at + timedelta(seconds=duration)
+        if call.started_at is not None:
+            call.ended_at = call.started_at + timedelta(seconds=event.duration_s)
         else:
             call.ended_at = ts or self.clock()
         self._roll_day()
@@ -368,18 +359,31 @@ class LiveState:
         self._retire(call)
         return call.call_id
 
-    def _on_turn(self, data: Mapping[str, Any], ts: datetime | None) -> str | None:
-        call = self._live_call(data)
-        if call is None:
+    def _on_agent_outcome(self, data: Mapping[str, Any], ts: datetime | None) -> str | None:
+        parsed = self._parsed(AgentOutcome, data)
+        if parsed is None:
             return None
-        text = _str(data.get("text"))
-        speaker = _str(data.get("speaker"), "?")
-        latencies = _latencies(data.get("latencies"))
-        call.add_turn(Turn(speaker, text, _float(data.get("confidence")), latencies,
-                           interrupted=data.get("interrupted") is True,
-                           error=_str(data.get("error"))))
-        if text:
-            call.last_utterance = text
+        event, call = parsed
+        call.agent_outcome = event.outcome
+        if call.outcome is not None and call.outcome != event.outcome:
+            # the verdict came after the media ended: count the call under it instead
+            self._roll_day()
+            self._outcomes_seen[call.outcome] -= 1
+            self._outcomes_seen += collections.Counter()  # drops a count that fell to zero
+            call.outcome = event.outcome
+            self._outcomes_seen[call.outcome] += 1
+        return call.call_id
+
+    def _on_turn(self, data: Mapping[str, Any], ts: datetime | None) -> str | None:
+        parsed = self._parsed(TurnEvent, data)
+        if parsed is None:
+            return None
+        event, call = parsed
+        latencies = _latencies(event.latencies)
+        call.add_turn(Turn(event.speaker, event.text, event.confidence, latencies,
+                           interrupted=event.interrupted, error=event.error or ""))
+        if event.text:
+            call.last_utterance = event.text
         for stage in LATENCY_STAGES:
             if stage in latencies:
                 self.latencies[stage].append(latencies[stage])
@@ -388,19 +392,19 @@ class LiveState:
         return call.call_id
 
     def _on_barge_in(self, data: Mapping[str, Any], ts: datetime | None) -> str | None:
-        call = self._live_call(data)
-        if call is None:
+        parsed = self._parsed(BargeIn, data)
+        if parsed is None:
             return None
-        latencies = {"clear": v} if (v := _float(data.get("clear_s"))) is not None else {}
-        heard = _str(data.get("heard_text"), _str(data.get("text")))
-        call.add_turn(Turn("barge_in", heard, None, latencies))
+        event, call = parsed
+        call.add_turn(Turn("barge_in", event.heard_text))
         return call.call_id
 
     def _on_agent_transition(self, data: Mapping[str, Any], ts: datetime | None) -> str | None:
-        call = self._live_call(data)
-        if call is None:
+        parsed = self._parsed(AgentTransition, data)
+        if parsed is None:
             return None
-        call.agent = _str(data.get("to"), call.agent)
+        event, call = parsed
+        call.agent = event.to
         return call.call_id
 
     def _on_agent_score(self, data: Mapping[str, Any], ts: datetime | None) -> str | None:
@@ -412,41 +416,46 @@ class LiveState:
         return call.call_id
 
     def _on_cost(self, data: Mapping[str, Any], ts: datetime | None) -> str | None:
-        call = self._live_call(data)
-        if call is not None:
-            call.merge(data)
-        return call.call_id if call else None
+        parsed = self._parsed(CostUpdate, data)
+        if parsed is None:
+            return None
+        event, call = parsed
+        call.cost_micros = event.cost_micros
+        return call.call_id
 
     def _on_health(self, data: Mapping[str, Any], ts: datetime | None) -> str | None:
-        name = _str(data.get("name"))
-        if not name:
-            self.events_malformed += 1
+        event = self._payload(HealthChanged, data)
+        if event is None:
             return None
-        check = HealthCheck(name, bool(data.get("ok")), _str(data.get("detail")))
-        self.health = [c for c in self.health if c.name != name] + [check]
+        check = HealthCheck(event.name, event.ok, event.detail)
+        self.health = [c for c in self.health if c.name != event.name] + [check]
         self.health.sort(key=lambda c: c.name)
         self.health_ok = all(c.ok for c in self.health)
         self.log.append(LogLine(ts, "INFO" if check.ok else "WARNING", "health",
-                                f"{name}: {'ok' if check.ok else 'FAIL'} {check.detail}".strip()))
+                                f"{check.name}: {'ok' if check.ok else 'FAIL'} "
+                                f"{check.detail}".strip()))
         return None
 
     def _on_log(self, data: Mapping[str, Any], ts: datetime | None) -> str | None:
-        self.log.append(LogLine(ts, _str(data.get("level"), "?"), _str(data.get("logger")),
-                                _str(data.get("message"))))
+        event = self._payload(LogRecord, data)
+        if event is not None:
+            self.log.append(LogLine(ts, event.level, event.logger, event.message))
         return None
 
     def _on_daemon_state(self, data: Mapping[str, Any], ts: datetime | None) -> str | None:
-        state = _str(data.get("state"))
-        if state:
-            self.daemon_state = state
-            self.log.append(LogLine(ts, "INFO", "daemon", f"daemon {state}"))
+        event = self._payload(DaemonStateChanged, data)
+        if event is not None:
+            self.daemon_state = event.state
+            self.log.append(LogLine(ts, "INFO", "daemon", f"daemon {event.state}"))
         return None
 
     def _on_lagged(self, data: Mapping[str, Any], ts: datetime | None) -> str | None:
-        dropped = _int(data.get("dropped")) or 0
-        self.events_lagged += dropped
-        self.log.append(LogLine(ts, "WARNING", "tui",
-                                f"missed {dropped} events (too slow); the next refresh catches up"))
+        event = self._payload(Lagged, data)
+        if event is None:
+            return None
+        self.events_lagged += event.dropped
+        self.log.append(LogLine(ts, "WARNING", "tui", f"missed {event.dropped} events (too "
+                                "slow); the next refresh catches up"))
         return None
 
     # -- helpers --------------------------------------------------------------------------------
@@ -466,6 +475,28 @@ class LiveState:
             self._outcomes_seen.clear()
 
 
+# Each topic's one payload model, as the daemon publishes it (docs/control-protocol.md).
+PAYLOADS: dict[str, type[BaseModel]] = {
+    "call.started": LiveCall,
+    CallStateEvent.TOPIC: CallStateEvent,
+    "call.ended": CallEnded,
+    "turn": TurnEvent,
+    "barge_in": BargeIn,
+    "dtmf": Dtmf,
+    "agent.transition": AgentTransition,
+    AgentScoreEvent.TOPIC: AgentScoreEvent,
+    "agent.outcome": AgentOutcome,
+    "cost.update": CostUpdate,
+    "budget.alert": BudgetAlert,
+    "health.changed": HealthChanged,
+    "circuit.changed": CircuitChanged,
+    AdmissionChanged.TOPIC: AdmissionChanged,
+    RecordingStopped.TOPIC: RecordingStopped,
+    "daemon.state": DaemonStateChanged,
+    "log": LogRecord,
+    "lagged": Lagged,
+}
+
 _Handler = Callable[[LiveState, Mapping[str, Any], "datetime | None"], "str | None"]
 _HANDLERS: dict[str, _Handler] = {
     "call.started": LiveState._on_call_started,
@@ -475,6 +506,7 @@ _HANDLERS: dict[str, _Handler] = {
     "barge_in": LiveState._on_barge_in,
     "agent.transition": LiveState._on_agent_transition,
     AgentScoreEvent.TOPIC: LiveState._on_agent_score,
+    "agent.outcome": LiveState._on_agent_outcome,
     "cost.update": LiveState._on_cost,
     "health.changed": LiveState._on_health,
     "log": LiveState._on_log,

@@ -38,9 +38,7 @@ from pydantic import BaseModel, Field
 from pydantic import ValidationError as PydanticValidationError
 
 from reautod.api.operations import operation_extra
-from reautod.campaigns.intake import ImportResult
 from reautod.campaigns.pacing import TokenBucket
-from reautod.campaigns.results import CampaignList
 from reautod.control.protocol import encode_result
 from reautod.control.server import MethodAuditor
 from reautod.errors import (
@@ -56,13 +54,6 @@ from reautod.methods import Method
 from reautod.security.principal import Permission, Principal, Role
 from reautod.security.results import (
     MAX_TOKEN_MINUTES,
-    AudioChunk,
-    AuditList,
-    ChainVerdict,
-    ErasureReceipt,
-    ExportResult,
-    KeyStatus,
-    PrivacyRequestList,
     RefreshParams,
     TokenResult,
 )
@@ -96,37 +87,31 @@ class Route:
     path: str
     method: str  # the control method it runs
     allowed: frozenset[Permission]
-    # the method's typed result (the model the control socket answers with), for the OpenAPI
-    # document; None where the method answers a plain JSON object
-    result: type[BaseModel] | None = None
 
 
-def _route(verb: Literal["GET", "POST"], path: str, method: str, *allowed: Permission,
-           result: type[BaseModel] | None = None) -> Route:
-    return Route(verb, path, method, frozenset(allowed), result)
+def _route(verb: Literal["GET", "POST"], path: str, method: str, *allowed: Permission) -> Route:
+    return Route(verb, path, method, frozenset(allowed))
 
 
 ROUTES: tuple[Route, ...] = (
     _route("GET", "/health", "health", P.READ, P.AUDIT, P.INTAKE),
-    _route("GET", "/campaigns", "campaigns.list", P.READ, result=CampaignList),
+    _route("GET", "/campaigns", "campaigns.list", P.READ),
     _route("POST", "/campaigns", "campaign.create", P.OPERATE),
     _route("GET", "/campaigns/{campaign}", "campaign.status", P.READ),
-    _route("POST", "/campaigns/{campaign}/leads", "campaign.import", P.OPERATE, P.INTAKE,
-           result=ImportResult),
+    _route("POST", "/campaigns/{campaign}/leads", "campaign.import", P.OPERATE, P.INTAKE),
     *(_route("POST", f"/campaigns/{{campaign}}/{action}", f"campaign.{action}", P.OPERATE)
       for action in ("start", "pause", "resume", "stop")),
     _route("GET", "/calls", "calls.history", P.READ),
     _route("GET", "/calls/{call_id}", "call.show", P.READ),
-    _route("GET", "/calls/{call_id}/audio", "call.audio", P.RECORDINGS, result=AudioChunk),
+    _route("GET", "/calls/{call_id}/audio", "call.audio", P.RECORDINGS),
     _route("POST", "/dnc", "dnc.add", P.OPERATE, P.INTAKE),
     _route("GET", "/dnc/{number}", "dnc.check", P.READ, P.INTAKE),
-    _route("GET", "/audit", "audit.list", P.AUDIT, result=AuditList),
-    _route("GET", "/audit/verify", "audit.verify", P.AUDIT, result=ChainVerdict),
-    _route("POST", "/privacy/export", "privacy.export", P.PRIVACY, result=ExportResult),
-    _route("POST", "/privacy/erase", "privacy.erase", P.PRIVACY, result=ErasureReceipt),
-    _route("GET", "/privacy/requests", "privacy.requests", P.PRIVACY,
-           result=PrivacyRequestList),
-    _route("GET", "/keys", "keys.status", P.KEYS, result=KeyStatus),
+    _route("GET", "/audit", "audit.list", P.AUDIT),
+    _route("GET", "/audit/verify", "audit.verify", P.AUDIT),
+    _route("POST", "/privacy/export", "privacy.export", P.PRIVACY),
+    _route("POST", "/privacy/erase", "privacy.erase", P.PRIVACY),
+    _route("GET", "/privacy/requests", "privacy.requests", P.PRIVACY),
+    _route("GET", "/keys", "keys.status", P.KEYS),
 )
 
 
@@ -248,7 +233,7 @@ class ErrorBody(BaseModel):
 
 
 def _responses(result: type[BaseModel] | None, *, gated: bool) -> dict[int | str, Any]:
-    """The OpenAPI answers of a route: its result model (where the method has one) and the
+    """The OpenAPI answers of a route: its method's result model and the
     error body for each status the gate or the method may answer with."""
     ok: dict[str, Any] = {"description": "the control method's result"}
     if result is not None:
@@ -312,7 +297,7 @@ def admin_router(authority: Credentials, methods: Mapping[str, Method],
                              methods=[route.verb], name=route.method,
                              summary=method.summary or route.method,
                              dependencies=[Depends(BEARER)],
-                             responses=_responses(route.result, gated=True),
+                             responses=_responses(method.result, gated=True),
                              openapi_extra=operation_extra(route.verb, route.path, method.params,
                                                            route.method))
     return router
@@ -344,7 +329,8 @@ def _endpoint(route: Route, method: Method, authority: Authenticator,
 
 def _refresh_endpoint(authority: Credentials, auditor: MethodAuditor,
                       limit: RateLimit) -> Callable[[Request], Any]:
-    method = Method(REFRESH.method, authority.refresh, RefreshParams, changes_state=True)
+    method = Method(REFRESH.method, authority.refresh, RefreshParams, changes_state=True,
+                    result=TokenResult)
 
     async def endpoint(request: Request) -> Response:
         client = request.client.host if request.client else "unknown"
@@ -383,8 +369,8 @@ async def _params(request: Request, verb: str, model: type[BaseModel]) -> BaseMo
 async def _run(auditor: MethodAuditor, method: Method, params: BaseModel,
                principal: Principal) -> Response:
     try:
-        result = await auditor.run_method(method.name, params, method.handler, principal,
-                                          changes_state=method.changes_state)
+        result = method.checked(await auditor.run_method(
+            method.name, params, method.handler, principal, changes_state=method.changes_state))
     except ReautodError as err:
         return _error(http_status(err), err.code, err.message)
     # typed results (pydantic models) in the same JSON form as on the control socket

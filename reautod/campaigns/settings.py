@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 import phonenumbers
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -59,7 +60,15 @@ def _e164(value: str | None, what: str) -> str | None:
 # A wall-clock time without an offset (the lead's local time): written "09:00:00". JSON Schema's
 # "time" format (pydantic's default for answers) requires an offset, so the admin API's document
 # would call our own answers invalid; answers declare the form they have.
-LocalTime = Annotated[time, WithJsonSchema(
+# One with an offset ("09:00:00Z") is refused: it is no local time, and comparing it with one
+# without an offset raised TypeError.
+def _local(value: time) -> time:
+    if value.tzinfo is not None:
+        raise ValueError("a local time, without an offset (09:00:00)")
+    return value
+
+
+LocalTime = Annotated[time, AfterValidator(_local), WithJsonSchema(
     {"type": "string", "pattern": r"^\d{2}:\d{2}:\d{2}(\.\d+)?$"}, mode="serialization")]
 
 class CampaignSettings(BaseModel):

@@ -9,9 +9,9 @@ grow (e.g. the circuit breakers' states) without breaking one.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 
 class _Result(BaseModel):
@@ -74,3 +74,32 @@ class DrainResult(_Result):
 
     draining: bool
     live_calls: int
+
+
+class MethodInfo(_Result):
+    """One row of `methods`: a method's name, what it does, its params and result."""
+
+    name: str
+    summary: str
+    params: dict[str, Any] = Field(description="The params model's JSON schema")
+    result: str | None = Field(description="The name of the result model it answers with")
+    changes_state: bool = False
+
+
+class MethodList(_Result):
+    """`methods`: the protocol version and every method served."""
+
+    version: int
+    methods: list[MethodInfo]
+
+
+class Subscribed(_Result):
+    """`subscribe`'s answer; events follow on the same connection."""
+
+    subscribed: list[str] | Literal["all"]
+
+
+class EffectiveConfig(RootModel[dict[str, Any]]):
+    """`config.show`: the settings tree the daemon runs with (docs/configuration.md), derived
+    paths resolved and secrets masked. Free-form here on purpose: its shape is the `Settings`
+    model's, which the client reads from the same config file, not a wire contract of its own."""

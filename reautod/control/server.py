@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict
 from pydantic import ValidationError as PydanticValidationError
 
 from reautod.control.protocol import MAX_LINE_BYTES, PROTOCOL_VERSION, encode, error_body
+from reautod.control.results import MethodInfo, MethodList, Subscribed
 from reautod.errors import AlreadyRunningError, ReautodError
 from reautod.methods import Method
 from reautod.observability.events import EventBus, Subscription
@@ -104,6 +105,7 @@ class ControlServer:
                 SubscribeParams,
                 "Stream events on this connection until the client leaves",
                 streams=True,
+                result=Subscribed,
             )
         )
 
@@ -134,14 +136,12 @@ class ControlServer:
     def connection_count(self) -> int:
         return len(self._connections)
 
-    async def _list_methods(self, _params: BaseModel) -> dict[str, Any]:
-        return {
-            "version": PROTOCOL_VERSION,
-            "methods": [
-                {"name": m.name, "summary": m.summary, "params": m.params.model_json_schema()}
-                for m in sorted(self._methods.values(), key=lambda m: m.name)
-            ],
-        }
+    async def _list_methods(self, _params: BaseModel) -> MethodList:
+        return MethodList(version=PROTOCOL_VERSION, methods=[
+            MethodInfo(name=m.name, summary=m.summary, params=m.params.model_json_schema(),
+                       result=m.result.__name__ if m.result else None,
+                       changes_state=m.changes_state)
+            for m in sorted(self._methods.values(), key=lambda m: m.name)])
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -333,7 +333,7 @@ class _Connection:
             assert isinstance(params, SubscribeParams)
             return {"id": request_id, "result": self._subscribe(params)}
         try:
-            result = await self.server.run(method, params, self.peer)
+            result = method.checked(await self.server.run(method, params, self.peer))
         except ReautodError as err:
             return {"id": request_id, "error": error_body(err.code, err.message)}
         except asyncio.CancelledError:
@@ -346,13 +346,13 @@ class _Connection:
             }
         return {"id": request_id, "result": result}
 
-    def _subscribe(self, params: SubscribeParams) -> dict[str, Any]:
+    def _subscribe(self, params: SubscribeParams) -> Subscribed:
         if self._subscription is None:
             self._subscription = self.server.bus.subscribe(
                 params.topics, maxsize=self.server._subscriber_buffer
             )
             self._forwarder = asyncio.create_task(self._forward_events(self._subscription))
-        return {"subscribed": sorted(params.topics) if params.topics else "all"}
+        return Subscribed(subscribed=sorted(params.topics) if params.topics else "all")
 
     async def _forward_events(self, subscription: Subscription) -> None:
         try:

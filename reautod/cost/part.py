@@ -210,10 +210,10 @@ class CostPart:
         self.tracker.usage_meter(call_id).llm(prompt_tokens, completion_tokens, compute_s)
 
     def _publish_cost(self, update: CostUpdate) -> None:
-        self.bus.publish("cost.update", update.model_dump(mode="json"))
+        self.bus.publish("cost.update", update)
 
     def budget_alert(self, alert: BudgetAlert) -> None:
         """The guard's AlertSink: every alert to control-socket subscribers and `alert_sinks`."""
-        self.bus.publish("budget.alert", alert.model_dump(mode="json"))
+        self.bus.publish("budget.alert", alert)
         for sink in self.alert_sinks:
             sink.budget_alert(alert)

@@ -69,6 +69,7 @@ from reautod.store.repositories import (
     LeadRepository,
 )
 from reautod.store.writebehind import WriteBehind
+from reautod.topics import AgentOutcome, AgentTransition
 
 log = logging.getLogger(__name__)
 
@@ -158,21 +159,20 @@ class AgentEvents:
 
     def transition(self, call_id: uuid.UUID, from_stage: str | None, to_stage: str,
                    reason: str) -> None:
-        self._bus.publish("agent.transition", {"call_id": self._call_ids(call_id),
-                                               "from": from_stage, "to": to_stage,
-                                               "reason": reason})
+        self._bus.publish("agent.transition", AgentTransition(
+            call_id=self._call_ids(call_id), from_stage=from_stage, to=to_stage, reason=reason))
 
     def scored(self, call_id: uuid.UUID, score: int, qualified: bool) -> None:
         event = AgentScoreEvent(call_id=self._call_ids(call_id), score=score, qualified=qualified)
-        self._bus.publish(event.TOPIC, event.model_dump(mode="json"))
+        self._bus.publish(event.TOPIC, event)
 
     def ended(self, call_id: uuid.UUID, outcome: str, booked: bool) -> None:
         if outcome in (Outcome.QUALIFIED, Outcome.BOOKED):
             self._metrics.qualified_leads_total.inc()
         if booked:
             self._metrics.appointments_booked_total.inc()
-        self._bus.publish("agent.outcome", {"call_id": self._call_ids(call_id),
-                                            "outcome": outcome, "booked": booked})
+        self._bus.publish("agent.outcome", AgentOutcome(call_id=self._call_ids(call_id),
+                                                        outcome=outcome, booked=booked))
 
 
 class CampaignCallbackWindow:

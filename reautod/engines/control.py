@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import BaseModel
 
 from reautod.engines.registry import EngineSet
+from reautod.engines.results import EnginesReport
 from reautod.methods import Method, NoParams
 
 
 def engine_methods(engines: EngineSet) -> list[Method]:
     """`engines.status`: per engine state (missing / failed / ready, with the fix), stats."""
 
-    async def status(_params: BaseModel) -> dict[str, Any]:
+    async def status(_params: BaseModel) -> EnginesReport:
         return engines.report()
 
     return [

@@ -49,6 +49,12 @@ from reautod.engines.context import (
 from reautod.engines.device import Device, resolve_device
 from reautod.engines.gpu_fit import plan_for
 from reautod.engines.pool import LlmPool
+from reautod.engines.results import (
+    EngineCounters,
+    EnginesReport,
+    EngineStatus,
+    LlmEndpointStatus,
+)
 from reautod.engines.scheduler import EngineObserver, EngineScheduler
 from reautod.engines.switch import ModelSwitch
 from reautod.errors import UnavailableError
@@ -193,14 +199,14 @@ class EngineSet:
                 pool=inner if isinstance(inner, LlmPool) else None)
         return self._switch
 
-    def llm_endpoints(self) -> list[dict[str, Any]]:
+    def llm_endpoints(self) -> list[LlmEndpointStatus]:
         """Each pool endpoint's state (empty with the in-process model)."""
         inner: Any = self.llm
         while not isinstance(inner, LlmPool) and getattr(inner, "inner", None) is not None:
             inner = inner.inner
         if not isinstance(inner, LlmPool):
             return []
-        return [asdict(s) for s in inner.statuses()]
+        return [LlmEndpointStatus(**asdict(s)) for s in inner.statuses()]
 
     def set_observer(self, observer: EngineObserver | None) -> None:
         """Send the loaded engines' scheduler events (requests, timings, queue depth) there."""
@@ -233,17 +239,13 @@ class EngineSet:
     def stats(self) -> dict[str, EngineStats]:
         return {name: engine.stats() for name, engine in zip(ENGINE_NAMES, self._all(), strict=True)}
 
-    def report(self) -> dict[str, Any]:
-        """Health and stats as JSON-able data (for the control socket and `reautoctl health`)."""
+    def report(self) -> EnginesReport:
+        """Health and stats of every engine (the `engines.status` answer)."""
         stats = self.stats()
-        engines = []
-        for health in self.health():
-            entry = asdict(health)
-            entry["state"] = str(health.state)
-            entry["stats"] = asdict(stats[health.name])
-            engines.append(entry)
-        return {"ready": self.ready, "device": self.device, "engines": engines,
-                "llm_endpoints": self.llm_endpoints()}
+        engines = [EngineStatus(**asdict(health), stats=EngineCounters(**asdict(stats[health.name])))
+                   for health in self.health()]
+        return EnginesReport(ready=self.ready, device=self.device, engines=engines,
+                             llm_endpoints=self.llm_endpoints())
 
     def health_checks(self) -> dict[str, Callable[[], Awaitable[tuple[bool, str]]]]:
         """`stt` / `llm` / `tts` checks in the daemon's health-check shape: (ok, detail)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any, Literal, TypeVar
+from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -127,10 +127,7 @@ class RequeuedResult(BaseModel):
 
 def _method(name: str, params: type[P], summary: str,
             handler: Callable[[P], Awaitable[BaseModel]], *, changes_state: bool = False) -> Method:
-    async def wire(p: P) -> dict[str, Any]:
-        return (await handler(p)).model_dump(mode="json")
-
-    return Method(name, wire, params, summary, changes_state=changes_state)
+    return Method(name, handler, params, summary, changes_state=changes_state)
 
 
 def outbox_methods(repo: OutboxRepository, endpoints: list[str],

@@ -22,6 +22,7 @@ from fastapi import APIRouter
 
 from reautod.campaigns.dialer import ErasedNumbers
 from reautod.campaigns.dnc import DncList
+from reautod.campaigns.intake import ImportResult
 from reautod.config import Secrets, Settings
 from reautod.dialogue.scheduling import Scheduler
 from reautod.errors import ConfigError, ReautodError, UnavailableError
@@ -186,7 +187,7 @@ class IntegrationsPart:
             return [*methods, *sheets_methods(self.db, self.sheets_client, clock=self.clock,
                                                  erased=self.erased)]
 
-        async def not_configured(_params: SheetImportParams) -> dict[str, Any]:
+        async def not_configured(_params: SheetImportParams) -> ImportResult:
             raise UnavailableError("Google Sheets is not configured: add [integrations.sheets] "
                                    "and its service account credential", code="sheets_not_configured")
 

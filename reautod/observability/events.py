@@ -1,5 +1,8 @@
 """The daemon's event bus: typed events fanned out to control-socket subscribers.
 
+Every payload is a pydantic model, one per topic (reautod/topics.py says which); the bus puts it
+on the wire as JSON and the clients parse it with the same model.
+
 Publishing never blocks and never slows a call: each subscriber has a bounded buffer; when it is
 full the event is dropped for that subscriber and counted, and the subscriber later receives one
 `lagged` event saying how many it missed.
@@ -9,10 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+from pydantic import BaseModel
+
+from reautod.topics import Lagged
 
 EVENT_TYPES = frozenset(
     {
@@ -42,10 +49,11 @@ EVENT_TYPES = frozenset(
 class Event:
     event: str
     ts: datetime
-    data: Mapping[str, Any]
+    data: BaseModel
 
     def wire(self) -> dict[str, Any]:
-        return {"event": self.event, "ts": self.ts.isoformat(), "data": dict(self.data)}
+        return {"event": self.event, "ts": self.ts.isoformat(),
+                "data": self.data.model_dump(mode="json", by_alias=True)}
 
 
 class Subscription:
@@ -80,7 +88,7 @@ class Subscription:
             if self.dropped and len(self._buffer) < self._maxsize:
                 # deliver the marker where the gap is, before newer events
                 dropped, self.dropped = self.dropped, 0
-                return Event("lagged", datetime.now(UTC), {"dropped": dropped})
+                return Event("lagged", datetime.now(UTC), Lagged(dropped=dropped))
             if self._buffer:
                 return self._buffer.popleft()
             if self.closed:
@@ -110,10 +118,13 @@ class EventBus:
         self._subscriptions: set[Subscription] = set()
         self._on_drop = on_drop
 
-    def publish(self, event: str, data: Mapping[str, Any] | None = None) -> None:
+    def publish(self, event: str, data: BaseModel) -> None:
+        """Fan `data`, the topic's payload model, out to the subscribers that want `event`."""
         if event not in EVENT_TYPES:
             raise ValueError(f"unknown event type {event!r}")
-        item = Event(event, datetime.now(UTC), data or {})
+        if not isinstance(data, BaseModel):  # a loose dict drifts from what clients parse
+            raise TypeError(f"{event}: the payload is its topic's model, not {type(data).__name__}")
+        item = Event(event, datetime.now(UTC), data)
         for sub in tuple(self._subscriptions):
             if sub.wants(event) and not sub._offer(item) and self._on_drop is not None:
                 self._on_drop(1)

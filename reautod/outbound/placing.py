@@ -134,7 +134,7 @@ class CallPlacer:
                                         status=CallStatus.QUEUED, call_sid=sid))
         event = CallStateEvent(call_id=str(call.call_id), state=CallStatus.QUEUED.value,
                                source=CallStateSource.REAUTOD, campaign=call.campaign_name)
-        self._bus.publish(event.TOPIC, event.wire())
+        self._bus.publish(event.TOPIC, event)
         return sid
 
     async def _write_row(self, call: TrackedCall, started: CallStarted) -> None:

@@ -235,7 +235,7 @@ class CallTracker:
                 return  # history only (a late step, or a step after the end)
             changed = CallStateEvent(call_id=str(call.call_id), state=twilio_spelling(status),
                                      source=CallStateSource.TWILIO, campaign=call.campaign_name)
-            self.bus.publish(changed.TOPIC, changed.wire())
+            self.bus.publish(changed.TOPIC, changed)
             if status is CallStatus.IN_PROGRESS:
                 await self.hooks.call_answered(call, now)
             if status.terminal:

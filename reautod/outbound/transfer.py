@@ -49,5 +49,5 @@ class Transfers:
         await self._link.client.transfer(call.sid, twiml)
         event = CallStateEvent(call_id=str(call.call_id), state="transferred",
                                source=CallStateSource.REAUTOD, campaign=call.campaign_name)
-        self._bus.publish(event.TOPIC, event.wire())
+        self._bus.publish(event.TOPIC, event)
         return call

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar, Protocol
-
-from pydantic import BaseModel, ConfigDict
+from typing import Protocol
 
 from reautod.call_recording import CallRecording
 from reautod.engines.base import LanguageModel
@@ -20,45 +18,17 @@ from reautod.resilience.breaker import Breakers, BreakerState
 from reautod.resilience.inbound import AdmissionCheck, InboundShedding
 from reautod.resilience.llm import GuardedLanguageModel
 from reautod.resilience.memory import AdmissionLimit, MemoryGuardedEngines
-from reautod.resilience.recording import AlarmedRecording, RecordingStopped
+from reautod.resilience.recording import AlarmedRecording
 from reautod.resilience.service import Resilience, service_of
 from reautod.resilience.settings import ResilienceSettings
 from reautod.resilience.shedding import LoadGovernor
+from reautod.topics import AdmissionChanged, CircuitChanged, RecordingStopped
 
 log = logging.getLogger(__name__)
 
 
 # services without which calls cannot be placed or answered well: their open circuit fails health
 CALL_PATH = frozenset({"twilio", "llm", "database", "redis"})
-
-
-class CircuitChanged(BaseModel):
-    """The payload of the `circuit.changed` topic."""
-
-    model_config = ConfigDict(frozen=True)
-    TOPIC: ClassVar[str] = "circuit.changed"
-
-    circuit: str  # service, or service:key (one circuit per webhook endpoint)
-    service: str
-    state: BreakerState
-    retry_in_s: float  # open: seconds until the half-open probe
-
-    def wire(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
-
-
-class AdmissionChanged(BaseModel):
-    """The payload of the `admission.changed` topic: the live-call limit went down or back up."""
-
-    model_config = ConfigDict(frozen=True)
-    TOPIC: ClassVar[str] = "admission.changed"
-
-    limit: int
-    configured: int  # calls.max_concurrent
-    reason: str  # "<engine> out of memory" | "recovering" | "recovered"
-
-    def wire(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
 
 
 class CircuitMetrics(Protocol):
@@ -93,7 +63,7 @@ class ResiliencePart:
         def changed(limit: int, reason: str) -> None:
             self.metrics.admission_changed(limit)
             event = AdmissionChanged(limit=limit, configured=configured(), reason=reason)
-            self.bus.publish(event.TOPIC, event.wire())
+            self.bus.publish(event.TOPIC, event)
 
         self.admission = AdmissionLimit(configured, recover_s=self.settings.oom_recover_s,
                                         on_change=changed)
@@ -135,7 +105,7 @@ class ResiliencePart:
 
     def _recording_stopped(self, event: RecordingStopped) -> None:
         self.metrics.recording_stopped(event.reason)
-        self.bus.publish(event.TOPIC, event.wire())
+        self.bus.publish(event.TOPIC, event)
         log.error("call %s: recording stopped (%s: %s); the call goes on unrecorded",
                   event.call_id, event.reason, event.detail)
 
@@ -146,7 +116,7 @@ class ResiliencePart:
         self.metrics.circuit_changed(service, state, not_closed)
         event = CircuitChanged(circuit=circuit, service=service, state=state,
                                retry_in_s=round(self.breakers.retry_in(circuit), 3))
-        self.bus.publish(event.TOPIC, event.wire())
+        self.bus.publish("circuit.changed", event)
         (log.info if state == "closed" else log.warning)("circuit %s is %s", circuit,
                                                          state.replace("_", "-"))
 

@@ -14,32 +14,13 @@ from __future__ import annotations
 import errno
 import logging
 from collections.abc import Callable
-from typing import Any, ClassVar, Literal
-
-from pydantic import BaseModel, ConfigDict
 
 from reautod.call_events import CallInfo
 from reautod.call_recording import CallAudioSink, CallRecording, ConsentOutcome
 from reautod.errors import ReautodError, StoreError
+from reautod.topics import RecordingStopped, StopReason
 
 log = logging.getLogger(__name__)
-
-StopReason = Literal["disk_full", "write_failed"]
-
-
-class RecordingStopped(BaseModel):
-    """The payload of the `recording.stopped` topic (an alert: the call itself goes on)."""
-
-    model_config = ConfigDict(frozen=True)
-    TOPIC: ClassVar[str] = "recording.stopped"
-
-    call_id: str
-    reason: StopReason
-    detail: str
-
-    def wire(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
-
 
 def stop_reason(err: ReautodError | OSError) -> StopReason:
     if isinstance(err, OSError):

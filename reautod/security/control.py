@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import base64
 from pathlib import Path
-from typing import Any
 
 from reautod.errors import NotFoundError, UnavailableError, ValidationError
 from reautod.methods import Method, NoParams
@@ -26,9 +25,13 @@ from reautod.security.results import (
     AuditListParams,
     ChainVerdict,
     EraseParams,
+    ErasureReceipt,
     ErasureStatus,
+    ExportResult,
+    KeyStatus,
     PrivacyRequestList,
     RequestListParams,
+    RotationReport,
     SubjectParams,
     SubjectRequestParams,
 )
@@ -41,39 +44,37 @@ from reautod.store.repositories.recordings import RecordingRepository
 def security_methods(privacy: PrivacyService, audit: AuditRepository, *,
                      recordings_dir: Path, keys: KeyRing | None,
                      recordings: RecordingRepository) -> list[Method]:
-    async def export(params: SubjectRequestParams) -> dict[str, Any]:
-        result = await privacy.export(params.number, params.regime, params.received_at)
-        return result.model_dump(mode="json")
+    async def export(params: SubjectRequestParams) -> ExportResult:
+        return await privacy.export(params.number, params.regime, params.received_at)
 
-    async def erase(params: EraseParams) -> dict[str, Any]:
+    async def erase(params: EraseParams) -> ErasureReceipt:
         if not params.confirm:
             raise ValidationError("erasure cannot be undone: pass confirm=true")
-        receipt = await privacy.erase(params.number, params.regime, params.received_at)
-        return receipt.model_dump(mode="json")
+        return await privacy.erase(params.number, params.regime, params.received_at)
 
-    async def requests(params: RequestListParams) -> dict[str, Any]:
+    async def requests(params: RequestListParams) -> PrivacyRequestList:
         views = await privacy.requests(open_only=params.open_only, limit=params.limit)
-        return PrivacyRequestList(requests=views).model_dump(mode="json")
+        return PrivacyRequestList(requests=views)
 
-    async def check(params: SubjectParams) -> dict[str, Any]:
-        return ErasureStatus(erased=await privacy.is_erased(params.number)).model_dump()
+    async def check(params: SubjectParams) -> ErasureStatus:
+        return ErasureStatus(erased=await privacy.is_erased(params.number))
 
-    async def audit_list(params: AuditListParams) -> dict[str, Any]:
+    async def audit_list(params: AuditListParams) -> AuditList:
         require(Permission.AUDIT)
         rows = await audit.recent(params.limit, since=params.since)
         entries = [AuditEntryView(id=r.id, at=r.at, actor=r.actor, origin=r.origin,
                                   action=r.action, outcome=r.outcome, target_type=r.target_type,
                                   target_id=r.target_id, detail=r.detail) for r in rows]
-        return AuditList(entries=entries).model_dump(mode="json")
+        return AuditList(entries=entries)
 
-    async def audit_verify(_params: NoParams) -> dict[str, Any]:
+    async def audit_verify(_params: NoParams) -> ChainVerdict:
         require(Permission.AUDIT)
         report = await audit.verify()
         return ChainVerdict(ok=report.ok, entries=report.entries, head_hash=report.head_hash,
                             starts_after=report.starts_after, first_bad_id=report.first_bad_id,
-                            problem=report.problem).model_dump(mode="json")
+                            problem=report.problem)
 
-    async def call_audio(params: AudioParams) -> dict[str, Any]:
+    async def call_audio(params: AudioParams) -> AudioChunk:
         require(Permission.RECORDINGS)
         rows = await recordings.for_call(call_uuid(params.call_id))
         row = next((r for r in rows if r.direction == params.direction), None)
@@ -91,7 +92,7 @@ def security_methods(privacy: PrivacyService, audit: AuditRepository, *,
         size, data = await asyncio.to_thread(read)
         return AudioChunk(call_id=params.call_id, direction=row.direction, size=size,
                           offset=params.offset, data=base64.b64encode(data).decode("ascii"),
-                          sha256=row.sha256).model_dump()
+                          sha256=row.sha256)
 
     def ring() -> KeyRing:
         require(Permission.KEYS)
@@ -100,11 +101,11 @@ def security_methods(privacy: PrivacyService, audit: AuditRepository, *,
                                    "credential (reautoctl keys generate makes one)")
         return keys
 
-    async def keys_status(_params: NoParams) -> dict[str, Any]:
-        return (await asyncio.to_thread(key_status, recordings_dir, ring())).model_dump()
+    async def keys_status(_params: NoParams) -> KeyStatus:
+        return await asyncio.to_thread(key_status, recordings_dir, ring())
 
-    async def keys_rotate(_params: NoParams) -> dict[str, Any]:
-        return (await asyncio.to_thread(rotate, recordings_dir, ring())).model_dump()
+    async def keys_rotate(_params: NoParams) -> RotationReport:
+        return await asyncio.to_thread(rotate, recordings_dir, ring())
 
     return [
         Method("privacy.export", export, SubjectRequestParams, changes_state=True,

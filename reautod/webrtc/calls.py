@@ -20,10 +20,11 @@ import contextlib
 import logging
 import uuid
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from pipecat.transports.smallwebrtc.connection import SmallWebRTCConnection
 
+from reautod.call_events import CallStateEvent
 from reautod.campaigns.settings import settings_of
 from reautod.conversation import CallContext
 from reautod.errors import NotFoundError, ReautodError, ValidationError
@@ -31,8 +32,17 @@ from reautod.observability.events import EventBus
 from reautod.pipeline.calls import CallManager
 from reautod.store.repositories.campaigns import CampaignRow
 from reautod.telephony.stream import CloseCode
+from reautod.topics import BargeIn, TurnEvent
 from reautod.webrtc.media import WebRTCMedia
-from reautod.webrtc.signalling import Answer, CampaignChoice, Offer, Transport
+from reautod.webrtc.signalling import (
+    Answer,
+    BargeInMessage,
+    CampaignChoice,
+    Offer,
+    StateMessage,
+    Transport,
+    TurnMessage,
+)
 
 log = logging.getLogger(__name__)
 
@@ -146,16 +156,16 @@ async def _feed(bus: EventBus, media: WebRTCMedia, call_id: str) -> None:
     subscription = bus.subscribe(FEED_TOPICS, maxsize=200)
     try:
         async for event in subscription:
-            data: dict[str, Any] = dict(event.data)
-            if data.get("call_id") != call_id:
+            data = event.data
+            if getattr(data, "call_id", None) != call_id:
                 continue
-            if event.event == "turn":
-                media.send({"type": "turn", "speaker": data.get("speaker"),
-                            "text": data.get("text"), "interrupted": data.get("interrupted")})
-            elif event.event == "call.state":
-                media.send({"type": "state", "state": data.get("state")})
-            elif event.event == "barge_in":
-                media.send({"type": "barge_in"})
+            if isinstance(data, TurnEvent):
+                media.send(TurnMessage(speaker=data.speaker, text=data.text,
+                                       interrupted=data.interrupted))
+            elif isinstance(data, CallStateEvent):
+                media.send(StateMessage(state=data.state))
+            elif isinstance(data, BargeIn):
+                media.send(BargeInMessage())
     finally:
         subscription.close()
 

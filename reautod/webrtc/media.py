@@ -32,12 +32,14 @@ from pipecat.transports.smallwebrtc.transport import (
     SmallWebRTCOutputTransport,
     SmallWebRTCTransport,
 )
+from pydantic import BaseModel
+from pydantic import ValidationError as PydanticValidationError
 
 from reautod.call_recording import CallAudioSink
 from reautod.pipeline.frames import MarkEchoFrame, PlaybackMarkFrame
 from reautod.pipeline.media import MediaFormat, MediaHooks
 from reautod.telephony.stream import CloseCode
-from reautod.webrtc.signalling import Transport
+from reautod.webrtc.signalling import CHANNEL_MESSAGE, ClosedMessage, HangupMessage, Transport
 
 # 8 kHz like a phone call: the shared VAD batches 8 kHz windows (pipeline.vad), and the caller
 # hears what a phone lead hears. 20 ms frames: WebRTC's own packet size.
@@ -162,17 +164,18 @@ class WebRTCMedia:
 
         @transport.event_handler("on_app_message")
         async def _message(_transport: Any, message: Any, _sender: Any) -> None:
-            if isinstance(message, dict) and message.get("type") == "hangup":
+            if _is_hangup(message):
                 hooks.ended("caller_hung_up", CloseCode.NORMAL)
             else:
                 self._warnings["unknown_message"] = self._warnings.get("unknown_message", 0) + 1
 
         return media_in, media_out
 
-    def send(self, message: dict[str, Any]) -> None:
-        """Tell the caller's page something on the data channel (queued until it opens)."""
+    def send(self, message: BaseModel) -> None:
+        """Tell the caller's page something on the data channel (queued until it opens): one
+        of the channel's message models (`webrtc/signalling.py`)."""
         if not self._closed:
-            self.connection.send_app_message(message)
+            self.connection.send_app_message(message.model_dump(mode="json"))
 
     async def close(self, code: int, reason: str) -> None:
         if self._connect_timer is not None:
@@ -181,7 +184,16 @@ class WebRTCMedia:
             return
         self._closed = True
         with contextlib.suppress(Exception):  # the peer may be gone already; nothing to save
-            self.connection.send_app_message({"type": "closed", "reason": reason[:120]})
+            self.connection.send_app_message(
+                ClosedMessage(reason=reason[:120]).model_dump(mode="json"))
             if self._connected.is_set():
                 await asyncio.sleep(CLOSED_MESSAGE_S)
             await asyncio.wait_for(self.connection.disconnect(), CLOSE_TIMEOUT_S)
+
+
+def _is_hangup(message: Any) -> bool:
+    """Whether a message from the caller's page is a `HangupMessage`."""
+    try:
+        return isinstance(CHANNEL_MESSAGE.validate_python(message), HangupMessage)
+    except PydanticValidationError:
+        return False

@@ -44,7 +44,14 @@ from reautod.errors import (
     ValidationError,
 )
 from reautod.security.principal import Permission, Principal, Role
-from reautod.webrtc.signalling import MAX_SDP_CHARS, Answer, CampaignChoice, Offer, Transport
+from reautod.webrtc.signalling import (
+    MAX_SDP_CHARS,
+    Answer,
+    CampaignChoice,
+    CampaignChoices,
+    Offer,
+    Transport,
+)
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +178,7 @@ def call_page_router(calls: Answers, networks: Sequence[Network],
             choices = await calls.campaigns()
         except ReautodError as err:
             return _error(http_status(err), err.code, err.message)
-        return JSONResponse({"campaigns": [c.model_dump() for c in choices]},
+        return JSONResponse(CampaignChoices(campaigns=choices).model_dump(mode="json"),
                             headers={"Cache-Control": "no-store"})
 
     @router.get(PAGE_PATH + "/{name}", include_in_schema=False)

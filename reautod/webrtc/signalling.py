@@ -5,9 +5,9 @@ daemon's pipeline."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
 from reautod.security.text import DisplayName
 
@@ -58,3 +58,58 @@ class CampaignChoice(BaseModel):
 
     name: str
     playbook: str | None
+
+
+class CampaignChoices(BaseModel):
+    """The call page's campaign list (`GET /call/campaigns`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    campaigns: list[CampaignChoice]
+
+
+# What the daemon and the caller say on the call's data channel, one model per `type`.
+
+
+class _ChannelMessage(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class TurnMessage(_ChannelMessage):
+    """A line of the transcript, as the daemon recorded it."""
+
+    type: Literal["turn"] = "turn"
+    speaker: Literal["caller", "agent"]
+    text: str
+    interrupted: bool = False
+
+
+class StateMessage(_ChannelMessage):
+    """The call's state changed (a `call.state` value)."""
+
+    type: Literal["state"] = "state"
+    state: str
+
+
+class BargeInMessage(_ChannelMessage):
+    """The caller cut the agent off."""
+
+    type: Literal["barge_in"] = "barge_in"
+
+
+class ClosedMessage(_ChannelMessage):
+    """The daemon ended the call, and why (the last message)."""
+
+    type: Literal["closed"] = "closed"
+    reason: str = Field(max_length=120)
+
+
+class HangupMessage(_ChannelMessage):
+    """The caller hangs up (from the page or `reautoctl talk`)."""
+
+    type: Literal["hangup"] = "hangup"
+
+
+ChannelMessage = Annotated[TurnMessage | StateMessage | BargeInMessage | ClosedMessage
+                           | HangupMessage, Field(discriminator="type")]
+CHANNEL_MESSAGE: TypeAdapter[ChannelMessage] = TypeAdapter(ChannelMessage)

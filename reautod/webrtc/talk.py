@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fractions
-import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -22,9 +21,17 @@ import numpy as np
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 from av import AudioFrame, AudioResampler
+from pydantic import ValidationError as PydanticValidationError
 
 from reautod.webrtc.audio_io import FRAME_BYTES, TALK_RATE, AudioIO
-from reautod.webrtc.signalling import Answer, Offer
+from reautod.webrtc.signalling import (
+    CHANNEL_MESSAGE,
+    Answer,
+    ClosedMessage,
+    HangupMessage,
+    Offer,
+    TurnMessage,
+)
 
 Signal = Callable[[Offer], Awaitable[Answer]]
 HANGUP_GRACE_S = 0.3  # for the hang-up message to leave before the connection closes
@@ -91,13 +98,6 @@ async def _play(track: Any, audio: AudioIO) -> None:
             audio.play(out.to_ndarray().tobytes())
 
 
-def _turn(message: dict[str, Any]) -> HeardTurn | None:
-    speaker, text = message.get("speaker"), message.get("text")
-    if speaker not in ("agent", "caller") or not isinstance(text, str):
-        return None
-    return HeardTurn(speaker, text, bool(message.get("interrupted")))
-
-
 async def talk(signal: Signal, audio: AudioIO, *, lead_name: str = "",
                campaign: str | None = None, on_turn: Callable[[HeardTurn], None],
                hangup: asyncio.Event | None = None) -> TalkResult:
@@ -118,17 +118,13 @@ async def talk(signal: Signal, audio: AudioIO, *, lead_name: str = "",
     @channel.on("message")
     def _message(raw: Any) -> None:
         try:
-            message = json.loads(raw)
-        except (TypeError, ValueError):
-            return
-        if not isinstance(message, dict):
-            return
-        if message.get("type") == "turn":
-            turn = _turn(message)
-            if turn is not None:
-                on_turn(turn)
-        elif message.get("type") == "closed":
-            end(str(message.get("reason") or "ended"))
+            message = CHANNEL_MESSAGE.validate_json(raw)
+        except (PydanticValidationError, TypeError):
+            return  # not one of the channel's messages (a newer daemon's): nothing to show
+        if isinstance(message, TurnMessage):
+            on_turn(HeardTurn(message.speaker, message.text, message.interrupted))
+        elif isinstance(message, ClosedMessage):
+            end(message.reason or "ended")
 
     @pc.on("track")
     def _track(track: Any) -> None:
@@ -155,7 +151,7 @@ async def talk(signal: Signal, audio: AudioIO, *, lead_name: str = "",
         if not ended.done():
             end("hung_up")
             if channel.readyState == "open":
-                channel.send(json.dumps({"type": "hangup"}))
+                channel.send(HangupMessage().model_dump_json())
                 await asyncio.sleep(HANGUP_GRACE_S)
         return TalkResult(answer.call_id, ended.result())
     finally:

@@ -29,14 +29,21 @@ class EchoParams(BaseModel):
     text: str
 
 
+class Echoed(BaseModel):
+    text: str
+
+
 class Recorder:
     def __init__(self) -> None:
         self.echoed: list[str] = []
         self.slow_started = asyncio.Event()
 
-    async def echo(self, params: EchoParams) -> dict[str, str]:
+    async def echo(self, params: EchoParams) -> Echoed:
         self.echoed.append(params.text)
-        return {"text": params.text}
+        return Echoed(text=params.text)
+
+    async def untyped(self, params: EchoParams) -> Echoed:
+        return {"text": params.text}  # type: ignore[return-value]  # the bug the server catches
 
     async def slow(self, _params: BaseModel) -> dict[str, bool]:
         self.slow_started.set()
@@ -58,6 +65,7 @@ async def served(tmp_path: Path) -> AsyncIterator[tuple[ControlServer, Recorder,
         path,
         [
             Method("echo", rec.echo, EchoParams),
+            Method("untyped", rec.untyped, EchoParams),
             Method("slow", rec.slow),
             Method("fails", rec.fails),
             Method("crashes", rec.crashes),
@@ -88,7 +96,10 @@ async def test_request_response_and_method_table(served) -> None:
         assert await client.call("echo", {"text": "hi"}) == {"text": "hi"}
         table = await client.call("methods")
     assert table["version"] == PROTOCOL_VERSION
-    assert {"echo", "subscribe", "methods"} <= {m["name"] for m in table["methods"]}
+    results = {m["name"]: m["result"] for m in table["methods"]}
+    # each method's result model, from its handler's return annotation
+    assert results["echo"] == "Echoed" and results["methods"] == "MethodList"
+    assert results["subscribe"] == "Subscribed" and results["slow"] is None
     assert rec.echoed == ["hi"]
 
 
@@ -105,6 +116,7 @@ async def test_request_response_and_method_table(served) -> None:
         (b'{"id": {"x": 1}, "method": "echo"}\n', "bad_request"),
         (b'{"id": 1, "method": "fails"}\n', "not_found"),
         (b'{"id": 1, "method": "crashes"}\n', "internal"),
+        (b'{"id": 1, "method": "untyped", "params": {"text": "a"}}\n', "internal"),
         (b"\xff\xfe\n", "parse_error"),
     ],
 )
@@ -162,12 +174,12 @@ async def test_subscribe_streams_events_and_slow_subscribers_get_a_lagged_marker
             await asyncio.sleep(0.01)
             if server.bus.subscriber_count:
                 break
-        server.bus.publish("call.started", {"call_id": "c1"})
+        server.bus.publish("call.started", Echoed(text="c1"))
         got = await asyncio.wait_for(first, 5)
-        assert got["event"] == "call.started" and got["data"] == {"call_id": "c1"}
+        assert got["event"] == "call.started" and got["data"] == {"text": "c1"}
         # flood faster than the client reads: buffer 5, so most are dropped and a marker says so
         for i in range(200):
-            server.bus.publish("turn", {"i": i})
+            server.bus.publish("turn", Echoed(text=str(i)))
         seen = [await asyncio.wait_for(events.__anext__(), 5) for _ in range(6)]
         lagged = [e for e in seen if e["event"] == "lagged"]
         assert lagged and lagged[0]["data"]["dropped"] >= 190
@@ -183,8 +195,8 @@ async def test_subscribe_with_topics_filters(served) -> None:
             if server.bus.subscriber_count:
                 break
             await asyncio.sleep(0.01)
-        server.bus.publish("turn", {"skip": True})
-        server.bus.publish("call.ended", {"call_id": "c1"})
+        server.bus.publish("turn", Echoed(text="skip"))
+        server.bus.publish("call.ended", Echoed(text="c1"))
         assert (await asyncio.wait_for(nxt, 5))["event"] == "call.ended"
         await events.aclose()
 
@@ -290,3 +302,11 @@ async def test_methods_run_as_the_peer_and_go_through_the_auditor(tmp_path: Path
     assert seen == [f"uid:{os.getuid()}"] * 3
     assert auditor.runs == [("whoami", f"uid:{os.getuid()}", False),
                             ("change", f"uid:{os.getuid()}", True)]
+
+
+def test_the_bus_takes_only_payload_models() -> None:
+    bus = EventBus()
+    with pytest.raises(TypeError, match="topic's model"):
+        bus.publish("turn", {"call_id": "c1"})  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="unknown event"):
+        bus.publish("nonsense", Echoed(text="x"))

@@ -16,6 +16,7 @@ from reautod.call_events import CallInfo, CallState, TurnRecord
 from reautod.config import Settings
 from reautod.cost.part import CostPart
 from reautod.cost.reconcile import ReportedPrice
+from reautod.cost.results import BudgetAlert, CostUpdate
 from reautod.daemon import main as daemon_main
 from reautod.dialogue.part import json_model_of
 from reautod.engines.base import ChatMessage
@@ -67,10 +68,12 @@ async def test_a_metered_call_fills_the_budget_alerts_and_stops_dials(db: Databa
             seen.append(await asyncio.wait_for(events.get(), 5))
         alerts = [e.data for e in seen if e.event == "budget.alert"]
         updates = [e.data for e in seen if e.event == "cost.update"]
-        assert [(a["kind"], a["threshold_pct"]) for a in alerts] == [("threshold", 50),
-                                                                     ("threshold", 100)]
-        assert [u["call_id"] for u in updates] == ["sim-part"]
-        assert updates[-1]["cost_micros"] == spent
+        assert all(isinstance(a, BudgetAlert) for a in alerts)
+        assert all(isinstance(u, CostUpdate) for u in updates)
+        assert [(a.kind, a.threshold_pct) for a in alerts] == [("threshold", 50),
+                                                               ("threshold", 100)]
+        assert [u.call_id for u in updates] == ["sim-part"]
+        assert updates[-1].cost_micros == spent
     finally:
         await part.close()
 

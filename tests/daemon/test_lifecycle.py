@@ -44,7 +44,7 @@ def test_ready_only_after_control_socket_accepts(daemon_factory, tmp_path: Path)
     assert stat.S_IMODE(d.socket_path.stat().st_mode) == 0o660
 
 
-def test_every_daemon_method_is_documented(daemon_factory) -> None:
+def test_every_daemon_method_is_documented_with_its_result(daemon_factory) -> None:
     d = daemon_factory()
     d.config_path.write_text(config_for(d.workdir))
     d.start()
@@ -58,6 +58,12 @@ def test_every_daemon_method_is_documented(daemon_factory) -> None:
     assert len(names) > 20
     undocumented = [n for n in names if f"`{n}`" not in doc]
     assert not undocumented, f"add to docs/control-protocol.md: {undocumented}"
+    # every method answers with a typed result model, and the doc names it
+    untyped = [m["name"] for m in table["methods"] if not m["result"]]
+    assert not untyped, f"give these a result model: {untyped}"
+    unnamed = sorted({m["result"] for m in table["methods"]
+                      if f"`{m['result']}`" not in doc})
+    assert not unnamed, f"name these results in docs/control-protocol.md: {unnamed}"
 
 
 def test_watchdog_pings_arrive_from_the_loop(daemon_factory) -> None:

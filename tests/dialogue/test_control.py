@@ -14,6 +14,7 @@ from reautod.control.commands.playbook import render_ab_report, render_list, ren
 from reautod.dialogue.control import dialogue_methods
 from reautod.dialogue.library import PlaybookLibrary
 from reautod.dialogue.playbook_file import PlaybookError
+from reautod.dialogue.results import AbReport, PlaybookDetail, PlaybookList
 from reautod.errors import NotFoundError
 from reautod.methods import Method
 from reautod.store.database import Database
@@ -51,11 +52,12 @@ async def test_list_show_validate(methods: tuple[dict[str, Method], Database, Pa
     [broken, good] = listing["playbooks"]
     assert good["name"] == "real-estate-sellers" and good["version"] == example("real-estate-sellers").version
     assert broken["name"] is None and broken["problems"][0]["line"] == 2
-    assert "INVALID" in render_list(listing) and "real-estate-sellers" in render_list(listing)
+    rendered = render_list(PlaybookList.model_validate(listing))
+    assert "INVALID" in rendered and "real-estate-sellers" in rendered
     shown = await call(table["playbook.show"], name="real-estate-sellers")
     assert [s["name"] for s in shown["stage_details"]] == ["greeter", "qualifier", "objections",
                                                            "scheduler", "closer"]
-    text = render_show(shown)
+    text = render_show(PlaybookDetail.model_validate(shown))
     assert "intent=wrong_person end: wrong_person" in text and "America/Chicago" in text
     with pytest.raises(NotFoundError):
         await call(table["playbook.show"], name="nope")
@@ -90,13 +92,14 @@ async def test_ab_report(methods: tuple[dict[str, Method], Database, Path]) -> N
         [("a", 40, 4, 0.1), ("warm-open", 40, 14, 0.35)]
     [test] = report["comparisons"]
     assert test["method"] == "z-test" and test["significant"] and test["p_value"] < 0.01
-    rendered = render_ab_report(report)
+    rendered = render_ab_report(AbReport.model_validate(report))
     assert "35.0%" in rendered and "yes" in rendered
     everything = await call(table["playbook.ab_report"], name="real-estate-sellers", version="all",
                             metric="qualified")
     assert everything["version"] is None and everything["metric"] == "qualified"
     gone = await call(table["playbook.ab_report"], name="retired-playbook")
-    assert gone["variants"] == [] and "no finished calls" in render_ab_report(gone)
+    assert gone["variants"] == [] and "no finished calls" in render_ab_report(
+        AbReport.model_validate(gone))
 
 
 def test_reautoctl_validate_needs_no_daemon(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -222,7 +222,8 @@ async def test_agent_events_and_metrics() -> None:
     events.scored(call_id, 65, True)
     events.ended(call_id, "booked", True)
     events.ended(uuid.uuid4(), "not_interested", False)
-    got = [(e.event, dict(e.data)) for e in [await sub.get() for _ in range(4)]]
+    got = [(e.event, e.data.model_dump(mode="json", by_alias=True))
+           for e in [await sub.get() for _ in range(4)]]
     assert got[0] == ("agent.transition", {"call_id": "sim-abc", "from": None, "to": "greeter",
                                            "reason": "call started"})
     assert got[1] == ("agent.score", {"call_id": "sim-abc", "score": 65, "qualified": True})

@@ -217,6 +217,6 @@ async def test_the_in_process_model_is_windowed_by_its_own_tokenizer(
         chunks = [c async for c in llm.stream_chat([SYSTEM, ChatMessage("user", "hi")],
                                                    call_id="c", max_tokens=4)]
         assert chunks[-1].timing is not None
-        assert engines.report()["llm_endpoints"] == []
+        assert engines.report().llm_endpoints == []
     finally:
         await engines.close()

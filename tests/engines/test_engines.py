@@ -322,10 +322,10 @@ async def test_engines_status_method(tmp_path: Path) -> None:
         result = await method.handler(NoParams())
     finally:
         await engine_set.close()
-    assert result["ready"] is False
-    assert [e["name"] for e in result["engines"]] == ["stt", "llm", "tts"]
-    assert all("reautoctl models pull --profile cpu" in e["detail"] for e in result["engines"])
-    assert result["engines"][0]["stats"]["requests"] == 0
+    assert result.ready is False
+    assert [e.name for e in result.engines] == ["stt", "llm", "tts"]
+    assert all("reautoctl models pull --profile cpu" in e.detail for e in result.engines)
+    assert result.engines[0].stats.requests == 0
 
 
 async def test_engine_past_its_timeout_fails_visibly(

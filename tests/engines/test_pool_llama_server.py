@@ -211,7 +211,7 @@ async def test_the_engine_set_uses_the_pool_when_endpoints_are_configured(
     engines = await EngineSet.load(settings, warm_up=False, resilience=Resilience())
     try:
         assert isinstance(engines.llm, LlmPool) and engines.ready
-        assert [e["state"] for e in engines.report()["llm_endpoints"]] == ["up", "up"]
+        assert [e.state for e in engines.report().llm_endpoints] == ["up", "up"]
         ok, detail = await engines.health_checks()["llm"]()
         assert ok and "a up, circuit closed, 0/2 busy" in detail
         llm: Any = engines.windowed(settings)

@@ -100,7 +100,7 @@ def test_present_gpus_report_memory_per_device() -> None:
     assert get("reautod_gpu_memory_total_bytes", {"gpu": "1"}) == 24 * GIB
     assert [g.name for g in collector.read()] == ["NVIDIA H100", "NVIDIA L4"]
     assert collector.used_share() == 30 / 80  # the fullest device: what the dialer paces by
-    assert summarize(metrics.registry)["gpu"] == [
+    assert summarize(metrics.registry).model_dump()["gpu"] == [
         {"gpu": "0", "used_bytes": 30 * GIB, "free_bytes": 50 * GIB},
         {"gpu": "1", "used_bytes": 1 * GIB, "free_bytes": 23 * GIB},
     ]

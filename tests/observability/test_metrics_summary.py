@@ -5,6 +5,7 @@ import pytest
 from reautod.engines.base import RequestTiming
 from reautod.observability.metrics import Metrics
 from reautod.observability.metrics_summary import histogram_quantile, metrics_methods, summarize
+from reautod.observability.results import MetricsSummary
 
 
 def test_histogram_quantile_interpolates_like_promql() -> None:
@@ -28,7 +29,7 @@ def test_summary_reports_the_key_figures() -> None:
     metrics.dial_blocked("window")
     metrics.live_calls.set(3)
     metrics.event_loop_lag_seconds.set(0.004)
-    summary = summarize(metrics.registry)
+    summary = summarize(metrics.registry).model_dump(mode="json")
     v2v = summary["latency"]["voice_to_voice"]
     assert v2v["count"] == 5
     assert 0.4 <= v2v["p50_s"] <= 0.5
@@ -51,4 +52,5 @@ async def test_metrics_summary_method_answers_from_the_registry() -> None:
     (method,) = metrics_methods(metrics)
     assert method.name == "metrics.summary"
     result = await method.handler(method.params())
-    assert result["calls"]["live"] == 7
+    assert isinstance(result, MetricsSummary) and method.result is MetricsSummary
+    assert result.calls.live == 7

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
 from reautod.call_events import CallState
 from reautod.control.commands import events as events_cmd
@@ -127,7 +128,7 @@ def test_top_without_a_daemon_is_not_running(tmp_path: Path) -> None:
         run(["--socket", str(tmp_path / "none.sock"), "top", "--once"])
 
 
-def publish_when_subscribed(threaded: ThreadedDaemon, events: list[tuple[str, dict]]) -> threading.Thread:
+def publish_when_subscribed(threaded: ThreadedDaemon, events: list[tuple[str, BaseModel]]) -> threading.Thread:
     def go() -> None:
         for _ in range(1000):
             if threaded.subscribers:

@@ -22,7 +22,7 @@ import pytest
 from fastapi import FastAPI
 from pydantic import BaseModel, SecretStr
 
-from reautod.call_events import CallInfo, CallState, ObserverFanOut, TurnRecord
+from reautod.call_events import CallInfo, CallState, CallStateEvent, ObserverFanOut, TurnRecord
 from reautod.campaigns.dialer import BlockedDial, BlockReason
 from reautod.campaigns.dnc import DncChannel, DncEntry, DncScope
 from reautod.campaigns.intake import ImportResult
@@ -461,7 +461,8 @@ async def test_twilio_call_states_are_published_in_twilios_words(env: Env) -> No
     await env.tracker.on_status(status(sid, "in-progress", 2))
     await env.tracker.settle()
     event = await asyncio.wait_for(states.get(), 5)
-    assert (event.data["state"], event.data["source"]) == ("in-progress", "twilio")
+    assert isinstance(event.data, CallStateEvent)
+    assert (event.data.state, event.data.source) == ("in-progress", "twilio")
     row = await CallRepository(env.db).by_sid(sid)
     assert row is not None and row.status == "in_progress"  # the store's spelling
 

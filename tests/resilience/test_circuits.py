@@ -16,6 +16,7 @@ from reautod.resilience.part import ResiliencePart
 from reautod.resilience.retry import RetryBudget
 from reautod.resilience.service import Resilience
 from reautod.resilience.settings import ResilienceSettings, ServicePolicy
+from reautod.topics import CircuitChanged
 
 
 class Service:
@@ -117,7 +118,8 @@ async def test_transitions_reach_events_metrics_and_health() -> None:
         await part.resilience.call("redis", Service())
     opened = await asyncio.wait_for(events.get(), 1)
     assert opened.event == "circuit.changed"
-    assert opened.data["circuit"] == "redis" and opened.data["state"] == "open"
+    assert isinstance(opened.data, CircuitChanged)
+    assert opened.data.circuit == "redis" and opened.data.state == "open"
     ok, detail = await part.health()
     assert not ok and detail.startswith("redis open (probe in")
     sample = metrics.registry.get_sample_value
@@ -128,7 +130,8 @@ async def test_transitions_reach_events_metrics_and_health() -> None:
     dep = Service()
     dep.failure = None
     await part.resilience.call("redis", dep)
-    states = [(await asyncio.wait_for(events.get(), 1)).data["state"] for _ in range(2)]
+    changed = [(await asyncio.wait_for(events.get(), 1)).data for _ in range(2)]
+    states = [c.state for c in changed if isinstance(c, CircuitChanged)]
     assert states == ["half_open", "closed"]
     assert sample("reautod_circuits_not_closed", {"service": "redis"}) == 0
     assert (await part.health())[0]

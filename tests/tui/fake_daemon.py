@@ -35,18 +35,22 @@ from reautod.methods import Method
 from reautod.observability.events import EventBus
 from reautod.pipeline.results import HangupResult, LiveCallList
 from reautod.store.enums import CampaignStatus, LeadStatus
+from reautod.topics import CallEnded
+from tui.model import PAYLOADS
 
 FIXED_NOW = datetime(2026, 11, 21, 10, 0, 0, tzinfo=UTC)
 RECORDED = Path(__file__).parent / "recorded_call.jsonl"
 
 
-def recorded_events() -> list[tuple[str, dict[str, Any]]]:
-    """One call from start to end, as the daemon published it (tests/tui/recorded_call.jsonl)."""
-    events = []
+def recorded_events() -> list[tuple[str, BaseModel]]:
+    """One call from start to end, as the daemon published it (tests/tui/recorded_call.jsonl),
+    each payload parsed with its topic's model."""
+    events: list[tuple[str, BaseModel]] = []
     for line in RECORDED.read_text().splitlines():
         if line.strip():
             message = json.loads(line)
-            events.append((message["event"], message["data"]))
+            events.append((message["event"],
+                           PAYLOADS[message["event"]].model_validate(message["data"])))
     return events
 
 
@@ -190,20 +194,20 @@ class FakeDaemon:
             self.server = None
             self.bus = EventBus()
 
-    def publish(self, event: str, data: dict[str, Any]) -> None:
-        """Publish, keeping `calls` (what calls.list answers) in step as the daemon's registry
-        does: it holds each call as it started, with the pipeline's state (never a cost)."""
-        call_id = data.get("call_id")
-        if event == "call.started":
-            self.calls.append(LiveCall.model_validate(data))
-        elif event == "call.ended":
-            self.calls = [c for c in self.calls if c.call_id != call_id]
-        elif event == CallStateEvent.TOPIC:
-            changed = CallStateEvent.model_validate(data)
-            if changed.source is CallStateSource.PIPELINE:
-                self.calls = [c.model_copy(update={"state": CallState(changed.state)})
-                              if c.call_id == call_id else c for c in self.calls]
-        self.bus.publish(event, data)
+    def publish(self, event: str, payload: BaseModel) -> None:
+        """Publish the topic's payload model (as the daemon does), keeping `calls` (what
+        calls.list answers) in step as the daemon's registry does: it holds each call as it
+        started, with the pipeline's state (never a cost)."""
+        if not isinstance(payload, PAYLOADS[event]):
+            raise TypeError(f"{event} carries a {PAYLOADS[event].__name__}")
+        if isinstance(payload, LiveCall):
+            self.calls.append(payload)
+        elif isinstance(payload, CallEnded):
+            self.calls = [c for c in self.calls if c.call_id != payload.call_id]
+        elif isinstance(payload, CallStateEvent) and payload.source is CallStateSource.PIPELINE:
+            self.calls = [c.model_copy(update={"state": CallState(payload.state)})
+                          if c.call_id == payload.call_id else c for c in self.calls]
+        self.bus.publish(event, payload)
 
 
 class ThreadedDaemon:
@@ -226,12 +230,12 @@ class ThreadedDaemon:
         self.thread.join(10)
         self.loop.close()
 
-    def publish(self, event: str, data: dict[str, Any]) -> None:
+    def publish(self, event: str, payload: BaseModel) -> None:
         done: Future[None] = Future()
 
         def run() -> None:
             try:
-                self.daemon.publish(event, data)
+                self.daemon.publish(event, payload)
                 done.set_result(None)
             except Exception as err:
                 done.set_exception(err)

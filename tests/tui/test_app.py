@@ -8,6 +8,8 @@ from rich.console import Console
 from rich.text import Text
 
 from reautod.call_events import CallState, CallStateEvent, CallStateSource
+from reautod.dialogue.results import AgentScoreEvent
+from reautod.topics import AgentTransition, HealthChanged, LogRecord
 from tests.tui.conftest import wait_until
 from tests.tui.fake_daemon import CAMPAIGNS, FIXED_NOW, FakeDaemon, live_call, recorded_events
 from tui.app import ReautoApp
@@ -63,9 +65,9 @@ async def test_a_live_call_appears_and_ends(daemon: FakeDaemon, socket_path: Pat
         for name, data in rest[:-1]:
             daemon.publish(name, data)
         await wait_until(pilot, lambda: "$0.04" in cells(table, "CA7f3e"), "cost update")
-        daemon.publish("agent.transition", {"call_id": "CA7f3e", "from": "greeter",
-                                            "to": "qualifier", "reason": "intent=affirm"})
-        daemon.publish("agent.score", {"call_id": "CA7f3e", "score": 65, "qualified": True})
+        daemon.publish("agent.transition", AgentTransition(
+            call_id="CA7f3e", from_stage="greeter", to="qualifier", reason="intent=affirm"))
+        daemon.publish("agent.score", AgentScoreEvent(call_id="CA7f3e", score=65, qualified=True))
         await wait_until(pilot, lambda: cells(table, "CA7f3e")[3] == "qualifier 65 ✓", "score")
         row = cells(table, "CA7f3e")
         assert row[2] == "listening"
@@ -121,7 +123,8 @@ async def test_the_transcript_updates_live(daemon: FakeDaemon, socket_path: Path
         later = [i for i, line in enumerate(lines) if "We already have panels." in line]
         assert barge and later and barge[0] < later[0]
 
-        daemon.publish(*events[-1])
+        daemon.publish(*events[-2])  # agent.outcome: the agent's verdict
+        daemon.publish(*events[-1])  # call.ended: counted under that verdict
         summary = app.screen.query_one("#call-summary")
         await wait_until(pilot, lambda: "ended: not_interested" in rendered(summary), "ended")
         await pilot.press("h")  # an ended call cannot be hung up
@@ -220,7 +223,7 @@ async def test_reconnects_after_the_daemon_restarts(daemon: FakeDaemon,
         assert not app.has_class("-disconnected")
         await wait_until(pilot, lambda: daemon.bus.subscriber_count == 1, "subscribed again")
         daemon.publish("call.state", CallStateEvent(
-            call_id="CA1", state="transferred", source=CallStateSource.REAUTOD).wire())
+            call_id="CA1", state="transferred", source=CallStateSource.REAUTOD))
         await wait_until(pilot, lambda: cells(table, "CA1")[2] == "transferred", "live events")
 
 
@@ -240,15 +243,15 @@ async def test_log_pane_shows_warnings_and_navigation(daemon: FakeDaemon,
     app = make_app(socket_path)
     async with app.run_test(size=(120, 36)) as pilot:
         await wait_until(pilot, lambda: daemon.bus.subscriber_count == 1, "subscribed")
-        daemon.publish("log", {"level": "WARNING", "logger": "reautod.engines.llm",
-                               "message": "llm queue full, request refused"})
+        daemon.publish("log", LogRecord(level="WARNING", logger="reautod.engines.llm",
+                                        message="llm queue full, request refused"))
         await wait_until(pilot, lambda: len(app.state.log) == 1, "log line")
         await pilot.press("l")
         await wait_until(pilot, lambda: isinstance(app.screen, LogScreen), "log screen")
         log_view = app.screen.query_one(LogView)
         await wait_until(pilot, lambda: len(log_view.lines) == 1, "line drawn")
         assert "llm queue full, request refused" in log_view.lines[0].text
-        daemon.publish("health.changed", {"name": "redis", "ok": False, "detail": "refused"})
+        daemon.publish("health.changed", HealthChanged(name="redis", ok=False, detail="refused"))
         await wait_until(pilot, lambda: len(log_view.lines) == 2, "health line drawn")
         assert "redis: FAIL refused" in log_view.lines[1].text
         await pilot.press("c")

@@ -4,9 +4,18 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from reautod.call_events import CallState, CallStateEvent, CallStateSource
+from reautod.observability.events import EVENT_TYPES
+from reautod.topics import TurnEvent
 from tests.tui.fake_daemon import live_call, recorded_events
 from tui.link import Backoff
-from tui.model import LiveState, format_duration, format_money, format_seconds, percentile
+from tui.model import (
+    PAYLOADS,
+    LiveState,
+    format_duration,
+    format_money,
+    format_seconds,
+    percentile,
+)
 
 
 class Clock:
@@ -19,6 +28,14 @@ class Clock:
 
 def event(event_name: str, **data: Any) -> dict[str, Any]:
     return {"event": event_name, "ts": "2026-11-21T10:00:00+00:00", "data": data}
+
+
+def turn(call_id: str, text: str, **more: Any) -> dict[str, Any]:
+    """A turn event as the daemon publishes it (the TurnEvent model)."""
+    record = TurnEvent(call_id=call_id, index=0, speaker=more.pop("speaker", "agent"), text=text,
+                       confidence=None, started_at=datetime(2026, 11, 21, 9, 59, tzinfo=UTC),
+                       ended_at=datetime(2026, 11, 21, 9, 59, 2, tzinfo=UTC), **more)
+    return event("turn", **record.model_dump(mode="json"))
 
 
 def started(call_id: str, lead_name: str = "Ann", campaign: str = "solar") -> dict[str, Any]:
@@ -35,7 +52,8 @@ def state_at(now: datetime = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)) -> tuple
 def test_recorded_call_from_start_to_end() -> None:
     state, _ = state_at()
     for name, data in recorded_events():
-        state.apply_event({"event": name, "ts": "2026-11-21T09:59:00+00:00", "data": data})
+        state.apply_event({"event": name, "ts": "2026-11-21T09:59:00+00:00",
+                           "data": data.model_dump(mode="json", by_alias=True)})
     assert state.calls == {}
     call = state.call("CA7f3e")
     assert call is not None and not call.live
@@ -63,11 +81,14 @@ def test_a_repeated_call_ended_counts_once() -> None:
 
 def test_outcomes_reset_at_midnight() -> None:
     state, clock = state_at(datetime(2026, 11, 21, 23, 59, tzinfo=UTC))
-    state.apply_event(event("call.ended", call_id="A", outcome="voicemail"))
+    state.apply_event(event("agent.outcome", call_id="A", outcome="voicemail", booked=False))
+    state.apply_event(event("call.ended", call_id="A", reason="pipeline_finished", duration_s=9))
     assert state.outcomes_today() == {"voicemail": 1}
     clock.now += timedelta(minutes=2)
     assert state.outcomes_today() == {}
-    state.apply_event(event("call.ended", call_id="B", outcome="qualified"))
+    state.apply_event(event("call.ended", call_id="B", reason="pipeline_finished", duration_s=9))
+    state.apply_event(event("agent.outcome", call_id="B", outcome="qualified", booked=False))
+    # the agent's verdict after the media ended: counted under the verdict, once
     assert state.outcomes_today() == {"qualified": 1}
 
 
@@ -90,10 +111,13 @@ def test_malformed_and_unknown_events_are_skipped() -> None:
     assert state.apply_event({"event": "turn"}) is None
     assert state.apply_event({"event": "turn", "data": {"text": "no call id"}}) is None
     assert state.apply_event(event("something.new", x=1)) is None
-    assert state.apply_event(event("turn", call_id="A", speaker="caller", text="hi",
-                                   latencies={"stt_s": "fast", "voice_to_voice_s": float("nan")}))
-    assert state.events_malformed == 2
-    assert state.call("A") is not None and state.percentiles("transcript")[0] == 0
+    # a turn of another shape (not its TurnEvent) is skipped whole
+    assert state.apply_event({**turn("A", "hi"), "data": {**turn("A", "hi")["data"],
+                                                          "latencies": {"stt_s": "fast"}}}) is None
+    assert state.events_malformed == 3
+    assert state.call("A") is None and state.percentiles("transcript")[0] == 0
+    assert state.apply_event(turn("A", "hi", latencies={"stt_s": 0.2})) == "A"
+    assert state.percentiles("transcript")[0] == 1
 
 
 def test_health_changes_and_lagged_go_to_the_log() -> None:
@@ -112,8 +136,7 @@ def test_health_changes_and_lagged_go_to_the_log() -> None:
 def test_percentiles_over_a_rolling_window() -> None:
     state, _ = state_at()
     for i in range(150):
-        state.apply_event(event("turn", call_id="A", speaker="agent", text="x",
-                                latencies={"voice_to_voice_s": 2.0 if i < 50 else 0.5}))
+        state.apply_event(turn("A", "x", latencies={"voice_to_voice_s": 2.0 if i < 50 else 0.5}))
     count, p50, p95, p99 = state.percentiles("voice_to_voice")
     assert count == 100 and p50 == p95 == p99 == 0.5  # the 50 slow ones fell out of the window
     assert percentile([], 0.5) is None
@@ -139,11 +162,11 @@ def test_call_state_from_the_pipeline_and_the_phone_line() -> None:
     state = LiveState(lambda: datetime(2026, 11, 21, 10, 0, tzinfo=UTC))
     line = CallStateEvent(call_id="A", state="ringing", source=CallStateSource.TWILIO,
                           campaign="solar")
-    state.apply_event(event("call.state", **line.wire()))
+    state.apply_event(event("call.state", **line.model_dump(mode="json")))
     assert state.calls["A"].state == "ringing" and state.calls["A"].campaign == "solar"
     talk = CallStateEvent(call_id="A", state=CallState.SPEAKING.value,
                           source=CallStateSource.PIPELINE)
-    state.apply_event(event("call.state", **talk.wire()))
+    state.apply_event(event("call.state", **talk.model_dump(mode="json")))
     assert state.calls["A"].state == "speaking" and state.calls["A"].campaign == "solar"
     state.apply_event(event("call.state", call_id="A", status="completed"))  # the old shape
     assert state.calls["A"].state == "speaking" and state.events_malformed == 1
@@ -180,10 +203,15 @@ def test_a_poll_does_not_undo_the_lines_state() -> None:
     state.apply_snapshot(None, None, {"calls": [row.model_dump(mode="json")]}, None)
     assert state.calls["A"].state == "speaking"
     line = CallStateEvent(call_id="A", state="transferred", source=CallStateSource.REAUTOD)
-    state.apply_event(event("call.state", **line.wire()))
+    state.apply_event(event("call.state", **line.model_dump(mode="json")))
     for _ in range(2):
         state.apply_snapshot(None, None, {"calls": [row.model_dump(mode="json")]}, None)
         assert state.calls["A"].state == "transferred"
     ending = row.model_copy(update={"state": CallState.ENDING})
     state.apply_snapshot(None, None, {"calls": [ending.model_dump(mode="json")]}, None)
     assert state.calls["A"].state == "ending"
+
+
+def test_every_topic_has_one_payload_model() -> None:
+    """The TUI (and the fake daemon, which publishes only these) knows each topic's model."""
+    assert set(PAYLOADS) == EVENT_TYPES

@@ -15,6 +15,8 @@ from textual.pilot import Pilot
 from textual.widgets import DataTable
 
 from reautod.call_events import CallState, LiveCall
+from reautod.dialogue.results import AgentScoreEvent
+from reautod.topics import AgentOutcome, AgentTransition, CallEnded
 from tests.tui.conftest import wait_until
 from tests.tui.fake_daemon import (
     CAMPAIGNS,
@@ -80,16 +82,21 @@ def with_recorded_call(served: ThreadedDaemon) -> Callable[[Pilot[Any]], Any]:
                          "connected")
         for event in recorded_events()[:-1]:  # all but call.ended: the call is still live
             served.publish(*event)
-        # two calls that finished earlier today: the outcomes panel counts call.ended events
-        # (as the recorded call's call.ended: call_id, reason, duration_s)
-        served.publish("call.ended", {"call_id": "CA0a", "reason": "qualified",
-                                      "duration_s": 95.0})
-        served.publish("call.ended", {"call_id": "CA0b", "reason": "voicemail",
-                                      "duration_s": 20.0})
+        # two calls that finished earlier today: the outcomes panel counts call.ended events,
+        # under the agent's verdict (agent.outcome) where one came
+        served.publish("agent.outcome", AgentOutcome(call_id="CA0a", outcome="qualified",
+                                                     booked=False))
+        served.publish("call.ended", CallEnded(call_id="CA0a", reason="pipeline_finished",
+                                               duration_s=95.0))
+        served.publish("agent.outcome", AgentOutcome(call_id="CA0b", outcome="voicemail",
+                                                     booked=False))
+        served.publish("call.ended", CallEnded(call_id="CA0b", reason="pipeline_finished",
+                                               duration_s=20.0))
         # the qualifying agent's stage and score, shown beside the call's state
-        served.publish("agent.transition", {"call_id": "CA7f3e", "from": "greeter",
-                                            "to": "qualifier", "reason": "affirm"})
-        served.publish("agent.score", {"call_id": "CA7f3e", "score": 65, "qualified": True})
+        served.publish("agent.transition", AgentTransition(
+            call_id="CA7f3e", from_stage="greeter", to="qualifier", reason="affirm"))
+        served.publish("agent.score", AgentScoreEvent(call_id="CA7f3e", score=65,
+                                                      qualified=True))
         table = app.screen.query_one(CallsTable)
         await wait_until(pilot, lambda: table.row_count == 3
                          and sum(app.state.outcomes_today().values()) == 2

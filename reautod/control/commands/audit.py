@@ -40,7 +40,7 @@ def _cell(value: object) -> str:
 
 def run(args: argparse.Namespace, ctx: CliContext) -> int:
     if args.verify:
-        verdict = ChainVerdict.model_validate(ctx.call("audit.verify", timeout=600.0))
+        verdict = ctx.fetch(ChainVerdict, "audit.verify", timeout=600.0)
         ctx.emit(verdict.model_dump(), lambda _d: key_values([
             ("chain", "intact" if verdict.ok else "BROKEN"), ("entries checked", verdict.entries),
             *([("first bad entry", verdict.first_bad_id), ("problem", _cell(verdict.problem))]
@@ -52,7 +52,7 @@ def run(args: argparse.Namespace, ctx: CliContext) -> int:
     params: dict[str, Any] = {"limit": args.limit}
     if args.since:
         params["since"] = args.since
-    listed = AuditList.model_validate(ctx.call("audit.list", params))
+    listed = ctx.fetch(AuditList, "audit.list", params)
     ctx.emit(listed.model_dump(mode="json"), lambda _d: table(
         ["ID", "AT", "ACTOR", "FROM", "ACTION", "RESULT", "TARGET"],
         [[e.id, f"{e.at:%Y-%m-%d %H:%M:%S}", _cell(e.actor), _cell(e.origin), _cell(e.action),

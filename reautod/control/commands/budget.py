@@ -72,8 +72,7 @@ def _row(b: BudgetStatus) -> list[Any]:
     ]
 
 
-def render_status(data: dict[str, Any]) -> str:
-    result = BudgetStatusResult.model_validate(data)
+def render_status(result: BudgetStatusResult) -> str:
     stop = result.stop
     head = (f"SPENDING STOPPED by {stop.actor} at {stop.changed_at}: {stop.reason or '-'}\n"
             "(no dials, no premium voice; `reautoctl budget resume` lifts it)\n\n"
@@ -88,7 +87,8 @@ def render_status(data: dict[str, Any]) -> str:
 
 
 def run_status(args: argparse.Namespace, ctx: CliContext) -> int:
-    ctx.emit(ctx.call("budget.status", _with({}, campaign=args.campaign)), render_status)
+    ctx.emit(ctx.fetch(BudgetStatusResult, "budget.status", _with({}, campaign=args.campaign)),
+             render_status)
     return 0
 
 
@@ -96,39 +96,38 @@ def run_set(args: argparse.Namespace, ctx: CliContext) -> int:
     params = _with({"period": args.period, "limit": args.limit, "actor": _actor()},
                    campaign=args.campaign, timezone=args.timezone)
 
-    def render(data: dict[str, Any]) -> str:
-        b = BudgetSetResult.model_validate(data).budget
+    def render(result: BudgetSetResult) -> str:
+        b = result.budget
         return (f"{b.period.value} budget of {b.campaign or 'the site'} set to "
                 f"{format_micros(b.limit_micros, 2)} ({b.timezone}); spent "
                 f"{format_micros(b.spent_micros, 2)} so far ({b.used_pct:g}%)")
 
-    ctx.emit(ctx.call("budget.set", params), render)
+    ctx.emit(ctx.fetch(BudgetSetResult, "budget.set", params), render)
     return 0
 
 
 def run_remove(args: argparse.Namespace, ctx: CliContext) -> int:
     params = _with({"period": args.period, "actor": _actor()}, campaign=args.campaign)
 
-    def render(data: dict[str, Any]) -> str:
-        r = BudgetRemoveResult.model_validate(data)
+    def render(r: BudgetRemoveResult) -> str:
         return f"{r.period.value} budget of {r.scope} removed"
 
-    ctx.emit(ctx.call("budget.remove", params), render)
+    ctx.emit(ctx.fetch(BudgetRemoveResult, "budget.remove", params), render)
     return 0
 
 
-def render_stop(data: dict[str, Any]) -> str:
-    s = SpendingStopState.model_validate(data)
+def render_stop(s: SpendingStopState) -> str:
     if s.stopped:
         return "spending stopped: no new dials, premium voice off (live calls finish)"
     return "spending resumed"
 
 
 def run_stop(args: argparse.Namespace, ctx: CliContext) -> int:
-    ctx.emit(ctx.call("budget.stop", _with({"actor": _actor()}, reason=args.reason)), render_stop)
+    ctx.emit(ctx.fetch(SpendingStopState, "budget.stop",
+                       _with({"actor": _actor()}, reason=args.reason)), render_stop)
     return 0
 
 
 def run_resume(args: argparse.Namespace, ctx: CliContext) -> int:
-    ctx.emit(ctx.call("budget.resume", {"actor": _actor()}), render_stop)
+    ctx.emit(ctx.fetch(SpendingStopState, "budget.resume", {"actor": _actor()}), render_stop)
     return 0

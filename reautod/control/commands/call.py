@@ -252,9 +252,9 @@ def run_audio(args: argparse.Namespace, ctx: CliContext) -> int:
     offset, size, expected = 0, None, ""
     with partial.open("wb") as out:
         while size is None or offset < size:
-            chunk = AudioChunk.model_validate(ctx.call("call.audio", {
+            chunk = ctx.fetch(AudioChunk, "call.audio", {
                 "call_id": args.call_id, "direction": args.direction, "offset": offset},
-                timeout=120.0))
+                timeout=120.0)
             data = base64.b64decode(chunk.data)
             if not data:
                 break

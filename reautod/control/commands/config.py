@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
 
 from reautod.control.context import CliContext
+from reautod.control.results import EffectiveConfig
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -18,7 +18,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     show.set_defaults(func=run_show)
 
 
-def render(data: dict[str, Any]) -> str:
+def render(config: EffectiveConfig) -> str:
+    data = config.root
     lines: list[str] = []
     scalars = {k: v for k, v in data.items() if not isinstance(v, dict)}
     for key, value in scalars.items():
@@ -31,5 +32,5 @@ def render(data: dict[str, Any]) -> str:
 
 
 def run_show(args: argparse.Namespace, ctx: CliContext) -> int:
-    ctx.emit(ctx.call("config.show"), render)
+    ctx.emit(ctx.fetch(EffectiveConfig, "config.show"), render)
     return 0

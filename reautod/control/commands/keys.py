@@ -36,7 +36,7 @@ def _files(paths: list[str]) -> str:
 
 
 def run_status(args: argparse.Namespace, ctx: CliContext) -> int:
-    status = KeyStatus.model_validate(ctx.call("keys.status", timeout=600.0))
+    status = ctx.fetch(KeyStatus, "keys.status", timeout=600.0)
     ctx.emit(status.model_dump(), lambda _d: key_values([
         ("current key", status.current), ("older keys", ", ".join(status.older) or "none"),
         *((f"files wrapped by {key}", n) for key, n in sorted(status.files_by_key.items())),
@@ -47,7 +47,7 @@ def run_status(args: argparse.Namespace, ctx: CliContext) -> int:
 
 
 def run_rotate(args: argparse.Namespace, ctx: CliContext) -> int:
-    report = RotationReport.model_validate(ctx.call("keys.rotate", timeout=600.0))
+    report = ctx.fetch(RotationReport, "keys.rotate", timeout=600.0)
     ctx.emit(report.model_dump(), lambda _d: key_values([
         ("current key", report.current), ("re-wrapped", report.rewrapped),
         ("already current", report.already_current),

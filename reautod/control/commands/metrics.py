@@ -7,9 +7,9 @@ with the metrics endpoint bound to another address, and under the socket's acces
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from reautod.control.context import CliContext, key_values, table
+from reautod.observability.results import LatencySummary, MetricsSummary
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -34,59 +34,51 @@ STAGES = [
 ]
 
 
-def render_latency(summary: dict[str, Any]) -> str:
-    latency = summary.get("latency", {})
+def render_latency(summary: MetricsSummary) -> str:
     rows = []
     for key, label in STAGES:
-        s = latency.get(key) or {}
-        rows.append((label, ms(s.get("p50_s")), ms(s.get("p95_s")), ms(s.get("p99_s")),
-                     s.get("count", 0)))
+        s: LatencySummary = getattr(summary.latency, key)
+        rows.append((label, ms(s.p50_s), ms(s.p95_s), ms(s.p99_s), s.count))
     return table(["turn latency (since start)", "p50", "p95", "p99", "turns"], rows)
 
 
-def render_engines(summary: dict[str, Any]) -> str:
-    rows = []
-    for name, e in (summary.get("engines") or {}).items():
-        rows.append((name, _count(e.get("queue_depth")), _count(e.get("requests")),
-                     _count(e.get("failures")), _count(e.get("cancelled")),
-                     _count(e.get("rejected")), ms((e.get("queue_wait") or {}).get("p95_s")),
-                     ms((e.get("compute") or {}).get("p95_s"))))
+def render_engines(summary: MetricsSummary) -> str:
+    rows = [(name, _count(e.queue_depth), _count(e.requests), _count(e.failures),
+             _count(e.cancelled), _count(e.rejected), ms(e.queue_wait.p95_s), ms(e.compute.p95_s))
+            for name, e in summary.engines.items()]
     return table(["engine", "queue", "requests", "failures", "cancelled", "rejected",
                   "wait p95", "compute p95"], rows)
 
 
-def _nonzero(counts: dict[str, float] | None) -> str:
-    items = [f"{k} {v:g}" for k, v in (counts or {}).items() if v]
+def _nonzero(counts: dict[str, float]) -> str:
+    items = [f"{k} {v:g}" for k, v in counts.items() if v]
     return ", ".join(items) or "none"
 
 
-def render(summary: dict[str, Any]) -> str:
-    calls = summary.get("calls") or {}
-    business = summary.get("business") or {}
-    process = summary.get("process") or {}
-    gpus = summary.get("gpu") or []
+def render(summary: MetricsSummary) -> str:
+    calls, business, process = summary.calls, summary.business, summary.process
     gpu = ", ".join(
-        f"gpu{g['gpu']} {g['used_bytes'] / 2**30:.1f} GiB used, "
-        f"{(g.get('free_bytes') or 0) / 2**30:.1f} GiB free" for g in gpus
+        f"gpu{g.gpu} {g.used_bytes / 2**30:.1f} GiB used, "
+        f"{(g.free_bytes or 0) / 2**30:.1f} GiB free" for g in summary.gpu
     ) or "no GPU"
     figures = key_values([
-        ("live calls", _count(calls.get("live"))),
-        ("calls by outcome", _nonzero(calls.get("by_outcome"))),
-        ("AMD results", _nonzero(calls.get("amd"))),
-        ("dials blocked", _nonzero(calls.get("dial_blocked"))),
-        ("webhook signature failures", _count(calls.get("webhook_signature_failures"))),
-        ("media frames dropped", _nonzero(calls.get("media_frames_dropped"))),
-        ("qualified leads", _count(business.get("qualified_leads"))),
-        ("appointments booked", _count(business.get("appointments_booked"))),
-        ("spent", f"${business.get('cost_dollars') or 0:.2f}"),
-        ("event-loop lag", ms(process.get("event_loop_lag_s"))),
-        ("open sockets", _nonzero(process.get("open_sockets"))),
-        ("events dropped (lagged)", _count(process.get("control_events_dropped"))),
+        ("live calls", _count(calls.live)),
+        ("calls by outcome", _nonzero(calls.by_outcome)),
+        ("AMD results", _nonzero(calls.amd)),
+        ("dials blocked", _nonzero(calls.dial_blocked)),
+        ("webhook signature failures", _count(calls.webhook_signature_failures)),
+        ("media frames dropped", _nonzero(calls.media_frames_dropped)),
+        ("qualified leads", _count(business.qualified_leads)),
+        ("appointments booked", _count(business.appointments_booked)),
+        ("spent", f"${business.cost_dollars:.2f}"),
+        ("event-loop lag", ms(process.event_loop_lag_s)),
+        ("open sockets", _nonzero(process.open_sockets)),
+        ("events dropped (lagged)", _count(process.control_events_dropped)),
         ("GPU memory", gpu),
     ])
     return "\n\n".join([render_latency(summary), render_engines(summary), figures])
 
 
 def run(args: argparse.Namespace, ctx: CliContext) -> int:
-    ctx.emit(ctx.call("metrics.summary"), render)
+    ctx.emit(ctx.fetch(MetricsSummary, "metrics.summary"), render)
     return 0

@@ -57,7 +57,7 @@ def _when(value: datetime | None) -> str:
 
 
 def run_status(args: argparse.Namespace, ctx: CliContext) -> int:
-    result = OutboxStatusResult.model_validate(ctx.call("outbox.status"))
+    result = ctx.fetch(OutboxStatusResult, "outbox.status")
 
     def render(_: Any) -> str:
         pairs: list[tuple[str, Any]] = list(result.by_status.items())
@@ -76,7 +76,7 @@ def run_list(args: argparse.Namespace, ctx: CliContext) -> int:
         params["status"] = args.status
     if args.endpoint:
         params["endpoint"] = args.endpoint
-    result = OutboxListResult.model_validate(ctx.call("outbox.list", params))
+    result = ctx.fetch(OutboxListResult, "outbox.list", params)
     ctx.emit(result.model_dump(mode="json"), lambda _: table(
         ["ID", "EVENT", "ENDPOINT", "STATUS", "TRIES", "NEXT", "ERROR"],
         [[str(m.id), m.event_type, m.endpoint, m.status, m.attempts, _when(m.next_attempt_at),
@@ -91,7 +91,7 @@ def _requeued(ctx: CliContext, result: RequeuedResult, verb: str) -> int:
 
 def run_retry(args: argparse.Namespace, ctx: CliContext) -> int:
     params: dict[str, Any] = {"all": True} if args.all else {"ids": args.ids}
-    return _requeued(ctx, RequeuedResult.model_validate(ctx.call("outbox.retry", params)),
+    return _requeued(ctx, ctx.fetch(RequeuedResult, "outbox.retry", params),
                      "back in the queue")
 
 
@@ -101,12 +101,12 @@ def run_replay(args: argparse.Namespace, ctx: CliContext) -> int:
         params["endpoint"] = args.endpoint
     if args.event_type:
         params["event_type"] = args.event_type
-    return _requeued(ctx, RequeuedResult.model_validate(ctx.call("outbox.replay", params)),
+    return _requeued(ctx, ctx.fetch(RequeuedResult, "outbox.replay", params),
                      "queued again")
 
 
 def run_dead(args: argparse.Namespace, ctx: CliContext) -> int:
-    result = DeadLettersResult.model_validate(ctx.call("outbox.dead", {"limit": args.limit}))
+    result = ctx.fetch(DeadLettersResult, "outbox.dead", {"limit": args.limit})
     ctx.emit(result.model_dump(mode="json"), lambda _: table(
         ["ID", "OUTBOX ID", "EVENT", "ENDPOINT", "TRIES", "DEAD AT", "ERROR"],
         [[str(d.id), str(d.outbox_id or "-"), d.event_type, d.endpoint or "-", d.attempts,

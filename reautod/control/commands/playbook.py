@@ -41,8 +41,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     report.set_defaults(func=run_ab_report)
 
 
-def render_list(data: dict[str, Any]) -> str:
-    result = PlaybookList.model_validate(data)
+def render_list(result: PlaybookList) -> str:
     if not result.playbooks:
         return f"no playbooks in {result.directory}"
     rows = [[p.name or "-", p.version or "INVALID", ", ".join(p.stages),
@@ -53,12 +52,11 @@ def render_list(data: dict[str, Any]) -> str:
 
 
 def run_list(args: argparse.Namespace, ctx: CliContext) -> int:
-    ctx.emit(ctx.call("playbook.list"), render_list)
+    ctx.emit(ctx.fetch(PlaybookList, "playbook.list"), render_list)
     return 0
 
 
-def render_show(data: dict[str, Any]) -> str:
-    d = PlaybookDetail.model_validate(data)
+def render_show(d: PlaybookDetail) -> str:
     s = d.summary
     head = key_values([("playbook", s.name), ("version", s.version), ("file", s.file),
                        ("start", d.start), ("qualified at", f"{d.threshold}/100"),
@@ -74,12 +72,11 @@ def render_show(data: dict[str, Any]) -> str:
 
 
 def run_show(args: argparse.Namespace, ctx: CliContext) -> int:
-    ctx.emit(ctx.call("playbook.show", {"name": args.name}), render_show)
+    ctx.emit(ctx.fetch(PlaybookDetail, "playbook.show", {"name": args.name}), render_show)
     return 0
 
 
-def render_validation(data: dict[str, Any]) -> str:
-    r = ValidationResult.model_validate(data)
+def render_validation(r: ValidationResult) -> str:
     if r.valid:
         return f"{r.source}: valid playbook {r.name}, version {r.version}"
     lines = [f"{r.source}: {len(r.problems)} problem(s)"]
@@ -97,15 +94,15 @@ def run_validate(args: argparse.Namespace, ctx: CliContext) -> int:
         except (OSError, UnicodeDecodeError) as err:
             print(f"reautoctl: {path}: {err}", file=sys.stderr)
             return 1
-        data = ctx.call("playbook.validate", {"text": text, "source": str(path)})
+        result = ctx.fetch(ValidationResult, "playbook.validate",
+                           {"text": text, "source": str(path)})
     else:
-        data = validate_text(None, str(path), str(path)).model_dump(mode="json")
-    ctx.emit(data, render_validation)
-    return 0 if data.get("valid") else 1
+        result = validate_text(None, str(path), str(path))
+    ctx.emit(result, render_validation)
+    return 0 if result.valid else 1
 
 
-def render_ab_report(data: dict[str, Any]) -> str:
-    r = AbReport.model_validate(data)
+def render_ab_report(r: AbReport) -> str:
     head = key_values([("playbook", r.playbook), ("version", r.version or "all versions"),
                        ("conversion", f"{r.metric} / calls")])
     if not r.variants:
@@ -125,5 +122,5 @@ def run_ab_report(args: argparse.Namespace, ctx: CliContext) -> int:
     params: dict[str, Any] = {"name": args.name, "metric": args.metric}
     if args.version:
         params["version"] = args.version
-    ctx.emit(ctx.call("playbook.ab_report", params), render_ab_report)
+    ctx.emit(ctx.fetch(AbReport, "playbook.ab_report", params), render_ab_report)
     return 0

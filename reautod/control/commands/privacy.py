@@ -70,8 +70,7 @@ def _safe(value: object) -> str:
 
 
 def run_export(args: argparse.Namespace, ctx: CliContext) -> int:
-    result = ExportResult.model_validate(
-        ctx.call("privacy.export", _params(args), timeout=LONG_CALL_S))
+    result = ctx.fetch(ExportResult, "privacy.export", _params(args), timeout=LONG_CALL_S)
     if args.out is not None:
         _copy_checked(Path(result.path), args.out, result.sha256)
     ctx.emit(result.model_dump(mode="json"), lambda _d: key_values([
@@ -101,8 +100,8 @@ def _copy_checked(source: Path, target: Path, sha256: str) -> None:
 def run_erase(args: argparse.Namespace, ctx: CliContext) -> int:
     if not args.yes:
         raise ValidationError(f"erasing {args.number} cannot be undone: add --yes")
-    receipt = ErasureReceipt.model_validate(
-        ctx.call("privacy.erase", _params(args) | {"confirm": True}, timeout=LONG_CALL_S))
+    receipt = ctx.fetch(ErasureReceipt, "privacy.erase", _params(args) | {"confirm": True},
+                        timeout=LONG_CALL_S)
     ctx.emit(receipt.model_dump(mode="json"), lambda _d: key_values([
         ("request", receipt.request_id), ("kept", f"salted hash {receipt.subject_hash}"),
         ("rows removed", sum(receipt.rows_removed.values())),
@@ -117,8 +116,7 @@ def run_erase(args: argparse.Namespace, ctx: CliContext) -> int:
 
 
 def run_requests(args: argparse.Namespace, ctx: CliContext) -> int:
-    listed = PrivacyRequestList.model_validate(
-        ctx.call("privacy.requests", {"open_only": bool(args.open)}))
+    listed = ctx.fetch(PrivacyRequestList, "privacy.requests", {"open_only": bool(args.open)})
     ctx.emit(listed.model_dump(mode="json"), lambda _d: table(
         ["REQUEST", "KIND", "LAW", "RECEIVED", "ACKNOWLEDGE BY", "DUE", "STATUS"],
         [[r.request_id, r.kind, r.deadline.regime.value, f"{r.deadline.received_at:%Y-%m-%d}",
@@ -129,7 +127,7 @@ def run_requests(args: argparse.Namespace, ctx: CliContext) -> int:
 
 
 def run_check(args: argparse.Namespace, ctx: CliContext) -> int:
-    status = ErasureStatus.model_validate(ctx.call("privacy.check", {"number": args.number}))
+    status = ctx.fetch(ErasureStatus, "privacy.check", {"number": args.number})
     ctx.emit(status.model_dump(), lambda _d: f"{_safe(args.number)} "
              f"{'was erased: it is never dialed or imported' if status.erased else 'was not erased'}")
     return 0

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from reautod.control.client import ControlClient
-from reautod.control.context import CliContext
+from reautod.control.context import CliContext, parse_result
 from reautod.errors import ValidationError
 from reautod.security.text import normalise_name, terminal_safe
 from reautod.webrtc.signalling import Answer, Offer
@@ -60,7 +60,8 @@ async def converse(ctx: CliContext, audio: AudioIO, name: str, campaign: str | N
 
     async with ControlClient(ctx.socket_path, timeout=OFFER_TIMEOUT_S) as client:
         async def offer(request: Offer) -> Answer:
-            return Answer.model_validate(await client.call("call.talk", request.model_dump()))
+            return parse_result(Answer, "call.talk",
+                                await client.call("call.talk", request.model_dump()))
 
         def show(turn: HeardTurn) -> None:
             if ctx.json:

@@ -51,13 +51,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def run_create(args: argparse.Namespace, ctx: CliContext) -> int:
     if args.api_key:
-        raw = ctx.call("token.create_key", {"subject": args.subject, "role": args.role,
-                                            "expires_days": args.expires_days})
+        made = ctx.fetch(TokenResult, "token.create_key", {
+            "subject": args.subject, "role": args.role, "expires_days": args.expires_days})
     else:
-        raw = ctx.call("token.create", {"subject": args.subject, "role": args.role,
-                                        "ttl_minutes": args.ttl_minutes,
-                                        "refresh_days": args.refresh_days})
-    made = TokenResult.model_validate(raw)
+        made = ctx.fetch(TokenResult, "token.create", {
+            "subject": args.subject, "role": args.role, "ttl_minutes": args.ttl_minutes,
+            "refresh_days": args.refresh_days})
     refresh = ([("refresh id", made.refresh_id or ""),
                 ("refresh expires", _when(made.refresh_expires_at)),
                 ("refresh secret", made.refresh_token)] if made.refresh_token else [])
@@ -80,7 +79,7 @@ def _row(c: CredentialInfo) -> list[str]:
 
 
 def run_list(args: argparse.Namespace, ctx: CliContext) -> int:
-    found = CredentialList.model_validate(ctx.call("token.list", {"all": args.all}))
+    found = ctx.fetch(CredentialList, "token.list", {"all": args.all})
     ctx.emit(found.model_dump(mode="json"), lambda _d: table(
         ["ID", "KIND", "SUBJECT", "ROLE", "CREATED", "BY", "EXPIRES", "STATE"],
         [_row(c) for c in found.credentials]))
@@ -88,7 +87,7 @@ def run_list(args: argparse.Namespace, ctx: CliContext) -> int:
 
 
 def run_revoke(args: argparse.Namespace, ctx: CliContext) -> int:
-    gone = CredentialInfo.model_validate(ctx.call("token.revoke", {"credential_id": args.id}))
+    gone = ctx.fetch(CredentialInfo, "token.revoke", {"credential_id": args.id})
     ctx.emit(gone.model_dump(mode="json"), lambda _d: key_values([
         ("id", gone.id), ("kind", gone.kind.value), ("subject", gone.subject),
         ("revoked", _when(gone.revoked_at)), ("by", gone.revoked_by or "")]))

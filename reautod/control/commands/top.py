@@ -19,6 +19,7 @@ from reautod.control.commands.metrics import ms
 from reautod.control.context import CliContext, parse_result, table
 from reautod.control.results import DaemonStatus, HealthReport
 from reautod.errors import NotRunningError, ReautodError
+from reautod.observability.results import MetricsSummary
 from reautod.pipeline.results import LiveCallList
 
 METHODS = ("status", "health", "calls.list", "metrics.summary")
@@ -69,15 +70,14 @@ def render(results: dict[str, Any], now: datetime | None = None, width: int = 10
         parts = [f"{name} {'ok' if c.ok else 'FAIL'}" for name, c in health.checks.items()]
         out.append(f"health: {'ok' if health.ok else 'DEGRADED'}  ({', '.join(parts)})")
         out.extend(f"  {name}: {c.detail}" for name, c in health.checks.items() if not c.ok)
-    summary = results.get("metrics.summary")
-    if summary is not None:
-        v2v = (summary.get("latency") or {}).get("voice_to_voice") or {}
-        lag = (summary.get("process") or {}).get("event_loop_lag_s")
-        engines = summary.get("engines") or {}
-        queues = " ".join(f"{n}={e.get('queue_depth', 0):g}" for n, e in engines.items())
-        failures = sum(e.get("failures", 0) for e in engines.values())
-        out.append(f"voice-to-voice p50 {ms(v2v.get('p50_s'))}  p95 {ms(v2v.get('p95_s'))}  "
-                   f"({v2v.get('count', 0)} turns)  loop lag {ms(lag)}")
+    if results.get("metrics.summary") is not None:
+        summary = parse_result(MetricsSummary, "metrics.summary", results["metrics.summary"])
+        v2v = summary.latency.voice_to_voice
+        engines = summary.engines
+        queues = " ".join(f"{n}={e.queue_depth:g}" for n, e in engines.items())
+        failures = sum(e.failures for e in engines.values())
+        out.append(f"voice-to-voice p50 {ms(v2v.p50_s)}  p95 {ms(v2v.p95_s)}  "
+                   f"({v2v.count} turns)  loop lag {ms(summary.process.event_loop_lag_s)}")
         out.append(f"engine queues {queues or '-'}  failures {failures:g}")
     calls = results.get("calls.list")
     if calls is not None:
