@@ -9,7 +9,7 @@ import pytest
 
 from reautod.config import Settings
 from reautod.resilience.memory import AdmissionLimit, MemoryGuardedEngines
-from reautod.resilience.recording import AlarmedRecording, RecordingStopped
+from reautod.resilience.recording import AlarmedRecording
 from reautod.telephony.simulator import (
     CallOptions,
     CallResult,
@@ -19,6 +19,7 @@ from reautod.telephony.simulator import (
     WaitForAgent,
     run_call,
 )
+from reautod.topics import RecordingStopped
 from tests.pipeline.conftest import Served, serve_media, wait_for
 from tests.pipeline.fakes import FakeEngines, FakeLLM, FakeSTT, FakeTTS, engine_error
 from tests.resilience.test_degradation import FullDisk

@@ -23,11 +23,12 @@ from reautod.pipeline.recording import GuardedSink
 from reautod.resilience.inbound import InboundShedding
 from reautod.resilience.memory import AdmissionLimit, is_out_of_memory
 from reautod.resilience.part import ResiliencePart
-from reautod.resilience.recording import AlarmedRecording, RecordingStopped
+from reautod.resilience.recording import AlarmedRecording
 from reautod.resilience.settings import ResilienceSettings
 from reautod.resilience.shedding import LoadGovernor
 from reautod.store.enums import RecordingDirection
 from reautod.store.recordings import CallRecorder
+from reautod.topics import RecordingStopped
 from tests.pipeline.conftest import RecordingObserver
 from tests.pipeline.fakes import FakeAudioSink, FakeEngines, FakeLLM, FakeSTT, FakeTTS
 
