@@ -7,17 +7,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import signal
 import ssl
 import sys
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-
-from pydantic import BaseModel
 
 from reautod import __version__
 from reautod.api.admin import admin_router
@@ -36,28 +33,19 @@ from reautod.config import (
     config_path_from,
     load_secrets,
     load_settings,
-    redacted,
 )
-from reautod.control.protocol import PROTOCOL_VERSION
-from reautod.control.results import (
-    CheckResult,
-    DaemonState,
-    DaemonStatus,
-    DrainResult,
-    EffectiveConfig,
-    HealthReport,
-    ReloadResult,
-    VersionResult,
-)
+from reautod.control.results import DaemonState, ReloadResult
 from reautod.control.server import ControlServer
 from reautod.cost.part import CostPart
 from reautod.cost.pricebook import load_price_books
 from reautod.cost.twilio_prices import TwilioCallPrices
+from reautod.daemon_methods import DaemonMethods
 from reautod.dialogue.part import DialoguePart
 from reautod.engines.control import engine_methods
 from reautod.engines.registry import EngineSet
 from reautod.environment import check_environment
 from reautod.errors import AlreadyRunningError, ConfigError, ReautodError
+from reautod.health import HealthChecks, database_check, http_check, sessions_check
 from reautod.integrations.part import IntegrationsPart
 from reautod.live_settings import LiveSettings
 from reautod.methods import Method
@@ -85,14 +73,12 @@ from reautod.store.call_audio import StoreCallRecording
 from reautod.store.call_observer import StoreCallObserver
 from reautod.store.control import store_methods
 from reautod.store.repositories import CampaignRepository
-from reautod.topics import DaemonStateChanged, HealthChanged, LogRecord
+from reautod.topics import DaemonStateChanged, LogRecord
 from reautod.webrtc.part import WebRTCPart
 
 log = logging.getLogger("reautod")
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
-
-HealthCheck = Callable[[], Awaitable[tuple[bool, str]]]
 
 
 class Daemon:
@@ -137,7 +123,7 @@ class Daemon:
         self.tokens: ApiCredentials | None = None
         self.webrtc: WebRTCPart | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._health_checks: dict[str, HealthCheck] = {}
+        self.health_checks = HealthChecks()  # parts add theirs as they start
         self._log_forwarder: logging.Handler | None = None
 
     # -- start-up ------------------------------------------------------------------------------
@@ -167,20 +153,21 @@ class Daemon:
         self.loop_lag.start()
         # Circuits and retry budgets of every external service, reported from here on.
         self.resilience = ResiliencePart(self.settings.resilience, self.metrics, self.bus)
-        self._health_checks["circuits"] = self.resilience.health
+        self.health_checks.add("circuits", self.resilience.health)
         self.gpu = GpuCollector(load_nvml())
         self.metrics.register(self.gpu)
         gpu = self.gpu
-        self._health_checks["gpu"] = lambda: gpu.health_check(
+        self.health_checks.add("gpu", lambda: gpu.health_check(
             required=self.settings.models.device == "cuda"
-        )
+        ))
 
         # 4. System of record: open, check the schema is current (or migrate), start the writer.
         self.notifier.status("opening the database")
         self.db = Database(self.settings.effective_database_url(), self.settings.database,
                            resilience=self.resilience.resilience)
         await self.db.open()
-        self._health_checks["database"] = self._check_database
+        self.health_checks.add("database", database_check(
+            self.db, lambda: self.writer.stats() if self.writer else None))
         await self.db.ensure_schema(auto_migrate=self.settings.auto_migrate)
         self.writer = WriteBehind(
             self.db, self.state_dir / "spool", queue_size=self.settings.database.write_queue_size
@@ -215,7 +202,7 @@ class Daemon:
         self.notifier.status("connecting to the session store")
         self.sessions = open_session_store(self.settings.redis_url,
                                            resilience=self.resilience.resilience)
-        self._health_checks["redis"] = self._check_sessions
+        self.health_checks.add("redis", sessions_check(self.sessions))
 
         # 5b. Security: the erasure register (refuses another salt than erasures were made with),
         #     subject requests, the audit log; from here every state-changing control method is
@@ -238,7 +225,7 @@ class Daemon:
         #    With [llm_pool] endpoints the LLM is that pool of servers, one circuit each.
         self.engines = await EngineSet.load(self.settings, observer=self.metrics,
                                             resilience=self.resilience.resilience)
-        self._health_checks.update(self.engines.health_checks())
+        self.health_checks.update(self.engines.health_checks())
         self.call_events = CallEventPublisher(self.bus, self.metrics, self.sessions)
         # Money: the price book, the ledger (through the writer), budgets rebuilt from it; every
         # call's engine requests and minutes metered, and no dial past a budget's cap.
@@ -302,7 +289,7 @@ class Daemon:
                                      resilience=self.resilience.resilience)
         self.engines.llm = guarded_llm
         await self.dialogue.start()
-        self._health_checks["playbooks"] = self.dialogue.health
+        self.health_checks.add("playbooks", self.dialogue.health)
         conversations = self.dialogue.conversations(
             AgentConversations(lambda: self.live.current.agent))
         guarded = self.resilience.memory_guarded(
@@ -330,8 +317,8 @@ class Daemon:
         self.webrtc = WebRTCPart(self.settings.webrtc, self.calls, self.bus,
                                  self.tokens if api_on else None, self.security.audit,
                                  CampaignRepository(self.db))
-        self._health_checks["twilio"] = self.twilio.health
-        self._health_checks["integrations"] = self.integrations.health
+        self.health_checks.add("twilio", self.twilio.health)
+        self.health_checks.add("integrations", self.integrations.health)
         self._register_part_methods()
 
         # 7. HTTP side (webhooks, media WebSocket); bound before READY so Twilio can reach us.
@@ -345,11 +332,11 @@ class Daemon:
                  if self.tokens is not None and self.tokens.authority is not None else [])
         routers = [media, *self.outbound.routers(), *self.integrations.routers(), *admin,
                    *self.webrtc.routers()]
-        app = create_app(routers, health=self.health)
+        app = create_app(routers, health=self.health_checks.report)
         self.http = HttpServer(app, self.settings.http.host, self.settings.http.port,
                                tls=server_tls(self.settings.http))
         await self.http.start()
-        self._health_checks["http"] = self._check_http
+        self.health_checks.add("http", http_check(self.http))
         # The dialer's timers (a tick per running campaign, lease heartbeat) start last, after
         # the outbox's delivery worker.
         await self.integrations.start()
@@ -361,7 +348,7 @@ class Daemon:
         if interval is not None:
             self._spawn(self._watchdog(interval), "watchdog")
         self._spawn(self._status_ticker(), "status")
-        self._spawn(self._health_watch(), "health-watch")
+        self._spawn(self.health_checks.watch(self.bus), "health-watch")
         loop = asyncio.get_running_loop()
 
         def forward_log(record: Mapping[str, str]) -> None:  # may run on an engine thread
@@ -404,24 +391,6 @@ class Daemon:
                 self.notifier.status(line)
                 last = line
             await asyncio.sleep(2.0)
-
-    async def _health_watch(self, interval_s: float = 5.0) -> None:
-        """Publish `health.changed` when a dependency goes up or down (and log it once)."""
-        known: dict[str, bool] = {}
-        while True:
-            report = await self.health()
-            for name, check in report.checks.items():
-                if known.get(name, True) != check.ok:
-                    (log.info if check.ok else log.warning)(
-                        "health: %s is %s: %s",
-                        name,
-                        "ok" if check.ok else "failing",
-                        check.detail,
-                    )
-                    self.bus.publish("health.changed", HealthChanged(name=name, ok=check.ok,
-                                                                     detail=check.detail))
-                known[name] = check.ok
-            await asyncio.sleep(interval_s)
 
     def live_call_count(self) -> int:
         return len(self.calls.live_calls()) if self.calls is not None else 0
@@ -523,29 +492,13 @@ class Daemon:
     # -- control methods ---------------------------------------------------------------------
 
     def _control_methods(self) -> list[Method]:
-        return [
-            Method(
-                "status",
-                self._status,
-                summary="Version, pid, uptime, paths, backends, ports, live calls",
-            ),
-            Method("health", self._health, summary="Per-dependency health"),
-            Method("version", self._version, summary="Daemon and protocol version"),
-            Method(
-                "config.show",
-                self._config_show,
-                summary="Effective configuration, secrets redacted",
-            ),
-            Method("daemon.reload", self._reload, summary="Reload the configuration (like SIGHUP)",
-                   changes_state=True),
-            Method(
-                "daemon.drain",
-                self._drain,
-                summary="Stop taking calls, finish live ones, then exit",
-                changes_state=True,
-            ),
-            *metrics_methods(self.metrics),
-        ]
+        return [*DaemonMethods(self, self.health_checks).methods(),
+                *metrics_methods(self.metrics)]
+
+    def ports(self) -> tuple[int | None, int | None]:
+        """The HTTP and metrics ports, once bound (`status`)."""
+        return (self.http.port if self.http else None,
+                self.metrics_server.port if self.metrics_server else None)
 
     def _register_part_methods(self) -> None:
         """Methods of parts built after the control socket (it is bound first, see start())."""
@@ -585,71 +538,6 @@ class Daemon:
         elif ":" in host:
             host = f"[{host}]"
         return f"{self.http.scheme}://{host}:{self.http.port}"
-
-    async def _status(self, _params: BaseModel) -> DaemonStatus:
-        return DaemonStatus(
-            state=self.state,
-            version=__version__,
-            protocol=PROTOCOL_VERSION,
-            pid=os.getpid(),
-            started_at=self.started_at,
-            uptime_s=round(time.monotonic() - self.started_monotonic, 3),
-            socket=str(self.socket_path),
-            state_dir=str(self.state_dir),
-            config_file=str(self.config_path) if self.config_path else None,
-            database_backend=self.settings.database_backend,
-            session_backend=self.settings.session_backend,
-            http_port=self.http.port if self.http else None,
-            metrics_port=self.metrics_server.port if self.metrics_server else None,
-            live_calls=self.live_call_count(),
-        )
-
-    async def health(self) -> HealthReport:
-        checks: dict[str, CheckResult] = {}
-        for name, check in list(self._health_checks.items()):  # parts add checks as they start
-            try:
-                ok, detail = await asyncio.wait_for(check(), timeout=3.0)
-            except TimeoutError:
-                ok, detail = False, "no answer within 3 s"
-            except ReautodError as err:
-                ok, detail = False, err.message
-            checks[name] = CheckResult(ok=ok, detail=detail)
-        return HealthReport(ok=all(c.ok for c in checks.values()), checks=checks)
-
-    async def _health(self, _params: BaseModel) -> HealthReport:
-        return await self.health()
-
-    async def _check_sessions(self) -> tuple[bool, str]:
-        assert self.sessions is not None
-        await self.sessions.ping()
-        return True, f"{self.sessions.backend} session store"
-
-    async def _check_database(self) -> tuple[bool, str]:
-        assert self.db is not None
-        await self.db.ping()
-        status = await self.db.schema_status()
-        queue = self.writer.stats() if self.writer else None
-        spooling = f", spooling ({queue.last_error})" if queue and queue.spooling else ""
-        return status.up_to_date, f"{self.db.backend} at revision {status.current}{spooling}"
-
-    async def _check_http(self) -> tuple[bool, str]:
-        assert self.http is not None
-        return self.http.running, (
-            f"listening on {self.http.scheme}://{self.http.host}:{self.http.port}")
-
-    async def _version(self, _params: BaseModel) -> VersionResult:
-        return VersionResult(version=__version__, protocol=PROTOCOL_VERSION,
-                             python=sys.version.split()[0])
-
-    async def _config_show(self, _params: BaseModel) -> EffectiveConfig:
-        return EffectiveConfig(redacted(self.settings, self.secrets))
-
-    async def _reload(self, _params: BaseModel) -> ReloadResult:
-        return await self.reload()
-
-    async def _drain(self, _params: BaseModel) -> DrainResult:
-        self.request_stop()
-        return DrainResult(draining=True, live_calls=self.live_call_count())
 
 
 async def serve(

@@ -161,11 +161,13 @@ async def test_a_dialed_call_no_pipeline_ran_is_completed_with_twilios_status(
     assert event.lead is not None and event.lead.contact_id == str(contact.id)
 
 
-async def test_telephony_tells_of_the_calls_no_pipeline_heard(db: Database) -> None:
+async def test_telephony_tells_of_the_calls_no_pipeline_heard(db: Database,
+                                                              writer: WriteBehind) -> None:
     told: list[tuple[str, str]] = []
     metrics, bus = Metrics(), EventBus()
     telephony = OutboundPart(LiveSettings(Settings()), db,
-                             TwilioSide(Settings(), Secrets({}), db, metrics, bus), metrics, bus,
+                             TwilioSide(Settings(), Secrets({}), db, metrics, bus), writer,
+                             metrics, bus,
                              line=None,
                              ended_unconnected=lambda call_id, status: told.append((call_id,
                                                                                     status)))
