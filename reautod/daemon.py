@@ -70,6 +70,7 @@ from reautod.pipeline import route_pipecat_logs
 from reautod.pipeline.agent import AgentConversations
 from reautod.pipeline.calls import CallManager
 from reautod.pipeline.control import call_methods
+from reautod.recovery.part import RecoveryPart
 from reautod.resilience.part import ResiliencePart
 from reautod.sdnotify import Notifier
 from reautod.security.keys import KeyRing, load_key_ring
@@ -118,6 +119,7 @@ class Daemon:
         self.gpu: GpuCollector | None = None
         self.db: Database | None = None
         self.writer: WriteBehind | None = None
+        self.recovery: RecoveryPart | None = None
         self.engines: EngineSet | None = None
         self.calls: CallManager | None = None
         self.call_events: CallEventPublisher | None = None
@@ -198,9 +200,13 @@ class Daemon:
                 len(report.removed),
             )
         # calls a previous run left open (a crash, a refused inbound stream) are closed with
-        # their reason, once the writes that run spooled are in (they may end some of them)
+        # their reason, once the writes that run spooled are in (they may end some of them);
+        # those with a checkpoint stay open for their resume window (Twilio's action request
+        # brings them back on a new stream)
+        self.recovery = RecoveryPart(self.live, self.state_dir, self.db)
         if await self.writer.caught_up(timeout=30.0):
-            await close_abandoned_calls(self.db, datetime.now(UTC))
+            await close_abandoned_calls(self.db, datetime.now(UTC),
+                                        keep=await self.recovery.recoverable_ids())
         else:
             log.warning("the previous run's spool is not replayed yet: open calls stay open")
 
@@ -271,7 +277,7 @@ class Daemon:
         # the fan-out guards each, so one failing never hides a call from the others.
         observers = ObserverFanOut(
             StoreCallObserver(self.writer), self.call_events, self.telephony,
-            self.integrations.results, *self.cost.observers, load,
+            self.integrations.results, *self.cost.observers, load, self.recovery.recorder,
         )
         # What calls say: the campaign's playbook (the qualifying agent), else the one prompt.
         # A playbook's bookings go to the rep's calendar when one is configured, else to the
@@ -290,10 +296,15 @@ class Daemon:
         conversations = self.dialogue.conversations(
             AgentConversations(lambda: self.live.current.agent))
         self.calls = CallManager(self.cost.metered(self.engines), self.live, observers, recording,
-                                 conversations=conversations, handoff=self.telephony)
+                                 conversations=conversations, handoff=self.telephony,
+                                 checkpoints=self.recovery.recorder)
         await self.calls.start()
         self.telephony.attach(self.calls)
         self.telephony.speak_with(self.calls.engines.tts)  # voicemails in the agent's voice
+        tracker = self.telephony.tracker
+        self.recovery.attach(self.calls, tracker.twilio if tracker is not None else None,
+                             self.telephony.validator)
+        await self.recovery.start()
         # calls from the browser call page and `reautoctl talk`, over WebRTC, on the same path;
         # the page's offers need an admin API credential whenever the API is on
         api_on = self.tokens is not None and self.tokens.authority is not None
@@ -313,8 +324,8 @@ class Daemon:
         admin = ([admin_router(self.tokens, self.control.method_table(), self.security.audit),
                   docs_router()]
                  if self.tokens is not None and self.tokens.authority is not None else [])
-        routers = [media, *self.telephony.routers(), *self.integrations.routers(), *admin,
-                   *self.webrtc.routers()]
+        routers = [media, *self.telephony.routers(), *self.recovery.routers(),
+                   *self.integrations.routers(), *admin, *self.webrtc.routers()]
         app = create_app(routers, health=self.health)
         self.http = HttpServer(app, self.settings.http.host, self.settings.http.port,
                                tls=server_tls(self.settings.http))
@@ -468,6 +479,8 @@ class Daemon:
             await self.call_events.close()
         if self.dialogue is not None:
             await self.dialogue.close()
+        if self.recovery is not None:
+            await self.recovery.close()  # the ended calls' checkpoints are gone by now
         if self.cost is not None:
             await self.cost.close()  # the calls' last cost rows, before the writer stops
         if self.engines is not None:
@@ -540,6 +553,8 @@ class Daemon:
         if self.cost is not None:
             for method in self.cost.control_methods():
                 self.control.register(method)
+        for method in self.recovery.control_methods() if self.recovery is not None else ():
+            self.control.register(method)
         for method in self.webrtc.control_methods() if self.webrtc is not None else ():
             self.control.register(method)
 

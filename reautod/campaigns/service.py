@@ -71,7 +71,7 @@ from reautod.telephony.state_machine import twilio_spelling
 from reautod.telephony.stream import MAX_OPENING_CHARS, MEDIA_PATH, Direction, StreamParameters
 from reautod.telephony.twilio_client import OutboundCall, TwilioCalls
 from reautod.telephony.twiml import stream_twiml
-from reautod.telephony.webhooks import AMD_PATH, STATUS_PATH, twilio_router
+from reautod.telephony.webhooks import AMD_PATH, STATUS_PATH, STREAM_ENDED_PATH, twilio_router
 
 log = logging.getLogger(__name__)
 
@@ -453,6 +453,7 @@ class TelephonyPart:
             StreamParameters(call_id=str(call.call_id), campaign=call.campaign_name[:200],
                              lead_name=lead, direction=Direction.OUTBOUND, opening=opening),
             announcement=settings.recording_announcement if settings.record else None,
+            action_url=self.validator.url_for(STREAM_ENDED_PATH),  # resume after a crash
         )
         request = OutboundCall(
             to=call.phone, from_=caller_id, twiml=twiml,
