@@ -281,3 +281,8 @@ class Checkpointed(Protocol):
     def checkpoint(self) -> dict[str, Any]: ...
 
     def restore(self, resumed: Resumed) -> None: ...
+
+
+def state_of(conversation: Conversation) -> dict[str, Any]:
+    """The conversation's checkpoint ({} when it keeps none)."""
+    return conversation.checkpoint() if isinstance(conversation, Checkpointed) else {}

@@ -20,7 +20,7 @@ from pipecat.audio.turn.base_turn_analyzer import BaseTurnAnalyzer
 from reautod.call_events import CallInfo, CallObserver, SafeObserver, TurnRecord
 from reautod.call_recording import CallRecording
 from reautod.config import Settings
-from reautod.conversation import CallContext, CallHandoff, Conversations
+from reautod.conversation import CallContext, CallHandoff, Conversations, state_of
 from reautod.engines.base import LanguageModel, SpeechToText, TextToSpeech
 from reautod.errors import NotFoundError, OverloadedError, UnavailableError
 from reautod.live_settings import LiveSettings
@@ -28,7 +28,6 @@ from reautod.pipeline.agent import AgentConversations
 from reautod.pipeline.greetings import PreparedGreetings
 from reautod.pipeline.line_cache import LineAudioCache
 from reautod.pipeline.media import CallMedia
-from reautod.pipeline.resumed import state_of
 from reautod.pipeline.session import CallSession
 from reautod.pipeline.smart_turn import SmartTurnModel
 from reautod.pipeline.twilio_media import StartInfo, TwilioMedia

@@ -17,12 +17,8 @@ from reautod.conversation import (
     Played,
     Reply,
     Resumed,
+    state_of,
 )
-
-
-def state_of(conversation: Conversation) -> dict[str, Any]:
-    """The conversation's checkpoint ({} when it keeps none)."""
-    return conversation.checkpoint() if isinstance(conversation, Checkpointed) else {}
 
 
 class ResumedConversation:
