@@ -9,6 +9,7 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import ssl
 import sys
 import time
@@ -20,6 +21,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from reautod import __version__
+from reautod.api.activation import listens_at, take_listen_sockets
 from reautod.api.admin import admin_router
 from reautod.api.app import HttpServer, create_app
 from reautod.api.credentials import ApiCredentials, token_methods
@@ -94,13 +96,15 @@ class Daemon:
     """Owns every long-lived part and task of the running daemon."""
 
     def __init__(
-        self, settings: Settings, secrets: Secrets, config_path: Path | None, *, debug: bool
+        self, settings: Settings, secrets: Secrets, config_path: Path | None, *, debug: bool,
+        http_socket: socket.socket | None = None,
     ) -> None:
         self.settings = settings
         self.live = LiveSettings(settings)  # what the parts read; reload replaces it
         self.secrets = secrets
         self.config_path = config_path
         self.debug = debug
+        self.http_socket = http_socket  # systemd's (reautod.socket), else the port is bound here
         self.notifier = Notifier()
         self.metrics = Metrics()
         self.metrics.set_version(__version__)
@@ -327,8 +331,18 @@ class Daemon:
         routers = [media, *self.telephony.routers(), *self.recovery.routers(),
                    *self.integrations.routers(), *admin, *self.webrtc.routers()]
         app = create_app(routers, health=self.health)
+        # Under reautod.socket systemd holds the port (also while we restart): use its socket,
+        # unless it listens elsewhere than [http] says (then the config wins, and we say so).
+        passed = self.http_socket
+        if passed is not None and not listens_at(passed, self.settings.http.host,
+                                                 self.settings.http.port):
+            log.error("systemd passed a socket on %s, but [http] is %s:%d: binding that "
+                      "instead (make reautod.socket's ListenStream= match)",
+                      passed.getsockname(), self.settings.http.host, self.settings.http.port)
+            passed.close()
+            passed = None
         self.http = HttpServer(app, self.settings.http.host, self.settings.http.port,
-                               tls=server_tls(self.settings.http))
+                               tls=server_tls(self.settings.http), sock=passed)
         await self.http.start()
         self._health_checks["http"] = self._check_http
         # The dialer's timers (a tick per running campaign, lease heartbeat) start last, after
@@ -637,9 +651,10 @@ class Daemon:
 
 
 async def serve(
-    settings: Settings, secrets: Secrets, config_path: Path | None, *, debug: bool
+    settings: Settings, secrets: Secrets, config_path: Path | None, *, debug: bool,
+    http_socket: socket.socket | None = None,
 ) -> int:
-    daemon = Daemon(settings, secrets, config_path, debug=debug)
+    daemon = Daemon(settings, secrets, config_path, debug=debug, http_socket=http_socket)
     daemon.install_signal_handlers(asyncio.get_running_loop())
     try:
         await daemon.start()
@@ -694,7 +709,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     # pipecat logs through loguru straight to stderr; send it into our handlers instead
     route_pipecat_logs("DEBUG" if args.debug else "WARNING")
     config_path = path if path.exists() else None
-    return asyncio.run(serve(settings, secrets, config_path, debug=args.debug))
+    # systemd socket activation (systemd/reautod.socket): the HTTP port's socket is passed in
+    passed = take_listen_sockets(os.environ, os.getpid())
+    if len(passed) > 1:
+        log.warning("systemd passed %d sockets; serving HTTP on the first", len(passed))
+    return asyncio.run(serve(settings, secrets, config_path, debug=args.debug,
+                             http_socket=passed[0] if passed else None))
 
 
 if __name__ == "__main__":
