@@ -6,8 +6,16 @@ the circuit opens, what one operation costs before and while it is open, how lon
 dependency returns until the circuit is closed again, and what was lost. The LLM part times a
 request refused by an open llm circuit (what the caller waits before the scripted line).
 
+The kill -9 part runs a real daemon (test models) with five live simulated calls, kills it with
+SIGKILL after each call's first reply, restarts it on the same port and state, and reports the
+turns lost, the calls resumed (Twilio's `<Connect action>` request played by the simulator) and
+the seconds from the dead stream to the resumed one (tests/recovery/crash_rig.py). Without
+socket activation the action request is retried until the new daemon listens, so those seconds
+are the restart's.
+
     PYTHONPATH=. .venv/bin/python bench/bench_faults.py                  # Redis at 127.0.0.1:6379
     PYTHONPATH=. .venv/bin/python bench/bench_faults.py --redis redis://127.0.0.1:6380/0
+    PYTHONPATH=. .venv/bin/python bench/bench_faults.py --only kill9
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ from urllib.parse import urlsplit
 
 from reautod.config import Settings
 from reautod.engines.base import ChatMessage
+from reautod.engines.catalog import build_test_models
 from reautod.errors import EngineError, ReautodError
 from reautod.integrations.credentials import Credentials
 from reautod.integrations.delivery import DeliveryWorker
@@ -36,11 +45,13 @@ from reautod.resilience.settings import ResilienceSettings
 from reautod.sessions import FallbackSessionStore, RedisSessionStore
 from reautod.store.database import Database
 from reautod.store.repositories import OutboxRepository
+from tests.fixtures.daemon import DaemonProcess
 from tests.fixtures.fault_proxy import FaultProxy
 from tests.integrations.conftest import Clock
 from tests.integrations.helpers import contact, scored
 from tests.integrations.standins import WebhookReceiver
 from tests.pipeline.fakes import FakeLLM
+from tests.recovery.crash_rig import kill_9_mid_calls
 
 
 async def timed(op: Callable[[], Awaitable[object]]) -> float:
@@ -160,14 +171,48 @@ async def llm_down() -> None:
           f"{Settings().engines.llm_timeout_s:.0f} s")
 
 
+def kill_9(calls: int = 5) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        models = root / "models"
+        build_test_models(models)
+        made: list[DaemonProcess] = []
+
+        def make(toml: str, env: dict[str, str], name: str) -> DaemonProcess:
+            (root / name).mkdir()
+            made.append(DaemonProcess(root / name, toml, env))
+            return made[-1]
+
+        try:
+            run = kill_9_mid_calls(root, models, make, calls=calls)
+        finally:
+            for daemon in made:
+                daemon.stop()
+    failed = [r for r in run.results if isinstance(r, BaseException)]
+    closed = sum(1 for c in run.calls if c[2] == "interrupted")
+    waits = run.resume_s
+    print(f"kill -9 with {calls} live calls: {run.turns_before} turns finished before the kill, "
+          f"{run.turns_lost} lost; {run.resumed}/{calls} calls resumed, {closed} closed as "
+          f"interrupted, {len(failed)} phones failed {[repr(f) for f in failed]}")
+    if waits:
+        print(f"  stream dead -> resumed stream: median {statistics.median(waits):.1f} s, "
+              f"max {max(waits):.1f} s (the daemon's restart; no socket activation here)")
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--only", choices=("redis", "webhook", "llm", "kill9"))
     args = parser.parse_args()
-    for fault in ("cut", "stall", "reset"):
-        await redis_fault(fault, args.redis)
-    await webhook_outage()
-    await llm_down()
+    if args.only in (None, "redis"):
+        for fault in ("cut", "stall", "reset"):
+            await redis_fault(fault, args.redis)
+    if args.only in (None, "webhook"):
+        await webhook_outage()
+    if args.only in (None, "llm"):
+        await llm_down()
+    if args.only in (None, "kill9"):
+        await asyncio.to_thread(kill_9)
 
 
 if __name__ == "__main__":
