@@ -197,10 +197,14 @@ class DeferredConversation:
     async def _resolve(self) -> Conversation:
         if self.inner is None:
             agent = await self._source.agent_for(self.call)
-            self.inner = (self._fallback if agent is None else
-                          AgentConversation(self.call, agent, self._fallback, self._on_result))
-            if self._resumed is not None and isinstance(self.inner, Checkpointed):
-                self.inner.restore(self._resumed)
+            if agent is None:
+                self.inner = self._fallback  # restored already, if the call was resumed
+            else:
+                conversation = AgentConversation(self.call, agent, self._fallback,
+                                                 self._on_result)
+                if self._resumed is not None:
+                    conversation.restore(self._resumed)
+                self.inner = conversation
         return self.inner
 
     def checkpoint(self) -> dict[str, Any]:

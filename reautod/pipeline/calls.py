@@ -22,7 +22,7 @@ from reautod.call_recording import CallRecording
 from reautod.config import Settings
 from reautod.conversation import CallContext, CallHandoff, Conversations, state_of
 from reautod.engines.base import LanguageModel, SpeechToText, TextToSpeech
-from reautod.errors import NotFoundError, OverloadedError, UnavailableError
+from reautod.errors import NotFoundError, OverloadedError, ReautodError, UnavailableError
 from reautod.live_settings import LiveSettings
 from reautod.pipeline.agent import AgentConversations
 from reautod.pipeline.greetings import PreparedGreetings
@@ -64,6 +64,10 @@ class CallCheckpoints(Protocol):
     async def resume(self, call: CallContext) -> CallContext:
         """`call` as its checkpoint left it (with `resumed` set); NotFoundError when it has none
         or cannot be resumed any more."""
+        ...
+
+    def give_back(self, call_id: str) -> None:
+        """A resumed call was refused before it ran: its checkpoint is resumable again."""
         ...
 
     def watch(self, call: CallContext, state: Callable[[], dict[str, Any]]) -> None:
@@ -191,7 +195,12 @@ class CallManager:
                 raise NotFoundError(f"call {start.call_id} cannot be resumed: no checkpoints")
             self.check_admission()  # before the checkpoint is taken
             context = await self._checkpoints.resume(context)
-        return await self.run(TwilioMedia(websocket, start, input_warnings), context)
+        try:
+            return await self.run(TwilioMedia(websocket, start, input_warnings), context)
+        except ReautodError:
+            if context.resumed is not None and self._checkpoints is not None:
+                self._checkpoints.give_back(context.call_id)  # refused: resumable again
+            raise
 
     async def run(self, media: CallMedia, call: CallContext) -> str:
         """Run one call over `media` (any CallMedia: Twilio's stream, a browser, a sound card)

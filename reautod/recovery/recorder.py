@@ -155,6 +155,12 @@ class CheckpointRecorder:
             direction=checkpoint.direction, opening=checkpoint.opening or call.opening,
             resumed=resumed)
 
+    def give_back(self, call_id: str) -> None:
+        checkpoint = self._live.pop(call_id, None)
+        if checkpoint is not None:
+            checkpoint.lost_at = self._clock()
+            self._save(checkpoint)
+
     # -- lookups ---------------------------------------------------------------------------
 
     async def find(self, call_id: str) -> CallCheckpoint | None:

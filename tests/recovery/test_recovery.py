@@ -160,6 +160,10 @@ async def test_a_lost_stream_keeps_it_for_the_window_and_resume_picks_up(tmp_pat
     assert resumed.line == "Sorry, we got cut off. You were telling me: we want to move by spring"
     assert resumed.history == (("agent", "Hi Ann."), ("caller", "  we want to move by spring "))
     assert rec.live("c1") and rec.resumable_until(kept) is None  # live again
+    rec.give_back("c1")  # the new stream was refused (at capacity): resumable again
+    assert not rec.live("c1")
+    context = await rec.resume(CallContext("c1", "", None, None, "outbound"))
+    assert context.resumed is not None and context.resumed.next_turn == 3
     rec.on_call_started(info(sid="CA1"))
     rec.on_call_ended("c1", "socket_closed", 1.0)
     clock.now = T0 + timedelta(seconds=61)  # the window passed
