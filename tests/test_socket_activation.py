@@ -26,7 +26,8 @@ async def test_a_passed_socket_serves_http_and_its_backlog_waits() -> None:
     (sock,) = take_listen_sockets(env, os.getpid(), start=os.dup(held.fileno()))
     held.close()
     assert env == {"OTHER": "x"} and listens_at(sock, "127.0.0.1", port)
-    assert not listens_at(sock, "127.0.0.1", port + 1) and listens_at(sock, "0.0.0.0", 0)
+    assert listens_at(sock, "127.0.0.1", 0) and not listens_at(sock, "127.0.0.1", port + 1)
+    assert not listens_at(sock, "0.0.0.0", port)  # [http] wants every address, not loopback
 
     async with httpx.AsyncClient() as client:
         waiting = asyncio.create_task(client.get(f"http://127.0.0.1:{port}/healthz"))

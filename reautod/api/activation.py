@@ -35,9 +35,15 @@ def take_listen_sockets(env: MutableMapping[str, str], pid: int,
     return sockets
 
 
+_ANY = ("", "0.0.0.0", "::")
+
+
 def listens_at(sock: socket.socket, host: str, port: int) -> bool:
-    """Whether `sock` listens where [http] says (port 0: any port; host 0.0.0.0/:: any address)."""
+    """Whether `sock` listens where [http] says (port 0: any port will do); a wildcard host
+    wants a wildcard socket (one on 127.0.0.1 would hide the box from the network)."""
     bound_host, bound_port = sock.getsockname()[:2]
     if port and bound_port != port:
         return False
-    return host in ("", "0.0.0.0", "::") or host == bound_host
+    if host in _ANY:
+        return bound_host in _ANY
+    return bool(host == bound_host)
