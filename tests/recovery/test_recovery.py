@@ -16,7 +16,7 @@ from twilio.request_validator import RequestValidator
 
 from reautod.call_events import CallInfo, CallState, TurnRecord
 from reautod.config import AgentSettings, Settings
-from reautod.conversation import CallContext, CallerTurn, Generate, Line
+from reautod.conversation import CallContext, CallerTurn, Generate, Line, Resumed
 from reautod.errors import NotFoundError, UnavailableError, ValidationError
 from reautod.live_settings import LiveSettings
 from reautod.pipeline.agent import AgentConversations
@@ -36,7 +36,9 @@ from reautod.store.enums import CallStatus
 from reautod.store.records import CallStarted
 from reautod.store.repositories import CallRepository
 from reautod.telephony.signatures import SIGNATURE_HEADER, TwilioSignatureValidator
-from reautod.telephony.sim_resume import stream_in
+from reautod.telephony.sim_options import SimulatorError
+from reautod.telephony.sim_resume import ActionOptions, request_action, stream_in
+from tests.fixtures.services import free_port
 
 T0 = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 BASE = "https://reautod.example.com"
@@ -213,7 +215,6 @@ async def test_a_resumed_conversation_says_the_line_with_its_history() -> None:
 
 
 async def _resumed(call: CallContext) -> CallContext:
-    from reautod.conversation import Resumed
     return dataclasses.replace(call, resumed=Resumed(
         history=(("agent", "Hi Ann."), ("caller", "I want to sell.")),
         line="Sorry, we got cut off.", next_turn=3))
@@ -342,3 +343,10 @@ async def test_without_twilio_nothing_is_served_and_resume_by_hand_says_why(
         await part.resume_by_hand("c1")
     await part.close()
     await asyncio.sleep(0)
+
+
+async def test_the_simulated_action_request_gives_up_after_its_timeout() -> None:
+    url = f"http://127.0.0.1:{free_port()}/twilio/stream-ended"  # nobody listens
+    with pytest.raises(SimulatorError, match="did not answer"):
+        await request_action(ActionOptions(url=url, auth_token=TOKEN, timeout_s=0.3,
+                                           retry_s=0.05), call_sid="CA1", account_sid="AC1")
