@@ -11,12 +11,14 @@
   later one go to the local spool; every `retry_interval_s` the spool is replayed in order and
   direct writes resume once it is empty. Records are idempotent, so a replay after an
   unacknowledged commit duplicates nothing.
-- Write-ahead: every batch the writer takes is appended (and fsynced) to the journal
-  (`spool/journal.jsonl`) before it is written anywhere, so a `kill -9` loses at most what
-  was still in the in-memory queue (the records submitted while the writer was busy with the
-  batch before: milliseconds). The journal is truncated whenever every record taken so far is
-  settled; one left by a crash is merged into the spool at start (records the spool already
-  holds are not repeated) and replayed like it. Replaying a committed record changes nothing.
+- Write-ahead: every batch the writer takes is also appended (and fsynced) to the journal
+  (`spool/journal.jsonl`) by a task of its own, in the order taken, while the batch is being
+  written: a record is safe once either is done, so a `kill -9` loses at most what was still in
+  the in-memory queue or in neither yet (milliseconds), and the journal adds no wait to a write
+  (under load one fsync covers every batch taken meanwhile). The journal is truncated whenever
+  every record in it is settled; one left by a crash is merged into the spool at start (records
+  the spool already holds are not repeated) and replayed like it. Replaying a committed record
+  changes nothing.
 - A record the database rejects (a constraint, bad data) goes to the dead-letter file, logged,
   without holding up the rest.
 - Commit latency: a durable Postgres commit waits for a WAL flush. Commits are durable by
@@ -131,7 +133,9 @@ class WriteBehind:
         self._db = db
         self._spool = Spool(spool_dir)
         self._journal = Spool(spool_dir, "journal.jsonl")
-        self._journaled = False  # the journal holds records not known to be settled
+        self._journal_end = 0  # sequence number after the last record the journal holds
+        self._journal_queue: asyncio.Queue[tuple[list[Record], int] | None] = asyncio.Queue()
+        self._journal_task: asyncio.Task[None] | None = None
         self._limit = queue_size
         self._batch_size = batch_size
         self._max_in_flight = max_in_flight
@@ -229,6 +233,7 @@ class WriteBehind:
         if await asyncio.to_thread(self._spool.size):
             log.warning("found %s from a previous run: replaying it", self._spool.path)
             self._spooling = True
+        self._journal_task = asyncio.create_task(self._journal_loop(), name="store-journal")
         self._task = asyncio.create_task(self._run(), name="store-write-behind")
 
     def _merge_journal(self) -> int:
@@ -270,7 +275,7 @@ class WriteBehind:
             while True:
                 records, stopping = await self._next_batch(stopping)
                 if records:
-                    await self._write_ahead(records)
+                    self._journal_queue.put_nowait((records, self._taken + len(records)))
                 batch = _Batch(records, self._taken)
                 self._taken = batch.end
                 replayed = False
@@ -300,21 +305,44 @@ class WriteBehind:
             for task in self._in_flight:
                 task.cancel()
             await asyncio.gather(*self._in_flight, return_exceptions=True)
-            if self._journaled and self._watermark == self._taken:
-                # a clean stop: everything is in the database or the spool
-                await asyncio.to_thread(self._journal.clear)
-                self._journaled = False
+            await self._stop_journal()
 
-    async def _write_ahead(self, records: list[Record]) -> None:
-        """Journal a batch before it is written; first drop a journal that is all settled."""
+    async def _journal_loop(self) -> None:
+        """Append each taken batch to the journal in order (see the module docstring)."""
+        while True:
+            item = await self._journal_queue.get()
+            if item is None:
+                return
+            batches = [item]
+            while not self._journal_queue.empty():
+                more = self._journal_queue.get_nowait()
+                if more is None:
+                    self._journal_queue.put_nowait(None)  # after this append
+                    break
+                batches.append(more)
+            records = [r for batch, _ in batches for r in batch]
+            try:
+                if self._journal_end and self._watermark >= self._journal_end:
+                    await asyncio.to_thread(self._journal.clear)  # all in it is settled
+                await asyncio.to_thread(self._journal.append, records)
+                self._journal_end = batches[-1][1]
+            except StoreError as err:  # a full disk: the records still go to the database
+                log.error("write-ahead journal unavailable: %s", err.message)
+
+    async def _stop_journal(self) -> None:
+        task, self._journal_task = self._journal_task, None
+        if task is None:
+            return
+        self._journal_queue.put_nowait(None)
         try:
-            if self._journaled and self._watermark == self._taken:
-                await asyncio.to_thread(self._journal.clear)
-                self._journaled = False
-            await asyncio.to_thread(self._journal.append, records)
-            self._journaled = True
-        except StoreError as err:  # a full disk: the records still go to the database
-            log.error("write-ahead journal unavailable: %s", err.message)
+            await asyncio.wait_for(task, 10.0)
+        except TimeoutError:
+            log.error("write-ahead journal did not finish: it is replayed at the next start")
+            return
+        if self._journal_end and self._watermark >= self._journal_end:
+            # a clean stop: everything is in the database or the spool
+            await asyncio.to_thread(self._journal.clear)
+            self._journal_end = 0
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._in_flight.discard(task)

@@ -3,7 +3,6 @@ a killed process left is replayed at the next start (merged with its spool, in o
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from pathlib import Path
 
@@ -73,8 +72,8 @@ async def test_the_journal_is_truncated_once_settled(db: Database, tmp_path: Pat
     second = call_started()
     wb.submit(second)
     await wb.flush(timeout=30)
-    await asyncio.sleep(0)
     # the second batch found the first settled: only it is left
-    assert [r.call_id for r in journal.read_all()] == [second.call_id]
+    await wait_until(lambda: [r.call_id for r in journal.read_all()]  # type: ignore[attr-defined]
+                     == [second.call_id], timeout=10)
     await wb.stop()
     assert journal.size() == 0
