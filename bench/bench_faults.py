@@ -8,9 +8,17 @@ what was lost. The LLM part times a request refused by an open llm circuit (what
 waits before the scripted line); the ElevenLabs part has the stand-in server answer 429 for a
 while and times the first audio of each utterance (the local voice takes over).
 
+The kill -9 part runs a real daemon (test models) with five live simulated calls, kills it with
+SIGKILL after each call's first reply, restarts it on the same port and state, and reports the
+turns lost, the calls resumed (Twilio's `<Connect action>` request played by the simulator) and
+the seconds from the dead stream to the resumed one (tests/recovery/crash_rig.py). Without
+socket activation the action request is retried until the new daemon listens, so those seconds
+are the restart's.
+
     PYTHONPATH=. .venv/bin/python bench/bench_faults.py                  # Redis at 127.0.0.1:6379
     PYTHONPATH=. .venv/bin/python bench/bench_faults.py --redis redis://127.0.0.1:6380/0
     PYTHONPATH=. .venv/bin/python bench/bench_faults.py --only elevenlabs --only postgres
+    PYTHONPATH=. .venv/bin/python bench/bench_faults.py --only kill9
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ from sqlalchemy.engine import make_url
 from reautod.config import Settings
 from reautod.cost.settings import ElevenLabsSettings
 from reautod.engines.base import ChatMessage
+from reautod.engines.catalog import build_test_models
 from reautod.engines.elevenlabs import ElevenLabsTTS, VoiceChoice
 from reautod.engines.tiered import TieredTTS
 from reautod.errors import EngineError, ReautodError
@@ -49,12 +58,14 @@ from reautod.store.repositories import CallRepository, OutboxRepository
 from reautod.store.writebehind import WriteBehind
 from tests.engines.elevenlabs_standin import API_KEY
 from tests.engines.test_elevenlabs import start_standin
+from tests.fixtures.daemon import DaemonProcess
 from tests.fixtures.fault_proxy import FaultProxy
 from tests.fixtures.services import DEFAULT_ADMIN_URL, temporary_database
 from tests.integrations.conftest import Clock
 from tests.integrations.helpers import contact, scored
 from tests.integrations.standins import WebhookReceiver
 from tests.pipeline.fakes import FakeLLM, FakeTTS
+from tests.recovery.crash_rig import kill_9_mid_calls
 from tests.store.factories import call_started, turn
 
 
@@ -294,7 +305,33 @@ async def postgres_down(outage_s: float) -> None:
           f"duplicated: {duplicates}, each call's turns in order: {in_order}")
 
 
-CASES = ("redis", "webhooks", "llm", "elevenlabs", "postgres")
+CASES = ("redis", "webhooks", "llm", "elevenlabs", "postgres", "kill9")
+def kill_9(calls: int = 5) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        models = root / "models"
+        build_test_models(models)
+        made: list[DaemonProcess] = []
+
+        def make(toml: str, env: dict[str, str], name: str) -> DaemonProcess:
+            (root / name).mkdir()
+            made.append(DaemonProcess(root / name, toml, env))
+            return made[-1]
+
+        try:
+            run = kill_9_mid_calls(root, models, make, calls=calls)
+        finally:
+            for daemon in made:
+                daemon.stop()
+    failed = [r for r in run.results if isinstance(r, BaseException)]
+    closed = sum(1 for c in run.calls if c[2] == "interrupted")
+    waits = run.resume_s
+    print(f"kill -9 with {calls} live calls: {run.turns_before} turns finished before the kill, "
+          f"{run.turns_lost} lost; {run.resumed}/{calls} calls resumed, {closed} closed as "
+          f"interrupted, {len(failed)} phones failed {[repr(f) for f in failed]}")
+    if waits:
+        print(f"  stream dead -> resumed stream: median {statistics.median(waits):.1f} s, "
+              f"max {max(waits):.1f} s (the daemon's restart; no socket activation here)")
 
 
 async def main() -> None:
@@ -317,6 +354,8 @@ async def main() -> None:
         await elevenlabs_429(args.outage_s)
     if "postgres" in cases:
         await postgres_down(args.outage_s)
+    if "kill9" in cases:
+        await asyncio.to_thread(kill_9)
 
 
 if __name__ == "__main__":

@@ -259,6 +259,20 @@ class CallSettings(Section):
         90, ge=1, le=3650, description="Keep each recording this many days (stored per "
         "recording; the shorter of this and retention.recordings_days applies)"
     )
+    resume_window_s: float = Field(
+        120.0, ge=0, le=3600, description="A call whose media stream died with the daemon (a "
+        "crash, kill -9) stays recoverable this long: Twilio's request for the stream's action "
+        "URL resumes it from its checkpoint; after it the call is closed as interrupted "
+        "(0: never resume)"
+    )
+    resume_line: str = Field(
+        "Sorry, we got cut off. You were telling me: {last_words}",
+        description="What a resumed call says first ({last_words}: the caller's last turn)",
+    )
+    resume_line_no_words: str = Field(
+        "Sorry, we got cut off. Where were we?",
+        description="What a resumed call says first when the caller had said nothing yet",
+    )
 
 
 class RetentionSettings(Section):

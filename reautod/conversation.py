@@ -30,14 +30,28 @@ agent) and the qualifying agent of reautod.dialogue (playbooks, a stage machine,
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from reautod.engines.base import AudioChunk, ChatMessage
 
 REPLY_TIMEOUT_S = 10.0  # a reply is decided within this, or the caller hears `failure`
 END_TIMEOUT_S = 5.0  # `ended` gets this long
+
+
+@dataclass(frozen=True)
+class Resumed:
+    """A call picked up again on a new media stream after the old one died with the daemon (a
+    crash): what was said so far (`history`, oldest first, as the caller heard it), the line the
+    agent says first, the index of the call's next turn, and the conversation's own checkpoint
+    (`Checkpointed.checkpoint`, {} when it keeps none)."""
+
+    history: tuple[tuple[Literal["caller", "agent"], str], ...]
+    line: str
+    next_turn: int
+    state: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -50,6 +64,7 @@ class CallContext:
     goal: str | None  # the campaign's goal, None: the configured default
     direction: Literal["outbound", "inbound"]
     opening: str | None = None  # the campaign's rendered opening (reautod.pipeline.opening)
+    resumed: Resumed | None = None  # set when the call continues after a crash
 
 
 @dataclass(frozen=True)
@@ -255,3 +270,19 @@ class CallHandoff(Protocol):
         Raise ReautodError (e.g. code no_transfer) when it cannot: the caller hears
         `failure(code)` and the conversation goes on."""
         ...
+
+
+@runtime_checkable
+class Checkpointed(Protocol):
+    """A conversation that can be carried across a crash (optional, beside `Conversation`):
+    `checkpoint` is its state as JSON-ready data, asked after each turn; `restore` puts a
+    resumed call's history and checkpoint back before its first reply."""
+
+    def checkpoint(self) -> dict[str, Any]: ...
+
+    def restore(self, resumed: Resumed) -> None: ...
+
+
+def state_of(conversation: Conversation) -> dict[str, Any]:
+    """The conversation's checkpoint ({} when it keeps none)."""
+    return conversation.checkpoint() if isinstance(conversation, Checkpointed) else {}

@@ -7,7 +7,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
+import socket
 import ssl
 import sys
 import time
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from reautod import __version__
+from reautod.api.activation import listens_at, take_listen_sockets
 from reautod.api.admin import admin_router
 from reautod.api.app import HttpServer, create_app
 from reautod.api.credentials import ApiCredentials, token_methods
@@ -62,6 +65,7 @@ from reautod.pipeline import route_pipecat_logs
 from reautod.pipeline.agent import AgentConversations
 from reautod.pipeline.calls import CallManager
 from reautod.pipeline.control import call_methods
+from reautod.recovery.part import RecoveryPart
 from reautod.resilience.part import ResiliencePart
 from reautod.sdnotify import Notifier
 from reautod.security.keys import KeyRing, load_key_ring
@@ -85,13 +89,15 @@ class Daemon:
     """Owns every long-lived part and task of the running daemon."""
 
     def __init__(
-        self, settings: Settings, secrets: Secrets, config_path: Path | None, *, debug: bool
+        self, settings: Settings, secrets: Secrets, config_path: Path | None, *, debug: bool,
+        http_socket: socket.socket | None = None,
     ) -> None:
         self.settings = settings
         self.live = LiveSettings(settings)  # what the parts read; reload replaces it
         self.secrets = secrets
         self.config_path = config_path
         self.debug = debug
+        self.http_socket = http_socket  # systemd's (reautod.socket), else the port is bound here
         self.notifier = Notifier()
         self.metrics = Metrics()
         self.metrics.set_version(__version__)
@@ -110,6 +116,7 @@ class Daemon:
         self.gpu: GpuCollector | None = None
         self.db: Database | None = None
         self.writer: WriteBehind | None = None
+        self.recovery: RecoveryPart | None = None
         self.engines: EngineSet | None = None
         self.calls: CallManager | None = None
         self.call_events: CallEventPublisher | None = None
@@ -192,9 +199,13 @@ class Daemon:
                 len(report.removed),
             )
         # calls a previous run left open (a crash, a refused inbound stream) are closed with
-        # their reason, once the writes that run spooled are in (they may end some of them)
+        # their reason, once the writes that run spooled are in (they may end some of them);
+        # those with a checkpoint stay open for their resume window (Twilio's action request
+        # brings them back on a new stream)
+        self.recovery = RecoveryPart(self.live, self.state_dir, self.db)
         if await self.writer.caught_up(timeout=30.0):
-            await close_abandoned_calls(self.db, datetime.now(UTC))
+            await close_abandoned_calls(self.db, datetime.now(UTC),
+                                        keep=await self.recovery.recoverable_ids())
         else:
             log.warning("the previous run's spool is not replayed yet: open calls stay open")
 
@@ -273,7 +284,7 @@ class Daemon:
         # failing never hides a call from the others.
         observers = ObserverFanOut(
             StoreCallObserver(self.writer), self.call_events,
-            self.integrations.results, *self.cost.observers, load,
+            self.integrations.results, *self.cost.observers, load, self.recovery.recorder,
         )
         # What calls say: the campaign's playbook (the qualifying agent), else the one prompt.
         # A playbook's bookings go to the rep's calendar when one is configured, else to the
@@ -297,7 +308,7 @@ class Daemon:
             lambda: len(self.calls.live_calls()) if self.calls is not None else 0)
         self.calls = CallManager(guarded, self.live, observers, recording,
                                  conversations=conversations, handoff=self.twilio.transfers,
-                                 admission=admission)
+                                 admission=admission, checkpoints=self.recovery.recorder)
         await self.calls.start()
         # Outbound (the dialer, Twilio's webhooks, opt-outs, recording after the announcement,
         # hanging up the line when the conversation ends) uses the call manager's admission,
@@ -311,6 +322,11 @@ class Daemon:
             budget=self.cost, erased=self.security.register, load=load,
             inbound_gate=self.resilience.inbound_shedding(lambda: self.calls))
         observers.add(self.outbound.observer)
+        # Calls that outlive the daemon: Twilio's stream-ended request resumes them here.
+        link = self.twilio.link
+        self.recovery.attach(self.calls, link.client if link is not None else None,
+                             link.validator if link is not None else None)
+        await self.recovery.start()
         # calls from the browser call page and `reautoctl talk`, over WebRTC, on the same path;
         # the page's offers need an admin API credential whenever the API is on
         api_on = self.tokens is not None and self.tokens.authority is not None
@@ -330,11 +346,21 @@ class Daemon:
         admin = ([admin_router(self.tokens, self.control.method_table(), self.security.audit),
                   docs_router()]
                  if self.tokens is not None and self.tokens.authority is not None else [])
-        routers = [media, *self.outbound.routers(), *self.integrations.routers(), *admin,
-                   *self.webrtc.routers()]
+        routers = [media, *self.outbound.routers(), *self.recovery.routers(),
+                   *self.integrations.routers(), *admin, *self.webrtc.routers()]
         app = create_app(routers, health=self.health_checks.report)
+        # Under reautod.socket systemd holds the port (also while we restart): use its socket,
+        # unless it listens elsewhere than [http] says (then the config wins, and we say so).
+        passed = self.http_socket
+        if passed is not None and not listens_at(passed, self.settings.http.host,
+                                                 self.settings.http.port):
+            log.error("systemd passed a socket on %s, but [http] is %s:%d: binding that "
+                      "instead (make reautod.socket's ListenStream= match)",
+                      passed.getsockname(), self.settings.http.host, self.settings.http.port)
+            passed.close()
+            passed = None
         self.http = HttpServer(app, self.settings.http.host, self.settings.http.port,
-                               tls=server_tls(self.settings.http))
+                               tls=server_tls(self.settings.http), sock=passed)
         await self.http.start()
         self.health_checks.add("http", http_check(self.http))
         # The dialer's timers (a tick per running campaign, lease heartbeat) start last, after
@@ -468,6 +494,8 @@ class Daemon:
             await self.call_events.close()
         if self.dialogue is not None:
             await self.dialogue.close()
+        if self.recovery is not None:
+            await self.recovery.close()  # the ended calls' checkpoints are gone by now
         if self.cost is not None:
             await self.cost.close()  # the calls' last cost rows, before the writer stops
         if self.engines is not None:
@@ -524,6 +552,8 @@ class Daemon:
         if self.cost is not None:
             for method in self.cost.control_methods():
                 self.control.register(method)
+        for method in self.recovery.control_methods() if self.recovery is not None else ():
+            self.control.register(method)
         for method in self.webrtc.control_methods() if self.webrtc is not None else ():
             self.control.register(method)
 
@@ -541,9 +571,10 @@ class Daemon:
 
 
 async def serve(
-    settings: Settings, secrets: Secrets, config_path: Path | None, *, debug: bool
+    settings: Settings, secrets: Secrets, config_path: Path | None, *, debug: bool,
+    http_socket: socket.socket | None = None,
 ) -> int:
-    daemon = Daemon(settings, secrets, config_path, debug=debug)
+    daemon = Daemon(settings, secrets, config_path, debug=debug, http_socket=http_socket)
     daemon.install_signal_handlers(asyncio.get_running_loop())
     try:
         await daemon.start()
@@ -598,7 +629,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     # pipecat logs through loguru straight to stderr; send it into our handlers instead
     route_pipecat_logs("DEBUG" if args.debug else "WARNING")
     config_path = path if path.exists() else None
-    return asyncio.run(serve(settings, secrets, config_path, debug=args.debug))
+    # systemd socket activation (systemd/reautod.socket): the HTTP port's socket is passed in
+    passed = take_listen_sockets(os.environ, os.getpid())
+    if len(passed) > 1:
+        log.warning("systemd passed %d sockets; serving HTTP on the first", len(passed))
+    return asyncio.run(serve(settings, secrets, config_path, debug=args.debug,
+                             http_socket=passed[0] if passed else None))
 
 
 if __name__ == "__main__":

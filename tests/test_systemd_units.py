@@ -19,6 +19,7 @@ SYSTEMD_DIR = REPO_ROOT / "systemd"
 UNIT = SYSTEMD_DIR / "reautod.service"
 BACKUP_UNIT = SYSTEMD_DIR / "reautod-backup.service"
 BACKUP_TIMER = SYSTEMD_DIR / "reautod-backup.timer"
+SOCKET = SYSTEMD_DIR / "reautod.socket"
 SYSUSERS = SYSTEMD_DIR / "reautod.sysusers"
 TMPFILES = SYSTEMD_DIR / "reautod.tmpfiles"
 CONFIG_DOC = REPO_ROOT / "docs" / "configuration.md"
@@ -388,3 +389,25 @@ def test_backup_units_verify_cleanly_and_are_hardened(tmp_path: Path) -> None:
     scored = exposure_score(tmp_path, BACKUP_UNIT)
     if scored is not None:
         assert scored[0] <= MAX_EXPOSURE, scored
+
+
+def test_the_socket_unit_holds_the_default_http_port_for_the_service() -> None:
+    """The daemon takes its HTTP socket from it (reautod.api.activation), so it must listen
+    where [http] does by default; the service pulls it in."""
+    sections = parse_unit(SOCKET.read_text())
+    http = Settings().http
+    assert one(sections["Socket"], "ListenStream") == f"{http.host}:{http.port}"
+    assert int(one(sections["Socket"], "Backlog")) >= 500  # calls.max_concurrent's maximum
+    assert one(sections["Install"], "WantedBy") == "sockets.target"
+    service = parse_unit(UNIT.read_text())["Unit"]
+    assert "reautod.socket" in values(service, "Wants")
+    assert "reautod.socket" in values(service, "After")
+
+
+@needs_analyze
+def test_the_socket_unit_verifies_cleanly(tmp_path: Path) -> None:
+    service = verifiable_copy(tmp_path, UNIT.read_text())
+    socket_unit = tmp_path / SOCKET.name
+    socket_unit.write_text(SOCKET.read_text())
+    assert verify_problems(socket_unit) == []
+    assert verify_problems(service) == []

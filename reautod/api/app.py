@@ -50,16 +50,22 @@ class _EmbeddedUvicorn(uvicorn.Server):
 
 
 class HttpServer:
-    """uvicorn on a pre-bound socket, run as a task of the daemon's loop; https/wss with `tls`."""
+    """uvicorn on a pre-bound socket (ours, or `sock`: one systemd passed), run as a task of the
+    daemon's loop; https/wss with `tls`."""
 
-    def __init__(self, app: FastAPI, host: str, port: int, tls: TlsFiles | None = None) -> None:
-        self._sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind((host, port))  # raises OSError (address in use) before READY
-        self._sock.listen(128)
-        self._sock.set_inheritable(False)
+    def __init__(self, app: FastAPI, host: str, port: int, tls: TlsFiles | None = None, *,
+                 sock: socket.socket | None = None) -> None:
+        if sock is None:
+            sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))  # raises OSError (address in use) before READY
+            sock.listen(128)
+            sock.set_inheritable(False)
+        else:  # bound and listening already (systemd's, reautod.api.activation)
+            host = str(sock.getsockname()[0])
+        self._sock = sock
         self.host = host
-        self.port: int = self._sock.getsockname()[1]
+        self.port: int = sock.getsockname()[1]
         self.scheme = "https" if tls is not None else "http"
         # what the daemon's own clients (call.simulate) connect with: pinned to our certificate
         self.loopback_ssl = loopback_client_context(tls) if tls is not None else None

@@ -73,6 +73,7 @@ def parse_start(message: dict[str, Any]) -> StartInfo:
         goal=params.goal,
         direction=params.direction.value,
         opening=(params.opening or "").strip() or None,
+        resume=params.resume,
     )
 
 

@@ -321,6 +321,10 @@ class CallAgent:
         if changed:
             self._rescore()
 
+    def rescore(self) -> None:
+        """Score the facts known now (after a checkpoint was restored into this agent)."""
+        self._rescore()
+
     def _rescore(self) -> None:
         self._score = score(self.playbook.qualification, self.state.fact_values())
         if self._score.score != self.state.score:

@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from reautod.conversation import (
     Action,
     CallContext,
     CallerTurn,
+    Checkpointed,
     Conversation,
     Conversations,
     Generate,
@@ -35,11 +36,14 @@ from reautod.conversation import (
     Listen,
     Played,
     Reply,
+    Resumed,
     Say,
     Transfer,
+    state_of,
 )
 from reautod.dialogue import replies
 from reautod.dialogue.agent import CallAgent
+from reautod.dialogue.checkpoint import agent_checkpoint, restore_agent
 from reautod.dialogue.replies import After, AgentReply, CallResult, EndCause
 from reautod.engines.base import AudioChunk
 
@@ -164,6 +168,12 @@ class AgentConversation:
         if isinstance(ref, int):
             self.agent.heard(ref, outcome.heard)
 
+    def checkpoint(self) -> dict[str, Any]:
+        return agent_checkpoint(self.agent)
+
+    def restore(self, resumed: Resumed) -> None:
+        restore_agent(self.agent, resumed.state)
+
     async def ended(self, reason: str) -> None:
         cause = end_cause(reason, agent_reason=self._agent_reason, pressed_key=self._pressed_key)
         self.result = await self.agent.end(cause)
@@ -182,13 +192,29 @@ class DeferredConversation:
         self._fallback = fallback
         self._on_result = on_result
         self.inner: Conversation | None = None
+        self._resumed: Resumed | None = None
 
     async def _resolve(self) -> Conversation:
         if self.inner is None:
             agent = await self._source.agent_for(self.call)
-            self.inner = (self._fallback if agent is None else
-                          AgentConversation(self.call, agent, self._fallback, self._on_result))
+            if agent is None:
+                self.inner = self._fallback  # restored already, if the call was resumed
+            else:
+                conversation = AgentConversation(self.call, agent, self._fallback,
+                                                 self._on_result)
+                if self._resumed is not None:
+                    conversation.restore(self._resumed)
+                self.inner = conversation
         return self.inner
+
+    def checkpoint(self) -> dict[str, Any]:
+        return state_of(self.inner) if self.inner is not None else {}
+
+    def restore(self, resumed: Resumed) -> None:
+        """Kept for the conversation the call resolves to (at its first reply)."""
+        self._resumed = resumed
+        if isinstance(self._fallback, Checkpointed):
+            self._fallback.restore(resumed)  # what `failure` and `silence` use until then
 
     def _now(self) -> Conversation:
         return self.inner if self.inner is not None else self._fallback

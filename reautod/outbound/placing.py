@@ -31,7 +31,7 @@ from reautod.store.repositories import CampaignRepository
 from reautod.telephony.stream import MAX_OPENING_CHARS, MEDIA_PATH, Direction, StreamParameters
 from reautod.telephony.twilio_client import OutboundCall
 from reautod.telephony.twiml import stream_twiml
-from reautod.telephony.webhooks import AMD_PATH, STATUS_PATH
+from reautod.telephony.webhooks import AMD_PATH, STATUS_PATH, STREAM_ENDED_PATH
 
 # A greeting prepared for a dialed call waits this long after the ring timeout for its stream
 # (Twilio's queue at its calls-per-second, the create request, a recording announcement first);
@@ -96,6 +96,7 @@ class CallPlacer:
             StreamParameters(call_id=str(call.call_id), campaign=call.campaign_name[:200],
                              lead_name=lead, direction=Direction.OUTBOUND, opening=opening),
             announcement=settings.recording_announcement if settings.record else None,
+            action_url=link.validator.url_for(STREAM_ENDED_PATH),  # resume after a crash
         )
         request = OutboundCall(
             to=call.phone, from_=caller_id, twiml=twiml,

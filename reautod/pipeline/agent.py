@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from reautod.config import AgentSettings
 from reautod.conversation import (
@@ -21,6 +21,7 @@ from reautod.conversation import (
     Line,
     Played,
     Reply,
+    Resumed,
 )
 from reautod.engines.base import ChatMessage
 from reautod.pipeline.opening import OpeningFields, render, render_opening
@@ -124,6 +125,16 @@ class DialogueAgent:
 
     async def ended(self, reason: str) -> None:
         """Nothing to settle: this agent keeps no outcome (the qualifying agent does)."""
+
+    # -- Checkpointed: the context is the call's transcript, which the checkpoint holds already
+
+    def checkpoint(self) -> dict[str, Any]:
+        return {}
+
+    def restore(self, resumed: Resumed) -> None:
+        for speaker, text in resumed.history:
+            if text.strip():
+                self._add("user" if speaker == "caller" else "assistant", text.strip())
 
 
 class AgentConversations:

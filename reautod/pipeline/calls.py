@@ -11,7 +11,8 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
-from typing import Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from fastapi import WebSocket
 from pipecat.audio.turn.base_turn_analyzer import BaseTurnAnalyzer
@@ -19,9 +20,9 @@ from pipecat.audio.turn.base_turn_analyzer import BaseTurnAnalyzer
 from reautod.call_events import CallInfo, CallObserver, SafeObserver, TurnRecord
 from reautod.call_recording import CallRecording
 from reautod.config import Settings
-from reautod.conversation import CallContext, CallHandoff, Conversations
+from reautod.conversation import CallContext, CallHandoff, Conversations, state_of
 from reautod.engines.base import LanguageModel, SpeechToText, TextToSpeech
-from reautod.errors import NotFoundError, OverloadedError, UnavailableError
+from reautod.errors import NotFoundError, OverloadedError, ReautodError, UnavailableError
 from reautod.live_settings import LiveSettings
 from reautod.pipeline.agent import AgentConversations
 from reautod.pipeline.greetings import PreparedGreetings
@@ -64,6 +65,28 @@ class Admission(Protocol):
     def limit(self) -> int: ...
 
 
+class CallCheckpoints(Protocol):
+    """Where calls are carried across a crash (reautod.recovery)."""
+
+    async def resume(self, call: CallContext) -> CallContext:
+        """`call` as its checkpoint left it (with `resumed` set); NotFoundError when it has none
+        or cannot be resumed any more."""
+        ...
+
+    def give_back(self, call_id: str) -> None:
+        """A resumed call was refused before it ran: its checkpoint is resumable again."""
+        ...
+
+    def watch(self, call: CallContext, state: Callable[[], dict[str, Any]]) -> None:
+        """A call is starting: read `state()` (the conversation's checkpoint) whenever its
+        checkpoint is written, until it ends."""
+        ...
+
+
+def _state(session: CallSession) -> dict[str, Any]:
+    return state_of(session.conversation) if session.conversation is not None else {}
+
+
 class _TappedObserver(SafeObserver):
     """The daemon's observer, plus per-call taps (a simulated call collecting its own turns)."""
 
@@ -86,7 +109,8 @@ class CallManager:
                  recording: CallRecording | None = None, *,
                  conversations: Conversations | None = None,
                  handoff: CallHandoff | None = None,
-                 admission: Admission | None = None) -> None:
+                 admission: Admission | None = None,
+                 checkpoints: CallCheckpoints | None = None) -> None:
         self._engines = engines
         self._admission = admission
         # the holder, not a copy: each new call takes the settings in effect when it starts
@@ -96,6 +120,7 @@ class CallManager:
         # What each call says: the daemon's conversations (playbooks), else one prompt per call.
         self._conversations = conversations or AgentConversations(lambda: self.settings.agent)
         self._handoff = handoff  # None: a transfer cannot happen (the caller hears why)
+        self._checkpoints = checkpoints  # None: calls are not carried across a crash
         self.line_cache = LineAudioCache()  # scripted lines, synthesized once per daemon
         self.greetings = PreparedGreetings(  # dialed calls' greetings, made while they ring
             max(MIN_PREPARED_GREETINGS, 2 * self.settings.calls.max_concurrent))
@@ -175,8 +200,19 @@ class CallManager:
     async def run_call(self, websocket: WebSocket, start: StartInfo,
                        input_warnings: dict[str, int] | None = None) -> str:
         """Run one Twilio call on an accepted media socket whose `start` was read; returns why
-        it ended."""
-        return await self.run(TwilioMedia(websocket, start, input_warnings), start.context())
+        it ended. A `resume` stream continues the call from its checkpoint."""
+        context = start.context()
+        if start.resume:
+            if self._checkpoints is None:
+                raise NotFoundError(f"call {start.call_id} cannot be resumed: no checkpoints")
+            self.check_admission()  # before the checkpoint is taken
+            context = await self._checkpoints.resume(context)
+        try:
+            return await self.run(TwilioMedia(websocket, start, input_warnings), context)
+        except ReautodError:
+            if context.resumed is not None and self._checkpoints is not None:
+                self._checkpoints.give_back(context.call_id)  # refused: resumable again
+            raise
 
     async def run(self, media: CallMedia, call: CallContext) -> str:
         """Run one call over `media` (any CallMedia: Twilio's stream, a browser, a sound card)
@@ -197,6 +233,8 @@ class CallManager:
             handoff=self._handoff,
         )
         self._sessions[call.call_id] = session
+        if self._checkpoints is not None:
+            self._checkpoints.watch(call, lambda: _state(session))
         task = asyncio.create_task(session.run(), name=f"session-{call.call_id}")
         self._tasks[call.call_id] = task
         try:

@@ -86,7 +86,7 @@ class ConversationDriver(CallProcessor):
     def __init__(self, *, live: LiveCall, conversation: Conversation,
                  handoff: CallHandoff | None = None,
                  opening_audio: tuple[str, PreparedAudio] | None = None,
-                 recording: ConsentedRecording | None = None) -> None:
+                 recording: ConsentedRecording | None = None, turns_before: int = 0) -> None:
         super().__init__(name=f"driver-{live.call_id}")
         self._live = live
         self._conversation = conversation
@@ -98,7 +98,7 @@ class ConversationDriver(CallProcessor):
         self._task: asyncio.Task[None] | None = None  # the reply being decided and sent down
         self._actions: set[asyncio.Task[None]] = set()  # transfers in flight
         self._next_reply = 0
-        self._turn_index = 0
+        self._turn_index = turns_before  # a resumed call numbers on from its last turn
         self._reported_busy = False
         self._played = asyncio.Event()  # set whenever a reply is reported played
         self._ending: str | None = None

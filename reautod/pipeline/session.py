@@ -44,6 +44,7 @@ from reautod.pipeline.line_cache import LineAudioCache
 from reautod.pipeline.live import LiveCall
 from reautod.pipeline.media import CallMedia, MediaHooks
 from reautod.pipeline.recording import ConsentedRecording, GuardedSink
+from reautod.pipeline.resumed import ResumedConversation
 from reautod.pipeline.speech import SpeechOutput
 from reautod.pipeline.turns import UserTurnProcessor
 from reautod.pipeline.writer import ReplyWriter
@@ -109,6 +110,7 @@ class CallSession:
         self.driver: ConversationDriver | None = None
         self.speech: SpeechOutput | None = None
         self.turns: UserTurnProcessor | None = None
+        self.conversation: Conversation | None = None  # once `run` has started it
 
     def end(self, reason: str, close_code: int = CloseCode.NORMAL) -> None:
         """End the call now (no goodbye); safe to call from anywhere, any number of times."""
@@ -132,6 +134,9 @@ class CallSession:
         call_id = self.call.call_id
         started = time.monotonic()
         conversation = self._conversations.start(self.call)
+        if self.call.resumed is not None:  # after a crash: history back, the resume line first
+            conversation = ResumedConversation(conversation, self.call.resumed)
+        self.conversation = conversation
         greeting = self._greeting()
         log.info("call %s started (lead %s, campaign %s, %s)", call_id,
                  mask_name(self.call.lead_name), self.call.campaign or "-", self.call.direction)
@@ -188,6 +193,8 @@ class CallSession:
         """The expected opening line and its audio: prepared when the call was placed if its
         text is this call's, else started now, while the pipeline is being built. Ours from
         here on; played if the conversation opens with that line."""
+        if self.call.resumed is not None:
+            return None  # a resumed call says its resume line, not the opening
         try:
             line = self._conversations.opening(self.call)
         except Exception:  # no head start; the opening is synthesized when it is said
@@ -243,8 +250,10 @@ class CallSession:
         media_in, media_out = self.media.processors(
             MediaHooks(audio_sent=speech.on_audio_sent, ended=live.end),
             recording.sink if recording is not None else None)
+        resumed = self.call.resumed
         driver = ConversationDriver(live=live, conversation=conversation, handoff=self._handoff,
-                                    opening_audio=greeting, recording=recording)
+                                    opening_audio=greeting, recording=recording,
+                                    turns_before=resumed.next_turn - 1 if resumed else 0)
         speech.listener = driver
         turns = UserTurnProcessor(
             call_id=call_id,

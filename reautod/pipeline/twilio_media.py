@@ -45,6 +45,7 @@ class StartInfo:
     goal: str | None
     direction: Literal["outbound", "inbound"]
     opening: str | None = None  # rendered by the dialer for its campaign (pipeline.opening)
+    resume: bool = False  # continue the call from its checkpoint (reautod.recovery)
 
     def context(self) -> CallContext:
         """Who the call is with, for its conversation."""

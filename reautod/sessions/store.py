@@ -10,6 +10,8 @@ from redis.exceptions import RedisError
 
 from reautod.errors import UnavailableError
 
+SESSION_TTL_S = 6 * 3600  # longer than any call (Twilio's limit is 4 h)
+
 
 class SessionStore(Protocol):
     backend: str
@@ -55,11 +57,13 @@ class RedisSessionStore:
 
     backend = "redis"
 
-    def __init__(self, url: str, *, prefix: str = "reautod:", timeout_s: float = 2.0) -> None:
+    def __init__(self, url: str, *, prefix: str = "reautod:", timeout_s: float = 2.0,
+                 ttl_s: int = SESSION_TTL_S) -> None:
         self._redis = aioredis.from_url(
             url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, decode_responses=True
         )
         self._key = f"{prefix}sessions"
+        self._ttl_s = ttl_s
 
     async def _run(self, op: Any) -> Any:
         try:
@@ -68,7 +72,12 @@ class RedisSessionStore:
             raise UnavailableError(f"redis: {err}") from err
 
     async def put(self, call_id: str, snapshot: dict[str, Any]) -> None:
-        await self._run(self._redis.hset(self._key, call_id, json.dumps(snapshot, default=str)))
+        # The hash expires unless written to: sessions a crashed daemon left do not live forever
+        # (a live call writes its session at every turn, far more often than the TTL).
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(self._key, call_id, json.dumps(snapshot, default=str))
+            pipe.expire(self._key, self._ttl_s)
+            await self._run(pipe.execute())
 
     async def get(self, call_id: str) -> dict[str, Any] | None:
         raw = await self._run(self._redis.hget(self._key, call_id))

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -77,8 +78,11 @@ def abandon_reason(direction: str, status: str, answered: bool) -> AbandonReason
     return AbandonReason.INTERRUPTED
 
 
-async def close_abandoned_calls(db: Database, now: datetime) -> AbandonedCalls:
-    """Close the open calls a previous process left (see the module docstring); counted, logged."""
+async def close_abandoned_calls(db: Database, now: datetime,
+                                keep: Collection[uuid.UUID] = ()) -> AbandonedCalls:
+    """Close the open calls a previous process left (see the module docstring); counted, logged.
+    `keep`: calls that may still be resumed from their checkpoint (reautod.recovery) stay open
+    (counted in `left_open`); they are closed with `close_interrupted` when their window ends."""
     if now.tzinfo is None:
         raise ValidationError("now must be timezone-aware (UTC)")
     cutoff = now if db.backend == "sqlite" else now - SHARED_HORIZON
@@ -92,24 +96,13 @@ async def close_abandoned_calls(db: Database, now: datetime) -> AbandonedCalls:
         by_reason: dict[AbandonReason, list[uuid.UUID]] = {r: [] for r in AbandonReason}
         left_open = 0
         for row in rows:
-            if row.created_at > cutoff:
+            if row.created_at > cutoff or row.id in keep:
                 left_open += 1
                 continue
             reason = abandon_reason(row.direction, row.status, row.answered_at is not None)
             by_reason[reason].append(row.id)
         for reason, ids in by_reason.items():
-            if not ids:
-                continue
-            await apply_records(conn, [
-                CallStatusChanged(call_id, CallStatus.FAILED, now, source=EVENT_SOURCE,
-                                  detail={"reason": reason.value})
-                for call_id in sorted(ids)  # one lock order across writers
-            ])
-            await conn.execute(update(calls).where(calls.c.id.in_(ids),
-                                                   calls.c.error_code.is_(None))
-                               .values(error_code=reason.value))
-            await conn.execute(update(calls).where(calls.c.id.in_(ids), calls.c.outcome.is_(None))
-                               .values(outcome=_OUTCOME[reason].value))
+            await _close(conn, ids, reason, now)
         return AbandonedCalls(len(by_reason[AbandonReason.INTERRUPTED]),
                               len(by_reason[AbandonReason.REJECTED]), left_open)
 
@@ -121,3 +114,31 @@ async def close_abandoned_calls(db: Database, now: datetime) -> AbandonedCalls:
         log.info("left %d open calls younger than %s: another daemon on this database may own "
                  "them", result.left_open, SHARED_HORIZON)
     return result
+
+
+async def close_interrupted(db: Database, call_ids: Collection[uuid.UUID], now: datetime,
+                            source: str = EVENT_SOURCE) -> int:
+    """Close these calls as `interrupted` (those still open); returns how many were."""
+
+    async def work(conn: AsyncConnection) -> int:
+        rows = (await conn.execute(select(calls.c.id).where(
+            calls.c.id.in_(list(call_ids)), calls.c.status.in_(OPEN_STATUSES)))).scalars().all()
+        await _close(conn, list(rows), AbandonReason.INTERRUPTED, now, source)
+        return len(rows)
+
+    return await db.transaction(work) if call_ids else 0
+
+
+async def _close(conn: AsyncConnection, ids: list[uuid.UUID], reason: AbandonReason,
+                 now: datetime, source: str = EVENT_SOURCE) -> None:
+    if not ids:
+        return
+    await apply_records(conn, [
+        CallStatusChanged(call_id, CallStatus.FAILED, now, source=source,
+                          detail={"reason": reason.value})
+        for call_id in sorted(ids)  # one lock order across writers
+    ])
+    await conn.execute(update(calls).where(calls.c.id.in_(ids), calls.c.error_code.is_(None))
+                       .values(error_code=reason.value))
+    await conn.execute(update(calls).where(calls.c.id.in_(ids), calls.c.outcome.is_(None))
+                       .values(outcome=_OUTCOME[reason].value))

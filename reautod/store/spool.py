@@ -1,7 +1,9 @@
 """The local append-only spool: where writes wait, in order, while the database is unreachable.
 
 Files under <state_dir>/spool/: `writes.jsonl` (one record per line, replayed in order and then
-truncated) and `dead.jsonl` (records the database rejected outright, kept for an operator).
+truncated), `journal.jsonl` (the write-ahead log: every batch the write-behind takes, appended
+before it is written, truncated once everything in it is settled) and `dead.jsonl` (records the
+database rejected outright, kept for an operator).
 Methods are synchronous and meant for `asyncio.to_thread`; one owner (the write-behind task)
 calls them, so no locking is needed.
 """
@@ -22,9 +24,9 @@ log = logging.getLogger(__name__)
 
 
 class Spool:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, name: str = "writes.jsonl") -> None:
         self.directory = directory
-        self.path = directory / "writes.jsonl"
+        self.path = directory / name
         self.dead_path = directory / "dead.jsonl"
 
     def append(self, records: Sequence[Record]) -> None:
@@ -99,6 +101,28 @@ class Spool:
         except OSError as err:
             raise StoreError(f"cannot read the spool {self.path}: {err.strerror}") from err
         return records, offset
+
+    def read_all(self) -> list[Record]:
+        """Every readable record, in order (torn or unreadable lines skipped, as `read`)."""
+        records: list[Record] = []
+        offset = 0
+        while True:
+            chunk, after = self.read(offset, 10_000)
+            records.extend(chunk)
+            if after == offset:
+                return records
+            offset = after
+
+    def replace(self, records: Sequence[Record]) -> None:
+        """Make the file hold exactly `records` (written aside, fsynced, then renamed over it)."""
+        data = "".join(json.dumps(to_wire(r), separators=(",", ":")) + "\n" for r in records)
+        aside = self.path.with_name(self.path.name + ".new")
+        aside.unlink(missing_ok=True)
+        self._append_text(aside, data)
+        try:
+            os.replace(aside, self.path)
+        except OSError as err:
+            raise StoreError(f"cannot replace the spool {self.path}: {err.strerror}") from err
 
     def clear(self) -> None:
         try:

@@ -47,6 +47,9 @@ when its last frame is sent: trailing silence inside the audio file counts as sp
 agent counts as speaking while any of its audio is buffered, silent or not (pipecat sends audio
 only when the bot speaks, unless an output mixer is configured).
 
+A stream that dies mid-call (the daemon crashed) and Twilio's `<Connect action>` request that
+follows, with the new stream its answer names: `reautod.telephony.sim_resume`.
+
 ``run_call`` raises `SimulatorError` only when it cannot connect (``status`` holds the HTTP status
 of a refused upgrade, e.g. 403 for a bad signature); everything the server does after that
 (closing early, garbage, silence) is reported in the `CallResult`. Many calls can share one loop

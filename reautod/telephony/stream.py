@@ -51,12 +51,15 @@ class StreamParameters(BaseModel):
     goal: str | None = Field(None, max_length=500)
     opening: str | None = Field(None, max_length=MAX_PARAMETER_CHARS,
                                 description="The campaign's rendered opening (pipeline.opening)")
+    resume: bool = Field(False, description="The call goes on from its checkpoint (a new "
+                         "stream after the last one died: reautod.recovery)")
 
     def pairs(self) -> list[tuple[str, str]]:
         """(name, value) in a fixed order, absent values left out."""
         values = (("call_id", self.call_id), ("campaign", self.campaign),
                   ("lead_name", self.lead_name), ("direction", self.direction.value),
-                  ("goal", self.goal), (OPENING_PARAMETER, self.opening))
+                  ("goal", self.goal), (OPENING_PARAMETER, self.opening),
+                  ("resume", "1" if self.resume else None))
         return [(name, value) for name, value in values if value is not None]
 
     def custom_parameters(self) -> dict[str, str]:

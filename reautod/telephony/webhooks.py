@@ -1,4 +1,5 @@
-"""Twilio's webhooks: /twilio/voice, /twilio/status, /twilio/amd, /twilio/recording.
+"""Twilio's webhooks: /twilio/voice, /twilio/status, /twilio/amd, /twilio/recording
+(and /twilio/stream-ended, served by reautod.recovery with `verified_form`).
 
 Every request is checked in the same order: body size, signature (403, nothing else happens),
 form fields (400 naming the bad field), then the handler. Handlers must return at once: slow work
@@ -40,6 +41,8 @@ VOICE_PATH = "/twilio/voice"
 STATUS_PATH = "/twilio/status"
 AMD_PATH = "/twilio/amd"
 RECORDING_PATH = "/twilio/recording"
+# `<Connect action>`: Twilio asks it when a call's media stream ends (reautod.recovery answers)
+STREAM_ENDED_PATH = "/twilio/stream-ended"
 MAX_BODY_BYTES = 64 * 1024
 MAX_LEAD_NAME_CHARS = 200
 XML = "application/xml"
@@ -171,12 +174,39 @@ class BusyMessage:
     audio_url: str | None = None
 
 
-_Form = TypeVar("_Form", bound=_TwilioForm)
+_Form = TypeVar("_Form", bound=BaseModel)
 
 
-class _Rejected(Exception):
+class Rejected(Exception):
+    """A webhook request refused before its handler: `response` says why (403, 400, 413)."""
+
     def __init__(self, response: Response) -> None:
         self.response = response
+
+
+_Rejected = Rejected
+
+
+async def verified_form(validator: TwilioSignatureValidator, request: Request, path: str,
+                        model: type[_Form]) -> _Form:
+    """The request's form as `model`, after the body size and the signature (module docstring);
+    raises Rejected."""
+    body = await _read_limited(request)
+    try:
+        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True)
+    except (UnicodeDecodeError, ValueError):
+        pairs = None
+    result = validator.check_form(
+        path, request.url.query, pairs or [], header_value(request.headers)
+    )
+    if not result.accepted:
+        raise Rejected(_error(403, "bad_signature", f"Twilio signature {result.value}"))
+    if pairs is None:
+        raise Rejected(_error(400, "invalid_input", "body is not a UTF-8 form"))
+    try:
+        return model.model_validate(dict(pairs))
+    except PydanticValidationError as err:
+        raise Rejected(_error(400, "invalid_input", _describe(err))) from None
 
 
 def twilio_router(
@@ -192,24 +222,10 @@ def twilio_router(
     """The FastAPI router serving Twilio's webhooks; include it in the app unprefixed."""
     router = APIRouter()
     stream_url = validator.websocket_url(MEDIA_PATH)
+    action_url = validator.url_for(STREAM_ENDED_PATH)
 
     async def verified(request: Request, path: str, model: type[_Form]) -> _Form:
-        body = await _read_limited(request)
-        try:
-            pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True)
-        except (UnicodeDecodeError, ValueError):
-            pairs = None
-        result = validator.check_form(
-            path, request.url.query, pairs or [], header_value(request.headers)
-        )
-        if not result.accepted:
-            raise _Rejected(_error(403, "bad_signature", f"Twilio signature {result.value}"))
-        if pairs is None:
-            raise _Rejected(_error(400, "invalid_input", "body is not a UTF-8 form"))
-        try:
-            return model.model_validate(dict(pairs))
-        except PydanticValidationError as err:
-            raise _Rejected(_error(400, "invalid_input", _describe(err))) from None
+        return await verified_form(validator, request, path, model)
 
     @router.post(VOICE_PATH)
     async def voice_webhook(request: Request) -> Response:
@@ -235,7 +251,7 @@ def twilio_router(
                                       lead_name=name, direction=Direction.INBOUND,
                                       opening=answer.opening)
             twiml = stream_twiml(stream_url, params, announcement=answer.announcement,
-                                 voice=voice)
+                                 voice=voice, action_url=action_url)
         except ReautodError as err:
             log.warning("inbound call %s not answered: %s (%s)", call.call_sid, err.message,
                         err.code)

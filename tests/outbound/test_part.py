@@ -327,7 +327,9 @@ async def test_tick_dials_in_window_and_logs_the_blocked_lead(env: Env) -> None:
     (form,) = creates(env.standin)
     assert form["To"] == ["+12125550100"] and form["From"] == [FROM]
     twiml = form["Twiml"][0]
-    assert "<Connect><Stream url=\"wss://reautod.example.com/twilio/media\">" in twiml
+    # the stream's action URL is where Twilio asks what next when the stream ends (a crash)
+    assert ('<Connect action="https://reautod.example.com/twilio/stream-ended"><Stream '
+            'url="wss://reautod.example.com/twilio/media">') in twiml
     assert '<Parameter name="campaign" value="fall" />' in twiml
     assert '<Parameter name="lead_name" value="Ann Inwindow" />' in twiml
     assert "Record" not in form and "<Say" not in twiml  # no recording, so no announcement
@@ -625,7 +627,7 @@ async def test_recording_starts_when_the_stream_starts(env: Env) -> None:
     await dial_round(env)
     (form,) = creates(env.standin)
     twiml = form["Twiml"][0]
-    assert twiml.index("We record this call.") < twiml.index("<Connect>")
+    assert twiml.index("We record this call.") < twiml.index("<Connect ")
     assert "Record" not in form
     sid = next(iter(env.standin.calls))
     row = await CallRepository(env.db).by_sid(sid)

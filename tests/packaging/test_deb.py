@@ -26,7 +26,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 SITE_EDIT = "# site edit: must survive the upgrade\n"
 CONFIG = "/etc/reautod/reautod.toml"
-UNITS = ("reautod.service", "reautod-backup.service", "reautod-backup.timer")
+UNITS = ("reautod.service", "reautod.socket", "reautod-backup.service", "reautod-backup.timer")
 MARKER_SQL = "CREATE TABLE site_marker (note TEXT); INSERT INTO site_marker VALUES ('kept');"
 
 
@@ -118,6 +118,7 @@ def test_the_account_and_private_directories(installed: Installed) -> None:
 def test_units_are_enabled_not_started_and_verify_cleanly(installed: Installed) -> None:
     root = installed.root
     assert root.file("/etc/systemd/system/multi-user.target.wants/reautod.service").is_symlink()
+    assert root.file("/etc/systemd/system/sockets.target.wants/reautod.socket").is_symlink()
     assert root.file("/etc/systemd/system/timers.target.wants/reautod-backup.timer").is_symlink()
     result = root.run("systemd-analyze", "verify", "--man=no",
                       *(f"/lib/systemd/system/{u}" for u in UNITS), check=False)

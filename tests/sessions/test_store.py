@@ -44,6 +44,13 @@ async def test_redis_sessions_survive_a_new_client(redis_url: str, redis_prefix:
     await second.close()
 
 
+async def test_redis_sessions_expire_unless_written(redis_url: str, redis_prefix: str) -> None:
+    store = RedisSessionStore(redis_url, prefix=redis_prefix, ttl_s=300)
+    await store.put("c9", {"state": "listening"})
+    assert 0 < await store._redis.ttl(f"{redis_prefix}sessions") <= 300
+    await store.close()
+
+
 async def test_dead_redis_is_a_clear_unavailable_error() -> None:
     dead = RedisSessionStore("redis://127.0.0.1:1/0", timeout_s=0.5)
     with pytest.raises(UnavailableError, match="redis"):

@@ -1,6 +1,6 @@
-"""`reautoctl call simulate|list|hangup|history|show|transfer|audio`: simulated calls, live
-calls, operator hang-up, the call history and one call's timeline, transfer to a human, a
-recording as WAV."""
+"""`reautoctl call simulate|list|hangup|history|show|transfer|recover|audio`: simulated calls,
+live calls, operator hang-up, the call history and one call's timeline, transfer to a human,
+calls a crash left (resume or close), a recording as WAV."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from reautod.dialogue.call_record import AgentRecord
 from reautod.errors import ValidationError
 from reautod.observability.logging import mask_name, mask_phone
 from reautod.pipeline.results import HangupResult, LiveCallList, SimulationResult
+from reautod.recovery.results import RecoverableCalls, RecoverAction
 from reautod.security.results import AudioChunk
 
 SIMULATE_TIMEOUT_S = 600.0
@@ -70,6 +71,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     transfer = calls.add_parser("transfer", help="transfer a live call to the campaign's human")
     transfer.add_argument("call_id", metavar="ID")
     transfer.set_defaults(func=run_transfer)
+
+    recover = calls.add_parser(
+        "recover", help="calls a crash left that can be resumed; resume or close one by hand")
+    action = recover.add_mutually_exclusive_group()
+    action.add_argument("--resume", metavar="SID",
+                        help="point the call (CallSid or call id) at a resuming stream now")
+    action.add_argument("--close", metavar="SID",
+                        help="close the call as interrupted and hang up its phone line")
+    recover.set_defaults(func=run_recover)
 
     audio = calls.add_parser("audio", help="a call's recording as a WAV file (decrypted)")
     audio.add_argument("call_id", metavar="ID")
@@ -275,4 +285,26 @@ def run_audio(args: argparse.Namespace, ctx: CliContext) -> int:
 def run_transfer(args: argparse.Namespace, ctx: CliContext) -> int:
     moved = ctx.fetch(TransferResult, "call.transfer", {"call_id": args.call_id})
     ctx.emit(moved, lambda m: f"transferring {m.call_id} to {mask_phone(m.transferred_to)}")
+    return 0
+
+
+def render_recoverable(listing: RecoverableCalls) -> str:
+    if not listing.calls:
+        return "no recoverable calls"
+    rows = [[c.call_id, c.call_sid, mask_name(c.lead_name), c.campaign, c.turns, c.stage,
+             c.updated_at.isoformat(timespec="seconds"),
+             c.resumable_until.isoformat(timespec="seconds")
+             if c.resumable and c.resumable_until is not None else "no"]
+            for c in listing.calls]
+    return table(["call", "sid", "lead", "campaign", "turns", "stage", "last change",
+                  "resumable until"], rows)
+
+
+def run_recover(args: argparse.Namespace, ctx: CliContext) -> int:
+    if args.resume or args.close:
+        params = {"resume": args.resume} if args.resume else {"close": args.close}
+        done = ctx.fetch(RecoverAction, "call.recover", params)
+        ctx.emit(done, lambda d: f"{d.action} {d.call_id}" + (f" ({d.detail})" if d.detail else ""))
+        return 0
+    ctx.emit(ctx.fetch(RecoverableCalls, "call.recover"), render_recoverable)
     return 0
