@@ -173,7 +173,7 @@ class CampaignMethods:
     def _transition(self, action: str) -> Method:
         allowed, target = TRANSITIONS[action]
         return Method(f"campaign.{action}", functools.partial(self.campaign_transition, action),
-                      CampaignRef, changes_state=True,
+                      CampaignRef, changes_state=True, result=CampaignTransition,
                       summary=f"{action} a campaign ({', '.join(sorted(allowed))} -> "
                               f"{target.value})")
 

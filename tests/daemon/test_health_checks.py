@@ -61,8 +61,8 @@ async def test_a_change_is_published_once() -> None:
         down = await asyncio.wait_for(events.get(), 2)
         state["ok"] = True
         up = await asyncio.wait_for(events.get(), 2)
-        assert (down.data["name"], down.data["ok"], down.data["detail"]) == ("redis", False, "down")
-        assert (up.data["ok"], up.data["detail"]) == (True, "up")
+        assert (down.data.name, down.data.ok, down.data.detail) == ("redis", False, "down")
+        assert (up.data.ok, up.data.detail) == (True, "up")
     finally:
         watch.cancel()
         await asyncio.gather(watch, return_exceptions=True)

@@ -238,7 +238,7 @@ async def test_every_engine_s_out_of_memory_is_typed_and_lowers_the_limit_once_e
     assert engines.tts.sample_rate == fakes.tts.sample_rate
     engines.require_ready()
     changes = [(await asyncio.wait_for(events.get(), 1)).data for _ in range(2)]
-    assert [(c["limit"], c["configured"], c["reason"]) for c in changes] == [
+    assert [(c.limit, c.configured, c.reason) for c in changes] == [
         (5, 8, "stt out of memory"), (2, 8, "tts out of memory")]
     sample = metrics.registry.get_sample_value
     assert sample("reautod_engine_out_of_memory_total", {"engine": "stt"}) == 1
