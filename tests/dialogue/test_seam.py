@@ -226,3 +226,47 @@ async def test_the_opt_out_key_ends_a_live_playbook_call(rig: Rig) -> None:
     [(_, result)] = settled.results
     assert (result.outcome, result.disposition) == (
         Outcome.OPTED_OUT, "opted out (keypad_opt_out) during greeter")
+
+
+async def test_a_playbook_opening_decided_ahead_is_made_and_played_as_one_piece(rig: Rig) -> None:
+    """A simulated campaign call: the playbook's own opening (its agent found before the call
+    connects) is synthesized while the phone rings, and is what the call plays, in one piece."""
+    agent = await rig.agent("real-estate-sellers")
+    source = FakeSource(agents={"sellers": agent}, known={"sellers": True})
+    engines = FakeEngines()
+    observer = RecordingObserver()
+    manager = CallManager(engines, make_settings(), observer,
+                          conversations=PlaybookConversations(source, fallback()))
+    await manager.start()
+    media = LoopbackMedia()
+    try:
+        await manager.prepare_opening("c1", lead_name="Dana", expires_in_s=30,
+                                      campaign="sellers")
+        expected = manager.greetings.text_of("c1")
+        assert expected is not None and expected.startswith("Hi Dana, ")  # the lead's data
+        assert "Lakeside Realty. To stop these calls, say stop or press 9." in expected
+        assert expected.endswith("Do you have a minute?")  # every line of the opening
+        task = asyncio.create_task(manager.run(media, CALL))
+        await wait_for(lambda: bool(observer.turns_of("c1", "agent")))
+        media.hang_up()
+        await asyncio.wait_for(task, 10)
+    finally:
+        await manager.close()
+    assert source.asked == ["c1"]  # found once, ahead: the call keeps that agent (its variant)
+    assert [t.text for t in observer.turns_of("c1", "agent")] == [expected]
+    assert engines.tts.texts == [("c1", expected)]  # made once, before the call connected
+    assert manager.greetings.outcomes == {"used": 1}
+    assert len(media.marks) == 1  # one piece, no gaps between its sentences
+
+
+async def test_an_opening_decided_for_a_call_that_never_connects_is_forgotten(rig: Rig) -> None:
+    agent = await rig.agent("real-estate-sellers")
+    source = FakeSource(agents={"sellers": agent})
+    conversations = PlaybookConversations(source, fallback())
+    assert await conversations.expected_opening(CALL) is not None
+    conversations.forget("c1")
+    conv = conversations.start(CALL)
+    await conv.opening()
+    assert source.asked == ["c1", "c1"]  # the call found its agent again
+    plain = dataclasses.replace(CALL, campaign="plain")
+    assert await conversations.expected_opening(plain) == fallback().opening(plain)
