@@ -1,9 +1,19 @@
-"""A playbook call that books, end to end: reautod as a subprocess on the real small models, a
-campaign running the real-estate example playbook, and one simulated call whose lead (spoken by
-the real voice, heard by the real STT) answers the qualifier and takes the first slot the
-scheduler offers from the campaign's own business hours. What a user then sees: the appointment
-row, the outcome booked, `reautoctl call show` with the stages and the score's reasons,
-`reautoctl stats` counting it booked and the A/B report listing it under its variant."""
+"""Scripted lead personas through the real phone path: reautod as a subprocess on the real small
+models (greedy replies), a campaign running the real-estate example playbook, and one simulated
+call per persona (`reautoctl call simulate`: the lead's lines spoken by the real voice, heard by
+the real STT). The decisions come from code (extraction, tools), so each persona ends with the
+same outcome, transitions and score in the store whatever the tiny model phrases.
+
+- an interested lead who books: the appointment row (one of the campaign's slots, in UTC),
+  confirmed in the lead's time before it was booked; what a user then sees (`reautoctl call
+  show`, `reautoctl stats`, the A/B report);
+- one who asks for a callback, one who objects twice then agrees, one who is not interested,
+  one who asks "are you a robot?" (told it is an automated assistant), one who says "stop
+  calling me" (on the do-not-call list, the call ended by the agent's goodbye).
+
+One daemon for the module; the calls run one after another, at the phone's own pace (a loaded
+machine's slow reply must not look like the end of the agent's turn to the simulated lead).
+"""
 
 from __future__ import annotations
 
@@ -11,15 +21,19 @@ from datetime import datetime, time
 from zoneinfo import ZoneInfo
 
 import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from reautod.config import DatabaseSettings
 from reautod.dialogue.call_record import AgentRecord
+from reautod.dialogue.part import SIMULATED_PHONE
 from reautod.store.call_observer import call_uuid
 from reautod.store.database import Database
+from reautod.store.models import DncEntry
 from reautod.store.repositories import AppointmentRepository
 from reautod.store.repositories.appointments import AppointmentRow
 from tests.conversation.conftest import small_daemon  # noqa: F401 (the daemon on small models)
-from tests.dialogue.test_daemon_agent import ctl_json, stored
+from tests.dialogue.test_daemon_agent import Stored, ctl_json, stored
 from tests.fixtures.daemon import DaemonProcess
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -43,11 +57,17 @@ async def appointment_of(d: DaemonProcess, call_id: str) -> AppointmentRow | Non
         await db.close()
 
 
-async def test_a_simulated_lead_qualifies_and_books(small_daemon: DaemonProcess  # noqa: F811
-                                                    ) -> None:
-    daemon = small_daemon
-    created = daemon.ctl("campaign", "create", "sellers", "--set", "playbook=real-estate-sellers")
+@pytest.fixture(scope="module")
+def sellers(small_daemon: DaemonProcess) -> DaemonProcess:  # noqa: F811
+    """The daemon, with the campaign `sellers` running the real-estate example playbook."""
+    created = small_daemon.ctl("campaign", "create", "sellers", "--set",
+                               "playbook=real-estate-sellers")
     assert created.returncode == 0, created.stderr
+    return small_daemon
+
+
+async def test_a_simulated_lead_qualifies_and_books(sellers: DaemonProcess) -> None:
+    daemon = sellers
     args = [a for line in LEAD for a in ("--say", line)]
     # At the phone's own pace: the simulated lead waits 30 s of call time for each reply, which
     # a loaded test machine can need for the STT and the booking (--fast halves that wait).
@@ -96,3 +116,68 @@ async def test_a_simulated_lead_qualifies_and_books(small_daemon: DaemonProcess 
     rows = {row["variant"]: row for row in report["variants"]}
     assert rows[record.variant]["calls"] == 1 and rows[record.variant]["booked"] == 1, report
     assert datetime.fromisoformat(record.appointment.starts_at) == appointment.starts_at
+
+
+async def persona(daemon: DaemonProcess, *lines: str) -> tuple[Stored, list[str]]:
+    """One simulated call of the campaign where the lead says `lines` (each after the agent's
+    reply), then hangs up: the call as stored, and what the agent said."""
+    args = [a for line in lines for a in ("--say", line)]
+    result = ctl_json(daemon, "call", "simulate", "--campaign", "sellers", *args, timeout=300)
+    said = [t["text"] for t in result["turns"] if t["speaker"] == "agent"]
+    return await stored(daemon, result["call_id"]), said
+
+
+async def on_dnc(daemon: DaemonProcess, phone: str) -> list[tuple[str, str | None]]:
+    db = Database(f"sqlite+aiosqlite:///{daemon.workdir / 'state' / 'reautod.db'}",
+                  DatabaseSettings())
+    await db.open()
+    try:
+        async with AsyncSession(db.engine) as session:
+            rows = await session.execute(select(DncEntry.source, DncEntry.channel)
+                                         .where(DncEntry.phone_e164 == phone))
+            return [(source, channel) for source, channel in rows]
+    finally:
+        await db.close()
+
+
+async def test_a_lead_who_asks_for_a_callback(sellers: DaemonProcess) -> None:
+    (call, moves, scores, _), said = await persona(
+        sellers, "Can you call me back tomorrow at 4 pm?", "Yes.")
+    assert call.outcome == "callback", (call.outcome, call.disposition, said)
+    assert moves == [(None, "greeter")] and scores == []
+    assert any("I'll call you back" in line and "your time" in line for line in said), said
+
+
+async def test_a_lead_who_objects_twice_then_agrees(sellers: DaemonProcess) -> None:
+    (call, moves, scores, _), said = await persona(
+        sellers, "The market is bad right now.", "I already have an agent.",
+        "Okay, sure, go ahead.")
+    # two objections answered from the library, then on to the questions; the lead hung up
+    # before answering any, so nothing was learned or scored
+    assert moves == [(None, "greeter"), ("greeter", "objections"), ("objections", "qualifier")
+                     ], (moves, said)
+    assert call.outcome == "not_qualified" and scores == [], (call.outcome, call.disposition)
+
+
+async def test_a_lead_who_is_not_interested(sellers: DaemonProcess) -> None:
+    (call, moves, scores, _), said = await persona(
+        sellers, "No thanks, I'm not interested.", "No, really, I'm not interested.")
+    assert call.outcome == "not_interested", (call.outcome, call.disposition, said)
+    assert moves == [(None, "greeter"), ("greeter", "objections")] and scores == []
+
+
+async def test_a_lead_who_asks_if_it_is_a_robot(sellers: DaemonProcess) -> None:
+    (call, moves, scores, _), said = await persona(sellers, "Are you a robot?")
+    # the playbook's approved disclosure, then its question again
+    assert len(said) >= 2 and "automated assistant" in said[1], said
+    assert moves == [(None, "greeter")] and scores == []
+    assert call.outcome == "not_qualified", (call.outcome, call.disposition)
+
+
+async def test_a_lead_who_says_stop_calling_me(sellers: DaemonProcess) -> None:
+    (call, moves, scores, _), said = await persona(sellers, "Stop calling me.")
+    assert call.outcome == "opted_out", (call.outcome, call.disposition, said)
+    assert await on_dnc(sellers, SIMULATED_PHONE) == [("request", "agent_tool")]
+    # the compliance line, then the agent hung up: nothing said after it
+    assert said[-1].endswith("you won't be called again. Goodbye."), said
+    assert moves == [(None, "greeter")] and scores == []
