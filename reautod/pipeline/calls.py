@@ -21,7 +21,7 @@ from reautod.call_recording import CallRecording
 from reautod.config import Settings
 from reautod.conversation import CallContext, CallHandoff, Conversations, OpeningsAhead
 from reautod.engines.base import LanguageModel, SpeechToText, TextToSpeech
-from reautod.errors import NotFoundError, OverloadedError, UnavailableError
+from reautod.errors import NotFoundError, OverloadedError, ReautodError, UnavailableError
 from reautod.live_settings import LiveSettings
 from reautod.pipeline.agent import AgentConversations
 from reautod.pipeline.greetings import PreparedGreetings
@@ -151,7 +151,11 @@ class CallManager:
             self.prepare_greeting(call_id, lead_name=lead_name, opening=None,
                                   expires_in_s=expires_in_s, campaign=campaign)
             return
-        line = await self._conversations.expected_opening(call)
+        try:
+            line = await self._conversations.expected_opening(call)
+        except ReautodError as err:  # the store or a playbook: the opening is made when said
+            log.warning("call %s: opening not decided ahead (%s)", call_id, err.code)
+            return
         if line is not None and line.audio is None:
             self.greetings.prepare(call_id, line.text, self._engines.tts,
                                    timeout_s=self.settings.engines.tts_timeout_s,

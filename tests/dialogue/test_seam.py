@@ -26,6 +26,7 @@ from reautod.dialogue.seam import (
 )
 from reautod.dialogue.vocabulary import Outcome
 from reautod.engines.base import ChatMessage
+from reautod.errors import ReautodError
 from reautod.pipeline.agent import AgentConversations, DialogueAgent
 from reautod.pipeline.calls import CallManager
 from tests.dialogue.conftest import Rig
@@ -144,9 +145,12 @@ class FakeSource:
     agents: dict[str, CallAgent] = field(default_factory=dict)
     known: dict[str, bool] = field(default_factory=dict)
     asked: list[str] = field(default_factory=list)
+    fail_with: ReautodError | None = None
 
     async def agent_for(self, call: CallContext) -> CallAgent | None:
         self.asked.append(call.call_id)
+        if self.fail_with is not None:
+            raise self.fail_with
         return self.agents.get(call.campaign or "")
 
     def has_playbook(self, campaign: str | None) -> bool | None:
@@ -270,3 +274,12 @@ async def test_an_opening_decided_for_a_call_that_never_connects_is_forgotten(ri
     assert source.asked == ["c1", "c1"]  # the call found its agent again
     plain = dataclasses.replace(CALL, campaign="plain")
     assert await conversations.expected_opening(plain) == fallback().opening(plain)
+
+
+async def test_an_opening_that_cannot_be_decided_ahead_is_made_when_said() -> None:
+    source = FakeSource(fail_with=ReautodError("database is down", code="store_unavailable"))
+    manager = CallManager(FakeEngines(), make_settings(), RecordingObserver(),
+                          conversations=PlaybookConversations(source, fallback()))
+    await manager.prepare_opening("c1", lead_name="Dana", expires_in_s=30, campaign="sellers")
+    assert source.asked == ["c1"] and len(manager.greetings) == 0
+    await manager.close()
