@@ -12,7 +12,9 @@ same outcome, transitions and score in the store whatever the tiny model phrases
   calling me" (on the do-not-call list, the call ended by the agent's goodbye).
 
 One daemon for the module; the calls run one after another, at the phone's own pace (a loaded
-machine's slow reply must not look like the end of the agent's turn to the simulated lead).
+machine's slow reply must not look like the end of the agent's turn to the simulated lead). Side
+by side they were not reliable on a loaded 2-core box: five lead scripts synthesized at once ran
+past the TTS timeout before the calls even started.
 """
 
 from __future__ import annotations
@@ -145,7 +147,7 @@ async def test_a_lead_who_asks_for_a_callback(sellers: DaemonProcess) -> None:
         sellers, "Can you call me back tomorrow at 4 pm?", "Yes.")
     assert call.outcome == "callback", (call.outcome, call.disposition, said)
     assert moves == [(None, "greeter")] and scores == []
-    assert any("I'll call you back" in line and "your time" in line for line in said), said
+    assert any("your time" in line for line in said), said  # proposed in the lead's time
 
 
 async def test_a_lead_who_objects_twice_then_agrees(sellers: DaemonProcess) -> None:
