@@ -141,8 +141,10 @@ class Reply:
     """What to say, in order, and what happens once the caller has heard all of it.
 
     `parts` are spoken back to back as one reply (e.g. an approved line, then an LLM reply).
-    `then` runs only if the whole reply played without being interrupted and without an engine
-    failure: a caller who cut in is answered again (the conversation sees their turn); a failed
+    `then` runs only if the whole reply played without an engine failure. A reply whose `then`
+    is HangUp is the call's last: the caller cannot cut in on it, and what they say while it
+    plays is recorded but not answered. Any other reply a caller cut in on is answered again
+    (the conversation sees their turn), its `then` dropped; a failed
     reply ends in the apology and the call listens. `then` of a goodbye is ignored (the call
     ends after a goodbye whatever it says). No parts: nothing is said and `then` runs at once
     (`Reply((), HangUp("opted_out"))` ends the call without a word). `ref` is the
@@ -210,7 +212,10 @@ class Conversation(Protocol):
         ...
 
     async def reply(self, turn: CallerTurn) -> Reply:
-        """Answer one finished caller turn. Not called once the call is ending."""
+        """Answer one finished caller turn. Not called while a goodbye or a reply that ends the
+        call is being said. A caller who hangs up right after speaking still has that last
+        turn answered, before `ended`, though nothing can be said to them: what the answer
+        decided (an opt-out, a booking confirmed) counts; its parts and `then` are dropped."""
         ...
 
     async def keypress(self, digit: str) -> Reply | None:
@@ -258,6 +263,34 @@ class Conversations(Protocol):
         so its audio is synthesized while the phone rings; None when it cannot be known ahead.
         Pure: no side effects (the call may never connect)."""
         ...
+
+
+@runtime_checkable
+class OpeningsAhead(Protocol):
+    """`Conversations` whose openings are decided by the call's own dialogue (a playbook agent:
+    its variant, the lead's data), which takes store reads: decided before the call is placed,
+    so the opening's audio is made while the phone rings."""
+
+    async def expected_opening(self, call: CallContext) -> Line | None:
+        """What `opening()` of this call's conversation will say first, as one Line (the
+        `spoken_together` lines of its opening reply); None when it cannot be known. The
+        conversation `start(call)` makes later says exactly that."""
+        ...
+
+    def forget(self, call_id: str) -> None:
+        """The call will not connect: drop what `expected_opening` kept for it."""
+        ...
+
+
+def spoken_together(parts: tuple[Say, ...]) -> tuple[Line, ...]:
+    """The leading Lines of a reply that have no audio of their own: an opening's audio made
+    ahead covers them as one piece."""
+    lines: list[Line] = []
+    for part in parts:
+        if not isinstance(part, Line) or part.audio is not None:
+            break
+        lines.append(part)
+    return tuple(lines)
 
 
 class CallHandoff(Protocol):

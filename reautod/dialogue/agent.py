@@ -12,6 +12,9 @@ Per caller turn (`respond`), in this order:
    lead re-scored;
 6. the stage's exits are followed (a stage change keeps the whole history and every fact);
 7. the reply is finished: the next question as written, or a model reply asking it.
+Once the agent has said its last words (a reply that hangs up: an opt-out, a goodbye), a later
+turn (the caller talking over them, or hanging up right after) gets a bare hang-up (a booking
+confirmation they cut off said again first), never another answer.
 Approved lines come with their cache key (and cached audio); only step 7 may need the model, so
 a turn decided by phrases is answered without waiting for generation.
 
@@ -109,6 +112,8 @@ class CallAgent:
         self._score: Score = score(self.playbook.qualification, {})
         self._result: CallResult | None = None
         self._not_interested = False
+        self._parted: str | None = None  # the reason of the hang-up the agent asked for
+        self._opening: AgentReply | None = None
         kit = ToolKit(call, self.state, self.lines, self.journal, effects, clock)
         booking = self.playbook.booking
         self._booker = Booker(kit, scheduler, booking) if scheduler and booking else None
@@ -123,14 +128,22 @@ class CallAgent:
         we placed, with the opt-out offer and the number for DNC requests right after the
         identification (reautod.dialogue.offers). A caller who rang us is not offered a way to
         stop calls we did not make."""
+        reply = await self.prepared_opening()
         pb = self.playbook
         self.journal.assigned(pb.playbook, self.loaded.version, self.variant.name)
         self.journal.transition(None, pb.start, "call started")
-        fields = self.opening_fields
-        said = offers(fields) if self.call.direction == "outbound" else ()
-        lines = with_offers(await self._compose.entry_lines(pb.start), said,
-                            (self.lines.fields["agent.business"], fields.business_name))
-        return await self._compose.finish(lines, changed_stage=True)
+        return reply
+
+    async def prepared_opening(self) -> AgentReply:
+        """The reply `opening` gives, decided now (once) and recorded only when `opening` is
+        called: a call's opening is decided, and its audio made, while its phone rings."""
+        if self._opening is None:
+            fields = self.opening_fields
+            said = offers(fields) if self.call.direction == "outbound" else ()
+            lines = with_offers(await self._compose.entry_lines(self.playbook.start), said,
+                                (self.lines.fields["agent.business"], fields.business_name))
+            self._opening = await self._compose.finish(lines, changed_stage=True)
+        return self._opening
 
     async def respond(self, text: str) -> AgentReply:
         """The reply to one caller turn (final STT text); see the module docstring."""
@@ -138,6 +151,18 @@ class CallAgent:
         state.turns += 1
         state.stage_turns += 1
         state.say("caller", text)
+        if self._parted is not None:
+            # The agent said its last words (an opt-out's above all): it only hangs up now,
+            # after a commitment the caller cut off (a booking confirmed) is said again.
+            return await self._compose.finish(state.take_unheard(), after=After.HANG_UP,
+                                              reason=self._parted)
+        reply = await self._respond(text)
+        if reply.after is After.HANG_UP:
+            self._parted = reply.reason
+        return reply
+
+    async def _respond(self, text: str) -> AgentReply:
+        state = self.state
         turn = await asyncio.to_thread(self._extractor.analyze, text, timezone=self.call.lead.timezone,
                                        now=self._clock(), asked=state.asked)
         if turn.has(Intent.OPT_OUT):

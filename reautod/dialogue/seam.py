@@ -13,7 +13,9 @@ side knows the other:
 - `ended(reason)` becomes `end(cause)` (`end_cause`), then the call's result is handed on.
 
 `PlaybookConversations` is the daemon's `Conversations`: each call's campaign is resolved when
-the call connects (`opening`, async: a playbook file and the store are read); a call whose
+the call connects (`opening`, async: a playbook file and the store are read), or earlier, when
+its opening is decided before the call is placed (`expected_opening`, so the audio of the
+playbook's own opening is made while the phone rings); a call whose
 campaign names no playbook keeps today's agent (`reautod.pipeline.agent.DialogueAgent`).
 """
 
@@ -39,6 +41,7 @@ from reautod.conversation import (
     Resumed,
     Say,
     Transfer,
+    spoken_together,
     state_of,
 )
 from reautod.dialogue import replies
@@ -186,17 +189,19 @@ class DeferredConversation:
     the first turn, if the opening never ran), to the agent or to today's conversation."""
 
     def __init__(self, call: CallContext, source: AgentSource, fallback: Conversation,
-                 on_result: ResultSink | None) -> None:
+                 on_result: ResultSink | None, agent: CallAgent | None = None) -> None:
+        """`agent`: the call's agent, found already when its opening was decided ahead."""
         self.call = call
         self._source = source
         self._fallback = fallback
         self._on_result = on_result
+        self._agent = agent
         self.inner: Conversation | None = None
         self._resumed: Resumed | None = None
 
     async def _resolve(self) -> Conversation:
         if self.inner is None:
-            agent = await self._source.agent_for(self.call)
+            agent = self._agent or await self._source.agent_for(self.call)
             if agent is None:
                 self.inner = self._fallback  # restored already, if the call was resumed
             else:
@@ -252,9 +257,25 @@ class PlaybookConversations:
         self._source = source
         self._fallback = fallback
         self._on_result = on_result
+        self._ahead: dict[str, CallAgent] = {}  # call id -> its agent, found before it connected
 
     def start(self, call: CallContext) -> DeferredConversation:
-        return DeferredConversation(call, self._source, self._fallback.start(call), self._on_result)
+        return DeferredConversation(call, self._source, self._fallback.start(call), self._on_result,
+                                    agent=self._ahead.pop(call.call_id, None))
+
+    async def expected_opening(self, call: CallContext) -> Line | None:
+        """The call's agent is found now (its variant assigned, the lead read) and kept for the
+        call; its opening is decided, and its leading lines are what the caller hears first
+        (`OpeningsAhead`). A call without a playbook: today's opening."""
+        agent = await self._source.agent_for(call)
+        if agent is None:
+            return self._fallback.opening(call)
+        self._ahead[call.call_id] = agent
+        lines = spoken_together(to_reply(await agent.prepared_opening()).parts)
+        return Line(" ".join(line.text for line in lines)) if lines else None
+
+    def forget(self, call_id: str) -> None:
+        self._ahead.pop(call_id, None)
 
     def opening(self, call: CallContext) -> Line | None:
         # A playbook's opening is decided when the call connects (its variant, the lead's data);

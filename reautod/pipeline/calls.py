@@ -20,7 +20,13 @@ from pipecat.audio.turn.base_turn_analyzer import BaseTurnAnalyzer
 from reautod.call_events import CallInfo, CallObserver, SafeObserver, TurnRecord
 from reautod.call_recording import CallRecording
 from reautod.config import Settings
-from reautod.conversation import CallContext, CallHandoff, Conversations, state_of
+from reautod.conversation import (
+    CallContext,
+    CallHandoff,
+    Conversations,
+    OpeningsAhead,
+    state_of,
+)
 from reautod.engines.base import LanguageModel, SpeechToText, TextToSpeech
 from reautod.errors import NotFoundError, OverloadedError, ReautodError, UnavailableError
 from reautod.live_settings import LiveSettings
@@ -174,9 +180,32 @@ class CallManager:
                                timeout_s=self.settings.engines.tts_timeout_s,
                                expires_in_s=expires_in_s)
 
+    async def prepare_opening(self, call_id: str, *, lead_name: str, expires_in_s: float,
+                              campaign: str | None = None) -> None:
+        """`prepare_greeting` for a call whose placing can wait for its opening to be decided
+        (a simulated call): a campaign's playbook agent is found now and its own opening is
+        synthesized, the one the call then plays."""
+        call = CallContext(call_id=call_id, lead_name=lead_name, campaign=campaign, goal=None,
+                           direction="outbound")
+        if not isinstance(self._conversations, OpeningsAhead):
+            self.prepare_greeting(call_id, lead_name=lead_name, opening=None,
+                                  expires_in_s=expires_in_s, campaign=campaign)
+            return
+        try:
+            line = await self._conversations.expected_opening(call)
+        except ReautodError as err:  # the store or a playbook: the opening is made when said
+            log.warning("call %s: opening not decided ahead (%s)", call_id, err.code)
+            return
+        if line is not None and line.audio is None:
+            self.greetings.prepare(call_id, line.text, self._engines.tts,
+                                   timeout_s=self.settings.engines.tts_timeout_s,
+                                   expires_in_s=expires_in_s)
+
     def drop_greeting(self, call_id: str) -> None:
         """The call ended without a stream (or could not be placed): forget its greeting."""
         self.greetings.drop(call_id)
+        if isinstance(self._conversations, OpeningsAhead):
+            self._conversations.forget(call_id)
 
     def check_admission(self) -> None:
         """Raise why a new call cannot be taken now (draining, engines missing, full)."""

@@ -164,10 +164,11 @@ def call_methods(
         # As for a dialed call, the greeting is synthesized before the call connects (here,
         # while the lead's lines are being made).
         campaign = params.campaign or "simulate"
-        manager.prepare_greeting(call_id, lead_name=SIMULATED_LEAD, opening=None,
-                                 expires_in_s=SIMULATED_CONNECT_S, campaign=campaign)
         turns = manager.tap_turns(call_id)
         try:
+            # a campaign's playbook agent is found now, and its own opening made
+            await manager.prepare_opening(call_id, lead_name=SIMULATED_LEAD,
+                                          expires_in_s=SIMULATED_CONNECT_S, campaign=campaign)
             utterances = await lead_utterances(params.lead_audio, manager.engines.tts,
                                                params.lead_lines)
             url = media_ws_url(http_base_url_getter())

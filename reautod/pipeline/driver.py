@@ -42,6 +42,7 @@ from reautod.conversation import (
     Reply,
     ReplyCause,
     Transfer,
+    spoken_together,
 )
 from reautod.errors import ReautodError
 from reautod.pipeline.frames import (
@@ -103,6 +104,9 @@ class ConversationDriver(CallProcessor):
         self._played = asyncio.Event()  # set whenever a reply is reported played
         self._ending: str | None = None
         self._closed = False
+        self.turns_heard = 0  # UserTurnFrames taken (the session waits for the caller's last)
+        self._last_words: asyncio.Task[None] | None = None
+        self._turn_taken = asyncio.Event()
 
     def busy(self) -> bool:
         """The agent holds the floor: a reply is being decided, written or played."""
@@ -128,6 +132,8 @@ class ConversationDriver(CallProcessor):
         elif isinstance(frame, HangupRequestFrame):
             await self._end_politely(frame.reason)
         elif isinstance(frame, InterruptionFrame):
+            if self._parting():
+                return  # the goodbye is not cut: the caller barged in on the agent's last words
             await self._stop_reply()
             await self.push_frame(frame, direction)
         else:
@@ -136,15 +142,17 @@ class ConversationDriver(CallProcessor):
     async def release(self) -> None:
         # No more decisions or actions; replies still open are reported as speech closes.
         self._closed = True
-        for task in (self._task, *self._actions):
+        for task in (self._task, self._last_words, *self._actions):
             if task is not None and not task.done():
                 await self.cancel_task(task)
-        self._task = None
+        self._task = self._last_words = None
         self._actions.clear()
 
     # -- caller events
 
     async def _on_turn(self, frame: UserTurnFrame) -> None:
+        self.turns_heard += 1
+        self._turn_taken.set()
         stt_s = max(0.0, frame.transcript_at - frame.speech_ended_at)
         spoken_s = max(0.0, frame.speech_ended_at - frame.speech_started_at)
         now = datetime.now(UTC)
@@ -159,8 +167,17 @@ class ConversationDriver(CallProcessor):
             self._live.info.last_utterance = frame.text
             if self._recording is not None:  # an objection stops the recording, even now
                 await self._recording.caller_said(frame.text, now)
-        if self._ending is not None:
+        if self._ending is not None or self._parting():
             return  # saying goodbye: nothing more is answered
+        if self._live.ended:
+            # The caller hung up right after speaking: nothing can be said any more, but the
+            # conversation hears what they said (an opt-out, a yes) before the call is settled.
+            if frame.error is None:
+                await self._stop_reply()
+                self._last_words = self.create_task(
+                    self._hear_last(CallerTurn(frame.text, frame.confidence)),
+                    name=f"last-words-{self._live.call_id}")
+            return
         timing = ReplyTiming(origin=frame.speech_ended_at, stt_s=stt_s)
         if frame.error is not None:
             await self._start(ReplyCause.FAILURE, self._failure_reply(frame.error),
@@ -169,8 +186,33 @@ class ConversationDriver(CallProcessor):
         turn = CallerTurn(frame.text, frame.confidence)
         await self._start(ReplyCause.TURN, lambda: self._conversation.reply(turn), timing=timing)
 
+    async def _hear_last(self, turn: CallerTurn) -> None:
+        reply = _Reply(0, ReplyCause.TURN, datetime.now(UTC), ReplyTiming())
+        answer = await self._ask(reply, lambda: self._conversation.reply(turn))
+        if answer is not None and isinstance(answer.then, HangUp):
+            log.info("call %s: the caller's last words ended the call (%s)",
+                     self._live.call_id, answer.then.reason)
+
+    async def last_words(self, turns_sent: int) -> None:
+        """Wait until the conversation has heard the caller's last turn (`turns_sent` turns were
+        pushed to this driver), after the caller hung up; the session bounds the wait."""
+        while self.turns_heard < turns_sent:  # a turn still on its way through the pipeline
+            self._turn_taken.clear()
+            await self._turn_taken.wait()
+        if self._last_words is not None:
+            await asyncio.wait({self._last_words})
+
+    def _parting(self) -> bool:
+        """A reply that ends the call was decided: the caller hears it out (no barge-in), and
+        nothing they say after it is answered; the call hangs up once it has played."""
+        return any(not reply.cut and reply.answer is not None
+                   and isinstance(reply.answer.then, HangUp)
+                   for reply in self._replies.values())
+
     async def _on_key(self, digit: str) -> None:
         self._live.observer.on_dtmf(self._live.call_id, digit)
+        if self._parting():
+            return  # telephony acts on the key (the opt-out key); the agent is saying goodbye
         if self.busy():
             await self._interrupt()
         if self._ending is None:
@@ -209,7 +251,18 @@ class ConversationDriver(CallProcessor):
         await self._earlier_played(reply.id)
         answer = self._with_owed(reply.cause, await self._ask(reply, decide))
         reply.answer = answer
-        for i, part in enumerate(answer.parts if answer is not None else ()):
+        parts = answer.parts if answer is not None else ()
+        first = 0
+        if reply.cause is ReplyCause.OPENING and self._opening_audio is not None:
+            # An opening whose audio was made ahead as one piece is played as one piece.
+            together = spoken_together(parts)
+            text, audio = self._opening_audio
+            joined = " ".join(line.text for line in together)
+            if len(together) > 1 and joined == text:
+                await self.push_frame(SayFrame(reply_id=reply.id, line=Line(joined),
+                                               prepared=audio))
+                first = len(together)
+        for i, part in enumerate(parts[first:], first):
             if isinstance(part, Generate):
                 await self.push_frame(GenerateFrame(reply_id=reply.id, messages=part.messages,
                                                     max_tokens=part.max_tokens,

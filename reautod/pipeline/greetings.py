@@ -104,6 +104,11 @@ class PreparedGreetings:
         self.outcomes["used"] += 1
         return task
 
+    def text_of(self, call_id: str) -> str | None:
+        """The text prepared for `call_id`, if any (an opening decided ahead by its dialogue)."""
+        entry = self._entries.get(call_id)
+        return entry.text if entry is not None else None
+
     def drop(self, call_id: str) -> bool:
         """Forget call `call_id`'s greeting (its call ended without a stream); True if held."""
         return self._discard(call_id, "dropped")

@@ -5,7 +5,9 @@ duration, polite end) -> ConversationDriver (the call's Conversation) -> ReplyWr
 sentences) -> SpeechOutput (TTS, one resample, marks, playback truth) -> media out.
 
 The media (pipeline.media: Twilio's stream today) is all the session knows of how audio reaches
-the caller. Everything the call starts is owned here and released when it ends.
+the caller. Everything the call starts is owned here and released when it ends. A caller who
+hangs up right after speaking still has that turn heard: it is transcribed and given to the
+conversation before the call is settled (a "stop calling me" and gone is still an opt-out).
 """
 
 from __future__ import annotations
@@ -54,6 +56,10 @@ log = logging.getLogger(__name__)
 
 TEARDOWN_TIMEOUT_S = 10.0
 PIPELINE_READY_TIMEOUT_S = 10.0
+# The caller's last turn is transcribed and decided on within this after they hang up (an
+# STT of a few seconds of speech, then the conversation's reply, on a loaded machine).
+LAST_WORDS_TIMEOUT_S = 15.0
+CALLER_LEFT = frozenset({"stop", "socket_closed"})  # end reasons: the caller's side is gone
 
 
 class CallSession:
@@ -159,11 +165,19 @@ class CallSession:
                     await ended
             if not self._end_event.is_set():
                 self._end_reason = "pipeline_finished"
+            elif self._end_reason in CALLER_LEFT and not runner_task.done():
+                await self._hear_last_words()
             if self._close_code != CloseCode.NORMAL:
                 # our code and reason; else the transport closes normally
                 await self.media.close(self._close_code, self._end_reason)
             await worker.cancel(reason=self._end_reason)
-            await asyncio.wait_for(asyncio.shield(runner_task), TEARDOWN_TIMEOUT_S)
+            try:
+                await asyncio.wait_for(asyncio.shield(runner_task), TEARDOWN_TIMEOUT_S)
+            except TimeoutError:
+                # The call ended for its own reason; a slow teardown does not change why (the
+                # conversation's outcome stands). The runner is cancelled below.
+                log.warning("call %s: the pipeline took over %.0fs to stop", call_id,
+                            TEARDOWN_TIMEOUT_S)
         except asyncio.CancelledError:
             self._end_reason = "cancelled"
             raise
@@ -189,6 +203,20 @@ class CallSession:
             self._observer.on_call_ended(call_id, self._end_reason, round(duration, 3))
         return self._end_reason
 
+    async def _hear_last_words(self) -> None:
+        """The caller hung up: what they had just said still reaches the conversation (an
+        opt-out above all: "stop calling me", then gone), within LAST_WORDS_TIMEOUT_S."""
+        turns, driver = self.turns, self.driver
+        if turns is None or driver is None:
+            return
+        try:
+            async with asyncio.timeout(LAST_WORDS_TIMEOUT_S):
+                await turns.flush()
+                await driver.last_words(turns.turns_sent)
+        except TimeoutError:
+            log.warning("call %s: the caller's last words were not heard in %.0fs",
+                        self.call.call_id, LAST_WORDS_TIMEOUT_S)
+
     def _greeting(self) -> tuple[str, PreparedAudio] | None:
         """The expected opening line and its audio: prepared when the call was placed if its
         text is this call's, else started now, while the pipeline is being built. Ours from
@@ -200,6 +228,12 @@ class CallSession:
         except Exception:  # no head start; the opening is synthesized when it is said
             log.exception("call %s: no expected opening", self.call.call_id)
             return None
+        if line is None and self._greetings is not None:
+            # No opening known now: one decided before the call was placed (a playbook's,
+            # by the call's own agent) is the text its audio was made for.
+            text = self._greetings.text_of(self.call.call_id)
+            prepared = self._greetings.take(self.call.call_id, text) if text else None
+            return (text, prepared) if text and prepared is not None else None
         if line is None or line.audio is not None:
             return None
         if self._greetings is not None:

@@ -9,6 +9,11 @@ has lasted `min_barge_in_s` and is not a backchannel ("mhm"); shorter noise neve
 The agent's audio is held from the first window the VAD hears as voiced (PlaybackHoldFrame, see
 pipeline.transport), so the caller stops hearing it at once; a backchannel or noise releases
 the hold and the agent goes on, a barge-in clears it.
+
+The caller's last words: a caller who hangs up right after speaking ("stop calling me", then
+gone) leaves a turn still in the VAD's stop wait, Smart Turn or the STT when the stream ends.
+`flush()` finishes it (the whole buffer transcribed, no waiting for an end-of-turn verdict) so it
+reaches the conversation before the call is settled.
 """
 
 from __future__ import annotations
@@ -47,7 +52,10 @@ from reautod.telephony.audio import resample
 log = logging.getLogger(__name__)
 
 STT_RATE = 16000  # what SpeechToText.transcribe takes
-PREROLL_S = 0.3  # audio kept from before the VAD fired: its start delay would clip the first word
+# Audio kept from before the detected onset (the VAD fires `start_secs` after it and its
+# threshold misses a soft first sound, "stop", "so"): without it the first word is clipped.
+PREROLL_S = 0.3
+FLUSH_QUIET_S = 0.1  # no caller audio for this long: what the stream carried has arrived
 BACKCHANNEL_MAX_S = 1.2  # speech this long interrupts even if it started as "mhm"
 _WORDS = re.compile(r"[a-z']+")
 
@@ -123,6 +131,8 @@ class UserTurnProcessor(FrameProcessor):
         self._verdict: bool | None = None  # Smart Turn's word on the current pause
         self._segment = 0  # bumped whenever the caller (re)starts speaking
         self._stt_segment = -1
+        self._last_audio_at = 0.0
+        self.turns_sent = 0  # UserTurnFrames pushed (the driver counts those it took)
         self.backchannels_ignored = 0
         self.noise_ignored = 0
 
@@ -161,7 +171,7 @@ class UserTurnProcessor(FrameProcessor):
 
     async def _on_audio(self, audio: bytes, sample_rate: int) -> None:
         state = await self._vad.analyze_audio(audio)
-        now = time.monotonic()
+        now = self._last_audio_at = time.monotonic()
         is_speech = state in (VADState.SPEAKING, VADState.STARTING)
         turn_state = (
             self._turn.append_audio(audio, is_speech) if self._turn is not None else None
@@ -171,7 +181,8 @@ class UserTurnProcessor(FrameProcessor):
         else:
             self._preroll.append(audio)
             self._preroll_bytes += len(audio)
-            while self._preroll_bytes > PREROLL_S * self._sample_rate * 2 and self._preroll:
+            keep = (self._vad.params.start_secs + PREROLL_S) * self._sample_rate * 2
+            while self._preroll_bytes - len(self._preroll[0]) >= keep:
                 self._preroll_bytes -= len(self._preroll.popleft())
 
         previous, self._vad_state = self._vad_state, state
@@ -331,7 +342,30 @@ class UserTurnProcessor(FrameProcessor):
 
     # -- end of turn
 
-    async def _commit(self) -> None:
+    async def flush(self) -> None:
+        """The caller hung up: their unfinished turn, if any, is committed now (pushed as a
+        UserTurnFrame, `turns_sent` counts it). Waits for the audio already received to stop
+        coming in (the transport's queue), then for a commit in flight or makes one."""
+        left = self._last_audio_at + FLUSH_QUIET_S - time.monotonic()
+        while left > 0:
+            await asyncio.sleep(left)
+            left = self._last_audio_at + FLUSH_QUIET_S - time.monotonic()  # audio came in since
+        if self._check_task is not None and not self._check_task.done():
+            await self.cancel_task(self._check_task)
+        self._check_task = None
+        if self._eval_task is not None and self._committing:
+            await asyncio.wait({self._eval_task})  # its turn is on its way
+        elif self._eval_task is not None:
+            await self.cancel_task(self._eval_task)  # no verdict needed: the turn is over
+            self._eval_task = None
+        if self._in_turn and self._buffer:
+            if self._vad_state in (VADState.STARTING, VADState.SPEAKING):
+                self._speech_ended_at = self._last_audio_at  # cut off mid-word
+            await self._commit(final=True)
+
+    async def _commit(self, *, final: bool = False) -> None:
+        """The turn is over: push its transcript. `final`: the caller is gone, so nothing they
+        said is taken for a backchannel or noise under the agent's speech."""
         self._committing = True
         try:
             self._start_stt()
@@ -350,7 +384,7 @@ class UserTurnProcessor(FrameProcessor):
             spoken = self._speech_ended_at - self._turn_started_at
             busy = self._agent_busy()
             keep = True
-            if error is None and busy and not self._barged:
+            if error is None and busy and not self._barged and not final:
                 if is_backchannel(text, self._calls.backchannels):
                     self.backchannels_ignored += 1
                     keep = False
@@ -364,6 +398,7 @@ class UserTurnProcessor(FrameProcessor):
                 keep = False
             await self._hold(False)  # decided: a barge-in has cleared it already, else go on
             if keep:
+                self.turns_sent += 1
                 await self.push_frame(
                     UserTurnFrame(
                         text=text,

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from reautod.dialogue.agent import AgentFactory
 from reautod.dialogue.cache import ResponseCache
 from reautod.dialogue.ports import AgentCall
-from reautod.dialogue.replies import After
+from reautod.dialogue.replies import After, EndCause
 from reautod.dialogue.vocabulary import Outcome
 from reautod.store.repositories import (
     AppointmentRepository,
@@ -123,6 +123,18 @@ async def test_stop_calling_me(rig: Rig) -> None:
     assert talk.heard[-1] == "Understood. I've removed your number and you won't be called again. Goodbye."
     assert talk.replies[-1].after is After.HANG_UP and talk.replies[-1].reason == "opted_out"
     assert rig.records.decisions() == [("opt_out", "done")]
+
+
+async def test_after_its_opt_out_goodbye_the_agent_only_hangs_up(rig: Rig) -> None:
+    agent = await rig.agent("real-estate-sellers")
+    await converse(agent, ["Stop calling me."], rig.llm)
+    # the caller talks over the goodbye, or the STT split their words into two turns
+    after = await agent.respond("Yes, I'm the owner, and do not call me again.")
+    assert after.after is After.HANG_UP and after.reason == "opted_out"
+    assert after.lines == () and after.llm is None and after.question is None
+    assert not rig.llm.requests
+    assert (await agent.end(EndCause.CALLER_HUNG_UP)).outcome is Outcome.OPTED_OUT
+    assert rig.records.decisions() == [("opt_out", "done")]  # decided once
 
 
 async def test_are_you_a_robot_then_qualifies(rig: Rig) -> None:

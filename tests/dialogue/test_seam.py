@@ -26,6 +26,7 @@ from reautod.dialogue.seam import (
 )
 from reautod.dialogue.vocabulary import Outcome
 from reautod.engines.base import ChatMessage
+from reautod.errors import ReautodError
 from reautod.pipeline.agent import AgentConversations, DialogueAgent
 from reautod.pipeline.calls import CallManager
 from tests.dialogue.conftest import Rig
@@ -144,9 +145,12 @@ class FakeSource:
     agents: dict[str, CallAgent] = field(default_factory=dict)
     known: dict[str, bool] = field(default_factory=dict)
     asked: list[str] = field(default_factory=list)
+    fail_with: ReautodError | None = None
 
     async def agent_for(self, call: CallContext) -> CallAgent | None:
         self.asked.append(call.call_id)
+        if self.fail_with is not None:
+            raise self.fail_with
         return self.agents.get(call.campaign or "")
 
     def has_playbook(self, campaign: str | None) -> bool | None:
@@ -226,3 +230,56 @@ async def test_the_opt_out_key_ends_a_live_playbook_call(rig: Rig) -> None:
     [(_, result)] = settled.results
     assert (result.outcome, result.disposition) == (
         Outcome.OPTED_OUT, "opted out (keypad_opt_out) during greeter")
+
+
+async def test_a_playbook_opening_decided_ahead_is_made_and_played_as_one_piece(rig: Rig) -> None:
+    """A simulated campaign call: the playbook's own opening (its agent found before the call
+    connects) is synthesized while the phone rings, and is what the call plays, in one piece."""
+    agent = await rig.agent("real-estate-sellers")
+    source = FakeSource(agents={"sellers": agent}, known={"sellers": True})
+    engines = FakeEngines()
+    observer = RecordingObserver()
+    manager = CallManager(engines, make_settings(), observer,
+                          conversations=PlaybookConversations(source, fallback()))
+    await manager.start()
+    media = LoopbackMedia()
+    try:
+        await manager.prepare_opening("c1", lead_name="Dana", expires_in_s=30,
+                                      campaign="sellers")
+        expected = manager.greetings.text_of("c1")
+        assert expected is not None and expected.startswith("Hi Dana, ")  # the lead's data
+        assert "Lakeside Realty. To stop these calls, say stop or press 9." in expected
+        assert expected.endswith("Do you have a minute?")  # every line of the opening
+        task = asyncio.create_task(manager.run(media, CALL))
+        await wait_for(lambda: bool(observer.turns_of("c1", "agent")))
+        media.hang_up()
+        await asyncio.wait_for(task, 10)
+    finally:
+        await manager.close()
+    assert source.asked == ["c1"]  # found once, ahead: the call keeps that agent (its variant)
+    assert [t.text for t in observer.turns_of("c1", "agent")] == [expected]
+    assert engines.tts.texts == [("c1", expected)]  # made once, before the call connected
+    assert manager.greetings.outcomes == {"used": 1}
+    assert len(media.marks) == 1  # one piece, no gaps between its sentences
+
+
+async def test_an_opening_decided_for_a_call_that_never_connects_is_forgotten(rig: Rig) -> None:
+    agent = await rig.agent("real-estate-sellers")
+    source = FakeSource(agents={"sellers": agent})
+    conversations = PlaybookConversations(source, fallback())
+    assert await conversations.expected_opening(CALL) is not None
+    conversations.forget("c1")
+    conv = conversations.start(CALL)
+    await conv.opening()
+    assert source.asked == ["c1", "c1"]  # the call found its agent again
+    plain = dataclasses.replace(CALL, campaign="plain")
+    assert await conversations.expected_opening(plain) == fallback().opening(plain)
+
+
+async def test_an_opening_that_cannot_be_decided_ahead_is_made_when_said() -> None:
+    source = FakeSource(fail_with=ReautodError("database is down", code="store_unavailable"))
+    manager = CallManager(FakeEngines(), make_settings(), RecordingObserver(),
+                          conversations=PlaybookConversations(source, fallback()))
+    await manager.prepare_opening("c1", lead_name="Dana", expires_in_s=30, campaign="sellers")
+    assert source.asked == ["c1"] and len(manager.greetings) == 0
+    await manager.close()

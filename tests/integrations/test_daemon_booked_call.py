@@ -21,6 +21,7 @@ from icalendar import Calendar
 from reautod.integrations import signing
 from reautod.store.call_observer import call_uuid
 from tests.conversation.conftest import daemon_config
+from tests.dialogue.test_phone_personas import LEAD  # the lead who books
 from tests.fixtures.daemon import DaemonProcess
 from tests.integrations.daemon_results import NS, dead_letters, eventually, exported_call, servers
 from tests.integrations.radicale_server import Radicale, get_events
@@ -28,14 +29,6 @@ from tests.integrations.radicale_server import Radicale, get_events
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 SECRET = "whsec-booked-call"
-LEAD = [
-    "Yes, I have a minute.",
-    "Yes, I'm the owner. I want to sell as soon as possible because we are downsizing.",
-    "We are moving closer to our grandkids.",
-    "About four hundred thousand dollars.",
-    "The first one works for me.",
-    "Yes, please book it.",
-]
 
 
 def test_a_booked_call_reaches_every_tool_through_the_daemon(

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 from pipecat.audio.dtmf.types import KeypadEntry
-from pipecat.frames.frames import InputDTMFFrame, InterruptionFrame
+from pipecat.frames.frames import InputAudioRawFrame, InputDTMFFrame, InterruptionFrame
 
 from reautod.conversation import (
     CallContext,
@@ -32,10 +32,11 @@ from reautod.conversation import (
 )
 from reautod.engines.base import AudioChunk, AudioEncoding, ChatMessage
 from reautod.errors import ReautodError
-from reautod.pipeline import driver
+from reautod.pipeline import driver, session
 from reautod.pipeline.calls import CallManager
 from reautod.pipeline.frames import UserTurnFrame
 from reautod.telephony.audio import pcm16_to_ulaw, ulaw_to_pcm16
+from reautod.telephony.sim_script import Utterance
 from tests.pipeline.conftest import RecordingObserver, make_settings, wait_for
 from tests.pipeline.fakes import FakeEngines
 from tests.pipeline.loopback import LOOPBACK_FORMAT, LoopbackMedia
@@ -336,3 +337,59 @@ async def test_a_key_with_no_reply_says_nothing_and_keeps_listening() -> None:
         await wait_for(lambda: len(conversation.played_log) == 1)
     assert call.observer.dtmf == [("k1", "7")]
     assert call.agent_turns() == [("You said hello.", False, None)]
+
+
+async def test_the_last_reply_is_heard_out_and_nothing_said_over_it_is_answered() -> None:
+    goodbye = "You won't be called again. Goodbye."
+    conversation = ScriptedConversation(answer=lambda t: Reply.line(goodbye,
+                                                                    then=HangUp("opted_out")))
+    async with live_call(conversation, media=LoopbackMedia(hold_marks=True)) as call:
+        await call.media.say(turn("stop calling me"))
+        await wait_for(lambda: len(call.media.held) == 1)
+        await call.media.say(InterruptionFrame())  # the caller talks over the goodbye
+        await call.media.say(turn("and take my number off your list"))
+        await call.media.say(InputDTMFFrame(KeypadEntry("9")))
+        await wait_for(lambda: len(call.observer.turns_of("k1", "caller")) == 2)
+        await asyncio.sleep(0.2)
+        assert call.media.clears == 0 and not call.task.done()  # the goodbye plays on
+        await call.media.release()
+        assert await call.ended() == "opted_out"
+    assert [e for e in conversation.log if e.startswith(("reply", "key"))] == [
+        "reply:stop calling me"]  # recorded, never answered
+    assert call.agent_turns() == [(goodbye, False, None)]
+    assert call.observer.dtmf == [("k1", "9")]  # telephony still sees the key
+
+
+def _speech_frames(utterance: Utterance) -> list[InputAudioRawFrame]:
+    pcm = ulaw_to_pcm16(utterance.ulaw).tobytes()
+    step = 2 * 160  # 20 ms at 8 kHz
+    return [InputAudioRawFrame(audio=pcm[i:i + step], sample_rate=8000, num_channels=1)
+            for i in range(0, len(pcm) - step + 1, step)]
+
+
+async def test_a_caller_who_hangs_up_right_after_speaking_is_still_heard(
+        short_speech: Utterance) -> None:
+    conversation = ScriptedConversation(answer=lambda t: Reply.line("Goodbye.",
+                                                                    then=HangUp("opted_out")))
+    async with live_call(conversation) as call:
+        call.engines.stt.text = "Stop calling me."
+        await wait_for(lambda: len(conversation.played_log) == 0 and "opening" in conversation.log)
+        for frame in _speech_frames(short_speech):  # the words, then no silence: gone at once
+            await call.media.say(frame)
+        call.media.hang_up()
+        assert await call.ended() == "stop"
+    # the turn still in the VAD's stop wait was transcribed whole and answered, before the end
+    assert conversation.log == ["opening", "reply:Stop calling me.", "ended:stop"]
+    assert [t.text for t in call.observer.turns_of("k1", "caller")] == ["Stop calling me."]
+    assert call.engines.stt.calls[-1][1] >= 1.5  # the whole ~2 s utterance
+    assert call.engines.tts.texts == []  # nothing is said to a caller who is gone
+
+
+async def test_a_slow_teardown_leaves_why_the_call_ended(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(session, "TEARDOWN_TIMEOUT_S", 0.0)  # the pipeline never stops in time
+    conversation = ScriptedConversation(answer=lambda t: Reply((), HangUp("opted_out")))
+    async with live_call(conversation) as call:
+        await call.media.say(turn("take me off your list"))
+        assert await call.ended() == "opted_out"
+    assert conversation.log[-1] == "ended:opted_out"  # what the outcome is settled from
+    assert call.observer.reason("k1") == "opted_out"
