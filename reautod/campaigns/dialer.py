@@ -194,6 +194,13 @@ class Dialer:
         self.in_flight: dict[uuid.UUID, LeadClaim] = {}
         self._budget_noted: dict[uuid.UUID, tuple[str, datetime]] = {}  # rule, when recorded
 
+    async def reclaim_previous_run(self, now: datetime) -> int:
+        """At start-up: leads an earlier daemon here died dialing go back to the queue."""
+        reclaimed = await self.queue.reclaim_previous_run(now, now + self.requeue_after)
+        if reclaimed:
+            log.info("requeued %d lead(s) a previous run was dialing when it stopped", reclaimed)
+        return reclaimed
+
     async def tick(self, plan: CampaignPlan, now: datetime, monotonic: float) -> TickReport:
         """One dialing round for a campaign."""
         report = TickReport()

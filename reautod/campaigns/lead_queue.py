@@ -67,6 +67,8 @@ class LeadQueue(Protocol):
 
     async def reap_expired(self, now: datetime, requeue_at: datetime) -> int: ...
 
+    async def reclaim_previous_run(self, now: datetime, requeue_at: datetime) -> int: ...
+
 
 class SqlLeadQueue:
     """LeadQueue over the store's Database (Postgres or SQLite)."""
@@ -154,6 +156,25 @@ class SqlLeadQueue:
             taken = {"status": LeadStatus.RETRY.value, "next_attempt_at": requeue_at,
                      "updated_at": now, "lease_owner": None, "lease_expires_at": None}
             return len(await claim_rows(conn, _leads, expired, taken))
+
+        return await self.db.transaction(work)
+
+    async def reclaim_previous_run(self, now: datetime, requeue_at: datetime) -> int:
+        """At start-up: requeue the leads an earlier daemon on this host was still dialing when
+        it died (their calls never connected), rather than waiting out their leases. Leads in a
+        call are left to their leases: the call may be resumed (reautod.recovery)."""
+        _aware(now)
+        _aware(requeue_at)
+        host = self.owner.split(":", 1)[0]
+
+        async def work(conn: AsyncConnection) -> int:
+            orphaned = select(_leads.c.id).where(
+                _leads.c.status == LeadStatus.DIALING.value,
+                _leads.c.lease_owner.startswith(f"{host}:", autoescape=True),
+                _leads.c.lease_owner != self.owner)
+            taken = {"status": LeadStatus.RETRY.value, "next_attempt_at": requeue_at,
+                     "updated_at": now, "lease_owner": None, "lease_expires_at": None}
+            return len(await claim_rows(conn, _leads, orphaned, taken))
 
         return await self.db.transaction(work)
 

@@ -42,7 +42,9 @@ class DialTimers:
         self._dialing = False
 
     async def start(self) -> None:
-        """Start the dialing timer and the lease heartbeat (call before READY)."""
+        """Requeue what a previous run left dialing, start the dialing timer and the lease
+        heartbeat (call before READY)."""
+        await self._dialer.reclaim_previous_run(self._clock())
         self._dialing = True
         self._spawn(self._dial_loop(), "dialer")
         self._spawn(self._heartbeat_loop(), "dialer-heartbeat")

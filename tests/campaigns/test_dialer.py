@@ -21,7 +21,7 @@ from reautod.campaigns.dialer import (
     LeadTarget,
 )
 from reautod.campaigns.dnc import DncChannel, DncList, DncScope
-from reautod.campaigns.lead_queue import LeadClaim, SqlLeadQueue
+from reautod.campaigns.lead_queue import LeadClaim, SqlLeadQueue, default_owner
 from reautod.campaigns.pacing import ConcurrencyLimiter, Outcome, TokenBucket
 from reautod.campaigns.windows import CampaignWindow
 from reautod.config import DatabaseSettings
@@ -147,6 +147,27 @@ async def test_dead_dialers_lease_expires(pg: tuple[Database, Database]) -> None
     # The renewed lease is intact and can be released normally.
     assert await dead.release(kept, LeadStatus.BOOKED, later)
     assert (await LeadRepository(first).get(kept.lead_id)).status == LeadStatus.BOOKED
+
+
+async def test_leads_a_previous_run_here_was_dialing_are_requeued_at_start(
+        sqlite: Database) -> None:
+    campaign, leads = await seed(sqlite, 4)
+    host = default_owner().split(":", 1)[0]
+    dead_here = SqlLeadQueue(sqlite, lease_ttl=TTL, owner=f"{host}:1:dead")
+    elsewhere = SqlLeadQueue(sqlite, lease_ttl=TTL, owner="other-host:1:alive")
+    dialing, in_call = await dead_here.claim(campaign, NOW, 2)
+    assert await dead_here.renew(in_call, NOW, in_call=True) is not None
+    [theirs] = await elsewhere.claim(campaign, NOW, 1)
+    queue = SqlLeadQueue(sqlite, lease_ttl=TTL)  # this run, on the same host
+    [ours] = await queue.claim(campaign, NOW, 1)
+    assert await queue.reclaim_previous_run(NOW, NOW + timedelta(minutes=5)) == 1
+    rows = {lead: await LeadRepository(sqlite).get(lead) for lead in leads}
+    assert (rows[dialing.lead_id].status, rows[dialing.lead_id].next_attempt_at) == (
+        LeadStatus.RETRY, NOW + timedelta(minutes=5))
+    assert rows[dialing.lead_id].lease_owner is None
+    # a call in progress may be resumed; another host's and our own leases are theirs
+    assert rows[in_call.lead_id].status == LeadStatus.IN_CALL
+    assert rows[theirs.lead_id].status == rows[ours.lead_id].status == LeadStatus.DIALING
 
 
 async def test_claim_respects_due_time_and_validates(sqlite: Database) -> None:
