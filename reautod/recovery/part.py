@@ -207,14 +207,15 @@ class RecoveryPart:
                        summary="Calls that can be resumed after a crash; resume or close one",
                        changes_state=True)]
 
-    async def _recover(self, params: RecoverParams) -> RecoverableCalls | RecoverAction:
+    async def _recover(self, params: RecoverParams) -> RecoverableCalls:
         if params.resume and params.close:
             raise ValidationError("give resume or close, not both")
+        done: RecoverAction | None = None
         if params.resume:
-            return await self.resume_by_hand(params.resume)
-        if params.close:
-            return await self.close_by_hand(params.close)
-        return await self.recoverable()
+            done = await self.resume_by_hand(params.resume)
+        elif params.close:
+            done = await self.close_by_hand(params.close)
+        return (await self.recoverable()).model_copy(update={"done": done})
 
     async def recoverable(self) -> RecoverableCalls:
         calls = [self._row(c) for c in await self.store.all()

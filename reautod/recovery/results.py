@@ -36,13 +36,6 @@ class RecoverableCall(BaseModel):
     resumes: int
 
 
-class RecoverableCalls(BaseModel):
-    """`call.recover` without an action."""
-
-    calls: list[RecoverableCall]
-    resume_window_s: float
-
-
 class RecoverAction(BaseModel):
     """`call.recover` with `resume` or `close`: what was done."""
 
@@ -50,3 +43,11 @@ class RecoverAction(BaseModel):
     call_sid: str | None
     action: Literal["resumed", "closed"]
     detail: str = ""
+
+
+class RecoverableCalls(BaseModel):
+    """`call.recover`: the calls a crash left (after `resume` or `close`, what was done first)."""
+
+    calls: list[RecoverableCall]
+    resume_window_s: float
+    done: RecoverAction | None = None

@@ -315,7 +315,7 @@ async def test_call_recover_lists_resumes_and_closes(db: Database, tmp_path: Pat
     (row,) = listed.calls
     assert (row.call_id, row.stage, row.turns, row.resumable) == ("c1", "qualifier", 1, True)
 
-    resumed = await method.handler(RecoverParams(resume="CA1"))
+    resumed = (await method.handler(RecoverParams(resume="CA1"))).done
     assert isinstance(resumed, RecoverAction) and resumed.action == "resumed"
     ((sid, twiml),) = carrier.redirected
     assert sid == "CA1" and stream_in(twiml) is not None
@@ -325,8 +325,9 @@ async def test_call_recover_lists_resumes_and_closes(db: Database, tmp_path: Pat
         await method.handler(RecoverParams(resume="c1", close="c1"))
     with pytest.raises(NotFoundError):
         await method.handler(RecoverParams(close="nobody"))
-    closed = await method.handler(RecoverParams(close="c1"))
-    assert isinstance(closed, RecoverAction) and closed.action == "closed"
+    after = await method.handler(RecoverParams(close="c1"))
+    assert isinstance(after.done, RecoverAction) and after.done.action == "closed"
+    assert after.calls == []
     assert carrier.hung_up == ["CA1"] and await part.store.all() == []
     row_after = await CallRepository(db).get(call_uuid("c1"))
     assert row_after is not None and row_after.error_code == "interrupted"

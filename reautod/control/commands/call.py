@@ -19,7 +19,7 @@ from reautod.dialogue.call_record import AgentRecord
 from reautod.errors import ValidationError
 from reautod.observability.logging import mask_name, mask_phone
 from reautod.pipeline.results import HangupResult, LiveCallList, SimulationResult
-from reautod.recovery.results import RecoverableCalls, RecoverAction
+from reautod.recovery.results import RecoverableCalls
 from reautod.security.results import AudioChunk
 
 SIMULATE_TIMEOUT_S = 600.0
@@ -301,10 +301,12 @@ def render_recoverable(listing: RecoverableCalls) -> str:
 
 
 def run_recover(args: argparse.Namespace, ctx: CliContext) -> int:
-    if args.resume or args.close:
-        params = {"resume": args.resume} if args.resume else {"close": args.close}
-        done = ctx.fetch(RecoverAction, "call.recover", params)
+    params = ({"resume": args.resume} if args.resume else
+              {"close": args.close} if args.close else {})
+    result = ctx.fetch(RecoverableCalls, "call.recover", params)
+    if result.done is not None:
+        done = result.done
         ctx.emit(done, lambda d: f"{d.action} {d.call_id}" + (f" ({d.detail})" if d.detail else ""))
         return 0
-    ctx.emit(ctx.fetch(RecoverableCalls, "call.recover"), render_recoverable)
+    ctx.emit(result, render_recoverable)
     return 0
