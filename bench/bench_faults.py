@@ -4,7 +4,9 @@ Puts the fault proxy (tests/fixtures/fault_proxy.py) between the live-session st
 Redis, between the outbox and a webhook receiver, and between the write-behind queue and a real
 Postgres, and prints for each fault: how long until the circuit opens, what one operation costs
 before and while it is open, how long after the dependency returns until all is well again, and
-what was lost. The LLM part times a request refused by an open llm circuit (what the caller
+what was lost. The LLM pool part kills one of two real `llama_cpp.server` endpoints while calls
+ask for replies (what fails, where the rest go). The LLM part times a request refused by an open
+llm circuit (what the caller
 waits before the scripted line); the ElevenLabs part has the stand-in server answer 429 for a
 while and times the first audio of each utterance (the local voice takes over).
 
@@ -18,7 +20,7 @@ are the restart's.
     PYTHONPATH=. .venv/bin/python bench/bench_faults.py                  # Redis at 127.0.0.1:6379
     PYTHONPATH=. .venv/bin/python bench/bench_faults.py --redis redis://127.0.0.1:6380/0
     PYTHONPATH=. .venv/bin/python bench/bench_faults.py --only elevenlabs --only postgres
-    PYTHONPATH=. .venv/bin/python bench/bench_faults.py --only kill9
+    PYTHONPATH=. .venv/bin/python bench/bench_faults.py --only llm_endpoint --only kill9
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
+import signal
 import statistics
 import tempfile
 import time
@@ -39,7 +43,7 @@ from sqlalchemy.engine import make_url
 from reautod.config import Settings
 from reautod.cost.settings import ElevenLabsSettings
 from reautod.engines.base import ChatMessage
-from reautod.engines.catalog import build_test_models
+from reautod.engines.catalog import build_test_models, models_cache_dir
 from reautod.engines.elevenlabs import ElevenLabsTTS, VoiceChoice
 from reautod.engines.tiered import TieredTTS
 from reautod.errors import EngineError, ReautodError
@@ -58,6 +62,7 @@ from reautod.store.repositories import CallRepository, OutboxRepository
 from reautod.store.writebehind import WriteBehind
 from tests.engines.elevenlabs_standin import API_KEY
 from tests.engines.test_elevenlabs import start_standin
+from tests.engines.test_pool_llama_server import GGUF, pool_of, start_server, wait_up
 from tests.fixtures.daemon import DaemonProcess
 from tests.fixtures.fault_proxy import FaultProxy
 from tests.fixtures.services import DEFAULT_ADMIN_URL, temporary_database
@@ -186,6 +191,62 @@ async def llm_down() -> None:
           f"{Settings().engines.llm_timeout_s:.0f} s")
 
 
+async def llm_endpoint_killed(callers: int = 4, run_s: float = 20.0) -> None:
+    """Two real `llama_cpp.server` processes (the small model) behind the LLM pool; `callers`
+    calls each ask for a short reply every 0.5 s; endpoint a is killed (SIGKILL) after a third of
+    the run. A reply streaming from a when it dies fails (that caller hears the apology); what
+    follows must come from b."""
+    logs = Path(tempfile.mkdtemp(prefix="bench-llm-"))
+    model = models_cache_dir(os.environ) / GGUF
+    servers = {n: start_server(n, model, logs / f"{n}.log") for n in ("a", "b")}
+    try:
+        for name, server in servers.items():
+            wait_up(server, logs / f"{name}.log")
+        pool = pool_of(servers, "a", "b", max_tokens=24)
+        await pool.start()
+        served: list[tuple[float, float, bool]] = []  # started, ended, ok
+        killed_at = 0.0
+        began = time.perf_counter()
+
+        async def caller(index: int) -> None:
+            chat = [ChatMessage("user", f"Say something about the number {index}.")]
+            while time.perf_counter() - began < run_s:
+                started, ok = time.perf_counter(), True
+                try:
+                    async for _chunk in pool.stream_chat(chat, call_id=f"bench-{index}"):
+                        pass
+                except EngineError:
+                    ok = False
+                served.append((started, time.perf_counter(), ok))
+                await asyncio.sleep(0.5)
+
+        b_at_kill = 0
+
+        async def kill() -> None:
+            nonlocal killed_at, b_at_kill
+            await asyncio.sleep(run_s / 3)
+            servers["a"].process.send_signal(signal.SIGKILL)
+            killed_at = time.perf_counter()
+            b_at_kill = pool.endpoints[1].requests
+
+        await asyncio.gather(kill(), *(caller(i) for i in range(callers)))
+        b_after = pool.endpoints[1].requests - b_at_kill
+        await pool.close()
+    finally:
+        for server in servers.values():
+            if server.process.poll() is None:
+                server.process.terminate()
+                server.process.wait(10)
+    in_flight = [r for r in served if r[0] < killed_at <= r[1]]
+    later = [r for r in served if r[0] >= killed_at]
+    print(f"llm endpoint killed ({callers} calls, a reply each 0.5 s, 2 llama_cpp.server "
+          f"endpoints, a killed after {run_s / 3:.0f} s): "
+          f"{sum(1 for r in served if r[1] < killed_at and r[2])} replies before; of "
+          f"{len(in_flight)} streaming at the kill {sum(1 for r in in_flight if not r[2])} "
+          f"failed (their callers hear the apology); {len(later)} replies asked after it, "
+          f"{b_after} requests reached b, {sum(1 for r in later if not r[2])} lost")
+
+
 async def elevenlabs_429(outage_s: float) -> None:
     """ElevenLabs answers every request with 429 for `outage_s`: each new call speaks one
     premium utterance a second. The local voice is a stand-in that answers at once, so the
@@ -305,7 +366,7 @@ async def postgres_down(outage_s: float) -> None:
           f"duplicated: {duplicates}, each call's turns in order: {in_order}")
 
 
-CASES = ("redis", "webhooks", "llm", "elevenlabs", "postgres", "kill9")
+CASES = ("redis", "webhooks", "llm", "llm_endpoint", "elevenlabs", "postgres", "kill9")
 def kill_9(calls: int = 5) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -350,6 +411,8 @@ async def main() -> None:
         await webhook_outage()
     if "llm" in cases:
         await llm_down()
+    if "llm_endpoint" in cases:
+        await llm_endpoint_killed()
     if "elevenlabs" in cases:
         await elevenlabs_429(args.outage_s)
     if "postgres" in cases:

@@ -63,7 +63,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _start(name: str, model: Path, log: Path) -> Server:
+def start_server(name: str, model: Path, log: Path) -> Server:
     port = _free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--n_ctx", str(N_CTX),
@@ -73,7 +73,7 @@ def _start(name: str, model: Path, log: Path) -> Server:
     return Server(name, f"http://127.0.0.1:{port}/v1", process)
 
 
-def _wait_up(server: Server, log: Path) -> None:
+def wait_up(server: Server, log: Path) -> None:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
@@ -91,10 +91,10 @@ def _wait_up(server: Server, log: Path) -> None:
 def servers(small_models_dir: Path, tmp_path_factory: pytest.TempPathFactory
             ) -> Iterator[dict[str, Server]]:
     logs = tmp_path_factory.mktemp("llama-servers")
-    started = {n: _start(n, small_models_dir / GGUF, logs / f"{n}.log") for n in ("a", "b")}
+    started = {n: start_server(n, small_models_dir / GGUF, logs / f"{n}.log") for n in ("a", "b")}
     try:
         for name, server in started.items():
-            _wait_up(server, logs / f"{name}.log")
+            wait_up(server, logs / f"{name}.log")
         yield started
     finally:
         for server in started.values():
