@@ -5,10 +5,10 @@ Redis, between the outbox and a webhook receiver, and between the write-behind q
 Postgres, and prints for each fault: how long until the circuit opens, what one operation costs
 before and while it is open, how long after the dependency returns until all is well again, and
 what was lost. The LLM pool part kills one of two real `llama_cpp.server` endpoints while calls
-ask for replies (what fails, where the rest go). The LLM part times a request refused by an open
-llm circuit (what the caller
-waits before the scripted line); the ElevenLabs part has the stand-in server answer 429 for a
-while and times the first audio of each utterance (the local voice takes over).
+ask for replies (what fails, where the rest go). The LLM part times a request refused by an
+open llm circuit (what the caller waits before the scripted line); the ElevenLabs part has the
+stand-in server answer 429 for a while and times the first audio of each utterance (the local
+voice takes over).
 
 The kill -9 part runs a real daemon (test models) with five live simulated calls, kills it with
 SIGKILL after each call's first reply, restarts it on the same port and state, and reports the
