@@ -85,7 +85,9 @@ def ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f} ms"
 
 
-async def redis_fault(fault: str, url: str) -> None:
+async def redis_fault(fault: str, url: str, hold_s: float = 0.0) -> None:
+    """`fault` between the session store and Redis; with `hold_s` the fault lasts that long
+    after the circuit opened, while 5 calls each write their snapshot every 0.5 s."""
     target = urlsplit(url)
     with FaultProxy(target.hostname or "127.0.0.1", target.port or 6379) as proxy:
         prefix = f"reautod-bench:{uuid.uuid4().hex[:8]}:"
@@ -102,6 +104,12 @@ async def redis_fault(fault: str, url: str) -> None:
             puts += 1
         to_open = time.perf_counter() - started
         while_open = [await timed(lambda: store.put("c1", snapshot)) for _ in range(50)]
+        held_until = time.perf_counter() + hold_s
+        while time.perf_counter() < held_until:  # the calls go on, in-process
+            for call in range(5):
+                key = f"c{call}"
+                while_open.append(await timed(lambda key=key: store.put(key, snapshot)))
+            await asyncio.sleep(0.5)
         proxy.heal()
         healed = time.perf_counter()
         while resilience.state("redis") != "closed" or store.degraded:
@@ -109,12 +117,14 @@ async def redis_fault(fault: str, url: str) -> None:
             await timed(lambda: store.put("c1", snapshot))  # calls keep writing: one is the probe
         back = time.perf_counter() - healed
         direct = RedisSessionStore(url, prefix=prefix)  # what a restarted daemon would read
-        lost = len({"c1", *(f"c{i}" for i in range(puts))} - set(await direct.all()))
+        written = {"c1", *(f"c{i}" for i in range(max(puts, 5 if hold_s else 0)))}
+        lost = len(written - set(await direct.all()))
         for key in await direct.all():
             await direct.delete(key)
         await direct.close()
         await store.close()
-        print(f"redis {fault}: healthy put median {ms(statistics.median(healthy))}; circuit "
+        held = f" for {hold_s:.0f} s" if hold_s else ""
+        print(f"redis {fault}{held}: healthy put median {ms(statistics.median(healthy))}; circuit "
               f"open after {puts} puts, {to_open:.2f} s (puts cost {ms(max(costs))} at most); "
               f"put while open median {ms(statistics.median(while_open))} (in-process); "
               f"closed and written back {back:.1f} s after Redis returned; sessions lost: {lost}")
@@ -399,13 +409,14 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--outage-s", type=float, default=60.0,
-                        help="how long ElevenLabs answers 429 and Postgres is away")
+                        help="how long Redis and Postgres are away and ElevenLabs answers 429")
     parser.add_argument("--only", choices=CASES, action="append",
                         help="run only these cases (repeatable)")
     args = parser.parse_args()
     cases = set(args.only or CASES)
     if "redis" in cases:
-        for fault in ("cut", "stall", "reset"):
+        await redis_fault("cut", args.redis, hold_s=args.outage_s)  # Redis down for a minute
+        for fault in ("stall", "reset"):
             await redis_fault(fault, args.redis)
     if "webhooks" in cases:
         await webhook_outage()
