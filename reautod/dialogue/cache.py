@@ -72,18 +72,28 @@ class _Memory:
         self._data.clear()
 
 
+ENTRY_TTL_S = 30 * 24 * 3600  # an entry nobody reads for this long goes (a deleted playbook's)
+
+
 class _Redis:
     """Through the redis circuit, unretried: a cache that is away costs a miss, not a wait (a
-    stalled Redis would otherwise cost every lookup the timeout)."""
+    stalled Redis would otherwise cost every lookup the timeout). Every entry expires
+    `ENTRY_TTL_S` after it was last written or read."""
 
-    def __init__(self, url: str, timeout_s: float, resilience: Resilience) -> None:
+    def __init__(self, url: str, timeout_s: float, resilience: Resilience,
+                 ttl_s: int = ENTRY_TTL_S) -> None:
         self._redis = aioredis.from_url(url, socket_timeout=timeout_s,
                                         socket_connect_timeout=timeout_s)
         self._resilience = resilience
+        self._ttl_s = ttl_s
 
     async def _hgetall(self, key: str) -> dict[bytes, bytes]:
         try:
-            return cast(dict[bytes, bytes], await self._redis.hgetall(key))  # no decoding
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.hgetall(key)
+                pipe.expire(key, self._ttl_s)  # read: it lives on
+                raw, _ = await pipe.execute()
+            return cast(dict[bytes, bytes], raw)  # no decoding
         except (RedisError, OSError) as err:
             raise UnavailableError(f"redis: {err}") from err
 
@@ -101,7 +111,10 @@ class _Redis:
 
         async def hset() -> None:
             try:
-                await self._redis.hset(key, mapping=mapping)  # type: ignore[arg-type]
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    pipe.hset(key, mapping=mapping)  # type: ignore[arg-type]
+                    pipe.expire(key, self._ttl_s)
+                    await pipe.execute()
             except (RedisError, OSError) as err:
                 raise UnavailableError(f"redis: {err}") from err
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
+import redis.asyncio as aioredis
 
-from reautod.dialogue.cache import CachedLine, ResponseCache
+from reautod.dialogue.cache import ENTRY_TTL_S, CachedLine, ResponseCache
 from reautod.dialogue.lines import approved_lines
 from tests.dialogue.fakes import example
 
@@ -60,4 +61,20 @@ async def test_a_dead_redis_is_a_miss_not_a_failure() -> None:
         assert await cache.get("p", "v", "k") is None
         assert cache.stats().misses == 1
     finally:
+        await cache.close()
+
+
+async def test_redis_entries_expire_unless_used(redis_url: str, redis_prefix: str) -> None:
+    """No key without a TTL: a deleted playbook's lines do not stay in Redis for good."""
+    cache = ResponseCache(redis_url, prefix=redis_prefix)
+    client = aioredis.from_url(redis_url)
+    try:
+        await cache.put("pb", "v1", "library:cost", CachedLine("It is free.", b"\x00\x01", 8000))
+        key = f"{redis_prefix}lines:pb:v1:library:cost"
+        await client.expire(key, 5)  # as if nobody had used it for a while
+        assert await cache.get("pb", "v1", "library:cost") is not None
+        assert 5 < await client.ttl(key) <= ENTRY_TTL_S  # a read keeps it alive
+    finally:
+        await client.delete(f"{redis_prefix}lines:pb:v1:library:cost")
+        await client.aclose()
         await cache.close()
