@@ -16,15 +16,16 @@ pytest_plugins = ["tests.fixtures.services", "tests.fixtures.daemon", "tests.fix
 # The longest modules, measured in full runs (`make test` prints the slowest tests), start first:
 # with `--dist loadscope --no-loadscope-reorder` the two workers take modules in collection order,
 # so a long module left to the end would run alone while the other worker idles. The .deb's two
-# users (test_deb builds it under a lock, test_playbook reuses it) are two modules apart: the
-# playbook goes to whichever worker is free first, after the build.
+# users are far apart: test_deb builds it (under a lock, ~15 min on 2 cores) while the other
+# worker goes through the modules after it, so test_playbook rarely waits for the build. (A
+# worker takes its next module when it has two tests or fewer left.)
 SLOW_MODULES_FIRST = (
     "tests/packaging/test_deb.py",
     "tests/dialogue/test_phone_personas.py",
-    "tests/ansible/test_playbook.py",
     "tests/conversation/test_phone_path.py",
     "tests/conversation/test_without_twilio.py",
     "tests/recovery/test_daemon_crash.py",
+    "tests/ansible/test_playbook.py",
     "tests/api/test_admin_schema.py",
 )
 
