@@ -97,6 +97,8 @@ class ConversationDriver(CallProcessor):
         self._opening_audio = opening_audio
         self._replies: dict[int, _Reply] = {}  # started, not yet reported played
         self._task: asyncio.Task[None] | None = None  # the reply being decided and sent down
+        # the conversation's latest decision: a barge-in cancels its reply, never the decision
+        self._deciding: asyncio.Task[Reply | None] | None = None
         self._actions: set[asyncio.Task[None]] = set()  # transfers in flight
         self._next_reply = 0
         self._turn_index = turns_before  # a resumed call numbers on from its last turn
@@ -142,10 +144,10 @@ class ConversationDriver(CallProcessor):
     async def release(self) -> None:
         # No more decisions or actions; replies still open are reported as speech closes.
         self._closed = True
-        for task in (self._task, self._last_words, *self._actions):
+        for task in (self._task, self._deciding, self._last_words, *self._actions):
             if task is not None and not task.done():
                 await self.cancel_task(task)
-        self._task = self._last_words = None
+        self._task = self._deciding = self._last_words = None
         self._actions.clear()
 
     # -- caller events
@@ -299,8 +301,10 @@ class ConversationDriver(CallProcessor):
     async def _ask(self, reply: _Reply, decide: Decide) -> Reply | None:
         try:
             async with asyncio.timeout(REPLY_TIMEOUT_S):
-                return await decide()
+                return await self._decided(decide)
         except TimeoutError:
+            if self._deciding is not None:
+                await self.cancel_task(self._deciding)  # stuck: the apology replaces it
             code = "conversation_timeout"
         except ReautodError as err:
             code = err.code
@@ -310,6 +314,31 @@ class ConversationDriver(CallProcessor):
         log.warning("call %s: no reply from the conversation (%s)", self._live.call_id, code)
         reply.error = code
         return Reply((self.fallback(code),))
+
+    async def _decided(self, decide: Decide) -> Reply | None:
+        """The conversation's answer. The caller cutting in cancels the reply, not the decision:
+        a booking half made when "Yes." was followed by "please book it" must be made whole, so
+        the decision runs to its end on a task of its own (what it wanted said and was not
+        heard is the conversation's to say again), and the next decision waits for it."""
+        previous = self._deciding
+        if previous is not None and not previous.done():
+            await asyncio.wait({previous})
+
+        async def run() -> Reply | None:
+            return await decide()
+
+        # asyncio's own task, not pipecat's: pipecat's logs and swallows what the task raises,
+        # and a conversation's error must reach `_ask` (its code is the failure line's)
+        self._deciding = asyncio.get_running_loop().create_task(
+            run(), name=f"decide-{self._live.call_id}")
+        self._deciding.add_done_callback(self._decision_done)
+        return await asyncio.shield(self._deciding)
+
+    def _decision_done(self, task: asyncio.Task[Reply | None]) -> None:
+        """A decision whose reply was cut off has nobody waiting: its failure is logged here."""
+        if not task.cancelled() and (err := task.exception()) is not None:
+            log.warning("call %s: a decision failed after its reply was cut off (%r)",
+                        self._live.call_id, err)
 
     async def _earlier_played(self, reply_id: int) -> None:
         deadline = time.monotonic() + PLAYED_WAIT_S

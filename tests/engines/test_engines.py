@@ -245,7 +245,7 @@ async def test_missing_models_leave_the_set_usable_with_reasons(tmp_path: Path) 
         ok, detail = await engine_set.health_checks()["llm"]()
         assert not ok and "missing" in detail
         report = engine_set.report()
-        assert report["ready"] is False and report["engines"][0]["state"] == "missing"
+        assert report.ready is False and report.engines[0].state == "missing"
     finally:
         await engine_set.close()
 

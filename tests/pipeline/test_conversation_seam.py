@@ -315,6 +315,23 @@ async def test_what_was_heard_of_a_cut_reply_is_told_before_the_next_reply() -> 
     assert call.media.clears == 1
 
 
+async def test_a_barge_in_cancels_the_reply_but_not_the_decision_being_made() -> None:
+    """"Yes." then "please book it" while the booking is being made: the booking is made whole
+    (the decision runs on), and the next turn is decided only after it."""
+    conversation = ScriptedConversation(think_s=0.5)
+    conversation.answer = lambda t: (conversation.log.append(f"decided:{t.text}")
+                                     or Reply((Line(f"You said {t.text}."),)))
+    async with live_call(conversation) as call:
+        await call.media.say(turn("yes"))
+        await wait_for(lambda: "reply:yes" in conversation.log)
+        await call.media.say(InterruptionFrame())  # the caller goes on while it is decided
+        await call.media.say(turn("please book it"))
+        await wait_for(lambda: "decided:please book it" in conversation.log)
+    decisions = [entry for entry in conversation.log if not entry.startswith("played:")]
+    assert decisions[1:5] == ["reply:yes", "decided:yes", "reply:please book it",
+                              "decided:please book it"]
+
+
 async def test_an_llm_part_with_its_own_cap_that_writes_nothing_ends_in_the_failure_line(
         ) -> None:
     conversation = ScriptedConversation(
