@@ -147,34 +147,29 @@ class SqlLeadQueue:
 
     async def reap_expired(self, now: datetime, requeue_at: datetime) -> int:
         """Requeue leads whose holder stopped renewing (a dead daemon); returns how many."""
-        _aware(now)
-        _aware(requeue_at)
-
-        async def work(conn: AsyncConnection) -> int:
-            expired = select(_leads.c.id).where(_leads.c.status.in_(_HELD),
-                                                _leads.c.lease_expires_at < now)
-            taken = {"status": LeadStatus.RETRY.value, "next_attempt_at": requeue_at,
-                     "updated_at": now, "lease_owner": None, "lease_expires_at": None}
-            return len(await claim_rows(conn, _leads, expired, taken))
-
-        return await self.db.transaction(work)
+        return await self._requeue(and_(_leads.c.status.in_(_HELD),
+                                        _leads.c.lease_expires_at < now), now, requeue_at)
 
     async def reclaim_previous_run(self, now: datetime, requeue_at: datetime) -> int:
         """At start-up: requeue the leads an earlier daemon on this host was still dialing when
         it died (their calls never connected), rather than waiting out their leases. Leads in a
         call are left to their leases: the call may be resumed (reautod.recovery)."""
+        host = self.owner.split(":", 1)[0]
+        return await self._requeue(and_(_leads.c.status == LeadStatus.DIALING.value,
+                                        _leads.c.lease_owner.startswith(f"{host}:",
+                                                                        autoescape=True),
+                                        _leads.c.lease_owner != self.owner), now, requeue_at)
+
+    async def _requeue(self, held: ColumnElement[bool], now: datetime,
+                       requeue_at: datetime) -> int:
+        """Put the leases `held` selects back in the queue as retries due at `requeue_at`."""
         _aware(now)
         _aware(requeue_at)
-        host = self.owner.split(":", 1)[0]
 
         async def work(conn: AsyncConnection) -> int:
-            orphaned = select(_leads.c.id).where(
-                _leads.c.status == LeadStatus.DIALING.value,
-                _leads.c.lease_owner.startswith(f"{host}:", autoescape=True),
-                _leads.c.lease_owner != self.owner)
             taken = {"status": LeadStatus.RETRY.value, "next_attempt_at": requeue_at,
                      "updated_at": now, "lease_owner": None, "lease_expires_at": None}
-            return len(await claim_rows(conn, _leads, orphaned, taken))
+            return len(await claim_rows(conn, _leads, select(_leads.c.id).where(held), taken))
 
         return await self.db.transaction(work)
 
