@@ -65,6 +65,7 @@ from reautod.store.enums import CallOutcome, CampaignStatus, LeadStatus
 from reautod.store.records import Record
 from reautod.store.repositories import (
     CallRepository,
+    CallRow,
     CampaignRepository,
     ContactInput,
     ContactRepository,
@@ -260,6 +261,15 @@ async def dial_round(env: Env) -> int:
     placed = sum([await env.part.timers.tick() for _ in range(3)])
     await env.writer.flush(5.0)
     return placed
+
+
+async def dialed(env: Env) -> tuple[str, CallRow]:
+    """One dialing round; the CallSid of the (first) call it placed and that call's row."""
+    await dial_round(env)
+    sid = next(iter(env.standin.calls))
+    row = await CallRepository(env.db).by_sid(sid)
+    assert row is not None
+    return sid, row
 
 
 # -- the Protocol implementations -----------------------------------------------------------------
@@ -524,10 +534,7 @@ async def test_amd_voicemail_policy_leaves_a_message(env: Env) -> None:
 
 async def test_spoken_opt_out_adds_dnc_and_ends_the_call(env: Env) -> None:
     await campaign_with_leads(env)
-    await dial_round(env)
-    sid = next(iter(env.standin.calls))
-    row = await CallRepository(env.db).by_sid(sid)
-    assert row is not None
+    sid, row = await dialed(env)
     session = FakeSession()
     env.manager.sessions[str(row.id)] = session
     await env.tracker.on_status(status(sid, "in-progress", 2))
@@ -548,10 +555,7 @@ async def test_spoken_opt_out_adds_dnc_and_ends_the_call(env: Env) -> None:
 
 async def test_opt_out_key_adds_dnc_and_ends_the_call(env: Env) -> None:
     await campaign_with_leads(env, opt_out_key="#")
-    await dial_round(env)
-    sid = next(iter(env.standin.calls))
-    row = await CallRepository(env.db).by_sid(sid)
-    assert row is not None
+    sid, row = await dialed(env)
     env.part.live_calls.on_dtmf(str(row.id), "9")  # not this campaign's key
     await env.tracker.settle()
     assert not (await env.part.dnc.check("+12125550100", None)).suppressed
@@ -565,10 +569,7 @@ async def test_opt_out_key_adds_dnc_and_ends_the_call(env: Env) -> None:
 async def test_opt_out_key_from_the_pipeline_reaches_telephony(env: Env) -> None:
     """The daemon's observer fan-out carries the key press to telephony."""
     await campaign_with_leads(env)
-    await dial_round(env)
-    sid = next(iter(env.standin.calls))
-    row = await CallRepository(env.db).by_sid(sid)
-    assert row is not None
+    sid, row = await dialed(env)
     session = FakeSession()
     env.manager.sessions[str(row.id)] = session
     await env.tracker.on_status(status(sid, "in-progress", 2))
@@ -587,10 +588,7 @@ async def test_opt_out_key_from_the_pipeline_reaches_telephony(env: Env) -> None
 
 async def test_the_agents_opt_out_tool_ends_the_call(env: Env) -> None:
     await campaign_with_leads(env)
-    await dial_round(env)
-    sid = next(iter(env.standin.calls))
-    row = await CallRepository(env.db).by_sid(sid)
-    assert row is not None
+    sid, row = await dialed(env)
     await env.tracker.on_status(status(sid, "in-progress", 2))
     await env.tracker.settle()
     await env.part.live_calls.on_opt_out(str(row.id))  # the number is the call's
@@ -601,10 +599,7 @@ async def test_the_agents_opt_out_tool_ends_the_call(env: Env) -> None:
 
 async def test_ordinary_words_do_not_opt_out(env: Env) -> None:
     await campaign_with_leads(env)
-    await dial_round(env)
-    sid = next(iter(env.standin.calls))
-    row = await CallRepository(env.db).by_sid(sid)
-    assert row is not None
+    sid, row = await dialed(env)
     env.part.live_calls.on_turn(TurnRecord(str(row.id), 1, "caller", "I could stop by the office", 0.9,
                                 NOW, NOW))
     await env.tracker.settle()
@@ -642,10 +637,7 @@ async def test_recording_starts_when_the_stream_starts(env: Env) -> None:
 
 async def test_conversation_end_hangs_up_the_line_but_not_a_transfer(env: Env) -> None:
     await campaign_with_leads(env, transfer_number="+12125550199")
-    await dial_round(env)
-    sid = next(iter(env.standin.calls))
-    row = await CallRepository(env.db).by_sid(sid)
-    assert row is not None
+    sid, row = await dialed(env)
     await env.tracker.on_status(status(sid, "in-progress", 2))
     await env.tracker.settle()
     await env.call("call.transfer", call_id=str(row.id))
