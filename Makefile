@@ -71,19 +71,23 @@ venv: $(STAMP) ## Create/refresh .venv from uv.lock (uv sync --frozen)
 
 $(STAMP): pyproject.toml uv.lock
 	$(MAKE) system-deps
-	if ! $(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
-		echo "venv: $(PYTHON) is missing or older than 3.11; uv will provide a Python 3.11" >&2
-		python_arg="--python 3.11"
-	else
-		python_arg="--python $$($(PYTHON) -c 'import sys; print(sys.executable)')"
-	fi
 	if ! command -v uv >/dev/null; then
 		echo "venv: installing uv with pip --user"
 		# Debian marks its Python externally managed (PEP 668); a --user uv does not touch it.
 		PIP_BREAK_SYSTEM_PACKAGES=1 $(PYTHON) -m pip install --user --quiet uv
 	fi
-	# llama-cpp-python builds from source: a portable build, not -march=native.
-	CMAKE_ARGS="-DGGML_NATIVE=OFF" uv sync --frozen --no-progress $$python_arg
+	if ! $(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+		echo "venv: $(PYTHON) is missing or older than 3.11; uv will provide a Python 3.11" >&2
+		# llama-cpp-python builds from source: a portable build, not -march=native.
+		CMAKE_ARGS="-DGGML_NATIVE=OFF" uv sync --frozen --no-progress --python 3.11
+	else
+		python=$$($(PYTHON) -c 'import sys; print(sys.executable)')
+		# llama-cpp-python's portable CPU wheel, compiled once per machine into the cache the
+		# .deb build (packaging/build-venv) takes it from: the test suite builds the .deb.
+		wheel=$$(packaging/build-venv --variant cpu --wheel-only --python "$$python" | tail -n 1)
+		uv sync --frozen --no-progress --python "$$python" --no-install-package llama-cpp-python
+		uv pip install --no-deps --quiet --python $(VENV)/bin/python "$$wheel"
+	fi
 	touch $@
 
 .PHONY: lint

@@ -1,8 +1,8 @@
 """Session fixtures shared by tests/packaging and tests/ansible: the .deb, built once per run.
 
 `packaging/build-deb --fast` (gzip -1 instead of xz: the same package, compressed in seconds) into
-the run's temp dir (xdist workers share it). The build reuses uv's cache of every wheel; only the
-first build on a new machine compiles llama-cpp-python for Debian's python3.11 (about 8 minutes on 2 cores).
+the run's temp dir (xdist workers share it). The build reuses uv's cache of every wheel and the
+llama-cpp-python wheel `make venv` compiled (packaging/build-venv --wheel-only): nothing compiles.
 """
 
 from __future__ import annotations

@@ -102,6 +102,21 @@ def test_a_cached_llama_wheel_is_reused_not_rebuilt(tmp_path: Path) -> None:
     assert "build --wheel" not in again and "pip install --no-deps" in again
 
 
+def test_wheel_only_builds_the_cached_wheel_and_prints_its_path(tmp_path: Path) -> None:
+    """`make venv` installs the wheel the .deb build uses: one compile per machine for both."""
+    path = fake_tool_dir(tmp_path, "uv", "exit 0")
+    full = build_venv("--variant", "cpu", "--dest", str(tmp_path / "v"), path=path,
+                      wheels=tmp_path / "wheels").stdout
+    result = build_venv("--variant", "cpu", "--wheel-only", path=path, wheels=tmp_path / "wheels")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "--config-setting cmake.define.GGML_NATIVE=OFF --out-dir" in result.stdout
+    assert "venv --relocatable" not in result.stdout and "sync --frozen" not in result.stdout
+    cached = re.search(r"^\+ mv \S+ (\S+)$", full, re.MULTILINE)
+    assert cached is not None and lines[-1] == f"{cached.group(1)}/llama_cpp_python-*.whl"
+    assert build_venv("--variant", "cpu", path=path).returncode == 2  # a venv needs --dest
+
+
 def test_cuda_variant_without_cublas_says_what_to_install(tmp_path: Path) -> None:
     path = fake_toolkit(tmp_path, cublas=False)
     result = build_venv("--variant", "cuda", "--dest", str(tmp_path / "v"), path=path,
