@@ -49,9 +49,7 @@ class WebhookPublisher:
         return [
             NewMessage(event.type, endpoint.url, payload, event_id=event.id,
                        channel=OutboxChannel.WEBHOOK, endpoint=endpoint.name,
-                       contact_id=contact_id,
-                       # a person's events reach each endpoint in the order they happened
-                       ordering_key=str(contact_id) if contact_id else None)
+                       contact_id=contact_id, ordering_key=ordering_key(event))
             for endpoint in self.endpoints
             if endpoint.wants(event.type, campaign)
         ]
@@ -63,6 +61,16 @@ class WebhookPublisher:
         if ids and self.wake is not None:
             self.wake()
         return ids
+
+
+def ordering_key(event: WebhookEvent) -> str | None:
+    """What orders `event` among the messages to one endpoint: a person's events reach it in the
+    order they happened; a call's, when no lead is known (a simulated or unknown caller), in the
+    order of the call (`call.completed` before `lead.scored` before `lead.qualified`)."""
+    if event.lead is not None:
+        return event.lead.contact_id
+    call_id: str | None = getattr(event.data, "call_id", None)
+    return f"call:{call_id}" if call_id else None
 
 
 def retry_after(response: httpx.Response) -> float | None:

@@ -67,7 +67,8 @@ def test_a_qualified_call_is_announced_scored_and_qualified(
                 time.sleep(0.2)
             got = about_the_call()
             assert [r.json()["type"] for r in got] == [
-                "call.completed", "lead.scored", "lead.qualified"], (got, daemon.log()[-3000:])
+                "call.completed", "lead.scored", "lead.qualified"], (
+                    got, daemon.ctl("outbox", "list").stdout, daemon.log()[-3000:])
             for request in got:
                 header = request.headers.get(signing.SIGNATURE_HEADER.lower())
                 assert signing.verify(SECRET, request.body, header) is signing.Verdict.VALID

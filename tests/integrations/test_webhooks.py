@@ -7,6 +7,8 @@ import asyncio
 import json
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -14,13 +16,25 @@ import pytest
 from reautod.integrations import signing
 from reautod.integrations.credentials import Credentials
 from reautod.integrations.delivery import DeliveryWorker, RetryPolicy
-from reautod.integrations.events import EVENTS, json_schema
+from reautod.integrations.events import (
+    EVENTS,
+    BudgetAlert,
+    BudgetAlertEvent,
+    CallCompleted,
+    CallCompletedEvent,
+    LeadQualified,
+    LeadQualifiedEvent,
+    LeadScored,
+    LeadScoredEvent,
+    WebhookEvent,
+    json_schema,
+)
 from reautod.integrations.settings import (
     DeliverySettings,
     IntegrationsSettings,
     WebhookEndpoint,
 )
-from reautod.integrations.webhooks import WebhookDeliverer, WebhookPublisher
+from reautod.integrations.webhooks import WebhookDeliverer, WebhookPublisher, ordering_key
 from reautod.observability.metrics import Metrics
 from reautod.store.database import Database
 from reautod.store.repositories import OutboxRepository
@@ -136,6 +150,35 @@ async def test_signed_delivery_retries_in_order_then_dead_letters(
     assert delivered._value.get() == 2
 
 
+async def test_a_calls_events_without_a_lead_still_arrive_in_order(
+    db: Database, credentials: Callable[..., Credentials],
+) -> None:
+    """A simulated or unknown caller has no contact: the call's id orders its events."""
+    clock = Clock()
+    call_id = str(uuid.uuid4())
+    events: list[WebhookEvent] = [
+        CallCompletedEvent(data=CallCompleted(call_id=call_id, direction="outbound",
+                                              status="completed", duration_s=12.0,
+                                              started_at=datetime.now(UTC))),
+        LeadScoredEvent(data=LeadScored(call_id=call_id, score=80)),
+        LeadQualifiedEvent(data=LeadQualified(call_id=call_id, score=80)),
+    ]
+    with WebhookReceiver() as receiver:
+        publisher, work = worker(db, [endpoint(receiver.base_url + "/hook")],
+                                 credentials(crm_secret=SECRET), clock)
+        for event in events:
+            await publisher.publish(event)
+        # one at a time: each waits for the one before it
+        assert [await work.run_once() for _ in range(4)] == [1, 1, 1, 0]
+        await work.stop()
+    assert [r.json()["type"] for r in receiver.accepted()] == [
+        "call.completed", "lead.scored", "lead.qualified"]
+    budget = BudgetAlertEvent(data=BudgetAlert(
+        kind="threshold", scope="site", period="day", period_start=datetime.now(UTC),
+        threshold_pct=80, limit_usd=Decimal(10), spent_usd=Decimal(8)))
+    assert ordering_key(budget) is None  # site-wide: nothing to wait for
+
+
 def test_retry_policy_backs_off_with_jitter_and_caps() -> None:
     policy = RetryPolicy(max_attempts=5, base_s=2, max_s=10)
     assert policy.delay(1, None, 0.0) == 1 and policy.delay(1, None, 1.0) == 2
@@ -201,7 +244,6 @@ def test_the_documented_settings_are_valid() -> None:
 
 def test_a_cost_budget_alert_becomes_a_webhook_event() -> None:
     from datetime import UTC, datetime
-    from decimal import Decimal
 
     from reautod.cost import results
     from reautod.integrations.events import CampaignRef, budget_alert_event
@@ -218,4 +260,5 @@ def test_a_cost_budget_alert_becomes_a_webhook_event() -> None:
     assert body["data"]["spent_usd"] == "12.5" and body["data"]["projected_usd"] == "31"
     assert (body["data"]["kind"], body["data"]["scope"], body["data"]["period"]) == (
         "forecast", "campaign", "week")
-    assert EVENTS.validate_json(EVENTS.dump_json(event)).data.limit_usd == Decimal(25)
+    again = EVENTS.validate_json(EVENTS.dump_json(event))
+    assert isinstance(again, BudgetAlertEvent) and again.data.limit_usd == Decimal(25)
