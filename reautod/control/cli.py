@@ -2,7 +2,9 @@
 
 Each group module exposes `register(subparsers)`, which adds its parsers and sets
 `func=<callable(args, ctx) -> int>` on each leaf. Output goes through `ctx.emit` so every command
-prints a readable table by default and JSON with `--json`.
+prints a readable table by default and JSON with `--json`. A command line naming a command
+registers only that command's group (`commands.groups`); anything else (`--help`, a typo) gets
+the whole parser, so help and errors list every command.
 """
 
 from __future__ import annotations
@@ -11,13 +13,17 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from reautod.control.commands import COMMAND_GROUPS
+from reautod.control import commands
 from reautod.control.context import EXIT_CONFIG, EXIT_NOT_RUNNING, CliContext
 from reautod.errors import ConfigError, NotRunningError, ReautodError
 from reautod.security.text import terminal_safe
 
+# Top-level options that take a value (the command is the first word that is not one of them).
+_VALUED_OPTIONS = ("--config", "--socket")
 
-def build_parser() -> argparse.ArgumentParser:
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every command, or of `command`'s group alone."""
     parser = argparse.ArgumentParser(prog="reautoctl", description="Operate the reautod daemon.")
     parser.add_argument(
         "--config", help="config file (default: $REAUTOD_CONFIG or /etc/reautod/reautod.toml)"
@@ -25,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--socket", help="control socket path (default: from the config)")
     parser.add_argument("--json", action="store_true", help="machine-readable JSON output")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for group in COMMAND_GROUPS:
+    for group in commands.groups(command):
         group.register(sub)
     _accept_json_anywhere(parser)
     return parser
@@ -44,9 +50,20 @@ def _accept_json_anywhere(parser: argparse.ArgumentParser) -> None:
         )
 
 
+def command_of(argv: Sequence[str]) -> str | None:
+    """The command word of a command line: the first word that is not a top-level option."""
+    words = iter(argv)
+    for word in words:
+        if word in _VALUED_OPTIONS:
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(command_of(argv)).parse_args(argv)
     ctx = CliContext.from_args(args)
     try:
         return int(args.func(args, ctx) or 0)

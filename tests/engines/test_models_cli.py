@@ -9,18 +9,10 @@ from pathlib import Path
 import pytest
 
 from reautod.control import cli
-from reautod.control.commands import models as models_command
 from reautod.engines.catalog import PROFILES, build_test_models
 from reautod.engines.pull import profile_files, profile_packages
 from tests.engines.hubserver import HostedFile, Hub, running_hub
 from tests.engines.indexwheels import fake_wheel, use_index
-
-
-@pytest.fixture(autouse=True)
-def models_group_registered(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Until the group is listed in COMMAND_GROUPS, register it for these tests."""
-    if models_command not in cli.COMMAND_GROUPS:
-        monkeypatch.setattr(cli, "COMMAND_GROUPS", [*cli.COMMAND_GROUPS, models_command])
 
 
 @pytest.fixture

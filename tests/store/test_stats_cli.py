@@ -12,8 +12,6 @@ from pathlib import Path
 import pytest
 
 from reautod.control import cli
-from reautod.control.commands import db as db_command
-from reautod.control.commands import stats as stats_command
 from reautod.store.database import Database
 from reautod.store.enums import AmdResult, CallOutcome, CallStatus, CostService, CostUnit
 from reautod.store.records import CallEnded, CostRecorded, Record
@@ -94,54 +92,41 @@ async def test_daily_stats(db: Database) -> None:
     assert await daily_campaign_stats(db, T0 - timedelta(days=1), uuid.uuid4()) == []
 
 
-@pytest.fixture
-def cli_main(monkeypatch: pytest.MonkeyPatch) -> object:
-    """`reautoctl` with the db and stats groups registered (the lead adds them to COMMAND_GROUPS)."""
-    groups = list(cli.COMMAND_GROUPS)
-    for module in (db_command, stats_command):
-        if module not in groups:
-            groups.append(module)
-    monkeypatch.setattr(cli, "COMMAND_GROUPS", groups)
-    return cli.main
-
-
-def run_cli(main: object, capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))  # type: ignore[operator]
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = cli.main(list(argv))
     out, err = capsys.readouterr()
     return code, out, err
 
 
 def test_db_commands_on_the_embedded_default(
-    cli_main: object,
     capsys: pytest.CaptureFixture[str],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("REAUTOD_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.chdir(tmp_path)  # migrations are found from the code's location, not the cwd
-    code, out, _ = run_cli(cli_main, capsys, "--json", "db", "current")
+    code, out, _ = run_cli(capsys, "--json", "db", "current")
     assert code == 0 and json.loads(out)["current"] is None
-    code, out, _ = run_cli(cli_main, capsys, "db", "upgrade")
+    code, out, _ = run_cli(capsys, "db", "upgrade")
     assert code == 0 and head_revision() in out
     assert (tmp_path / "state" / "reautod.db").exists()
-    code, out, _ = run_cli(cli_main, capsys, "--json", "db", "history")
+    code, out, _ = run_cli(capsys, "--json", "db", "history")
     assert code == 0 and json.loads(out)[0]["current"] is True
-    code, out, _ = run_cli(cli_main, capsys, "--json", "db", "downgrade", "base")
+    code, out, _ = run_cli(capsys, "--json", "db", "downgrade", "base")
     assert code == 0 and json.loads(out)["to"] is None
-    code, _, err = run_cli(cli_main, capsys, "db", "upgrade", "nonexistent")
+    code, _, err = run_cli(capsys, "db", "upgrade", "nonexistent")
     assert code == 1 and "migration refused" in err
 
 
 def test_stats_command(
-    cli_main: object,
     capsys: pytest.CaptureFixture[str],
     db_url: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("REAUTOD_DATABASE_URL", db_url)
-    code, _, err = run_cli(cli_main, capsys, "stats")
+    code, _, err = run_cli(capsys, "stats")
     assert code == 1 and "reautoctl db upgrade" in err  # empty schema: says what to run
-    assert run_cli(cli_main, capsys, "db", "upgrade")[0] == 0
+    assert run_cli(capsys, "db", "upgrade")[0] == 0
 
     async def seed_it() -> None:
         db = Database(db_url, TEST_DB_SETTINGS)
@@ -153,7 +138,7 @@ def test_stats_command(
 
     asyncio.run(seed_it())
 
-    code, out, _ = run_cli(cli_main, capsys, "stats", "--since", "2026-11-20", "--json")
+    code, out, _ = run_cli(capsys, "stats", "--since", "2026-11-20", "--json")
     assert code == 0
     data = json.loads(out)
     assert [(d["day"], d["attempts"], d["booked"]) for d in data["days"]] == [
@@ -167,15 +152,14 @@ def test_stats_command(
                             "per_booking_micros": 112_000}
     assert data["cost_by_tier"] == [{"tier": "local", "calls": 4, "total_micros": 112_000,
                                      "per_call_micros": 28_000}]
-    code, out, _ = run_cli(cli_main, capsys, "stats", "--since", "2026-11-20")
+    code, out, _ = run_cli(capsys, "stats", "--since", "2026-11-20")
     assert code == 0 and "PER BOOKING" in out and "$0.1120" in out
-    code, out, _ = run_cli(
-        cli_main, capsys, "stats", "--since", "2026-11-21", "--campaign", "roofing"
+    code, out, _ = run_cli(capsys, "stats", "--since", "2026-11-21", "--campaign", "roofing"
     )
     assert code == 0 and "roofing" in out and "$0.0280" in out and "2026-11-20" not in out
-    code, _, err = run_cli(cli_main, capsys, "stats", "--campaign", "nope")
+    code, _, err = run_cli(capsys, "stats", "--campaign", "nope")
     assert code == 1 and "no campaign named 'nope'" in err
-    code, _, err = run_cli(cli_main, capsys, "stats", "--since", "yesterday")
+    code, _, err = run_cli(capsys, "stats", "--since", "yesterday")
     assert code == 1 and "not a date" in err
-    code, out, _ = run_cli(cli_main, capsys, "stats", "--since", "2099-01-01")
+    code, out, _ = run_cli(capsys, "stats", "--since", "2099-01-01")
     assert code == 0 and "no calls since" in out
