@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from reautod.campaigns.dnc import DncList
 from reautod.campaigns.lead_queue import LeadClaim, LeadQueue
@@ -29,6 +29,9 @@ from reautod.campaigns.windows import CallingWindows, CampaignWindow
 from reautod.errors import ReautodError
 from reautod.resilience.shedding import Pace
 from reautod.store.enums import LeadStatus
+
+if TYPE_CHECKING:
+    from reautod.campaigns.settings import CampaignSettings
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +57,11 @@ class CampaignPlan:
     max_concurrent: int = 2
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     error_backoff: timedelta = timedelta(minutes=10)
+
+    @classmethod
+    def of(cls, campaign_id: uuid.UUID, settings: CampaignSettings) -> CampaignPlan:
+        return cls(campaign_id, settings.window(), settings.max_concurrent,
+                   RetryPolicy(daily_cap=settings.daily_attempt_cap))
 
 
 class BlockReason(StrEnum):

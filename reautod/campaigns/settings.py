@@ -10,9 +10,8 @@ error.
 
 from __future__ import annotations
 
-import uuid
-from datetime import time, timedelta
-from typing import Annotated, Any
+from datetime import time
+from typing import TYPE_CHECKING, Annotated, Any
 
 import phonenumbers
 from pydantic import (
@@ -26,15 +25,14 @@ from pydantic import (
 )
 
 from reautod.campaigns.amd import MachinePolicy
-from reautod.campaigns.dialer import CampaignPlan
 from reautod.campaigns.dnc import DTMF_KEYS
-from reautod.campaigns.pacing import RetryPolicy
 from reautod.campaigns.windows import CampaignWindow
 from reautod.config import AgentSettings
 from reautod.pipeline.opening import DEFAULT_OPT_OUT_KEY, OpeningFields, render_opening
-from reautod.store.repositories import CampaignRow
 from reautod.telephony.stream import MAX_OPENING_CHARS
-from reautod.telephony.twilio_client import MachineDetection
+
+if TYPE_CHECKING:  # the store's rows: reautoctl's result models import this module
+    from reautod.store.repositories import CampaignRow
 
 DEFAULT_ANNOUNCEMENT = "This call may be recorded for quality purposes."
 DEFAULT_VOICEMAIL = (
@@ -164,11 +162,6 @@ class CampaignSettings(BaseModel):
         return CampaignWindow(self.window_start, self.window_end, frozenset(self.window_days),
                               self.max_calls_per_24h)
 
-    def plan(self, campaign_id: uuid.UUID) -> CampaignPlan:
-        return CampaignPlan(campaign_id, self.window(), self.max_concurrent,
-                            RetryPolicy(daily_cap=self.daily_attempt_cap),
-                            error_backoff=timedelta(minutes=10))
-
     def opening_fields(self, agent: AgentSettings, default_caller_id: str | None) -> OpeningFields:
         """Who this campaign's calls name, its opt-out offer and the number for DNC requests
         (the campaign's, else agent.callback_number, else the caller ID)."""
@@ -194,13 +187,6 @@ class CampaignSettings(BaseModel):
         if direction == "inbound":
             return self.inbound_playbook or self.playbook
         return self.playbook
-
-    @property
-    def machine_detection(self) -> MachineDetection:
-        # Leaving a voicemail needs Twilio to wait for the beep; hanging up wants a fast answer.
-        if self.machine_policy is MachinePolicy.VOICEMAIL:
-            return MachineDetection.DETECT_MESSAGE_END
-        return MachineDetection.ENABLE
 
     # -- storage ----------------------------------------------------------------------------------
 

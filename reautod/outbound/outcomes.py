@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Protocol
 
-from reautod.campaigns.dialer import Dialer
+from reautod.campaigns.dialer import CampaignPlan, Dialer
 from reautod.campaigns.pacing import ConcurrencyLimiter, Outcome
 from reautod.outbound.calls import LiveLine, TrackedCall
 from reautod.store.enums import LeadStatus
@@ -74,7 +74,7 @@ class DialOutcomes:
         self._slots.release(call.call_id)
         if call.lead_id is None or call.campaign_id is None:
             return
-        status = await self._dialer.call_ended(call.settings.plan(call.campaign_id),
+        status = await self._dialer.call_ended(CampaignPlan.of(call.campaign_id, call.settings),
                                                call.lead_id, outcome, final_status, now)
         if status is not None:
             log.info("lead %s after call %s: %s", call.lead_id, call.call_id, status)

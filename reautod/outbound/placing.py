@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Protocol
 
 from reautod.call_events import CallStateEvent, CallStateSource
+from reautod.campaigns.amd import MachinePolicy
 from reautod.campaigns.dialer import LeadTarget
 from reautod.campaigns.lead_queue import LeadClaim
 from reautod.campaigns.settings import CampaignSettings, settings_of
@@ -29,7 +30,7 @@ from reautod.store.enums import CallDirection, CallOutcome, CallStatus, CallTran
 from reautod.store.records import CallEnded, CallStarted, CallStatusChanged, Record
 from reautod.store.repositories import CampaignRepository
 from reautod.telephony.stream import MAX_OPENING_CHARS, MEDIA_PATH, Direction, StreamParameters
-from reautod.telephony.twilio_client import OutboundCall
+from reautod.telephony.twilio_client import MachineDetection, OutboundCall
 from reautod.telephony.twiml import stream_twiml
 from reautod.telephony.webhooks import AMD_PATH, STATUS_PATH, STREAM_ENDED_PATH
 
@@ -102,7 +103,7 @@ class CallPlacer:
             to=call.phone, from_=caller_id, twiml=twiml,
             status_callback_url=link.validator.url_for(STATUS_PATH),
             amd_callback_url=link.validator.url_for(AMD_PATH),
-            machine_detection=settings.machine_detection,
+            machine_detection=machine_detection(settings.machine_policy),
             ring_timeout_s=settings.ring_timeout_s, time_limit_s=settings.time_limit_s,
         )
         request.validate()
@@ -158,3 +159,11 @@ class CallPlacer:
                                               source="reautod", detail={"error": code}))
         self._writer.submit(CallEnded(call.call_id, now, status=CallStatus.FAILED,
                                       outcome=CallOutcome.FAILED, error_code=code))
+
+
+def machine_detection(policy: MachinePolicy) -> MachineDetection:
+    """Twilio's answering-machine detection for a campaign's machine policy: leaving a voicemail
+    needs Twilio to wait for the beep; hanging up wants a fast answer."""
+    if policy is MachinePolicy.VOICEMAIL:
+        return MachineDetection.DETECT_MESSAGE_END
+    return MachineDetection.ENABLE

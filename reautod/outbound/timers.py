@@ -9,7 +9,7 @@ from collections.abc import Callable, Coroutine
 from datetime import datetime, timedelta
 from typing import Any
 
-from reautod.campaigns.dialer import Dialer
+from reautod.campaigns.dialer import CampaignPlan, Dialer
 from reautod.campaigns.settings import settings_of
 from reautod.errors import ReautodError
 from reautod.live_settings import LiveSettings
@@ -86,7 +86,7 @@ class DialTimers:
             except ValueError as err:
                 log.error("campaign %s has invalid settings, not dialed: %s", campaign.name, err)
                 continue
-            report = await self._dialer.tick(settings.plan(campaign.id), self._clock(),
+            report = await self._dialer.tick(CampaignPlan.of(campaign.id, settings), self._clock(),
                                              self._monotonic())
             placed += report.dialed
         return placed
