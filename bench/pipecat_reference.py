@@ -29,6 +29,10 @@ Deviations from stock, and why:
   started here as a child on a free 127.0.0.1 port with its defaults (1 generation thread,
   2 batch threads, n_ctx 2048, one model lock, and `interrupt_requests` on: a streaming reply is
   ended early when another request is waiting for the model, as happens with simultaneous calls).
+  The service is OpenAILLMService with `supports_developer_role = False`, as Pipecat's
+  OLLamaLLMService has: llama_cpp.server refuses "developer" messages with a 500, and 1.14's
+  user aggregator sends one by default for a turn with no transcript that cut the bot off ("ask
+  them to repeat"), so stock, such a turn got an error and no answer (seen at 5 calls).
 - TTS: PiperTTSService(settings=Settings(voice=<the voice's name>), download_dir=<its directory>)
   instead of the example's cloud TTS: 1.14's PiperTTSService runs the `piper` package in-process
   and downloads a voice only when `<download_dir>/<voice>.onnx` is missing; here it is present.
@@ -88,6 +92,14 @@ SYSTEM_PROMPT = (
     "characters in your answers. Keep every answer to one or two short sentences."
 )
 LLAMA_START_TIMEOUT_S = 120.0
+
+
+class LlamaServerLLMService(OpenAILLMService):
+    """OpenAILLMService for llama_cpp.server, which refuses the "developer" role (a 500 with a
+    validation error); as Pipecat's own services for such servers do (OLLamaLLMService), the
+    adapter then sends those messages as "user" ones."""
+
+    supports_developer_role = False
 
 
 @dataclass(frozen=True)
@@ -152,10 +164,10 @@ def _tail(log: IO[bytes], size: int = 2000) -> str:
 
 async def run_bot(transport: FastAPIWebsocketTransport, models: Models) -> None:
     """The example's run_bot: services per call, the stock pipeline, a greeting on connect."""
-    llm = OpenAILLMService(
+    llm = LlamaServerLLMService(
         api_key="local",
         base_url=models.llm_url,
-        settings=OpenAILLMService.Settings(model=models.llm_name,
+        settings=LlamaServerLLMService.Settings(model=models.llm_name,
                                            system_instruction=SYSTEM_PROMPT),
     )
     stt = WhisperSTTService(settings=WhisperSTTService.Settings(model=str(models.stt)))
