@@ -15,10 +15,12 @@ with the simulated callers.
 For each N, N calls start `--stagger-s` (0.5 s) apart, first all to reautod, then all to the
 reference. Each call waits for the greeting, then speaks `--turns` Harvard sentences (in the
 engines' own Piper voice, the same audio for both bots), waiting for the agent to finish after
-each. Per bot and N: p50/p90/p95 of `CallResult.latencies_s`; the turns never answered; the
-turns the agent talked into (its audio arrived while the caller spoke: an early answer to half a
-sentence, whose rest may then be what the figure measures); greetings that never came; the
-caller frames the simulator sent over 20 ms late (the callers share this process with reautod).
+each. Per bot and N: p50/p90/p95 of `CallResult.latencies_s` over the answered turns; the turns
+not answered before the 60 s wait for the reply ran out (a later reply is left out: it came
+after the next sentence, and the simulator would count it for both); the turns the agent talked
+into (its audio arrived while the caller spoke: an early answer to half a sentence, whose rest
+may then be what the figure measures); greetings that never came; the caller frames the
+simulator sent over 20 ms late (the callers share this process with reautod).
 Then the ratios reautod / Pipecat, and the targets of issue 12: one call p50 <= 500 ms and
 <= 0.3x Pipecat's; five calls p50 <= 1.5x and p95 <= 2.5x the one-call p50 (both against the
 one-call p50), every turn answered; reautod's p50 below Pipecat's at every N.
@@ -92,7 +94,10 @@ class Run:
 
     @property
     def latencies_s(self) -> list[float]:
-        return [s for r in self.results for s in r.latencies_s]
+        """`CallResult.latencies_s` of the answered turns: a reply that came only after the wait
+        for it ran out (and the next sentence was spoken) answers that sentence, not this one."""
+        return [u.latency_s for r in self.results for u in r.utterances
+                if u.latency_s is not None and not _wait_timed_out(r, u.step_index + 1)]
 
     @property
     def unanswered(self) -> int:
@@ -100,7 +105,7 @@ class Run:
 
     @property
     def greetings_missing(self) -> int:
-        return sum(1 for r in self.results if any(t.step_index == 0 for t in r.timeouts))
+        return sum(1 for r in self.results if _wait_timed_out(r, 0))
 
     @property
     def talked_into(self) -> int:
@@ -114,6 +119,10 @@ class Run:
 
     def p(self, q: float) -> float:
         return pct(self.latencies_s, q)
+
+
+def _wait_timed_out(result: CallResult, step_index: int) -> bool:
+    return any(t.step_index == step_index for t in result.timeouts)
 
 
 @contextlib.asynccontextmanager
