@@ -14,11 +14,11 @@ pytest_plugins = ["tests.fixtures.services", "tests.fixtures.daemon", "tests.fix
                   "tests.packaging.fixtures"]
 
 # The longest modules, measured in full runs (`make test` prints the slowest tests), start first:
-# with `--dist loadscope --no-loadscope-reorder` the two workers take modules in collection order,
-# so a long module left to the end would run alone while the other worker idles. The .deb's two
-# users are far apart: test_deb builds it (under a lock, ~15 min on 2 cores) while the other
-# worker goes through the modules after it, so test_playbook rarely waits for the build. (A
-# worker takes its next module when it has two tests or fewer left.)
+# with `--dist loadscope --no-loadscope-reorder` the workers take modules in collection order,
+# so a long module left to the end would run alone while the others idle. The .deb's two users
+# are apart: test_deb builds it (under a lock, 5 to 7 min on 2 cores) while the other workers go
+# through the modules after it, so test_playbook waits for the build for a few minutes at most.
+# (A worker takes its next module when it has two tests or fewer left.)
 SLOW_MODULES_FIRST = (
     "tests/packaging/test_deb.py",
     "tests/dialogue/test_phone_personas.py",
