@@ -11,12 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from reautod.control.client import ControlClient
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.fixtures.services import free_port
 
 
 def start_redis(port: int, workdir: Path) -> subprocess.Popen[bytes]:

@@ -10,7 +10,6 @@ import importlib.util
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -37,6 +36,7 @@ from reautod.engines.pool import LlmPool
 from reautod.engines.registry import EngineSet
 from reautod.errors import EngineError
 from reautod.resilience.service import Resilience
+from tests.fixtures.services import free_port
 
 pytestmark = [
     pytest.mark.slow,
@@ -57,14 +57,8 @@ class Server:
     process: subprocess.Popen[bytes]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def start_server(name: str, model: Path, log: Path) -> Server:
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--n_ctx", str(N_CTX),
          "--n_threads", "1", "--n_threads_batch", "1", "--host", "127.0.0.1", "--port", str(port),
