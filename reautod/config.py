@@ -148,6 +148,10 @@ class ModelsSettings(Section):
     n_threads: int | None = Field(
         None, ge=1, description="CPU threads for llama.cpp; default: all cores but one"
     )
+    llm_parallel: int = Field(4, ge=1, le=64, description="Agent replies the in-process LLM "
+                              "decodes together (llama.cpp sequences in one context, each "
+                              "keeping its call's conversation between turns and taking n_ctx "
+                              "tokens of KV cache); more wait for a free one")
 
 
 class EngineSettings(Section):

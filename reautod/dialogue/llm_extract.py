@@ -133,6 +133,10 @@ class LlamaJsonModel:
         def run(ctx: JobContext) -> tuple[str, int, int, float]:
             ctx.check()
             started = time.monotonic()  # on the worker: the queue wait is not compute
+            # From an empty context: llama-cpp-python would reuse the prefix the last answer
+            # left, which changes the numerics, and a small model's answer flips on them. The
+            # same question gets the same answer whatever ran before it.
+            self._model.reset()
             out = cast(dict[str, Any], self._model.create_chat_completion(
                 messages=cast(Any, chat), max_tokens=max_tokens, temperature=0.0,
                 response_format={"type": "json_object", "schema": schema}))

@@ -107,11 +107,11 @@ def seed_examples(directory: Path) -> list[Path]:
 
 
 def json_model_of(llm: object, on_usage: JsonUsage | None = None) -> JsonModel | None:
-    """The shared LLM's constrained-JSON side (llama.cpp grammars), on its own scheduler so it
-    never runs beside a reply in the one context; None for any other engine (missing models).
+    """The shared LLM's constrained-JSON side (llama.cpp grammars), on the model's own context
+    and scheduler, one request at a time; None for any other engine (missing models).
     `on_usage` hears each completion's tokens and compute (the cost part's meter)."""
     if isinstance(llm, LlamaLLM) and llm.model is not None:
-        return LlamaJsonModel(llm.model, llm.scheduler, timeout_s=llm.timeout_s,
+        return LlamaJsonModel(llm.model, llm.json_scheduler, timeout_s=llm.timeout_s,
                               on_usage=on_usage)
     if isinstance(llm, LlmPool):  # the servers' grammars (response_format with the schema)
         return llm.json_model(on_usage)

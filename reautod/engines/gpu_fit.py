@@ -115,8 +115,9 @@ def plan_layers(shape: ModelShape, gpu: GpuMemory, *, n_ctx: int, requested: int
     if fitting == 0:
         raise GpuMemoryError(
             f"the model does not fit on {device}: one layer needs ~{need(1) / MIB:.0f} MiB "
-            f"with the {n_ctx}-token context, {gpu.free_bytes / MIB:.0f} MiB are free (a "
-            "smaller models.n_ctx or model, or models.device = \"cpu\")")
+            f"with {n_ctx} tokens of context, {gpu.free_bytes / MIB:.0f} MiB are free (a "
+            "smaller models.n_ctx or models.llm_parallel, a smaller model, or "
+            "models.device = \"cpu\")")
     n_gpu_layers = -1 if fitting == shape.n_layers else fitting
     return GpuPlan(n_gpu_layers, fitting, need(fitting), gpu.free_bytes, device)
 

@@ -211,9 +211,10 @@ class EngineSet:
     def set_observer(self, observer: EngineObserver | None) -> None:
         """Send the loaded engines' scheduler events (requests, timings, queue depth) there."""
         for engine in self._all():
-            scheduler: EngineScheduler | None = getattr(engine, "scheduler", None)
-            if scheduler is not None:
-                scheduler.observer = observer
+            for name in ("scheduler", "json_scheduler"):  # the in-process LLM has both
+                scheduler: EngineScheduler | None = getattr(engine, name, None)
+                if scheduler is not None:
+                    scheduler.observer = observer
             if isinstance(engine, LlmPool):
                 engine.observer = observer
 
@@ -319,14 +320,17 @@ def load_gguf(settings: Settings, path: Path, device: Device, warm_up: bool) -> 
     m = settings.models
     n_gpu_layers = m.n_gpu_layers
     if device == "cuda":  # as many layers as NVML says fit; what cannot fit is refused
-        plan = plan_for(path, n_ctx=m.n_ctx, requested=m.n_gpu_layers, nvml=load_nvml())
+        # the KV caches: a context for each reply sequence and one for the JSON side
+        plan = plan_for(path, n_ctx=m.n_ctx * (m.llm_parallel + 1), requested=m.n_gpu_layers,
+                        nvml=load_nvml())
         if plan is not None:
             n_gpu_layers = plan.n_gpu_layers
     return LlamaLLM.load(path, n_ctx=m.n_ctx, n_gpu_layers=n_gpu_layers,
                          n_threads=m.n_threads, queue_size=settings.engines.queue_size,
                          timeout_s=settings.engines.llm_timeout_s,
                          max_tokens=settings.engines.llm_max_tokens, gpu=device == "cuda",
-                         warm_up=warm_up, temperature=settings.engines.llm_temperature)
+                         warm_up=warm_up, temperature=settings.engines.llm_temperature,
+                         sequences=m.llm_parallel)
 
 
 def _load_tts(settings: Settings, model: ResolvedModel, warm_up: bool) -> Any:
