@@ -10,6 +10,10 @@ Cancellation, as a call needs it on barge-in or hang-up:
 - a running request sees `JobContext.cancelled`; `JobContext.emit` raises `JobCancelled` so a
   streaming job stops at its next token or sentence and the worker is free for the next request.
 
+Who waits goes first: a request made inside `ahead_of_need()` (the rest of a reply while its
+first part plays, a greeting made while the phone rings, a line cached ahead) yields its place to
+every request a caller is waiting for, until it has waited `AHEAD_MAX_WAIT_S` itself.
+
 Timeouts raise `EngineError(code="engine_timeout")` in the caller and flag the job cancelled; a
 worker stuck inside native code cannot be interrupted, which shows as `in_flight` in the stats.
 """
@@ -22,7 +26,8 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from typing import Any, Literal, Protocol, TypeVar, cast
 
@@ -33,6 +38,26 @@ log = logging.getLogger(__name__)
 
 R = TypeVar("R")
 EngineName = Literal["stt", "llm", "tts"]
+
+# An ahead-of-need request waits at most this long behind requests a caller waits for (a reply's
+# next piece must still come before the audio playing now runs out: a first clause is ~1 s).
+AHEAD_MAX_WAIT_S = 0.5
+_ahead_of_need: ContextVar[bool] = ContextVar("engine_request_ahead_of_need", default=False)
+
+
+def requested_ahead_of_need() -> bool:
+    """Whether an engine request made here now would be ahead of need."""
+    return _ahead_of_need.get()
+
+
+@contextlib.contextmanager
+def ahead_of_need(ahead: bool = True) -> Iterator[None]:
+    """Engine requests made inside (in this task) let requests a caller waits for go first."""
+    token = _ahead_of_need.set(ahead)
+    try:
+        yield
+    finally:
+        _ahead_of_need.reset(token)
 
 
 class JobCancelled(Exception):
@@ -62,6 +87,7 @@ class _Job:
         self.loop = loop
         self.cancel_event = threading.Event()
         self.enqueued_at = time.perf_counter()
+        self.ahead = requested_ahead_of_need()
         self.started_at: float | None = None
         # the worker counted it (completed or failed), under the scheduler's lock: a stream its
         # caller closes after that is not counted again as cancelled
@@ -270,7 +296,7 @@ class EngineScheduler:
                     self._cond.wait()
                 if self._closed:
                     return
-                job = self._pending.popleft()
+                job = self._next_locked()
                 job.started_at = time.perf_counter()
                 self._stats.in_flight += 1
                 self._stats.queue_wait_s_total += job.started_at - job.enqueued_at
@@ -278,6 +304,15 @@ class EngineScheduler:
             if self.observer is not None:
                 self.observer.set_engine_queue_depth(self._label, depth)
             self._execute(job)
+
+    def _next_locked(self) -> _Job:
+        """The oldest request a caller waits for, or one ahead of need that waited too long
+        (else the oldest of those); taken off the queue."""
+        due = time.perf_counter() - AHEAD_MAX_WAIT_S
+        job = next((j for j in self._pending if not j.ahead or j.enqueued_at <= due),
+                   self._pending[0])
+        self._pending.remove(job)
+        return job
 
     def _execute(self, job: _Job) -> None:
         ctx = JobContext(job)

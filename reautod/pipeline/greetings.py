@@ -18,6 +18,7 @@ from collections import Counter, OrderedDict
 from dataclasses import dataclass
 
 from reautod.engines.base import AudioChunk, TextToSpeech
+from reautod.engines.scheduler import ahead_of_need
 from reautod.pipeline.engine_calls import aclose, engine_error
 
 log = logging.getLogger(__name__)
@@ -78,8 +79,10 @@ class PreparedGreetings:
         """Start synthesizing call `call_id`'s greeting now; kept until taken, dropped or expired."""
         self._discard(call_id, "dropped")  # a second prepare for one call replaces the first
         loop = asyncio.get_running_loop()
-        task = loop.create_task(synthesize_all(tts, text, call_id=call_id, timeout_s=timeout_s),
-                                name=f"greeting-{call_id}")
+        with ahead_of_need():  # the phone is still ringing; the task takes this context
+            task = loop.create_task(synthesize_all(tts, text, call_id=call_id,
+                                                   timeout_s=timeout_s),
+                                    name=f"greeting-{call_id}")
         task.add_done_callback(_retrieve)
         expiry = loop.call_later(expires_in_s, self._expire, call_id, task)
         self._entries[call_id] = _Prepared(text, task, expiry)

@@ -28,6 +28,7 @@ from pipecat.processors.frame_processor import FrameDirection
 from reautod.call_events import CallState
 from reautod.conversation import Line
 from reautod.engines.base import AudioChunk, AudioEncoding, TextToSpeech
+from reautod.engines.scheduler import ahead_of_need
 from reautod.errors import EngineError, ReautodError
 from reautod.pipeline.engine_calls import aclose, engine_error
 from reautod.pipeline.frames import (
@@ -206,12 +207,15 @@ class SpeechOutput(CallProcessor):
                           keep: list[AudioChunk] | None = None) -> None:
         stream = self._tts.synthesize(text, call_id=self._live.call_id)
         sent = 0
+        # Once the reply's first audio is out the caller hears it while this piece is made:
+        # other calls' callers, waiting in silence, go first.
         try:
             async with asyncio.timeout(self._tts_timeout_s):
-                async for chunk in stream:
-                    if keep is not None:
-                        keep.append(chunk)
-                    sent += await self._push_audio(reply, chunk)
+                with ahead_of_need(reply.timing.first_audio_at is not None):
+                    async for chunk in stream:
+                        if keep is not None:
+                            keep.append(chunk)
+                        sent += await self._push_audio(reply, chunk)
         except Exception as err:
             raise engine_error(err, "tts") from err
         finally:

@@ -8,8 +8,9 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
+from reautod.engines import scheduler as scheduler_module
 from reautod.engines.base import EngineState, RequestTiming
-from reautod.engines.scheduler import EngineScheduler, JobContext
+from reautod.engines.scheduler import EngineScheduler, JobContext, ahead_of_need
 from reautod.errors import EngineError, OverloadedError, ValidationError
 
 WAIT = 10.0  # generous upper bound for a worker to reach a point; never a timing assertion
@@ -258,3 +259,31 @@ async def test_close_reports_a_worker_stuck_in_a_job(gate: Gate) -> None:
     gate.release.set()
     assert await running == "released"
     assert await sched.close(timeout_s=WAIT) is True
+
+
+@pytest.mark.parametrize(("ahead_max_wait_s", "order"), [
+    (scheduler_module.AHEAD_MAX_WAIT_S, ["waiting", "later"]),
+    (0.0, ["later", "waiting"]),  # work ahead of need that has waited long enough goes first
+])
+async def test_a_waiting_caller_goes_before_work_ahead_of_need(
+        gate: Gate, monkeypatch: pytest.MonkeyPatch, ahead_max_wait_s: float,
+        order: list[str]) -> None:
+    monkeypatch.setattr(scheduler_module, "AHEAD_MAX_WAIT_S", ahead_max_wait_s)
+    sched = EngineScheduler("test", queue_size=4)
+    ran: list[str] = []
+    try:
+        running = asyncio.create_task(sched.run(gate, call_id="a", timeout_s=WAIT))
+        await wait_started(gate)
+        with ahead_of_need():  # the rest of a reply whose first part is playing
+            later = asyncio.create_task(sched.run(lambda ctx: ran.append("later"),
+                                                  call_id="b", timeout_s=WAIT))
+            await asyncio.sleep(0)
+        waiting = asyncio.create_task(sched.run(lambda ctx: ran.append("waiting"),
+                                                call_id="c", timeout_s=WAIT))
+        await asyncio.sleep(0)
+        assert sched.stats().queue_depth == 2
+        gate.release.set()
+        await asyncio.gather(running, later, waiting)
+        assert ran == order
+    finally:
+        await sched.close()

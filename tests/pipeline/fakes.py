@@ -26,6 +26,7 @@ from reautod.engines.base import (
     TokenChunk,
     Transcript,
 )
+from reautod.engines.scheduler import requested_ahead_of_need
 from reautod.errors import EngineError, UnavailableError
 
 _TIMING = RequestTiming(queue_wait_s=0.0, compute_s=0.0)
@@ -116,6 +117,7 @@ class FakeTTS:
     fail_with: Exception | None = None
     fail_next: int = 0
     texts: list[tuple[str, str]] = field(default_factory=list)  # (call_id, text)
+    ahead: list[bool] = field(default_factory=list)  # per text: asked for ahead of need
     closed_early: int = 0
     tone_per_text: bool = False  # each text its own pitch, so a text's audio can be found
 
@@ -128,6 +130,7 @@ class FakeTTS:
 
     async def synthesize(self, text: str, *, call_id: str) -> AsyncIterator[AudioChunk]:
         self.texts.append((call_id, text))
+        self.ahead.append(requested_ahead_of_need())
         if self.fail_with is not None and self.fail_next > 0:
             self.fail_next -= 1
             raise self.fail_with

@@ -66,6 +66,22 @@ async def test_five_simultaneous_calls_do_not_cross_talk(short_speech: Utterance
         assert obs.reason(call_id) == "stop"
 
 
+async def test_a_replys_later_pieces_let_waiting_callers_go_first(
+        short_speech: Utterance) -> None:
+    engines = FakeEngines()
+    engines.stt.texts["p1"] = "tell me more"
+    async with serve_media(engines, make_settings()) as served:
+        await run_call(CallOptions(url=served.url, custom_parameters={"call_id": "p1"}),
+                       [WaitForAgent(timeout_s=30), short_speech, WaitForAgent(timeout_s=30),
+                        Hangup()])
+    asked = dict(zip((t for _, t in engines.tts.texts), engines.tts.ahead, strict=True))
+    # the caller waits in silence for the first piece; the next ones are made while it plays
+    assert asked == {served.observer.turns_of("p1", "agent")[0].text: False,
+                     "That is great.": False,
+                     "Let me tell you about our free consultation.": True,
+                     "It takes an hour.": True}, asked
+
+
 async def test_silence_reprompts_then_hangs_up_politely() -> None:
     engines = FakeEngines()
     settings = make_settings(reprompt_after_silence_s=1.0, hangup_after_silence_s=2.5)
