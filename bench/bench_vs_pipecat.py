@@ -20,7 +20,9 @@ not answered before the 60 s wait for the reply ran out (a later reply is left o
 after the next sentence, and the simulator would count it for both); the turns the agent talked
 into (its audio arrived while the caller spoke: an early answer to half a sentence, whose rest
 may then be what the figure measures); greetings that never came; the caller frames the
-simulator sent over 20 ms late (the callers share this process with reautod).
+simulator sent over 20 ms late (the callers share this process with reautod). For reautod also
+the p50 of each stage from its own turn records (end of speech -> transcript, first LLM token,
+first TTS audio, first byte sent), which says where the time goes.
 Then the ratios reautod / Pipecat, and the targets of issue 12: one call p50 <= 500 ms and
 <= 0.3x Pipecat's; five calls p50 <= 1.5x and p95 <= 2.5x the one-call p50 (both against the
 one-call p50), every turn answered; reautod's p50 below Pipecat's at every N.
@@ -35,7 +37,7 @@ import os
 import signal
 import sys
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -51,6 +53,7 @@ from bench_pipeline_overhead import (
 )
 from pipecat_reference import WS_PATH
 
+from reautod.call_events import TurnRecord
 from reautod.engines.registry import EngineSet
 from reautod.telephony.simulator import (
     CallOptions,
@@ -77,6 +80,8 @@ HARVARD = (
     "Four hours of steady work faced us.",
     "A large size in stockings is hard to sell.",
 )
+STAGES = (("stt_s", "transcript"), ("llm_first_token_s", "first LLM token"),
+          ("tts_first_audio_s", "first TTS audio"), ("voice_to_voice_s", "first byte sent"))
 TARGET_ONE_CALL_P50_S = 0.500
 TARGET_RATIO_ONE_CALL = 0.3
 TARGET_FIVE_P50_X = 1.5
@@ -91,6 +96,14 @@ class Run:
     calls: int
     turns: int
     results: tuple[CallResult, ...]
+    # reautod's own turn records of these calls (the stage timings); none for the reference
+    records: tuple[TurnRecord, ...] = ()
+
+    def stage_p50_ms(self, key: str) -> str:
+        values = [t.latencies[key] for t in self.records
+                  if t.speaker == "agent" and key in t.latencies and "voice_to_voice_s"
+                  in t.latencies]
+        return f"{pct(values, .5) * 1000:.0f} ms" if values else "-"
 
     @property
     def latencies_s(self) -> list[float]:
@@ -193,6 +206,8 @@ def report(runs: dict[tuple[str, int], Run], calls_list: Sequence[int]) -> None:
     for n in calls_list:
         ours, theirs = runs["reautod", n], runs["pipecat", n]
         print(row(ours))
+        print("  reautod stages p50 from the end of speech: " + ", ".join(
+            f"{label} {ours.stage_p50_ms(key)}" for key, label in STAGES))
         print(row(theirs))
         print(f"  ratio reautod/pipecat N={n}: p50 {ours.p(.5) / theirs.p(.5):.2f}x  "
               f"p90 {ours.p(.9) / theirs.p(.9):.2f}x  p95 {ours.p(.95) / theirs.p(.95):.2f}x")
@@ -230,13 +245,16 @@ async def main() -> None:
     overrides = {"calls": {"reprompt_after_silence_s": 60.0, "hangup_after_silence_s": 120.0,
                            "max_concurrent": max(8, *args.calls_list)}}
     runs: dict[tuple[str, int], Run] = {}
+    collector = Collector()
     async with loaded_engines(args, **overrides) as (engines, settings, models_dir):
         lines = [await spoken(engines, text) for text in HARVARD]
-        async with (serve(engines, settings, Collector()) as (reautod_url, _manager),
+        async with (serve(engines, settings, collector) as (reautod_url, _manager),
                     reference_bot(engines) as pipecat_url):
             for n in args.calls_list:
                 for bot, url in (("reautod", reautod_url), ("pipecat", pipecat_url)):
-                    runs[bot, n] = await run_calls(bot, url, n, args.turns, args.stagger_s, lines)
+                    seen = len(collector.turns)
+                    run = await run_calls(bot, url, n, args.turns, args.stagger_s, lines)
+                    runs[bot, n] = replace(run, records=tuple(collector.turns[seen:]))
     print(f"reautod vs stock Pipecat 1.14, models: {args.profile} ({models_dir}), device "
           f"{args.device}; {args.turns} turns per call, calls {args.stagger_s:g} s apart; "
           f"end of caller speech -> first agent audio frame on the phone")
