@@ -6,8 +6,9 @@ If it says incomplete, the turn waits for more speech, or for the silence fallba
 
 Barge-in: caller speech while the agent is busy (generating or playing) interrupts it once it
 has lasted `min_barge_in_s` and is not a backchannel ("mhm"); shorter noise never interrupts.
-The agent's audio is held from the first window the VAD hears as voiced (PlaybackHoldFrame, see
-pipeline.transport), so the caller stops hearing it at once; a backchannel or noise releases
+The agent's audio is held from the first window that sounds like speech by itself, before the
+VAD's state machine confirms it (PlaybackHoldFrame, see pipeline.transport, and
+`vad.EarlyVoice`), so the caller stops hearing it at once; a backchannel or noise releases
 the hold and the agent goes on, a barge-in clears it.
 
 The caller's last words: a caller who hangs up right after speaking ("stop calling me", then
@@ -47,6 +48,7 @@ from reautod.engines.base import SpeechToText, Transcript
 from reautod.errors import ReautodError
 from reautod.pipeline.engine_calls import engine_error
 from reautod.pipeline.frames import PlaybackHoldFrame, UserSpeechFrame, UserTurnFrame
+from reautod.pipeline.vad import EarlyVoice
 from reautod.telephony.audio import resample
 
 log = logging.getLogger(__name__)
@@ -186,7 +188,9 @@ class UserTurnProcessor(FrameProcessor):
                 self._preroll_bytes -= len(self._preroll.popleft())
 
         previous, self._vad_state = self._vad_state, state
-        if state == VADState.STARTING and previous == VADState.QUIET:
+        if state == VADState.QUIET and previous == VADState.QUIET and not self._in_turn:
+            await self._early_hold()
+        elif state == VADState.STARTING and previous == VADState.QUIET:
             # The first voiced window: hold the agent now rather than after the VAD's start
             # delay. A hold shorter than the playout lead is never heard (see pipeline.transport).
             if not self._barged and self._agent_busy():
@@ -334,6 +338,18 @@ class UserTurnProcessor(FrameProcessor):
         self._barged = True
         self._holding = False  # the interruption drops what was held
         await self.push_frame(InterruptionFrame())
+
+    async def _early_hold(self) -> None:
+        """Hold the agent on the first window that sounds like speech by itself, before the
+        VAD's state machine (whose smoothed volume lags a clean onset by ~120 ms) says
+        STARTING; let go at the next window that does not."""
+        if not isinstance(self._vad, EarlyVoice) or self._barged:
+            return
+        if self._vad.voiced_now:
+            if self._agent_busy():
+                await self._hold(True)
+        elif self._holding:
+            await self._hold(False)
 
     async def _hold(self, hold: bool) -> None:
         if hold != self._holding:

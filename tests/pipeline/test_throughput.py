@@ -19,7 +19,7 @@ from pipecat.frames.frames import InputAudioRawFrame
 from reautod.pipeline.serializer import TwilioMediaSerializer
 from reautod.pipeline.smart_turn import SmartTurnModel
 from reautod.pipeline.transport import PlaybackHold, PlayoutClock
-from reautod.pipeline.vad import VAD_PARAMS, SileroModel
+from reautod.pipeline.vad import VAD_PARAMS, EarlyVoice, SileroModel
 from reautod.telephony.audio import ulaw_to_pcm16
 from reautod.telephony.sim_script import Utterance
 
@@ -72,6 +72,30 @@ async def test_batched_vad_scores_every_call_as_pipecat_alone_would(
             assert VADState.SPEAKING in states[i]
         for vad in (*ours, *references):
             await vad.cleanup()
+    finally:
+        await model.close()
+
+
+async def test_the_vad_says_voiced_before_its_state_machine_says_starting(
+        short_speech: Utterance) -> None:
+    model = SileroModel()
+    await model.load()
+    try:
+        vad = await model.analyzer()
+        vad.set_sample_rate(8000)
+        assert isinstance(vad, EarlyVoice)
+        frames = [bytes(FRAME)] * 25 + _frames(short_speech)  # half a second of silence first
+        voiced_at = starting_at = None
+        for i, frame in enumerate(frames):
+            state = await vad.analyze_audio(frame)
+            if voiced_at is None and vad.voiced_now:
+                voiced_at = i
+            if state != VADState.QUIET:
+                starting_at = i
+                break
+        assert voiced_at is not None and starting_at is not None
+        assert voiced_at < starting_at, (voiced_at, starting_at)
+        await vad.cleanup()
     finally:
         await model.close()
 

@@ -14,7 +14,7 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessorSet
 from pipecat.utils.asyncio.task_manager import TaskManager
 
 from reautod.config import CallSettings
-from reautod.pipeline.frames import UserTurnFrame
+from reautod.pipeline.frames import PlaybackHoldFrame, UserTurnFrame
 from reautod.pipeline.turns import PREROLL_S, UserTurnProcessor
 from tests.pipeline.fakes import FakeSTT
 
@@ -24,15 +24,19 @@ FRAME = bytes(2 * 160)  # 20 ms of 8 kHz PCM16
 
 @dataclass
 class ScriptedVAD:
-    """Implements what UserTurnProcessor uses of a VADAnalyzer; says `states`, one per frame."""
+    """Implements what UserTurnProcessor uses of a VADAnalyzer; says `states`, one per frame,
+    and whether each frame's window sounded like speech by itself (`voiced`, default never)."""
 
     states: Iterator[VADState]
     params: VADParams = field(default_factory=VADParams)
+    voiced: Iterator[bool] | None = None
+    voiced_now: bool = False
 
     def set_sample_rate(self, sample_rate: int) -> None:
         pass
 
     async def analyze_audio(self, buffer: bytes) -> VADState:
+        self.voiced_now = next(self.voiced) if self.voiced is not None else False
         return next(self.states)
 
     async def cleanup(self) -> None:
@@ -49,10 +53,11 @@ class Turns(UserTurnProcessor):
         self.pushed.append(frame)
 
 
-async def turns_on(states: list[VADState], stt: FakeSTT) -> Turns:
-    vad = ScriptedVAD(iter(states))
+async def turns_on(states: list[VADState], stt: FakeSTT, *, voiced: list[bool] | None = None,
+                   agent_busy: bool = False) -> Turns:
+    vad = ScriptedVAD(iter(states), voiced=iter(voiced) if voiced is not None else None)
     turns = Turns(call_id="t1", stt=stt, vad=vad, turn_analyzer=None,  # type: ignore[arg-type]
-                  calls=CallSettings(), stt_timeout_s=5.0, agent_busy=lambda: False)
+                  calls=CallSettings(), stt_timeout_s=5.0, agent_busy=lambda: agent_busy)
     turns.pushed = []
     await turns.setup(FrameProcessorSetup(clock=SystemClock(), task_manager=TaskManager(),
                                           pipeline_worker=None,  # type: ignore[arg-type]
@@ -101,4 +106,30 @@ async def test_flush_without_speech_pushes_nothing() -> None:
     turns = await turns_on([VADState.QUIET] * 10, stt)
     await turns.flush()
     assert turns.turns_sent == 0 and stt.calls == []
+    await turns.cleanup()
+
+
+def holds(turns: Turns) -> list[bool]:
+    return [f.hold for f in turns.pushed if isinstance(f, PlaybackHoldFrame)]
+
+
+async def test_the_agent_is_held_from_the_first_window_that_sounds_like_speech() -> None:
+    # the fourth window sounds like speech; the state machine still says QUIET
+    turns = await turns_on([VADState.QUIET] * 4, FakeSTT(), voiced=[False] * 3 + [True],
+                           agent_busy=True)
+    assert holds(turns) == [True]
+    await turns.cleanup()
+
+
+async def test_an_early_hold_is_let_go_when_the_next_window_is_not_speech() -> None:
+    states = [VADState.QUIET] * 6
+    turns = await turns_on(states, FakeSTT(), voiced=[False, True, False, False, True, False],
+                           agent_busy=True)
+    assert holds(turns) == [True, False, True, False]
+    await turns.cleanup()
+
+
+async def test_no_early_hold_while_the_agent_is_silent() -> None:
+    turns = await turns_on([VADState.QUIET] * 3, FakeSTT(), voiced=[True] * 3)
+    assert holds(turns) == []
     await turns.cleanup()
