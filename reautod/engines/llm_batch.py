@@ -112,7 +112,16 @@ class BatchDecoder:
         params.flash_attn_type = (llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if gpu
                                   else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED)
         params.no_perf = True
-        ctx = llama_cpp.llama_init_from_model(model.model, params)
+        # llama.cpp would warn that the pool (every sequence's cells) passes the model's training
+        # context, which no sequence does: each is held to n_ctx_seq here. (llama-cpp-python
+        # prints llama.cpp's warnings at its logger's ERROR level.)
+        llama_log = logging.getLogger("llama-cpp-python")
+        level = llama_log.level
+        llama_log.setLevel(logging.CRITICAL)
+        try:
+            ctx = llama_cpp.llama_init_from_model(model.model, params)
+        finally:
+            llama_log.setLevel(level)
         if not ctx:
             raise EngineError(f"llama.cpp could not make a context of {sequences} sequences x "
                               f"{n_ctx_seq} tokens", code="llm_failed")
