@@ -256,9 +256,9 @@ async def test_the_agent_reads_json_from_the_shared_llm(test_models_dir: Path) -
         raw = await model.complete_json([ChatMessage("user", "Do you own it? Yes.")], schema,
                                         call_id="c1", max_tokens=16)
         # random weights, but the grammar holds them to the schema's shape (cut at the token
-        # cap; the agent's parser drops what does not parse); the engine's queue ran it
+        # cap; the agent's parser drops what does not parse); the JSON side's queue ran it
         assert re.match(r'\{\s*"is_owner"\s*:\s*"', raw), raw
-        assert llm.scheduler.stats().completed >= 1
+        assert llm.json_scheduler.stats().completed >= 1
     finally:
         await llm.close()
 
