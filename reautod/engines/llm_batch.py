@@ -43,10 +43,9 @@ TOP_K, TOP_P, MIN_P = 40, 0.95, 0.05
 
 @dataclass(frozen=True)
 class ReplyEnd:
-    """The last item of a request's queue: how the prompt was evaluated."""
+    """The last item of a request's queue."""
 
-    prompt_tokens: int  # the whole prompt
-    reused_tokens: int  # of those, already in the sequence's KV cache (not evaluated again)
+    prompt_tokens: int  # the whole prompt (for the cost meter)
 
 
 @dataclass(eq=False)
@@ -70,7 +69,6 @@ class _Sequence:
     used_at: float = 0.0
     request: _Request | None = None
     pending: list[int] = field(default_factory=list)  # prompt tokens still to evaluate
-    reused: int = 0
     admitted: int = 0  # admission order
     next_token: int | None = None  # sampled, to be evaluated in the next step
     generated: int = 0
@@ -136,7 +134,6 @@ class BatchDecoder:
         self._cond = threading.Condition()
         self._closed = False
         self._admissions = 0
-        self.steps = 0
         self.tokens_generated = 0  # sampled, including those a cancelled caller never read
         self.most_in_one_step = 0  # the most replies that shared one evaluation
         self.prompt_tokens_reused = 0
@@ -228,13 +225,14 @@ class BatchDecoder:
         if not free:
             return False
         tokens = request.tokens
-        sequence = max(free, key=lambda s: (s.call_id == request.call_id,
-                                            s.common_prefix(tokens), -s.used_at))
+        prefix = {s.seq_id: s.common_prefix(tokens) for s in self._sequences}
+        sequence = max(free, key=lambda s: (s.call_id == request.call_id, prefix[s.seq_id],
+                                            -s.used_at))
+        donor = max(self._sequences, key=lambda s: prefix[s.seq_id])
         # At least the prompt's last token is evaluated again: its logits give the first token.
         limit = len(tokens) - 1
-        keep = min(sequence.common_prefix(tokens), limit)
-        donor = max(self._sequences, key=lambda s: s.common_prefix(tokens))
-        shared = min(donor.common_prefix(tokens), limit)
+        keep = min(prefix[sequence.seq_id], limit)
+        shared = min(prefix[donor.seq_id], limit)
         llama, memory, seq_id = self._llama, self._memory, sequence.seq_id
         if shared > keep:
             self._forget(sequence)
@@ -248,7 +246,6 @@ class BatchDecoder:
         sequence.call_id = request.call_id
         sequence.request = request
         sequence.pending = request.tokens[keep:]
-        sequence.reused = keep
         self._admissions += 1
         sequence.admitted = self._admissions
         sequence.next_token = None
@@ -310,7 +307,6 @@ class BatchDecoder:
         if n == 0:
             return
         self._decode(n)
-        self.steps += 1
         self.most_in_one_step = max(self.most_in_one_step, len(outputs))
         for sequence, index in outputs:
             self._sample(sequence, index)
@@ -375,4 +371,4 @@ class BatchDecoder:
         tail = sequence.text.decode(b"", final=True) if sequence.text is not None else ""
         if tail:
             request.out.put(tail)
-        request.out.put(ReplyEnd(len(request.tokens), sequence.reused))
+        request.out.put(ReplyEnd(len(request.tokens)))
