@@ -13,19 +13,12 @@ import pytest
 from reautod.dialogue.agent import AgentFactory
 from reautod.dialogue.llm_extract import LlamaJsonModel
 from reautod.dialogue.vocabulary import Outcome
-from reautod.engines.catalog import PROFILES
 from reautod.engines.llm import LlamaLLM
 from reautod.store.repositories import AppointmentRepository
 from tests.dialogue.conftest import Rig
 from tests.dialogue.fakes import NOW, clock, converse
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def smollm2(small_models_dir: Path) -> Path:
-    """The GGUF of the real small profile (pulled once per machine by the suite's fixture)."""
-    return PROFILES["small"]["llm"].path_in(small_models_dir)
 
 
 @pytest.fixture

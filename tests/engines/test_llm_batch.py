@@ -23,11 +23,6 @@ SYSTEM = ChatMessage("system", "You are Alex, a friendly agent for Acme Realty c
                      "homeowners about selling their home. Keep every reply short.")
 
 
-@pytest.fixture(scope="module")
-def smollm2(small_models_dir: Path) -> Path:
-    return PROFILES["small"]["llm"].path_in(small_models_dir)
-
-
 async def loaded(path: Path, **settings: Any) -> AsyncIterator[LlamaLLM]:
     llm = await asyncio.to_thread(LlamaLLM.load, path, n_gpu_layers=0, n_threads=1,
                                   queue_size=8, **settings)
