@@ -123,7 +123,8 @@ class StandInEngines:
         return Transcript("tell me about the offer", 0.9, len(audio) / 16000, _T)
 
     async def stream_chat(self, messages: list[ChatMessage], *, call_id: str,
-                          max_tokens: int | None = None) -> AsyncIterator[TokenChunk]:
+                          max_tokens: int | None = None,
+                          model: str | None = None) -> AsyncIterator[TokenChunk]:
         await self._sleep("llm", call_id, self.llm_s)
         for word in self.reply.split(" "):
             yield TokenChunk(word + " ")

@@ -232,6 +232,10 @@ class LlmModelsSettings(Section):
     summary: str | None = Field(None, description="The model that writes a long call's summary "
                                 "(a name of `local` or an `[llm_pool]` endpoint's model); "
                                 "default: the reply model")
+    extraction: str | None = Field(None, description="The model that reads facts out of the "
+                                   "caller's words as constrained JSON (the playbooks' "
+                                   "`model.extract`), named as `summary`; default: the reply "
+                                   "model")
 
     @model_validator(mode="after")
     def _unique_names(self) -> LlmModelsSettings:
@@ -473,14 +477,18 @@ class Settings(BaseSettings):
     recording_consent: RecordingConsentSettings = RecordingConsentSettings()
     resilience: ResilienceSettings = ResilienceSettings()
 
+    def llm_model_names(self) -> frozenset[str]:
+        """The named language models: `[llm_models] local` and the pool endpoints' models."""
+        return frozenset({m.name for m in self.llm_models.local}
+                         | {e.model for e in self.llm_pool.endpoints})
+
     @model_validator(mode="after")
-    def _summary_model_known(self) -> Settings:
-        name = self.llm_models.summary
-        known = {m.name for m in self.llm_models.local} | {
-            e.model for e in self.llm_pool.endpoints}
-        if name is not None and name not in known:
-            raise ValueError(f"llm_models.summary = {name!r} is neither an llm_models.local name "
-                             "nor an llm_pool endpoint's model")
+    def _task_models_known(self) -> Settings:
+        for task in ("summary", "extraction"):
+            name = getattr(self.llm_models, task)
+            if name is not None and name not in self.llm_model_names():
+                raise ValueError(f"llm_models.{task} = {name!r} is neither an llm_models.local "
+                                 "name nor an llm_pool endpoint's model")
         return self
 
     @classmethod

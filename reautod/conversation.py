@@ -101,11 +101,15 @@ class Generate:
     (engines.llm_timeout_s), its cancellation when the caller cuts in, and the apology if it
     fails or writes nothing (code llm_empty). `max_tokens` None: engines.llm_max_tokens.
     `sentences`: say at most this many sentences of what it writes, then close the request; a
-    sentence the model leaves unfinished at the end is not said (None: everything written)."""
+    sentence the model leaves unfinished at the end is not said (None: everything written).
+    `model`: the named model that writes it (`[llm_models] local` or an `[llm_pool]`
+    endpoint's model, reautod.engines.switch); None: the reply model. A name no model has fails
+    the part like any LLM failure (the apology, code unavailable)."""
 
     messages: tuple[ChatMessage, ...]
     max_tokens: int | None = None
     sentences: int | None = None
+    model: str | None = None
 
 
 Say = Line | Generate

@@ -290,11 +290,13 @@ class Daemon:
         # A playbook's bookings go to the rep's calendar when one is configured, else to the
         # campaign's own slots.
         # Calls reach the LLM through its circuit; while it is open they take the playbook's
-        # scripted path (the JSON extraction keeps the engine itself: it has its own timeout).
+        # scripted path (the JSON extraction, by `llm_models.extraction` or the reply model,
+        # keeps the engines themselves: it has its own timeout).
         # Every request is fitted to the model's context window by tokens first.
         guarded_llm = self.resilience.guarded_llm(self.engines.windowed(self.settings))
         self.dialogue = DialoguePart(self.settings, self.state_dir, self.db, self.writer,
-                                     self.bus, self.metrics, self.engines.llm,
+                                     self.bus, self.metrics,
+                                     self.engines.named_models(self.settings),
                                      calendar=self.integrations.scheduler(),
                                      llm_usage=self.cost.llm_usage, model_down=guarded_llm.down,
                                      resilience=self.resilience.resilience)

@@ -60,8 +60,10 @@ class MeteredLLM:
         self.monotonic = monotonic
 
     async def stream_chat(self, messages: list[ChatMessage], *, call_id: str,
-                          max_tokens: int | None = None) -> AsyncIterator[TokenChunk]:
-        stream = self.inner.stream_chat(messages, call_id=call_id, max_tokens=max_tokens)
+                          max_tokens: int | None = None,
+                          model: str | None = None) -> AsyncIterator[TokenChunk]:
+        stream = self.inner.stream_chat(messages, call_id=call_id, max_tokens=max_tokens,
+                                        model=model)
         tokens, prompt_tokens = 0, 0
         first_at: float | None = None
         compute_s: float | None = None

@@ -118,7 +118,8 @@ class ReplyComposer:
         fallback = question or self.lines.approved("compliance:fallback").text
         # Before the approved question the model only acknowledges: one sentence of it is said.
         return LlmRequest(tuple(messages), self.playbook.model.max_tokens, fallback,
-                          sentences=1 if question else None)
+                          sentences=1 if question else None,
+                          model=self.playbook.model_for(self.state.stage))
 
     async def _cached(self, lines: list[Line]) -> list[Line]:
         """Attach cached audio to approved lines; a miss stores the text for the next call."""

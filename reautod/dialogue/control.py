@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Collection
 from pathlib import Path
 from typing import Literal
 
@@ -99,11 +100,14 @@ def detail(entry: PlaybookFile, loaded: LoadedPlaybook) -> PlaybookDetail:
         booking_timezone=pb.booking.timezone if pb.booking else None)
 
 
-def validate_text(text: str | None, path: str | None, source: str) -> ValidationResult:
-    """Validate a playbook (blocking when it reads `path`)."""
+def validate_text(text: str | None, path: str | None, source: str,
+                  models: Collection[str] | None) -> ValidationResult:
+    """Validate a playbook (blocking when it reads `path`); `models`: the language model names
+    there are, which its `model` names must be among (None: not checked)."""
     label = path or source
     try:
-        loaded = load_playbook_file(Path(path)) if path else parse_playbook(text or "", source=source)
+        loaded = (load_playbook_file(Path(path), models) if path
+                  else parse_playbook(text or "", source=source, models=models))
     except PlaybookError as err:
         return ValidationResult(valid=False, source=label, problems=problems_of(err))
     return ValidationResult(valid=True, source=label, name=loaded.name, version=loaded.version)
@@ -154,7 +158,8 @@ def dialogue_methods(library: PlaybookLibrary, db: Database) -> list[Method]:
         return detail(entry, loaded)
 
     async def validate(params: ValidateParams) -> ValidationResult:
-        return await asyncio.to_thread(validate_text, params.text, params.path, params.source)
+        return await asyncio.to_thread(validate_text, params.text, params.path, params.source,
+                                       library.models)
 
     async def report(params: AbReportParams) -> AbReport:
         version: str | None = params.version

@@ -7,6 +7,7 @@ with its line-numbered problems, and `get` raises them.
 from __future__ import annotations
 
 import threading
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,10 +25,13 @@ class PlaybookFile:
 
 
 class PlaybookLibrary:
-    """Playbook files in `directory` (blocking file reads: call from a thread)."""
+    """Playbook files in `directory` (blocking file reads: call from a thread). `models`: the
+    language model names the daemon has; a playbook naming another is broken (None: names are
+    not checked)."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, models: Collection[str] | None = None) -> None:
         self.directory = directory
+        self.models = None if models is None else frozenset(models)
         self._lock = threading.Lock()
         self._cache: dict[Path, tuple[tuple[int, int], PlaybookFile]] = {}
 
@@ -57,7 +61,7 @@ class PlaybookLibrary:
             if cached is not None and cached[0] == key:
                 return cached[1]
         try:
-            entry = PlaybookFile(path, load_playbook_file(path), None)
+            entry = PlaybookFile(path, load_playbook_file(path, self.models), None)
         except PlaybookError as err:
             entry = PlaybookFile(path, None, err)
         with self._lock:

@@ -26,6 +26,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
@@ -47,9 +48,11 @@ from reautod.dialogue.scheduling import Scheduler
 from reautod.dialogue.seam import PlaybookConversations
 from reautod.dialogue.slots import CampaignSlots
 from reautod.dialogue.vocabulary import Outcome
+from reautod.engines.base import ChatMessage
 from reautod.engines.llm import LlamaLLM
 from reautod.engines.pool import LlmPool
-from reautod.errors import NotFoundError
+from reautod.engines.switch import ModelSwitch
+from reautod.errors import NotFoundError, UnavailableError
 from reautod.methods import Method
 from reautod.observability.events import EventBus
 from reautod.observability.metrics import Metrics
@@ -104,6 +107,36 @@ def seed_examples(directory: Path) -> list[Path]:
     for example in sorted(EXAMPLES.glob("*.yaml")):
         seeded.append(Path(shutil.copy(example, directory / example.name)))
     return seeded
+
+
+class NamedJsonModel:
+    """`JsonModel` on a named in-process model of the switch (`llm_models.extraction`): loaded
+    on first use like its replies, and not unloaded while it answers."""
+
+    def __init__(self, models: ModelSwitch, name: str, on_usage: JsonUsage | None) -> None:
+        self.models = models
+        self.name = name
+        self.on_usage = on_usage
+
+    async def complete_json(self, messages: list[ChatMessage], schema: dict[str, Any], *,
+                            call_id: str, max_tokens: int) -> str:
+        async with self.models.holding(self.name) as model:
+            json_model = json_model_of(model, self.on_usage)
+            if json_model is None:
+                raise UnavailableError(f"language model {self.name!r} writes no constrained JSON")
+            return await json_model.complete_json(messages, schema, call_id=call_id,
+                                                  max_tokens=max_tokens)
+
+
+def extraction_model(models: ModelSwitch, name: str | None,
+                     on_usage: JsonUsage | None = None) -> JsonModel | None:
+    """The constrained-JSON model that reads facts: model `name` of the switch (a pool
+    endpoint's, or an in-process one), None: the reply model's JSON side."""
+    if name is None:
+        return json_model_of(models.default, on_usage)
+    if models.pool is not None and models.served_by_pool(name):
+        return models.pool.json_model(on_usage, model=name)
+    return NamedJsonModel(models, name, on_usage)
 
 
 def json_model_of(llm: object, on_usage: JsonUsage | None = None) -> JsonModel | None:
@@ -334,15 +367,16 @@ class DialoguePart:
     `close()`."""
 
     def __init__(self, settings: Settings, state_dir: Path, db: Database, writer: WriteBehind,
-                 bus: EventBus, metrics: Metrics, llm: object = None,
+                 bus: EventBus, metrics: Metrics, models: ModelSwitch | None = None,
                  calendar: Scheduler | None = None, llm_usage: JsonUsage | None = None,
                  model_down: Callable[[], bool] = lambda: False,
                  resilience: Resilience | None = None) -> None:
-        """`model_down`: whether calls take the playbook's scripted path now (the llm circuit
-        is open, reautod.resilience.llm). `resilience`: the response cache reaches Redis
-        through its circuit."""
+        """`models`: the reply model and the named ones; facts are read as constrained JSON by
+        `llm_models.extraction` (None: by phrases alone). `model_down`: whether calls take the
+        playbook's scripted path now (the llm circuit is open, reautod.resilience.llm).
+        `resilience`: the response cache reaches Redis through its circuit."""
         self.directory = settings.dialogue.playbooks_dir or state_dir / "playbooks"
-        self.library = PlaybookLibrary(self.directory)
+        self.library = PlaybookLibrary(self.directory, settings.llm_model_names())
         self.cache = ResponseCache(settings.redis_url, resilience=resilience)
         metrics.register(ResponseCacheCollector(self.cache))
         self._db = db
@@ -351,7 +385,9 @@ class DialoguePart:
         self.factory = AgentFactory(
             records=writer, effects=StoreCallEffects(db), window=windows,
             observer=AgentEvents(bus, metrics, self._pipeline_id), cache=self.cache,
-            json_model=json_model_of(llm, llm_usage), opening=OpeningFields.from_agent(settings.agent),
+            json_model=(extraction_model(models, settings.llm_models.extraction, llm_usage)
+                        if models is not None else None),
+            opening=OpeningFields.from_agent(settings.agent),
             model_down=model_down)
         self.source = StoreAgentSource(db, self.library, self.factory, windows,
                                        agent=settings.agent,

@@ -10,7 +10,7 @@ of the value it is about, so the loader can name the line.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from datetime import time
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -30,6 +30,8 @@ _HOURS = re.compile(r"^(\d{1,2}):(\d{2})-(\d{1,2}):(\d{2})$")
 Slug = Annotated[str, Field(pattern=SLUG)]
 Phrase = Annotated[str, Field(min_length=1, max_length=200)]
 Line = Annotated[str, Field(min_length=1, max_length=1000)]
+# A named language model: an `[llm_models] local` name or an `[llm_pool]` endpoint's model.
+ModelName = Annotated[str, Field(pattern=r"^[^\s\x00-\x1f\x7f]{1,128}$")]
 
 
 def _listify(value: object) -> object:
@@ -118,6 +120,7 @@ class Stage(Strict):
     # How the agent speaks when nothing approved applies: the model ("llm"), or the next
     # question of `learn` as written ("scripted").
     reply: Literal["llm", "scripted"] = "llm"
+    model: ModelName | None = None  # the named model that writes this stage's replies
 
 
 class Range(Strict):
@@ -253,6 +256,9 @@ class Variant(Strict):
 
 
 class ModelUse(Strict):
+    # The named model that writes the replies of stages naming none; None: the daemon's reply
+    # model (a stage's `model` wins).
+    name: ModelName | None = None
     max_tokens: int = Field(60, ge=8, le=1024)  # per generated reply
     extract: bool = True  # ask the model (constrained JSON) when phrases find nothing
     extract_timeout_s: float = Field(1.5, gt=0, le=10)
@@ -281,9 +287,17 @@ class Playbook(Strict):
     variants: list[Variant] = Field(default_factory=_default_variants, min_length=1)
     model: ModelUse = ModelUse()
 
-    def problems(self) -> list[Problem]:
-        """Everything wrong across sections, each with the path of the value it is about."""
-        return list(_cross_check(self))
+    def problems(self, models: Collection[str] | None = None) -> list[Problem]:
+        """Everything wrong across sections, each with the path of the value it is about.
+        `models`: the language model names this daemon has (None: model names are not checked)."""
+        found = list(_cross_check(self))
+        if models is not None:
+            found += _check_models(self, models)
+        return found
+
+    def model_for(self, stage: str) -> str | None:
+        """The named model that writes stage `stage`'s replies (None: the reply model)."""
+        return self.stages[stage].model or self.model.name
 
     def variant(self, name: str) -> Variant:
         for v in self.variants:
@@ -350,6 +364,16 @@ def _cross_check(pb: Playbook) -> Iterator[Problem]:
         yield from _template(entry.answer, ("library", i, "answer"), _AGENT_ONLY, [])
     yield from _check_scoring(pb)
     yield from _check_variants(pb, stages, custom)
+
+
+def _check_models(pb: Playbook, models: Collection[str]) -> Iterator[Problem]:
+    there = f"(there are: {', '.join(sorted(models))})" if models else (
+        "(none is configured: [llm_models] local, [llm_pool] endpoints)")
+    named: list[tuple[Path, str | None]] = [(("model", "name"), pb.model.name)]
+    named += [(("stages", name, "model"), stage.model) for name, stage in pb.stages.items()]
+    for at, name in named:
+        if name is not None and name not in models:
+            yield at, f"no language model named {name!r} {there}"
 
 
 def _check_exit(pb: Playbook, at: Path, ex: Exit) -> Iterator[Problem]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path as FilePath
 from typing import Any
@@ -81,8 +82,10 @@ class LoadedPlaybook:
         return f"{self.playbook.label}@{self.content_hash[:12]}"
 
 
-def load_playbook_file(path: FilePath) -> LoadedPlaybook:
-    """Read and validate a playbook file; PlaybookError lists every problem with its line."""
+def load_playbook_file(path: FilePath, models: Collection[str] | None = None) -> LoadedPlaybook:
+    """Read and validate a playbook file; PlaybookError lists every problem with its line.
+    `models`: the language model names there are (None: the names a playbook uses are not
+    checked)."""
     try:
         size = path.stat().st_size
         if size > MAX_FILE_BYTES:
@@ -96,11 +99,13 @@ def load_playbook_file(path: FilePath) -> LoadedPlaybook:
     except UnicodeDecodeError as err:
         raise PlaybookError(str(path), [PlaybookProblem(None, "", f"not UTF-8 (bad byte at offset "
                                                         f"{err.start})")]) from err
-    return parse_playbook(text, source=str(path))
+    return parse_playbook(text, source=str(path), models=models)
 
 
-def parse_playbook(text: str, *, source: str = "<text>") -> LoadedPlaybook:
-    """Validate playbook YAML text; PlaybookError lists every problem with its line."""
+def parse_playbook(text: str, *, source: str = "<text>",
+                   models: Collection[str] | None = None) -> LoadedPlaybook:
+    """Validate playbook YAML text; PlaybookError lists every problem with its line (`models`:
+    as for load_playbook_file)."""
     if len(text.encode("utf-8")) > MAX_FILE_BYTES:
         raise PlaybookError(source, [PlaybookProblem(None, "", f"more than {MAX_FILE_BYTES} bytes")])
     loader = _Loader(text)
@@ -128,7 +133,7 @@ def parse_playbook(text: str, *, source: str = "<text>") -> LoadedPlaybook:
     except PydanticValidationError as err:
         problems = [_problem(lines, tuple(e["loc"]), e["msg"], e["type"]) for e in err.errors()]
         raise PlaybookError(source, sorted(problems, key=_order)) from None
-    found = [_problem(lines, path, message, "") for path, message in playbook.problems()]
+    found = [_problem(lines, path, message, "") for path, message in playbook.problems(models)]
     if found:
         raise PlaybookError(source, sorted(found, key=_order))
     canonical = json.dumps(playbook.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))

@@ -56,6 +56,7 @@ class LlmRequest:
     max_tokens: int
     fallback: str
     sentences: int | None = None  # say at most this many of its sentences (an acknowledgement)
+    model: str | None = None  # the named model that writes it (the stage's); None: the reply model
 
 
 @dataclass(frozen=True)

@@ -91,7 +91,8 @@ def to_action(reply: AgentReply) -> Action:
 def to_reply(reply: AgentReply) -> Reply:
     parts: list[Say] = [to_line(line) for line in reply.lines]
     if reply.llm is not None:
-        parts.append(Generate(reply.llm.messages, reply.llm.max_tokens, reply.llm.sentences))
+        parts.append(Generate(reply.llm.messages, reply.llm.max_tokens, reply.llm.sentences,
+                              reply.llm.model))
     if reply.question is not None:
         parts.append(to_line(reply.question))  # never the model's to drop (composer)
     return Reply(tuple(parts), to_action(reply), ref=reply.id)

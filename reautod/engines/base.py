@@ -15,6 +15,8 @@ from typing import Literal, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from reautod.errors import UnavailableError
+
 
 class EngineState(StrEnum):
     MISSING = "missing"  # model files not installed
@@ -117,12 +119,23 @@ class SpeechToText(Protocol):
 
 class LanguageModel(Protocol):
     def stream_chat(
-        self, messages: list[ChatMessage], *, call_id: str, max_tokens: int | None = None
+        self, messages: list[ChatMessage], *, call_id: str, max_tokens: int | None = None,
+        model: str | None = None,
     ) -> AsyncIterator[TokenChunk]:
-        """Stream the assistant reply; closing the iterator stops generation within a token."""
+        """Stream the assistant reply; closing the iterator stops generation within a token.
+
+        `model`: a named model (reautod.engines.switch), None for this engine's own. An engine
+        that is one model refuses every name (`refuse_named`)."""
         ...
 
     def health(self) -> EngineHealth: ...
+
+
+def refuse_named(model: str | None) -> None:
+    """For an engine that is one model: a request naming a model is an UnavailableError."""
+    if model is not None:
+        raise UnavailableError(f"no language model named {model!r} here (named models are "
+                               "[llm_models] local and [llm_pool] endpoints' models)")
 
 
 async def relay(stream: AsyncIterator[TokenChunk]) -> AsyncIterator[TokenChunk]:

@@ -256,9 +256,10 @@ class WindowedLanguageModel:
         return self.inner.health()
 
     async def stream_chat(self, messages: list[ChatMessage], *, call_id: str,
-                          max_tokens: int | None = None) -> AsyncIterator[TokenChunk]:
+                          max_tokens: int | None = None,
+                          model: str | None = None) -> AsyncIterator[TokenChunk]:
         reply = max_tokens or self.default_max_tokens
         fitted = await self.window.fit(messages, call_id=call_id, reply_tokens=reply)
         async for chunk in relay(self.inner.stream_chat(fitted, call_id=call_id,
-                                                        max_tokens=max_tokens)):
+                                                        max_tokens=max_tokens, model=model)):
             yield chunk

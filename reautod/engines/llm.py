@@ -18,7 +18,13 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reautod.engines.base import ChatMessage, EngineHealth, EngineStats, TokenChunk
+from reautod.engines.base import (
+    ChatMessage,
+    EngineHealth,
+    EngineStats,
+    TokenChunk,
+    refuse_named,
+)
 from reautod.engines.llm_batch import BatchDecoder, ReplyEnd
 from reautod.engines.scheduler import EngineScheduler, JobContext
 from reautod.errors import UnavailableError, ValidationError
@@ -131,11 +137,13 @@ class LlamaLLM:
                    max_tokens=max_tokens, temperature=temperature)
 
     async def stream_chat(self, messages: list[ChatMessage], *, call_id: str,
-                          max_tokens: int | None = None) -> AsyncIterator[TokenChunk]:
+                          max_tokens: int | None = None,
+                          model: str | None = None) -> AsyncIterator[TokenChunk]:
         """Stream the assistant reply; closing the iterator stops generation within a step.
 
         The last chunk has empty text and carries the request's timing.
         """
+        refuse_named(model)
         chat = validate_messages(messages)
         if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
             raise ValidationError("max_tokens must be a positive integer")

@@ -19,19 +19,22 @@ if TYPE_CHECKING:
 
 class PoolJsonModel:
     """`JsonModel` (reautod.dialogue.llm_extract) over the pool: the reply constrained to a JSON
-    schema; `on_usage` hears (call id, prompt tokens, completion chunks, compute seconds)."""
+    schema, by the endpoints serving `model` (None: any); `on_usage` hears (call id, prompt
+    tokens, completion chunks, compute seconds)."""
 
     def __init__(self, pool: LlmPool,
-                 on_usage: Callable[[str, int, int, float], None] | None = None) -> None:
+                 on_usage: Callable[[str, int, int, float], None] | None = None,
+                 model: str | None = None) -> None:
         self.pool = pool
         self.on_usage = on_usage
+        self.model = model
 
     async def complete_json(self, messages: list[ChatMessage], schema: dict[str, Any], *,
                             call_id: str, max_tokens: int) -> str:
         parts: list[str] = []
         last: TokenChunk | None = None
         async for chunk in self.pool.stream_chat(messages, call_id=call_id, max_tokens=max_tokens,
-                                                 json_schema=schema):
+                                                 model=self.model, json_schema=schema):
             parts.append(chunk.text)
             last = chunk
         if self.on_usage is not None and last is not None and last.timing is not None:

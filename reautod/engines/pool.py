@@ -374,10 +374,11 @@ class LlmPool:
         except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):
             return await self._client.send(request, stream=True)
 
-    def json_model(self, on_usage: Callable[[str, int, int, float], None] | None = None
-                   ) -> PoolJsonModel:
-        """The pool as the dialogue's constrained-JSON model (reautod.dialogue.llm_extract)."""
-        return PoolJsonModel(self, on_usage)
+    def json_model(self, on_usage: Callable[[str, int, int, float], None] | None = None,
+                   model: str | None = None) -> PoolJsonModel:
+        """The pool (the endpoints serving `model`, None: all) as the dialogue's constrained-JSON
+        model (reautod.dialogue.llm_extract)."""
+        return PoolJsonModel(self, on_usage, model)
 
     # -- tokens
 

@@ -100,7 +100,8 @@ class AbsentSTT(_Absent):
 
 class AbsentLLM(_Absent):
     async def stream_chat(self, messages: list[ChatMessage], *, call_id: str,
-                          max_tokens: int | None = None) -> AsyncIterator[TokenChunk]:
+                          max_tokens: int | None = None,
+                          model: str | None = None) -> AsyncIterator[TokenChunk]:
         raise self._refuse()
         yield TokenChunk("")  # unreachable; makes this an async generator like the real one
 
@@ -111,6 +112,14 @@ class AbsentTTS(_Absent):
     async def synthesize(self, text: str, *, call_id: str) -> AsyncIterator[AudioChunk]:
         raise self._refuse()
         yield AudioChunk(b"", DEFAULT_SAMPLE_RATE)  # unreachable; see AbsentLLM
+
+
+def _innermost(engine: object) -> object:
+    """The engine inside its wrappers (the llm circuit, the context window, the named models:
+    each keeps what it wraps as `inner`)."""
+    while getattr(engine, "inner", None) is not None:
+        engine = engine.inner  # type: ignore[attr-defined]
+    return engine
 
 
 class EngineSet:
@@ -160,11 +169,13 @@ class EngineSet:
             engine_set.set_observer(observer)
         return engine_set
 
-    def windowed(self, settings: Settings, llm: LanguageModel | None = None) -> LanguageModel:
-        """`llm` (default: this set's) with every request fitted to the model's context window
-        by its own tokenizer (reautod.engines.context); an absent model is returned as it is."""
-        llm = llm if llm is not None else self.llm
-        inner: Any = getattr(llm, "inner", llm)
+    def windowed(self, settings: Settings) -> LanguageModel:
+        """This set's LLM, with the named models beside it (`named_models`), every request
+        fitted to the reply model's context window by its own tokenizer (reautod.engines.
+        context; a named model is fitted to the same window); an absent model is returned as
+        it is."""
+        llm = self.named_models(settings)
+        inner: Any = _innermost(self.llm)
         tokenizer: Tokenizer
         if isinstance(inner, LlmPool):
             tokenizer = CountingTokenizer(inner.count_tokens)
@@ -186,9 +197,7 @@ class EngineSet:
         if self._switch is None:
             device = self.device
             models_dir = settings.models_dir()
-            inner: Any = self.llm
-            while getattr(inner, "inner", None) is not None:
-                inner = inner.inner
+            inner = _innermost(self.llm)
 
             async def load(path: Path) -> Any:
                 return await asyncio.to_thread(load_gguf, settings, path, device, False)
@@ -201,9 +210,7 @@ class EngineSet:
 
     def llm_endpoints(self) -> list[LlmEndpointStatus]:
         """Each pool endpoint's state (empty with the in-process model)."""
-        inner: Any = self.llm
-        while not isinstance(inner, LlmPool) and getattr(inner, "inner", None) is not None:
-            inner = inner.inner
+        inner = _innermost(self.llm)
         if not isinstance(inner, LlmPool):
             return []
         return [LlmEndpointStatus(**asdict(s)) for s in inner.statuses()]
@@ -227,12 +234,11 @@ class EngineSet:
 
     @property
     def ready(self) -> bool:
-        # an engine may be wrapped (the llm circuit's GuardedLanguageModel keeps it as `inner`)
-        return not any(isinstance(getattr(e, "inner", e), _Absent) for e in self._all())
+        return not any(isinstance(_innermost(e), _Absent) for e in self._all())
 
     def require_ready(self) -> None:
         """Raise UnavailableError naming every engine that is not loaded and how to fix it."""
-        absent = [e.health() for e in self._all() if isinstance(e, _Absent)]
+        absent = [e.health() for e in self._all() if isinstance(_innermost(e), _Absent)]
         if absent:
             reasons = "; ".join(f"{h.name}: {h.detail}" for h in absent)
             raise UnavailableError(f"cannot take calls, engines not ready: {reasons}")

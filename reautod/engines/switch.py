@@ -7,20 +7,29 @@ A name is resolved, in order, to:
 - an in-process GGUF of `[llm_models] local` (a path under the models directory): loaded on first
   use in a thread (on CUDA through the NVML fit check, reautod.engines.gpu_fit), kept while
   used, and unloaded least-recently-used first when more than `max_loaded` are loaded. A model
-  with a stream in progress is never unloaded; the limit is then exceeded until it ends.
+  in use (a reply streaming, a JSON answer) is never unloaded; the limit is then exceeded until
+  it is idle.
 An unknown name is an UnavailableError naming the models there are.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from reautod.engines.base import ChatMessage, EngineHealth, LanguageModel, TokenChunk, relay
+from reautod.engines.base import (
+    ChatMessage,
+    EngineHealth,
+    LanguageModel,
+    TokenChunk,
+    refuse_named,
+    relay,
+)
 from reautod.engines.pool import LlmPool
 from reautod.errors import UnavailableError
 
@@ -37,7 +46,7 @@ Loader = Callable[[Path], Awaitable[LocalModel]]
 class _Loaded:
     def __init__(self, model: LocalModel) -> None:
         self.model = model
-        self.streams = 0
+        self.held = 0  # streams and answers in progress
 
 
 class ModelSwitch:
@@ -54,6 +63,11 @@ class ModelSwitch:
         self.max_loaded = max_loaded
         self._loaded: OrderedDict[str, _Loaded] = OrderedDict()
         self._locks: dict[str, asyncio.Lock] = {}
+
+    @property
+    def inner(self) -> LanguageModel:
+        """The default model (wrappers keep what they wrap as `inner`)."""
+        return self.default
 
     @property
     def loaded(self) -> list[str]:
@@ -73,8 +87,7 @@ class ModelSwitch:
                           model: str | None = None) -> AsyncIterator[TokenChunk]:
         if model is None:
             stream = self.default.stream_chat(messages, call_id=call_id, max_tokens=max_tokens)
-        elif self.pool is not None and any(e.settings.model == model
-                                           for e in self.pool.endpoints):
+        elif self.pool is not None and self.served_by_pool(model):
             stream = self.pool.stream_chat(messages, call_id=call_id, max_tokens=max_tokens,
                                            model=model)
         else:
@@ -82,16 +95,27 @@ class ModelSwitch:
         async for chunk in relay(stream):
             yield chunk
 
-    async def _stream_local(self, name: str, messages: list[ChatMessage], call_id: str,
-                            max_tokens: int | None) -> AsyncIterator[TokenChunk]:
+    def served_by_pool(self, name: str) -> bool:
+        """Whether a pool endpoint serves a model named `name`."""
+        return self.pool is not None and any(e.settings.model == name
+                                             for e in self.pool.endpoints)
+
+    @contextlib.asynccontextmanager
+    async def holding(self, name: str) -> AsyncIterator[LocalModel]:
+        """In-process model `name`, loaded if it is not, and not unloaded while held."""
         entry = await self._acquire(name)
         try:
-            async for chunk in relay(entry.model.stream_chat(messages, call_id=call_id,
-                                                             max_tokens=max_tokens)):
-                yield chunk
+            yield entry.model
         finally:
-            entry.streams -= 1
+            entry.held -= 1
             await self._evict()
+
+    async def _stream_local(self, name: str, messages: list[ChatMessage], call_id: str,
+                            max_tokens: int | None) -> AsyncIterator[TokenChunk]:
+        async with self.holding(name) as model:
+            async for chunk in relay(model.stream_chat(messages, call_id=call_id,
+                                                       max_tokens=max_tokens)):
+                yield chunk
 
     async def _acquire(self, name: str) -> _Loaded:
         if name not in self.local:
@@ -104,7 +128,7 @@ class ModelSwitch:
                 log.info("llm: loading model %s", name)
                 entry = _Loaded(await self._load(self.local[name]))
                 self._loaded[name] = entry
-            entry.streams += 1
+            entry.held += 1
             self._loaded.move_to_end(name)
         await self._evict()
         return entry
@@ -112,7 +136,7 @@ class ModelSwitch:
     async def _evict(self) -> None:
         """Unload idle models, least recently used first, while more than `max_loaded` are."""
         while len(self._loaded) > self.max_loaded:
-            idle = next((n for n, e in self._loaded.items() if e.streams == 0), None)
+            idle = next((n for n, e in self._loaded.items() if e.held == 0), None)
             if idle is None:
                 return
             entry = self._loaded.pop(idle)
@@ -140,7 +164,9 @@ class _Named:
         self.name = name
 
     def stream_chat(self, messages: list[ChatMessage], *, call_id: str,
-                    max_tokens: int | None = None) -> AsyncIterator[TokenChunk]:
+                    max_tokens: int | None = None,
+                    model: str | None = None) -> AsyncIterator[TokenChunk]:
+        refuse_named(model)
         return self.switch.stream_chat(messages, call_id=call_id, max_tokens=max_tokens,
                                        model=self.name)
 

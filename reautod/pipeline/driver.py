@@ -269,7 +269,7 @@ class ConversationDriver(CallProcessor):
                 await self.push_frame(GenerateFrame(reply_id=reply.id, messages=part.messages,
                                                     max_tokens=part.max_tokens,
                                                     sentences=part.sentences,
-                                                    timing=reply.timing))
+                                                    model=part.model, timing=reply.timing))
             else:
                 prepared = self._prepared(part) if reply.cause is ReplyCause.OPENING and i == 0 \
                     else None

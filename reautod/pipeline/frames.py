@@ -108,6 +108,7 @@ class GenerateFrame(DataFrame):
     messages: tuple[ChatMessage, ...] = ()
     max_tokens: int | None = None  # None: the configured cap
     sentences: int | None = None  # say at most this many whole sentences (Generate.sentences)
+    model: str | None = None  # a named model (Generate.model); None: the reply model
     timing: ReplyTiming = field(default_factory=ReplyTiming)
 
 

@@ -14,7 +14,8 @@ A reply whose speech failed is abandoned (SpeechFailedFrame from speech). An LLM
 reply with no words in it, ends the reply in its fallback line (ReplyFailedFrame, in order after
 the pieces already written). A part limited to N sentences (`Generate.sentences`: the agent's
 acknowledgement before its approved question) closes the request after the Nth, and drops a
-last sentence the model left unfinished.
+last sentence the model left unfinished. A part naming a model (`Generate.model`: a playbook
+stage's) is written by that model (reautod.engines.switch).
 """
 
 from __future__ import annotations
@@ -93,7 +94,8 @@ class ReplyWriter(FrameProcessor):
     async def _stream(self, frame: GenerateFrame) -> str | None:
         """Stream one LLM reply into SayFrames; the failure code, or None."""
         stream = self._llm.stream_chat(list(frame.messages), call_id=self._call_id,
-                                       max_tokens=frame.max_tokens or self._max_tokens)
+                                       max_tokens=frame.max_tokens or self._max_tokens,
+                                       model=frame.model)
         splitter = SentenceSplitter()
         said = 0
         left = frame.sentences  # sentences it may still say; None: all it writes

@@ -56,12 +56,14 @@ class GuardedLanguageModel:
         return True
 
     async def stream_chat(self, messages: list[ChatMessage], *, call_id: str,
-                          max_tokens: int | None = None) -> AsyncIterator[TokenChunk]:
+                          max_tokens: int | None = None,
+                          model: str | None = None) -> AsyncIterator[TokenChunk]:
         probe = self._admit()
         started = time.monotonic()
         first: float | None = None
         verdict: bool | None = None  # failed?
-        stream = self.inner.stream_chat(messages, call_id=call_id, max_tokens=max_tokens)
+        stream = self.inner.stream_chat(messages, call_id=call_id, max_tokens=max_tokens,
+                                        model=model)
         try:
             async for chunk in stream:
                 if first is None:

@@ -151,9 +151,11 @@ async def _guarded(engine: str, stream: AsyncIterator[_Item],
 
 class MemoryGuardedLLM(_Guarded):
     def stream_chat(self, messages: list[ChatMessage], *, call_id: str,
-                    max_tokens: int | None = None) -> AsyncIterator[TokenChunk]:
+                    max_tokens: int | None = None,
+                    model: str | None = None) -> AsyncIterator[TokenChunk]:
         return _guarded("llm", self.inner.stream_chat(messages, call_id=call_id,
-                                                      max_tokens=max_tokens), self.on_oom)
+                                                      max_tokens=max_tokens, model=model),
+                        self.on_oom)
 
 
 class MemoryGuardedTTS(_Guarded):

@@ -55,7 +55,8 @@ class LLM:
     """Three tokens, then the end chunk with the timing and the prompt length (like LlamaLLM)."""
 
     async def stream_chat(self, messages: list[ChatMessage], *, call_id: str,
-                          max_tokens: int | None = None) -> AsyncIterator[TokenChunk]:
+                          max_tokens: int | None = None,
+                          model: str | None = None) -> AsyncIterator[TokenChunk]:
         for word in ("Hi", " there", "!"):
             yield TokenChunk(word)
         yield TokenChunk("", timing=RequestTiming(0.1, 0.75), prompt_tokens=42)

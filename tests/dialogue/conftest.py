@@ -15,6 +15,7 @@ from reautod.campaigns.windows import CallingWindows
 from reautod.dialogue.agent import AgentFactory, CallAgent
 from reautod.dialogue.cache import ResponseCache
 from reautod.dialogue.effects import CallingWindowPolicy
+from reautod.dialogue.playbook_file import LoadedPlaybook
 from reautod.dialogue.ports import AgentCall, LeadContext
 from reautod.dialogue.slots import CampaignSlots
 from reautod.pipeline.opening import OpeningFields
@@ -48,10 +49,11 @@ class Rig:
     transfer_number: str | None = None
     opening: OpeningFields | None = None  # the campaign's opening fields, None: the factory's
 
-    async def agent(self, playbook: str, factory: AgentFactory | None = None, *,
-                    direction: Literal["outbound", "inbound"] = "outbound",
+    async def agent(self, playbook: str | LoadedPlaybook, factory: AgentFactory | None = None,
+                    *, direction: Literal["outbound", "inbound"] = "outbound",
                     **lead_changes: object) -> CallAgent:
-        loaded = example(playbook)
+        """A call's agent running `playbook` (an example's name, or a playbook)."""
+        loaded = example(playbook) if isinstance(playbook, str) else playbook
         the_lead = dataclasses.replace(self.lead, **lead_changes)  # type: ignore[arg-type]
         booking = loaded.playbook.booking
         assert booking is not None and the_lead.campaign_id is not None

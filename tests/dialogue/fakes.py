@@ -126,7 +126,7 @@ async def generated(llm: LanguageModel, part: Generate, call_id: str) -> str:
     `part.sentences`, up to that many sentences and no unfinished one."""
     splitter, pieces, left = SentenceSplitter(), [], part.sentences
     async for chunk in llm.stream_chat(list(part.messages), call_id=call_id,
-                                       max_tokens=part.max_tokens):
+                                       max_tokens=part.max_tokens, model=part.model):
         for piece in await splitter.push(chunk.text):
             pieces.append(piece)
             left = None if left is None else left - ends_sentence(piece)

@@ -15,6 +15,7 @@ from reautod.conversation import Generate, Line
 from reautod.dialogue.agent import AgentFactory
 from reautod.dialogue.llm_extract import messages_for, read_answer, schema_for
 from reautod.dialogue.offers import with_offers
+from reautod.dialogue.playbook_file import parse_playbook
 from reautod.dialogue.replies import After, EndCause
 from reautod.dialogue.replies import Line as AgentLine
 from reautod.dialogue.seam import to_reply
@@ -24,7 +25,7 @@ from reautod.errors import EngineError, UnavailableError
 from reautod.pipeline.opening import OpeningFields
 from reautod.store.repositories import AppointmentRepository
 from tests.dialogue.conftest import Rig
-from tests.dialogue.fakes import NOW, clock, converse, example
+from tests.dialogue.fakes import EXAMPLES, NOW, clock, converse, example
 
 
 async def to_scheduler(rig: Rig, factory: AgentFactory | None = None):  # type: ignore[no-untyped-def]
@@ -315,6 +316,20 @@ async def test_the_approved_question_follows_whatever_the_model_writes(rig: Rig,
     assert "front door" not in talk.heard[-1]
     assert agent.state.asked == "timeline" and agent.state.last_question == TIMELINE_QUESTION
     assert agent.state.history[-1].text == talk.heard[-1]  # the history holds what was heard
+
+
+async def test_the_stage_s_named_model_writes_its_replies(rig: Rig) -> None:
+    sellers = (EXAMPLES / "real-estate-sellers.yaml").read_text()
+    goal = "    goal: Learn whether they own the home, when they would sell, why, and their price.\n"
+    playbook = parse_playbook(sellers.replace(goal, goal + "    model: smart\n"),
+                              models={"smart"})
+    agent = await rig.agent(playbook)
+    talk = await converse(agent, ["Yes, I have a minute.", "Yes, I'm the owner."], rig.llm)
+    reply = talk.replies[-1]
+    assert reply.stage == "qualifier" and reply.llm is not None and reply.llm.model == "smart"
+    *_, generate, _question = to_reply(reply).parts
+    assert isinstance(generate, Generate) and generate.model == "smart"
+    assert rig.llm.models == ["smart"]  # the greeter, naming none, spoke its lines only
 
 
 async def test_a_lead_without_a_street_hears_lines_that_need_none(rig: Rig) -> None:

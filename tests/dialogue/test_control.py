@@ -117,3 +117,30 @@ def test_reautoctl_validate_needs_no_daemon(tmp_path: Path, capsys: pytest.Captu
     socket = tmp_path / "none.sock"
     assert main(["--socket", str(socket), "playbook", "list"]) == 3
     assert main(["--socket", str(socket), "playbook", "validate", str(bad), "--daemon"]) == 3
+
+
+async def test_a_playbook_naming_a_model_the_daemon_lacks_is_invalid_there(
+        methods: tuple[dict[str, Method], Database, Path], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    _table, db, books = methods
+    sellers = (EXAMPLES / "real-estate-sellers.yaml").read_text()
+    (books / "real-estate-sellers.yaml").write_text(sellers + "model:\n  name: smart\n")
+    table = {m.name: m for m in dialogue_methods(PlaybookLibrary(books, {"fast"}), db)}
+    listing = await call(table["playbook.list"])
+    named = next(p for p in listing["playbooks"] if p["file"].endswith("real-estate-sellers.yaml"))
+    assert named["name"] is None and named["problems"] == [{
+        "line": sellers.count("\n") + 2, "path": "model.name",
+        "message": "no language model named 'smart' (there are: fast)"}]
+    checked = await call(table["playbook.validate"], text=sellers + "model:\n  name: fast\n")
+    assert checked["valid"], checked
+    # reautoctl validates against the models of the config it reads, like the daemon
+    config = tmp_path / "reautod.toml"
+    config.write_text('[[llm_models.local]]\nname = "smart"\npath = "smart.gguf"\n')
+    assert main(["--config", str(config), "playbook", "validate",
+                 str(books / "real-estate-sellers.yaml")]) == 0
+    assert "valid playbook real-estate-sellers" in capsys.readouterr().out
+    config.write_text('[[llm_models.local]]\nname = "fast"\npath = "fast.gguf"\n')
+    assert main(["--config", str(config), "playbook", "validate",
+                 str(books / "real-estate-sellers.yaml")]) == 1
+    assert "model.name: no language model named 'smart' (there are: fast)" in \
+        capsys.readouterr().out

@@ -119,3 +119,29 @@ def test_file_limits(tmp_path: Path) -> None:
         with pytest.raises(PlaybookError) as caught:
             load_playbook_file(path)
         assert message in str(caught.value)
+
+
+QUALIFIER_GOAL = ("    goal: Learn whether they own the home, when they would sell, why, and their "
+                  "price.\n")
+
+
+def test_a_stage_or_the_playbook_names_the_model_that_writes_its_replies() -> None:
+    text = (REAL_ESTATE.replace(QUALIFIER_GOAL, QUALIFIER_GOAL + "    model: smart\n")
+            + "model:\n  name: fast\n")
+    playbook = parse_playbook(text, models={"fast", "smart"}).playbook
+    assert playbook.model_for("qualifier") == "smart" and playbook.model_for("greeter") == "fast"
+    assert parse_playbook(REAL_ESTATE).playbook.model_for("qualifier") is None
+    # A name the daemon has no model of is a problem on its line; without the daemon's names
+    # (None) names are not checked.
+    with pytest.raises(PlaybookError) as caught:
+        parse_playbook(text, models={"fast", "tiny"})
+    assert [(p.line, p.path, p.message) for p in caught.value.problems] == [
+        (line_of(text, "model: smart"), "stages.qualifier.model",
+         "no language model named 'smart' (there are: fast, tiny)")]
+    with pytest.raises(PlaybookError) as caught:
+        parse_playbook(text, models=set())
+    assert [p.path for p in caught.value.problems] == ["stages.qualifier.model", "model.name"]
+    assert "none is configured" in caught.value.problems[0].message
+    assert parse_playbook(text).playbook.model_for("closer") == "fast"
+    spaced = REAL_ESTATE.replace(QUALIFIER_GOAL, QUALIFIER_GOAL + '    model: "two words"\n')
+    assert [p[1] for p in problems(spaced)] == ["stages.qualifier.model"]

@@ -59,6 +59,9 @@ def test_a_reply_becomes_parts_then_and_ref() -> None:
     assert isinstance(approved, Line) and approved.shared and approved.audio is not None
     assert approved.audio[0].pcm == audio.audio and approved.audio[0].sample_rate == 16000
     assert generate == cv.Generate((ChatMessage("system", "be brief"),), 40)
+    named = to_reply(AgentReply(id=10, stage="qualifier", llm=LlmRequest(
+        (ChatMessage("system", "be brief"),), 40, "Any price?", sentences=1, model="smart")))
+    assert named.parts == (cv.Generate((ChatMessage("system", "be brief"),), 40, 1, "smart"),)
     assert out.then == cv.Listen() and out.ref == 7
     hang_up = to_reply(AgentReply(id=8, stage="closer", after=After.HANG_UP, reason="qualified"))
     assert hang_up.parts == () and hang_up.then == cv.HangUp("qualified")

@@ -175,7 +175,8 @@ class Scripted:
         self.asked: list[tuple[list[ChatMessage], int | None]] = []
 
     async def stream_chat(self, messages: list[ChatMessage], *, call_id: str,
-                          max_tokens: int | None = None) -> AsyncIterator[TokenChunk]:
+                          max_tokens: int | None = None,
+                          model: str | None = None) -> AsyncIterator[TokenChunk]:
         self.asked.append((list(messages), max_tokens))
         for word in self.reply.split(" "):
             yield TokenChunk(word + " ")

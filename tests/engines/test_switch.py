@@ -4,6 +4,7 @@ recently used idle one, never one mid-stream; the pool's names; a real tiny GGUF
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 
 from reautod.config import Settings
+from reautod.dialogue.part import NamedJsonModel, extraction_model
 from reautod.engines.base import ChatMessage, EngineHealth, EngineState, TokenChunk
 from reautod.engines.registry import EngineSet
 from reautod.engines.switch import ModelSwitch
@@ -30,7 +32,8 @@ class Echo:
         self.closed = False
 
     async def stream_chat(self, messages: list[ChatMessage], *, call_id: str,
-                          max_tokens: int | None = None) -> AsyncIterator[TokenChunk]:
+                          max_tokens: int | None = None,
+                          model: str | None = None) -> AsyncIterator[TokenChunk]:
         yield TokenChunk(self.name)
         if self.gate is not None:
             await self.gate.wait()
@@ -98,6 +101,14 @@ async def test_a_name_an_endpoint_serves_goes_to_the_pool() -> None:
     assert await said(switch.using("large")) == "Hello there."
     assert len(standin["y"].requests) == 1 and standin["x"].requests == []
     assert await said(switch) == "Hello there."  # the default: the whole pool
+    # the facts' constrained JSON by name (llm_models.extraction) goes to those endpoints too
+    standin["x"].words = ['{"a": 1}']
+    json_model = extraction_model(switch, "small")
+    assert json_model is not None
+    assert await json_model.complete_json(CHAT, {"type": "object"}, call_id="c",
+                                          max_tokens=8) == '{"a": 1}'
+    assert standin["x"].requests[-1]["response_format"]["schema"] == {"type": "object"}
+    assert standin["x"].requests[-1]["model"] == "small"
     await pool.close()
 
 
@@ -112,11 +123,35 @@ async def test_the_engine_set_loads_a_named_gguf_and_validates_the_summary_model
         chunks = [c async for c in switch.stream_chat(CHAT, call_id="c", max_tokens=3,
                                                       model="tiny")]
         assert chunks[-1].timing is not None and switch.loaded == ["tiny"]
-        engines.windowed(settings)  # its summaries are written by "tiny"
+        # Calls reach the named models through the context window (whose summaries "tiny"
+        # writes); the reply model alone serves no name.
+        windowed = engines.windowed(settings)
+        named = [c async for c in windowed.stream_chat(CHAT, call_id="c", max_tokens=3,
+                                                       model="tiny")]
+        assert named[-1].timing is not None and engines.ready
+        with pytest.raises(UnavailableError, match=r"no language model named 'huge' \(there"):
+            [c async for c in windowed.stream_chat(CHAT, call_id="c", model="huge")]
+        with pytest.raises(UnavailableError, match=r"no language model named 'tiny' here"):
+            [c async for c in engines.llm.stream_chat(CHAT, call_id="c", model="tiny")]
+        with pytest.raises(UnavailableError, match=r"no language model named 'x' here"):
+            [c async for c in switch.using("tiny").stream_chat(CHAT, call_id="c", model="x")]
+        # the facts' constrained JSON by the named GGUF, held while it answers
+        json_model = extraction_model(switch, "tiny")
+        assert isinstance(json_model, NamedJsonModel)
+        schema = {"type": "object", "properties": {"owner": {"enum": ["yes", "no"]}},
+                  "required": ["owner"], "additionalProperties": False}
+        raw = await json_model.complete_json(CHAT, schema, call_id="c", max_tokens=12)
+        assert re.match(r'\{\s*"owner"', raw), raw  # random weights held to the schema
+        assert switch.loaded == ["tiny"] and extraction_model(switch, None) is not None
+        with pytest.raises(UnavailableError, match="no language model named 'huge'"):
+            await extraction_model(switch, "huge").complete_json(  # type: ignore[union-attr]
+                CHAT, schema, call_id="c", max_tokens=4)
     finally:
         await engines.close()
     assert switch.loaded == []
-    with pytest.raises(ValueError, match=r"neither an llm_models\.local name"):
+    with pytest.raises(ValueError, match=r"llm_models.summary = 'nope' is neither"):
         Settings(llm_models={"summary": "nope"})
+    with pytest.raises(ValueError, match=r"llm_models.extraction = 'nope' is neither"):
+        Settings(llm_models={"extraction": "nope"})
     with pytest.raises(ValueError, match="must be unique"):
         Settings(llm_models={"local": [{"name": "a", "path": "x"}, {"name": "a", "path": "y"}]})

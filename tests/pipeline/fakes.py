@@ -70,15 +70,18 @@ class FakeLLM:
     stall_next: int = 0  # this many requests never yield a token (a stalled engine)
     requests: list[tuple[str, list[ChatMessage]]] = field(default_factory=list)
     max_tokens: list[int | None] = field(default_factory=list)  # per request
+    models: list[str | None] = field(default_factory=list)  # the model each request named
     finished: int = 0
     closed_early: int = 0
     outcomes: list[str] = field(default_factory=list)  # per request: "finished" / "closed"
 
     async def stream_chat(
-        self, messages: list[ChatMessage], *, call_id: str, max_tokens: int | None = None
+        self, messages: list[ChatMessage], *, call_id: str, max_tokens: int | None = None,
+        model: str | None = None,
     ) -> AsyncIterator[TokenChunk]:
         self.requests.append((call_id, list(messages)))
         self.max_tokens.append(max_tokens)
+        self.models.append(model)
         if self.fail_with is not None and self.fail_next > 0:
             self.fail_next -= 1
             raise self.fail_with

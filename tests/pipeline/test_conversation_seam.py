@@ -341,8 +341,20 @@ async def test_an_llm_part_with_its_own_cap_that_writes_nothing_ends_in_the_fail
         await call.media.say(turn("hm"))
         await wait_for(lambda: len(conversation.played_log) == 1)
     assert call.engines.llm.max_tokens == [7]
+    assert call.engines.llm.models == [None]  # no model named: the reply model
     assert call.agent_turns() == [(SORRY, False, "llm_empty")]
     assert "failure:llm_empty" in conversation.log
+
+
+async def test_an_llm_part_naming_a_model_is_written_by_that_model() -> None:
+    conversation = ScriptedConversation(
+        answer=lambda t: Reply((Generate(SYSTEM, model="smart"),)))
+    async with live_call(conversation) as call:
+        call.engines.llm.reply = "Smart words."
+        await call.media.say(turn("hm"))
+        await wait_for(lambda: len(conversation.played_log) == 1)
+    assert call.engines.llm.models == ["smart"]
+    assert call.agent_turns()[0][0] == "Smart words."
 
 
 async def test_a_key_with_no_reply_says_nothing_and_keeps_listening() -> None:

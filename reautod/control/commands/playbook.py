@@ -97,7 +97,8 @@ def run_validate(args: argparse.Namespace, ctx: CliContext) -> int:
         result = ctx.fetch(ValidationResult, "playbook.validate",
                            {"text": text, "source": str(path)})
     else:
-        result = validate_text(None, str(path), str(path))
+        result = validate_text(None, str(path), str(path),
+                               ctx.settings.llm_model_names())
     ctx.emit(result, render_validation)
     return 0 if result.valid else 1
 
