@@ -269,7 +269,9 @@ class EngineSet:
     async def close(self) -> None:
         if self._switch is not None:
             await self._switch.close()
-        await asyncio.gather(*(engine.close() for engine in self._all()))
+        # the engines themselves: a wrapper's close (the switch's) is not theirs
+        await asyncio.gather(*(_innermost(engine).close()  # type: ignore[attr-defined]
+                               for engine in self._all()))
 
 
 def _check_line(health: EngineHealth) -> tuple[bool, str]:

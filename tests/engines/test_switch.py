@@ -143,12 +143,14 @@ async def test_the_engine_set_loads_a_named_gguf_and_validates_the_summary_model
         raw = await json_model.complete_json(CHAT, schema, call_id="c", max_tokens=12)
         assert re.match(r'\{\s*"owner"', raw), raw  # random weights held to the schema
         assert switch.loaded == ["tiny"] and extraction_model(switch, None) is not None
+        reply_model = engines.llm
+        engines.llm = windowed  # as the daemon wraps it
         with pytest.raises(UnavailableError, match="no language model named 'huge'"):
             await extraction_model(switch, "huge").complete_json(  # type: ignore[union-attr]
                 CHAT, schema, call_id="c", max_tokens=4)
     finally:
         await engines.close()
-    assert switch.loaded == []
+    assert switch.loaded == [] and reply_model.model is None  # the wrapped reply model too
     with pytest.raises(ValueError, match=r"llm_models.summary = 'nope' is neither"):
         Settings(llm_models={"summary": "nope"})
     with pytest.raises(ValueError, match=r"llm_models.extraction = 'nope' is neither"):
