@@ -54,6 +54,7 @@ from reautod.engines.results import (
     EnginesReport,
     EngineStatus,
     LlmEndpointStatus,
+    NamedModelStatus,
 )
 from reautod.engines.scheduler import EngineObserver, EngineScheduler
 from reautod.engines.switch import ModelSwitch
@@ -251,8 +252,11 @@ class EngineSet:
         stats = self.stats()
         engines = [EngineStatus(**asdict(health), stats=EngineCounters(**asdict(stats[health.name])))
                    for health in self.health()]
+        named = self._switch.statuses() if self._switch is not None else []
         return EnginesReport(ready=self.ready, device=self.device, engines=engines,
-                             llm_endpoints=self.llm_endpoints())
+                             llm_endpoints=self.llm_endpoints(),
+                             named_models=[NamedModelStatus(name=name, where=where, loaded=loaded)
+                                           for name, where, loaded in named])
 
     def health_checks(self) -> dict[str, Callable[[], Awaitable[tuple[bool, str]]]]:
         """`stt` / `llm` / `tts` checks in the daemon's health-check shape: (ok, detail)."""

@@ -62,6 +62,17 @@ class LlmEndpointStatus(_Result):
     last_error: str
 
 
+class NamedModelStatus(_Result):
+    """A named language model in `engines.status` (reautod.engines.switch)."""
+
+    name: str
+    where: Literal["local", "pool"] = Field(description="local: an [llm_models] GGUF loaded in "
+                                            "this process on first use; pool: served by the "
+                                            "[llm_pool] endpoints of that model")
+    loaded: bool = Field(description="a local model loaded now (false for the pool's: their "
+                                     "servers hold them)")
+
+
 class EnginesReport(_Result):
     """`engines.status`: whether every engine is loaded, on which device, and each engine."""
 
@@ -70,3 +81,5 @@ class EnginesReport(_Result):
     engines: list[EngineStatus]
     llm_endpoints: list[LlmEndpointStatus] = Field(
         default_factory=list, description="with an LLM pool, each endpoint (else empty)")
+    named_models: list[NamedModelStatus] = Field(
+        default_factory=list, description="the models stages and tasks can name")

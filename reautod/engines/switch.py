@@ -20,7 +20,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from reautod.engines.base import (
     ChatMessage,
@@ -94,6 +94,11 @@ class ModelSwitch:
             stream = self._stream_local(model, messages, call_id, max_tokens)
         async for chunk in relay(stream):
             yield chunk
+
+    def statuses(self) -> list[tuple[str, Literal["local", "pool"], bool]]:
+        """Each name: where it is served, and whether it is loaded in this process now."""
+        return [(name, "pool" if self.served_by_pool(name) else "local", name in self._loaded)
+                for name in self.names()]
 
     def served_by_pool(self, name: str) -> bool:
         """Whether a pool endpoint serves a model named `name`."""

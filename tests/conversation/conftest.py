@@ -27,7 +27,7 @@ from tests.fixtures.daemon import DaemonProcess
 REPLY_TOKENS = 12
 
 
-def daemon_config(workdir: Path, runtime: str, models_dir: Path) -> str:
+def daemon_config(workdir: Path, runtime: str, models_dir: Path, extra: str = "") -> str:
     return (
         f'state_dir = "{workdir / "state"}"\n'
         f'runtime_dir = "{runtime}"\n'
@@ -41,16 +41,23 @@ def daemon_config(workdir: Path, runtime: str, models_dir: Path) -> str:
         '[agent]\ngreeting = "Hi {lead_name}, this is {agent_name}. Do you have a minute?"\n'
         # a slow reply on a busy box must not look like the caller going quiet
         "[calls]\nreprompt_after_silence_s = 60\nhangup_after_silence_s = 120\n"
-    )
+    ) + extra
 
 
 @pytest.fixture(scope="module")
 def small_daemon(small_models_dir: Path, tmp_path_factory: pytest.TempPathFactory
                  ) -> Iterator[DaemonProcess]:
     """reautod on the small models (SQLite store), ready; stopped after the module's tests."""
+    yield from running_daemon(small_models_dir, tmp_path_factory)
+
+
+def running_daemon(models_dir: Path, tmp_path_factory: pytest.TempPathFactory,
+                   extra_config: str = "") -> Iterator[DaemonProcess]:
+    """A ready reautod on the small models in `models_dir`, with `extra_config` (TOML tables)
+    after the tests' own; stopped when the generator is closed."""
     workdir = tmp_path_factory.mktemp("conversation")
     runtime = tempfile.mkdtemp(prefix="rt-", dir="/tmp")  # the socket path must stay short
-    daemon = DaemonProcess(workdir, daemon_config(workdir, runtime, small_models_dir),
+    daemon = DaemonProcess(workdir, daemon_config(workdir, runtime, models_dir, extra_config),
                            env={"HF_HUB_OFFLINE": "1"})
     for name in [n for n in daemon.env if n.startswith("REAUTOD_")]:
         del daemon.env[name]  # a developer's shell must not reconfigure it

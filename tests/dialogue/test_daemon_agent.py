@@ -1,14 +1,17 @@
 """The qualifying agent in real calls: reautod as a subprocess on the real small models, a
-campaign that names the real-estate example playbook (seeded into the playbooks directory on
-first start), and one short simulated call through the phone path (`reautoctl call simulate`,
-the lead's lines spoken by the real voice). What a user then sees: the call's stages, its score
-and outcome in the store, `reautoctl stats` counting it qualified, the metric moving."""
+campaign that names a playbook (the real-estate example, seeded into the playbooks directory on
+first start, with its qualifier's replies written by a named model), and one short simulated
+call through the phone path (`reautoctl call simulate`, the lead's lines spoken by the real
+voice). What a user then sees: the call's stages, its score and outcome in the store,
+`reautoctl stats` counting it qualified, the metric moving, the named model loaded."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,21 +19,40 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from reautod.config import DatabaseSettings
+from reautod.control.client import ControlClient
+from reautod.engines.catalog import PROFILES
 from reautod.store.call_observer import call_uuid
 from reautod.store.database import Database
 from reautod.store.models import AgentTransition, Call, LeadScore, Turn
-from tests.conversation.conftest import small_daemon  # noqa: F401 (the daemon on small models)
+from tests.conversation.conftest import running_daemon
 from tests.fixtures.daemon import DaemonProcess
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 OWNER_LINE = "Yes, I'm the owner. I want to sell as soon as possible because we are downsizing."
+QUALIFIER_GOAL = ("    goal: Learn whether they own the home, when they would sell, why, and their "
+                  "price.\n")
+
+
+@pytest.fixture(scope="module")
+def small_daemon(small_models_dir: Path, tmp_path_factory: pytest.TempPathFactory
+                 ) -> Iterator[DaemonProcess]:
+    """reautod on the small models, with the reply model's GGUF also named "smollm2" (a second
+    copy, loaded when a stage first asks for it)."""
+    gguf = PROFILES["small"]["llm"].path_in(small_models_dir)
+    yield from running_daemon(small_models_dir, tmp_path_factory,
+                              f'[[llm_models.local]]\nname = "smollm2"\npath = "{gguf}"\n')
 
 
 def ctl_json(d: DaemonProcess, *args: str, timeout: float = 60.0) -> Any:
     done = d.ctl("--json", *args, timeout=timeout)
     assert done.returncode == 0, f"{args}: {done.stderr}\n{d.log()[-3000:]}"
     return json.loads(done.stdout)
+
+
+async def named_models(d: DaemonProcess) -> Any:
+    async with ControlClient(d.socket_path) as client:
+        return (await client.call("engines.status"))["named_models"]
 
 
 Stored = tuple[Any, list[tuple[str | None, str]], list[int], str | None]
@@ -66,14 +88,27 @@ async def stored(d: DaemonProcess, call_id: str, timeout_s: float = 60.0) -> Sto
     raise AssertionError(f"call {call_id} has no outcome after {timeout_s}s:\n{d.log()[-3000:]}")
 
 
-async def test_a_playbook_campaign_qualifies_a_simulated_lead(small_daemon: DaemonProcess  # noqa: F811
+async def test_a_playbook_campaign_qualifies_a_simulated_lead(small_daemon: DaemonProcess
                                                               ) -> None:
     daemon = small_daemon
     playbooks = daemon.workdir / "state" / "playbooks"
-    assert (playbooks / "real-estate-sellers.yaml").is_file()  # seeded on first start
+    seeded = playbooks / "real-estate-sellers.yaml"
+    assert seeded.is_file()  # seeded on first start
+    # A copy whose qualifier names the model that writes its replies; the daemon checks the
+    # name against its models.
+    named = (seeded.read_text().replace("playbook: real-estate-sellers", "playbook: sellers-named")
+             .replace(QUALIFIER_GOAL, QUALIFIER_GOAL + "    model: smollm2\n"))
+    unknown = playbooks.parent / "unknown-model.yaml"
+    unknown.write_text(named.replace("model: smollm2", "model: gpt-9"))
+    refused = daemon.ctl("playbook", "validate", "--daemon", str(unknown))
+    assert refused.returncode == 1 and "no language model named 'gpt-9' (there are: smollm2)" \
+        in refused.stdout, refused.stdout + refused.stderr
+    (playbooks / "sellers-named.yaml").write_text(named)
     listed = ctl_json(daemon, "playbook", "list")
-    assert {p["name"] for p in listed["playbooks"]} >= {"real-estate-sellers", "solar-homeowners"}
-    created = daemon.ctl("campaign", "create", "sellers", "--set", "playbook=real-estate-sellers")
+    assert {p["name"] for p in listed["playbooks"]} >= {"real-estate-sellers", "solar-homeowners",
+                                                        "sellers-named"}
+    assert await named_models(daemon) == [{"name": "smollm2", "where": "local", "loaded": False}]
+    created = daemon.ctl("campaign", "create", "sellers", "--set", "playbook=sellers-named")
     assert created.returncode == 0, created.stderr
     bad = daemon.ctl("campaign", "create", "typo", "--set", "playbook=Not A Name")
     assert bad.returncode != 0 and "playbook" in bad.stderr
@@ -94,7 +129,7 @@ async def test_a_playbook_campaign_qualifies_a_simulated_lead(small_daemon: Daem
     assert first is not None and "Lakeside Realty. To stop these calls, say stop or press 9." \
         in first, first
     assert moves[:2] == [(None, "greeter"), ("greeter", "qualifier")]
-    assert call.playbook == "real-estate-sellers" and call.prompt_version is not None
+    assert call.playbook == "sellers-named" and call.prompt_version is not None
     assert call.prompt_version.startswith("v1@") and call.prompt_variant in ("a", "warm-open")
     # owner + selling soon: 65 of 100, over the threshold of 60; the caller then hung up
     assert scores and scores[-1] >= 60, scores
@@ -108,3 +143,5 @@ async def test_a_playbook_campaign_qualifies_a_simulated_lead(small_daemon: Daem
     metrics = await asyncio.to_thread(
         lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read())
     assert b"reautod_qualified_leads_total 1.0" in metrics
+    # the qualifier's reply came from the named model, loaded for it
+    assert await named_models(daemon) == [{"name": "smollm2", "where": "local", "loaded": True}]

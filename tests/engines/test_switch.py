@@ -98,6 +98,7 @@ async def test_a_name_an_endpoint_serves_goes_to_the_pool() -> None:
     pool = make_pool(standin, models={"x": "small", "y": "large"})
     switch = ModelSwitch(pool, local={}, load=Loads(), pool=pool)
     assert switch.names() == ["large", "small"]
+    assert switch.statuses() == [("large", "pool", False), ("small", "pool", False)]
     assert await said(switch.using("large")) == "Hello there."
     assert len(standin["y"].requests) == 1 and standin["x"].requests == []
     assert await said(switch) == "Hello there."  # the default: the whole pool
@@ -143,6 +144,8 @@ async def test_the_engine_set_loads_a_named_gguf_and_validates_the_summary_model
         raw = await json_model.complete_json(CHAT, schema, call_id="c", max_tokens=12)
         assert re.match(r'\{\s*"owner"', raw), raw  # random weights held to the schema
         assert switch.loaded == ["tiny"] and extraction_model(switch, None) is not None
+        assert [m.model_dump() for m in engines.report().named_models] == [
+            {"name": "tiny", "where": "local", "loaded": True}]
         reply_model = engines.llm
         engines.llm = windowed  # as the daemon wraps it
         with pytest.raises(UnavailableError, match="no language model named 'huge'"):
