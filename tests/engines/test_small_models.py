@@ -40,12 +40,19 @@ async def test_tiny_en_hears_the_reference_clips_after_the_phone_line(small: Eng
     if len(clips) < 2:
         pytest.skip("no reference clips in ../shared/data/speech")
     total = WordErrors()
+    before = small.stt.stats().extra
     for clip in clips:
         utterance = await asyncio.to_thread(clip.utterance)
         heard = await small.stt.transcribe(phone_audio_16k(utterance.ulaw), call_id="t")
         total += word_errors(clip.text, heard.text)
         assert heard.confidence > 0.3, (clip.name, heard)
     assert total.errors <= 1, total  # measured: word for word ("Testing 123 testing 123.", ...)
+    # Both short turns were decoded in a fitted window; the repeated words set tiny.en looping
+    # there, so that one was decoded again over the full 30 s (which heard it right).
+    after = small.stt.stats().extra
+    assert after["windowed_decodes"] - before["windowed_decodes"] == 1, after
+    assert after["looped_windows"] - before["looped_windows"] == 1, after
+    assert after["full_window_decodes"] - before["full_window_decodes"] == 1, after
 
 
 async def test_smollm2_answers_in_english(small: EngineSet) -> None:
