@@ -292,13 +292,16 @@ class Daemon:
         # Calls reach the LLM through its circuit; while it is open they take the playbook's
         # scripted path (the JSON extraction, by `llm_models.extraction` or the reply model,
         # keeps the engines themselves: it has its own timeout).
-        # Every request is fitted to the model's context window by tokens first.
+        # Every request is fitted to the model's context window by tokens first. Approved lines
+        # are synthesized ahead in the local voice, which is every call's voice only while no
+        # premium voice is configured (a premium call must not hear them in the other voice).
         guarded_llm = self.resilience.guarded_llm(self.engines.windowed(self.settings))
         self.dialogue = DialoguePart(self.settings, self.state_dir, self.db, self.writer,
                                      self.bus, self.metrics,
                                      self.engines.named_models(self.settings),
                                      calendar=self.integrations.scheduler(),
                                      llm_usage=self.cost.llm_usage, model_down=guarded_llm.down,
+                                     tts=self.engines.tts if self.cost.premium is None else None,
                                      resilience=self.resilience.resilience)
         self.engines.llm = guarded_llm
         await self.dialogue.start()

@@ -3,8 +3,8 @@
 Entries are keyed by playbook, playbook version and line key ("library:how-got-number"), so a
 new version never serves an old answer; `activate(playbook, version)` drops the entries of every
 other version of that playbook. Each entry holds the text and, once synthesized, the audio
-(`warm` fills it through a synthesize function the pipeline provides), so an approved answer
-plays at once. Redis when configured (shared by every process, survives a restart), a dict in
+(`warm` fills it through a synthesize function: reautod.dialogue.part's `ApprovedLinesWarmer`
+with the daemon's voice), so an approved answer plays at once. Redis when configured (shared by every process, survives a restart), a dict in
 the process otherwise; hits and misses are counted for metrics.
 """
 

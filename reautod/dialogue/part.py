@@ -15,6 +15,14 @@ call the dialer placed is found by its call row (lead, contact); a simulated cal
 the agent talks to a stand-in with the playbook's booking time zone and a sample address. The
 agent's opening offers the campaign's opt-out and gives its number for DNC requests, chosen as
 for the dialer's rendered opening (`CampaignSettings.opening_fields`).
+
+Approved lines are synthesized ahead of their calls (`ApprovedLinesWarmer`): the library answers
+and compliance lines of every playbook a campaign names go into the response cache with their
+audio, in the local voice (only while no premium voice is configured: the daemon passes no
+`tts` then, so no call hears a line in another voice than its own), when the daemon starts, when a health check finds a campaign's
+playbook new or edited, and when a call starts on a version not warmed yet; the TTS engine takes
+those requests only while no caller waits (`ahead_of_need`). A call's approved answer then plays
+without waiting for TTS, the first call's too.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -35,10 +44,11 @@ from reautod.campaigns.windows import CallingWindows, CampaignWindow
 from reautod.config import AgentSettings, Settings
 from reautod.conversation import CallContext, Conversations
 from reautod.dialogue.agent import AgentFactory, CallAgent
-from reautod.dialogue.cache import ResponseCache
+from reautod.dialogue.cache import ResponseCache, Synthesize
 from reautod.dialogue.control import dialogue_methods
 from reautod.dialogue.effects import CallingWindowPolicy, StoreCallEffects
-from reautod.dialogue.library import PlaybookLibrary
+from reautod.dialogue.library import PlaybookFile, PlaybookLibrary
+from reautod.dialogue.lines import approved_lines
 from reautod.dialogue.llm_extract import JsonModel, JsonUsage, LlamaJsonModel
 from reautod.dialogue.playbook_file import LoadedPlaybook, PlaybookError
 from reautod.dialogue.ports import AgentCall, LeadContext
@@ -48,11 +58,12 @@ from reautod.dialogue.scheduling import Scheduler
 from reautod.dialogue.seam import PlaybookConversations
 from reautod.dialogue.slots import CampaignSlots
 from reautod.dialogue.vocabulary import Outcome
-from reautod.engines.base import ChatMessage
+from reautod.engines.base import ChatMessage, TextToSpeech
 from reautod.engines.llm import LlamaLLM
 from reautod.engines.pool import LlmPool
+from reautod.engines.scheduler import ahead_of_need
 from reautod.engines.switch import ModelSwitch
-from reautod.errors import NotFoundError, UnavailableError
+from reautod.errors import EngineError, NotFoundError, UnavailableError
 from reautod.methods import Method
 from reautod.observability.events import EventBus
 from reautod.observability.metrics import Metrics
@@ -151,6 +162,77 @@ def json_model_of(llm: object, on_usage: JsonUsage | None = None) -> JsonModel |
     return None
 
 
+WARM_CALL_ID = "approved-lines"  # what the TTS engine's queue sees the warming requests as
+WARM_RETRY_S = 300.0  # a version whose warming failed (Redis, the voice) is tried again after
+
+
+def tts_synthesizer(tts: TextToSpeech) -> Synthesize:
+    """The TTS engine's voice as the response cache's `Synthesize` (PCM16 mono at its rate)."""
+
+    async def synthesize(text: str) -> tuple[bytes, int]:
+        chunks = [c async for c in tts.synthesize(text, call_id=WARM_CALL_ID)]
+        if not chunks:
+            raise EngineError(f"the voice made no audio for {text!r}")
+        return b"".join(c.pcm for c in chunks), chunks[0].sample_rate
+
+    return synthesize
+
+
+class ApprovedLinesWarmer:
+    """Synthesizes the approved lines of a playbook version into the response cache, once,
+    in a task of its own and behind any caller (see the module docstring); the version warmed
+    last is the playbook's only cached one (`ResponseCache.activate`)."""
+
+    def __init__(self, cache: ResponseCache, synthesize: Synthesize,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._cache = cache
+        self._synthesize = synthesize
+        self._clock = clock
+        self._done: set[tuple[str, str]] = set()
+        self._failed: dict[tuple[str, str], float] = {}  # -> when it may be tried again
+        self._pending: dict[tuple[str, str], LoadedPlaybook] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def want(self, loaded: LoadedPlaybook) -> None:
+        """Warm `loaded` unless it is warm, being warmed, or failed a moment ago."""
+        key = (loaded.name, loaded.version)
+        if key in self._done or key in self._pending or self._clock() < self._failed.get(key, 0):
+            return
+        self._pending[key] = loaded
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="warm-approved-lines")
+
+    async def idle(self) -> None:
+        """Wait until every version asked for is warmed (or failed)."""
+        while self._task is not None and not self._task.done():
+            await asyncio.wait({self._task})
+
+    async def _run(self) -> None:
+        while self._pending:
+            key, loaded = next(iter(self._pending.items()))
+            try:
+                with ahead_of_need():
+                    written = await self._cache.warm(loaded.name, loaded.version,
+                                                     approved_lines(loaded.playbook),
+                                                     self._synthesize)
+                await self._cache.activate(loaded.name, loaded.version)
+            except Exception as err:  # Redis or the voice: its calls synthesize as they go
+                log.warning("playbook %s %s: approved lines not synthesized ahead (%s); trying "
+                            "again in %.0f s", loaded.name, loaded.version, err, WARM_RETRY_S)
+                self._failed[key] = self._clock() + WARM_RETRY_S
+            else:
+                self._done.add(key)
+                log.info("playbook %s %s: %d approved line(s) synthesized ahead", loaded.name,
+                         loaded.version, written)
+            finally:
+                del self._pending[key]
+
+    async def close(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+
 class ResponseCacheCollector:
     """The response cache's lookups as metrics: hits and misses of approved lines, hits that
     came with audio, and the hit rate."""
@@ -226,12 +308,14 @@ class StoreAgentSource:
 
     def __init__(self, db: Database, library: PlaybookLibrary, factory: AgentFactory,
                  windows: CampaignCallbackWindow | None = None, *, agent: AgentSettings,
-                 default_caller_id: str | None, calendar: Scheduler | None = None) -> None:
+                 default_caller_id: str | None, calendar: Scheduler | None = None,
+                 warmer: ApprovedLinesWarmer | None = None) -> None:
         """`agent`, `default_caller_id`: what a campaign's opening falls back to (config
         `agent`, `twilio.from_number`), as the dialer renders it. `calendar`: the rep's
         calendar (CalDAV, `[integrations.caldav]`), where a playbook with booking books
-        instead of its campaign's own slots."""
+        instead of its campaign's own slots. `warmer`: told of each playbook a call starts."""
         self._calendar = calendar
+        self._warmer = warmer
         self._agent = agent
         self._default_caller_id = default_caller_id
         self._calls = CallRepository(db)
@@ -304,6 +388,8 @@ class StoreAgentSource:
                       "the configured prompt answers", call.call_id, campaign.name,
                       name, err.message)
             return None
+        if self._warmer is not None:
+            self._warmer.want(loaded)
         lead = await self._lead(row.lead_id if row else None, campaign, loaded, call)
         booking = loaded.playbook.booking
         scheduler: Scheduler | None = None
@@ -370,15 +456,18 @@ class DialoguePart:
                  bus: EventBus, metrics: Metrics, models: ModelSwitch | None = None,
                  calendar: Scheduler | None = None, llm_usage: JsonUsage | None = None,
                  model_down: Callable[[], bool] = lambda: False,
-                 resilience: Resilience | None = None) -> None:
+                 resilience: Resilience | None = None, tts: TextToSpeech | None = None) -> None:
         """`models`: the reply model and the named ones; facts are read as constrained JSON by
         `llm_models.extraction` (None: by phrases alone). `model_down`: whether calls take the
         playbook's scripted path now (the llm circuit is open, reautod.resilience.llm).
-        `resilience`: the response cache reaches Redis through its circuit."""
+        `resilience`: the response cache reaches Redis through its circuit. `tts`: the voice
+        that synthesizes approved lines ahead (None: each call's TTS says them)."""
         self.directory = settings.dialogue.playbooks_dir or state_dir / "playbooks"
         self.library = PlaybookLibrary(self.directory, settings.llm_model_names())
         self.cache = ResponseCache(settings.redis_url, resilience=resilience)
         metrics.register(ResponseCacheCollector(self.cache))
+        self.warmer = (ApprovedLinesWarmer(self.cache, tts_synthesizer(tts))
+                       if tts is not None else None)
         self._db = db
         self._writer = writer
         windows = CampaignCallbackWindow(CallingWindows())
@@ -392,7 +481,7 @@ class DialoguePart:
         self.source = StoreAgentSource(db, self.library, self.factory, windows,
                                        agent=settings.agent,
                                        default_caller_id=settings.twilio.from_number,
-                                       calendar=calendar)
+                                       calendar=calendar, warmer=self.warmer)
 
     def _pipeline_id(self, call_id: uuid.UUID) -> str:
         return self.source.pipeline_id(call_id)
@@ -402,6 +491,7 @@ class DialoguePart:
         if seeded:
             log.info("playbooks: %s seeded with %d example(s)", self.directory, len(seeded))
         await self.source.refresh()
+        self._warm(await asyncio.to_thread(self.library.entries))
 
     def conversations(self, fallback: Conversations) -> PlaybookConversations:
         """Each call's conversation: its campaign's playbook agent, else `fallback`'s."""
@@ -412,6 +502,7 @@ class DialoguePart:
         back to the configured prompt)."""
         await self.source.refresh()
         entries = await asyncio.to_thread(self.library.entries)
+        self._warm(entries)
         valid = {e.loaded.name for e in entries if e.loaded is not None}
         broken = [f"campaign {campaign} names playbook {name}, which is "
                   + ("broken" if any(e.file.stem == name for e in entries) else "missing")
@@ -421,10 +512,21 @@ class DialoguePart:
             return False, "; ".join(broken) + f" (in {self.directory})"
         return True, f"{len(valid)} playbook(s) in {self.directory}"
 
+    def _warm(self, entries: list[PlaybookFile]) -> None:
+        """Have the approved lines of every valid playbook a campaign names synthesized."""
+        if self.warmer is None:
+            return
+        in_use = {name for _campaign, name in self.source.playbooks_in_use()}
+        for entry in entries:
+            if entry.loaded is not None and entry.loaded.name in in_use:
+                self.warmer.want(entry.loaded)
+
     def control_methods(self) -> list[Method]:
         return dialogue_methods(self.library, self._db)
 
     async def close(self) -> None:
+        if self.warmer is not None:
+            await self.warmer.close()
         await self.cache.close()
 
     async def _settled(self, call: CallContext, agent: CallAgent, result: CallResult) -> None:

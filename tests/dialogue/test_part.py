@@ -23,10 +23,12 @@ from reautod.conversation import CallContext
 from reautod.dialogue.agent import AgentFactory
 from reautod.dialogue.cache import CachedLine, ResponseCache
 from reautod.dialogue.library import PlaybookLibrary
+from reautod.dialogue.lines import approved_lines
 from reautod.dialogue.part import (
     SIMULATED_CITY,
     SIMULATED_CUSTOM,
     SIMULATED_PHONE,
+    WARM_CALL_ID,
     AgentEvents,
     CampaignCallbackWindow,
     DialoguePart,
@@ -41,6 +43,7 @@ from reautod.dialogue.slots import CampaignSlots
 from reautod.engines.base import ChatMessage
 from reautod.engines.catalog import PROFILES
 from reautod.engines.llm import LlamaLLM
+from reautod.errors import EngineError
 from reautod.observability.events import EventBus
 from reautod.observability.metrics import Metrics
 from reautod.store.call_observer import call_uuid
@@ -56,8 +59,8 @@ from reautod.store.repositories import (
     LeadRepository,
 )
 from reautod.store.writebehind import WriteBehind
-from tests.dialogue.fakes import EXAMPLES, NOW, Effects, Records
-from tests.pipeline.fakes import FakeLLM
+from tests.dialogue.fakes import EXAMPLES, NOW, Effects, Records, example
+from tests.pipeline.fakes import FakeLLM, FakeTTS
 from tests.store.conftest import TEST_DB_SETTINGS
 
 
@@ -323,3 +326,43 @@ async def test_a_caller_who_rang_in_gets_the_campaigns_inbound_playbook(site: Si
     back = await site.source.agent_for(dataclasses.replace(call("sim-in-2", "sellers"),
                                                            direction="inbound"))
     assert back is not None and back.loaded.name == "real-estate-sellers"
+
+
+async def test_the_approved_lines_of_the_playbooks_in_use_are_synthesized_ahead(
+        site: Site, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    settings = Settings(dialogue={"playbooks_dir": str(site.playbooks)})
+    writer = WriteBehind(site.db, tmp_path / "spool", queue_size=8)
+    tts = FakeTTS(fail_with=EngineError("tts failed"), fail_next=1)
+    part = DialoguePart(settings, tmp_path, site.db, writer, EventBus(), Metrics(), tts=tts)
+    assert part.warmer is not None
+    await part.start()  # the first try fails on the voice: nothing is cached, it is logged
+    await part.warmer.idle()
+    assert "approved lines not synthesized ahead (tts failed)" in caplog.text
+    sellers = example("real-estate-sellers")
+    lines = approved_lines(sellers.playbook)
+    assert await part.cache.get(sellers.name, sellers.version, "library:how-got-number") is None
+    tried = len(tts.texts)
+    part.warmer.want(sellers)  # not again so soon
+    await part.warmer.idle()
+    assert len(tts.texts) == tried
+    await part.close()
+    # A new daemon: the campaigns' playbooks (the sellers' only; the inbound example no
+    # campaign names is left) in the voice, behind any caller
+    part = DialoguePart(settings, tmp_path, site.db, writer, EventBus(), Metrics(), tts=tts)
+    assert part.warmer is not None
+    await part.start()
+    await part.warmer.idle()
+    for key, text in lines.items():
+        cached = await part.cache.get(sellers.name, sellers.version, key)
+        assert cached is not None and cached.text == text and cached.audio == tts.pcm(text), key
+        assert cached.sample_rate == tts.sample_rate
+    warmed = tts.texts[tried:]
+    assert sorted(warmed) == sorted((WARM_CALL_ID, text) for text in lines.values())
+    assert all(tts.ahead)
+    # (a call's approved answer then carries that audio: test_personas) A call starting on the
+    # same version, or a health check, synthesizes nothing again.
+    assert await part.source.agent_for(call("sim-warm", "sellers")) is not None
+    assert (await part.health())[0] is False  # the broken campaign; the warm ones stay warm
+    await part.warmer.idle()
+    assert len(tts.texts) == tried + len(warmed)
+    await part.close()
