@@ -60,6 +60,7 @@ SAMPLES: dict[str, Any] = {
     "llm_models.local[].name": "fast",
     "llm_models.local[].path": "qwen2.5-0.5b-instruct-q4_k_m.gguf",
     "llm_models.summary": "fast",
+    "llm_models.extraction": "fast",
     "llm_pool.endpoints[].url": "http://10.0.0.5:8000/v1",
     "integrations.webhooks[].name": "spring-crm",
     "integrations.webhooks[].url": "https://crm.example.com/hooks/spring",
