@@ -173,8 +173,8 @@ class EngineSet:
     def windowed(self, settings: Settings) -> LanguageModel:
         """This set's LLM, with the named models beside it (`named_models`), every request
         fitted to the reply model's context window by its own tokenizer (reautod.engines.
-        context; a named model is fitted to the same window); an absent model is returned as
-        it is."""
+        context; a named model is fitted to the same window); with no tokenizer to count by
+        (an absent reply model) the switch is returned without a window."""
         llm = self.named_models(settings)
         inner: Any = _innermost(self.llm)
         tokenizer: Tokenizer
@@ -187,7 +187,7 @@ class EngineSet:
         else:
             return llm
         e = settings.engines
-        writer = self.named_models(settings).using(settings.llm_models.summary)
+        writer = llm.using(settings.llm_models.summary)
         window = ContextWindow(tokenizer, n_ctx=n_ctx, summary_tokens=e.llm_summary_tokens,
                                summarize=model_summarizer(writer, max_tokens=e.llm_summary_tokens,
                                                           timeout_s=e.llm_timeout_s))
